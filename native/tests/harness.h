@@ -1,0 +1,91 @@
+// A small self-registering test harness for the C++ core: TEST(name) { ... },
+// CHECK(cond) / CHECK_MSG(cond, msg) / CHECK_THROWS(expr), a deterministic
+// RNG, and every_isa() to run a comparison on each path this CPU supports.
+// main() (main.cpp) runs all tests, or those whose name contains argv[1], and
+// closes with "N passed, N failed".
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cpu/features.h"
+
+namespace ternorm::test {
+
+struct TestCase {
+  const char* name;
+  void (*fn)();
+};
+std::vector<TestCase>& registry();
+struct Register {
+  Register(const char* name, void (*fn)()) { registry().push_back({name, fn}); }
+};
+
+// Records a failed check in the running test (the test goes on, and fails).
+void fail(const char* file, int line, const std::string& what);
+
+// Deterministic generator (splitmix64) so every run sees the same inputs.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : s_(seed) {}
+  uint64_t next() {
+    uint64_t z = (s_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return (next() >> 11) * (1.0 / 9007199254740992.0); }  // [0, 1)
+  float uniform(float lo, float hi) { return lo + float(uniform()) * (hi - lo); }
+  int64_t below(int64_t n) { return int64_t(next() % uint64_t(n)); }
+  float normal() {  // Box-Muller
+    const double u1 = uniform() + 1e-300, u2 = uniform();
+    return float(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+  }
+
+ private:
+  uint64_t s_;
+};
+
+// Every ISA path this CPU can run, scalar first.
+inline std::vector<Isa> every_isa() { return supported_isas(); }
+
+// Largest |a - b| / max(1, |b|) over n elements.
+double max_rel_err(const float* a, const float* b, int64_t n);
+
+}  // namespace ternorm::test
+
+#define TERNORM_CAT2(a, b) a##b
+#define TERNORM_CAT(a, b) TERNORM_CAT2(a, b)
+#define TEST(name)                                                              \
+  static void TERNORM_CAT(test_fn_, name)();                                    \
+  static ::ternorm::test::Register TERNORM_CAT(test_reg_, name)(#name,          \
+                                                                TERNORM_CAT(test_fn_, name)); \
+  static void TERNORM_CAT(test_fn_, name)()
+
+#define CHECK(cond)                                                   \
+  do {                                                                \
+    if (!(cond)) ::ternorm::test::fail(__FILE__, __LINE__, #cond);    \
+  } while (0)
+
+#define CHECK_MSG(cond, msg)                                                     \
+  do {                                                                           \
+    if (!(cond)) {                                                               \
+      std::ostringstream os_;                                                    \
+      os_ << #cond << ": " << msg;                                               \
+      ::ternorm::test::fail(__FILE__, __LINE__, os_.str());                      \
+    }                                                                            \
+  } while (0)
+
+#define CHECK_THROWS(expr)                                                       \
+  do {                                                                           \
+    bool threw_ = false;                                                         \
+    try {                                                                        \
+      expr;                                                                      \
+    } catch (const std::exception&) {                                            \
+      threw_ = true;                                                             \
+    }                                                                            \
+    if (!threw_) ::ternorm::test::fail(__FILE__, __LINE__, "no exception: " #expr); \
+  } while (0)
