@@ -1,7 +1,7 @@
 // Gain encodings the fused RMSNorm kernel can decode on the fly. A decoder
 // turns an encoded gain vector into fp32 gains; the kernel multiplies them into
 // the base weight once per call. New schemes (the adapter codecs) add a
-// GainScheme value and register a decoder in gain_codec.cpp; the kernel does
+// GainScheme value and register a GainDecoder in gain_codec.cpp; the kernel does
 // not change.
 #pragma once
 #include <cstddef>
@@ -10,12 +10,12 @@
 namespace ternorm::norm {
 
 enum class GainScheme : uint32_t {
-  F32 = 0,            // data: d floats
-  F16 = 1,            // data: d IEEE binary16 (uint16_t)
-  Int8PerTensor = 2,  // data: d int8; g = q * params[0] (params[0] = scale)
+  F32 = 0,            // data: d floats; no params
+  F16 = 1,            // data: d IEEE binary16 (uint16_t); no params
+  Int8PerTensor = 2,  // data: d int8 (all of -128..127); g = q * params[0] (the scale); 1 param
 };
 
-// A non-owning view of one encoded gain vector.
+// A non-owning view of one encoded gain vector. data needs no alignment.
 struct GainView {
   GainScheme scheme = GainScheme::F32;
   int64_t d = 0;                  // number of gains
@@ -25,14 +25,36 @@ struct GainView {
   size_t n_params = 0;
 };
 
-// Checks the view (payload size, parameter count, finite parameters) and
-// throws std::invalid_argument naming what was expected.
+// One registered scheme. The entry describes the exact layout so validation is
+// generic; decode runs only on a validated view. A scheme whose layout depends
+// on a parameter count (e.g. a codebook of k centroids) reads g.n_params in
+// payload_bytes / params_ok.
+struct GainDecoder {
+  GainScheme scheme;
+  const char* name;             // e.g. "int8_per_tensor", used in messages
+  const char* params_expected;  // what params_ok accepts, for messages
+  size_t (*payload_bytes)(const GainView& g);  // exact payload size for g.d gains
+  bool (*params_ok)(const GainView& g);        // is g.n_params right for this scheme
+  void (*decode)(const GainView& g, float* out);
+};
+
+// The registered decoder of a scheme, or nullptr when none is registered.
+const GainDecoder* find_gain_decoder(GainScheme scheme);
+
+// Checks the view (known scheme, d > 0, non-null data, exact payload size,
+// parameter count, finite parameters) and throws std::invalid_argument naming
+// what was expected.
 void validate_gain(const GainView& g);
 
-// Decodes all d gains into out[d] (validates first).
+// Decodes all d gains into out[d] (validates first). Throws
+// std::invalid_argument when out is null or a decoded gain is not finite
+// (NaN/inf payload, or q * scale overflowing float), naming its index.
 void decode_gain(const GainView& g, float* out);
 
-// Exact IEEE binary16 <-> binary32 conversions (round to nearest even).
+// Exact IEEE binary16 <-> binary32 conversions. f32_to_f16 rounds to nearest,
+// ties to even; overflows to +-inf; rounds into subnormals and to +-0. NaN
+// maps to a quiet NaN keeping the sign and the top payload bits in both
+// directions (as x86 F16C does).
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);
 

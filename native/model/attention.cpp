@@ -1,0 +1,156 @@
+// RoPE and causal multi-head attention. Each (sequence, head) is one unit of
+// work writing its own columns, so threads never share an output. The matrix
+// products run through gemm_f32 on the calling thread, in row blocks that stop
+// at the diagonal (the causal half is skipped).
+#include <algorithm>
+#include <cmath>
+
+#include "../cpu/thread_pool.h"
+#include "../gemm/gemm.h"
+#include "layers.h"
+#include "vec_math.h"
+
+namespace ternorm::model {
+
+// ---- RoPE --------------------------------------------------------------------------------
+
+namespace {
+// Rotates pairs (2i, 2i+1) of the q and k blocks of each row by sign * angle.
+void rope_rotate(float* qkv, int64_t B, int64_t T, int64_t d, int64_t hd, const float* cos,
+                 const float* sin, float sign, const Exec& ex) {
+  const int64_t half = hd / 2;
+  parallel_ranges(ex, B * T, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t t = r % T;
+      const float* c = cos + t * half;
+      const float* s = sin + t * half;
+      for (int64_t part = 0; part < 2; ++part) {  // q, then k
+        float* row = qkv + r * 3 * d + part * d;
+        for (int64_t h0 = 0; h0 < d; h0 += hd)
+          for (int64_t i = 0; i < half; ++i) {
+            const float a = row[h0 + 2 * i], b = row[h0 + 2 * i + 1];
+            const float si = sign * s[i];
+            row[h0 + 2 * i] = a * c[i] - b * si;
+            row[h0 + 2 * i + 1] = a * si + b * c[i];
+          }
+      }
+    }
+  });
+}
+}  // namespace
+
+void rope_forward(float* qkv, int64_t B, int64_t T, int64_t d, int64_t head_dim, const float* cos,
+                  const float* sin, const Exec& ex) {
+  rope_rotate(qkv, B, T, d, head_dim, cos, sin, 1.0f, ex);
+}
+
+// The rotation is orthogonal: its gradient is the inverse rotation.
+void rope_backward(float* dqkv, int64_t B, int64_t T, int64_t d, int64_t head_dim,
+                   const float* cos, const float* sin, const Exec& ex) {
+  rope_rotate(dqkv, B, T, d, head_dim, cos, sin, -1.0f, ex);
+}
+
+// ---- attention -------------------------------------------------------------------------------
+
+namespace {
+constexpr int64_t kBlock = 64;  // query rows per causal block
+
+// C (m x n, ldc) = alpha * op(A) op(B) on the calling thread.
+void mm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+        int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, const Exec& one) {
+  gemm::GemmArgs g;
+  g.trans_a = ta, g.trans_b = tb;
+  g.m = m, g.n = n, g.k = k, g.alpha = alpha;
+  g.a = a, g.lda = lda, g.b = b, g.ldb = ldb, g.c = c, g.ldc = ldc;
+  gemm::gemm_f32(g, one);
+}
+}  // namespace
+
+void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t d, int64_t H, float* P,
+                       float* out, const Exec& ex) {
+  const int64_t hd = d / H, ld = 3 * d;
+  const float scale = float(1.0 / std::sqrt(double(hd)));
+  const Exec one{ex.isa, nullptr, 1};
+  parallel_ranges(ex, B * H, 1, [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t b = u / H, h = u % H;
+      const float* Q = qkv + b * T * ld + h * hd;
+      const float* K = Q + d;
+      const float* V = Q + 2 * d;
+      float* Pu = P + u * T * T;
+      float* O = out + b * T * d + h * hd;
+      // Scores of rows [i0, i1) against keys [0, i1).
+      for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
+        const int64_t i1 = std::min(T, i0 + kBlock);
+        mm(false, true, i1 - i0, i1, hd, scale, Q + i0 * ld, ld, K, ld, Pu + i0 * T, T, one);
+      }
+      // Causal softmax; the masked part is set to 0 (backward and the block
+      // products below read it).
+      for (int64_t i = 0; i < T; ++i) {
+        float* p = Pu + i * T;
+        const float mx = max_of(p, i + 1);
+        exp_shifted(p, mx, p, i + 1);
+        const float inv = float(1.0 / sum_f64(p, i + 1));
+        for (int64_t j = 0; j <= i; ++j) p[j] *= inv;
+        std::fill(p + i + 1, p + T, 0.0f);
+      }
+      for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
+        const int64_t i1 = std::min(T, i0 + kBlock);
+        mm(false, false, i1 - i0, hd, i1, 1.0f, Pu + i0 * T, T, V, ld, O + i0 * d, d, one);
+      }
+    }
+  });
+}
+
+void attention_backward(const float* qkv, const float* P, const float* dout, int64_t B, int64_t T,
+                        int64_t d, int64_t H, float* dP, float* dqkv, const Exec& ex) {
+  const int64_t hd = d / H, ld = 3 * d;
+  const float scale = float(1.0 / std::sqrt(double(hd)));
+  const Exec one{ex.isa, nullptr, 1};
+  parallel_ranges(ex, B * H, 1, [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t b = u / H, h = u % H;
+      const float* Q = qkv + b * T * ld + h * hd;
+      const float* K = Q + d;
+      const float* V = Q + 2 * d;
+      const float* Pu = P + u * T * T;
+      const float* dO = dout + b * T * d + h * hd;
+      float* dS = dP + u * T * T;
+      float* dQ = dqkv + b * T * ld + h * hd;
+      float* dK = dQ + d;
+      float* dV = dQ + 2 * d;
+      // dP = dO V^T (causal blocks), dV = P^T dO (P is zero above the diagonal,
+      // so key block [j0, j1) only needs query rows from j0 on).
+      for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
+        const int64_t i1 = std::min(T, i0 + kBlock);
+        mm(false, true, i1 - i0, i1, hd, 1.0f, dO + i0 * d, d, V, ld, dS + i0 * T, T, one);
+      }
+      for (int64_t j0 = 0; j0 < T; j0 += kBlock) {
+        const int64_t j1 = std::min(T, j0 + kBlock);
+        mm(true, false, j1 - j0, hd, T - j0, 1.0f, Pu + j0 * T + j0, T, dO + j0 * d, d,
+           dV + j0 * ld, ld, one);
+      }
+      // Softmax backward in place: dS = P * (dP - sum_j P dP), zero above the diagonal.
+      for (int64_t i = 0; i < T; ++i) {
+        const float* p = Pu + i * T;
+        float* g = dS + i * T;
+        float dot = 0;
+        for (int64_t j = 0; j <= i; ++j) dot += p[j] * g[j];
+        for (int64_t j = 0; j <= i; ++j) g[j] = p[j] * (g[j] - dot);
+        std::fill(g + i + 1, g + T, 0.0f);
+      }
+      // dQ = scale * dS K, dK = scale * dS^T Q.
+      for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
+        const int64_t i1 = std::min(T, i0 + kBlock);
+        mm(false, false, i1 - i0, hd, i1, scale, dS + i0 * T, T, K, ld, dQ + i0 * ld, ld, one);
+      }
+      for (int64_t j0 = 0; j0 < T; j0 += kBlock) {
+        const int64_t j1 = std::min(T, j0 + kBlock);
+        mm(true, false, j1 - j0, hd, T - j0, scale, dS + j0 * T + j0, T, Q + j0 * ld, ld,
+           dK + j0 * ld, ld, one);
+      }
+    }
+  });
+}
+
+}  // namespace ternorm::model

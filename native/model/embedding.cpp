@@ -1,0 +1,98 @@
+// Token embedding, the output head tied to it, and the cross-entropy loss.
+#include <algorithm>
+#include <cmath>
+
+#include "../cpu/thread_pool.h"
+#include "../gemm/gemm.h"
+#include "layers.h"
+#include "vec_math.h"
+
+namespace ternorm::model {
+
+// ---- embedding ---------------------------------------------------------------------------
+
+void embedding_forward(const float* table, int64_t d, const int32_t* tokens, int64_t n, float* x,
+                       const Exec& ex) {
+  parallel_ranges(ex, n, 16, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      std::copy(table + int64_t(tokens[t]) * d, table + int64_t(tokens[t]) * d + d, x + t * d);
+  });
+}
+
+void embedding_backward(const int32_t* tokens, int64_t n, int64_t d, const float* dx,
+                        float* dtable, const Exec& ex) {
+  // A token may repeat: splitting channels (not tokens) keeps each sum in
+  // token order whatever the thread count.
+  parallel_ranges(ex, d, 16, [&](int64_t c0, int64_t c1) {
+    for (int64_t t = 0; t < n; ++t) {
+      float* row = dtable + int64_t(tokens[t]) * d;
+      const float* g = dx + t * d;
+      for (int64_t c = c0; c < c1; ++c) row[c] += g[c];
+    }
+  });
+}
+
+// ---- tied head ---------------------------------------------------------------------------
+
+void head_forward(const float* x, const float* table, int64_t n, int64_t d, int64_t V,
+                  float* logits, const Exec& ex) {
+  gemm::GemmArgs g;
+  g.trans_b = true;
+  g.m = n, g.n = V, g.k = d;
+  g.a = x, g.lda = d, g.b = table, g.ldb = d, g.c = logits, g.ldc = V;
+  gemm::gemm_f32(g, ex);
+}
+
+void head_backward(const float* dlogits, const float* x, const float* table, int64_t n, int64_t d,
+                   int64_t V, float* dx, float* dtable, const Exec& ex) {
+  if (dx) {
+    gemm::GemmArgs g;
+    g.m = n, g.n = d, g.k = V;
+    g.a = dlogits, g.lda = V, g.b = table, g.ldb = d, g.c = dx, g.ldc = d;
+    gemm::gemm_f32(g, ex);
+  }
+  if (dtable) {
+    gemm::GemmArgs g;
+    g.trans_a = true;
+    g.m = V, g.n = d, g.k = n;
+    g.a = dlogits, g.lda = V, g.b = x, g.ldb = d, g.c = dtable, g.ldc = d;
+    gemm::gemm_f32(g, ex);
+  }
+}
+
+// ---- cross-entropy --------------------------------------------------------------------------
+
+void cross_entropy_forward(float* logits, const int32_t* targets, int64_t n, int64_t V,
+                           double* nll, const Exec& ex) {
+  parallel_ranges(ex, n, 4, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      float* l = logits + t * V;
+      const double lt = targets[t] >= 0 ? double(l[targets[t]]) : 0.0;  // before the overwrite
+      const float mx = max_of(l, V);
+      exp_shifted(l, mx, l, V);
+      const double sum = sum_f64(l, V);
+      nll[t] = targets[t] >= 0 ? double(mx) + std::log(sum) - lt : 0.0;
+      const float inv = float(1.0 / sum);
+      for (int64_t j = 0; j < V; ++j) l[j] *= inv;
+    }
+  });
+}
+
+void cross_entropy_backward(const float* probs, const int32_t* targets, int64_t n, int64_t V,
+                            float scale, float* dlogits, const Exec& ex) {
+  parallel_ranges(ex, n, 4, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* p = probs + t * V;
+      float* g = dlogits + t * V;
+      if (targets[t] < 0) {
+        std::fill(g, g + V, 0.0f);
+        continue;
+      }
+      const float pt = p[targets[t]];  // before g (which may alias p) overwrites it
+      for (int64_t j = 0; j < V; ++j) g[j] = scale * p[j];
+      g[targets[t]] = scale * (pt - 1.0f);
+    }
+  });
+}
+
+}  // namespace ternorm::model

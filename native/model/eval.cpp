@@ -1,0 +1,80 @@
+#include "eval.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "transformer.h"
+
+namespace ternorm::model {
+
+EvalResult evaluate(const Model& model, const norm::GainView* gains, int64_t n_gain_views,
+                    const int32_t* tokens, int64_t n_tokens, int64_t n_bytes,
+                    const EvalOptions& opts, const Exec& ex) {
+  const ModelConfig& c = model.config();
+  if (!tokens || n_tokens < 2)
+    throw std::invalid_argument("evaluate: need at least 2 tokens (one to predict from, one to "
+                                "score), got " + std::to_string(tokens ? n_tokens : 0));
+  if (n_bytes < 1)
+    throw std::invalid_argument("evaluate: n_bytes (UTF-8 bytes of the scored text) must be >= 1, "
+                                "got " + std::to_string(n_bytes));
+  if (opts.stride < 0 || opts.stride > c.context)
+    throw std::invalid_argument("evaluate: stride must be in [1, context = " +
+                                std::to_string(c.context) + "] (or 0 for context/2), got " +
+                                std::to_string(opts.stride));
+  if (opts.batch < 1 || opts.batch > 1024)
+    throw std::invalid_argument("evaluate: batch must be in [1, 1024], got " +
+                                std::to_string(opts.batch));
+  if (gains && n_gain_views > 0)
+    validate_adapter(c, gains, n_gain_views);
+  else
+    gains = nullptr;
+  for (int64_t i = 0; i < n_tokens; ++i)
+    if (tokens[i] < 0 || tokens[i] >= c.vocab)
+      throw std::invalid_argument("evaluate: token id " + std::to_string(tokens[i]) +
+                                  " at position " + std::to_string(i) + " is out of range [0, " +
+                                  std::to_string(c.vocab) + ")");
+
+  const int64_t W = std::min(c.context, n_tokens - 1);
+  const int64_t stride = opts.stride > 0 ? opts.stride : std::max<int64_t>(1, c.context / 2);
+  std::vector<int64_t> starts;
+  for (int64_t s = 0;; s += stride) {
+    starts.push_back(std::min(s, n_tokens - 1 - W));
+    if (starts.back() + W >= n_tokens - 1) break;
+  }
+
+  EvalResult r;
+  r.nll.assign(size_t(n_tokens - 1), 0.0);
+  r.n_windows = int64_t(starts.size());
+  r.window = W;
+  r.stride = stride;
+  const int64_t B = std::min<int64_t>(opts.batch, r.n_windows);
+  Workspace ws(c, B, W, /*for_backward=*/false);
+  std::vector<int32_t> in(size_t(B * W)), tg(size_t(B * W));
+  int64_t scored_to = 0;  // targets tokens[1 .. scored_to] are done
+  for (int64_t w0 = 0; w0 < r.n_windows; w0 += B) {
+    const int64_t nb = std::min(B, r.n_windows - w0);
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t s = starts[size_t(w0 + b)];
+      for (int64_t t = 0; t < W; ++t) {
+        const int64_t target = s + 1 + t;
+        in[size_t(b * W + t)] = tokens[s + t];
+        tg[size_t(b * W + t)] = target > scored_to ? tokens[target] : -1;
+      }
+      scored_to = s + W;
+    }
+    transformer_forward(model, opts.precision, gains, in.data(), tg.data(), nb, W, ws,
+                        /*keep_probs=*/false, ex);
+    for (int64_t b = 0; b < nb; ++b)
+      for (int64_t t = 0; t < W; ++t)
+        if (tg[size_t(b * W + t)] >= 0) r.nll[size_t(starts[size_t(w0 + b)] + t)] = ws.nll()[b * W + t];
+  }
+  for (double v : r.nll) r.total_nll += v;
+  r.mean_nll = r.total_nll / double(n_tokens - 1);
+  r.perplexity = std::exp(r.mean_nll);
+  r.bits_per_byte = r.total_nll / std::log(2.0) / double(n_bytes);
+  return r;
+}
+
+}  // namespace ternorm::model

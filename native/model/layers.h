@@ -1,0 +1,117 @@
+// The layers of the model, each forward next to its backward (llm.c style).
+// Shapes are row-major; n = batch * seq tokens; d = d_model, f = d_ff,
+// V = vocab, H = heads. Every call takes an Exec and threads over independent
+// rows, heads or channels only, so results never depend on the thread count.
+// Backward functions overwrite their outputs unless they say "+=".
+#pragma once
+#include <cstdint>
+
+#include "../cpu/isa.h"
+#include "../norm/gain_codec.h"
+#include "../ternary/ternary.h"
+#include "model.h"
+
+namespace ternorm::model {
+
+// ---- token embedding ---------------------------------------------------------------
+// x[t] = table[tokens[t]] (ids already validated).
+void embedding_forward(const float* table, int64_t d, const int32_t* tokens, int64_t n, float* x,
+                       const Exec& ex);
+// dtable[tokens[t]] += dx[t], tokens taken in order (threads split channels).
+void embedding_backward(const int32_t* tokens, int64_t n, int64_t d, const float* dx,
+                        float* dtable, const Exec& ex);
+
+// ---- residual ----------------------------------------------------------------------
+// out = a + b (out may alias a). Backward is the identity into both branches.
+void residual_forward(float* out, const float* a, const float* b, int64_t count, const Exec& ex);
+
+// ---- RMSNorm with gain (wraps norm/rmsnorm.h) -------------------------------------------
+// y = x / rms(x) * w_base * g.
+struct NormWeights {
+  const float* w_base = nullptr;  // d
+  norm::GainView gain;            // d gains, any encoding
+  float eps = 1e-5f;
+};
+void rmsnorm_forward(const NormWeights& w, const float* x, int64_t n, int64_t d, float* y,
+                     const Exec& ex);
+// The same, quantised per token to int8 for a ternary linear (see
+// ternary::quantize_activations for the layout).
+void rmsnorm_forward_i8(const NormWeights& w, const float* x, int64_t n, int64_t d, int8_t* q,
+                        float* scales, const Exec& ex);
+// dx (n x d) and dgain (d, w.r.t. the decoded gains g); either may be null.
+void rmsnorm_backward(const NormWeights& w, const float* x, int64_t n, int64_t d, const float* dy,
+                      float* dx, float* dgain, const Exec& ex);
+
+// ---- linear: y = x W^T (W is rows x cols) -------------------------------------------------
+struct LinearWeights {
+  const float* latent = nullptr;  // rows x cols fp32 (used in Precision::F32)
+  ternary::PackedTernary packed;  // ternarised weights (the ternary precisions)
+  int64_t rows = 0, cols = 0;
+};
+// The input as forward consumed it: fp32 rows (F32, TernaryF32Act) or per-token
+// int8 rows and scales (Ternary; row stride ternary::padded_cols(cols)).
+struct LinearInput {
+  const float* x = nullptr;
+  const int8_t* q = nullptr;
+  const float* scales = nullptr;
+};
+// F32: y = x W^T (gemm_f32). Ternary: y = gemm_i8(trits, q) with the two
+// scales. TernaryF32Act: y = x (trit * scale)^T (matmul_f32).
+void linear_forward(Precision p, const LinearWeights& w, const LinearInput& in, int64_t n,
+                    float* y, const Exec& ex);
+// Backward; in the ternary precisions a straight-through estimator (BitNet
+// b1.58): both quantisers pass gradients unchanged, so with W_eff = the
+// weights forward used (latent in F32, trit * scale otherwise) and x_eff = the
+// input forward used (x, or q * scale dequantised):
+//   dx = dy W_eff          (gemm_f32 in F32, matmul_f32_t otherwise)   [null: skip]
+//   dw = dy^T x_eff        (gemm_f32; the gradient of the latent weights) [null: skip]
+// scratch (n x cols floats) holds x_eff in Precision::Ternary when dw is wanted.
+void linear_backward(Precision p, const LinearWeights& w, const LinearInput& in, int64_t n,
+                     const float* dy, float* dx, float* dw, float* scratch, const Exec& ex);
+
+// ---- RoPE ----------------------------------------------------------------------------
+// qkv holds B*T rows of [q (d) | k (d) | v (d)]. Rotates, in q and k of every
+// head, the channel pair (2i, 2i+1) by angle(t, i) (tables from Model, stride
+// head_dim/2 per position t < T). Backward rotates the gradient back
+// (angle -> -angle); v is untouched either way.
+void rope_forward(float* qkv, int64_t B, int64_t T, int64_t d, int64_t head_dim, const float* cos,
+                  const float* sin, const Exec& ex);
+void rope_backward(float* dqkv, int64_t B, int64_t T, int64_t d, int64_t head_dim,
+                   const float* cos, const float* sin, const Exec& ex);
+
+// ---- causal multi-head attention ------------------------------------------------------------
+// Per sequence b and head h (channels h*hd .. h*hd+hd-1 of q, k, v):
+//   P = softmax(q k^T / sqrt(hd)) over keys j <= i, out = P v
+// (exp by exp_approx, row sums in double).
+// P (B x H x T x T) is saved for backward, zero above the diagonal.
+void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t d, int64_t H, float* P,
+                       float* out, const Exec& ex);
+// dqkv gets dq, dk, dv (all 3d columns overwritten); dP is scratch of P's size.
+void attention_backward(const float* qkv, const float* P, const float* dout, int64_t B, int64_t T,
+                        int64_t d, int64_t H, float* dP, float* dqkv, const Exec& ex);
+
+// ---- SwiGLU ----------------------------------------------------------------------------
+// gu holds n rows of [gate (f) | up (f)]; s = silu(gate) * up (n x f), the
+// sigmoid by exp_approx.
+void swiglu_forward(const float* gu, int64_t n, int64_t f, float* s, const Exec& ex);
+void swiglu_backward(const float* gu, const float* ds, int64_t n, int64_t f, float* dgu,
+                     const Exec& ex);
+
+// ---- tied output head and cross-entropy ------------------------------------------------------------
+// logits = x table^T (n x V), table = the token embedding (V x d).
+void head_forward(const float* x, const float* table, int64_t n, int64_t d, int64_t V,
+                  float* logits, const Exec& ex);
+// dx = dlogits table, dtable = dlogits^T x (overwritten); either may be null.
+void head_backward(const float* dlogits, const float* x, const float* table, int64_t n, int64_t d,
+                   int64_t V, float* dx, float* dtable, const Exec& ex);
+// nll[t] = logsumexp(logits[t]) - logits[t][targets[t]] (exp by exp_approx,
+// sums in double), 0 where targets[t] < 0 (a position that is not scored).
+// logits is overwritten with softmax(logits), which backward reads.
+void cross_entropy_forward(float* logits, const int32_t* targets, int64_t n, int64_t V,
+                           double* nll, const Exec& ex);
+// dlogits[t] = scale * (probs[t] - onehot(targets[t])), rows with targets[t] < 0
+// zero; dlogits may alias probs.
+void cross_entropy_backward(const float* probs, const int32_t* targets, int64_t n, int64_t V,
+                            float scale, float* dlogits, const Exec& ex);
+
+}  // namespace ternorm::model

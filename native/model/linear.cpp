@@ -1,0 +1,77 @@
+// The ternary linear layer (BitNet b1.58) and its fp32 counterpart.
+#include <stdexcept>
+#include <string>
+
+#include "../cpu/thread_pool.h"
+#include "../gemm/gemm.h"
+#include "layers.h"
+
+namespace ternorm::model {
+
+namespace {
+void need(bool ok, const char* what) {
+  if (!ok) throw std::invalid_argument(std::string("linear layer: ") + what);
+}
+}  // namespace
+
+void linear_forward(Precision p, const LinearWeights& w, const LinearInput& in, int64_t n,
+                    float* y, const Exec& ex) {
+  switch (p) {
+    case Precision::F32: {
+      need(in.x && w.latent, "F32 needs the fp32 input and the latent weights");
+      gemm::GemmArgs g;
+      g.trans_b = true;
+      g.m = n, g.n = w.rows, g.k = w.cols;
+      g.a = in.x, g.lda = w.cols, g.b = w.latent, g.ldb = w.cols, g.c = y, g.ldc = w.rows;
+      gemm::gemm_f32(g, ex);
+      return;
+    }
+    case Precision::Ternary:
+      need(in.q && in.scales && w.packed.data, "Ternary needs the int8 input and packed weights");
+      ternary::gemm_i8(w.packed, in.q, in.scales, n, y, ex);
+      return;
+    case Precision::TernaryF32Act:
+      need(in.x && w.packed.data, "TernaryF32Act needs the fp32 input and packed weights");
+      ternary::matmul_f32(w.packed, in.x, n, y, ex);
+      return;
+  }
+  throw std::invalid_argument("linear layer: unknown precision");
+}
+
+void linear_backward(Precision p, const LinearWeights& w, const LinearInput& in, int64_t n,
+                     const float* dy, float* dx, float* dw, float* scratch, const Exec& ex) {
+  if (dx) {
+    if (p == Precision::F32) {
+      need(w.latent != nullptr, "F32 backward needs the latent weights");
+      gemm::GemmArgs g;
+      g.m = n, g.n = w.cols, g.k = w.rows;
+      g.a = dy, g.lda = w.rows, g.b = w.latent, g.ldb = w.cols, g.c = dx, g.ldc = w.cols;
+      gemm::gemm_f32(g, ex);
+    } else {
+      need(w.packed.data != nullptr, "ternary backward needs the packed weights");
+      ternary::matmul_f32_t(w.packed, dy, n, dx, ex);  // STE: d(quantised W, x) -> the same product's transpose
+    }
+  }
+  if (dw) {
+    const float* x_eff = in.x;
+    if (p == Precision::Ternary) {
+      // The input forward multiplied was q * scale: dequantise it (STE).
+      need(in.q && in.scales && scratch, "Ternary dW needs the int8 input and a scratch buffer");
+      const int64_t stride = ternary::padded_cols(w.cols);
+      parallel_ranges(ex, n, 16, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t)
+          for (int64_t c = 0; c < w.cols; ++c)
+            scratch[t * w.cols + c] = float(in.q[t * stride + c]) * in.scales[t];
+      });
+      x_eff = scratch;
+    }
+    need(x_eff != nullptr, "dW needs the layer input");
+    gemm::GemmArgs g;
+    g.trans_a = true;
+    g.m = w.rows, g.n = w.cols, g.k = n;
+    g.a = dy, g.lda = w.rows, g.b = x_eff, g.ldb = w.cols, g.c = dw, g.ldc = w.cols;
+    gemm::gemm_f32(g, ex);
+  }
+}
+
+}  // namespace ternorm::model

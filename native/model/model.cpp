@@ -1,0 +1,291 @@
+#include "model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "../cpu/thread_pool.h"
+
+namespace ternorm::model {
+
+const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::F32: return "f32";
+    case Precision::Ternary: return "ternary";
+    case Precision::TernaryF32Act: return "ternary-f32act";
+  }
+  return "?";
+}
+
+const char* matrix_name(Matrix m) {
+  static const char* names[kMatricesPerLayer] = {"wq", "wk", "wv", "wo", "w1", "w3", "w2"};
+  const int i = int(m);
+  if (i < 0 || i >= kMatricesPerLayer) throw std::invalid_argument("unknown matrix id " + std::to_string(i));
+  return names[i];
+}
+
+namespace {
+
+// Where each matrix lives: its linear group and its part within the group.
+struct MatrixPlace {
+  Linear lin;
+  int part;
+};
+MatrixPlace place_of(Matrix m) {
+  switch (m) {
+    case Matrix::Wq: return {Linear::Qkv, 0};
+    case Matrix::Wk: return {Linear::Qkv, 1};
+    case Matrix::Wv: return {Linear::Qkv, 2};
+    case Matrix::Wo: return {Linear::O, 0};
+    case Matrix::W1: return {Linear::GateUp, 0};
+    case Matrix::W3: return {Linear::GateUp, 1};
+    case Matrix::W2: return {Linear::Down, 0};
+  }
+  throw std::invalid_argument("unknown matrix id " + std::to_string(int(m)));
+}
+
+// splitmix64 stream, normals by Box-Muller in double (deterministic init).
+struct InitRng {
+  uint64_t s;
+  uint64_t next() {
+    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return double(next() >> 11) * (1.0 / 9007199254740992.0); }
+  double normal() {
+    const double u1 = uniform() + 1e-300, u2 = uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  }
+};
+
+int64_t layer_size(const ModelConfig& c) {
+  const int64_t d = c.d_model, f = c.d_ff;
+  return 2 * d + 4 * d * d + 3 * f * d;
+}
+
+}  // namespace
+
+Model::Model(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
+  validate(cfg_);
+  const int64_t d = cfg_.d_model, f = cfg_.d_ff, L = cfg_.n_layers;
+  params_ = AlignedBuffer<float>(size_t(cfg_.vocab * d + L * layer_size(cfg_) + d));
+
+  // Tensor table, in buffer order.
+  int64_t off = 0;
+  auto add = [&](std::string name, int64_t rows, int64_t cols) {
+    tensors_.push_back({std::move(name), off, rows, cols});
+    off += rows * cols;
+  };
+  add("tok_embedding", cfg_.vocab, d);
+  for (int64_t l = 0; l < L; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    add(p + "attn_norm", 1, d);
+    add(p + "wq", d, d);
+    add(p + "wk", d, d);
+    add(p + "wv", d, d);
+    add(p + "wo", d, d);
+    add(p + "ffn_norm", 1, d);
+    add(p + "w1", f, d);
+    add(p + "w3", f, d);
+    add(p + "w2", d, f);
+  }
+  add("final_norm", 1, d);
+  if (off != n_params()) throw std::logic_error("model: parameter layout mismatch");
+
+  // Deterministic init (scheme in model.h).
+  const double out_scale = 1.0 / std::sqrt(2.0 * double(L));
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const TensorInfo& t = tensors_[i];
+    float* w = params_.data() + t.offset;
+    const int64_t n = t.rows * t.cols;
+    const std::string& nm = t.name;
+    if (nm.size() >= 4 && nm.compare(nm.size() - 4, 4, "norm") == 0) {
+      for (int64_t j = 0; j < n; ++j) w[j] = 1.0f;
+      continue;
+    }
+    const bool is_out = (nm.size() > 3 && (nm.compare(nm.size() - 3, 3, ".wo") == 0 ||
+                                           nm.compare(nm.size() - 3, 3, ".w2") == 0));
+    const double stddev = 0.02 * (is_out ? out_scale : 1.0);
+    InitRng rng{seed ^ (0x9E3779B97F4A7C15ull * uint64_t(i + 1))};
+    for (int64_t j = 0; j < n; ++j) w[j] = float(stddev * rng.normal());
+  }
+
+  // RoPE tables.
+  const int64_t half = cfg_.head_dim() / 2;
+  rope_cos_ = AlignedBuffer<float>(size_t(cfg_.context * half));
+  rope_sin_ = AlignedBuffer<float>(size_t(cfg_.context * half));
+  for (int64_t pos = 0; pos < cfg_.context; ++pos)
+    for (int64_t i = 0; i < half; ++i) {
+      const double freq = std::pow(double(cfg_.rope_theta), -2.0 * double(i) / double(cfg_.head_dim()));
+      const double a = double(pos) * freq;
+      rope_cos_[size_t(pos * half + i)] = float(std::cos(a));
+      rope_sin_[size_t(pos * half + i)] = float(std::sin(a));
+    }
+  ones_ = AlignedBuffer<float>(size_t(d));
+  for (int64_t c = 0; c < d; ++c) ones_[size_t(c)] = 1.0f;
+
+  packed_.resize(size_t(L * kLinearsPerLayer));
+  for (int64_t l = 0; l < L; ++l)
+    for (int k = 0; k < kLinearsPerLayer; ++k) {
+      const LinearShape s = linear_shape(Linear(k));
+      PackedLinear& p = packed_[size_t(l * kLinearsPerLayer + k)];
+      p.data = AlignedBuffer<uint8_t>(size_t(ternary::packed2_bytes(s.rows, s.cols)));
+      p.scales = AlignedBuffer<float>(size_t(s.rows));
+    }
+  quantize(Exec{});
+}
+
+const TensorInfo& Model::tensor(const std::string& name) const {
+  for (const TensorInfo& t : tensors_)
+    if (t.name == name) return t;
+  throw std::invalid_argument("model: no tensor named '" + name + "'");
+}
+
+void Model::check_layer(int64_t layer) const {
+  if (layer < 0 || layer >= cfg_.n_layers)
+    throw std::invalid_argument("model: layer " + std::to_string(layer) + " out of range [0, " +
+                                std::to_string(cfg_.n_layers) + ")");
+}
+
+int64_t Model::norm_offset(int64_t norm) const {
+  if (norm < 0 || norm >= cfg_.n_norms())
+    throw std::invalid_argument("model: norm index " + std::to_string(norm) + " out of range [0, " +
+                                std::to_string(cfg_.n_norms()) + ")");
+  const int64_t d = cfg_.d_model, base = cfg_.vocab * d;
+  if (norm == 2 * cfg_.n_layers) return base + cfg_.n_layers * layer_size(cfg_);
+  const int64_t l = norm / 2;
+  return base + l * layer_size(cfg_) + (norm % 2 == 0 ? 0 : d + 4 * d * d);
+}
+
+int64_t Model::linear_offset(int64_t layer, Linear lin) const {
+  check_layer(layer);
+  const int64_t d = cfg_.d_model, f = cfg_.d_ff;
+  const int64_t base = cfg_.vocab * d + layer * layer_size(cfg_);
+  switch (lin) {
+    case Linear::Qkv: return base + d;
+    case Linear::O: return base + d + 3 * d * d;
+    case Linear::GateUp: return base + 2 * d + 4 * d * d;
+    case Linear::Down: return base + 2 * d + 4 * d * d + 2 * f * d;
+  }
+  throw std::invalid_argument("model: unknown linear id " + std::to_string(int(lin)));
+}
+
+LinearShape Model::linear_shape(Linear lin) const {
+  const int64_t d = cfg_.d_model, f = cfg_.d_ff;
+  switch (lin) {
+    case Linear::Qkv: return {3 * d, d, 3};
+    case Linear::O: return {d, d, 1};
+    case Linear::GateUp: return {2 * f, d, 2};
+    case Linear::Down: return {d, f, 1};
+  }
+  throw std::invalid_argument("model: unknown linear id " + std::to_string(int(lin)));
+}
+
+LinearShape Model::matrix_shape(Matrix m) const {
+  const MatrixPlace p = place_of(m);
+  const LinearShape g = linear_shape(p.lin);
+  return {g.rows / g.parts, g.cols, 1};
+}
+
+void Model::quantize(const Exec& ex) {
+  const int64_t groups = cfg_.n_layers * kLinearsPerLayer;
+  // Groups are independent: quantise and pack them in parallel (each group's
+  // result does not depend on which thread computes it).
+  parallel_ranges(ex, groups, 1, [&](int64_t g0, int64_t g1) {
+    std::vector<int8_t> trits;
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t layer = g / kLinearsPerLayer;
+      const Linear lin = Linear(g % kLinearsPerLayer);
+      const LinearShape s = linear_shape(lin);
+      const int64_t pr = s.rows / s.parts;
+      trits.resize(size_t(s.rows * s.cols));
+      const float* w = params_.data() + linear_offset(layer, lin);
+      PackedLinear& p = packed_[size_t(g)];
+      for (int part = 0; part < s.parts; ++part)
+        ternary::absmean_quantize(w + part * pr * s.cols, pr, s.cols, /*per_row=*/false,
+                                  trits.data() + part * pr * s.cols, p.scales.data() + part * pr);
+      ternary::pack2(trits.data(), s.rows, s.cols, p.data.data());
+    }
+  });
+  stale_ = false;
+}
+
+ternary::PackedTernary Model::packed(int64_t layer, Linear lin) const {
+  check_layer(layer);
+  const LinearShape s = linear_shape(lin);
+  const PackedLinear& p = packed_[size_t(layer * kLinearsPerLayer + int(lin))];
+  return {p.data.data(), p.scales.data(), s.rows, s.cols};
+}
+
+void Model::get_ternary(int64_t layer, Matrix m, int8_t* trits, float* scale) const {
+  check_layer(layer);
+  const MatrixPlace pl = place_of(m);
+  const LinearShape s = linear_shape(pl.lin);
+  const int64_t pr = s.rows / s.parts;
+  const PackedLinear& p = packed_[size_t(layer * kLinearsPerLayer + int(pl.lin))];
+  std::vector<int8_t> all(size_t(s.rows * s.cols));
+  ternary::unpack2(p.data.data(), s.rows, s.cols, all.data());
+  std::copy(all.begin() + pl.part * pr * s.cols, all.begin() + (pl.part + 1) * pr * s.cols, trits);
+  *scale = p.scales[size_t(pl.part * pr)];
+}
+
+void Model::set_ternary(int64_t layer, Matrix m, const int8_t* trits, float scale) {
+  check_layer(layer);
+  if (!(std::isfinite(scale) && scale >= 0))
+    throw std::invalid_argument("model: ternary scale of layers." + std::to_string(layer) + "." +
+                                matrix_name(m) + " must be finite and >= 0, got " +
+                                std::to_string(scale));
+  const MatrixPlace pl = place_of(m);
+  const LinearShape s = linear_shape(pl.lin);
+  const int64_t pr = s.rows / s.parts;
+  for (int64_t i = 0; i < pr * s.cols; ++i)
+    if (trits[i] < -1 || trits[i] > 1)
+      throw std::invalid_argument("model: ternary weight " + std::to_string(i) + " of layers." +
+                                  std::to_string(layer) + "." + matrix_name(m) +
+                                  " must be -1, 0 or 1, got " + std::to_string(int(trits[i])));
+  PackedLinear& p = packed_[size_t(layer * kLinearsPerLayer + int(pl.lin))];
+  std::vector<int8_t> all(size_t(s.rows * s.cols));
+  ternary::unpack2(p.data.data(), s.rows, s.cols, all.data());
+  std::copy(trits, trits + pr * s.cols, all.begin() + pl.part * pr * s.cols);
+  ternary::pack2(all.data(), s.rows, s.cols, p.data.data());
+  for (int64_t r = 0; r < pr; ++r) p.scales[size_t(pl.part * pr + r)] = scale;
+}
+
+std::vector<norm::GainView> f32_gain_views(const ModelConfig& cfg, const float* gains) {
+  if (gains == nullptr) throw std::invalid_argument("adapter: gains pointer is null");
+  std::vector<norm::GainView> v(size_t(cfg.n_norms()));
+  for (int64_t i = 0; i < cfg.n_norms(); ++i) {
+    v[size_t(i)].scheme = norm::GainScheme::F32;
+    v[size_t(i)].d = cfg.d_model;
+    v[size_t(i)].data = gains + i * cfg.d_model;
+    v[size_t(i)].data_bytes = size_t(cfg.d_model) * sizeof(float);
+  }
+  return v;
+}
+
+void validate_adapter(const ModelConfig& cfg, const norm::GainView* views, int64_t n_views) {
+  if (n_views != cfg.n_norms())
+    throw std::invalid_argument("adapter: expected " + std::to_string(cfg.n_norms()) +
+                                " gain vectors (2 per layer + final norm), got " +
+                                std::to_string(n_views));
+  if (views == nullptr) throw std::invalid_argument("adapter: gain views pointer is null");
+  for (int64_t i = 0; i < n_views; ++i) {
+    if (views[i].d != cfg.d_model)
+      throw std::invalid_argument("adapter: gain vector " + std::to_string(i) + " has " +
+                                  std::to_string(views[i].d) + " gains, expected d_model = " +
+                                  std::to_string(cfg.d_model));
+    // decode_gain validates the view and rejects non-finite gains (a NaN gain
+    // would silently poison every NLL downstream).
+    std::vector<float> g(size_t(cfg.d_model));
+    try {
+      norm::decode_gain(views[i], g.data());
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("adapter: gain vector " + std::to_string(i) + ": " + e.what());
+    }
+  }
+}
+
+}  // namespace ternorm::model

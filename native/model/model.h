@@ -1,0 +1,137 @@
+// The model's parameters: fp32 latent weights (one buffer, named tensors), the
+// ternary weights derived from them (BitNet b1.58 absmean, one scale per
+// matrix, packed in the 2-bit compute layout), the RMSNorm weights, and the
+// fp32 token embedding that doubles as the output head.
+//
+// Why the embedding/head stays fp32: it is a table lookup on the way in (no
+// arithmetic to save) and the softmax over 4096 logits on the way out, whose
+// resolution directly sets the per-token NLL we measure; BitNet keeps both in
+// high precision for the same reason. It is also what the ternary blocks are
+// compared against, so keeping it fixed isolates the effect of ternarisation.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../cpu/aligned_buffer.h"
+#include "../cpu/isa.h"
+#include "../norm/gain_codec.h"
+#include "../ternary/ternary.h"
+#include "config.h"
+
+namespace ternorm::model {
+
+// How the linear layers of the blocks compute.
+enum class Precision : int {
+  F32 = 0,      // latent fp32 weights, fp32 activations (plain training, fp32 baseline)
+  Ternary = 1,  // ternary weights, per-token int8 activations (BitNet b1.58 inference/training)
+  // Ternary weights, fp32 activations: the straight-through surrogate of
+  // Ternary (the function whose gradient the STE backward computes when the
+  // activation quantiser is taken as the identity). Used to check that
+  // backward and to measure what activation quantisation costs.
+  TernaryF32Act = 2,
+};
+const char* precision_name(Precision p);
+
+// The four linear layers of a block. Qkv and GateUp are fused: their matrices
+// are contiguous in the parameter buffer and run as one kernel call, but each
+// matrix is ternarised with its own absmean scale.
+enum class Linear : int { Qkv = 0, O = 1, GateUp = 2, Down = 3 };
+constexpr int kLinearsPerLayer = 4;
+
+// The seven weight matrices of a block, for export/import of ternary weights.
+enum class Matrix : int { Wq = 0, Wk, Wv, Wo, W1 /* gate */, W3 /* up */, W2 /* down */ };
+constexpr int kMatricesPerLayer = 7;
+const char* matrix_name(Matrix m);
+
+struct TensorInfo {
+  std::string name;  // "tok_embedding", "layers.0.wq", ..., "final_norm"
+  int64_t offset = 0, rows = 0, cols = 0;  // offset into params(), row-major rows x cols
+};
+
+struct LinearShape {
+  int64_t rows = 0, cols = 0;  // out x in of the whole (fused) group
+  int parts = 1;               // matrices in the group, each rows/parts x cols
+};
+
+class Model {
+ public:
+  // Validates cfg and initialises deterministically from seed:
+  //  - tensor i draws from its own splitmix64 stream seeded by
+  //    seed ^ (0x9E3779B97F4A7C15 * (i + 1)), Box-Muller normals in double;
+  //  - embedding and linear weights ~ N(0, 0.02^2), the output projections of
+  //    each residual branch (wo, w2) scaled by 1/sqrt(2 n_layers) (GPT-2);
+  //  - RMSNorm weights = 1.
+  // Then quantize() derives the ternary weights.
+  Model(const ModelConfig& cfg, uint64_t seed);
+
+  const ModelConfig& config() const { return cfg_; }
+
+  // ---- latent fp32 parameters ------------------------------------------------
+  int64_t n_params() const { return int64_t(params_.size()); }
+  float* params() { return params_.data(); }
+  const float* params() const { return params_.data(); }
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  // Throws std::invalid_argument on an unknown name.
+  const TensorInfo& tensor(const std::string& name) const;
+
+  const float* embedding() const { return params_.data(); }  // vocab x d_model
+  // Norm index: 2l = attention norm of layer l, 2l+1 = feed-forward norm,
+  // 2 n_layers = final norm (the order of the adapter's gain rows).
+  int64_t norm_offset(int64_t norm) const;
+  int64_t linear_offset(int64_t layer, Linear lin) const;
+  LinearShape linear_shape(Linear lin) const;
+
+  // ---- ternary weights -----------------------------------------------------------
+  // Re-derives every ternary matrix from the latent weights (absmean, one
+  // scale per matrix) and packs it. Call after changing params() (training
+  // does it after each ternary-aware step; after fp32 training it is the PTQ).
+  void quantize(const Exec& ex);
+  // True when params() changed since the last quantize(); the ternary paths
+  // refuse to run on stale weights.
+  bool ternary_stale() const { return stale_; }
+  void mark_latent_changed() { stale_ = true; }
+
+  ternary::PackedTernary packed(int64_t layer, Linear lin) const;
+
+  // One ternarised matrix (rows x cols trits and its scale), e.g. for the
+  // model file. set_ternary replaces it (trits in {-1,0,1}, finite scale >= 0)
+  // without touching the latent weights (nor the stale flag, which tracks
+  // them); the next quantize() overwrites it. Throws std::invalid_argument.
+  void get_ternary(int64_t layer, Matrix m, int8_t* trits, float* scale) const;
+  void set_ternary(int64_t layer, Matrix m, const int8_t* trits, float scale);
+  // rows x cols of one matrix.
+  LinearShape matrix_shape(Matrix m) const;
+
+  // ---- fixed tables ------------------------------------------------------------------
+  // RoPE: angle(pos, i) = pos * theta^(-2i/head_dim), i < head_dim/2, tables
+  // are context x head_dim/2, computed in double.
+  const float* rope_cos() const { return rope_cos_.data(); }
+  const float* rope_sin() const { return rope_sin_.data(); }
+  const float* ones() const { return ones_.data(); }  // d_model ones
+
+ private:
+  struct PackedLinear {
+    AlignedBuffer<uint8_t> data;
+    AlignedBuffer<float> scales;  // one per row (each part repeats its scale)
+  };
+  void check_layer(int64_t layer) const;
+
+  ModelConfig cfg_;
+  AlignedBuffer<float> params_;
+  std::vector<TensorInfo> tensors_;
+  std::vector<PackedLinear> packed_;  // n_layers * kLinearsPerLayer
+  AlignedBuffer<float> rope_cos_, rope_sin_, ones_;
+  bool stale_ = true;
+};
+
+// ---- adapters: one gain vector per RMSNorm weight ---------------------------------
+// An adapter is n_norms gain vectors of d_model, in norm order (see
+// norm_offset), each in any encoding the fused RMSNorm kernel decodes.
+// f32 views of a gains[n_norms * d_model] buffer:
+std::vector<norm::GainView> f32_gain_views(const ModelConfig& cfg, const float* gains);
+// Throws std::invalid_argument unless there are n_norms views of d_model
+// valid gains each.
+void validate_adapter(const ModelConfig& cfg, const norm::GainView* views, int64_t n_views);
+
+}  // namespace ternorm::model

@@ -1,0 +1,37 @@
+// RMSNorm with gain (the fused kernel lives in norm/) and the residual add.
+#include "../cpu/thread_pool.h"
+#include "../norm/rmsnorm.h"
+#include "layers.h"
+
+namespace ternorm::model {
+
+namespace {
+norm::RmsNormArgs args_of(const NormWeights& w, const float* x, int64_t n, int64_t d) {
+  norm::RmsNormArgs a;
+  a.x = x, a.n = n, a.d = d, a.w_base = w.w_base, a.gain = w.gain, a.eps = w.eps;
+  return a;
+}
+}  // namespace
+
+void rmsnorm_forward(const NormWeights& w, const float* x, int64_t n, int64_t d, float* y,
+                     const Exec& ex) {
+  norm::rmsnorm_gain_f32(args_of(w, x, n, d), y, ex);
+}
+
+void rmsnorm_forward_i8(const NormWeights& w, const float* x, int64_t n, int64_t d, int8_t* q,
+                        float* scales, const Exec& ex) {
+  norm::rmsnorm_gain_i8(args_of(w, x, n, d), q, scales, ex);
+}
+
+void rmsnorm_backward(const NormWeights& w, const float* x, int64_t n, int64_t d, const float* dy,
+                      float* dx, float* dgain, const Exec& ex) {
+  norm::rmsnorm_gain_backward(args_of(w, x, n, d), dy, dx, dgain, ex);
+}
+
+void residual_forward(float* out, const float* a, const float* b, int64_t count, const Exec& ex) {
+  parallel_ranges(ex, count, 4096, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) out[i] = a[i] + b[i];
+  });
+}
+
+}  // namespace ternorm::model

@@ -1,0 +1,165 @@
+#include "train.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace ternorm::model {
+
+const char* train_mode_name(TrainMode m) {
+  switch (m) {
+    case TrainMode::TernaryBase: return "ternary";
+    case TrainMode::Fp32Base: return "fp32";
+    case TrainMode::AdapterGains: return "adapter";
+  }
+  return "?";
+}
+
+namespace {
+const TrainConfig& checked(const Model& model, const TrainConfig& c) {
+  const ModelConfig& mc = model.config();
+  if (c.mode != TrainMode::TernaryBase && c.mode != TrainMode::Fp32Base &&
+      c.mode != TrainMode::AdapterGains)
+    throw std::invalid_argument("train config: unknown mode " + std::to_string(int(c.mode)));
+  if (c.batch < 1 || c.batch > 4096)
+    throw std::invalid_argument("train config: batch must be in [1, 4096], got " +
+                                std::to_string(c.batch));
+  if (c.seq < 1 || c.seq > mc.context)
+    throw std::invalid_argument("train config: seq must be in [1, context = " +
+                                std::to_string(mc.context) + "], got " + std::to_string(c.seq));
+  const LrSchedule& s = c.schedule;
+  if (!(std::isfinite(s.lr) && s.lr > 0 && std::isfinite(s.min_lr) && s.min_lr >= 0 &&
+        s.min_lr <= s.lr))
+    throw std::invalid_argument("train config: need 0 <= min_lr <= lr, both finite, lr > 0");
+  if (s.warmup < 0 || s.total < 1 || s.warmup > s.total)
+    throw std::invalid_argument("train config: need 0 <= warmup <= total and total >= 1");
+  const AdamWConfig& a = c.adamw;
+  if (!(a.beta1 >= 0 && a.beta1 < 1 && a.beta2 >= 0 && a.beta2 < 1 && a.eps > 0 &&
+        std::isfinite(a.eps) && a.weight_decay >= 0 && std::isfinite(a.weight_decay)))
+    throw std::invalid_argument(
+        "train config: AdamW needs beta1, beta2 in [0, 1), eps > 0, weight_decay >= 0");
+  if (!(c.grad_clip >= 0 && std::isfinite(c.grad_clip)))
+    throw std::invalid_argument("train config: grad_clip must be finite and >= 0");
+  if (c.mode == TrainMode::AdapterGains && model.ternary_stale())
+    throw std::logic_error("train: adapter training needs current ternary weights "
+                           "(call Model::quantize first)");
+  return c;
+}
+}  // namespace
+
+Trainer::Trainer(Model& model, const TrainConfig& cfg)
+    : model_(model),
+      cfg_(checked(model, cfg)),
+      ws_(model.config(), cfg.batch, cfg.seq, /*for_backward=*/true) {
+  const int64_t n = cfg_.mode == TrainMode::AdapterGains ? model.config().n_gains()
+                                                         : model.n_params();
+  grad_ = AlignedBuffer<float>(size_t(n));
+  m_ = AlignedBuffer<float>(size_t(n));
+  v_ = AlignedBuffer<float>(size_t(n));
+  if (cfg_.mode == TrainMode::AdapterGains) {
+    gains_ = AlignedBuffer<float>(size_t(n));
+    for (int64_t i = 0; i < n; ++i) gains_[size_t(i)] = 1.0f;
+    views_ = f32_gain_views(model.config(), gains_.data());
+  }
+  inputs_.resize(size_t(cfg_.batch * cfg_.seq));
+  targets_.resize(size_t(cfg_.batch * cfg_.seq));
+}
+
+StepStats Trainer::step(const int32_t* tokens, int64_t batch, int64_t seq, const Exec& ex) {
+  if (!tokens) throw std::invalid_argument("train step: null token array");
+  if (batch < 1 || batch > cfg_.batch || seq < 1 || seq > cfg_.seq)
+    throw std::invalid_argument("train step: batch " + std::to_string(batch) + " x seq " +
+                                std::to_string(seq) + " outside the trainer's 1.." +
+                                std::to_string(cfg_.batch) + " x 1.." + std::to_string(cfg_.seq));
+  const TrainMode mode = cfg_.mode;
+  if (mode != TrainMode::Fp32Base && model_.ternary_stale())
+    throw std::logic_error("train step: ternary weights are stale (the latent weights changed "
+                           "outside this trainer; call Model::quantize)");
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t t = 0; t < seq; ++t) {
+      inputs_[size_t(b * seq + t)] = tokens[b * (seq + 1) + t];
+      targets_[size_t(b * seq + t)] = tokens[b * (seq + 1) + t + 1];
+    }
+  for (int64_t i = 0; i < batch * seq; ++i)  // the last column is only a target: check it too
+    if (targets_[size_t(i)] < 0 || targets_[size_t(i)] >= model_.config().vocab)
+      throw std::invalid_argument("token id " + std::to_string(targets_[size_t(i)]) +
+                                  " is out of range [0, " +
+                                  std::to_string(model_.config().vocab) + ")");
+
+  const Precision p = mode == TrainMode::Fp32Base ? Precision::F32 : Precision::Ternary;
+  const norm::GainView* gains = mode == TrainMode::AdapterGains ? views_.data() : nullptr;
+  const int64_t count = batch * seq;
+
+  // Forward, loss, backward.
+  const double sum = transformer_forward(model_, p, gains, inputs_.data(), targets_.data(), batch,
+                                         seq, ws_, /*keep_probs=*/true, ex);
+  const double loss = sum / double(count);
+  if (!std::isfinite(loss))
+    throw std::runtime_error("train step " + std::to_string(step_ + 1) +
+                             ": loss is not finite (training diverged); nothing was updated");
+  const bool adapter = mode == TrainMode::AdapterGains;
+  transformer_backward(model_, p, gains, inputs_.data(), targets_.data(), batch, seq,
+                       float(1.0 / double(count)), ws_, adapter ? nullptr : grad_.data(),
+                       adapter ? grad_.data() : nullptr, ex);
+
+  // Clip.
+  const int64_t n = int64_t(grad_.size());
+  const double norm = global_norm(grad_.data(), n, ex);
+  if (!std::isfinite(norm))
+    throw std::runtime_error("train step " + std::to_string(step_ + 1) +
+                             ": gradient is not finite; nothing was updated");
+  const float clip = (cfg_.grad_clip > 0 && norm > cfg_.grad_clip)
+                         ? float(double(cfg_.grad_clip) / norm)
+                         : 1.0f;
+
+  // Update.
+  ++step_;
+  const float lr = lr_at(cfg_.schedule, step_);
+  const float wd = cfg_.adamw.weight_decay;
+  if (adapter) {
+    adamw_update(gains_.data(), grad_.data(), m_.data(), v_.data(), n, step_, lr, clip, wd, 1.0f,
+                 cfg_.adamw, ex);
+  } else {
+    for (const TensorInfo& t : model_.tensors()) {
+      const bool is_norm = t.rows == 1;  // RMSNorm weights: no decay
+      const size_t o = size_t(t.offset);
+      adamw_update(model_.params() + o, grad_.data() + o, m_.data() + o, v_.data() + o,
+                   t.rows * t.cols, step_, lr, clip, is_norm ? 0.0f : wd, 0.0f, cfg_.adamw, ex);
+    }
+    if (mode == TrainMode::TernaryBase)
+      model_.quantize(ex);
+    else
+      model_.mark_latent_changed();
+  }
+  StepStats st;
+  st.step = step_;
+  st.loss = loss;
+  st.grad_norm = norm;
+  st.lr = lr;
+  return st;
+}
+
+void Trainer::set_gains(const float* gains, int64_t n) {
+  if (cfg_.mode != TrainMode::AdapterGains)
+    throw std::invalid_argument("trainer: set_gains is for the adapter mode");
+  if (!gains || n != int64_t(gains_.size()))
+    throw std::invalid_argument("trainer: expected " + std::to_string(gains_.size()) +
+                                " gains, got " + std::to_string(n));
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(gains[i]))
+      throw std::invalid_argument("trainer: gain " + std::to_string(i) + " is not finite");
+  for (int64_t i = 0; i < n; ++i) {
+    gains_[size_t(i)] = gains[i];
+    m_[size_t(i)] = 0.0f;
+    v_[size_t(i)] = 0.0f;
+  }
+  step_ = 0;
+}
+
+std::vector<norm::GainView> Trainer::gain_views() const {
+  if (cfg_.mode != TrainMode::AdapterGains)
+    throw std::invalid_argument("trainer: gain_views is for the adapter mode");
+  return f32_gain_views(model_.config(), gains_.data());
+}
+
+}  // namespace ternorm::model

@@ -1,0 +1,327 @@
+#include "transformer.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "layers.h"
+
+namespace ternorm::model {
+
+// ---- workspace -----------------------------------------------------------------------------
+
+Workspace::Workspace(const ModelConfig& cfg, int64_t max_batch, int64_t max_seq, bool for_backward)
+    : cfg_(cfg), max_batch_(max_batch), max_seq_(max_seq), for_backward_(for_backward) {
+  validate(cfg_);
+  if (max_batch < 1 || max_seq < 1 || max_seq > cfg.context)
+    throw std::invalid_argument("workspace: need batch >= 1 and 1 <= seq <= context (" +
+                                std::to_string(cfg.context) + "), got batch " +
+                                std::to_string(max_batch) + ", seq " + std::to_string(max_seq));
+  const int64_t d = cfg.d_model, f = cfg.d_ff, V = cfg.vocab, L = cfg.n_layers;
+  const int64_t N = max_batch * max_seq, PT = max_batch * cfg.n_heads * max_seq * max_seq;
+  slots_ = for_backward ? L : 1;
+  int64_t off = 0;
+  auto take = [&](int64_t count) {
+    const int64_t o = off;
+    off += (count + 15) / 16 * 16;  // 64-byte aligned pieces
+    return o;
+  };
+  off_x_ = take((for_backward ? L + 1 : 1) * N * d);
+  off_xm_ = for_backward ? take(L * N * d) : off_x_;  // inference updates x in place
+  off_h1_ = take(slots_ * N * d);
+  off_qkv_ = take(slots_ * N * 3 * d);
+  off_P_ = take(slots_ * PT);
+  off_att_ = take(slots_ * N * d);
+  off_h2_ = take(slots_ * N * d);
+  off_gu_ = take(slots_ * N * 2 * f);
+  off_s_ = take(slots_ * N * f);
+  off_q8s_ = take(slots_ * 4 * N);
+  off_tmp_ = take(N * d);
+  off_xf_ = take(N * d);
+  off_logits_ = take(N * V);
+  off_dx_ = off_dtmp_ = off_dh_ = off_datt_ = off_dqkv_ = off_dgu_ = off_ds_ = off_dP_ = off_deq_ =
+      off_dxf_ = -1;
+  if (for_backward) {
+    off_dx_ = take(N * d);
+    off_dtmp_ = take(N * d);
+    off_dh_ = take(N * d);
+    off_datt_ = take(N * d);
+    off_dqkv_ = take(N * 3 * d);
+    off_dgu_ = take(N * 2 * f);
+    off_ds_ = take(N * f);
+    off_dP_ = take(PT);
+    off_deq_ = take(N * std::max(d, f));
+    off_dxf_ = take(N * d);
+  }
+  f32_ = AlignedBuffer<float>(size_t(off));
+  const int64_t pd = ternary::padded_cols(d), pf = ternary::padded_cols(f);
+  const int64_t per_slot = N * (3 * pd + pf);
+  i8_h1_ = 0;
+  i8_att_ = N * pd;
+  i8_h2_ = 2 * N * pd;
+  i8_s_ = 3 * N * pd;
+  i8_ = AlignedBuffer<int8_t>(size_t(slots_ * per_slot));
+  nll_ = AlignedBuffer<double>(size_t(N));
+  scored_ = AlignedBuffer<int32_t>(size_t(N));
+  norm_views_.resize(size_t(cfg.n_norms()));
+}
+
+float* Workspace::x(int64_t l) { return f32_.data() + off_x_ + (for_backward_ ? l : 0) * max_batch_ * max_seq_ * cfg_.d_model; }
+
+Workspace::Layer Workspace::layer(int64_t l) {
+  const int64_t s = for_backward_ ? l : 0;
+  const int64_t d = cfg_.d_model, f = cfg_.d_ff, N = max_batch_ * max_seq_;
+  const int64_t PT = max_batch_ * cfg_.n_heads * max_seq_ * max_seq_;
+  const int64_t pd = ternary::padded_cols(d), pf = ternary::padded_cols(f);
+  float* b = f32_.data();
+  int8_t* q = i8_.data() + s * N * (3 * pd + pf);
+  float* qs = b + off_q8s_ + s * 4 * N;
+  Layer r;
+  r.xm = b + off_xm_ + s * N * d;
+  r.h1 = b + off_h1_ + s * N * d;
+  r.qkv = b + off_qkv_ + s * N * 3 * d;
+  r.P = b + off_P_ + s * PT;
+  r.att = b + off_att_ + s * N * d;
+  r.h2 = b + off_h2_ + s * N * d;
+  r.gu = b + off_gu_ + s * N * 2 * f;
+  r.s = b + off_s_ + s * N * f;
+  r.h1q = q + i8_h1_, r.attq = q + i8_att_, r.h2q = q + i8_h2_, r.sq = q + i8_s_;
+  r.h1s = qs, r.atts = qs + N, r.h2s = qs + 2 * N, r.ss = qs + 3 * N;
+  return r;
+}
+
+// ---- helpers --------------------------------------------------------------------------------
+
+namespace {
+
+void check_call(const Model& m, Precision p, const int32_t* inputs, const int32_t* targets,
+                int64_t B, int64_t T, const Workspace& ws) {
+  const ModelConfig& c = m.config();
+  if (B < 1 || B > ws.max_batch())
+    throw std::invalid_argument("forward: batch " + std::to_string(B) + " outside [1, " +
+                                std::to_string(ws.max_batch()) + "] (workspace size)");
+  if (T < 1 || T > ws.max_seq() || T > c.context)
+    throw std::invalid_argument("forward: sequence length " + std::to_string(T) +
+                                " outside [1, " + std::to_string(ws.max_seq()) +
+                                "] (workspace size, at most the context " +
+                                std::to_string(c.context) + ")");
+  if (p != Precision::F32 && p != Precision::Ternary && p != Precision::TernaryF32Act)
+    throw std::invalid_argument("forward: unknown precision " + std::to_string(int(p)));
+  if (p != Precision::F32 && m.ternary_stale())
+    throw std::logic_error(std::string("forward: precision ") + precision_name(p) +
+                           " needs the ternary weights, but the latent weights changed since "
+                           "the last quantize() (call Model::quantize, e.g. after fp32 training)");
+  if (!inputs || !targets) throw std::invalid_argument("forward: null token array");
+  for (int64_t i = 0; i < B * T; ++i) {
+    if (inputs[i] < 0 || inputs[i] >= c.vocab)
+      throw std::invalid_argument("token id " + std::to_string(inputs[i]) + " at position " +
+                                  std::to_string(i) + " is out of range [0, " +
+                                  std::to_string(c.vocab) + ")");
+    if (targets[i] < -1 || targets[i] >= c.vocab)
+      throw std::invalid_argument("target id " + std::to_string(targets[i]) + " at position " +
+                                  std::to_string(i) + " is out of range [0, " +
+                                  std::to_string(c.vocab) + ") (or -1 for not scored)");
+  }
+}
+
+LinearWeights weights_of(const Model& m, int64_t l, Linear lin) {
+  const LinearShape s = m.linear_shape(lin);
+  LinearWeights w;
+  w.latent = m.params() + m.linear_offset(l, lin);
+  w.packed = m.packed(l, lin);
+  w.rows = s.rows, w.cols = s.cols;
+  return w;
+}
+
+// The input of a linear layer in the form precision p consumes. In Ternary
+// the activations are quantised per token here (or, after a norm, by the
+// fused norm kernel).
+LinearInput input_of(Precision p, const float* x, const int8_t* q, const float* scales) {
+  LinearInput in;
+  if (p == Precision::Ternary) {
+    in.q = q, in.scales = scales;
+  } else {
+    in.x = x;
+  }
+  return in;
+}
+
+// Norm k as the fused kernel sees it: with an adapter, the base weight times
+// the adapter's gains; without, a unit base times the weight itself taken as
+// the gain (same product, and then the kernel's dgain is the weight's gradient).
+NormWeights norm_of(const Model& m, const norm::GainView* gains,
+                    const std::vector<norm::GainView>& base_views, int64_t k) {
+  NormWeights w;
+  w.eps = m.config().norm_eps;
+  if (gains) {
+    w.w_base = m.params() + m.norm_offset(k);
+    w.gain = gains[k];
+  } else {
+    w.w_base = m.ones();
+    w.gain = base_views[size_t(k)];
+  }
+  return w;
+}
+
+void norm_forward(Precision p, const NormWeights& w, const float* x, int64_t n, int64_t d, float* y,
+                  int8_t* q, float* scales, const Exec& ex) {
+  if (p == Precision::Ternary)
+    rmsnorm_forward_i8(w, x, n, d, q, scales, ex);
+  else
+    rmsnorm_forward(w, x, n, d, y, ex);
+}
+
+}  // namespace
+
+// ---- forward --------------------------------------------------------------------------------
+
+double transformer_forward(const Model& m, Precision p, const norm::GainView* gains,
+                           const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T,
+                           Workspace& ws, bool keep_probs, const Exec& ex) {
+  const ModelConfig& c = m.config();
+  if (ws.cfg_.d_model != c.d_model || ws.cfg_.n_layers != c.n_layers || ws.cfg_.vocab != c.vocab ||
+      ws.cfg_.d_ff != c.d_ff || ws.cfg_.n_heads != c.n_heads)
+    throw std::invalid_argument("forward: workspace was sized for another model config");
+  check_call(m, p, inputs, targets, B, T, ws);
+  const int64_t d = c.d_model, f = c.d_ff, H = c.n_heads, V = c.vocab, L = c.n_layers;
+  const int64_t N = B * T;
+  for (int64_t k = 0; k < c.n_norms(); ++k) {
+    norm::GainView& v = ws.norm_views_[size_t(k)];
+    v = norm::GainView{};
+    v.scheme = norm::GainScheme::F32;
+    v.d = d;
+    v.data = m.params() + m.norm_offset(k);
+    v.data_bytes = size_t(d) * sizeof(float);
+  }
+  float* tmp = ws.f32_.data() + ws.off_tmp_;
+
+  embedding_forward(m.embedding(), d, inputs, N, ws.x(0), ex);
+  for (int64_t l = 0; l < L; ++l) {
+    const Workspace::Layer a = ws.layer(l);
+    const float* x = ws.x(l);
+    // Attention branch.
+    norm_forward(p, norm_of(m, gains, ws.norm_views_, 2 * l), x, N, d, a.h1, a.h1q, a.h1s, ex);
+    linear_forward(p, weights_of(m, l, Linear::Qkv), input_of(p, a.h1, a.h1q, a.h1s), N, a.qkv, ex);
+    rope_forward(a.qkv, B, T, d, c.head_dim(), m.rope_cos(), m.rope_sin(), ex);
+    attention_forward(a.qkv, B, T, d, H, a.P, a.att, ex);
+    if (p == Precision::Ternary) ternary::quantize_activations(a.att, N, d, a.attq, a.atts, ex);
+    linear_forward(p, weights_of(m, l, Linear::O), input_of(p, a.att, a.attq, a.atts), N, tmp, ex);
+    residual_forward(a.xm, x, tmp, N * d, ex);
+    // Feed-forward branch.
+    norm_forward(p, norm_of(m, gains, ws.norm_views_, 2 * l + 1), a.xm, N, d, a.h2, a.h2q, a.h2s,
+                 ex);
+    linear_forward(p, weights_of(m, l, Linear::GateUp), input_of(p, a.h2, a.h2q, a.h2s), N, a.gu,
+                   ex);
+    swiglu_forward(a.gu, N, f, a.s, ex);
+    if (p == Precision::Ternary) ternary::quantize_activations(a.s, N, f, a.sq, a.ss, ex);
+    linear_forward(p, weights_of(m, l, Linear::Down), input_of(p, a.s, a.sq, a.ss), N, tmp, ex);
+    residual_forward(ws.x(l + 1), a.xm, tmp, N * d, ex);
+  }
+  float* xf = ws.f32_.data() + ws.off_xf_;
+  float* logits = ws.f32_.data() + ws.off_logits_;
+  double* nll = ws.nll_.data();
+  rmsnorm_forward(norm_of(m, gains, ws.norm_views_, 2 * L), ws.x(L), N, d, xf, ex);
+  int64_t rows = N;  // rows the head and the loss run on
+  const int32_t* row_targets = targets;
+  if (!keep_probs) {
+    // Pack the scored rows of xf (into tmp) and their targets.
+    int32_t* tg = ws.scored_.data();
+    rows = 0;
+    for (int64_t i = 0; i < N; ++i)
+      if (targets[i] >= 0) {
+        std::copy(xf + i * d, xf + i * d + d, tmp + rows * d);
+        tg[rows++] = targets[i];
+      }
+    xf = tmp;
+    row_targets = tg;
+  }
+  if (rows > 0) {
+    head_forward(xf, m.embedding(), rows, d, V, logits, ex);
+    cross_entropy_forward(logits, row_targets, rows, V, nll, ex);
+  }
+  ws.probs_ready_ = keep_probs;
+  if (rows < N) {  // unpack: row k of the packed rows is the k-th scored position
+    int64_t k = rows;
+    for (int64_t i = N - 1; i >= 0; --i) nll[i] = targets[i] >= 0 ? nll[--k] : 0.0;
+  }
+  double sum = 0;  // fixed order: independent of threads
+  for (int64_t i = 0; i < N; ++i) sum += nll[i];
+  return sum;
+}
+
+// ---- backward -------------------------------------------------------------------------------
+
+void transformer_backward(const Model& m, Precision p, const norm::GainView* gains,
+                          const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T,
+                          float loss_scale, Workspace& ws, float* dparams, float* dgains,
+                          const Exec& ex) {
+  if (!ws.for_backward_)
+    throw std::invalid_argument("backward: the workspace was made without for_backward");
+  if (!ws.probs_ready_)
+    throw std::logic_error("backward: needs a forward with keep_probs on the same batch first");
+  if (dparams && gains)
+    throw std::invalid_argument("backward: parameter gradients are for training the base "
+                                "(no adapter); with an adapter only the gains train");
+  if (dgains && !gains) throw std::invalid_argument("backward: gain gradients need an adapter");
+  const ModelConfig& c = m.config();
+  check_call(m, p, inputs, targets, B, T, ws);
+  const int64_t d = c.d_model, f = c.d_ff, H = c.n_heads, V = c.vocab, L = c.n_layers;
+  const int64_t N = B * T;
+  float* base = ws.f32_.data();
+  float* dx = base + ws.off_dx_;
+  float* dtmp = base + ws.off_dtmp_;
+  float* dh = base + ws.off_dh_;
+  float* datt = base + ws.off_datt_;
+  float* dqkv = base + ws.off_dqkv_;
+  float* dgu = base + ws.off_dgu_;
+  float* ds = base + ws.off_ds_;
+  float* dP = base + ws.off_dP_;
+  float* deq = base + ws.off_deq_;
+  float* dxf = base + ws.off_dxf_;
+  float* xf = base + ws.off_xf_;
+  float* probs = base + ws.off_logits_;  // the forward left the softmax here
+
+  // Where each gradient goes (null: not wanted).
+  auto dnorm = [&](int64_t k) -> float* {
+    if (gains) return dgains ? dgains + k * d : nullptr;
+    return dparams ? dparams + m.norm_offset(k) : nullptr;
+  };
+  auto dweight = [&](int64_t l, Linear lin) -> float* {
+    return dparams ? dparams + m.linear_offset(l, lin) : nullptr;
+  };
+
+  // Head and loss. dlogits overwrite the softmax in place; the embedding's
+  // gradient starts with the head's part (the lookup's part is added last).
+  cross_entropy_backward(probs, targets, N, V, loss_scale, probs, ex);
+  head_backward(probs, xf, m.embedding(), N, d, V, dxf, dparams, ex);
+  rmsnorm_backward(norm_of(m, gains, ws.norm_views_, 2 * L), ws.x(L), N, d, dxf, dx, dnorm(2 * L),
+                   ex);
+
+  for (int64_t l = L - 1; l >= 0; --l) {
+    const Workspace::Layer a = ws.layer(l);
+    // dx holds dL/d(output of layer l). Feed-forward branch first.
+    linear_backward(p, weights_of(m, l, Linear::Down), input_of(p, a.s, a.sq, a.ss), N, dx, ds,
+                    dweight(l, Linear::Down), deq, ex);
+    swiglu_backward(a.gu, ds, N, f, dgu, ex);
+    linear_backward(p, weights_of(m, l, Linear::GateUp), input_of(p, a.h2, a.h2q, a.h2s), N, dgu,
+                    dh, dweight(l, Linear::GateUp), deq, ex);
+    rmsnorm_backward(norm_of(m, gains, ws.norm_views_, 2 * l + 1), a.xm, N, d, dh, dtmp,
+                     dnorm(2 * l + 1), ex);
+    residual_forward(dx, dx, dtmp, N * d, ex);  // dx = dL/dxm
+    // Attention branch.
+    linear_backward(p, weights_of(m, l, Linear::O), input_of(p, a.att, a.attq, a.atts), N, dx,
+                    datt, dweight(l, Linear::O), deq, ex);
+    attention_backward(a.qkv, a.P, datt, B, T, d, H, dP, dqkv, ex);
+    rope_backward(dqkv, B, T, d, c.head_dim(), m.rope_cos(), m.rope_sin(), ex);
+    linear_backward(p, weights_of(m, l, Linear::Qkv), input_of(p, a.h1, a.h1q, a.h1s), N, dqkv,
+                    dh, dweight(l, Linear::Qkv), deq, ex);
+    const bool need_dx = l > 0 || dparams;  // layer 0's input only feeds the embedding
+    rmsnorm_backward(norm_of(m, gains, ws.norm_views_, 2 * l), ws.x(l), N, d, dh,
+                     need_dx ? dtmp : nullptr, dnorm(2 * l), ex);
+    if (need_dx) residual_forward(dx, dx, dtmp, N * d, ex);  // dx = dL/d(input of layer l)
+  }
+  if (dparams) embedding_backward(inputs, N, d, dx, dparams, ex);
+  ws.probs_ready_ = false;  // dlogits overwrote the softmax
+}
+
+}  // namespace ternorm::model
