@@ -42,29 +42,41 @@ struct PackedTernary {
 // absmean quantisation: scale = mean(|W|) over the tensor (or over each row
 // when per_row), trit = clamp(round_half_even(W / scale), -1, 1); a zero
 // tensor/row gets scale 0 and trits 0. Writes trits[rows*cols] and
-// scales[rows] (every row, also per-tensor).
+// scales[rows] (every row, also per-tensor). The mean is summed in double, in
+// index order, then rounded to float; W / scale is a float division. Throws
+// std::invalid_argument on NaN/Inf in W (nothing written).
 void absmean_quantize(const float* w, int64_t rows, int64_t cols, bool per_row,
                       int8_t* trits, float* scales);
 
 // trits (rows x cols, values in {-1,0,1}) <-> 2-bit compute layout.
-// pack2 throws std::invalid_argument on a value outside {-1,0,1}.
+// pack2 throws std::invalid_argument on a value outside {-1,0,1} (nothing
+// written); unpack2 throws on code 3 inside the matrix (corrupt data) and
+// ignores the padding. The kernels themselves do not re-check codes.
 void pack2(const int8_t* trits, int64_t rows, int64_t cols, uint8_t* packed);
 void unpack2(const uint8_t* packed, int64_t rows, int64_t cols, int8_t* trits);
 
 // ---- 5-trits-per-byte storage layout (1.6 bits per weight) ----------------
 // Byte = sum_{i<5} (t_i + 1) * 3^i over 5 consecutive trits (row-major, no
-// padding between rows); the last byte holds fewer trits (the rest 0 code).
+// padding between rows); the last byte holds fewer trits and digit 0 in the
+// unused positions, so it is < 3^(trits it holds). pack5 throws on a value
+// outside {-1,0,1}.
 constexpr int64_t packed5_bytes(int64_t count) { return (count + 4) / 5; }
 void pack5(const int8_t* trits, int64_t count, uint8_t* out);
-// Throws std::invalid_argument on a byte > 242 or on a nonzero code in the
-// unused positions of the last byte (corrupt data).
+// Throws std::invalid_argument on a byte > 242 or on a nonzero digit in the
+// unused positions of the last byte (corrupt data); nothing is written then.
 void unpack5(const uint8_t* in, int64_t count, int8_t* trits);
 
 // ---- per-token int8 activations --------------------------------------------
 // For each row t of x (n x cols): absmax = max |x|, scale = absmax / 127,
 // q = clamp(round_half_even(x * (127 / absmax)), -127, 127); an all-zero row
 // gets scale 0 and q 0. Writes q with row stride padded_cols(cols), padding
-// zeroed, and scales[n]. Bit-identical on every ISA path.
+// zeroed, and scales[n]. Bit-identical on every ISA path. When absmax < 2^-64
+// (127 / absmax could overflow) the row is first scaled by 2^64, exactly:
+// q = round((x * 2^64) * (127 / (absmax * 2^64))); see act_row_params in
+// act_quant_kernels.h, which norm::rmsnorm_gain_i8 shares. Rounding follows
+// the current FP rounding mode on every path (the default is half-even).
+// Throws std::invalid_argument on NaN/Inf in x (q and scales are then
+// unspecified) and on bad shapes or null pointers.
 void quantize_activations(const float* x, int64_t n, int64_t cols, int8_t* q, float* scales,
                           const Exec& ex);
 
@@ -72,7 +84,10 @@ void quantize_activations(const float* x, int64_t n, int64_t cols, int8_t* q, fl
 // y[t][r] = (float(sum_c trit[r][c] * q[t][c]) * x_scales[t]) * scales[r]
 // for t < n, r < rows; q has row stride padded_cols(cols) (as written by
 // quantize_activations) with zero padding. n == 1 is the GEMV path.
-// Bit-identical on every ISA path. Threads split the rows.
+// Bit-identical on every ISA path. Threads split the rows. The dot product is
+// exact in int32 for any int8 q and cols <= 2^23. Throws
+// std::invalid_argument on bad shapes, null pointers, cols > 2^23, NaN/Inf in
+// w.scales or x_scales, or nonzero padding in q (nothing written).
 void gemm_i8(const PackedTernary& w, const int8_t* q, const float* x_scales, int64_t n, float* y,
              const Exec& ex);
 

@@ -1,0 +1,244 @@
+// fp32 GEMM in the BLIS/GotoBLAS shape: op(B) is packed a kc x nc block at a
+// time (shared by the threads), op(A) an mc x kc block at a time (per thread),
+// and a register-blocked microkernel computes MR x NR tiles of C from the
+// packed micro-panels. Packing absorbs the transposes, so one microkernel
+// serves all four layouts. The blocked driver is also the engine of the
+// ternary fp32 products, which pass their own B packer (decoded weights).
+#include <algorithm>
+#include <atomic>
+#include <stdexcept>
+#include <string>
+
+#include "../cpu/aligned_buffer.h"
+#include "../cpu/features.h"
+#include "../cpu/thread_pool.h"
+#include "gemm_kernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define TERNORM_GEMM_X86 1
+#endif
+
+namespace ternorm::gemm {
+namespace {
+
+// Cache blocking per path, tuned on Zen 4 (32 KB L1d, 1 MB L2, 32 MB L3):
+// the mc x kc A block stays in L2 (AVX-512: 336 x 512 x 4 B = 672 KB), the
+// kc x NR B micro-panel it is swept against comes from L1/L2, the kc x nc B
+// block sits in L3. The microkernels do so many FMAs per byte (AVX-512: 28
+// per 184 B of panels) that L2 bandwidth is not a limit, so a long kc, which
+// halves the C-tile traffic per FMA, wins on the AVX-512 path.
+struct Plan {
+  MicroKernel kernel;
+  int64_t mr, nr;
+  int64_t mc, kc, nc;  // mc a multiple of mr, nc of nr, kc of kKcAlign
+};
+
+constexpr int64_t kKcScalar = 256, kKcAvx2 = 256, kKcAvx512 = 512, kKcNeon = 256;
+static_assert(kKcScalar % kKcAlign == 0 && kKcAvx2 % kKcAlign == 0 &&
+                  kKcAvx512 % kKcAlign == 0 && kKcNeon % kKcAlign == 0,
+              "k-blocks start on whole ternary column blocks");
+
+// The one dispatch point of the family.
+Plan plan_for(Isa isa) {
+  if (!isa_supported(isa))
+    throw std::invalid_argument(std::string("gemm: ISA path '") + isa_name(isa) +
+                                "' is not supported by this CPU or build; expected one of the "
+                                "paths supported_isas() lists");
+  switch (isa) {
+    case Isa::Scalar:
+      return {ukernel_scalar, kMrScalar, kNrScalar, 128, kKcScalar, 2048};
+#ifdef TERNORM_GEMM_X86
+    case Isa::Avx2:
+      return {ukernel_avx2, kMrAvx2, kNrAvx2, 144, kKcAvx2, 2048};
+    case Isa::Avx512:
+      return {ukernel_avx512, kMrAvx512, kNrAvx512, 336, kKcAvx512, 2048};
+#endif
+#ifdef __aarch64__
+    case Isa::Neon:
+      return {ukernel_neon, kMrNeon, kNrNeon, 120, kKcNeon, 2048};
+#endif
+    default:
+      break;
+  }
+  throw std::invalid_argument(std::string("gemm: no kernel for ISA path '") + isa_name(isa) + "'");
+}
+
+int max_threads(const Exec& ex) {
+  if (ex.pool == nullptr) return 1;
+  return std::max(1, std::min(ex.threads, ex.pool->size()));
+}
+
+// Packing. A block of op(A) (mc x kc) or op(B) (kc x nc) becomes micro-panels
+// of width W (MR rows of op(A), or NR columns of op(B)): panel q holds
+// elements x = q*W .. q*W+W-1 of the block's width, k-major, at
+// dst + q * kc * W, zero past the width. Two source shapes cover all four
+// layouts: the width runs along the stored rows (contiguous), or across them.
+
+// Element (p, x) at src[p * ld + x]: one stored row per k-step, read
+// contiguously and dealt out to the panels.
+template <int W>
+void pack_width_contiguous(const float* src, int64_t ld, int64_t width, int64_t kc, float* dst) {
+  const int64_t full = width / W, rem = width % W;
+  for (int64_t p = 0; p < kc; ++p) {
+    const float* s = src + p * ld;
+    for (int64_t q = 0; q < full; ++q) {
+      float* d = dst + q * kc * W + p * W;
+      for (int x = 0; x < W; ++x) d[x] = s[q * W + x];
+    }
+    if (rem != 0) {
+      float* d = dst + full * kc * W + p * W;
+      for (int64_t x = 0; x < rem; ++x) d[x] = s[full * W + x];
+      for (int64_t x = rem; x < W; ++x) d[x] = 0.0f;
+    }
+  }
+}
+
+// Element (p, x) at src[x * ld + p]: a transpose, done in strips of 8 k-steps
+// so the W source rows and the destination strip stay in L1.
+template <int W>
+void pack_width_strided(const float* src, int64_t ld, int64_t width, int64_t kc, float* dst) {
+  constexpr int64_t kStrip = 8;
+  for (int64_t x0 = 0; x0 < width; x0 += W) {
+    const int64_t count = std::min<int64_t>(W, width - x0);
+    float* d = dst + (x0 / W) * kc * W;
+    for (int64_t p0 = 0; p0 < kc; p0 += kStrip) {
+      const int64_t pn = std::min(kStrip, kc - p0);
+      for (int64_t x = 0; x < count; ++x) {
+        const float* s = src + (x0 + x) * ld + p0;
+        for (int64_t p = 0; p < pn; ++p) d[(p0 + p) * W + x] = s[p];
+      }
+      for (int64_t x = count; x < W; ++x)
+        for (int64_t p = 0; p < pn; ++p) d[(p0 + p) * W + x] = 0.0f;
+    }
+  }
+}
+
+// A micro-panels for rows i0 .. i0+mc-1, k-steps k0 .. k0+kc-1 of op(A).
+template <int MR>
+void pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
+            float* dst) {
+  if (trans)
+    pack_width_contiguous<MR>(a + k0 * lda + i0, lda, mc, kc, dst);
+  else
+    pack_width_strided<MR>(a + i0 * lda + k0, lda, mc, kc, dst);
+}
+
+using PackA = void (*)(bool, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
+
+PackA pack_a_for(int64_t mr) {
+  switch (mr) {
+    case kMrScalar: return pack_a<kMrScalar>;
+    case kMrAvx2: return pack_a<kMrAvx2>;  // == kMrNeon
+    case kMrAvx512: return pack_a<kMrAvx512>;
+    default: break;
+  }
+  throw std::logic_error("gemm: no A packer for this tile height");
+}
+static_assert(kMrNeon == kMrAvx2, "pack_a_for shares the 6-row packer");
+
+// op(B) from a dense row-major matrix.
+struct DenseB {
+  const float* b;
+  int64_t ldb;
+  bool trans;
+};
+
+template <int NR>
+void pack_dense_b_nr(const DenseB& s, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  if (s.trans)
+    pack_width_strided<NR>(s.b + j0 * s.ldb + k0, s.ldb, nc, kc, dst);
+  else
+    pack_width_contiguous<NR>(s.b + k0 * s.ldb + j0, s.ldb, nc, kc, dst);
+}
+
+void pack_dense_b(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                  float* dst) {
+  const DenseB& s = *static_cast<const DenseB*>(ctx);
+  switch (nr) {
+    case 16: return pack_dense_b_nr<16>(s, k0, kc, j0, nc, dst);
+    case 32: return pack_dense_b_nr<32>(s, k0, kc, j0, nc, dst);
+    default: break;
+  }
+  throw std::logic_error("gemm: no B packer for this tile width");
+}
+static_assert(kNrScalar == 16 && kNrAvx2 == 16 && kNrNeon == 16 && kNrAvx512 == 32,
+              "pack_dense_b covers every tile width");
+
+// rows x width matrix with row stride ld: ld must cover the width, and the
+// last element's offset must fit in int64.
+void check_matrix(const char* name, const void* p, int64_t rows, int64_t width, int64_t ld,
+                  const char* shape) {
+  if (p == nullptr) throw std::invalid_argument(std::string("gemm_f32: ") + name + " is null");
+  if (ld < width)
+    throw std::invalid_argument(std::string("gemm_f32: ld") + name + " = " + std::to_string(ld) +
+                                " is smaller than the row width of " + name + " as stored (" +
+                                shape + ": " + std::to_string(width) + ")");
+  if (ld > (INT64_MAX - width) / rows)
+    throw std::invalid_argument(std::string("gemm_f32: ") + name +
+                                " is too large to address (rows * ld overflows)");
+}
+
+}  // namespace
+
+void gemm_f32_blocked(bool trans_a, const float* a, int64_t lda, int64_t m, int64_t n, int64_t k,
+                      const BPacker& bp, float alpha, float beta, float* c, int64_t ldc,
+                      const Exec& ex) {
+  const Plan pl = plan_for(ex.isa);
+  const PackA pack_a_fn = pack_a_for(pl.mr);
+  const int64_t kc_max = std::min(pl.kc, k);
+  const int64_t nc_max = std::min(pl.nc, (n + pl.nr - 1) / pl.nr * pl.nr);
+  const int64_t mc_max = std::min(pl.mc, (m + pl.mr - 1) / pl.mr * pl.mr);
+  const int slots = max_threads(ex);
+  // Scratch for the whole call: one shared B block, one A block per thread.
+  AlignedBuffer<float> bbuf(size_t(kc_max * nc_max));
+  AlignedBuffer<float> abuf(size_t(slots) * size_t(mc_max * kc_max));
+
+  for (int64_t jc = 0; jc < n; jc += pl.nc) {
+    const int64_t nc = std::min(pl.nc, n - jc);
+    for (int64_t pc = 0; pc < k; pc += pl.kc) {
+      const int64_t kc = std::min(pl.kc, k - pc);
+      // Later k-blocks accumulate onto what the first one wrote.
+      const float beta_blk = pc == 0 ? beta : 1.0f;
+      float* bpanel = bbuf.data();
+      parallel_ranges(ex, nc, pl.nr, [&](int64_t j0, int64_t j1) {
+        bp.pack(bp.ctx, pl.nr, pc, kc, jc + j0, j1 - j0, bpanel + j0 * kc);
+      });
+      std::atomic<int> next_slot{0};
+      parallel_ranges(ex, m, pl.mr, [&](int64_t i0, int64_t i1) {
+        float* apanel = abuf.data() + size_t(next_slot.fetch_add(1)) * size_t(mc_max * kc_max);
+        for (int64_t ic = i0; ic < i1; ic += pl.mc) {
+          const int64_t mc = std::min(pl.mc, i1 - ic);
+          pack_a_fn(trans_a, a, lda, ic, mc, pc, kc, apanel);
+          for (int64_t jr = 0; jr < nc; jr += pl.nr) {
+            const int64_t nn = std::min(pl.nr, nc - jr);
+            const float* bp_j = bpanel + jr * kc;
+            float* c_j = c + ic * ldc + jc + jr;
+            for (int64_t ir = 0; ir < mc; ir += pl.mr)
+              pl.kernel(kc, apanel + ir * kc, bp_j, c_j + ir * ldc, ldc,
+                        std::min(pl.mr, mc - ir), nn, alpha, beta_blk);
+          }
+        }
+      });
+    }
+  }
+}
+
+void gemm_f32(const GemmArgs& g, const Exec& ex) {
+  if (g.m <= 0 || g.n <= 0 || g.k <= 0)
+    throw std::invalid_argument("gemm_f32: m, n and k must be positive (got m=" +
+                                std::to_string(g.m) + ", n=" + std::to_string(g.n) +
+                                ", k=" + std::to_string(g.k) + ")");
+  // As stored: A is m x k (k x m when transposed), B is k x n (n x k), C is m x n.
+  check_matrix("a", g.a, g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda,
+               g.trans_a ? "k x m, trans_a" : "m x k");
+  check_matrix("b", g.b, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb,
+               g.trans_b ? "n x k, trans_b" : "k x n");
+  check_matrix("c", g.c, g.m, g.n, g.ldc, "m x n");
+  const DenseB src{g.b, g.ldb, g.trans_b};
+  BPacker bp;
+  bp.pack = pack_dense_b;
+  bp.ctx = &src;
+  gemm_f32_blocked(g.trans_a, g.a, g.lda, g.m, g.n, g.k, bp, g.alpha, g.beta, g.c, g.ldc, ex);
+}
+
+}  // namespace ternorm::gemm

@@ -1,0 +1,94 @@
+// AVX2 fp32 GEMM microkernel: up to 6 x 16 of C in 12 ymm accumulators (+2 B
+// vectors +1 broadcast = 15 of the 16 registers), 12 FMAs per 8 loads. The
+// row count is a template parameter, so a short edge tile (or a GEMV) does
+// only the FMAs its rows need; the column edge uses masked loads/stores.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "gemm_kernels.h"
+
+namespace ternorm::gemm {
+namespace {
+
+constexpr int MR = kMrAvx2, NR = kNrAvx2;
+
+// All-ones in the lanes first .. first+7 that are < count.
+inline __m256i lanes_below(int64_t first, int64_t count) {
+  const __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(int(first)),
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(count)), idx);
+}
+
+template <int ROWS>
+void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t n,
+          float alpha, float beta) {
+  // Start fetching the C tile now so its misses overlap the FMAs.
+#pragma GCC unroll 8
+  for (int i = 0; i < ROWS; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+  }
+  __m256 acc[ROWS][2];
+#pragma GCC unroll 8
+  for (int i = 0; i < ROWS; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 8
+    for (int i = 0; i < ROWS; ++i) {
+      const __m256 ai = _mm256_broadcast_ss(a + i);
+      acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+    }
+    a += MR;
+    b += NR;
+  }
+  // C = alpha * acc + beta * C (beta == 0: C not read). A full-width tile uses
+  // plain loads/stores, a column edge masked ones: the same arithmetic.
+  const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+  const bool beta0 = beta == 0.0f;
+  if (n == NR) {
+#pragma GCC unroll 8
+    for (int i = 0; i < ROWS; ++i) {
+      float* cr = c + i * ldc;
+      __m256 r0 = _mm256_mul_ps(va, acc[i][0]), r1 = _mm256_mul_ps(va, acc[i][1]);
+      if (!beta0) {
+        r0 = _mm256_fmadd_ps(va, acc[i][0], _mm256_mul_ps(vb, _mm256_loadu_ps(cr)));
+        r1 = _mm256_fmadd_ps(va, acc[i][1], _mm256_mul_ps(vb, _mm256_loadu_ps(cr + 8)));
+      }
+      _mm256_storeu_ps(cr, r0);
+      _mm256_storeu_ps(cr + 8, r1);
+    }
+  } else {
+    const __m256i m0 = lanes_below(0, n), m1 = lanes_below(8, n);
+#pragma GCC unroll 8
+    for (int i = 0; i < ROWS; ++i) {
+      float* cr = c + i * ldc;
+      __m256 r0 = _mm256_mul_ps(va, acc[i][0]), r1 = _mm256_mul_ps(va, acc[i][1]);
+      if (!beta0) {
+        r0 = _mm256_fmadd_ps(va, acc[i][0], _mm256_mul_ps(vb, _mm256_maskload_ps(cr, m0)));
+        r1 = _mm256_fmadd_ps(va, acc[i][1], _mm256_mul_ps(vb, _mm256_maskload_ps(cr + 8, m1)));
+      }
+      _mm256_maskstore_ps(cr, m0, r0);
+      _mm256_maskstore_ps(cr + 8, m1, r1);
+    }
+  }
+}
+
+}  // namespace
+
+void ukernel_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m,
+                  int64_t n, float alpha, float beta) {
+  static_assert(MR == 6, "one case per tile height");
+  switch (m) {
+    case 6: return tile<6>(kc, a, b, c, ldc, n, alpha, beta);
+    case 5: return tile<5>(kc, a, b, c, ldc, n, alpha, beta);
+    case 4: return tile<4>(kc, a, b, c, ldc, n, alpha, beta);
+    case 3: return tile<3>(kc, a, b, c, ldc, n, alpha, beta);
+    case 2: return tile<2>(kc, a, b, c, ldc, n, alpha, beta);
+    case 1: return tile<1>(kc, a, b, c, ldc, n, alpha, beta);
+    default: return;  // the driver never passes m outside 1 .. MR
+  }
+}
+
+}  // namespace ternorm::gemm

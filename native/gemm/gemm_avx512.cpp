@@ -1,0 +1,85 @@
+// AVX-512 fp32 GEMM microkernel: up to 14 x 32 of C in 28 zmm accumulators.
+// Per k step it loads two B vectors and broadcasts one A value per row: 28
+// FMAs for 2 vector loads, so the FMA pipes, not the loads, set the pace.
+// The row count is a template parameter, so a short edge tile (or a GEMV)
+// does only the FMAs its rows need; the column edge uses masked loads/stores.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "gemm_kernels.h"
+
+namespace ternorm::gemm {
+namespace {
+
+constexpr int MR = kMrAvx512, NR = kNrAvx512;
+
+inline __mmask16 first_lanes(int64_t count) {
+  return count <= 0 ? __mmask16(0) : count >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << count) - 1u);
+}
+
+template <int ROWS>
+void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t n,
+          float alpha, float beta) {
+  // Start fetching the C tile now so its misses overlap the FMAs.
+#pragma GCC unroll 16
+  for (int i = 0; i < ROWS; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+  }
+  __m512 acc[ROWS][2];
+#pragma GCC unroll 16
+  for (int i = 0; i < ROWS; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 16
+    for (int i = 0; i < ROWS; ++i) {
+      const __m512 ai = _mm512_set1_ps(a[i]);
+      acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+    }
+    a += MR;
+    b += NR;
+  }
+  // C = alpha * acc + beta * C (beta == 0: C not read); columns past n masked off.
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  const __mmask16 m0 = first_lanes(n), m1 = first_lanes(n - 16);
+#pragma GCC unroll 16
+  for (int i = 0; i < ROWS; ++i) {
+    float* cr = c + i * ldc;
+    if (beta == 0.0f) {
+      _mm512_mask_storeu_ps(cr, m0, _mm512_mul_ps(va, acc[i][0]));
+      _mm512_mask_storeu_ps(cr + 16, m1, _mm512_mul_ps(va, acc[i][1]));
+    } else {
+      const __m512 c0 = _mm512_maskz_loadu_ps(m0, cr), c1 = _mm512_maskz_loadu_ps(m1, cr + 16);
+      _mm512_mask_storeu_ps(cr, m0, _mm512_fmadd_ps(va, acc[i][0], _mm512_mul_ps(vb, c0)));
+      _mm512_mask_storeu_ps(cr + 16, m1, _mm512_fmadd_ps(va, acc[i][1], _mm512_mul_ps(vb, c1)));
+    }
+  }
+}
+
+}  // namespace
+
+void ukernel_avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m,
+                    int64_t n, float alpha, float beta) {
+  static_assert(MR == 14, "one case per tile height");
+  switch (m) {
+    case 14: return tile<14>(kc, a, b, c, ldc, n, alpha, beta);
+    case 13: return tile<13>(kc, a, b, c, ldc, n, alpha, beta);
+    case 12: return tile<12>(kc, a, b, c, ldc, n, alpha, beta);
+    case 11: return tile<11>(kc, a, b, c, ldc, n, alpha, beta);
+    case 10: return tile<10>(kc, a, b, c, ldc, n, alpha, beta);
+    case 9: return tile<9>(kc, a, b, c, ldc, n, alpha, beta);
+    case 8: return tile<8>(kc, a, b, c, ldc, n, alpha, beta);
+    case 7: return tile<7>(kc, a, b, c, ldc, n, alpha, beta);
+    case 6: return tile<6>(kc, a, b, c, ldc, n, alpha, beta);
+    case 5: return tile<5>(kc, a, b, c, ldc, n, alpha, beta);
+    case 4: return tile<4>(kc, a, b, c, ldc, n, alpha, beta);
+    case 3: return tile<3>(kc, a, b, c, ldc, n, alpha, beta);
+    case 2: return tile<2>(kc, a, b, c, ldc, n, alpha, beta);
+    case 1: return tile<1>(kc, a, b, c, ldc, n, alpha, beta);
+    default: return;  // the driver never passes m outside 1 .. MR
+  }
+}
+
+}  // namespace ternorm::gemm

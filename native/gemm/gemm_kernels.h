@@ -1,0 +1,70 @@
+// Internals of the fp32 GEMM family: the per-ISA register-blocked
+// microkernels, the plain scalar reference, and the blocked driver. The driver
+// takes op(B) through a packer callback so the ternary fp32 products
+// (ternary/matmul_f32.cpp) feed it decoded weight panels and reuse the same
+// microkernels. Included by the ISA files: plain declarations only.
+#pragma once
+#include <cstdint>
+
+#include "gemm.h"
+
+namespace ternorm::gemm {
+
+// ---- packed panels ------------------------------------------------------------
+// An A micro-panel holds MR rows of op(A) over kc steps, k-major: a[k * MR + i].
+// A B micro-panel holds NR columns of op(B) over kc steps, k-major:
+// b[k * NR + j]. Rows/columns past the matrix edge are zero.
+
+// ---- microkernels ---------------------------------------------------------------
+// C[i][j] (i < m <= MR, j < n <= NR, row stride ldc) =
+//   alpha * acc[i][j] + beta * C[i][j],   acc = sum_{k < kc} a[k*MR + i] * b[k*NR + j],
+// with beta == 0 never reading C. Every element goes through the same operations
+// whether its tile is full or cut by the matrix edge, so a result never depends
+// on where the tile boundaries (thread ranges) fall.
+using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                             int64_t m, int64_t n, float alpha, float beta);
+
+// Tile shapes. Every NR is a multiple of 16 (the ternary decoders write whole
+// 16-column weight blocks into a panel).
+constexpr int kMrScalar = 4, kNrScalar = 16;
+constexpr int kMrAvx2 = 6, kNrAvx2 = 16;     // 12 ymm accumulators
+constexpr int kMrAvx512 = 14, kNrAvx512 = 32;  // 28 zmm accumulators
+constexpr int kMrNeon = 6, kNrNeon = 16;     // 24 q accumulators
+
+void ukernel_scalar(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m,
+                    int64_t n, float alpha, float beta);
+void ukernel_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m,
+                  int64_t n, float alpha, float beta);
+void ukernel_avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m,
+                    int64_t n, float alpha, float beta);
+void ukernel_neon(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m,
+                  int64_t n, float alpha, float beta);
+
+// ---- the blocked driver -----------------------------------------------------------
+// Writes the B micro-panels for rows k0 .. k0+kc-1 and columns j0 .. j0+nc-1 of
+// op(B): panel p (columns j0 + p*nr ...) starts at dst + p * kc * nr. j0 is a
+// multiple of nr, k0 a multiple of kKc (16 at least); columns >= nc are zeroed.
+// Called concurrently on disjoint column ranges.
+struct BPacker {
+  void (*pack)(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+               float* dst) = nullptr;
+  const void* ctx = nullptr;
+};
+
+// Every k-block starts at a multiple of this (a whole number of 16-column
+// ternary blocks).
+constexpr int64_t kKcAlign = 16;
+
+// C (m x n, stride ldc) = alpha * op(A) * op(B) + beta * C, op(A) m x k read
+// from a (stride lda, transposed when trans_a), op(B) k x n from the packer.
+// Arguments are validated by the callers. Threads split the rows of C.
+void gemm_f32_blocked(bool trans_a, const float* a, int64_t lda, int64_t m, int64_t n, int64_t k,
+                      const BPacker& b, float alpha, float beta, float* c, int64_t ldc,
+                      const Exec& ex);
+
+// ---- the reference ----------------------------------------------------------------
+// The plain triple loop (fp32 products summed in k order, then
+// alpha * sum + beta * c; beta == 0 ignores C) every path is tested against.
+void gemm_f32_ref(const GemmArgs& args);
+
+}  // namespace ternorm::gemm

@@ -1,0 +1,50 @@
+// Internal: the per-ISA kernels of quantize_activations (ternary.h), called
+// only from act_quant.cpp. POD-only header (ISA files include it).
+#pragma once
+#include <cstdint>
+
+namespace ternorm::ternary::detail {
+
+// The per-row numbers every path derives from a row's absmax (finite, > 0):
+//   scale = absmax / 127,  q = clamp(round_half_even((x * pre) * inv), -127, 127).
+// Normally pre = 1 and inv = 127 / absmax, exactly the formula of ternary.h.
+// When absmax < 2^-64, 127 / absmax can overflow to Inf, so the row is first
+// scaled by pre = 2^64 (exact for every float) and inv = 127 / (absmax * 2^64);
+// in the normal float range both forms give the same product bit for bit.
+struct ActRowParams {
+  float pre, inv, scale;
+};
+static inline ActRowParams act_row_params(float absmax) {
+  const float two64 = 18446744073709551616.0f;  // 2^64
+  ActRowParams p;
+  p.scale = absmax / 127.0f;
+  if (absmax < 1.0f / two64) {
+    p.pre = two64;
+    p.inv = 127.0f / (absmax * two64);
+  } else {
+    p.pre = 1.0f;
+    p.inv = 127.0f / absmax;
+  }
+  return p;
+}
+
+// |x| as bits: for non-negative floats the IEEE bit patterns order like the
+// values, and every pattern >= kNonFiniteBits is Inf or NaN. So an integer max
+// of (bits & 0x7fffffff) finds absmax and detects NaN/Inf in one pass, the same
+// way on every path.
+constexpr uint32_t kAbsMask = 0x7fffffffu;
+constexpr uint32_t kNonFiniteBits = 0x7f800000u;
+
+// Quantises rows [0, n) of x (row stride cols) into q (row stride qstride =
+// padded_cols(cols), padding zeroed) and scales. Returns -1, or the index of
+// the first row holding NaN/Inf (rows from it on are not written).
+int64_t act_quant_rows_ref(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
+                           float* scales);
+int64_t act_quant_rows_avx2(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
+                            float* scales);
+int64_t act_quant_rows_avx512(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
+                              float* scales);
+int64_t act_quant_rows_neon(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
+                            float* scales);
+
+}  // namespace ternorm::ternary::detail

@@ -1,0 +1,110 @@
+// AVX2 path of gemm_i8. Half a tile (32 bytes) of bit pair j is 8 rows x 4
+// columns of unsigned weight codes; vpmaddubsw against the 4 broadcast
+// activation bytes gives, per row, two int16 partial sums (columns 0+1, 2+3).
+// These are accumulated in int16 over kChunk column blocks, then widened with
+// vpmaddwd(ones), which also adds the row's two halves.
+//
+// No int16 overflow: codes are in {0, 1, 2} and q in [-128, 127], so one
+// maddubs lane is c0 q0 + c1 q1 in [-512, 508] (far from maddubs' own
+// saturation). A lane takes 4 of them per column block (bit pairs 0..3), so
+// over kChunk = 8 blocks |sum| <= 8 * 4 * 512 = 16384 < 32767 (and still
+// < 32767 with the invalid code 3 of corrupt data: 8 * 4 * 768 = 24576).
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "gemm_i8_kernels.h"
+
+namespace ternorm::ternary::detail {
+namespace {
+
+constexpr int64_t kPanel = 16, kBlock = 16, kTile = 64, kTokenBlockBytes = int64_t(256) << 10, kChunk = 8;
+
+inline __m256i bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+template <int J, int T>
+inline void step(__m256i lo, __m256i hi, const int8_t* qb, int64_t qstride, __m256i (&acc)[2][T]) {
+  const __m256i m3 = _mm256_set1_epi8(3);
+  const __m256i u0 = J == 0 ? _mm256_and_si256(lo, m3) : _mm256_and_si256(_mm256_srli_epi16(lo, 2 * J), m3);
+  const __m256i u1 = J == 0 ? _mm256_and_si256(hi, m3) : _mm256_and_si256(_mm256_srli_epi16(hi, 2 * J), m3);
+  for (int t = 0; t < T; ++t) {
+    const __m256i b = bcast4(qb + t * qstride + 4 * J);
+    acc[0][t] = _mm256_add_epi16(acc[0][t], _mm256_maddubs_epi16(u0, b));
+    acc[1][t] = _mm256_add_epi16(acc[1][t], _mm256_maddubs_epi16(u1, b));
+  }
+}
+
+// y for one row panel and tokens [t0, t0 + T).
+template <int T>
+void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
+  const int64_t qstride = a.col_blocks * kBlock;
+  const uint8_t* w = a.w + pan * a.col_blocks * kTile;
+  const int8_t* q = a.q + t0 * qstride;
+  const __m256i ones = _mm256_set1_epi16(1);
+  alignas(32) int32_t acc32[2][T][8] = {};
+  for (int64_t b0 = 0; b0 < a.col_blocks; b0 += kChunk) {
+    const int64_t b1 = b0 + kChunk < a.col_blocks ? b0 + kChunk : a.col_blocks;
+    __m256i acc[2][T];
+    for (int h = 0; h < 2; ++h)
+      for (int t = 0; t < T; ++t) acc[h][t] = _mm256_setzero_si256();
+    for (int64_t b = b0; b < b1; ++b) {
+      const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + b * kTile));
+      const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + b * kTile + 32));
+      const int8_t* qb = q + b * kBlock;
+      step<0>(lo, hi, qb, qstride, acc);
+      step<1>(lo, hi, qb, qstride, acc);
+      step<2>(lo, hi, qb, qstride, acc);
+      step<3>(lo, hi, qb, qstride, acc);
+    }
+    for (int h = 0; h < 2; ++h)
+      for (int t = 0; t < T; ++t) {
+        __m256i* dst = reinterpret_cast<__m256i*>(acc32[h][t]);
+        _mm256_store_si256(dst, _mm256_add_epi32(_mm256_load_si256(dst), _mm256_madd_epi16(acc[h][t], ones)));
+      }
+  }
+  // Epilogue over 8 rows: (float(dot) * x_scale) * w_scale, masked at the row tail.
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int h = 0; h < 2; ++h) {
+    const int64_t row0 = pan * kPanel + 8 * h;
+    const int64_t left = a.rows - row0;
+    if (left <= 0) break;
+    const __m256i k = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(left < 8 ? left : 8)), lane);
+    const __m256 ws = _mm256_maskload_ps(a.w_scales + row0, k);
+    for (int t = 0; t < T; ++t) {
+      const __m256i acc = _mm256_load_si256(reinterpret_cast<const __m256i*>(acc32[h][t]));
+      const __m256i dot = _mm256_sub_epi32(acc, _mm256_set1_epi32(a.q_sums[t0 + t]));
+      const __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot),
+                                                   _mm256_set1_ps(a.x_scales[t0 + t])), ws);
+      _mm256_maskstore_ps(a.y + (t0 + t) * a.rows + row0, k, v);
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_i8_avx2(const GemmI8Args& a, int64_t p0, int64_t p1) {
+  constexpr int kT = 4;
+  // Token blocks of about 256 KB of q stay in L2 while the panels stream past.
+  const int64_t block = kTokenBlockBytes / (a.col_blocks * kBlock) / kT * kT;
+  const int64_t tokens_per_block = block < kT ? kT : block;
+  for (int64_t tb = 0; tb < a.n; tb += tokens_per_block) {
+    const int64_t te = tb + tokens_per_block < a.n ? tb + tokens_per_block : a.n;
+    for (int64_t p = p0; p < p1; ++p) {
+      int64_t t0 = tb;
+      for (; t0 + kT <= te; t0 += kT) micro<kT>(a, p, t0);
+      switch (te - t0) {
+        case 1: micro<1>(a, p, t0); break;
+        case 2: micro<2>(a, p, t0); break;
+        case 3: micro<3>(a, p, t0); break;
+        default: break;
+      }
+    }
+  }
+}
+
+}  // namespace ternorm::ternary::detail

@@ -1,0 +1,32 @@
+// Internal: the per-ISA kernels of gemm_i8 (ternary.h), called only from
+// gemm_i8.cpp. POD-only header (ISA files include it).
+#pragma once
+#include <cstdint>
+
+namespace ternorm::ternary::detail {
+
+// One gemm_i8 call as the kernels see it, already validated.
+struct GemmI8Args {
+  const uint8_t* w = nullptr;          // 2-bit compute layout, col_blocks tiles per panel
+  const float* w_scales = nullptr;     // rows
+  int64_t rows = 0, cols = 0;          // logical shape of W
+  int64_t col_blocks = 0;              // padded_cols(cols) / 16 = q's row stride / 16
+  const int8_t* q = nullptr;           // n x (col_blocks * 16), zero padding
+  const float* x_scales = nullptr;     // n
+  const int32_t* q_sums = nullptr;     // n: sum_c q[t][c] (SIMD paths only)
+  int64_t n = 0;
+  float* y = nullptr;                  // n x rows
+};
+
+// The SIMD paths multiply the unsigned weight code w + 1 in {0, 1, 2} by the
+// signed activations (the operand order of vpdpbusd / maddubs) and subtract
+// the token's q_sums: sum (w + 1) q - sum q = sum w q, exactly.
+//
+// Each computes y[t][r] = (float(dot) * x_scales[t]) * w_scales[r] for every
+// token and the rows of row panels [p0, p1).
+void gemm_i8_ref(const GemmI8Args& a, int64_t p0, int64_t p1);
+void gemm_i8_avx2(const GemmI8Args& a, int64_t p0, int64_t p1);
+void gemm_i8_avx512(const GemmI8Args& a, int64_t p0, int64_t p1);
+void gemm_i8_neon(const GemmI8Args& a, int64_t p0, int64_t p1);
+
+}  // namespace ternorm::ternary::detail
