@@ -92,12 +92,13 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
 // above (shift + and per bit pair) would cost nearly as many vector ops as
 // the vpdpbusd themselves. Instead bit pair j is only masked in place,
 // tile & (3 << 2j), i.e. code * 4^j (<= 128, still a valid unsigned byte),
-// and accumulated separately per j: acc[j] = 4^j * dot_j exactly. The exact
-// arithmetic shifts acc[j] >> 2j then recover dot_j. Every kGemvChunk blocks
-// the four are folded into the running total before they can overflow: a
-// lane of acc[3] grows by at most 4 columns * 128 * 128 = 65536 per block (code
-// 2 of valid data; 98304 for the invalid code 3), so 8192 blocks stay below
-// 2^30 (resp. 2^29.6 * 1.5 < 2^31).
+// and accumulated separately per j: acc[j] = 4^j * s_j, s_j the (w + 1)
+// dot product over the columns of bit pair j. The arithmetic shifts
+// acc[j] >> 2j recover s_j exactly (acc[j] is a multiple of 4^j). Every
+// kGemvChunk blocks the four are folded into the running total before they
+// can overflow: a lane of acc[3] moves by at most 4 columns * 128 * 128 =
+// 65536 per block (code 2 of valid data; 98304 for the invalid code 3), so
+// over 8192 blocks |acc[3]| <= 2^29 (8.1e8 with code 3) < 2^31.
 constexpr int64_t kGemvChunk = 8192;
 
 void gemv4(const GemmI8Args& a, int64_t pan) {

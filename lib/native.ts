@@ -1,0 +1,146 @@
+// Loads the native addon (native/addon, N-API) through node-gyp-build from the
+// package root: build/Release (node-gyp) first, then prebuilds/<platform>-<arch>
+// (prebuildify). The raw addon checks every argument itself and never reads out
+// of bounds; lib/kernels.ts is the typed surface with the friendlier messages.
+//
+// This file runs as lib/native.ts (vitest) and as dist/lib/native.js, so the
+// package root is found by walking up to the package.json named "ternorm".
+
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const require = createRequire(import.meta.url);
+
+export type Isa = 'scalar' | 'avx2' | 'avx512' | 'neon';
+
+export interface CpuFeatures {
+  avx2: boolean;
+  fma: boolean;
+  f16c: boolean;
+  avx512f: boolean;
+  avx512bw: boolean;
+  avx512vl: boolean;
+  avx512dq: boolean;
+  avx512vnni: boolean;
+  neon: boolean;
+}
+
+export interface RawCpuInfo {
+  features: CpuFeatures;
+  supportedIsas: Isa[];
+  /** null when TERNORM_ISA names an unknown or unsupported path (see isaError). */
+  defaultIsa: Isa | null;
+  isaError: string | null;
+  /** Size of this addon instance's thread pool (the hardware threads). */
+  threads: number;
+}
+
+export type GainSchemeName = 'f32' | 'f16' | 'int8';
+export type GainData = Float32Array | Uint16Array | Int8Array;
+
+/**
+ * The addon's exports, positional and unchecked by TypeScript beyond these
+ * types. Sizes are integers in 1..2^31; `threads` undefined means the whole pool.
+ * The Async variants hold references to their inputs until the promise settles
+ * but do not copy them: do not mutate, transfer or detach the inputs until then.
+ */
+export interface NativeAddon {
+  ternaryLayout: { rowPanel: number; colBlock: number };
+  cpuInfo(): RawCpuInfo;
+  absmeanQuantize(w: Float32Array, rows: number, cols: number, perRow: boolean): { trits: Int8Array; scales: Float32Array };
+  pack2(trits: Int8Array, rows: number, cols: number): Uint8Array;
+  unpack2(packed: Uint8Array, rows: number, cols: number): Int8Array;
+  pack5(trits: Int8Array): Uint8Array;
+  unpack5(bytes: Uint8Array, count: number): Int8Array;
+  quantizeActivations(x: Float32Array, n: number, cols: number, threads?: number): { q: Int8Array; scales: Float32Array };
+  gemmI8(packed: Uint8Array, scales: Float32Array, rows: number, cols: number, q: Int8Array, xScales: Float32Array, n: number, threads?: number): Float32Array;
+  gemmI8Async(packed: Uint8Array, scales: Float32Array, rows: number, cols: number, q: Int8Array, xScales: Float32Array, n: number, threads?: number): Promise<Float32Array>;
+  matmulF32(packed: Uint8Array, scales: Float32Array, rows: number, cols: number, x: Float32Array, n: number, threads?: number): Float32Array;
+  matmulF32Async(packed: Uint8Array, scales: Float32Array, rows: number, cols: number, x: Float32Array, n: number, threads?: number): Promise<Float32Array>;
+  matmulF32T(packed: Uint8Array, scales: Float32Array, rows: number, cols: number, dy: Float32Array, n: number, threads?: number): Float32Array;
+  matmulF32TAsync(packed: Uint8Array, scales: Float32Array, rows: number, cols: number, dy: Float32Array, n: number, threads?: number): Promise<Float32Array>;
+  gemmF32(a: Float32Array, b: Float32Array, m: number, n: number, k: number, transA: boolean, transB: boolean, alpha: number, beta: number, c: Float32Array | undefined, threads?: number): Float32Array;
+  gemmF32Async(a: Float32Array, b: Float32Array, m: number, n: number, k: number, transA: boolean, transB: boolean, alpha: number, beta: number, c: Float32Array | undefined, threads?: number): Promise<Float32Array>;
+  rmsNormGain(x: Float32Array, n: number, d: number, wBase: Float32Array, scheme: GainSchemeName, gain: GainData, gainScale: number | undefined, eps: number, threads?: number): Float32Array;
+  rmsNormGainI8(x: Float32Array, n: number, d: number, wBase: Float32Array, scheme: GainSchemeName, gain: GainData, gainScale: number | undefined, eps: number, threads?: number): { q: Int8Array; scales: Float32Array };
+  rmsNormGainBackward(x: Float32Array, n: number, d: number, wBase: Float32Array, scheme: GainSchemeName, gain: GainData, gainScale: number | undefined, eps: number, dy: Float32Array, threads?: number): { dx: Float32Array; dGain: Float32Array };
+}
+
+const PACKAGE_NAME = 'ternorm';
+
+/** The directory of the package.json named "ternorm" at or above this file. */
+export function packageRoot(): string {
+  const start = dirname(fileURLToPath(import.meta.url));
+  for (let dir = start; ; dir = dirname(dir)) {
+    const manifest = join(dir, 'package.json');
+    if (existsSync(manifest)) {
+      try {
+        if ((JSON.parse(readFileSync(manifest, 'utf8')) as { name?: unknown }).name === PACKAGE_NAME) return dir;
+      } catch {
+        // an unreadable package.json on the way up is not ours; keep walking
+      }
+    }
+    if (dirname(dir) === dir) {
+      throw new Error(`ternorm: cannot find the package root (a package.json named "${PACKAGE_NAME}") above ${start}`);
+    }
+  }
+}
+
+function buildHint(root: string): string {
+  return (
+    `Build it in ${root} with \`npm run build:gyp\` (node-gyp; needs g++, make and python3), ` +
+    `or install a prebuilt binary under prebuilds/${process.platform}-${process.arch}/ (\`npm run prebuild\`).`
+  );
+}
+
+function asAddon(mod: unknown, from: string): NativeAddon {
+  const m = mod as Partial<NativeAddon> | null;
+  if (m === null || typeof m !== 'object' || typeof m.cpuInfo !== 'function' || typeof m.gemmI8 !== 'function') {
+    throw new Error(`ternorm: ${from} is not the ternorm addon (no cpuInfo/gemmI8 exports)`);
+  }
+  return m as NativeAddon;
+}
+
+/**
+ * The addon of the package in `dir` through node-gyp-build (build/Release,
+ * then prebuilds/). Throws an Error that says how to build it when no loadable
+ * build is found.
+ */
+export function loadPackageAddon(dir: string): NativeAddon {
+  let mod: unknown;
+  try {
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+    mod = nodeGypBuild(dir);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message.trim() : String(err);
+    throw new Error(`ternorm: the native addon could not be loaded: ${reason}\n${buildHint(dir)}`, { cause: err });
+  }
+  return asAddon(mod, `the addon node-gyp-build found in ${dir}`);
+}
+
+let cached: NativeAddon | undefined;
+
+/** The addon of this package (see loadPackageAddon), loaded once. */
+export function loadAddon(): NativeAddon {
+  cached ??= loadPackageAddon(packageRoot());
+  return cached;
+}
+
+/**
+ * Loads one build of the addon by its file path (e.g. build/cmake-js/Release/
+ * ternorm.node). Each distinct file is a separate addon instance with its own
+ * thread pool; its ISA path is read from TERNORM_ISA when it loads.
+ */
+export function loadAddonFrom(file: string): NativeAddon {
+  const path = resolve(file);
+  if (!existsSync(path)) throw new Error(`ternorm: no addon at ${path}. ${buildHint(packageRoot())}`);
+  return asAddon(require(path), path);
+}
+
+/** Where node-gyp-build would load the addon from for the package in `dir`. */
+export function resolveAddonPath(dir: string): string {
+  const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+  return nodeGypBuild.path(dir);
+}

@@ -1,0 +1,156 @@
+// Shared pieces of the N-API glue: the per-instance data (thread pool and ISA
+// path), argument readers that check types, integers and lengths before any
+// pointer reaches the core, the mapping of core exceptions to JS errors, and
+// the AsyncWorker that runs one kernel call off the JS thread.
+//
+// Error classes: a JS value of the wrong type -> TypeError (thrown here); a
+// wrong size, length, range or value, including the core's
+// std::invalid_argument -> RangeError; anything else (a bad TERNORM_ISA, out of
+// memory) -> Error.
+#pragma once
+#include <napi.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cpu/isa.h"
+#include "cpu/thread_pool.h"
+
+namespace ternorm::addon {
+
+// One per addon instance (main thread and every worker_thread get their own).
+// The pool is shared with the AsyncWorkers in flight, so it outlives a
+// worker's Execute even if the instance is torn down meanwhile.
+struct InstanceData {
+  std::shared_ptr<ThreadPool> pool;
+  bool isa_ok = false;
+  Isa isa = Isa::Scalar;
+  std::string isa_error;  // why default_isa() failed (TERNORM_ISA), when !isa_ok
+};
+
+InstanceData& instance(Napi::Env env);
+
+// ---- errors --------------------------------------------------------------------
+enum class ErrorKind { Range, Generic };
+
+struct NativeError {
+  ErrorKind kind = ErrorKind::Generic;
+  std::string message;
+};
+
+// Classifies the exception being handled (call inside a catch block).
+NativeError classify_current_exception();
+Napi::Error make_error(Napi::Env env, const NativeError& e);
+
+[[noreturn]] void throw_range(Napi::Env env, const std::string& message);
+[[noreturn]] void throw_type(Napi::Env env, const std::string& message);
+// A number for messages ("%.9g": nan, inf, 1e+39).
+std::string num(double v);
+
+// Wraps a binding so that a core exception becomes the right JS error class
+// instead of terminating the process.
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+Napi::Value guarded(const Napi::CallbackInfo& info) {
+  try {
+    return F(info);
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (...) {
+    throw make_error(info.Env(), classify_current_exception());
+  }
+}
+
+// ---- argument readers ------------------------------------------------------------
+// A typed-array argument of element type T, checked for its exact JS type.
+template <typename T>
+struct ArrayArg {
+  Napi::TypedArray object;
+  T* data = nullptr;
+  size_t length = 0;  // elements
+};
+
+template <typename T>
+napi_typedarray_type typed_array_type();
+template <> inline napi_typedarray_type typed_array_type<float>() { return napi_float32_array; }
+template <> inline napi_typedarray_type typed_array_type<int8_t>() { return napi_int8_array; }
+template <> inline napi_typedarray_type typed_array_type<uint8_t>() { return napi_uint8_array; }
+template <> inline napi_typedarray_type typed_array_type<uint16_t>() { return napi_uint16_array; }
+const char* typed_array_name(napi_typedarray_type type);
+inline const char* typed_array_article(napi_typedarray_type type) {
+  return type == napi_int8_array ? "an" : "a";
+}
+
+template <typename T>
+ArrayArg<T> array_arg(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  const Napi::Value v = info[index];
+  const napi_typedarray_type want = typed_array_type<T>();
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != want)
+    throw_type(info.Env(), std::string(name) + " must be " + typed_array_article(want) + " " +
+                               typed_array_name(want));
+  Napi::TypedArrayOf<T> a = v.As<Napi::TypedArrayOf<T>>();
+  return ArrayArg<T>{a, a.Data(), a.ElementLength()};
+}
+
+// Throws RangeError unless arr.length == expected.
+template <typename T>
+void expect_length(Napi::Env env, const ArrayArg<T>& arr, const char* name, int64_t expected,
+                   const char* formula) {
+  if (static_cast<uint64_t>(expected) != arr.length)
+    throw_range(env, std::string(name) + " must have " + formula + " = " +
+                         std::to_string(expected) + " elements, got " + std::to_string(arr.length));
+}
+
+// A positive integer size <= 2^31 (every core dimension fits that bound).
+int64_t size_arg(const Napi::CallbackInfo& info, size_t index, const char* name);
+bool bool_arg(const Napi::CallbackInfo& info, size_t index, const char* name);
+// A finite number.
+double number_arg(const Napi::CallbackInfo& info, size_t index, const char* name);
+// A finite number within the float range (it is used as a float).
+float float_arg(const Napi::CallbackInfo& info, size_t index, const char* name);
+// a * b (* c), or RangeError naming the product when it overflows int64.
+int64_t checked_mul(Napi::Env env, int64_t a, int64_t b, const char* what);
+
+// The execution context of one call: the instance's ISA path and pool, and the
+// threads argument at `index` (undefined = the whole pool, else an integer in
+// 1..pool size). Throws Error when TERNORM_ISA was invalid.
+struct CallExec {
+  Exec exec;
+  std::shared_ptr<ThreadPool> pool;  // keeps exec.pool alive
+};
+CallExec exec_arg(const Napi::CallbackInfo& info, size_t index);
+
+// Throws RangeError naming the first non-finite element of v[0..count).
+void check_finite(Napi::Env env, const float* v, size_t count, const char* name);
+// Same, for use off the JS thread: throws std::invalid_argument.
+void check_finite_native(const float* v, size_t count, const char* name);
+
+// ---- running a kernel synchronously or on the libuv pool ---------------------------
+// A kernel call packaged for either path. `run` touches only native memory: raw
+// pointers into the argument buffers and into `result`'s buffers, which are
+// allocated on the JS thread before the call and handed to JS only when it is
+// done. `keep` lists every JS object whose memory `run` reads; an async call
+// holds references to them (and to `result`) until it settles, so they cannot
+// be collected while the worker runs. They are not copied: the caller must not
+// mutate, transfer or detach them until the promise settles.
+struct KernelCall {
+  std::function<void()> run;
+  Napi::Object result;
+  std::vector<Napi::Object> keep;
+  std::shared_ptr<ThreadPool> pool;  // keeps the Exec's pool alive while `run` may use it
+};
+
+Napi::Value run_sync(Napi::Env env, KernelCall call);
+Napi::Value run_async(Napi::Env env, KernelCall call);  // returns a Promise
+
+// ---- registration ----------------------------------------------------------------
+void register_ternary(Napi::Env env, Napi::Object exports);
+void register_gemm(Napi::Env env, Napi::Object exports);
+void register_norm(Napi::Env env, Napi::Object exports);
+
+}  // namespace ternorm::addon
