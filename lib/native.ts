@@ -129,7 +129,7 @@ export function loadAddon(): NativeAddon {
 }
 
 /**
- * Loads one build of the addon by its file path (e.g. build/cmake-js/Release/
+ * Loads one build of the addon by its file path (e.g. out/cmake-js/Release/
  * ternorm.node). Each distinct file is a separate addon instance with its own
  * thread pool; its ISA path is read from TERNORM_ISA when it loads.
  */

@@ -1,5 +1,5 @@
 // The three builds of the addon — node-gyp (build/Release), cmake-js
-// (build/cmake-js/Release) and the prebuildify prebuild (prebuilds/<platform>-
+// (out/cmake-js/Release) and the prebuildify prebuild (prebuilds/<platform>-
 // <arch>, found through node-gyp-build) — load and compute the same results,
 // and a bad TERNORM_ISA gives a clear error instead of a wrong path.
 // `npm test` builds all three first (pretest); a missing one fails here.
