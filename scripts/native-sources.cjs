@@ -13,7 +13,7 @@ let files;
 if (kind === 'addon') {
   files = fs.readdirSync(path.join(root, 'addon')).filter((f) => f.endsWith('.cpp')).map((f) => `addon/${f}`);
 } else if (['generic', 'avx2', 'avx512', 'neon'].includes(kind)) {
-  files = coreDirs.flatMap((d) =>
+  files = coreDirs.filter((d) => fs.existsSync(path.join(root, d))).flatMap((d) =>
     fs.readdirSync(path.join(root, d)).filter((f) => f.endsWith('.cpp') && isaOf(f) === kind).map((f) => `${d}/${f}`));
 } else {
   console.error('usage: native-sources.cjs generic|avx2|avx512|neon|addon');

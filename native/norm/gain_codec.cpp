@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "../codec/decoders.h"
+
 namespace ternorm::norm {
 
 // ---- binary16 <-> binary32 ----------------------------------------------------
@@ -105,6 +107,19 @@ const GainDecoder kDecoders[] = {
     {GainScheme::F16, "f16", "0", bytes_f16, no_params, decode_f16},
     {GainScheme::Int8PerTensor, "int8_per_tensor", "1 (the scale)", bytes_i8, one_param,
      decode_i8_per_tensor},
+    // The adapter codecs: layouts, checks and decoders in native/codec/<family>.cpp.
+    {GainScheme::Int8Group, "int8_group", codec::kInt8GroupParamsExpected,
+     codec::int8_group_payload_bytes, codec::int8_group_params_ok, codec::int8_group_decode},
+    {GainScheme::Int8Asym, "int8_asym", codec::kInt8AsymParamsExpected,
+     codec::int8_asym_payload_bytes, codec::int8_asym_params_ok, codec::int8_asym_decode},
+    {GainScheme::Int8Delta, "int8_delta", codec::kDeltaParamsExpected, codec::delta8_payload_bytes,
+     codec::delta_params_ok, codec::delta8_decode},
+    {GainScheme::Int4Delta, "int4_delta", codec::kDeltaParamsExpected, codec::delta4_payload_bytes,
+     codec::delta_params_ok, codec::delta4_decode},
+    {GainScheme::KMeans16, "kmeans16", codec::kKMeans16ParamsExpected,
+     codec::kmeans16_payload_bytes, codec::kmeans16_params_ok, codec::kmeans16_decode},
+    {GainScheme::KMeans256, "kmeans256", codec::kKMeans256ParamsExpected,
+     codec::kmeans256_payload_bytes, codec::kmeans256_params_ok, codec::kmeans256_decode},
 };
 
 std::string known_schemes() {
@@ -135,21 +150,23 @@ void validate_gain(const GainView& g) {
     throw std::invalid_argument(what + "d = " + std::to_string(g.d) + ", expected 0 < d <= " +
                                 std::to_string(kMaxGains));
   if (g.data == nullptr) throw std::invalid_argument(what + "data is null, expected the payload");
-  if (!dec->params_ok(g))
-    throw std::invalid_argument(what + std::to_string(g.n_params) + " params, expected " +
-                                dec->params_expected);
+  // Params are checked for null and finiteness first: params_ok and
+  // payload_bytes of some schemes read their values (a block size, centroids).
   if (g.n_params > 0 && g.params == nullptr)
     throw std::invalid_argument(what + "params is null, expected " + std::to_string(g.n_params) +
                                 " floats");
+  for (size_t i = 0; i < g.n_params; ++i)
+    if (!std::isfinite(g.params[i]))
+      throw std::invalid_argument(what + "params[" + std::to_string(i) +
+                                  "] is not finite, expected a finite float");
+  if (!dec->params_ok(g))
+    throw std::invalid_argument(what + std::to_string(g.n_params) + " params, expected " +
+                                dec->params_expected);
   const size_t want = dec->payload_bytes(g);
   if (g.data_bytes != want)
     throw std::invalid_argument(what + "payload is " + std::to_string(g.data_bytes) +
                                 " bytes, expected " + std::to_string(want) + " for d = " +
                                 std::to_string(g.d));
-  for (size_t i = 0; i < g.n_params; ++i)
-    if (!std::isfinite(g.params[i]))
-      throw std::invalid_argument(what + "params[" + std::to_string(i) +
-                                  "] is not finite, expected a finite float");
 }
 
 void decode_gain(const GainView& g, float* out) {

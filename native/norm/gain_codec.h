@@ -13,6 +13,13 @@ enum class GainScheme : uint32_t {
   F32 = 0,            // data: d floats; no params
   F16 = 1,            // data: d IEEE binary16 (uint16_t); no params
   Int8PerTensor = 2,  // data: d int8 (all of -128..127); g = q * params[0] (the scale); 1 param
+  // The adapter codecs (native/codec, one file per family; layouts there):
+  Int8Group = 3,  // data: d int8; params: block B, then ceil(d/B) scales; g = q * scale[i / B]
+  Int8Asym = 4,   // data: d uint8; params: scale, zero point z; g = (q - z) * scale
+  Int8Delta = 5,  // data: d int8; params: scale; g = 1 + q * scale
+  Int4Delta = 6,  // data: ceil(d/2) bytes of int4 nibbles; params: scale; g = 1 + q * scale
+  KMeans16 = 7,   // data: ceil(d/2) bytes of 4-bit indices; params: k <= 16 centroids; g = c[idx]
+  KMeans256 = 8,  // data: d uint8 indices; params: k <= 256 centroids; g = c[idx]
 };
 
 // A non-owning view of one encoded gain vector. data needs no alignment.
@@ -27,8 +34,12 @@ struct GainView {
 
 // One registered scheme. The entry describes the exact layout so validation is
 // generic; decode runs only on a validated view. A scheme whose layout depends
-// on a parameter count (e.g. a codebook of k centroids) reads g.n_params in
-// payload_bytes / params_ok.
+// on its parameters (a codebook of k centroids, a block size) reads g.n_params
+// and g.params in params_ok / payload_bytes: validate_gain has checked that
+// params is non-null and every param finite before it calls params_ok, and
+// calls payload_bytes only when params_ok accepted. decode may still throw
+// std::invalid_argument for payload content the layout cannot rule out (a
+// codebook index >= k, a non-zero padding nibble).
 struct GainDecoder {
   GainScheme scheme;
   const char* name;             // e.g. "int8_per_tensor", used in messages
