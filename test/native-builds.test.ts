@@ -69,7 +69,7 @@ function computeAll(addon: NativeAddon): Record<string, Uint8Array> {
 describe('the three builds of the addon', () => {
   const builds: Array<[string, () => string]> = [
     ['node-gyp (npm run build:gyp)', () => join(root, 'build', 'Release', 'ternorm.node')],
-    ['cmake-js (npm run build:cmake)', () => join(root, 'build', 'cmake-js', 'Release', 'ternorm.node')],
+    ['cmake-js (npm run build:cmake)', () => join(root, 'out', 'cmake-js', 'Release', 'ternorm.node')],
     ['prebuildify via node-gyp-build (npm run prebuild)', prebuildPath],
   ];
 
