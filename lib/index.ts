@@ -21,3 +21,16 @@ export type {
   RmsNormGainArgs,
   RmsNormGainBackwardArgs,
 } from './kernels.js';
+export {
+  Adapter,
+  DEFAULT_MODEL_CONFIG,
+  DEFAULT_TRAIN_OPTIONS,
+  evaluate,
+  Model,
+  Trainer,
+} from './model/model.js';
+export type { Checkpoint, EvalResult, EvaluateOptions, LoadOptions, ModelConfig, Precision, StepStats, TrainMode, TrainOptions } from './model/model.js';
+export { trainBase, DEFAULT_BASE_RUN } from './model/train-base.js';
+export type { BaseRunOptions, TrainBaseInput, TrainBaseResult, ValidationPoint } from './model/train-base.js';
+export { trainAdapter, DEFAULT_ADAPTER_RUN } from './model/train-adapter.js';
+export type { AdapterRunOptions, TrainAdapterResult } from './model/train-adapter.js';

@@ -278,6 +278,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_ternary(env, exports);
   register_gemm(env, exports);
   register_norm(env, exports);
+  register_model(env, exports);
   return exports;
 }
 

@@ -32,6 +32,8 @@ struct InstanceData {
   bool isa_ok = false;
   Isa isa = Isa::Scalar;
   std::string isa_error;  // why default_isa() failed (TERNORM_ISA), when !isa_ok
+  // Constructors of the model bindings' wrapped classes (model_binding.cpp).
+  Napi::FunctionReference model_class, trainer_class;
 };
 
 InstanceData& instance(Napi::Env env);
@@ -152,5 +154,6 @@ Napi::Value run_async(Napi::Env env, KernelCall call);  // returns a Promise
 void register_ternary(Napi::Env env, Napi::Object exports);
 void register_gemm(Napi::Env env, Napi::Object exports);
 void register_norm(Napi::Env env, Napi::Object exports);
+void register_model(Napi::Env env, Napi::Object exports);
 
 }  // namespace ternorm::addon

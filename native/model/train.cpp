@@ -1,5 +1,6 @@
 #include "train.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -154,6 +155,20 @@ void Trainer::set_gains(const float* gains, int64_t n) {
     v_[size_t(i)] = 0.0f;
   }
   step_ = 0;
+}
+
+void Trainer::restore_state(const float* m, const float* v, int64_t n, int64_t step) {
+  if (!m || !v || n != state_size())
+    throw std::invalid_argument("trainer: the optimiser state holds " + std::to_string(state_size()) +
+                                " values per moment, got " + std::to_string(n));
+  if (step < 0) throw std::invalid_argument("trainer: step must be >= 0, got " + std::to_string(step));
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(m[i]) || !std::isfinite(v[i]) || v[i] < 0)
+      throw std::invalid_argument("trainer: optimiser state value " + std::to_string(i) +
+                                  " is not finite (or a negative second moment)");
+  std::copy(m, m + n, m_.data());
+  std::copy(v, v + n, v_.data());
+  step_ = step;
 }
 
 std::vector<norm::GainView> Trainer::gain_views() const {

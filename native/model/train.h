@@ -67,6 +67,17 @@ class Trainer {
   void set_gains(const float* gains, int64_t n);
   std::vector<norm::GainView> gain_views() const;
 
+  // The optimiser state (AdamW first and second moments, one per trained
+  // value: n_params in the base modes, n_gains in the adapter mode, and the
+  // step count), so a checkpoint can resume the run bit for bit.
+  int64_t state_size() const { return int64_t(m_.size()); }
+  const float* adam_m() const { return m_.data(); }
+  const float* adam_v() const { return v_.data(); }
+  // Replaces the state. Throws std::invalid_argument (changing nothing) on a
+  // count other than state_size(), a negative step, or a non-finite moment
+  // or a negative second moment.
+  void restore_state(const float* m, const float* v, int64_t n, int64_t step);
+
  private:
   Model& model_;
   TrainConfig cfg_;

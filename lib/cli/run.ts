@@ -1,0 +1,341 @@
+// The ternorm command line: train-base, train-adapter, evaluate. run(argv)
+// returns the exit code: 0 ok, 1 a failure (missing or bad files, texts that
+// are empty or too short, an adapter of another base), 2 a usage error
+// (unknown command or flag, a bad flag value), 130 interrupted (a checkpoint
+// was written). Errors print one clear line, never a stack trace.
+
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+import { getFixtures } from '../data/fixtures.js';
+import { Adapter, evaluate, Model, type Precision } from '../model/model.js';
+import { resolveAdapterRun, trainAdapter, type AdapterRunOptions } from '../model/train-adapter.js';
+import { trainBase, type BaseRunOptions } from '../model/train-base.js';
+import { formatDuration, ProgressBar } from './progress.js';
+
+export class UsageError extends Error {}
+
+export interface Io {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WriteStream;
+}
+
+const USAGE = `usage: ternorm <command> [options]
+
+commands:
+  train-base      train the base model (tokenizer, ternary-aware training, checkpoints)
+    [--out models/base.tnm] [--steps N] [--seed S] [--mode ternary|fp32] [--resume CKPT]
+    [--checkpoint PATH (default OUT.ckpt)] [--checkpoint-every N] [--stop-after N]
+    [--eval-every N] [--eval-tokens N] [--train-text FILE --validation-text FILE (default: fixtures)]
+    [--vocab 4096] [--d-model 256] [--layers 4] [--heads 4] [--d-ff 768] [--context 256]
+    [--batch 8] [--seq 256] [--lr 1.5e-3] [--min-lr 1.5e-4] [--warmup 100] [--weight-decay 0.1]
+    [--grad-clip 1] [--threads N] [--log-every 10]
+  train-adapter   train one user's norm-only adapter on a base model
+    --model M --text user.txt --out user.adapter [--seed S] [--max-steps 300] [--eval-every 10]
+    [--patience 5] [--validation-fraction 0.1] [--batch 8] [--seq 128] [--lr 1e-2] [--min-lr 1e-3]
+    [--warmup 10] [--weight-decay 0] [--threads N] [--json]
+  evaluate        perplexity and bits per byte of a text
+    --model M [--adapter A] --text T [--precision ternary|f32|ternary-f32act] [--stride N]
+    [--batch 4] [--threads N] [--json]
+`;
+
+type Values = Record<string, string | boolean | undefined>;
+
+function parse(argv: string[], options: NonNullable<ParseArgsConfig['options']>): Values {
+  try {
+    return parseArgs({ args: argv, options: { ...options, help: { type: 'boolean' } }, strict: true, allowPositionals: false })
+      .values as Values;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+const S = { type: 'string' } as const;
+
+function intFlag(v: Values, name: string, lo = 0, hi = Number.MAX_SAFE_INTEGER): number | undefined {
+  const raw = v[name];
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (typeof raw !== 'string' || !/^[0-9]+$/.test(raw) || !Number.isSafeInteger(n) || n < lo || n > hi) {
+    throw new UsageError(`--${name} must be an integer in ${lo}..${hi}, got '${String(raw)}'`);
+  }
+  return n;
+}
+
+function numFlag(v: Values, name: string): number | undefined {
+  const raw = v[name];
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got '${String(raw)}'`);
+  return n;
+}
+
+function required(v: Values, name: string): string {
+  const raw = v[name];
+  if (typeof raw !== 'string' || raw === '') throw new UsageError(`--${name} is required`);
+  return raw;
+}
+
+function readText(path: string, flag: string): Uint8Array {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`cannot read ${flag} ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+  }
+  if (bytes.length === 0) throw new Error(`${flag} ${path} is empty`);
+  return bytes;
+}
+
+/** Drops undefined values, so defaults apply. */
+function defined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<T>;
+}
+
+function ensureDir(file: string): void {
+  mkdirSync(dirname(resolve(file)), { recursive: true });
+}
+
+// ---- train-base --------------------------------------------------------------------------------
+const RUN_FLAGS = ['steps', 'seed', 'mode', 'eval-every', 'eval-tokens', 'checkpoint-every', 'vocab', 'd-model', 'layers', 'heads', 'd-ff', 'context', 'batch', 'seq', 'lr', 'min-lr', 'warmup', 'weight-decay', 'grad-clip', 'train-text', 'validation-text'];
+
+async function cmdTrainBase(argv: string[], io: Io): Promise<number> {
+  const v = parse(argv, Object.fromEntries([...RUN_FLAGS, 'out', 'checkpoint', 'resume', 'stop-after', 'threads', 'log-every'].map((f) => [f, S])));
+  if (v.help) return help(io);
+  const out = (v.out as string | undefined) ?? 'models/base.tnm';
+  const resume = v.resume as string | undefined;
+  let trainText: Uint8Array;
+  let validationText: Uint8Array;
+  let run: Partial<BaseRunOptions> | undefined;
+  let source: unknown;
+  if (resume !== undefined) {
+    const shaping = RUN_FLAGS.filter((f) => v[f] !== undefined && f !== 'train-text' && f !== 'validation-text');
+    if (shaping.length > 0) {
+      throw new UsageError(`--${shaping[0]} cannot be combined with --resume: the checkpoint fixes the run's options`);
+    }
+    const { checkpoint } = Model.loadWithCheckpoint(resume);
+    if (checkpoint === null) throw new Error(`${resume} is a model file, not a checkpoint: it cannot be resumed`);
+    source = (checkpoint.state as { source?: unknown } | null)?.source ?? null;
+    ({ trainText, validationText } = texts(v, source));
+  } else {
+    const mode = v.mode as string | undefined;
+    if (mode !== undefined && mode !== 'ternary' && mode !== 'fp32') throw new UsageError(`--mode must be 'ternary' or 'fp32', got '${mode}'`);
+    run = defined({
+      mode: mode as 'ternary' | 'fp32' | undefined,
+      steps: intFlag(v, 'steps', 1),
+      seed: intFlag(v, 'seed'),
+      evalEvery: intFlag(v, 'eval-every'),
+      evalTokens: intFlag(v, 'eval-tokens', 2),
+      checkpointEvery: intFlag(v, 'checkpoint-every'),
+      batch: intFlag(v, 'batch', 1),
+      seq: intFlag(v, 'seq', 1),
+      lr: numFlag(v, 'lr'),
+      minLr: numFlag(v, 'min-lr'),
+      warmup: intFlag(v, 'warmup'),
+      weightDecay: numFlag(v, 'weight-decay'),
+      gradClip: numFlag(v, 'grad-clip'),
+    });
+    run.config = defined({
+      vocab: intFlag(v, 'vocab', 256, 65536),
+      dModel: intFlag(v, 'd-model', 1),
+      nLayers: intFlag(v, 'layers', 1),
+      nHeads: intFlag(v, 'heads', 1),
+      dFf: intFlag(v, 'd-ff', 1),
+      context: intFlag(v, 'context', 1),
+    }) as BaseRunOptions['config'];
+    if (run.seq === undefined && run.config.context !== undefined) run.seq = Math.min(256, run.config.context);
+    source =
+      v['train-text'] !== undefined || v['validation-text'] !== undefined
+        ? { kind: 'files', train: resolve(required(v, 'train-text')), validation: resolve(required(v, 'validation-text')) }
+        : { kind: 'fixtures', text: 'base' };
+    ({ trainText, validationText } = texts(v, source));
+  }
+  const threads = intFlag(v, 'threads', 1);
+  const bar = new ProgressBar(io.stderr, intFlag(v, 'log-every', 1) ?? 10);
+  let interrupted = false;
+  const onSigint = () => {
+    interrupted = true;
+  };
+  process.once('SIGINT', onSigint);
+  ensureDir(out);
+  try {
+    const r = await trainBase(
+      defined({ trainText, validationText, out, checkpoint: v.checkpoint as string | undefined, run, resume, stopAfter: intFlag(v, 'stop-after', 1), threads, source }) as Parameters<typeof trainBase>[0],
+      {
+        onStep: (p) => bar.update(p),
+        onValidation: (p) => bar.log(`step ${p.step}: validation loss ${p.loss.toFixed(4)} (${p.bitsPerByte.toFixed(4)} bits/byte)`),
+        onCheckpoint: (path, step) => bar.log(`step ${step}: checkpoint ${path}`),
+        shouldStop: () => interrupted,
+      },
+    );
+    bar.done();
+    const tps = `${Math.round(r.tokensPerSec)} tok/s`;
+    if (r.status === 'stopped') {
+      io.stdout.write(`stopped after step ${r.stepsDone}; resume with: ternorm train-base --resume ${r.checkpoint} --out ${out} (${tps})\n`);
+      return interrupted ? 130 : 0;
+    }
+    const fp = Model.load(out).fingerprint;
+    io.stdout.write(
+      `wrote ${out} (fingerprint ${fp?.slice(0, 16)}...): ${r.stepsDone} steps, validation loss ${r.final!.loss.toFixed(4)}, ` +
+        `${r.final!.bitsPerByte.toFixed(4)} bits/byte, ${tps}\n`,
+    );
+    return 0;
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+  }
+}
+
+function texts(v: Values, source: unknown): { trainText: Uint8Array; validationText: Uint8Array } {
+  const tt = v['train-text'] as string | undefined;
+  const vt = v['validation-text'] as string | undefined;
+  if (tt !== undefined || vt !== undefined) {
+    return { trainText: readText(required(v, 'train-text'), '--train-text'), validationText: readText(required(v, 'validation-text'), '--validation-text') };
+  }
+  const s = source as { kind?: string; train?: string; validation?: string } | null;
+  if (s?.kind === 'files' && typeof s.train === 'string' && typeof s.validation === 'string') {
+    return { trainText: readText(s.train, 'training text'), validationText: readText(s.validation, 'validation text') };
+  }
+  const fx = getFixtures();
+  return { trainText: fx.read('base', 'train'), validationText: fx.read('base', 'validation') };
+}
+
+// ---- train-adapter -------------------------------------------------------------------------------
+async function cmdTrainAdapter(argv: string[], io: Io): Promise<number> {
+  const flags = ['model', 'text', 'out', 'seed', 'max-steps', 'eval-every', 'patience', 'validation-fraction', 'batch', 'seq', 'lr', 'min-lr', 'warmup', 'weight-decay', 'threads'];
+  const v = parse(argv, { ...Object.fromEntries(flags.map((f) => [f, S])), json: { type: 'boolean' } });
+  if (v.help) return help(io);
+  const modelPath = required(v, 'model');
+  const textPath = required(v, 'text');
+  const out = required(v, 'out');
+  const opts: Partial<AdapterRunOptions> = defined({
+    seed: intFlag(v, 'seed'),
+    maxSteps: intFlag(v, 'max-steps', 1),
+    evalEvery: intFlag(v, 'eval-every', 1),
+    patience: intFlag(v, 'patience', 1),
+    validationFraction: numFlag(v, 'validation-fraction'),
+    batch: intFlag(v, 'batch', 1),
+    seq: intFlag(v, 'seq', 1),
+    lr: numFlag(v, 'lr'),
+    minLr: numFlag(v, 'min-lr'),
+    warmup: intFlag(v, 'warmup'),
+    weightDecay: numFlag(v, 'weight-decay'),
+  });
+  const threads = intFlag(v, 'threads', 1);
+  const text = readText(textPath, '--text');
+  const model = Model.load(modelPath);
+  const resolved = resolveAdapterRun(model, opts);
+  const bar = new ProgressBar(io.stderr, 10);
+  let lastLoss = NaN;
+  const t0 = performance.now();
+  const r = await trainAdapter(
+    model,
+    text,
+    resolved,
+    {
+      onStep: (step, max, loss) => {
+        lastLoss = loss;
+        const el = Math.max((performance.now() - t0) / 1000, 1e-9);
+        const tokensPerSec = (step * resolved.batch * resolved.seq) / el;
+        bar.update({ step, steps: max, loss, tokensPerSec, etaSec: (el / step) * (max - step) });
+      },
+      onValidation: (p, best) => bar.log(`step ${p.step}: validation loss ${p.loss.toFixed(4)}${best ? ' (best)' : ''}`),
+    },
+    threads,
+  );
+  bar.done();
+  ensureDir(out);
+  r.adapter.save(model, out);
+  const summary = {
+    out,
+    baselineLoss: r.baselineLoss,
+    bestLoss: r.bestLoss,
+    bestStep: r.bestStep,
+    stepsDone: r.stepsDone,
+    stoppedEarly: r.stoppedEarly,
+    trainTokens: r.trainTokens,
+    validationTokens: r.validationTokens,
+    seconds: r.seconds,
+    lastTrainLoss: lastLoss,
+  };
+  if (v.json) io.stdout.write(`${JSON.stringify(summary)}\n`);
+  else {
+    io.stdout.write(
+      `wrote ${out}: validation loss ${r.baselineLoss.toFixed(4)} (base) -> ${r.bestLoss.toFixed(4)} (adapter, step ${r.bestStep}), ` +
+        `${r.stepsDone} steps${r.stoppedEarly ? ' (stopped early)' : ''}, ${r.trainTokens} train / ${r.validationTokens} validation tokens, ` +
+        `${formatDuration(r.seconds)}\n`,
+    );
+  }
+  return 0;
+}
+
+// ---- evaluate ------------------------------------------------------------------------------------
+async function cmdEvaluate(argv: string[], io: Io): Promise<number> {
+  const v = parse(argv, { model: S, adapter: S, text: S, precision: S, stride: S, batch: S, threads: S, json: { type: 'boolean' } });
+  if (v.help) return help(io);
+  const modelPath = required(v, 'model');
+  const textPath = required(v, 'text');
+  const precision = (v.precision as string | undefined) ?? 'ternary';
+  if (!['ternary', 'f32', 'ternary-f32act'].includes(precision)) throw new UsageError(`--precision must be ternary, f32 or ternary-f32act, got '${precision}'`);
+  const stride = intFlag(v, 'stride', 1);
+  const batch = intFlag(v, 'batch', 1);
+  const threads = intFlag(v, 'threads', 1);
+  const text = readText(textPath, '--text');
+  const model = Model.load(modelPath);
+  const adapter = v.adapter === undefined ? null : Adapter.load(model, v.adapter as string);
+  const tokens = model.tokenizer!.encode(text);
+  if (tokens.length < 2) throw new Error(`--text ${textPath} is too short: it encodes to ${tokens.length} token(s), evaluation needs at least 2`);
+  const r = await evaluate(model, adapter, tokens, defined({ precision: precision as Precision, stride, batch, threads }));
+  const summary = {
+    model: modelPath,
+    adapter: (v.adapter as string | undefined) ?? null,
+    tokens: r.nTokens,
+    scoredTokens: r.nll.length,
+    bytes: r.nBytes,
+    meanNll: r.meanNll,
+    perplexity: r.perplexity,
+    bitsPerByte: r.bitsPerByte,
+  };
+  if (v.json) io.stdout.write(`${JSON.stringify(summary)}\n`);
+  else {
+    io.stdout.write(
+      `perplexity ${r.perplexity.toFixed(4)}  bits/byte ${r.bitsPerByte.toFixed(4)}  mean nll ${r.meanNll.toFixed(4)}  ` +
+        `tokens ${r.nTokens} (${r.nll.length} scored, ${r.nBytes} bytes)\n`,
+    );
+  }
+  return 0;
+}
+
+function help(io: Io): number {
+  io.stdout.write(USAGE);
+  return 0;
+}
+
+export async function run(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'train-base':
+        return await cmdTrainBase(rest, io);
+      case 'train-adapter':
+        return await cmdTrainAdapter(rest, io);
+      case 'evaluate':
+        return await cmdEvaluate(rest, io);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        return help(io);
+      default:
+        throw new UsageError(`unknown command '${cmd}'`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr.write(`ternorm: ${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    io.stderr.write(`ternorm: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,433 @@
+// The typed surface of the model engine: Model (create, load, save,
+// checkpoints), Trainer (one AdamW step per call), evaluate (per-token NLL,
+// perplexity, bits per byte) and Adapter (the norm-only gains and their file).
+//
+// Files are built and parsed by the C++ core (native/model/model_file.h), so
+// an edge application reads the same files; they are versioned, checksummed
+// per section and written atomically (temp file + rename). A truncated,
+// corrupt, wrong-kind, wrong-version or oversized file, or an adapter of
+// another base model, throws an Error that says so.
+
+import { types } from 'node:util';
+
+import { BpeTokenizer } from '../tokenizer/bpe.js';
+import {
+  modelAddon,
+  type NativeModel,
+  type NativeTrainer,
+  type RawCheckpoint,
+  type RawModelConfig,
+  type RawTrainConfig,
+} from './native-model.js';
+
+export type ModelConfig = RawModelConfig;
+
+/** The default base model (native/model/config.h): 4 layers of d_model 256, about 4.5M parameters. */
+export const DEFAULT_MODEL_CONFIG: Readonly<ModelConfig> = Object.freeze({
+  vocab: 4096,
+  dModel: 256,
+  nLayers: 4,
+  nHeads: 4,
+  dFf: 768,
+  context: 256,
+  normEps: 1e-5,
+  ropeTheta: 10000,
+});
+
+export type Precision = 'ternary' | 'f32' | 'ternary-f32act';
+export type TrainMode = RawTrainConfig['mode'];
+
+function checkInt(v: unknown, name: string, lo: number, hi: number): number {
+  if (typeof v !== 'number') throw new TypeError(`${name} must be a number, got ${typeof v}`);
+  if (!Number.isInteger(v) || v < lo || v > hi) throw new RangeError(`${name} must be an integer in ${lo}..${hi}, got ${v}`);
+  return v;
+}
+
+function checkNum(v: unknown, name: string, ok: (x: number) => boolean, expected: string): number {
+  if (typeof v !== 'number') throw new TypeError(`${name} must be a number, got ${typeof v}`);
+  if (!Number.isFinite(v) || !ok(v)) throw new RangeError(`${name} must be ${expected}, got ${v}`);
+  return v;
+}
+
+/** Fills defaults and checks a (partial) model config; the core validates the shape again. */
+export function resolveModelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
+  const c = { ...DEFAULT_MODEL_CONFIG, ...partial };
+  checkInt(c.vocab, 'config.vocab', 2, 2 ** 24);
+  for (const k of ['dModel', 'nLayers', 'nHeads', 'dFf', 'context'] as const) checkInt(c[k], `config.${k}`, 1, 65536);
+  if (c.dModel % c.nHeads !== 0) throw new RangeError(`config.dModel (${c.dModel}) must be divisible by config.nHeads (${c.nHeads})`);
+  if ((c.dModel / c.nHeads) % 2 !== 0) throw new RangeError(`config.dModel / config.nHeads must be even (RoPE rotates pairs), got ${c.dModel / c.nHeads}`);
+  checkNum(c.normEps, 'config.normEps', (x) => x > 0, 'a positive number');
+  checkNum(c.ropeTheta, 'config.ropeTheta', (x) => x > 0, 'a positive number');
+  return c;
+}
+
+export interface LoadOptions {
+  /** Refuse files larger than this many bytes (default 2 GiB). */
+  maxBytes?: number;
+}
+
+/** What a checkpoint adds to a model: the optimiser state and the caller's training state. */
+export interface Checkpoint {
+  adamM: Float32Array;
+  adamV: Float32Array;
+  step: number;
+  /** The training state JSON written with it (parsed). */
+  state: unknown;
+}
+
+export class Model {
+  private constructor(
+    /** @internal */ readonly native: NativeModel,
+    /** The tokenizer stored with the model (null for a fresh model until one is set). */
+    public tokenizer: BpeTokenizer | null,
+    /** The free-form record stored in the file (parsed JSON), null if none. */
+    readonly meta: unknown,
+  ) {}
+
+  /** A new model, initialised deterministically from the seed (an integer in 0..2^53-1). */
+  static create(config: Partial<ModelConfig> = {}, seed = 0, tokenizer: BpeTokenizer | null = null): Model {
+    const c = resolveModelConfig(config);
+    checkInt(seed, 'seed', 0, Number.MAX_SAFE_INTEGER);
+    if (tokenizer !== null && tokenizer.vocabSize !== c.vocab) {
+      throw new RangeError(`the tokenizer has ${tokenizer.vocabSize} tokens but config.vocab is ${c.vocab}`);
+    }
+    return new Model(modelAddon().modelCreate(c, seed), tokenizer, null);
+  }
+
+  /**
+   * Loads a model file or a checkpoint from a path or its bytes. A model file
+   * holds the ternary weights only: it evaluates and trains adapters, but
+   * base training or 'f32' evaluation need a checkpoint.
+   */
+  static load(source: string | Uint8Array, options: LoadOptions = {}): Model {
+    return Model.loadWithCheckpoint(source, options).model;
+  }
+
+  /** Like load, and also returns the checkpoint's state (null for a plain model file). */
+  static loadWithCheckpoint(source: string | Uint8Array, options: LoadOptions = {}): { model: Model; checkpoint: Checkpoint | null } {
+    if (typeof source !== 'string' && !types.isUint8Array(source)) {
+      throw new TypeError('source must be a file path (string) or a Uint8Array');
+    }
+    if (options.maxBytes !== undefined) checkInt(options.maxBytes, 'maxBytes', 1, 2 ** 31);
+    const raw = modelAddon().modelLoad(source, options.maxBytes);
+    const where = typeof source === 'string' ? source : 'model bytes';
+    let tokenizer: BpeTokenizer;
+    try {
+      tokenizer = BpeTokenizer.deserialize(raw.tokenizer);
+    } catch (err) {
+      throw new Error(`${where}: the tokenizer section is not a valid tokenizer: ${(err as Error).message}`, { cause: err });
+    }
+    const vocab = raw.model.config().vocab;
+    if (tokenizer.vocabSize !== vocab) {
+      throw new Error(`${where}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab is ${vocab}`);
+    }
+    const model = new Model(raw.model, tokenizer, parseJson(raw.meta, `${where}: meta`));
+    return { model, checkpoint: raw.checkpoint === null ? null : toCheckpoint(raw.checkpoint, where) };
+  }
+
+  get config(): ModelConfig {
+    return this.native.config();
+  }
+  get nParams(): number {
+    return this.native.info().nParams;
+  }
+  /** Gains in a norm-only adapter: n_norms x d_model. */
+  get nGains(): number {
+    return this.native.info().nGains;
+  }
+  /** True when the latent fp32 weights are the trained ones (created, or loaded from a checkpoint). */
+  get hasLatent(): boolean {
+    return this.native.info().hasLatent;
+  }
+  /** Hex SHA-256 of the file sections, or null when the model changed since it was loaded or saved. */
+  get fingerprint(): string | null {
+    return this.native.fingerprint();
+  }
+
+  /** Re-derives the ternary weights from the latent ones (post-training quantisation after fp32 training). */
+  quantize(threads?: number): void {
+    this.native.quantize(threads);
+  }
+
+  private tokenizerBytes(): Uint8Array {
+    if (this.tokenizer === null) throw new Error('the model has no tokenizer; set model.tokenizer before saving');
+    return this.tokenizer.serialize();
+  }
+
+  /** Writes the model file atomically. meta: any JSON-serialisable record. */
+  save(path: string, meta: unknown = null): void {
+    if (typeof path !== 'string' || path === '') throw new TypeError('path must be a non-empty string');
+    this.native.save(path, this.tokenizerBytes(), metaText(meta));
+  }
+
+  /** The model file's bytes. */
+  toBytes(meta: unknown = null): Uint8Array {
+    return this.native.save(undefined, this.tokenizerBytes(), metaText(meta)) as Uint8Array;
+  }
+
+  /** Writes a checkpoint (model file + latent weights + optimiser state + `state`) atomically. */
+  saveCheckpoint(path: string, trainer: Trainer, state: unknown, meta: unknown = null): void {
+    if (typeof path !== 'string' || path === '') throw new TypeError('path must be a non-empty string');
+    if (trainer.model !== this) throw new RangeError('the trainer belongs to another model');
+    this.native.save(path, this.tokenizerBytes(), metaText(meta), trainer.native, JSON.stringify(state));
+  }
+}
+
+function metaText(meta: unknown): string {
+  if (meta === null || meta === undefined) return '';
+  const s = JSON.stringify(meta);
+  if (typeof s !== 'string') throw new TypeError('meta must be JSON-serialisable');
+  return s;
+}
+
+function parseJson(text: string | null, where: string): unknown {
+  if (text === null) return null;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new Error(`${where} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function toCheckpoint(raw: RawCheckpoint, where: string): Checkpoint {
+  return { adamM: raw.adamM, adamV: raw.adamV, step: raw.step, state: parseJson(raw.state, `${where}: checkpoint.state`) };
+}
+
+// ---- training ------------------------------------------------------------------------------
+
+export interface TrainOptions {
+  mode: TrainMode;
+  /** Sequences per step. */
+  batch: number;
+  /** Tokens per sequence (<= context). */
+  seq: number;
+  lr: number;
+  minLr: number;
+  warmup: number;
+  /** Steps of the cosine schedule (it ends at minLr there). */
+  totalSteps: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  gradClip: number;
+}
+
+export const DEFAULT_TRAIN_OPTIONS: Readonly<TrainOptions> = Object.freeze({
+  mode: 'ternary',
+  batch: 8,
+  seq: 256,
+  lr: 1.5e-3,
+  minLr: 1.5e-4,
+  warmup: 100,
+  totalSteps: 2000,
+  beta1: 0.9,
+  beta2: 0.95,
+  eps: 1e-8,
+  weightDecay: 0.1,
+  gradClip: 1.0,
+});
+
+export interface StepStats {
+  /** Updates done, this one included. */
+  step: number;
+  /** Mean NLL of the batch before the update (nats/token). */
+  loss: number;
+  gradNorm: number;
+  lr: number;
+}
+
+export function resolveTrainOptions(model: Model, partial: Partial<TrainOptions>): TrainOptions {
+  const o = { ...DEFAULT_TRAIN_OPTIONS, ...partial };
+  if (o.mode !== 'ternary' && o.mode !== 'fp32' && o.mode !== 'adapter') {
+    throw new RangeError(`mode must be 'ternary', 'fp32' or 'adapter', got ${String(o.mode)}`);
+  }
+  checkInt(o.batch, 'batch', 1, 1 << 20);
+  checkInt(o.seq, 'seq', 1, model.config.context);
+  checkNum(o.lr, 'lr', (x) => x > 0, 'a positive number');
+  checkNum(o.minLr, 'minLr', (x) => x >= 0 && x <= o.lr, 'in 0..lr');
+  checkInt(o.warmup, 'warmup', 0, 2 ** 40);
+  checkInt(o.totalSteps, 'totalSteps', 1, 2 ** 40);
+  checkNum(o.beta1, 'beta1', (x) => x >= 0 && x < 1, 'in [0, 1)');
+  checkNum(o.beta2, 'beta2', (x) => x >= 0 && x < 1, 'in [0, 1)');
+  checkNum(o.eps, 'eps', (x) => x > 0, 'a positive number');
+  checkNum(o.weightDecay, 'weightDecay', (x) => x >= 0, '>= 0');
+  checkNum(o.gradClip, 'gradClip', (x) => x >= 0, '>= 0');
+  return o;
+}
+
+function toStats(s: Float64Array): StepStats {
+  return { step: s[0]!, loss: s[1]!, gradNorm: s[2]!, lr: s[3]! };
+}
+
+export class Trainer {
+  /** @internal */ readonly native: NativeTrainer;
+  readonly options: TrainOptions;
+
+  /** Base modes update `model` in place; 'adapter' trains gains (initialised at 1.0) on a frozen base. */
+  constructor(
+    readonly model: Model,
+    options: Partial<TrainOptions> = {},
+  ) {
+    if (!(model instanceof Model)) throw new TypeError('model must be a Model');
+    this.options = resolveTrainOptions(model, options);
+    this.native = modelAddon().trainerCreate(model.native, this.options);
+  }
+
+  private checkTokens(tokens: Int32Array, batch: number): void {
+    if (!types.isInt32Array(tokens)) throw new TypeError('tokens must be an Int32Array');
+    checkInt(batch, 'batch', 1, this.options.batch);
+    const want = batch * (this.options.seq + 1);
+    if (tokens.length !== want) {
+      throw new RangeError(`tokens must hold batch * (seq + 1) = ${batch} * ${this.options.seq + 1} = ${want} ids, got ${tokens.length}`);
+    }
+  }
+
+  /** One update from `batch` rows of seq + 1 tokens (inputs [0, seq), targets [1, seq]). */
+  step(tokens: Int32Array, batch = this.options.batch, threads?: number): StepStats {
+    this.checkTokens(tokens, batch);
+    return toStats(this.native.step(tokens, batch, this.options.seq, threads));
+  }
+
+  /** The same step off the event loop. Do not mutate `tokens` until it settles. */
+  async stepAsync(tokens: Int32Array, batch = this.options.batch, threads?: number): Promise<StepStats> {
+    this.checkTokens(tokens, batch);
+    return toStats(await this.native.stepAsync(tokens, batch, this.options.seq, threads));
+  }
+
+  get stepsDone(): number {
+    return this.native.stepsDone();
+  }
+
+  /** Adapter mode: a copy of the gains (n_norms x d_model). */
+  gains(): Float32Array {
+    return this.native.gains();
+  }
+
+  /** Adapter mode: replaces the gains and restarts the optimiser and the schedule. */
+  setGains(gains: Float32Array): void {
+    if (!types.isFloat32Array(gains)) throw new TypeError('gains must be a Float32Array');
+    this.native.setGains(gains);
+  }
+
+  /** Restores the optimiser state of a checkpoint (exact resume). */
+  restore(checkpoint: Checkpoint): void {
+    this.native.restoreState(checkpoint.adamM, checkpoint.adamV, checkpoint.step);
+  }
+}
+
+// ---- evaluation -----------------------------------------------------------------------------
+
+export interface EvaluateOptions {
+  /** UTF-8 bytes the scored tokens (tokens[1..]) stand for; default: decoded with the model's tokenizer. */
+  nBytes?: number;
+  precision?: Precision;
+  /** Sliding-window step in tokens, 1..context; default context / 2. */
+  stride?: number;
+  /** Windows per forward pass (speed and memory only). */
+  batch?: number;
+  threads?: number;
+}
+
+export interface EvalResult {
+  /** nll[i] = -ln p(tokens[i + 1] | its window), nats; length tokens.length - 1. */
+  nll: Float64Array;
+  totalNll: number;
+  meanNll: number;
+  /** exp(meanNll). */
+  perplexity: number;
+  /** totalNll / ln 2 / nBytes. */
+  bitsPerByte: number;
+  nTokens: number;
+  nBytes: number;
+  nWindows: number;
+  window: number;
+  stride: number;
+}
+
+/** Scores `tokens` with the model and an adapter (or none). Runs off the event loop. */
+export async function evaluate(
+  model: Model,
+  adapter: Adapter | Float32Array | null,
+  tokens: Int32Array,
+  options: EvaluateOptions = {},
+): Promise<EvalResult> {
+  if (!(model instanceof Model)) throw new TypeError('model must be a Model');
+  if (!types.isInt32Array(tokens)) throw new TypeError('tokens must be an Int32Array');
+  if (tokens.length < 2) throw new RangeError(`evaluate needs at least 2 tokens, got ${tokens.length}`);
+  const gains = adapter === null ? null : adapter instanceof Adapter ? adapter.gains : adapter;
+  if (gains !== null && !types.isFloat32Array(gains)) throw new TypeError('adapter must be an Adapter, a Float32Array of gains or null');
+  let nBytes = options.nBytes;
+  if (nBytes === undefined) {
+    if (model.tokenizer === null) throw new Error('evaluate: pass options.nBytes (the model has no tokenizer to count bytes with)');
+    nBytes = model.tokenizer.decode(tokens.subarray(1)).length;
+  }
+  checkInt(nBytes, 'nBytes', 1, Number.MAX_SAFE_INTEGER);
+  const stride = options.stride ?? 0;
+  if (options.stride !== undefined) checkInt(stride, 'stride', 1, model.config.context);
+  const batch = checkInt(options.batch ?? 4, 'batch', 1, 1 << 16);
+  const r = await modelAddon().evaluateAsync(model.native, gains, tokens, nBytes, options.precision ?? 'ternary', stride, batch, options.threads);
+  const s = r.stats;
+  return {
+    nll: r.nll,
+    totalNll: s[0]!,
+    meanNll: s[1]!,
+    perplexity: s[2]!,
+    bitsPerByte: s[3]!,
+    nTokens: tokens.length,
+    nBytes,
+    nWindows: s[4]!,
+    window: s[5]!,
+    stride: s[6]!,
+  };
+}
+
+// ---- adapters ---------------------------------------------------------------------------------
+
+/** A norm-only adapter: one f32 gain per RMSNorm weight of its base (n_norms x d_model). */
+export class Adapter {
+  constructor(
+    readonly gains: Float32Array,
+    /** The record stored with it (parsed JSON), null if none. */
+    readonly meta: unknown = null,
+  ) {
+    if (!types.isFloat32Array(gains)) throw new TypeError('gains must be a Float32Array');
+    for (let i = 0; i < gains.length; i++) {
+      if (!Number.isFinite(gains[i]!)) throw new RangeError(`gains[${i}] is ${gains[i]}; expected finite values`);
+    }
+  }
+
+  /** The identity adapter (every gain 1.0) of a model. */
+  static identity(model: Model): Adapter {
+    return new Adapter(new Float32Array(model.nGains).fill(1));
+  }
+
+  private checkFor(model: Model): void {
+    if (!(model instanceof Model)) throw new TypeError('model must be a Model');
+    if (this.gains.length !== model.nGains) {
+      throw new RangeError(`the adapter holds ${this.gains.length} gains but the model needs n_norms * d_model = ${model.nGains}`);
+    }
+  }
+
+  /** Writes the adapter file atomically, recording the base model's fingerprint. */
+  save(model: Model, path: string): void {
+    this.checkFor(model);
+    if (typeof path !== 'string' || path === '') throw new TypeError('path must be a non-empty string');
+    modelAddon().adapterSave(model.native, this.gains, metaText(this.meta), path);
+  }
+
+  toBytes(model: Model): Uint8Array {
+    this.checkFor(model);
+    return modelAddon().adapterSave(model.native, this.gains, metaText(this.meta)) as Uint8Array;
+  }
+
+  /** Loads an adapter file for `model`; throws when it was trained on another base. */
+  static load(model: Model, source: string | Uint8Array): Adapter {
+    if (!(model instanceof Model)) throw new TypeError('model must be a Model');
+    if (typeof source !== 'string' && !types.isUint8Array(source)) {
+      throw new TypeError('source must be a file path (string) or a Uint8Array');
+    }
+    const raw = modelAddon().adapterLoad(model.native, source);
+    return new Adapter(raw.gains, parseJson(raw.meta, `${typeof source === 'string' ? source : 'adapter bytes'}: meta`));
+  }
+}

@@ -1,0 +1,109 @@
+// The raw model-engine exports of the addon (native/addon/model_binding.cpp),
+// positional and checked by the addon itself. lib/model/model.ts is the typed
+// surface with the friendlier checks; use that.
+
+import { loadAddon } from '../native.js';
+
+/** The model's shape as the addon spells it. */
+export interface RawModelConfig {
+  vocab: number;
+  dModel: number;
+  nLayers: number;
+  nHeads: number;
+  dFf: number;
+  context: number;
+  normEps: number;
+  ropeTheta: number;
+}
+
+export interface RawModelInfo {
+  nParams: number;
+  nGains: number;
+  nNorms: number;
+  /** false for a model loaded from a model file (ternary weights only); true when created or from a checkpoint. */
+  hasLatent: boolean;
+}
+
+export interface NativeModel {
+  config(): RawModelConfig;
+  info(): RawModelInfo;
+  quantize(threads?: number): void;
+  save(path: string | undefined, tokenizer: Uint8Array, meta: string, trainer?: NativeTrainer, state?: string): Uint8Array | undefined;
+  /** Hex SHA-256 of the model's file sections, or null when it changed since it was loaded or saved. */
+  fingerprint(): string | null;
+}
+
+export interface RawTrainConfig {
+  mode: 'ternary' | 'fp32' | 'adapter';
+  batch: number;
+  seq: number;
+  lr: number;
+  minLr: number;
+  warmup: number;
+  totalSteps: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  gradClip: number;
+}
+
+export interface NativeTrainer {
+  /** Float64Array [step, loss, gradNorm, lr]. */
+  step(tokens: Int32Array, batch: number, seq: number, threads?: number): Float64Array;
+  stepAsync(tokens: Int32Array, batch: number, seq: number, threads?: number): Promise<Float64Array>;
+  gains(): Float32Array;
+  setGains(gains: Float32Array): void;
+  restoreState(adamM: Float32Array, adamV: Float32Array, step: number): void;
+  stepsDone(): number;
+}
+
+export interface RawCheckpoint {
+  adamM: Float32Array;
+  adamV: Float32Array;
+  step: number;
+  state: string;
+}
+
+export interface RawLoadedModel {
+  model: NativeModel;
+  tokenizer: Uint8Array;
+  meta: string | null;
+  fingerprint: string;
+  checkpoint: RawCheckpoint | null;
+}
+
+export interface NativeModelAddon {
+  modelCreate(config: RawModelConfig, seed: number): NativeModel;
+  modelLoad(source: string | Uint8Array, maxBytes?: number): RawLoadedModel;
+  trainerCreate(model: NativeModel, config: RawTrainConfig): NativeTrainer;
+  /** stats: [totalNll, meanNll, perplexity, bitsPerByte, nWindows, window, stride]. */
+  evaluateAsync(
+    model: NativeModel,
+    gains: Float32Array | null,
+    tokens: Int32Array,
+    nBytes: number,
+    precision: string,
+    stride: number,
+    batch: number,
+    threads?: number,
+  ): Promise<{ nll: Float64Array; stats: Float64Array }>;
+  adapterSave(model: NativeModel, gains: Float32Array, meta: string, path?: string): Uint8Array | undefined;
+  adapterLoad(model: NativeModel, source: string | Uint8Array): { gains: Float32Array; meta: string | null };
+}
+
+let cached: NativeModelAddon | undefined;
+
+/** The addon's model exports; throws when the loaded build predates them. */
+export function modelAddon(): NativeModelAddon {
+  if (cached !== undefined) return cached;
+  const a = loadAddon() as unknown as Partial<NativeModelAddon>;
+  if (typeof a.modelCreate !== 'function' || typeof a.evaluateAsync !== 'function') {
+    throw new Error(
+      'ternorm: the loaded native addon has no model engine (modelCreate); it is an older build. ' +
+        'Rebuild it with `npm run build:gyp` (and delete a stale prebuilds/ folder).',
+    );
+  }
+  cached = a as NativeModelAddon;
+  return cached;
+}

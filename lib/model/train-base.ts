@@ -1,0 +1,314 @@
+// The base model's training run: tokenizer on the train text, seeded window
+// sampling, ternary-aware (or fp32 + post-training quantisation) AdamW steps,
+// periodic validation loss, atomic checkpoints and an exact resume.
+//
+// Determinism: the model init, the data order and every kernel are
+// deterministic and independent of the thread count, and the checkpoint holds
+// everything that evolves (latent weights, AdamW moments, step, the sampler's
+// RNG state, the validation history), so a run resumed from a checkpoint
+// writes the same model file, byte for byte, as the uninterrupted run.
+
+import { createHash } from 'node:crypto';
+
+import { BpeTokenizer } from '../tokenizer/bpe.js';
+import { dataSeed, SplitMix64, WindowSampler } from './data.js';
+import {
+  evaluate,
+  Model,
+  resolveModelConfig,
+  Trainer,
+  type ModelConfig,
+  type Precision,
+  type StepStats,
+} from './model.js';
+
+export const TRAIN_STATE_FORMAT = 'ternorm.train-base-state';
+export const TRAIN_STATE_VERSION = 1;
+
+/** What fixes a run: the same options and texts give the same model file. */
+export interface BaseRunOptions {
+  mode: 'ternary' | 'fp32';
+  steps: number;
+  seed: number;
+  config: ModelConfig;
+  batch: number;
+  seq: number;
+  lr: number;
+  minLr: number;
+  warmup: number;
+  weightDecay: number;
+  gradClip: number;
+  /** Validation loss every this many steps (0: only at the end). */
+  evalEvery: number;
+  /** Validation tokens scored each time (the first ones of the validation text). */
+  evalTokens: number;
+  /** A checkpoint every this many steps (0: none). */
+  checkpointEvery: number;
+}
+
+export const DEFAULT_BASE_RUN: Readonly<Omit<BaseRunOptions, 'config'>> = Object.freeze({
+  mode: 'ternary',
+  steps: 2000,
+  seed: 0,
+  batch: 8,
+  seq: 256,
+  lr: 1.5e-3,
+  minLr: 1.5e-4,
+  warmup: 100,
+  weightDecay: 0.1,
+  gradClip: 1.0,
+  evalEvery: 100,
+  evalTokens: 16384,
+  checkpointEvery: 200,
+});
+
+export interface ValidationPoint {
+  step: number;
+  /** Mean NLL on the validation tokens (nats/token). */
+  loss: number;
+  bitsPerByte: number;
+}
+
+export interface ProgressInfo {
+  step: number;
+  steps: number;
+  loss: number;
+  lr: number;
+  /** Training tokens per second over this process's steps (time in steps only). */
+  tokensPerSec: number;
+  elapsedSec: number;
+  etaSec: number;
+}
+
+export interface TrainBaseHooks {
+  onStep?(p: ProgressInfo): void;
+  onValidation?(v: ValidationPoint): void;
+  onCheckpoint?(path: string, step: number): void;
+  /** Polled after each step; true writes a checkpoint and stops (e.g. on SIGINT). */
+  shouldStop?(): boolean;
+}
+
+export interface TrainBaseInput {
+  trainText: Uint8Array;
+  validationText: Uint8Array;
+  /** Where the final model file goes. */
+  out: string;
+  /** Checkpoint path (default `${out}.ckpt`). */
+  checkpoint?: string;
+  /** Options of a new run (ignored with resume: the checkpoint fixes them). */
+  run?: Partial<BaseRunOptions>;
+  /** Resume from this checkpoint file. */
+  resume?: string;
+  /** Stop (after writing a checkpoint) once this many steps are done, before the end of the run. */
+  stopAfter?: number;
+  threads?: number;
+  /** Free-form description of the texts, kept in the state and the model's meta. */
+  source?: unknown;
+}
+
+export interface TrainBaseResult {
+  /** 'done': the model file was written; 'stopped': a checkpoint was written and the run can resume. */
+  status: 'done' | 'stopped';
+  stepsDone: number;
+  /** The checkpoint this process last wrote, or null. */
+  checkpoint: string | null;
+  history: ValidationPoint[];
+  final: ValidationPoint | null;
+  /** Training tokens per second over this process's steps (time in steps only). */
+  tokensPerSec: number;
+  options: BaseRunOptions;
+}
+
+interface TrainState {
+  format: string;
+  version: number;
+  options: BaseRunOptions;
+  rng: string;
+  trainDigest: string;
+  history: ValidationPoint[];
+  source: unknown;
+}
+
+function checkInt(v: unknown, name: string, lo: number, hi: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
+    throw new RangeError(`${name} must be an integer in ${lo}..${hi}, got ${String(v)}`);
+  }
+  return v;
+}
+
+export function resolveBaseRun(partial: Partial<BaseRunOptions> = {}): BaseRunOptions {
+  const o: BaseRunOptions = { ...DEFAULT_BASE_RUN, ...partial, config: resolveModelConfig(partial.config ?? {}) };
+  if (o.mode !== 'ternary' && o.mode !== 'fp32') throw new RangeError(`mode must be 'ternary' or 'fp32', got ${String(o.mode)}`);
+  checkInt(o.steps, 'steps', 1, 2 ** 40);
+  checkInt(o.seed, 'seed', 0, Number.MAX_SAFE_INTEGER);
+  checkInt(o.batch, 'batch', 1, 1 << 20);
+  checkInt(o.seq, 'seq', 1, o.config.context);
+  checkInt(o.warmup, 'warmup', 0, 2 ** 40);
+  checkInt(o.evalEvery, 'evalEvery', 0, 2 ** 40);
+  checkInt(o.evalTokens, 'evalTokens', 2, 2 ** 31);
+  checkInt(o.checkpointEvery, 'checkpointEvery', 0, 2 ** 40);
+  if (o.config.vocab < 256) throw new RangeError(`config.vocab must be at least 256 (the byte tokens), got ${o.config.vocab}`);
+  return o;
+}
+
+function digest(tokens: Int32Array): string {
+  return createHash('sha256').update(new Uint8Array(tokens.buffer, tokens.byteOffset, tokens.byteLength)).digest('hex');
+}
+
+function parseState(state: unknown, where: string): TrainState {
+  const s = state as Partial<TrainState> | null;
+  if (s === null || typeof s !== 'object' || s.format !== TRAIN_STATE_FORMAT) {
+    throw new Error(`${where} is not a train-base checkpoint (no ${TRAIN_STATE_FORMAT} state)`);
+  }
+  if (s.version !== TRAIN_STATE_VERSION) {
+    throw new Error(`${where}: train state version ${String(s.version)}, this build reads ${TRAIN_STATE_VERSION}`);
+  }
+  if (typeof s.rng !== 'string' || typeof s.trainDigest !== 'string' || !Array.isArray(s.history) || s.options === undefined) {
+    throw new Error(`${where}: the train state is incomplete`);
+  }
+  return { ...(s as TrainState), options: resolveBaseRun(s.options) };
+}
+
+/** The validation tokens scored by a run: the first evalTokens tokens of the validation text. */
+export function validationTokens(tokenizer: BpeTokenizer, text: Uint8Array, evalTokens: number): Int32Array {
+  const all = tokenizer.encode(text);
+  if (all.length < 2) throw new RangeError(`the validation text is too short: it encodes to ${all.length} tokens, need at least 2`);
+  return all.subarray(0, Math.min(all.length, evalTokens));
+}
+
+export async function trainBase(input: TrainBaseInput, hooks: TrainBaseHooks = {}): Promise<TrainBaseResult> {
+  const ckptPath = input.checkpoint ?? `${input.out}.ckpt`;
+  let model: Model;
+  let trainer: Trainer;
+  let opts: BaseRunOptions;
+  let rng: SplitMix64;
+  let history: ValidationPoint[];
+  let trainTokens: Int32Array;
+  let source: unknown = input.source ?? null;
+
+  if (input.resume !== undefined) {
+    const { model: m, checkpoint } = Model.loadWithCheckpoint(input.resume);
+    if (checkpoint === null) throw new Error(`${input.resume} is a model file, not a checkpoint: it cannot be resumed`);
+    const st = parseState(checkpoint.state, input.resume);
+    opts = st.options;
+    model = m;
+    trainTokens = model.tokenizer!.encode(input.trainText);
+    if (digest(trainTokens) !== st.trainDigest) {
+      throw new Error(`${input.resume}: the training text differs from the one this run started on (token digest mismatch)`);
+    }
+    trainer = new Trainer(model, trainerOptions(opts));
+    trainer.restore(checkpoint);
+    rng = SplitMix64.fromState(st.rng);
+    history = st.history;
+    source = st.source;
+  } else {
+    opts = resolveBaseRun(input.run);
+    if (input.trainText.length === 0) throw new RangeError('the training text is empty');
+    const tokenizer = BpeTokenizer.train(input.trainText, { vocabSize: opts.config.vocab });
+    trainTokens = tokenizer.encode(input.trainText);
+    model = Model.create(opts.config, opts.seed, tokenizer);
+    trainer = new Trainer(model, trainerOptions(opts));
+    rng = new SplitMix64(dataSeed(opts.seed));
+    history = [];
+  }
+  if (input.stopAfter !== undefined) checkInt(input.stopAfter, 'stopAfter', 1, 2 ** 40);
+  const sampler = new WindowSampler(trainTokens, opts.seq, rng);
+  const valTokens = validationTokens(model.tokenizer!, input.validationText, opts.evalTokens);
+  const precision: Precision = opts.mode === 'fp32' ? 'f32' : 'ternary';
+  const tokensPerStep = opts.batch * opts.seq;
+
+  const validate = async (step: number, p: Precision): Promise<ValidationPoint> => {
+    const r = await evaluate(model, null, valTokens, { precision: p, threads: input.threads });
+    return { step, loss: r.meanNll, bitsPerByte: r.bitsPerByte };
+  };
+  const state = (): TrainState => ({
+    format: TRAIN_STATE_FORMAT,
+    version: TRAIN_STATE_VERSION,
+    options: opts,
+    rng: rng.state,
+    trainDigest: digest(trainTokens),
+    history,
+    source,
+  });
+  const writeCheckpoint = (): void => {
+    if (opts.mode === 'fp32') model.quantize(input.threads); // the file holds the ternary weights too
+    model.saveCheckpoint(ckptPath, trainer, state());
+    lastCheckpoint = ckptPath;
+    hooks.onCheckpoint?.(ckptPath, trainer.stepsDone);
+  };
+
+  let lastCheckpoint: string | null = null;
+  const t0 = performance.now();
+  let trainSec = 0; // time in training steps only (not validation or checkpoints)
+  let stepsThisRun = 0;
+  while (trainer.stepsDone < opts.steps) {
+    const ts = performance.now();
+    const batch = sampler.nextBatch(opts.batch);
+    const st: StepStats = await trainer.stepAsync(batch, opts.batch, input.threads);
+    trainSec += (performance.now() - ts) / 1000;
+    stepsThisRun++;
+    const elapsed = (performance.now() - t0) / 1000;
+    const tps = (stepsThisRun * tokensPerStep) / Math.max(trainSec, 1e-9);
+    hooks.onStep?.({
+      step: st.step,
+      steps: opts.steps,
+      loss: st.loss,
+      lr: st.lr,
+      tokensPerSec: tps,
+      elapsedSec: elapsed,
+      etaSec: ((opts.steps - st.step) * tokensPerStep) / Math.max(tps, 1e-9),
+    });
+    if (opts.evalEvery > 0 && st.step % opts.evalEvery === 0 && st.step < opts.steps) {
+      const v = await validate(st.step, precision);
+      history.push(v);
+      hooks.onValidation?.(v);
+    }
+    const last = st.step === opts.steps;
+    if (!last && opts.checkpointEvery > 0 && st.step % opts.checkpointEvery === 0) writeCheckpoint();
+    if (!last && ((input.stopAfter !== undefined && st.step >= input.stopAfter) || hooks.shouldStop?.() === true)) {
+      if (opts.checkpointEvery === 0 || st.step % opts.checkpointEvery !== 0) writeCheckpoint();
+      return result('stopped', ckptPath, null);
+    }
+  }
+
+  if (opts.mode === 'fp32') model.quantize(input.threads); // post-training quantisation
+  const final = await validate(opts.steps, 'ternary');
+  hooks.onValidation?.(final);
+  model.save(input.out, {
+    format: 'ternorm.train-base',
+    version: 1,
+    options: opts,
+    source,
+    trainTokens: trainTokens.length,
+    validationTokens: valTokens.length,
+    validation: history,
+    final,
+  });
+  return result('done', lastCheckpoint, final);
+
+  function result(status: 'done' | 'stopped', checkpoint: string | null, fin: ValidationPoint | null): TrainBaseResult {
+    return {
+      status,
+      stepsDone: trainer.stepsDone,
+      checkpoint,
+      history,
+      final: fin,
+      tokensPerSec: (stepsThisRun * tokensPerStep) / Math.max(trainSec, 1e-9),
+      options: opts,
+    };
+  }
+}
+
+function trainerOptions(o: BaseRunOptions) {
+  return {
+    mode: o.mode,
+    batch: o.batch,
+    seq: o.seq,
+    lr: o.lr,
+    minLr: o.minLr,
+    warmup: o.warmup,
+    totalSteps: o.steps,
+    weightDecay: o.weightDecay,
+    gradClip: o.gradClip,
+  } as const;
+}

@@ -1,0 +1,622 @@
+// Bindings of the model engine (native/model): a Model handle (create, load,
+// save, quantize), a Trainer handle (one step per call, sync or async),
+// evaluate (async) and the adapter file. The files themselves are built and
+// parsed by native/model/model_file.h; this file only converts arguments.
+//
+// A model is used by one call at a time: while an async step or evaluation
+// runs on it, any other call on it (or on its trainers) throws an Error
+// rather than racing with the worker.
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "addon.h"
+#include "io/container.h"
+#include "model/eval.h"
+#include "model/model.h"
+#include "model/model_file.h"
+#include "model/train.h"
+
+namespace ternorm::addon {
+namespace {
+
+using model::Model;
+
+struct ModelState {
+  std::unique_ptr<Model> model;
+  bool has_latent = true;                 // false: loaded from a model file (ternary weights only)
+  std::optional<io::Fingerprint> fingerprint;  // of the file it was loaded from or last saved to
+  std::atomic<bool> busy{false};
+};
+
+// Marks a model busy for one call; released on destruction (on the worker
+// thread for async calls).
+class BusyLease {
+ public:
+  explicit BusyLease(std::shared_ptr<ModelState> s) : s_(std::move(s)) {}
+  BusyLease(const BusyLease&) = delete;
+  BusyLease& operator=(const BusyLease&) = delete;
+  ~BusyLease() { s_->busy.store(false); }
+
+ private:
+  std::shared_ptr<ModelState> s_;
+};
+
+std::shared_ptr<BusyLease> acquire(Napi::Env env, const std::shared_ptr<ModelState>& s) {
+  bool expected = false;
+  if (!s->busy.compare_exchange_strong(expected, true))
+    throw Napi::Error::New(env, "ternorm: the model is busy with an asynchronous train step or evaluation; "
+                                "await it before using the model again");
+  return std::make_shared<BusyLease>(s);
+}
+
+// Ends an async call's lease when its work is done (on the worker thread), so
+// the model is free again by the time the promise settles.
+struct LeaseRelease {
+  std::shared_ptr<BusyLease>& lease;
+  ~LeaseRelease() { lease.reset(); }
+};
+
+// ---- argument helpers ----------------------------------------------------------------
+struct I32Arg {
+  Napi::Int32Array object;
+  const int32_t* data = nullptr;
+  size_t length = 0;
+};
+
+I32Arg int32_arg(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  const Napi::Value v = info[index];
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw_type(info.Env(), std::string(name) + " must be an Int32Array");
+  Napi::Int32Array a = v.As<Napi::Int32Array>();
+  return I32Arg{a, a.Data(), a.ElementLength()};
+}
+
+std::string string_arg(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  if (!info[index].IsString()) throw_type(info.Env(), std::string(name) + " must be a string");
+  return info[index].As<Napi::String>().Utf8Value();
+}
+
+int64_t int_prop(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int64_t hi, const char* where) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw_type(env, std::string(where) + "." + key + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d == std::floor(d) && d >= double(lo) && d <= double(hi)))
+    throw_range(env, std::string(where) + "." + key + " must be an integer in " + std::to_string(lo) + ".." +
+                         std::to_string(hi) + ", got " + num(d));
+  return int64_t(d);
+}
+
+double num_prop(Napi::Env env, Napi::Object o, const char* key, const char* where) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw_type(env, std::string(where) + "." + key + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d)) throw_range(env, std::string(where) + "." + key + " must be finite, got " + num(d));
+  return d;
+}
+
+Napi::Object object_arg(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  if (!info[index].IsObject()) throw_type(info.Env(), std::string(name) + " must be an object");
+  return info[index].As<Napi::Object>();
+}
+
+Napi::Uint8Array copy_bytes(Napi::Env env, const uint8_t* p, size_t n) {
+  auto a = Napi::Uint8Array::New(env, n);
+  if (n) std::memcpy(a.Data(), p, n);
+  return a;
+}
+
+Napi::Float32Array copy_f32(Napi::Env env, const float* p, size_t n) {
+  auto a = Napi::Float32Array::New(env, n);
+  if (n) std::memcpy(a.Data(), p, n * sizeof(float));
+  return a;
+}
+
+Napi::Object config_object(Napi::Env env, const model::ModelConfig& c) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("vocab", double(c.vocab));
+  o.Set("dModel", double(c.d_model));
+  o.Set("nLayers", double(c.n_layers));
+  o.Set("nHeads", double(c.n_heads));
+  o.Set("dFf", double(c.d_ff));
+  o.Set("context", double(c.context));
+  o.Set("normEps", double(c.norm_eps));
+  o.Set("ropeTheta", double(c.rope_theta));
+  return o;
+}
+
+// ---- Model ------------------------------------------------------------------------------
+class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {InstanceMethod<&ModelHandle::Config>("config"),
+                        InstanceMethod<&ModelHandle::Info>("info"),
+                        InstanceMethod<&ModelHandle::Quantize>("quantize"),
+                        InstanceMethod<&ModelHandle::Save>("save"),
+                        InstanceMethod<&ModelHandle::Fingerprint>("fingerprint")});
+  }
+  explicit ModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelHandle>(info) {}
+
+  std::shared_ptr<ModelState> state(Napi::Env env) const {
+    if (!state_) throw Napi::Error::New(env, "ternorm: an empty model handle (use modelCreate or modelLoad)");
+    return state_;
+  }
+  void set_state(std::shared_ptr<ModelState> s) { state_ = std::move(s); }
+
+ private:
+  Napi::Value Config(const Napi::CallbackInfo& info) {
+    return config_object(info.Env(), state(info.Env())->model->config());
+  }
+
+  // { nParams, nGains, nNorms, hasLatent }
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto s = state(env);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("nParams", double(s->model->n_params()));
+    o.Set("nGains", double(s->model->config().n_gains()));
+    o.Set("nNorms", double(s->model->config().n_norms()));
+    o.Set("hasLatent", s->has_latent);
+    return o;
+  }
+
+  // quantize(threads?): re-derive the ternary weights from the latent ones.
+  Napi::Value Quantize(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    try {
+      auto s = state(env);
+      const CallExec ce = exec_arg(info, 0);
+      if (!s->has_latent)
+        throw_range(env, "quantize: this model was loaded from a model file without latent weights "
+                         "(only a checkpoint has them); its ternary weights are final");
+      auto lease = acquire(env, s);
+      s->model->quantize(ce.exec);
+      s->fingerprint.reset();
+      return env.Undefined();
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (...) {
+      throw make_error(env, classify_current_exception());
+    }
+  }
+
+  // save(path | undefined, tokenizer: Uint8Array, meta: string, trainer?, state?: string)
+  //   -> Uint8Array (no path) | undefined. With a trainer: a checkpoint.
+  Napi::Value Save(const Napi::CallbackInfo& info);
+
+  Napi::Value Fingerprint(const Napi::CallbackInfo& info) {
+    auto s = state(info.Env());
+    if (!s->fingerprint) return info.Env().Null();
+    return Napi::String::New(info.Env(), io::to_hex(*s->fingerprint));
+  }
+
+  std::shared_ptr<ModelState> state_;
+};
+
+ModelHandle* unwrap_model(const Napi::CallbackInfo& info, size_t index) {
+  Napi::Env env = info.Env();
+  const Napi::Value v = info[index];
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(instance(env).model_class.Value()))
+    throw_type(env, "model must be a native model handle (from modelCreate or modelLoad)");
+  return ModelHandle::Unwrap(v.As<Napi::Object>());
+}
+
+Napi::Object new_model_object(Napi::Env env, std::shared_ptr<ModelState> s) {
+  Napi::Object o = instance(env).model_class.New({});
+  ModelHandle::Unwrap(o)->set_state(std::move(s));
+  return o;
+}
+
+// ---- Trainer ------------------------------------------------------------------------------
+class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "NativeTrainer",
+                       {InstanceMethod<&TrainerHandle::Step>("step"),
+                        InstanceMethod<&TrainerHandle::StepAsync>("stepAsync"),
+                        InstanceMethod<&TrainerHandle::Gains>("gains"),
+                        InstanceMethod<&TrainerHandle::SetGains>("setGains"),
+                        InstanceMethod<&TrainerHandle::RestoreState>("restoreState"),
+                        InstanceMethod<&TrainerHandle::StepsDone>("stepsDone")});
+  }
+  explicit TrainerHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TrainerHandle>(info) {}
+
+  void init(std::shared_ptr<ModelState> s, std::unique_ptr<model::Trainer> t, Napi::Object model_object) {
+    model_ = std::move(s);
+    trainer_ = std::move(t);
+    model_ref_ = Napi::Persistent(model_object);
+  }
+  model::Trainer& trainer(Napi::Env env) const {
+    if (!trainer_) throw Napi::Error::New(env, "ternorm: an empty trainer handle (use trainerCreate)");
+    return *trainer_;
+  }
+  const std::shared_ptr<ModelState>& model_state() const { return model_; }
+
+ private:
+  // Prepares one step: checks the tokens and takes the model's lease.
+  KernelCall prepare(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    model::Trainer& t = trainer(env);
+    auto tokens = int32_arg(info, 0, "tokens");
+    const int64_t batch = size_arg(info, 1, "batch");
+    const int64_t seq = size_arg(info, 2, "seq");
+    const CallExec ce = exec_arg(info, 3);
+    const int64_t expected = checked_mul(env, batch, seq + 1, "batch * (seq + 1)");
+    if (uint64_t(expected) != tokens.length)
+      throw_range(env, "tokens must have batch * (seq + 1) = " + std::to_string(expected) + " elements, got " +
+                           std::to_string(tokens.length));
+    auto lease = acquire(env, model_);
+    auto stats = Napi::Float64Array::New(env, 4);
+    double* out = stats.Data();
+    const int32_t* data = tokens.data;
+    model::Trainer* tp = &t;
+    std::shared_ptr<ModelState> ms = model_;
+    const bool base = t.config().mode != model::TrainMode::AdapterGains;
+    const Exec ex = ce.exec;
+    KernelCall call;
+    call.run = [lease, tp, ms, data, batch, seq, ex, out, base]() mutable {
+      const LeaseRelease release{lease};
+      if (base) ms->fingerprint.reset();
+      const model::StepStats st = tp->step(data, batch, seq, ex);
+      out[0] = double(st.step);
+      out[1] = st.loss;
+      out[2] = st.grad_norm;
+      out[3] = double(st.lr);
+    };
+    call.result = stats;
+    call.keep = {tokens.object, Value()};
+    call.pool = ce.pool;
+    return call;
+  }
+
+  // step(tokens: Int32Array, batch, seq, threads?) -> Float64Array [step, loss, gradNorm, lr]
+  Napi::Value Step(const Napi::CallbackInfo& info) { return run_sync(info.Env(), prepare(info)); }
+  Napi::Value StepAsync(const Napi::CallbackInfo& info) { return run_async(info.Env(), prepare(info)); }
+
+  Napi::Value Gains(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    model::Trainer& t = trainer(env);
+    if (t.config().mode != model::TrainMode::AdapterGains)
+      throw_range(env, "gains: this trainer trains the base model, not an adapter");
+    auto lease = acquire(env, model_);
+    return copy_f32(env, t.gains(), size_t(model_->model->config().n_gains()));
+  }
+
+  Napi::Value SetGains(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    model::Trainer& t = trainer(env);
+    auto g = array_arg<float>(info, 0, "gains");
+    auto lease = acquire(env, model_);
+    try {
+      t.set_gains(g.data, int64_t(g.length));
+    } catch (...) {
+      throw make_error(env, classify_current_exception());
+    }
+    return env.Undefined();
+  }
+
+  // restoreState(adamM: Float32Array, adamV: Float32Array, step)
+  Napi::Value RestoreState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    model::Trainer& t = trainer(env);
+    auto m = array_arg<float>(info, 0, "adamM");
+    auto v = array_arg<float>(info, 1, "adamV");
+    const double step = number_arg(info, 2, "step");
+    if (step < 0 || step != std::floor(step) || step > 9.0e15)
+      throw_range(env, "step must be a non-negative integer, got " + num(step));
+    if (m.length != v.length)
+      throw_range(env, "adamM and adamV must have the same length, got " + std::to_string(m.length) + " and " +
+                           std::to_string(v.length));
+    auto lease = acquire(env, model_);
+    try {
+      t.restore_state(m.data, v.data, int64_t(m.length), int64_t(step));
+    } catch (...) {
+      throw make_error(env, classify_current_exception());
+    }
+    return env.Undefined();
+  }
+
+  Napi::Value StepsDone(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(trainer(info.Env()).steps_done()));
+  }
+
+  std::shared_ptr<ModelState> model_;
+  std::unique_ptr<model::Trainer> trainer_;
+  Napi::ObjectReference model_ref_;  // keeps the JS model object alive with the trainer
+};
+
+TrainerHandle* unwrap_trainer(const Napi::CallbackInfo& info, size_t index) {
+  Napi::Env env = info.Env();
+  const Napi::Value v = info[index];
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(instance(env).trainer_class.Value()))
+    throw_type(env, "trainer must be a native trainer handle (from trainerCreate)");
+  return TrainerHandle::Unwrap(v.As<Napi::Object>());
+}
+
+Napi::Value ModelHandle::Save(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = state(env);
+  const bool to_path = !info[0].IsUndefined();
+  const std::string path = to_path ? string_arg(info, 0, "path") : std::string();
+  auto tok = array_arg<uint8_t>(info, 1, "tokenizer");
+  if (tok.length == 0) throw_range(env, "tokenizer must not be empty");
+  const std::string meta = string_arg(info, 2, "meta");
+  const std::vector<uint8_t> tokenizer(tok.data, tok.data + tok.length);
+  std::optional<model::CheckpointView> ck;
+  if (!info[3].IsUndefined()) {
+    TrainerHandle* th = unwrap_trainer(info, 3);
+    if (th->model_state() != s) throw_range(env, "save: the trainer belongs to another model");
+    if (!s->has_latent) throw_range(env, "save: a checkpoint needs the latent weights (this model has none)");
+    const model::Trainer& t = th->trainer(env);
+    if (t.config().mode == model::TrainMode::AdapterGains)
+      throw_range(env, "save: checkpoints are for base training, not an adapter trainer");
+    ck.emplace();
+    ck->adam_m = t.adam_m();
+    ck->adam_v = t.adam_v();
+    ck->n = t.state_size();
+    ck->step = t.steps_done();
+    ck->state = info[4].IsUndefined() ? std::string() : string_arg(info, 4, "state");
+  }
+  auto lease = acquire(env, s);
+  try {
+    const io::Writer w = model::model_writer(*s->model, tokenizer, meta, ck ? &*ck : nullptr);
+    Napi::Value out = env.Undefined();
+    if (to_path) {
+      w.write_file(path);
+    } else {
+      const std::vector<uint8_t> bytes = w.finish();
+      out = copy_bytes(env, bytes.data(), bytes.size());
+    }
+    s->fingerprint = model::model_fingerprint(*s->model, tokenizer);
+    return out;
+  } catch (...) {
+    throw make_error(env, classify_current_exception());
+  }
+}
+
+// ---- module functions ----------------------------------------------------------------------
+model::ModelConfig config_arg(const Napi::CallbackInfo& info, size_t index) {
+  Napi::Env env = info.Env();
+  Napi::Object o = object_arg(info, index, "config");
+  const char* w = "config";
+  const int64_t big = int64_t(1) << 24;
+  model::ModelConfig c;
+  c.vocab = int_prop(env, o, "vocab", 2, big, w);
+  c.d_model = int_prop(env, o, "dModel", 1, 65536, w);
+  c.n_layers = int_prop(env, o, "nLayers", 1, 65536, w);
+  c.n_heads = int_prop(env, o, "nHeads", 1, 65536, w);
+  c.d_ff = int_prop(env, o, "dFf", 1, 65536, w);
+  c.context = int_prop(env, o, "context", 1, 65536, w);
+  c.norm_eps = float(num_prop(env, o, "normEps", w));
+  c.rope_theta = float(num_prop(env, o, "ropeTheta", w));
+  model::validate(c);  // std::invalid_argument -> RangeError via guarded
+  return c;
+}
+
+// modelCreate(config, seed) -> model handle
+Napi::Value ModelCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const model::ModelConfig cfg = config_arg(info, 0);
+  const double seed = number_arg(info, 1, "seed");
+  if (seed < 0 || seed != std::floor(seed) || seed > 9007199254740991.0)
+    throw_range(env, "seed must be an integer in 0..2^53-1, got " + num(seed));
+  auto s = std::make_shared<ModelState>();
+  s->model = std::make_unique<Model>(cfg, uint64_t(seed));
+  s->has_latent = true;
+  return new_model_object(env, std::move(s));
+}
+
+io::Container container_arg(const Napi::CallbackInfo& info, size_t index, const io::ParseOptions& opts) {
+  const Napi::Value v = info[index];
+  if (v.IsString()) return io::read_file(v.As<Napi::String>().Utf8Value(), opts);
+  if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+    auto a = v.As<Napi::Uint8Array>();
+    if (a.ElementLength() > opts.limits.max_file_bytes)
+      throw io::FormatError("file of " + std::to_string(a.ElementLength()) + " bytes is over the limit of " +
+                            std::to_string(opts.limits.max_file_bytes) + " bytes");
+    return io::Container::copy(a.Data(), a.ElementLength(), opts);
+  }
+  throw_type(info.Env(), "source must be a file path (string) or a Uint8Array");
+}
+
+// modelLoad(source: string | Uint8Array, maxBytes?) ->
+//   { model, tokenizer, meta: string | null, fingerprint, checkpoint: null | {adamM, adamV, step, state} }
+Napi::Value ModelLoad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  io::ParseOptions opts;
+  opts.expected_kind = io::FileKind::Model;
+  if (!info[1].IsUndefined()) opts.limits.max_file_bytes = uint64_t(size_arg(info, 1, "maxBytes"));
+  const io::Container file = container_arg(info, 0, opts);
+  model::LoadedModel lm = model::load_model(file);
+  auto s = std::make_shared<ModelState>();
+  s->model = std::move(lm.model);
+  s->has_latent = lm.has_latent;
+  s->fingerprint = lm.fingerprint;
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("model", new_model_object(env, s));
+  out.Set("tokenizer", copy_bytes(env, lm.tokenizer.data(), lm.tokenizer.size()));
+  out.Set("meta", lm.meta.empty() ? env.Null() : Napi::Value(Napi::String::New(env, lm.meta)));
+  out.Set("fingerprint", io::to_hex(lm.fingerprint));
+  if (lm.checkpoint) {
+    Napi::Object ck = Napi::Object::New(env);
+    ck.Set("adamM", copy_f32(env, lm.checkpoint->adam_m.data(), lm.checkpoint->adam_m.size()));
+    ck.Set("adamV", copy_f32(env, lm.checkpoint->adam_v.data(), lm.checkpoint->adam_v.size()));
+    ck.Set("step", double(lm.checkpoint->step));
+    ck.Set("state", lm.checkpoint->state);
+    out.Set("checkpoint", ck);
+  } else {
+    out.Set("checkpoint", env.Null());
+  }
+  return out;
+}
+
+model::TrainMode mode_of(Napi::Env env, const std::string& m) {
+  if (m == "ternary") return model::TrainMode::TernaryBase;
+  if (m == "fp32") return model::TrainMode::Fp32Base;
+  if (m == "adapter") return model::TrainMode::AdapterGains;
+  throw_range(env, "trainer mode must be 'ternary', 'fp32' or 'adapter', got '" + m + "'");
+}
+
+// trainerCreate(model, { mode, batch, seq, lr, minLr, warmup, totalSteps, beta1, beta2, eps,
+//   weightDecay, gradClip }) -> trainer handle
+Napi::Value TrainerCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ModelHandle* mh = unwrap_model(info, 0);
+  auto s = mh->state(env);
+  Napi::Object o = object_arg(info, 1, "trainConfig");
+  const char* w = "trainConfig";
+  const Napi::Value mv = o.Get("mode");
+  if (!mv.IsString()) throw_type(env, "trainConfig.mode must be a string");
+  model::TrainConfig c;
+  c.mode = mode_of(env, mv.As<Napi::String>().Utf8Value());
+  c.batch = int_prop(env, o, "batch", 1, 1 << 20, w);
+  c.seq = int_prop(env, o, "seq", 1, 65536, w);
+  c.schedule.lr = float(num_prop(env, o, "lr", w));
+  c.schedule.min_lr = float(num_prop(env, o, "minLr", w));
+  c.schedule.warmup = int_prop(env, o, "warmup", 0, int64_t(1) << 40, w);
+  c.schedule.total = int_prop(env, o, "totalSteps", 1, int64_t(1) << 40, w);
+  c.adamw.beta1 = float(num_prop(env, o, "beta1", w));
+  c.adamw.beta2 = float(num_prop(env, o, "beta2", w));
+  c.adamw.eps = float(num_prop(env, o, "eps", w));
+  c.adamw.weight_decay = float(num_prop(env, o, "weightDecay", w));
+  c.grad_clip = float(num_prop(env, o, "gradClip", w));
+  if (c.mode != model::TrainMode::AdapterGains && !s->has_latent)
+    throw_range(env, "trainer: base training needs the latent weights, and this model was loaded from a "
+                     "model file without them; resume from a checkpoint instead");
+  auto lease = acquire(env, s);
+  auto trainer = std::make_unique<model::Trainer>(*s->model, c);
+  Napi::Object obj = instance(env).trainer_class.New({});
+  TrainerHandle::Unwrap(obj)->init(s, std::move(trainer), info[0].As<Napi::Object>());
+  return obj;
+}
+
+model::Precision precision_of(Napi::Env env, const std::string& p) {
+  if (p == "ternary") return model::Precision::Ternary;
+  if (p == "f32") return model::Precision::F32;
+  if (p == "ternary-f32act") return model::Precision::TernaryF32Act;
+  throw_range(env, "precision must be 'ternary', 'f32' or 'ternary-f32act', got '" + p + "'");
+}
+
+// evaluateAsync(model, gains: Float32Array | null, tokens: Int32Array, nBytes, precision,
+//   stride (0 = default), batch, threads?) -> Promise<{ nll: Float64Array, stats: Float64Array
+//   [totalNll, meanNll, perplexity, bitsPerByte, nWindows, window, stride] }>
+Napi::Value EvaluateAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ModelHandle* mh = unwrap_model(info, 0);
+  auto s = mh->state(env);
+  const model::ModelConfig& cfg = s->model->config();
+  std::vector<float> gains;
+  if (!info[1].IsNull() && !info[1].IsUndefined()) {
+    auto g = array_arg<float>(info, 1, "gains");
+    expect_length(env, g, "gains", cfg.n_gains(), "n_norms * d_model");
+    check_finite(env, g.data, g.length, "gains");
+    gains.assign(g.data, g.data + g.length);
+  }
+  auto tokens = int32_arg(info, 2, "tokens");
+  if (tokens.length < 2) throw_range(env, "tokens must hold at least 2 tokens, got " + std::to_string(tokens.length));
+  const double n_bytes = number_arg(info, 3, "nBytes");
+  if (n_bytes < 1 || n_bytes != std::floor(n_bytes))
+    throw_range(env, "nBytes must be a positive integer, got " + num(n_bytes));
+  model::EvalOptions opts;
+  opts.precision = precision_of(env, string_arg(info, 4, "precision"));
+  const double stride = number_arg(info, 5, "stride");
+  if (stride < 0 || stride != std::floor(stride) || stride > double(cfg.context))
+    throw_range(env, "stride must be an integer in 0.." + std::to_string(cfg.context) + " (0 = context / 2), got " +
+                         num(stride));
+  opts.stride = int64_t(stride);
+  opts.batch = size_arg(info, 6, "batch");
+  const CallExec ce = exec_arg(info, 7);
+  if (opts.precision == model::Precision::F32 && !s->has_latent)
+    throw_range(env, "evaluate: precision 'f32' needs the latent weights, and this model was loaded from a "
+                     "model file without them");
+  auto lease = acquire(env, s);
+  auto nll = Napi::Float64Array::New(env, tokens.length - 1);
+  auto stats = Napi::Float64Array::New(env, 7);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("nll", nll);
+  result.Set("stats", stats);
+  double* nll_out = nll.Data();
+  double* st_out = stats.Data();
+  const int32_t* tok = tokens.data;
+  const int64_t n_tok = int64_t(tokens.length);
+  const Exec ex = ce.exec;
+  KernelCall call;
+  call.run = [lease, s, gains = std::move(gains), tok, n_tok, n_bytes, opts, ex, nll_out, st_out]() mutable {
+    const LeaseRelease release{lease};
+    std::vector<norm::GainView> views;
+    if (!gains.empty()) views = model::f32_gain_views(s->model->config(), gains.data());
+    const model::EvalResult r = model::evaluate(*s->model, views.empty() ? nullptr : views.data(),
+                                                int64_t(views.size()), tok, n_tok, int64_t(n_bytes), opts, ex);
+    std::memcpy(nll_out, r.nll.data(), r.nll.size() * sizeof(double));
+    st_out[0] = r.total_nll;
+    st_out[1] = r.mean_nll;
+    st_out[2] = r.perplexity;
+    st_out[3] = r.bits_per_byte;
+    st_out[4] = double(r.n_windows);
+    st_out[5] = double(r.window);
+    st_out[6] = double(r.stride);
+  };
+  call.result = result;
+  call.keep = {tokens.object, info[0].As<Napi::Object>()};
+  call.pool = ce.pool;
+  return run_async(env, std::move(call));
+}
+
+// adapterSave(model, gains: Float32Array, meta: string, path?) -> Uint8Array | undefined
+Napi::Value AdapterSave(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = unwrap_model(info, 0)->state(env);
+  auto g = array_arg<float>(info, 1, "gains");
+  const model::ModelConfig& cfg = s->model->config();
+  expect_length(env, g, "gains", cfg.n_gains(), "n_norms * d_model");
+  const std::string meta = string_arg(info, 2, "meta");
+  if (!s->fingerprint)
+    throw_range(env, "adapterSave: the base model has no fingerprint yet (it changed since it was loaded or "
+                     "saved); save the base model first so the adapter can record which base it belongs to");
+  const io::Writer w = model::adapter_writer(cfg, g.data, int64_t(g.length), *s->fingerprint, meta);
+  if (!info[3].IsUndefined()) {
+    w.write_file(string_arg(info, 3, "path"));
+    return env.Undefined();
+  }
+  const std::vector<uint8_t> bytes = w.finish();
+  return copy_bytes(env, bytes.data(), bytes.size());
+}
+
+// adapterLoad(model, source: string | Uint8Array) -> { gains: Float32Array, meta: string | null }
+Napi::Value AdapterLoad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = unwrap_model(info, 0)->state(env);
+  if (!s->fingerprint)
+    throw_range(env, "adapterLoad: the base model has no fingerprint yet (it changed since it was loaded or "
+                     "saved), so no adapter can be matched to it");
+  io::ParseOptions opts;
+  opts.expected_kind = io::FileKind::Adapter;
+  opts.limits = model::adapter_limits(s->model->config());
+  const io::Container file = container_arg(info, 1, opts);
+  const model::LoadedAdapter a = model::load_adapter(file, s->model->config(), *s->fingerprint);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("gains", copy_f32(env, a.gains.data(), a.gains.size()));
+  out.Set("meta", a.meta.empty() ? env.Null() : Napi::Value(Napi::String::New(env, a.meta)));
+  return out;
+}
+
+}  // namespace
+
+void register_model(Napi::Env env, Napi::Object exports) {
+  InstanceData& d = instance(env);
+  d.model_class = Napi::Persistent(ModelHandle::define(env));
+  d.trainer_class = Napi::Persistent(TrainerHandle::define(env));
+  exports.Set("modelCreate", Napi::Function::New(env, guarded<ModelCreate>, "modelCreate"));
+  exports.Set("modelLoad", Napi::Function::New(env, guarded<ModelLoad>, "modelLoad"));
+  exports.Set("trainerCreate", Napi::Function::New(env, guarded<TrainerCreate>, "trainerCreate"));
+  exports.Set("evaluateAsync", Napi::Function::New(env, guarded<EvaluateAsync>, "evaluateAsync"));
+  exports.Set("adapterSave", Napi::Function::New(env, guarded<AdapterSave>, "adapterSave"));
+  exports.Set("adapterLoad", Napi::Function::New(env, guarded<AdapterLoad>, "adapterLoad"));
+}
+
+}  // namespace ternorm::addon

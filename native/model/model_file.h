@@ -1,0 +1,107 @@
+// The model file and the adapter file on top of the io container (FORMAT.md):
+// what sections each kind holds, how they map to a Model, and the base
+// fingerprint that ties an adapter to its model. No Node dependency, so an
+// edge application loads the same files the CLI writes.
+//
+// Model file (FileKind::Model), sections:
+//   config              json  {"format":"ternorm.model","vocab":..,"d_model":..,"n_layers":..,
+//                              "n_heads":..,"d_ff":..,"context":..,"norm_eps":..,"rope_theta":..}
+//   tokenizer           u8    the tokenizer, opaque bytes (lib/tokenizer serialises it)
+//   tok_embedding       f32   vocab x d_model
+//   layers.L.attn_norm, layers.L.ffn_norm, final_norm   f32  d_model each
+//   layers.L.<m>.trits  u8    the rows x cols trits of matrix m (wq wk wv wo w1 w3 w2),
+//                              5 trits per byte (ternary::pack5), row-major
+//   ternary.scales      f32   n_layers x 7 absmean scales, in that matrix order
+//   meta                json  free-form record of the caller (optional, not fingerprinted)
+// A checkpoint is a model file with, in addition:
+//   checkpoint.latent   f32   every latent parameter (Model::params order)
+//   checkpoint.adamw.m, checkpoint.adamw.v   f32   the optimiser moments
+//   checkpoint.step     i64   [1] updates done
+//   checkpoint.state    json  the caller's training state (options, data-order RNG), opaque here
+//
+// The fingerprint covers config, tokenizer and every weight section (not meta,
+// not checkpoint.*): a checkpoint and the model file written from the same
+// state share it, and any change to what inference computes changes it.
+//
+// Adapter file (FileKind::Adapter):
+//   config              json  {"format":"ternorm.adapter","n_norms":..,"d_model":..,"scheme":"f32"}
+//   gains               f32   n_norms x d_model, norm order of Model::norm_offset
+//   base.fingerprint    u8    32 bytes (io::add_base_fingerprint)
+//   meta                json  optional, not interpreted
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "../cpu/isa.h"
+#include "../io/container.h"
+#include "model.h"
+
+namespace ternorm::model {
+
+struct CheckpointData {
+  std::vector<float> adam_m, adam_v;
+  int64_t step = 0;
+  std::string state;  // the caller's json
+};
+
+// What a checkpoint adds to a model file (pointers valid during the call).
+struct CheckpointView {
+  const float* adam_m = nullptr;
+  const float* adam_v = nullptr;
+  int64_t n = 0;  // values per moment: Model::n_params()
+  int64_t step = 0;
+  std::string state;  // json text
+};
+
+// Builds the file. The model's ternary weights must be current (call
+// Model::quantize after changing the latent weights): std::logic_error
+// otherwise. meta and checkpoint->state must be JSON texts (not parsed here);
+// empty meta = no meta section.
+io::Writer model_writer(const Model& model, const std::vector<uint8_t>& tokenizer,
+                        const std::string& meta, const CheckpointView* checkpoint);
+
+struct LoadedModel {
+  std::unique_ptr<Model> model;
+  std::vector<uint8_t> tokenizer;
+  std::string meta;                       // empty when the file has none
+  bool has_latent = false;                // a checkpoint: the latent weights are the trained ones
+  std::optional<CheckpointData> checkpoint;
+  io::Fingerprint fingerprint{};
+};
+
+// Parses a model file (or checkpoint). Throws io::FormatError naming what is
+// wrong: another kind, a missing section, a config that does not validate,
+// a section of the wrong type or size, trits out of range, non-finite
+// weights. A model loaded without latent weights computes only with its
+// ternary weights (its latent block weights are not the trained ones).
+LoadedModel load_model(const io::Container& file);
+
+// The fingerprint the model would have in a file with this tokenizer.
+io::Fingerprint model_fingerprint(const Model& model, const std::vector<uint8_t>& tokenizer);
+
+// Adapter file of f32 gains (n_gains of cfg) trained on the base `base`.
+io::Writer adapter_writer(const ModelConfig& cfg, const float* gains, int64_t n,
+                          const io::Fingerprint& base, const std::string& meta);
+
+struct LoadedAdapter {
+  std::vector<float> gains;
+  std::string meta;
+};
+// Checks the kind, the base fingerprint (refusing an adapter of another base),
+// the shape against cfg and that every gain is finite.
+LoadedAdapter load_adapter(const io::Container& file, const ModelConfig& cfg, const io::Fingerprint& base);
+
+// Limits for reading an adapter of a model with this config: the exact
+// payload plus room for the header, table and meta (1 MiB).
+io::Limits adapter_limits(const ModelConfig& cfg);
+
+// The config as the json of the config section, and back. config_from_json
+// accepts exactly one flat object of the keys above (numbers, the "format"
+// string), refuses unknown or missing keys, then validate()s.
+std::string config_json(const ModelConfig& cfg);
+ModelConfig config_from_json(std::string_view json);
+
+}  // namespace ternorm::model

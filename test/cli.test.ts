@@ -1,0 +1,151 @@
+// The ternorm CLI as a user runs it: spawned on tiny texts and configs.
+// Compiles the TypeScript first (the bin is dist/lib/cli/main.js).
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { SplitMix64 } from '../lib/model/data.js';
+import { packageRoot } from '../lib/native.js';
+
+const root = packageRoot();
+const main = join(root, 'dist', 'lib', 'cli', 'main.js');
+const dir = mkdtempSync(join(tmpdir(), 'ternorm-cli-'));
+
+function corpus(seed: number, sentences: number): string {
+  const words = ['the', 'ship', 'sailed', 'into', 'a', 'grey', 'morning', 'while', 'whales', 'sang', 'under', 'cold', 'water', 'and', 'men', 'watched'];
+  const rng = new SplitMix64(seed);
+  const out: string[] = [];
+  for (let s = 0; s < sentences; s++) {
+    const n = 4 + rng.below(8);
+    const w: string[] = [];
+    for (let i = 0; i < n; i++) w.push(words[rng.below(words.length)]!);
+    out.push(w.join(' ') + '.');
+  }
+  return out.join(' ');
+}
+
+function cli(...args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [main, ...args], { cwd: dir, encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+const TINY = ['--vocab', '300', '--d-model', '32', '--layers', '2', '--heads', '2', '--d-ff', '64', '--context', '32', '--seq', '16', '--batch', '4', '--warmup', '2'];
+const RUN = ['--train-text', 'train.txt', '--validation-text', 'val.txt', ...TINY, '--steps', '8', '--eval-every', '4', '--eval-tokens', '200', '--checkpoint-every', '3'];
+
+beforeAll(() => {
+  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
+  writeFileSync(join(dir, 'train.txt'), corpus(1, 400));
+  writeFileSync(join(dir, 'val.txt'), corpus(2, 60));
+  writeFileSync(join(dir, 'user.txt'), corpus(77, 150));
+  writeFileSync(join(dir, 'empty.txt'), '');
+  writeFileSync(join(dir, 'short.txt'), 'the ship sailed into a grey morning.');
+  writeFileSync(join(dir, 'one.txt'), 'a');
+}, 180_000);
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('ternorm CLI', () => {
+  it('train-base: trains, validates, checkpoints; --stop-after + --resume equals an uninterrupted run', () => {
+    const a = cli('train-base', ...RUN, '--out', 'models/a.tnm', '--seed', '3');
+    expect(a.code).toBe(0);
+    expect(a.stdout).toMatch(/wrote models\/a\.tnm \(fingerprint [0-9a-f]{16}\.\.\.\): 8 steps, validation loss \d/);
+    expect(a.stderr).toMatch(/step 4: validation loss/);
+    expect(a.stderr).toMatch(/step 3: checkpoint models\/a\.tnm\.ckpt/);
+    expect(a.stderr).toMatch(/tok\/s/); // progress lines (not a TTY: plain lines)
+    const b = cli('train-base', ...RUN, '--out', 'models/b.tnm', '--seed', '3', '--stop-after', '4');
+    expect(b.code).toBe(0);
+    expect(b.stdout).toMatch(/stopped after step 4; resume with: ternorm train-base --resume models\/b\.tnm\.ckpt/);
+    const r = cli('train-base', '--resume', 'models/b.tnm.ckpt', '--out', 'models/b.tnm');
+    expect(r.code).toBe(0);
+    expect(readFileSync(join(dir, 'models/b.tnm')).equals(readFileSync(join(dir, 'models/a.tnm')))).toBe(true);
+    const other = cli('train-base', ...RUN, '--out', 'models/c.tnm', '--seed', '4', '--checkpoint-every', '0');
+    expect(other.code).toBe(0);
+    expect(readFileSync(join(dir, 'models/c.tnm')).equals(readFileSync(join(dir, 'models/a.tnm')))).toBe(false);
+    const clash = cli('train-base', '--resume', 'models/b.tnm.ckpt', '--out', 'models/b.tnm', '--steps', '9');
+    expect(clash.code).toBe(2);
+    expect(clash.stderr).toMatch(/--steps cannot be combined with --resume/);
+    const notCk = cli('train-base', '--resume', 'models/a.tnm', '--out', 'models/x.tnm');
+    expect(notCk.code).toBe(1);
+    expect(notCk.stderr).toMatch(/not a checkpoint/);
+  });
+
+  it('SIGINT writes a checkpoint and exits 130; the resumed run matches an uninterrupted one', async () => {
+    const long = ['train-base', '--train-text', 'train.txt', '--validation-text', 'val.txt', ...TINY, '--steps', '1000000', '--eval-every', '0', '--checkpoint-every', '0', '--log-every', '1000000', '--seed', '8'];
+    const child = spawn(process.execPath, [main, ...long, '--out', 'models/int.tnm'], { cwd: dir });
+    let stdout = '';
+    let stderr = '';
+    let sent = false;
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (!sent && /step 1\/1000000/.test(stderr)) {
+        sent = true; // once: a second Ctrl-C is the user's way to quit at once
+        child.kill('SIGINT');
+      }
+    });
+    const code = await new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
+    expect(code).toBe(130);
+    const m = /stopped after step (\d+)/.exec(stdout);
+    expect(m, stdout + stderr).not.toBeNull();
+    const k = Number(m![1]);
+    const target = String(k + 5);
+    const resumed = cli('train-base', '--resume', 'models/int.tnm.ckpt', '--out', 'models/int.tnm', '--stop-after', target);
+    expect(resumed.code).toBe(0);
+    const straight = cli(...long, '--out', 'models/str.tnm', '--stop-after', target);
+    expect(straight.code).toBe(0);
+    expect(readFileSync(join(dir, 'models/int.tnm.ckpt')).equals(readFileSync(join(dir, 'models/str.tnm.ckpt')))).toBe(true);
+  }, 120_000);
+
+  it('train-adapter and evaluate; an adapter of another base is refused', () => {
+    const t = cli('train-adapter', '--model', 'models/a.tnm', '--text', 'user.txt', '--out', 'u.adapter', '--seq', '16', '--batch', '4', '--max-steps', '30', '--eval-every', '5', '--json');
+    expect(t.code).toBe(0);
+    const s = JSON.parse(t.stdout) as { bestLoss: number; baselineLoss: number; stepsDone: number };
+    expect(s.bestLoss).toBeLessThanOrEqual(s.baselineLoss);
+    const none = cli('evaluate', '--model', 'models/a.tnm', '--text', 'user.txt', '--json');
+    const withA = cli('evaluate', '--model', 'models/a.tnm', '--adapter', 'u.adapter', '--text', 'user.txt', '--json');
+    expect(none.code).toBe(0);
+    expect(withA.code).toBe(0);
+    const n = JSON.parse(none.stdout) as { perplexity: number; meanNll: number; bitsPerByte: number; tokens: number; scoredTokens: number; bytes: number };
+    const w = JSON.parse(withA.stdout) as typeof n;
+    expect(n.perplexity).toBeCloseTo(Math.exp(n.meanNll), 9);
+    expect(n.scoredTokens).toBe(n.tokens - 1);
+    expect(w.meanNll).not.toBe(n.meanNll);
+    const plain = cli('evaluate', '--model', 'models/a.tnm', '--text', 'val.txt');
+    expect(plain.stdout).toMatch(/^perplexity \d+\.\d{4}  bits\/byte \d+\.\d{4}  mean nll \d+\.\d{4}  tokens \d+/);
+    const wrong = cli('evaluate', '--model', 'models/c.tnm', '--adapter', 'u.adapter', '--text', 'val.txt');
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/^ternorm: this adapter was trained on base model [0-9a-f]{16}\.\.\. but the loaded base model is/);
+  });
+
+  it('bad input: clear messages, exit codes 1/2, no stack traces', () => {
+    const cases: Array<[string[], number, RegExp]> = [
+      [['evaluate', '--model', 'models/a.tnm', '--text', 'missing.txt'], 1, /cannot read --text missing\.txt: no such file/],
+      [['evaluate', '--model', 'models/a.tnm', '--text', 'empty.txt'], 1, /--text empty\.txt is empty/],
+      [['evaluate', '--model', 'nope.tnm', '--text', 'val.txt'], 1, /nope\.tnm/],
+      [['evaluate', '--model', 'val.txt', '--text', 'val.txt'], 1, /not a ternorm file|magic|too short|truncated/i],
+      [['evaluate', '--model', 'models/a.tnm', '--text', 'val.txt', '--bogus'], 2, /Unknown option '--bogus'/],
+      [['evaluate', '--text', 'val.txt'], 2, /--model is required/],
+      [['train-adapter', '--model', 'models/a.tnm', '--text', 'user.txt'], 2, /--out is required/],
+      [['train-adapter', '--model', 'models/a.tnm', '--text', 'short.txt', '--out', 'x.adapter', '--seq', '16'], 1, /the user's text is too short: it encodes to \d+ tokens/],
+      [['evaluate', '--model', 'models/a.tnm', '--text', 'one.txt'], 1, /too short: it encodes to 1 token/],
+      [['train-adapter', '--model', 'models/a.tnm', '--text', 'user.txt', '--out', 'x.adapter', '--seq', 'abc'], 2, /--seq must be an integer/],
+      [['train-base', '--train-text', 'train.txt', '--validation-text', 'val.txt', '--mode', 'int4'], 2, /--mode must be 'ternary' or 'fp32'/],
+      [['train-base', '--train-text', 'train.txt', '--validation-text', 'val.txt', ...TINY, '--vocab', '5000', '--steps', '1'], 1, /supports only \d+ merges/],
+      [['frobnicate'], 2, /unknown command 'frobnicate'/],
+    ];
+    for (const [args, code, msg] of cases) {
+      const r = cli(...args);
+      expect(r.code, args.join(' ')).toBe(code);
+      expect(r.stderr, args.join(' ')).toMatch(msg);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+    const corrupt = readFileSync(join(dir, 'models/a.tnm'));
+    corrupt[corrupt.length >> 1] ^= 1;
+    writeFileSync(join(dir, 'corrupt.tnm'), corrupt);
+    const r = cli('evaluate', '--model', 'corrupt.tnm', '--text', 'val.txt');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/corrupt\.tnm.*checksum mismatch in section/);
+  });
+});
