@@ -4,6 +4,8 @@
 // packed micro-panels. Packing absorbs the transposes, so one microkernel
 // serves all four layouts. The blocked driver is also the engine of the
 // ternary fp32 products, which pass their own B packer (decoded weights).
+// A GEMV-shaped call (a few rows of C, transposed B) skips packing and runs
+// dot kernels on the operands in place.
 #include <algorithm>
 #include <atomic>
 #include <stdexcept>
@@ -29,6 +31,7 @@ namespace {
 // halves the C-tile traffic per FMA, wins on the AVX-512 path.
 struct Plan {
   MicroKernel kernel;
+  DotKernel dot;  // the small-m path with a transposed B
   int64_t mr, nr;
   int64_t mc, kc, nc;  // mc a multiple of mr, nc of nr, kc of kKcAlign
 };
@@ -46,16 +49,16 @@ Plan plan_for(Isa isa) {
                                 "paths supported_isas() lists");
   switch (isa) {
     case Isa::Scalar:
-      return {ukernel_scalar, kMrScalar, kNrScalar, 128, kKcScalar, 2048};
+      return {ukernel_scalar, dot_scalar, kMrScalar, kNrScalar, 128, kKcScalar, 2048};
 #ifdef TERNORM_GEMM_X86
     case Isa::Avx2:
-      return {ukernel_avx2, kMrAvx2, kNrAvx2, 144, kKcAvx2, 2048};
+      return {ukernel_avx2, dot_avx2, kMrAvx2, kNrAvx2, 144, kKcAvx2, 2048};
     case Isa::Avx512:
-      return {ukernel_avx512, kMrAvx512, kNrAvx512, 336, kKcAvx512, 2048};
+      return {ukernel_avx512, dot_avx512, kMrAvx512, kNrAvx512, 336, kKcAvx512, 2048};
 #endif
 #ifdef __aarch64__
     case Isa::Neon:
-      return {ukernel_neon, kMrNeon, kNrNeon, 120, kKcNeon, 2048};
+      return {ukernel_neon, dot_neon, kMrNeon, kNrNeon, 120, kKcNeon, 2048};
 #endif
     default:
       break;
@@ -178,6 +181,27 @@ void check_matrix(const char* name, const void* p, int64_t rows, int64_t width, 
                                 " is too large to address (rows * ld overflows)");
 }
 
+// The small-m path (gemm_kernels.h), for a transposed B. Threads split the
+// columns of C here, as there are too few rows to share; every element still
+// sees the same operations whatever the split.
+void gemm_f32_dot(const GemmArgs& g, const Plan& pl, const Exec& ex) {
+  const int64_t m = g.m, k = g.k;
+  // The dot kernels want the rows of op(A) contiguous.
+  const float* a = g.a;
+  int64_t lda = g.lda;
+  AlignedBuffer<float> rows;
+  if (g.trans_a) {
+    rows = AlignedBuffer<float>(size_t(m * k));
+    for (int64_t p = 0; p < k; ++p)
+      for (int64_t i = 0; i < m; ++i) rows[size_t(i * k + p)] = g.a[p * g.lda + i];
+    a = rows.data();
+    lda = k;
+  }
+  parallel_ranges(ex, g.n, 16, [&](int64_t j0, int64_t j1) {
+    pl.dot(k, a, lda, m, g.b + j0 * g.ldb, g.ldb, j1 - j0, g.c + j0, g.ldc, g.alpha, g.beta);
+  });
+}
+
 }  // namespace
 
 void gemm_f32_blocked(bool trans_a, const float* a, int64_t lda, int64_t m, int64_t n, int64_t k,
@@ -234,6 +258,8 @@ void gemm_f32(const GemmArgs& g, const Exec& ex) {
   check_matrix("b", g.b, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb,
                g.trans_b ? "n x k, trans_b" : "k x n");
   check_matrix("c", g.c, g.m, g.n, g.ldc, "m x n");
+  const Plan pl = plan_for(ex.isa);
+  if (g.m <= kDirectMaxM && g.trans_b) return gemm_f32_dot(g, pl, ex);
   const DenseB src{g.b, g.ldb, g.trans_b};
   BPacker bp;
   bp.pack = pack_dense_b;

@@ -20,7 +20,9 @@ struct GemmArgs {
   int64_t ldc = 0;
 };
 
-// beta == 0 overwrites C (NaN in C is not propagated). Threads split the rows of C.
+// beta == 0 overwrites C (NaN in C is not propagated). C must not overlap A or B.
+// Threads split the rows of C (the columns when m <= 8 and B is transposed:
+// the GEMV shape, read in place without packing).
 void gemm_f32(const GemmArgs& args, const Exec& ex);
 
 }  // namespace ternorm::gemm

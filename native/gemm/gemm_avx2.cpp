@@ -1,7 +1,8 @@
 // AVX2 fp32 GEMM microkernel: up to 6 x 16 of C in 12 ymm accumulators (+2 B
 // vectors +1 broadcast = 15 of the 16 registers), 12 FMAs per 8 loads. The
-// row count is a template parameter, so a short edge tile (or a GEMV) does
-// only the FMAs its rows need; the column edge uses masked loads/stores.
+// row count is a template parameter, so a short edge tile does only the FMAs
+// its rows need; the column edge uses masked loads/stores. Also the dot
+// kernels of the small-m path (8 lanes along k, masked tail).
 #include <immintrin.h>
 
 #include <cstdint>
@@ -75,7 +76,76 @@ void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int
   }
 }
 
+// C[i][j] for MA rows of A and NB rows of B: one accumulator per element,
+// 8 lanes over k, the tail masked, then a fixed reduction tree.
+template <int MA, int NB>
+void dot_block(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+               int64_t ldc, float alpha, float beta) {
+  __m256 acc[MA][NB];
+#pragma GCC unroll 4
+  for (int i = 0; i < MA; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) acc[i][j] = _mm256_setzero_ps();
+  int64_t p = 0;
+  for (; p + 8 <= k; p += 8) {
+    __m256 bv[NB];
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) bv[j] = _mm256_loadu_ps(b + j * ldb + p);
+#pragma GCC unroll 4
+    for (int i = 0; i < MA; ++i) {
+      const __m256 av = _mm256_loadu_ps(a + i * lda + p);
+#pragma GCC unroll 4
+      for (int j = 0; j < NB; ++j) acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
+    }
+  }
+  if (p < k) {
+    const __m256i tail = lanes_below(0, k - p);
+    __m256 bv[NB];
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) bv[j] = _mm256_maskload_ps(b + j * ldb + p, tail);
+#pragma GCC unroll 4
+    for (int i = 0; i < MA; ++i) {
+      const __m256 av = _mm256_maskload_ps(a + i * lda + p, tail);
+#pragma GCC unroll 4
+      for (int j = 0; j < NB; ++j) acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < MA; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) {
+      // Fixed tree: 8 -> 4 -> 2 -> 1 lanes.
+      const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(acc[i][j]),
+                                   _mm256_extractf128_ps(acc[i][j], 1));
+      const __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
+      const float sum = _mm_cvtss_f32(_mm_add_ss(h2, _mm_movehdup_ps(h2)));
+      float& cv = c[i * ldc + j];
+      cv = beta == 0.0f ? alpha * sum : alpha * sum + beta * cv;
+    }
+}
+
+// Every row of A against NB rows of B (which stay in L1/L2 meanwhile), A rows in pairs.
+template <int NB>
+void dot_rows(int64_t k, const float* a, int64_t lda, int64_t m, const float* b, int64_t ldb,
+              float* c, int64_t ldc, float alpha, float beta) {
+  int64_t i = 0;
+  for (; i + 2 <= m; i += 2) dot_block<2, NB>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, beta);
+  if (i < m) dot_block<1, NB>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, beta);
+}
+
 }  // namespace
+
+void dot_avx2(int64_t k, const float* a, int64_t lda, int64_t m, const float* b, int64_t ldb,
+              int64_t n, float* c, int64_t ldc, float alpha, float beta) {
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) dot_rows<4>(k, a, lda, m, b + j * ldb, ldb, c + j, ldc, alpha, beta);
+  switch (n - j) {
+    case 3: return dot_rows<3>(k, a, lda, m, b + j * ldb, ldb, c + j, ldc, alpha, beta);
+    case 2: return dot_rows<2>(k, a, lda, m, b + j * ldb, ldb, c + j, ldc, alpha, beta);
+    case 1: return dot_rows<1>(k, a, lda, m, b + j * ldb, ldb, c + j, ldc, alpha, beta);
+    default: return;
+  }
+}
 
 void ukernel_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m,
                   int64_t n, float alpha, float beta) {

@@ -1,8 +1,9 @@
 // AVX-512 fp32 GEMM microkernel: up to 14 x 32 of C in 28 zmm accumulators.
 // Per k step it loads two B vectors and broadcasts one A value per row: 28
 // FMAs for 2 vector loads, so the FMA pipes, not the loads, set the pace.
-// The row count is a template parameter, so a short edge tile (or a GEMV)
-// does only the FMAs its rows need; the column edge uses masked loads/stores.
+// The row count is a template parameter, so a short edge tile does only the
+// FMAs its rows need; the column edge uses masked loads/stores. Also the dot
+// kernels of the small-m path (16 lanes along k, masked tail).
 #include <immintrin.h>
 
 #include <cstdint>
@@ -58,7 +59,79 @@ void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int
   }
 }
 
+// C[i][j] for MA rows of A and NB rows of B: one accumulator per element,
+// 16 lanes over k, the tail masked, then a fixed reduction tree.
+template <int MA, int NB>
+void dot_block(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+               int64_t ldc, float alpha, float beta) {
+  __m512 acc[MA][NB];
+#pragma GCC unroll 4
+  for (int i = 0; i < MA; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_setzero_ps();
+  int64_t p = 0;
+  for (; p + 16 <= k; p += 16) {
+    __m512 bv[NB];
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) bv[j] = _mm512_loadu_ps(b + j * ldb + p);
+#pragma GCC unroll 4
+    for (int i = 0; i < MA; ++i) {
+      const __m512 av = _mm512_loadu_ps(a + i * lda + p);
+#pragma GCC unroll 4
+      for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+    }
+  }
+  if (p < k) {
+    const __mmask16 tail = first_lanes(k - p);
+    __m512 bv[NB];
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) bv[j] = _mm512_maskz_loadu_ps(tail, b + j * ldb + p);
+#pragma GCC unroll 4
+    for (int i = 0; i < MA; ++i) {
+      const __m512 av = _mm512_maskz_loadu_ps(tail, a + i * lda + p);
+#pragma GCC unroll 4
+      for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < MA; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) {
+      // Fixed tree: 16 -> 8 -> 4 -> 2 -> 1 lanes.
+      // (Zero-masking extracts with a full mask are the plain instructions;
+      // the unmasked intrinsics trip GCC 12's -Wuninitialized.)
+      const __m256 h8 = _mm256_add_ps(_mm512_maskz_extractf32x8_ps(0xFF, acc[i][j], 0),
+                                      _mm512_maskz_extractf32x8_ps(0xFF, acc[i][j], 1));
+      const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+      const __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
+      const float sum = _mm_cvtss_f32(_mm_add_ss(h2, _mm_movehdup_ps(h2)));
+      float& cv = c[i * ldc + j];
+      cv = beta == 0.0f ? alpha * sum : alpha * sum + beta * cv;
+    }
+}
+
+// Every row of A against NB rows of B (which stay in L1/L2 meanwhile), A rows in pairs.
+template <int NB>
+void dot_rows(int64_t k, const float* a, int64_t lda, int64_t m, const float* b, int64_t ldb,
+              float* c, int64_t ldc, float alpha, float beta) {
+  int64_t i = 0;
+  for (; i + 2 <= m; i += 2) dot_block<2, NB>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, beta);
+  if (i < m) dot_block<1, NB>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, beta);
+}
+
 }  // namespace
+
+void dot_avx512(int64_t k, const float* a, int64_t lda, int64_t m, const float* b, int64_t ldb,
+                int64_t n, float* c, int64_t ldc, float alpha, float beta) {
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) dot_rows<4>(k, a, lda, m, b + j * ldb, ldb, c + j, ldc, alpha, beta);
+  switch (n - j) {
+    case 3: return dot_rows<3>(k, a, lda, m, b + j * ldb, ldb, c + j, ldc, alpha, beta);
+    case 2: return dot_rows<2>(k, a, lda, m, b + j * ldb, ldb, c + j, ldc, alpha, beta);
+    case 1: return dot_rows<1>(k, a, lda, m, b + j * ldb, ldb, c + j, ldc, alpha, beta);
+    default: return;
+  }
+}
 
 void ukernel_avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m,
                     int64_t n, float alpha, float beta) {

@@ -18,9 +18,10 @@ namespace ternorm::gemm {
 // ---- microkernels ---------------------------------------------------------------
 // C[i][j] (i < m <= MR, j < n <= NR, row stride ldc) =
 //   alpha * acc[i][j] + beta * C[i][j],   acc = sum_{k < kc} a[k*MR + i] * b[k*NR + j],
-// with beta == 0 never reading C. Every element goes through the same operations
-// whether its tile is full or cut by the matrix edge, so a result never depends
-// on where the tile boundaries (thread ranges) fall.
+// with beta == 0 never reading C, and nothing outside the m x n tile touched.
+// Every element goes through the same operations whether its tile is full or
+// cut by the matrix edge, so a result never depends on where the tile
+// boundaries (thread ranges) fall.
 using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                              int64_t m, int64_t n, float alpha, float beta);
 
@@ -40,11 +41,35 @@ void ukernel_avx512(int64_t kc, const float* a, const float* b, float* c, int64_
 void ukernel_neon(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m,
                   int64_t n, float alpha, float beta);
 
+// ---- the small-m path -----------------------------------------------------------
+// With at most kDirectMaxM rows of C and a transposed B (y = x W^T with W
+// row-major, the GEMV shape), each element of B feeds so few FMAs that packing
+// it would cost more than the product: dot kernels read A and B in place,
+//   C[i][j] = alpha * dot(a row i, b row j) + beta * C[i][j]   (beta == 0: C not read)
+// for i < m <= kDirectMaxM, j < n, a row i at a + i*lda, b row j at b + j*ldb,
+// both of length k. Each element's dot runs in a fixed order that depends on
+// k only, so the result never depends on how rows and columns are grouped.
+// (A row-major B stays on the packed path: reading it in place along
+// NR-wide column strips measured no faster, the strided rows defeat the
+// prefetchers.)
+constexpr int64_t kDirectMaxM = 8;
+using DotKernel = void (*)(int64_t k, const float* a, int64_t lda, int64_t m, const float* b,
+                           int64_t ldb, int64_t n, float* c, int64_t ldc, float alpha,
+                           float beta);
+void dot_scalar(int64_t k, const float* a, int64_t lda, int64_t m, const float* b, int64_t ldb,
+                int64_t n, float* c, int64_t ldc, float alpha, float beta);
+void dot_avx2(int64_t k, const float* a, int64_t lda, int64_t m, const float* b, int64_t ldb,
+              int64_t n, float* c, int64_t ldc, float alpha, float beta);
+void dot_avx512(int64_t k, const float* a, int64_t lda, int64_t m, const float* b, int64_t ldb,
+                int64_t n, float* c, int64_t ldc, float alpha, float beta);
+void dot_neon(int64_t k, const float* a, int64_t lda, int64_t m, const float* b, int64_t ldb,
+              int64_t n, float* c, int64_t ldc, float alpha, float beta);
+
 // ---- the blocked driver -----------------------------------------------------------
 // Writes the B micro-panels for rows k0 .. k0+kc-1 and columns j0 .. j0+nc-1 of
 // op(B): panel p (columns j0 + p*nr ...) starts at dst + p * kc * nr. j0 is a
-// multiple of nr, k0 a multiple of kKc (16 at least); columns >= nc are zeroed.
-// Called concurrently on disjoint column ranges.
+// multiple of nr, k0 of kKcAlign; columns >= nc are zeroed. Called
+// concurrently on disjoint column ranges.
 struct BPacker {
   void (*pack)(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                float* dst) = nullptr;

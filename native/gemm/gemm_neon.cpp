@@ -1,8 +1,9 @@
 // NEON fp32 GEMM microkernel: up to 6 x 16 of C in 24 q accumulators; per k
 // step 4 B vectors and the 6 A values in two registers feed 24 by-lane FMAs
 // (30 of the 32 vector registers). The row count is a template parameter, so
-// a short edge tile (or a GEMV) does only the FMAs its rows need; a column
-// edge goes through a scratch row.
+// a short edge tile does only the FMAs its rows need; a column edge goes
+// through a scratch row. Also the dot kernels of the small-m path (4 lanes
+// along k, the tail in scalar order).
 #include <arm_neon.h>
 
 #include <cstdint>
@@ -57,7 +58,62 @@ void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int
   }
 }
 
+// C[i][j] for MA rows of A and NB rows of B: one accumulator per element,
+// 4 lanes over k, a fixed lane reduction, then the k % 4 tail in order.
+template <int MA, int NB>
+void dot_block(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+               int64_t ldc, float alpha, float beta) {
+  float32x4_t acc[MA][NB];
+#pragma GCC unroll 4
+  for (int i = 0; i < MA; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) acc[i][j] = vdupq_n_f32(0.0f);
+  int64_t p = 0;
+  for (; p + 4 <= k; p += 4) {
+    float32x4_t bv[NB];
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) bv[j] = vld1q_f32(b + j * ldb + p);
+#pragma GCC unroll 4
+    for (int i = 0; i < MA; ++i) {
+      const float32x4_t av = vld1q_f32(a + i * lda + p);
+#pragma GCC unroll 4
+      for (int j = 0; j < NB; ++j) acc[i][j] = vfmaq_f32(acc[i][j], av, bv[j]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < MA; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) {
+      const float32x2_t h2 = vadd_f32(vget_low_f32(acc[i][j]), vget_high_f32(acc[i][j]));
+      float sum = vget_lane_f32(vpadd_f32(h2, h2), 0);
+      for (int64_t q = p; q < k; ++q) sum += a[i * lda + q] * b[j * ldb + q];
+      float& cv = c[i * ldc + j];
+      cv = beta == 0.0f ? alpha * sum : alpha * sum + beta * cv;
+    }
+}
+
+// Every row of A against NB rows of B (which stay in L1/L2 meanwhile), A rows in pairs.
+template <int NB>
+void dot_rows(int64_t k, const float* a, int64_t lda, int64_t m, const float* b, int64_t ldb,
+              float* c, int64_t ldc, float alpha, float beta) {
+  int64_t i = 0;
+  for (; i + 2 <= m; i += 2) dot_block<2, NB>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, beta);
+  if (i < m) dot_block<1, NB>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, beta);
+}
+
 }  // namespace
+
+void dot_neon(int64_t k, const float* a, int64_t lda, int64_t m, const float* b, int64_t ldb,
+              int64_t n, float* c, int64_t ldc, float alpha, float beta) {
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) dot_rows<4>(k, a, lda, m, b + j * ldb, ldb, c + j, ldc, alpha, beta);
+  switch (n - j) {
+    case 3: return dot_rows<3>(k, a, lda, m, b + j * ldb, ldb, c + j, ldc, alpha, beta);
+    case 2: return dot_rows<2>(k, a, lda, m, b + j * ldb, ldb, c + j, ldc, alpha, beta);
+    case 1: return dot_rows<1>(k, a, lda, m, b + j * ldb, ldb, c + j, ldc, alpha, beta);
+    default: return;
+  }
+}
 
 void ukernel_neon(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m,
                   int64_t n, float alpha, float beta) {

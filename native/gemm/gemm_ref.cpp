@@ -1,6 +1,6 @@
 // The scalar side of the fp32 GEMM: the plain reference every path is tested
-// against, and the portable microkernel the scalar path runs inside the
-// blocked driver (so blocking and packing are exercised on every machine).
+// against, and the portable microkernel and dot kernel the scalar path runs
+// (so blocking, packing and the small-m path are exercised on every machine).
 #include "gemm_kernels.h"
 
 namespace ternorm::gemm {
@@ -36,6 +36,20 @@ void ukernel_scalar(int64_t kc, const float* a, const float* b, float* c, int64_
       for (int64_t j = 0; j < n; ++j) cr[j] = alpha * acc[i][j];
     } else {
       for (int64_t j = 0; j < n; ++j) cr[j] = alpha * acc[i][j] + beta * cr[j];
+    }
+  }
+}
+
+void dot_scalar(int64_t k, const float* a, int64_t lda, int64_t m, const float* b, int64_t ldb,
+                int64_t n, float* c, int64_t ldc, float alpha, float beta) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float* bj = b + j * ldb;
+    for (int64_t i = 0; i < m; ++i) {
+      const float* ai = a + i * lda;
+      float sum = 0.0f;
+      for (int64_t p = 0; p < k; ++p) sum += ai[p] * bj[p];
+      float& cv = c[i * ldc + j];
+      cv = beta == 0.0f ? alpha * sum : alpha * sum + beta * cv;
     }
   }
 }

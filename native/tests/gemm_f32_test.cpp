@@ -265,6 +265,31 @@ TEST(gemm_f32_alpha_beta_zeros_extremes) {
   }
 }
 
+TEST(gemm_f32_small_m_direct_path) {
+  // m <= 8 with a transposed B runs the dot kernels (k tails of every vector
+  // width, A rows in pairs and alone, B rows in fours and the rest); m <= 8
+  // with a row-major B and m = 9 stay on the packed path.
+  Rng rng(505);
+  const int64_t ns[] = {1, 5, 16, 32, 37, 64, 100};
+  const int64_t ks[] = {1, 3, 4, 7, 8, 15, 16, 17, 33, 100, 1000};
+  int idx = 0;
+  for (int64_t m = 1; m <= 9; ++m)
+    for (int64_t n : ns)
+      for (int layout = 0; layout < 4; ++layout) {
+        Problem p;
+        p.ta = layout & 1;
+        p.tb = layout & 2;
+        p.m = m;
+        p.n = n;
+        p.k = ks[idx % 11];
+        p.alpha = idx % 3 == 0 ? 1.0f : 0.5f;
+        p.beta = idx % 4 == 0 ? 0.0f : (idx % 4 == 1 ? 1.0f : -2.0f);
+        p.pad = idx % 2 ? 3 : 0;
+        check_problem(p, rng);
+        ++idx;
+      }
+}
+
 TEST(gemm_f32_threads_bit_identical) {
   ThreadPool pool(3);
   Rng rng(404);
@@ -272,6 +297,9 @@ TEST(gemm_f32_threads_bit_identical) {
       {false, true, 97, 83, 300, 1.0f, 0.0f, 0, 1.0f, false},
       {true, false, 700, 33, 40, 0.5f, 1.0f, 2, 1.0f, false},
       {false, false, 5, 70, 17, 1.0f, 0.25f, 0, 1.0f, false},
+      {false, true, 3, 301, 77, 1.0f, 0.0f, 1, 1.0f, false},
+      {true, true, 8, 45, 130, 2.0f, 1.0f, 0, 1.0f, false},
+      {true, false, 1, 1000, 33, 1.0f, 0.0f, 0, 1.0f, false},
   };
   for (const Problem& p : shapes) {
     const Operands o = make_operands(p, rng);
