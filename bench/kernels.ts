@@ -16,7 +16,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const DEFAULT_EXE = join(REPO, 'build', 'native', 'ternorm_bench_kernels');
+const DEFAULT_EXE = join(REPO, 'out', 'native', 'ternorm_bench_kernels');
 const RAW_SCHEMA = 'ternorm.bench.kernels.raw/1';
 const SCHEMA = 'ternorm.bench.kernels/1';
 
