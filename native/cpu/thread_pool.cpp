@@ -1,8 +1,36 @@
 #include "thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 
 namespace ternorm {
+
+namespace {
+
+// How long a thread spins before it blocks: long enough to cover the gap
+// between back-to-back kernel calls, short enough not to steal a shared core.
+constexpr auto kSpin = std::chrono::microseconds(200);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+// Spins until done() or kSpin has passed; returns done().
+template <typename Done>
+bool spin_until(Done done) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 0;; ++i) {
+    if (done()) return true;
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) return done();
+    cpu_relax();
+  }
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
   const int workers = std::max(1, n_threads) - 1;
@@ -22,25 +50,28 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::worker_loop(int index) {
   uint64_t seen = 0;
   for (;;) {
+    spin_until([&] { return stop_.load() || generation_.load(std::memory_order_acquire) != seen; });
     const std::function<void(int, int)>* job;
     int n;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
       if (stop_) return;
-      seen = generation_;
+      seen = generation_.load();
       job = job_;
       n = job_threads_;
     }
-    if (index < n) {
-      try {
-        (*job)(index, n);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (!error_) error_ = std::current_exception();
-      }
+    if (index >= n) continue;
+    try {
+      (*job)(index, n);
+    } catch (...) {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
+      if (!error_) error_ = std::current_exception();
+    }
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      // Taking the lock orders this wake-up after the caller's check of pending_.
+      { std::lock_guard<std::mutex> lock(mutex_); }
+      done_.notify_one();
     }
   }
 }
@@ -56,9 +87,9 @@ void ThreadPool::run(int n_threads, const std::function<void(int, int)>& fn) {
     std::lock_guard<std::mutex> lock(mutex_);
     job_ = &fn;
     job_threads_ = n;
-    pending_ = n - 1;
+    pending_.store(n - 1);
     error_ = nullptr;
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   std::exception_ptr mine;
@@ -67,8 +98,11 @@ void ThreadPool::run(int n_threads, const std::function<void(int, int)>& fn) {
   } catch (...) {
     mine = std::current_exception();
   }
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [&] { return pending_ == 0; });
+  if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return pending_.load() == 0; });
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
   job_ = nullptr;
   if (mine) std::rethrow_exception(mine);
   if (error_) std::rethrow_exception(error_);

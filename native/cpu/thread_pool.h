@@ -2,6 +2,7 @@
 // Kernels split their output rows into contiguous ranges, one per thread, so a
 // result never depends on the thread count.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -33,13 +34,17 @@ class ThreadPool {
 
   std::vector<std::thread> workers_;
   std::mutex region_mutex_;  // one region at a time
+  // Region state: written under mutex_ before generation_ is bumped, read
+  // under mutex_ by the workers. Waiting spins briefly on the atomics before
+  // it blocks, because a condition-variable wake-up costs tens of
+  // microseconds, as much as a whole small kernel call.
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   const std::function<void(int, int)>* job_ = nullptr;
   int job_threads_ = 0;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
   std::exception_ptr error_;
 };
 
