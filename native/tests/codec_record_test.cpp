@@ -15,21 +15,12 @@
 using namespace ternorm;
 using namespace ternorm::codec;
 using norm::GainScheme;
+using ternorm::test::mentions;
 using ternorm::test::Rng;
+using ternorm::test::thrown_message;
 
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
-bool mentions(const std::string& msg, const std::string& needle) {
-  return msg.find(needle) != std::string::npos;
-}
 bool same(const EncodedGain& a, const EncodedGain& b) {
   return a.scheme == b.scheme && a.d == b.d && a.payload == b.payload &&
          a.params.size() == b.params.size() &&
@@ -146,21 +137,21 @@ TEST(codec_record_corruption_rejected) {
 
   // Every truncation.
   for (size_t n = 0; n < r.size(); ++n) {
-    const std::string m = error_of([&] { parse_record(r.data(), n); });
+    const std::string m = thrown_message<std::invalid_argument>([&] { parse_record(r.data(), n); });
     CHECK_MSG(mentions(m, "gain record:") && mentions(m, "truncated"), "n=" << n << ": " << m);
   }
   // Trailing bytes when the record must fill the buffer; fine with `consumed`.
   {
     std::vector<uint8_t> longer = r;
     longer.push_back(0);
-    CHECK(mentions(error_of([&] { parse_record(longer.data(), longer.size()); }), "1 bytes after the record"));
+    CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_record(longer.data(), longer.size()); }), "1 bytes after the record"));
     size_t used = 0;
     parse_record(longer.data(), longer.size(), &used);
     CHECK(used == r.size());
   }
   auto edited = [&](std::vector<uint8_t> b, size_t at, uint32_t v) {
     put_u32(b, at, v);
-    return error_of([&] { parse_record(b.data(), b.size()); });
+    return thrown_message<std::invalid_argument>([&] { parse_record(b.data(), b.size()); });
   };
   CHECK(mentions(edited(r, 0, 9), "unknown scheme id 9") && mentions(edited(r, 0, 9), "7 (kmeans16)"));
   CHECK(mentions(edited(r, 0, 0xffffffffu), "unknown scheme id 4294967295"));
@@ -175,27 +166,27 @@ TEST(codec_record_corruption_rejected) {
     std::vector<uint8_t> b = r;
     const size_t pay = 12 + 4 * k16.params.size();
     b[pay] = uint8_t((b[pay] & 0xf0) | 0x0f);
-    const std::string m = error_of([&] { parse_record(b.data(), b.size()); });
+    const std::string m = thrown_message<std::invalid_argument>([&] { parse_record(b.data(), b.size()); });
     CHECK_MSG(mentions(m, "gain[0] has codebook index 15, expected < k = 5"), m);
   }
   // The padding nibble of an odd d.
   {
     std::vector<uint8_t> b = r;
     b.back() = uint8_t(b.back() | 0x10);
-    CHECK(mentions(error_of([&] { parse_record(b.data(), b.size()); }), "padding nibble"));
+    CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_record(b.data(), b.size()); }), "padding nibble"));
   }
   // Centroids out of order, a NaN param, a bad block size.
   {
     std::vector<uint8_t> b = r;
     std::memcpy(b.data() + 12, b.data() + 16, 4);  // c0 = c1
-    CHECK(mentions(error_of([&] { parse_record(b.data(), b.size()); }), "strictly increasing"));
+    CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_record(b.data(), b.size()); }), "strictly increasing"));
     put_u32(b, 12, 0x7fc00000u);
-    CHECK(mentions(error_of([&] { parse_record(b.data(), b.size()); }), "params[0] is not finite"));
+    CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_record(b.data(), b.size()); }), "params[0] is not finite"));
     std::vector<uint8_t> gr;
     append_record(grp, gr);
     const float half = 8.5f;
     std::memcpy(gr.data() + 12, &half, 4);
-    CHECK(mentions(error_of([&] { parse_record(gr.data(), gr.size()); }), "block size B"));
+    CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_record(gr.data(), gr.size()); }), "block size B"));
   }
   // A decoded gain that is not finite (q * scale overflowing).
   {
@@ -205,22 +196,22 @@ TEST(codec_record_corruption_rejected) {
     e.d = 1;
     e.params = {huge};
     e.payload = {100};
-    CHECK(mentions(error_of([&] { std::vector<uint8_t> o; append_record(e, o); }), "non-finite"));
+    CHECK(mentions(thrown_message<std::invalid_argument>([&] { std::vector<uint8_t> o; append_record(e, o); }), "non-finite"));
     std::vector<uint8_t> b = {2, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 100};
     std::memcpy(b.data() + 12, &huge, 4);
-    CHECK(mentions(error_of([&] { parse_record(b.data(), b.size()); }), "non-finite"));
+    CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_record(b.data(), b.size()); }), "non-finite"));
   }
-  CHECK(mentions(error_of([&] { parse_record(nullptr, 5); }), "null"));
+  CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_record(nullptr, 5); }), "null"));
 
   // Adapter blobs.
   const std::vector<uint8_t> blob = serialize_adapter({k16, grp});
   parse_adapter(blob.data(), blob.size(), 2, 33);
   for (size_t n = 0; n < blob.size(); ++n)
-    CHECK_MSG(error_of([&] { parse_adapter(blob.data(), n); }) != "<no exception>", "n=" << n);
+    CHECK_MSG(thrown_message<std::invalid_argument>([&] { parse_adapter(blob.data(), n); }) != "<no exception>", "n=" << n);
   auto blob_edit = [&](size_t at, uint32_t v) {
     std::vector<uint8_t> b = blob;
     put_u32(b, at, v);
-    return error_of([&] { parse_adapter(b.data(), b.size()); });
+    return thrown_message<std::invalid_argument>([&] { parse_adapter(b.data(), b.size()); });
   };
   CHECK(mentions(blob_edit(0, 2), "format version 2, expected 1"));
   CHECK(mentions(blob_edit(4, 0), "0 tensors"));
@@ -228,13 +219,13 @@ TEST(codec_record_corruption_rejected) {
   CHECK(mentions(blob_edit(4, 1), "bytes after the last record"));
   CHECK(mentions(blob_edit(4, 70000), "70000 tensors"));
   CHECK(mentions(blob_edit(4, 60000), "truncated: 60000 records"));
-  CHECK(mentions(error_of([&] { parse_adapter(blob.data(), blob.size(), 9); }), "2 tensors, expected 9"));
-  CHECK(mentions(error_of([&] { parse_adapter(blob.data(), blob.size(), 2, 256); }), "has d = 33, expected 256"));
+  CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_adapter(blob.data(), blob.size(), 9); }), "2 tensors, expected 9"));
+  CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_adapter(blob.data(), blob.size(), 2, 256); }), "has d = 33, expected 256"));
   CHECK(mentions(blob_edit(8, 77), "tensor 0") && mentions(blob_edit(8, 77), "unknown scheme id 77"));
   // Writing refuses what parsing would refuse.
   EncodedGain broken = grp;
   broken.payload.pop_back();
-  CHECK(mentions(error_of([&] { serialize_adapter({k16, broken}); }), "tensor 1"));
-  CHECK(mentions(error_of([&] { record_bytes(broken); }), "expected 33"));
-  CHECK(mentions(error_of([&] { serialize_adapter({}); }), "0 tensors"));
+  CHECK(mentions(thrown_message<std::invalid_argument>([&] { serialize_adapter({k16, broken}); }), "tensor 1"));
+  CHECK(mentions(thrown_message<std::invalid_argument>([&] { record_bytes(broken); }), "expected 33"));
+  CHECK(mentions(thrown_message<std::invalid_argument>([&] { serialize_adapter({}); }), "0 tensors"));
 }

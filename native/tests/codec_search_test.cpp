@@ -20,21 +20,12 @@ using namespace ternorm;
 using namespace ternorm::codec;
 using norm::GainScheme;
 using norm::GainView;
+using ternorm::test::mentions;
 using ternorm::test::Rng;
+using ternorm::test::thrown_message;
 
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
-bool mentions(const std::string& msg, const std::string& needle) {
-  return msg.find(needle) != std::string::npos;
-}
 
 std::vector<float> decode_view(const GainView& v) {
   std::vector<float> out(size_t(v.d));
@@ -142,17 +133,17 @@ TEST(codec_calibrated_finds_known_optimum) {
     const AdapterLoss loss = distance_to(targets_for({1, 1, 1}));
     EncodeOptions o;
     o.clip_grid = {1.0, 0.0};
-    CHECK(mentions(error_of([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, o, loss); }), "0 < c <= 1"));
+    CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, o, loss); }), "0 < c <= 1"));
     o.clip_grid = {0.5, 0.9, 0.5};
-    CHECK(mentions(error_of([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, o, loss); }), "repeats"));
+    CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, o, loss); }), "repeats"));
     o.clip_grid = {};
     o.calibration_passes = -1;
-    CHECK(mentions(error_of([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, o, loss); }), "passes"));
+    CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, o, loss); }), "passes"));
     const AdapterLoss nan_loss = [](const std::vector<GainView>&) { return double(NAN); };
-    const std::string m = error_of([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, {}, nan_loss); });
+    const std::string m = thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, {}, nan_loss); });
     CHECK_MSG(mentions(m, "loss callback returned nan") && mentions(m, "clip 1.0"), m);
     const AdapterLoss throwing = [](const std::vector<GainView>&) -> double { throw std::runtime_error("eval failed"); };
-    CHECK(mentions(error_of([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, {}, throwing); }), "eval failed"));
+    CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, {}, throwing); }), "eval failed"));
   }
 }
 
@@ -177,7 +168,7 @@ TEST(codec_mixed_budget_and_sensitivity) {
   const uint64_t b4 = 12 + 4 + 16, b8 = 12 + 4 + 32, b16 = 12 + 64;
   const uint64_t min_total = 8 + T * b4, max_total = 8 + T * b16;
 
-  const std::string low = error_of([&] {
+  const std::string low = thrown_message([&] {
     EncodeOptions o;
     o.byte_budget = min_total - 1;
     encode_adapter(Method::Mixed, g.data(), T, d, o, loss);
@@ -233,7 +224,7 @@ TEST(codec_mixed_budget_and_sensitivity) {
   const EncodedAdapter again = encode_adapter(Method::Mixed, g.data(), T, d, o, loss);
   CHECK(again.mixed->choice == all.mixed->choice && again.mixed->loss == all.mixed->loss);
   const AdapterLoss inf_loss = [](const std::vector<GainView>&) { return double(INFINITY); };
-  CHECK(mentions(error_of([&] { encode_adapter(Method::Mixed, g.data(), T, d, o, inf_loss); }), "reference"));
+  CHECK(mentions(thrown_message([&] { encode_adapter(Method::Mixed, g.data(), T, d, o, inf_loss); }), "reference"));
 }
 
 // A real model's loss as the callback: the searches run end to end, and the

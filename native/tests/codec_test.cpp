@@ -24,7 +24,9 @@ using namespace ternorm;
 using namespace ternorm::codec;
 using norm::GainScheme;
 using norm::GainView;
+using ternorm::test::mentions;
 using ternorm::test::Rng;
+using ternorm::test::thrown_message;
 
 namespace {
 
@@ -34,17 +36,6 @@ std::vector<float> decode(const EncodedGain& e) {
   return out;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
-bool mentions(const std::string& msg, const std::string& needle) {
-  return msg.find(needle) != std::string::npos;
-}
 
 uint32_t bits_of(float f) {
   uint32_t b;
@@ -124,14 +115,14 @@ TEST(codec_registry_and_names) {
   CHECK_THROWS(scheme_name(static_cast<GainScheme>(9)));
   // The unknown-scheme message lists the new schemes too.
   const float one = 1;
-  const std::string msg = error_of([&] { norm::validate_gain(GainView{static_cast<GainScheme>(42), 1, &one, 4, nullptr, 0}); });
+  const std::string msg = thrown_message([&] { norm::validate_gain(GainView{static_cast<GainScheme>(42), 1, &one, 4, nullptr, 0}); });
   CHECK_MSG(mentions(msg, "kmeans256 (8)"), msg);
 
   CHECK(all_methods().size() == 11);
   for (Method m : all_methods()) CHECK(method_from_name(method_name(m)) == m);
   CHECK(std::string(method_name(Method::Int8PerTensor)) == "int8_per_tensor");
   CHECK(std::string(method_name(Method::RawF16)) == "raw_fp16");
-  const std::string bad = error_of([] { method_from_name("int3"); });
+  const std::string bad = thrown_message([] { method_from_name("int3"); });
   CHECK_MSG(mentions(bad, "'int3'") && mentions(bad, "int4_calibrated"), bad);
   CHECK(method_needs_loss(Method::Mixed) && method_needs_loss(Method::Int4Calibrated));
   CHECK(!method_needs_loss(Method::KMeans16));
@@ -281,7 +272,7 @@ TEST(codec_baselines) {
   const std::vector<float> bh = decode(h);
   for (size_t i = 0; i < g.size(); ++i) CHECK(bh[i] == norm::f16_to_f32(norm::f32_to_f16(g[i])));
   g[7] = 70000.0f;  // beyond binary16
-  const std::string msg = error_of([&] { encode_f16(g.data(), 33); });
+  const std::string msg = thrown_message([&] { encode_f16(g.data(), 33); });
   CHECK_MSG(mentions(msg, "gain[7]") && mentions(msg, "65520"), msg);
   encode_f32(g.data(), 33);  // f32 takes any finite gain
   g[7] = 1e30f;
@@ -305,39 +296,39 @@ TEST(codec_bad_input_rejected) {
       for (int64_t at : {0, 5, 9}) {
         std::vector<float> g(10, 1.0f);
         g[size_t(at)] = bad;
-        const std::string msg = error_of([&] { encoders[k](g.data(), 10); });
+        const std::string msg = thrown_message([&] { encoders[k](g.data(), 10); });
         CHECK_MSG(mentions(msg, "gain[" + std::to_string(at) + "]") && mentions(msg, "finite"),
                   "encoder " << k << ": " << msg);
       }
     }
     std::vector<float> g(4, 1.0f);
-    CHECK(mentions(error_of([&] { encoders[k](nullptr, 4); }), "null"));
-    CHECK(mentions(error_of([&] { encoders[k](g.data(), 0); }), "expected 0 < d"));
-    CHECK(mentions(error_of([&] { encoders[k](g.data(), -1); }), "expected 0 < d"));
-    CHECK(mentions(error_of([&] { encoders[k](g.data(), kMaxD + 1); }), "expected 0 < d"));
+    CHECK(mentions(thrown_message([&] { encoders[k](nullptr, 4); }), "null"));
+    CHECK(mentions(thrown_message([&] { encoders[k](g.data(), 0); }), "expected 0 < d"));
+    CHECK(mentions(thrown_message([&] { encoders[k](g.data(), -1); }), "expected 0 < d"));
+    CHECK(mentions(thrown_message([&] { encoders[k](g.data(), kMaxD + 1); }), "expected 0 < d"));
     if (k >= 2) {  // the quantisers bound |g|
       g[2] = 3e19f;
-      const std::string msg = error_of([&] { encoders[k](g.data(), 4); });
+      const std::string msg = thrown_message([&] { encoders[k](g.data(), 4); });
       CHECK_MSG(mentions(msg, "gain[2]") && mentions(msg, "2^64"), msg);
       g[2] = -1.8e19f;  // just below 2^64 is fine
       encoders[k](g.data(), 4);
     }
   }
   std::vector<float> g(8, 1.1f);
-  CHECK(mentions(error_of([&] { encode_int8_group(g.data(), 8, 0); }), "block size 0"));
-  CHECK(mentions(error_of([&] { encode_int8_group(g.data(), 8, kMaxD + 1); }), "block size"));
+  CHECK(mentions(thrown_message([&] { encode_int8_group(g.data(), 8, 0); }), "block size 0"));
+  CHECK(mentions(thrown_message([&] { encode_int8_group(g.data(), 8, kMaxD + 1); }), "block size"));
   for (double clip : {0.0, -0.5, 1.5, double(NAN)})
-    CHECK(mentions(error_of([&] { encode_delta(4, g.data(), 8, clip); }), "0 < clip <= 1"));
-  CHECK(mentions(error_of([&] { encode_delta(5, g.data(), 8); }), "expected 4 or 8"));
-  CHECK(mentions(error_of([&] { encode_kmeans(8, g.data(), 8); }), "expected 16 or 256"));
-  CHECK(mentions(error_of([&] { encode_kmeans(16, g.data(), 8, 0); }), "max_iters"));
+    CHECK(mentions(thrown_message([&] { encode_delta(4, g.data(), 8, clip); }), "0 < clip <= 1"));
+  CHECK(mentions(thrown_message([&] { encode_delta(5, g.data(), 8); }), "expected 4 or 8"));
+  CHECK(mentions(thrown_message([&] { encode_kmeans(8, g.data(), 8); }), "expected 16 or 256"));
+  CHECK(mentions(thrown_message([&] { encode_kmeans(16, g.data(), 8, 0); }), "max_iters"));
   // Adapter level: shapes, and the searches need a loss.
-  CHECK(mentions(error_of([&] { encode_adapter(Method::Int8Delta, g.data(), 0, 8); }), "n_tensors"));
-  CHECK(mentions(error_of([&] { encode_adapter(Method::Int8Delta, nullptr, 1, 8); }), "null"));
-  CHECK(mentions(error_of([&] { encode_adapter(Method::Mixed, g.data(), 1, 8); }), "loss callback"));
-  CHECK(mentions(error_of([&] { encode_adapter(Method::Int4Calibrated, g.data(), 1, 8); }), "loss callback"));
+  CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int8Delta, g.data(), 0, 8); }), "n_tensors"));
+  CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int8Delta, nullptr, 1, 8); }), "null"));
+  CHECK(mentions(thrown_message([&] { encode_adapter(Method::Mixed, g.data(), 1, 8); }), "loss callback"));
+  CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), 1, 8); }), "loss callback"));
   g[6] = NAN;
-  const std::string msg = error_of([&] { encode_adapter(Method::Int4Delta, g.data(), 2, 4); });
+  const std::string msg = thrown_message([&] { encode_adapter(Method::Int4Delta, g.data(), 2, 4); });
   CHECK_MSG(mentions(msg, "tensor 1") && mentions(msg, "gain[2]"), msg);
 }
 
@@ -345,7 +336,7 @@ TEST(codec_bad_input_rejected) {
 TEST(codec_decoder_validation) {
   const int8_t q[5] = {1, 2, 3, 4, 5};
   auto msg = [](const GainView& v) {
-    return error_of([&] {
+    return thrown_message([&] {
       float out[64];
       norm::decode_gain(v, out);
     });

@@ -24,7 +24,9 @@
 
 using namespace ternorm;
 using ternorm::gemm::GemmArgs;
+using ternorm::test::mentions;
 using ternorm::test::Rng;
+using ternorm::test::thrown_message;
 
 namespace {
 
@@ -316,20 +318,6 @@ TEST(gemm_f32_threads_bit_identical) {
   }
 }
 
-namespace {
-// The message of the std::invalid_argument fn throws ("" if none).
-template <typename F>
-std::string invalid_argument_message(F fn) {
-  try {
-    fn();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  } catch (...) {
-    return "<other exception>";
-  }
-  return "";
-}
-}  // namespace
 
 TEST(gemm_f32_bad_input) {
   std::vector<float> a(64, 1.0f), b(64, 1.0f), c(64, 0.0f);
@@ -351,7 +339,7 @@ TEST(gemm_f32_bad_input) {
   CHECK(c[0] == 6.0f);
   auto expect = [&](GemmArgs g, const char* needle) {
     CHECK_THROWS(gemm::gemm_f32(g, ex));
-    const std::string msg = invalid_argument_message([&] { gemm::gemm_f32(g, ex); });
+    const std::string msg = thrown_message<std::invalid_argument>([&] { gemm::gemm_f32(g, ex); });
     CHECK_MSG(msg.find(needle) != std::string::npos,
               "message '" << msg << "' should mention '" << needle << "'");
   };
@@ -397,7 +385,7 @@ TEST(gemm_f32_bad_input) {
   for (Isa isa : {Isa::Avx2, Isa::Avx512, Isa::Neon}) {
     if (isa_supported(isa)) continue;
     const std::string msg =
-        invalid_argument_message([&] { gemm::gemm_f32(good(), Exec{isa, nullptr, 1}); });
+        thrown_message<std::invalid_argument>([&] { gemm::gemm_f32(good(), Exec{isa, nullptr, 1}); });
     CHECK_MSG(msg.find("not supported") != std::string::npos, isa_name(isa) << ": " << msg);
   }
 }

@@ -6,6 +6,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <sstream>
 #include <string>
@@ -54,6 +55,23 @@ inline std::vector<Isa> every_isa() { return supported_isas(); }
 
 // Largest |a - b| / max(1, |b|) over n elements.
 double max_rel_err(const float* a, const float* b, int64_t n);
+
+// What fn throws: the message of an E (any std::exception by default),
+// "<other exception>" for anything else, "<no exception>" when fn returns.
+template <typename E = std::exception, typename F>
+std::string thrown_message(F&& fn) {
+  try {
+    fn();
+  } catch (const E& e) {
+    return e.what();
+  } catch (...) {
+    return "<other exception>";
+  }
+  return "<no exception>";
+}
+inline bool mentions(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 }  // namespace ternorm::test
 

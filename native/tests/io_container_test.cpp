@@ -26,7 +26,9 @@
 
 using namespace ternorm;
 using namespace ternorm::io;
+using ternorm::test::mentions;
 using ternorm::test::Rng;
+using ternorm::test::thrown_message;
 
 namespace {
 
@@ -59,23 +61,13 @@ size_t entry_at(const Bytes& b, size_t i) {
   return pos;
 }
 
-// The message of the exception `f` throws ("" and a failed check if none).
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 #define CHECK_ERROR(expr, ...)                                                       \
   do {                                                                               \
-    const std::string msg_ = error_of([&] { (void)(expr); });                        \
-    CHECK_MSG(!msg_.empty(), "no exception: " #expr);                                \
+    const std::string msg_ = thrown_message([&] { (void)(expr); });                        \
+    CHECK_MSG(msg_ != "<no exception>", "no exception: " #expr);                                \
     for (const std::string& part_ : std::vector<std::string>{__VA_ARGS__})          \
-      CHECK_MSG(contains(msg_, part_), "message \"" << msg_ << "\" lacks \"" << part_ << "\""); \
+      CHECK_MSG(mentions(msg_, part_), "message \"" << msg_ << "\" lacks \"" << part_ << "\""); \
   } while (0)
 
 Container parse(const Bytes& b, const ParseOptions& o = {}) { return Container::copy(b.data(), b.size(), o); }
@@ -422,14 +414,14 @@ TEST(io_atomic_write_failures_keep_the_old_file) {
   struct rlimit small = saved;
   small.rlim_cur = 4096;
   CHECK(::setrlimit(RLIMIT_FSIZE, &small) == 0);
-  const std::string msg = error_of([&] { write_file_atomic(path, big); });
+  const std::string msg = thrown_message([&] { write_file_atomic(path, big); });
   Writer w(FileKind::Adapter);
   w.add_u8("blob", big.data(), big.size());
-  const std::string msg2 = error_of([&] { w.write_file(path); });
+  const std::string msg2 = thrown_message([&] { w.write_file(path); });
   CHECK(::setrlimit(RLIMIT_FSIZE, &saved) == 0);
   ::signal(SIGXFSZ, saved_handler);
-  CHECK_MSG(contains(msg, "cannot write") && contains(msg, "user.adapter"), msg);
-  CHECK_MSG(contains(msg2, "cannot write"), msg2);
+  CHECK_MSG(mentions(msg, "cannot write") && mentions(msg, "user.adapter"), msg);
+  CHECK_MSG(mentions(msg2, "cannot write"), msg2);
   CHECK(slurp(path) == old_bytes);
   CHECK(dir.entries() == (std::set<std::string>{"adir", "user.adapter"}));
 

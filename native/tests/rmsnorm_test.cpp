@@ -21,7 +21,9 @@
 
 using namespace ternorm;
 using namespace ternorm::norm;
+using ternorm::test::mentions;
 using ternorm::test::Rng;
+using ternorm::test::thrown_message;
 
 namespace {
 
@@ -196,19 +198,6 @@ double max_rel(const std::vector<float>& got, const std::vector<double>& want) {
   return worst;
 }
 
-template <typename F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("<not invalid_argument> ") + e.what();
-  }
-  return "<no exception>";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 }  // namespace
 
@@ -557,9 +546,9 @@ TEST(rmsnorm_bad_input) {
     CHECK_THROWS(f32(a));
     CHECK_THROWS(i8(a));
     CHECK_THROWS(bwd(a));
-    for (const std::string& m : {message_of([&] { f32(a); }), message_of([&] { i8(a); }),
-                                 message_of([&] { bwd(a); })})
-      CHECK_MSG(contains(m, expect), "message '" << m << "' lacks '" << expect << "'");
+    for (const std::string& m : {thrown_message<std::invalid_argument>([&] { f32(a); }), thrown_message<std::invalid_argument>([&] { i8(a); }),
+                                 thrown_message<std::invalid_argument>([&] { bwd(a); })})
+      CHECK_MSG(mentions(m, expect), "message '" << m << "' lacks '" << expect << "'");
   };
   RmsNormArgs a = p.args();
   // The unmutated calls work.
@@ -618,10 +607,10 @@ TEST(rmsnorm_bad_input) {
     dyb[1 * 20 + 4] = bad;
     dyb[3 * 20 + 0] = bad;
     for (bool want_dx : {true, false}) {
-      const std::string m = message_of([&] {
+      const std::string m = thrown_message<std::invalid_argument>([&] {
         rmsnorm_gain_backward(p.args(), dyb.data(), want_dx ? dx.data() : nullptr, dg.data(), ex);
       });
-      CHECK_MSG(contains(m, "dy[1][4]"), "dx=" << want_dx << ": " << m);
+      CHECK_MSG(mentions(m, "dy[1][4]"), "dx=" << want_dx << ": " << m);
     }
   }
   // Null outputs and inputs of the calls themselves.
@@ -629,7 +618,7 @@ TEST(rmsnorm_bad_input) {
   CHECK_THROWS(rmsnorm_gain_i8(p.args(), nullptr, s.data(), ex));
   CHECK_THROWS(rmsnorm_gain_i8(p.args(), q.data(), nullptr, ex));
   CHECK_THROWS(rmsnorm_gain_backward(p.args(), nullptr, dx.data(), dg.data(), ex));
-  CHECK(contains(message_of([&] { rmsnorm_gain_backward(p.args(), nullptr, dx.data(), dg.data(), ex); }),
+  CHECK(mentions(thrown_message<std::invalid_argument>([&] { rmsnorm_gain_backward(p.args(), nullptr, dx.data(), dg.data(), ex); }),
                  "dy is null"));
   // Overlapping buffers.
   {
@@ -644,7 +633,7 @@ TEST(rmsnorm_bad_input) {
   for (Isa isa : {Isa::Avx2, Isa::Avx512, Isa::Neon})
     if (!isa_supported(isa)) {
       CHECK_THROWS(rmsnorm_gain_f32(p.args(), y.data(), Exec{isa, nullptr, 1}));
-      CHECK(contains(message_of([&] { rmsnorm_gain_f32(p.args(), y.data(), Exec{isa, nullptr, 1}); }),
+      CHECK(mentions(thrown_message<std::invalid_argument>([&] { rmsnorm_gain_f32(p.args(), y.data(), Exec{isa, nullptr, 1}); }),
                      "not supported"));
     }
 }
@@ -660,7 +649,7 @@ TEST(rmsnorm_bad_row_reported_deterministically) {
   for (Isa isa : test::every_isa())
     for (int threads : {1, 2, 3}) {
       const std::string m =
-          message_of([&] { rmsnorm_gain_f32(p.args(), y.data(), Exec{isa, &pool, threads}); });
-      CHECK_MSG(contains(m, "x[9][2]"), isa_name(isa) << " threads=" << threads << ": " << m);
+          thrown_message<std::invalid_argument>([&] { rmsnorm_gain_f32(p.args(), y.data(), Exec{isa, &pool, threads}); });
+      CHECK_MSG(mentions(m, "x[9][2]"), isa_name(isa) << " threads=" << threads << ": " << m);
     }
 }

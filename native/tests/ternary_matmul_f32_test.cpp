@@ -26,7 +26,9 @@
 #include "ternary/ternary.h"
 
 using namespace ternorm;
+using ternorm::test::mentions;
 using ternorm::test::Rng;
+using ternorm::test::thrown_message;
 
 namespace {
 
@@ -335,19 +337,6 @@ TEST(ternary_matmul_f32_threads_bit_identical) {
   }
 }
 
-namespace {
-template <typename F>
-std::string invalid_argument_message(F fn) {
-  try {
-    fn();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  } catch (...) {
-    return "<other exception>";
-  }
-  return "";
-}
-}  // namespace
 
 TEST(ternary_matmul_f32_bad_input) {
   Rng rng(17);
@@ -360,7 +349,7 @@ TEST(ternary_matmul_f32_bad_input) {
     CHECK_THROWS(ternary::matmul_f32(pw, in, n, out, ex));
     CHECK_THROWS(ternary::matmul_f32_t(pw, in, n, out, ex));
     for (int which = 0; which < 2; ++which) {
-      const std::string msg = invalid_argument_message([&] {
+      const std::string msg = thrown_message<std::invalid_argument>([&] {
         if (which == 0)
           ternary::matmul_f32(pw, in, n, out, ex);
         else
@@ -398,7 +387,7 @@ TEST(ternary_matmul_f32_bad_input) {
   expect(pw, x.data(), 3, dx.data(), "w.scales[5] is not finite");
   for (Isa isa : {Isa::Avx2, Isa::Avx512, Isa::Neon}) {
     if (isa_supported(isa)) continue;
-    const std::string msg = invalid_argument_message(
+    const std::string msg = thrown_message<std::invalid_argument>(
         [&] { ternary::matmul_f32(w.view(), x.data(), 3, y.data(), Exec{isa, nullptr, 1}); });
     CHECK_MSG(msg.find("not available") != std::string::npos, isa_name(isa) << ": " << msg);
   }
