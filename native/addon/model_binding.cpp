@@ -33,8 +33,10 @@ struct ModelState {
   std::atomic<bool> busy{false};
 };
 
-// Marks a model busy for one call; released on destruction (on the worker
-// thread for async calls).
+// Marks a model busy for one call. The lease lives in the call's `run`, so it
+// ends when the call is destroyed: at the end of a synchronous call, or on the
+// JS thread right after an async call's promise settles, which makes "busy
+// from the call until the promise settles" hold whatever the timing.
 class BusyLease {
  public:
   explicit BusyLease(std::shared_ptr<ModelState> s) : s_(std::move(s)) {}
@@ -53,13 +55,6 @@ std::shared_ptr<BusyLease> acquire(Napi::Env env, const std::shared_ptr<ModelSta
                                 "await it before using the model again");
   return std::make_shared<BusyLease>(s);
 }
-
-// Ends an async call's lease when its work is done (on the worker thread), so
-// the model is free again by the time the promise settles.
-struct LeaseRelease {
-  std::shared_ptr<BusyLease>& lease;
-  ~LeaseRelease() { lease.reset(); }
-};
 
 // ---- argument helpers ----------------------------------------------------------------
 struct I32Arg {
@@ -260,7 +255,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     const Exec ex = ce.exec;
     KernelCall call;
     call.run = [lease, tp, ms, data, batch, seq, ex, out, base]() mutable {
-      const LeaseRelease release{lease};
+      (void)lease;  // held until the call is destroyed (see BusyLease)
       if (base) ms->fingerprint.reset();
       const model::StepStats st = tp->step(data, batch, seq, ex);
       out[0] = double(st.step);
@@ -547,7 +542,7 @@ Napi::Value EvaluateAsync(const Napi::CallbackInfo& info) {
   const Exec ex = ce.exec;
   KernelCall call;
   call.run = [lease, s, gains = std::move(gains), tok, n_tok, n_bytes, opts, ex, nll_out, st_out]() mutable {
-    const LeaseRelease release{lease};
+    (void)lease;  // held until the call is destroyed (see BusyLease)
     std::vector<norm::GainView> views;
     if (!gains.empty()) views = model::f32_gain_views(s->model->config(), gains.data());
     const model::EvalResult r = model::evaluate(*s->model, views.empty() ? nullptr : views.data(),
