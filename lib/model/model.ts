@@ -195,23 +195,8 @@ function toCheckpoint(raw: RawCheckpoint, where: string): Checkpoint {
 
 // ---- training ------------------------------------------------------------------------------
 
-export interface TrainOptions {
-  mode: TrainMode;
-  /** Sequences per step. */
-  batch: number;
-  /** Tokens per sequence (<= context). */
-  seq: number;
-  lr: number;
-  minLr: number;
-  warmup: number;
-  /** Steps of the cosine schedule (it ends at minLr there). */
-  totalSteps: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  gradClip: number;
-}
+/** The trainer's settings, exactly as the native trainer takes them (see RawTrainConfig). */
+export type TrainOptions = RawTrainConfig;
 
 export const DEFAULT_TRAIN_OPTIONS: Readonly<TrainOptions> = Object.freeze({
   mode: 'ternary',

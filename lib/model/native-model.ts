@@ -35,11 +35,14 @@ export interface NativeModel {
 
 export interface RawTrainConfig {
   mode: 'ternary' | 'fp32' | 'adapter';
+  /** Sequences per step. */
   batch: number;
+  /** Tokens per sequence (<= context). */
   seq: number;
   lr: number;
   minLr: number;
   warmup: number;
+  /** Steps of the cosine schedule (it ends at minLr there). */
   totalSteps: number;
   beta1: number;
   beta2: number;

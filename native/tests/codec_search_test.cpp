@@ -26,7 +26,6 @@ using ternorm::test::thrown_message;
 
 namespace {
 
-
 std::vector<float> decode_view(const GainView& v) {
   std::vector<float> out(size_t(v.d));
   norm::decode_gain(v, out.data());

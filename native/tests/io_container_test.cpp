@@ -20,30 +20,17 @@
 
 #include "cpu/aligned_buffer.h"
 #include "harness.h"
+#include "le_bytes.h"
 #include "io/container.h"
 #include "io/crc32c.h"
 #include "io/sha256.h"
 
 using namespace ternorm;
 using namespace ternorm::io;
-using ternorm::test::mentions;
-using ternorm::test::Rng;
-using ternorm::test::thrown_message;
+using namespace ternorm::test;
 
 namespace {
 
-using Bytes = std::vector<uint8_t>;
-
-uint32_t rd32(const Bytes& b, size_t at) {
-  return uint32_t(b[at]) | uint32_t(b[at + 1]) << 8 | uint32_t(b[at + 2]) << 16 | uint32_t(b[at + 3]) << 24;
-}
-uint64_t rd64(const Bytes& b, size_t at) { return uint64_t(rd32(b, at)) | uint64_t(rd32(b, at + 4)) << 32; }
-void wr32(Bytes& b, size_t at, uint32_t v) {
-  for (int i = 0; i < 4; ++i) b[at + i] = uint8_t(v >> (8 * i));
-}
-void wr64(Bytes& b, size_t at, uint64_t v) {
-  for (int i = 0; i < 8; ++i) b[at + i] = uint8_t(v >> (8 * i));
-}
 // Recompute the header CRC / the table CRC after an edit, so the parser gets
 // past them to the check under test.
 void reseal_header(Bytes& b) { wr32(b, 60, crc32c(b.data(), 60)); }
