@@ -67,6 +67,8 @@ export interface ValidationPoint {
   /** Mean NLL on the validation tokens (nats/token). */
   loss: number;
   bitsPerByte: number;
+  /** Mean training loss of the steps since the previous point (nats/token); null when none ran. */
+  trainLoss: number | null;
 }
 
 export interface ProgressInfo {
@@ -126,6 +128,9 @@ interface TrainState {
   rng: string;
   trainDigest: string;
   history: ValidationPoint[];
+  /** Training losses summed since the last validation point (so a resume keeps the curve exact). */
+  trainLossSum: number;
+  trainLossCount: number;
   source: unknown;
 }
 
@@ -163,7 +168,14 @@ function parseState(state: unknown, where: string): TrainState {
   if (s.version !== TRAIN_STATE_VERSION) {
     throw new Error(`${where}: train state version ${String(s.version)}, this build reads ${TRAIN_STATE_VERSION}`);
   }
-  if (typeof s.rng !== 'string' || typeof s.trainDigest !== 'string' || !Array.isArray(s.history) || s.options === undefined) {
+  if (
+    typeof s.rng !== 'string' ||
+    typeof s.trainDigest !== 'string' ||
+    !Array.isArray(s.history) ||
+    s.options === undefined ||
+    typeof s.trainLossSum !== 'number' ||
+    typeof s.trainLossCount !== 'number'
+  ) {
     throw new Error(`${where}: the train state is incomplete`);
   }
   return { ...(s as TrainState), options: resolveBaseRun(s.options) };
@@ -183,6 +195,8 @@ export async function trainBase(input: TrainBaseInput, hooks: TrainBaseHooks = {
   let opts: BaseRunOptions;
   let rng: SplitMix64;
   let history: ValidationPoint[];
+  let trainLossSum = 0;
+  let trainLossCount = 0;
   let trainTokens: Int32Array;
   let source: unknown = input.source ?? null;
 
@@ -200,6 +214,8 @@ export async function trainBase(input: TrainBaseInput, hooks: TrainBaseHooks = {
     trainer.restore(checkpoint);
     rng = SplitMix64.fromState(st.rng);
     history = st.history;
+    trainLossSum = st.trainLossSum;
+    trainLossCount = st.trainLossCount;
     source = st.source;
   } else {
     opts = resolveBaseRun(input.run);
@@ -219,7 +235,10 @@ export async function trainBase(input: TrainBaseInput, hooks: TrainBaseHooks = {
 
   const validate = async (step: number, p: Precision): Promise<ValidationPoint> => {
     const r = await evaluate(model, null, valTokens, { precision: p, threads: input.threads });
-    return { step, loss: r.meanNll, bitsPerByte: r.bitsPerByte };
+    const trainLoss = trainLossCount > 0 ? trainLossSum / trainLossCount : null;
+    trainLossSum = 0;
+    trainLossCount = 0;
+    return { step, loss: r.meanNll, bitsPerByte: r.bitsPerByte, trainLoss };
   };
   const state = (): TrainState => ({
     format: TRAIN_STATE_FORMAT,
@@ -228,6 +247,8 @@ export async function trainBase(input: TrainBaseInput, hooks: TrainBaseHooks = {
     rng: rng.state,
     trainDigest: digest(trainTokens),
     history,
+    trainLossSum,
+    trainLossCount,
     source,
   });
   const writeCheckpoint = (): void => {
@@ -247,6 +268,8 @@ export async function trainBase(input: TrainBaseInput, hooks: TrainBaseHooks = {
     const st: StepStats = await trainer.stepAsync(batch, opts.batch, input.threads);
     trainSec += (performance.now() - ts) / 1000;
     stepsThisRun++;
+    trainLossSum += st.loss;
+    trainLossCount++;
     const elapsed = (performance.now() - t0) / 1000;
     const tps = (stepsThisRun * tokensPerStep) / Math.max(trainSec, 1e-9);
     hooks.onStep?.({
@@ -271,8 +294,12 @@ export async function trainBase(input: TrainBaseInput, hooks: TrainBaseHooks = {
     }
   }
 
-  if (opts.mode === 'fp32') model.quantize(input.threads); // post-training quantisation
+  // The fp32 run is scored twice: with its own fp32 weights, then after post-training quantisation.
+  const finalFp32 = opts.mode === 'fp32' ? await validate(opts.steps, 'f32') : null;
+  if (finalFp32 !== null) hooks.onValidation?.(finalFp32);
+  if (opts.mode === 'fp32') model.quantize(input.threads);
   const final = await validate(opts.steps, 'ternary');
+  if (finalFp32 !== null) final.trainLoss = finalFp32.trainLoss;
   hooks.onValidation?.(final);
   model.save(input.out, {
     format: 'ternorm.train-base',
@@ -282,6 +309,7 @@ export async function trainBase(input: TrainBaseInput, hooks: TrainBaseHooks = {
     trainTokens: trainTokens.length,
     validationTokens: valTokens.length,
     validation: history,
+    finalFp32,
     final,
   });
   return result('done', lastCheckpoint, final);
