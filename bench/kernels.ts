@@ -11,9 +11,11 @@
 // passed through; a run with any of them is a partial run and goes to
 // bench/results/kernels-partial.json unless --out says otherwise.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { fmtBytes, fmtNum, fmtPct, fmtRatio, fmtTime, gitOutput, table, writeAtomic } from './report.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DEFAULT_EXE = join(REPO, 'out', 'native', 'ternorm_bench_kernels');
@@ -211,52 +213,6 @@ function packed2Bytes(rows: number, cols: number): number {
   return (up(rows, 16) * up(cols, 16)) / 4;
 }
 
-function fmtTime(s: number | undefined): string {
-  if (s === undefined) return '-';
-  if (s < 1e-3) return `${(s * 1e6).toPrecision(3)} us`;
-  if (s < 1) return `${(s * 1e3).toPrecision(3)} ms`;
-  return `${s.toPrecision(3)} s`;
-}
-
-function fmtNum(v: number | undefined, digits = 3): string {
-  if (v === undefined || !Number.isFinite(v)) return '-';
-  if (Math.abs(v) >= 10 ** digits) return v.toFixed(0);
-  return v.toPrecision(digits);
-}
-
-function fmtPct(v: number | undefined): string {
-  return v === undefined || !Number.isFinite(v) ? '-' : `${(v * 100).toFixed(0)}%`;
-}
-
-function fmtRatio(v: number | undefined): string {
-  return v === undefined || !Number.isFinite(v) ? '-' : `${v.toPrecision(3)}x`;
-}
-
-function fmtBytes(b: number): string {
-  if (b >= 1 << 30) return `${+(b / (1 << 30)).toFixed(1)} GiB`;
-  if (b >= 1 << 20) return `${+(b / (1 << 20)).toFixed(1)} MiB`;
-  if (b >= 1 << 10) return `${+(b / (1 << 10)).toFixed(1)} KiB`;
-  return `${b} B`;
-}
-
-// Aligned text table: numbers (and '-') right-aligned, text left-aligned.
-function table(headers: string[], rows: string[][], indent = '  '): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const numeric = headers.map((_, i) =>
-    rows.every((r) => /^[-+]?[\d.]+(e[-+]?\d+)?( ?(us|ms|s|x|%))?$|^-$|^(SKIPPED|ERROR)$/.test(r[i] ?? '-')),
-  );
-  const line = (cells: string[], head: boolean) =>
-    indent +
-    cells
-      .map((c, i) => {
-        const w = widths[i] ?? 0;
-        return !head && numeric[i] ? c.padStart(w) : c.padEnd(w);
-      })
-      .join('  ')
-      .trimEnd();
-  return [line(headers, true), indent + widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map((r) => line(r, false))].join('\n');
-}
-
 // ---- running the executable --------------------------------------------------------------
 
 interface Args {
@@ -313,11 +269,6 @@ function runExecutable(exe: string, passthrough: string[]): RawDoc {
   if (!d.machine || !d.config || !limitsOk(d.limits) || !limitsOk(d.limits_end) || !Array.isArray(d.points))
     fail(`${exe} printed a document without machine, config, limits (start and end) or points`);
   return d as RawDoc;
-}
-
-function git(args: string[]): string | undefined {
-  const r = spawnSync('git', args, { cwd: REPO, encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : undefined;
 }
 
 // ---- analysis ---------------------------------------------------------------------------------
@@ -645,18 +596,6 @@ function isComplete(raw: RawDoc, passthrough: string[]): boolean {
   return passthrough.length === 0 && !raw.config.quick;
 }
 
-function writeAtomic(path: string, text: string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    writeFileSync(tmp, text);
-    renameSync(tmp, path);
-  } catch (e) {
-    if (existsSync(tmp)) unlinkSync(tmp);
-    throw e;
-  }
-}
-
 function main(): number {
   const args = parseArgs(process.argv.slice(2));
   if (args.help) {
@@ -677,8 +616,8 @@ function main(): number {
   const outPath = args.out ?? join(REPO, 'bench', 'results', complete ? 'kernels.json' : 'kernels-partial.json');
   const a = analyse(raw);
   const checksOk = a.rows.every((r) => r.checks.every((c) => c.ok));
-  const commit = git(['rev-parse', 'HEAD']);
-  const dirty = git(['status', '--porcelain']);
+  const commit = gitOutput(REPO, ['rev-parse', 'HEAD']);
+  const dirty = gitOutput(REPO, ['status', '--porcelain']);
   const doc = {
     schema: SCHEMA,
     generated_at: new Date().toISOString(),

@@ -35,19 +35,29 @@ export class ProgressBar {
   }
 
   update(p: ProgressFields): void {
-    const text =
-      `step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)}  ` +
-      `${Math.round(p.tokensPerSec)} tok/s  ETA ${formatDuration(p.etaSec)}`;
+    this.draw(
+      p.step,
+      p.steps,
+      `step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)}  ${Math.round(p.tokensPerSec)} tok/s  ETA ${formatDuration(p.etaSec)}`,
+    );
+  }
+
+  /** Progress of a stage of work: `label done/total  detail`. */
+  stage(label: string, done: number, total: number, detail = ''): void {
+    this.draw(done, total, `${label} ${done}/${total}${detail === '' ? '' : `  ${detail}`}`);
+  }
+
+  private draw(done: number, total: number, text: string): void {
     if (this.tty) {
       // Redraw at most 10 times a second (tiny configs run hundreds of steps a second).
       const now = performance.now();
-      if (p.step !== p.steps && now - this.lastDraw < 100) return;
+      if (done !== total && now - this.lastDraw < 100) return;
       this.lastDraw = now;
-      const filled = Math.round((this.width * p.step) / p.steps);
+      const filled = total > 0 ? Math.round((this.width * Math.min(done, total)) / total) : 0;
       const bar = '#'.repeat(filled) + '.'.repeat(this.width - filled);
       this.out.write(`\r\x1b[2K[${bar}] ${text}`);
       this.lineOpen = true;
-    } else if (p.step % this.every === 0 || p.step === p.steps || p.step === 1) {
+    } else if (done % this.every === 0 || done === total || done === 1) {
       this.out.write(`${text}\n`);
     }
   }

@@ -4,27 +4,20 @@
 // (unknown command or flag, a bad flag value), 130 interrupted (a checkpoint
 // was written). Errors print one clear line, never a stack trace.
 
-import { mkdirSync, readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { resolve } from 'node:path';
 
 import { getFixtures } from '../data/fixtures.js';
 import { Adapter, evaluate, Model, type Precision } from '../model/model.js';
 import { resolveAdapterRun, trainAdapter, type AdapterRunOptions } from '../model/train-adapter.js';
 import { trainBase, type BaseRunOptions } from '../model/train-base.js';
+import { BET_USAGE, cmdBet, cmdFleet, cmdQuantize } from './bet-commands.js';
+import { defined, ensureDir, intFlag, numFlag, parse, readText, required, S, SHOW_HELP, UsageError, type Io, type Values } from './args.js';
 import { formatDuration, ProgressBar } from './progress.js';
-
-export class UsageError extends Error {}
-
-export interface Io {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WriteStream;
-}
 
 const USAGE = `usage: ternorm <command> [options]
 
 commands:
-  train-base      train the base model (tokenizer, ternary-aware training, checkpoints)
+${BET_USAGE}  train-base      train the base model (tokenizer, ternary-aware training, checkpoints)
     [--out models/base.tnm] [--steps N] [--seed S] [--mode ternary|fp32] [--resume CKPT]
     [--checkpoint PATH (default OUT.ckpt)] [--checkpoint-every N] [--stop-after N]
     [--eval-every N] [--eval-tokens N] [--train-text FILE --validation-text FILE (default: fixtures)]
@@ -39,64 +32,6 @@ commands:
     --model M [--adapter A] --text T [--precision ternary|f32|ternary-f32act] [--stride N]
     [--batch 4] [--threads N] [--json]
 `;
-
-type Values = Record<string, string | boolean | undefined>;
-
-function parse(argv: string[], options: NonNullable<ParseArgsConfig['options']>): Values {
-  try {
-    return parseArgs({ args: argv, options: { ...options, help: { type: 'boolean' } }, strict: true, allowPositionals: false })
-      .values as Values;
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
-
-const S = { type: 'string' } as const;
-
-function intFlag(v: Values, name: string, lo = 0, hi = Number.MAX_SAFE_INTEGER): number | undefined {
-  const raw = v[name];
-  if (raw === undefined) return undefined;
-  const n = Number(raw);
-  if (typeof raw !== 'string' || !/^[0-9]+$/.test(raw) || !Number.isSafeInteger(n) || n < lo || n > hi) {
-    throw new UsageError(`--${name} must be an integer in ${lo}..${hi}, got '${String(raw)}'`);
-  }
-  return n;
-}
-
-function numFlag(v: Values, name: string): number | undefined {
-  const raw = v[name];
-  if (raw === undefined) return undefined;
-  const n = Number(raw);
-  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got '${String(raw)}'`);
-  return n;
-}
-
-function required(v: Values, name: string): string {
-  const raw = v[name];
-  if (typeof raw !== 'string' || raw === '') throw new UsageError(`--${name} is required`);
-  return raw;
-}
-
-function readText(path: string, flag: string): Uint8Array {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new Error(`cannot read ${flag} ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
-  }
-  if (bytes.length === 0) throw new Error(`${flag} ${path} is empty`);
-  return bytes;
-}
-
-/** Drops undefined values, so defaults apply. */
-function defined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<T>;
-}
-
-function ensureDir(file: string): void {
-  mkdirSync(dirname(resolve(file)), { recursive: true });
-}
 
 // ---- train-base --------------------------------------------------------------------------------
 const RUN_FLAGS = ['steps', 'seed', 'mode', 'eval-every', 'eval-tokens', 'checkpoint-every', 'vocab', 'd-model', 'layers', 'heads', 'd-ff', 'context', 'batch', 'seq', 'lr', 'min-lr', 'warmup', 'weight-decay', 'grad-clip', 'train-text', 'validation-text'];
@@ -322,6 +257,12 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
         return await cmdTrainAdapter(rest, io);
       case 'evaluate':
         return await cmdEvaluate(rest, io);
+      case 'bet':
+      case 'fleet':
+      case 'quantize': {
+        const code = await (cmd === 'bet' ? cmdBet : cmd === 'fleet' ? cmdFleet : cmdQuantize)(rest, io);
+        return code === SHOW_HELP ? help(io) : code;
+      }
       case undefined:
       case 'help':
       case '--help':

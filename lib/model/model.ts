@@ -16,6 +16,7 @@ import {
   type NativeModel,
   type NativeTrainer,
   type RawCheckpoint,
+  type RawEncoding,
   type RawModelConfig,
   type RawTrainConfig,
 } from './native-model.js';
@@ -330,18 +331,30 @@ export interface EvalResult {
   stride: number;
 }
 
-/** Scores `tokens` with the model and an adapter (or none). Runs off the event loop. */
+/**
+ * Scores `tokens` with the model and an adapter (or none). An encoded adapter is decoded inside the
+ * fused RMSNorm kernel, exactly as a runtime that ships the encoding would. Runs off the event loop.
+ */
 export async function evaluate(
   model: Model,
-  adapter: Adapter | Float32Array | null,
+  adapter: Adapter | Encoding | Float32Array | null,
   tokens: Int32Array,
   options: EvaluateOptions = {},
 ): Promise<EvalResult> {
   if (!(model instanceof Model)) throw new TypeError('model must be a Model');
   if (!types.isInt32Array(tokens)) throw new TypeError('tokens must be an Int32Array');
   if (tokens.length < 2) throw new RangeError(`evaluate needs at least 2 tokens, got ${tokens.length}`);
-  const gains = adapter === null ? null : adapter instanceof Adapter ? adapter.gains : adapter;
-  if (gains !== null && !types.isFloat32Array(gains)) throw new TypeError('adapter must be an Adapter, a Float32Array of gains or null');
+  const gains =
+    adapter === null
+      ? null
+      : adapter instanceof Adapter
+        ? (adapter.encoding?.blob ?? adapter.gains)
+        : adapter instanceof Encoding
+          ? adapter.blob
+          : adapter;
+  if (gains !== null && !types.isFloat32Array(gains) && !types.isUint8Array(gains)) {
+    throw new TypeError('adapter must be an Adapter, an Encoding, a Float32Array of gains or null');
+  }
   let nBytes = options.nBytes;
   if (nBytes === undefined) {
     if (model.tokenizer === null) throw new Error('evaluate: pass options.nBytes (the model has no tokenizer to count bytes with)');
@@ -369,22 +382,70 @@ export async function evaluate(
 
 // ---- adapters ---------------------------------------------------------------------------------
 
-/** A norm-only adapter: one f32 gain per RMSNorm weight of its base (n_norms x d_model). */
+/**
+ * An encoded adapter (native/codec): the exact bytes a fleet ships for one user, their decoded gains
+ * and the quantisation parameters of every norm tensor.
+ */
+export class Encoding {
+  /** The codec method ('int8_per_tensor', ...). */
+  readonly method: string;
+  /** Exact serialised size in bytes (header + params + payload; native/codec/README.md). */
+  readonly bytes: number;
+  /** The serialised records, as stored in an encoded adapter file. */
+  readonly blob: Uint8Array;
+  /** What the norm kernel decodes, n_norms x d_model. */
+  readonly gains: Float32Array;
+  readonly tensors: readonly { scheme: string; params: Float32Array; recordBytes: number }[];
+
+  constructor(method: string, raw: RawEncoding) {
+    if (raw.blob.length !== raw.bytes) throw new Error(`encoding ${method}: blob of ${raw.blob.length} bytes, expected ${raw.bytes}`);
+    this.method = method;
+    this.bytes = raw.bytes;
+    this.blob = raw.blob;
+    this.gains = raw.gains;
+    this.tensors = raw.tensors;
+  }
+
+  /** Parses (and validates) an encoded blob of `model`'s adapter shape. */
+  static fromBlob(model: Model, method: string, blob: Uint8Array): Encoding {
+    if (!(model instanceof Model)) throw new TypeError('model must be a Model');
+    if (!types.isUint8Array(blob)) throw new TypeError('blob must be a Uint8Array');
+    return new Encoding(method, modelAddon().adapterDescribe(model.native, blob));
+  }
+}
+
+/**
+ * A norm-only adapter: one f32 gain per RMSNorm weight of its base (n_norms x d_model). An encoded
+ * adapter also carries its Encoding; its gains are then the decoded ones.
+ */
 export class Adapter {
   constructor(
     readonly gains: Float32Array,
     /** The record stored with it (parsed JSON), null if none. */
     readonly meta: unknown = null,
+    /** The encoding this adapter ships as; null for a raw f32 adapter. */
+    readonly encoding: Encoding | null = null,
   ) {
     if (!types.isFloat32Array(gains)) throw new TypeError('gains must be a Float32Array');
     for (let i = 0; i < gains.length; i++) {
       if (!Number.isFinite(gains[i]!)) throw new RangeError(`gains[${i}] is ${gains[i]}; expected finite values`);
     }
+    if (encoding !== null && !(encoding instanceof Encoding)) throw new TypeError('encoding must be an Encoding or null');
   }
 
   /** The identity adapter (every gain 1.0) of a model. */
   static identity(model: Model): Adapter {
     return new Adapter(new Float32Array(model.nGains).fill(1));
+  }
+
+  /** This adapter shipped as `encoding` (its gains become the decoded ones). */
+  static fromEncoding(encoding: Encoding, meta: unknown = null): Adapter {
+    return new Adapter(encoding.gains, meta, encoding);
+  }
+
+  /** 'f32' for a raw adapter, else the encoding's method. */
+  get scheme(): string {
+    return this.encoding === null ? 'f32' : this.encoding.method;
   }
 
   private checkFor(model: Model): void {
@@ -394,25 +455,34 @@ export class Adapter {
     }
   }
 
-  /** Writes the adapter file atomically, recording the base model's fingerprint. */
+  /** Writes the adapter file atomically (raw or encoded), recording the base model's fingerprint. */
   save(model: Model, path: string): void {
     this.checkFor(model);
     if (typeof path !== 'string' || path === '') throw new TypeError('path must be a non-empty string');
-    modelAddon().adapterSave(model.native, this.gains, metaText(this.meta), path);
+    this.write(model, path);
   }
 
   toBytes(model: Model): Uint8Array {
     this.checkFor(model);
-    return modelAddon().adapterSave(model.native, this.gains, metaText(this.meta)) as Uint8Array;
+    return this.write(model) as Uint8Array;
   }
 
-  /** Loads an adapter file for `model`; throws when it was trained on another base. */
+  private write(model: Model, path?: string): Uint8Array | undefined {
+    const meta = metaText(this.meta);
+    const a = modelAddon();
+    return this.encoding === null
+      ? a.adapterSave(model.native, this.gains, meta, path)
+      : a.adapterSaveEncoded(model.native, this.encoding.method, this.encoding.blob, meta, path);
+  }
+
+  /** Loads an adapter file (raw or encoded) for `model`; throws when it was trained on another base. */
   static load(model: Model, source: string | Uint8Array): Adapter {
     if (!(model instanceof Model)) throw new TypeError('model must be a Model');
     if (typeof source !== 'string' && !types.isUint8Array(source)) {
       throw new TypeError('source must be a file path (string) or a Uint8Array');
     }
     const raw = modelAddon().adapterLoad(model.native, source);
-    return new Adapter(raw.gains, parseJson(raw.meta, `${typeof source === 'string' ? source : 'adapter bytes'}: meta`));
+    const meta = parseJson(raw.meta, `${typeof source === 'string' ? source : 'adapter bytes'}: meta`);
+    return new Adapter(raw.gains, meta, raw.encoding === null ? null : new Encoding(raw.scheme, raw.encoding));
   }
 }

@@ -83,7 +83,8 @@ export interface NativeModelAddon {
   /** stats: [totalNll, meanNll, perplexity, bitsPerByte, nWindows, window, stride]. */
   evaluateAsync(
     model: NativeModel,
-    gains: Float32Array | null,
+    /** Raw f32 gains, an encoded adapter blob (decoded by the norm kernel), or none. */
+    adapter: Float32Array | Uint8Array | null,
     tokens: Int32Array,
     nBytes: number,
     precision: string,
@@ -92,7 +93,54 @@ export interface NativeModelAddon {
     threads?: number,
   ): Promise<{ nll: Float64Array; stats: Float64Array }>;
   adapterSave(model: NativeModel, gains: Float32Array, meta: string, path?: string): Uint8Array | undefined;
-  adapterLoad(model: NativeModel, source: string | Uint8Array): { gains: Float32Array; meta: string | null };
+  adapterSaveEncoded(model: NativeModel, method: string, blob: Uint8Array, meta: string, path?: string): Uint8Array | undefined;
+  adapterLoad(
+    model: NativeModel,
+    source: string | Uint8Array,
+  ): { gains: Float32Array; meta: string | null; scheme: string; encoding: RawEncoding | null };
+  codecMethods(): { name: string; needsLoss: boolean }[];
+  adapterEncodeAsync(
+    model: NativeModel,
+    gains: Float32Array,
+    method: string,
+    options: { groupSize: number; kmeansMaxIters: number; clipGrid: Float64Array; calibrationPasses: number; byteBudget: number },
+    calibration: { tokens: Int32Array; nBytes: number; stride: number; batch: number } | null,
+    threads?: number,
+  ): Promise<RawEncoding & { calibration: RawCalibrationReport | null; mixed: RawMixedReport | null }>;
+  adapterDescribe(model: NativeModel, blob: Uint8Array): RawEncoding;
+}
+
+/** An encoded adapter as the codec returns it (native/codec/codec.h). */
+export interface RawEncoding {
+  /** The method's name; null when only the blob was described. */
+  method: string | null;
+  /** Exact serialised size (the blob's length). */
+  bytes: number;
+  blob: Uint8Array;
+  /** The decoded gains, n_norms x d_model. */
+  gains: Float32Array;
+  tensors: { scheme: string; params: Float32Array; recordBytes: number }[];
+}
+
+export interface RawCalibrationReport {
+  grid: number[];
+  globalLoss: number[];
+  clip: number[];
+  loss: number;
+  lossEvals: number;
+}
+
+export interface RawMixedReport {
+  candidates: string[];
+  referenceLoss: number;
+  increase: number[][];
+  candidateBytes: number[][];
+  choice: number[];
+  predictedIncrease: number;
+  loss: number;
+  budget: number;
+  bytes: number;
+  lossEvals: number;
 }
 
 let cached: NativeModelAddon | undefined;
@@ -101,7 +149,7 @@ let cached: NativeModelAddon | undefined;
 export function modelAddon(): NativeModelAddon {
   if (cached !== undefined) return cached;
   const a = loadAddon() as unknown as Partial<NativeModelAddon>;
-  if (typeof a.modelCreate !== 'function' || typeof a.evaluateAsync !== 'function') {
+  if (typeof a.modelCreate !== 'function' || typeof a.evaluateAsync !== 'function' || typeof a.adapterEncodeAsync !== 'function') {
     throw new Error(
       'ternorm: the loaded native addon has no model engine (modelCreate); it is an older build. ' +
         'Rebuild it with `npm run build:gyp` (and delete a stale prebuilds/ folder).',

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <new>
 #include <stdexcept>
@@ -156,10 +157,61 @@ void check_finite(Napi::Env env, const float* v, size_t count, const char* name)
   }
 }
 
+I32Arg int32_arg(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  const Napi::Value v = info[index];
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw_type(info.Env(), std::string(name) + " must be an Int32Array");
+  Napi::Int32Array a = v.As<Napi::Int32Array>();
+  return I32Arg{a, a.Data(), a.ElementLength()};
+}
+
+std::string string_arg(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  if (!info[index].IsString()) throw_type(info.Env(), std::string(name) + " must be a string");
+  return info[index].As<Napi::String>().Utf8Value();
+}
+
+int64_t int_prop(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int64_t hi, const char* where) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw_type(env, std::string(where) + "." + key + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d == std::floor(d) && d >= double(lo) && d <= double(hi)))
+    throw_range(env, std::string(where) + "." + key + " must be an integer in " + std::to_string(lo) + ".." +
+                         std::to_string(hi) + ", got " + num(d));
+  return int64_t(d);
+}
+
+double num_prop(Napi::Env env, Napi::Object o, const char* key, const char* where) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw_type(env, std::string(where) + "." + key + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d)) throw_range(env, std::string(where) + "." + key + " must be finite, got " + num(d));
+  return d;
+}
+
+Napi::Object object_arg(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  if (!info[index].IsObject()) throw_type(info.Env(), std::string(name) + " must be an object");
+  return info[index].As<Napi::Object>();
+}
+
+Napi::Uint8Array copy_bytes(Napi::Env env, const uint8_t* p, size_t n) {
+  auto a = Napi::Uint8Array::New(env, n);
+  if (n) std::memcpy(a.Data(), p, n);
+  return a;
+}
+
+Napi::Float32Array copy_f32(Napi::Env env, const float* p, size_t n) {
+  auto a = Napi::Float32Array::New(env, n);
+  if (n) std::memcpy(a.Data(), p, n * sizeof(float));
+  return a;
+}
+
 // ---- sync and async execution ----------------------------------------------------------
 Napi::Value run_sync(Napi::Env env, KernelCall call) {
   try {
     call.run();
+    if (call.finish) return call.finish(env);
+  } catch (const Napi::Error&) {
+    throw;
   } catch (...) {
     throw make_error(env, classify_current_exception());
   }
@@ -174,8 +226,9 @@ class KernelWorker : public Napi::AsyncWorker {
       : Napi::AsyncWorker(env, "ternorm:kernel"),
         deferred_(Napi::Promise::Deferred::New(env)),
         run_(std::move(call.run)),
-        pool_(std::move(call.pool)),
-        result_(Napi::Persistent(call.result)) {
+        finish_(std::move(call.finish)),
+        pool_(std::move(call.pool)) {
+    if (!call.result.IsEmpty()) result_ = Napi::Persistent(call.result);
     for (Napi::Object& o : call.keep) refs_.push_back(Napi::Persistent(o));
   }
 
@@ -196,10 +249,23 @@ class KernelWorker : public Napi::AsyncWorker {
   // would abort the process.
   void OnOK() override {
     try {
-      if (failed_)
+      if (failed_) {
         deferred_.Reject(make_error(Env(), error_).Value());
-      else
+      } else if (finish_) {
+        Napi::Value v;
+        try {
+          v = finish_(Env());
+        } catch (const Napi::Error& e) {
+          deferred_.Reject(e.Value());
+          return;
+        } catch (...) {
+          deferred_.Reject(make_error(Env(), classify_current_exception()).Value());
+          return;
+        }
+        deferred_.Resolve(v);
+      } else {
         deferred_.Resolve(result_.Value());
+      }
     } catch (const Napi::Error&) {
     }
   }
@@ -207,6 +273,7 @@ class KernelWorker : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   std::function<void()> run_;
+  std::function<Napi::Value(Napi::Env)> finish_;
   std::shared_ptr<ThreadPool> pool_;
   Napi::ObjectReference result_;
   std::vector<Napi::ObjectReference> refs_;  // pins the buffers `run` reads
@@ -279,6 +346,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_gemm(env, exports);
   register_norm(env, exports);
   register_model(env, exports);
+  register_adapter(env, exports);
   return exports;
 }
 

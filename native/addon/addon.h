@@ -127,6 +127,21 @@ struct CallExec {
 };
 CallExec exec_arg(const Napi::CallbackInfo& info, size_t index);
 
+struct I32Arg {
+  Napi::Int32Array object;
+  const int32_t* data = nullptr;
+  size_t length = 0;
+};
+I32Arg int32_arg(const Napi::CallbackInfo& info, size_t index, const char* name);
+std::string string_arg(const Napi::CallbackInfo& info, size_t index, const char* name);
+Napi::Object object_arg(const Napi::CallbackInfo& info, size_t index, const char* name);
+// Properties of an options object: an integer in lo..hi, a finite number.
+int64_t int_prop(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int64_t hi, const char* where);
+double num_prop(Napi::Env env, Napi::Object o, const char* key, const char* where);
+// New JS arrays holding a copy of native data.
+Napi::Uint8Array copy_bytes(Napi::Env env, const uint8_t* p, size_t n);
+Napi::Float32Array copy_f32(Napi::Env env, const float* p, size_t n);
+
 // Throws RangeError naming the first non-finite element of v[0..count).
 void check_finite(Napi::Env env, const float* v, size_t count, const char* name);
 // Same, for use off the JS thread: throws std::invalid_argument.
@@ -140,9 +155,13 @@ void check_finite_native(const float* v, size_t count, const char* name);
 // holds references to them (and to `result`) until it settles, so they cannot
 // be collected while the worker runs. They are not copied: the caller must not
 // mutate, transfer or detach them until the promise settles.
+//
+// A call whose output size is known only when it is done leaves `result` empty
+// and sets `finish`, which builds the JS value on the JS thread after `run`.
 struct KernelCall {
   std::function<void()> run;
   Napi::Object result;
+  std::function<Napi::Value(Napi::Env)> finish;
   std::vector<Napi::Object> keep;
   std::shared_ptr<ThreadPool> pool;  // keeps the Exec's pool alive while `run` may use it
 };
@@ -155,5 +174,6 @@ void register_ternary(Napi::Env env, Napi::Object exports);
 void register_gemm(Napi::Env env, Napi::Object exports);
 void register_norm(Napi::Env env, Napi::Object exports);
 void register_model(Napi::Env env, Napi::Object exports);
+void register_adapter(Napi::Env env, Napi::Object exports);
 
 }  // namespace ternorm::addon

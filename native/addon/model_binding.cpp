@@ -1,11 +1,9 @@
 // Bindings of the model engine (native/model): a Model handle (create, load,
-// save, quantize), a Trainer handle (one step per call, sync or async),
-// evaluate (async) and the adapter file. The files themselves are built and
-// parsed by native/model/model_file.h; this file only converts arguments.
-//
-// A model is used by one call at a time: while an async step or evaluation
-// runs on it, any other call on it (or on its trainers) throws an Error
-// rather than racing with the worker.
+// save, quantize), a Trainer handle (one step per call, sync or async) and
+// evaluate (async). The files themselves are built and parsed by
+// native/model/model_file.h; this file only converts arguments. Adapter files
+// and encodings: adapter_binding.cpp. One call at a time per model
+// (model_state.h).
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -15,6 +13,7 @@
 #include <vector>
 
 #include "addon.h"
+#include "model_state.h"
 #include "io/container.h"
 #include "model/eval.h"
 #include "model/model.h"
@@ -26,91 +25,7 @@ namespace {
 
 using model::Model;
 
-struct ModelState {
-  std::unique_ptr<Model> model;
-  bool has_latent = true;                 // false: loaded from a model file (ternary weights only)
-  std::optional<io::Fingerprint> fingerprint;  // of the file it was loaded from or last saved to
-  std::atomic<bool> busy{false};
-};
-
-// Marks a model busy for one call. The lease lives in the call's `run`, so it
-// ends when the call is destroyed: at the end of a synchronous call, or on the
-// JS thread right after an async call's promise settles, which makes "busy
-// from the call until the promise settles" hold whatever the timing.
-class BusyLease {
- public:
-  explicit BusyLease(std::shared_ptr<ModelState> s) : s_(std::move(s)) {}
-  BusyLease(const BusyLease&) = delete;
-  BusyLease& operator=(const BusyLease&) = delete;
-  ~BusyLease() { s_->busy.store(false); }
-
- private:
-  std::shared_ptr<ModelState> s_;
-};
-
-std::shared_ptr<BusyLease> acquire(Napi::Env env, const std::shared_ptr<ModelState>& s) {
-  bool expected = false;
-  if (!s->busy.compare_exchange_strong(expected, true))
-    throw Napi::Error::New(env, "ternorm: the model is busy with an asynchronous train step or evaluation; "
-                                "await it before using the model again");
-  return std::make_shared<BusyLease>(s);
-}
-
 // ---- argument helpers ----------------------------------------------------------------
-struct I32Arg {
-  Napi::Int32Array object;
-  const int32_t* data = nullptr;
-  size_t length = 0;
-};
-
-I32Arg int32_arg(const Napi::CallbackInfo& info, size_t index, const char* name) {
-  const Napi::Value v = info[index];
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-    throw_type(info.Env(), std::string(name) + " must be an Int32Array");
-  Napi::Int32Array a = v.As<Napi::Int32Array>();
-  return I32Arg{a, a.Data(), a.ElementLength()};
-}
-
-std::string string_arg(const Napi::CallbackInfo& info, size_t index, const char* name) {
-  if (!info[index].IsString()) throw_type(info.Env(), std::string(name) + " must be a string");
-  return info[index].As<Napi::String>().Utf8Value();
-}
-
-int64_t int_prop(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int64_t hi, const char* where) {
-  const Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throw_type(env, std::string(where) + "." + key + " must be a number");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d == std::floor(d) && d >= double(lo) && d <= double(hi)))
-    throw_range(env, std::string(where) + "." + key + " must be an integer in " + std::to_string(lo) + ".." +
-                         std::to_string(hi) + ", got " + num(d));
-  return int64_t(d);
-}
-
-double num_prop(Napi::Env env, Napi::Object o, const char* key, const char* where) {
-  const Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throw_type(env, std::string(where) + "." + key + " must be a number");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d)) throw_range(env, std::string(where) + "." + key + " must be finite, got " + num(d));
-  return d;
-}
-
-Napi::Object object_arg(const Napi::CallbackInfo& info, size_t index, const char* name) {
-  if (!info[index].IsObject()) throw_type(info.Env(), std::string(name) + " must be an object");
-  return info[index].As<Napi::Object>();
-}
-
-Napi::Uint8Array copy_bytes(Napi::Env env, const uint8_t* p, size_t n) {
-  auto a = Napi::Uint8Array::New(env, n);
-  if (n) std::memcpy(a.Data(), p, n);
-  return a;
-}
-
-Napi::Float32Array copy_f32(Napi::Env env, const float* p, size_t n) {
-  auto a = Napi::Float32Array::New(env, n);
-  if (n) std::memcpy(a.Data(), p, n * sizeof(float));
-  return a;
-}
-
 Napi::Object config_object(Napi::Env env, const model::ModelConfig& c) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("vocab", double(c.vocab));
@@ -200,6 +115,35 @@ ModelHandle* unwrap_model(const Napi::CallbackInfo& info, size_t index) {
     throw_type(env, "model must be a native model handle (from modelCreate or modelLoad)");
   return ModelHandle::Unwrap(v.As<Napi::Object>());
 }
+
+}  // namespace
+
+std::shared_ptr<ModelState> model_arg(const Napi::CallbackInfo& info, size_t index) {
+  return unwrap_model(info, index)->state(info.Env());
+}
+
+std::shared_ptr<BusyLease> acquire(Napi::Env env, const std::shared_ptr<ModelState>& s) {
+  bool expected = false;
+  if (!s->busy.compare_exchange_strong(expected, true))
+    throw Napi::Error::New(env, "ternorm: the model is busy with an asynchronous train step or evaluation; "
+                                "await it before using the model again");
+  return std::make_shared<BusyLease>(s);
+}
+
+io::Container container_arg(const Napi::CallbackInfo& info, size_t index, const io::ParseOptions& opts) {
+  const Napi::Value v = info[index];
+  if (v.IsString()) return io::read_file(v.As<Napi::String>().Utf8Value(), opts);
+  if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+    auto a = v.As<Napi::Uint8Array>();
+    if (a.ElementLength() > opts.limits.max_file_bytes)
+      throw io::FormatError("file of " + std::to_string(a.ElementLength()) + " bytes is over the limit of " +
+                            std::to_string(opts.limits.max_file_bytes) + " bytes");
+    return io::Container::copy(a.Data(), a.ElementLength(), opts);
+  }
+  throw_type(info.Env(), "source must be a file path (string) or a Uint8Array");
+}
+
+namespace {
 
 Napi::Object new_model_object(Napi::Env env, std::shared_ptr<ModelState> s) {
   Napi::Object o = instance(env).model_class.New({});
@@ -406,19 +350,6 @@ Napi::Value ModelCreate(const Napi::CallbackInfo& info) {
   return new_model_object(env, std::move(s));
 }
 
-io::Container container_arg(const Napi::CallbackInfo& info, size_t index, const io::ParseOptions& opts) {
-  const Napi::Value v = info[index];
-  if (v.IsString()) return io::read_file(v.As<Napi::String>().Utf8Value(), opts);
-  if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
-    auto a = v.As<Napi::Uint8Array>();
-    if (a.ElementLength() > opts.limits.max_file_bytes)
-      throw io::FormatError("file of " + std::to_string(a.ElementLength()) + " bytes is over the limit of " +
-                            std::to_string(opts.limits.max_file_bytes) + " bytes");
-    return io::Container::copy(a.Data(), a.ElementLength(), opts);
-  }
-  throw_type(info.Env(), "source must be a file path (string) or a Uint8Array");
-}
-
 // modelLoad(source: string | Uint8Array, maxBytes?) ->
 //   { model, tokenizer, meta: string | null, fingerprint, checkpoint: null | {adamM, adamV, step, state} }
 Napi::Value ModelLoad(const Napi::CallbackInfo& info) {
@@ -497,21 +428,15 @@ model::Precision precision_of(Napi::Env env, const std::string& p) {
   throw_range(env, "precision must be 'ternary', 'f32' or 'ternary-f32act', got '" + p + "'");
 }
 
-// evaluateAsync(model, gains: Float32Array | null, tokens: Int32Array, nBytes, precision,
-//   stride (0 = default), batch, threads?) -> Promise<{ nll: Float64Array, stats: Float64Array
-//   [totalNll, meanNll, perplexity, bitsPerByte, nWindows, window, stride] }>
+// evaluateAsync(model, adapter: Float32Array | Uint8Array (encoded blob) | null, tokens: Int32Array,
+//   nBytes, precision, stride (0 = default), batch, threads?) -> Promise<{ nll: Float64Array,
+//   stats: Float64Array [totalNll, meanNll, perplexity, bitsPerByte, nWindows, window, stride] }>
+// An encoded adapter is decoded by the fused RMSNorm kernel itself, as an edge runtime would.
 Napi::Value EvaluateAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  ModelHandle* mh = unwrap_model(info, 0);
-  auto s = mh->state(env);
+  auto s = model_arg(info, 0);
   const model::ModelConfig& cfg = s->model->config();
-  std::vector<float> gains;
-  if (!info[1].IsNull() && !info[1].IsUndefined()) {
-    auto g = array_arg<float>(info, 1, "gains");
-    expect_length(env, g, "gains", cfg.n_gains(), "n_norms * d_model");
-    check_finite(env, g.data, g.length, "gains");
-    gains.assign(g.data, g.data + g.length);
-  }
+  AdapterArg adapter = adapter_arg(info, 1, cfg);
   auto tokens = int32_arg(info, 2, "tokens");
   if (tokens.length < 2) throw_range(env, "tokens must hold at least 2 tokens, got " + std::to_string(tokens.length));
   const double n_bytes = number_arg(info, 3, "nBytes");
@@ -541,12 +466,11 @@ Napi::Value EvaluateAsync(const Napi::CallbackInfo& info) {
   const int64_t n_tok = int64_t(tokens.length);
   const Exec ex = ce.exec;
   KernelCall call;
-  call.run = [lease, s, gains = std::move(gains), tok, n_tok, n_bytes, opts, ex, nll_out, st_out]() mutable {
+  call.run = [lease, s, adapter = std::move(adapter), tok, n_tok, n_bytes, opts, ex, nll_out, st_out]() {
     (void)lease;  // held until the call is destroyed (see BusyLease)
-    std::vector<norm::GainView> views;
-    if (!gains.empty()) views = model::f32_gain_views(s->model->config(), gains.data());
-    const model::EvalResult r = model::evaluate(*s->model, views.empty() ? nullptr : views.data(),
-                                                int64_t(views.size()), tok, n_tok, int64_t(n_bytes), opts, ex);
+    const model::EvalResult r =
+        model::evaluate(*s->model, adapter.views.empty() ? nullptr : adapter.views.data(),
+                        int64_t(adapter.views.size()), tok, n_tok, int64_t(n_bytes), opts, ex);
     std::memcpy(nll_out, r.nll.data(), r.nll.size() * sizeof(double));
     st_out[0] = r.total_nll;
     st_out[1] = r.mean_nll;
@@ -562,44 +486,6 @@ Napi::Value EvaluateAsync(const Napi::CallbackInfo& info) {
   return run_async(env, std::move(call));
 }
 
-// adapterSave(model, gains: Float32Array, meta: string, path?) -> Uint8Array | undefined
-Napi::Value AdapterSave(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto s = unwrap_model(info, 0)->state(env);
-  auto g = array_arg<float>(info, 1, "gains");
-  const model::ModelConfig& cfg = s->model->config();
-  expect_length(env, g, "gains", cfg.n_gains(), "n_norms * d_model");
-  const std::string meta = string_arg(info, 2, "meta");
-  if (!s->fingerprint)
-    throw_range(env, "adapterSave: the base model has no fingerprint yet (it changed since it was loaded or "
-                     "saved); save the base model first so the adapter can record which base it belongs to");
-  const io::Writer w = model::adapter_writer(cfg, g.data, int64_t(g.length), *s->fingerprint, meta);
-  if (!info[3].IsUndefined()) {
-    w.write_file(string_arg(info, 3, "path"));
-    return env.Undefined();
-  }
-  const std::vector<uint8_t> bytes = w.finish();
-  return copy_bytes(env, bytes.data(), bytes.size());
-}
-
-// adapterLoad(model, source: string | Uint8Array) -> { gains: Float32Array, meta: string | null }
-Napi::Value AdapterLoad(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto s = unwrap_model(info, 0)->state(env);
-  if (!s->fingerprint)
-    throw_range(env, "adapterLoad: the base model has no fingerprint yet (it changed since it was loaded or "
-                     "saved), so no adapter can be matched to it");
-  io::ParseOptions opts;
-  opts.expected_kind = io::FileKind::Adapter;
-  opts.limits = model::adapter_limits(s->model->config());
-  const io::Container file = container_arg(info, 1, opts);
-  const model::LoadedAdapter a = model::load_adapter(file, s->model->config(), *s->fingerprint);
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("gains", copy_f32(env, a.gains.data(), a.gains.size()));
-  out.Set("meta", a.meta.empty() ? env.Null() : Napi::Value(Napi::String::New(env, a.meta)));
-  return out;
-}
-
 }  // namespace
 
 void register_model(Napi::Env env, Napi::Object exports) {
@@ -610,8 +496,6 @@ void register_model(Napi::Env env, Napi::Object exports) {
   exports.Set("modelLoad", Napi::Function::New(env, guarded<ModelLoad>, "modelLoad"));
   exports.Set("trainerCreate", Napi::Function::New(env, guarded<TrainerCreate>, "trainerCreate"));
   exports.Set("evaluateAsync", Napi::Function::New(env, guarded<EvaluateAsync>, "evaluateAsync"));
-  exports.Set("adapterSave", Napi::Function::New(env, guarded<AdapterSave>, "adapterSave"));
-  exports.Set("adapterLoad", Napi::Function::New(env, guarded<AdapterLoad>, "adapterLoad"));
 }
 
 }  // namespace ternorm::addon

@@ -121,6 +121,31 @@ const std::vector<Method>& all_methods() {
 
 bool method_needs_loss(Method m) { return m == Method::Int4Calibrated || m == Method::Mixed; }
 
+void check_method_schemes(Method m, const std::vector<EncodedGain>& tensors) {
+  using S = norm::GainScheme;
+  auto allowed = [m](S s) {
+    switch (m) {
+      case Method::RawF32: return s == S::F32;
+      case Method::RawF16: return s == S::F16;
+      case Method::Int8PerTensor: return s == S::Int8PerTensor;
+      case Method::Int8Group: return s == S::Int8Group;
+      case Method::Int8Asym: return s == S::Int8Asym;
+      case Method::Int8Delta: return s == S::Int8Delta;
+      case Method::Int4Delta:
+      case Method::Int4Calibrated: return s == S::Int4Delta;
+      case Method::KMeans16: return s == S::KMeans16;
+      case Method::KMeans256: return s == S::KMeans256;
+      case Method::Mixed: return s == S::Int4Delta || s == S::Int8Delta || s == S::F16;
+    }
+    return false;
+  };
+  for (size_t t = 0; t < tensors.size(); ++t)
+    if (!allowed(tensors[t].scheme))
+      throw std::invalid_argument(std::string("method ") + method_name(m) + ": tensor " + std::to_string(t) +
+                                  " is encoded as " + scheme_name(tensors[t].scheme) +
+                                  ", which this method never produces");
+}
+
 std::vector<norm::GainView> EncodedAdapter::views() const {
   std::vector<norm::GainView> v;
   v.reserve(tensors.size());

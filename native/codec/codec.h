@@ -124,6 +124,11 @@ const char* method_name(Method m);
 Method method_from_name(std::string_view name);
 const std::vector<Method>& all_methods();
 bool method_needs_loss(Method m);
+// Throws std::invalid_argument unless every tensor uses a scheme the method
+// produces (raw_fp16 -> f16 only, int4_calibrated -> int4_delta, mixed ->
+// int4_delta / int8_delta / f16, ...): a file that names one method and holds
+// another's records is refused rather than mislabelled.
+void check_method_schemes(Method m, const std::vector<EncodedGain>& tensors);
 
 // The loss of an adapter candidate: one view per tensor, in norm order. The
 // model plugs in here: the caller evaluates the *training* text with these

@@ -322,6 +322,20 @@ io::Limits adapter_limits(const ModelConfig& cfg) {
   return l;
 }
 
+namespace {
+
+std::string adapter_config_json(const ModelConfig& cfg, const char* scheme) {
+  return std::string("{\"format\":\"") + kAdapterFormat + "\",\"n_norms\":" + std::to_string(cfg.n_norms()) +
+         ",\"d_model\":" + std::to_string(cfg.d_model) + ",\"scheme\":\"" + scheme + "\"}";
+}
+
+void add_adapter_tail(io::Writer& w, const io::Fingerprint& base, const std::string& meta) {
+  io::add_base_fingerprint(w, base);
+  if (!meta.empty()) w.add_json("meta", meta);
+}
+
+}  // namespace
+
 io::Writer adapter_writer(const ModelConfig& cfg, const float* gains, int64_t n, const io::Fingerprint& base,
                           const std::string& meta) {
   if (!gains || n != cfg.n_gains())
@@ -330,12 +344,29 @@ io::Writer adapter_writer(const ModelConfig& cfg, const float* gains, int64_t n,
   for (int64_t i = 0; i < n; ++i)
     if (!std::isfinite(gains[i])) throw std::invalid_argument("adapter: gain " + std::to_string(i) + " is not finite");
   io::Writer w(io::FileKind::Adapter, adapter_limits(cfg));
-  w.add_json("config", std::string("{\"format\":\"") + kAdapterFormat + "\",\"n_norms\":" +
-                           std::to_string(cfg.n_norms()) + ",\"d_model\":" + std::to_string(cfg.d_model) +
-                           ",\"scheme\":\"f32\"}");
+  w.add_json("config", adapter_config_json(cfg, "f32"));
   w.add_f32("gains", gains, size_t(n));
-  io::add_base_fingerprint(w, base);
-  if (!meta.empty()) w.add_json("meta", meta);
+  add_adapter_tail(w, base, meta);
+  return w;
+}
+
+io::Writer encoded_adapter_writer(const ModelConfig& cfg, codec::Method m,
+                                  const std::vector<codec::EncodedGain>& tensors,
+                                  const io::Fingerprint& base, const std::string& meta) {
+  if (int64_t(tensors.size()) != cfg.n_norms())
+    throw std::invalid_argument("encoded adapter: expected n_norms = " + std::to_string(cfg.n_norms()) +
+                                " encodings, got " + std::to_string(tensors.size()));
+  for (size_t t = 0; t < tensors.size(); ++t)
+    if (tensors[t].d != cfg.d_model)
+      throw std::invalid_argument("encoded adapter: encoding " + std::to_string(t) + " holds " +
+                                  std::to_string(tensors[t].d) + " gains, expected d_model = " +
+                                  std::to_string(cfg.d_model));
+  codec::check_method_schemes(m, tensors);
+  const std::vector<uint8_t> blob = codec::serialize_adapter(tensors);  // validates every record
+  io::Writer w(io::FileKind::Adapter, adapter_limits(cfg));
+  w.add_json("config", adapter_config_json(cfg, codec::method_name(m)));
+  w.add_u8("encoded", blob.data(), blob.size());
+  add_adapter_tail(w, base, meta);
   return w;
 }
 
@@ -348,16 +379,31 @@ LoadedAdapter load_adapter(const io::Container& file, const ModelConfig& cfg, co
   check_format(m, kAdapterFormat, what);
   check_keys(m, {"format", "n_norms", "d_model", "scheme"}, what);
   auto sc = m.find("scheme");
-  if (sc == m.end() || !sc->second.is_string || sc->second.text != "f32")
-    throw FormatError(std::string(what) + ": \"scheme\" must be \"f32\"");
+  if (sc == m.end() || !sc->second.is_string)
+    throw FormatError(std::string(what) + ": \"scheme\" must be a string (\"f32\" or a codec method name)");
   if (int_field(m, "n_norms", what) != cfg.n_norms() || int_field(m, "d_model", what) != cfg.d_model)
     throw FormatError("adapter file: its shape (n_norms x d_model) does not match the base model's " +
                       std::to_string(cfg.n_norms()) + " x " + std::to_string(cfg.d_model));
-  const io::Span<float> g = file.get_f32("gains", cfg.n_gains());
-  for (size_t i = 0; i < g.size; ++i)
-    if (!std::isfinite(g[i])) throw FormatError("adapter file: gain " + std::to_string(i) + " is not finite");
   LoadedAdapter out;
-  out.gains.assign(g.begin(), g.end());
+  out.scheme = sc->second.text;
+  if (out.scheme == "f32") {
+    const io::Span<float> g = file.get_f32("gains", cfg.n_gains());
+    out.gains.assign(g.begin(), g.end());
+  } else {
+    try {
+      const codec::Method method = codec::method_from_name(out.scheme);
+      const io::Span<uint8_t> blob = file.get_u8("encoded");
+      out.encoded = codec::parse_adapter(blob.begin(), blob.size, cfg.n_norms(), cfg.d_model);
+      codec::check_method_schemes(method, out.encoded);
+    } catch (const std::invalid_argument& e) {
+      throw FormatError(std::string("adapter file (scheme ") + out.scheme + "): " + e.what());
+    }
+    out.gains.resize(size_t(cfg.n_gains()));
+    for (size_t t = 0; t < out.encoded.size(); ++t)
+      norm::decode_gain(out.encoded[t].view(), out.gains.data() + t * size_t(cfg.d_model));
+  }
+  for (size_t i = 0; i < out.gains.size(); ++i)
+    if (!std::isfinite(out.gains[i])) throw FormatError("adapter file: gain " + std::to_string(i) + " is not finite");
   if (const io::Section* s = file.find("meta")) {
     if (s->type != io::DType::Json) throw FormatError("adapter file: section 'meta' must be json");
     out.meta = std::string(file.get_json("meta"));

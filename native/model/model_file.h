@@ -24,8 +24,12 @@
 // state share it, and any change to what inference computes changes it.
 //
 // Adapter file (FileKind::Adapter):
-//   config              json  {"format":"ternorm.adapter","n_norms":..,"d_model":..,"scheme":"f32"}
-//   gains               f32   n_norms x d_model, norm order of Model::norm_offset
+//   config              json  {"format":"ternorm.adapter","n_norms":..,"d_model":..,"scheme":S}
+//   gains               f32   S = "f32" (a trained adapter): n_norms x d_model, norm order of
+//                             Model::norm_offset
+//   encoded             u8    any other S, a codec method name (codec::method_name): the
+//                             adapter blob of n_norms records of d_model gains
+//                             (codec::serialize_adapter; native/codec/README.md)
 //   base.fingerprint    u8    32 bytes (io::add_base_fingerprint)
 //   meta                json  optional, not interpreted
 #pragma once
@@ -36,6 +40,7 @@
 #include <vector>
 
 #include "../cpu/isa.h"
+#include "../codec/codec.h"
 #include "../io/container.h"
 #include "model.h"
 
@@ -86,12 +91,21 @@ io::Fingerprint model_fingerprint(const Model& model, const std::vector<uint8_t>
 io::Writer adapter_writer(const ModelConfig& cfg, const float* gains, int64_t n,
                           const io::Fingerprint& base, const std::string& meta);
 
+// Encoded adapter file: `tensors` (n_norms encodings of d_model gains, in
+// norm order, each a scheme that method m produces) in the `encoded` section.
+io::Writer encoded_adapter_writer(const ModelConfig& cfg, codec::Method m,
+                                  const std::vector<codec::EncodedGain>& tensors,
+                                  const io::Fingerprint& base, const std::string& meta);
+
 struct LoadedAdapter {
-  std::vector<float> gains;
+  std::vector<float> gains;  // the gains (decoded, for an encoded file)
   std::string meta;
+  std::string scheme;        // "f32" or the codec method name
+  std::vector<codec::EncodedGain> encoded;  // the encodings (empty for "f32")
 };
 // Checks the kind, the base fingerprint (refusing an adapter of another base),
-// the shape against cfg and that every gain is finite.
+// the shape against cfg, the encoded records (codec::parse_adapter, and that
+// they are the named method's schemes) and that every gain is finite.
 LoadedAdapter load_adapter(const io::Container& file, const ModelConfig& cfg, const io::Fingerprint& base);
 
 // Limits for reading an adapter of a model with this config: the exact

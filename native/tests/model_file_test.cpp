@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "codec/codec.h"
 #include "harness.h"
 #include "io/container.h"
 #include "model/model.h"
@@ -152,6 +153,91 @@ TEST(model_file_adapter_and_base_fingerprint) {
   const std::vector<uint8_t> mbytes = model::model_writer(base, kTokenizer, "", nullptr).finish();
   CHECK(format_error([&] { io::Container::copy(mbytes.data(), mbytes.size(), opts); }));
   CHECK(format_error([&] { model::load_model(file); }));
+}
+
+// Encoded adapter files: every method round trips (records bit for bit, gains
+// = the decoded ones), a file that names one method but holds another's
+// records is refused, and so is every truncation, bit flip and a blob that
+// does not fit the base's shape.
+TEST(model_file_encoded_adapter) {
+  const ModelConfig c = file_config();
+  Model base(c, 1), other(c, 2);
+  const io::Fingerprint fb = model::model_fingerprint(base, kTokenizer);
+  const io::Fingerprint fo = model::model_fingerprint(other, kTokenizer);
+  std::vector<float> gains(size_t(c.n_gains()));
+  Rng r(5);
+  for (float& g : gains) g = 1.0f + 0.05f * (r.uniform() - 0.5f);
+  const io::ParseOptions opts{model::adapter_limits(c), io::FileKind::Adapter};
+  // A loss for the searching methods: distance of the decoded gains from the trained ones.
+  const codec::AdapterLoss loss = [&](const std::vector<norm::GainView>& views) {
+    double e = 0;
+    std::vector<float> dec(size_t(c.d_model));
+    for (size_t t = 0; t < views.size(); ++t) {
+      norm::decode_gain(views[t], dec.data());
+      for (int64_t i = 0; i < c.d_model; ++i) e += std::abs(double(dec[size_t(i)]) - gains[t * size_t(c.d_model) + size_t(i)]);
+    }
+    return e;
+  };
+  codec::EncodeOptions eo;
+  eo.byte_budget = 1000;
+  for (const codec::Method m : codec::all_methods()) {
+    const codec::EncodedAdapter enc = codec::encode_adapter(m, gains.data(), c.n_norms(), c.d_model, eo, loss);
+    const std::vector<uint8_t> bytes = model::encoded_adapter_writer(c, m, enc.tensors, fb, "{}").finish();
+    const model::LoadedAdapter a = model::load_adapter(io::Container::copy(bytes.data(), bytes.size(), opts), c, fb);
+    CHECK(a.scheme == codec::method_name(m));
+    CHECK(codec::serialize_adapter(a.encoded) == codec::serialize_adapter(enc.tensors));
+    std::vector<float> dec(gains.size());
+    for (size_t t = 0; t < enc.tensors.size(); ++t) norm::decode_gain(enc.tensors[t].view(), dec.data() + t * size_t(c.d_model));
+    CHECK(a.gains == dec);
+    CHECK(a.meta == "{}");
+    CHECK(format_error([&] { model::load_adapter(io::Container::copy(bytes.data(), bytes.size(), opts), c, fo); }));
+  }
+  // The writer refuses records of another method, a wrong count or d.
+  const codec::EncodedAdapter i8 = codec::encode_adapter(codec::Method::Int8PerTensor, gains.data(), c.n_norms(), c.d_model);
+  CHECK_THROWS(model::encoded_adapter_writer(c, codec::Method::Int4Delta, i8.tensors, fb, ""));
+  std::vector<codec::EncodedGain> fewer(i8.tensors.begin(), i8.tensors.end() - 1);
+  CHECK_THROWS(model::encoded_adapter_writer(c, codec::Method::Int8PerTensor, fewer, fb, ""));
+  ModelConfig wider = c;
+  wider.d_model = 32;
+  CHECK_THROWS(model::encoded_adapter_writer(wider, codec::Method::Int8PerTensor, i8.tensors, fb, ""));
+
+  // A valid container whose config names another method than its records.
+  const std::vector<uint8_t> good = model::encoded_adapter_writer(c, codec::Method::Int8PerTensor, i8.tensors, fb, "").finish();
+  const io::Container gc = parse(good);
+  auto with_config = [&](const std::string& scheme) {
+    io::Writer w(io::FileKind::Adapter);
+    for (const io::Section& s : gc.sections()) {
+      if (s.name == "config") {
+        const std::string j = "{\"format\":\"ternorm.adapter\",\"n_norms\":" + std::to_string(c.n_norms()) +
+                              ",\"d_model\":" + std::to_string(c.d_model) + ",\"scheme\":\"" + scheme + "\"}";
+        w.add_json("config", j);
+      } else {
+        w.add(s.name, s.type, s.data, size_t(s.bytes));
+      }
+    }
+    return w.finish();
+  };
+  CHECK(!format_error([&] { model::load_adapter(parse(with_config("int8_per_tensor")), c, fb); }));
+  CHECK(format_error([&] { model::load_adapter(parse(with_config("int4_delta")), c, fb); }));
+  CHECK(format_error([&] { model::load_adapter(parse(with_config("mixed")), c, fb); }));
+  CHECK(format_error([&] { model::load_adapter(parse(with_config("int9")), c, fb); }));
+  CHECK(format_error([&] { model::load_adapter(parse(with_config("f32")), c, fb); }));  // no gains section
+  // The same records read as a wider base's adapter.
+  CHECK(format_error([&] { model::load_adapter(gc, wider, fb); }));
+
+  // Every truncation and a sample of bit flips: refused, never a crash.
+  int refused = 0, total = 0;
+  for (size_t n = 0; n < good.size(); ++n) {
+    ++total;
+    refused += format_error([&] { model::load_adapter(io::Container::copy(good.data(), n, opts), c, fb); });
+  }
+  for (int i = 0; i < 2000; ++i) {
+    std::vector<uint8_t> b = good;
+    b[size_t(r.below(int64_t(b.size())))] ^= uint8_t(1u << r.below(8));
+    ++total;
+    refused += format_error([&] { model::load_adapter(io::Container::copy(b.data(), b.size(), opts), c, fb); });
+  }
+  CHECK_MSG(refused == total, refused << " of " << total << " refused");
 }
 
 TEST(model_file_config_json) {

@@ -1,0 +1,69 @@
+// What the benchmarks share for their reports: number formats, the aligned
+// text table, git state and the atomic write of the results JSON.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export function fmtTime(s: number | undefined): string {
+  if (s === undefined) return '-';
+  if (s < 1e-3) return `${(s * 1e6).toPrecision(3)} us`;
+  if (s < 1) return `${(s * 1e3).toPrecision(3)} ms`;
+  return `${s.toPrecision(3)} s`;
+}
+
+export function fmtNum(v: number | undefined, digits = 3): string {
+  if (v === undefined || !Number.isFinite(v)) return '-';
+  if (Math.abs(v) >= 10 ** digits) return v.toFixed(0);
+  return v.toPrecision(digits);
+}
+
+export function fmtPct(v: number | undefined): string {
+  return v === undefined || !Number.isFinite(v) ? '-' : `${(v * 100).toFixed(0)}%`;
+}
+
+export function fmtRatio(v: number | undefined): string {
+  return v === undefined || !Number.isFinite(v) ? '-' : `${v.toPrecision(3)}x`;
+}
+
+export function fmtBytes(b: number): string {
+  if (b >= 1 << 30) return `${+(b / (1 << 30)).toFixed(1)} GiB`;
+  if (b >= 1 << 20) return `${+(b / (1 << 20)).toFixed(1)} MiB`;
+  if (b >= 1 << 10) return `${+(b / (1 << 10)).toFixed(1)} KiB`;
+  return `${b} B`;
+}
+
+// Aligned text table: numbers (and '-') right-aligned, text left-aligned.
+export function table(headers: string[], rows: string[][], indent = '  '): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const numeric = headers.map((_, i) =>
+    rows.every((r) => /^[-+]?[\d.]+(e[-+]?\d+)?( ?(us|ms|s|x|%))?$|^-$|^(SKIPPED|ERROR)$/.test(r[i] ?? '-')),
+  );
+  const line = (cells: string[], head: boolean) =>
+    indent +
+    cells
+      .map((c, i) => {
+        const w = widths[i] ?? 0;
+        return !head && numeric[i] ? c.padStart(w) : c.padEnd(w);
+      })
+      .join('  ')
+      .trimEnd();
+  return [line(headers, true), indent + widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map((r) => line(r, false))].join('\n');
+}
+
+/** git's trimmed output in `cwd`, or undefined when git fails (not a checkout, no git). */
+export function gitOutput(cwd: string, args: string[]): string | undefined {
+  const r = spawnSync('git', args, { cwd, encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+}
+
+export function writeAtomic(path: string, text: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    writeFileSync(tmp, text);
+    renameSync(tmp, path);
+  } catch (e) {
+    if (existsSync(tmp)) unlinkSync(tmp);
+    throw e;
+  }
+}

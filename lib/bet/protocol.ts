@@ -1,0 +1,407 @@
+// The bet's protocol, end to end (`ternorm bet`): for each user, split the text into adapter
+// training / validation / test, train the adapter (or load one), encode it with every codec
+// method, score the validation and test tokens under every condition (no adapter, each encoding
+// decoded inside the norm kernel), and hand the per-token NLLs to the results writer, which
+// computes every statistic, verdict and the policy. The criteria are registered in the results
+// file before any evaluation; each user is written as soon as it is done, so an error in a later
+// user (bad text, an adapter of another base) loses nothing already measured.
+//
+// What keeps the science honest:
+//  - the test tokens are never seen in training, calibration or the policy choice: adapters
+//    train on the train part (early stopping on its own tail), int4_calibrated and mixed score
+//    candidates on train tokens, the policy is chosen on the validation part;
+//  - every condition scores exactly the same tokens of a split, so ratios are paired;
+//  - conditions whose decoded gains are bit-identical (e.g. a lossless k-means codebook and the
+//    raw adapter) share one evaluation, which gives the same NLLs the kernel would compute again.
+
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
+
+import { encodeAdapter, type EncodeOptions } from '../adapter/codec.js';
+import {
+  getFixtures,
+  MIN_TEST_TOKENS,
+  planUserSplit,
+  sha256Hex,
+  USER_NAMES,
+  DEFAULT_USER_SPLIT,
+  type ByteRange,
+  type UserName,
+} from '../data/fixtures.js';
+import { Adapter, Encoding, evaluate, Model } from '../model/model.js';
+import { resolveAdapterRun, trainAdapter, type AdapterRunOptions, type TrainAdapterResult } from '../model/train-adapter.js';
+import { loadCriteria, type LoadedCriteria } from './criteria.js';
+import { readResults, ResultsWriter, type AdapterCompressResults, type ResultsHeader, type EncodingInfo, type SplitName, type TextId, type UserEvaluation } from './results.js';
+import type { NllArray } from './stats.js';
+
+/** The schemes the bet compares, in report order: the raw references, the bet, then the six families. */
+export const BET_METHODS = [
+  'raw_fp32',
+  'raw_fp16',
+  'int8_per_tensor',
+  'int8_group',
+  'int8_asym',
+  'int8_delta',
+  'int4_delta',
+  'kmeans16',
+  'kmeans256',
+  'int4_calibrated',
+  'mixed',
+] as const;
+
+export const DEFAULT_MODEL_PATH = 'models/base.tnm';
+/** Tokens of the user's training text that int4_calibrated and mixed score candidates on. */
+export const DEFAULT_CALIBRATION_TOKENS = 1024;
+
+export interface BetUser {
+  name: string;
+  /** A default user's fixture texts, or a text file split by the same recipe. */
+  source: { kind: 'fixture'; user: UserName } | { kind: 'file'; path: string };
+  /** A trained (f32) adapter file to use instead of training one. */
+  adapterPath?: string;
+}
+
+export interface BetOptions {
+  modelPath: string;
+  users: BetUser[];
+  /** Results JSON (written atomically after each user). */
+  out: string;
+  criteriaPath?: string;
+  seed: number;
+  /** Adapters trained per user (seeds seed, seed + 1, ...); > 1 reports the seed spread. */
+  seeds: number;
+  threads?: number;
+  /**
+   * An existing results file: a complete run is replaced (the same command reproduces it); an
+   * incomplete one is continued with `resume` (its users are kept and skipped) or replaced with
+   * `overwrite`, and is an error otherwise, so no measured user is lost by accident.
+   */
+  resume?: boolean;
+  overwrite?: boolean;
+  adapterRun?: Partial<Omit<AdapterRunOptions, 'seed'>>;
+  encode?: Pick<EncodeOptions, 'groupSize' | 'kmeansMaxIters' | 'clipGrid' | 'calibrationPasses'> & {
+    calibrationTokens?: number;
+    /** mixed: byte budget; default the bet's (int8_per_tensor) size of the same adapter. */
+    mixedBudget?: number;
+  };
+  bootstrap?: { resamples?: number; confidence?: number; blockLength?: number | 'auto' };
+}
+
+export type BetStage = 'train' | 'encode' | 'evaluate' | 'seeds';
+
+export interface BetHooks {
+  /** A stage of a user starts; `total` units of work follow. */
+  onStage?(user: string, stage: BetStage, total: number): void;
+  /** Progress within the current stage. */
+  onProgress?(done: number, total: number, detail: string): void;
+  onUserDone?(user: string, seconds: number): void;
+  onLog?(line: string): void;
+}
+
+interface UserTexts {
+  train: Uint8Array;
+  validation: Uint8Array;
+  test: Uint8Array;
+  ids: Record<SplitName, TextId>;
+}
+
+function sha256File(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+function concatRanges(text: Uint8Array, ranges: readonly ByteRange[]): Uint8Array {
+  const out = new Uint8Array(ranges.reduce((n, [s, e]) => n + (e - s), 0));
+  let at = 0;
+  for (const [s, e] of ranges) {
+    out.set(text.subarray(s, e), at);
+    at += e - s;
+  }
+  return out;
+}
+
+/** Reads a user's three parts (fixtures, or a file split by the fixture recipe). */
+export function userTexts(u: BetUser): UserTexts {
+  if (u.source.kind === 'fixture') {
+    const fx = getFixtures();
+    const rec = fx.manifest.texts[u.source.user];
+    const id = (part: SplitName): TextId => {
+      const p = rec.parts[part]!;
+      return { fixture: `${rec.file} (${rec.sources.join(', ')})`, part, ranges: p.ranges, bytes: p.bytes, sha256: p.sha256 };
+    };
+    return {
+      train: fx.read(u.source.user, 'train'),
+      validation: fx.read(u.source.user, 'validation'),
+      test: fx.read(u.source.user, 'test'),
+      ids: { validation: id('validation'), test: id('test') },
+    };
+  }
+  const path = u.source.path;
+  let text: Uint8Array;
+  try {
+    text = readFileSync(path);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`user "${u.name}": cannot read ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+  }
+  if (text.length === 0) throw new Error(`user "${u.name}": ${path} is empty`);
+  // The default recipe when the text is long enough; a shorter text keeps the same proportions
+  // (train 12/14, validation and test 1/14 each), and the token checks below decide if it suffices.
+  const d = DEFAULT_USER_SPLIT;
+  const total = d.trainBytes + d.validationBytes + d.testBytes;
+  const scale = Math.min(1, (text.length * 0.9) / total);
+  let plan;
+  try {
+    plan = planUserSplit(
+      text,
+      { trainBytes: Math.floor(d.trainBytes * scale), validationBytes: Math.floor(d.validationBytes * scale), testBytes: Math.floor(d.testBytes * scale) },
+      u.name,
+    );
+  } catch (err) {
+    throw new Error(`user "${u.name}": ${(err as Error).message.replace(/^fixtures: /, '')}`);
+  }
+  const part = (p: 'train' | SplitName) => concatRanges(text, plan[p]!);
+  const validation = part('validation');
+  const test = part('test');
+  const id = (p: SplitName, bytes: Uint8Array): TextId => ({ fixture: `file:${resolve(path)}`, part: p, ranges: plan[p]!, bytes: bytes.length, sha256: sha256Hex(bytes) });
+  return { train: part('train'), validation, test, ids: { validation: id('validation', validation), test: id('test', test) } };
+}
+
+/** Quantisation parameters of an encoding, named per tensor: "t<i>.<scheme>.<param>". */
+export function encodingParams(e: Encoding, extra: Record<string, number[]> = {}): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  e.tensors.forEach((t, i) => {
+    const p = Array.from(t.params);
+    const key = (name: string) => `t${i}.${t.scheme}.${name}`;
+    switch (t.scheme) {
+      case 'int8_per_tensor':
+      case 'int8_delta':
+      case 'int4_delta':
+        out[key('scale')] = p;
+        break;
+      case 'int8_asym':
+        out[key('scale')] = [p[0]!];
+        out[key('zeroPoint')] = [p[1]!];
+        break;
+      case 'int8_group':
+        out[key('blockSize')] = [p[0]!];
+        out[key('scale')] = p.slice(1);
+        break;
+      case 'kmeans16':
+      case 'kmeans256':
+        out[key('centroids')] = p;
+        break;
+      default:
+        if (p.length > 0) out[key('params')] = p;
+    }
+  });
+  return { ...out, ...extra };
+}
+
+function gainsKey(g: Float32Array): string {
+  return createHash('sha256').update(new Uint8Array(g.buffer, g.byteOffset, g.byteLength)).digest('hex');
+}
+
+function checkUsers(users: readonly BetUser[]): void {
+  if (users.length === 0) throw new Error('no users: give --user name=path (repeatable) or none for the default users');
+  const seen = new Set<string>();
+  for (const u of users) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(u.name)) {
+      throw new Error(`user name "${u.name}" must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter or digit)`);
+    }
+    if (seen.has(u.name)) throw new Error(`user "${u.name}" is given twice; user names must be unique`);
+    seen.add(u.name);
+  }
+}
+
+/** The default users: the three fixture users. */
+export function defaultUsers(): BetUser[] {
+  return USER_NAMES.map((u) => ({ name: u, source: { kind: 'fixture', user: u } }));
+}
+
+/**
+ * Runs the bet. Returns the complete results; on an error the results file records it (status
+ * "failed", every user done kept) and the error is rethrown.
+ */
+export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<AdapterCompressResults> {
+  checkUsers(o.users);
+  if (!Number.isSafeInteger(o.seeds) || o.seeds < 1 || o.seeds > 100) throw new RangeError(`seeds must be an integer in 1..100, got ${String(o.seeds)}`);
+  if (!Number.isSafeInteger(o.seed) || o.seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${String(o.seed)}`);
+  const calibrationTokens = o.encode?.calibrationTokens ?? DEFAULT_CALIBRATION_TOKENS;
+  if (!Number.isSafeInteger(calibrationTokens) || calibrationTokens < 2) throw new RangeError(`calibration tokens must be an integer >= 2, got ${calibrationTokens}`);
+  const criteria: LoadedCriteria = loadCriteria(o.criteriaPath);
+  const model = Model.load(o.modelPath);
+  if (model.tokenizer === null) throw new Error(`${o.modelPath} has no tokenizer`);
+  const tokenizer = model.tokenizer;
+  // Every named adapter file must belong to this base: refuse before any work is done.
+  const given = new Map<string, Adapter>();
+  for (const u of o.users) {
+    if (u.adapterPath === undefined) continue;
+    let a: Adapter;
+    try {
+      a = Adapter.load(model, u.adapterPath);
+    } catch (err) {
+      throw new Error(`user "${u.name}": adapter ${u.adapterPath}: ${(err as Error).message}`);
+    }
+    if (a.encoding !== null) {
+      throw new Error(`user "${u.name}": adapter ${u.adapterPath} is already encoded (${a.scheme}); the bet needs the trained f32 adapter as its reference`);
+    }
+    given.set(u.name, a);
+  }
+  const { noAdapter } = criteria.criteria.conditions;
+  const conditions = [noAdapter, ...BET_METHODS];
+  const header: ResultsHeader = {
+      seed: o.seed,
+      seeds: o.seeds,
+      baseModel: { name: basename(o.modelPath), sha256: sha256File(o.modelPath), config: { ...model.config, fingerprint: model.fingerprint ?? '' } },
+      criteria,
+      conditions,
+      bootstrap: o.bootstrap,
+      minTokens: MIN_TEST_TOKENS,
+  };
+  let writer: ResultsWriter;
+  if (o.resume === true) {
+    writer = ResultsWriter.resume(o.out, header);
+  } else {
+    let overwrite = o.overwrite === true;
+    if (!overwrite && existsSync(o.out)) {
+      try {
+        overwrite = readResults(o.out).status === 'complete';
+      } catch {
+        // an unreadable file is not replaced: start() says so
+      }
+    }
+    writer = ResultsWriter.start(o.out, header, { overwrite });
+  }
+  const alreadyDone = new Set(writer.doneUsers);
+  const threads = o.threads;
+  try {
+    for (const u of o.users) {
+      if (alreadyDone.has(u.name)) {
+        hooks.onLog?.(`${u.name}: already in ${o.out} (resumed run), skipped`);
+        continue;
+      }
+      const t0 = performance.now();
+      let ev: UserEvaluation;
+      try {
+        ev = await measureUser(u);
+      } catch (err) {
+        const msg = (err as Error).message ?? String(err);
+        throw new Error(msg.startsWith(`user "${u.name}"`) ? msg : `user "${u.name}": ${msg}`);
+      }
+      writer.addUser(ev);
+      hooks.onUserDone?.(u.name, (performance.now() - t0) / 1000);
+    }
+    return writer.complete();
+  } catch (err) {
+    writer.fail(err);
+    throw err;
+  }
+
+  async function measureUser(u: BetUser): Promise<UserEvaluation> {
+    const texts = userTexts(u);
+    const trainTokens = tokenizer.encode(texts.train);
+    const splitTokens = { validation: tokenizer.encode(texts.validation), test: tokenizer.encode(texts.test) };
+    for (const s of ['validation', 'test'] as const) {
+      // evaluate scores n - 1 tokens of a split
+      if (splitTokens[s].length - 1 < MIN_TEST_TOKENS) {
+        throw new Error(
+          `user "${u.name}": the ${s} part encodes to ${splitTokens[s].length} tokens; the bet scores at least ${MIN_TEST_TOKENS} held-out tokens per split (give a longer text)`,
+        );
+      }
+    }
+    const adapter = given.get(u.name) ?? (await train(u.name, texts.train, o.seed)).adapter;
+    const calibration = { tokens: trainTokens.subarray(0, Math.min(trainTokens.length, calibrationTokens)) };
+    hooks.onStage?.(u.name, 'encode', BET_METHODS.length);
+    const encodings = await encodeAll(adapter, calibration, (i, m) => hooks.onProgress?.(i, BET_METHODS.length, m));
+    hooks.onStage?.(u.name, 'evaluate', 2 * conditions.length);
+    const nll: Record<SplitName, Record<string, NllArray>> = { validation: {}, test: {} };
+    let done = 0;
+    const cache = new Map<string, Record<SplitName, NllArray>>();
+    for (const c of conditions) {
+      const enc = c === noAdapter ? null : encodings.get(c)!.encoding;
+      const key = enc === null ? 'none' : gainsKey(enc.gains);
+      let r = cache.get(key);
+      if (r === undefined) {
+        r = {
+          validation: (await evaluate(model, enc, splitTokens.validation, { threads })).nll,
+          test: (await evaluate(model, enc, splitTokens.test, { threads })).nll,
+        };
+        cache.set(key, r);
+      }
+      nll.validation[c] = r.validation;
+      nll.test[c] = r.test;
+      done += 2;
+      hooks.onProgress?.(done, 2 * conditions.length, c);
+    }
+    const ev: UserEvaluation = {
+      user: u.name,
+      texts: texts.ids,
+      encodings: Object.fromEntries([...encodings].map(([m, e]) => [m, e.info])),
+      validation: { bytes: texts.ids.validation.bytes, nll: nll.validation },
+      test: { bytes: texts.ids.test.bytes, nll: nll.test },
+    };
+    if (o.seeds > 1) {
+      if (given.has(u.name)) throw new Error(`user "${u.name}": --seeds retrains adapters, which cannot be combined with a given --adapter`);
+      const { reference, bet } = criteria.criteria.conditions;
+      const seedRuns: { seed: number; nll: Record<string, NllArray> }[] = [{ seed: o.seed, nll: { [reference]: nll.test[reference]!, [bet]: nll.test[bet]! } }];
+      hooks.onStage?.(u.name, 'seeds', o.seeds - 1);
+      for (let k = 1; k < o.seeds; k++) {
+        const a = (await train(u.name, texts.train, o.seed + k, true)).adapter;
+        const score = async (method: string) =>
+          (await evaluate(model, (await encodeAdapter(model, a, method, { ...o.encode, threads })).encoding, splitTokens.test, { threads })).nll;
+        seedRuns.push({ seed: o.seed + k, nll: { [reference]: await score(reference), [bet]: await score(bet) } });
+        hooks.onProgress?.(k, o.seeds - 1, `seed ${o.seed + k}`);
+      }
+      ev.seedRuns = seedRuns;
+    }
+    return ev;
+  }
+
+  async function train(user: string, text: Uint8Array, seed: number, quiet = false): Promise<TrainAdapterResult> {
+    if (!quiet) hooks.onStage?.(user, 'train', resolveAdapterRun(model, o.adapterRun).maxSteps);
+    const r = await trainAdapter(
+      model,
+      text,
+      { ...o.adapterRun, seed },
+      {
+        onStep: (step, max, loss) => {
+          if (!quiet) hooks.onProgress?.(step, max, `loss ${loss.toFixed(4)}`);
+        },
+      },
+      threads,
+    );
+    hooks.onLog?.(
+      `${user}: adapter seed ${seed}: validation loss ${r.baselineLoss.toFixed(4)} (base) -> ${r.bestLoss.toFixed(4)} at step ${r.bestStep} ` +
+        `(${r.stepsDone} steps${r.stoppedEarly ? ', stopped early' : ''}, ${r.seconds.toFixed(1)} s)`,
+    );
+    return r;
+  }
+
+  async function encodeAll(
+    adapter: Adapter,
+    calibration: { tokens: Int32Array },
+    progress: (done: number, method: string) => void,
+  ): Promise<Map<string, { encoding: Encoding; info: EncodingInfo }>> {
+    const out = new Map<string, { encoding: Encoding; info: EncodingInfo }>();
+    const common: EncodeOptions = { ...o.encode, threads, calibration };
+    let i = 0;
+    for (const m of BET_METHODS) {
+      const budget = m === 'mixed' ? (o.encode?.mixedBudget ?? out.get('int8_per_tensor')!.info.bytes) : undefined;
+      const r = await encodeAdapter(model, adapter, m, { ...common, byteBudget: budget });
+      const extra: Record<string, number[]> = {};
+      if (r.calibration !== null) {
+        extra['calibration.clip'] = r.calibration.clip;
+        extra['calibration.trainLoss'] = [r.calibration.loss];
+      }
+      if (r.mixed !== null) {
+        extra['mixed.budget'] = [r.mixed.budget];
+        extra['mixed.choice'] = r.mixed.choice;
+        extra['mixed.trainLoss'] = [r.mixed.loss];
+      }
+      out.set(m, { encoding: r.encoding, info: { bytes: r.encoding.bytes, params: encodingParams(r.encoding, extra) } });
+      progress(++i, m);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,228 @@
+// The bet's commands: `ternorm bet` (the main job), `ternorm fleet` (fleet totals from a results
+// file) and `ternorm quantize` (writes one encoded adapter file).
+
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+import { checkMethod, codecMethods, encodeAdapter } from '../adapter/codec.js';
+import { fleetTotals, formatBytes, formatFleet } from '../bet/fleet.js';
+import { writePlot } from '../bet/plot.js';
+import { DEFAULT_MODEL_PATH, defaultUsers, runBet, type BetOptions, type BetStage, type BetUser } from '../bet/protocol.js';
+import { writeReport } from '../bet/report.js';
+import { DEFAULT_RESULTS_PATH, readResults, type AdapterCompressResults } from '../bet/results.js';
+import { Adapter, Model } from '../model/model.js';
+import { defined, ensureDir, intFlag, parse, parseWithPositionals, readText, required, S, SHOW_HELP, UsageError, type Io } from './args.js';
+import { formatDuration, ProgressBar } from './progress.js';
+
+export const BET_USAGE = `  bet             the adapter-compression bet (the main job): per user, train the norm-only adapter,
+                  encode it with every scheme, score held-out text, verdicts, per-user policy
+    [--model ${DEFAULT_MODEL_PATH}] [--user name=text.txt ...] [--adapter name=user.adapter ...]
+    [--seeds 1] [--seed 0] [--criteria FILE] [--out ${DEFAULT_RESULTS_PATH}] [--report OUT.md] [--plot OUT.svg]
+    [--fleet-users 215000] [--resume | --overwrite] [--threads N] [--max-steps N] [--calibration-tokens 1024]
+    [--group-size 32] [--mixed-budget BYTES] [--resamples 2000] [--json]
+  fleet           bytes per user and fleet totals per scheme and for the per-user policy's mix
+    [--results ${DEFAULT_RESULTS_PATH}] [--users 215000] [--json]
+  quantize        encode a trained adapter with one scheme into an encoded adapter file
+    --scheme S [--model ${DEFAULT_MODEL_PATH}] [--text user-train.txt (int4_calibrated, mixed)]
+    [--budget BYTES (mixed)] [--group-size 32] [--calibration-tokens 1024] IN.adapter OUT.adapter
+`;
+
+const DEFAULT_FLEET_USERS = 215000;
+
+function pairs(flag: string, raw: unknown): Map<string, string> {
+  const out = new Map<string, string>();
+  const list = raw === undefined ? [] : (raw as string[]);
+  for (const item of list) {
+    const eq = item.indexOf('=');
+    if (eq <= 0 || eq === item.length - 1) throw new UsageError(`--${flag} expects name=path, got '${item}'`);
+    const name = item.slice(0, eq);
+    if (out.has(name)) throw new UsageError(`--${flag} names "${name}" twice`);
+    out.set(name, item.slice(eq + 1));
+  }
+  return out;
+}
+
+function withSuffix(path: string, ext: string): string {
+  return path.endsWith('.json') ? `${path.slice(0, -'.json'.length)}${ext}` : `${path}${ext}`;
+}
+
+const STAGE_LABEL: Record<BetStage, string> = { train: 'train adapter', encode: 'encode', evaluate: 'evaluate', seeds: 'extra seeds' };
+
+export async function cmdBet(argv: string[], io: Io): Promise<number> {
+  const multi = { type: 'string', multiple: true } as const;
+  const v = parse(argv, {
+    model: S,
+    user: multi,
+    adapter: multi,
+    seeds: S,
+    seed: S,
+    criteria: S,
+    out: S,
+    report: S,
+    plot: S,
+    'fleet-users': S,
+    resume: { type: 'boolean' },
+    overwrite: { type: 'boolean' },
+    threads: S,
+    'max-steps': S,
+    'calibration-tokens': S,
+    'group-size': S,
+    'mixed-budget': S,
+    resamples: S,
+    json: { type: 'boolean' },
+  });
+  if (v.help) return SHOW_HELP;
+  if (v.resume === true && v.overwrite === true) throw new UsageError('--resume and --overwrite exclude each other');
+  const userFiles = pairs('user', v.user);
+  const adapters = pairs('adapter', v.adapter);
+  const users: BetUser[] =
+    userFiles.size === 0 ? defaultUsers() : [...userFiles].map(([name, path]) => ({ name, source: { kind: 'file', path: resolve(path) } }));
+  for (const [name, path] of adapters) {
+    const u = users.find((x) => x.name === name);
+    if (u === undefined) throw new UsageError(`--adapter ${name}=...: no user "${name}" (users: ${users.map((x) => x.name).join(', ')})`);
+    u.adapterPath = resolve(path);
+  }
+  const out = (v.out as string | undefined) ?? DEFAULT_RESULTS_PATH;
+  const modelPath = (v.model as string | undefined) ?? DEFAULT_MODEL_PATH;
+  if (!existsSync(modelPath)) {
+    throw new Error(
+      modelPath === DEFAULT_MODEL_PATH
+        ? `the shipped base model ${modelPath} is missing (run from the package root, or rebuild it with the command in models/README.md)`
+        : `--model ${modelPath}: no such file`,
+    );
+  }
+  const fleetUsers = intFlag(v, 'fleet-users', 1) ?? DEFAULT_FLEET_USERS;
+  const maxSteps = intFlag(v, 'max-steps', 1);
+  const resamples = intFlag(v, 'resamples', 2);
+  const opts: BetOptions = {
+    modelPath,
+    users,
+    out,
+    criteriaPath: v.criteria as string | undefined,
+    seed: intFlag(v, 'seed') ?? 0,
+    seeds: intFlag(v, 'seeds', 1, 100) ?? 1,
+    threads: intFlag(v, 'threads', 1),
+    resume: v.resume === true,
+    overwrite: v.overwrite === true,
+    adapterRun: defined({ maxSteps }),
+    encode: defined({
+      calibrationTokens: intFlag(v, 'calibration-tokens', 2),
+      groupSize: intFlag(v, 'group-size', 1),
+      mixedBudget: intFlag(v, 'mixed-budget', 1),
+    }),
+    bootstrap: defined({ resamples }),
+  };
+  const bar = new ProgressBar(io.stderr, 25);
+  let stage: { user: string; stage: BetStage } | null = null;
+  const t0 = performance.now();
+  const results = await runBet(opts, {
+    onStage: (user, s) => {
+      bar.done();
+      stage = { user, stage: s };
+    },
+    onProgress: (done, total, detail) => {
+      if (stage !== null) bar.stage(`${stage.user}: ${STAGE_LABEL[stage.stage]}`, done, total, detail);
+    },
+    onLog: (line) => bar.log(line),
+    onUserDone: (user, sec) => bar.log(`${user}: done in ${formatDuration(sec)}`),
+  });
+  bar.done();
+  const seconds = (performance.now() - t0) / 1000;
+  const report = (v.report as string | undefined) ?? withSuffix(out, '.md');
+  const plot = (v.plot as string | undefined) ?? withSuffix(out, '.svg');
+  writeReport(report, results, { fleetUsers });
+  writePlot(plot, results);
+  if (v.json) {
+    io.stdout.write(`${JSON.stringify({ results: out, report, plot, seconds, verdicts: results.verdicts, policy: results.policy })}\n`);
+  } else {
+    io.stdout.write(summary(results, fleetUsers));
+    io.stdout.write(`\nwrote ${out}, ${report}, ${plot} (${formatDuration(seconds)})\n`);
+  }
+  return 0;
+}
+
+/** The console summary: the bet's table, every scheme's verdict, the policy. All from the results. */
+function summary(r: AdapterCompressResults, fleetUsers: number): string {
+  const { noAdapter, reference, bet } = r.criteria.criteria.conditions;
+  const lines: string[] = [];
+  lines.push(`The bet (${bet}, test split; ppl = perplexity of the held-out tokens):`);
+  lines.push(`  ${'user'.padEnd(12)} ${'no adapter'.padStart(10)} ${'raw'.padStart(10)} ${bet.padStart(16)} ${'x raw'.padStart(8)} ${'x none'.padStart(8)}`);
+  for (const u of r.users) {
+    const c = u.test.conditions;
+    lines.push(
+      `  ${u.user.padEnd(12)} ${c[noAdapter]!.ppl.value.toFixed(3).padStart(10)} ${c[reference]!.ppl.value.toFixed(3).padStart(10)} ` +
+        `${c[bet]!.ppl.value.toFixed(3).padStart(16)} ${c[bet]!.ratioToReference!.value.toFixed(4).padStart(8)} ${c[bet]!.ratioToNoAdapter!.value.toFixed(4).padStart(8)}`,
+    );
+  }
+  lines.push('', 'Verdicts (test split):');
+  for (const vd of r.verdicts) {
+    const bytes = r.users.map((u) => u.encodings[vd.scheme]?.bytes ?? 0);
+    lines.push(`  ${vd.scheme.padEnd(16)} ${vd.verdict.padEnd(12)} ${formatBytes(Math.max(...bytes)).padStart(9)} per user`);
+  }
+  lines.push('', 'Per-user policy (chosen on validation, checked on test):');
+  for (const u of r.users) {
+    lines.push(
+      `  ${u.user.padEnd(12)} ${u.policy.choice.padEnd(16)} ${formatBytes(u.policy.bytes).padStart(9)}  test x raw ${u.policy.test.ratioToReference.value.toFixed(4)}, ` +
+        `x none ${u.policy.test.ratioToNoAdapter.value.toFixed(4)} (${u.policy.test.holds ? 'rule holds' : 'rule fails'} on test)`,
+    );
+  }
+  lines.push('', formatFleet(fleetTotals(r, fleetUsers)));
+  return `${lines.join('\n')}\n`;
+}
+
+export async function cmdFleet(argv: string[], io: Io): Promise<number> {
+  const v = parse(argv, { results: S, users: S, json: { type: 'boolean' } });
+  if (v.help) return SHOW_HELP;
+  const path = (v.results as string | undefined) ?? DEFAULT_RESULTS_PATH;
+  if (!existsSync(path)) throw new Error(`no results at ${path}: run \`ternorm bet\` first (or pass --results)`);
+  const r = readResults(path);
+  const s = fleetTotals(r, intFlag(v, 'users', 1) ?? DEFAULT_FLEET_USERS);
+  io.stdout.write(v.json ? `${JSON.stringify(s)}\n` : `${formatFleet(s)}\n`);
+  return 0;
+}
+
+export async function cmdQuantize(argv: string[], io: Io): Promise<number> {
+  const { values: v, positionals } = parseWithPositionals(argv, {
+    scheme: S,
+    model: S,
+    text: S,
+    budget: S,
+    'group-size': S,
+    'calibration-tokens': S,
+    threads: S,
+  });
+  if (v.help) return SHOW_HELP;
+  if (positionals.length !== 2) throw new UsageError(`quantize expects IN.adapter OUT.adapter, got ${positionals.length} path(s)`);
+  const [inPath, outPath] = positionals as [string, string];
+  const scheme = required(v, 'scheme');
+  try {
+    checkMethod(scheme);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const needsLoss = codecMethods().find((m) => m.name === scheme)!.needsLoss;
+  if (needsLoss && v.text === undefined) throw new UsageError(`--scheme ${scheme} chooses its encoding on the user's training text: --text is required`);
+  if (scheme === 'mixed' && v.budget === undefined) throw new UsageError('--scheme mixed needs --budget BYTES');
+  const model = Model.load((v.model as string | undefined) ?? DEFAULT_MODEL_PATH);
+  const adapter = Adapter.load(model, inPath);
+  if (adapter.encoding !== null) throw new Error(`${inPath} is already encoded (${adapter.scheme}); quantize a trained (f32) adapter`);
+  let calibration;
+  if (needsLoss) {
+    const tokens = model.tokenizer!.encode(readText(v.text as string, '--text'));
+    const n = intFlag(v, 'calibration-tokens', 2) ?? 1024;
+    if (tokens.length < 2) throw new Error(`--text ${String(v.text)} encodes to ${tokens.length} token(s); calibration needs at least 2`);
+    calibration = { tokens: tokens.subarray(0, Math.min(n, tokens.length)) };
+  }
+  const r = await encodeAdapter(model, adapter, scheme, {
+    calibration,
+    byteBudget: intFlag(v, 'budget', 1),
+    groupSize: intFlag(v, 'group-size', 1),
+    threads: intFlag(v, 'threads', 1),
+  });
+  ensureDir(outPath);
+  Adapter.fromEncoding(r.encoding, { format: 'ternorm.quantize', version: 1, source: resolve(inPath), scheme, calibration: r.calibration, mixed: r.mixed }).save(model, outPath);
+  const maxErr = r.encoding.gains.reduce((m, g, i) => Math.max(m, Math.abs(g - adapter.gains[i]!)), 0);
+  io.stdout.write(`wrote ${outPath}: ${scheme}, ${r.encoding.bytes} bytes encoded (raw f32 ${adapter.gains.length * 4} bytes), max |gain error| ${maxErr.toExponential(3)}\n`);
+  return 0;
+}
+
