@@ -21,6 +21,9 @@ export default defineConfig({
         test: {
           name: 'default',
           include: ['test/**/*.test.ts'],
+          // A hang guard, not a speed check: end-to-end cases train and evaluate real (tiny) models
+          // and must pass on a loaded shared machine too.
+          testTimeout: 120_000,
           exclude: [...configDefaults.exclude, ...KERNEL_SUITES],
         },
       },

@@ -21,8 +21,11 @@ struct GemmArgs {
 };
 
 // beta == 0 overwrites C (NaN in C is not propagated). C must not overlap A or B.
-// Threads split the rows of C (the columns when m <= 8 and B is transposed:
-// the GEMV shape, read in place without packing).
+// Threads split the rows of C (the columns when m <= kDirectMaxM and B is
+// transposed: the GEMV shape, read in place without packing). A row of C gets
+// the same bits whatever the other rows are, as long as the call stays on the
+// same side of kDirectMaxM (the two paths sum in different orders).
+constexpr int64_t kDirectMaxM = 8;
 void gemm_f32(const GemmArgs& args, const Exec& ex);
 
 }  // namespace ternorm::gemm

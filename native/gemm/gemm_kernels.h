@@ -51,8 +51,7 @@ void ukernel_neon(int64_t kc, const float* a, const float* b, float* c, int64_t 
 // k only, so the result never depends on how rows and columns are grouped.
 // (A row-major B stays on the packed path: reading it in place along
 // NR-wide column strips measured no faster, the strided rows defeat the
-// prefetchers.)
-constexpr int64_t kDirectMaxM = 8;
+// prefetchers.) kDirectMaxM is in gemm.h.
 using DotKernel = void (*)(int64_t k, const float* a, int64_t lda, int64_t m, const float* b,
                            int64_t ldb, int64_t n, float* c, int64_t ldc, float alpha,
                            float beta);

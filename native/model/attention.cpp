@@ -8,7 +8,7 @@
 #include "../cpu/thread_pool.h"
 #include "../gemm/gemm.h"
 #include "layers.h"
-#include "vec_math.h"
+#include "vec_math_kernels.h"
 
 namespace ternorm::model {
 
@@ -67,10 +67,11 @@ void mm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const fl
 }  // namespace
 
 void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t d, int64_t H, float* P,
-                       float* out, const Exec& ex) {
+                       float* out, const int64_t* query_from, const Exec& ex) {
   const int64_t hd = d / H, ld = 3 * d;
   const float scale = float(1.0 / std::sqrt(double(hd)));
   const Exec one{ex.isa, nullptr, 1};
+  const detail::VecKernels k = detail::vec_kernels(ex.isa);
   parallel_ranges(ex, B * H, 1, [&](int64_t u0, int64_t u1) {
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t b = u / H, h = u % H;
@@ -79,22 +80,23 @@ void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t d, int64_
       const float* V = Q + 2 * d;
       float* Pu = P + u * T * T;
       float* O = out + b * T * d + h * hd;
+      // The first row block with a wanted row: the blocks stay where they
+      // are, so every computed row gets the same operations as without skipping.
+      const int64_t from = query_from ? std::min(T, query_from[b]) / kBlock * kBlock : 0;
       // Scores of rows [i0, i1) against keys [0, i1).
-      for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
+      for (int64_t i0 = from; i0 < T; i0 += kBlock) {
         const int64_t i1 = std::min(T, i0 + kBlock);
         mm(false, true, i1 - i0, i1, hd, scale, Q + i0 * ld, ld, K, ld, Pu + i0 * T, T, one);
       }
       // Causal softmax; the masked part is set to 0 (backward and the block
       // products below read it).
-      for (int64_t i = 0; i < T; ++i) {
+      for (int64_t i = from; i < T; ++i) {
         float* p = Pu + i * T;
-        const float mx = max_of(p, i + 1);
-        exp_shifted(p, mx, p, i + 1);
-        const float inv = float(1.0 / sum_f64(p, i + 1));
-        for (int64_t j = 0; j <= i; ++j) p[j] *= inv;
+        const float mx = k.max(p, i + 1);
+        k.scale(p, float(1.0 / k.exp_sum(p, mx, p, i + 1)), i + 1);
         std::fill(p + i + 1, p + T, 0.0f);
       }
-      for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
+      for (int64_t i0 = from; i0 < T; i0 += kBlock) {
         const int64_t i1 = std::min(T, i0 + kBlock);
         mm(false, false, i1 - i0, hd, i1, 1.0f, Pu + i0 * T, T, V, ld, O + i0 * d, d, one);
       }

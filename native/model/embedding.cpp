@@ -5,7 +5,7 @@
 #include "../cpu/thread_pool.h"
 #include "../gemm/gemm.h"
 #include "layers.h"
-#include "vec_math.h"
+#include "vec_math_kernels.h"
 
 namespace ternorm::model {
 
@@ -64,16 +64,31 @@ void head_backward(const float* dlogits, const float* x, const float* table, int
 
 void cross_entropy_forward(float* logits, const int32_t* targets, int64_t n, int64_t V,
                            double* nll, const Exec& ex) {
+  const detail::VecKernels k = detail::vec_kernels(ex.isa);
   parallel_ranges(ex, n, 4, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       float* l = logits + t * V;
       const double lt = targets[t] >= 0 ? double(l[targets[t]]) : 0.0;  // before the overwrite
-      const float mx = max_of(l, V);
-      exp_shifted(l, mx, l, V);
-      const double sum = sum_f64(l, V);
+      const float mx = k.max(l, V);
+      const double sum = k.exp_sum(l, mx, l, V);
       nll[t] = targets[t] >= 0 ? double(mx) + std::log(sum) - lt : 0.0;
-      const float inv = float(1.0 / sum);
-      for (int64_t j = 0; j < V; ++j) l[j] *= inv;
+      k.scale(l, float(1.0 / sum), V);
+    }
+  });
+}
+
+void cross_entropy_nll(const float* logits, const int32_t* targets, int64_t n, int64_t V,
+                       double* nll, const Exec& ex) {
+  const detail::VecKernels k = detail::vec_kernels(ex.isa);
+  parallel_ranges(ex, n, 4, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* l = logits + t * V;
+      if (targets[t] < 0) {
+        nll[t] = 0.0;
+        continue;
+      }
+      const float mx = k.max(l, V);
+      nll[t] = double(mx) + std::log(k.exp_sum(l, mx, nullptr, V)) - double(l[targets[t]]);
     }
   });
 }

@@ -84,8 +84,12 @@ void rope_backward(float* dqkv, int64_t B, int64_t T, int64_t d, int64_t head_di
 //   P = softmax(q k^T / sqrt(hd)) over keys j <= i, out = P v
 // (exp by exp_approx, row sums in double).
 // P (B x H x T x T) is saved for backward, zero above the diagonal.
+// query_from (B entries, or null for all rows): only the output rows
+// i >= query_from[b] of sequence b are wanted; earlier ones may be left
+// unwritten in out and P (evaluation skips rows it does not score). The
+// wanted rows get the same bits either way.
 void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t d, int64_t H, float* P,
-                       float* out, const Exec& ex);
+                       float* out, const int64_t* query_from, const Exec& ex);
 // dqkv gets dq, dk, dv (all 3d columns overwritten); dP is scratch of P's size.
 void attention_backward(const float* qkv, const float* P, const float* dout, int64_t B, int64_t T,
                         int64_t d, int64_t H, float* dP, float* dqkv, const Exec& ex);
@@ -109,6 +113,10 @@ void head_backward(const float* dlogits, const float* x, const float* table, int
 // logits is overwritten with softmax(logits), which backward reads.
 void cross_entropy_forward(float* logits, const int32_t* targets, int64_t n, int64_t V,
                            double* nll, const Exec& ex);
+// The same nll without the softmax: logits are left as they are (evaluation,
+// which has no backward).
+void cross_entropy_nll(const float* logits, const int32_t* targets, int64_t n, int64_t V,
+                       double* nll, const Exec& ex);
 // dlogits[t] = scale * (probs[t] - onehot(targets[t])), rows with targets[t] < 0
 // zero; dlogits may alias probs.
 void cross_entropy_backward(const float* probs, const int32_t* targets, int64_t n, int64_t V,

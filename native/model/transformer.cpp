@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "../gemm/gemm.h"
 #include "layers.h"
 
 namespace ternorm::model {
@@ -63,6 +64,7 @@ Workspace::Workspace(const ModelConfig& cfg, int64_t max_batch, int64_t max_seq,
   i8_ = AlignedBuffer<int8_t>(size_t(slots_ * per_slot));
   nll_ = AlignedBuffer<double>(size_t(N));
   scored_ = AlignedBuffer<int32_t>(size_t(N));
+  query_from_.resize(size_t(max_batch));
   norm_views_.resize(size_t(cfg.n_norms()));
 }
 
@@ -163,6 +165,16 @@ NormWeights norm_of(const Model& m, const norm::GainView* gains,
   return w;
 }
 
+// Moves the rows i with targets[i] >= 0 (d floats each) to the front, in order.
+void pack_scored(const int32_t* targets, int64_t n, int64_t d, float* rows) {
+  int64_t k = 0;
+  for (int64_t i = 0; i < n; ++i)
+    if (targets[i] >= 0) {
+      if (k != i) std::copy(rows + i * d, rows + i * d + d, rows + k * d);
+      ++k;
+    }
+}
+
 void norm_forward(Precision p, const NormWeights& w, const float* x, int64_t n, int64_t d, float* y,
                   int8_t* q, float* scales, const Exec& ex) {
   if (p == Precision::Ternary)
@@ -194,50 +206,74 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
     v.data_bytes = size_t(d) * sizeof(float);
   }
   float* tmp = ws.f32_.data() + ws.off_tmp_;
+  // Without keep_probs only the scored rows need the head and the loss. Past
+  // the last layer's keys and values nothing else of an unscored row is used
+  // either, so from there on the network runs on the scored rows, packed in
+  // place ("trim"), unless that would move the fp32 GEMMs across
+  // gemm::kDirectMaxM, where they sum in another order.
+  int32_t* tg = ws.scored_.data();
+  int64_t rows = N;  // rows the head and the loss run on
+  if (!keep_probs) {
+    rows = 0;
+    for (int64_t i = 0; i < N; ++i)
+      if (targets[i] >= 0) tg[rows++] = targets[i];
+  }
+  const bool trim = rows > 0 && rows < N &&
+                    (rows > gemm::kDirectMaxM || N <= gemm::kDirectMaxM);
+  if (trim)
+    for (int64_t b = 0; b < B; ++b) {
+      int64_t t = 0;
+      while (t < T && targets[b * T + t] < 0) ++t;
+      ws.query_from_[size_t(b)] = t;
+    }
 
   embedding_forward(m.embedding(), d, inputs, N, ws.x(0), ex);
+  int64_t n = N;  // rows in flight
   for (int64_t l = 0; l < L; ++l) {
     const Workspace::Layer a = ws.layer(l);
-    const float* x = ws.x(l);
+    float* x = ws.x(l);
+    const bool last_trim = trim && l == L - 1;
     // Attention branch.
     norm_forward(p, norm_of(m, gains, ws.norm_views_, 2 * l), x, N, d, a.h1, a.h1q, a.h1s, ex);
     linear_forward(p, weights_of(m, l, Linear::Qkv), input_of(p, a.h1, a.h1q, a.h1s), N, a.qkv, ex);
     rope_forward(a.qkv, B, T, d, c.head_dim(), m.rope_cos(), m.rope_sin(), ex);
-    attention_forward(a.qkv, B, T, d, H, a.P, a.att, ex);
-    if (p == Precision::Ternary) ternary::quantize_activations(a.att, N, d, a.attq, a.atts, ex);
-    linear_forward(p, weights_of(m, l, Linear::O), input_of(p, a.att, a.attq, a.atts), N, tmp, ex);
-    residual_forward(a.xm, x, tmp, N * d, ex);
+    attention_forward(a.qkv, B, T, d, H, a.P, a.att, last_trim ? ws.query_from_.data() : nullptr,
+                      ex);
+    if (last_trim) {
+      pack_scored(targets, N, d, a.att);
+      pack_scored(targets, N, d, x);
+      n = rows;
+    }
+    if (p == Precision::Ternary) ternary::quantize_activations(a.att, n, d, a.attq, a.atts, ex);
+    linear_forward(p, weights_of(m, l, Linear::O), input_of(p, a.att, a.attq, a.atts), n, tmp, ex);
+    residual_forward(a.xm, x, tmp, n * d, ex);
     // Feed-forward branch.
-    norm_forward(p, norm_of(m, gains, ws.norm_views_, 2 * l + 1), a.xm, N, d, a.h2, a.h2q, a.h2s,
+    norm_forward(p, norm_of(m, gains, ws.norm_views_, 2 * l + 1), a.xm, n, d, a.h2, a.h2q, a.h2s,
                  ex);
-    linear_forward(p, weights_of(m, l, Linear::GateUp), input_of(p, a.h2, a.h2q, a.h2s), N, a.gu,
+    linear_forward(p, weights_of(m, l, Linear::GateUp), input_of(p, a.h2, a.h2q, a.h2s), n, a.gu,
                    ex);
-    swiglu_forward(a.gu, N, f, a.s, ex);
-    if (p == Precision::Ternary) ternary::quantize_activations(a.s, N, f, a.sq, a.ss, ex);
-    linear_forward(p, weights_of(m, l, Linear::Down), input_of(p, a.s, a.sq, a.ss), N, tmp, ex);
-    residual_forward(ws.x(l + 1), a.xm, tmp, N * d, ex);
+    swiglu_forward(a.gu, n, f, a.s, ex);
+    if (p == Precision::Ternary) ternary::quantize_activations(a.s, n, f, a.sq, a.ss, ex);
+    linear_forward(p, weights_of(m, l, Linear::Down), input_of(p, a.s, a.sq, a.ss), n, tmp, ex);
+    residual_forward(ws.x(l + 1), a.xm, tmp, n * d, ex);
   }
   float* xf = ws.f32_.data() + ws.off_xf_;
   float* logits = ws.f32_.data() + ws.off_logits_;
   double* nll = ws.nll_.data();
-  rmsnorm_forward(norm_of(m, gains, ws.norm_views_, 2 * L), ws.x(L), N, d, xf, ex);
-  int64_t rows = N;  // rows the head and the loss run on
-  const int32_t* row_targets = targets;
-  if (!keep_probs) {
-    // Pack the scored rows of xf (into tmp) and their targets.
-    int32_t* tg = ws.scored_.data();
-    rows = 0;
+  rmsnorm_forward(norm_of(m, gains, ws.norm_views_, 2 * L), ws.x(L), n, d, xf, ex);
+  if (!keep_probs && !trim && rows < N) {  // pack the scored rows of xf (into tmp)
+    int64_t k = 0;
     for (int64_t i = 0; i < N; ++i)
-      if (targets[i] >= 0) {
-        std::copy(xf + i * d, xf + i * d + d, tmp + rows * d);
-        tg[rows++] = targets[i];
-      }
+      if (targets[i] >= 0) std::copy(xf + i * d, xf + i * d + d, tmp + (k++) * d);
     xf = tmp;
-    row_targets = tg;
   }
+  const int32_t* row_targets = keep_probs ? targets : tg;
   if (rows > 0) {
     head_forward(xf, m.embedding(), rows, d, V, logits, ex);
-    cross_entropy_forward(logits, row_targets, rows, V, nll, ex);
+    if (keep_probs)
+      cross_entropy_forward(logits, row_targets, rows, V, nll, ex);
+    else
+      cross_entropy_nll(logits, row_targets, rows, V, nll, ex);
   }
   ws.probs_ready_ = keep_probs;
   if (rows < N) {  // unpack: row k of the packed rows is the k-th scored position

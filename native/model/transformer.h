@@ -52,6 +52,7 @@ class Workspace {
   AlignedBuffer<double> nll_;
   bool probs_ready_ = false;  // a forward with keep_probs left the softmax
   AlignedBuffer<int32_t> scored_;  // targets of the scored rows (head on scored rows only)
+  std::vector<int64_t> query_from_;  // per sequence: its first scored row (trimmed last layer)
   int64_t off_x_, off_xm_, off_h1_, off_qkv_, off_P_, off_att_, off_h2_, off_gu_, off_s_, off_q8s_;
   int64_t off_tmp_, off_xf_, off_logits_;
   int64_t off_dx_, off_dtmp_, off_dh_, off_datt_, off_dqkv_, off_dgu_, off_ds_, off_dP_, off_deq_,
@@ -66,7 +67,7 @@ class Workspace {
 // per-token NLL (in ws.nll()). keep_probs leaves the softmax of every row in
 // the workspace for transformer_backward; without it, the tied head and the
 // loss run on the scored rows only (sliding-window evaluation scores a part
-// of each window). Throws std::invalid_argument on bad sizes or ids,
+// of each window), and so does the last layer past its keys and values. Throws std::invalid_argument on bad sizes or ids,
 // std::logic_error when a ternary precision meets stale weights.
 double transformer_forward(const Model& m, Precision p, const norm::GainView* gains,
                            const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T,

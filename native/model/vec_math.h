@@ -1,5 +1,7 @@
 // Element-wise helpers for the softmaxes (attention, cross-entropy) and
-// SwiGLU, written so the compiler vectorises them in generic code: no libm
+// SwiGLU: the scalar reference of the row kernels in vec_math_kernels.h,
+// whose SIMD paths repeat these operations exactly. Written so the compiler
+// can also vectorise them in generic code: no libm
 // calls, no floating-point compares in the loops (those would stop GCC's
 // if-conversion under the default -ftrapping-math), fixed summation order.
 // Pure float arithmetic without FMA contraction: the same bits on every run,

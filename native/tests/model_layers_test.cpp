@@ -18,6 +18,7 @@
 // effective input with the weights taken as free fp32 values (for dW).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <cstdio>
 #include <stdexcept>
@@ -327,7 +328,7 @@ TEST(model_layers_attention) {
   const int64_t B = 2, T = 70, H = 2, hd = 4, d = H * hd, N = B * T;
   std::vector<float> qkv = randn(N * 3 * d, rng), R = randn(N * d, rng);
   std::vector<float> P(size_t(B * H * T * T)), out(size_t(N * d));
-  attention_forward(qkv.data(), B, T, d, H, P.data(), out.data(), one_thread());
+  attention_forward(qkv.data(), B, T, d, H, P.data(), out.data(), nullptr, one_thread());
   // Naive causal attention in double.
   double worst = 0;
   for (int64_t b = 0; b < B; ++b)
@@ -357,7 +358,7 @@ TEST(model_layers_attention) {
   std::vector<float> dP(P.size()), dqkv(qkv.size());
   attention_backward(qkv.data(), P.data(), R.data(), B, T, d, H, dP.data(), dqkv.data(), one_thread());
   const double err = fd_check(qkv.data(), int64_t(qkv.size()), dqkv.data(), [&] {
-    attention_forward(qkv.data(), B, T, d, H, P.data(), out.data(), one_thread());
+    attention_forward(qkv.data(), B, T, d, H, P.data(), out.data(), nullptr, one_thread());
     return dot(out, R);
   }, rng, 1e-2f, 400);
   report("attention grad", err);
@@ -365,11 +366,19 @@ TEST(model_layers_attention) {
   ThreadPool pool(2);
   const Exec two{default_isa(), &pool, 2};
   std::vector<float> P2(P.size()), out2(out.size()), dP2(P.size()), dqkv2(qkv.size());
-  attention_forward(qkv.data(), B, T, d, H, P.data(), out.data(), one_thread());
-  attention_forward(qkv.data(), B, T, d, H, P2.data(), out2.data(), two);
+  attention_forward(qkv.data(), B, T, d, H, P.data(), out.data(), nullptr, one_thread());
+  attention_forward(qkv.data(), B, T, d, H, P2.data(), out2.data(), nullptr, two);
   attention_backward(qkv.data(), P2.data(), R.data(), B, T, d, H, dP2.data(), dqkv2.data(), two);
   CHECK(out2 == out);
   CHECK(dqkv2 == dqkv);
+  // Skipping unwanted query rows leaves the wanted ones bit for bit.
+  for (const std::vector<int64_t>& from : {std::vector<int64_t>{0, 70}, {63, 64}, {65, 5}, {69, 200}}) {
+    std::vector<float> P3(P.size()), out3(out.size(), 0.0f);
+    attention_forward(qkv.data(), B, T, d, H, P3.data(), out3.data(), from.data(), two);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = std::min(T, from[size_t(b)]); i < T; ++i)
+        CHECK(std::memcmp(&out3[size_t((b * T + i) * d)], &out[size_t((b * T + i) * d)], size_t(d) * 4) == 0);
+  }
 }
 
 // ---- SwiGLU ---------------------------------------------------------------------------------
@@ -434,6 +443,14 @@ TEST(model_layers_head_cross_entropy) {
     worst = std::max(worst, std::fabs(ref - nll[size_t(t)]));
   }
   CHECK_MSG(worst < 1e-5, "cross-entropy nll vs double " << worst);
+  // The evaluation form (no softmax written) gives the same bits, on every path.
+  head_forward(x.data(), E.data(), n, d, V, logits.data(), one_thread());
+  const std::vector<float> raw = logits;
+  for (Isa isa : ternorm::test::every_isa()) {
+    std::vector<double> nll2(static_cast<size_t>(n), -1.0);
+    cross_entropy_nll(raw.data(), tg.data(), n, V, nll2.data(), Exec{isa, nullptr, 1});
+    CHECK_MSG(nll2 == nll, isa_name(isa));
+  }
 
   std::vector<float> dx(size_t(n * d)), dE(size_t(V * d));
   head_forward(x.data(), E.data(), n, d, V, logits.data(), one_thread());

