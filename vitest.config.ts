@@ -24,6 +24,7 @@ export default defineConfig({
           // A hang guard, not a speed check: end-to-end cases train and evaluate real (tiny) models
           // and must pass on a loaded shared machine too.
           testTimeout: 120_000,
+          hookTimeout: 120_000,
           exclude: [...configDefaults.exclude, ...KERNEL_SUITES],
         },
       },

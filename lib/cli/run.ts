@@ -25,8 +25,8 @@ ${BET_USAGE}  train-base      train the base model (tokenizer, ternary-aware tra
     [--batch 8] [--seq 256] [--lr 1.5e-3] [--min-lr 1.5e-4] [--warmup 100] [--weight-decay 0.1]
     [--grad-clip 1] [--threads N] [--log-every 10]
   train-adapter   train one user's norm-only adapter on a base model
-    --model M --text user.txt --out user.adapter [--seed S] [--max-steps 300] [--eval-every 10]
-    [--patience 5] [--validation-fraction 0.1] [--batch 8] [--seq 128] [--lr 1e-2] [--min-lr 1e-3]
+    --model M --text user.txt --out user.adapter [--seed S] [--max-steps 100] [--eval-every 20]
+    [--patience 3] [--validation-fraction 0.05] [--batch 8] [--seq 128] [--lr 3e-2] [--min-lr 3e-3]
     [--warmup 10] [--weight-decay 0] [--threads N] [--json]
   evaluate        perplexity and bits per byte of a text
     --model M [--adapter A] --text T [--precision ternary|f32|ternary-f32act] [--stride N]

@@ -26,16 +26,20 @@ export interface AdapterRunOptions {
   gradClip: number;
 }
 
+// Sized for the budget (one user's adapter in < 30 s on 2 cores at the default config): 100 steps of
+// 8 x 128 tokens at a high learning rate reach a lower validation loss than 200 steps at 1e-2 did on
+// the scientist's text, and the early-stopping tail (5 %, about 2 400 tokens of a 192 KiB text) is
+// scored 5 times.
 export const DEFAULT_ADAPTER_RUN: Readonly<AdapterRunOptions> = Object.freeze({
   seed: 0,
-  maxSteps: 300,
-  evalEvery: 10,
-  patience: 5,
-  validationFraction: 0.1,
+  maxSteps: 100,
+  evalEvery: 20,
+  patience: 3,
+  validationFraction: 0.05,
   batch: 8,
   seq: 128,
-  lr: 1e-2,
-  minLr: 1e-3,
+  lr: 3e-2,
+  minLr: 3e-3,
   warmup: 10,
   weightDecay: 0,
   gradClip: 1.0,
@@ -77,13 +81,14 @@ function checkInt(v: unknown, name: string, lo: number, hi: number): number {
 export function resolveAdapterRun(model: Model, partial: Partial<AdapterRunOptions> = {}): AdapterRunOptions {
   const o = { ...DEFAULT_ADAPTER_RUN, ...partial };
   if (partial.seq === undefined) o.seq = Math.min(o.seq, model.config.context);
+  if (partial.warmup === undefined && typeof o.maxSteps === 'number') o.warmup = Math.min(o.warmup, o.maxSteps);
   checkInt(o.seed, 'seed', 0, Number.MAX_SAFE_INTEGER);
   checkInt(o.maxSteps, 'maxSteps', 1, 2 ** 40);
   checkInt(o.evalEvery, 'evalEvery', 1, 2 ** 40);
   checkInt(o.patience, 'patience', 1, 2 ** 20);
   checkInt(o.batch, 'batch', 1, 1 << 20);
   checkInt(o.seq, 'seq', 1, model.config.context);
-  checkInt(o.warmup, 'warmup', 0, 2 ** 40);
+  checkInt(o.warmup, 'warmup', 0, o.maxSteps);
   if (typeof o.validationFraction !== 'number' || !(o.validationFraction > 0 && o.validationFraction < 1)) {
     throw new RangeError(`validationFraction must be in (0, 1), got ${String(o.validationFraction)}`);
   }
