@@ -10,21 +10,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { codecMethods, encodeAdapter } from '../lib/adapter/codec.js';
 import { Adapter, Encoding, evaluate, Model, SplitMix64 } from '../lib/model/index.js';
 import { BpeTokenizer } from '../lib/tokenizer/bpe.js';
+import { wordCorpusBytes } from './word-corpus.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ternorm-codec-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function corpus(seed: number, sentences: number): Uint8Array {
-  const words = ['gain', 'norm', 'scale', 'tensor', 'a', 'the', 'of', 'quantised', 'adapter', 'user', 'ships', 'bytes', 'per', 'fleet'];
-  const rng = new SplitMix64(seed);
-  const out: string[] = [];
-  for (let s = 0; s < sentences; s++) {
-    const n = 3 + rng.below(9);
-    out.push(Array.from({ length: n }, () => words[rng.below(words.length)]!).join(' ') + '.');
-  }
-  return new TextEncoder().encode(out.join(' '));
-}
 
+const WORDS = ['gain', 'norm', 'scale', 'tensor', 'a', 'the', 'of', 'quantised', 'adapter', 'user', 'ships', 'bytes', 'per', 'fleet'];
+const corpus = (seed: number, sentences: number) => wordCorpusBytes(seed, sentences, WORDS);
 const TOK = BpeTokenizer.train(corpus(1, 500), { vocabSize: 300 });
 const TINY = { vocab: 300, dModel: 32, nLayers: 2, nHeads: 2, dFf: 64, context: 32 };
 const model = Model.create(TINY, 11, TOK);
@@ -144,7 +137,7 @@ describe('adapter encodings', () => {
     expect(() => Encoding.fromBlob(wide, 'int8_per_tensor', ok.blob)).toThrow(/d|gains|tensors/);
     // An encoded file that names one method but holds another's records is refused when written.
     const i4 = (await encodeAdapter(model, gains, 'int4_delta')).encoding;
-    expect(() => Adapter.fromEncoding(new Encoding('int8_per_tensor', { ...i4, method: 'int8_per_tensor' })).toBytes(model)).toThrow(
+    expect(() => Adapter.fromEncoding(new Encoding('int8_per_tensor', { ...i4, tensors: [...i4.tensors], method: 'int8_per_tensor' })).toBytes(model)).toThrow(
       /tensor 0 is encoded as int4_delta, which this method never produces/,
     );
   });

@@ -17,22 +17,11 @@ import {
   type RecordRun,
 } from '../lib/model/base-record.js';
 import { Model, SplitMix64, trainBase } from '../lib/model/index.js';
+import { wordCorpusBytes as corpus } from './word-corpus.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ternorm-base-record-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function corpus(seed: number, sentences: number): Uint8Array {
-  const words = ['the', 'ship', 'sailed', 'into', 'a', 'grey', 'morning', 'while', 'whales', 'sang', 'under', 'cold', 'water', 'and', 'men', 'watched'];
-  const rng = new SplitMix64(seed);
-  const out: string[] = [];
-  for (let s = 0; s < sentences; s++) {
-    const n = 4 + rng.below(8);
-    const w: string[] = [];
-    for (let i = 0; i < n; i++) w.push(words[rng.below(words.length)]!);
-    out.push(w.join(' ') + '.');
-  }
-  return new TextEncoder().encode(out.join(' '));
-}
 
 const TINY = { vocab: 300, dModel: 32, nLayers: 2, nHeads: 2, dFf: 64, context: 32 };
 const RUN = { steps: 20, seed: 3, config: TINY, batch: 4, seq: 16, warmup: 2, evalEvery: 5, evalTokens: 200, checkpointEvery: 0 };

@@ -18,19 +18,13 @@ import { run } from '../lib/cli/run.js';
 import { sha256Hex } from '../lib/data/fixtures.js';
 import { Adapter, evaluate, Model, SplitMix64, trainAdapter } from '../lib/model/index.js';
 import { BpeTokenizer } from '../lib/tokenizer/bpe.js';
+import { wordCorpus } from './word-corpus.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ternorm-bet-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function corpus(seed: number, sentences: number, words: string[]): string {
-  const rng = new SplitMix64(seed);
-  const out: string[] = [];
-  for (let s = 0; s < sentences; s++) {
-    const n = 3 + rng.below(9);
-    out.push(Array.from({ length: n }, () => words[rng.below(words.length)]!).join(' ') + (s % 9 === 8 ? '.\n' : '.'));
-  }
-  return out.join(' ');
-}
+
+const corpus = (seed: number, sentences: number, words: readonly string[]) => wordCorpus(seed, sentences, words, 9);
 
 const COMMON = ['the', 'a', 'of', 'and', 'to', 'in', 'is', 'it'];
 const SEA = [...COMMON, 'whale', 'ship', 'sea', 'captain', 'harpoon', 'deck', 'wave', 'sail'];

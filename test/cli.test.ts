@@ -9,23 +9,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { SplitMix64 } from '../lib/model/data.js';
 import { packageRoot } from '../lib/native.js';
+import { wordCorpus as corpus } from './word-corpus.js';
 
 const root = packageRoot();
 const main = join(root, 'dist', 'lib', 'cli', 'main.js');
 const dir = mkdtempSync(join(tmpdir(), 'ternorm-cli-'));
 
-function corpus(seed: number, sentences: number): string {
-  const words = ['the', 'ship', 'sailed', 'into', 'a', 'grey', 'morning', 'while', 'whales', 'sang', 'under', 'cold', 'water', 'and', 'men', 'watched'];
-  const rng = new SplitMix64(seed);
-  const out: string[] = [];
-  for (let s = 0; s < sentences; s++) {
-    const n = 4 + rng.below(8);
-    const w: string[] = [];
-    for (let i = 0; i < n; i++) w.push(words[rng.below(words.length)]!);
-    out.push(w.join(' ') + '.');
-  }
-  return out.join(' ');
-}
 
 function cli(...args: string[]): { code: number; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [main, ...args], { cwd: dir, encoding: 'utf8', timeout: 120_000 });

@@ -10,22 +10,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { cpuInfo } from '../lib/kernels.js';
 import { Adapter, evaluate, Model, SplitMix64, Trainer, WindowSampler, trainAdapter, trainBase } from '../lib/model/index.js';
 import { BpeTokenizer } from '../lib/tokenizer/bpe.js';
+import { wordCorpusBytes as corpus } from './word-corpus.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ternorm-model-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function corpus(seed: number, sentences: number): Uint8Array {
-  const words = ['the', 'ship', 'sailed', 'into', 'a', 'grey', 'morning', 'while', 'whales', 'sang', 'under', 'cold', 'water', 'and', 'men', 'watched'];
-  const rng = new SplitMix64(seed);
-  const out: string[] = [];
-  for (let s = 0; s < sentences; s++) {
-    const n = 4 + rng.below(8);
-    const w: string[] = [];
-    for (let i = 0; i < n; i++) w.push(words[rng.below(words.length)]!);
-    out.push(w.join(' ') + '.');
-  }
-  return new TextEncoder().encode(out.join(' '));
-}
 
 const TEXT = corpus(1, 400);
 const VAL = corpus(2, 60);

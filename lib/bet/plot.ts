@@ -27,7 +27,8 @@ export function xmlEscape(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
 }
 
-const n2 = (v: number): string => (Math.round(v * 100) / 100).toString();
+/** A coordinate with at most 2 decimals. */
+export const n2 = (v: number): string => (Math.round(v * 100) / 100).toString();
 
 /** "Nice" linear ticks (steps of 1, 2 or 5 x 10^k) covering [lo, hi], about `count` of them. */
 export function niceTicks(lo: number, hi: number, count = 6): number[] {
@@ -71,6 +72,20 @@ function marker(kind: (typeof MARKERS)[number], x: number, y: number, fill: stri
 }
 
 /** The SVG rate-distortion plot of a results object (test split). */
+/** The y axis's ticks between y0 and y1: grid line, tick mark and label (data-<attr> = value). */
+export function yTicks(y0: number, y1: number, sy: (v: number) => number, left: number, right: number, attr: string): string[] {
+  const o = ['<g class="y-ticks">'];
+  for (const t of niceTicks(y0, y1)) {
+    if (t < y0 || t > y1) continue;
+    const y = sy(t);
+    o.push(`<line x1="${left}" y1="${n2(y)}" x2="${right}" y2="${n2(y)}" stroke="#e0e0e0"/>`);
+    o.push(`<line x1="${left - 5}" y1="${n2(y)}" x2="${left}" y2="${n2(y)}" stroke="#000000"/>`);
+    o.push(`<text x="${left - 8}" y="${n2(y + 4)}" text-anchor="end" data-${attr}="${t}">${xmlEscape(String(t))}</text>`);
+  }
+  o.push('</g>');
+  return o;
+}
+
 export function renderPlot(r: AdapterCompressResults): string {
   if (r.users.length === 0) throw new Error('plot: the results have no users yet');
   const c = r.criteria.criteria;
@@ -146,15 +161,7 @@ export function renderPlot(r: AdapterCompressResults): string {
     }
   }
   o.push('</g>');
-  o.push('<g class="y-ticks">');
-  for (const t of niceTicks(y0, y1)) {
-    if (t < y0 || t > y1) continue;
-    const y = sy(t);
-    o.push(`<line x1="${LEFT}" y1="${n2(y)}" x2="${RIGHT}" y2="${n2(y)}" stroke="#e0e0e0"/>`);
-    o.push(`<line x1="${LEFT - 5}" y1="${n2(y)}" x2="${LEFT}" y2="${n2(y)}" stroke="#000000"/>`);
-    o.push(`<text x="${LEFT - 8}" y="${n2(y + 4)}" text-anchor="end" data-ratio="${t}">${e(String(t))}</text>`);
-  }
-  o.push('</g>');
+  o.push(...yTicks(y0, y1, sy, LEFT, RIGHT, 'ratio'));
   o.push(`<text x="${(LEFT + RIGHT) / 2}" y="${BOTTOM + 45}" text-anchor="middle">${e('encoded bytes per user (log scale)')}</text>`);
   o.push(`<text x="22" y="${(TOP + BOTTOM) / 2}" text-anchor="middle" transform="rotate(-90 22 ${(TOP + BOTTOM) / 2})">${e(`perplexity / perplexity of ${reference}`)}</text>`);
 

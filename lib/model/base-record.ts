@@ -12,7 +12,7 @@ import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { niceTicks, xmlEscape } from '../bet/plot.js';
+import { n2, niceTicks, xmlEscape, yTicks } from '../bet/plot.js';
 import { getFixtures, packageRoot, writeFileAtomic, type FixtureManifest } from '../data/fixtures.js';
 import { Model, resolveModelConfig } from './model.js';
 import { resolveBaseRun, type BaseRunOptions, type ValidationPoint } from './train-base.js';
@@ -118,7 +118,6 @@ const RIGHT = 580;
 const TOP = 50;
 const BOTTOM = 400;
 const COLOUR = { ternary: '#0072B2', fp32: '#D55E00' } as const;
-const n2 = (v: number): string => (Math.round(v * 100) / 100).toString();
 
 interface Series {
   run: 'ternary' | 'fp32';
@@ -178,15 +177,7 @@ export function renderLossCurve(ternary: BaseRunMeta, fp32: BaseRunMeta): string
     o.push(`<text x="${n2(x)}" y="${BOTTOM + 19}" text-anchor="middle" data-step="${t}">${t}</text>`);
   }
   o.push('</g>');
-  o.push('<g class="y-ticks">');
-  for (const t of niceTicks(y0, y1)) {
-    if (t < y0 || t > y1) continue;
-    const y = sy(t);
-    o.push(`<line x1="${LEFT}" y1="${n2(y)}" x2="${RIGHT}" y2="${n2(y)}" stroke="#e0e0e0"/>`);
-    o.push(`<line x1="${LEFT - 5}" y1="${n2(y)}" x2="${LEFT}" y2="${n2(y)}" stroke="#000000"/>`);
-    o.push(`<text x="${LEFT - 8}" y="${n2(y + 4)}" text-anchor="end" data-loss="${t}">${e(String(t))}</text>`);
-  }
-  o.push('</g>');
+  o.push(...yTicks(y0, y1, sy, LEFT, RIGHT, 'loss'));
   o.push(`<text x="${(LEFT + RIGHT) / 2}" y="${BOTTOM + 42}" text-anchor="middle">${e('training step')}</text>`);
   o.push(`<text x="22" y="${(TOP + BOTTOM) / 2}" text-anchor="middle" transform="rotate(-90 22 ${(TOP + BOTTOM) / 2})">${e('loss (nats/token)')}</text>`);
 

@@ -337,7 +337,8 @@ export interface EvalResult {
  */
 export async function evaluate(
   model: Model,
-  adapter: Adapter | Encoding | Float32Array | null,
+  /** An Adapter, an Encoding, raw gains, an encoded adapter blob (Encoding.blob), or none. */
+  adapter: Adapter | Encoding | Float32Array | Uint8Array | null,
   tokens: Int32Array,
   options: EvaluateOptions = {},
 ): Promise<EvalResult> {
@@ -353,7 +354,7 @@ export async function evaluate(
           ? adapter.blob
           : adapter;
   if (gains !== null && !types.isFloat32Array(gains) && !types.isUint8Array(gains)) {
-    throw new TypeError('adapter must be an Adapter, an Encoding, a Float32Array of gains or null');
+    throw new TypeError('adapter must be an Adapter, an Encoding, a Float32Array of gains, a Uint8Array encoded blob or null');
   }
   let nBytes = options.nBytes;
   if (nBytes === undefined) {
