@@ -267,8 +267,7 @@ Napi::Value AdapterLoad(const Napi::CallbackInfo& info) {
   if (!s->fingerprint)
     throw_range(env, "adapterLoad: the base model has no fingerprint yet (it changed since it was loaded or "
                      "saved), so no adapter can be matched to it");
-  io::ParseOptions opts;
-  opts.expected_kind = io::FileKind::Adapter;
+  io::ParseOptions opts;  // either adapter kind: load_adapter checks it
   opts.limits = model::adapter_limits(s->model->config());
   const io::Container file = container_arg(info, 1, opts);
   const model::LoadedAdapter a = model::load_adapter(file, s->model->config(), *s->fingerprint);

@@ -363,7 +363,7 @@ io::Writer encoded_adapter_writer(const ModelConfig& cfg, codec::Method m,
                                   std::to_string(cfg.d_model));
   codec::check_method_schemes(m, tensors);
   const std::vector<uint8_t> blob = codec::serialize_adapter(tensors);  // validates every record
-  io::Writer w(io::FileKind::Adapter, adapter_limits(cfg));
+  io::Writer w(io::FileKind::EncodedAdapter, adapter_limits(cfg));
   w.add_json("config", adapter_config_json(cfg, codec::method_name(m)));
   w.add_u8("encoded", blob.data(), blob.size());
   add_adapter_tail(w, base, meta);
@@ -371,7 +371,7 @@ io::Writer encoded_adapter_writer(const ModelConfig& cfg, codec::Method m,
 }
 
 LoadedAdapter load_adapter(const io::Container& file, const ModelConfig& cfg, const io::Fingerprint& base) {
-  if (file.kind() != io::FileKind::Adapter)
+  if (file.kind() != io::FileKind::Adapter && file.kind() != io::FileKind::EncodedAdapter)
     throw FormatError(std::string("expected an adapter file, got ") + io::file_kind_name(file.kind()) + " file");
   io::check_base_fingerprint(file, base);
   const char* what = "adapter file config";
@@ -386,6 +386,9 @@ LoadedAdapter load_adapter(const io::Container& file, const ModelConfig& cfg, co
                       std::to_string(cfg.n_norms()) + " x " + std::to_string(cfg.d_model));
   LoadedAdapter out;
   out.scheme = sc->second.text;
+  if ((out.scheme == "f32") != (file.kind() == io::FileKind::Adapter))
+    throw FormatError(std::string("adapter file: a ") + io::file_kind_name(file.kind()) + " file with scheme \"" +
+                      out.scheme + "\" (raw f32 gains are an adapter file, any other scheme an encoded adapter file)");
   if (out.scheme == "f32") {
     const io::Span<float> g = file.get_f32("gains", cfg.n_gains());
     out.gains.assign(g.begin(), g.end());

@@ -23,7 +23,7 @@
 // not checkpoint.*): a checkpoint and the model file written from the same
 // state share it, and any change to what inference computes changes it.
 //
-// Adapter file (FileKind::Adapter):
+// Adapter file (FileKind::Adapter for scheme "f32", FileKind::EncodedAdapter for the others):
 //   config              json  {"format":"ternorm.adapter","n_norms":..,"d_model":..,"scheme":S}
 //   gains               f32   S = "f32" (a trained adapter): n_norms x d_model, norm order of
 //                             Model::norm_offset
@@ -103,7 +103,7 @@ struct LoadedAdapter {
   std::string scheme;        // "f32" or the codec method name
   std::vector<codec::EncodedGain> encoded;  // the encodings (empty for "f32")
 };
-// Checks the kind, the base fingerprint (refusing an adapter of another base),
+// Reads either kind. Checks the kind against the scheme, the base fingerprint (refusing an adapter of another base),
 // the shape against cfg, the encoded records (codec::parse_adapter, and that
 // they are the named method's schemes) and that every gain is finite.
 LoadedAdapter load_adapter(const io::Container& file, const ModelConfig& cfg, const io::Fingerprint& base);

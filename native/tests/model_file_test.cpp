@@ -167,7 +167,7 @@ TEST(model_file_encoded_adapter) {
   std::vector<float> gains(size_t(c.n_gains()));
   Rng r(5);
   for (float& g : gains) g = 1.0f + 0.05f * (r.uniform() - 0.5f);
-  const io::ParseOptions opts{model::adapter_limits(c), io::FileKind::Adapter};
+  const io::ParseOptions opts{model::adapter_limits(c), io::FileKind::EncodedAdapter};
   // A loss for the searching methods: distance of the decoded gains from the trained ones.
   const codec::AdapterLoss loss = [&](const std::vector<norm::GainView>& views) {
     double e = 0;
@@ -204,8 +204,8 @@ TEST(model_file_encoded_adapter) {
   // A valid container whose config names another method than its records.
   const std::vector<uint8_t> good = model::encoded_adapter_writer(c, codec::Method::Int8PerTensor, i8.tensors, fb, "").finish();
   const io::Container gc = parse(good);
-  auto with_config = [&](const std::string& scheme) {
-    io::Writer w(io::FileKind::Adapter);
+  auto with_config = [&](const std::string& scheme, io::FileKind kind = io::FileKind::EncodedAdapter) {
+    io::Writer w(kind);
     for (const io::Section& s : gc.sections()) {
       if (s.name == "config") {
         const std::string j = "{\"format\":\"ternorm.adapter\",\"n_norms\":" + std::to_string(c.n_norms()) +
@@ -221,7 +221,9 @@ TEST(model_file_encoded_adapter) {
   CHECK(format_error([&] { model::load_adapter(parse(with_config("int4_delta")), c, fb); }));
   CHECK(format_error([&] { model::load_adapter(parse(with_config("mixed")), c, fb); }));
   CHECK(format_error([&] { model::load_adapter(parse(with_config("int9")), c, fb); }));
-  CHECK(format_error([&] { model::load_adapter(parse(with_config("f32")), c, fb); }));  // no gains section
+  CHECK(format_error([&] { model::load_adapter(parse(with_config("f32")), c, fb); }));  // f32 in an encoded file
+  CHECK(format_error([&] { model::load_adapter(parse(with_config("int8_per_tensor", io::FileKind::Adapter)), c, fb); }));
+  CHECK(format_error([&] { model::load_adapter(parse(with_config("f32", io::FileKind::Adapter)), c, fb); }));  // no gains
   // The same records read as a wider base's adapter.
   CHECK(format_error([&] { model::load_adapter(gc, wider, fb); }));
 
