@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { checkMethod, codecMethods, encodeAdapter } from '../adapter/codec.js';
 import { fleetTotals, formatBytes, formatFleet } from '../bet/fleet.js';
 import { writePlot } from '../bet/plot.js';
-import { DEFAULT_MODEL_PATH, defaultUsers, runBet, type BetOptions, type BetStage, type BetUser } from '../bet/protocol.js';
+import { DEFAULT_CALIBRATION_TOKENS, DEFAULT_MODEL_PATH, defaultUsers, runBet, type BetOptions, type BetStage, type BetUser } from '../bet/protocol.js';
 import { writeReport } from '../bet/report.js';
 import { DEFAULT_RESULTS_PATH, readResults, type AdapterCompressResults } from '../bet/results.js';
 import { Adapter, Model } from '../model/model.js';
@@ -18,13 +18,13 @@ export const BET_USAGE = `  bet             the adapter-compression bet (the mai
                   encode it with every scheme, score held-out text, verdicts, per-user policy
     [--model ${DEFAULT_MODEL_PATH}] [--user name=text.txt ...] [--adapter name=user.adapter ...]
     [--seeds 1] [--seed 0] [--criteria FILE] [--out ${DEFAULT_RESULTS_PATH}] [--report OUT.md] [--plot OUT.svg]
-    [--fleet-users 215000] [--resume | --overwrite] [--threads N] [--max-steps N] [--calibration-tokens 1024]
+    [--fleet-users 215000] [--resume | --overwrite] [--threads N] [--max-steps N] [--calibration-tokens ${DEFAULT_CALIBRATION_TOKENS}]
     [--group-size 32] [--mixed-budget BYTES] [--resamples 2000] [--json]
   fleet           bytes per user and fleet totals per scheme and for the per-user policy's mix
     [--results ${DEFAULT_RESULTS_PATH}] [--users 215000] [--json]
   quantize        encode a trained adapter with one scheme into an encoded adapter file
     --scheme S [--model ${DEFAULT_MODEL_PATH}] [--text user-train.txt (int4_calibrated, mixed)]
-    [--budget BYTES (mixed)] [--group-size 32] [--calibration-tokens 1024] IN.adapter OUT.adapter
+    [--budget BYTES (mixed)] [--group-size 32] [--calibration-tokens ${DEFAULT_CALIBRATION_TOKENS}] IN.adapter OUT.adapter
 `;
 
 const DEFAULT_FLEET_USERS = 215000;
@@ -209,7 +209,7 @@ export async function cmdQuantize(argv: string[], io: Io): Promise<number> {
   let calibration;
   if (needsLoss) {
     const tokens = model.tokenizer!.encode(readText(v.text as string, '--text'));
-    const n = intFlag(v, 'calibration-tokens', 2) ?? 1024;
+    const n = intFlag(v, 'calibration-tokens', 2) ?? DEFAULT_CALIBRATION_TOKENS;
     if (tokens.length < 2) throw new Error(`--text ${String(v.text)} encodes to ${tokens.length} token(s); calibration needs at least 2`);
     calibration = { tokens: tokens.subarray(0, Math.min(n, tokens.length)) };
   }
