@@ -560,6 +560,20 @@ describe('plot', () => {
     expect(dx(b.indexOf(4624), b.indexOf(9232))).toBeCloseTo(Math.log10(9232 / 4624) / Math.log10(2324 / 1172) * dx(b.indexOf(1172), b.indexOf(2324)), 1);
   });
 
+  it('switches the ratio axis to a log scale when a no-adapter line is far above the encodings', () => {
+    const far = structuredClone(results);
+    far.users[0]!.test.conditions.no_adapter!.ratioToReference!.value = 11;
+    const root = parseXml(renderPlot(far));
+    expect(findAll(root, (e) => e.name === 'text').map((e) => e.text)).toContain('perplexity / perplexity of raw_fp32 (log scale)');
+    const ticks = findAll(root, (e) => e.name === 'text' && e.attrs['data-ratio'] !== undefined);
+    const y = new Map(ticks.map((t) => [Number(t.attrs['data-ratio']), Number(t.attrs.y)]));
+    for (const t of [1, 2, 5, 10]) expect(y.has(t), `tick ${t}`).toBe(true);
+    // equal ratios, equal distances: 1 -> 2 spans what 5 -> 10 spans
+    expect(y.get(1)! - y.get(2)!).toBeCloseTo(y.get(5)! - y.get(10)!, 1);
+    // the synthetic run itself (ratios below 2) keeps the linear axis
+    expect(findAll(parseXml(renderPlot(results)), (e) => e.name === 'text').map((e) => e.text)).toContain('perplexity / perplexity of raw_fp32');
+  });
+
   it('draws the 1.5x line and each user\'s no-adapter line at the computed ratios', () => {
     const root = parseXml(renderPlot(results));
     const lines = findAll(root, (e) => e.name === 'line' && e.attrs['data-kind'] !== undefined);

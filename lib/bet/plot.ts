@@ -73,9 +73,17 @@ function marker(kind: (typeof MARKERS)[number], x: number, y: number, fill: stri
 
 /** The SVG rate-distortion plot of a results object (test split). */
 /** The y axis's ticks between y0 and y1: grid line, tick mark and label (data-<attr> = value). */
-export function yTicks(y0: number, y1: number, sy: (v: number) => number, left: number, right: number, attr: string): string[] {
+export function yTicks(
+  y0: number,
+  y1: number,
+  sy: (v: number) => number,
+  left: number,
+  right: number,
+  attr: string,
+  ticks: readonly number[] = niceTicks(y0, y1),
+): string[] {
   const o = ['<g class="y-ticks">'];
-  for (const t of niceTicks(y0, y1)) {
+  for (const t of ticks) {
     if (t < y0 || t > y1) continue;
     const y = sy(t);
     o.push(`<line x1="${left}" y1="${n2(y)}" x2="${right}" y2="${n2(y)}" stroke="#e0e0e0"/>`);
@@ -84,6 +92,18 @@ export function yTicks(y0: number, y1: number, sy: (v: number) => number, left: 
   }
   o.push('</g>');
   return o;
+}
+
+/** Ticks of a logarithmic ratio axis: 1, 1.1, 1.2, 1.5, 2, 3, 5 and their powers of ten inside [y0, y1]. */
+export function logRatioTicks(y0: number, y1: number): number[] {
+  const out: number[] = [];
+  for (let k = Math.floor(Math.log10(y0)) - 1; k <= Math.ceil(Math.log10(y1)); k++) {
+    for (const m of [1, 1.1, 1.2, 1.5, 2, 3, 5]) {
+      const t = Number((m * 10 ** k).toPrecision(6));
+      if (t >= y0 && t <= y1) out.push(t);
+    }
+  }
+  return out;
 }
 
 export function renderPlot(r: AdapterCompressResults): string {
@@ -124,7 +144,15 @@ export function renderPlot(r: AdapterCompressResults): string {
   const pad = (y1 - y0) * 0.05 || 0.05;
   y0 -= pad;
   y1 += pad;
-  const sy = (v: number): number => BOTTOM - ((v - y0) / (y1 - y0)) * (BOTTOM - TOP);
+  // A no-adapter line far above the encodings (a user the adapter helps a lot) would squeeze every
+  // encoding against the x axis: past a 3x span the ratio axis is logarithmic.
+  const logY = y1 / Math.max(y0, 1e-9) > 3;
+  if (logY) {
+    y0 = Math.min(...ys) / 1.05;
+    y1 = Math.max(...ys) * 1.05;
+  }
+  const f = (v: number): number => (logY ? Math.log(v) : v);
+  const sy = (v: number): number => BOTTOM - ((f(v) - f(y0)) / (f(y1) - f(y0))) * (BOTTOM - TOP);
 
   const userIndex = new Map(r.users.map((u, i) => [u.user, i]));
   const colour = (s: string): string => COLOURS[encodings.indexOf(s) % COLOURS.length]!;
@@ -161,9 +189,9 @@ export function renderPlot(r: AdapterCompressResults): string {
     }
   }
   o.push('</g>');
-  o.push(...yTicks(y0, y1, sy, LEFT, RIGHT, 'ratio'));
+  o.push(...yTicks(y0, y1, sy, LEFT, RIGHT, 'ratio', logY ? logRatioTicks(y0, y1) : undefined));
   o.push(`<text x="${(LEFT + RIGHT) / 2}" y="${BOTTOM + 45}" text-anchor="middle">${e('encoded bytes per user (log scale)')}</text>`);
-  o.push(`<text x="22" y="${(TOP + BOTTOM) / 2}" text-anchor="middle" transform="rotate(-90 22 ${(TOP + BOTTOM) / 2})">${e(`perplexity / perplexity of ${reference}`)}</text>`);
+  o.push(`<text x="22" y="${(TOP + BOTTOM) / 2}" text-anchor="middle" transform="rotate(-90 22 ${(TOP + BOTTOM) / 2})">${e(`perplexity / perplexity of ${reference}${logY ? ' (log scale)' : ''}`)}</text>`);
 
   // threshold lines
   const lines: { label: string; ratio: number; dash: string; colour: string; kind: string; user?: string }[] = [
