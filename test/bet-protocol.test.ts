@@ -176,6 +176,7 @@ describe('ternorm bet (protocol)', () => {
     const missing = options(join(dir, 'r8.json'));
     missing.users = [{ name: 'ghost', source: { kind: 'file', path: join(dir, 'nope.txt') } }];
     await expect(runBet(missing)).rejects.toThrow(/user "ghost": cannot read .*nope\.txt: no such file/);
+    expect(existsSync(missing.out)).toBe(false);
   });
 
   it('--seeds 2 reports the spread of the reference and the bet over adapter seeds', async () => {

@@ -15,13 +15,14 @@
 //    raw adapter) share one evaluation, which gives the same NLLs the kernel would compute again.
 
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { basename, resolve } from 'node:path';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 
 import { encodeAdapter, type EncodeOptions } from '../adapter/codec.js';
 import {
   getFixtures,
   MIN_TEST_TOKENS,
+  packageRoot,
   planUserSplit,
   sha256Hex,
   USER_NAMES,
@@ -50,7 +51,13 @@ export const BET_METHODS = [
   'mixed',
 ] as const;
 
+/** The shipped base model, relative to the package root (defaultModelPath() resolves it). */
 export const DEFAULT_MODEL_PATH = 'models/base.tnm';
+
+/** The shipped base model's path, wherever the command runs from. */
+export function defaultModelPath(): string {
+  return join(packageRoot(), DEFAULT_MODEL_PATH);
+}
 /** Tokens of the user's training text that int4_calibrated and mixed score candidates on. */
 export const DEFAULT_CALIBRATION_TOKENS = 512;
 /**
@@ -234,6 +241,16 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
   if (!Number.isSafeInteger(o.seed) || o.seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${String(o.seed)}`);
   const calibrationTokens = o.encode?.calibrationTokens ?? DEFAULT_CALIBRATION_TOKENS;
   if (!Number.isSafeInteger(calibrationTokens) || calibrationTokens < 2) throw new RangeError(`calibration tokens must be an integer >= 2, got ${calibrationTokens}`);
+  // Unreadable texts fail before anything is written (a text that is too short is found per user).
+  for (const u of o.users) {
+    if (u.source.kind !== 'file') continue;
+    try {
+      accessSync(u.source.path, constants.R_OK);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new Error(`user "${u.name}": cannot read ${u.source.path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+    }
+  }
   const criteria: LoadedCriteria = loadCriteria(o.criteriaPath);
   const model = Model.load(o.modelPath);
   if (model.tokenizer === null) throw new Error(`${o.modelPath} has no tokenizer`);

@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { checkMethod, codecMethods, encodeAdapter } from '../adapter/codec.js';
 import { fleetTotals, formatBytes, formatFleet } from '../bet/fleet.js';
 import { writePlot } from '../bet/plot.js';
-import { DEFAULT_CALIBRATION_TOKENS, DEFAULT_MODEL_PATH, defaultUsers, runBet, type BetOptions, type BetStage, type BetUser } from '../bet/protocol.js';
+import { DEFAULT_CALIBRATION_TOKENS, DEFAULT_MODEL_PATH, defaultModelPath, defaultUsers, runBet, type BetOptions, type BetStage, type BetUser } from '../bet/protocol.js';
 import { writeReport } from '../bet/report.js';
 import { DEFAULT_RESULTS_PATH, readResults, type AdapterCompressResults } from '../bet/results.js';
 import { Adapter, Model } from '../model/model.js';
@@ -83,10 +83,10 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
     u.adapterPath = resolve(path);
   }
   const out = (v.out as string | undefined) ?? DEFAULT_RESULTS_PATH;
-  const modelPath = (v.model as string | undefined) ?? DEFAULT_MODEL_PATH;
+  const modelPath = (v.model as string | undefined) ?? defaultModelPath();
   if (!existsSync(modelPath)) {
     throw new Error(
-      modelPath === DEFAULT_MODEL_PATH
+      v.model === undefined
         ? `the shipped base model ${modelPath} is missing (run from the package root, or rebuild it with the command in models/README.md)`
         : `--model ${modelPath}: no such file`,
     );
@@ -203,7 +203,7 @@ export async function cmdQuantize(argv: string[], io: Io): Promise<number> {
   const needsLoss = codecMethods().find((m) => m.name === scheme)!.needsLoss;
   if (needsLoss && v.text === undefined) throw new UsageError(`--scheme ${scheme} chooses its encoding on the user's training text: --text is required`);
   if (scheme === 'mixed' && v.budget === undefined) throw new UsageError('--scheme mixed needs --budget BYTES');
-  const model = Model.load((v.model as string | undefined) ?? DEFAULT_MODEL_PATH);
+  const model = Model.load((v.model as string | undefined) ?? defaultModelPath());
   const adapter = Adapter.load(model, inPath);
   if (adapter.encoding !== null) throw new Error(`${inPath} is already encoded (${adapter.scheme}); quantize a trained (f32) adapter`);
   let calibration;
