@@ -20,6 +20,7 @@ import { basename, join, resolve } from 'node:path';
 
 import { encodeAdapter, type EncodeOptions } from '../adapter/codec.js';
 import {
+  gather,
   getFixtures,
   MIN_TEST_TOKENS,
   packageRoot,
@@ -27,7 +28,7 @@ import {
   sha256Hex,
   USER_NAMES,
   DEFAULT_USER_SPLIT,
-  type ByteRange,
+  type Fixtures,
   type UserName,
 } from '../data/fixtures.js';
 import { Adapter, Encoding, evaluate, Model } from '../model/model.js';
@@ -122,20 +123,10 @@ function sha256File(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
 
-function concatRanges(text: Uint8Array, ranges: readonly ByteRange[]): Uint8Array {
-  const out = new Uint8Array(ranges.reduce((n, [s, e]) => n + (e - s), 0));
-  let at = 0;
-  for (const [s, e] of ranges) {
-    out.set(text.subarray(s, e), at);
-    at += e - s;
-  }
-  return out;
-}
-
 /** Reads a user's three parts (fixtures, or a file split by the fixture recipe). */
-export function userTexts(u: BetUser): UserTexts {
+export function userTexts(u: BetUser, fixtures: () => Fixtures = getFixtures): UserTexts {
   if (u.source.kind === 'fixture') {
-    const fx = getFixtures();
+    const fx = fixtures();
     const rec = fx.manifest.texts[u.source.user];
     const id = (part: SplitName): TextId => {
       const p = rec.parts[part]!;
@@ -172,7 +163,7 @@ export function userTexts(u: BetUser): UserTexts {
   } catch (err) {
     throw new Error(`user "${u.name}": ${(err as Error).message.replace(/^fixtures: /, '')}`);
   }
-  const part = (p: 'train' | SplitName) => concatRanges(text, plan[p]!);
+  const part = (p: 'train' | SplitName) => gather(text, plan[p]!);
   const validation = part('validation');
   const test = part('test');
   const id = (p: SplitName, bytes: Uint8Array): TextId => ({ fixture: `file:${resolve(path)}`, part: p, ranges: plan[p]!, bytes: bytes.length, sha256: sha256Hex(bytes) });
@@ -297,6 +288,9 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
   }
   const alreadyDone = new Set(writer.doneUsers);
   const threads = o.threads;
+  // Built (or loaded and verified) once per run, and only if a default user needs them.
+  let fx: Fixtures | undefined;
+  const fixtures = (): Fixtures => (fx ??= getFixtures());
   try {
     for (const u of o.users) {
       if (alreadyDone.has(u.name)) {
@@ -321,7 +315,7 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
   }
 
   async function measureUser(u: BetUser): Promise<UserEvaluation> {
-    const texts = userTexts(u);
+    const texts = userTexts(u, fixtures);
     const trainTokens = tokenizer.encode(texts.train);
     const splitTokens = { validation: tokenizer.encode(texts.validation), test: tokenizer.encode(texts.test) };
     for (const s of ['validation', 'test'] as const) {

@@ -537,7 +537,8 @@ export function planBaseSplit(documents: readonly ByteRange[], options: Partial<
   return plan;
 }
 
-function gather(text: Uint8Array, ranges: readonly ByteRange[]): Buffer {
+/** The bytes of `ranges` of `text`, concatenated (a part of a text). */
+export function gather(text: Uint8Array, ranges: readonly ByteRange[]): Buffer {
   return Buffer.concat(ranges.map(([s, e]) => text.subarray(s, e)));
 }
 
