@@ -159,30 +159,20 @@ export async function trainAdapter(
       }
     }
   }
-  const stepsDone = trainer.stepsDone;
-  const meta = {
-    format: 'ternorm.train-adapter',
-    version: 1,
-    options: o,
+  // The record saved with the adapter is also the run's summary.
+  const record = {
     baselineLoss,
     bestLoss: best.loss,
     bestStep: best.step,
-    stepsDone,
+    stepsDone: trainer.stepsDone,
     stoppedEarly,
     trainTokens: train.length,
     validationTokens: validation.length,
     history,
   };
   return {
-    adapter: new Adapter(best.gains, meta),
-    baselineLoss,
-    bestLoss: best.loss,
-    bestStep: best.step,
-    stepsDone,
-    stoppedEarly,
-    trainTokens: train.length,
-    validationTokens: validation.length,
-    history,
+    adapter: new Adapter(best.gains, { format: 'ternorm.train-adapter', version: 1, options: o, ...record }),
+    ...record,
     seconds: (performance.now() - t0) / 1000,
     options: o,
   };
