@@ -24,16 +24,12 @@
 
 using namespace ternorm;
 using ternorm::gemm::GemmArgs;
+using ternorm::test::gamma_bound;
 using ternorm::test::mentions;
 using ternorm::test::Rng;
 using ternorm::test::thrown_message;
 
 namespace {
-
-double gamma_bound(int64_t n) {
-  const double u = std::ldexp(1.0, -24);
-  return double(n) * u / (1.0 - double(n) * u);
-}
 
 struct Problem {
   bool ta = false, tb = false;

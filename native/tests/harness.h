@@ -53,6 +53,13 @@ class Rng {
 // Every ISA path this CPU can run, scalar first.
 inline std::vector<Isa> every_isa() { return supported_isas(); }
 
+// gamma(n) = n u / (1 - n u), u = 2^-24: the standard bound on the relative
+// rounding error of a float sum or dot product of n terms (Higham).
+inline double gamma_bound(int64_t n) {
+  const double u = std::ldexp(1.0, -24);
+  return double(n) * u / (1.0 - double(n) * u);
+}
+
 // Largest |a - b| / max(1, |b|) over n elements.
 double max_rel_err(const float* a, const float* b, int64_t n);
 
