@@ -14,7 +14,6 @@
 //  - conditions whose decoded gains are bit-identical (e.g. a lossless k-means codebook and the
 //    raw adapter) share one evaluation, which gives the same NLLs the kernel would compute again.
 
-import { createHash } from 'node:crypto';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 
@@ -119,10 +118,6 @@ interface UserTexts {
   ids: Record<SplitName, TextId>;
 }
 
-function sha256File(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
-}
-
 /** Reads a user's three parts (fixtures, or a file split by the fixture recipe). */
 export function userTexts(u: BetUser, fixtures: () => Fixtures = getFixtures): UserTexts {
   if (u.source.kind === 'fixture') {
@@ -202,7 +197,7 @@ export function encodingParams(e: Encoding, extra: Record<string, number[]> = {}
 }
 
 function gainsKey(g: Float32Array): string {
-  return createHash('sha256').update(new Uint8Array(g.buffer, g.byteOffset, g.byteLength)).digest('hex');
+  return sha256Hex(new Uint8Array(g.buffer, g.byteOffset, g.byteLength));
 }
 
 function checkUsers(users: readonly BetUser[]): void {
@@ -266,7 +261,7 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
   const header: ResultsHeader = {
       seed: o.seed,
       seeds: o.seeds,
-      baseModel: { name: basename(o.modelPath), sha256: sha256File(o.modelPath), config: { ...model.config, fingerprint: model.fingerprint ?? '' } },
+      baseModel: { name: basename(o.modelPath), sha256: sha256Hex(readFileSync(o.modelPath)), config: { ...model.config, fingerprint: model.fingerprint ?? '' } },
       criteria,
       conditions,
       bootstrap: o.bootstrap,
