@@ -15,7 +15,7 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { fmtBytes, fmtNum, fmtPct, fmtRatio, fmtTime, gitOutput, table, writeAtomic } from './report.js';
+import { fmtBytes, fmtNum, fmtPct, fmtRatio, fmtTime, gitOutput, table, writeAtomic, type Target as ReportTarget, type TargetPoint } from './report.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DEFAULT_EXE = join(REPO, 'out', 'native', 'ternorm_bench_kernels');
@@ -169,24 +169,11 @@ interface Row {
   notes: string[];
 }
 
-interface TargetPoint {
-  label: string;
-  value: number | null;
-  pass: boolean | null;
-  note?: string;
-}
-
-interface Target {
-  id: string;
-  description: string;
-  threshold: number;
-  unit: string;
-  verdict: 'pass' | 'fail' | 'incomplete' | 'not measured';
+// A kernel target also counts its passing points and names the worst one.
+interface Target extends ReportTarget {
   passed: number;
   total: number;
   worst?: TargetPoint;
-  points: TargetPoint[];
-  note?: string;
 }
 
 // ---- helpers --------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import { cpuInfo } from '../lib/kernels.js';
 import { SplitMix64 } from '../lib/model/data.js';
 import { DEFAULT_MODEL_CONFIG, evaluate, Model, Trainer, type ModelConfig } from '../lib/model/model.js';
 import { DEFAULT_ADAPTER_RUN, trainAdapter } from '../lib/model/train-adapter.js';
-import { fmtBytes, fmtNum, fmtRatio, gitOutput, table, writeAtomic } from './report.js';
+import { fmtBytes, fmtNum, fmtRatio, gitOutput, table, writeAtomic, type Target, type TargetPoint } from './report.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -381,17 +381,6 @@ function compare<S extends { threads: number; rep: number; tokens_per_s: number 
       paired_ratio_min: Math.min(...paired), paired_ratio_max: Math.max(...paired), samples: a.length,
     }];
   });
-}
-
-interface TargetPoint { label: string; value: number | null; pass: boolean | null; note?: string }
-interface Target {
-  id: string;
-  description: string;
-  threshold: number;
-  unit: string;
-  verdict: 'pass' | 'fail' | 'incomplete' | 'not measured';
-  points: TargetPoint[];
-  note?: string;
 }
 
 function verdictOf(points: TargetPoint[]): Target['verdict'] {

@@ -67,3 +67,22 @@ export function writeAtomic(path: string, text: string): void {
     throw e;
   }
 }
+
+/** One measured point of a benchmark target: its value and whether it meets the threshold. */
+export interface TargetPoint {
+  label: string;
+  value: number | null;
+  pass: boolean | null;
+  note?: string;
+}
+
+/** A target of an issue judged over points; the benchmarks add their own summary fields. */
+export interface Target {
+  id: string;
+  description: string;
+  threshold: number;
+  unit: string;
+  verdict: 'pass' | 'fail' | 'incomplete' | 'not measured';
+  points: TargetPoint[];
+  note?: string;
+}
