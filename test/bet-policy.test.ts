@@ -60,12 +60,18 @@ describe('choosePolicy', () => {
     expect(c).toMatchObject({ choice: 'raw_fp16', fallback: true });
   });
 
-  it('breaks size ties by name', () => {
+  it('breaks size ties by validation perplexity, then by name', () => {
     const bytes = { ...BYTES, kmeans16: 1172 };
+    // int4_delta (12) beats kmeans16 (12.5) at the same size, whatever the names
     expect(choosePolicy(ppl({}), bytes, criteria).choice).toBe('int4_delta');
-    expect(choosePolicy(ppl({}), { ...bytes, int4_delta: 1172, kmeans16: 1172 }, criteria).candidates[1]!.condition).toBe('kmeans16');
+    // the regression: a worse encoding whose name sorts first must not win the tie
+    expect(choosePolicy(ppl({ int4_delta: 12.9, kmeans16: 10.1 }), bytes, criteria).choice).toBe('kmeans16');
+    const c = choosePolicy(ppl({ int4_delta: 12.9, kmeans16: 10.1 }), bytes, criteria);
+    expect(c.candidates.slice(0, 2).map((x) => x.condition)).toEqual(['kmeans16', 'int4_delta']);
+    // equal size and equal perplexity: name order
     const renamed = { ...bytes, a_first: 1172 };
-    expect(choosePolicy(ppl({ a_first: 11 }), renamed, criteria).choice).toBe('a_first');
+    expect(choosePolicy(ppl({ a_first: 12 }), renamed, criteria).choice).toBe('a_first');
+    expect(choosePolicy(ppl({ a_first: 12.2 }), renamed, criteria).choice).toBe('int4_delta');
   });
 
   it('reports on test without changing the choice', () => {
