@@ -2,7 +2,8 @@
 // (out/cmake-js/Release) and the prebuildify prebuild (prebuilds/<platform>-
 // <arch>, found through node-gyp-build) — load and compute the same results,
 // and a bad TERNORM_ISA gives a clear error instead of a wrong path.
-// `npm test` builds all three first (pretest); a missing one fails here.
+// `npm test` builds all three first (pretest: each links the core compiled once by
+// `npm run build:native`); a missing one fails here.
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { Worker } from 'node:worker_threads';
