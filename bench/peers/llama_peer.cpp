@@ -41,22 +41,23 @@ constexpr const char* kUsage =
     "opts: --kv f16|f32 (KV cache type, default f16 as llama.cpp), "
     "--flash-attn auto|on|off (default auto), --verbose (llama.cpp's log on stderr)\n";
 
-// ---- llama.cpp's log: silent unless --verbose; its last error is kept for our one-line error.
+// ---- llama.cpp's log: silent unless --verbose; its first error (the cause; later ones say
+// what failed because of it) goes into our one-line error.
 
 bool g_verbose = false;
-std::string g_last_error;
+std::string g_first_error;
 
 void log_cb(ggml_log_level level, const char* text, void*) {
   if (g_verbose) std::fputs(text, stderr);
   if (level == GGML_LOG_LEVEL_ERROR) {
     std::string t = text;
     while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
-    if (!t.empty()) g_last_error = t;
+    if (!t.empty() && g_first_error.empty()) g_first_error = t;
   }
 }
 
 std::string with_cause(const std::string& msg) {
-  return g_last_error.empty() ? msg : msg + " (llama.cpp: " + g_last_error + ")";
+  return g_first_error.empty() ? msg : msg + " (llama.cpp: " + g_first_error + ")";
 }
 
 // ---- options ---------------------------------------------------------------------------
@@ -146,6 +147,7 @@ struct Model {
     llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = 0;
     mp.vocab_only = vocab_only;
+    peer::read_file_head(path, "model file");
     const double t0 = peer::now_s();
     model = llama_model_load_from_file(path.c_str(), mp);
     load_s = peer::now_s() - t0;

@@ -69,6 +69,13 @@ inline std::string read_file(const std::string& path, const char* what) {
   return s;
 }
 
+// Fails with a clear line when path cannot be opened and read (before a library says less).
+inline void read_file_head(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  char c;
+  if (!in || !in.get(c)) throw Error(std::string("cannot open or read ") + what + " '" + path + "'");
+}
+
 // Token ids as the tokenize subcommand prints them: decimal, whitespace-separated.
 inline std::vector<int32_t> read_tokens(const std::string& path) {
   const std::string s = read_file(path, "tokens file");
