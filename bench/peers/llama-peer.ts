@@ -127,6 +127,28 @@ export function llamaTokenize(model: string, text: string | Uint8Array, o: { bos
   });
 }
 
+export interface TokenizeBench {
+  schema: 'ternorm.peers.llama.bench-tokenize/1';
+  bytes: number;
+  n_tokens: number;
+  tokenize_s: number;
+  mb_per_s: number;
+  tokenize_s_reps: number[];
+  load_s: number;
+  n_vocab: number;
+}
+
+/** Tokenization speed: the whole text tokenized reps times after one untimed call; median. */
+export function llamaBenchTokenize(model: string, text: string | Uint8Array, o: { bos?: boolean; special?: boolean; reps?: number } = {}): TokenizeBench {
+  return withTemp((dir) => {
+    const file = join(dir, 'text');
+    writeFileSync(file, text);
+    const args = ['bench-tokenize', resolve(model), file, '--reps', String(o.reps ?? 5),
+      ...(o.bos === false ? ['--no-bos'] : []), ...(o.special ? ['--special'] : [])];
+    return JSON.parse(run(PEER_PATHS.llamaPeer, args)) as TokenizeBench;
+  });
+}
+
 export interface ScoreOptions extends PeerNumerics {
   /** ternorm's context: the window W = min(ctx, n_tokens - 1). */
   ctx: number;

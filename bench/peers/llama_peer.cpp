@@ -3,6 +3,7 @@
 // cross-checks and bench:peers. CPU only; nothing is downloaded or built.
 //
 //   llama_peer tokenize <model.gguf> <text-file> [--no-bos] [--special]
+//   llama_peer bench-tokenize <model.gguf> <text-file> [--no-bos] [--special] [--reps R]
 //   llama_peer score <model.gguf> <tokens-file> --ctx N [--stride S] [--threads T]
 //                    [--nll-out FILE] [KV/attention options]
 //   llama_peer bench-score <model.gguf> <tokens-file> --ctx N [--stride S] [--threads T]
@@ -33,6 +34,7 @@ using peer::Json;
 constexpr const char* kUsage =
     "usage:\n"
     "  llama_peer tokenize <model.gguf> <text-file> [--no-bos] [--special]\n"
+    "  llama_peer bench-tokenize <model.gguf> <text-file> [--no-bos] [--special] [--reps R]\n"
     "  llama_peer score <model.gguf> <tokens-file> --ctx N [--stride S] [--threads T] "
     "[--nll-out FILE] [opts]\n"
     "  llama_peer bench-score <model.gguf> <tokens-file> --ctx N [--stride S] [--threads T] "
@@ -126,7 +128,8 @@ Options parse(int argc, char** argv) {
   o.cmd = pos[0];
   const bool scoring = o.cmd == "score" || o.cmd == "bench-score";
   const size_t want = o.cmd == "decode" ? 2 : 3;
-  if (o.cmd != "tokenize" && !scoring && o.cmd != "decode") usage("unknown subcommand '" + o.cmd + "'");
+  const bool tokenizing = o.cmd == "tokenize" || o.cmd == "bench-tokenize";
+  if (!tokenizing && !scoring && o.cmd != "decode") usage("unknown subcommand '" + o.cmd + "'");
   if (pos.size() != want) usage(o.cmd + ": expected " + std::to_string(want - 1) + " file argument(s)");
   o.model = pos[1];
   if (want == 3) o.input = pos[2];
@@ -236,10 +239,7 @@ void settings_json(Json& j, const Options& o, const Model& m) {
 
 // ---- tokenize ---------------------------------------------------------------------------
 
-int cmd_tokenize(const Options& o) {
-  const std::string text = peer::read_file(o.input, "text file");
-  if (text.size() > size_t(INT32_MAX)) throw Error("text file '" + o.input + "' is too large");
-  Model m(o.model, /*vocab_only=*/true);
+std::vector<llama_token> tokenize(const Model& m, const std::string& text, const Options& o) {
   std::vector<llama_token> ids(text.size() + 16);
   int32_t n = llama_tokenize(m.vocab, text.data(), int32_t(text.size()), ids.data(), int32_t(ids.size()),
                              /*add_special=*/!o.no_bos, /*parse_special=*/o.special);
@@ -249,6 +249,37 @@ int cmd_tokenize(const Options& o) {
                        !o.no_bos, o.special);
   }
   if (n < 0) throw Error(with_cause("llama_tokenize failed on '" + o.input + "'"));
+  ids.resize(size_t(n));
+  return ids;
+}
+
+int cmd_tokenize(const Options& o, bool bench) {
+  const std::string text = peer::read_file(o.input, "text file");
+  if (text.size() > size_t(INT32_MAX)) throw Error("text file '" + o.input + "' is too large");
+  Model m(o.model, /*vocab_only=*/true);
+  std::vector<llama_token> ids = tokenize(m, text, o);
+  if (bench) {
+    std::vector<double> secs;
+    for (int64_t r = 0; r < o.reps; ++r) {
+      const double t0 = peer::now_s();
+      ids = tokenize(m, text, o);
+      secs.push_back(peer::now_s() - t0);
+    }
+    const double med = peer::median(secs);
+    Json j;
+    j.begin_obj();
+    j.kv("schema", "ternorm.peers.llama.bench-tokenize/1");
+    j.kv("bytes", int64_t(text.size())).kv("n_tokens", int64_t(ids.size()));
+    j.kv("tokenize_s", med).kv("mb_per_s", double(text.size()) / med * 1e-6);
+    j.key("tokenize_s_reps").begin_arr();
+    for (double v : secs) j.val(v);
+    j.end_arr();
+    j.kv("load_s", m.load_s).kv("n_vocab", int64_t(m.n_vocab()));
+    j.end_obj();
+    std::printf("%s\n", j.str().c_str());
+    return 0;
+  }
+  const int32_t n = int32_t(ids.size());
   std::string line;
   for (int32_t i = 0; i < n; ++i) {
     if (i) line += ' ';
@@ -429,7 +460,7 @@ int main(int argc, char** argv) {
     peer::load_cpu_backend();
     llama_backend_init();
     int rc = 0;
-    if (o.cmd == "tokenize") rc = cmd_tokenize(o);
+    if (o.cmd == "tokenize" || o.cmd == "bench-tokenize") rc = cmd_tokenize(o, o.cmd == "bench-tokenize");
     else if (o.cmd == "decode") rc = cmd_decode(o);
     else rc = cmd_score(o, o.cmd == "bench-score");
     llama_backend_free();
