@@ -1,9 +1,11 @@
 // ggml_mul_mat: ggml's ternary matrix products (TQ2_0 / TQ1_0 weights times
-// fp32 activations, which ggml's CPU backend quantises to q8_K per 256-value
-// block inside the call) through the prebuilt libggml of npm package
-// node-llama-cpp, at bench:kernels' shapes, so bench:peers can put ternorm's
-// gemm_i8 beside it. Prints one JSON document of raw medians (like
-// bench/kernels.cpp); progress on stderr.
+// activations quantised to q8_K, int8 per 256-value block) through the
+// prebuilt libggml of npm package node-llama-cpp, at bench:kernels' shapes,
+// so bench:peers can put ternorm's gemm_i8 beside it. Two activation modes:
+// f32 (ggml quantises them inside the call, as llama.cpp runs; timed with it)
+// and q8_K (quantised beforehand, so only the integer product is timed, like
+// bench:kernels' gemm_i8 beside its separate act_quant). Prints one JSON
+// document of raw medians (like bench/kernels.cpp); progress on stderr.
 //
 // Each point is checked before it is timed: the product of the same ternary
 // weights and the activations quantised the way q8_K does (absmax / 127 per
@@ -30,6 +32,16 @@ using peer::Json;
 constexpr const char* kSchema = "ternorm.peers.ggml.mul_mat.raw/1";
 constexpr double kCheckTol = 1e-4;
 constexpr int64_t kBlock = 256;        // QK_K: TQ1_0, TQ2_0 and q8_K blocks
+
+// ggml's q8_K block (ggml/src/ggml-common.h; the type size is checked against ggml's at run time).
+struct BlockQ8K {
+  float d;
+  int8_t qs[kBlock];
+  int16_t bsums[kBlock / 16];
+};
+
+enum class Act { F32, Q8K };
+const char* act_name(Act a) { return a == Act::F32 ? "f32" : "q8_K"; }
 constexpr float kWeightScale = 0.03125f;  // exact in fp16, so the TQ block scale is exact
 
 struct Shape {
@@ -40,6 +52,7 @@ struct Options {
   std::vector<Shape> shapes = {{256, 256}, {768, 256}, {256, 768}, {4096, 4096}};  // bench/kernels.cpp
   std::vector<int64_t> tokens = {1, 128, 512};
   std::vector<ggml_type> types = {GGML_TYPE_TQ2_0, GGML_TYPE_TQ1_0};
+  std::vector<Act> acts = {Act::F32, Act::Q8K};
   std::vector<int> threads = {1, 2};
   double min_time = 0.2, max_time = 3.0, sample_time = 0.002, warmup_time = 0.03;
   int min_samples = 5;
@@ -52,6 +65,8 @@ const char* kHelp =
     "  --shapes RxC,...   weight shapes, C a multiple of 256 (default 256x256,768x256,256x768,4096x4096)\n"
     "  --tokens N,...     activation columns n (default 1,128,512; n = 1 is the GEMV)\n"
     "  --types T,...      tq2_0,tq1_0 (default both)\n"
+    "  --act A,...        f32 (quantised to q8_K inside the call, timed) and/or q8_K (beforehand,\n"
+    "                     only the integer product timed); default both\n"
     "  --threads T,...    thread counts (default 1,2)\n"
     "  --min-time S       seconds of samples per point at least (default 0.2)\n"
     "  --min-samples N    samples per point at least (default 5)\n"
@@ -102,6 +117,12 @@ Options parse(int argc, char** argv) {
         if (s == "tq2_0") o.types.push_back(GGML_TYPE_TQ2_0);
         else if (s == "tq1_0") o.types.push_back(GGML_TYPE_TQ1_0);
         else throw Error("--types: expected tq2_0 or tq1_0, got '" + s + "'");
+    } else if (a == "--act") {
+      o.acts.clear();
+      for (const std::string& s : split(next(), ','))
+        if (s == "f32") o.acts.push_back(Act::F32);
+        else if (s == "q8_K") o.acts.push_back(Act::Q8K);
+        else throw Error("--act: expected f32 or q8_K, got '" + s + "'");
     } else if (a == "--threads") {
       o.threads.clear();
       for (const std::string& s : split(next(), ',')) o.threads.push_back(int(peer::parse_int(s, "--threads", 1, 512)));
@@ -124,8 +145,8 @@ Options parse(int argc, char** argv) {
       throw Error("unknown option '" + a + "' (ggml_mul_mat --help lists the options)");
     }
   }
-  if (o.shapes.empty() || o.tokens.empty() || o.types.empty() || o.threads.empty())
-    throw Error("--shapes, --tokens, --types and --threads must not be empty");
+  if (o.shapes.empty() || o.tokens.empty() || o.types.empty() || o.acts.empty() || o.threads.empty())
+    throw Error("--shapes, --tokens, --types, --act and --threads must not be empty");
   if (o.check_only) {
     o.shapes = {{256, 256}, {96, 768}};
     o.tokens = {1, 3, 130};
@@ -137,13 +158,13 @@ Options parse(int argc, char** argv) {
 
 class MulMat {
  public:
-  MulMat(ggml_backend_t backend, ggml_type type, const Shape& s, int64_t n, std::mt19937_64& rng)
+  MulMat(ggml_backend_t backend, ggml_type type, Act act, const Shape& s, int64_t n, std::mt19937_64& rng)
       : type_(type), s_(s), n_(n) {
     ggml_init_params ip{ggml_tensor_overhead() * 4 + ggml_graph_overhead(), nullptr, /*no_alloc=*/true};
     ctx_ = ggml_init(ip);
     if (!ctx_) throw Error("ggml_init failed");
     w_ = ggml_new_tensor_2d(ctx_, type, s.cols, s.rows);  // ggml ne = [cols, rows]
-    x_ = ggml_new_tensor_2d(ctx_, GGML_TYPE_F32, s.cols, n);
+    x_ = ggml_new_tensor_2d(ctx_, act == Act::F32 ? GGML_TYPE_F32 : GGML_TYPE_Q8_K, s.cols, n);
     y_ = ggml_mul_mat(ctx_, w_, x_);                       // ne = [rows, n]
     graph_ = ggml_new_graph(ctx_);
     ggml_build_forward_expand(graph_, y_);
@@ -165,7 +186,14 @@ class MulMat {
     x_f32_.resize(size_t(n * s.cols));
     std::normal_distribution<float> gauss(0.f, 1.f);
     for (float& v : x_f32_) v = gauss(rng);
-    ggml_backend_tensor_set(x_, x_f32_.data(), 0, x_f32_.size() * sizeof(float));
+    if (act == Act::F32) {
+      ggml_backend_tensor_set(x_, x_f32_.data(), 0, x_f32_.size() * sizeof(float));
+    } else {
+      if (ggml_row_size(GGML_TYPE_Q8_K, kBlock) != sizeof(BlockQ8K)) throw Error("ggml's q8_K block is not the expected layout");
+      std::vector<BlockQ8K> xq(size_t(n * s.cols / kBlock));
+      for (size_t b = 0; b < xq.size(); ++b) xq[b] = q8k_block(&x_f32_[b * kBlock]);
+      ggml_backend_tensor_set(x_, xq.data(), 0, xq.size() * sizeof(BlockQ8K));
+    }
   }
   ~MulMat() {
     ggml_backend_buffer_free(buf_);
@@ -201,23 +229,33 @@ class MulMat {
 
  private:
   // q8_K as ggml defines it: per 256 values, d = max / -127 of the value with the largest
-  // magnitude, q = round(x / d) capped at 127; returns q * d.
+  // magnitude, q = round(x / d) capped at 127, bsums the sums of 16 q's.
+  static BlockQ8K q8k_block(const float* x) {
+    BlockQ8K blk{};
+    float amax = 0, mx = 0;
+    for (int64_t j = 0; j < kBlock; ++j)
+      if (std::fabs(x[j]) > amax) {
+        amax = std::fabs(x[j]);
+        mx = x[j];
+      }
+    if (amax == 0) return blk;
+    const float iscale = -127.f / mx;
+    for (int64_t j = 0; j < kBlock; ++j) blk.qs[j] = int8_t(std::min(127, int(std::nearbyint(iscale * x[j]))));
+    for (int64_t g = 0; g < kBlock / 16; ++g) {
+      int sum = 0;
+      for (int64_t j = 0; j < 16; ++j) sum += blk.qs[g * 16 + j];
+      blk.bsums[g] = int16_t(sum);
+    }
+    blk.d = 1 / iscale;
+    return blk;
+  }
+
+  // The activations as q8_K holds them: q * d.
   static std::vector<double> q8k_roundtrip(const float* x, int64_t k) {
     std::vector<double> out(static_cast<size_t>(k));
     for (int64_t b = 0; b < k; b += kBlock) {
-      float amax = 0, mx = 0;
-      for (int64_t j = 0; j < kBlock; ++j)
-        if (std::fabs(x[b + j]) > amax) {
-          amax = std::fabs(x[b + j]);
-          mx = x[b + j];
-        }
-      if (amax == 0) continue;
-      const float iscale = -127.f / mx;
-      const float d = 1 / iscale;
-      for (int64_t j = 0; j < kBlock; ++j) {
-        const int q = std::min(127, int(std::nearbyint(iscale * x[b + j])));
-        out[size_t(b + j)] = double(q) * double(d);
-      }
+      const BlockQ8K blk = q8k_block(x + b);
+      for (int64_t j = 0; j < kBlock; ++j) out[size_t(b + j)] = double(blk.qs[j]) * double(blk.d);
     }
     return out;
   }
@@ -281,36 +319,45 @@ int run(const Options& o) {
   j.key("features").begin_arr();
   for (const std::string& f : peer::cpu_backend_features(dev)) j.val(f);
   j.end_arr();
-  j.kv("activations", "f32 in, quantised to q8_K (per 256 values) inside mul_mat, timed with it");
   j.end_obj();
   j.key("points").begin_arr();
   const double t_run = peer::now_s();
   bool all_ok = true;
+  struct Point {
+    ggml_type type;
+    Act act;
+    Shape s;
+    int64_t n;
+  };
+  std::vector<Point> points;
   for (ggml_type type : o.types)
-    for (const Shape& s : o.shapes)
-      for (int64_t n : o.tokens) {
-        MulMat mm(backend, type, s, n, rng);
-        for (int t : o.threads) {
-          set_threads(backend, t);
-          const double err = mm.check(backend);
-          const bool ok = err <= kCheckTol;
-          all_ok = all_ok && ok;
-          std::fprintf(stderr, "ggml_mul_mat: %s %lldx%lld n=%lld threads=%d check %.2e %s\n", ggml_type_name(type),
-                       (long long)s.rows, (long long)s.cols, (long long)n, t, err, ok ? "ok" : "FAILED");
-          j.begin_obj();
-          j.kv("kind", "ggml_mul_mat").kv("type", ggml_type_name(type));
-          j.kv("rows", s.rows).kv("cols", s.cols).kv("n", n).kv("threads", t);
-          j.kv("weight_bytes", int64_t(mm.weight_bytes()));
-          j.key("check").begin_obj().kv("rel_diff", err).kv("tol", kCheckTol).kv("ok", ok).end_obj();
-          if (!o.check_only && ok) {
-            const Timing tm = time_it(mm, backend, o);
-            j.kv("median_s", tm.median_s).kv("min_s", tm.min_s).kv("max_s", tm.max_s);
-            j.kv("samples", int64_t(tm.samples)).kv("calls_per_sample", int64_t(tm.calls_per_sample));
-            j.kv("gops", 2.0 * double(s.rows) * double(s.cols) * double(n) / tm.median_s * 1e-9);
-          }
-          j.end_obj();
-        }
+    for (Act act : o.acts)
+      for (const Shape& s : o.shapes)
+        for (int64_t n : o.tokens) points.push_back({type, act, s, n});
+  for (const Point& p : points) {
+    MulMat mm(backend, p.type, p.act, p.s, p.n, rng);
+    for (int t : o.threads) {
+      set_threads(backend, t);
+      const double err = mm.check(backend);
+      const bool ok = err <= kCheckTol;
+      all_ok = all_ok && ok;
+      std::fprintf(stderr, "ggml_mul_mat: %s act %s %lldx%lld n=%lld threads=%d check %.2e %s\n",
+                   ggml_type_name(p.type), act_name(p.act), (long long)p.s.rows, (long long)p.s.cols,
+                   (long long)p.n, t, err, ok ? "ok" : "FAILED");
+      j.begin_obj();
+      j.kv("kind", "ggml_mul_mat").kv("type", ggml_type_name(p.type)).kv("act", act_name(p.act));
+      j.kv("rows", p.s.rows).kv("cols", p.s.cols).kv("n", p.n).kv("threads", t);
+      j.kv("weight_bytes", int64_t(mm.weight_bytes()));
+      j.key("check").begin_obj().kv("rel_diff", err).kv("tol", kCheckTol).kv("ok", ok).end_obj();
+      if (!o.check_only && ok) {
+        const Timing tm = time_it(mm, backend, o);
+        j.kv("median_s", tm.median_s).kv("min_s", tm.min_s).kv("max_s", tm.max_s);
+        j.kv("samples", int64_t(tm.samples)).kv("calls_per_sample", int64_t(tm.calls_per_sample));
+        j.kv("gops", 2.0 * double(p.s.rows) * double(p.s.cols) * double(p.n) / tm.median_s * 1e-9);
       }
+      j.end_obj();
+    }
+  }
   j.end_arr();
   j.kv("total_s", peer::now_s() - t_run);
   j.end_obj();

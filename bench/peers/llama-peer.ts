@@ -198,6 +198,8 @@ export function llamaDecode(model: string, prompt: ArrayLike<number>, o: PeerNum
 export interface MulMatPoint {
   kind: 'ggml_mul_mat';
   type: 'tq2_0' | 'tq1_0';
+  /** f32: quantised to q8_K inside the call and timed; q8_K: quantised beforehand, product only. */
+  act: 'f32' | 'q8_K';
   rows: number;
   cols: number;
   n: number;
@@ -214,12 +216,12 @@ export interface MulMatPoint {
 
 export interface MulMatDoc {
   schema: 'ternorm.peers.ggml.mul_mat.raw/1';
-  backend: { device: string; library_dir: string; features: string[]; activations: string };
+  backend: { device: string; library_dir: string; features: string[] };
   points: MulMatPoint[];
   total_s: number;
 }
 
-/** ggml's TQ2_0 / TQ1_0 mul_mat timings (ggml_mul_mat options: --shapes, --tokens, --types, --threads, --quick, ...). */
+/** ggml's TQ2_0 / TQ1_0 mul_mat timings (ggml_mul_mat options: --shapes, --tokens, --types, --act, --threads, --quick, ...). */
 export function ggmlMulMat(args: string[] = []): MulMatDoc {
   return JSON.parse(run(PEER_PATHS.ggmlMulMat, args)) as MulMatDoc;
 }
