@@ -34,7 +34,7 @@ const PART_SCHEMA = 'ternorm.bench.model.part/1';
 
 const CONFIGS = {
   default: { ...DEFAULT_MODEL_CONFIG },
-  large: { ...DEFAULT_MODEL_CONFIG, dModel: 1024, nLayers: 8, nHeads: 16, dFf: 2816 },
+  large: { ...DEFAULT_MODEL_CONFIG, dModel: 1024, nLayers: 8, nHeads: 16, nKvHeads: 16, dFf: 2816 },
 } satisfies Record<string, ModelConfig>;
 type ConfigName = keyof typeof CONFIGS;
 const CONFIG_NAMES = Object.keys(CONFIGS) as ConfigName[];

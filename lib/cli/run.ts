@@ -21,7 +21,8 @@ ${BET_USAGE}  train-base      train the base model (tokenizer, ternary-aware tra
     [--out models/base.tnm] [--steps N] [--seed S] [--mode ternary|fp32] [--resume CKPT]
     [--checkpoint PATH (default OUT.ckpt)] [--checkpoint-every N] [--stop-after N]
     [--eval-every N] [--eval-tokens N] [--train-text FILE --validation-text FILE (default: fixtures)]
-    [--vocab 4096] [--d-model 256] [--layers 4] [--heads 4] [--d-ff 768] [--context 256]
+    [--vocab 4096] [--d-model 256] [--layers 4] [--heads 4] [--kv-heads N (default: --heads)]
+    [--untied-head] [--d-ff 768] [--context 256]
     [--batch 8] [--seq 256] [--lr 1.5e-3] [--min-lr 1.5e-4] [--warmup 100] [--weight-decay 0.1]
     [--grad-clip 1] [--threads N] [--log-every 10]
   train-adapter   train one user's norm-only adapter on a base model
@@ -34,10 +35,13 @@ ${BET_USAGE}  train-base      train the base model (tokenizer, ternary-aware tra
 `;
 
 // ---- train-base --------------------------------------------------------------------------------
-const RUN_FLAGS = ['steps', 'seed', 'mode', 'eval-every', 'eval-tokens', 'checkpoint-every', 'vocab', 'd-model', 'layers', 'heads', 'd-ff', 'context', 'batch', 'seq', 'lr', 'min-lr', 'warmup', 'weight-decay', 'grad-clip', 'train-text', 'validation-text'];
+const RUN_FLAGS = ['steps', 'seed', 'mode', 'eval-every', 'eval-tokens', 'checkpoint-every', 'vocab', 'd-model', 'layers', 'heads', 'kv-heads', 'd-ff', 'context', 'batch', 'seq', 'lr', 'min-lr', 'warmup', 'weight-decay', 'grad-clip', 'train-text', 'validation-text'];
 
 async function cmdTrainBase(argv: string[], io: Io): Promise<number> {
-  const v = parse(argv, Object.fromEntries([...RUN_FLAGS, 'out', 'checkpoint', 'resume', 'stop-after', 'threads', 'log-every'].map((f) => [f, S])));
+  const v = parse(argv, {
+    ...Object.fromEntries([...RUN_FLAGS, 'out', 'checkpoint', 'resume', 'stop-after', 'threads', 'log-every'].map((f) => [f, S])),
+    'untied-head': { type: 'boolean' },
+  });
   if (v.help) return help(io);
   const out = (v.out as string | undefined) ?? 'models/base.tnm';
   const resume = v.resume as string | undefined;
@@ -46,7 +50,7 @@ async function cmdTrainBase(argv: string[], io: Io): Promise<number> {
   let run: Partial<BaseRunOptions> | undefined;
   let source: unknown;
   if (resume !== undefined) {
-    const shaping = RUN_FLAGS.filter((f) => v[f] !== undefined && f !== 'train-text' && f !== 'validation-text');
+    const shaping = [...RUN_FLAGS, 'untied-head'].filter((f) => v[f] !== undefined && f !== 'train-text' && f !== 'validation-text');
     if (shaping.length > 0) {
       throw new UsageError(`--${shaping[0]} cannot be combined with --resume: the checkpoint fixes the run's options`);
     }
@@ -77,6 +81,8 @@ async function cmdTrainBase(argv: string[], io: Io): Promise<number> {
       dModel: intFlag(v, 'd-model', 1),
       nLayers: intFlag(v, 'layers', 1),
       nHeads: intFlag(v, 'heads', 1),
+      nKvHeads: intFlag(v, 'kv-heads', 1),
+      tiedHead: v['untied-head'] === true ? false : undefined,
       dFf: intFlag(v, 'd-ff', 1),
       context: intFlag(v, 'context', 1),
     }) as BaseRunOptions['config'];

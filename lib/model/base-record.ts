@@ -269,7 +269,7 @@ export function renderRecord(r: RecordInput): string {
   const f = r.fp32.meta;
   checkPair(t, f);
   const o = t.options;
-  const c = o.config;
+  const c = resolveModelConfig(o.config); // records written before nKvHeads/tiedHead existed lack them
   const tokensSeen = o.steps * o.batch * o.seq;
   const isDefault = JSON.stringify(c) === JSON.stringify(resolveModelConfig());
   const out: string[] = [];
@@ -303,7 +303,8 @@ export function renderRecord(r: RecordInput): string {
   out.push('');
   out.push(
     `Config: vocab ${c.vocab} (byte-level BPE trained on the training text), d_model ${c.dModel}, ${c.nLayers} layers, ` +
-      `${c.nHeads} heads, d_ff ${c.dFf}, context ${c.context}. AdamW: lr ${o.lr} → ${o.minLr} (cosine, ${o.warmup} warm-up steps), ` +
+      `${c.nHeads} heads${c.nKvHeads !== c.nHeads ? ` (${c.nKvHeads} key/value heads)` : ''}, d_ff ${c.dFf}, context ${c.context}` +
+      `${c.tiedHead ? '' : ', untied output head'}. AdamW: lr ${o.lr} → ${o.minLr} (cosine, ${o.warmup} warm-up steps), ` +
       `weight decay ${o.weightDecay}, gradient clip ${o.gradClip}. The training text is ${int(t.trainTokens)} tokens, so a run ` +
       `sees it about ${(tokensSeen / t.trainTokens).toFixed(1)} times (windows sampled uniformly, seeded).`,
   );

@@ -33,6 +33,8 @@ export const DEFAULT_MODEL_CONFIG: Readonly<ModelConfig> = Object.freeze({
   context: 256,
   normEps: 1e-5,
   ropeTheta: 10000,
+  nKvHeads: 4,
+  tiedHead: true,
 });
 
 export type Precision = 'ternary' | 'f32' | 'ternary-f32act';
@@ -50,13 +52,20 @@ function checkNum(v: unknown, name: string, ok: (x: number) => boolean, expected
   return v;
 }
 
-/** Fills defaults and checks a (partial) model config; the core validates the shape again. */
+/**
+ * Fills defaults and checks a (partial) model config; the core validates the shape again.
+ * nKvHeads defaults to nHeads (multi-head attention), whatever nHeads is.
+ */
 export function resolveModelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
   const c = { ...DEFAULT_MODEL_CONFIG, ...partial };
+  if (partial.nKvHeads === undefined) c.nKvHeads = c.nHeads;
   checkInt(c.vocab, 'config.vocab', 2, 2 ** 24);
   for (const k of ['dModel', 'nLayers', 'nHeads', 'dFf', 'context'] as const) checkInt(c[k], `config.${k}`, 1, 65536);
   if (c.dModel % c.nHeads !== 0) throw new RangeError(`config.dModel (${c.dModel}) must be divisible by config.nHeads (${c.nHeads})`);
   if ((c.dModel / c.nHeads) % 2 !== 0) throw new RangeError(`config.dModel / config.nHeads must be even (RoPE rotates pairs), got ${c.dModel / c.nHeads}`);
+  checkInt(c.nKvHeads, 'config.nKvHeads', 1, c.nHeads);
+  if (c.nHeads % c.nKvHeads !== 0) throw new RangeError(`config.nHeads (${c.nHeads}) must be divisible by config.nKvHeads (${c.nKvHeads})`);
+  if (typeof c.tiedHead !== 'boolean') throw new TypeError(`config.tiedHead must be a boolean, got ${typeof c.tiedHead}`);
   checkNum(c.normEps, 'config.normEps', (x) => x > 0, 'a positive number');
   checkNum(c.ropeTheta, 'config.ropeTheta', (x) => x > 0, 'a positive number');
   return c;

@@ -14,6 +14,10 @@ export interface RawModelConfig {
   context: number;
   normEps: number;
   ropeTheta: number;
+  /** Key/value heads (grouped-query attention when fewer than nHeads); nHeads = multi-head. */
+  nKvHeads: number;
+  /** The output head is the token embedding (true) or a table of its own (false). */
+  tiedHead: boolean;
 }
 
 export interface RawModelInfo {

@@ -36,6 +36,8 @@ Napi::Object config_object(Napi::Env env, const model::ModelConfig& c) {
   o.Set("context", double(c.context));
   o.Set("normEps", double(c.norm_eps));
   o.Set("ropeTheta", double(c.rope_theta));
+  o.Set("nKvHeads", double(c.kv_heads()));
+  o.Set("tiedHead", c.tied_head);
   return o;
 }
 
@@ -333,6 +335,13 @@ model::ModelConfig config_arg(const Napi::CallbackInfo& info, size_t index) {
   c.context = int_prop(env, o, "context", 1, 65536, w);
   c.norm_eps = float(num_prop(env, o, "normEps", w));
   c.rope_theta = float(num_prop(env, o, "ropeTheta", w));
+  // Optional: absent means multi-head attention and the tied head.
+  if (!o.Get("nKvHeads").IsUndefined()) c.n_kv_heads = int_prop(env, o, "nKvHeads", 1, 65536, w);
+  const Napi::Value tied = o.Get("tiedHead");
+  if (!tied.IsUndefined()) {
+    if (!tied.IsBoolean()) throw_type(env, "config.tiedHead must be a boolean");
+    c.tied_head = tied.As<Napi::Boolean>().Value();
+  }
   model::validate(c);  // std::invalid_argument -> RangeError via guarded
   return c;
 }

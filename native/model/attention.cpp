@@ -1,5 +1,7 @@
-// RoPE and causal multi-head attention. Each (sequence, head) is one unit of
-// work writing its own columns, so threads never share an output. The matrix
+// RoPE and causal multi-head / grouped-query attention. Each (sequence, head)
+// is one unit of work writing its own columns (in backward: each (sequence,
+// key/value head), which owns the dk and dv of its query heads), so threads
+// never share an output. The matrix
 // products run through gemm_f32 on the calling thread, in row blocks that stop
 // at the diagonal (the causal half is skipped).
 #include <algorithm>
@@ -16,17 +18,18 @@ namespace ternorm::model {
 
 namespace {
 // Rotates pairs (2i, 2i+1) of the q and k blocks of each row by sign * angle.
-void rope_rotate(float* qkv, int64_t B, int64_t T, int64_t d, int64_t hd, const float* cos,
-                 const float* sin, float sign, const Exec& ex) {
-  const int64_t half = hd / 2;
+void rope_rotate(float* qkv, int64_t B, int64_t T, int64_t d, int64_t kvd, int64_t hd,
+                 const float* cos, const float* sin, float sign, const Exec& ex) {
+  const int64_t half = hd / 2, ld = d + 2 * kvd;
   parallel_ranges(ex, B * T, 16, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t t = r % T;
       const float* c = cos + t * half;
       const float* s = sin + t * half;
       for (int64_t part = 0; part < 2; ++part) {  // q, then k
-        float* row = qkv + r * 3 * d + part * d;
-        for (int64_t h0 = 0; h0 < d; h0 += hd)
+        float* row = qkv + r * ld + part * d;
+        const int64_t width = part == 0 ? d : kvd;
+        for (int64_t h0 = 0; h0 < width; h0 += hd)
           for (int64_t i = 0; i < half; ++i) {
             const float a = row[h0 + 2 * i], b = row[h0 + 2 * i + 1];
             const float si = sign * s[i];
@@ -39,15 +42,15 @@ void rope_rotate(float* qkv, int64_t B, int64_t T, int64_t d, int64_t hd, const 
 }
 }  // namespace
 
-void rope_forward(float* qkv, int64_t B, int64_t T, int64_t d, int64_t head_dim, const float* cos,
-                  const float* sin, const Exec& ex) {
-  rope_rotate(qkv, B, T, d, head_dim, cos, sin, 1.0f, ex);
+void rope_forward(float* qkv, int64_t B, int64_t T, int64_t d, int64_t kvd, int64_t head_dim,
+                  const float* cos, const float* sin, const Exec& ex) {
+  rope_rotate(qkv, B, T, d, kvd, head_dim, cos, sin, 1.0f, ex);
 }
 
 // The rotation is orthogonal: its gradient is the inverse rotation.
-void rope_backward(float* dqkv, int64_t B, int64_t T, int64_t d, int64_t head_dim,
+void rope_backward(float* dqkv, int64_t B, int64_t T, int64_t d, int64_t kvd, int64_t head_dim,
                    const float* cos, const float* sin, const Exec& ex) {
-  rope_rotate(dqkv, B, T, d, head_dim, cos, sin, -1.0f, ex);
+  rope_rotate(dqkv, B, T, d, kvd, head_dim, cos, sin, -1.0f, ex);
 }
 
 // ---- attention -------------------------------------------------------------------------------
@@ -55,20 +58,21 @@ void rope_backward(float* dqkv, int64_t B, int64_t T, int64_t d, int64_t head_di
 namespace {
 constexpr int64_t kBlock = 64;  // query rows per causal block
 
-// C (m x n, ldc) = alpha * op(A) op(B) on the calling thread.
+// C (m x n, ldc) = alpha * op(A) op(B) + beta * C on the calling thread.
 void mm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-        int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, const Exec& one) {
+        int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, const Exec& one,
+        float beta = 0.0f) {
   gemm::GemmArgs g;
   g.trans_a = ta, g.trans_b = tb;
-  g.m = m, g.n = n, g.k = k, g.alpha = alpha;
+  g.m = m, g.n = n, g.k = k, g.alpha = alpha, g.beta = beta;
   g.a = a, g.lda = lda, g.b = b, g.ldb = ldb, g.c = c, g.ldc = ldc;
   gemm::gemm_f32(g, one);
 }
 }  // namespace
 
-void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t d, int64_t H, float* P,
-                       float* out, const int64_t* query_from, const Exec& ex) {
-  const int64_t hd = d / H, ld = 3 * d;
+void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t d, int64_t H, int64_t Hkv,
+                       float* P, float* out, const int64_t* query_from, const Exec& ex) {
+  const int64_t hd = d / H, kvd = Hkv * hd, ld = d + 2 * kvd, group = H / Hkv;
   const float scale = float(1.0 / std::sqrt(double(hd)));
   const Exec one{ex.isa, nullptr, 1};
   const detail::VecKernels k = detail::vec_kernels(ex.isa);
@@ -76,8 +80,8 @@ void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t d, int64_
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t b = u / H, h = u % H;
       const float* Q = qkv + b * T * ld + h * hd;
-      const float* K = Q + d;
-      const float* V = Q + 2 * d;
+      const float* K = qkv + b * T * ld + d + h / group * hd;
+      const float* V = K + kvd;
       float* Pu = P + u * T * T;
       float* O = out + b * T * d + h * hd;
       // The first row block with a wanted row: the blocks stay where they
@@ -105,51 +109,56 @@ void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t d, int64_
 }
 
 void attention_backward(const float* qkv, const float* P, const float* dout, int64_t B, int64_t T,
-                        int64_t d, int64_t H, float* dP, float* dqkv, const Exec& ex) {
-  const int64_t hd = d / H, ld = 3 * d;
+                        int64_t d, int64_t H, int64_t Hkv, float* dP, float* dqkv, const Exec& ex) {
+  const int64_t hd = d / H, kvd = Hkv * hd, ld = d + 2 * kvd, group = H / Hkv;
   const float scale = float(1.0 / std::sqrt(double(hd)));
   const Exec one{ex.isa, nullptr, 1};
-  parallel_ranges(ex, B * H, 1, [&](int64_t u0, int64_t u1) {
-    for (int64_t u = u0; u < u1; ++u) {
-      const int64_t b = u / H, h = u % H;
-      const float* Q = qkv + b * T * ld + h * hd;
-      const float* K = Q + d;
-      const float* V = Q + 2 * d;
-      const float* Pu = P + u * T * T;
-      const float* dO = dout + b * T * d + h * hd;
-      float* dS = dP + u * T * T;
-      float* dQ = dqkv + b * T * ld + h * hd;
-      float* dK = dQ + d;
-      float* dV = dQ + 2 * d;
-      // dP = dO V^T (causal blocks), dV = P^T dO (P is zero above the diagonal,
-      // so key block [j0, j1) only needs query rows from j0 on).
-      for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
-        const int64_t i1 = std::min(T, i0 + kBlock);
-        mm(false, true, i1 - i0, i1, hd, 1.0f, dO + i0 * d, d, V, ld, dS + i0 * T, T, one);
-      }
-      for (int64_t j0 = 0; j0 < T; j0 += kBlock) {
-        const int64_t j1 = std::min(T, j0 + kBlock);
-        mm(true, false, j1 - j0, hd, T - j0, 1.0f, Pu + j0 * T + j0, T, dO + j0 * d, d,
-           dV + j0 * ld, ld, one);
-      }
-      // Softmax backward in place: dS = P * (dP - sum_j P dP), zero above the diagonal.
-      for (int64_t i = 0; i < T; ++i) {
-        const float* p = Pu + i * T;
-        float* g = dS + i * T;
-        float dot = 0;
-        for (int64_t j = 0; j <= i; ++j) dot += p[j] * g[j];
-        for (int64_t j = 0; j <= i; ++j) g[j] = p[j] * (g[j] - dot);
-        std::fill(g + i + 1, g + T, 0.0f);
-      }
-      // dQ = scale * dS K, dK = scale * dS^T Q.
-      for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
-        const int64_t i1 = std::min(T, i0 + kBlock);
-        mm(false, false, i1 - i0, hd, i1, scale, dS + i0 * T, T, K, ld, dQ + i0 * ld, ld, one);
-      }
-      for (int64_t j0 = 0; j0 < T; j0 += kBlock) {
-        const int64_t j1 = std::min(T, j0 + kBlock);
-        mm(true, false, j1 - j0, hd, T - j0, scale, dS + j0 * T + j0, T, Q + j0 * ld, ld,
-           dK + j0 * ld, ld, one);
+  parallel_ranges(ex, B * Hkv, 1, [&](int64_t w0, int64_t w1) {
+    for (int64_t w = w0; w < w1; ++w) {
+      const int64_t b = w / Hkv, kv = w % Hkv;
+      for (int64_t h = kv * group; h < (kv + 1) * group; ++h) {
+        const int64_t u = b * H + h;
+        // The first query head of the group writes dk and dv, the others add theirs.
+        const float acc = h % group == 0 ? 0.0f : 1.0f;
+        const float* Q = qkv + b * T * ld + h * hd;
+        const float* K = qkv + b * T * ld + d + kv * hd;
+        const float* V = K + kvd;
+        const float* Pu = P + u * T * T;
+        const float* dO = dout + b * T * d + h * hd;
+        float* dS = dP + u * T * T;
+        float* dQ = dqkv + b * T * ld + h * hd;
+        float* dK = dqkv + b * T * ld + d + kv * hd;
+        float* dV = dK + kvd;
+        // dP = dO V^T (causal blocks), dV = P^T dO (P is zero above the diagonal,
+        // so key block [j0, j1) only needs query rows from j0 on).
+        for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
+          const int64_t i1 = std::min(T, i0 + kBlock);
+          mm(false, true, i1 - i0, i1, hd, 1.0f, dO + i0 * d, d, V, ld, dS + i0 * T, T, one);
+        }
+        for (int64_t j0 = 0; j0 < T; j0 += kBlock) {
+          const int64_t j1 = std::min(T, j0 + kBlock);
+          mm(true, false, j1 - j0, hd, T - j0, 1.0f, Pu + j0 * T + j0, T, dO + j0 * d, d,
+             dV + j0 * ld, ld, one, acc);
+        }
+        // Softmax backward in place: dS = P * (dP - sum_j P dP), zero above the diagonal.
+        for (int64_t i = 0; i < T; ++i) {
+          const float* p = Pu + i * T;
+          float* g = dS + i * T;
+          float dot = 0;
+          for (int64_t j = 0; j <= i; ++j) dot += p[j] * g[j];
+          for (int64_t j = 0; j <= i; ++j) g[j] = p[j] * (g[j] - dot);
+          std::fill(g + i + 1, g + T, 0.0f);
+        }
+        // dQ = scale * dS K, dK = scale * dS^T Q.
+        for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
+          const int64_t i1 = std::min(T, i0 + kBlock);
+          mm(false, false, i1 - i0, hd, i1, scale, dS + i0 * T, T, K, ld, dQ + i0 * ld, ld, one);
+        }
+        for (int64_t j0 = 0; j0 < T; j0 += kBlock) {
+          const int64_t j1 = std::min(T, j0 + kBlock);
+          mm(true, false, j1 - j0, hd, T - j0, scale, dS + j0 * T + j0, T, Q + j0 * ld, ld,
+             dK + j0 * ld, ld, one, acc);
+        }
       }
     }
   });

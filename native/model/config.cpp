@@ -26,6 +26,11 @@ void validate(const ModelConfig& c) {
     throw std::invalid_argument("model config: d_model (" + std::to_string(c.d_model) +
                                 ") must be divisible by n_heads (" + std::to_string(c.n_heads) +
                                 ")");
+  check_range("n_kv_heads", c.n_kv_heads, 0, c.n_heads);
+  if (c.n_heads % c.kv_heads() != 0)
+    throw std::invalid_argument("model config: n_heads (" + std::to_string(c.n_heads) +
+                                ") must be divisible by n_kv_heads (" +
+                                std::to_string(c.n_kv_heads) + ")");
   if (c.head_dim() % 2 != 0)
     throw std::invalid_argument("model config: head dimension d_model/n_heads = " +
                                 std::to_string(c.head_dim()) +

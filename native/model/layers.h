@@ -1,6 +1,8 @@
 // The layers of the model, each forward next to its backward (llm.c style).
 // Shapes are row-major; n = batch * seq tokens; d = d_model, f = d_ff,
-// V = vocab, H = heads. Every call takes an Exec and threads over independent
+// V = vocab, H = query heads, Hkv = key/value heads (H for multi-head
+// attention, a divisor of H for grouped-query attention), kvd = Hkv * head_dim.
+// Every call takes an Exec and threads over independent
 // rows, heads or channels only, so results never depend on the thread count.
 // Backward functions overwrite their outputs unless they say "+=".
 #pragma once
@@ -70,29 +72,31 @@ void linear_backward(Precision p, const LinearWeights& w, const LinearInput& in,
                      const float* dy, float* dx, float* dw, float* scratch, const Exec& ex);
 
 // ---- RoPE ----------------------------------------------------------------------------
-// qkv holds B*T rows of [q (d) | k (d) | v (d)]. Rotates, in q and k of every
+// qkv holds B*T rows of [q (d) | k (kvd) | v (kvd)]. Rotates, in q and k of every
 // head, the channel pair (2i, 2i+1) by angle(t, i) (tables from Model, stride
 // head_dim/2 per position t < T). Backward rotates the gradient back
 // (angle -> -angle); v is untouched either way.
-void rope_forward(float* qkv, int64_t B, int64_t T, int64_t d, int64_t head_dim, const float* cos,
-                  const float* sin, const Exec& ex);
-void rope_backward(float* dqkv, int64_t B, int64_t T, int64_t d, int64_t head_dim,
+void rope_forward(float* qkv, int64_t B, int64_t T, int64_t d, int64_t kvd, int64_t head_dim,
+                  const float* cos, const float* sin, const Exec& ex);
+void rope_backward(float* dqkv, int64_t B, int64_t T, int64_t d, int64_t kvd, int64_t head_dim,
                    const float* cos, const float* sin, const Exec& ex);
 
-// ---- causal multi-head attention ------------------------------------------------------------
-// Per sequence b and head h (channels h*hd .. h*hd+hd-1 of q, k, v):
+// ---- causal multi-head / grouped-query attention ------------------------------------------------
+// qkv as for RoPE. Per sequence b and query head h (channels h*hd .. h*hd+hd-1
+// of q), reading key/value head g = h / (H / Hkv) (channels g*hd .. of k and v):
 //   P = softmax(q k^T / sqrt(hd)) over keys j <= i, out = P v
-// (exp by exp_approx, row sums in double).
+// (exp by exp_approx, row sums in double); out is B*T rows of d.
 // P (B x H x T x T) is saved for backward, zero above the diagonal.
 // query_from (B entries, or null for all rows): only the output rows
 // i >= query_from[b] of sequence b are wanted; earlier ones may be left
 // unwritten in out and P (evaluation skips rows it does not score). The
 // wanted rows get the same bits either way.
-void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t d, int64_t H, float* P,
-                       float* out, const int64_t* query_from, const Exec& ex);
-// dqkv gets dq, dk, dv (all 3d columns overwritten); dP is scratch of P's size.
+void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t d, int64_t H, int64_t Hkv,
+                       float* P, float* out, const int64_t* query_from, const Exec& ex);
+// dqkv gets dq, dk, dv (all d + 2 kvd columns overwritten; a shared k/v head
+// sums its query heads' parts in head order); dP is scratch of P's size.
 void attention_backward(const float* qkv, const float* P, const float* dout, int64_t B, int64_t T,
-                        int64_t d, int64_t H, float* dP, float* dqkv, const Exec& ex);
+                        int64_t d, int64_t H, int64_t Hkv, float* dP, float* dqkv, const Exec& ex);
 
 // ---- SwiGLU ----------------------------------------------------------------------------
 // gu holds n rows of [gate (f) | up (f)]; s = silu(gate) * up (n x f), the
@@ -101,8 +105,9 @@ void swiglu_forward(const float* gu, int64_t n, int64_t f, float* s, const Exec&
 void swiglu_backward(const float* gu, const float* ds, int64_t n, int64_t f, float* dgu,
                      const Exec& ex);
 
-// ---- tied output head and cross-entropy ------------------------------------------------------------
-// logits = x table^T (n x V), table = the token embedding (V x d).
+// ---- output head and cross-entropy ------------------------------------------------------------
+// logits = x table^T (n x V), table = Model::head() (V x d): the token
+// embedding when tied, the output table otherwise.
 void head_forward(const float* x, const float* table, int64_t n, int64_t d, int64_t V,
                   float* logits, const Exec& ex);
 // dx = dlogits table, dtable = dlogits^T x (overwritten); either may be null.

@@ -27,20 +27,13 @@ const char* matrix_name(Matrix m) {
 
 namespace {
 
-// Where each matrix lives: its linear group and its part within the group.
-struct MatrixPlace {
-  Linear lin;
-  int part;
-};
-MatrixPlace place_of(Matrix m) {
+// The linear group each matrix lives in.
+Linear linear_of(Matrix m) {
   switch (m) {
-    case Matrix::Wq: return {Linear::Qkv, 0};
-    case Matrix::Wk: return {Linear::Qkv, 1};
-    case Matrix::Wv: return {Linear::Qkv, 2};
-    case Matrix::Wo: return {Linear::O, 0};
-    case Matrix::W1: return {Linear::GateUp, 0};
-    case Matrix::W3: return {Linear::GateUp, 1};
-    case Matrix::W2: return {Linear::Down, 0};
+    case Matrix::Wq: case Matrix::Wk: case Matrix::Wv: return Linear::Qkv;
+    case Matrix::Wo: return Linear::O;
+    case Matrix::W1: case Matrix::W3: return Linear::GateUp;
+    case Matrix::W2: return Linear::Down;
   }
   throw std::invalid_argument("unknown matrix id " + std::to_string(int(m)));
 }
@@ -61,17 +54,21 @@ struct InitRng {
   }
 };
 
+// Rows of the attention's linears: q and o d_model each, k and v kv_dim each.
+int64_t attn_rows(const ModelConfig& c) { return 2 * c.d_model + 2 * c.kv_dim(); }
+
 int64_t layer_size(const ModelConfig& c) {
   const int64_t d = c.d_model, f = c.d_ff;
-  return 2 * d + 4 * d * d + 3 * f * d;
+  return 2 * d + attn_rows(c) * d + 3 * f * d;
 }
 
 }  // namespace
 
 Model::Model(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
   validate(cfg_);
-  const int64_t d = cfg_.d_model, f = cfg_.d_ff, L = cfg_.n_layers;
-  params_ = AlignedBuffer<float>(size_t(cfg_.vocab * d + L * layer_size(cfg_) + d));
+  const int64_t d = cfg_.d_model, f = cfg_.d_ff, L = cfg_.n_layers, kv = cfg_.kv_dim();
+  const int64_t head = cfg_.tied_head ? 0 : cfg_.vocab * d;
+  params_ = AlignedBuffer<float>(size_t(cfg_.vocab * d + L * layer_size(cfg_) + d + head));
 
   // Tensor table, in buffer order.
   int64_t off = 0;
@@ -84,8 +81,8 @@ Model::Model(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
     const std::string p = "layers." + std::to_string(l) + ".";
     add(p + "attn_norm", 1, d);
     add(p + "wq", d, d);
-    add(p + "wk", d, d);
-    add(p + "wv", d, d);
+    add(p + "wk", kv, d);
+    add(p + "wv", kv, d);
     add(p + "wo", d, d);
     add(p + "ffn_norm", 1, d);
     add(p + "w1", f, d);
@@ -93,6 +90,8 @@ Model::Model(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
     add(p + "w2", d, f);
   }
   add("final_norm", 1, d);
+  // Last, so every other tensor keeps its place (and its init stream).
+  if (!cfg_.tied_head) add("output", cfg_.vocab, d);
   if (off != n_params()) throw std::logic_error("model: parameter layout mismatch");
 
   // Deterministic init (scheme in model.h).
@@ -157,18 +156,22 @@ int64_t Model::norm_offset(int64_t norm) const {
   const int64_t d = cfg_.d_model, base = cfg_.vocab * d;
   if (norm == 2 * cfg_.n_layers) return base + cfg_.n_layers * layer_size(cfg_);
   const int64_t l = norm / 2;
-  return base + l * layer_size(cfg_) + (norm % 2 == 0 ? 0 : d + 4 * d * d);
+  return base + l * layer_size(cfg_) + (norm % 2 == 0 ? 0 : d + attn_rows(cfg_) * d);
+}
+
+int64_t Model::head_offset() const {
+  return cfg_.tied_head ? 0 : norm_offset(2 * cfg_.n_layers) + cfg_.d_model;
 }
 
 int64_t Model::linear_offset(int64_t layer, Linear lin) const {
   check_layer(layer);
-  const int64_t d = cfg_.d_model, f = cfg_.d_ff;
+  const int64_t d = cfg_.d_model, f = cfg_.d_ff, a = attn_rows(cfg_) * d;
   const int64_t base = cfg_.vocab * d + layer * layer_size(cfg_);
   switch (lin) {
     case Linear::Qkv: return base + d;
-    case Linear::O: return base + d + 3 * d * d;
-    case Linear::GateUp: return base + 2 * d + 4 * d * d;
-    case Linear::Down: return base + 2 * d + 4 * d * d + 2 * f * d;
+    case Linear::O: return base + d + a - d * d;
+    case Linear::GateUp: return base + 2 * d + a;
+    case Linear::Down: return base + 2 * d + a + 2 * f * d;
   }
   throw std::invalid_argument("model: unknown linear id " + std::to_string(int(lin)));
 }
@@ -176,18 +179,33 @@ int64_t Model::linear_offset(int64_t layer, Linear lin) const {
 LinearShape Model::linear_shape(Linear lin) const {
   const int64_t d = cfg_.d_model, f = cfg_.d_ff;
   switch (lin) {
-    case Linear::Qkv: return {3 * d, d, 3};
-    case Linear::O: return {d, d, 1};
-    case Linear::GateUp: return {2 * f, d, 2};
-    case Linear::Down: return {d, f, 1};
+    case Linear::Qkv: return {d + 2 * cfg_.kv_dim(), d};
+    case Linear::O: return {d, d};
+    case Linear::GateUp: return {2 * f, d};
+    case Linear::Down: return {d, f};
   }
   throw std::invalid_argument("model: unknown linear id " + std::to_string(int(lin)));
 }
 
 LinearShape Model::matrix_shape(Matrix m) const {
-  const MatrixPlace p = place_of(m);
-  const LinearShape g = linear_shape(p.lin);
-  return {g.rows / g.parts, g.cols, 1};
+  const int64_t d = cfg_.d_model, f = cfg_.d_ff;
+  switch (m) {
+    case Matrix::Wq: case Matrix::Wo: return {d, d};
+    case Matrix::Wk: case Matrix::Wv: return {cfg_.kv_dim(), d};
+    case Matrix::W1: case Matrix::W3: return {f, d};
+    case Matrix::W2: return {d, f};
+  }
+  throw std::invalid_argument("unknown matrix id " + std::to_string(int(m)));
+}
+
+int64_t Model::matrix_row0(Matrix m) const {
+  switch (m) {
+    case Matrix::Wk: return cfg_.d_model;
+    case Matrix::Wv: return cfg_.d_model + cfg_.kv_dim();
+    case Matrix::W3: return cfg_.d_ff;
+    case Matrix::Wq: case Matrix::Wo: case Matrix::W1: case Matrix::W2: return 0;
+  }
+  throw std::invalid_argument("unknown matrix id " + std::to_string(int(m)));
 }
 
 void Model::quantize(const Exec& ex) {
@@ -200,13 +218,15 @@ void Model::quantize(const Exec& ex) {
       const int64_t layer = g / kLinearsPerLayer;
       const Linear lin = Linear(g % kLinearsPerLayer);
       const LinearShape s = linear_shape(lin);
-      const int64_t pr = s.rows / s.parts;
       trits.resize(size_t(s.rows * s.cols));
       const float* w = params_.data() + linear_offset(layer, lin);
       PackedLinear& p = packed_[size_t(g)];
-      for (int part = 0; part < s.parts; ++part)
-        ternary::absmean_quantize(w + part * pr * s.cols, pr, s.cols, /*per_row=*/false,
-                                  trits.data() + part * pr * s.cols, p.scales.data() + part * pr);
+      for (int k = 0; k < kMatricesPerLayer; ++k) {
+        if (linear_of(Matrix(k)) != lin) continue;
+        const int64_t r0 = matrix_row0(Matrix(k)), rows = matrix_shape(Matrix(k)).rows;
+        ternary::absmean_quantize(w + r0 * s.cols, rows, s.cols, /*per_row=*/false,
+                                  trits.data() + r0 * s.cols, p.scales.data() + r0);
+      }
       ternary::pack2(trits.data(), s.rows, s.cols, p.data.data());
     }
   });
@@ -222,14 +242,14 @@ ternary::PackedTernary Model::packed(int64_t layer, Linear lin) const {
 
 void Model::get_ternary(int64_t layer, Matrix m, int8_t* trits, float* scale) const {
   check_layer(layer);
-  const MatrixPlace pl = place_of(m);
-  const LinearShape s = linear_shape(pl.lin);
-  const int64_t pr = s.rows / s.parts;
-  const PackedLinear& p = packed_[size_t(layer * kLinearsPerLayer + int(pl.lin))];
+  const Linear lin = linear_of(m);
+  const LinearShape s = linear_shape(lin);
+  const int64_t r0 = matrix_row0(m), rows = matrix_shape(m).rows;
+  const PackedLinear& p = packed_[size_t(layer * kLinearsPerLayer + int(lin))];
   std::vector<int8_t> all(size_t(s.rows * s.cols));
   ternary::unpack2(p.data.data(), s.rows, s.cols, all.data());
-  std::copy(all.begin() + pl.part * pr * s.cols, all.begin() + (pl.part + 1) * pr * s.cols, trits);
-  *scale = p.scales[size_t(pl.part * pr)];
+  std::copy(all.begin() + r0 * s.cols, all.begin() + (r0 + rows) * s.cols, trits);
+  *scale = p.scales[size_t(r0)];
 }
 
 void Model::set_ternary(int64_t layer, Matrix m, const int8_t* trits, float scale) {
@@ -238,20 +258,20 @@ void Model::set_ternary(int64_t layer, Matrix m, const int8_t* trits, float scal
     throw std::invalid_argument("model: ternary scale of layers." + std::to_string(layer) + "." +
                                 matrix_name(m) + " must be finite and >= 0, got " +
                                 std::to_string(scale));
-  const MatrixPlace pl = place_of(m);
-  const LinearShape s = linear_shape(pl.lin);
-  const int64_t pr = s.rows / s.parts;
+  const Linear lin = linear_of(m);
+  const LinearShape s = linear_shape(lin);
+  const int64_t r0 = matrix_row0(m), pr = matrix_shape(m).rows;
   for (int64_t i = 0; i < pr * s.cols; ++i)
     if (trits[i] < -1 || trits[i] > 1)
       throw std::invalid_argument("model: ternary weight " + std::to_string(i) + " of layers." +
                                   std::to_string(layer) + "." + matrix_name(m) +
                                   " must be -1, 0 or 1, got " + std::to_string(int(trits[i])));
-  PackedLinear& p = packed_[size_t(layer * kLinearsPerLayer + int(pl.lin))];
+  PackedLinear& p = packed_[size_t(layer * kLinearsPerLayer + int(lin))];
   std::vector<int8_t> all(size_t(s.rows * s.cols));
   ternary::unpack2(p.data.data(), s.rows, s.cols, all.data());
-  std::copy(trits, trits + pr * s.cols, all.begin() + pl.part * pr * s.cols);
+  std::copy(trits, trits + pr * s.cols, all.begin() + r0 * s.cols);
   ternary::pack2(all.data(), s.rows, s.cols, p.data.data());
-  for (int64_t r = 0; r < pr; ++r) p.scales[size_t(pl.part * pr + r)] = scale;
+  for (int64_t r = 0; r < pr; ++r) p.scales[size_t(r0 + r)] = scale;
 }
 
 std::vector<norm::GainView> f32_gain_views(const ModelConfig& cfg, const float* gains) {

@@ -1,7 +1,8 @@
 // The model's parameters: fp32 latent weights (one buffer, named tensors), the
 // ternary weights derived from them (BitNet b1.58 absmean, one scale per
-// matrix, packed in the 2-bit compute layout), the RMSNorm weights, and the
-// fp32 token embedding that doubles as the output head.
+// matrix, packed in the 2-bit compute layout), the RMSNorm weights, the fp32
+// token embedding, and the output head: the embedding itself (tied, the
+// default) or an fp32 table of its own (untied, as many llama models have).
 //
 // Why the embedding/head stays fp32: it is a table lookup on the way in (no
 // arithmetic to save) and the softmax over 4096 logits on the way out, whose
@@ -35,7 +36,8 @@ const char* precision_name(Precision p);
 
 // The four linear layers of a block. Qkv and GateUp are fused: their matrices
 // are contiguous in the parameter buffer and run as one kernel call, but each
-// matrix is ternarised with its own absmean scale.
+// matrix is ternarised with its own absmean scale. Qkv's parts differ in size
+// under grouped-query attention (wq d_model rows, wk and wv kv_dim rows each).
 enum class Linear : int { Qkv = 0, O = 1, GateUp = 2, Down = 3 };
 constexpr int kLinearsPerLayer = 4;
 
@@ -45,13 +47,12 @@ constexpr int kMatricesPerLayer = 7;
 const char* matrix_name(Matrix m);
 
 struct TensorInfo {
-  std::string name;  // "tok_embedding", "layers.0.wq", ..., "final_norm"
+  std::string name;  // "tok_embedding", "layers.0.wq", ..., "final_norm", "output" (untied)
   int64_t offset = 0, rows = 0, cols = 0;  // offset into params(), row-major rows x cols
 };
 
 struct LinearShape {
-  int64_t rows = 0, cols = 0;  // out x in of the whole (fused) group
-  int parts = 1;               // matrices in the group, each rows/parts x cols
+  int64_t rows = 0, cols = 0;  // out x in (of the whole group for a fused linear)
 };
 
 class Model {
@@ -59,8 +60,8 @@ class Model {
   // Validates cfg and initialises deterministically from seed:
   //  - tensor i draws from its own splitmix64 stream seeded by
   //    seed ^ (0x9E3779B97F4A7C15 * (i + 1)), Box-Muller normals in double;
-  //  - embedding and linear weights ~ N(0, 0.02^2), the output projections of
-  //    each residual branch (wo, w2) scaled by 1/sqrt(2 n_layers) (GPT-2);
+  //  - embedding, untied head and linear weights ~ N(0, 0.02^2), the output
+  //    projections of each residual branch (wo, w2) scaled by 1/sqrt(2 n_layers) (GPT-2);
   //  - RMSNorm weights = 1.
   // Then quantize() derives the ternary weights.
   Model(const ModelConfig& cfg, uint64_t seed);
@@ -76,6 +77,10 @@ class Model {
   const TensorInfo& tensor(const std::string& name) const;
 
   const float* embedding() const { return params_.data(); }  // vocab x d_model
+  // The output head's table (vocab x d_model): the embedding when tied, else
+  // the "output" tensor (the last one, after final_norm).
+  int64_t head_offset() const;
+  const float* head() const { return params_.data() + head_offset(); }
   // Norm index: 2l = attention norm of layer l, 2l+1 = feed-forward norm,
   // 2 n_layers = final norm (the order of the adapter's gain rows).
   int64_t norm_offset(int64_t norm) const;
@@ -102,6 +107,8 @@ class Model {
   void set_ternary(int64_t layer, Matrix m, const int8_t* trits, float scale);
   // rows x cols of one matrix.
   LinearShape matrix_shape(Matrix m) const;
+  // Its first row within its linear group.
+  int64_t matrix_row0(Matrix m) const;
 
   // ---- fixed tables ------------------------------------------------------------------
   // RoPE: angle(pos, i) = pos * theta^(-2i/head_dim), i < head_dim/2, tables
@@ -113,7 +120,7 @@ class Model {
  private:
   struct PackedLinear {
     AlignedBuffer<uint8_t> data;
-    AlignedBuffer<float> scales;  // one per row (each part repeats its scale)
+    AlignedBuffer<float> scales;  // one per row (each matrix of the group repeats its scale)
   };
   void check_layer(int64_t layer) const;
 

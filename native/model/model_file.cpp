@@ -18,13 +18,14 @@ using io::FormatError;
 constexpr const char* kModelFormat = "ternorm.model";
 constexpr const char* kAdapterFormat = "ternorm.adapter";
 
-// ---- a flat JSON object: {"key": number | "string", ...} -------------------------------
+// ---- a flat JSON object: {"key": number | "string" | true | false, ...} -------------------
 // The config sections hold nothing else, so this small strict reader is all
 // the C++ side needs (the meta and checkpoint.state sections stay opaque).
 struct FlatValue {
-  bool is_string = false;
-  std::string text;  // the string, or the number's literal
+  bool is_string = false, is_bool = false;
+  std::string text;  // the string, or the number's or boolean's literal
   double number = 0;
+  bool boolean = false;
 };
 
 class FlatJson {
@@ -49,6 +50,12 @@ class FlatJson {
         if (peek() == '"') {
           v.is_string = true;
           v.text = string();
+        } else if (literal("true")) {
+          v.is_bool = v.boolean = true;
+          v.text = "true";
+        } else if (literal("false")) {
+          v.is_bool = true;
+          v.text = "false";
         } else {
           v.text = number_literal();
           char* end = nullptr;
@@ -87,6 +94,12 @@ class FlatJson {
     expect('"');
     return r;
   }
+  // Consumes word if it comes next.
+  bool literal(std::string_view word) {
+    if (s_.substr(i_, word.size()) != word) return false;
+    i_ += word.size();
+    return true;
+  }
   std::string number_literal() {
     const size_t start = i_;
     while (i_ < s_.size() && std::strchr("+-.0123456789eE", s_[i_]) != nullptr) ++i_;
@@ -103,7 +116,7 @@ int64_t int_field(const std::map<std::string, FlatValue>& m, const char* key, co
   auto it = m.find(key);
   if (it == m.end()) throw FormatError(std::string(what) + ": missing key '" + key + "'");
   const FlatValue& v = it->second;
-  if (v.is_string || v.number != std::floor(v.number) || std::fabs(v.number) > 9.0e15)
+  if (v.is_string || v.is_bool || v.number != std::floor(v.number) || std::fabs(v.number) > 9.0e15)
     throw FormatError(std::string(what) + ": '" + key + "' must be an integer, got " + v.text);
   return int64_t(v.number);
 }
@@ -111,8 +124,16 @@ int64_t int_field(const std::map<std::string, FlatValue>& m, const char* key, co
 double num_field(const std::map<std::string, FlatValue>& m, const char* key, const char* what) {
   auto it = m.find(key);
   if (it == m.end()) throw FormatError(std::string(what) + ": missing key '" + key + "'");
-  if (it->second.is_string) throw FormatError(std::string(what) + ": '" + key + "' must be a number");
+  if (it->second.is_string || it->second.is_bool)
+    throw FormatError(std::string(what) + ": '" + key + "' must be a number");
   return it->second.number;
+}
+
+bool bool_field(const std::map<std::string, FlatValue>& m, const char* key, const char* what) {
+  auto it = m.find(key);
+  if (it == m.end()) throw FormatError(std::string(what) + ": missing key '" + key + "'");
+  if (!it->second.is_bool) throw FormatError(std::string(what) + ": '" + key + "' must be true or false");
+  return it->second.boolean;
 }
 
 void check_format(const std::map<std::string, FlatValue>& m, const char* format, const char* what) {
@@ -141,9 +162,14 @@ std::string trits_name(int64_t l, Matrix m) {
 
 bool is_norm_tensor(const TensorInfo& t) { return t.rows == 1; }
 
+// The fp32 tables: the embedding and, when untied, the output head.
+bool is_table_tensor(const TensorInfo& t) { return t.name == "tok_embedding" || t.name == "output"; }
+
 // The inference sections (fingerprinted), in file order.
 std::vector<std::string> weight_section_names(const Model& model) {
-  std::vector<std::string> names{"config", "tokenizer", "tok_embedding"};
+  std::vector<std::string> names{"config", "tokenizer"};
+  for (const TensorInfo& t : model.tensors())
+    if (is_table_tensor(t)) names.push_back(t.name);
   for (const TensorInfo& t : model.tensors())
     if (is_norm_tensor(t)) names.push_back(t.name);
   for (int64_t l = 0; l < model.config().n_layers; ++l)
@@ -158,8 +184,8 @@ void add_weights(io::Writer& w, const Model& model, const std::vector<uint8_t>& 
   const ModelConfig& cfg = model.config();
   w.add_json("config", config_json(cfg));
   w.add_u8("tokenizer", tokenizer.data(), tokenizer.size());
-  const TensorInfo& emb = model.tensor("tok_embedding");
-  w.add_f32("tok_embedding", model.params() + emb.offset, size_t(emb.rows * emb.cols));
+  for (const TensorInfo& t : model.tensors())
+    if (is_table_tensor(t)) w.add_f32(t.name, model.params() + t.offset, size_t(t.rows * t.cols));
   for (const TensorInfo& t : model.tensors())
     if (is_norm_tensor(t)) w.add_f32(t.name, model.params() + t.offset, size_t(t.cols));
   std::vector<float> scales;
@@ -193,14 +219,19 @@ std::string config_json(const ModelConfig& c) {
          ",\"d_model\":" + std::to_string(c.d_model) + ",\"n_layers\":" + std::to_string(c.n_layers) +
          ",\"n_heads\":" + std::to_string(c.n_heads) + ",\"d_ff\":" + std::to_string(c.d_ff) +
          ",\"context\":" + std::to_string(c.context) + ",\"norm_eps\":" + g9(c.norm_eps) +
-         ",\"rope_theta\":" + g9(c.rope_theta) + "}";
+         ",\"rope_theta\":" + g9(c.rope_theta) +
+         // Only when they differ from the defaults, so every file written
+         // before they existed re-saves byte for byte (and keeps its fingerprint).
+         (c.kv_heads() != c.n_heads ? ",\"n_kv_heads\":" + std::to_string(c.kv_heads()) : "") +
+         (c.tied_head ? "" : ",\"tied_head\":false") + "}";
 }
 
 ModelConfig config_from_json(std::string_view json) {
   const char* what = "model file config";
   const auto m = FlatJson(json, what).parse();
   check_format(m, kModelFormat, what);
-  check_keys(m, {"format", "vocab", "d_model", "n_layers", "n_heads", "d_ff", "context", "norm_eps", "rope_theta"}, what);
+  check_keys(m, {"format", "vocab", "d_model", "n_layers", "n_heads", "d_ff", "context", "norm_eps", "rope_theta",
+                "n_kv_heads", "tied_head"}, what);
   ModelConfig c;
   c.vocab = int_field(m, "vocab", what);
   c.d_model = int_field(m, "d_model", what);
@@ -210,6 +241,13 @@ ModelConfig config_from_json(std::string_view json) {
   c.context = int_field(m, "context", what);
   c.norm_eps = float(num_field(m, "norm_eps", what));
   c.rope_theta = float(num_field(m, "rope_theta", what));
+  // Optional (absent: the defaults, multi-head attention and the tied head).
+  if (m.count("n_kv_heads")) {
+    c.n_kv_heads = int_field(m, "n_kv_heads", what);
+    if (c.n_kv_heads < 1)
+      throw FormatError(std::string(what) + ": 'n_kv_heads' must be >= 1, got " + std::to_string(c.n_kv_heads));
+  }
+  if (m.count("tied_head")) c.tied_head = bool_field(m, "tied_head", what);
   try {
     validate(c);
   } catch (const std::invalid_argument& e) {
@@ -266,10 +304,10 @@ LoadedModel load_model(const io::Container& file) {
     check_finite_span(lat, "checkpoint.latent");
     std::memcpy(model.params(), lat.data, lat.size * sizeof(float));
   }
-  // Embedding and norms: from their own sections (equal to the latent ones in
-  // a checkpoint: both come from the same buffer when written).
+  // Embedding, untied head and norms: from their own sections (equal to the
+  // latent ones in a checkpoint: both come from the same buffer when written).
   for (const TensorInfo& t : model.tensors()) {
-    if (!is_norm_tensor(t) && t.name != "tok_embedding") continue;
+    if (!is_norm_tensor(t) && !is_table_tensor(t)) continue;
     const io::Span<float> v = file.get_f32(t.name, t.rows * t.cols);
     check_finite_span(v, t.name);
     if (checkpoint && std::memcmp(model.params() + t.offset, v.data, v.size * sizeof(float)) != 0)

@@ -5,12 +5,17 @@
 //
 // Model file (FileKind::Model), sections:
 //   config              json  {"format":"ternorm.model","vocab":..,"d_model":..,"n_layers":..,
-//                              "n_heads":..,"d_ff":..,"context":..,"norm_eps":..,"rope_theta":..}
+//                              "n_heads":..,"d_ff":..,"context":..,"norm_eps":..,"rope_theta":..
+//                              [,"n_kv_heads":..][,"tied_head":false]}; the last two only
+//                              when not the defaults (n_kv_heads = n_heads, tied head), so
+//                              files written before them re-save byte for byte
 //   tokenizer           u8    the tokenizer, opaque bytes (lib/tokenizer serialises it)
 //   tok_embedding       f32   vocab x d_model
+//   output              f32   vocab x d_model, the output head (only when untied)
 //   layers.L.attn_norm, layers.L.ffn_norm, final_norm   f32  d_model each
-//   layers.L.<m>.trits  u8    the rows x cols trits of matrix m (wq wk wv wo w1 w3 w2),
-//                              5 trits per byte (ternary::pack5), row-major
+//   layers.L.<m>.trits  u8    the rows x cols trits of matrix m (wq wk wv wo w1 w3 w2; wk and
+//                              wv are n_kv_heads*head_dim rows), 5 trits per byte
+//                              (ternary::pack5), row-major
 //   ternary.scales      f32   n_layers x 7 absmean scales, in that matrix order
 //   meta                json  free-form record of the caller (optional, not fingerprinted)
 // A checkpoint is a model file with, in addition:
@@ -114,7 +119,8 @@ io::Limits adapter_limits(const ModelConfig& cfg);
 
 // The config as the json of the config section, and back. config_from_json
 // accepts exactly one flat object of the keys above (numbers, the "format"
-// string), refuses unknown or missing keys, then validate()s.
+// string, the booleans), refuses unknown or missing keys (n_kv_heads and
+// tied_head are optional), then validate()s.
 std::string config_json(const ModelConfig& cfg);
 ModelConfig config_from_json(std::string_view json);
 

@@ -20,6 +20,7 @@ Workspace::Workspace(const ModelConfig& cfg, int64_t max_batch, int64_t max_seq,
                                 std::to_string(max_batch) + ", seq " + std::to_string(max_seq));
   const int64_t d = cfg.d_model, f = cfg.d_ff, V = cfg.vocab, L = cfg.n_layers;
   const int64_t N = max_batch * max_seq, PT = max_batch * cfg.n_heads * max_seq * max_seq;
+  const int64_t qkv = d + 2 * cfg.kv_dim();  // width of a fused q|k|v row
   slots_ = for_backward ? L : 1;
   int64_t off = 0;
   auto take = [&](int64_t count) {
@@ -30,7 +31,7 @@ Workspace::Workspace(const ModelConfig& cfg, int64_t max_batch, int64_t max_seq,
   off_x_ = take((for_backward ? L + 1 : 1) * N * d);
   off_xm_ = for_backward ? take(L * N * d) : off_x_;  // inference updates x in place
   off_h1_ = take(slots_ * N * d);
-  off_qkv_ = take(slots_ * N * 3 * d);
+  off_qkv_ = take(slots_ * N * qkv);
   off_P_ = take(slots_ * PT);
   off_att_ = take(slots_ * N * d);
   off_h2_ = take(slots_ * N * d);
@@ -47,7 +48,7 @@ Workspace::Workspace(const ModelConfig& cfg, int64_t max_batch, int64_t max_seq,
     off_dtmp_ = take(N * d);
     off_dh_ = take(N * d);
     off_datt_ = take(N * d);
-    off_dqkv_ = take(N * 3 * d);
+    off_dqkv_ = take(N * qkv);
     off_dgu_ = take(N * 2 * f);
     off_ds_ = take(N * f);
     off_dP_ = take(PT);
@@ -81,7 +82,7 @@ Workspace::Layer Workspace::layer(int64_t l) {
   Layer r;
   r.xm = b + off_xm_ + s * N * d;
   r.h1 = b + off_h1_ + s * N * d;
-  r.qkv = b + off_qkv_ + s * N * 3 * d;
+  r.qkv = b + off_qkv_ + s * N * (d + 2 * cfg_.kv_dim());
   r.P = b + off_P_ + s * PT;
   r.att = b + off_att_ + s * N * d;
   r.h2 = b + off_h2_ + s * N * d;
@@ -192,10 +193,11 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
                            Workspace& ws, bool keep_probs, const Exec& ex) {
   const ModelConfig& c = m.config();
   if (ws.cfg_.d_model != c.d_model || ws.cfg_.n_layers != c.n_layers || ws.cfg_.vocab != c.vocab ||
-      ws.cfg_.d_ff != c.d_ff || ws.cfg_.n_heads != c.n_heads)
+      ws.cfg_.d_ff != c.d_ff || ws.cfg_.n_heads != c.n_heads || ws.cfg_.kv_heads() != c.kv_heads())
     throw std::invalid_argument("forward: workspace was sized for another model config");
   check_call(m, p, inputs, targets, B, T, ws);
-  const int64_t d = c.d_model, f = c.d_ff, H = c.n_heads, V = c.vocab, L = c.n_layers;
+  const int64_t d = c.d_model, f = c.d_ff, H = c.n_heads, Hkv = c.kv_heads(), V = c.vocab;
+  const int64_t L = c.n_layers, kvd = c.kv_dim();
   const int64_t N = B * T;
   for (int64_t k = 0; k < c.n_norms(); ++k) {
     norm::GainView& v = ws.norm_views_[size_t(k)];
@@ -236,9 +238,9 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
     // Attention branch.
     norm_forward(p, norm_of(m, gains, ws.norm_views_, 2 * l), x, N, d, a.h1, a.h1q, a.h1s, ex);
     linear_forward(p, weights_of(m, l, Linear::Qkv), input_of(p, a.h1, a.h1q, a.h1s), N, a.qkv, ex);
-    rope_forward(a.qkv, B, T, d, c.head_dim(), m.rope_cos(), m.rope_sin(), ex);
-    attention_forward(a.qkv, B, T, d, H, a.P, a.att, last_trim ? ws.query_from_.data() : nullptr,
-                      ex);
+    rope_forward(a.qkv, B, T, d, kvd, c.head_dim(), m.rope_cos(), m.rope_sin(), ex);
+    attention_forward(a.qkv, B, T, d, H, Hkv, a.P, a.att,
+                      last_trim ? ws.query_from_.data() : nullptr, ex);
     if (last_trim) {
       pack_scored(targets, N, d, a.att);
       pack_scored(targets, N, d, x);
@@ -269,7 +271,7 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
   }
   const int32_t* row_targets = keep_probs ? targets : tg;
   if (rows > 0) {
-    head_forward(xf, m.embedding(), rows, d, V, logits, ex);
+    head_forward(xf, m.head(), rows, d, V, logits, ex);
     if (keep_probs)
       cross_entropy_forward(logits, row_targets, rows, V, nll, ex);
     else
@@ -301,7 +303,8 @@ void transformer_backward(const Model& m, Precision p, const norm::GainView* gai
   if (dgains && !gains) throw std::invalid_argument("backward: gain gradients need an adapter");
   const ModelConfig& c = m.config();
   check_call(m, p, inputs, targets, B, T, ws);
-  const int64_t d = c.d_model, f = c.d_ff, H = c.n_heads, V = c.vocab, L = c.n_layers;
+  const int64_t d = c.d_model, f = c.d_ff, H = c.n_heads, Hkv = c.kv_heads(), V = c.vocab;
+  const int64_t L = c.n_layers, kvd = c.kv_dim();
   const int64_t N = B * T;
   float* base = ws.f32_.data();
   float* dx = base + ws.off_dx_;
@@ -326,10 +329,13 @@ void transformer_backward(const Model& m, Precision p, const norm::GainView* gai
     return dparams ? dparams + m.linear_offset(l, lin) : nullptr;
   };
 
-  // Head and loss. dlogits overwrite the softmax in place; the embedding's
-  // gradient starts with the head's part (the lookup's part is added last).
+  // Head and loss. dlogits overwrite the softmax in place. The embedding's
+  // gradient starts with the head's part when tied, else at zero (the
+  // lookup's part is added last).
   cross_entropy_backward(probs, targets, N, V, loss_scale, probs, ex);
-  head_backward(probs, xf, m.embedding(), N, d, V, dxf, dparams, ex);
+  head_backward(probs, xf, m.head(), N, d, V, dxf, dparams ? dparams + m.head_offset() : nullptr,
+                ex);
+  if (dparams && !c.tied_head) std::fill(dparams, dparams + V * d, 0.0f);
   rmsnorm_backward(norm_of(m, gains, ws.norm_views_, 2 * L), ws.x(L), N, d, dxf, dx, dnorm(2 * L),
                    ex);
 
@@ -347,8 +353,8 @@ void transformer_backward(const Model& m, Precision p, const norm::GainView* gai
     // Attention branch.
     linear_backward(p, weights_of(m, l, Linear::O), input_of(p, a.att, a.attq, a.atts), N, dx,
                     datt, dweight(l, Linear::O), deq, ex);
-    attention_backward(a.qkv, a.P, datt, B, T, d, H, dP, dqkv, ex);
-    rope_backward(dqkv, B, T, d, c.head_dim(), m.rope_cos(), m.rope_sin(), ex);
+    attention_backward(a.qkv, a.P, datt, B, T, d, H, Hkv, dP, dqkv, ex);
+    rope_backward(dqkv, B, T, d, kvd, c.head_dim(), m.rope_cos(), m.rope_sin(), ex);
     linear_backward(p, weights_of(m, l, Linear::Qkv), input_of(p, a.h1, a.h1q, a.h1s), N, dqkv,
                     dh, dweight(l, Linear::Qkv), deq, ex);
     const bool need_dx = l > 0 || dparams;  // layer 0's input only feeds the embedding

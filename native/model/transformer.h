@@ -1,7 +1,7 @@
 // The whole network's forward and backward passes over a preallocated
 // workspace: embedding -> n_layers x [RMSNorm -> QKV -> RoPE -> causal
 // attention -> O, residual; RMSNorm -> gate/up -> SwiGLU -> down, residual]
-// -> final RMSNorm -> tied head -> cross-entropy. Training (train.h) and
+// -> final RMSNorm -> output head (tied or not) -> cross-entropy. Training (train.h) and
 // evaluation (eval.h) are both built on these two calls.
 #pragma once
 #include <cstdint>

@@ -12,6 +12,7 @@
 #include "model/model.h"
 #include "model/model_file.h"
 #include "model/train.h"
+#include "ternary/ternary.h"
 
 namespace ternorm::test {
 namespace {
@@ -101,6 +102,61 @@ TEST(model_file_round_trip) {
     refused = true;
   }
   CHECK(refused);
+}
+
+// Grouped-query attention and an untied head: the config carries both, the
+// file an "output" section, and everything round-trips byte for byte. The
+// default config writes neither (the config text of every earlier file).
+TEST(model_file_gqa_untied) {
+  ModelConfig c = file_config();
+  c.n_heads = 4, c.n_kv_heads = 2, c.tied_head = false;
+  Model m(c, 5);
+  const std::string json = model::config_json(c);
+  CHECK_MSG(json.find(",\"n_kv_heads\":2,\"tied_head\":false}") != std::string::npos, json);
+  const std::vector<uint8_t> bytes = model::model_writer(m, kTokenizer, "", nullptr).finish();
+  const io::Container file = parse(bytes);
+  CHECK(file.has("output") && file.section("output").bytes == uint64_t(c.vocab * c.d_model * 4));
+  CHECK(file.section("layers.0.wk.trits").bytes == uint64_t(ternary::packed5_bytes(8 * 16)));
+  const model::LoadedModel lm = model::load_model(file);
+  const ModelConfig& back = lm.model->config();
+  CHECK(back.kv_heads() == 2 && !back.tied_head && back.n_heads == 4);
+  CHECK(same_ternary(m, *lm.model));
+  const model::TensorInfo& out = m.tensor("output");
+  CHECK(std::memcmp(lm.model->head(), m.head(), size_t(out.rows * out.cols) * 4) == 0);
+  CHECK(model::model_writer(*lm.model, kTokenizer, "", nullptr).finish() == bytes);
+  CHECK(lm.fingerprint == model::model_fingerprint(m, kTokenizer));
+  // Each field changes what inference computes: each changes the fingerprint.
+  ModelConfig tied = c;
+  tied.tied_head = true;
+  CHECK(model::model_fingerprint(Model(tied, 5), kTokenizer) != lm.fingerprint);
+  // The defaults stay out of the config (n_kv_heads = n_heads written out or not).
+  ModelConfig mha = file_config();
+  const std::string plain = "{\"format\":\"ternorm.model\",\"vocab\":40,\"d_model\":16,\"n_layers\":2,"
+                            "\"n_heads\":2,\"d_ff\":24,\"context\":12,\"norm_eps\":9.99999975e-06,"
+                            "\"rope_theta\":10000}";
+  CHECK_MSG(model::config_json(mha) == plain, model::config_json(mha));
+  mha.n_kv_heads = 2;
+  CHECK(model::config_json(mha) == plain);
+  CHECK(model::config_from_json(plain).kv_heads() == 2 && model::config_from_json(plain).tied_head);
+  // A file missing its output section, or with one of the wrong size, is refused.
+  auto without = [&](const std::string& name, size_t keep) {
+    io::Writer w(io::FileKind::Model);
+    for (const io::Section& s : file.sections())
+      if (s.name != name) w.add(s.name, s.type, s.data, size_t(s.bytes));
+      else if (keep > 0) w.add(s.name, s.type, s.data, keep);
+    return w.finish();
+  };
+  CHECK(format_error([&] { model::load_model(parse(without("output", 0))); }));
+  CHECK(format_error([&] { model::load_model(parse(without("output", size_t(out.rows * out.cols) * 4 - 4))); }));
+  int refused = 0, total = 0;
+  Rng r(7);
+  for (int i = 0; i < 500; ++i) {
+    std::vector<uint8_t> b = bytes;
+    b[size_t(r.below(int64_t(b.size())))] ^= uint8_t(1u << r.below(8));
+    ++total;
+    refused += format_error([&] { model::load_model(parse(b)); });
+  }
+  CHECK_MSG(refused == total, refused << " of " << total << " refused");
 }
 
 TEST(model_file_checkpoint_resumes_exactly) {
@@ -271,6 +327,17 @@ TEST(model_file_config_json) {
            {"n_heads", "3"}, {"vocab", "1"}, {"d_model", "16.5"}, {"context", "-4"}, {"norm_eps", "0"},
            {"rope_theta", "\"x\""}, {"vocab", "1e400"}, {"d_ff", "99999999999"}})
     CHECK_MSG(format_error([&] { model::config_from_json(replace(k, v)); }), k << "=" << v);
+  // The optional fields: n_kv_heads a divisor of n_heads (= 2 here) in [1, n_heads], tied_head a boolean.
+  const std::string base = good.substr(0, good.size() - 1);
+  for (const char* tail : {",\"n_kv_heads\":0}", ",\"n_kv_heads\":3}", ",\"n_kv_heads\":-1}",
+                                  ",\"n_kv_heads\":1.5}", ",\"n_kv_heads\":true}", ",\"tied_head\":1}",
+                                  ",\"tied_head\":\"false\"}", ",\"tied_head\":fals}", ",\"tied_head\":falsey}",
+                                  ",\"n_kv_heads\":1,\"n_kv_heads\":1}"})
+    CHECK_MSG(format_error([&] { model::config_from_json(base + tail); }), tail);
+  CHECK(model::config_from_json(base + ",\"n_kv_heads\":1}").kv_heads() == 1);
+  CHECK(!model::config_from_json(base + ",\"tied_head\":false}").tied_head);
+  CHECK(model::config_from_json(base + ",\"tied_head\":true}").tied_head);
+  CHECK(format_error([&] { model::config_from_json(replace("vocab", "true")); }));
 }
 
 // Every truncation and a sample of single-bit flips of a model file and a

@@ -43,6 +43,14 @@ ModelConfig tiny_config() {
   return c;
 }
 
+// The llama-style variant: grouped-query attention (4 query heads sharing 2
+// key/value heads) and an untied output head.
+ModelConfig tiny_gqa_config() {
+  ModelConfig c = tiny_config();
+  c.n_heads = 4, c.n_kv_heads = 2, c.tied_head = false;
+  return c;
+}
+
 // Rescales a fresh model's weights so the checks see real nonlinearity.
 void roughen(Model& m, uint64_t seed) {
   Rng rng(seed);
@@ -52,7 +60,7 @@ void roughen(Model& m, uint64_t seed) {
     if (t.rows == 1) {
       for (int64_t i = 0; i < n; ++i) w[i] = 1.0f + 0.2f * rng.normal();
     } else {
-      const float s = t.name == "tok_embedding" ? 20.0f : 10.0f;
+      const float s = t.name == "tok_embedding" || t.name == "output" ? 20.0f : 10.0f;
       for (int64_t i = 0; i < n; ++i) w[i] *= s;
     }
   }
@@ -99,8 +107,9 @@ struct RefModel {
   std::vector<double> p, gains;
   std::vector<int64_t> norm_off;
   std::vector<int64_t> lin_off;  // layer * 4 + Linear
+  int64_t head_off;
 
-  RefModel(const Model& m, const float* g) : c(m.config()) {
+  RefModel(const Model& m, const float* g) : c(m.config()), head_off(m.head_offset()) {
     p.assign(m.params(), m.params() + m.n_params());
     gains.assign(size_t(c.n_gains()), 1.0);
     if (g) gains.assign(g, g + c.n_gains());
@@ -146,19 +155,20 @@ struct RefModel {
   }
   double loss(const std::vector<int32_t>& in, const std::vector<int32_t>& tg, int64_t B, int64_t T) const {
     const int64_t d = c.d_model, f = c.d_ff, V = c.vocab, H = c.n_heads, hd = d / H, N = B * T;
+    const int64_t Hkv = c.n_kv_heads > 0 ? c.n_kv_heads : H, kvd = Hkv * hd, ld = d + 2 * kvd;
     Mat x(size_t(N * d)), h, qkv, att, o, gu, sw, ff;
     for (int64_t t = 0; t < N; ++t)
       for (int64_t j = 0; j < d; ++j) x[size_t(t * d + j)] = p[size_t(in[size_t(t)] * d + j)];
     for (int64_t l = 0; l < c.n_layers; ++l) {
       const int64_t* lo = &lin_off[size_t(l * kLinearsPerLayer)];
       norm(x, N, 2 * l, h);
-      lin(h, N, lo[0], 3 * d, d, qkv);
-      for (int64_t t = 0; t < N; ++t)  // RoPE on q and k, position t % T
+      lin(h, N, lo[0], ld, d, qkv);
+      for (int64_t t = 0; t < N; ++t)  // RoPE on the H q heads and the Hkv k heads, position t % T
         for (int64_t part = 0; part < 2; ++part)
-          for (int64_t hh = 0; hh < H; ++hh)
+          for (int64_t hh = 0; hh < (part == 0 ? H : Hkv); ++hh)
             for (int64_t i = 0; i < hd / 2; ++i) {
               const double a = double(t % T) * std::pow(double(c.rope_theta), -2.0 * double(i) / double(hd));
-              double* v = &qkv[size_t(t * 3 * d + part * d + hh * hd + 2 * i)];
+              double* v = &qkv[size_t(t * ld + part * d + hh * hd + 2 * i)];
               const double v0 = v[0], v1 = v[1];
               v[0] = v0 * std::cos(a) - v1 * std::sin(a);
               v[1] = v0 * std::sin(a) + v1 * std::cos(a);
@@ -167,12 +177,13 @@ struct RefModel {
       for (int64_t b = 0; b < B; ++b)
         for (int64_t hh = 0; hh < H; ++hh)
           for (int64_t i = 0; i < T; ++i) {
+            const int64_t kc = d + hh / (H / Hkv) * hd;  // k columns of the head's kv head
             std::vector<double> sc(size_t(i + 1));
             double mx = -1e300, z = 0;
             for (int64_t j = 0; j <= i; ++j) {
               double s = 0;
               for (int64_t e = 0; e < hd; ++e)
-                s += qkv[size_t((b * T + i) * 3 * d + hh * hd + e)] * qkv[size_t((b * T + j) * 3 * d + d + hh * hd + e)];
+                s += qkv[size_t((b * T + i) * ld + hh * hd + e)] * qkv[size_t((b * T + j) * ld + kc + e)];
               sc[size_t(j)] = s / std::sqrt(double(hd));
               mx = std::max(mx, sc[size_t(j)]);
             }
@@ -180,7 +191,7 @@ struct RefModel {
             for (int64_t j = 0; j <= i; ++j)
               for (int64_t e = 0; e < hd; ++e)
                 att[size_t((b * T + i) * d + hh * hd + e)] +=
-                    sc[size_t(j)] / z * qkv[size_t((b * T + j) * 3 * d + 2 * d + hh * hd + e)];
+                    sc[size_t(j)] / z * qkv[size_t((b * T + j) * ld + kc + kvd + e)];
           }
       lin(att, N, lo[1], d, d, o);
       for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
@@ -202,7 +213,7 @@ struct RefModel {
       double mx = -1e300, z = 0;
       for (int64_t v = 0; v < V; ++v) {
         double s = 0;
-        for (int64_t j = 0; j < d; ++j) s += h[size_t(t * d + j)] * p[size_t(v * d + j)];
+        for (int64_t j = 0; j < d; ++j) s += h[size_t(t * d + j)] * p[size_t(head_off + v * d + j)];
         lg[size_t(v)] = s;
         mx = std::max(mx, s);
       }
@@ -355,26 +366,30 @@ TEST(model_ternary_weights) {
 
 constexpr double kRefTol = 1e-3;
 
+// Both shapes: multi-head with the tied head, and grouped-query attention
+// with an untied head (every tensor checked, the output table included).
 TEST(model_grad_fp32_whole_model) {
-  const ModelConfig c = tiny_config();
-  Model m(c, 11);
-  roughen(m, 12);
-  const Batch b = random_batch(c, 2, 9, 13);
-  Workspace ws(c, 2, 9, true);
-  const std::vector<float> g = gradient(m, Precision::F32, nullptr, b, ws, one_thread());
-  RefModel r(m, nullptr);
-  const double lf = mean_loss(m, Precision::F32, nullptr, b, ws), lr = r.loss(b.in, b.tg, b.B, b.T);
-  CHECK_MSG(std::fabs(lf - lr) < 1e-5, "fp32 forward " << lf << " vs double reference " << lr);
-  Rng rng(14);
-  double worst = 0;
-  std::string worst_name;
-  for (const TensorInfo& t : m.tensors()) {
-    const double e = check_against_ref(r, r.p, t.offset, t.rows * t.cols, g.data(), b, rng);
-    CHECK_MSG(e < kRefTol, t.name << " err " << e);
-    if (e >= worst) worst = e, worst_name = t.name;
+  for (const ModelConfig& c : {tiny_config(), tiny_gqa_config()}) {
+    Model m(c, 11);
+    roughen(m, 12);
+    const Batch b = random_batch(c, 2, 9, 13);
+    Workspace ws(c, 2, 9, true);
+    const std::vector<float> g = gradient(m, Precision::F32, nullptr, b, ws, one_thread());
+    RefModel r(m, nullptr);
+    const double lf = mean_loss(m, Precision::F32, nullptr, b, ws), lr = r.loss(b.in, b.tg, b.B, b.T);
+    CHECK_MSG(std::fabs(lf - lr) < 1e-5, "fp32 forward " << lf << " vs double reference " << lr);
+    Rng rng(14);
+    double worst = 0;
+    std::string worst_name;
+    for (const TensorInfo& t : m.tensors()) {
+      const double e = check_against_ref(r, r.p, t.offset, t.rows * t.cols, g.data(), b, rng);
+      CHECK_MSG(e < kRefTol, t.name << " err " << e);
+      if (e >= worst) worst = e, worst_name = t.name;
+    }
+    std::printf("  fp32 whole model (%lld/%lld heads, %s head) vs double reference: worst err "
+                "%.2e (%s), tol %.0e\n", (long long)c.n_heads, (long long)c.kv_heads(),
+                c.tied_head ? "tied" : "untied", worst, worst_name.c_str(), kRefTol);
   }
-  std::printf("  fp32 whole model vs double reference: worst err %.2e (%s), tol %.0e\n", worst,
-              worst_name.c_str(), kRefTol);
 }
 
 // Ternary-aware training's gradient (STE) is the exact gradient of the
@@ -383,29 +398,31 @@ TEST(model_grad_fp32_whole_model) {
 // weights' gradient being that of the ternarised weights. With int8
 // activations (Ternary) it differs by the activation quantisation only.
 TEST(model_grad_ternary_ste_whole_model) {
-  const ModelConfig c = tiny_config();
-  Model m(c, 21);
-  roughen(m, 22);
-  const Batch b = random_batch(c, 2, 9, 23);
-  Workspace ws(c, 2, 9, true);
-  const std::vector<float> gs = gradient(m, Precision::TernaryF32Act, nullptr, b, ws, one_thread());
-  const std::vector<float> gq = gradient(m, Precision::Ternary, nullptr, b, ws, one_thread());
-  RefModel r(m, nullptr);
-  r.use_ternary(m);
-  const double ls = mean_loss(m, Precision::TernaryF32Act, nullptr, b, ws), lr = r.loss(b.in, b.tg, b.B, b.T);
-  CHECK_MSG(std::fabs(ls - lr) < 1e-5, "ternary-f32act forward " << ls << " vs reference " << lr);
-  Rng rng(24);
-  double worst = 0, worst_cos = 1;
-  for (const TensorInfo& t : m.tensors()) {
-    const double e = check_against_ref(r, r.p, t.offset, t.rows * t.cols, gs.data(), b, rng);
-    CHECK_MSG(e < kRefTol, t.name << " STE err " << e);
-    worst = std::max(worst, e);
-    const double cs = cosine(gq.data() + t.offset, gs.data() + t.offset, t.rows * t.cols);
-    CHECK_MSG(cs > 0.99, t.name << " int8-activation gradient cosine " << cs);
-    worst_cos = std::min(worst_cos, cs);
+  for (const ModelConfig& c : {tiny_config(), tiny_gqa_config()}) {
+    Model m(c, 21);
+    roughen(m, 22);
+    const Batch b = random_batch(c, 2, 9, 23);
+    Workspace ws(c, 2, 9, true);
+    const std::vector<float> gs = gradient(m, Precision::TernaryF32Act, nullptr, b, ws, one_thread());
+    const std::vector<float> gq = gradient(m, Precision::Ternary, nullptr, b, ws, one_thread());
+    RefModel r(m, nullptr);
+    r.use_ternary(m);
+    const double ls = mean_loss(m, Precision::TernaryF32Act, nullptr, b, ws), lr = r.loss(b.in, b.tg, b.B, b.T);
+    CHECK_MSG(std::fabs(ls - lr) < 1e-5, "ternary-f32act forward " << ls << " vs reference " << lr);
+    Rng rng(24);
+    double worst = 0, worst_cos = 1;
+    for (const TensorInfo& t : m.tensors()) {
+      const double e = check_against_ref(r, r.p, t.offset, t.rows * t.cols, gs.data(), b, rng);
+      CHECK_MSG(e < kRefTol, t.name << " STE err " << e);
+      worst = std::max(worst, e);
+      const double cs = cosine(gq.data() + t.offset, gs.data() + t.offset, t.rows * t.cols);
+      CHECK_MSG(cs > 0.99, t.name << " int8-activation gradient cosine " << cs);
+      worst_cos = std::min(worst_cos, cs);
+    }
+    std::printf("  ternary STE (fp32 act, %lld/%lld heads) vs double surrogate: worst err %.2e, tol "
+                "%.0e; int8-act vs fp32-act gradient cosine >= %.4f (tol 0.99)\n",
+                (long long)c.n_heads, (long long)c.kv_heads(), worst, kRefTol, worst_cos);
   }
-  std::printf("  ternary STE (fp32 act) vs double surrogate: worst err %.2e, tol %.0e; int8-act "
-              "vs fp32-act gradient cosine >= %.4f (tol 0.99)\n", worst, kRefTol, worst_cos);
 }
 
 // The adapter: only the gains get a gradient, by backprop through the frozen
@@ -452,6 +469,195 @@ TEST(model_grad_adapter_gains) {
       e = std::max(e, std::fabs(gu[size_t(k * c.d_model + j)] - w * gp[size_t(m.norm_offset(k) + j)]));
     }
   CHECK_MSG(e < 1e-5, "gain vs norm-weight gradient " << e);
+}
+
+// ---- grouped-query attention and the untied head ---------------------------------------------
+
+namespace {
+
+// Per-token NLLs of one forward (scoring every position).
+std::vector<double> nlls(const Model& m, Precision p, const Batch& b, Workspace& ws) {
+  transformer_forward(m, p, nullptr, b.in.data(), b.tg.data(), b.B, b.T, ws, false, one_thread());
+  return std::vector<double>(ws.nll(), ws.nll() + b.B * b.T);
+}
+
+// Copies the tensors the two models share by name (same shapes).
+void copy_shared(const Model& from, Model& to) {
+  for (const TensorInfo& t : to.tensors())
+    for (const TensorInfo& f : from.tensors())
+      if (f.name == t.name && f.rows == t.rows && f.cols == t.cols)
+        std::copy(from.params() + f.offset, from.params() + f.offset + f.rows * f.cols,
+                  to.params() + t.offset);
+}
+
+}  // namespace
+
+// n_kv_heads == n_heads is multi-head attention: the same layout, init,
+// losses and gradients, bit for bit.
+TEST(model_gqa_equal_heads_is_mha) {
+  ModelConfig mha = tiny_config(), explicit_kv = tiny_config();
+  explicit_kv.n_kv_heads = explicit_kv.n_heads;
+  Model a(mha, 71), b(explicit_kv, 71);
+  CHECK(a.n_params() == b.n_params());
+  CHECK(std::memcmp(a.params(), b.params(), size_t(a.n_params()) * 4) == 0);
+  const Batch bt = random_batch(mha, 2, 9, 72);
+  Workspace wa(mha, 2, 9, true), wb(explicit_kv, 2, 9, true);
+  for (Precision p : {Precision::F32, Precision::Ternary}) {
+    CHECK(nlls(a, p, bt, wa) == nlls(b, p, bt, wb));
+    const std::vector<float> ga = gradient(a, p, nullptr, bt, wa, one_thread());
+    const std::vector<float> gb = gradient(b, p, nullptr, bt, wb, one_thread());
+    CHECK_MSG(std::memcmp(ga.data(), gb.data(), ga.size() * 4) == 0, precision_name(p));
+  }
+}
+
+// A grouped-query model is the multi-head model whose k and v heads repeat
+// each shared head for its query heads: the same outputs (bit for bit with
+// the ternary weights copied, to fp32 rounding with the latent ones), and the
+// shared head's gradient is the sum of its copies' gradients.
+TEST(model_gqa_matches_duplicated_mha) {
+  ModelConfig gc = tiny_config();
+  gc.n_heads = 4, gc.n_kv_heads = 2;
+  ModelConfig mc = gc;
+  mc.n_kv_heads = 0;
+  const int64_t hd = gc.head_dim(), group = gc.n_heads / gc.kv_heads(), d = gc.d_model;
+  Model g(gc, 81);
+  roughen(g, 82);
+  Model m(mc, 1);
+  copy_shared(g, m);
+  for (int64_t l = 0; l < gc.n_layers; ++l)
+    for (const char* w : {"wk", "wv"}) {
+      const std::string name = "layers." + std::to_string(l) + "." + w;
+      const TensorInfo& src = g.tensor(name);
+      const TensorInfo& dst = m.tensor(name);
+      for (int64_t h = 0; h < mc.n_heads; ++h)  // head h's rows = kv head h / group's rows
+        std::copy(g.params() + src.offset + h / group * hd * d,
+                  g.params() + src.offset + (h / group + 1) * hd * d,
+                  m.params() + dst.offset + h * hd * d);
+    }
+  m.quantize(one_thread());
+  // The ternary weights exactly (absmean over repeated rows may round its
+  // scale differently).
+  for (int64_t l = 0; l < gc.n_layers; ++l)
+    for (int k = 0; k < kMatricesPerLayer; ++k) {
+      const Matrix mx = Matrix(k);
+      const LinearShape gs = g.matrix_shape(mx), ms = m.matrix_shape(mx);
+      std::vector<int8_t> tg(size_t(gs.rows * gs.cols)), tm(size_t(ms.rows * ms.cols));
+      float scale = 0;
+      g.get_ternary(l, mx, tg.data(), &scale);
+      for (int64_t r = 0; r < ms.rows; ++r) {
+        const int64_t from = gs.rows == ms.rows ? r : r / hd / group * hd + r % hd;
+        std::copy(tg.begin() + from * gs.cols, tg.begin() + (from + 1) * gs.cols, tm.begin() + r * ms.cols);
+      }
+      m.set_ternary(l, mx, tm.data(), scale);
+    }
+  const Batch b = random_batch(gc, 2, 11, 83);
+  Workspace wg(gc, 2, 11, true), wm(mc, 2, 11, true);
+  CHECK(nlls(g, Precision::Ternary, b, wg) == nlls(m, Precision::Ternary, b, wm));
+  CHECK(nlls(g, Precision::TernaryF32Act, b, wg) == nlls(m, Precision::TernaryF32Act, b, wm));
+  const std::vector<double> nf_g = nlls(g, Precision::F32, b, wg), nf_m = nlls(m, Precision::F32, b, wm);
+  double worst = 0;
+  for (size_t i = 0; i < nf_g.size(); ++i) worst = std::max(worst, std::fabs(nf_g[i] - nf_m[i]));
+  CHECK_MSG(worst < 1e-5, "fp32 GQA vs duplicated MHA NLL " << worst);
+  // Gradients (fp32): shared tensors equal, each shared k/v head the sum of its copies.
+  const std::vector<float> gg = gradient(g, Precision::F32, nullptr, b, wg, one_thread());
+  const std::vector<float> gm = gradient(m, Precision::F32, nullptr, b, wm, one_thread());
+  double gmax = 0;
+  for (float v : gm) gmax = std::max(gmax, double(std::fabs(v)));
+  double gerr = 0;
+  for (const TensorInfo& t : g.tensors()) {
+    const TensorInfo& u = m.tensor(t.name);
+    const bool kv = t.rows != u.rows;
+    for (int64_t r = 0; r < t.rows; ++r)
+      for (int64_t c = 0; c < t.cols; ++c) {
+        double want = 0;
+        if (kv) {
+          const int64_t kvh = r / hd;
+          for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h)
+            want += gm[size_t(u.offset + (h * hd + r % hd) * t.cols + c)];
+        } else {
+          want = gm[size_t(u.offset + r * t.cols + c)];
+        }
+        gerr = std::max(gerr, std::fabs(want - gg[size_t(t.offset + r * t.cols + c)]) / gmax);
+      }
+  }
+  CHECK_MSG(gerr < 1e-5, "GQA gradient vs summed MHA copies, relative to max |grad|: " << gerr);
+  std::printf("  GQA vs duplicated MHA: ternary NLLs bit-identical, fp32 max |dNLL| %.1e, "
+              "gradient max rel err %.1e\n", worst, gerr);
+}
+
+// The untied head: its own table, initialised like the embedding; with the
+// table equal to the embedding it computes what the tied model does, and its
+// gradient plus the untied embedding's is the tied embedding's gradient.
+TEST(model_untied_head) {
+  ModelConfig tc = tiny_config(), uc = tiny_config();
+  uc.tied_head = false;
+  Model t(tc, 91), u(uc, 91);
+  CHECK(u.n_params() == t.n_params() + uc.vocab * uc.d_model);
+  CHECK(t.head() == t.embedding() && t.head_offset() == 0);
+  const TensorInfo& out = u.tensor("output");
+  CHECK(out.rows == uc.vocab && out.cols == uc.d_model && u.head_offset() == out.offset);
+  CHECK(out.offset == u.tensor("final_norm").offset + uc.d_model);  // last: other tensors keep their place
+  CHECK(std::memcmp(t.params(), u.params(), size_t(t.n_params()) * 4) == 0);  // and their init
+  double s2 = 0;
+  for (int64_t i = 0; i < out.rows * out.cols; ++i) s2 += double(u.head()[i]) * u.head()[i];
+  CHECK_MSG(std::fabs(std::sqrt(s2 / double(out.rows * out.cols)) - 0.02) < 2e-3, "output std");
+  CHECK(std::memcmp(u.head(), u.embedding(), size_t(out.rows * out.cols) * 4) != 0);
+  CHECK(throws_with<std::invalid_argument>([&] { t.tensor("output"); }, "output"));
+
+  roughen(t, 92);
+  copy_shared(t, u);
+  std::copy(t.embedding(), t.embedding() + out.rows * out.cols, u.params() + out.offset);
+  u.quantize(one_thread());
+  const Batch b = random_batch(tc, 2, 9, 93);
+  Workspace wt(tc, 2, 9, true), wu(uc, 2, 9, true);
+  for (Precision p : {Precision::F32, Precision::Ternary}) CHECK(nlls(t, p, b, wt) == nlls(u, p, b, wu));
+  const std::vector<float> gt = gradient(t, Precision::F32, nullptr, b, wt, one_thread());
+  const std::vector<float> gu = gradient(u, Precision::F32, nullptr, b, wu, one_thread());
+  double gmax = 0, err = 0;
+  for (float v : gt) gmax = std::max(gmax, double(std::fabs(v)));
+  for (int64_t i = 0; i < out.rows * out.cols; ++i)
+    err = std::max(err, std::fabs(double(gu[size_t(i)]) + gu[size_t(out.offset + i)] - gt[size_t(i)]) / gmax);
+  CHECK_MSG(err < 1e-6, "untied embedding + head gradient vs tied " << err);
+  for (int64_t i = out.rows * out.cols; i < t.n_params(); ++i)  // the blocks and norms: the same
+    err = std::max(err, std::fabs(double(gu[size_t(i)]) - gt[size_t(i)]) / gmax);
+  CHECK_MSG(err < 1e-6, "untied vs tied block gradients " << err);
+}
+
+// Training a grouped-query model with an untied head: the base trains (the
+// output table with it), an adapter on top moves only its gains.
+TEST(model_train_gqa_untied) {
+  ModelConfig c;
+  c.vocab = 32, c.d_model = 32, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 1, c.d_ff = 64,
+  c.context = 32, c.tied_head = false;
+  const int64_t B = 4, T = 32, steps = 40;
+  const std::vector<int32_t> rows_a = motif_rows(B, T, {3, 1, 4, 1, 5, 9, 2});
+  const std::vector<int32_t> rows_b = motif_rows(B, T, {7, 20, 7, 11, 30, 6, 0});
+  ThreadPool pool(2);
+  const Exec ex{default_isa(), &pool, 2};
+  Model m(c, 7);
+  const TensorInfo& out = m.tensor("output");
+  const std::vector<float> head0(m.head(), m.head() + out.rows * out.cols);
+  TrainConfig tc;
+  tc.batch = B, tc.seq = T;
+  tc.schedule = {1e-2f, 1e-3f, 5, steps};
+  Trainer tr(m, tc);
+  double first = 0, last = 0;
+  for (int64_t s = 0; s < steps; ++s) {
+    const StepStats st = tr.step(rows_a.data(), B, T, ex);
+    if (s == 0) first = st.loss;
+    last = st.loss;
+  }
+  CHECK_MSG(last < 0.3 * first, "GQA untied ternary base loss " << first << " -> " << last);
+  CHECK(std::memcmp(head0.data(), m.head(), head0.size() * 4) != 0);
+  std::vector<float> before(m.params(), m.params() + m.n_params());
+  TrainConfig ac = tc;
+  ac.mode = TrainMode::AdapterGains;
+  ac.schedule = {1e-1f, 1e-2f, 2, 10};
+  Trainer at(m, ac);
+  for (int s = 0; s < 10; ++s) at.step(rows_b.data(), B, T, ex);
+  CHECK(std::memcmp(before.data(), m.params(), before.size() * 4) == 0);
+  std::printf("  GQA (4 query heads, 1 kv head) untied base: loss %.3f -> %.3f in %lld steps\n",
+              first, last, (long long)steps);
 }
 
 // ---- training -----------------------------------------------------------------------------------
@@ -693,6 +899,9 @@ TEST(model_bad_input) {
   CHECK(bad([](ModelConfig& c) { c.context = 0; }, "context"));
   CHECK(bad([](ModelConfig& c) { c.norm_eps = std::nanf(""); }, "norm_eps"));
   CHECK(bad([](ModelConfig& c) { c.rope_theta = 0.5f; }, "rope_theta"));
+  CHECK(bad([](ModelConfig& c) { c.n_kv_heads = 3; }, "n_kv_heads"));  // > n_heads = 2
+  CHECK(bad([](ModelConfig& c) { c.n_kv_heads = -1; }, "n_kv_heads"));
+  CHECK(bad([](ModelConfig& c) { c.d_model = 24, c.n_heads = 6, c.n_kv_heads = 4; }, "divisible by n_kv_heads"));
 
   const ModelConfig c = tiny_config();
   Model m(c, 2);
