@@ -131,5 +131,7 @@ describe('tokenizer metadata errors', () => {
     const t = new VocabTokenizer(base);
     expect(Array.from(t.encode('ab ba', { addSpecial: false }))).toEqual([2, 1, 0]); // " " has no token: dropped, as in llama.cpp
     expect(() => t.decode([3])).toThrow(/token 0 is 3, expected an integer in \[0, 3\)/);
+    expect(() => t.decode(new Int32Array([0, -1]))).toThrow(/token 1 is -1, expected an integer in \[0, 3\)/);
+    expect(() => t.decode([0.5])).toThrow(/token 0 is 0.5/);
   });
 });

@@ -61,7 +61,22 @@ export class VocabTokenizer {
    * with addSpacePrefix, the first piece's leading space (the one encode prefixed) is dropped.
    */
   decode(ids: ArrayLike<number>, options: { renderSpecial?: boolean } = {}): Uint8Array {
-    const i32 = ids instanceof Int32Array ? ids : Int32Array.from(ids);
+    if (ids === null || typeof ids !== 'object' || typeof ids.length !== 'number') {
+      throw new TypeError('VocabTokenizer.decode: expected an array of token ids');
+    }
+    let i32: Int32Array;
+    if (ids instanceof Int32Array) {
+      i32 = ids;
+    } else {
+      i32 = new Int32Array(ids.length);
+      for (let i = 0; i < ids.length; i++) {
+        const id = ids[i]!;
+        if (!Number.isInteger(id) || id < 0 || id >= this.size) {
+          throw new RangeError(`VocabTokenizer.decode: token ${i} is ${id}, expected an integer in [0, ${this.size})`);
+        }
+        i32[i] = id;
+      }
+    }
     return this.core.decode(i32, options.renderSpecial ?? false);
   }
 

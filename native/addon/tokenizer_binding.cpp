@@ -31,6 +31,19 @@ Napi::Int32Array ids_array(Napi::Env env, const std::vector<int32_t>& ids) {
   return a;
 }
 
+// Runs fn, turning a core exception into the matching JS error (methods of wrapped classes are
+// not behind guarded<>).
+template <typename F>
+Napi::Value core_call(Napi::Env env, F&& fn) {
+  try {
+    return fn();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (...) {
+    throw make_error(env, classify_current_exception());
+  }
+}
+
 // ---- ByteBpe ------------------------------------------------------------------------------
 class ByteBpeHandle : public Napi::ObjectWrap<ByteBpeHandle> {
  public:
@@ -58,21 +71,21 @@ class ByteBpeHandle : public Napi::ObjectWrap<ByteBpeHandle> {
   Napi::Value VocabSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), bpe_->vocab_size()); }
   Napi::Value Merges(const Napi::CallbackInfo& info) { return merges_array(info.Env(), bpe_->merges()); }
   Napi::Value Serialize(const Napi::CallbackInfo& info) {
-    const std::vector<uint8_t> b = bpe_->serialize();
-    return copy_bytes(info.Env(), b.data(), b.size());
+    return core_call(info.Env(), [&] {
+      const std::vector<uint8_t> b = bpe_->serialize();
+      return copy_bytes(info.Env(), b.data(), b.size());
+    });
   }
   Napi::Value Encode(const Napi::CallbackInfo& info) {
     const auto t = array_arg<uint8_t>(info, 0, "bytes");
-    return ids_array(info.Env(), bpe_->encode(t.data, t.length));
+    return core_call(info.Env(), [&] { return ids_array(info.Env(), bpe_->encode(t.data, t.length)); });
   }
   Napi::Value Decode(const Napi::CallbackInfo& info) {
     const I32Arg ids = int32_arg(info, 0, "ids");
-    try {
+    return core_call(info.Env(), [&] {
       const std::vector<uint8_t> b = bpe_->decode(ids.data, ids.length);
       return copy_bytes(info.Env(), b.data(), b.size());
-    } catch (...) {
-      throw make_error(info.Env(), classify_current_exception());
-    }
+    });
   }
   Napi::Value TokenBytes(const Napi::CallbackInfo& info) {
     const double id = number_arg(info, 0, "id");
@@ -196,15 +209,19 @@ class VocabTokenizerHandle : public Napi::ObjectWrap<VocabTokenizerHandle> {
     const auto t = array_arg<uint8_t>(info, 0, "bytes");
     const bool add_special = bool_arg(info, 1, "addSpecial");
     const bool parse_special = bool_arg(info, 2, "parseSpecial");
-    const std::string text(reinterpret_cast<const char*>(t.data), t.length);
-    return ids_array(info.Env(), tok_->encode(text, add_special, parse_special));
+    return core_call(info.Env(), [&] {
+      const std::string text(reinterpret_cast<const char*>(t.data), t.length);
+      return ids_array(info.Env(), tok_->encode(text, add_special, parse_special));
+    });
   }
   // decode(ids: Int32Array, renderSpecial: boolean) -> Uint8Array
   Napi::Value Decode(const Napi::CallbackInfo& info) {
     const I32Arg ids = int32_arg(info, 0, "ids");
     const bool render = bool_arg(info, 1, "renderSpecial");
-    const std::string s = tok_->decode(ids.data, ids.length, render);
-    return copy_bytes(info.Env(), reinterpret_cast<const uint8_t*>(s.data()), s.size());
+    return core_call(info.Env(), [&] {
+      const std::string s = tok_->decode(ids.data, ids.length, render);
+      return copy_bytes(info.Env(), reinterpret_cast<const uint8_t*>(s.data()), s.size());
+    });
   }
 
   std::unique_ptr<VocabTokenizer> tok_;
