@@ -1,5 +1,5 @@
 // Generates native/tokenizer/unicode_tables.cpp: the Unicode properties the tokenizers need
-// (\p{L}, \p{M}, \p{N}, White_Space), as runs of equal flags over
+// (\p{L}, \p{M}, \p{N}, White_Space, \p{P}), as runs of equal flags over
 // U+0000..U+10FFFF, read from this Node's own Unicode data (its RegExp property escapes), so the
 // core needs no ICU. test/tokenizer-unicode.test.ts checks the committed file is up to date.
 //   node scripts/gen-unicode-tables.mjs            (writes the file)
@@ -13,6 +13,7 @@ const PROPS = [
   ['kMark', 2, /^\p{M}$/u],
   ['kNumber', 4, /^\p{N}$/u],
   ['kSpace', 8, /^\p{White_Space}$/u],
+  ['kPunct', 16, /^\p{P}$/u],
 ];
 
 export function unicodeTablesSource() {

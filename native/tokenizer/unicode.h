@@ -13,6 +13,7 @@ enum UnicodeFlag : uint8_t {
   kMark = 2,      // \p{M}
   kNumber = 4,    // \p{N}
   kSpace = 8,     // White_Space (what \s means in the tokenizers' patterns)
+  kPunct = 16,    // \p{P}
 };
 
 struct UnicodeRun {

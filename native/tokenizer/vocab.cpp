@@ -37,15 +37,16 @@ const ByteUnicode& byte_unicode() {
 inline bool is_cr_lf(uint32_t c) { return c == '\r' || c == '\n'; }
 inline uint32_t ascii_lower(uint32_t c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
 
-// The pre-tokenizers of llama.cpp's byte-level BPE, on code points; each returns the word ends.
-// Out of range positions read as code point kEnd with no flags, as in llama.cpp.
+// The pre-tokenizers of llama.cpp's byte-level BPE, on code points [lo, hi) of a text; each
+// appends the word ends. Positions outside read as code point kEnd with no flags, as in llama.cpp.
 constexpr uint32_t kEnd = 0xFFFFFFFF;
 struct Cpts {
   const std::vector<uint32_t>& cp;
   const std::vector<uint8_t>& fl;
-  uint32_t at(size_t i) const { return i < cp.size() ? cp[i] : kEnd; }
-  uint8_t flags(size_t i) const { return i < cp.size() ? fl[i] : 0; }
-  bool in(size_t i) const { return i < cp.size(); }
+  size_t lo, hi;
+  uint32_t at(size_t i) const { return i < hi ? cp[i] : kEnd; }
+  uint8_t flags(size_t i) const { return i < hi ? fl[i] : 0; }
+  bool in(size_t i) const { return i < hi; }
 };
 
 // 's|'t|'re|'ve|'m|'ll|'d (lower-cased next letters when `fold`): the length, or 0.
@@ -70,8 +71,7 @@ size_t whitespace_end(const Cpts& c, size_t pos) {
 
 // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 void split_gpt2(const Cpts& c, std::vector<size_t>& ends) {
-  const size_t n = c.cp.size();
-  for (size_t pos = 0; pos < n;) {
+  for (size_t pos = c.lo; pos < c.hi;) {
     if (const size_t k = contraction(c, pos, false)) {
       ends.push_back(pos += k);
       continue;
@@ -99,8 +99,7 @@ void split_gpt2(const Cpts& c, std::vector<size_t>& ends) {
 // (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
 // \s*[\r\n]+|\s+(?!\S)|\s+
 void split_llama3(const Cpts& c, std::vector<size_t>& ends) {
-  const size_t n = c.cp.size();
-  for (size_t pos = 0; pos < n;) {
+  for (size_t pos = c.lo; pos < c.hi;) {
     if (const size_t k = contraction(c, pos, true)) {
       ends.push_back(pos += k);
       continue;
@@ -136,6 +135,61 @@ void split_llama3(const Cpts& c, std::vector<size_t>& ends) {
     pos = last_cr_lf > 0 ? last_cr_lf : whitespace_end(c, pos);
     ends.push_back(pos);
   }
+}
+
+// Cuts each word at the maximal runs of code points for which in_run is true (the run and the
+// stretches between runs become words): a "[class]+" pattern as llama.cpp's std::regex pass does.
+template <typename P>
+std::vector<size_t> split_runs(const std::vector<size_t>& ends, P in_run) {
+  std::vector<size_t> out;
+  size_t start = 0;
+  for (const size_t end : ends) {
+    for (size_t i = start; i < end;) {
+      const bool run = in_run(i);
+      size_t j = i + 1;
+      while (j < end && in_run(j) == run) ++j;
+      out.push_back(i = j);
+    }
+    start = end;
+  }
+  return out;
+}
+
+// llama.cpp's "default" pre-tokenizer: four passes, each splitting the words of the last.
+//   [\p{P}\$\+<=>\^~\|]+  then the GPT-2 pattern, then \p{N}+, then [0-9][0-9][0-9]
+// Its \p{P} covers ASCII punctuation and symbols except ` (llama.cpp's ASCII table for the
+// category) and non-space code points of category P; \p{N}, ASCII digits and non-space N.
+void split_default(const std::vector<uint32_t>& cp, const std::vector<uint8_t>& fl, std::vector<size_t>& ends) {
+  const auto ascii_punct = [](uint32_t c) {
+    return (c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x40) || (c >= 0x5B && c <= 0x5E) || c == 0x5F ||
+           (c >= 0x7B && c <= 0x7E);
+  };
+  const auto non_space = [&](size_t i, uint8_t flag) { return !(fl[i] & kSpace) && (fl[i] & flag); };
+  ends = split_runs({cp.size()}, [&](size_t i) { return cp[i] < 128 ? ascii_punct(cp[i]) : non_space(i, kPunct); });
+  std::vector<size_t> words;
+  size_t start = 0;
+  for (const size_t end : ends) {
+    split_gpt2(Cpts{cp, fl, start, end}, words);
+    start = end;
+  }
+  ends = split_runs(words, [&](size_t i) { return cp[i] < 128 ? (cp[i] >= '0' && cp[i] <= '9') : non_space(i, kNumber); });
+  words.clear();
+  start = 0;
+  const auto digit = [&](size_t i) { return cp[i] >= '0' && cp[i] <= '9'; };
+  for (const size_t end : ends) {
+    size_t gap = start;
+    for (size_t i = start; i + 3 <= end;) {
+      if (digit(i) && digit(i + 1) && digit(i + 2)) {
+        if (i > gap) words.push_back(i);
+        words.push_back(gap = i += 3);
+      } else {
+        ++i;
+      }
+    }
+    if (gap < end) words.push_back(end);
+    start = end;
+  }
+  ends.swap(words);
 }
 
 struct Symbol {
@@ -181,7 +235,9 @@ VocabTokenizer::VocabTokenizer(VocabData data) : d_(std::move(data)) {
 
   if (!is_spm_) {
     const std::string& p = d_.pre;
-    if (p.empty() || p == "default" || p == "gpt-2" || p == "gpt2") {
+    if (p.empty() || p == "default") {
+      pre_ = PreTokenizer::Default;
+    } else if (p == "gpt-2") {
       pre_ = PreTokenizer::Gpt2;
     } else if (p == "llama3" || p == "llama-v3" || p == "llama-bpe" || p == "falcon3" || p == "pixtral") {
       pre_ = PreTokenizer::Llama3;
@@ -349,9 +405,10 @@ void VocabTokenizer::encode_bpe(const std::string& text, std::vector<int32_t>& o
     i += len;
   }
   std::vector<size_t> ends;
-  const Cpts c{cps, fl};
+  const Cpts c{cps, fl, 0, cps.size()};
   if (pre_ == PreTokenizer::Llama3) split_llama3(c, ends);
-  else split_gpt2(c, ends);
+  else if (pre_ == PreTokenizer::Gpt2) split_gpt2(c, ends);
+  else split_default(cps, fl, ends);
 
   const ByteUnicode& bu = byte_unicode();
   std::unordered_map<std::string, std::pair<uint32_t, uint32_t>> cache;  // word -> ids in `seen`

@@ -1,7 +1,9 @@
 // Tokenizers of GGUF models, built from plain tokenizer metadata (what a GGUF's tokenizer.ggml.*
 // keys hold), following llama.cpp's tokenizer so that ids are identical:
 //  - model "gpt2": byte-level BPE. Tokens are GPT-2 bytes-to-unicode strings, merges "a b" in
-//    rank order. Pre-tokenizers (tokenizer.ggml.pre): "gpt-2" and "default"... see PreTokenizer.
+//    rank order. Pre-tokenizers (tokenizer.ggml.pre): "default" (or absent; llama.cpp's four-pass
+//    default), "gpt-2" (GPT-2's pattern) and "llama-bpe" (Llama 3's pattern; also llama3,
+//    llama-v3, falcon3, pixtral), each a hand-written matcher of the pattern as in llama.cpp.
 //  - model "llama": SentencePiece with scores: a space prefix (add_space_prefix), spaces as
 //    U+2581, highest-score merges first, byte fallback through the <0xXX> tokens.
 // Special tokens: CONTROL, USER_DEFINED and UNKNOWN tokens are cut out of the text before
