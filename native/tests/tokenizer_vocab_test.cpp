@@ -95,6 +95,15 @@ TEST(tokenizer_vocab_spm_scores_prefix_bytes_and_specials) {
   }
   d.bos = 1, d.eos = 2, d.unk = 0, d.add_bos = true;
   const VocabTokenizer t(d);
+  // The same vocabulary plus one long token holding every ASCII byte: then no byte cuts the text
+  // into independent pieces, so this is the one-pass tokenization to compare with.
+  VocabData whole_d = d;
+  std::string all;
+  for (int b = 1; b < 128; ++b) all.push_back(char(b));
+  whole_d.tokens.push_back(all + all);
+  whole_d.token_types.push_back(tok::kTokenNormal);
+  whole_d.scores.push_back(-100);
+  const VocabTokenizer whole(whole_d);
   const auto id = [&](const std::string& s) { return int32_t(std::find(d.tokens.begin(), d.tokens.end(), s) - d.tokens.begin()); };
   // "ab" (score -1) merges before "▁a" (-2), so " ab" becomes ▁ + ab, then ▁ab.
   CHECK((t.encode("ab", false, false) == std::vector<int32_t>{id(sp + "ab")}));
@@ -106,6 +115,14 @@ TEST(tokenizer_vocab_spm_scores_prefix_bytes_and_specials) {
   CHECK(t.encode("a<s>a", false, false).size() > 3);
   const std::vector<int32_t> ids = t.encode(" a  b\n", true, false);
   CHECK(t.decode(ids.data(), ids.size(), false) == " a  b\n");
+  // Cutting at bytes that merge with nothing changes no id, invalid UTF-8 included (the cuts
+  // are made at symbol starts only).
+  Rng r2(8);
+  for (int k = 0; k < 300; ++k) {
+    std::string s(size_t(r2.below(40)), '\0');
+    for (char& c : s) c = char(r2.below(3) ? r2.below(256) : ' ');
+    CHECK(t.encode(s, true, false) == whole.encode(s, true, false));
+  }
   // valid UTF-8 round-trips (invalid bytes need not: like llama.cpp, a bad lead byte takes the
   // next bytes into its symbol, and a space swallowed that way comes back as U+2581's bytes)
   Rng r(7);
@@ -118,6 +135,7 @@ TEST(tokenizer_vocab_spm_scores_prefix_bytes_and_specials) {
       tok::append_utf8(s, cp);
     }
     const auto e = t.encode(s, true, false);
+    CHECK(e == whole.encode(s, true, false));
     for (const int32_t x : e) CHECK(x >= 0 && x < t.n_tokens());
     const std::string back = t.decode(e.data(), e.size(), false);
     CHECK_MSG(back == s, "len " << s.size() << " -> " << back.size() << " first byte " << int(uint8_t(s.empty() ? 0 : s[0])));

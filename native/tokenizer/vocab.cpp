@@ -13,6 +13,8 @@ namespace ternorm::tok {
 namespace {
 
 const char* const kSpaceMark = "\xE2\x96\x81";  // U+2581, SentencePiece's visible space
+// Length of a UTF-8 character by the high nibble of its lead byte, unchecked (llama.cpp's rule).
+constexpr uint8_t kUtf8Len[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
 
 // GPT-2's bytes-to-unicode map: printable Latin-1 bytes stand for themselves, the other 68 bytes
 // for U+0100.. in byte order. [b] is the UTF-8 of byte b's code point.
@@ -254,6 +256,14 @@ VocabTokenizer::VocabTokenizer(VocabData data) : d_(std::move(data)) {
       merge_rank_.emplace(m, int32_t(r));  // the first of duplicates keeps its rank
     }
   }
+  if (is_spm_) {
+    // ASCII bytes only: a non-ASCII byte is part of a multi-byte character symbol.
+    for (int b = 0; b < 128; ++b) spm_break_[b] = true;
+    for (const std::string& t : d_.tokens)
+      if (t.size() > 1)
+        for (const char ch : t)
+          if (uint8_t(ch) < 128) spm_break_[uint8_t(ch)] = false;
+  }
   for (size_t i = 0; i < n; ++i) {
     const int32_t t = d_.token_types.empty() ? kTokenNormal : d_.token_types[i];
     if ((t == kTokenControl || t == kTokenUserDefined || t == kTokenUnknown) && !d_.tokens[i].empty())
@@ -343,12 +353,30 @@ std::vector<int32_t> VocabTokenizer::encode(const std::string& text, bool add_sp
 }
 
 void VocabTokenizer::encode_spm(const std::string& text, std::vector<int32_t>& out) const {
+  // A byte that no longer token contains can merge with nothing: the text is tokenized piece by
+  // piece between such bytes, which gives the same ids as one pass (merges never cross them) and
+  // keeps the work queue small (a line instead of a whole book). The cuts are made only at
+  // symbol starts, so an invalid lead byte keeps taking the next bytes as in one pass.
+  size_t at = 0;
+  for (size_t i = 0; i < text.size();) {
+    const uint8_t b = uint8_t(text[i]);
+    if (!spm_break_[b]) {
+      i += kUtf8Len[b >> 4];
+      continue;
+    }
+    if (i > at) encode_spm_piece(text.substr(at, i - at), out);
+    encode_spm_piece(text.substr(i, 1), out);
+    at = ++i;
+  }
+  if (at < text.size()) encode_spm_piece(at == 0 ? text : text.substr(at), out);
+}
+
+void VocabTokenizer::encode_spm_piece(const std::string& text, std::vector<int32_t>& out) const {
   // Symbols are UTF-8 characters by their lead byte (not validated, as in llama.cpp).
-  static constexpr uint8_t kLen[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
   std::vector<Symbol> sym;
   sym.reserve(text.size());
   for (size_t at = 0; at < text.size();) {
-    const size_t len = std::min<size_t>(kLen[uint8_t(text[at]) >> 4], text.size() - at);
+    const size_t len = std::min<size_t>(kUtf8Len[uint8_t(text[at]) >> 4], text.size() - at);
     const int idx = int(sym.size());
     sym.push_back({idx - 1, at + len == text.size() ? -1 : idx + 1, at, len});
     at += len;
@@ -432,8 +460,7 @@ void VocabTokenizer::encode_bpe(const std::string& text, std::vector<int32_t>& o
         sym.push_back({-1, -1, 0, word.size()});
       } else {
         for (size_t i = 0; i < word.size();) {
-          static constexpr uint8_t kLen[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-          const size_t len = std::min<size_t>(kLen[uint8_t(word[i]) >> 4], word.size() - i);
+          const size_t len = std::min<size_t>(kUtf8Len[uint8_t(word[i]) >> 4], word.size() - i);
           const int idx = int(sym.size());
           sym.push_back({idx - 1, i + len == word.size() ? -1 : idx + 1, i, len});
           i += len;

@@ -67,6 +67,7 @@ class VocabTokenizer {
   void encode_text(const std::string& text, bool first, std::vector<int32_t>& out) const;
   void encode_bpe(const std::string& text, std::vector<int32_t>& out) const;
   void encode_spm(const std::string& text, std::vector<int32_t>& out) const;
+  void encode_spm_piece(const std::string& text, std::vector<int32_t>& out) const;
   int32_t find(const std::string& s) const;
   int32_t byte_token(uint8_t b) const;
 
@@ -77,6 +78,7 @@ class VocabTokenizer {
   std::unordered_map<std::string, int32_t> ids_;
   std::unordered_map<std::string, int32_t> merge_rank_;  // "left right" -> rank
   std::vector<int32_t> specials_;                         // longest text first
+  bool spm_break_[256] = {};                              // ASCII bytes in no longer token
 };
 
 }  // namespace ternorm::tok
