@@ -4,6 +4,8 @@
 
 import { tokenizerAddon, type NativeByteBpe } from './native.js';
 
+// The core's values, repeated so that importing this module does not load the addon;
+// test/tokenizer.test.ts checks them against the addon's byteBpeConstants.
 export const BPE_FORMAT_VERSION = 1;
 export const MIN_VOCAB_SIZE = 256;
 export const MAX_VOCAB_SIZE = 65536;

@@ -35,6 +35,7 @@ export interface NativeVocabTokenizer {
 }
 
 export interface TokenizerAddon {
+  byteBpeConstants: { formatVersion: number; pretokenizerVersion: number; maxChunkBytes: number; minVocabSize: number; maxVocabSize: number };
   ByteBpe: new (merges: Uint16Array) => NativeByteBpe;
   VocabTokenizer: new (metadata: NativeVocabMetadata) => NativeVocabTokenizer;
   byteBpeTrain(text: Uint8Array, vocabSize: number, minPairCount: number): Uint16Array;

@@ -3,6 +3,8 @@
 
 import { tokenizerAddon } from './native.js';
 
+// The core's values, repeated so that importing this module does not load the addon;
+// test/tokenizer.test.ts checks them against the addon's byteBpeConstants.
 /** Version of the chunk rules, stored in every serialized tokenizer. */
 export const PRETOKENIZER_VERSION = 1;
 /** No chunk is longer than this many bytes. */

@@ -230,6 +230,13 @@ class VocabTokenizerHandle : public Napi::ObjectWrap<VocabTokenizerHandle> {
 }  // namespace
 
 void register_tokenizer(Napi::Env env, Napi::Object exports) {
+  Napi::Object k = Napi::Object::New(env);  // the core's constants, read once by lib/tokenizer
+  k.Set("formatVersion", ByteBpe::kFormatVersion);
+  k.Set("pretokenizerVersion", tok::kPretokenizerVersion);
+  k.Set("maxChunkBytes", double(tok::kMaxChunkBytes));
+  k.Set("minVocabSize", ByteBpe::kMinVocab);
+  k.Set("maxVocabSize", ByteBpe::kMaxVocab);
+  exports.Set("byteBpeConstants", k);
   exports.Set("ByteBpe", ByteBpeHandle::define(env));
   exports.Set("VocabTokenizer", VocabTokenizerHandle::define(env));
   exports.Set("byteBpeTrain", Napi::Function::New(env, guarded<ByteBpeTrain>, "byteBpeTrain"));
