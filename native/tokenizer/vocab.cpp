@@ -312,9 +312,10 @@ std::vector<int32_t> VocabTokenizer::encode(const std::string& text, bool add_sp
       }
       size_t at = f.at;
       const size_t end = f.at + f.len;
+      const std::string_view frag(text.data(), end);  // search this fragment only
       for (;;) {
-        const size_t hit = text.find(s, at);
-        if (hit == std::string::npos || hit + s.size() > end) break;
+        const size_t hit = frag.find(s, at);
+        if (hit == std::string_view::npos) break;
         if (hit > at) next.push_back({at, hit - at, -1});
         next.push_back({hit, 0, sid});
         at = hit + s.size();
