@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { crc32 } from 'node:zlib';
-import { BpeTokenizer, MAX_VOCAB_SIZE } from '../lib/tokenizer/bpe.js';
-import { chunkBounds, MAX_CHUNK_BYTES } from '../lib/tokenizer/pretokenize.js';
+import { BPE_FORMAT_VERSION, BpeTokenizer, MAX_VOCAB_SIZE, MIN_VOCAB_SIZE } from '../lib/tokenizer/bpe.js';
+import { tokenizerAddon } from '../lib/tokenizer/native.js';
+import { chunkBounds, MAX_CHUNK_BYTES, PRETOKENIZER_VERSION } from '../lib/tokenizer/pretokenize.js';
 
 // Deterministic PRNG (mulberry32) so every run sees the same "random" inputs.
 function rng(seed: number): () => number {
@@ -139,6 +140,18 @@ function expectRoundTrip(tok: BpeTokenizer, bytes: Uint8Array): Int32Array {
   expect(Buffer.from(tok.decode(ids)).equals(Buffer.from(bytes))).toBe(true);
   return ids;
 }
+
+describe('constants', () => {
+  it('are the core\'s', () => {
+    expect(tokenizerAddon().byteBpeConstants).toEqual({
+      formatVersion: BPE_FORMAT_VERSION,
+      pretokenizerVersion: PRETOKENIZER_VERSION,
+      maxChunkBytes: MAX_CHUNK_BYTES,
+      minVocabSize: MIN_VOCAB_SIZE,
+      maxVocabSize: MAX_VOCAB_SIZE,
+    });
+  });
+});
 
 describe('pre-tokenizer', () => {
   it('splits like GPT-2, on bytes', () => {

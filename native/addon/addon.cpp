@@ -347,6 +347,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_norm(env, exports);
   register_model(env, exports);
   register_adapter(env, exports);
+  register_tokenizer(env, exports);
   return exports;
 }
 

@@ -175,5 +175,6 @@ void register_gemm(Napi::Env env, Napi::Object exports);
 void register_norm(Napi::Env env, Napi::Object exports);
 void register_model(Napi::Env env, Napi::Object exports);
 void register_adapter(Napi::Env env, Napi::Object exports);
+void register_tokenizer(Napi::Env env, Napi::Object exports);
 
 }  // namespace ternorm::addon
