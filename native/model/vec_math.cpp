@@ -8,10 +8,7 @@ namespace {
 constexpr IsaTable<VecKernels> kVecTable = {
     "vec_math",
     {&kVecKernelsScalar, TERNORM_X86_KERNELS(kVecKernelsAvx2),
-     TERNORM_X86_KERNELS(kVecKernelsAvx512),
-     // No NEON kernels yet: the NEON path runs the reference (compiled for
-     // baseline AArch64, whose vector unit is NEON).
-     TERNORM_ARM64_KERNELS(kVecKernelsScalar)}};
+     TERNORM_X86_KERNELS(kVecKernelsAvx512), TERNORM_ARM64_KERNELS(kVecKernelsNeon)}};
 static_assert(kVecTable.covers_compiled_paths(), "a compiled path without vec_math kernels");
 
 }  // namespace

@@ -30,7 +30,7 @@ struct VecKernels {
 const VecKernels& vec_kernels(Isa isa);
 
 // One per path, defined in its ISA file.
-extern const VecKernels kVecKernelsScalar, kVecKernelsAvx2, kVecKernelsAvx512;
+extern const VecKernels kVecKernelsScalar, kVecKernelsAvx2, kVecKernelsAvx512, kVecKernelsNeon;
 
 // The AVX2 max, which the AVX-512 path shares: a 16-lane max would not keep
 // the reference's 8 lanes.

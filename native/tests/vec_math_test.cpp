@@ -109,3 +109,17 @@ TEST(vec_math_reference_formulas) {
     }
   }
 }
+
+// No silent fallback: every SIMD path this CPU runs has kernels of its own
+// (the AVX-512 set shares only the AVX2 max, which keeps the reference's 8 lanes).
+TEST(vec_math_every_simd_path_has_its_own_kernels) {
+  for (Isa isa : ternorm::test::every_isa()) {
+    if (isa == Isa::Scalar) continue;
+    const VecKernels& k = vec_kernels(isa);
+    CHECK_MSG(&k != &kVecKernelsScalar && k.exp_sum != kVecKernelsScalar.exp_sum &&
+                  k.swiglu != kVecKernelsScalar.swiglu &&
+                  k.swiglu_backward != kVecKernelsScalar.swiglu_backward &&
+                  k.max != kVecKernelsScalar.max && k.scale != kVecKernelsScalar.scale,
+              isa_name(isa));
+  }
+}
