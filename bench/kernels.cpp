@@ -1,8 +1,11 @@
 // ternorm_bench_kernels: measures the ternary int8 kernels (gemm_i8, n == 1
-// being the GEMV), the fp32 GEMM baseline on the same shapes, activation
-// quantisation, and this machine's own limits (int8 multiply-accumulate peak
-// per ISA path, read bandwidth from DRAM and from cache), all in one run, and
-// prints one JSON document of raw medians. bench/kernels.ts turns it into
+// being the GEMV), the fp32 GEMM baseline on the same shapes, the ternary x
+// fp32 products of training (matmul_f32 and its transpose), activation
+// quantisation, the fused RMSNorm (fp32 and int8 out, f32/f16/int8 gains),
+// the element-wise kernels (softmax, SwiGLU forward and backward), and this
+// machine's own limits (int8 multiply-accumulate peak per ISA path, read
+// bandwidth from DRAM and from cache), all in one run, and prints one JSON
+// document of raw medians. bench/kernels.ts turns it into
 // ratios, percentages, target verdicts, a table and bench/results/kernels.json.
 // Progress goes to stderr. No Node dependency.
 #include <sys/utsname.h>
@@ -29,6 +32,9 @@
 #include "cpu/features.h"
 #include "cpu/thread_pool.h"
 #include "gemm/gemm.h"
+#include "model/layers.h"
+#include "norm/gain_codec.h"
+#include "norm/rmsnorm.h"
 #include "peak_kernels.h"
 #include "ternary/ternary.h"
 
@@ -50,6 +56,9 @@ struct Shape {
   int64_t rows, cols;
 };
 
+// The kernel families a run can select (--kernels), in run order.
+const char* const kFamilies[] = {"gemm", "matmul_f32", "act_quant", "rmsnorm", "elementwise"};
+
 struct Options {
   std::vector<Shape> shapes = {{256, 256}, {768, 256}, {256, 768}, {4096, 4096}};
   std::vector<int64_t> tokens = {1, 128, 512};
@@ -66,7 +75,10 @@ struct Options {
   int64_t dram_bytes = 512 * kMiB;
   int64_t cold_min_bytes = kMiB;  // n == 1 shapes with packed weights this big get a cold run
   bool quick = false;
+  std::set<std::string> kernels = {std::begin(kFamilies), std::end(kFamilies)};
   std::string out;  // empty: stdout
+
+  bool has(const char* family) const { return kernels.count(family) != 0; }
 };
 
 [[noreturn]] void usage_error(const std::string& msg) {
@@ -112,6 +124,10 @@ const char* kHelp =
     "                       (default 3; long calls get fewer samples, flagged reduced)\n"
     "  --budget S           whole-run budget; points after it are skipped, flagged (default 420)\n"
     "  --dram-mb N          size of the DRAM read probe buffer (default 512)\n"
+    "  --kernels NAME,...   families to measure (default all): gemm (gemm_i8, gemm_f32,\n"
+    "                       cold GEMV), matmul_f32 (and matmul_f32_t), act_quant, rmsnorm\n"
+    "                       (f32 and int8 out; f32, f16, int8 gains), elementwise (softmax,\n"
+    "                       swiglu, swiglu_backward)\n"
     "  --quick              smoke run: min-time 0.02, min-samples 3, max-time 0.1\n"
     "  --out FILE           write the JSON to FILE instead of stdout\n";
 
@@ -167,6 +183,15 @@ Options parse_options(int argc, char** argv) {
       o.budget = parse_seconds(next(), "--budget");
     } else if (a == "--dram-mb") {
       o.dram_bytes = parse_int(next(), "--dram-mb") * kMiB;
+    } else if (a == "--kernels") {
+      o.kernels.clear();
+      for (const std::string& k : split(next(), ',')) {
+        if (std::find_if(std::begin(kFamilies), std::end(kFamilies),
+                         [&](const char* f) { return k == f; }) == std::end(kFamilies))
+          usage_error("unknown kernel family '" + k +
+                      "': expected gemm, matmul_f32, act_quant, rmsnorm or elementwise");
+        o.kernels.insert(k);
+      }
     } else if (a == "--quick") {
       o.quick = true;
     } else if (a == "--out") {
@@ -189,6 +214,7 @@ Options parse_options(int argc, char** argv) {
   std::sort(o.threads.begin(), o.threads.end());
   o.threads.erase(std::unique(o.threads.begin(), o.threads.end()), o.threads.end());
   if (o.shapes.empty() || o.tokens.empty()) usage_error("--shapes and --tokens must not be empty");
+  if (o.kernels.empty()) usage_error("--kernels must not be empty");
   return o;
 }
 
@@ -529,12 +555,42 @@ class Bench {
     const int64_t nt = int64_t(o_.threads.size());
     total_steps_ = 2 * int64_t(ternorm::supported_isas().size()) * nt;  // peaks, twice
     total_steps_ += 2 * int64_t(read_sizes().size() + 1) * nt;          // reads, twice
-    std::set<std::pair<int64_t, int64_t>> aq;
+    std::set<std::pair<int64_t, int64_t>> widths;
     for (const Shape& s : o_.shapes)
       for (int64_t n : o_.tokens) {
-        const int64_t per = 2 + (n == 1 && cold_shape(s) ? 3 : 0) + (aq.insert({s.cols, n}).second);
+        const int64_t per = int64_t(point_ids(s, n, widths.insert({s.cols, n}).second).size());
         total_steps_ += per * int64_t(o_.isas.size()) * nt;
       }
+  }
+
+  // One measured point: its kind, and for the RMSNorm kinds the gain encoding.
+  struct PointId {
+    PointId(const char* k, const char* g = nullptr) : kind(k), gain(g) {}
+    const char* kind;
+    const char* gain;
+  };
+
+  static constexpr std::pair<const char*, ternorm::norm::GainScheme> kGains[] = {
+      {"f32", ternorm::norm::GainScheme::F32},
+      {"f16", ternorm::norm::GainScheme::F16},
+      {"int8", ternorm::norm::GainScheme::Int8PerTensor}};
+
+  // What one path measures for shape s at n tokens, in run order: the kernels
+  // of the weight shape, then (on the first shape with these cols, the
+  // `first_of_width`) those that depend on (cols, n) only, then the cold GEMV.
+  std::vector<PointId> point_ids(const Shape& s, int64_t n, bool first_of_width) const {
+    std::vector<PointId> ids;
+    if (o_.has("gemm")) ids.insert(ids.end(), {"gemm_i8", "gemm_f32"});
+    if (o_.has("matmul_f32")) ids.insert(ids.end(), {"matmul_f32", "matmul_f32_t"});
+    if (first_of_width) {
+      if (o_.has("act_quant")) ids.push_back("act_quant");
+      if (o_.has("rmsnorm"))
+        for (const auto& g : kGains) ids.insert(ids.end(), {{"rmsnorm_f32", g.first}, {"rmsnorm_i8", g.first}});
+      if (o_.has("elementwise")) ids.insert(ids.end(), {"softmax", "swiglu", "swiglu_backward"});
+    }
+    if (o_.has("gemm") && n == 1 && cold_shape(s))
+      ids.insert(ids.end(), {"read_cold", "gemv_i8_cold", "gemv_f32_cold"});
+    return ids;
   }
 
   void progress(const std::string& what, const Timing* t, const std::string& note = "") {
@@ -642,9 +698,19 @@ class Bench {
     j_.key("threads").arr();
     for (int t : o_.threads) j_.v(t);
     j_.end();
+    j_.key("kernels").arr();
+    for (const char* f : kFamilies)
+      if (o_.has(f)) j_.v(f);
+    j_.end();
     j_.kv("weights", "N(0,1) fp32, absmean-quantised per tensor to ternary; the fp32 baseline "
                      "multiplies by the dequantised ternary weights (trit * scale)");
     j_.kv("activations", "N(0,1) fp32; int8 per token (quantize_activations)");
+    j_.kv("width_kernels", "act_quant, rmsnorm_*, softmax, swiglu* depend on (cols, n) only and are "
+                           "measured once per pair: n rows of width cols (SwiGLU: f = cols)");
+    j_.kv("rmsnorm", "x as the activations, w_base 1 + 0.1 N(0,1), gains 1 + 0.05 N(0,1) encoded "
+                     "as f32, f16 or int8 per tensor (decoded inside every call)");
+    j_.kv("softmax", "cross_entropy_forward: row softmax of 4 x the activations in place (later "
+                     "calls re-normalise the previous output; exp_approx costs the same for any input)");
     j_.kv("seeds", "FNV-1a of (role, rows or cols, cols or n) into SplitMix64");
     j_.end();
   }
@@ -828,23 +894,25 @@ class Bench {
     return max_ref > 0 ? max_diff / max_ref : max_diff;
   }
 
-  void point_head(const char* kind, const Shape& s, int64_t n, Isa isa, int threads) {
-    j_.obj().kv("kind", kind).kv("rows", s.rows).kv("cols", s.cols).kv("n", n);
+  void point_head(const PointId& id, const Shape& s, int64_t n, Isa isa, int threads) {
+    j_.obj().kv("kind", id.kind).kv("rows", s.rows).kv("cols", s.cols).kv("n", n);
+    if (id.gain != nullptr) j_.kv("gain", id.gain);
     j_.kv("isa", ternorm::isa_name(isa)).kv("threads", threads);
   }
 
-  std::string label(const char* kind, const Shape& s, int64_t n, Isa isa, int threads) const {
-    return std::string(kind) + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols) +
-           " n=" + std::to_string(n) + " " + ternorm::isa_name(isa) + " t" + std::to_string(threads);
+  std::string label(const PointId& id, const Shape& s, int64_t n, Isa isa, int threads) const {
+    return std::string(id.kind) + (id.gain ? std::string("[") + id.gain + "]" : "") + " " +
+           std::to_string(s.rows) + "x" + std::to_string(s.cols) + " n=" + std::to_string(n) + " " +
+           ternorm::isa_name(isa) + " t" + std::to_string(threads);
   }
 
   // Runs one measurement as a JSON point; `body` measures and writes the
   // point's fields. Over budget or on an exception the point says why.
-  void point(const char* kind, const Shape& s, int64_t n, Isa isa, int threads,
+  void point(const PointId& id, const Shape& s, int64_t n, Isa isa, int threads,
              const std::function<Timing()>& body,
              const std::function<void(const Timing&)>& extra = nullptr) {
-    point_head(kind, s, n, isa, threads);
-    const std::string what = label(kind, s, n, isa, threads);
+    point_head(id, s, n, isa, threads);
+    const std::string what = label(id, s, n, isa, threads);
     if (over_budget()) {
       j_.kv("status", "skipped").kv("reason", budget_reason());
       j_.end();
@@ -879,20 +947,105 @@ class Bench {
 
   void skip_all(const Shape& s, int64_t n) {
     for (Isa isa : o_.isas)
-      for (int threads : o_.threads) {
-        std::vector<const char*> kinds = {"gemm_i8", "gemm_f32"};
-        if (aq_done_.insert({s.cols, n, isa, threads}).second) kinds.push_back("act_quant");
-        if (n == 1 && cold_shape(s)) {
-          kinds.push_back("read_cold");
-          kinds.push_back("gemv_i8_cold");
-          kinds.push_back("gemv_f32_cold");
-        }
-        for (const char* k : kinds) {
-          point_head(k, s, n, isa, threads);
+      for (int threads : o_.threads)
+        for (const PointId& id : point_ids(s, n, width_done_.insert({s.cols, n, isa, threads}).second)) {
+          point_head(id, s, n, isa, threads);
           j_.kv("status", "skipped").kv("reason", budget_reason()).end();
-          progress(label(k, s, n, isa, threads), nullptr, "skipped: over budget");
+          progress(label(id, s, n, isa, threads), nullptr, "skipped: over budget");
         }
-      }
+  }
+
+  // The output of the first configuration measured for one kind: every later
+  // path and thread count must reproduce it.
+  struct Reference {
+    std::vector<unsigned char> bytes;
+    std::string of;
+  };
+
+  void check_same(Reference& ref, const std::string& cfg, const void* data, size_t bytes) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    if (ref.of.empty()) {
+      ref.bytes.assign(p, p + bytes);
+      ref.of = cfg;
+    }
+    const bool same = ref.bytes.size() == bytes && std::memcmp(ref.bytes.data(), p, bytes) == 0;
+    j_.key("check").obj().kv("kind", "bit-identical to the first path measured");
+    j_.kv("against", ref.of).kv("ok", same).end();
+  }
+
+  // Float results whose summation order differs between paths.
+  void check_close(Reference& ref, const std::string& cfg, const float* data, int64_t count) {
+    if (ref.of.empty()) {
+      const auto* p = reinterpret_cast<const unsigned char*>(data);
+      ref.bytes.assign(p, p + count * int64_t(sizeof(float)));
+      ref.of = cfg;
+    }
+    const double d = rel_diff(data, reinterpret_cast<const float*>(ref.bytes.data()), count);
+    j_.key("check").obj().kv("kind", "max |y - ref| / max |ref| against the first path");
+    j_.kv("against", ref.of).kv("rel_diff", d).kv("tol", 1e-4).kv("ok", d <= 1e-4).end();
+  }
+
+  // Inputs and outputs of the kernels that depend on the width (cols) and n only.
+  struct WidthData {
+    int64_t n, cols, padded;
+    AlignedBuffer<float> w_base, y, yscales, logits, probe, gu, ds, s, dgu;
+    AlignedBuffer<int8_t> q;
+    std::vector<int32_t> targets;
+    std::vector<double> nll;
+    // Per gain encoding (kGains order): payload and params.
+    std::vector<unsigned char> payload[3];
+    std::vector<float> params[3];
+
+    ternorm::norm::RmsNormArgs rms_args(const float* x, int gain) const {
+      ternorm::norm::RmsNormArgs r;
+      r.x = x;
+      r.n = n;
+      r.d = cols;
+      r.w_base = w_base.data();
+      r.gain = ternorm::norm::GainView{kGains[gain].second, cols, payload[gain].data(),
+                                       payload[gain].size(),
+                                       params[gain].empty() ? nullptr : params[gain].data(),
+                                       params[gain].size()};
+      return r;
+    }
+  };
+
+  static std::unique_ptr<WidthData> make_width_data(const Acts& a) {
+    const int64_t n = a.n, cols = a.cols, padded = tern::padded_cols(cols);
+    const size_t nc = size_t(n * cols);
+    auto wd = std::unique_ptr<WidthData>(new WidthData{
+        n, cols, padded, AlignedBuffer<float>(size_t(cols)), AlignedBuffer<float>(nc),
+        AlignedBuffer<float>(size_t(n)), AlignedBuffer<float>(nc), AlignedBuffer<float>(nc),
+        AlignedBuffer<float>(2 * nc), AlignedBuffer<float>(nc), AlignedBuffer<float>(nc),
+        AlignedBuffer<float>(2 * nc), AlignedBuffer<int8_t>(size_t(n * padded)),
+        std::vector<int32_t>(size_t(n), 0), std::vector<double>(size_t(n)), {}, {}});
+    Rng rng(seed_for("width", cols, n));
+    std::vector<float> gains(static_cast<size_t>(cols));
+    for (int64_t c = 0; c < cols; ++c) {
+      wd->w_base[size_t(c)] = 1.0f + 0.1f * rng.normal();
+      gains[size_t(c)] = 1.0f + 0.05f * rng.normal();
+    }
+    for (size_t i = 0; i < nc; ++i) wd->logits[i] = 4.0f * a.x[i];
+    for (size_t i = 0; i < 2 * nc; ++i) wd->gu[i] = 2.0f * rng.normal();
+    for (size_t i = 0; i < nc; ++i) wd->ds[i] = rng.normal();
+    // The gain encodings of the fused RMSNorm (norm/gain_codec.h layouts).
+    wd->payload[0].resize(size_t(cols) * 4);
+    std::memcpy(wd->payload[0].data(), gains.data(), size_t(cols) * 4);
+    wd->payload[1].resize(size_t(cols) * 2);
+    for (int64_t c = 0; c < cols; ++c) {
+      const uint16_t h = ternorm::norm::f32_to_f16(gains[size_t(c)]);
+      std::memcpy(wd->payload[1].data() + 2 * c, &h, 2);
+    }
+    float amax = 0.0f;
+    for (float g : gains) amax = std::max(amax, std::fabs(g));
+    const float scale = amax / 127.0f;
+    wd->params[2] = {scale};
+    wd->payload[2].resize(size_t(cols));
+    for (int64_t c = 0; c < cols; ++c) {
+      const float r = std::nearbyint(gains[size_t(c)] / scale);
+      wd->payload[2][size_t(c)] = static_cast<unsigned char>(int8_t(std::max(-127.0f, std::min(127.0f, r))));
+    }
+    return wd;
   }
 
   void run_tokens(const Shape& s, const Weights& w, int64_t n) {
@@ -907,6 +1060,14 @@ class Bench {
     const int64_t padded = tern::padded_cols(s.cols);
     AlignedBuffer<int8_t> q2(size_t(n * padded));
     AlignedBuffer<float> xs2(static_cast<size_t>(n));
+    // matmul_f32_t's upstream gradient (n x rows) and output (n x cols).
+    AlignedBuffer<float> dy(o_.has("matmul_f32") ? ysize : 0), dx(o_.has("matmul_f32") ? size_t(n * s.cols) : 0);
+    {
+      Rng rng(seed_for("gradients", s.rows, n));
+      for (size_t i = 0; i < dy.size(); ++i) dy[i] = rng.normal();
+    }
+    std::map<std::string, Reference> refs;  // by kind and gain
+    std::unique_ptr<WidthData> wd;          // made when a width kernel first runs
 
     for (Isa isa : o_.isas)
       for (int threads : o_.threads) {
@@ -914,76 +1075,182 @@ class Bench {
         const std::string cfg = std::string(ternorm::isa_name(isa)) + "/t" + std::to_string(threads);
         const tern::PackedTernary wv = w.view();
 
-        point("gemm_i8", s, n, isa, threads,
-              [&] {
-                std::fill(y8.data(), y8.data() + ysize, NAN);
-                return measure([&] { tern::gemm_i8(wv, a.q.data(), a.xs.data(), n, y8.data(), ex); }, o_);
-              },
-              [&](const Timing&) {
-                j_.kv("weight_bytes", tern::packed2_bytes(s.rows, s.cols));
-                if (ref8.empty()) {
-                  ref8.assign(y8.data(), y8.data() + ysize);
-                  ref8_of = cfg;
-                }
-                const bool same = std::memcmp(ref8.data(), y8.data(), ysize * sizeof(float)) == 0;
-                j_.key("check").obj().kv("kind", "bit-identical to the first path measured");
-                j_.kv("against", ref8_of).kv("ok", same).end();
-              });
-
-        point("gemm_f32", s, n, isa, threads,
-              [&] {
-                std::fill(y32.data(), y32.data() + ysize, NAN);
-                ternorm::gemm::GemmArgs g;
-                g.trans_b = true;
-                g.m = n;
-                g.n = s.rows;
-                g.k = s.cols;
-                g.a = a.x.data();
-                g.lda = s.cols;
-                g.b = w.dequant.data();
-                g.ldb = s.cols;
-                g.c = y32.data();
-                g.ldc = s.rows;
-                return measure([&] { ternorm::gemm::gemm_f32(g, ex); }, o_);
-              },
-              [&](const Timing&) {
-                j_.kv("weight_bytes", s.rows * s.cols * int64_t(sizeof(float)));
-                if (ref32.empty()) {
-                  ref32.assign(y32.data(), y32.data() + ysize);
-                  ref32_of = cfg;
-                }
-                // Summation order differs between paths: a relative tolerance.
-                const double d = rel_diff(y32.data(), ref32.data(), int64_t(ysize));
-                j_.key("check").obj().kv("kind", "max |y - ref| / max |ref| against the first path");
-                j_.kv("against", ref32_of).kv("rel_diff", d).kv("tol", 1e-4).kv("ok", d <= 1e-4);
-                j_.end();
-                // The ternary kernel computes the same product up to int8
-                // activation rounding: a loose plausibility check.
-                if (!ref8.empty()) {
-                  const double e = rel_diff(ref8.data(), y32.data(), int64_t(ysize));
-                  j_.key("check_i8_vs_f32").obj().kv("rel_diff", e).kv("tol", 0.05).kv("ok", e <= 0.05).end();
-                }
-              });
-
-        if (aq_done_.insert({s.cols, n, isa, threads}).second) {
-          point("act_quant", s, n, isa, threads,
+        if (o_.has("gemm")) {
+          point("gemm_i8", s, n, isa, threads,
                 [&] {
-                  return measure([&] {
-                    tern::quantize_activations(a.x.data(), n, s.cols, q2.data(), xs2.data(), ex);
-                  }, o_);
+                  std::fill(y8.data(), y8.data() + ysize, NAN);
+                  return measure([&] { tern::gemm_i8(wv, a.q.data(), a.xs.data(), n, y8.data(), ex); }, o_);
                 },
                 [&](const Timing&) {
-                  const bool same =
-                      std::memcmp(q2.data(), a.q.data(), size_t(n * padded)) == 0 &&
-                      std::memcmp(xs2.data(), a.xs.data(), size_t(n) * sizeof(float)) == 0;
-                  j_.kv("bytes_in", n * s.cols * int64_t(sizeof(float)));
-                  j_.key("check").obj().kv("kind", "bit-identical to the scalar path");
-                  j_.kv("against", "scalar/t1").kv("ok", same).end();
+                  j_.kv("weight_bytes", tern::packed2_bytes(s.rows, s.cols));
+                  if (ref8.empty()) {
+                    ref8.assign(y8.data(), y8.data() + ysize);
+                    ref8_of = cfg;
+                  }
+                  const bool same = std::memcmp(ref8.data(), y8.data(), ysize * sizeof(float)) == 0;
+                  j_.key("check").obj().kv("kind", "bit-identical to the first path measured");
+                  j_.kv("against", ref8_of).kv("ok", same).end();
+                });
+
+          point("gemm_f32", s, n, isa, threads,
+                [&] {
+                  std::fill(y32.data(), y32.data() + ysize, NAN);
+                  ternorm::gemm::GemmArgs g;
+                  g.trans_b = true;
+                  g.m = n;
+                  g.n = s.rows;
+                  g.k = s.cols;
+                  g.a = a.x.data();
+                  g.lda = s.cols;
+                  g.b = w.dequant.data();
+                  g.ldb = s.cols;
+                  g.c = y32.data();
+                  g.ldc = s.rows;
+                  return measure([&] { ternorm::gemm::gemm_f32(g, ex); }, o_);
+                },
+                [&](const Timing&) {
+                  j_.kv("weight_bytes", s.rows * s.cols * int64_t(sizeof(float)));
+                  if (ref32.empty()) {
+                    ref32.assign(y32.data(), y32.data() + ysize);
+                    ref32_of = cfg;
+                  }
+                  // Summation order differs between paths: a relative tolerance.
+                  const double d = rel_diff(y32.data(), ref32.data(), int64_t(ysize));
+                  j_.key("check").obj().kv("kind", "max |y - ref| / max |ref| against the first path");
+                  j_.kv("against", ref32_of).kv("rel_diff", d).kv("tol", 1e-4).kv("ok", d <= 1e-4);
+                  j_.end();
+                  // The ternary kernel computes the same product up to int8
+                  // activation rounding: a loose plausibility check.
+                  if (!ref8.empty()) {
+                    const double e = rel_diff(ref8.data(), y32.data(), int64_t(ysize));
+                    j_.key("check_i8_vs_f32").obj().kv("rel_diff", e).kv("tol", 0.05).kv("ok", e <= 0.05).end();
+                  }
                 });
         }
 
-        if (n == 1 && cold_shape(s)) run_cold(s, w, a, isa, threads, ref8);
+        if (o_.has("matmul_f32")) {
+          // The training products: y = x W^T and dx = dy W on the packed
+          // ternary weights (decoded into the fp32 GEMM's panels).
+          point("matmul_f32", s, n, isa, threads,
+                [&] {
+                  std::fill(y32.data(), y32.data() + ysize, NAN);
+                  return measure([&] { tern::matmul_f32(wv, a.x.data(), n, y32.data(), ex); }, o_);
+                },
+                [&](const Timing&) {
+                  j_.kv("weight_bytes", tern::packed2_bytes(s.rows, s.cols));
+                  check_close(refs["matmul_f32"], cfg, y32.data(), int64_t(ysize));
+                });
+          point("matmul_f32_t", s, n, isa, threads,
+                [&] {
+                  std::fill(dx.data(), dx.data() + dx.size(), NAN);
+                  return measure([&] { tern::matmul_f32_t(wv, dy.data(), n, dx.data(), ex); }, o_);
+                },
+                [&](const Timing&) {
+                  j_.kv("weight_bytes", tern::packed2_bytes(s.rows, s.cols));
+                  check_close(refs["matmul_f32_t"], cfg, dx.data(), int64_t(dx.size()));
+                });
+        }
+
+        if (width_done_.insert({s.cols, n, isa, threads}).second) {
+          if (o_.has("act_quant"))
+            point("act_quant", s, n, isa, threads,
+                  [&] {
+                    return measure([&] {
+                      tern::quantize_activations(a.x.data(), n, s.cols, q2.data(), xs2.data(), ex);
+                    }, o_);
+                  },
+                  [&](const Timing&) {
+                    const bool same =
+                        std::memcmp(q2.data(), a.q.data(), size_t(n * padded)) == 0 &&
+                        std::memcmp(xs2.data(), a.xs.data(), size_t(n) * sizeof(float)) == 0;
+                    j_.kv("bytes_in", n * s.cols * int64_t(sizeof(float)));
+                    j_.key("check").obj().kv("kind", "bit-identical to the scalar path");
+                    j_.kv("against", "scalar/t1").kv("ok", same).end();
+                  });
+          if ((o_.has("rmsnorm") || o_.has("elementwise")) && !wd) wd = make_width_data(a);
+          if (o_.has("rmsnorm")) run_rmsnorm(s, n, isa, threads, cfg, a, *wd, refs);
+          if (o_.has("elementwise")) run_elementwise(s, n, isa, threads, cfg, *wd, refs);
+        }
+
+        if (o_.has("gemm") && n == 1 && cold_shape(s)) run_cold(s, w, a, isa, threads, ref8);
       }
+  }
+
+  void run_rmsnorm(const Shape& s, int64_t n, Isa isa, int threads, const std::string& cfg,
+                   const Acts& a, WidthData& wd, std::map<std::string, Reference>& refs) {
+    const Exec ex = exec(isa, threads);
+    const int64_t bytes_in = n * s.cols * int64_t(sizeof(float));
+    for (int g = 0; g < 3; ++g) {
+      const ternorm::norm::RmsNormArgs args = wd.rms_args(a.x.data(), g);
+      const char* gain = kGains[g].first;
+      point({"rmsnorm_f32", gain}, s, n, isa, threads,
+            [&] {
+              std::fill(wd.y.data(), wd.y.data() + wd.y.size(), NAN);
+              return measure([&] { ternorm::norm::rmsnorm_gain_f32(args, wd.y.data(), ex); }, o_);
+            },
+            [&](const Timing&) {
+              j_.kv("bytes_in", bytes_in);
+              check_same(refs[std::string("rmsnorm_f32/") + gain], cfg, wd.y.data(),
+                         wd.y.size() * sizeof(float));
+            });
+      point({"rmsnorm_i8", gain}, s, n, isa, threads,
+            [&] {
+              std::memset(wd.q.data(), 0x55, wd.q.size());
+              return measure([&] {
+                ternorm::norm::rmsnorm_gain_i8(args, wd.q.data(), wd.yscales.data(), ex);
+              }, o_);
+            },
+            [&](const Timing&) {
+              j_.kv("bytes_in", bytes_in);
+              std::vector<unsigned char> out(wd.q.size() + wd.yscales.size() * sizeof(float));
+              std::memcpy(out.data(), wd.q.data(), wd.q.size());
+              std::memcpy(out.data() + wd.q.size(), wd.yscales.data(), wd.yscales.size() * sizeof(float));
+              check_same(refs[std::string("rmsnorm_i8/") + gain], cfg, out.data(), out.size());
+            });
+    }
+  }
+
+  void run_elementwise(const Shape& s, int64_t n, Isa isa, int threads, const std::string& cfg,
+                       WidthData& wd, std::map<std::string, Reference>& refs) {
+    const Exec ex = exec(isa, threads);
+    const int64_t cols = s.cols, count = n * cols;
+    point("softmax", s, n, isa, threads,
+          [&] {
+            // Checked on a fresh copy: the timed calls work in place.
+            std::memcpy(wd.probe.data(), wd.logits.data(), size_t(count) * sizeof(float));
+            ternorm::model::cross_entropy_forward(wd.probe.data(), wd.targets.data(), n, cols,
+                                                  wd.nll.data(), ex);
+            AlignedBuffer<float> work(static_cast<size_t>(count));
+            std::memcpy(work.data(), wd.logits.data(), size_t(count) * sizeof(float));
+            return measure([&] {
+              ternorm::model::cross_entropy_forward(work.data(), wd.targets.data(), n, cols,
+                                                    wd.nll.data(), ex);
+            }, o_);
+          },
+          [&](const Timing&) {
+            j_.kv("bytes_in", count * int64_t(sizeof(float)));
+            check_same(refs["softmax"], cfg, wd.probe.data(), size_t(count) * sizeof(float));
+          });
+    point("swiglu", s, n, isa, threads,
+          [&] {
+            std::fill(wd.s.data(), wd.s.data() + count, NAN);
+            return measure([&] { ternorm::model::swiglu_forward(wd.gu.data(), n, cols, wd.s.data(), ex); }, o_);
+          },
+          [&](const Timing&) {
+            j_.kv("bytes_in", 2 * count * int64_t(sizeof(float)));
+            check_same(refs["swiglu"], cfg, wd.s.data(), size_t(count) * sizeof(float));
+          });
+    point("swiglu_backward", s, n, isa, threads,
+          [&] {
+            std::fill(wd.dgu.data(), wd.dgu.data() + 2 * count, NAN);
+            return measure([&] {
+              ternorm::model::swiglu_backward(wd.gu.data(), wd.ds.data(), n, cols, wd.dgu.data(), ex);
+            }, o_);
+          },
+          [&](const Timing&) {
+            j_.kv("bytes_in", 3 * count * int64_t(sizeof(float)));
+            check_same(refs["swiglu_backward"], cfg, wd.dgu.data(), size_t(2 * count) * sizeof(float));
+          });
   }
 
   // Cold-cache GEMV: each call reads the next of `copies` identical weight
@@ -1094,7 +1361,7 @@ class Bench {
   std::vector<CacheLevel> caches_;
   Llc llc_;
   Json j_;
-  std::set<std::tuple<int64_t, int64_t, Isa, int>> aq_done_;
+  std::set<std::tuple<int64_t, int64_t, Isa, int>> width_done_;  // (cols, n, path, threads)
   int64_t step_ = 0, total_steps_ = 0;
 };
 

@@ -1,13 +1,13 @@
 // npm run bench:kernels: runs the measuring executable
 // (out/native/ternorm_bench_kernels, bench/kernels.cpp), turns its raw
-// medians into throughput, ratios to the fp32 GEMM and percentages of this
-// machine's measured limits, judges the targets, prints a table and writes
+// medians into throughput, ratios to the fp32 GEMM, ratios of each SIMD path
+// to the scalar reference and percentages of this machine's measured limits, judges the targets, prints a table and writes
 // bench/results/kernels.json atomically. Every number is computed here from
 // the same run's raw medians; nothing is typed in.
 //
 //   node dist/bench/kernels.js [--exe PATH] [--out FILE] [executable options]
 //
-// Executable options (--shapes, --tokens, --isa, --threads, --quick, ...) are
+// Executable options (--shapes, --tokens, --isa, --threads, --kernels, --quick, ...) are
 // passed through; a run with any of them is a partial run and goes to
 // bench/results/kernels-partial.json unless --out says otherwise.
 import { spawnSync } from 'node:child_process';
@@ -66,13 +66,23 @@ interface RawCheck {
   tol?: number;
 }
 
-type Kind = 'gemm_i8' | 'gemm_f32' | 'act_quant' | 'read_cold' | 'gemv_i8_cold' | 'gemv_f32_cold';
+type Kind =
+  | 'gemm_i8' | 'gemm_f32' | 'act_quant' | 'read_cold' | 'gemv_i8_cold' | 'gemv_f32_cold'
+  | 'matmul_f32' | 'matmul_f32_t' | 'rmsnorm_f32' | 'rmsnorm_i8' | 'softmax' | 'swiglu' | 'swiglu_backward';
+
+// The kinds reported beside the GEMM table, by section of the results JSON.
+const SECTIONS = {
+  matmul_f32: ['matmul_f32', 'matmul_f32_t'],
+  rmsnorm: ['rmsnorm_f32', 'rmsnorm_i8'],
+  elementwise: ['softmax', 'swiglu', 'swiglu_backward'],
+} as const satisfies Record<string, readonly Kind[]>;
 
 interface RawPoint extends Partial<RawTiming> {
   kind: Kind;
   rows: number;
   cols: number;
   n: number;
+  gain?: string;
   isa: string;
   threads: number;
   status: 'ok' | 'skipped' | 'error';
@@ -167,6 +177,28 @@ interface Row {
   rotation_bytes?: number;
   checks: { name: string; ok: boolean; detail: string }[];
   notes: string[];
+}
+
+// One entry of the act_quant, matmul_f32, rmsnorm and elementwise sections:
+// the point's median, its throughput, and its speed against the scalar
+// reference path at the same threads (same kind, shape, n and gain).
+interface SideEntry {
+  kind: Kind;
+  rows?: number;
+  cols: number;
+  n: number;
+  gain?: string;
+  isa: string;
+  threads: number;
+  status: 'ok' | 'skipped' | 'error';
+  reason?: string;
+  median_s?: number;
+  samples?: number;
+  gflops?: number;
+  gbps_in?: number | null;
+  ratio_vs_scalar?: number | null;
+  ratio_vs_gemm_f32?: number | null;
+  check: RawCheck | null;
 }
 
 // A kernel target also counts its passing points and names the worst one.
@@ -421,7 +453,52 @@ function analyse(raw: RawDoc) {
   }
 
   const targets = judge(rows, best);
-  return { peaks: peakOut, reads: readOut, rows, targets, best };
+  const side = {
+    act_quant: sideEntries(raw, ['act_quant']),
+    matmul_f32: sideEntries(raw, SECTIONS.matmul_f32),
+    rmsnorm: sideEntries(raw, SECTIONS.rmsnorm),
+    elementwise: sideEntries(raw, SECTIONS.elementwise),
+  };
+  return { peaks: peakOut, reads: readOut, rows, targets, best, side };
+}
+
+// The weight-shape kinds count 2 * rows * cols * n flops; the others depend on
+// (cols, n) only and report the bytes they read.
+const WEIGHT_KINDS: readonly Kind[] = SECTIONS.matmul_f32;
+
+function sideEntries(raw: RawDoc, kinds: readonly Kind[]): SideEntry[] {
+  const keyOf = (p: RawPoint, isa: string, kind: Kind = p.kind) =>
+    `${kind}|${p.rows}x${p.cols}|${p.n}|${p.gain ?? ''}|${isa}|${p.threads}`;
+  const byKey = new Map(raw.points.map((p) => [keyOf(p, p.isa), p]));
+  return raw.points.filter((p) => kinds.includes(p.kind)).map((p) => {
+    const weights = WEIGHT_KINDS.includes(p.kind);
+    const e: SideEntry = {
+      kind: p.kind, ...(weights ? { rows: p.rows } : {}), cols: p.cols, n: p.n,
+      ...(p.gain !== undefined ? { gain: p.gain } : {}),
+      isa: p.isa, threads: p.threads, status: p.status, ...(p.reason ? { reason: p.reason } : {}),
+      check: p.check ?? null,
+    };
+    const m = measured(p);
+    if (m) {
+      e.median_s = m.median_s;
+      e.samples = m.samples;
+      if (weights) e.gflops = (2 * p.rows * p.cols * p.n) / m.median_s / 1e9;
+      else e.gbps_in = p.bytes_in !== undefined ? p.bytes_in / m.median_s / 1e9 : null;
+      const scalar = measured(byKey.get(keyOf(p, 'scalar')));
+      e.ratio_vs_scalar = scalar ? scalar.median_s / m.median_s : null;
+      if (p.kind === 'matmul_f32') {
+        // The same product on the dequantised fp32 weights, same path and threads.
+        const fp = measured(byKey.get(keyOf(p, p.isa, 'gemm_f32')));
+        e.ratio_vs_gemm_f32 = fp ? fp.median_s / m.median_s : null;
+      }
+    }
+    return e;
+  });
+}
+
+function sideLabel(e: SideEntry): string {
+  const shape = e.rows !== undefined ? `${e.rows}x${e.cols}` : `width ${e.cols}`;
+  return `${e.kind}${e.gain ? `[${e.gain}]` : ''} ${shape} n=${e.n} ${e.isa} t${e.threads}`;
 }
 
 function rowLabel(r: Row): string {
@@ -510,6 +587,73 @@ function render(raw: RawDoc, a: ReturnType<typeof analyse>, complete: boolean, o
   const dramProbe = a.reads.find((r) => r.label === 'dram');
   if (dramProbe && dramProbe.bytes < 4 * m.llc_bytes)
     out.push(`  WARNING: the DRAM probe buffer (${fmtBytes(dramProbe.bytes)}) is under 4x the LLC: part of it may be read from cache.`);
+  if (a.rows.length > 0) renderGemm(a, m, out);
+  renderSide(a.side, out);
+  out.push('');
+  out.push(`Targets (best path ${a.best})`);
+  for (const t of a.targets) {
+    const v = t.verdict === 'pass' ? 'PASS' : t.verdict === 'fail' ? 'FAIL' : t.verdict.toUpperCase();
+    const fmt = (x: number | null) => x === null ? '-' : t.unit === 'speed-up' ? fmtRatio(x) : fmtPct(x);
+    const worst = t.worst ? `; worst ${fmt(t.worst.value)} at ${t.worst.label}` : '';
+    out.push(`  ${v.padEnd(12)} ${t.description}`);
+    out.push(`  ${''.padEnd(12)} ${t.note ?? `${t.passed}/${t.total} points pass${worst}`}`);
+    for (const p of t.points.filter((x) => x.pass !== true))
+      out.push(`  ${''.padEnd(12)}   ${p.pass === false ? 'below' : 'missing'}: ${p.label} ${fmt(p.value)}${p.note ? ` (${p.note})` : ''}`);
+  }
+  // act_quant's checks already count in the GEMM rows when those ran.
+  const sideAll = [...a.side.matmul_f32, ...a.side.rmsnorm, ...a.side.elementwise,
+    ...(a.rows.length === 0 ? a.side.act_quant : [])];
+  const failed = [
+    ...a.rows.flatMap((r) => r.checks.filter((c) => !c.ok).map((c) => `${rowLabel(r)}: ${c.name} ${c.detail}`)),
+    ...sideAll.filter((e) => e.check && !e.check.ok).map((e) => `${sideLabel(e)}: ${checkDetail(e.check as RawCheck)}`),
+  ];
+  const total = a.rows.reduce((s, r) => s + r.checks.length, 0) + sideAll.filter((e) => e.check).length;
+  out.push('');
+  out.push(failed.length === 0
+    ? `Output checks: all ${total} passed (every path bit-identical to the first; fp32 within tolerance).`
+    : `OUTPUT CHECKS FAILED (${failed.length}): the timings of these points measure a wrong result\n    ${failed.join('\n    ')}`);
+  out.push(`Results: ${relative(process.cwd(), outPath) || outPath}`);
+  return out.join('\n');
+}
+
+function checkDetail(c: RawCheck): string {
+  return c.rel_diff !== undefined
+    ? `rel diff ${c.rel_diff.toExponential(2)} (tol ${c.tol})`
+    : `${c.kind ?? ''}${c.against ? ` (${c.against})` : ''}`;
+}
+
+function renderSide(side: ReturnType<typeof analyse>['side'], out: string[]): void {
+  const time = (e: SideEntry) => (e.status === 'ok' ? fmtTime(e.median_s) : e.status.toUpperCase());
+  const check = (e: SideEntry) => (e.check === null ? '-' : e.check.ok ? 'ok' : 'FAILED');
+  const note = (e: SideEntry) => (e.status !== 'ok' ? `${e.status}: ${e.reason ?? ''}` : '');
+  if (side.matmul_f32.length > 0) {
+    out.push('');
+    out.push('Ternary x fp32 training products (matmul_f32: y = x W^T, matmul_f32_t: dx = dy W; packed 2-bit weights');
+    out.push('  decoded into the fp32 GEMM\'s panels). "x scalar": the scalar path\'s median / this one, same threads;');
+    out.push('  "x gemm_f32": gemm_f32 on the dequantised fp32 weights (same shape, path, threads) / matmul_f32.');
+    out.push(table(
+      ['kind', 'shape', 'n', 'isa', 't', 'time', 'GFLOPS', 'x scalar', 'x gemm_f32', 'check', 'notes'],
+      side.matmul_f32.map((e) => [e.kind, `${e.rows}x${e.cols}`, String(e.n), e.isa, String(e.threads), time(e),
+        fmtNum(e.gflops), fmtRatio(e.ratio_vs_scalar ?? undefined), fmtRatio(e.ratio_vs_gemm_f32 ?? undefined), check(e), note(e)]),
+    ));
+  }
+  for (const [title, entries] of [
+    ['Fused RMSNorm with gain (rmsnorm_gain_f32 / rmsnorm_gain_i8: fp32 or int8 out; the gain decoded in every call)', side.rmsnorm],
+    ['Element-wise kernels (softmax: cross_entropy_forward in place; swiglu_forward / swiglu_backward, f = width)', side.elementwise],
+    ['Activation quantisation (quantize_activations)', side.act_quant],
+  ] as const) {
+    if (entries.length === 0) continue;
+    out.push('');
+    out.push(title);
+    out.push(table(
+      ['kind', 'gain', 'width', 'n', 'isa', 't', 'time', 'GB/s in', 'x scalar', 'check', 'notes'],
+      entries.map((e) => [e.kind, e.gain ?? '-', String(e.cols), String(e.n), e.isa, String(e.threads), time(e),
+        fmtNum(e.gbps_in ?? undefined), fmtRatio(e.ratio_vs_scalar ?? undefined), check(e), note(e)]),
+    ));
+  }
+}
+
+function renderGemm(a: ReturnType<typeof analyse>, m: RawMachine, out: string[]): void {
   out.push('');
   out.push('Ternary int8 GEMM (gemm_i8 alone; activation quantisation timed separately, "aq") vs fp32 GEMM (gemm_f32, Y = X W^T)');
   out.push('  same shape, ISA path and threads, same run. n = 1 is the GEMV: GB/s = packed 2-bit weight bytes / time,');
@@ -558,24 +702,6 @@ function render(raw: RawDoc, a: ReturnType<typeof analyse>, complete: boolean, o
     ));
     out.push('  "x fp32 at DRAM bound": against the fastest any fp32 GEMV could be (its 4-byte weights at the DRAM stream rate).');
   }
-  out.push('');
-  out.push(`Targets (best path ${a.best})`);
-  for (const t of a.targets) {
-    const v = t.verdict === 'pass' ? 'PASS' : t.verdict === 'fail' ? 'FAIL' : t.verdict.toUpperCase();
-    const fmt = (x: number | null) => x === null ? '-' : t.unit === 'speed-up' ? fmtRatio(x) : fmtPct(x);
-    const worst = t.worst ? `; worst ${fmt(t.worst.value)} at ${t.worst.label}` : '';
-    out.push(`  ${v.padEnd(12)} ${t.description}`);
-    out.push(`  ${''.padEnd(12)} ${t.note ?? `${t.passed}/${t.total} points pass${worst}`}`);
-    for (const p of t.points.filter((x) => x.pass !== true))
-      out.push(`  ${''.padEnd(12)}   ${p.pass === false ? 'below' : 'missing'}: ${p.label} ${fmt(p.value)}${p.note ? ` (${p.note})` : ''}`);
-  }
-  const failed = a.rows.flatMap((r) => r.checks.filter((c) => !c.ok).map((c) => `${rowLabel(r)}: ${c.name} ${c.detail}`));
-  out.push('');
-  out.push(failed.length === 0
-    ? `Output checks: all ${a.rows.reduce((s, r) => s + r.checks.length, 0)} passed (every path bit-identical to the first; fp32 within tolerance).`
-    : `OUTPUT CHECKS FAILED (${failed.length}): the timings of these points measure a wrong result\n    ${failed.join('\n    ')}`);
-  out.push(`Results: ${relative(process.cwd(), outPath) || outPath}`);
-  return out.join('\n');
 }
 
 // Complete = the default grid at the default settings.
@@ -602,7 +728,8 @@ function main(): number {
   const complete = isComplete(raw, args.passthrough);
   const outPath = args.out ?? join(REPO, 'bench', 'results', complete ? 'kernels.json' : 'kernels-partial.json');
   const a = analyse(raw);
-  const checksOk = a.rows.every((r) => r.checks.every((c) => c.ok));
+  const checksOk = a.rows.every((r) => r.checks.every((c) => c.ok)) &&
+    Object.values(a.side).flat().every((e) => e.check === null || e.check.ok);
   const commit = gitOutput(REPO, ['rev-parse', 'HEAD']);
   const dirty = gitOutput(REPO, ['status', '--porcelain']);
   const doc = {
@@ -626,20 +753,17 @@ function main(): number {
       ops: '2 * rows * cols * n per GEMM (int8 multiply-accumulate = 2 ops)',
       weight_gbps: 'packed 2-bit weight bytes (packed2_bytes) / median time, n = 1 only',
       ratio_vs_fp32: 'fp32 median / ternary median (> 1: ternary faster); *_incl_act_quant adds act_quant to the ternary time',
+      ratio_vs_scalar: 'act_quant, matmul_f32, rmsnorm, elementwise: the scalar path median / this path median at the same threads, kind, shape, n and gain (> 1: faster than the reference)',
+      side_throughput: 'matmul_f32*: gflops = 2 * rows * cols * n / median; the others: gbps_in = bytes read (x; SwiGLU: gate and up, and dy) / median',
       limits: 'int8 peak: register-only multiply-accumulate probe per path; read: SIMD streaming sum over a DRAM buffer >> LLC, over each hot GEMV working set, and over the cold GEMV weight copies (measured just before that GEMV)',
       cold_gemv: 'each call reads the next of copies >= 4x LLC of the weights; judged against the read of the same copies (pct_of_limit) and reported against the DRAM stream (pct_of_dram_stream)',
     },
     limits: { peak_i8: a.peaks, read: a.reads },
     results: a.rows,
-    act_quant: raw.points.filter((p) => p.kind === 'act_quant').map((p) => ({
-      cols: p.cols, n: p.n, isa: p.isa, threads: p.threads, status: p.status,
-      ...(p.reason ? { reason: p.reason } : {}),
-      ...(p.median_s !== undefined ? {
-        median_s: p.median_s, samples: p.samples,
-        gbps_in: p.bytes_in !== undefined ? p.bytes_in / p.median_s / 1e9 : null,
-      } : {}),
-      check: p.check ?? null,
-    })),
+    act_quant: a.side.act_quant,
+    matmul_f32: a.side.matmul_f32,
+    rmsnorm: a.side.rmsnorm,
+    elementwise: a.side.elementwise,
     targets: a.targets,
     checks_ok: checksOk,
     raw_limits: { start: raw.limits, end: raw.limits_end },

@@ -3,15 +3,14 @@
 #include <cstdlib>
 #include <stdexcept>
 
-#if defined(__x86_64__) || defined(_M_X64)
+#ifdef TERNORM_ARCH_X86
 #include <cpuid.h>
-#define TERNORM_X86 1
 #endif
 
 namespace ternorm {
 namespace {
 
-#ifdef TERNORM_X86
+#ifdef TERNORM_ARCH_X86
 uint64_t read_xcr0() {
   uint32_t eax, edx;
   __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
@@ -21,7 +20,7 @@ uint64_t read_xcr0() {
 
 CpuFeatures detect() {
   CpuFeatures f;
-#ifdef TERNORM_X86
+#ifdef TERNORM_ARCH_X86
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
   const bool osxsave = c & (1u << 27);
@@ -40,7 +39,7 @@ CpuFeatures detect() {
   f.avx512bw = os_avx512 && (b & (1u << 30));
   f.avx512vl = os_avx512 && (b & (1u << 31));
   f.avx512vnni = os_avx512 && (c & (1u << 11));
-#elif defined(__aarch64__)
+#elif defined(TERNORM_ARCH_ARM64)
   f.neon = true;  // Advanced SIMD is mandatory on AArch64.
 #endif
   return f;
@@ -54,24 +53,20 @@ const CpuFeatures& cpu_features() {
 }
 
 bool isa_supported(Isa isa) {
+  if (!isa_compiled(isa)) return false;
   const CpuFeatures& f = cpu_features();
   switch (isa) {
     case Isa::Scalar:
       return true;
-#ifdef TERNORM_X86
     case Isa::Avx2:
       return f.avx2 && f.fma && f.f16c;
     case Isa::Avx512:
       // Our AVX-512 path uses F, BW, VL, DQ and VNNI together.
       return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni;
-#endif
-#ifdef __aarch64__
     case Isa::Neon:
       return f.neon;
-#endif
-    default:
-      return false;
   }
+  return false;
 }
 
 std::vector<Isa> supported_isas() {

@@ -12,59 +12,19 @@
 #include <string>
 
 #include "../cpu/aligned_buffer.h"
-#include "../cpu/features.h"
+#include "../cpu/dispatch.h"
 #include "../cpu/thread_pool.h"
 #include "gemm_kernels.h"
-
-#if defined(__x86_64__) || defined(_M_X64)
-#define TERNORM_GEMM_X86 1
-#endif
 
 namespace ternorm::gemm {
 namespace {
 
-// Cache blocking per path, tuned on Zen 4 (32 KB L1d, 1 MB L2, 32 MB L3):
-// the mc x kc A block stays in L2 (AVX-512: 336 x 512 x 4 B = 672 KB), the
-// kc x NR B micro-panel it is swept against comes from L1/L2, the kc x nc B
-// block sits in L3. The microkernels do so many FMAs per byte (AVX-512: 28
-// per 184 B of panels) that L2 bandwidth is not a limit, so a long kc, which
-// halves the C-tile traffic per FMA, wins on the AVX-512 path.
-struct Plan {
-  MicroKernel kernel;
-  DotKernel dot;  // the small-m path with a transposed B
-  int64_t mr, nr;
-  int64_t mc, kc, nc;  // mc a multiple of mr, nc of nr, kc of kKcAlign
-};
-
-constexpr int64_t kKcScalar = 256, kKcAvx2 = 256, kKcAvx512 = 512, kKcNeon = 256;
-static_assert(kKcScalar % kKcAlign == 0 && kKcAvx2 % kKcAlign == 0 &&
-                  kKcAvx512 % kKcAlign == 0 && kKcNeon % kKcAlign == 0,
-              "k-blocks start on whole ternary column blocks");
-
 // The one dispatch point of the family.
-Plan plan_for(Isa isa) {
-  if (!isa_supported(isa))
-    throw std::invalid_argument(std::string("gemm: ISA path '") + isa_name(isa) +
-                                "' is not supported by this CPU or build; expected one of the "
-                                "paths supported_isas() lists");
-  switch (isa) {
-    case Isa::Scalar:
-      return {ukernel_scalar, dot_scalar, kMrScalar, kNrScalar, 128, kKcScalar, 2048};
-#ifdef TERNORM_GEMM_X86
-    case Isa::Avx2:
-      return {ukernel_avx2, dot_avx2, kMrAvx2, kNrAvx2, 144, kKcAvx2, 2048};
-    case Isa::Avx512:
-      return {ukernel_avx512, dot_avx512, kMrAvx512, kNrAvx512, 336, kKcAvx512, 2048};
-#endif
-#ifdef __aarch64__
-    case Isa::Neon:
-      return {ukernel_neon, dot_neon, kMrNeon, kNrNeon, 120, kKcNeon, 2048};
-#endif
-    default:
-      break;
-  }
-  throw std::invalid_argument(std::string("gemm: no kernel for ISA path '") + isa_name(isa) + "'");
-}
+constexpr IsaTable<GemmKernels> kGemmTable = {
+    "gemm",
+    {&kGemmKernelsScalar, TERNORM_X86_KERNELS(kGemmKernelsAvx2),
+     TERNORM_X86_KERNELS(kGemmKernelsAvx512), TERNORM_ARM64_KERNELS(kGemmKernelsNeon)}};
+static_assert(kGemmTable.covers_compiled_paths(), "a compiled path without GEMM kernels");
 
 int max_threads(const Exec& ex) {
   if (ex.pool == nullptr) return 1;
@@ -184,7 +144,7 @@ void check_matrix(const char* name, const void* p, int64_t rows, int64_t width, 
 // The small-m path (gemm_kernels.h), for a transposed B. Threads split the
 // columns of C here, as there are too few rows to share; every element still
 // sees the same operations whatever the split.
-void gemm_f32_dot(const GemmArgs& g, const Plan& pl, const Exec& ex) {
+void gemm_f32_dot(const GemmArgs& g, const GemmKernels& pl, const Exec& ex) {
   const int64_t m = g.m, k = g.k;
   // The dot kernels want the rows of op(A) contiguous.
   const float* a = g.a;
@@ -207,7 +167,7 @@ void gemm_f32_dot(const GemmArgs& g, const Plan& pl, const Exec& ex) {
 void gemm_f32_blocked(bool trans_a, const float* a, int64_t lda, int64_t m, int64_t n, int64_t k,
                       const BPacker& bp, float alpha, float beta, float* c, int64_t ldc,
                       const Exec& ex) {
-  const Plan pl = plan_for(ex.isa);
+  const GemmKernels& pl = pick_kernels(kGemmTable, ex.isa, "gemm_f32");
   const PackA pack_a_fn = pack_a_for(pl.mr);
   const int64_t kc_max = std::min(pl.kc, k);
   const int64_t nc_max = std::min(pl.nc, (n + pl.nr - 1) / pl.nr * pl.nr);
@@ -258,7 +218,7 @@ void gemm_f32(const GemmArgs& g, const Exec& ex) {
   check_matrix("b", g.b, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb,
                g.trans_b ? "n x k, trans_b" : "k x n");
   check_matrix("c", g.c, g.m, g.n, g.ldc, "m x n");
-  const Plan pl = plan_for(ex.isa);
+  const GemmKernels& pl = pick_kernels(kGemmTable, ex.isa, "gemm_f32");
   if (g.m <= kDirectMaxM && g.trans_b) return gemm_f32_dot(g, pl, ex);
   const DenseB src{g.b, g.ldb, g.trans_b};
   BPacker bp;

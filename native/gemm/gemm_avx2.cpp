@@ -124,41 +124,12 @@ void dot_block(int64_t k, const float* a, int64_t lda, const float* b, int64_t l
     }
 }
 
-// Every row of A against NB rows of B (which stay in L1/L2 meanwhile), A rows in pairs.
-template <int NB>
-void dot_rows(int64_t k, const float* a, int64_t lda, int64_t m, const float* b, int64_t ldb,
-              float* c, int64_t ldc, float alpha, float beta) {
-  int64_t i = 0;
-  for (; i + 2 <= m; i += 2) dot_block<2, NB>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, beta);
-  if (i < m) dot_block<1, NB>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, beta);
-}
+#include "../cpu/counted_loops.h"
+#include "gemm_isa_loops.h"
 
 }  // namespace
 
-void dot_avx2(int64_t k, const float* a, int64_t lda, int64_t m, const float* b, int64_t ldb,
-              int64_t n, float* c, int64_t ldc, float alpha, float beta) {
-  int64_t j = 0;
-  for (; j + 4 <= n; j += 4) dot_rows<4>(k, a, lda, m, b + j * ldb, ldb, c + j, ldc, alpha, beta);
-  switch (n - j) {
-    case 3: return dot_rows<3>(k, a, lda, m, b + j * ldb, ldb, c + j, ldc, alpha, beta);
-    case 2: return dot_rows<2>(k, a, lda, m, b + j * ldb, ldb, c + j, ldc, alpha, beta);
-    case 1: return dot_rows<1>(k, a, lda, m, b + j * ldb, ldb, c + j, ldc, alpha, beta);
-    default: return;
-  }
-}
-
-void ukernel_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m,
-                  int64_t n, float alpha, float beta) {
-  static_assert(MR == 6, "one case per tile height");
-  switch (m) {
-    case 6: return tile<6>(kc, a, b, c, ldc, n, alpha, beta);
-    case 5: return tile<5>(kc, a, b, c, ldc, n, alpha, beta);
-    case 4: return tile<4>(kc, a, b, c, ldc, n, alpha, beta);
-    case 3: return tile<3>(kc, a, b, c, ldc, n, alpha, beta);
-    case 2: return tile<2>(kc, a, b, c, ldc, n, alpha, beta);
-    case 1: return tile<1>(kc, a, b, c, ldc, n, alpha, beta);
-    default: return;  // the driver never passes m outside 1 .. MR
-  }
-}
+constexpr GemmKernels kGemmKernelsAvx2 = {ukernel, dot, MR, NR, 144, 256, 2048};
+static_assert(blocking_fits(kGemmKernelsAvx2), "blocking of the Avx2 GEMM");
 
 }  // namespace ternorm::gemm

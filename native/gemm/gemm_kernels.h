@@ -32,15 +32,6 @@ constexpr int kMrAvx2 = 6, kNrAvx2 = 16;     // 12 ymm accumulators
 constexpr int kMrAvx512 = 14, kNrAvx512 = 32;  // 28 zmm accumulators
 constexpr int kMrNeon = 6, kNrNeon = 16;     // 24 q accumulators
 
-void ukernel_scalar(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m,
-                    int64_t n, float alpha, float beta);
-void ukernel_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m,
-                  int64_t n, float alpha, float beta);
-void ukernel_avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m,
-                    int64_t n, float alpha, float beta);
-void ukernel_neon(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m,
-                  int64_t n, float alpha, float beta);
-
 // ---- the small-m path -----------------------------------------------------------
 // With at most kDirectMaxM rows of C and a transposed B (y = x W^T with W
 // row-major, the GEMV shape), each element of B feeds so few FMAs that packing
@@ -55,14 +46,31 @@ void ukernel_neon(int64_t kc, const float* a, const float* b, float* c, int64_t 
 using DotKernel = void (*)(int64_t k, const float* a, int64_t lda, int64_t m, const float* b,
                            int64_t ldb, int64_t n, float* c, int64_t ldc, float alpha,
                            float beta);
-void dot_scalar(int64_t k, const float* a, int64_t lda, int64_t m, const float* b, int64_t ldb,
-                int64_t n, float* c, int64_t ldc, float alpha, float beta);
-void dot_avx2(int64_t k, const float* a, int64_t lda, int64_t m, const float* b, int64_t ldb,
-              int64_t n, float* c, int64_t ldc, float alpha, float beta);
-void dot_avx512(int64_t k, const float* a, int64_t lda, int64_t m, const float* b, int64_t ldb,
-                int64_t n, float* c, int64_t ldc, float alpha, float beta);
-void dot_neon(int64_t k, const float* a, int64_t lda, int64_t m, const float* b, int64_t ldb,
-              int64_t n, float* c, int64_t ldc, float alpha, float beta);
+
+// Every k-block starts at a multiple of this (a whole number of 16-column
+// ternary blocks).
+constexpr int64_t kKcAlign = 16;
+
+// ---- the kernels of a path ------------------------------------------------------
+// Each ISA file defines one, picked from gemm.cpp's table (cpu/dispatch.h).
+// Cache blocking per path, tuned on Zen 4 (32 KB L1d, 1 MB L2, 32 MB L3):
+// the mc x kc A block stays in L2 (AVX-512: 336 x 512 x 4 B = 672 KB), the
+// kc x NR B micro-panel it is swept against comes from L1/L2, the kc x nc B
+// block sits in L3. The microkernels do so many FMAs per byte (AVX-512: 28
+// per 184 B of panels) that L2 bandwidth is not a limit, so a long kc, which
+// halves the C-tile traffic per FMA, wins on the AVX-512 path.
+struct GemmKernels {
+  MicroKernel kernel;
+  DotKernel dot;       // the small-m path with a transposed B
+  int64_t mr, nr;      // the microkernel's tile (kMr*, kNr* above)
+  int64_t mc, kc, nc;  // mc a multiple of mr, nc of nr, kc of kKcAlign
+};
+extern const GemmKernels kGemmKernelsScalar, kGemmKernelsAvx2, kGemmKernelsAvx512,
+    kGemmKernelsNeon;
+// Checked beside each definition.
+constexpr bool blocking_fits(const GemmKernels& k) {
+  return k.mc % k.mr == 0 && k.nc % k.nr == 0 && k.kc % kKcAlign == 0 && k.nr % 16 == 0;
+}
 
 // ---- the blocked driver -----------------------------------------------------------
 // Writes the B micro-panels for rows k0 .. k0+kc-1 and columns j0 .. j0+nc-1 of
@@ -74,10 +82,6 @@ struct BPacker {
                float* dst) = nullptr;
   const void* ctx = nullptr;
 };
-
-// Every k-block starts at a multiple of this (a whole number of 16-column
-// ternary blocks).
-constexpr int64_t kKcAlign = 16;
 
 // C (m x n, stride ldc) = alpha * op(A) * op(B) + beta * C, op(A) m x k read
 // from a (stride lda, transposed when trans_a), op(B) k x n from the packer.

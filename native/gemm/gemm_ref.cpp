@@ -20,6 +20,8 @@ void gemm_f32_ref(const GemmArgs& g) {
   }
 }
 
+namespace {
+
 void ukernel_scalar(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m,
                     int64_t n, float alpha, float beta) {
   constexpr int MR = kMrScalar, NR = kNrScalar;
@@ -53,5 +55,11 @@ void dot_scalar(int64_t k, const float* a, int64_t lda, int64_t m, const float* 
     }
   }
 }
+
+}  // namespace
+
+constexpr GemmKernels kGemmKernelsScalar = {ukernel_scalar, dot_scalar, kMrScalar, kNrScalar,
+                                        128, 256, 2048};
+static_assert(blocking_fits(kGemmKernelsScalar), "blocking of the scalar GEMM");
 
 }  // namespace ternorm::gemm

@@ -1,23 +1,18 @@
 // The one dispatch point of the element-wise row kernels.
-#include <stdexcept>
-#include <string>
-
-#include "../cpu/features.h"
+#include "../cpu/dispatch.h"
 #include "vec_math_kernels.h"
 
 namespace ternorm::model::detail {
+namespace {
 
-VecKernels vec_kernels(Isa isa) {
-  if (!isa_supported(isa))
-    throw std::invalid_argument(std::string("vec_math: ISA path '") + isa_name(isa) +
-                                "' is not available in this build or on this CPU");
-  switch (isa) {
-#if defined(__x86_64__) || defined(_M_X64)
-    case Isa::Avx2: return vec_kernels_avx2();
-    case Isa::Avx512: return vec_kernels_avx512();
-#endif
-    default: return vec_kernels_ref();
-  }
-}
+constexpr IsaTable<VecKernels> kVecTable = {
+    "vec_math",
+    {&kVecKernelsScalar, TERNORM_X86_KERNELS(kVecKernelsAvx2),
+     TERNORM_X86_KERNELS(kVecKernelsAvx512), TERNORM_ARM64_KERNELS(kVecKernelsNeon)}};
+static_assert(kVecTable.covers_compiled_paths(), "a compiled path without vec_math kernels");
+
+}  // namespace
+
+const VecKernels& vec_kernels(Isa isa) { return pick_kernels(kVecTable, isa, "vec_math"); }
 
 }  // namespace ternorm::model::detail

@@ -5,7 +5,7 @@
 // calls, no floating-point compares in the loops (those would stop GCC's
 // if-conversion under the default -ftrapping-math), fixed summation order.
 // Pure float arithmetic without FMA contraction: the same bits on every run,
-// thread count and x86 ISA path.
+// thread count and ISA path.
 #pragma once
 #include <cstdint>
 #include <cstring>

@@ -10,6 +10,8 @@
 namespace ternorm::model::detail {
 namespace {
 
+#include "vec_math_isa_loops.h"
+
 // All-ones in the lanes below count (0..8).
 __m256i first(int64_t count) {
   const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -44,19 +46,6 @@ __m256 exp8(__m256 x) {
 
 __m256 neg(__m256 x) { return _mm256_xor_ps(x, _mm256_set1_ps(-0.0f)); }
 
-// max_ps(x, m) is "x > m ? x : m", the reference's "m < x ? x : m" (NaN in x keeps m).
-float max_avx2(const float* x, int64_t n) {
-  __m256 m = _mm256_set1_ps(x[0]);
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) m = _mm256_max_ps(_mm256_loadu_ps(x + j), m);
-  float lane[8];
-  _mm256_storeu_ps(lane, m);
-  for (; j < n; ++j) lane[0] = lane[0] < x[j] ? x[j] : lane[0];
-  float r = lane[0];
-  for (int k = 1; k < 8; ++k) r = r < lane[k] ? lane[k] : r;
-  return r;
-}
-
 double exp_sum_avx2(const float* x, float shift, float* y, int64_t n) {
   const __m256 sh = _mm256_set1_ps(shift);
   __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();  // the reference's s[0..3], s[4..7]
@@ -79,7 +68,7 @@ double exp_sum_avx2(const float* x, float shift, float* y, int64_t n) {
     _mm256_storeu_ps(tail, e);
     for (int64_t t = 0; t < left; ++t) s[0] += double(tail[t]);
   }
-  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+  return sum_lanes(s);
 }
 
 void scale_avx2(float* x, float s, int64_t n) {
@@ -121,8 +110,17 @@ void swiglu_backward_avx2(const float* g, const float* u, const float* dy, float
 
 }  // namespace
 
-VecKernels vec_kernels_avx2() {
-  return {max_avx2, exp_sum_avx2, scale_avx2, swiglu_avx2, swiglu_backward_avx2};
+// max_ps(x, m) is "x > m ? x : m", the reference's "m < x ? x : m" (NaN in x keeps m).
+float max_avx2(const float* x, int64_t n) {
+  __m256 m = _mm256_set1_ps(x[0]);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) m = _mm256_max_ps(_mm256_loadu_ps(x + j), m);
+  float lane[8];
+  _mm256_storeu_ps(lane, m);
+  return max_finish(lane, x, j, n);
 }
+
+constexpr VecKernels kVecKernelsAvx2 = {max_avx2, exp_sum_avx2, scale_avx2, swiglu_avx2,
+                                        swiglu_backward_avx2};
 
 }  // namespace ternorm::model::detail

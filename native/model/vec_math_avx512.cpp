@@ -1,6 +1,7 @@
 // AVX-512 row kernels of the element-wise math: exp_approx 16 lanes at a time
 // with the reference's exact operation sequence (no FMA: separate multiply
-// and add), max and the double sums kept in the reference's 8 lanes.
+// and add), the double sums kept in the reference's 8 lanes; max is the
+// AVX2 kernel.
 // GCC 12's AVX-512 headers trip a false -W(maybe-)uninitialized on their
 // _mm512_undefined_* placeholders (GCC bug 105593, fixed in GCC 13).
 #if defined(__GNUC__) && !defined(__clang__)
@@ -15,6 +16,8 @@
 
 namespace ternorm::model::detail {
 namespace {
+
+#include "vec_math_isa_loops.h"
 
 __mmask16 first(int64_t count) { return count >= 16 ? __mmask16(0xffff) : __mmask16((1u << count) - 1); }
 
@@ -48,19 +51,6 @@ __m512 neg(__m512 x) {
   return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(x), _mm512_set1_epi32(int32_t(0x80000000u))));
 }
 
-// max_ps(x, m) is "x > m ? x : m", the reference's "m < x ? x : m" (NaN in x keeps m).
-float max_avx512(const float* x, int64_t n) {
-  __m256 m = _mm256_set1_ps(x[0]);
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) m = _mm256_max_ps(_mm256_loadu_ps(x + j), m);
-  float lane[8];
-  _mm256_storeu_ps(lane, m);
-  for (; j < n; ++j) lane[0] = lane[0] < x[j] ? x[j] : lane[0];
-  float r = lane[0];
-  for (int k = 1; k < 8; ++k) r = r < lane[k] ? lane[k] : r;
-  return r;
-}
-
 double exp_sum_avx512(const float* x, float shift, float* y, int64_t n) {
   const __m512 sh = _mm512_set1_ps(shift);
   __m512d acc = _mm512_setzero_pd();  // lane k: the reference's s[k]
@@ -83,7 +73,7 @@ double exp_sum_avx512(const float* x, float shift, float* y, int64_t n) {
   }
   _mm512_storeu_pd(s, acc);
   for (int64_t t = left >= 8 ? 8 : 0; t < left; ++t) s[0] += double(tail[t]);
-  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+  return sum_lanes(s);
 }
 
 void scale_avx512(float* x, float s, int64_t n) {
@@ -125,8 +115,7 @@ void swiglu_backward_avx512(const float* g, const float* u, const float* dy, flo
 
 }  // namespace
 
-VecKernels vec_kernels_avx512() {
-  return {max_avx512, exp_sum_avx512, scale_avx512, swiglu_avx512, swiglu_backward_avx512};
-}
+constexpr VecKernels kVecKernelsAvx512 = {max_avx2, exp_sum_avx512, scale_avx512, swiglu_avx512,
+                                          swiglu_backward_avx512};
 
 }  // namespace ternorm::model::detail

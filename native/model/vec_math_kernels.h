@@ -25,12 +25,15 @@ struct VecKernels {
                           int64_t f);
 };
 
-// The kernels of a path (throws std::invalid_argument on a path this build or
-// CPU cannot run). Arm has no NEON set yet: it runs the reference.
-VecKernels vec_kernels(Isa isa);
+// The kernels of a path, from vec_math.cpp's table (cpu/dispatch.h; throws
+// std::invalid_argument on a path this build or CPU cannot run).
+const VecKernels& vec_kernels(Isa isa);
 
-VecKernels vec_kernels_ref();
-VecKernels vec_kernels_avx2();
-VecKernels vec_kernels_avx512();
+// One per path, defined in its ISA file.
+extern const VecKernels kVecKernelsScalar, kVecKernelsAvx2, kVecKernelsAvx512, kVecKernelsNeon;
+
+// The AVX2 max, which the AVX-512 path shares: a 16-lane max would not keep
+// the reference's 8 lanes.
+float max_avx2(const float* x, int64_t n);
 
 }  // namespace ternorm::model::detail

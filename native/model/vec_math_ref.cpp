@@ -41,8 +41,7 @@ void swiglu_backward_ref(const float* g, const float* u, const float* dy, float*
 
 }  // namespace
 
-VecKernels vec_kernels_ref() {
-  return {max_of, exp_sum_ref, scale_ref, swiglu_ref, swiglu_backward_ref};
-}
+constexpr VecKernels kVecKernelsScalar = {max_of, exp_sum_ref, scale_ref, swiglu_ref,
+                                          swiglu_backward_ref};
 
 }  // namespace ternorm::model::detail

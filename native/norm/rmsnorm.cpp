@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "../cpu/features.h"
+#include "../cpu/dispatch.h"
 #include "../cpu/thread_pool.h"
 #include "../ternary/act_quant_kernels.h"
 #include "../ternary/ternary.h"
@@ -35,28 +35,11 @@ constexpr float kTinySum = 0x1p-80f;
 constexpr float kTinyEps = 0x1p-100f;
 
 // ---- the one dispatch point ------------------------------------------------------
-const RmsKernels& kernels_for(Isa isa, const char* fn) {
-  if (isa_supported(isa)) {
-    switch (isa) {
-      case Isa::Scalar:
-        return kRmsKernelsScalar;
-#if defined(__x86_64__) || defined(_M_X64)
-      case Isa::Avx2:
-        return kRmsKernelsAvx2;
-      case Isa::Avx512:
-        return kRmsKernelsAvx512;
-#endif
-#if defined(__aarch64__)
-      case Isa::Neon:
-        return kRmsKernelsNeon;
-#endif
-      default:
-        break;
-    }
-  }
-  throw std::invalid_argument(std::string(fn) + ": ISA path " + isa_name(isa) +
-                              " is not supported by this CPU or build");
-}
+constexpr IsaTable<RmsKernels> kRmsTable = {
+    "rmsnorm",
+    {&kRmsKernelsScalar, TERNORM_X86_KERNELS(kRmsKernelsAvx2),
+     TERNORM_X86_KERNELS(kRmsKernelsAvx512), TERNORM_ARM64_KERNELS(kRmsKernelsNeon)}};
+static_assert(kRmsTable.covers_compiled_paths(), "a compiled path without rmsnorm kernels");
 
 // ---- argument checks ----------------------------------------------------------------
 [[noreturn]] void fail(const char* fn, const std::string& what) {
@@ -166,7 +149,7 @@ void rmsnorm_gain_f32(const RmsNormArgs& a, float* y, const Exec& ex) {
   const size_t bytes = size_t(a.n * a.d) * sizeof(float);
   if (y != a.x && overlaps(y, bytes, a.x, bytes))
     fail(fn, "y partly overlaps x, expected separate buffers (or y == x, in place)");
-  const RmsKernels& k = kernels_for(ex.isa, fn);
+  const RmsKernels& k = pick_kernels(kRmsTable, ex.isa, fn);
   const std::vector<float> wg = effective_weight(a, fn);
   const int64_t d = a.d;
   std::atomic<int64_t> bad{a.n};
@@ -195,7 +178,7 @@ void rmsnorm_gain_i8(const RmsNormArgs& a, int8_t* q, float* scales, const Exec&
   if (overlaps(q, q_bytes, a.x, x_bytes) || overlaps(scales, s_bytes, a.x, x_bytes) ||
       overlaps(q, q_bytes, scales, s_bytes))
     fail(fn, "q, scales and x overlap, expected separate buffers");
-  const RmsKernels& k = kernels_for(ex.isa, fn);
+  const RmsKernels& k = pick_kernels(kRmsTable, ex.isa, fn);
   const std::vector<float> wg = effective_weight(a, fn);
   std::atomic<int64_t> bad{a.n};
   parallel_ranges(ex, a.n, row_grain(d), [&](int64_t t0, int64_t t1) {
@@ -240,7 +223,7 @@ void rmsnorm_gain_backward(const RmsNormArgs& a, const float* dy, float* dx, flo
   if (overlaps(dgain, g_bytes, a.x, m_bytes) || overlaps(dgain, g_bytes, dy, m_bytes) ||
       overlaps(dgain, g_bytes, dx, m_bytes) || overlaps(dgain, g_bytes, a.w_base, g_bytes))
     fail(fn, "dgain overlaps x, dy, dx or w_base, expected a separate buffer");
-  const RmsKernels& k = kernels_for(ex.isa, fn);
+  const RmsKernels& k = pick_kernels(kRmsTable, ex.isa, fn);
   const std::vector<float> wg = effective_weight(a, fn);
   if (dx == nullptr && dgain == nullptr) return;
 

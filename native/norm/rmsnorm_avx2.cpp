@@ -184,7 +184,8 @@ void dgain_avx2(const float* x, const float* dy, const float* inv, int64_t n, in
 
 }  // namespace
 
-const RmsKernels kRmsKernelsAvx2 = {sumsq_avx2, scale_avx2, absmax_avx2, quantize_avx2,
-                                    dot_avx2,   dx_avx2,    dgain_avx2};
+constexpr RmsKernels kRmsKernelsAvx2 = {
+    sumsq_avx2, scale_avx2, absmax_avx2, quantize_avx2,
+    dot_avx2, dx_avx2, dgain_avx2};
 
 }  // namespace ternorm::norm

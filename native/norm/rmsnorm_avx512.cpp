@@ -170,7 +170,8 @@ void dgain_avx512(const float* x, const float* dy, const float* inv, int64_t n, 
 
 }  // namespace
 
-const RmsKernels kRmsKernelsAvx512 = {sumsq_avx512, scale_avx512, absmax_avx512, quantize_avx512,
-                                      dot_avx512,   dx_avx512,    dgain_avx512};
+constexpr RmsKernels kRmsKernelsAvx512 = {
+    sumsq_avx512, scale_avx512, absmax_avx512, quantize_avx512,
+    dot_avx512, dx_avx512, dgain_avx512};
 
 }  // namespace ternorm::norm

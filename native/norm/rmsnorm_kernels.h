@@ -48,14 +48,8 @@ struct RmsKernels {
                 const float* w, int64_t c0, int64_t c1, float* dgain);
 };
 
-// One table per path; rmsnorm.cpp (the one dispatch point) picks among them.
-extern const RmsKernels kRmsKernelsScalar;
-#if defined(__x86_64__) || defined(_M_X64)
-extern const RmsKernels kRmsKernelsAvx2;
-extern const RmsKernels kRmsKernelsAvx512;
-#endif
-#if defined(__aarch64__)
-extern const RmsKernels kRmsKernelsNeon;
-#endif
+// One per path, defined in its ISA file; rmsnorm.cpp's table picks it
+// (cpu/dispatch.h).
+extern const RmsKernels kRmsKernelsScalar, kRmsKernelsAvx2, kRmsKernelsAvx512, kRmsKernelsNeon;
 
 }  // namespace ternorm::norm

@@ -176,7 +176,8 @@ void dgain_neon(const float* x, const float* dy, const float* inv, int64_t n, in
 
 }  // namespace
 
-const RmsKernels kRmsKernelsNeon = {sumsq_neon, scale_neon, absmax_neon, quantize_neon,
-                                    dot_neon,   dx_neon,    dgain_neon};
+constexpr RmsKernels kRmsKernelsNeon = {
+    sumsq_neon, scale_neon, absmax_neon, quantize_neon,
+    dot_neon, dx_neon, dgain_neon};
 
 }  // namespace ternorm::norm

@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "../cpu/features.h"
+#include "../cpu/dispatch.h"
 #include "../cpu/thread_pool.h"
 #include "act_quant_kernels.h"
 #include "ternary.h"
@@ -15,26 +15,13 @@
 namespace ternorm::ternary {
 
 namespace {
-using Kernel = int64_t (*)(const float*, int64_t, int64_t, int64_t, int8_t*, float*);
-
-Kernel pick(Isa isa) {
-  if (!isa_supported(isa))
-    throw std::invalid_argument(std::string("quantize_activations: ISA path '") + isa_name(isa) +
-                                "' is not available in this build or on this CPU");
-  switch (isa) {
-    case Isa::Scalar: return detail::act_quant_rows_ref;
-#if defined(__x86_64__) || defined(_M_X64)
-    case Isa::Avx2: return detail::act_quant_rows_avx2;
-    case Isa::Avx512: return detail::act_quant_rows_avx512;
-#endif
-#if defined(__aarch64__)
-    case Isa::Neon: return detail::act_quant_rows_neon;
-#endif
-    default: break;
-  }
-  throw std::invalid_argument(std::string("quantize_activations: no kernel for ISA path '") +
-                              isa_name(isa) + "'");
-}
+// The one dispatch point of the family.
+constexpr IsaTable<detail::ActQuantKernels> kActQuantTable = {
+    "act_quant",
+    {&detail::kActQuantKernelsScalar, TERNORM_X86_KERNELS(detail::kActQuantKernelsAvx2),
+     TERNORM_X86_KERNELS(detail::kActQuantKernelsAvx512),
+     TERNORM_ARM64_KERNELS(detail::kActQuantKernelsNeon)}};
+static_assert(kActQuantTable.covers_compiled_paths(), "a compiled path without act_quant kernels");
 }  // namespace
 
 void quantize_activations(const float* x, int64_t n, int64_t cols, int8_t* q, float* scales,
@@ -47,13 +34,13 @@ void quantize_activations(const float* x, int64_t n, int64_t cols, int8_t* q, fl
   if (cols > (int64_t(1) << 31) || n > std::numeric_limits<int64_t>::max() / padded_cols(cols))
     throw std::invalid_argument("quantize_activations: expected cols <= 2^31 and n * cols to fit, got n=" +
                                 std::to_string(n) + ", cols=" + std::to_string(cols));
-  const Kernel kernel = pick(ex.isa);
+  const detail::ActQuantKernels& k = pick_kernels(kActQuantTable, ex.isa, "quantize_activations");
   const int64_t qstride = padded_cols(cols);
   std::atomic<int64_t> bad{std::numeric_limits<int64_t>::max()};
   // About 16K floats per chunk keeps the threading overhead small.
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / cols);
   parallel_ranges(ex, n, grain, [&](int64_t begin, int64_t end) {
-    const int64_t r = kernel(x + begin * cols, end - begin, cols, qstride, q + begin * qstride,
+    const int64_t r = k.rows(x + begin * cols, end - begin, cols, qstride, q + begin * qstride,
                              scales + begin);
     if (r >= 0) {
       int64_t cur = bad.load();

@@ -32,46 +32,41 @@ inline __m256i quant32(const float* p, __m256 pre, __m256 inv, __m256i lo, __m25
   return _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-}  // namespace
+#include "act_quant_isa_loops.h"
 
-int64_t act_quant_rows_avx2(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
-                            float* scales) {
+int64_t rows_avx2(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
+                  float* scales) {
   const __m256i abs_mask = _mm256_set1_epi32(int(kAbsMask));
   const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
   alignas(32) float tail[32];
   const int64_t body = cols / 32 * 32;
-  for (int64_t t = 0; t < n; ++t) {
-    const float* xr = x + t * cols;
-    int8_t* qr = q + t * qstride;
-    std::memset(tail, 0, sizeof tail);
-    std::memcpy(tail, xr + body, size_t(cols - body) * 4);
-    __m256i m = _mm256_setzero_si256();
-    for (int64_t c = 0; c < body; c += 32) m = absmax32(xr + c, m, abs_mask);
-    m = absmax32(tail, m, abs_mask);
-    m = _mm256_max_epu32(m, _mm256_permute2x128_si256(m, m, 1));
-    m = _mm256_max_epu32(m, _mm256_shuffle_epi32(m, 0x4e));
-    m = _mm256_max_epu32(m, _mm256_shuffle_epi32(m, 0xb1));
-    const uint32_t max_bits = uint32_t(_mm256_cvtsi256_si32(m));
-    if (max_bits >= kNonFiniteBits) return t;
-    if (max_bits == 0) {
-      scales[t] = 0.0f;
-      std::memset(qr, 0, size_t(qstride));
-      continue;
-    }
-    float absmax;
-    std::memcpy(&absmax, &max_bits, 4);
-    const ActRowParams p = act_row_params(absmax);
-    scales[t] = p.scale;
-    const __m256 pre = _mm256_set1_ps(p.pre), inv = _mm256_set1_ps(p.inv);
-    for (int64_t c = 0; c < body; c += 32)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(qr + c), quant32(xr + c, pre, inv, lo, hi));
-    if (body < qstride) {  // the tail: 16 or 32 bytes of q, zero past cols
-      alignas(32) int8_t out[32];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(out), quant32(tail, pre, inv, lo, hi));
-      std::memcpy(qr + body, out, size_t(qstride - body));
-    }
-  }
-  return -1;
+  return quantize_rows(
+      x, n, cols, qstride, q, scales,
+      [&](const float* xr) {
+        std::memset(tail, 0, sizeof tail);
+        std::memcpy(tail, xr + body, size_t(cols - body) * 4);
+        __m256i m = _mm256_setzero_si256();
+        for (int64_t c = 0; c < body; c += 32) m = absmax32(xr + c, m, abs_mask);
+        m = absmax32(tail, m, abs_mask);
+        m = _mm256_max_epu32(m, _mm256_permute2x128_si256(m, m, 1));
+        m = _mm256_max_epu32(m, _mm256_shuffle_epi32(m, 0x4e));
+        m = _mm256_max_epu32(m, _mm256_shuffle_epi32(m, 0xb1));
+        return uint32_t(_mm256_cvtsi256_si32(m));
+      },
+      [&](const float* xr, int8_t* qr, const ActRowParams& p) {
+        const __m256 pre = _mm256_set1_ps(p.pre), inv = _mm256_set1_ps(p.inv);
+        for (int64_t c = 0; c < body; c += 32)
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(qr + c), quant32(xr + c, pre, inv, lo, hi));
+        if (body < qstride) {  // the tail: 16 or 32 bytes of q, zero past cols
+          alignas(32) int8_t out[32];
+          _mm256_store_si256(reinterpret_cast<__m256i*>(out), quant32(tail, pre, inv, lo, hi));
+          std::memcpy(qr + body, out, size_t(qstride - body));
+        }
+      });
 }
+
+}  // namespace
+
+constexpr ActQuantKernels kActQuantKernelsAvx2 = {rows_avx2};
 
 }  // namespace ternorm::ternary::detail

@@ -35,16 +35,16 @@ static inline ActRowParams act_row_params(float absmax) {
 constexpr uint32_t kAbsMask = 0x7fffffffu;
 constexpr uint32_t kNonFiniteBits = 0x7f800000u;
 
-// Quantises rows [0, n) of x (row stride cols) into q (row stride qstride =
-// padded_cols(cols), padding zeroed) and scales. Returns -1, or the index of
-// the first row holding NaN/Inf (rows from it on are not written).
-int64_t act_quant_rows_ref(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
-                           float* scales);
-int64_t act_quant_rows_avx2(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
-                            float* scales);
-int64_t act_quant_rows_avx512(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
-                              float* scales);
-int64_t act_quant_rows_neon(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
-                            float* scales);
+// The kernels of a path: each ISA file defines one, act_quant.cpp's table
+// picks it (cpu/dispatch.h).
+struct ActQuantKernels {
+  // Quantises rows [0, n) of x (row stride cols) into q (row stride qstride =
+  // padded_cols(cols), padding zeroed) and scales. Returns -1, or the index
+  // of the first row holding NaN/Inf (rows from it on are not written).
+  int64_t (*rows)(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
+                  float* scales);
+};
+extern const ActQuantKernels kActQuantKernelsScalar, kActQuantKernelsAvx2,
+    kActQuantKernelsAvx512, kActQuantKernelsNeon;
 
 }  // namespace ternorm::ternary::detail

@@ -32,37 +32,32 @@ inline int8x16_t quant16(const float* p, float32x4_t pre, float32x4_t inv) {
   return vcombine_s8(vmovn_s16(a), vmovn_s16(b));
 }
 
-}  // namespace
+#include "act_quant_isa_loops.h"
 
-int64_t act_quant_rows_neon(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
-                            float* scales) {
+int64_t rows_neon(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
+                  float* scales) {
   const uint32x4_t abs_mask = vdupq_n_u32(kAbsMask);
   float tail[16];
   const int64_t body = cols / 16 * 16;
-  for (int64_t t = 0; t < n; ++t) {
-    const float* xr = x + t * cols;
-    int8_t* qr = q + t * qstride;
-    std::memset(tail, 0, sizeof tail);
-    std::memcpy(tail, xr + body, size_t(cols - body) * 4);
-    uint32x4_t m = vdupq_n_u32(0);
-    for (int64_t c = 0; c < body; c += 16) m = absmax16(xr + c, m, abs_mask);
-    m = absmax16(tail, m, abs_mask);
-    const uint32_t max_bits = vmaxvq_u32(m);
-    if (max_bits >= kNonFiniteBits) return t;
-    if (max_bits == 0) {
-      scales[t] = 0.0f;
-      std::memset(qr, 0, size_t(qstride));
-      continue;
-    }
-    float absmax;
-    std::memcpy(&absmax, &max_bits, 4);
-    const ActRowParams p = act_row_params(absmax);
-    scales[t] = p.scale;
-    const float32x4_t pre = vdupq_n_f32(p.pre), inv = vdupq_n_f32(p.inv);
-    for (int64_t c = 0; c < body; c += 16) vst1q_s8(qr + c, quant16(xr + c, pre, inv));
-    if (body < qstride) vst1q_s8(qr + body, quant16(tail, pre, inv));  // qstride - body == 16
-  }
-  return -1;
+  return quantize_rows(
+      x, n, cols, qstride, q, scales,
+      [&](const float* xr) {
+        std::memset(tail, 0, sizeof tail);
+        std::memcpy(tail, xr + body, size_t(cols - body) * 4);
+        uint32x4_t m = vdupq_n_u32(0);
+        for (int64_t c = 0; c < body; c += 16) m = absmax16(xr + c, m, abs_mask);
+        m = absmax16(tail, m, abs_mask);
+        return vmaxvq_u32(m);
+      },
+      [&](const float* xr, int8_t* qr, const ActRowParams& p) {
+        const float32x4_t pre = vdupq_n_f32(p.pre), inv = vdupq_n_f32(p.inv);
+        for (int64_t c = 0; c < body; c += 16) vst1q_s8(qr + c, quant16(xr + c, pre, inv));
+        if (body < qstride) vst1q_s8(qr + body, quant16(tail, pre, inv));  // qstride - body == 16
+      });
 }
+
+}  // namespace
+
+constexpr ActQuantKernels kActQuantKernelsNeon = {rows_neon};
 
 }  // namespace ternorm::ternary::detail

@@ -5,8 +5,9 @@
 #include "act_quant_kernels.h"
 
 namespace ternorm::ternary::detail {
+namespace {
 
-int64_t act_quant_rows_ref(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
+int64_t rows_ref(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
                            float* scales) {
   for (int64_t t = 0; t < n; ++t) {
     const float* xr = x + t * cols;
@@ -36,5 +37,9 @@ int64_t act_quant_rows_ref(const float* x, int64_t n, int64_t cols, int64_t qstr
   }
   return -1;
 }
+
+}  // namespace
+
+constexpr ActQuantKernels kActQuantKernelsScalar = {rows_ref};
 
 }  // namespace ternorm::ternary::detail

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "../cpu/features.h"
+#include "../cpu/dispatch.h"
 #include "../cpu/thread_pool.h"
 #include "gemm_i8_kernels.h"
 #include "ternary.h"
@@ -17,25 +17,13 @@
 namespace ternorm::ternary {
 
 namespace {
-using Kernel = void (*)(const detail::GemmI8Args&, int64_t, int64_t);
-
-Kernel pick(Isa isa) {
-  if (!isa_supported(isa))
-    throw std::invalid_argument(std::string("gemm_i8: ISA path '") + isa_name(isa) +
-                                "' is not available in this build or on this CPU");
-  switch (isa) {
-    case Isa::Scalar: return detail::gemm_i8_ref;
-#if defined(__x86_64__) || defined(_M_X64)
-    case Isa::Avx2: return detail::gemm_i8_avx2;
-    case Isa::Avx512: return detail::gemm_i8_avx512;
-#endif
-#if defined(__aarch64__)
-    case Isa::Neon: return detail::gemm_i8_neon;
-#endif
-    default: break;
-  }
-  throw std::invalid_argument(std::string("gemm_i8: no kernel for ISA path '") + isa_name(isa) + "'");
-}
+// The one dispatch point of the family.
+constexpr IsaTable<detail::GemmI8Kernels> kGemmI8Table = {
+    "gemm_i8",
+    {&detail::kGemmI8KernelsScalar, TERNORM_X86_KERNELS(detail::kGemmI8KernelsAvx2),
+     TERNORM_X86_KERNELS(detail::kGemmI8KernelsAvx512),
+     TERNORM_ARM64_KERNELS(detail::kGemmI8KernelsNeon)}};
+static_assert(kGemmI8Table.covers_compiled_paths(), "a compiled path without gemm_i8 kernels");
 
 // |dot| <= 128 * cols and the int32 lanes of the SIMD paths hold up to
 // 2 * 128 * cols before the token sum comes off: cols <= 2^23 keeps both exact.
@@ -63,7 +51,7 @@ void gemm_i8(const PackedTernary& w, const int8_t* q, const float* x_scales, int
     throw std::invalid_argument("gemm_i8: expected cols <= 2^23, rows <= 2^31 and n * cols, n * rows "
                                 "to fit, got rows=" + std::to_string(w.rows) + ", cols=" +
                                 std::to_string(w.cols) + ", n=" + std::to_string(n));
-  const Kernel kernel = pick(ex.isa);
+  const detail::GemmI8Kernels& k = pick_kernels(kGemmI8Table, ex.isa, "gemm_i8");
   check_finite(w.scales, w.rows, "w.scales");
   check_finite(x_scales, n, "x_scales");
 
@@ -104,7 +92,7 @@ void gemm_i8(const PackedTernary& w, const int8_t* q, const float* x_scales, int
   const int64_t panels = padded_rows(w.rows) / kRowPanel;
   const int64_t per_panel = kRowPanel * qstride * n;
   const int64_t grain = std::max<int64_t>(4, ((int64_t(1) << 20) / per_panel + 3) / 4 * 4);
-  parallel_ranges(ex, panels, grain, [&](int64_t p0, int64_t p1) { kernel(a, p0, p1); });
+  parallel_ranges(ex, panels, grain, [&](int64_t p0, int64_t p1) { k.panels(a, p0, p1); });
 }
 
 }  // namespace ternorm::ternary

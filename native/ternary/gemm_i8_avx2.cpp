@@ -19,7 +19,7 @@
 namespace ternorm::ternary::detail {
 namespace {
 
-constexpr int64_t kPanel = 16, kBlock = 16, kTile = 64, kTokenBlockBytes = int64_t(256) << 10, kChunk = 8;
+constexpr int64_t kChunk = 8;
 
 inline __m256i bcast4(const int8_t* p) {
   int32_t v;
@@ -42,8 +42,8 @@ inline void step(__m256i lo, __m256i hi, const int8_t* qb, int64_t qstride, __m2
 // y for one row panel and tokens [t0, t0 + T).
 template <int T>
 void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
-  const int64_t qstride = a.col_blocks * kBlock;
-  const uint8_t* w = a.w + pan * a.col_blocks * kTile;
+  const int64_t qstride = a.col_blocks * kColBlock;
+  const uint8_t* w = a.w + pan * a.col_blocks * kTileBytes;
   const int8_t* q = a.q + t0 * qstride;
   const __m256i ones = _mm256_set1_epi16(1);
   alignas(32) int32_t acc32[2][T][8] = {};
@@ -53,9 +53,9 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
     for (int h = 0; h < 2; ++h)
       for (int t = 0; t < T; ++t) acc[h][t] = _mm256_setzero_si256();
     for (int64_t b = b0; b < b1; ++b) {
-      const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + b * kTile));
-      const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + b * kTile + 32));
-      const int8_t* qb = q + b * kBlock;
+      const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + b * kTileBytes));
+      const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + b * kTileBytes + 32));
+      const int8_t* qb = q + b * kColBlock;
       step<0>(lo, hi, qb, qstride, acc);
       step<1>(lo, hi, qb, qstride, acc);
       step<2>(lo, hi, qb, qstride, acc);
@@ -70,7 +70,7 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
   // Epilogue over 8 rows: (float(dot) * x_scale) * w_scale, masked at the row tail.
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (int h = 0; h < 2; ++h) {
-    const int64_t row0 = pan * kPanel + 8 * h;
+    const int64_t row0 = pan * kRowPanel + 8 * h;
     const int64_t left = a.rows - row0;
     if (left <= 0) break;
     const __m256i k = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(left < 8 ? left : 8)), lane);
@@ -85,26 +85,11 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
   }
 }
 
+#include "../cpu/counted_loops.h"
+#include "gemm_i8_isa_loops.h"
+
 }  // namespace
 
-void gemm_i8_avx2(const GemmI8Args& a, int64_t p0, int64_t p1) {
-  constexpr int kT = 4;
-  // Token blocks of about 256 KB of q stay in L2 while the panels stream past.
-  const int64_t block = kTokenBlockBytes / (a.col_blocks * kBlock) / kT * kT;
-  const int64_t tokens_per_block = block < kT ? kT : block;
-  for (int64_t tb = 0; tb < a.n; tb += tokens_per_block) {
-    const int64_t te = tb + tokens_per_block < a.n ? tb + tokens_per_block : a.n;
-    for (int64_t p = p0; p < p1; ++p) {
-      int64_t t0 = tb;
-      for (; t0 + kT <= te; t0 += kT) micro<kT>(a, p, t0);
-      switch (te - t0) {
-        case 1: micro<1>(a, p, t0); break;
-        case 2: micro<2>(a, p, t0); break;
-        case 3: micro<3>(a, p, t0); break;
-        default: break;
-      }
-    }
-  }
-}
+constexpr GemmI8Kernels kGemmI8KernelsAvx2 = {panels_by_token_blocks<4>};
 
 }  // namespace ternorm::ternary::detail

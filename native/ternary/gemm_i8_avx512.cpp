@@ -24,8 +24,6 @@
 namespace ternorm::ternary::detail {
 namespace {
 
-constexpr int64_t kPanel = 16, kBlock = 16, kTile = 64;
-constexpr int64_t kTokenBlockBytes = int64_t(256) << 10;
 
 // acc += vpdpbusd(a, the 4 bytes at p broadcast), for gemv4. The inline asm
 // keeps the accumulator in place and folds the broadcast into the instruction
@@ -58,7 +56,7 @@ inline void step(const __m512i (&tile)[P], const int8_t* qb, int64_t qstride, __
 // y for panels [pan, pan + P) and tokens [t0, t0 + T).
 template <int P, int T>
 void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
-  const int64_t qstride = a.col_blocks * kBlock, pstride = a.col_blocks * kTile;
+  const int64_t qstride = a.col_blocks * kColBlock, pstride = a.col_blocks * kTileBytes;
   const uint8_t* w = a.w + pan * pstride;
   const int8_t* q = a.q + t0 * qstride;
   __m512i acc[P][T];
@@ -66,8 +64,8 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
     for (int t = 0; t < T; ++t) acc[p][t] = _mm512_setzero_si512();
   for (int64_t b = 0; b < a.col_blocks; ++b) {
     __m512i tile[P];
-    for (int p = 0; p < P; ++p) tile[p] = _mm512_loadu_si512(w + p * pstride + b * kTile);
-    const int8_t* qb = q + b * kBlock;
+    for (int p = 0; p < P; ++p) tile[p] = _mm512_loadu_si512(w + p * pstride + b * kTileBytes);
+    const int8_t* qb = q + b * kColBlock;
     step<0>(tile, qb, qstride, acc);
     step<1>(tile, qb, qstride, acc);
     step<2>(tile, qb, qstride, acc);
@@ -75,7 +73,7 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
   }
   // Epilogue over 16 rows: (float(dot) * x_scale) * w_scale, masked at the row tail.
   for (int p = 0; p < P; ++p) {
-    const int64_t row0 = (pan + p) * kPanel;
+    const int64_t row0 = (pan + p) * kRowPanel;
     const int64_t left = a.rows - row0;
     const __mmask16 k = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
     const __m512 ws = _mm512_maskz_loadu_ps(k, a.w_scales + row0);
@@ -103,7 +101,7 @@ constexpr int64_t kGemvChunk = 8192;
 
 void gemv4(const GemmI8Args& a, int64_t pan) {
   constexpr int P = 4;
-  const int64_t pstride = a.col_blocks * kTile;
+  const int64_t pstride = a.col_blocks * kTileBytes;
   const uint8_t* w = a.w + pan * pstride;
   __m512i total[P];
   for (int p = 0; p < P; ++p) total[p] = _mm512_setzero_si512();
@@ -115,9 +113,9 @@ void gemv4(const GemmI8Args& a, int64_t pan) {
     for (int p = 0; p < P; ++p)
       for (int j = 0; j < 4; ++j) acc[p][j] = _mm512_setzero_si512();
     for (int64_t b = b0; b < b1; ++b) {
-      const int8_t* qb = a.q + b * kBlock;
+      const int8_t* qb = a.q + b * kColBlock;
       for (int p = 0; p < P; ++p) {
-        const __m512i t = _mm512_loadu_si512(w + p * pstride + b * kTile);
+        const __m512i t = _mm512_loadu_si512(w + p * pstride + b * kTileBytes);
         dp_bcast(acc[p][0], _mm512_and_si512(t, m0), qb);
         dp_bcast(acc[p][1], _mm512_and_si512(t, m1), qb + 4);
         dp_bcast(acc[p][2], _mm512_and_si512(t, m2), qb + 8);
@@ -133,7 +131,7 @@ void gemv4(const GemmI8Args& a, int64_t pan) {
   const __m512 xs = _mm512_set1_ps(a.x_scales[0]);
   const __m512i qsum = _mm512_set1_epi32(a.q_sums[0]);
   for (int p = 0; p < P; ++p) {
-    const int64_t row0 = (pan + p) * kPanel;
+    const int64_t row0 = (pan + p) * kRowPanel;
     const int64_t left = a.rows - row0;
     const __mmask16 k = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
     const __m512 ws = _mm512_maskz_loadu_ps(k, a.w_scales + row0);
@@ -142,42 +140,34 @@ void gemv4(const GemmI8Args& a, int64_t pan) {
   }
 }
 
+#include "../cpu/counted_loops.h"
+#include "gemm_i8_isa_loops.h"
+
 // Tokens [t0, t1) against panels [pan, pan + P), 8 tokens at a time.
 template <int P>
 void panels_tokens(const GemmI8Args& a, int64_t pan, int64_t t0, int64_t t1) {
-  constexpr int kT = 8;
-  for (; t0 + kT <= t1; t0 += kT) micro<P, kT>(a, pan, t0);
-  switch (t1 - t0) {
-    case 1: micro<P, 1>(a, pan, t0); break;
-    case 2: micro<P, 2>(a, pan, t0); break;
-    case 3: micro<P, 3>(a, pan, t0); break;
-    case 4: micro<P, 4>(a, pan, t0); break;
-    case 5: micro<P, 5>(a, pan, t0); break;
-    case 6: micro<P, 6>(a, pan, t0); break;
-    case 7: micro<P, 7>(a, pan, t0); break;
-    default: break;
-  }
+  by_steps<8>(t0, t1, [&](auto t, int64_t t_first) { micro<P, decltype(t)::value>(a, pan, t_first); });
 }
 
-}  // namespace
-
-void gemm_i8_avx512(const GemmI8Args& a, int64_t p0, int64_t p1) {
+void panels_avx512(const GemmI8Args& a, int64_t p0, int64_t p1) {
   if (a.n == 1) {  // GEMV: weight-streaming, 4 panels share each broadcast
     int64_t p = p0;
     for (; p + 4 <= p1; p += 4) gemv4(a, p);
     for (; p < p1; ++p) panels_tokens<1>(a, p, 0, 1);
     return;
   }
-  // Token blocks of about 256 KB of q stay in L2 while the panels stream past
-  // (each panel pair is then re-read once per block, from L2 or L3).
-  const int64_t block = kTokenBlockBytes / (a.col_blocks * kBlock) / 8 * 8;
-  const int64_t tokens_per_block = block < 8 ? 8 : block;
-  for (int64_t tb = 0; tb < a.n; tb += tokens_per_block) {
-    const int64_t te = tb + tokens_per_block < a.n ? tb + tokens_per_block : a.n;
+  // Each panel pair is re-read once per token block, from L2 or L3.
+  const int64_t per_block = tokens_per_block(a, 8);
+  for (int64_t tb = 0; tb < a.n; tb += per_block) {
+    const int64_t te = tb + per_block < a.n ? tb + per_block : a.n;
     int64_t p = p0;
     for (; p + 2 <= p1; p += 2) panels_tokens<2>(a, p, tb, te);
     for (; p < p1; ++p) panels_tokens<1>(a, p, tb, te);
   }
 }
+
+}  // namespace
+
+constexpr GemmI8Kernels kGemmI8KernelsAvx512 = {panels_avx512};
 
 }  // namespace ternorm::ternary::detail

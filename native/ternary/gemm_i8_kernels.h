@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "ternary.h"
+
 namespace ternorm::ternary::detail {
 
 // One gemm_i8 call as the kernels see it, already validated.
@@ -22,11 +24,14 @@ struct GemmI8Args {
 // signed activations (the operand order of vpdpbusd / maddubs) and subtract
 // the token's q_sums: sum (w + 1) q - sum q = sum w q, exactly.
 //
-// Each computes y[t][r] = (float(dot) * x_scales[t]) * w_scales[r] for every
-// token and the rows of row panels [p0, p1).
-void gemm_i8_ref(const GemmI8Args& a, int64_t p0, int64_t p1);
-void gemm_i8_avx2(const GemmI8Args& a, int64_t p0, int64_t p1);
-void gemm_i8_avx512(const GemmI8Args& a, int64_t p0, int64_t p1);
-void gemm_i8_neon(const GemmI8Args& a, int64_t p0, int64_t p1);
+// The kernels of a path: each ISA file defines one, gemm_i8.cpp's table picks
+// it (cpu/dispatch.h).
+struct GemmI8Kernels {
+  // y[t][r] = (float(dot) * x_scales[t]) * w_scales[r] for every token and
+  // the rows of row panels [p0, p1).
+  void (*panels)(const GemmI8Args& a, int64_t p0, int64_t p1);
+};
+extern const GemmI8Kernels kGemmI8KernelsScalar, kGemmI8KernelsAvx2, kGemmI8KernelsAvx512,
+    kGemmI8KernelsNeon;
 
 }  // namespace ternorm::ternary::detail

@@ -19,7 +19,7 @@
 namespace ternorm::ternary::detail {
 namespace {
 
-constexpr int64_t kPanel = 16, kBlock = 16, kTile = 64, kTokenBlockBytes = int64_t(256) << 10, kChunk = 16;
+constexpr int64_t kChunk = 16;
 
 template <int J>
 inline int8x16_t unpack(uint8x16_t t) {
@@ -54,8 +54,8 @@ inline void step(const uint8x16_t (&tile)[4], const int8_t* qb, int64_t qstride,
 // y for one row panel and tokens [t0, t0 + T).
 template <int T>
 void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
-  const int64_t qstride = a.col_blocks * kBlock;
-  const uint8_t* w = a.w + pan * a.col_blocks * kTile;
+  const int64_t qstride = a.col_blocks * kColBlock;
+  const uint8_t* w = a.w + pan * a.col_blocks * kTileBytes;
   const int8_t* q = a.q + t0 * qstride;
   int32_t acc32[T][8][4] = {};
   for (int64_t b0 = 0; b0 < a.col_blocks; b0 += kChunk) {
@@ -65,8 +65,8 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
       for (int i = 0; i < 8; ++i) acc[t][i] = vdupq_n_s16(0);
     for (int64_t b = b0; b < b1; ++b) {
       uint8x16_t tile[4];
-      for (int k = 0; k < 4; ++k) tile[k] = vld1q_u8(w + b * kTile + 16 * k);
-      const int8_t* qb = q + b * kBlock;
+      for (int k = 0; k < 4; ++k) tile[k] = vld1q_u8(w + b * kTileBytes + 16 * k);
+      const int8_t* qb = q + b * kColBlock;
       step<0>(tile, qb, qstride, acc);
       step<1>(tile, qb, qstride, acc);
       step<2>(tile, qb, qstride, acc);
@@ -77,7 +77,7 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
   }
   // Epilogue over 4 rows: (float(dot) * x_scale) * w_scale.
   for (int k = 0; k < 4; ++k) {
-    const int64_t row0 = pan * kPanel + 4 * k;
+    const int64_t row0 = pan * kRowPanel + 4 * k;
     const int64_t left = a.rows - row0;
     if (left <= 0) break;
     float ws_tail[4] = {0, 0, 0, 0};
@@ -100,24 +100,11 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
   }
 }
 
+#include "../cpu/counted_loops.h"
+#include "gemm_i8_isa_loops.h"
+
 }  // namespace
 
-void gemm_i8_neon(const GemmI8Args& a, int64_t p0, int64_t p1) {
-  constexpr int kT = 2;
-  // Token blocks of about 256 KB of q stay in L2 while the panels stream past.
-  const int64_t block = kTokenBlockBytes / (a.col_blocks * kBlock) / kT * kT;
-  const int64_t tokens_per_block = block < kT ? kT : block;
-  for (int64_t tb = 0; tb < a.n; tb += tokens_per_block) {
-    const int64_t te = tb + tokens_per_block < a.n ? tb + tokens_per_block : a.n;
-    for (int64_t p = p0; p < p1; ++p) {
-      int64_t t0 = tb;
-      for (; t0 + kT <= te; t0 += kT) micro<kT>(a, p, t0);
-      switch (te - t0) {
-        case 1: micro<1>(a, p, t0); break;
-        default: break;
-      }
-    }
-  }
-}
+constexpr GemmI8Kernels kGemmI8KernelsNeon = {panels_by_token_blocks<2>};
 
 }  // namespace ternorm::ternary::detail

@@ -6,8 +6,9 @@
 #include "ternary.h"
 
 namespace ternorm::ternary::detail {
+namespace {
 
-void gemm_i8_ref(const GemmI8Args& a, int64_t p0, int64_t p1) {
+void panels_ref(const GemmI8Args& a, int64_t p0, int64_t p1) {
   const int64_t qstride = a.col_blocks * kColBlock;
   std::vector<int8_t> trit(static_cast<size_t>(a.cols));
   const int64_t r1 = p1 * kRowPanel < a.rows ? p1 * kRowPanel : a.rows;
@@ -27,5 +28,9 @@ void gemm_i8_ref(const GemmI8Args& a, int64_t p0, int64_t p1) {
     }
   }
 }
+
+}  // namespace
+
+constexpr GemmI8Kernels kGemmI8KernelsScalar = {panels_ref};
 
 }  // namespace ternorm::ternary::detail

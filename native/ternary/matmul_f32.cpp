@@ -15,7 +15,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "../cpu/features.h"
+#include "../cpu/dispatch.h"
 #include "../gemm/gemm_kernels.h"
 #include "matmul_f32_kernels.h"
 #include "ternary.h"
@@ -23,30 +23,14 @@
 namespace ternorm::ternary {
 namespace {
 
-struct Decoders {
-  detail::Decoder wt;  // W^T for matmul_f32
-  detail::Decoder w;   // W for matmul_f32_t
-};
-
 // The one dispatch point of the family (the GEMM driver picks the matching
 // microkernel from the same ex.isa).
-Decoders pick(const char* fn, Isa isa) {
-  if (!isa_supported(isa))
-    throw std::invalid_argument(std::string(fn) + ": ISA path '" + isa_name(isa) +
-                                "' is not available in this build or on this CPU");
-  switch (isa) {
-    case Isa::Scalar: return {detail::decode_wt_ref, detail::decode_w_ref};
-#if defined(__x86_64__) || defined(_M_X64)
-    case Isa::Avx2: return {detail::decode_wt_avx2, detail::decode_w_avx2};
-    case Isa::Avx512: return {detail::decode_wt_avx512, detail::decode_w_avx512};
-#endif
-#if defined(__aarch64__)
-    case Isa::Neon: return {detail::decode_wt_neon, detail::decode_w_neon};
-#endif
-    default: break;
-  }
-  throw std::invalid_argument(std::string(fn) + ": no kernel for ISA path '" + isa_name(isa) + "'");
-}
+constexpr IsaTable<detail::MatmulF32Kernels> kMatmulF32Table = {
+    "matmul_f32",
+    {&detail::kMatmulF32KernelsScalar, TERNORM_X86_KERNELS(detail::kMatmulF32KernelsAvx2),
+     TERNORM_X86_KERNELS(detail::kMatmulF32KernelsAvx512),
+     TERNORM_ARM64_KERNELS(detail::kMatmulF32KernelsNeon)}};
+static_assert(kMatmulF32Table.covers_compiled_paths(), "a compiled path without matmul_f32 kernels");
 
 // in: n x in_width, out: n x out_width.
 detail::TernarySource check_args(const char* fn, const PackedTernary& w, const float* in,
@@ -81,7 +65,7 @@ detail::TernarySource check_args(const char* fn, const PackedTernary& w, const f
 
 void matmul_f32(const PackedTernary& w, const float* x, int64_t n, float* y, const Exec& ex) {
   const detail::TernarySource src = check_args("matmul_f32", w, x, "x", n, y, "y");
-  const Decoders d = pick("matmul_f32", ex.isa);
+  const detail::MatmulF32Kernels& d = pick_kernels(kMatmulF32Table, ex.isa, "matmul_f32");
   gemm::BPacker bp;
   bp.pack = d.wt;
   bp.ctx = &src;
@@ -91,7 +75,7 @@ void matmul_f32(const PackedTernary& w, const float* x, int64_t n, float* y, con
 
 void matmul_f32_t(const PackedTernary& w, const float* dy, int64_t n, float* dx, const Exec& ex) {
   const detail::TernarySource src = check_args("matmul_f32_t", w, dy, "dy", n, dx, "dx");
-  const Decoders d = pick("matmul_f32_t", ex.isa);
+  const detail::MatmulF32Kernels& d = pick_kernels(kMatmulF32Table, ex.isa, "matmul_f32_t");
   gemm::BPacker bp;
   bp.pack = d.w;
   bp.ctx = &src;

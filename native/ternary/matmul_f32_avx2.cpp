@@ -15,8 +15,7 @@
 namespace ternorm::ternary::detail {
 namespace {
 
-// Weight of column c of a block sits at bits 8 * (c % 4) + 2 * (c / 4) of its row's dword.
-inline int col_shift(int64_t c) { return int(8 * (c % 4) + 2 * (c / 4)); }
+#include "matmul_f32_isa_loops.h"
 
 // All-ones in lanes first .. first+7 that are < count.
 inline __m256i lanes_below(int64_t first, int64_t count) {
@@ -37,30 +36,19 @@ inline void zero_group(float* panel, int64_t nr, int64_t kc) {
   }
 }
 
-}  // namespace
-
 void decode_wt_avx2(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                     float* dst) {
   const TernarySource& w = *static_cast<const TernarySource*>(ctx);
-  const int64_t width = (nc + nr - 1) / nr * nr;
   const __m256i three = _mm256_set1_epi32(3);
-  for (int64_t g = 0; g < width; g += 16) {  // 16 GEMM columns = one row panel of W
-    float* panel = dst + (g / nr) * kc * nr + g % nr;
-    if (g >= nc) {
-      zero_group(panel, nr, kc);
-      continue;
-    }
+  for_each_group(nr, kc, nc, dst, [&](float* panel) { zero_group(panel, nr, kc); },
+                 [&](float* panel, int64_t g) {  // one row panel of W
     const int64_t r0 = j0 + g;
     // Only rows < nc have a scale (and weights): the rest get scale 0, hence 0.
     const __m256 s_lo = _mm256_maskload_ps(w.scales + r0, lanes_below(0, nc - g));
     const __m256 s_hi = _mm256_maskload_ps(w.scales + r0 + 8, lanes_below(8, nc - g));
-    const uint8_t* tiles = w.data + (r0 / kRowPanel) * w.col_blocks * kTileBytes;
-    for (int64_t kb = k0; kb < k0 + kc; kb += kColBlock) {
-      const uint8_t* tile = tiles + (kb / kColBlock) * kTileBytes;
+    for_each_tile(w, r0, nr, k0, kc, panel, [&](float* d, const uint8_t* tile, int64_t count) {
       const __m256i v_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile));
       const __m256i v_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + 32));
-      const int64_t count = k0 + kc - kb < kColBlock ? k0 + kc - kb : kColBlock;
-      float* d = panel + (kb - k0) * nr;
       for (int64_t c = 0; c < count; ++c) {
         const __m128i sh = _mm_cvtsi32_si128(col_shift(c));
         _mm256_storeu_ps(d + c * nr,
@@ -68,39 +56,34 @@ void decode_wt_avx2(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t
         _mm256_storeu_ps(d + c * nr + 8,
                          decode(_mm256_and_si256(_mm256_srl_epi32(v_hi, sh), three), s_hi));
       }
-    }
-  }
+    });
+  });
 }
 
 void decode_w_avx2(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                    float* dst) {
   const TernarySource& w = *static_cast<const TernarySource*>(ctx);
-  const int64_t width = (nc + nr - 1) / nr * nr;
   const __m256i three = _mm256_set1_epi32(3);
   const __m256i shifts_lo = _mm256_setr_epi32(0, 8, 16, 24, 2, 10, 18, 26);
   const __m256i shifts_hi = _mm256_setr_epi32(4, 12, 20, 28, 6, 14, 22, 30);
-  for (int64_t g = 0; g < width; g += 16) {  // 16 GEMM columns = one column block of W
-    float* panel = dst + (g / nr) * kc * nr + g % nr;
-    if (g >= nc) {
-      zero_group(panel, nr, kc);
-      continue;
-    }
+  for_each_group(nr, kc, nc, dst, [&](float* panel) { zero_group(panel, nr, kc); },
+                 [&](float* panel, int64_t g) {  // one column block of W
     // Columns past the end of W hold the code of 0 (ternary.h) and come out 0.
     const int64_t block = (j0 + g) / kColBlock;
     for (int64_t kk = 0; kk < kc; ++kk) {
       const int64_t r = k0 + kk;
-      uint32_t bits;
-      std::memcpy(&bits, w.data + ((r / kRowPanel) * w.col_blocks + block) * kTileBytes +
-                             (r % kRowPanel) * 4,
-                  4);
-      const __m256i v = _mm256_set1_epi32(int(bits));
+      const __m256i v = _mm256_set1_epi32(int(row_bits(w, r, block)));
       const __m256 s = _mm256_set1_ps(w.scales[r]);
       const __m256 lo = decode(_mm256_and_si256(_mm256_srlv_epi32(v, shifts_lo), three), s);
       const __m256 hi = decode(_mm256_and_si256(_mm256_srlv_epi32(v, shifts_hi), three), s);
       _mm256_storeu_ps(panel + kk * nr, lo);
       _mm256_storeu_ps(panel + kk * nr + 8, hi);
     }
-  }
+  });
 }
+
+}  // namespace
+
+constexpr MatmulF32Kernels kMatmulF32KernelsAvx2 = {decode_wt_avx2, decode_w_avx2};
 
 }  // namespace ternorm::ternary::detail

@@ -15,8 +15,7 @@
 namespace ternorm::ternary::detail {
 namespace {
 
-// Weight of column c of a block sits at bits 8 * (c % 4) + 2 * (c / 4) of its row's dword.
-inline int col_shift(int64_t c) { return int(8 * (c % 4) + 2 * (c / 4)); }
+#include "matmul_f32_isa_loops.h"
 
 inline __mmask16 first_lanes(int64_t count) {
   return count >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << count) - 1u);
@@ -36,62 +35,47 @@ inline void zero_group(float* panel, int64_t nr, int64_t kc) {
   for (int64_t kk = 0; kk < kc; ++kk) _mm512_storeu_ps(panel + kk * nr, _mm512_setzero_ps());
 }
 
-}  // namespace
-
 void decode_wt_avx512(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0,
                       int64_t nc, float* dst) {
   const TernarySource& w = *static_cast<const TernarySource*>(ctx);
-  const int64_t width = (nc + nr - 1) / nr * nr;
   const __m512i three = _mm512_set1_epi32(3);
-  for (int64_t g = 0; g < width; g += 16) {  // 16 GEMM columns = one row panel of W
-    float* panel = dst + (g / nr) * kc * nr + g % nr;
-    if (g >= nc) {
-      zero_group(panel, nr, kc);
-      continue;
-    }
+  for_each_group(nr, kc, nc, dst, [&](float* panel) { zero_group(panel, nr, kc); },
+                 [&](float* panel, int64_t g) {  // one row panel of W
     const int64_t r0 = j0 + g;
     // Only rows < nc have a scale (and weights): the rest get scale 0, hence 0.
     const __m512 s = _mm512_maskz_loadu_ps(first_lanes(nc - g), w.scales + r0);
-    const uint8_t* tiles = w.data + (r0 / kRowPanel) * w.col_blocks * kTileBytes;
-    for (int64_t kb = k0; kb < k0 + kc; kb += kColBlock) {
-      const __m512i v = _mm512_loadu_si512(tiles + (kb / kColBlock) * kTileBytes);
-      const int64_t count = k0 + kc - kb < kColBlock ? k0 + kc - kb : kColBlock;
-      float* d = panel + (kb - k0) * nr;
+    for_each_tile(w, r0, nr, k0, kc, panel, [&](float* d, const uint8_t* tile, int64_t count) {
+      const __m512i v = _mm512_loadu_si512(tile);
       for (int64_t c = 0; c < count; ++c) {
         const __m512i codes =
             _mm512_and_si512(_mm512_maskz_srl_epi32(kAll, v, _mm_cvtsi32_si128(col_shift(c))), three);
         _mm512_storeu_ps(d + c * nr, decode(codes, s));
       }
-    }
-  }
+    });
+  });
 }
 
 void decode_w_avx512(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                      float* dst) {
   const TernarySource& w = *static_cast<const TernarySource*>(ctx);
-  const int64_t width = (nc + nr - 1) / nr * nr;
   const __m512i three = _mm512_set1_epi32(3);
   const __m512i shifts =
       _mm512_setr_epi32(0, 8, 16, 24, 2, 10, 18, 26, 4, 12, 20, 28, 6, 14, 22, 30);
-  for (int64_t g = 0; g < width; g += 16) {  // 16 GEMM columns = one column block of W
-    float* panel = dst + (g / nr) * kc * nr + g % nr;
-    if (g >= nc) {
-      zero_group(panel, nr, kc);
-      continue;
-    }
+  for_each_group(nr, kc, nc, dst, [&](float* panel) { zero_group(panel, nr, kc); },
+                 [&](float* panel, int64_t g) {  // one column block of W
     // Columns past the end of W hold the code of 0 (ternary.h) and come out 0.
     const int64_t block = (j0 + g) / kColBlock;
     for (int64_t kk = 0; kk < kc; ++kk) {
       const int64_t r = k0 + kk;
-      uint32_t bits;
-      std::memcpy(&bits, w.data + ((r / kRowPanel) * w.col_blocks + block) * kTileBytes +
-                             (r % kRowPanel) * 4,
-                  4);
-      const __m512i codes =
-          _mm512_and_si512(_mm512_maskz_srlv_epi32(kAll, _mm512_set1_epi32(int(bits)), shifts), three);
+      const __m512i codes = _mm512_and_si512(
+          _mm512_maskz_srlv_epi32(kAll, _mm512_set1_epi32(int(row_bits(w, r, block))), shifts), three);
       _mm512_storeu_ps(panel + kk * nr, decode(codes, _mm512_set1_ps(w.scales[r])));
     }
-  }
+  });
 }
+
+}  // namespace
+
+constexpr MatmulF32Kernels kMatmulF32KernelsAvx512 = {decode_wt_avx512, decode_w_avx512};
 
 }  // namespace ternorm::ternary::detail

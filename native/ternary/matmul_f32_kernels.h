@@ -24,30 +24,22 @@ struct TernarySource {
 // GEMM columns j0 .. j0+nc-1, panel q (width nr) at dst + q * kc * nr,
 // k-major, zero past nc. k0 is a multiple of 16, j0 of nr, nr of 16.
 //
-// decode_wt_*: op(B) = W^T, the operand of matmul_f32 (y = x W^T):
+// MatmulF32Kernels::wt: op(B) = W^T, the operand of matmul_f32 (y = x W^T):
 //   B[k][j] = trit[j][k] * scales[j]  (k over cols, j over rows).
-// decode_w_*: op(B) = W, the operand of matmul_f32_t (dx = dy W):
+// MatmulF32Kernels::w: op(B) = W, the operand of matmul_f32_t (dx = dy W):
 //   B[k][j] = trit[k][j] * scales[k]  (k over rows, j over cols).
 // Codes are read as w + 1; pack2 never writes code 3 (see matmul_f32.cpp).
 using Decoder = void (*)(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0,
                          int64_t nc, float* dst);
 
-void decode_wt_ref(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
-                   float* dst);
-void decode_w_ref(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
-                  float* dst);
-void decode_wt_avx2(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
-                    float* dst);
-void decode_w_avx2(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
-                   float* dst);
-void decode_wt_avx512(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0,
-                      int64_t nc, float* dst);
-void decode_w_avx512(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
-                     float* dst);
-void decode_wt_neon(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
-                    float* dst);
-void decode_w_neon(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
-                   float* dst);
+// The decoders of a path: each ISA file defines one, matmul_f32.cpp's table
+// picks it (cpu/dispatch.h).
+struct MatmulF32Kernels {
+  Decoder wt;  // W^T for matmul_f32
+  Decoder w;   // W for matmul_f32_t
+};
+extern const MatmulF32Kernels kMatmulF32KernelsScalar, kMatmulF32KernelsAvx2,
+    kMatmulF32KernelsAvx512, kMatmulF32KernelsNeon;
 
 // The plain references the tests compare every path to:
 //   y[t][r]  = scales[r] * sum_c trit[r][c] * x[t][c]          (sum in c order)

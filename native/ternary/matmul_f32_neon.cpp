@@ -15,8 +15,7 @@
 namespace ternorm::ternary::detail {
 namespace {
 
-// Weight of column c of a block sits at bits 8 * (c % 4) + 2 * (c / 4) of its row's dword.
-inline int col_shift(int64_t c) { return int(8 * (c % 4) + 2 * (c / 4)); }
+#include "matmul_f32_isa_loops.h"
 
 // (code - 1) * s for 4 codes in the low 2 bits of each lane.
 inline float32x4_t decode(uint32x4_t codes, float32x4_t s) {
@@ -29,19 +28,12 @@ inline void zero_group(float* panel, int64_t nr, int64_t kc) {
     for (int q = 0; q < 4; ++q) vst1q_f32(panel + kk * nr + 4 * q, z);
 }
 
-}  // namespace
-
 void decode_wt_neon(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                     float* dst) {
   const TernarySource& w = *static_cast<const TernarySource*>(ctx);
-  const int64_t width = (nc + nr - 1) / nr * nr;
   const uint32x4_t three = vdupq_n_u32(3);
-  for (int64_t g = 0; g < width; g += 16) {  // 16 GEMM columns = one row panel of W
-    float* panel = dst + (g / nr) * kc * nr + g % nr;
-    if (g >= nc) {
-      zero_group(panel, nr, kc);
-      continue;
-    }
+  for_each_group(nr, kc, nc, dst, [&](float* panel) { zero_group(panel, nr, kc); },
+                 [&](float* panel, int64_t g) {  // one row panel of W
     const int64_t r0 = j0 + g;
     // Only rows < nc have a scale (and weights): the rest get scale 0, hence 0.
     const int64_t valid = nc - g < 16 ? nc - g : 16;
@@ -49,52 +41,43 @@ void decode_wt_neon(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t
     std::memcpy(scales, w.scales + r0, size_t(valid) * sizeof(float));
     float32x4_t s[4];
     for (int q = 0; q < 4; ++q) s[q] = vld1q_f32(scales + 4 * q);
-    const uint8_t* tiles = w.data + (r0 / kRowPanel) * w.col_blocks * kTileBytes;
-    for (int64_t kb = k0; kb < k0 + kc; kb += kColBlock) {
-      const uint8_t* tile = tiles + (kb / kColBlock) * kTileBytes;
+    for_each_tile(w, r0, nr, k0, kc, panel, [&](float* d, const uint8_t* tile, int64_t count) {
       uint32x4_t v[4];
       for (int q = 0; q < 4; ++q) v[q] = vreinterpretq_u32_u8(vld1q_u8(tile + 16 * q));
-      const int64_t count = k0 + kc - kb < kColBlock ? k0 + kc - kb : kColBlock;
-      float* d = panel + (kb - k0) * nr;
       for (int64_t c = 0; c < count; ++c) {
         const int32x4_t sh = vdupq_n_s32(-col_shift(c));  // negative: shift right
         for (int q = 0; q < 4; ++q)
           vst1q_f32(d + c * nr + 4 * q, decode(vandq_u32(vshlq_u32(v[q], sh), three), s[q]));
       }
-    }
-  }
+    });
+  });
 }
 
 void decode_w_neon(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                    float* dst) {
   const TernarySource& w = *static_cast<const TernarySource*>(ctx);
-  const int64_t width = (nc + nr - 1) / nr * nr;
   const uint32x4_t three = vdupq_n_u32(3);
   // Right shifts (as negative left shifts) of columns 4q .. 4q+3.
   static const int32_t kShifts[16] = {0,  -8,  -16, -24, -2, -10, -18, -26,
                                       -4, -12, -20, -28, -6, -14, -22, -30};
   int32x4_t shifts[4];
   for (int q = 0; q < 4; ++q) shifts[q] = vld1q_s32(kShifts + 4 * q);
-  for (int64_t g = 0; g < width; g += 16) {  // 16 GEMM columns = one column block of W
-    float* panel = dst + (g / nr) * kc * nr + g % nr;
-    if (g >= nc) {
-      zero_group(panel, nr, kc);
-      continue;
-    }
+  for_each_group(nr, kc, nc, dst, [&](float* panel) { zero_group(panel, nr, kc); },
+                 [&](float* panel, int64_t g) {  // one column block of W
     // Columns past the end of W hold the code of 0 (ternary.h) and come out 0.
     const int64_t block = (j0 + g) / kColBlock;
     for (int64_t kk = 0; kk < kc; ++kk) {
       const int64_t r = k0 + kk;
-      uint32_t bits;
-      std::memcpy(&bits, w.data + ((r / kRowPanel) * w.col_blocks + block) * kTileBytes +
-                             (r % kRowPanel) * 4,
-                  4);
-      const uint32x4_t v = vdupq_n_u32(bits);
+      const uint32x4_t v = vdupq_n_u32(row_bits(w, r, block));
       const float32x4_t s = vdupq_n_f32(w.scales[r]);
       for (int q = 0; q < 4; ++q)
         vst1q_f32(panel + kk * nr + 4 * q, decode(vandq_u32(vshlq_u32(v, shifts[q]), three), s));
     }
-  }
+  });
 }
+
+}  // namespace
+
+constexpr MatmulF32Kernels kMatmulF32KernelsNeon = {decode_wt_neon, decode_w_neon};
 
 }  // namespace ternorm::ternary::detail

@@ -39,6 +39,8 @@ void matmul_f32_t_ref(const PackedTernary& w, const float* dy, int64_t n, float*
   }
 }
 
+namespace {
+
 void decode_wt_ref(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                    float* dst) {
   const TernarySource& w = *static_cast<const TernarySource*>(ctx);
@@ -68,5 +70,9 @@ void decode_w_ref(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j
           jj < nc ? float(trit_at(w.data, w.col_blocks, r, j0 + jj)) * s : 0.0f;
   }
 }
+
+}  // namespace
+
+constexpr MatmulF32Kernels kMatmulF32KernelsScalar = {decode_wt_ref, decode_w_ref};
 
 }  // namespace ternorm::ternary::detail

@@ -42,10 +42,10 @@ std::vector<float> row(int64_t n, float scale, bool edges, Rng& rng) {
 }  // namespace
 
 TEST(vec_math_paths_match_reference) {
-  const VecKernels ref = vec_kernels_ref();
+  const VecKernels& ref = kVecKernelsScalar;
   Rng rng(77);
   for (Isa isa : ternorm::test::every_isa()) {
-    const VecKernels k = vec_kernels(isa);
+    const VecKernels& k = vec_kernels(isa);
     for (int64_t n : {1, 2, 7, 8, 9, 15, 16, 17, 23, 24, 31, 33, 64, 255, 4096}) {
       for (int edges = 0; edges < 2; ++edges) {
         for (float scale : {1.0f, 30.0f}) {
@@ -90,7 +90,7 @@ TEST(vec_math_paths_match_reference) {
 
 // The reference itself against the plain formulas it stands for.
 TEST(vec_math_reference_formulas) {
-  const VecKernels ref = vec_kernels_ref();
+  const VecKernels& ref = kVecKernelsScalar;
   Rng rng(78);
   for (int64_t n : {1, 9, 100}) {
     const std::vector<float> x = row(n, 3.0f, false, rng);
@@ -107,5 +107,19 @@ TEST(vec_math_reference_formulas) {
       const double g = x[size_t(c)], e = g * g / (1.0 + std::exp(-g));
       CHECK_MSG(std::fabs(o[size_t(c)] - e) <= 1e-6 * std::fmax(1.0, std::fabs(e)), "swiglu " << c);
     }
+  }
+}
+
+// No silent fallback: every SIMD path this CPU runs has kernels of its own
+// (the AVX-512 set shares only the AVX2 max, which keeps the reference's 8 lanes).
+TEST(vec_math_every_simd_path_has_its_own_kernels) {
+  for (Isa isa : ternorm::test::every_isa()) {
+    if (isa == Isa::Scalar) continue;
+    const VecKernels& k = vec_kernels(isa);
+    CHECK_MSG(&k != &kVecKernelsScalar && k.exp_sum != kVecKernelsScalar.exp_sum &&
+                  k.swiglu != kVecKernelsScalar.swiglu &&
+                  k.swiglu_backward != kVecKernelsScalar.swiglu_backward &&
+                  k.max != kVecKernelsScalar.max && k.scale != kVecKernelsScalar.scale,
+              isa_name(isa));
   }
 }
