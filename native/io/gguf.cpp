@@ -437,6 +437,14 @@ class Parser {
                               " to ", prev->offset + prev->bytes, ")"));
       if (t.bytes > 0) prev = &t;
     }
+    // ggml reads every tensor with its padding to the alignment, the last one
+    // included, so a file cut inside that padding does not load there either.
+    if (prev != nullptr) {
+      uint64_t end = 0;
+      if (!align_up(prev->offset + prev->bytes, f.alignment_, &end) || end > size_ - data)
+        throw FormatError(cat("gguf: truncated: the data section ends inside the padding after tensor ",
+                              quoted(prev->name), " (", data + end, " bytes needed, the file has ", size_, ")"));
+    }
     f.size_ = size_;
     return f;
   }
