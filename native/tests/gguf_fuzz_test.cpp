@@ -56,7 +56,7 @@ Bytes metadata_seed() {
   w.set("a.nest", Value::array_of_arrays({Value::array_i32({1, 2}), Value::array_strings({"q"})}));
   for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::TQ1_0, GgmlType::TQ2_0}) {
     const int64_t n = gguf::block_values(t) == 1 ? 4 : gguf::block_values(t);
-    std::vector<float> v(size_t(n));
+    std::vector<float> v(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) v[size_t(i)] = float(i % 3) - 1.0f;
     Bytes data(size_t(gguf::bytes_for(t, n)));
     gguf::encode_from_float(t, v.data(), n, data.data());

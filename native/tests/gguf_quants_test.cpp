@@ -162,20 +162,20 @@ TEST(gguf_ternary_random_round_trips_and_float_paths_agree) {
   Rng rng(0x7E77);
   for (GgmlType type : {GgmlType::TQ1_0, GgmlType::TQ2_0}) {
     const int64_t n = 256 * 5;
-    std::vector<int8_t> t(size_t(n));
+    std::vector<int8_t> t(static_cast<size_t>(n));
     for (auto& v : t) v = int8_t(rng.below(3) - 1);
     std::vector<uint16_t> d(5);
     for (auto& h : d) h = gguf::fp32_to_fp16(rng.uniform(0.01f, 2.0f));
     std::vector<uint8_t> bytes(size_t(gguf::bytes_for(type, n)));
     gguf::encode_ternary(type, t.data(), d.data(), n, bytes.data());
-    std::vector<int8_t> back(size_t(n));
+    std::vector<int8_t> back(static_cast<size_t>(n));
     std::vector<uint16_t> dback(5);
     CHECK(gguf::decode_ternary(type, bytes.data(), n, back.data(), dback.data(), nullptr));
     CHECK(back == t && dback == d);
     // decode_to_float = trit * d, and ggml's float quantiser (block amax as d)
     // maps those floats back to the same bytes when every block has both signs
     // at full scale (random trits over 256 values: certain in practice; checked).
-    std::vector<float> f(size_t(n));
+    std::vector<float> f(static_cast<size_t>(n));
     gguf::decode_to_float(type, bytes.data(), n, f.data());
     for (int64_t i = 0; i < n; ++i) CHECK(f[size_t(i)] == float(t[size_t(i)]) * gguf::fp16_to_fp32(d[size_t(i / 256)]));
     std::vector<uint8_t> again(bytes.size());
