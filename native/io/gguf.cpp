@@ -522,12 +522,9 @@ class Parser {
     if (et == ValueType::Array) {
       std::vector<Value> v;
       v.reserve(size_t(n));
-      for (uint64_t i = 0; i < n; ++i) {
-        const uint32_t inner = uint32_t(u(4, cat("the type of element ", i, " of key ", quoted(key))));
-        if (inner != uint32_t(ValueType::Array))
-          throw FormatError(cat("gguf: key ", quoted(key), ": element ", i, " of an array of arrays has type ", inner));
-        v.push_back(value(ValueType::Array, key, depth + 1));
-      }
+      // Elements carry no type tag of their own: each is an array value
+      // (element type, length, elements), as gguf-py writes nested arrays.
+      for (uint64_t i = 0; i < n; ++i) v.push_back(value(ValueType::Array, key, depth + 1));
       return Value::array_of_arrays(std::move(v));
     }
     const size_t bytes = size_t(n) * min_bytes;
@@ -645,10 +642,7 @@ class Serializer {
         if (v.elem_ == ValueType::String) {
           for (const std::string& s : v.strs_) put_string(out, s);
         } else if (v.elem_ == ValueType::Array) {
-          for (const Value& x : v.items_) {
-            put_le(out, uint32_t(ValueType::Array), 4);
-            value(out, x);
-          }
+          for (const Value& x : v.items_) value(out, x);
         } else {
           out.insert(out.end(), v.raw_.begin(), v.raw_.end());
         }

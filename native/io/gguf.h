@@ -9,7 +9,8 @@
 //   refused), u64 tensor count, u64 metadata count;
 //   metadata: string key, u32 value type, value. Value types: 0 u8, 1 i8,
 //   2 u16, 3 i16, 4 u32, 5 i32, 6 f32, 7 bool (one byte, 0 or 1), 8 string,
-//   9 array (u32 element type, u64 count, elements; arrays nest), 10 u64,
+//   9 array (u32 element type, u64 count, elements; an element of an array of
+//   arrays is itself element type, count, elements, with no tag), 10 u64,
 //   11 i64, 12 f64;
 //   tensor infos: string name, u32 n_dims (1..4), u64 ne[n_dims] (ne[0] is
 //   the innermost, contiguous dimension: a rows x cols matrix is

@@ -112,6 +112,14 @@ TEST(gguf_io_header_layout) {
   float v[2];
   std::memcpy(v, f.data(f.tensor("t")), 8);
   CHECK(v[0] == 1.0f && v[1] == 2.0f);
+  // A nested array: type 9, element type 9, count 1, then the inner array
+  // without a tag of its own: element type 0 (u8), count 1, the byte 5.
+  gguf::Writer n;
+  n.set("n", Value::array_of_arrays({Value::array_u8({5})}));
+  const Bytes nb = n.finish();
+  CHECK(rd32(nb, 33) == 9 && rd32(nb, 37) == 9 && rd64(nb, 41) == 1 && rd32(nb, 49) == 0 && rd64(nb, 53) == 1 &&
+        nb[61] == 5);
+  CHECK(gguf::File::copy(nb.data(), nb.size()).get("n").arrays("n")[0].raw("n", ValueType::U8) == Bytes{5});
 }
 
 TEST(gguf_io_version_2_reads_and_others_are_refused) {
