@@ -37,6 +37,11 @@ void check_finite(const float* x, int64_t n, GgmlType t) {
                                   type_name(t));
 }
 
+// x * id as ggml computes it, except where 1/d overflowed (d subnormal):
+// there x / d. The callers clamp to the code range, which only matters for
+// such subnormal scales (a rounded d may sit just below amax / 127).
+float scaled(float x, float id, float d) { return std::isfinite(id) ? x * id : x / d; }
+
 // Where value e (< 256) of a TQ1_0 block lives: its byte and its base-3
 // digit, 0 = most significant (see the layout in gguf_quants.h).
 struct Tq1Place {
@@ -252,7 +257,7 @@ void encode_from_float(GgmlType t, const float* in, int64_t n, uint8_t* out) {
         for (int j = 0; j < kQK8_0; ++j) amax = std::fmax(amax, std::fabs(x[j]));
         const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
         wr16(blk, fp32_to_fp16(d));
-        for (int j = 0; j < kQK8_0; ++j) blk[2 + j] = uint8_t(int8_t(std::roundf(x[j] * id)));
+        for (int j = 0; j < kQK8_0; ++j) blk[2 + j] = uint8_t(int8_t(std::fmin(127.0f, std::fmax(-127.0f, std::roundf(scaled(x[j], id, d))))));
       }
       return;
     case GgmlType::TQ1_0:
@@ -264,7 +269,7 @@ void encode_from_float(GgmlType t, const float* in, int64_t n, uint8_t* out) {
         float amax = 0;
         for (int j = 0; j < kQK_K; ++j) amax = std::fmax(amax, std::fabs(x[j]));
         const float id = amax != 0 ? 1.0f / amax : 0.0f;
-        for (int j = 0; j < kQK_K; ++j) tr[j] = int8_t(std::lroundf(x[j] * id));
+        for (int j = 0; j < kQK_K; ++j) tr[j] = int8_t(std::fmin(1.0f, std::fmax(-1.0f, std::roundf(scaled(x[j], id, amax)))));
         const uint16_t d = fp32_to_fp16(amax);
         if (t == GgmlType::TQ1_0)
           encode_tq1_block(tr, d, out + b * int64_t(kTq1Bytes));

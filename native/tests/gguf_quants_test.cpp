@@ -213,6 +213,19 @@ TEST(gguf_q8_0_known_bytes_and_error_bound) {
     for (int j = 0; j < 32; ++j)
       CHECK(std::fabs(double(v[b * 32 + j]) - back[b * 32 + j]) <= d / 2 + 127 * std::fabs(d - dq) + 1e-6);
   }
+  // A block of subnormals (1 / d overflows): still quantised within range.
+  float tiny[32];
+  for (int j = 0; j < 32; ++j) tiny[j] = std::ldexp(float(j - 16), -140);
+  gguf::encode_from_float(GgmlType::Q8_0, tiny, 32, out);
+  CHECK(int8_t(out[2]) <= -126 && int8_t(out[2 + 16]) == 0 && int8_t(out[2 + 31]) > 100);
+  float tiny256[256];
+  for (int j = 0; j < 256; ++j) tiny256[j] = std::ldexp(float(j % 3) - 1.0f, -140);
+  uint8_t tq[gguf::kTq2Bytes];
+  gguf::encode_from_float(GgmlType::TQ2_0, tiny256, 256, tq);
+  int8_t tr[256];
+  uint16_t td;
+  CHECK(gguf::decode_ternary(GgmlType::TQ2_0, tq, 256, tr, &td, nullptr));
+  for (int j = 0; j < 256; ++j) CHECK(tr[j] == j % 3 - 1);
   float bad[32] = {std::numeric_limits<float>::infinity()};
   CHECK_THROWS(gguf::encode_from_float(GgmlType::Q8_0, bad, 32, out));
 }
