@@ -182,6 +182,12 @@ TEST(gguf_model_gains_are_multiplied_into_the_norms) {
   CHECK(mentions(thrown_message([&] { export_bytes(*m, GgufWeightType::F32, gains.data()); }), "adapter gain 7"));
 }
 
+TEST(gguf_model_export_type_names) {
+  for (GgufWeightType t : {GgufWeightType::TQ2_0, GgufWeightType::TQ1_0, GgufWeightType::F16, GgufWeightType::F32})
+    CHECK(model::gguf_weight_type_from_name(model::gguf_weight_type_name(t)) == t);
+  CHECK(mentions(thrown_message([] { model::gguf_weight_type_from_name("q4_k"); }), "expected tq2_0, tq1_0, f16 or f32"));
+}
+
 TEST(gguf_model_llama_keys_and_tensor_names) {
   const auto m = random_model(14);
   const std::vector<uint8_t> b = export_bytes(*m, GgufWeightType::TQ1_0);
@@ -246,6 +252,7 @@ TEST(gguf_model_float_matrices_are_ternarised_by_absmean) {
       for (int k = 0; k < model::kMatricesPerLayer; ++k) {
         const auto& mat = im.matrices[size_t(l * 7 + k)];
         CHECK(mat.source == model::GgufMatrixSource::AbsmeanPtq && mat.type == type);
+        CHECK(std::string(model::gguf_matrix_source_name(mat.source)) == "absmean-ptq");
         const std::vector<float>& v = source[mat.tensor];
         const model::LinearShape s = im.model->matrix_shape(Matrix(k));
         std::vector<int8_t> want(v.size()), got(v.size());
