@@ -1,0 +1,122 @@
+// A Model to and from GGUF with general.architecture = "llama", the layout
+// llama.cpp loads. Tensor names and shapes (ggml ne = [cols, rows], so
+// ternorm's row-major rows x cols data goes in unchanged):
+//   token_embd.weight          [d_model, vocab]   f32
+//   blk.N.attn_norm.weight     [d_model]          f32   (x adapter gain, when given)
+//   blk.N.attn_q/k/v.weight    [d_model, d_model] Wq Wk Wv
+//   blk.N.attn_output.weight   [d_model, d_model] Wo
+//   blk.N.ffn_norm.weight      [d_model]          f32   (x adapter gain)
+//   blk.N.ffn_gate/up.weight   [d_model, d_ff]    W1 W3
+//   blk.N.ffn_down.weight      [d_ff, d_model]    W2
+//   output_norm.weight         [d_model]          f32   (x adapter gain)
+// The head is tied to the embedding, so output.weight is absent. No Q/K row
+// permutation: ternorm's RoPE rotates adjacent pairs (2i, 2i+1), which is
+// llama.cpp's normal RoPE for this architecture.
+//
+// Ternary matrices hold trit x scale with ONE absmean scale per matrix.
+// Export types: tq2_0 / tq1_0 write the trits and give every 256-weight block
+// the scale rounded to fp16 (round to nearest even); f16 writes trit x scale
+// as binary16 (the same rounding of the scale); f32 writes trit x scale
+// exactly. The norm weights and the embedding are always f32; an adapter's
+// gains are multiplied into the norm weights in f32 (one rounding of each
+// product, exactly what an f32 norm weight can hold).
+//
+// Import: TQ1_0 / TQ2_0 matrices are used natively. A ternorm matrix has one
+// scale, so a matrix whose blocks carry different scales is refused with an
+// error naming the tensor (blocks whose trits are all zero do not count);
+// per-block scales in the kernels are future work. F32 / F16 / BF16 / Q8_0
+// matrices whose values are exactly {-a, 0, +a} are taken as trits with scale
+// a (lossless: what an f32/f16 export holds); any other float matrix is
+// ternarised by absmean per tensor, which is post-training quantisation and
+// the result says so. Embedding and norms of any supported type are decoded
+// to f32. export -> import -> export gives the same bytes for every type.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "../io/gguf.h"
+#include "model.h"
+
+namespace ternorm::model {
+
+// The tokenizer.ggml.* metadata, passed through for the tokenizer layer.
+// Empty vectors, id -1 and nullopt mean "key absent".
+struct GgufTokenizer {
+  std::string model;                // tokenizer.ggml.model: "gpt2" (byte-level BPE), "llama" (SentencePiece)
+  std::string pre;                  // tokenizer.ggml.pre ("default", "llama-bpe", ...)
+  std::vector<std::string> tokens;  // tokenizer.ggml.tokens, one per vocabulary entry
+  std::vector<float> scores;        // tokenizer.ggml.scores
+  std::vector<int32_t> token_type;  // tokenizer.ggml.token_type
+  std::vector<std::string> merges;  // tokenizer.ggml.merges ("a b")
+  int64_t bos_id = -1, eos_id = -1, unk_id = -1, pad_id = -1;  // tokenizer.ggml.*_token_id
+  std::optional<bool> add_bos, add_eos;                         // tokenizer.ggml.add_{bos,eos}_token
+  bool operator==(const GgufTokenizer& o) const;
+};
+
+// The type the block matrices are written in.
+enum class GgufWeightType { TQ2_0, TQ1_0, F16, F32 };
+const char* gguf_weight_type_name(GgufWeightType t);  // "tq2_0", "tq1_0", "f16", "f32"
+// std::invalid_argument listing the names on anything else.
+GgufWeightType gguf_weight_type_from_name(std::string_view name);
+
+struct GgufExportOptions {
+  GgufWeightType type = GgufWeightType::TQ2_0;
+  std::string name;                       // general.name; empty = not written
+  const float* gains = nullptr;           // optional adapter: Model::config().n_gains() gains, norm order
+  const GgufTokenizer* tokenizer = nullptr;  // written as tokenizer.ggml.*; null = none
+  std::vector<uint8_t> ternorm_tokenizer;    // ternorm's own tokenizer bytes ("ternorm.tokenizer", u8 array); empty = none
+};
+
+// The metadata key holding ternorm's own tokenizer bytes.
+inline constexpr const char* kTernormTokenizerKey = "ternorm.tokenizer";
+
+// Builds the GGUF. The model's ternary weights must be current
+// (std::logic_error otherwise); a shape the type cannot hold (tq rows not a
+// multiple of 256), a non-finite gain or a tokenizer inconsistent with the
+// vocabulary is std::invalid_argument naming it.
+gguf::Writer gguf_model_writer(const Model& model, const GgufExportOptions& options);
+
+// How one block matrix was obtained on import.
+enum class GgufMatrixSource {
+  Native,        // TQ1_0 / TQ2_0 trits and their one scale
+  ExactTernary,  // a float type holding exactly {-a, 0, +a}: trits with scale a, lossless
+  AbsmeanPtq,    // a float type ternarised by absmean per tensor (post-training quantisation)
+};
+const char* gguf_matrix_source_name(GgufMatrixSource s);
+
+struct GgufImportedMatrix {
+  std::string tensor;  // "blk.0.attn_q.weight"
+  gguf::GgmlType type = gguf::GgmlType::F32;
+  GgufMatrixSource source = GgufMatrixSource::Native;
+};
+
+struct GgufImportOptions {
+  int64_t context = 0;  // the context length to build the model for; 0 = llama.context_length
+};
+
+struct GgufImported {
+  // The model. Its latent params() hold every tensor as stored (decoded to
+  // f32; a TQ matrix as trit x scale); its ternary weights are set from the
+  // file as described above, not re-derived by Model::quantize.
+  std::unique_ptr<Model> model;
+  std::string name;                        // general.name, empty when absent
+  std::optional<GgufTokenizer> tokenizer;  // when tokenizer.ggml.model is present
+  std::vector<uint8_t> ternorm_tokenizer;  // kTernormTokenizerKey, empty when absent
+  std::vector<GgufImportedMatrix> matrices;  // n_layers x 7, in Matrix order per layer
+  bool post_training_quantised = false;      // some matrix is AbsmeanPtq
+  std::string info;  // one line: "gguf v3 llama: 28 block matrices tq2_0 (used natively)"
+};
+
+// Maps a parsed GGUF to a Model. Throws io::FormatError naming the key or
+// tensor: another architecture, a missing or out-of-range hyperparameter, a
+// missing, unexpected or misshapen tensor, non-finite values, a TQ2_0 code
+// that is not a trit, block scales that differ within a matrix, tokenizer
+// arrays of mismatched lengths, and (not supported yet) grouped-query
+// attention and an untied output head.
+GgufImported gguf_import(const gguf::File& file, const GgufImportOptions& options = {});
+
+}  // namespace ternorm::model
