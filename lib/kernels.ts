@@ -9,10 +9,10 @@
 // every ISA path bit for bit where the kernels promise it (int8 paths, RMSNorm),
 // and independent of `threads`.
 //
-// Async variants run on the libuv thread pool and hold references to their
-// inputs until the promise settles, without copying them: do not mutate,
-// transfer or detach the inputs (or `c` of gemmF32Async) before the promise
-// settles; pass copies if you must. Calls share one native thread pool per
+// Async variants run on the libuv thread pool on copies of their inputs taken
+// when called, so the inputs may be mutated, transferred or detached at once.
+// `c` of gemmF32Async is written when the promise settles; if it was detached
+// meanwhile, the promise rejects. Calls share one native thread pool per
 // addon instance; concurrent calls run their parallel regions one at a time.
 
 import { types } from 'node:util';
@@ -265,7 +265,7 @@ export class TernaryMatrix {
     return loadAddon().gemmI8(this.packed, this.scales, this.rows, this.cols, q, xScales, n, threadsOf(opts));
   }
 
-  /** gemmI8 on the libuv pool; do not touch q or xScales until it settles. */
+  /** gemmI8 on the libuv pool (on copies of q and xScales). */
   async gemmI8Async(q: Int8Array, xScales: Float32Array, n: number, opts?: KernelOptions): Promise<Float32Array> {
     this.checkI8(q, xScales, n);
     return loadAddon().gemmI8Async(this.packed, this.scales, this.rows, this.cols, q, xScales, n, threadsOf(opts));
@@ -354,7 +354,7 @@ export function gemmF32(args: GemmF32Args, opts?: KernelOptions): Float32Array {
   return loadAddon().gemmF32(...gemmArgs(args, opts));
 }
 
-/** gemmF32 on the libuv pool; do not touch a, b or c until it settles. */
+/** gemmF32 on the libuv pool (on copies of a, b and c; c receives the result when it settles). */
 export async function gemmF32Async(args: GemmF32Args, opts?: KernelOptions): Promise<Float32Array> {
   return loadAddon().gemmF32Async(...gemmArgs(args, opts));
 }

@@ -43,8 +43,8 @@ export type GainData = Float32Array | Uint16Array | Int8Array;
 /**
  * The addon's exports, positional and unchecked by TypeScript beyond these
  * types. Sizes are integers in 1..2^31; `threads` undefined means the whole pool.
- * The Async variants hold references to their inputs until the promise settles
- * but do not copy them: do not mutate, transfer or detach the inputs until then.
+ * The Async variants run on copies of their inputs (see KernelCall in
+ * native/addon/addon.h): the inputs may be mutated or detached at once.
  */
 export interface NativeAddon {
   ternaryLayout: { rowPanel: number; colBlock: number };

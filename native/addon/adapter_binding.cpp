@@ -138,7 +138,7 @@ Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
   std::vector<float> gains(g.data, g.data + g.length);
   auto out = std::make_shared<codec::EncodedAdapter>();
   const Exec ex = ce.exec;
-  KernelCall call;
+  KernelCall call(CallMode::Async);  // gains and tokens are copied above
   call.run = [lease, s, gains = std::move(gains), method, opts, tokens = std::move(tokens), n_bytes, eval_opts, ex,
               out]() {
     (void)lease;
@@ -153,7 +153,7 @@ Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
     }
     *out = codec::encode_adapter(method, gains.data(), c.n_norms(), c.d_model, opts, loss);
   };
-  call.finish = [out](Napi::Env e) -> Napi::Value {
+  call.finish = [out](Napi::Env e, Napi::Object) -> Napi::Value {
     Napi::Object o = encoding_object(e, codec::method_name(out->method), out->tensors);
     if (out->calibration) {
       const codec::CalibrationReport& r = *out->calibration;

@@ -209,7 +209,7 @@ Napi::Float32Array copy_f32(Napi::Env env, const float* p, size_t n) {
 Napi::Value run_sync(Napi::Env env, KernelCall call) {
   try {
     call.run();
-    if (call.finish) return call.finish(env);
+    if (call.finish) return call.finish(env, call.result);
   } catch (const Napi::Error&) {
     throw;
   } catch (...) {
@@ -227,6 +227,7 @@ class KernelWorker : public Napi::AsyncWorker {
         deferred_(Napi::Promise::Deferred::New(env)),
         run_(std::move(call.run)),
         finish_(std::move(call.finish)),
+        owned_(std::move(call.owned)),
         pool_(std::move(call.pool)) {
     if (!call.result.IsEmpty()) result_ = Napi::Persistent(call.result);
     for (Napi::Object& o : call.keep) refs_.push_back(Napi::Persistent(o));
@@ -254,7 +255,7 @@ class KernelWorker : public Napi::AsyncWorker {
       } else if (finish_) {
         Napi::Value v;
         try {
-          v = finish_(Env());
+          v = finish_(Env(), result_.IsEmpty() ? Napi::Object() : result_.Value());
         } catch (const Napi::Error& e) {
           deferred_.Reject(e.Value());
           return;
@@ -273,10 +274,11 @@ class KernelWorker : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   std::function<void()> run_;
-  std::function<Napi::Value(Napi::Env)> finish_;
+  std::function<Napi::Value(Napi::Env, Napi::Object)> finish_;
+  std::vector<std::shared_ptr<const void>> owned_;  // the input copies `run` reads
   std::shared_ptr<ThreadPool> pool_;
   Napi::ObjectReference result_;
-  std::vector<Napi::ObjectReference> refs_;  // pins the buffers `run` reads
+  std::vector<Napi::ObjectReference> refs_;  // pins the native handles `run` uses
   bool failed_ = false;
   NativeError error_;
 };

@@ -178,7 +178,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
 
  private:
   // Prepares one step: checks the tokens and takes the model's lease.
-  KernelCall prepare(const Napi::CallbackInfo& info) {
+  KernelCall prepare(const Napi::CallbackInfo& info, CallMode mode) {
     Napi::Env env = info.Env();
     model::Trainer& t = trainer(env);
     auto tokens = int32_arg(info, 0, "tokens");
@@ -192,12 +192,12 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     auto lease = acquire(env, model_);
     auto stats = Napi::Float64Array::New(env, 4);
     double* out = stats.Data();
-    const int32_t* data = tokens.data;
+    KernelCall call(mode);
+    const int32_t* data = call.input(tokens.data, tokens.length);
     model::Trainer* tp = &t;
     std::shared_ptr<ModelState> ms = model_;
     const bool base = t.config().mode != model::TrainMode::AdapterGains;
     const Exec ex = ce.exec;
-    KernelCall call;
     call.run = [lease, tp, ms, data, batch, seq, ex, out, base]() mutable {
       (void)lease;  // held until the call is destroyed (see BusyLease)
       if (base) ms->fingerprint.reset();
@@ -208,14 +208,16 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       out[3] = double(st.lr);
     };
     call.result = stats;
-    call.keep = {tokens.object, Value()};
+    call.keep = {Value()};
     call.pool = ce.pool;
     return call;
   }
 
   // step(tokens: Int32Array, batch, seq, threads?) -> Float64Array [step, loss, gradNorm, lr]
-  Napi::Value Step(const Napi::CallbackInfo& info) { return run_sync(info.Env(), prepare(info)); }
-  Napi::Value StepAsync(const Napi::CallbackInfo& info) { return run_async(info.Env(), prepare(info)); }
+  Napi::Value Step(const Napi::CallbackInfo& info) { return run_sync(info.Env(), prepare(info, CallMode::Sync)); }
+  Napi::Value StepAsync(const Napi::CallbackInfo& info) {
+    return run_async(info.Env(), prepare(info, CallMode::Async));
+  }
 
   Napi::Value Gains(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -462,10 +464,10 @@ Napi::Value EvaluateAsync(const Napi::CallbackInfo& info) {
   result.Set("stats", stats);
   double* nll_out = nll.Data();
   double* st_out = stats.Data();
-  const int32_t* tok = tokens.data;
+  KernelCall call(CallMode::Async);
+  const int32_t* tok = call.input(tokens.data, tokens.length);
   const int64_t n_tok = int64_t(tokens.length);
   const Exec ex = ce.exec;
-  KernelCall call;
   call.run = [lease, s, adapter = std::move(adapter), tok, n_tok, n_bytes, opts, ex, nll_out, st_out]() {
     (void)lease;  // held until the call is destroyed (see BusyLease)
     const model::EvalResult r =
@@ -481,7 +483,7 @@ Napi::Value EvaluateAsync(const Napi::CallbackInfo& info) {
     st_out[6] = double(r.stride);
   };
   call.result = result;
-  call.keep = {tokens.object, info[0].As<Napi::Object>()};
+  call.keep = {info[0].As<Napi::Object>()};
   call.pool = ce.pool;
   return run_async(env, std::move(call));
 }
