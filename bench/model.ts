@@ -23,8 +23,8 @@ import { fileURLToPath } from 'node:url';
 import { getFixtures, USER_NAMES, type UserName } from '../lib/data/fixtures.js';
 import { cpuInfo } from '../lib/kernels.js';
 import { SplitMix64 } from '../lib/model/data.js';
-import { DEFAULT_MODEL_CONFIG, evaluate, Model, Trainer, type ModelConfig } from '../lib/model/model.js';
-import { DEFAULT_ADAPTER_RUN, trainAdapter } from '../lib/model/train-adapter.js';
+import { defaultModelConfig, evaluate, Model, Trainer, type ModelConfig } from '../lib/model/model.js';
+import { defaultAdapterRun, trainAdapter } from '../lib/model/train-adapter.js';
 import { fmtBytes, fmtNum, fmtRatio, gitOutput, table, writeAtomic, type Target, type TargetPoint } from './report.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -33,8 +33,8 @@ const SCHEMA = 'ternorm.bench.model/1';
 const PART_SCHEMA = 'ternorm.bench.model.part/1';
 
 const CONFIGS = {
-  default: { ...DEFAULT_MODEL_CONFIG },
-  large: { ...DEFAULT_MODEL_CONFIG, dModel: 1024, nLayers: 8, nHeads: 16, dFf: 2816 },
+  default: { ...defaultModelConfig() },
+  large: { ...defaultModelConfig(), dModel: 1024, nLayers: 8, nHeads: 16, dFf: 2816 },
 } satisfies Record<string, ModelConfig>;
 type ConfigName = keyof typeof CONFIGS;
 const CONFIG_NAMES = Object.keys(CONFIGS) as ConfigName[];
@@ -287,7 +287,7 @@ async function adaptersPart(o: Options) {
     });
     progress(`adapter ${user}: ${r.seconds.toFixed(1)} s, ${r.stepsDone} steps${r.stoppedEarly ? ' (stopped early)' : ''}`);
   }
-  return { base_model: relative(REPO, o.baseModel), fingerprint: model.fingerprint, threads: o.adapterThreads, options: DEFAULT_ADAPTER_RUN, budget_s: ADAPTER_BUDGET_S, users };
+  return { base_model: relative(REPO, o.baseModel), fingerprint: model.fingerprint, threads: o.adapterThreads, options: defaultAdapterRun(), budget_s: ADAPTER_BUDGET_S, users };
 }
 
 async function runPart(kind: PartKind, config: ConfigName | null, o: Options): Promise<void> {

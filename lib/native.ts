@@ -49,6 +49,8 @@ export type GainData = Float32Array | Uint16Array | Int8Array;
 export interface NativeAddon {
   ternaryLayout: { rowPanel: number; colBlock: number };
   cpuInfo(): RawCpuInfo;
+  /** The core's ranges and defaults (lib/model/limits.ts types them). */
+  limits(): unknown;
   absmeanQuantize(w: Float32Array, rows: number, cols: number, perRow: boolean): { trits: Int8Array; scales: Float32Array };
   pack2(trits: Int8Array, rows: number, cols: number): Uint8Array;
   unpack2(packed: Uint8Array, rows: number, cols: number): Int8Array;

@@ -11,6 +11,7 @@
 import { types } from 'node:util';
 
 import { BpeTokenizer } from '../tokenizer/bpe.js';
+import { checkLimit, coreLimits, defaultOf } from './limits.js';
 import {
   modelAddon,
   type NativeModel,
@@ -23,17 +24,20 @@ import {
 
 export type ModelConfig = RawModelConfig;
 
-/** The default base model (native/model/config.h): 4 layers of d_model 256, about 4.5M parameters. */
-export const DEFAULT_MODEL_CONFIG: Readonly<ModelConfig> = Object.freeze({
-  vocab: 4096,
-  dModel: 256,
-  nLayers: 4,
-  nHeads: 4,
-  dFf: 768,
-  context: 256,
-  normEps: 1e-5,
-  ropeTheta: 10000,
-});
+/** The default base model (the core's defaults, native/model/limits.h): 4 layers of d_model 256, about 4.5M parameters. */
+export function defaultModelConfig(): ModelConfig {
+  const l = coreLimits().model;
+  return {
+    vocab: defaultOf(l.vocab),
+    dModel: defaultOf(l.dModel),
+    nLayers: defaultOf(l.nLayers),
+    nHeads: defaultOf(l.nHeads),
+    dFf: defaultOf(l.dFf),
+    context: defaultOf(l.context),
+    normEps: defaultOf(l.normEps),
+    ropeTheta: defaultOf(l.ropeTheta),
+  };
+}
 
 export type Precision = 'ternary' | 'f32' | 'ternary-f32act';
 export type TrainMode = RawTrainConfig['mode'];
@@ -44,21 +48,14 @@ function checkInt(v: unknown, name: string, lo: number, hi: number): number {
   return v;
 }
 
-function checkNum(v: unknown, name: string, ok: (x: number) => boolean, expected: string): number {
-  if (typeof v !== 'number') throw new TypeError(`${name} must be a number, got ${typeof v}`);
-  if (!Number.isFinite(v) || !ok(v)) throw new RangeError(`${name} must be ${expected}, got ${v}`);
-  return v;
-}
-
-/** Fills defaults and checks a (partial) model config; the core validates the shape again. */
+/** Fills defaults and checks a (partial) model config against the core's ranges; the core validates it again. */
 export function resolveModelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
-  const c = { ...DEFAULT_MODEL_CONFIG, ...partial };
-  checkInt(c.vocab, 'config.vocab', 2, 2 ** 24);
-  for (const k of ['dModel', 'nLayers', 'nHeads', 'dFf', 'context'] as const) checkInt(c[k], `config.${k}`, 1, 65536);
+  const c = { ...defaultModelConfig(), ...partial };
+  const l = coreLimits().model;
+  for (const k of ['vocab', 'dModel', 'nLayers', 'dFf', 'context', 'normEps', 'ropeTheta'] as const) checkLimit(l[k], c[k], `config.${k}`);
+  checkLimit(l.nHeads, c.nHeads, 'config.nHeads', c.dModel);
   if (c.dModel % c.nHeads !== 0) throw new RangeError(`config.dModel (${c.dModel}) must be divisible by config.nHeads (${c.nHeads})`);
   if ((c.dModel / c.nHeads) % 2 !== 0) throw new RangeError(`config.dModel / config.nHeads must be even (RoPE rotates pairs), got ${c.dModel / c.nHeads}`);
-  checkNum(c.normEps, 'config.normEps', (x) => x > 0, 'a positive number');
-  checkNum(c.ropeTheta, 'config.ropeTheta', (x) => x > 0, 'a positive number');
   return c;
 }
 
@@ -199,20 +196,24 @@ function toCheckpoint(raw: RawCheckpoint, where: string): Checkpoint {
 /** The trainer's settings, exactly as the native trainer takes them (see RawTrainConfig). */
 export type TrainOptions = RawTrainConfig;
 
-export const DEFAULT_TRAIN_OPTIONS: Readonly<TrainOptions> = Object.freeze({
-  mode: 'ternary',
-  batch: 8,
-  seq: 256,
-  lr: 1.5e-3,
-  minLr: 1.5e-4,
-  warmup: 100,
-  totalSteps: 2000,
-  beta1: 0.9,
-  beta2: 0.95,
-  eps: 1e-8,
-  weightDecay: 0.1,
-  gradClip: 1.0,
-});
+/** The trainer's defaults for a mode (the core's: base training, or the adapter's for 'adapter'). */
+export function defaultTrainOptions(mode: TrainMode = 'ternary'): TrainOptions {
+  const l = mode === 'adapter' ? coreLimits().adapterTrain : coreLimits().train;
+  return {
+    mode,
+    batch: defaultOf(l.batch),
+    seq: defaultOf(l.seq),
+    lr: defaultOf(l.lr),
+    minLr: defaultOf(l.minLr),
+    warmup: defaultOf(l.warmup),
+    totalSteps: defaultOf(l.totalSteps),
+    beta1: defaultOf(l.beta1),
+    beta2: defaultOf(l.beta2),
+    eps: defaultOf(l.eps),
+    weightDecay: defaultOf(l.weightDecay),
+    gradClip: defaultOf(l.gradClip),
+  };
+}
 
 export interface StepStats {
   /** Updates done, this one included. */
@@ -224,21 +225,15 @@ export interface StepStats {
 }
 
 export function resolveTrainOptions(model: Model, partial: Partial<TrainOptions>): TrainOptions {
-  const o = { ...DEFAULT_TRAIN_OPTIONS, ...partial };
+  const o = { ...defaultTrainOptions('ternary'), ...partial };
   if (o.mode !== 'ternary' && o.mode !== 'fp32' && o.mode !== 'adapter') {
     throw new RangeError(`mode must be 'ternary', 'fp32' or 'adapter', got ${String(o.mode)}`);
   }
-  checkInt(o.batch, 'batch', 1, 1 << 20);
-  checkInt(o.seq, 'seq', 1, model.config.context);
-  checkNum(o.lr, 'lr', (x) => x > 0, 'a positive number');
-  checkNum(o.minLr, 'minLr', (x) => x >= 0 && x <= o.lr, 'in 0..lr');
-  checkInt(o.warmup, 'warmup', 0, 2 ** 40);
-  checkInt(o.totalSteps, 'totalSteps', 1, 2 ** 40);
-  checkNum(o.beta1, 'beta1', (x) => x >= 0 && x < 1, 'in [0, 1)');
-  checkNum(o.beta2, 'beta2', (x) => x >= 0 && x < 1, 'in [0, 1)');
-  checkNum(o.eps, 'eps', (x) => x > 0, 'a positive number');
-  checkNum(o.weightDecay, 'weightDecay', (x) => x >= 0, '>= 0');
-  checkNum(o.gradClip, 'gradClip', (x) => x >= 0, '>= 0');
+  const l = coreLimits().train;
+  for (const k of ['batch', 'lr', 'totalSteps', 'beta1', 'beta2', 'eps', 'weightDecay', 'gradClip'] as const) checkLimit(l[k], o[k], k);
+  checkLimit(l.seq, o.seq, 'seq', model.config.context);
+  checkLimit(l.minLr, o.minLr, 'minLr', o.lr);
+  checkLimit(l.warmup, o.warmup, 'warmup', o.totalSteps);
   return o;
 }
 
@@ -362,9 +357,10 @@ export async function evaluate(
     nBytes = model.tokenizer.decode(tokens.subarray(1)).length;
   }
   checkInt(nBytes, 'nBytes', 1, Number.MAX_SAFE_INTEGER);
-  const stride = options.stride ?? 0;
+  const el = coreLimits().eval;
+  const stride = options.stride ?? defaultOf(el.stride);
   if (options.stride !== undefined) checkInt(stride, 'stride', 1, model.config.context);
-  const batch = checkInt(options.batch ?? 4, 'batch', 1, 1 << 16);
+  const batch = checkLimit(el.batch, options.batch ?? defaultOf(el.batch), 'batch');
   const r = await modelAddon().evaluateAsync(model.native, gains, tokens, nBytes, options.precision ?? 'ternary', stride, batch, options.threads);
   const s = r.stats;
   return {

@@ -105,10 +105,11 @@ Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
   Napi::Object o = object_arg(info, 3, "options");
   const char* w = "options";
   codec::EncodeOptions opts;
-  opts.group_size = int_prop(env, o, "groupSize", 1, codec::kMaxD, w);
-  opts.kmeans_max_iters = int(int_prop(env, o, "kmeansMaxIters", 1, 1 << 20, w));
-  opts.calibration_passes = int(int_prop(env, o, "calibrationPasses", 0, 64, w));
-  opts.byte_budget = uint64_t(int_prop(env, o, "byteBudget", 0, int64_t(1) << 40, w));
+  namespace L = limits::codec;
+  opts.group_size = int64_t(limit_prop(env, o, L::group_size, w));
+  opts.kmeans_max_iters = int(limit_prop(env, o, L::kmeans_max_iters, w));
+  opts.calibration_passes = int(limit_prop(env, o, L::calibration_passes, w));
+  opts.byte_budget = uint64_t(limit_prop(env, o, L::byte_budget, w));
   const Napi::Value grid = o.Get("clipGrid");
   if (!grid.IsTypedArray() || grid.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
     throw_type(env, "options.clipGrid must be a Float64Array (empty for the default grid)");
@@ -127,8 +128,8 @@ Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
     if (t.ElementLength() < 2) throw_range(env, "calibration.tokens must hold at least 2 tokens");
     tokens.assign(t.Data(), t.Data() + t.ElementLength());
     n_bytes = int_prop(env, c, "nBytes", 1, int64_t(1) << 40, "calibration");
-    eval_opts.stride = int_prop(env, c, "stride", 0, cfg.context, "calibration");
-    eval_opts.batch = int_prop(env, c, "batch", 1, 1024, "calibration");
+    eval_opts.stride = int64_t(limit_prop(env, c, limits::eval::stride, "calibration"));
+    eval_opts.batch = int64_t(limit_prop(env, c, limits::eval::batch, "calibration"));
   } else if (codec::method_needs_loss(method)) {
     throw_range(env, std::string("method ") + codec::method_name(method) +
                          " chooses its encoding by the training-text loss: calibration tokens are required");

@@ -22,6 +22,7 @@
 
 #include "cpu/isa.h"
 #include "cpu/thread_pool.h"
+#include "model/limits.h"
 
 namespace ternorm::addon {
 
@@ -136,9 +137,12 @@ struct I32Arg {
 I32Arg int32_arg(const Napi::CallbackInfo& info, size_t index, const char* name);
 std::string string_arg(const Napi::CallbackInfo& info, size_t index, const char* name);
 Napi::Object object_arg(const Napi::CallbackInfo& info, size_t index, const char* name);
-// Properties of an options object: an integer in lo..hi, a finite number.
+// The property l.name of an options object, a number within the core's range l
+// (TypeError when not a number, RangeError naming "<where>.<name>" and the
+// range otherwise).
+double limit_prop(Napi::Env env, Napi::Object o, const limits::Limit& l, const char* where);
+// A property of an options object: an integer in lo..hi.
 int64_t int_prop(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int64_t hi, const char* where);
-double num_prop(Napi::Env env, Napi::Object o, const char* key, const char* where);
 // New JS arrays holding a copy of native data.
 Napi::Uint8Array copy_bytes(Napi::Env env, const uint8_t* p, size_t n);
 Napi::Float32Array copy_f32(Napi::Env env, const float* p, size_t n);

@@ -325,16 +325,16 @@ model::ModelConfig config_arg(const Napi::CallbackInfo& info, size_t index) {
   Napi::Env env = info.Env();
   Napi::Object o = object_arg(info, index, "config");
   const char* w = "config";
-  const int64_t big = int64_t(1) << 24;
+  namespace L = limits::model;
   model::ModelConfig c;
-  c.vocab = int_prop(env, o, "vocab", 2, big, w);
-  c.d_model = int_prop(env, o, "dModel", 1, 65536, w);
-  c.n_layers = int_prop(env, o, "nLayers", 1, 65536, w);
-  c.n_heads = int_prop(env, o, "nHeads", 1, 65536, w);
-  c.d_ff = int_prop(env, o, "dFf", 1, 65536, w);
-  c.context = int_prop(env, o, "context", 1, 65536, w);
-  c.norm_eps = float(num_prop(env, o, "normEps", w));
-  c.rope_theta = float(num_prop(env, o, "ropeTheta", w));
+  c.vocab = int64_t(limit_prop(env, o, L::vocab, w));
+  c.d_model = int64_t(limit_prop(env, o, L::d_model, w));
+  c.n_layers = int64_t(limit_prop(env, o, L::n_layers, w));
+  c.n_heads = int64_t(limit_prop(env, o, L::n_heads, w));
+  c.d_ff = int64_t(limit_prop(env, o, L::d_ff, w));
+  c.context = int64_t(limit_prop(env, o, L::context, w));
+  c.norm_eps = float(limit_prop(env, o, L::norm_eps, w));
+  c.rope_theta = float(limit_prop(env, o, L::rope_theta, w));
   model::validate(c);  // std::invalid_argument -> RangeError via guarded
   return c;
 }
@@ -402,17 +402,18 @@ Napi::Value TrainerCreate(const Napi::CallbackInfo& info) {
   if (!mv.IsString()) throw_type(env, "trainConfig.mode must be a string");
   model::TrainConfig c;
   c.mode = mode_of(env, mv.As<Napi::String>().Utf8Value());
-  c.batch = int_prop(env, o, "batch", 1, 1 << 20, w);
-  c.seq = int_prop(env, o, "seq", 1, 65536, w);
-  c.schedule.lr = float(num_prop(env, o, "lr", w));
-  c.schedule.min_lr = float(num_prop(env, o, "minLr", w));
-  c.schedule.warmup = int_prop(env, o, "warmup", 0, int64_t(1) << 40, w);
-  c.schedule.total = int_prop(env, o, "totalSteps", 1, int64_t(1) << 40, w);
-  c.adamw.beta1 = float(num_prop(env, o, "beta1", w));
-  c.adamw.beta2 = float(num_prop(env, o, "beta2", w));
-  c.adamw.eps = float(num_prop(env, o, "eps", w));
-  c.adamw.weight_decay = float(num_prop(env, o, "weightDecay", w));
-  c.grad_clip = float(num_prop(env, o, "gradClip", w));
+  namespace L = limits::train;  // the ranges; the trainer checks the values against each other
+  c.batch = int64_t(limit_prop(env, o, L::batch, w));
+  c.seq = int64_t(limit_prop(env, o, L::seq, w));
+  c.schedule.lr = float(limit_prop(env, o, L::lr, w));
+  c.schedule.min_lr = float(limit_prop(env, o, L::min_lr, w));
+  c.schedule.warmup = int64_t(limit_prop(env, o, L::warmup, w));
+  c.schedule.total = int64_t(limit_prop(env, o, L::total_steps, w));
+  c.adamw.beta1 = float(limit_prop(env, o, L::beta1, w));
+  c.adamw.beta2 = float(limit_prop(env, o, L::beta2, w));
+  c.adamw.eps = float(limit_prop(env, o, L::eps, w));
+  c.adamw.weight_decay = float(limit_prop(env, o, L::weight_decay, w));
+  c.grad_clip = float(limit_prop(env, o, L::grad_clip, w));
   if (c.mode != model::TrainMode::AdapterGains && !s->has_latent)
     throw_range(env, "trainer: base training needs the latent weights, and this model was loaded from a "
                      "model file without them; resume from a checkpoint instead");
