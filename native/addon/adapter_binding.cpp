@@ -270,6 +270,12 @@ Napi::Value AdapterLoad(const Napi::CallbackInfo& info) {
                      "saved), so no adapter can be matched to it");
   io::ParseOptions opts;  // either adapter kind: load_adapter checks it
   opts.limits = model::adapter_limits(s->model->config());
+  const Napi::Value src = info[1];
+  if (src.IsString()) model::refuse_model_as_adapter(src.As<Napi::String>().Utf8Value());
+  if (src.IsTypedArray() && src.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+    auto b = src.As<Napi::Uint8Array>();
+    model::refuse_model_as_adapter(b.Data(), b.ElementLength(), "the adapter bytes");
+  }
   const io::Container file = container_arg(info, 1, opts);
   const model::LoadedAdapter a = model::load_adapter(file, s->model->config(), *s->fingerprint);
   Napi::Object out = Napi::Object::New(env);

@@ -113,6 +113,14 @@ inline constexpr Limit calibration_tokens{"calibrationTokens", 2, 1 << 20, false
 inline constexpr const Limit* all[] = {&group_size, &kmeans_max_iters, &calibration_passes, &clip, &byte_budget, &calibration_tokens};
 }  // namespace codec
 
+// ---- a norm-only adapter's gains -------------------------------------------------------
+// Trained gains sit near 1.0; a gain beyond the f16 range (what raw_fp16 ships)
+// overflows the activations downstream, so every adapter is refused beyond it.
+namespace adapter {
+inline constexpr Limit gain{"gain", -65504, 65504, false, false, false, 1, "a norm-only adapter gain (the f16 range)"};
+inline constexpr const Limit* all[] = {&gain};
+}  // namespace adapter
+
 struct Group {
   const char* name;
   const Limit* const* rows;
@@ -124,6 +132,7 @@ constexpr Group group(const char* name, const Limit* const (&rows)[N]) {
 }
 inline constexpr Group groups[] = {group("model", model::all), group("train", train::all),
                                    group("adapterTrain", adapter_train::all), group("eval", eval::all),
-                                   group("codec", codec::all)};
+                                   group("codec", codec::all),
+                                   group("adapter", adapter::all)};
 
 }  // namespace ternorm::limits

@@ -98,13 +98,20 @@ StepStats Trainer::step(const int32_t* tokens, int64_t batch, int64_t seq, const
   const norm::GainView* gains = mode == TrainMode::AdapterGains ? views_.data() : nullptr;
   const int64_t count = batch * seq;
 
-  // Forward, loss, backward.
-  const double sum = transformer_forward(model_, p, gains, inputs_.data(), targets_.data(), batch,
-                                         seq, ws_, /*keep_probs=*/true, ex);
+  // Forward, loss, backward. The inputs are checked above, so a forward that
+  // meets non-finite activations, a non-finite loss or gradient all mean the
+  // weights blew up: the run diverged.
+  const std::string diverged = "training diverged at step " + std::to_string(step_ + 1) +
+                               " (loss is NaN/inf); lower the learning rate";
+  double sum = 0;
+  try {
+    sum = transformer_forward(model_, p, gains, inputs_.data(), targets_.data(), batch, seq, ws_,
+                              /*keep_probs=*/true, ex);
+  } catch (const std::invalid_argument&) {
+    throw std::runtime_error(diverged);
+  }
   const double loss = sum / double(count);
-  if (!std::isfinite(loss))
-    throw std::runtime_error("train step " + std::to_string(step_ + 1) +
-                             ": loss is not finite (training diverged); nothing was updated");
+  if (!std::isfinite(loss)) throw std::runtime_error(diverged);
   const bool adapter = mode == TrainMode::AdapterGains;
   transformer_backward(model_, p, gains, inputs_.data(), targets_.data(), batch, seq,
                        float(1.0 / double(count)), ws_, adapter ? nullptr : grad_.data(),
@@ -113,9 +120,7 @@ StepStats Trainer::step(const int32_t* tokens, int64_t batch, int64_t seq, const
   // Clip.
   const int64_t n = int64_t(grad_.size());
   const double norm = global_norm(grad_.data(), n, ex);
-  if (!std::isfinite(norm))
-    throw std::runtime_error("train step " + std::to_string(step_ + 1) +
-                             ": gradient is not finite; nothing was updated");
+  if (!std::isfinite(norm)) throw std::runtime_error(diverged + " (the gradient is not finite)");
   const float clip = (cfg_.grad_clip > 0 && norm > cfg_.grad_clip)
                          ? float(double(cfg_.grad_clip) / norm)
                          : 1.0f;
