@@ -22,7 +22,6 @@ export type {
   RmsNormGainBackwardArgs,
 } from './kernels.js';
 export {
-  Adapter,
   defaultModelConfig,
   defaultTrainOptions,
   evaluate,
@@ -36,3 +35,6 @@ export { trainAdapter, defaultAdapterRun } from './model/train-adapter.js';
 export { coreLimits, describeRange } from './model/limits.js';
 export type { CoreLimits, Limit } from './model/limits.js';
 export type { AdapterRunOptions, TrainAdapterResult } from './model/train-adapter.js';
+export { Adapter, Encoding } from './adapter/adapter.js';
+export { checkMethod, codecMethods, encodeAdapter } from './adapter/codec.js';
+export type { CalibrationInput, CalibrationReport, CodecMethod, EncodeOptions, EncodeResult, MixedReport } from './adapter/codec.js';

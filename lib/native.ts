@@ -37,7 +37,8 @@ export interface RawCpuInfo {
   threads: number;
 }
 
-export type GainSchemeName = 'f32' | 'f16' | 'int8';
+/** The gain schemes the fused norm kernels take directly, by their codec registry names. */
+export type GainSchemeName = 'raw_fp32' | 'raw_fp16' | 'int8_per_tensor';
 export type GainData = Float32Array | Uint16Array | Int8Array;
 
 /**

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { Adapter, evaluate, Model, SplitMix64, Trainer, WindowSampler } from '../lib/model/index.js';
+import { Adapter } from '../lib/adapter/adapter.js';
+import { evaluate, Model, SplitMix64, Trainer, WindowSampler } from '../lib/model/index.js';
 import { packageRoot } from '../lib/native.js';
 import { BpeTokenizer } from '../lib/tokenizer/bpe.js';
 import { wordCorpusBytes as corpus } from './word-corpus.js';

@@ -6,7 +6,8 @@
 
 import { types } from 'node:util';
 
-import { Adapter, Encoding, Model } from '../model/model.js';
+import { Model } from '../model/model.js';
+import { Adapter, Encoding } from './adapter.js';
 import { coreLimits, defaultOf } from '../model/limits.js';
 import { modelAddon, type RawCalibrationReport, type RawMixedReport } from '../model/native-model.js';
 

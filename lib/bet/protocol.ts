@@ -31,7 +31,8 @@ import {
   type UserName,
 } from '../data/fixtures.js';
 import { checkLimit, coreLimits, defaultOf } from '../model/limits.js';
-import { Adapter, Encoding, evaluate, Model } from '../model/model.js';
+import { Adapter, Encoding } from '../adapter/adapter.js';
+import { evaluate, Model } from '../model/model.js';
 import { resolveAdapterRun, trainAdapter, type AdapterRunOptions, type TrainAdapterResult } from '../model/train-adapter.js';
 import { loadCriteria, type LoadedCriteria } from './criteria.js';
 import { readResults, ResultsWriter, type AdapterCompressResults, type ResultsHeader, type EncodingInfo, type SplitName, type TextId, type UserEvaluation } from './results.js';

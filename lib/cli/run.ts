@@ -7,7 +7,8 @@
 import { resolve } from 'node:path';
 
 import { getFixtures } from '../data/fixtures.js';
-import { Adapter, evaluate, Model, type Precision } from '../model/model.js';
+import { Adapter } from '../adapter/adapter.js';
+import { evaluate, Model, type Precision } from '../model/model.js';
 import { adapterRunLimits, resolveAdapterRun, trainAdapter, type AdapterRunOptions } from '../model/train-adapter.js';
 import { baseRunLimits, STOP_AFTER_LIMIT, trainBase, type BaseRunOptions } from '../model/train-base.js';
 import { BET_USAGE, cmdBet, cmdFleet, cmdQuantize } from './bet-commands.js';
@@ -32,7 +33,7 @@ ${BET_USAGE}  train-base      train the base model (tokenizer, ternary-aware tra
     [--patience 3] [--validation-fraction 0.05] [--batch 8] [--seq 128] [--lr 3e-2] [--min-lr 3e-3]
     [--warmup 10] [--weight-decay 0] [--threads N] [--json]
   evaluate        perplexity and bits per byte of a text
-    --model M [--adapter A] --text T [--precision ternary|f32|ternary-f32act] [--stride N]
+    --model M [--adapter A] --text T [--precision ternary|fp32|ternary-fp32act] [--stride N]
     [--batch 4] [--threads N] [--json]
 `;
 
@@ -257,7 +258,7 @@ async function cmdEvaluate(argv: string[], io: Io): Promise<number> {
   const modelPath = required(v, 'model');
   const textPath = required(v, 'text');
   const precision = (v.precision as string | undefined) ?? 'ternary';
-  if (!['ternary', 'f32', 'ternary-f32act'].includes(precision)) throw new UsageError(`--precision must be ternary, f32 or ternary-f32act, got '${precision}'`);
+  if (!['ternary', 'fp32', 'ternary-fp32act'].includes(precision)) throw new UsageError(`--precision must be ternary, fp32 or ternary-fp32act, got '${precision}'`);
   const { stride, batch, threads } = n;
   const text = readText(textPath, '--text');
   const model = Model.load(modelPath);

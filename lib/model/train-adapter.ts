@@ -7,7 +7,8 @@
 
 import { dataSeed, SplitMix64, WindowSampler } from './data.js';
 import { checkLimit, coreLimits, defaultOf, orchestrationLimit, SEED_LIMIT, type Limit } from './limits.js';
-import { Adapter, evaluate, Model, Trainer } from './model.js';
+import { Adapter } from '../adapter/adapter.js';
+import { evaluate, Model, Trainer } from './model.js';
 
 export interface AdapterRunOptions {
   seed: number;

@@ -232,7 +232,7 @@ export async function trainBase(input: TrainBaseInput, hooks: TrainBaseHooks = {
   if (input.stopAfter !== undefined) checkLimit(STOP_AFTER_LIMIT, input.stopAfter, 'stopAfter');
   const sampler = new WindowSampler(trainTokens, opts.seq, rng);
   const valTokens = validationTokens(model.tokenizer!, input.validationText, opts.evalTokens);
-  const precision: Precision = opts.mode === 'fp32' ? 'f32' : 'ternary';
+  const precision: Precision = opts.mode === 'fp32' ? 'fp32' : 'ternary';
   const tokensPerStep = opts.batch * opts.seq;
 
   const validate = async (step: number, p: Precision): Promise<ValidationPoint> => {
@@ -297,7 +297,7 @@ export async function trainBase(input: TrainBaseInput, hooks: TrainBaseHooks = {
   }
 
   // The fp32 run is scored twice: with its own fp32 weights, then after post-training quantisation.
-  const finalFp32 = opts.mode === 'fp32' ? await validate(opts.steps, 'f32') : null;
+  const finalFp32 = opts.mode === 'fp32' ? await validate(opts.steps, 'fp32') : null;
   if (finalFp32 !== null) hooks.onValidation?.(finalFp32);
   if (opts.mode === 'fp32') model.quantize(input.threads);
   const final = await validate(opts.steps, 'ternary');

@@ -12,9 +12,9 @@ namespace ternorm::model {
 
 const char* precision_name(Precision p) {
   switch (p) {
-    case Precision::F32: return "f32";
+    case Precision::F32: return "fp32";
     case Precision::Ternary: return "ternary";
-    case Precision::TernaryF32Act: return "ternary-f32act";
+    case Precision::TernaryF32Act: return "ternary-fp32act";
   }
   return "?";
 }
