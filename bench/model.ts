@@ -2,7 +2,7 @@
 // run so every ratio compares numbers taken minutes apart on the same machine.
 //
 //   - training tokens/s, Trainer mode 'ternary' (ternary-aware) vs 'fp32'
-//   - evaluation tokens/s, evaluate() with precision 'ternary' vs 'f32' on the
+//   - evaluation tokens/s, evaluate() with precision 'ternary' vs 'fp32' on the
 //     same model and tokens, judged against the issue's targets
 //   - adapter training seconds per user on the shipped base model
 //   - peak resident memory of each of these parts
@@ -23,8 +23,8 @@ import { fileURLToPath } from 'node:url';
 import { getFixtures, USER_NAMES, type UserName } from '../lib/data/fixtures.js';
 import { cpuInfo } from '../lib/kernels.js';
 import { SplitMix64 } from '../lib/model/data.js';
-import { DEFAULT_MODEL_CONFIG, evaluate, Model, Trainer, type ModelConfig } from '../lib/model/model.js';
-import { DEFAULT_ADAPTER_RUN, trainAdapter } from '../lib/model/train-adapter.js';
+import { defaultModelConfig, evaluate, Model, Trainer, type ModelConfig } from '../lib/model/model.js';
+import { defaultAdapterRun, trainAdapter } from '../lib/model/train-adapter.js';
 import { fmtBytes, fmtNum, fmtRatio, gitOutput, table, writeAtomic, type Target, type TargetPoint } from './report.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -33,8 +33,8 @@ const SCHEMA = 'ternorm.bench.model/1';
 const PART_SCHEMA = 'ternorm.bench.model.part/1';
 
 const CONFIGS = {
-  default: { ...DEFAULT_MODEL_CONFIG },
-  large: { ...DEFAULT_MODEL_CONFIG, dModel: 1024, nLayers: 8, nHeads: 16, nKvHeads: 16, dFf: 2816 },
+  default: { ...defaultModelConfig() },
+  large: { ...defaultModelConfig(), dModel: 1024, nLayers: 8, nHeads: 16, nKvHeads: 16, dFf: 2816 },
 } satisfies Record<string, ModelConfig>;
 type ConfigName = keyof typeof CONFIGS;
 const CONFIG_NAMES = Object.keys(CONFIGS) as ConfigName[];
@@ -235,7 +235,7 @@ function trainPart(name: ConfigName, o: Options) {
   return { config: name, model_config: config, n_params: trainers.ternary.model.nParams, batch, seq: SEQ, steps_per_sample: steps, warmup_steps: o.trainWarmup, samples, checks };
 }
 
-interface EvalSample { precision: 'ternary' | 'f32'; threads: number; rep: number; seconds: number; tokens_per_s: number; mean_nll: number; total_nll: number }
+interface EvalSample { precision: 'ternary' | 'fp32'; threads: number; rep: number; seconds: number; tokens_per_s: number; mean_nll: number; total_nll: number }
 
 async function evalPart(name: ConfigName, o: Options) {
   const config = CONFIGS[name];
@@ -243,14 +243,14 @@ async function evalPart(name: ConfigName, o: Options) {
   const model = Model.create(config, MODEL_SEED);
   const tokens = randomTokens(o.evalTokens[name], config.vocab, TOKEN_SEED);
   // nBytes only scales bits per byte, which this benchmark does not report.
-  const run = (precision: 'ternary' | 'f32', threads: number, t = tokens) => evaluate(model, null, t, { precision, threads, nBytes: t.length - 1 });
+  const run = (precision: 'ternary' | 'fp32', threads: number, t = tokens) => evaluate(model, null, t, { precision, threads, nBytes: t.length - 1 });
   const samples: EvalSample[] = [];
   let shape = { windows: 0, window: 0, stride: 0 };
   for (const threads of o.threads) {
     const warm = tokens.subarray(0, Math.min(tokens.length, 2 * config.context));
-    for (const p of ['ternary', 'f32'] as const) await run(p, threads, warm);
+    for (const p of ['ternary', 'fp32'] as const) await run(p, threads, warm);
     for (let rep = 0; rep < o.reps; rep++) {
-      for (const precision of interleaved(rep, 'ternary' as const, 'f32' as const)) {
+      for (const precision of interleaved(rep, 'ternary' as const, 'fp32' as const)) {
         const t0 = performance.now();
         const r = await run(precision, threads);
         const seconds = (performance.now() - t0) / 1000;
@@ -262,7 +262,7 @@ async function evalPart(name: ConfigName, o: Options) {
     }
   }
   // What was timed must be right: evaluation is deterministic and thread-count independent.
-  const checks = (['ternary', 'f32'] as const).map((p) => {
+  const checks = (['ternary', 'fp32'] as const).map((p) => {
     const nll = new Set(samples.filter((s) => s.precision === p).map((s) => s.total_nll));
     const finite = [...nll].every(Number.isFinite);
     return {
@@ -287,7 +287,7 @@ async function adaptersPart(o: Options) {
     });
     progress(`adapter ${user}: ${r.seconds.toFixed(1)} s, ${r.stepsDone} steps${r.stoppedEarly ? ' (stopped early)' : ''}`);
   }
-  return { base_model: relative(REPO, o.baseModel), fingerprint: model.fingerprint, threads: o.adapterThreads, options: DEFAULT_ADAPTER_RUN, budget_s: ADAPTER_BUDGET_S, users };
+  return { base_model: relative(REPO, o.baseModel), fingerprint: model.fingerprint, threads: o.adapterThreads, options: defaultAdapterRun(), budget_s: ADAPTER_BUDGET_S, users };
 }
 
 async function runPart(kind: PartKind, config: ConfigName | null, o: Options): Promise<void> {
@@ -464,13 +464,13 @@ function render(o: Options, parts: PartDoc<unknown>[], a: ReturnType<typeof anal
   }
   if (o.parts.includes('eval')) {
     out.push('');
-    out.push(`Evaluation tokens/s: evaluate() precision 'ternary' vs 'f32' (the same model's latent fp32 weights), same tokens`);
+    out.push(`Evaluation tokens/s: evaluate() precision 'ternary' vs 'fp32' (the same model's latent fp32 weights), same tokens`);
     const shapes = parts.filter((p) => p.part === 'eval' && p.status === 'ok').map((p) => {
       const r = p.result as EvalResult;
       return `${r.config}: ${r.tokens} tokens, ${r.windows} windows of ${r.window}, stride ${r.stride}`;
     });
     out.push(`  median of ${o.reps} interleaved samples; tokens/s = scored tokens / time. ${shapes.join('; ')}`);
-    out.push(cmpTable(a.eval, 'ternary', 'f32'));
+    out.push(cmpTable(a.eval, 'ternary', 'fp32'));
     out.push(...failed('eval'));
   }
   if (o.parts.includes('adapters')) {
@@ -570,7 +570,7 @@ function main(args: Args): number {
       statistic: 'median tokens/s over the repetitions; ratio = median ternary tokens/s / median fp32 tokens/s; per-rep range = min and max of each repetition\'s own ratio',
       interleaving: 'in each repetition both variants run back to back, the first one alternating between repetitions; thread counts run one after another',
       training: 'Trainer.step (one AdamW update) on random token ids, two models from the same seed (one per mode); tokens/s = steps * batch * seq / time',
-      evaluation: "evaluate() on random token ids with precision 'ternary' (ternary weights, int8 activations) and 'f32' (the same model's latent fp32 weights); tokens/s = scored tokens / time (windows overlap by context - stride)",
+      evaluation: "evaluate() on random token ids with precision 'ternary' (ternary weights, int8 activations) and 'fp32' (the same model's latent fp32 weights); tokens/s = scored tokens / time (windows overlap by context - stride)",
       adapters: 'trainAdapter with default options on each default user\'s train part of the fixtures; seconds include tokenisation and validation, as trainAdapter reports them',
       memory: 'each part runs in its own child process; max_rss_bytes = process.resourceUsage().maxRSS at its end',
     },

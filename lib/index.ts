@@ -22,15 +22,19 @@ export type {
   RmsNormGainBackwardArgs,
 } from './kernels.js';
 export {
-  Adapter,
-  DEFAULT_MODEL_CONFIG,
-  DEFAULT_TRAIN_OPTIONS,
+  defaultModelConfig,
+  defaultTrainOptions,
   evaluate,
   Model,
   Trainer,
 } from './model/model.js';
 export type { Checkpoint, EvalResult, EvaluateOptions, LoadOptions, ModelConfig, Precision, StepStats, TrainMode, TrainOptions } from './model/model.js';
-export { trainBase, DEFAULT_BASE_RUN } from './model/train-base.js';
+export { trainBase, defaultBaseRun } from './model/train-base.js';
 export type { BaseRunOptions, TrainBaseInput, TrainBaseResult, ValidationPoint } from './model/train-base.js';
-export { trainAdapter, DEFAULT_ADAPTER_RUN } from './model/train-adapter.js';
+export { trainAdapter, defaultAdapterRun } from './model/train-adapter.js';
+export { coreLimits, describeRange } from './model/limits.js';
+export type { CoreLimits, Limit } from './model/limits.js';
 export type { AdapterRunOptions, TrainAdapterResult } from './model/train-adapter.js';
+export { Adapter, Encoding } from './adapter/adapter.js';
+export { checkMethod, codecMethods, encodeAdapter } from './adapter/codec.js';
+export type { CalibrationInput, CalibrationReport, CodecMethod, EncodeOptions, EncodeResult, MixedReport } from './adapter/codec.js';

@@ -9,10 +9,10 @@
 // every ISA path bit for bit where the kernels promise it (int8 paths, RMSNorm),
 // and independent of `threads`.
 //
-// Async variants run on the libuv thread pool and hold references to their
-// inputs until the promise settles, without copying them: do not mutate,
-// transfer or detach the inputs (or `c` of gemmF32Async) before the promise
-// settles; pass copies if you must. Calls share one native thread pool per
+// Async variants run on the libuv thread pool on copies of their inputs taken
+// when called, so the inputs may be mutated, transferred or detached at once.
+// `c` of gemmF32Async is written when the promise settles; if it was detached
+// meanwhile, the promise rejects. Calls share one native thread pool per
 // addon instance; concurrent calls run their parallel regions one at a time.
 
 import { types } from 'node:util';
@@ -265,7 +265,7 @@ export class TernaryMatrix {
     return loadAddon().gemmI8(this.packed, this.scales, this.rows, this.cols, q, xScales, n, threadsOf(opts));
   }
 
-  /** gemmI8 on the libuv pool; do not touch q or xScales until it settles. */
+  /** gemmI8 on the libuv pool (on copies of q and xScales). */
   async gemmI8Async(q: Int8Array, xScales: Float32Array, n: number, opts?: KernelOptions): Promise<Float32Array> {
     this.checkI8(q, xScales, n);
     return loadAddon().gemmI8Async(this.packed, this.scales, this.rows, this.cols, q, xScales, n, threadsOf(opts));
@@ -354,7 +354,7 @@ export function gemmF32(args: GemmF32Args, opts?: KernelOptions): Float32Array {
   return loadAddon().gemmF32(...gemmArgs(args, opts));
 }
 
-/** gemmF32 on the libuv pool; do not touch a, b or c until it settles. */
+/** gemmF32 on the libuv pool (on copies of a, b and c; c receives the result when it settles). */
 export async function gemmF32Async(args: GemmF32Args, opts?: KernelOptions): Promise<Float32Array> {
   return loadAddon().gemmF32Async(...gemmArgs(args, opts));
 }
@@ -362,11 +362,11 @@ export async function gemmF32Async(args: GemmF32Args, opts?: KernelOptions): Pro
 // ---- RMSNorm with a per-channel gain -----------------------------------------------------
 /** A gain vector (d entries) in one of its stored encodings. */
 export type Gain =
-  | { scheme: 'f32'; data: Float32Array }
+  | { scheme: 'raw_fp32'; data: Float32Array }
   /** IEEE binary16 bit patterns. */
-  | { scheme: 'f16'; data: Uint16Array }
+  | { scheme: 'raw_fp16'; data: Uint16Array }
   /** g = data * scale (per-tensor int8). */
-  | { scheme: 'int8'; data: Int8Array; scale: number };
+  | { scheme: 'int8_per_tensor'; data: Int8Array; scale: number };
 
 export interface RmsNormGainArgs {
   /** n x d, finite. */
@@ -396,24 +396,24 @@ function normArgs(args: RmsNormGainArgs): NormCall {
   length(x, product(n, d, 'n * d'), 'x', 'n * d');
   length(wBase, d, 'wBase', 'd');
   const gain: unknown = args.gain;
-  if (typeof gain !== 'object' || gain === null) throw new TypeError("gain must be an object { scheme: 'f32' | 'f16' | 'int8', data, scale? }");
+  if (typeof gain !== 'object' || gain === null) throw new TypeError("gain must be an object { scheme: 'raw_fp32' | 'raw_fp16' | 'int8_per_tensor', data, scale? }");
   const g = gain as { scheme?: unknown; data?: unknown; scale?: unknown };
   let data: Float32Array | Uint16Array | Int8Array;
   let scale: number | undefined;
   switch (g.scheme) {
-    case 'f32':
-      data = typed(g.data, isF32, 'Float32Array', "gain.data (scheme 'f32')");
+    case 'raw_fp32':
+      data = typed(g.data, isF32, 'Float32Array', "gain.data (scheme 'raw_fp32')");
       break;
-    case 'f16':
-      data = typed(g.data, isU16, 'Uint16Array', "gain.data (scheme 'f16')");
+    case 'raw_fp16':
+      data = typed(g.data, isU16, 'Uint16Array', "gain.data (scheme 'raw_fp16')");
       break;
-    case 'int8':
-      data = typed(g.data, isI8, 'Int8Array', "gain.data (scheme 'int8')");
+    case 'int8_per_tensor':
+      data = typed(g.data, isI8, 'Int8Array', "gain.data (scheme 'int8_per_tensor')");
       scale = floatNumber(g.scale, 'gain.scale');
       break;
     default:
-      if (typeof g.scheme !== 'string') throw new TypeError("gain.scheme must be 'f32', 'f16' or 'int8'");
-      throw new RangeError(`gain.scheme must be 'f32', 'f16' or 'int8', got '${g.scheme}'`);
+      if (typeof g.scheme !== 'string') throw new TypeError("gain.scheme must be 'raw_fp32', 'raw_fp16' or 'int8_per_tensor'");
+      throw new RangeError(`gain.scheme must be 'raw_fp32', 'raw_fp16' or 'int8_per_tensor', got '${g.scheme}'`);
   }
   length(data, d, 'gain.data', 'd');
   const eps = args.eps === undefined ? 1e-5 : floatNumber(args.eps, 'eps');

@@ -37,18 +37,21 @@ export interface RawCpuInfo {
   threads: number;
 }
 
-export type GainSchemeName = 'f32' | 'f16' | 'int8';
+/** The gain schemes the fused norm kernels take directly, by their codec registry names. */
+export type GainSchemeName = 'raw_fp32' | 'raw_fp16' | 'int8_per_tensor';
 export type GainData = Float32Array | Uint16Array | Int8Array;
 
 /**
  * The addon's exports, positional and unchecked by TypeScript beyond these
  * types. Sizes are integers in 1..2^31; `threads` undefined means the whole pool.
- * The Async variants hold references to their inputs until the promise settles
- * but do not copy them: do not mutate, transfer or detach the inputs until then.
+ * The Async variants run on copies of their inputs (see KernelCall in
+ * native/addon/addon.h): the inputs may be mutated or detached at once.
  */
 export interface NativeAddon {
   ternaryLayout: { rowPanel: number; colBlock: number };
   cpuInfo(): RawCpuInfo;
+  /** The core's ranges and defaults (lib/model/limits.ts types them). */
+  limits(): unknown;
   absmeanQuantize(w: Float32Array, rows: number, cols: number, perRow: boolean): { trits: Int8Array; scales: Float32Array };
   pack2(trits: Int8Array, rows: number, cols: number): Uint8Array;
   unpack2(packed: Uint8Array, rows: number, cols: number): Int8Array;

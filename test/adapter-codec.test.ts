@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { codecMethods, encodeAdapter } from '../lib/adapter/codec.js';
-import { Adapter, Encoding, evaluate, Model, SplitMix64 } from '../lib/model/index.js';
+import { Adapter, Encoding } from '../lib/adapter/adapter.js';
+import { evaluate, Model, SplitMix64 } from '../lib/model/index.js';
 import { BpeTokenizer } from '../lib/tokenizer/bpe.js';
 import { wordCorpusBytes } from './word-corpus.js';
 

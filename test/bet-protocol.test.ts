@@ -16,7 +16,8 @@ import { readResults, resultsSchemaPath, type AdapterCompressResults } from '../
 import { perplexity } from '../lib/bet/stats.js';
 import { run } from '../lib/cli/run.js';
 import { sha256Hex } from '../lib/data/fixtures.js';
-import { Adapter, evaluate, Model, SplitMix64, trainAdapter } from '../lib/model/index.js';
+import { Adapter } from '../lib/adapter/adapter.js';
+import { evaluate, Model, SplitMix64, trainAdapter } from '../lib/model/index.js';
 import { BpeTokenizer } from '../lib/tokenizer/bpe.js';
 import { wordCorpus } from './word-corpus.js';
 

@@ -121,7 +121,7 @@ describe('ternorm CLI', () => {
       [['evaluate', '--model', 'models/a.tnm', '--text', 'one.txt'], 1, /too short: it encodes to 1 token/],
       [['train-adapter', '--model', 'models/a.tnm', '--text', 'user.txt', '--out', 'x.adapter', '--seq', 'abc'], 2, /--seq must be an integer/],
       [['train-base', '--train-text', 'train.txt', '--validation-text', 'val.txt', '--mode', 'int4'], 2, /--mode must be 'ternary' or 'fp32'/],
-      [['train-base', '--train-text', 'train.txt', '--validation-text', 'val.txt', ...TINY, '--vocab', '5000', '--steps', '1'], 1, /supports only \d+ merges/],
+      [['train-base', '--train-text', 'train.txt', '--validation-text', 'val.txt', ...TINY, '--vocab', '5000', '--steps', '2'], 1, /supports only \d+ merges/],
       [['frobnicate'], 2, /unknown command 'frobnicate'/],
     ];
     for (const [args, code, msg] of cases) {

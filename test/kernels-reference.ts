@@ -249,11 +249,11 @@ export function f16ToNumber(h: number): number {
 }
 
 /** The gains g[c] as fp32 values. */
-export function decodeGainRef(scheme: 'f32' | 'f16' | 'int8', data: Float32Array | Uint16Array | Int8Array, scale?: number): Float64Array {
+export function decodeGainRef(scheme: 'raw_fp32' | 'raw_fp16' | 'int8_per_tensor', data: Float32Array | Uint16Array | Int8Array, scale?: number): Float64Array {
   const g = new Float64Array(data.length);
   for (let c = 0; c < data.length; c++) {
     const v = data[c] as number;
-    g[c] = scheme === 'f32' ? v : scheme === 'f16' ? f16ToNumber(v) : f(v * (scale as number));
+    g[c] = scheme === 'raw_fp32' ? v : scheme === 'raw_fp16' ? f16ToNumber(v) : f(v * (scale as number));
   }
   return g;
 }

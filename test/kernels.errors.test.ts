@@ -26,7 +26,7 @@ function matrix(rows = 3, cols = 5): TernaryMatrix {
 }
 
 const wBase = new Float32Array([1, 1, 1, 1]);
-const gainF32: Gain = { scheme: 'f32', data: new Float32Array([1, 1, 1, 1]) };
+const gainF32: Gain = { scheme: 'raw_fp32', data: new Float32Array([1, 1, 1, 1]) };
 const x8 = new Float32Array([1, 2, 3, 4, 5, 6, 7, 8]);
 
 describeOnIsa('bad input', () => {
@@ -46,8 +46,8 @@ describeOnIsa('bad input', () => {
     expect(() => gemmF32({ a: new Float32Array(1), b: new Float32Array(1), m: 1, n: 1, k: 1, transA: any(1) })).toThrow(
       /transA must be a boolean/,
     );
-    expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase, gain: { scheme: 'f16', data: any(new Float32Array(4)) } })).toThrow(
-      new TypeError("gain.data (scheme 'f16') must be a Uint16Array"),
+    expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase, gain: { scheme: 'raw_fp16', data: any(new Float32Array(4)) } })).toThrow(
+      new TypeError("gain.data (scheme 'raw_fp16') must be a Uint16Array"),
     );
     expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase, gain: any({ scheme: 3, data: new Float32Array(4) }) })).toThrow(TypeError);
     expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase, gain: any(undefined) })).toThrow(TypeError);
@@ -74,7 +74,7 @@ describeOnIsa('bad input', () => {
       /c must have m \* n = 4 elements, got 3/,
     );
     expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase: new Float32Array(3), gain: gainF32 })).toThrow(/wBase must have d = 4 elements, got 3/);
-    expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase, gain: { scheme: 'int8', data: new Int8Array(5), scale: 1 } })).toThrow(
+    expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase, gain: { scheme: 'int8_per_tensor', data: new Int8Array(5), scale: 1 } })).toThrow(
       /gain.data must have d = 4 elements, got 5/,
     );
     expect(() => rmsNormGainBackward({ x: x8, n: 2, d: 4, wBase, gain: gainF32, dy: new Float32Array(4) })).toThrow(
@@ -127,10 +127,10 @@ describeOnIsa('bad input', () => {
     xNaN[5] = NaN;
     expect(() => rmsNormGain({ x: xNaN, n: 2, d: 4, wBase, gain: gainF32 })).toThrow(RangeError);
     expect(() => rmsNormGainI8({ x: xNaN, n: 2, d: 4, wBase, gain: gainF32 })).toThrow(/x\[1\]\[1\]/);
-    expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase, gain: { scheme: 'int8', data: new Int8Array(4), scale: NaN } })).toThrow(
+    expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase, gain: { scheme: 'int8_per_tensor', data: new Int8Array(4), scale: NaN } })).toThrow(
       /gain.scale must be a finite number/,
     );
-    expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase, gain: { scheme: 'f16', data: new Uint16Array([0x3c00, 0x7c00, 0, 0]) } })).toThrow(
+    expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase, gain: { scheme: 'raw_fp16', data: new Uint16Array([0x3c00, 0x7c00, 0, 0]) } })).toThrow(
       RangeError,
     );
     expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase: new Float32Array([1, NaN, 1, 1]), gain: gainF32 })).toThrow(/w_base\[1\]/);
@@ -152,7 +152,7 @@ describeOnIsa('bad input', () => {
     // 2 trits in the last byte: a nonzero code in an unused position is corruption.
     expect(() => TernaryMatrix.fromStorage(new Uint8Array([4 + 9 * 2]), new Float32Array([1]), 1, 2)).toThrow(RangeError);
     expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase, gain: any({ scheme: 'f8', data: new Float32Array(4) }) })).toThrow(
-      new RangeError("gain.scheme must be 'f32', 'f16' or 'int8', got 'f8'"),
+      new RangeError("gain.scheme must be 'raw_fp32', 'raw_fp16' or 'int8_per_tensor', got 'f8'"),
     );
     const a = new Float32Array(4);
     expect(() => gemmF32({ a, b: a, m: 2, n: 2, k: 2, beta: 1 })).toThrow(/beta = 1 needs c/);
@@ -198,9 +198,9 @@ describeOnIsa('bad input', () => {
       /must not share memory/,
     );
     expect(() => addon.rmsNormGain(x8, 2, 4, wBase, any('q4'), new Float32Array(4), undefined, 1e-5)).toThrow(RangeError);
-    expect(() => addon.rmsNormGain(x8, 2, 4, wBase, 'int8', new Int8Array(4), undefined, 1e-5)).toThrow(/gain.scale must be a number/);
-    expect(() => addon.rmsNormGain(x8, 2, 4, wBase, 'f16', new Float32Array(4), undefined, 1e-5)).toThrow(TypeError);
-    expect(() => addon.rmsNormGainBackward(x8, 2, 4, wBase, 'f32', new Float32Array(4), undefined, 1e-5, new Float32Array(7))).toThrow(
+    expect(() => addon.rmsNormGain(x8, 2, 4, wBase, 'int8_per_tensor', new Int8Array(4), undefined, 1e-5)).toThrow(/gain.scale must be a number/);
+    expect(() => addon.rmsNormGain(x8, 2, 4, wBase, 'raw_fp16', new Float32Array(4), undefined, 1e-5)).toThrow(TypeError);
+    expect(() => addon.rmsNormGainBackward(x8, 2, 4, wBase, 'raw_fp32', new Float32Array(4), undefined, 1e-5, new Float32Array(7))).toThrow(
       /dy must have n \* d = 8 elements, got 7/,
     );
     // A detached buffer reads as length 0, never as its old memory.

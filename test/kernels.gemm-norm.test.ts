@@ -43,15 +43,15 @@ function randomF16(rand: () => number, d: number): Uint16Array {
 }
 
 function randomGain(rand: () => number, scheme: Gain['scheme'], d: number): Gain {
-  if (scheme === 'f32') return { scheme, data: randomF32(rand, d, 1.5) };
-  if (scheme === 'f16') return { scheme, data: randomF16(rand, d) };
+  if (scheme === 'raw_fp32') return { scheme, data: randomF32(rand, d, 1.5) };
+  if (scheme === 'raw_fp16') return { scheme, data: randomF16(rand, d) };
   const data = new Int8Array(d);
   for (let i = 0; i < d; i++) data[i] = Math.floor(rand() * 256) - 128; // all of -128..127
   return { scheme, data, scale: 0.0123 };
 }
 
 function refArgs(x: Float32Array, n: number, d: number, wBase: Float32Array, gain: Gain, eps: number): NormRefArgs {
-  const g = decodeGainRef(gain.scheme, gain.data, gain.scheme === 'int8' ? gain.scale : undefined);
+  const g = decodeGainRef(gain.scheme, gain.data, gain.scheme === 'int8_per_tensor' ? gain.scale : undefined);
   return { x, n, d, wBase, g, eps };
 }
 
@@ -98,7 +98,7 @@ describeOnIsa('gemmF32 and rmsNormGain', () => {
     expect(Array.from(c)).toEqual([13, 16]);
   });
 
-  for (const scheme of ['f32', 'f16', 'int8'] as const) {
+  for (const scheme of ['raw_fp32', 'raw_fp16', 'int8_per_tensor'] as const) {
     it(`rmsNormGain (${scheme} gain) matches the JS RMSNorm within the stated bound`, () => {
       const rand = rng(12);
       for (const d of [1, 7, 16, 33, 100, 257]) {

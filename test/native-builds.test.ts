@@ -45,8 +45,8 @@ function computeAll(addon: NativeAddon): Record<string, Uint8Array> {
   const d = 75;
   const wBase = randomF32(rand, d, 2);
   const gain = randomF32(rand, d, 1.5);
-  const i8 = addon.rmsNormGainI8(x, n, d, wBase, 'f32', gain, undefined, 1e-5);
-  const back = addon.rmsNormGainBackward(x, n, d, wBase, 'f32', gain, undefined, 1e-5, randomF32(rand, n * d));
+  const i8 = addon.rmsNormGainI8(x, n, d, wBase, 'raw_fp32', gain, undefined, 1e-5);
+  const back = addon.rmsNormGainBackward(x, n, d, wBase, 'raw_fp32', gain, undefined, 1e-5, randomF32(rand, n * d));
   const out: Record<string, ArrayBufferView> = {
     trits,
     scales,
@@ -58,7 +58,7 @@ function computeAll(addon: NativeAddon): Record<string, Uint8Array> {
     matmulF32: addon.matmulF32(packed, scales, rows, cols, x, n),
     matmulF32T: addon.matmulF32T(packed, scales, rows, cols, dy, n),
     gemmF32: addon.gemmF32(a, b, 23, 19, 41, false, false, 1, 0, undefined),
-    rmsNormGain: addon.rmsNormGain(x, n, d, wBase, 'f32', gain, undefined, 1e-5),
+    rmsNormGain: addon.rmsNormGain(x, n, d, wBase, 'raw_fp32', gain, undefined, 1e-5),
     rmsNormGainI8q: i8.q,
     rmsNormGainI8scales: i8.scales,
     dx: back.dx,

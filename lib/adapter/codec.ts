@@ -6,7 +6,9 @@
 
 import { types } from 'node:util';
 
-import { Adapter, Encoding, Model } from '../model/model.js';
+import { Model } from '../model/model.js';
+import { Adapter, Encoding } from './adapter.js';
+import { coreLimits, defaultOf } from '../model/limits.js';
 import { modelAddon, type RawCalibrationReport, type RawMixedReport } from '../model/native-model.js';
 
 export type CalibrationReport = RawCalibrationReport;
@@ -42,13 +44,13 @@ export interface CalibrationInput {
 }
 
 export interface EncodeOptions {
-  /** int8_group: channels per scale (default 32). */
+  /** int8_group: channels per scale (default: the core's, coreLimits().codec.groupSize). */
   groupSize?: number;
-  /** kmeans16/256: most Lloyd iterations (default 100). */
+  /** kmeans16/256: most Lloyd iterations (default: the core's). */
   kmeansMaxIters?: number;
   /** int4_calibrated: clip factors tried (default 1.00, 0.95, ..., 0.30). */
   clipGrid?: readonly number[];
-  /** int4_calibrated: per-tensor refinement passes (default 1). */
+  /** int4_calibrated: per-tensor refinement passes (default: the core's). */
   calibrationPasses?: number;
   /** mixed: the most serialised bytes allowed. */
   byteBudget?: number;
@@ -63,9 +65,6 @@ export interface EncodeResult {
   mixed: MixedReport | null;
 }
 
-export const DEFAULT_GROUP_SIZE = 32;
-export const DEFAULT_KMEANS_MAX_ITERS = 100;
-export const DEFAULT_CALIBRATION_PASSES = 1;
 
 /** Encodes a trained adapter with one method. Deterministic; off the event loop. */
 export async function encodeAdapter(model: Model, adapter: Adapter | Float32Array, method: string, options: EncodeOptions = {}): Promise<EncodeResult> {
@@ -84,22 +83,23 @@ export async function encodeAdapter(model: Model, adapter: Adapter | Float32Arra
       if (model.tokenizer === null) throw new Error('calibration.nBytes is required: the model has no tokenizer to count bytes with');
       nBytes = model.tokenizer.decode(c.tokens.subarray(1)).length;
     }
-    calibration = { tokens: c.tokens, nBytes, stride: c.stride ?? model.config.context, batch: c.batch ?? 4 };
+    calibration = { tokens: c.tokens, nBytes, stride: c.stride ?? model.config.context, batch: c.batch ?? defaultOf(coreLimits().eval.batch) };
   } else if (needsLoss) {
     throw new RangeError(`${name} chooses its encoding by the training-text loss: pass options.calibration (tokens of the user's training text)`);
   }
   const grid = options.clipGrid ?? [];
   if (!Array.isArray(grid)) throw new TypeError('clipGrid must be an array of numbers');
+  const l = coreLimits().codec;
   const raw = await modelAddon().adapterEncodeAsync(
     model.native,
     gains,
     name,
     {
-      groupSize: options.groupSize ?? DEFAULT_GROUP_SIZE,
-      kmeansMaxIters: options.kmeansMaxIters ?? DEFAULT_KMEANS_MAX_ITERS,
+      groupSize: options.groupSize ?? defaultOf(l.groupSize),
+      kmeansMaxIters: options.kmeansMaxIters ?? defaultOf(l.kmeansMaxIters),
       clipGrid: Float64Array.from(grid),
-      calibrationPasses: options.calibrationPasses ?? DEFAULT_CALIBRATION_PASSES,
-      byteBudget: options.byteBudget ?? 0,
+      calibrationPasses: options.calibrationPasses ?? defaultOf(l.calibrationPasses),
+      byteBudget: options.byteBudget ?? defaultOf(l.byteBudget),
     },
     needsLoss ? calibration : null,
     options.threads,

@@ -30,7 +30,9 @@ import {
   type Fixtures,
   type UserName,
 } from '../data/fixtures.js';
-import { Adapter, Encoding, evaluate, Model } from '../model/model.js';
+import { checkLimit, coreLimits, defaultOf } from '../model/limits.js';
+import { Adapter, Encoding } from '../adapter/adapter.js';
+import { evaluate, Model } from '../model/model.js';
 import { resolveAdapterRun, trainAdapter, type AdapterRunOptions, type TrainAdapterResult } from '../model/train-adapter.js';
 import { loadCriteria, type LoadedCriteria } from './criteria.js';
 import { readResults, ResultsWriter, type AdapterCompressResults, type ResultsHeader, type EncodingInfo, type SplitName, type TextId, type UserEvaluation } from './results.js';
@@ -58,8 +60,10 @@ export const DEFAULT_MODEL_PATH = 'models/base.tnm';
 export function defaultModelPath(): string {
   return join(packageRoot(), DEFAULT_MODEL_PATH);
 }
-/** Tokens of the user's training text that int4_calibrated and mixed score candidates on. */
-export const DEFAULT_CALIBRATION_TOKENS = 512;
+/** Tokens of the user's training text that int4_calibrated and mixed score on, by default (the core's, native/model/limits.h). */
+export function defaultCalibrationTokens(): number {
+  return defaultOf(coreLimits().codec.calibrationTokens);
+}
 /**
  * int4_calibrated's clip factors in the bet: 1.0, 0.9, ..., 0.3 (at most 8 + 7 n loss evaluations
  * instead of the codec default's 15 + 14 n), which keeps three users inside the time budget.
@@ -225,8 +229,7 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
   checkUsers(o.users);
   if (!Number.isSafeInteger(o.seeds) || o.seeds < 1 || o.seeds > 100) throw new RangeError(`seeds must be an integer in 1..100, got ${String(o.seeds)}`);
   if (!Number.isSafeInteger(o.seed) || o.seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${String(o.seed)}`);
-  const calibrationTokens = o.encode?.calibrationTokens ?? DEFAULT_CALIBRATION_TOKENS;
-  if (!Number.isSafeInteger(calibrationTokens) || calibrationTokens < 2) throw new RangeError(`calibration tokens must be an integer >= 2, got ${calibrationTokens}`);
+  const calibrationTokens = checkLimit(coreLimits().codec.calibrationTokens, o.encode?.calibrationTokens ?? defaultCalibrationTokens(), 'calibration tokens');
   // Unreadable texts fail before anything is written (a text that is too short is found per user).
   for (const u of o.users) {
     if (u.source.kind !== 'file') continue;

@@ -1,5 +1,6 @@
-// Flag parsing shared by the commands: strict parseArgs, typed flag readers
-// whose errors name the flag and what was expected (exit code 2 via UsageError).
+// Flag parsing shared by the commands: strict parseArgs and flag readers
+// whose errors name the flag and what was expected (exit code 2 via UsageError);
+// numeric flags are range-checked by lib/cli/limits.ts.
 
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -37,24 +38,6 @@ export function parseWithPositionals(argv: string[], options: NonNullable<ParseA
 }
 
 export const S = { type: 'string' } as const;
-
-export function intFlag(v: Values, name: string, lo = 0, hi = Number.MAX_SAFE_INTEGER): number | undefined {
-  const raw = v[name];
-  if (raw === undefined) return undefined;
-  const n = Number(raw);
-  if (typeof raw !== 'string' || !/^[0-9]+$/.test(raw) || !Number.isSafeInteger(n) || n < lo || n > hi) {
-    throw new UsageError(`--${name} must be an integer in ${lo}..${hi}, got '${String(raw)}'`);
-  }
-  return n;
-}
-
-export function numFlag(v: Values, name: string): number | undefined {
-  const raw = v[name];
-  if (raw === undefined) return undefined;
-  const n = Number(raw);
-  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got '${String(raw)}'`);
-  return n;
-}
 
 export function required(v: Values, name: string): string {
   const raw = v[name];

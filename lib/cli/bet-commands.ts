@@ -7,27 +7,32 @@ import { resolve } from 'node:path';
 import { checkMethod, codecMethods, encodeAdapter } from '../adapter/codec.js';
 import { fleetTotals, formatBytes, formatFleet } from '../bet/fleet.js';
 import { writePlot } from '../bet/plot.js';
-import { DEFAULT_CALIBRATION_TOKENS, DEFAULT_MODEL_PATH, defaultModelPath, defaultUsers, runBet, type BetOptions, type BetStage, type BetUser } from '../bet/protocol.js';
+import { defaultCalibrationTokens, DEFAULT_MODEL_PATH, defaultModelPath, defaultUsers, runBet, type BetOptions, type BetStage, type BetUser } from '../bet/protocol.js';
 import { writeReport } from '../bet/report.js';
 import { DEFAULT_RESULTS_PATH, readResults, type AdapterCompressResults } from '../bet/results.js';
-import { Adapter, Model } from '../model/model.js';
-import { defined, ensureDir, intFlag, parse, parseWithPositionals, readText, required, S, SHOW_HELP, UsageError, type Io } from './args.js';
+import { Adapter } from '../adapter/adapter.js';
+import { Model } from '../model/model.js';
+import { coreLimits, orchestrationLimit, SEED_LIMIT } from '../model/limits.js';
+import { adapterRunLimits } from '../model/train-adapter.js';
+import { defined, ensureDir, parse, parseWithPositionals, readText, required, S, SHOW_HELP, UsageError, type Io } from './args.js';
+import { checkNumericFlags, narrowed, threadsLimit } from './limits.js';
 import { formatDuration, ProgressBar } from './progress.js';
 
 export const BET_USAGE = `  bet             the adapter-compression bet (the main job): per user, train the norm-only adapter,
                   encode it with every scheme, score held-out text, verdicts, per-user policy
     [--model ${DEFAULT_MODEL_PATH}] [--user name=text.txt ...] [--adapter name=user.adapter ...]
     [--seeds 1] [--seed 0] [--criteria FILE] [--out ${DEFAULT_RESULTS_PATH}] [--report OUT.md] [--plot OUT.svg]
-    [--fleet-users 215000] [--resume | --overwrite] [--threads N] [--max-steps N] [--calibration-tokens ${DEFAULT_CALIBRATION_TOKENS}]
+    [--fleet-users 215000] [--resume | --overwrite] [--threads N] [--max-steps N] [--calibration-tokens N (default 512)]
     [--group-size 32] [--mixed-budget BYTES] [--resamples 2000] [--json]
   fleet           bytes per user and fleet totals per scheme and for the per-user policy's mix
     [--results ${DEFAULT_RESULTS_PATH}] [--users 215000] [--json]
   quantize        encode a trained adapter with one scheme into an encoded adapter file
     --scheme S [--model ${DEFAULT_MODEL_PATH}] [--text user-train.txt (int4_calibrated, mixed)]
-    [--budget BYTES (mixed)] [--group-size 32] [--calibration-tokens ${DEFAULT_CALIBRATION_TOKENS}] IN.adapter OUT.adapter
+    [--budget BYTES (mixed)] [--group-size 32] [--calibration-tokens N (default 512)] IN.adapter OUT.adapter
 `;
 
 const DEFAULT_FLEET_USERS = 215000;
+const FLEET_USERS_LIMIT = orchestrationLimit(1, Number.MAX_SAFE_INTEGER, true, DEFAULT_FLEET_USERS, 'users in the fleet');
 
 function pairs(flag: string, raw: unknown): Map<string, string> {
   const out = new Map<string, string>();
@@ -72,6 +77,18 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
     json: { type: 'boolean' },
   });
   if (v.help) return SHOW_HELP;
+  const c = coreLimits().codec;
+  const n = checkNumericFlags(v, {
+    seeds: orchestrationLimit(1, 100, true, 1, 'training seeds per user'),
+    seed: SEED_LIMIT,
+    'fleet-users': FLEET_USERS_LIMIT,
+    threads: threadsLimit(),
+    'max-steps': adapterRunLimits().maxSteps,
+    'calibration-tokens': c.calibrationTokens,
+    'group-size': c.groupSize,
+    'mixed-budget': narrowed(c.byteBudget, { min: 1 }),
+    resamples: orchestrationLimit(2, 1_000_000, true, null, 'bootstrap resamples'),
+  });
   if (v.resume === true && v.overwrite === true) throw new UsageError('--resume and --overwrite exclude each other');
   const userFiles = pairs('user', v.user);
   const adapters = pairs('adapter', v.adapter);
@@ -91,24 +108,24 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
         : `--model ${modelPath}: no such file`,
     );
   }
-  const fleetUsers = intFlag(v, 'fleet-users', 1) ?? DEFAULT_FLEET_USERS;
-  const maxSteps = intFlag(v, 'max-steps', 1);
-  const resamples = intFlag(v, 'resamples', 2);
+  const fleetUsers = n['fleet-users'] ?? DEFAULT_FLEET_USERS;
+  const maxSteps = n['max-steps'];
+  const resamples = n.resamples;
   const opts: BetOptions = {
     modelPath,
     users,
     out,
     criteriaPath: v.criteria as string | undefined,
-    seed: intFlag(v, 'seed') ?? 0,
-    seeds: intFlag(v, 'seeds', 1, 100) ?? 1,
-    threads: intFlag(v, 'threads', 1),
+    seed: n.seed ?? 0,
+    seeds: n.seeds ?? 1,
+    threads: n.threads,
     resume: v.resume === true,
     overwrite: v.overwrite === true,
     adapterRun: defined({ maxSteps }),
     encode: defined({
-      calibrationTokens: intFlag(v, 'calibration-tokens', 2),
-      groupSize: intFlag(v, 'group-size', 1),
-      mixedBudget: intFlag(v, 'mixed-budget', 1),
+      calibrationTokens: n['calibration-tokens'],
+      groupSize: n['group-size'],
+      mixedBudget: n['mixed-budget'],
     }),
     bootstrap: defined({ resamples }),
   };
@@ -173,10 +190,11 @@ function summary(r: AdapterCompressResults, fleetUsers: number): string {
 export async function cmdFleet(argv: string[], io: Io): Promise<number> {
   const v = parse(argv, { results: S, users: S, json: { type: 'boolean' } });
   if (v.help) return SHOW_HELP;
+  const n = checkNumericFlags(v, { users: FLEET_USERS_LIMIT });
   const path = (v.results as string | undefined) ?? DEFAULT_RESULTS_PATH;
   if (!existsSync(path)) throw new Error(`no results at ${path}: run \`ternorm bet\` first (or pass --results)`);
   const r = readResults(path);
-  const s = fleetTotals(r, intFlag(v, 'users', 1) ?? DEFAULT_FLEET_USERS);
+  const s = fleetTotals(r, n.users ?? DEFAULT_FLEET_USERS);
   io.stdout.write(v.json ? `${JSON.stringify(s)}\n` : `${formatFleet(s)}\n`);
   return 0;
 }
@@ -192,6 +210,13 @@ export async function cmdQuantize(argv: string[], io: Io): Promise<number> {
     threads: S,
   });
   if (v.help) return SHOW_HELP;
+  const c = coreLimits().codec;
+  const n = checkNumericFlags(v, {
+    budget: narrowed(c.byteBudget, { min: 1 }),
+    'group-size': c.groupSize,
+    'calibration-tokens': c.calibrationTokens,
+    threads: threadsLimit(),
+  });
   if (positionals.length !== 2) throw new UsageError(`quantize expects IN.adapter OUT.adapter, got ${positionals.length} path(s)`);
   const [inPath, outPath] = positionals as [string, string];
   const scheme = required(v, 'scheme');
@@ -209,15 +234,15 @@ export async function cmdQuantize(argv: string[], io: Io): Promise<number> {
   let calibration;
   if (needsLoss) {
     const tokens = model.tokenizer!.encode(readText(v.text as string, '--text'));
-    const n = intFlag(v, 'calibration-tokens', 2) ?? DEFAULT_CALIBRATION_TOKENS;
+    const count = n['calibration-tokens'] ?? defaultCalibrationTokens();
     if (tokens.length < 2) throw new Error(`--text ${String(v.text)} encodes to ${tokens.length} token(s); calibration needs at least 2`);
-    calibration = { tokens: tokens.subarray(0, Math.min(n, tokens.length)) };
+    calibration = { tokens: tokens.subarray(0, Math.min(count, tokens.length)) };
   }
   const r = await encodeAdapter(model, adapter, scheme, {
     calibration,
-    byteBudget: intFlag(v, 'budget', 1),
-    groupSize: intFlag(v, 'group-size', 1),
-    threads: intFlag(v, 'threads', 1),
+    byteBudget: n.budget,
+    groupSize: n['group-size'],
+    threads: n.threads,
   });
   ensureDir(outPath);
   Adapter.fromEncoding(r.encoding, { format: 'ternorm.quantize', version: 1, source: resolve(inPath), scheme, calibration: r.calibration, mixed: r.mixed }).save(model, outPath);

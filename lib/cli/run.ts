@@ -7,11 +7,15 @@
 import { resolve } from 'node:path';
 
 import { getFixtures } from '../data/fixtures.js';
-import { Adapter, evaluate, Model, type Precision } from '../model/model.js';
-import { resolveAdapterRun, trainAdapter, type AdapterRunOptions } from '../model/train-adapter.js';
-import { trainBase, type BaseRunOptions } from '../model/train-base.js';
+import { Adapter } from '../adapter/adapter.js';
+import { evaluate, Model, type Precision } from '../model/model.js';
+import { adapterRunLimits, resolveAdapterRun, trainAdapter, type AdapterRunOptions } from '../model/train-adapter.js';
+import { baseRunLimits, STOP_AFTER_LIMIT, trainBase, type BaseRunOptions } from '../model/train-base.js';
 import { BET_USAGE, cmdBet, cmdFleet, cmdQuantize } from './bet-commands.js';
-import { defined, ensureDir, intFlag, numFlag, parse, readText, required, S, SHOW_HELP, UsageError, type Io, type Values } from './args.js';
+import { coreLimits, orchestrationLimit } from '../model/limits.js';
+import { MAX_VOCAB_SIZE, MIN_VOCAB_SIZE } from '../tokenizer/bpe.js';
+import { defined, ensureDir, parse, readText, required, S, SHOW_HELP, UsageError, type Io, type Values } from './args.js';
+import { checkNumericFlags, narrowed, threadsLimit } from './limits.js';
 import { formatDuration, ProgressBar } from './progress.js';
 
 const USAGE = `usage: ternorm <command> [options]
@@ -30,7 +34,7 @@ ${BET_USAGE}  train-base      train the base model (tokenizer, ternary-aware tra
     [--patience 3] [--validation-fraction 0.05] [--batch 8] [--seq 128] [--lr 3e-2] [--min-lr 3e-3]
     [--warmup 10] [--weight-decay 0] [--threads N] [--json]
   evaluate        perplexity and bits per byte of a text
-    --model M [--adapter A] --text T [--precision ternary|f32|ternary-f32act] [--stride N]
+    --model M [--adapter A] --text T [--precision ternary|fp32|ternary-fp32act] [--stride N]
     [--batch 4] [--threads N] [--json]
 `;
 
@@ -43,6 +47,32 @@ async function cmdTrainBase(argv: string[], io: Io): Promise<number> {
     'untied-head': { type: 'boolean' },
   });
   if (v.help) return help(io);
+  const b = baseRunLimits();
+  const m = coreLimits().model;
+  const n = checkNumericFlags(v, {
+    steps: b.steps,
+    seed: b.seed,
+    'eval-every': b.evalEvery,
+    'eval-tokens': b.evalTokens,
+    'checkpoint-every': b.checkpointEvery,
+    vocab: narrowed(m.vocab, { min: MIN_VOCAB_SIZE, max: Math.min(m.vocab.max, MAX_VOCAB_SIZE) }),
+    'd-model': m.dModel,
+    layers: m.nLayers,
+    heads: m.nHeads,
+    'kv-heads': narrowed(m.nKvHeads, { min: 1 }),
+    'd-ff': m.dFf,
+    context: m.context,
+    batch: b.batch,
+    seq: b.seq,
+    lr: b.lr,
+    'min-lr': b.minLr,
+    warmup: b.warmup,
+    'weight-decay': b.weightDecay,
+    'grad-clip': b.gradClip,
+    threads: threadsLimit(),
+    'stop-after': STOP_AFTER_LIMIT,
+    'log-every': orchestrationLimit(1, 2 ** 40, true, 10, 'steps between progress lines'),
+  });
   const out = (v.out as string | undefined) ?? 'models/base.tnm';
   const resume = v.resume as string | undefined;
   let trainText: Uint8Array;
@@ -63,38 +93,38 @@ async function cmdTrainBase(argv: string[], io: Io): Promise<number> {
     if (mode !== undefined && mode !== 'ternary' && mode !== 'fp32') throw new UsageError(`--mode must be 'ternary' or 'fp32', got '${mode}'`);
     run = defined({
       mode: mode as 'ternary' | 'fp32' | undefined,
-      steps: intFlag(v, 'steps', 1),
-      seed: intFlag(v, 'seed'),
-      evalEvery: intFlag(v, 'eval-every'),
-      evalTokens: intFlag(v, 'eval-tokens', 2),
-      checkpointEvery: intFlag(v, 'checkpoint-every'),
-      batch: intFlag(v, 'batch', 1),
-      seq: intFlag(v, 'seq', 1),
-      lr: numFlag(v, 'lr'),
-      minLr: numFlag(v, 'min-lr'),
-      warmup: intFlag(v, 'warmup'),
-      weightDecay: numFlag(v, 'weight-decay'),
-      gradClip: numFlag(v, 'grad-clip'),
+      steps: n.steps,
+      seed: n.seed,
+      evalEvery: n['eval-every'],
+      evalTokens: n['eval-tokens'],
+      checkpointEvery: n['checkpoint-every'],
+      batch: n.batch,
+      seq: n.seq,
+      lr: n.lr,
+      minLr: n['min-lr'],
+      warmup: n.warmup,
+      weightDecay: n['weight-decay'],
+      gradClip: n['grad-clip'],
     });
     run.config = defined({
-      vocab: intFlag(v, 'vocab', 256, 65536),
-      dModel: intFlag(v, 'd-model', 1),
-      nLayers: intFlag(v, 'layers', 1),
-      nHeads: intFlag(v, 'heads', 1),
-      nKvHeads: intFlag(v, 'kv-heads', 1),
+      vocab: n.vocab,
+      dModel: n['d-model'],
+      nLayers: n.layers,
+      nHeads: n.heads,
+      nKvHeads: n['kv-heads'],
       tiedHead: v['untied-head'] === true ? false : undefined,
-      dFf: intFlag(v, 'd-ff', 1),
-      context: intFlag(v, 'context', 1),
+      dFf: n['d-ff'],
+      context: n.context,
     }) as BaseRunOptions['config'];
-    if (run.seq === undefined && run.config.context !== undefined) run.seq = Math.min(256, run.config.context);
+    if (run.seq === undefined && run.config.context !== undefined) run.seq = Math.min(b.seq.default!, run.config.context);
     source =
       v['train-text'] !== undefined || v['validation-text'] !== undefined
         ? { kind: 'files', train: resolve(required(v, 'train-text')), validation: resolve(required(v, 'validation-text')) }
         : { kind: 'fixtures', text: 'base' };
     ({ trainText, validationText } = texts(v, source));
   }
-  const threads = intFlag(v, 'threads', 1);
-  const bar = new ProgressBar(io.stderr, intFlag(v, 'log-every', 1) ?? 10);
+  const threads = n.threads;
+  const bar = new ProgressBar(io.stderr, n['log-every'] ?? 10);
   let interrupted = false;
   const onSigint = () => {
     interrupted = true;
@@ -103,7 +133,7 @@ async function cmdTrainBase(argv: string[], io: Io): Promise<number> {
   ensureDir(out);
   try {
     const r = await trainBase(
-      defined({ trainText, validationText, out, checkpoint: v.checkpoint as string | undefined, run, resume, stopAfter: intFlag(v, 'stop-after', 1), threads, source }) as Parameters<typeof trainBase>[0],
+      defined({ trainText, validationText, out, checkpoint: v.checkpoint as string | undefined, run, resume, stopAfter: n['stop-after'], threads, source }) as Parameters<typeof trainBase>[0],
       {
         onStep: (p) => bar.update(p),
         onValidation: (p) => bar.log(`step ${p.step}: validation loss ${p.loss.toFixed(4)} (${p.bitsPerByte.toFixed(4)} bits/byte)`),
@@ -147,23 +177,38 @@ async function cmdTrainAdapter(argv: string[], io: Io): Promise<number> {
   const flags = ['model', 'text', 'out', 'seed', 'max-steps', 'eval-every', 'patience', 'validation-fraction', 'batch', 'seq', 'lr', 'min-lr', 'warmup', 'weight-decay', 'threads'];
   const v = parse(argv, { ...Object.fromEntries(flags.map((f) => [f, S])), json: { type: 'boolean' } });
   if (v.help) return help(io);
+  const a = adapterRunLimits();
+  const n = checkNumericFlags(v, {
+    seed: a.seed,
+    'max-steps': a.maxSteps,
+    'eval-every': a.evalEvery,
+    patience: a.patience,
+    'validation-fraction': a.validationFraction,
+    batch: a.batch,
+    seq: a.seq,
+    lr: a.lr,
+    'min-lr': a.minLr,
+    warmup: a.warmup,
+    'weight-decay': a.weightDecay,
+    threads: threadsLimit(),
+  });
   const modelPath = required(v, 'model');
   const textPath = required(v, 'text');
   const out = required(v, 'out');
   const opts: Partial<AdapterRunOptions> = defined({
-    seed: intFlag(v, 'seed'),
-    maxSteps: intFlag(v, 'max-steps', 1),
-    evalEvery: intFlag(v, 'eval-every', 1),
-    patience: intFlag(v, 'patience', 1),
-    validationFraction: numFlag(v, 'validation-fraction'),
-    batch: intFlag(v, 'batch', 1),
-    seq: intFlag(v, 'seq', 1),
-    lr: numFlag(v, 'lr'),
-    minLr: numFlag(v, 'min-lr'),
-    warmup: intFlag(v, 'warmup'),
-    weightDecay: numFlag(v, 'weight-decay'),
+    seed: n.seed,
+    maxSteps: n['max-steps'],
+    evalEvery: n['eval-every'],
+    patience: n.patience,
+    validationFraction: n['validation-fraction'],
+    batch: n.batch,
+    seq: n.seq,
+    lr: n.lr,
+    minLr: n['min-lr'],
+    warmup: n.warmup,
+    weightDecay: n['weight-decay'],
   });
-  const threads = intFlag(v, 'threads', 1);
+  const threads = n.threads;
   const text = readText(textPath, '--text');
   const model = Model.load(modelPath);
   const resolved = resolveAdapterRun(model, opts);
@@ -215,13 +260,13 @@ async function cmdTrainAdapter(argv: string[], io: Io): Promise<number> {
 async function cmdEvaluate(argv: string[], io: Io): Promise<number> {
   const v = parse(argv, { model: S, adapter: S, text: S, precision: S, stride: S, batch: S, threads: S, json: { type: 'boolean' } });
   if (v.help) return help(io);
+  const e = coreLimits().eval;
+  const n = checkNumericFlags(v, { stride: narrowed(e.stride, { min: 1 }), batch: e.batch, threads: threadsLimit() });
   const modelPath = required(v, 'model');
   const textPath = required(v, 'text');
   const precision = (v.precision as string | undefined) ?? 'ternary';
-  if (!['ternary', 'f32', 'ternary-f32act'].includes(precision)) throw new UsageError(`--precision must be ternary, f32 or ternary-f32act, got '${precision}'`);
-  const stride = intFlag(v, 'stride', 1);
-  const batch = intFlag(v, 'batch', 1);
-  const threads = intFlag(v, 'threads', 1);
+  if (!['ternary', 'fp32', 'ternary-fp32act'].includes(precision)) throw new UsageError(`--precision must be ternary, fp32 or ternary-fp32act, got '${precision}'`);
+  const { stride, batch, threads } = n;
   const text = readText(textPath, '--text');
   const model = Model.load(modelPath);
   const adapter = v.adapter === undefined ? null : Adapter.load(model, v.adapter as string);

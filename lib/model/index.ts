@@ -3,3 +3,4 @@ export * from './model.js';
 export * from './data.js';
 export * from './train-base.js';
 export * from './train-adapter.js';
+export * from './limits.js';

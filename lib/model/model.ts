@@ -1,6 +1,6 @@
 // The typed surface of the model engine: Model (create, load, save,
-// checkpoints), Trainer (one AdamW step per call), evaluate (per-token NLL,
-// perplexity, bits per byte) and Adapter (the norm-only gains and their file).
+// checkpoints), Trainer (one AdamW step per call) and evaluate (per-token NLL,
+// perplexity, bits per byte). Adapters and their encodings: lib/adapter/.
 //
 // Files are built and parsed by the C++ core (native/model/model_file.h), so
 // an edge application reads the same files; they are versioned, checksummed
@@ -10,34 +10,41 @@
 
 import { types } from 'node:util';
 
+import { Adapter, Encoding } from '../adapter/adapter.js';
 import { BpeTokenizer } from '../tokenizer/bpe.js';
+import { checkLimit, coreLimits, defaultOf } from './limits.js';
 import {
   modelAddon,
   type NativeModel,
   type NativeTrainer,
   type RawCheckpoint,
-  type RawEncoding,
   type RawModelConfig,
+  type RawStepStats,
   type RawTrainConfig,
 } from './native-model.js';
 
 export type ModelConfig = RawModelConfig;
 
-/** The default base model (native/model/config.h): 4 layers of d_model 256, about 4.5M parameters. */
-export const DEFAULT_MODEL_CONFIG: Readonly<ModelConfig> = Object.freeze({
-  vocab: 4096,
-  dModel: 256,
-  nLayers: 4,
-  nHeads: 4,
-  dFf: 768,
-  context: 256,
-  normEps: 1e-5,
-  ropeTheta: 10000,
-  nKvHeads: 4,
-  tiedHead: true,
-});
+/** The default base model (the core's defaults, native/model/limits.h): 4 layers of d_model 256, about 4.5M parameters. */
+export function defaultModelConfig(): ModelConfig {
+  const l = coreLimits().model;
+  return {
+    vocab: defaultOf(l.vocab),
+    dModel: defaultOf(l.dModel),
+    nLayers: defaultOf(l.nLayers),
+    nHeads: defaultOf(l.nHeads),
+    dFf: defaultOf(l.dFf),
+    context: defaultOf(l.context),
+    normEps: defaultOf(l.normEps),
+    ropeTheta: defaultOf(l.ropeTheta),
+    // Multi-head attention and the tied head (the core's 0 key/value heads means nHeads).
+    nKvHeads: defaultOf(l.nHeads),
+    tiedHead: true,
+  };
+}
 
-export type Precision = 'ternary' | 'f32' | 'ternary-f32act';
+/** Weights and activations of a forward pass: ternary + int8, the latent fp32 weights, or ternary weights with fp32 activations. */
+export type Precision = 'ternary' | 'fp32' | 'ternary-fp32act';
 export type TrainMode = RawTrainConfig['mode'];
 
 function checkInt(v: unknown, name: string, lo: number, hi: number): number {
@@ -53,21 +60,19 @@ function checkNum(v: unknown, name: string, ok: (x: number) => boolean, expected
 }
 
 /**
- * Fills defaults and checks a (partial) model config; the core validates the shape again.
+ * Fills defaults and checks a (partial) model config against the core's ranges; the core validates it again.
  * nKvHeads defaults to nHeads (multi-head attention), whatever nHeads is.
  */
 export function resolveModelConfig(partial: Partial<ModelConfig> = {}): ModelConfig {
-  const c = { ...DEFAULT_MODEL_CONFIG, ...partial };
+  const c = { ...defaultModelConfig(), ...partial };
   if (partial.nKvHeads === undefined) c.nKvHeads = c.nHeads;
-  checkInt(c.vocab, 'config.vocab', 2, 2 ** 24);
-  for (const k of ['dModel', 'nLayers', 'nHeads', 'dFf', 'context'] as const) checkInt(c[k], `config.${k}`, 1, 65536);
+  const l = coreLimits().model;
+  for (const k of ['vocab', 'dModel', 'nLayers', 'dFf', 'context', 'normEps', 'ropeTheta'] as const) checkLimit(l[k], c[k], `config.${k}`);
+  checkLimit(l.nHeads, c.nHeads, 'config.nHeads', c.dModel);
   if (c.dModel % c.nHeads !== 0) throw new RangeError(`config.dModel (${c.dModel}) must be divisible by config.nHeads (${c.nHeads})`);
   if ((c.dModel / c.nHeads) % 2 !== 0) throw new RangeError(`config.dModel / config.nHeads must be even (RoPE rotates pairs), got ${c.dModel / c.nHeads}`);
-  checkInt(c.nKvHeads, 'config.nKvHeads', 1, c.nHeads);
-  if (c.nHeads % c.nKvHeads !== 0) throw new RangeError(`config.nHeads (${c.nHeads}) must be divisible by config.nKvHeads (${c.nKvHeads})`);
+  checkNum(c.nKvHeads, 'config.nKvHeads', (x) => Number.isInteger(x) && x >= 1 && x <= c.nHeads && c.nHeads % x === 0, `an integer in 1..${c.nHeads} dividing config.nHeads`);
   if (typeof c.tiedHead !== 'boolean') throw new TypeError(`config.tiedHead must be a boolean, got ${typeof c.tiedHead}`);
-  checkNum(c.normEps, 'config.normEps', (x) => x > 0, 'a positive number');
-  checkNum(c.ropeTheta, 'config.ropeTheta', (x) => x > 0, 'a positive number');
   return c;
 }
 
@@ -107,7 +112,7 @@ export class Model {
   /**
    * Loads a model file or a checkpoint from a path or its bytes. A model file
    * holds the ternary weights only: it evaluates and trains adapters, but
-   * base training or 'f32' evaluation need a checkpoint.
+   * base training or 'fp32' evaluation need a checkpoint.
    */
   static load(source: string | Uint8Array, options: LoadOptions = {}): Model {
     return Model.loadWithCheckpoint(source, options).model;
@@ -183,14 +188,16 @@ export class Model {
   }
 }
 
-function metaText(meta: unknown): string {
+/** @internal The meta record as stored in a file (shared with lib/adapter). */
+export function metaText(meta: unknown): string {
   if (meta === null || meta === undefined) return '';
   const s = JSON.stringify(meta);
   if (typeof s !== 'string') throw new TypeError('meta must be JSON-serialisable');
   return s;
 }
 
-function parseJson(text: string | null, where: string): unknown {
+/** @internal */
+export function parseJson(text: string | null, where: string): unknown {
   if (text === null) return null;
   try {
     return JSON.parse(text) as unknown;
@@ -208,51 +215,38 @@ function toCheckpoint(raw: RawCheckpoint, where: string): Checkpoint {
 /** The trainer's settings, exactly as the native trainer takes them (see RawTrainConfig). */
 export type TrainOptions = RawTrainConfig;
 
-export const DEFAULT_TRAIN_OPTIONS: Readonly<TrainOptions> = Object.freeze({
-  mode: 'ternary',
-  batch: 8,
-  seq: 256,
-  lr: 1.5e-3,
-  minLr: 1.5e-4,
-  warmup: 100,
-  totalSteps: 2000,
-  beta1: 0.9,
-  beta2: 0.95,
-  eps: 1e-8,
-  weightDecay: 0.1,
-  gradClip: 1.0,
-});
-
-export interface StepStats {
-  /** Updates done, this one included. */
-  step: number;
-  /** Mean NLL of the batch before the update (nats/token). */
-  loss: number;
-  gradNorm: number;
-  lr: number;
+/** The trainer's defaults for a mode (the core's: base training, or the adapter's for 'adapter'). */
+export function defaultTrainOptions(mode: TrainMode = 'ternary'): TrainOptions {
+  const l = mode === 'adapter' ? coreLimits().adapterTrain : coreLimits().train;
+  return {
+    mode,
+    batch: defaultOf(l.batch),
+    seq: defaultOf(l.seq),
+    lr: defaultOf(l.lr),
+    minLr: defaultOf(l.minLr),
+    warmup: defaultOf(l.warmup),
+    totalSteps: defaultOf(l.totalSteps),
+    beta1: defaultOf(l.beta1),
+    beta2: defaultOf(l.beta2),
+    eps: defaultOf(l.eps),
+    weightDecay: defaultOf(l.weightDecay),
+    gradClip: defaultOf(l.gradClip),
+  };
 }
 
+export type StepStats = RawStepStats;
+
 export function resolveTrainOptions(model: Model, partial: Partial<TrainOptions>): TrainOptions {
-  const o = { ...DEFAULT_TRAIN_OPTIONS, ...partial };
+  const o = { ...defaultTrainOptions('ternary'), ...partial };
   if (o.mode !== 'ternary' && o.mode !== 'fp32' && o.mode !== 'adapter') {
     throw new RangeError(`mode must be 'ternary', 'fp32' or 'adapter', got ${String(o.mode)}`);
   }
-  checkInt(o.batch, 'batch', 1, 1 << 20);
-  checkInt(o.seq, 'seq', 1, model.config.context);
-  checkNum(o.lr, 'lr', (x) => x > 0, 'a positive number');
-  checkNum(o.minLr, 'minLr', (x) => x >= 0 && x <= o.lr, 'in 0..lr');
-  checkInt(o.warmup, 'warmup', 0, 2 ** 40);
-  checkInt(o.totalSteps, 'totalSteps', 1, 2 ** 40);
-  checkNum(o.beta1, 'beta1', (x) => x >= 0 && x < 1, 'in [0, 1)');
-  checkNum(o.beta2, 'beta2', (x) => x >= 0 && x < 1, 'in [0, 1)');
-  checkNum(o.eps, 'eps', (x) => x > 0, 'a positive number');
-  checkNum(o.weightDecay, 'weightDecay', (x) => x >= 0, '>= 0');
-  checkNum(o.gradClip, 'gradClip', (x) => x >= 0, '>= 0');
+  const l = coreLimits().train;
+  for (const k of ['batch', 'lr', 'totalSteps', 'beta1', 'beta2', 'eps', 'weightDecay', 'gradClip'] as const) checkLimit(l[k], o[k], k);
+  checkLimit(l.seq, o.seq, 'seq', model.config.context);
+  checkLimit(l.minLr, o.minLr, 'minLr', o.lr);
+  checkLimit(l.warmup, o.warmup, 'warmup', o.totalSteps);
   return o;
-}
-
-function toStats(s: Float64Array): StepStats {
-  return { step: s[0]!, loss: s[1]!, gradNorm: s[2]!, lr: s[3]! };
 }
 
 export class Trainer {
@@ -281,13 +275,13 @@ export class Trainer {
   /** One update from `batch` rows of seq + 1 tokens (inputs [0, seq), targets [1, seq]). */
   step(tokens: Int32Array, batch = this.options.batch, threads?: number): StepStats {
     this.checkTokens(tokens, batch);
-    return toStats(this.native.step(tokens, batch, this.options.seq, threads));
+    return this.native.step(tokens, batch, this.options.seq, threads);
   }
 
-  /** The same step off the event loop. Do not mutate `tokens` until it settles. */
+  /** The same step off the event loop (on a copy of `tokens`). */
   async stepAsync(tokens: Int32Array, batch = this.options.batch, threads?: number): Promise<StepStats> {
     this.checkTokens(tokens, batch);
-    return toStats(await this.native.stepAsync(tokens, batch, this.options.seq, threads));
+    return this.native.stepAsync(tokens, batch, this.options.seq, threads);
   }
 
   get stepsDone(): number {
@@ -371,128 +365,10 @@ export async function evaluate(
     nBytes = model.tokenizer.decode(tokens.subarray(1)).length;
   }
   checkInt(nBytes, 'nBytes', 1, Number.MAX_SAFE_INTEGER);
-  const stride = options.stride ?? 0;
+  const el = coreLimits().eval;
+  const stride = options.stride ?? defaultOf(el.stride);
   if (options.stride !== undefined) checkInt(stride, 'stride', 1, model.config.context);
-  const batch = checkInt(options.batch ?? 4, 'batch', 1, 1 << 16);
+  const batch = checkLimit(el.batch, options.batch ?? defaultOf(el.batch), 'batch');
   const r = await modelAddon().evaluateAsync(model.native, gains, tokens, nBytes, options.precision ?? 'ternary', stride, batch, options.threads);
-  const s = r.stats;
-  return {
-    nll: r.nll,
-    totalNll: s[0]!,
-    meanNll: s[1]!,
-    perplexity: s[2]!,
-    bitsPerByte: s[3]!,
-    nTokens: tokens.length,
-    nBytes,
-    nWindows: s[4]!,
-    window: s[5]!,
-    stride: s[6]!,
-  };
-}
-
-// ---- adapters ---------------------------------------------------------------------------------
-
-/**
- * An encoded adapter (native/codec): the exact bytes a fleet ships for one user, their decoded gains
- * and the quantisation parameters of every norm tensor.
- */
-export class Encoding {
-  /** The codec method ('int8_per_tensor', ...). */
-  readonly method: string;
-  /** Exact serialised size in bytes (header + params + payload; native/codec/README.md). */
-  readonly bytes: number;
-  /** The serialised records, as stored in an encoded adapter file. */
-  readonly blob: Uint8Array;
-  /** What the norm kernel decodes, n_norms x d_model. */
-  readonly gains: Float32Array;
-  readonly tensors: readonly { scheme: string; params: Float32Array; recordBytes: number }[];
-
-  constructor(method: string, raw: RawEncoding) {
-    if (raw.blob.length !== raw.bytes) throw new Error(`encoding ${method}: blob of ${raw.blob.length} bytes, expected ${raw.bytes}`);
-    this.method = method;
-    this.bytes = raw.bytes;
-    this.blob = raw.blob;
-    this.gains = raw.gains;
-    this.tensors = raw.tensors;
-  }
-
-  /** Parses (and validates) an encoded blob of `model`'s adapter shape. */
-  static fromBlob(model: Model, method: string, blob: Uint8Array): Encoding {
-    if (!(model instanceof Model)) throw new TypeError('model must be a Model');
-    if (!types.isUint8Array(blob)) throw new TypeError('blob must be a Uint8Array');
-    return new Encoding(method, modelAddon().adapterDescribe(model.native, blob));
-  }
-}
-
-/**
- * A norm-only adapter: one f32 gain per RMSNorm weight of its base (n_norms x d_model). An encoded
- * adapter also carries its Encoding; its gains are then the decoded ones.
- */
-export class Adapter {
-  constructor(
-    readonly gains: Float32Array,
-    /** The record stored with it (parsed JSON), null if none. */
-    readonly meta: unknown = null,
-    /** The encoding this adapter ships as; null for a raw f32 adapter. */
-    readonly encoding: Encoding | null = null,
-  ) {
-    if (!types.isFloat32Array(gains)) throw new TypeError('gains must be a Float32Array');
-    for (let i = 0; i < gains.length; i++) {
-      if (!Number.isFinite(gains[i]!)) throw new RangeError(`gains[${i}] is ${gains[i]}; expected finite values`);
-    }
-    if (encoding !== null && !(encoding instanceof Encoding)) throw new TypeError('encoding must be an Encoding or null');
-  }
-
-  /** The identity adapter (every gain 1.0) of a model. */
-  static identity(model: Model): Adapter {
-    return new Adapter(new Float32Array(model.nGains).fill(1));
-  }
-
-  /** This adapter shipped as `encoding` (its gains become the decoded ones). */
-  static fromEncoding(encoding: Encoding, meta: unknown = null): Adapter {
-    return new Adapter(encoding.gains, meta, encoding);
-  }
-
-  /** 'f32' for a raw adapter, else the encoding's method. */
-  get scheme(): string {
-    return this.encoding === null ? 'f32' : this.encoding.method;
-  }
-
-  private checkFor(model: Model): void {
-    if (!(model instanceof Model)) throw new TypeError('model must be a Model');
-    if (this.gains.length !== model.nGains) {
-      throw new RangeError(`the adapter holds ${this.gains.length} gains but the model needs n_norms * d_model = ${model.nGains}`);
-    }
-  }
-
-  /** Writes the adapter file atomically (raw or encoded), recording the base model's fingerprint. */
-  save(model: Model, path: string): void {
-    this.checkFor(model);
-    if (typeof path !== 'string' || path === '') throw new TypeError('path must be a non-empty string');
-    this.write(model, path);
-  }
-
-  toBytes(model: Model): Uint8Array {
-    this.checkFor(model);
-    return this.write(model) as Uint8Array;
-  }
-
-  private write(model: Model, path?: string): Uint8Array | undefined {
-    const meta = metaText(this.meta);
-    const a = modelAddon();
-    return this.encoding === null
-      ? a.adapterSave(model.native, this.gains, meta, path)
-      : a.adapterSaveEncoded(model.native, this.encoding.method, this.encoding.blob, meta, path);
-  }
-
-  /** Loads an adapter file (raw or encoded) for `model`; throws when it was trained on another base. */
-  static load(model: Model, source: string | Uint8Array): Adapter {
-    if (!(model instanceof Model)) throw new TypeError('model must be a Model');
-    if (typeof source !== 'string' && !types.isUint8Array(source)) {
-      throw new TypeError('source must be a file path (string) or a Uint8Array');
-    }
-    const raw = modelAddon().adapterLoad(model.native, source);
-    const meta = parseJson(raw.meta, `${typeof source === 'string' ? source : 'adapter bytes'}: meta`);
-    return new Adapter(raw.gains, meta, raw.encoding === null ? null : new Encoding(raw.scheme, raw.encoding));
-  }
+  return { ...r, nTokens: tokens.length, nBytes };
 }

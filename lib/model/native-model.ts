@@ -1,5 +1,5 @@
-// The raw model-engine exports of the addon (native/addon/model_binding.cpp),
-// positional and checked by the addon itself. lib/model/model.ts is the typed
+// The raw model-engine exports of the addon (native/addon/model_binding.cpp):
+// positional arguments, named results, checked by the addon itself. lib/model/model.ts is the typed
 // surface with the friendlier checks; use that.
 
 import { loadAddon } from '../native.js';
@@ -56,13 +56,37 @@ export interface RawTrainConfig {
 }
 
 export interface NativeTrainer {
-  /** Float64Array [step, loss, gradNorm, lr]. */
-  step(tokens: Int32Array, batch: number, seq: number, threads?: number): Float64Array;
-  stepAsync(tokens: Int32Array, batch: number, seq: number, threads?: number): Promise<Float64Array>;
+  step(tokens: Int32Array, batch: number, seq: number, threads?: number): RawStepStats;
+  stepAsync(tokens: Int32Array, batch: number, seq: number, threads?: number): Promise<RawStepStats>;
   gains(): Float32Array;
   setGains(gains: Float32Array): void;
   restoreState(adamM: Float32Array, adamV: Float32Array, step: number): void;
   stepsDone(): number;
+}
+
+/** One training step (native/model/train.h StepStats). */
+export interface RawStepStats {
+  /** Updates done, this one included. */
+  step: number;
+  /** Mean NLL of the batch before the update (nats/token). */
+  loss: number;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  /** Learning rate used. */
+  lr: number;
+}
+
+/** An evaluation (native/model/eval.h EvalResult). */
+export interface RawEvalResult {
+  /** nll[i] = -ln p(tokens[i + 1] | its window), nats. */
+  nll: Float64Array;
+  totalNll: number;
+  meanNll: number;
+  perplexity: number;
+  bitsPerByte: number;
+  nWindows: number;
+  window: number;
+  stride: number;
 }
 
 export interface RawCheckpoint {
@@ -84,7 +108,6 @@ export interface NativeModelAddon {
   modelCreate(config: RawModelConfig, seed: number): NativeModel;
   modelLoad(source: string | Uint8Array, maxBytes?: number): RawLoadedModel;
   trainerCreate(model: NativeModel, config: RawTrainConfig): NativeTrainer;
-  /** stats: [totalNll, meanNll, perplexity, bitsPerByte, nWindows, window, stride]. */
   evaluateAsync(
     model: NativeModel,
     /** Raw f32 gains, an encoded adapter blob (decoded by the norm kernel), or none. */
@@ -95,7 +118,7 @@ export interface NativeModelAddon {
     stride: number,
     batch: number,
     threads?: number,
-  ): Promise<{ nll: Float64Array; stats: Float64Array }>;
+  ): Promise<RawEvalResult>;
   adapterSave(model: NativeModel, gains: Float32Array, meta: string, path?: string): Uint8Array | undefined;
   adapterSaveEncoded(model: NativeModel, method: string, blob: Uint8Array, meta: string, path?: string): Uint8Array | undefined;
   adapterLoad(

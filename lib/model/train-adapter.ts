@@ -6,7 +6,9 @@
 // the best evaluation are kept. Seeded and deterministic.
 
 import { dataSeed, SplitMix64, WindowSampler } from './data.js';
-import { Adapter, evaluate, Model, Trainer } from './model.js';
+import { checkLimit, coreLimits, defaultOf, orchestrationLimit, SEED_LIMIT, type Limit } from './limits.js';
+import { Adapter } from '../adapter/adapter.js';
+import { evaluate, Model, Trainer } from './model.js';
 
 export interface AdapterRunOptions {
   seed: number;
@@ -26,24 +28,34 @@ export interface AdapterRunOptions {
   gradClip: number;
 }
 
-// Sized for the budget (one user's adapter in < 30 s on 2 cores at the default config): 100 steps of
-// 8 x 128 tokens at a high learning rate reach a lower validation loss than 200 steps at 1e-2 did on
-// the scientist's text, and the early-stopping tail (5 %, about 2 400 tokens of a 192 KiB text) is
-// scored 5 times.
-export const DEFAULT_ADAPTER_RUN: Readonly<AdapterRunOptions> = Object.freeze({
-  seed: 0,
-  maxSteps: 100,
-  evalEvery: 20,
-  patience: 3,
-  validationFraction: 0.05,
-  batch: 8,
-  seq: 128,
-  lr: 3e-2,
-  minLr: 3e-3,
-  warmup: 10,
-  weightDecay: 0,
-  gradClip: 1.0,
-});
+/**
+ * The run's ranges: the trainer's numbers are the core's (adapter defaults, native/model/limits.h:
+ * 100 steps of 8 x 128 tokens at a high learning rate, sized for one user in < 30 s on 2 cores);
+ * early stopping is this module's (the 5 % tail, about 2 400 tokens of a 192 KiB text, is scored
+ * every 20 steps).
+ */
+export function adapterRunLimits(): Record<keyof AdapterRunOptions, Limit> {
+  const a = coreLimits().adapterTrain;
+  return {
+    seed: SEED_LIMIT,
+    maxSteps: a.totalSteps,
+    evalEvery: orchestrationLimit(1, 2 ** 40, true, 20, 'steps between validation evaluations'),
+    patience: orchestrationLimit(1, 2 ** 20, true, 3, 'evaluations without a new best before stopping'),
+    validationFraction: orchestrationLimit(0, 1, false, 0.05, "fraction of the user's tokens held out for early stopping", { min: true, max: true }),
+    batch: a.batch,
+    seq: a.seq,
+    lr: a.lr,
+    minLr: a.minLr,
+    warmup: a.warmup,
+    weightDecay: a.weightDecay,
+    gradClip: a.gradClip,
+  };
+}
+
+export function defaultAdapterRun(): AdapterRunOptions {
+  const l = adapterRunLimits();
+  return Object.fromEntries(Object.entries(l).map(([k, v]) => [k, defaultOf(v)])) as unknown as AdapterRunOptions;
+}
 
 export interface AdapterEvalPoint {
   step: number;
@@ -71,26 +83,14 @@ export interface TrainAdapterHooks {
   onValidation?(p: AdapterEvalPoint, best: boolean): void;
 }
 
-function checkInt(v: unknown, name: string, lo: number, hi: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
-    throw new RangeError(`${name} must be an integer in ${lo}..${hi}, got ${String(v)}`);
-  }
-  return v;
-}
-
 export function resolveAdapterRun(model: Model, partial: Partial<AdapterRunOptions> = {}): AdapterRunOptions {
-  const o = { ...DEFAULT_ADAPTER_RUN, ...partial };
+  const o = { ...defaultAdapterRun(), ...partial };
   if (partial.seq === undefined) o.seq = Math.min(o.seq, model.config.context);
   if (partial.warmup === undefined && typeof o.maxSteps === 'number') o.warmup = Math.min(o.warmup, o.maxSteps);
-  checkInt(o.seed, 'seed', 0, Number.MAX_SAFE_INTEGER);
-  checkInt(o.maxSteps, 'maxSteps', 1, 2 ** 40);
-  checkInt(o.evalEvery, 'evalEvery', 1, 2 ** 40);
-  checkInt(o.patience, 'patience', 1, 2 ** 20);
-  checkInt(o.batch, 'batch', 1, 1 << 20);
-  checkInt(o.seq, 'seq', 1, model.config.context);
-  checkInt(o.warmup, 'warmup', 0, o.maxSteps);
-  if (typeof o.validationFraction !== 'number' || !(o.validationFraction > 0 && o.validationFraction < 1)) {
-    throw new RangeError(`validationFraction must be in (0, 1), got ${String(o.validationFraction)}`);
+  const l = adapterRunLimits();
+  for (const k of Object.keys(l) as (keyof AdapterRunOptions)[]) {
+    const max = k === 'seq' ? model.config.context : k === 'warmup' ? o.maxSteps : k === 'minLr' ? o.lr : undefined;
+    checkLimit(l[k], o[k], k, max);
   }
   return o;
 }

@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 
 import { BpeTokenizer } from '../tokenizer/bpe.js';
 import { dataSeed, SplitMix64, WindowSampler } from './data.js';
+import { checkLimit, coreLimits, defaultOf, orchestrationLimit, SEED_LIMIT, type Limit } from './limits.js';
 import {
   evaluate,
   Model,
@@ -46,21 +47,32 @@ export interface BaseRunOptions {
   checkpointEvery: number;
 }
 
-export const DEFAULT_BASE_RUN: Readonly<Omit<BaseRunOptions, 'config'>> = Object.freeze({
-  mode: 'ternary',
-  steps: 2000,
-  seed: 0,
-  batch: 8,
-  seq: 256,
-  lr: 1.5e-3,
-  minLr: 1.5e-4,
-  warmup: 100,
-  weightDecay: 0.1,
-  gradClip: 1.0,
-  evalEvery: 100,
-  evalTokens: 16384,
-  checkpointEvery: 200,
-});
+/** The run's ranges: the trainer's numbers are the core's (native/model/limits.h); the rest is this module's. */
+export function baseRunLimits(): Record<Exclude<keyof BaseRunOptions, 'config' | 'mode'>, Limit> {
+  const t = coreLimits().train;
+  return {
+    steps: t.totalSteps,
+    seed: SEED_LIMIT,
+    batch: t.batch,
+    seq: t.seq,
+    lr: t.lr,
+    minLr: t.minLr,
+    warmup: t.warmup,
+    weightDecay: t.weightDecay,
+    gradClip: t.gradClip,
+    evalEvery: orchestrationLimit(0, 2 ** 40, true, 100, 'steps between validation evaluations (0: only at the end)'),
+    evalTokens: orchestrationLimit(2, 2 ** 31, true, 16384, 'validation tokens scored each time'),
+    checkpointEvery: orchestrationLimit(0, 2 ** 40, true, 200, 'steps between checkpoints (0: none)'),
+  };
+}
+
+/** --stop-after: steps to run in this invocation before writing a checkpoint and stopping. */
+export const STOP_AFTER_LIMIT = orchestrationLimit(1, 2 ** 40, true, null, 'steps to run before stopping');
+
+export function defaultBaseRun(): Omit<BaseRunOptions, 'config'> {
+  const l = baseRunLimits();
+  return { mode: 'ternary', ...(Object.fromEntries(Object.entries(l).map(([k, v]) => [k, defaultOf(v)])) as Omit<BaseRunOptions, 'config' | 'mode'>) };
+}
 
 export interface ValidationPoint {
   step: number;
@@ -134,24 +146,14 @@ interface TrainState {
   source: unknown;
 }
 
-function checkInt(v: unknown, name: string, lo: number, hi: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
-    throw new RangeError(`${name} must be an integer in ${lo}..${hi}, got ${String(v)}`);
-  }
-  return v;
-}
-
 export function resolveBaseRun(partial: Partial<BaseRunOptions> = {}): BaseRunOptions {
-  const o: BaseRunOptions = { ...DEFAULT_BASE_RUN, ...partial, config: resolveModelConfig(partial.config ?? {}) };
+  const o: BaseRunOptions = { ...defaultBaseRun(), ...partial, config: resolveModelConfig(partial.config ?? {}) };
   if (o.mode !== 'ternary' && o.mode !== 'fp32') throw new RangeError(`mode must be 'ternary' or 'fp32', got ${String(o.mode)}`);
-  checkInt(o.steps, 'steps', 1, 2 ** 40);
-  checkInt(o.seed, 'seed', 0, Number.MAX_SAFE_INTEGER);
-  checkInt(o.batch, 'batch', 1, 1 << 20);
-  checkInt(o.seq, 'seq', 1, o.config.context);
-  checkInt(o.warmup, 'warmup', 0, 2 ** 40);
-  checkInt(o.evalEvery, 'evalEvery', 0, 2 ** 40);
-  checkInt(o.evalTokens, 'evalTokens', 2, 2 ** 31);
-  checkInt(o.checkpointEvery, 'checkpointEvery', 0, 2 ** 40);
+  const l = baseRunLimits();
+  for (const k of Object.keys(l) as (keyof typeof l)[]) {
+    const max = k === 'seq' ? o.config.context : k === 'minLr' ? o.lr : k === 'warmup' ? o.steps : undefined;
+    checkLimit(l[k], o[k], k, max);
+  }
   if (o.config.vocab < 256) throw new RangeError(`config.vocab must be at least 256 (the byte tokens), got ${o.config.vocab}`);
   return o;
 }
@@ -227,10 +229,10 @@ export async function trainBase(input: TrainBaseInput, hooks: TrainBaseHooks = {
     rng = new SplitMix64(dataSeed(opts.seed));
     history = [];
   }
-  if (input.stopAfter !== undefined) checkInt(input.stopAfter, 'stopAfter', 1, 2 ** 40);
+  if (input.stopAfter !== undefined) checkLimit(STOP_AFTER_LIMIT, input.stopAfter, 'stopAfter');
   const sampler = new WindowSampler(trainTokens, opts.seq, rng);
   const valTokens = validationTokens(model.tokenizer!, input.validationText, opts.evalTokens);
-  const precision: Precision = opts.mode === 'fp32' ? 'f32' : 'ternary';
+  const precision: Precision = opts.mode === 'fp32' ? 'fp32' : 'ternary';
   const tokensPerStep = opts.batch * opts.seq;
 
   const validate = async (step: number, p: Precision): Promise<ValidationPoint> => {
@@ -295,7 +297,7 @@ export async function trainBase(input: TrainBaseInput, hooks: TrainBaseHooks = {
   }
 
   // The fp32 run is scored twice: with its own fp32 weights, then after post-training quantisation.
-  const finalFp32 = opts.mode === 'fp32' ? await validate(opts.steps, 'f32') : null;
+  const finalFp32 = opts.mode === 'fp32' ? await validate(opts.steps, 'fp32') : null;
   if (finalFp32 !== null) hooks.onValidation?.(finalFp32);
   if (opts.mode === 'fp32') model.quantize(input.threads);
   const final = await validate(opts.steps, 'ternary');

@@ -105,10 +105,11 @@ Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
   Napi::Object o = object_arg(info, 3, "options");
   const char* w = "options";
   codec::EncodeOptions opts;
-  opts.group_size = int_prop(env, o, "groupSize", 1, codec::kMaxD, w);
-  opts.kmeans_max_iters = int(int_prop(env, o, "kmeansMaxIters", 1, 1 << 20, w));
-  opts.calibration_passes = int(int_prop(env, o, "calibrationPasses", 0, 64, w));
-  opts.byte_budget = uint64_t(int_prop(env, o, "byteBudget", 0, int64_t(1) << 40, w));
+  namespace L = limits::codec;
+  opts.group_size = int64_t(limit_prop(env, o, L::group_size, w));
+  opts.kmeans_max_iters = int(limit_prop(env, o, L::kmeans_max_iters, w));
+  opts.calibration_passes = int(limit_prop(env, o, L::calibration_passes, w));
+  opts.byte_budget = uint64_t(limit_prop(env, o, L::byte_budget, w));
   const Napi::Value grid = o.Get("clipGrid");
   if (!grid.IsTypedArray() || grid.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
     throw_type(env, "options.clipGrid must be a Float64Array (empty for the default grid)");
@@ -127,8 +128,8 @@ Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
     if (t.ElementLength() < 2) throw_range(env, "calibration.tokens must hold at least 2 tokens");
     tokens.assign(t.Data(), t.Data() + t.ElementLength());
     n_bytes = int_prop(env, c, "nBytes", 1, int64_t(1) << 40, "calibration");
-    eval_opts.stride = int_prop(env, c, "stride", 0, cfg.context, "calibration");
-    eval_opts.batch = int_prop(env, c, "batch", 1, 1024, "calibration");
+    eval_opts.stride = int64_t(limit_prop(env, c, limits::eval::stride, "calibration"));
+    eval_opts.batch = int64_t(limit_prop(env, c, limits::eval::batch, "calibration"));
   } else if (codec::method_needs_loss(method)) {
     throw_range(env, std::string("method ") + codec::method_name(method) +
                          " chooses its encoding by the training-text loss: calibration tokens are required");
@@ -138,7 +139,7 @@ Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
   std::vector<float> gains(g.data, g.data + g.length);
   auto out = std::make_shared<codec::EncodedAdapter>();
   const Exec ex = ce.exec;
-  KernelCall call;
+  KernelCall call(CallMode::Async);  // gains and tokens are copied above
   call.run = [lease, s, gains = std::move(gains), method, opts, tokens = std::move(tokens), n_bytes, eval_opts, ex,
               out]() {
     (void)lease;
@@ -153,7 +154,7 @@ Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
     }
     *out = codec::encode_adapter(method, gains.data(), c.n_norms(), c.d_model, opts, loss);
   };
-  call.finish = [out](Napi::Env e) -> Napi::Value {
+  call.finish = [out](Napi::Env e, Napi::Object) -> Napi::Value {
     Napi::Object o = encoding_object(e, codec::method_name(out->method), out->tensors);
     if (out->calibration) {
       const codec::CalibrationReport& r = *out->calibration;
@@ -269,6 +270,12 @@ Napi::Value AdapterLoad(const Napi::CallbackInfo& info) {
                      "saved), so no adapter can be matched to it");
   io::ParseOptions opts;  // either adapter kind: load_adapter checks it
   opts.limits = model::adapter_limits(s->model->config());
+  const Napi::Value src = info[1];
+  if (src.IsString()) model::refuse_model_as_adapter(src.As<Napi::String>().Utf8Value());
+  if (src.IsTypedArray() && src.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+    auto b = src.As<Napi::Uint8Array>();
+    model::refuse_model_as_adapter(b.Data(), b.ElementLength(), "the adapter bytes");
+  }
   const io::Container file = container_arg(info, 1, opts);
   const model::LoadedAdapter a = model::load_adapter(file, s->model->config(), *s->fingerprint);
   Napi::Object out = Napi::Object::New(env);

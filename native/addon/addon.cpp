@@ -180,11 +180,15 @@ int64_t int_prop(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int
   return int64_t(d);
 }
 
-double num_prop(Napi::Env env, Napi::Object o, const char* key, const char* where) {
-  const Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throw_type(env, std::string(where) + "." + key + " must be a number");
+double limit_prop(Napi::Env env, Napi::Object o, const limits::Limit& l, const char* where) {
+  const Napi::Value v = o.Get(l.name);
+  if (!v.IsNumber()) throw_type(env, std::string(where) + "." + l.name + " must be a number (" + l.range() + ")");
   const double d = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d)) throw_range(env, std::string(where) + "." + key + " must be finite, got " + num(d));
+  try {
+    limits::check(l, d, where);
+  } catch (const std::invalid_argument& e) {
+    throw_range(env, e.what());
+  }
   return d;
 }
 
@@ -209,7 +213,7 @@ Napi::Float32Array copy_f32(Napi::Env env, const float* p, size_t n) {
 Napi::Value run_sync(Napi::Env env, KernelCall call) {
   try {
     call.run();
-    if (call.finish) return call.finish(env);
+    if (call.finish) return call.finish(env, call.result);
   } catch (const Napi::Error&) {
     throw;
   } catch (...) {
@@ -227,6 +231,7 @@ class KernelWorker : public Napi::AsyncWorker {
         deferred_(Napi::Promise::Deferred::New(env)),
         run_(std::move(call.run)),
         finish_(std::move(call.finish)),
+        owned_(std::move(call.owned)),
         pool_(std::move(call.pool)) {
     if (!call.result.IsEmpty()) result_ = Napi::Persistent(call.result);
     for (Napi::Object& o : call.keep) refs_.push_back(Napi::Persistent(o));
@@ -254,7 +259,7 @@ class KernelWorker : public Napi::AsyncWorker {
       } else if (finish_) {
         Napi::Value v;
         try {
-          v = finish_(Env());
+          v = finish_(Env(), result_.IsEmpty() ? Napi::Object() : result_.Value());
         } catch (const Napi::Error& e) {
           deferred_.Reject(e.Value());
           return;
@@ -273,10 +278,11 @@ class KernelWorker : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   std::function<void()> run_;
-  std::function<Napi::Value(Napi::Env)> finish_;
+  std::function<Napi::Value(Napi::Env, Napi::Object)> finish_;
+  std::vector<std::shared_ptr<const void>> owned_;  // the input copies `run` reads
   std::shared_ptr<ThreadPool> pool_;
   Napi::ObjectReference result_;
-  std::vector<Napi::ObjectReference> refs_;  // pins the buffers `run` reads
+  std::vector<Napi::ObjectReference> refs_;  // pins the native handles `run` uses
   bool failed_ = false;
   NativeError error_;
 };
@@ -321,6 +327,30 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// limits() -> { model, train, adapterTrain, eval, codec }: each { [name]: { min, max, minOpen,
+//   maxOpen, integer, default (null: none), what } }, the core's ranges and defaults (model/limits.h).
+Napi::Value Limits(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  for (const limits::Group& g : limits::groups) {
+    Napi::Object group = Napi::Object::New(env);
+    for (size_t i = 0; i < g.n; ++i) {
+      const limits::Limit& l = *g.rows[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("min", l.min);
+      o.Set("max", l.max);
+      o.Set("minOpen", l.min_open);
+      o.Set("maxOpen", l.max_open);
+      o.Set("integer", l.integer);
+      o.Set("default", std::isnan(l.def) ? env.Null() : Napi::Value(Napi::Number::New(env, l.def)));
+      o.Set("what", l.what);
+      group.Set(l.name, o);
+    }
+    out.Set(g.name, group);
+  }
+  return out;
+}
+
 }  // namespace
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
@@ -342,6 +372,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(data);
 
   exports.Set("cpuInfo", Napi::Function::New(env, guarded<CpuInfo>, "cpuInfo"));
+  exports.Set("limits", Napi::Function::New(env, guarded<Limits>, "limits"));
   register_ternary(env, exports);
   register_gemm(env, exports);
   register_norm(env, exports);

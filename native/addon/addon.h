@@ -16,11 +16,13 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "cpu/isa.h"
 #include "cpu/thread_pool.h"
+#include "model/limits.h"
 
 namespace ternorm::addon {
 
@@ -135,9 +137,12 @@ struct I32Arg {
 I32Arg int32_arg(const Napi::CallbackInfo& info, size_t index, const char* name);
 std::string string_arg(const Napi::CallbackInfo& info, size_t index, const char* name);
 Napi::Object object_arg(const Napi::CallbackInfo& info, size_t index, const char* name);
-// Properties of an options object: an integer in lo..hi, a finite number.
+// The property l.name of an options object, a number within the core's range l
+// (TypeError when not a number, RangeError naming "<where>.<name>" and the
+// range otherwise).
+double limit_prop(Napi::Env env, Napi::Object o, const limits::Limit& l, const char* where);
+// A property of an options object: an integer in lo..hi.
 int64_t int_prop(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int64_t hi, const char* where);
-double num_prop(Napi::Env env, Napi::Object o, const char* key, const char* where);
 // New JS arrays holding a copy of native data.
 Napi::Uint8Array copy_bytes(Napi::Env env, const uint8_t* p, size_t n);
 Napi::Float32Array copy_f32(Napi::Env env, const float* p, size_t n);
@@ -148,22 +153,51 @@ void check_finite(Napi::Env env, const float* v, size_t count, const char* name)
 void check_finite_native(const float* v, size_t count, const char* name);
 
 // ---- running a kernel synchronously or on the libuv pool ---------------------------
-// A kernel call packaged for either path. `run` touches only native memory: raw
-// pointers into the argument buffers and into `result`'s buffers, which are
-// allocated on the JS thread before the call and handed to JS only when it is
-// done. `keep` lists every JS object whose memory `run` reads; an async call
-// holds references to them (and to `result`) until it settles, so they cannot
-// be collected while the worker runs. They are not copied: the caller must not
-// mutate, transfer or detach them until the promise settles.
+// A kernel call packaged for either path. `run` touches only native memory.
 //
-// A call whose output size is known only when it is done leaves `result` empty
-// and sets `finish`, which builds the JS value on the JS thread after `run`.
+// Memory ownership of an async call (why: JS keeps running while `run` does,
+// and a reference to a typed array does not keep its backing store alive —
+// structuredClone/postMessage with a transfer list detaches and frees it):
+//  - inputs: `input()` copies each typed-array argument into memory the call
+//    owns, on the JS thread before the call is queued, so `run` never reads a
+//    JS buffer. The copy is O(inputs) against the kernel's O(compute), and it
+//    lets the caller reuse, mutate or transfer its arrays at once.
+//  - outputs: `result` is a fresh array no JS code can reach until the promise
+//    resolves with it, so it cannot be detached while `run` writes it. An
+//    output the caller passed in (gemmF32Async's `c`) is computed in an owned
+//    copy and copied back by `finish` on settling; if the caller detached it
+//    meanwhile, the promise rejects and nothing is written.
+//  - `keep` pins only native handles (model, trainer) whose C++ objects `run`
+//    uses; never a typed array.
+// A sync call runs to completion before any JS can run, so `input()` hands
+// out the JS buffer's own pointer; a sync call given a detached array sees
+// length 0 and fails its length check (RangeError).
+//
+// A call whose result is built only when it is done sets `finish`, which runs
+// on the JS thread after `run` and receives `result` (possibly empty).
+enum class CallMode { Sync, Async };
+
 struct KernelCall {
+  explicit KernelCall(CallMode m) : mode(m) {}
+  CallMode mode;
   std::function<void()> run;
   Napi::Object result;
-  std::function<Napi::Value(Napi::Env)> finish;
+  std::function<Napi::Value(Napi::Env, Napi::Object result)> finish;
   std::vector<Napi::Object> keep;
+  std::vector<std::shared_ptr<const void>> owned;  // the async copies `run` reads
   std::shared_ptr<ThreadPool> pool;  // keeps the Exec's pool alive while `run` may use it
+
+  // The memory `run` may read for an input of `n` elements at `p`: `p` itself
+  // for a sync call, a copy owned by the call for an async one.
+  template <typename T>
+  T* input(T* p, size_t n) {
+    if (mode == CallMode::Sync) return p;
+    auto copy = std::make_shared<std::vector<std::remove_const_t<T>>>(p, p + n);
+    owned.push_back(copy);
+    return copy->data();
+  }
+  template <typename T>
+  T* input(const ArrayArg<T>& a) { return input(a.data, a.length); }
 };
 
 Napi::Value run_sync(Napi::Env env, KernelCall call);

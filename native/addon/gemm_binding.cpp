@@ -1,6 +1,7 @@
 // Binding of native/gemm/gemm.h: C = alpha * op(A) * op(B) + beta * C on dense,
 // row-major, unstrided Float32Arrays (sync and async).
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "addon.h"
@@ -17,7 +18,7 @@ bool overlaps(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
 // gemmF32(a, b, m, n, k, transA, transB, alpha, beta, c?, threads?) -> C
 // With c (m x n) the result is written into c and c is returned; without c a
 // new array is returned and beta must be 0.
-KernelCall gemm_call(const Napi::CallbackInfo& info) {
+KernelCall gemm_call(const Napi::CallbackInfo& info, CallMode mode) {
   Napi::Env env = info.Env();
   auto a = array_arg<float>(info, 0, "a");
   auto b = array_arg<float>(info, 1, "b");
@@ -36,13 +37,17 @@ KernelCall gemm_call(const Napi::CallbackInfo& info) {
   expect_length(env, a, "a", a_count, "m * k");
   expect_length(env, b, "b", b_count, "k * n");
 
+  KernelCall call(mode);
   Napi::Float32Array c_arr;
+  float* c_data = nullptr;
   const Napi::Value cv = info[9];
-  if (cv.IsUndefined() || cv.IsNull()) {
+  const bool c_given = !(cv.IsUndefined() || cv.IsNull());
+  if (!c_given) {
     if (beta != 0)
       throw_range(env, "beta = " + num(beta) +
                            " needs c to accumulate into; pass c, or beta = 0");
     c_arr = Napi::Float32Array::New(env, size_t(c_count));
+    c_data = c_arr.Data();
   } else {
     auto c = array_arg<float>(info, 9, "c");
     expect_length(env, c, "c", c_count, "m * n");
@@ -50,16 +55,18 @@ KernelCall gemm_call(const Napi::CallbackInfo& info) {
         overlaps(c.data, c.length * 4, b.data, b.length * 4))
       throw_range(env, "c must not share memory with a or b (it is written while they are read)");
     c_arr = c.object.As<Napi::Float32Array>();
+    // Async: c is JS memory the caller can still detach, so the call works in
+    // a copy and writes it back on settling (see KernelCall in addon.h).
+    c_data = call.input(c);
   }
   const CallExec ce = exec_arg(info, 10);
 
-  g.a = a.data;
+  g.a = call.input(a);
   g.lda = g.trans_a ? g.m : g.k;
-  g.b = b.data;
+  g.b = call.input(b);
   g.ldb = g.trans_b ? g.k : g.n;
-  g.c = c_arr.Data();
+  g.c = c_data;
   g.ldc = g.n;
-  KernelCall call;
   call.run = [g, a_count, b_count, c_count, ex = ce.exec] {
     check_finite_native(g.a, size_t(a_count), "a");
     check_finite_native(g.b, size_t(b_count), "b");
@@ -67,14 +74,25 @@ KernelCall gemm_call(const Napi::CallbackInfo& info) {
     gemm::gemm_f32(g, ex);
   };
   call.result = c_arr;
-  call.keep = {a.object, b.object};
+  if (c_given && mode == CallMode::Async) {
+    call.finish = [c_data, c_count](Napi::Env e, Napi::Object result) -> Napi::Value {
+      Napi::Float32Array c = result.As<Napi::Float32Array>();
+      if (c.ElementLength() != size_t(c_count))
+        throw Napi::Error::New(e, "gemmF32Async: c was detached (transferred) while the call ran; "
+                                  "the result was dropped");
+      std::memcpy(c.Data(), c_data, size_t(c_count) * sizeof(float));
+      return c;
+    };
+  }
   call.pool = ce.pool;
   return call;
 }
 
-Napi::Value GemmF32(const Napi::CallbackInfo& info) { return run_sync(info.Env(), gemm_call(info)); }
+Napi::Value GemmF32(const Napi::CallbackInfo& info) {
+  return run_sync(info.Env(), gemm_call(info, CallMode::Sync));
+}
 Napi::Value GemmF32Async(const Napi::CallbackInfo& info) {
-  return run_async(info.Env(), gemm_call(info));
+  return run_async(info.Env(), gemm_call(info, CallMode::Async));
 }
 
 }  // namespace

@@ -180,7 +180,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
 
  private:
   // Prepares one step: checks the tokens and takes the model's lease.
-  KernelCall prepare(const Napi::CallbackInfo& info) {
+  KernelCall prepare(const Napi::CallbackInfo& info, CallMode mode) {
     Napi::Env env = info.Env();
     model::Trainer& t = trainer(env);
     auto tokens = int32_arg(info, 0, "tokens");
@@ -192,32 +192,36 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       throw_range(env, "tokens must have batch * (seq + 1) = " + std::to_string(expected) + " elements, got " +
                            std::to_string(tokens.length));
     auto lease = acquire(env, model_);
-    auto stats = Napi::Float64Array::New(env, 4);
-    double* out = stats.Data();
-    const int32_t* data = tokens.data;
+    KernelCall call(mode);
+    const int32_t* data = call.input(tokens.data, tokens.length);
     model::Trainer* tp = &t;
     std::shared_ptr<ModelState> ms = model_;
     const bool base = t.config().mode != model::TrainMode::AdapterGains;
     const Exec ex = ce.exec;
-    KernelCall call;
-    call.run = [lease, tp, ms, data, batch, seq, ex, out, base]() mutable {
+    auto st = std::make_shared<model::StepStats>();
+    call.run = [lease, tp, ms, data, batch, seq, ex, st, base]() mutable {
       (void)lease;  // held until the call is destroyed (see BusyLease)
       if (base) ms->fingerprint.reset();
-      const model::StepStats st = tp->step(data, batch, seq, ex);
-      out[0] = double(st.step);
-      out[1] = st.loss;
-      out[2] = st.grad_norm;
-      out[3] = double(st.lr);
+      *st = tp->step(data, batch, seq, ex);
     };
-    call.result = stats;
-    call.keep = {tokens.object, Value()};
+    call.finish = [st](Napi::Env e, Napi::Object) -> Napi::Value {
+      Napi::Object o = Napi::Object::New(e);
+      o.Set("step", double(st->step));
+      o.Set("loss", st->loss);
+      o.Set("gradNorm", st->grad_norm);
+      o.Set("lr", double(st->lr));
+      return o;
+    };
+    call.keep = {Value()};
     call.pool = ce.pool;
     return call;
   }
 
-  // step(tokens: Int32Array, batch, seq, threads?) -> Float64Array [step, loss, gradNorm, lr]
-  Napi::Value Step(const Napi::CallbackInfo& info) { return run_sync(info.Env(), prepare(info)); }
-  Napi::Value StepAsync(const Napi::CallbackInfo& info) { return run_async(info.Env(), prepare(info)); }
+  // step(tokens: Int32Array, batch, seq, threads?) -> { step, loss, gradNorm, lr }
+  Napi::Value Step(const Napi::CallbackInfo& info) { return run_sync(info.Env(), prepare(info, CallMode::Sync)); }
+  Napi::Value StepAsync(const Napi::CallbackInfo& info) {
+    return run_async(info.Env(), prepare(info, CallMode::Async));
+  }
 
   Napi::Value Gains(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -325,18 +329,18 @@ model::ModelConfig config_arg(const Napi::CallbackInfo& info, size_t index) {
   Napi::Env env = info.Env();
   Napi::Object o = object_arg(info, index, "config");
   const char* w = "config";
-  const int64_t big = int64_t(1) << 24;
+  namespace L = limits::model;
   model::ModelConfig c;
-  c.vocab = int_prop(env, o, "vocab", 2, big, w);
-  c.d_model = int_prop(env, o, "dModel", 1, 65536, w);
-  c.n_layers = int_prop(env, o, "nLayers", 1, 65536, w);
-  c.n_heads = int_prop(env, o, "nHeads", 1, 65536, w);
-  c.d_ff = int_prop(env, o, "dFf", 1, 65536, w);
-  c.context = int_prop(env, o, "context", 1, 65536, w);
-  c.norm_eps = float(num_prop(env, o, "normEps", w));
-  c.rope_theta = float(num_prop(env, o, "ropeTheta", w));
+  c.vocab = int64_t(limit_prop(env, o, L::vocab, w));
+  c.d_model = int64_t(limit_prop(env, o, L::d_model, w));
+  c.n_layers = int64_t(limit_prop(env, o, L::n_layers, w));
+  c.n_heads = int64_t(limit_prop(env, o, L::n_heads, w));
+  c.d_ff = int64_t(limit_prop(env, o, L::d_ff, w));
+  c.context = int64_t(limit_prop(env, o, L::context, w));
+  c.norm_eps = float(limit_prop(env, o, L::norm_eps, w));
+  c.rope_theta = float(limit_prop(env, o, L::rope_theta, w));
   // Optional: absent means multi-head attention and the tied head.
-  if (!o.Get("nKvHeads").IsUndefined()) c.n_kv_heads = int_prop(env, o, "nKvHeads", 1, 65536, w);
+  if (!o.Get("nKvHeads").IsUndefined()) c.n_kv_heads = int64_t(limit_prop(env, o, L::n_kv_heads, w));
   const Napi::Value tied = o.Get("tiedHead");
   if (!tied.IsUndefined()) {
     if (!tied.IsBoolean()) throw_type(env, "config.tiedHead must be a boolean");
@@ -409,17 +413,18 @@ Napi::Value TrainerCreate(const Napi::CallbackInfo& info) {
   if (!mv.IsString()) throw_type(env, "trainConfig.mode must be a string");
   model::TrainConfig c;
   c.mode = mode_of(env, mv.As<Napi::String>().Utf8Value());
-  c.batch = int_prop(env, o, "batch", 1, 1 << 20, w);
-  c.seq = int_prop(env, o, "seq", 1, 65536, w);
-  c.schedule.lr = float(num_prop(env, o, "lr", w));
-  c.schedule.min_lr = float(num_prop(env, o, "minLr", w));
-  c.schedule.warmup = int_prop(env, o, "warmup", 0, int64_t(1) << 40, w);
-  c.schedule.total = int_prop(env, o, "totalSteps", 1, int64_t(1) << 40, w);
-  c.adamw.beta1 = float(num_prop(env, o, "beta1", w));
-  c.adamw.beta2 = float(num_prop(env, o, "beta2", w));
-  c.adamw.eps = float(num_prop(env, o, "eps", w));
-  c.adamw.weight_decay = float(num_prop(env, o, "weightDecay", w));
-  c.grad_clip = float(num_prop(env, o, "gradClip", w));
+  namespace L = limits::train;  // the ranges; the trainer checks the values against each other
+  c.batch = int64_t(limit_prop(env, o, L::batch, w));
+  c.seq = int64_t(limit_prop(env, o, L::seq, w));
+  c.schedule.lr = float(limit_prop(env, o, L::lr, w));
+  c.schedule.min_lr = float(limit_prop(env, o, L::min_lr, w));
+  c.schedule.warmup = int64_t(limit_prop(env, o, L::warmup, w));
+  c.schedule.total = int64_t(limit_prop(env, o, L::total_steps, w));
+  c.adamw.beta1 = float(limit_prop(env, o, L::beta1, w));
+  c.adamw.beta2 = float(limit_prop(env, o, L::beta2, w));
+  c.adamw.eps = float(limit_prop(env, o, L::eps, w));
+  c.adamw.weight_decay = float(limit_prop(env, o, L::weight_decay, w));
+  c.grad_clip = float(limit_prop(env, o, L::grad_clip, w));
   if (c.mode != model::TrainMode::AdapterGains && !s->has_latent)
     throw_range(env, "trainer: base training needs the latent weights, and this model was loaded from a "
                      "model file without them; resume from a checkpoint instead");
@@ -432,14 +437,14 @@ Napi::Value TrainerCreate(const Napi::CallbackInfo& info) {
 
 model::Precision precision_of(Napi::Env env, const std::string& p) {
   if (p == "ternary") return model::Precision::Ternary;
-  if (p == "f32") return model::Precision::F32;
-  if (p == "ternary-f32act") return model::Precision::TernaryF32Act;
-  throw_range(env, "precision must be 'ternary', 'f32' or 'ternary-f32act', got '" + p + "'");
+  if (p == "fp32") return model::Precision::F32;
+  if (p == "ternary-fp32act") return model::Precision::TernaryF32Act;
+  throw_range(env, "precision must be 'ternary', 'fp32' or 'ternary-fp32act', got '" + p + "'");
 }
 
 // evaluateAsync(model, adapter: Float32Array | Uint8Array (encoded blob) | null, tokens: Int32Array,
-//   nBytes, precision, stride (0 = default), batch, threads?) -> Promise<{ nll: Float64Array,
-//   stats: Float64Array [totalNll, meanNll, perplexity, bitsPerByte, nWindows, window, stride] }>
+//   nBytes, precision, stride (0 = default), batch, threads?) -> Promise<{ nll: Float64Array, totalNll,
+//   meanNll, perplexity, bitsPerByte, nWindows, window, stride }>
 // An encoded adapter is decoded by the fused RMSNorm kernel itself, as an edge runtime would.
 Napi::Value EvaluateAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -461,36 +466,34 @@ Napi::Value EvaluateAsync(const Napi::CallbackInfo& info) {
   opts.batch = size_arg(info, 6, "batch");
   const CallExec ce = exec_arg(info, 7);
   if (opts.precision == model::Precision::F32 && !s->has_latent)
-    throw_range(env, "evaluate: precision 'f32' needs the latent weights, and this model was loaded from a "
+    throw_range(env, "evaluate: precision 'fp32' needs the latent weights, and this model was loaded from a "
                      "model file without them");
   auto lease = acquire(env, s);
-  auto nll = Napi::Float64Array::New(env, tokens.length - 1);
-  auto stats = Napi::Float64Array::New(env, 7);
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("nll", nll);
-  result.Set("stats", stats);
-  double* nll_out = nll.Data();
-  double* st_out = stats.Data();
-  const int32_t* tok = tokens.data;
+  KernelCall call(CallMode::Async);
+  const int32_t* tok = call.input(tokens.data, tokens.length);
   const int64_t n_tok = int64_t(tokens.length);
   const Exec ex = ce.exec;
-  KernelCall call;
-  call.run = [lease, s, adapter = std::move(adapter), tok, n_tok, n_bytes, opts, ex, nll_out, st_out]() {
+  auto r = std::make_shared<model::EvalResult>();
+  call.run = [lease, s, adapter = std::move(adapter), tok, n_tok, n_bytes, opts, ex, r]() {
     (void)lease;  // held until the call is destroyed (see BusyLease)
-    const model::EvalResult r =
-        model::evaluate(*s->model, adapter.views.empty() ? nullptr : adapter.views.data(),
-                        int64_t(adapter.views.size()), tok, n_tok, int64_t(n_bytes), opts, ex);
-    std::memcpy(nll_out, r.nll.data(), r.nll.size() * sizeof(double));
-    st_out[0] = r.total_nll;
-    st_out[1] = r.mean_nll;
-    st_out[2] = r.perplexity;
-    st_out[3] = r.bits_per_byte;
-    st_out[4] = double(r.n_windows);
-    st_out[5] = double(r.window);
-    st_out[6] = double(r.stride);
+    *r = model::evaluate(*s->model, adapter.views.empty() ? nullptr : adapter.views.data(),
+                         int64_t(adapter.views.size()), tok, n_tok, int64_t(n_bytes), opts, ex);
   };
-  call.result = result;
-  call.keep = {tokens.object, info[0].As<Napi::Object>()};
+  call.finish = [r](Napi::Env e, Napi::Object) -> Napi::Value {
+    auto nll = Napi::Float64Array::New(e, r->nll.size());
+    std::memcpy(nll.Data(), r->nll.data(), r->nll.size() * sizeof(double));
+    Napi::Object o = Napi::Object::New(e);
+    o.Set("nll", nll);
+    o.Set("totalNll", r->total_nll);
+    o.Set("meanNll", r->mean_nll);
+    o.Set("perplexity", r->perplexity);
+    o.Set("bitsPerByte", r->bits_per_byte);
+    o.Set("nWindows", double(r->n_windows));
+    o.Set("window", double(r->window));
+    o.Set("stride", double(r->stride));
+    return o;
+  };
+  call.keep = {info[0].As<Napi::Object>()};
   call.pool = ce.pool;
   return run_async(env, std::move(call));
 }

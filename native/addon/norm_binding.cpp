@@ -1,8 +1,9 @@
 // Bindings of native/norm/rmsnorm.h: the fused RMSNorm-with-gain forward (fp32
-// or int8 output) and its backward. A gain travels as (scheme, data, scale):
-//   "f32"  -> Float32Array[d]
-//   "f16"  -> Uint16Array[d] (IEEE binary16 bit patterns)
-//   "int8" -> Int8Array[d] and a finite scale (g = q * scale)
+// or int8 output) and its backward. A gain travels as (scheme, data, scale),
+// the scheme by its registry name (norm/gain_codec.cpp, the codec's names):
+//   "raw_fp32"        -> Float32Array[d]
+//   "raw_fp16"        -> Uint16Array[d] (IEEE binary16 bit patterns)
+//   "int8_per_tensor" -> Int8Array[d] and a finite scale (g = q * scale)
 #include <string>
 
 #include "addon.h"
@@ -28,24 +29,28 @@ void norm_args(const Napi::CallbackInfo& info, NormArgs& out) {
   expect_length(env, x, "x", checked_mul(env, n, d, "n * d"), "n * d");
   expect_length(env, w_base, "wBase", d, "d");
   const Napi::Value sv = info[4];
-  if (!sv.IsString()) throw_type(env, "gain.scheme must be a string: 'f32', 'f16' or 'int8'");
+  const auto name = [](norm::GainScheme s) { return std::string(norm::find_gain_decoder(s)->name); };
+  const std::string f32 = name(norm::GainScheme::F32), f16 = name(norm::GainScheme::F16),
+                    i8 = name(norm::GainScheme::Int8PerTensor);
+  const std::string expected = "'" + f32 + "', '" + f16 + "' or '" + i8 + "'";
+  if (!sv.IsString()) throw_type(env, "gain.scheme must be a string: " + expected);
   const std::string scheme = sv.As<Napi::String>().Utf8Value();
   norm::GainView& g = out.args.gain;
   g.d = d;
-  if (scheme == "f32") {
-    auto data = array_arg<float>(info, 5, "gain.data (scheme 'f32')");
+  if (scheme == f32) {
+    auto data = array_arg<float>(info, 5, ("gain.data (scheme '" + f32 + "')").c_str());
     expect_length(env, data, "gain.data", d, "d");
     g.scheme = norm::GainScheme::F32;
     g.data = data.data;
     g.data_bytes = data.length * sizeof(float);
-  } else if (scheme == "f16") {
-    auto data = array_arg<uint16_t>(info, 5, "gain.data (scheme 'f16')");
+  } else if (scheme == f16) {
+    auto data = array_arg<uint16_t>(info, 5, ("gain.data (scheme '" + f16 + "')").c_str());
     expect_length(env, data, "gain.data", d, "d");
     g.scheme = norm::GainScheme::F16;
     g.data = data.data;
     g.data_bytes = data.length * sizeof(uint16_t);
-  } else if (scheme == "int8") {
-    auto data = array_arg<int8_t>(info, 5, "gain.data (scheme 'int8')");
+  } else if (scheme == i8) {
+    auto data = array_arg<int8_t>(info, 5, ("gain.data (scheme '" + i8 + "')").c_str());
     expect_length(env, data, "gain.data", d, "d");
     out.scale = float_arg(info, 6, "gain.scale");
     g.scheme = norm::GainScheme::Int8PerTensor;
@@ -54,7 +59,7 @@ void norm_args(const Napi::CallbackInfo& info, NormArgs& out) {
     g.params = &out.scale;
     g.n_params = 1;
   } else {
-    throw_range(env, "gain.scheme must be 'f32', 'f16' or 'int8', got '" + scheme + "'");
+    throw_range(env, "gain.scheme must be " + expected + ", got '" + scheme + "'");
   }
   out.args.x = x.data;
   out.args.n = n;

@@ -16,7 +16,8 @@ using ternary::PackedTernary;
 // (packed, scales, rows, cols) at info[first..first+3].
 struct WeightsArg {
   PackedTernary w;
-  std::vector<Napi::Object> objects;
+  ArrayArg<uint8_t> packed;
+  ArrayArg<float> scales;
 };
 
 WeightsArg weights_arg(const Napi::CallbackInfo& info, size_t first) {
@@ -33,7 +34,8 @@ WeightsArg weights_arg(const Napi::CallbackInfo& info, size_t first) {
   a.w.scales = scales.data;
   a.w.rows = rows;
   a.w.cols = cols;
-  a.objects = {packed.object, scales.object};
+  a.packed = packed;
+  a.scales = scales;
   return a;
 }
 
@@ -129,7 +131,7 @@ Napi::Value QuantizeActivations(const Napi::CallbackInfo& info) {
 }
 
 // gemmI8(packed, scales, rows, cols, q: Int8Array, xScales: Float32Array, n, threads?)
-KernelCall gemm_i8_call(const Napi::CallbackInfo& info) {
+KernelCall gemm_i8_call(const Napi::CallbackInfo& info, CallMode mode) {
   Napi::Env env = info.Env();
   WeightsArg w = weights_arg(info, 0);
   auto q = array_arg<int8_t>(info, 4, "q");
@@ -140,21 +142,20 @@ KernelCall gemm_i8_call(const Napi::CallbackInfo& info) {
   expect_length(env, xs, "xScales", n, "n");
   const CallExec ce = exec_arg(info, 7);
   auto y = Napi::Float32Array::New(env, size_t(checked_mul(env, n, w.w.rows, "n * rows")));
-  KernelCall call;
-  call.run = [w = w.w, q = q.data, xs = xs.data, n, y = y.Data(), ex = ce.exec] {
+  KernelCall call(mode);
+  w.w.data = call.input(w.packed);
+  w.w.scales = call.input(w.scales);
+  call.run = [w = w.w, q = call.input(q), xs = call.input(xs), n, y = y.Data(), ex = ce.exec] {
     ternary::gemm_i8(w, q, xs, n, y, ex);
   };
   call.result = y;
-  call.keep = w.objects;
-  call.keep.push_back(q.object);
-  call.keep.push_back(xs.object);
   call.pool = ce.pool;
   return call;
 }
 
 // matmulF32 / matmulF32T(packed, scales, rows, cols, in: Float32Array, n, threads?)
 template <bool Transposed>
-KernelCall matmul_call(const Napi::CallbackInfo& info) {
+KernelCall matmul_call(const Napi::CallbackInfo& info, CallMode mode) {
   Napi::Env env = info.Env();
   WeightsArg w = weights_arg(info, 0);
   const char* in_name = Transposed ? "dy" : "x";
@@ -166,8 +167,10 @@ KernelCall matmul_call(const Napi::CallbackInfo& info) {
   expect_length(env, in, in_name, int64_t(in_count), Transposed ? "n * rows" : "n * cols");
   const CallExec ce = exec_arg(info, 6);
   auto out = Napi::Float32Array::New(env, size_t(checked_mul(env, n, out_width, "n * width")));
-  KernelCall call;
-  call.run = [w = w.w, in = in.data, in_count, in_name, n, out = out.Data(), ex = ce.exec] {
+  KernelCall call(mode);
+  w.w.data = call.input(w.packed);
+  w.w.scales = call.input(w.scales);
+  call.run = [w = w.w, in = call.input(in), in_count, in_name, n, out = out.Data(), ex = ce.exec] {
     check_finite_native(in, in_count, in_name);
     if (Transposed)
       ternary::matmul_f32_t(w, in, n, out, ex);
@@ -175,27 +178,27 @@ KernelCall matmul_call(const Napi::CallbackInfo& info) {
       ternary::matmul_f32(w, in, n, out, ex);
   };
   call.result = out;
-  call.keep = w.objects;
-  call.keep.push_back(in.object);
   call.pool = ce.pool;
   return call;
 }
 
-Napi::Value GemmI8(const Napi::CallbackInfo& info) { return run_sync(info.Env(), gemm_i8_call(info)); }
+Napi::Value GemmI8(const Napi::CallbackInfo& info) {
+  return run_sync(info.Env(), gemm_i8_call(info, CallMode::Sync));
+}
 Napi::Value GemmI8Async(const Napi::CallbackInfo& info) {
-  return run_async(info.Env(), gemm_i8_call(info));
+  return run_async(info.Env(), gemm_i8_call(info, CallMode::Async));
 }
 Napi::Value MatmulF32(const Napi::CallbackInfo& info) {
-  return run_sync(info.Env(), matmul_call<false>(info));
+  return run_sync(info.Env(), matmul_call<false>(info, CallMode::Sync));
 }
 Napi::Value MatmulF32Async(const Napi::CallbackInfo& info) {
-  return run_async(info.Env(), matmul_call<false>(info));
+  return run_async(info.Env(), matmul_call<false>(info, CallMode::Async));
 }
 Napi::Value MatmulF32T(const Napi::CallbackInfo& info) {
-  return run_sync(info.Env(), matmul_call<true>(info));
+  return run_sync(info.Env(), matmul_call<true>(info, CallMode::Sync));
 }
 Napi::Value MatmulF32TAsync(const Napi::CallbackInfo& info) {
-  return run_async(info.Env(), matmul_call<true>(info));
+  return run_async(info.Env(), matmul_call<true>(info, CallMode::Async));
 }
 
 }  // namespace

@@ -163,6 +163,12 @@ EncodedAdapter encode_adapter(Method m, const float* gains, int64_t n_tensors, i
   if (d <= 0 || d > kMaxD)
     throw std::invalid_argument(what + ": d = " + std::to_string(d) + ", expected 0 < d <= " +
                                 std::to_string(kMaxD));
+  namespace L = limits::codec;
+  limits::check(L::group_size, double(opts.group_size), "encode options");
+  limits::check(L::kmeans_max_iters, double(opts.kmeans_max_iters), "encode options");
+  limits::check(L::calibration_passes, double(opts.calibration_passes), "encode options");
+  limits::check(L::byte_budget, double(opts.byte_budget), "encode options");
+  for (double c : opts.clip_grid) limits::check(L::clip, c, "encode options.clipGrid");
   if (method_needs_loss(m) && !loss)
     throw std::invalid_argument(what + ": needs a loss callback (the training-text loss of a "
                                        "candidate adapter), got none");

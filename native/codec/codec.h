@@ -31,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "../model/limits.h"
 #include "../norm/gain_codec.h"
 
 namespace ternorm::codec {
@@ -140,12 +141,13 @@ using AdapterLoss = std::function<double(const std::vector<norm::GainView>&)>;
 std::vector<double> default_clip_grid();
 
 struct EncodeOptions {
-  int64_t group_size = 32;   // int8_group: B, 1 <= B <= kMaxD
-  int kmeans_max_iters = 100;  // kmeans: Lloyd iterations at most, >= 1
+  // Defaults and ranges: limits::codec (model/limits.h).
+  int64_t group_size = int64_t(limits::codec::group_size.def);  // int8_group: B, 1 <= B <= kMaxD
+  int kmeans_max_iters = int(limits::codec::kmeans_max_iters.def);  // kmeans: Lloyd iterations at most, >= 1
   // int4_calibrated: clip factors tried (each in (0, 1], distinct; empty =
   // default_clip_grid()) and per-tensor refinement passes (>= 0).
   std::vector<double> clip_grid;
-  int calibration_passes = 1;
+  int calibration_passes = int(limits::codec::calibration_passes.def);
   // mixed: the most serialised adapter bytes allowed (adapter_bytes(), the
   // 8-byte adapter header included).
   uint64_t byte_budget = 0;

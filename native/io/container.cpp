@@ -267,6 +267,13 @@ bool file_kind_known(uint32_t v) { return v >= 1 && v <= 3; }
 const char* article(FileKind kind) { return kind == FileKind::Model ? "a" : "an"; }
 }  // namespace
 
+std::optional<FileKind> declared_kind(const uint8_t* p, size_t n) {
+  if (p == nullptr || n < 16 || std::memcmp(p, kMagic, sizeof kMagic) != 0) return std::nullopt;
+  const uint32_t kind = le32(p + 12);
+  if (!file_kind_known(kind)) return std::nullopt;
+  return FileKind(kind);
+}
+
 bool dtype_known(uint32_t v) { return v >= 1 && v <= 13; }
 
 const char* dtype_name(DType t) {

@@ -65,6 +65,11 @@ enum class FileKind : uint32_t { Model = 1, Adapter = 2, EncodedAdapter = 3 };
 // "model", "adapter", "encoded adapter".
 const char* file_kind_name(FileKind kind);
 
+// The kind the first n bytes of a file declare, when they start a ternorm
+// header of a known kind (nothing else is checked): lets a loader name a file
+// of the wrong kind before it applies its own size limit to it.
+std::optional<FileKind> declared_kind(const uint8_t* p, size_t n);
+
 // Element types. Values are part of the format: never renumber.
 enum class DType : uint32_t {
   U8 = 1,

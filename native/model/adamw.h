@@ -4,14 +4,15 @@
 #include <cstdint>
 
 #include "../cpu/isa.h"
+#include "limits.h"
 
 namespace ternorm::model {
 
-struct AdamWConfig {
-  float beta1 = 0.9f;
-  float beta2 = 0.95f;
-  float eps = 1e-8f;
-  float weight_decay = 0.1f;
+struct AdamWConfig {  // defaults and ranges: limits::train (limits.h)
+  float beta1 = float(limits::train::beta1.def);
+  float beta2 = float(limits::train::beta2.def);
+  float eps = float(limits::train::eps.def);
+  float weight_decay = float(limits::train::weight_decay.def);
 };
 
 // One AdamW update of n values at step `step` (1-based, for bias correction):

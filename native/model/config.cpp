@@ -6,27 +6,22 @@
 
 namespace ternorm::model {
 
-namespace {
-void check_range(const char* name, int64_t v, int64_t lo, int64_t hi) {
-  if (v < lo || v > hi)
-    throw std::invalid_argument("model config: " + std::string(name) + " must be in [" +
-                                std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
-                                std::to_string(v));
-}
-}  // namespace
-
 void validate(const ModelConfig& c) {
-  check_range("vocab", c.vocab, 2, int64_t(1) << 24);
-  check_range("d_model", c.d_model, 2, 65536);
-  check_range("n_layers", c.n_layers, 1, 1024);
-  check_range("n_heads", c.n_heads, 1, c.d_model);
-  check_range("d_ff", c.d_ff, 1, 65536);
-  check_range("context", c.context, 1, 65536);
+  namespace L = limits::model;
+  const char* w = "model config";
+  limits::check(L::vocab, double(c.vocab), w);
+  limits::check(L::d_model, double(c.d_model), w);
+  limits::check(L::n_layers, double(c.n_layers), w);
+  limits::check(L::n_heads, double(c.n_heads), double(c.d_model), w);
+  limits::check(L::d_ff, double(c.d_ff), w);
+  limits::check(L::context, double(c.context), w);
+  limits::check(L::norm_eps, double(c.norm_eps), w);
+  limits::check(L::rope_theta, double(c.rope_theta), w);
   if (c.d_model % c.n_heads != 0)
     throw std::invalid_argument("model config: d_model (" + std::to_string(c.d_model) +
                                 ") must be divisible by n_heads (" + std::to_string(c.n_heads) +
                                 ")");
-  check_range("n_kv_heads", c.n_kv_heads, 0, c.n_heads);
+  limits::check(L::n_kv_heads, double(c.n_kv_heads), double(c.n_heads), w);
   if (c.n_heads % c.kv_heads() != 0)
     throw std::invalid_argument("model config: n_heads (" + std::to_string(c.n_heads) +
                                 ") must be divisible by n_kv_heads (" +
@@ -35,12 +30,6 @@ void validate(const ModelConfig& c) {
     throw std::invalid_argument("model config: head dimension d_model/n_heads = " +
                                 std::to_string(c.head_dim()) +
                                 " must be even (RoPE rotates pairs of channels)");
-  if (!(std::isfinite(c.norm_eps) && c.norm_eps > 0))
-    throw std::invalid_argument("model config: norm_eps must be finite and > 0, got " +
-                                std::to_string(c.norm_eps));
-  if (!(std::isfinite(c.rope_theta) && c.rope_theta > 1))
-    throw std::invalid_argument("model config: rope_theta must be finite and > 1, got " +
-                                std::to_string(c.rope_theta));
 }
 
 }  // namespace ternorm::model

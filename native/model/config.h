@@ -4,21 +4,24 @@
 #pragma once
 #include <cstdint>
 
+#include "limits.h"
+
 namespace ternorm::model {
 
 struct ModelConfig {
-  int64_t vocab = 4096;
-  int64_t d_model = 256;
-  int64_t n_layers = 4;
-  int64_t n_heads = 4;
-  int64_t d_ff = 768;
-  int64_t context = 256;  // longest sequence the model sees (RoPE table length)
-  float norm_eps = 1e-5f;
-  float rope_theta = 10000.0f;
+  // Defaults and ranges: limits::model (limits.h).
+  int64_t vocab = int64_t(limits::model::vocab.def);
+  int64_t d_model = int64_t(limits::model::d_model.def);
+  int64_t n_layers = int64_t(limits::model::n_layers.def);
+  int64_t n_heads = int64_t(limits::model::n_heads.def);
+  int64_t d_ff = int64_t(limits::model::d_ff.def);
+  int64_t context = int64_t(limits::model::context.def);  // longest sequence the model sees (RoPE table length)
+  float norm_eps = float(limits::model::norm_eps.def);
+  float rope_theta = float(limits::model::rope_theta.def);
   // Key/value heads (grouped-query attention, llama.cpp semantics: query head
   // h reads kv head h / (n_heads / kv_heads())). 0 = n_heads (multi-head), so
   // a config that only sets n_heads stays multi-head.
-  int64_t n_kv_heads = 0;
+  int64_t n_kv_heads = int64_t(limits::model::n_kv_heads.def);
   // The output head is the token embedding (true) or a table of its own.
   bool tied_head = true;
 
@@ -32,10 +35,9 @@ struct ModelConfig {
 };
 
 // Throws std::invalid_argument naming the offending field and what was
-// expected: every size positive, d_model divisible by n_heads, an even head
-// dimension (RoPE rotates pairs), n_kv_heads 0 or a divisor of n_heads, vocab >= 2 and within int32 token ids,
-// finite positive eps and theta, and sizes small enough that no buffer
-// overflows (each dimension <= 65536, vocab <= 2^24).
+// expected: every field within limits::model (sizes small enough that no
+// buffer overflows), n_heads <= d_model and dividing it, n_kv_heads 0 or a
+// divisor of n_heads, and an even head dimension (RoPE rotates pairs).
 void validate(const ModelConfig& cfg);
 
 }  // namespace ternorm::model

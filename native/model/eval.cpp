@@ -19,13 +19,8 @@ EvalResult evaluate(const Model& model, const norm::GainView* gains, int64_t n_g
   if (n_bytes < 1)
     throw std::invalid_argument("evaluate: n_bytes (UTF-8 bytes of the scored text) must be >= 1, "
                                 "got " + std::to_string(n_bytes));
-  if (opts.stride < 0 || opts.stride > c.context)
-    throw std::invalid_argument("evaluate: stride must be in [1, context = " +
-                                std::to_string(c.context) + "] (or 0 for context/2), got " +
-                                std::to_string(opts.stride));
-  if (opts.batch < 1 || opts.batch > 1024)
-    throw std::invalid_argument("evaluate: batch must be in [1, 1024], got " +
-                                std::to_string(opts.batch));
+  limits::check(limits::eval::stride, double(opts.stride), double(c.context), "evaluate");
+  limits::check(limits::eval::batch, double(opts.batch), "evaluate");
   if (gains && n_gain_views > 0)
     validate_adapter(c, gains, n_gain_views);
   else

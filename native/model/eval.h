@@ -13,14 +13,16 @@
 
 #include "../cpu/isa.h"
 #include "../norm/gain_codec.h"
+#include "limits.h"
 #include "model.h"
 
 namespace ternorm::model {
 
 struct EvalOptions {
   Precision precision = Precision::Ternary;
-  int64_t stride = 0;  // window step in tokens, 1..context; 0 = context / 2
-  int64_t batch = 4;   // windows per forward pass (memory/speed only; results do not change)
+  // Defaults and ranges: limits::eval (limits.h).
+  int64_t stride = int64_t(limits::eval::stride.def);  // window step in tokens, 1..context; 0 = context / 2
+  int64_t batch = int64_t(limits::eval::batch.def);    // windows per forward pass (memory/speed only; results do not change)
 };
 
 struct EvalResult {

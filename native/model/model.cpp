@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <stdexcept>
 #include <vector>
 
@@ -11,9 +12,9 @@ namespace ternorm::model {
 
 const char* precision_name(Precision p) {
   switch (p) {
-    case Precision::F32: return "f32";
+    case Precision::F32: return "fp32";
     case Precision::Ternary: return "ternary";
-    case Precision::TernaryF32Act: return "ternary-f32act";
+    case Precision::TernaryF32Act: return "ternary-fp32act";
   }
   return "?";
 }
@@ -300,12 +301,26 @@ void validate_adapter(const ModelConfig& cfg, const norm::GainView* views, int64
     // decode_gain validates the view and rejects non-finite gains (a NaN gain
     // would silently poison every NLL downstream).
     std::vector<float> g(size_t(cfg.d_model));
+    const std::string which = "adapter: gain vector " + std::to_string(i) + " (" + norm_name(cfg, i) + ")";
     try {
       norm::decode_gain(views[i], g.data());
     } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument("adapter: gain vector " + std::to_string(i) + ": " + e.what());
+      throw std::invalid_argument(which + ": " + e.what());
     }
+    // A finite but huge gain overflows the activations downstream; refuse it here, by name.
+    for (size_t j = 0; j < g.size(); ++j)
+      if (!limits::adapter::gain.contains(g[j])) {
+        char v[32];
+        std::snprintf(v, sizeof v, "%.9g", double(g[j]));
+        throw std::invalid_argument(which + ": gain[" + std::to_string(j) + "] is " + v + "; a gain must be " +
+                                    limits::adapter::gain.range());
+      }
   }
+}
+
+std::string norm_name(const ModelConfig& cfg, int64_t i) {
+  if (i == 2 * cfg.n_layers) return "final_norm";
+  return "layers." + std::to_string(i / 2) + (i % 2 == 0 ? ".attn_norm" : ".ffn_norm");
 }
 
 }  // namespace ternorm::model

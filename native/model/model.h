@@ -139,6 +139,10 @@ class Model {
 std::vector<norm::GainView> f32_gain_views(const ModelConfig& cfg, const float* gains);
 // Throws std::invalid_argument unless there are n_norms views of d_model
 // valid gains each.
+// Throws std::invalid_argument naming the norm and the index of a bad gain
+// (not finite, or outside limits::adapter::gain).
 void validate_adapter(const ModelConfig& cfg, const norm::GainView* views, int64_t n_views);
+// The tensor name of adapter norm i ("layers.1.ffn_norm", "final_norm").
+std::string norm_name(const ModelConfig& cfg, int64_t i);
 
 }  // namespace ternorm::model

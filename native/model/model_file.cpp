@@ -4,7 +4,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
+#include <string>
 #include <stdexcept>
 
 #include "../ternary/ternary.h"
@@ -406,6 +408,20 @@ io::Writer encoded_adapter_writer(const ModelConfig& cfg, codec::Method m,
   w.add_u8("encoded", blob.data(), blob.size());
   add_adapter_tail(w, base, meta);
   return w;
+}
+
+void refuse_model_as_adapter(const uint8_t* head, size_t n, const std::string& what) {
+  if (io::declared_kind(head, n) == io::FileKind::Model)
+    throw FormatError(what + " is a model file, not an adapter (a base model is passed as the model; an adapter "
+                             "is what train-adapter or quantize writes)");
+}
+
+void refuse_model_as_adapter(const std::string& path) {
+  uint8_t head[16] = {};
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return;
+  f.read(reinterpret_cast<char*>(head), sizeof head);
+  refuse_model_as_adapter(head, size_t(f.gcount()), path);
 }
 
 LoadedAdapter load_adapter(const io::Container& file, const ModelConfig& cfg, const io::Fingerprint& base) {

@@ -117,6 +117,14 @@ LoadedAdapter load_adapter(const io::Container& file, const ModelConfig& cfg, co
 // payload plus room for the header, table and meta (1 MiB).
 io::Limits adapter_limits(const ModelConfig& cfg);
 
+// Throws FormatError naming the kind when `head` (a file's first n bytes)
+// declares a model file: call before reading an adapter with adapter_limits,
+// which a model file exceeds, so the user hears "a model file, not an adapter"
+// rather than a size limit. `what` names the source (a path).
+void refuse_model_as_adapter(const uint8_t* head, size_t n, const std::string& what);
+// The same for a path (reads its first bytes; an unreadable file is left to the loader).
+void refuse_model_as_adapter(const std::string& path);
+
 // The config as the json of the config section, and back. config_from_json
 // accepts exactly one flat object of the keys above (numbers, the "format"
 // string, the booleans), refuses unknown or missing keys (n_kv_heads and

@@ -16,31 +16,38 @@ const char* train_mode_name(TrainMode m) {
   return "?";
 }
 
+TrainConfig adapter_train_defaults() {
+  namespace L = limits::adapter_train;
+  TrainConfig c;
+  c.mode = TrainMode::AdapterGains;
+  c.batch = int64_t(L::batch.def);
+  c.seq = int64_t(L::seq.def);
+  c.schedule = LrSchedule{float(L::lr.def), float(L::min_lr.def), int64_t(L::warmup.def), int64_t(L::total_steps.def)};
+  c.adamw = AdamWConfig{float(L::beta1.def), float(L::beta2.def), float(L::eps.def), float(L::weight_decay.def)};
+  c.grad_clip = float(L::grad_clip.def);
+  return c;
+}
+
 namespace {
 const TrainConfig& checked(const Model& model, const TrainConfig& c) {
   const ModelConfig& mc = model.config();
   if (c.mode != TrainMode::TernaryBase && c.mode != TrainMode::Fp32Base &&
       c.mode != TrainMode::AdapterGains)
     throw std::invalid_argument("train config: unknown mode " + std::to_string(int(c.mode)));
-  if (c.batch < 1 || c.batch > 4096)
-    throw std::invalid_argument("train config: batch must be in [1, 4096], got " +
-                                std::to_string(c.batch));
-  if (c.seq < 1 || c.seq > mc.context)
-    throw std::invalid_argument("train config: seq must be in [1, context = " +
-                                std::to_string(mc.context) + "], got " + std::to_string(c.seq));
+  namespace L = limits::train;
+  const char* w = "train config";
+  limits::check(L::batch, double(c.batch), w);
+  limits::check(L::seq, double(c.seq), double(mc.context), w);
   const LrSchedule& s = c.schedule;
-  if (!(std::isfinite(s.lr) && s.lr > 0 && std::isfinite(s.min_lr) && s.min_lr >= 0 &&
-        s.min_lr <= s.lr))
-    throw std::invalid_argument("train config: need 0 <= min_lr <= lr, both finite, lr > 0");
-  if (s.warmup < 0 || s.total < 1 || s.warmup > s.total)
-    throw std::invalid_argument("train config: need 0 <= warmup <= total and total >= 1");
-  const AdamWConfig& a = c.adamw;
-  if (!(a.beta1 >= 0 && a.beta1 < 1 && a.beta2 >= 0 && a.beta2 < 1 && a.eps > 0 &&
-        std::isfinite(a.eps) && a.weight_decay >= 0 && std::isfinite(a.weight_decay)))
-    throw std::invalid_argument(
-        "train config: AdamW needs beta1, beta2 in [0, 1), eps > 0, weight_decay >= 0");
-  if (!(c.grad_clip >= 0 && std::isfinite(c.grad_clip)))
-    throw std::invalid_argument("train config: grad_clip must be finite and >= 0");
+  limits::check(L::lr, double(s.lr), w);
+  limits::check(L::min_lr, double(s.min_lr), double(s.lr), w);
+  limits::check(L::total_steps, double(s.total), w);
+  limits::check(L::warmup, double(s.warmup), double(s.total), w);
+  limits::check(L::beta1, double(c.adamw.beta1), w);
+  limits::check(L::beta2, double(c.adamw.beta2), w);
+  limits::check(L::eps, double(c.adamw.eps), w);
+  limits::check(L::weight_decay, double(c.adamw.weight_decay), w);
+  limits::check(L::grad_clip, double(c.grad_clip), w);
   if (c.mode == TrainMode::AdapterGains && model.ternary_stale())
     throw std::logic_error("train: adapter training needs current ternary weights "
                            "(call Model::quantize first)");
@@ -91,13 +98,20 @@ StepStats Trainer::step(const int32_t* tokens, int64_t batch, int64_t seq, const
   const norm::GainView* gains = mode == TrainMode::AdapterGains ? views_.data() : nullptr;
   const int64_t count = batch * seq;
 
-  // Forward, loss, backward.
-  const double sum = transformer_forward(model_, p, gains, inputs_.data(), targets_.data(), batch,
-                                         seq, ws_, /*keep_probs=*/true, ex);
+  // Forward, loss, backward. The inputs are checked above, so a forward that
+  // meets non-finite activations, a non-finite loss or gradient all mean the
+  // weights blew up: the run diverged.
+  const std::string diverged = "training diverged at step " + std::to_string(step_ + 1) +
+                               " (loss is NaN/inf); lower the learning rate";
+  double sum = 0;
+  try {
+    sum = transformer_forward(model_, p, gains, inputs_.data(), targets_.data(), batch, seq, ws_,
+                              /*keep_probs=*/true, ex);
+  } catch (const std::invalid_argument&) {
+    throw std::runtime_error(diverged);
+  }
   const double loss = sum / double(count);
-  if (!std::isfinite(loss))
-    throw std::runtime_error("train step " + std::to_string(step_ + 1) +
-                             ": loss is not finite (training diverged); nothing was updated");
+  if (!std::isfinite(loss)) throw std::runtime_error(diverged);
   const bool adapter = mode == TrainMode::AdapterGains;
   transformer_backward(model_, p, gains, inputs_.data(), targets_.data(), batch, seq,
                        float(1.0 / double(count)), ws_, adapter ? nullptr : grad_.data(),
@@ -106,9 +120,7 @@ StepStats Trainer::step(const int32_t* tokens, int64_t batch, int64_t seq, const
   // Clip.
   const int64_t n = int64_t(grad_.size());
   const double norm = global_norm(grad_.data(), n, ex);
-  if (!std::isfinite(norm))
-    throw std::runtime_error("train step " + std::to_string(step_ + 1) +
-                             ": gradient is not finite; nothing was updated");
+  if (!std::isfinite(norm)) throw std::runtime_error(diverged + " (the gradient is not finite)");
   const float clip = (cfg_.grad_clip > 0 && norm > cfg_.grad_clip)
                          ? float(double(cfg_.grad_clip) / norm)
                          : 1.0f;

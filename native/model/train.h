@@ -17,6 +17,7 @@
 #include "../cpu/aligned_buffer.h"
 #include "../cpu/isa.h"
 #include "adamw.h"
+#include "limits.h"
 #include "model.h"
 #include "transformer.h"
 
@@ -25,16 +26,22 @@ namespace ternorm::model {
 enum class TrainMode : int { TernaryBase = 0, Fp32Base = 1, AdapterGains = 2 };
 const char* train_mode_name(TrainMode m);
 
+// Defaults and ranges: limits::train (base training) and limits::adapter_train
+// (adapter_train_defaults()), in limits.h.
 struct TrainConfig {
   TrainMode mode = TrainMode::TernaryBase;
-  int64_t batch = 8;   // sequences per step (at most)
-  int64_t seq = 256;   // tokens per sequence (at most; <= context)
-  LrSchedule schedule{1.5e-3f, 1.5e-4f, 100, 2000};
+  int64_t batch = int64_t(limits::train::batch.def);  // sequences per step (at most)
+  int64_t seq = int64_t(limits::train::seq.def);      // tokens per sequence (at most; <= context)
+  LrSchedule schedule{float(limits::train::lr.def), float(limits::train::min_lr.def),
+                      int64_t(limits::train::warmup.def), int64_t(limits::train::total_steps.def)};
   AdamWConfig adamw;   // weight decay applies to the embedding and the block
                        // matrices (toward 0) and to adapter gains (toward 1),
                        // never to the base RMSNorm weights
-  float grad_clip = 1.0f;  // max global L2 norm of the gradient (0: no clipping)
+  float grad_clip = float(limits::train::grad_clip.def);  // max global L2 norm of the gradient (0: no clipping)
 };
+
+// The adapter mode's defaults (limits::adapter_train).
+TrainConfig adapter_train_defaults();
 
 struct StepStats {
   int64_t step = 0;        // 1-based count of updates done, this one included

@@ -103,8 +103,8 @@ constexpr int64_t kMaxGains = int64_t(1) << 32;
 
 // The registry: one entry per scheme. Adding a scheme = one enum value + one row.
 const GainDecoder kDecoders[] = {
-    {GainScheme::F32, "f32", "0", bytes_f32, no_params, decode_f32},
-    {GainScheme::F16, "f16", "0", bytes_f16, no_params, decode_f16},
+    {GainScheme::F32, "raw_fp32", "0", bytes_f32, no_params, decode_f32},
+    {GainScheme::F16, "raw_fp16", "0", bytes_f16, no_params, decode_f16},
     {GainScheme::Int8PerTensor, "int8_per_tensor", "1 (the scale)", bytes_i8, one_param,
      decode_i8_per_tensor},
     // The adapter codecs: layouts, checks and decoders in native/codec/<family>.cpp.

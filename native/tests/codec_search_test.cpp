@@ -132,12 +132,12 @@ TEST(codec_calibrated_finds_known_optimum) {
     const AdapterLoss loss = distance_to(targets_for({1, 1, 1}));
     EncodeOptions o;
     o.clip_grid = {1.0, 0.0};
-    CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, o, loss); }), "0 < c <= 1"));
+    CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, o, loss); }), "clipGrid.clip must be a number in (0, 1]"));
     o.clip_grid = {0.5, 0.9, 0.5};
     CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, o, loss); }), "repeats"));
     o.clip_grid = {};
     o.calibration_passes = -1;
-    CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, o, loss); }), "passes"));
+    CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, o, loss); }), "calibrationPasses"));
     const AdapterLoss nan_loss = [](const std::vector<GainView>&) { return double(NAN); };
     const std::string m = thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, {}, nan_loss); });
     CHECK_MSG(mentions(m, "loss callback returned nan") && mentions(m, "clip 1.0"), m);

@@ -103,7 +103,7 @@ TEST(codec_registry_and_names) {
   const GainScheme all[] = {GainScheme::F32,       GainScheme::F16,       GainScheme::Int8PerTensor,
                             GainScheme::Int8Group, GainScheme::Int8Asym,  GainScheme::Int8Delta,
                             GainScheme::Int4Delta, GainScheme::KMeans16,  GainScheme::KMeans256};
-  const char* names[] = {"f32",        "f16",        "int8_per_tensor", "int8_group", "int8_asym",
+  const char* names[] = {"raw_fp32",   "raw_fp16",   "int8_per_tensor", "int8_group", "int8_asym",
                          "int8_delta", "int4_delta", "kmeans16",        "kmeans256"};
   for (size_t i = 0; i < 9; ++i) {
     CHECK(uint32_t(all[i]) == i);  // ids are part of the record format

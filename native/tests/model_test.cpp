@@ -785,7 +785,7 @@ TEST(model_train_bad_input) {
   CHECK(throws_with<std::invalid_argument>([&] { Trainer t(m, bad); }, "seq"));
   bad = tc;
   bad.schedule.min_lr = 1.0f;
-  CHECK(throws_with<std::invalid_argument>([&] { Trainer t(m, bad); }, "min_lr"));
+  CHECK(throws_with<std::invalid_argument>([&] { Trainer t(m, bad); }, "minLr"));
   m.mark_latent_changed();
   bad = tc;
   bad.mode = TrainMode::AdapterGains;
@@ -894,13 +894,13 @@ TEST(model_bad_input) {
   CHECK(bad([](ModelConfig& c) { c.n_heads = 3; }, "divisible by n_heads"));
   CHECK(bad([](ModelConfig& c) { c.d_model = 18, c.n_heads = 6; }, "must be even"));
   CHECK(bad([](ModelConfig& c) { c.vocab = 1; }, "vocab"));
-  CHECK(bad([](ModelConfig& c) { c.n_layers = 0; }, "n_layers"));
-  CHECK(bad([](ModelConfig& c) { c.d_ff = -4; }, "d_ff"));
+  CHECK(bad([](ModelConfig& c) { c.n_layers = 0; }, "nLayers"));
+  CHECK(bad([](ModelConfig& c) { c.d_ff = -4; }, "dFf"));
   CHECK(bad([](ModelConfig& c) { c.context = 0; }, "context"));
-  CHECK(bad([](ModelConfig& c) { c.norm_eps = std::nanf(""); }, "norm_eps"));
-  CHECK(bad([](ModelConfig& c) { c.rope_theta = 0.5f; }, "rope_theta"));
-  CHECK(bad([](ModelConfig& c) { c.n_kv_heads = 3; }, "n_kv_heads"));  // > n_heads = 2
-  CHECK(bad([](ModelConfig& c) { c.n_kv_heads = -1; }, "n_kv_heads"));
+  CHECK(bad([](ModelConfig& c) { c.norm_eps = std::nanf(""); }, "normEps"));
+  CHECK(bad([](ModelConfig& c) { c.rope_theta = 0.5f; }, "ropeTheta"));
+  CHECK(bad([](ModelConfig& c) { c.n_kv_heads = 3; }, "nKvHeads"));  // > n_heads = 2
+  CHECK(bad([](ModelConfig& c) { c.n_kv_heads = -1; }, "nKvHeads"));
   CHECK(bad([](ModelConfig& c) { c.d_model = 24, c.n_heads = 6, c.n_kv_heads = 4; }, "divisible by n_kv_heads"));
 
   const ModelConfig c = tiny_config();

@@ -1,0 +1,3 @@
+// Adapters, their encodings and the codec registry.
+export * from './adapter.js';
+export * from './codec.js';
