@@ -26,7 +26,8 @@
 //   ppl is <= maxRatio * the reference's and, if mustBeatNoAdapter, below the no-adapter ppl.
 
 import { readFileSync } from 'node:fs';
-import { sha256Hex, writeFileAtomic } from '../data/fixtures.js';
+import { writeFileAtomic } from '../util/files.js';
+import { sha256Hex } from '../util/hash.js';
 
 export const CRITERIA_FORMAT = 'ternorm-criteria';
 export const CRITERIA_VERSION = 1;

@@ -8,7 +8,7 @@
 
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { writeFileAtomic } from '../data/fixtures.js';
+import { writeFileAtomic } from '../util/files.js';
 import type { AdapterCompressResults } from './results.js';
 
 const W = 980;

@@ -22,15 +22,15 @@ import {
   gather,
   getFixtures,
   MIN_TEST_TOKENS,
-  packageRoot,
   planUserSplit,
-  sha256Hex,
   USER_NAMES,
   DEFAULT_USER_SPLIT,
   type Fixtures,
   type UserName,
 } from '../data/fixtures.js';
 import { Adapter, Encoding, evaluate, Model } from '../model/model.js';
+import { sha256Hex } from '../util/hash.js';
+import { packageRoot } from '../util/package-root.js';
 import { resolveAdapterRun, trainAdapter, type AdapterRunOptions, type TrainAdapterResult } from '../model/train-adapter.js';
 import { loadCriteria, type LoadedCriteria } from './criteria.js';
 import { readResults, ResultsWriter, type AdapterCompressResults, type ResultsHeader, type EncodingInfo, type SplitName, type TextId, type UserEvaluation } from './results.js';

@@ -10,7 +10,7 @@
 
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { writeFileAtomic } from '../data/fixtures.js';
+import { writeFileAtomic } from '../util/files.js';
 import { fleetMarkdown, fleetTotals, formatBytes } from './fleet.js';
 import type { AdapterCompressResults, ConditionStats, Estimate, SplitStats, UserResult } from './results.js';
 import type { Interval } from './stats.js';

@@ -15,7 +15,10 @@
 
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { MIN_TEST_TOKENS, packageRoot, sha256Hex, writeFileAtomic, type ByteRange } from '../data/fixtures.js';
+import { MIN_TEST_TOKENS, type ByteRange } from '../data/fixtures.js';
+import { writeFileAtomic } from '../util/files.js';
+import { sha256Hex } from '../util/hash.js';
+import { packageRoot } from '../util/package-root.js';
 import { canonicalJson, checkConditionName, CRITERIA_VERSION, validateCriteria, type Criteria, type LoadedCriteria } from './criteria.js';
 import { choosePolicy, policyOnTest, summarisePolicy, type PolicyChoice, type PolicySummary } from './policy.js';
 import {

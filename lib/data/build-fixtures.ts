@@ -6,7 +6,9 @@
 
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { computePins, getFixtures, packageRoot, TEXT_NAMES, writeFileAtomic, type Fixtures } from './fixtures.js';
+import { computePins, getFixtures, TEXT_NAMES, type Fixtures } from './fixtures.js';
+import { writeFileAtomic } from '../util/files.js';
+import { packageRoot } from '../util/package-root.js';
 import type { PackagePin } from './fixtures-lock.js';
 
 function lockSource(pins: readonly PackagePin[]): string {

@@ -19,22 +19,13 @@
 //  ceil(partBytes / windows) bytes and ending at a cut point. The rest of the text is unused.
 //  Parts never overlap; each part file is its pieces concatenated in text order.
 
-import { createHash, randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+
+import { writeFileAtomic } from '../util/files.js';
+import { sha256Hex } from '../util/hash.js';
+import { packageRoot } from '../util/package-root.js';
 import { FIXTURE_LOCK, type PackagePin } from './fixtures-lock.js';
 
 // Bump whenever a change to this file changes any produced text or split, so caches rebuild.
@@ -165,24 +156,6 @@ export class Fixtures {
 
 // ---- locations ----------------------------------------------------------------------------------
 
-let cachedRoot: string | undefined;
-
-/** The ternorm package root: the nearest ancestor of this module with ternorm's package.json. */
-export function packageRoot(): string {
-  if (cachedRoot !== undefined) return cachedRoot;
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pj = join(dir, 'package.json');
-    if (existsSync(pj)) {
-      const name = (JSON.parse(readFileSync(pj, 'utf8')) as { name?: unknown }).name;
-      if (name === 'ternorm') return (cachedRoot = dir);
-    }
-    const up = dirname(dir);
-    if (up === dir) throw new Error(`fixtures: cannot find ternorm's package.json above ${fileURLToPath(import.meta.url)}`);
-    dir = up;
-  }
-}
-
 export function defaultFixturesDir(): string {
   const env = process.env[FIXTURES_DIR_ENV];
   if (env !== undefined && env !== '') return resolve(env);
@@ -238,10 +211,6 @@ const TEXT_SOURCE: Record<TextName, string> = {
   scientist: '@stdlib/stats',
   programmer: 'typescript-src',
 };
-
-export function sha256Hex(data: Uint8Array | string): string {
-  return createHash('sha256').update(data).digest('hex');
-}
 
 /** sha256 of the pins in ./fixtures-lock.ts; recorded in the manifest to detect a changed lock. */
 export function pinsDigest(lock: readonly PackagePin[] = FIXTURE_LOCK): string {
@@ -543,29 +512,6 @@ export function gather(text: Uint8Array, ranges: readonly ByteRange[]): Buffer {
 }
 
 // ---- files --------------------------------------------------------------------------------------
-
-/** Writes `data` to `file` atomically: a temp file in the same folder, fsync, rename. */
-export function writeFileAtomic(file: string, data: Uint8Array | string): void {
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const fd = openSync(tmp, 'w');
-  try {
-    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  closeSync(fd);
-  try {
-    renameSync(tmp, file);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-}
 
 function readVerified(file: string, bytes: number, sha256: string): Uint8Array {
   let data: Buffer;

@@ -13,7 +13,9 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { n2, niceTicks, xmlEscape, yTicks } from '../bet/plot.js';
-import { getFixtures, packageRoot, writeFileAtomic, type FixtureManifest } from '../data/fixtures.js';
+import { getFixtures, type FixtureManifest } from '../data/fixtures.js';
+import { writeFileAtomic } from '../util/files.js';
+import { packageRoot } from '../util/package-root.js';
 import { Model, resolveModelConfig } from './model.js';
 import { resolveBaseRun, type BaseRunOptions, type ValidationPoint } from './train-base.js';
 
