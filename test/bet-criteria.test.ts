@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sha256Hex } from '../lib/data/fixtures.js';
+import { sha256Hex } from '../lib/util/hash.js';
 import {
   canonicalJson,
   criteriaSha256,

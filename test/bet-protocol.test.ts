@@ -15,7 +15,7 @@ import { runBet, BET_METHODS, type BetOptions } from '../lib/bet/protocol.js';
 import { readResults, resultsSchemaPath, type AdapterCompressResults } from '../lib/bet/results.js';
 import { perplexity } from '../lib/bet/stats.js';
 import { run } from '../lib/cli/run.js';
-import { sha256Hex } from '../lib/data/fixtures.js';
+import { sha256Hex } from '../lib/util/hash.js';
 import { Adapter, evaluate, Model, SplitMix64, trainAdapter } from '../lib/model/index.js';
 import { BpeTokenizer } from '../lib/tokenizer/bpe.js';
 import { wordCorpus } from './word-corpus.js';

@@ -11,8 +11,10 @@ import { Adapter, evaluate, Model, type Precision } from '../model/model.js';
 import { resolveAdapterRun, trainAdapter, type AdapterRunOptions } from '../model/train-adapter.js';
 import { trainBase, type BaseRunOptions } from '../model/train-base.js';
 import { BET_USAGE, cmdBet, cmdFleet, cmdQuantize } from './bet-commands.js';
-import { defined, ensureDir, intFlag, numFlag, parse, readText, required, S, SHOW_HELP, UsageError, type Io, type Values } from './args.js';
+import { defined, ensureDir, intFlag, numFlag, parse, required, S, SHOW_HELP, UsageError, type Io, type Values } from './args.js';
 import { formatDuration, ProgressBar } from './progress.js';
+import { readTextFile } from '../util/files.js';
+import { terminalText } from '../util/text.js';
 
 const USAGE = `usage: ternorm <command> [options]
 
@@ -126,11 +128,11 @@ function texts(v: Values, source: unknown): { trainText: Uint8Array; validationT
   const tt = v['train-text'] as string | undefined;
   const vt = v['validation-text'] as string | undefined;
   if (tt !== undefined || vt !== undefined) {
-    return { trainText: readText(required(v, 'train-text'), '--train-text'), validationText: readText(required(v, 'validation-text'), '--validation-text') };
+    return { trainText: readTextFile(required(v, 'train-text'), '--train-text'), validationText: readTextFile(required(v, 'validation-text'), '--validation-text') };
   }
   const s = source as { kind?: string; train?: string; validation?: string } | null;
   if (s?.kind === 'files' && typeof s.train === 'string' && typeof s.validation === 'string') {
-    return { trainText: readText(s.train, 'training text'), validationText: readText(s.validation, 'validation text') };
+    return { trainText: readTextFile(s.train, 'training text'), validationText: readTextFile(s.validation, 'validation text') };
   }
   const fx = getFixtures();
   return { trainText: fx.read('base', 'train'), validationText: fx.read('base', 'validation') };
@@ -158,7 +160,7 @@ async function cmdTrainAdapter(argv: string[], io: Io): Promise<number> {
     weightDecay: numFlag(v, 'weight-decay'),
   });
   const threads = intFlag(v, 'threads', 1);
-  const text = readText(textPath, '--text');
+  const text = readTextFile(textPath, '--text');
   const model = Model.load(modelPath);
   const resolved = resolveAdapterRun(model, opts);
   const bar = new ProgressBar(io.stderr, 10);
@@ -216,7 +218,7 @@ async function cmdEvaluate(argv: string[], io: Io): Promise<number> {
   const stride = intFlag(v, 'stride', 1);
   const batch = intFlag(v, 'batch', 1);
   const threads = intFlag(v, 'threads', 1);
-  const text = readText(textPath, '--text');
+  const text = readTextFile(textPath, '--text');
   const model = Model.load(modelPath);
   const adapter = v.adapter === undefined ? null : Adapter.load(model, v.adapter as string);
   const tokens = model.tokenizer!.encode(text);
@@ -273,10 +275,10 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
     }
   } catch (err) {
     if (err instanceof UsageError) {
-      io.stderr.write(`ternorm: ${err.message}\n\n${USAGE}`);
+      io.stderr.write(`ternorm: ${terminalText(err.message)}\n\n${USAGE}`);
       return 2;
     }
-    io.stderr.write(`ternorm: ${err instanceof Error ? err.message : String(err)}\n`);
+    io.stderr.write(`ternorm: ${terminalText(err instanceof Error ? err.message : String(err))}\n`);
     return 1;
   }
 }
