@@ -22,6 +22,8 @@ import { PPL_DECIMALS, RATIO_DECIMALS, renderReport, writeReport } from '../lib/
 import { renderPlot, writePlot, xmlEscape } from '../lib/bet/plot.js';
 import { Xoshiro128 } from '../lib/bet/stats.js';
 import { fileSystemSeam } from '../lib/util/files.js';
+import { packageRoot } from '../lib/util/package-root.js';
+import { RESULTS_TYPES, resultsTypesSource } from '../scripts/results-types.js';
 
 // ---- synthetic run -------------------------------------------------------------------------------
 
@@ -213,6 +215,10 @@ describe('results file', () => {
     expect(parseXml('<?xml version="1.0"?>\n<a k="&lt;&amp;"><b>x &gt; y</b></a>\n').children[0]!.text).toBe('x > y');
   });
 
+  it('the committed TypeScript types of the results are what the schema generates (npm run results:types)', () => {
+    expect(readFileSync(join(packageRoot(), RESULTS_TYPES), 'utf8')).toBe(resultsTypesSource());
+  });
+
   it('registers the criteria (sha256 + time) on disk before any user is evaluated', () => {
     const d = tmp();
     const p = join(d, 'r.json');
@@ -370,8 +376,8 @@ describe('results file', () => {
     const md = renderReport(readResults(p));
     expect(md).not.toMatch(/<img|<script|\u001b/);
     const line = md.split('\n').find((l) => l.startsWith('- Held-out text of novelist'))!;
-    expect(line).toContain('file:/tmp/x\\x0a\\x0a&lt;img src=x onerror=alert(1)&gt;\\| \\*a\\* \\[l\\](http://e) \\`c\\`\\x1b\\[31m test,');
-    expect(md).toContain('(error: boom &lt;script&gt;alert(2)&lt;/script&gt;\\x0a# heading)');
+    expect(line).toContain(String.raw`file:/tmp/x\\x0a\\x0a&lt;img src=x onerror=alert(1)&gt;\| \*a\* \[l\](http://e) \`c\`\\x1b\[31m test,`);
+    expect(md).toContain(String.raw`(error: boom &lt;script&gt;alert(2)&lt;/script&gt;\\x0a# heading)`);
     expect(md.split('\n').filter((l) => /^#+ heading/.test(l))).toEqual([]);
   });
 
@@ -381,7 +387,7 @@ describe('results file', () => {
     const saved = fileSystemSeam.openTemp;
     fileSystemSeam.openTemp = () => openSync('/dev/full', 'w');
     try {
-      expect(() => ResultsWriter.start(p, header(), { now: clock })).toThrow(/^results: cannot write .*full\.json: no space left on device \(ENOSPC\)$/);
+      expect(() => ResultsWriter.start(p, header(), { now: clock })).toThrow(/^cannot write .*full\.json: no space left on device \(ENOSPC\)$/);
       expect(() => writeReport(join(d, 'full.md'), results)).toThrow(/cannot write .*full\.md: no space left on device \(ENOSPC\)/);
       expect(() => writePlot(join(d, 'full.svg'), results)).toThrow(/cannot write .*full\.svg: no space left on device \(ENOSPC\)/);
     } finally {
@@ -424,11 +430,11 @@ describe('results file', () => {
   const invalid: [string, (o: any) => void, RegExp][] = [
     ['a missing field', (o) => delete o.users[0].test.conditions.kmeans16.bpb, /conditions\.kmeans16\.bpb is missing/],
     ['an unknown field', (o) => (o.users[0].extra = 1), /users\[0\]\.extra is not a known field/],
-    ['a perplexity below 1', (o) => (o.users[1].validation.conditions.raw_fp16.ppl.value = 0.5), /ppl\.value must be a finite number >= 1/],
-    ['a bad sha256', (o) => (o.users[2].texts.test.sha256 = 'xyz'), /texts\.test\.sha256 must be a string matching/],
+    ['a perplexity below 1', (o) => (o.users[1].validation.conditions.raw_fp16.ppl.value = 0.5), /users\[1\]\.validation\.conditions\.raw_fp16\.ppl\.value must be >= 1/],
+    ['a bad sha256', (o) => (o.users[2].texts.test.sha256 = 'xyz'), /users\[2\]\.texts\.test\.sha256 must match pattern/],
     ['a bad status', (o) => (o.status = 'done'), /\$\.status must be/],
-    ['a wrong format version', (o) => (o.version = 2), /this ternorm reads results version 1/],
-    ['a bad criteria fraction', (o) => (o.criteria.criteria.lenient.minFraction = 'most'), /"lenient\.minFraction" must be a fraction like "2\/3"/],
+    ['a wrong format version', (o) => (o.version = 1), /\$\.version is 1; this ternorm reads results version 2/],
+    ['a bad criteria fraction', (o) => (o.criteria.criteria.lenient.minFraction = 'most'), /criteria\.criteria\.lenient\.minFraction must match pattern/],
   ];
   for (const [what, mutate, msg] of invalid) {
     it(`an output with ${what} fails the schema and the reader`, () => {
