@@ -19,7 +19,8 @@ import {
   type UserEvaluation,
 } from '../lib/bet/results.js';
 import { PPL_DECIMALS, RATIO_DECIMALS, renderReport, writeReport } from '../lib/bet/report.js';
-import { renderPlot, writePlot, xmlEscape } from '../lib/bet/plot.js';
+import { renderPlot, writePlot } from '../lib/bet/plot.js';
+import { xmlEscape } from '../lib/util/svg.js';
 import { Xoshiro128 } from '../lib/bet/stats.js';
 import { fileSystemSeam } from '../lib/util/files.js';
 import { packageRoot } from '../lib/util/package-root.js';
