@@ -345,7 +345,11 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
       }
       return writer.complete();
     } catch (err) {
-      writer.fail(err);
+      try {
+        writer.fail(err);
+      } catch {
+        // the file cannot be written either (a full disk): the first error says why
+      }
       throw err;
     }
   } finally {
