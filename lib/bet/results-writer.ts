@@ -204,11 +204,11 @@ export class ResultsWriter {
     const same = (what: string, a: unknown, b: unknown): void => {
       if (canonicalJson(a) !== canonicalJson(b)) fail(`cannot resume ${path}: its ${what} differs from this run's`);
     };
-    same('seed', old.seed, fresh.seed);
-    same('seed count', old.seeds, fresh.seeds);
+    same(`seed (--seed: ${old.seed} in the file, ${fresh.seed} now)`, old.seed, fresh.seed);
+    same(`seed count (--seeds: ${old.seeds} in the file, ${fresh.seeds} now)`, old.seeds, fresh.seeds);
     same('criteria (sha256)', old.criteria.sha256, fresh.criteria.sha256);
     same('conditions', old.conditions, fresh.conditions);
-    same('bootstrap settings', old.bootstrap, fresh.bootstrap);
+    same('bootstrap settings (--resamples)', old.bootstrap, fresh.bootstrap);
     same('base model', old.baseModel, fresh.baseModel);
     const differ = runConfigDiffs(old.run, fresh.run);
     if (differ.length > 0) fail(`cannot resume ${path}: it was run with other options: ${differ.join('; ')}`);
