@@ -143,17 +143,24 @@ export interface SplitStats {
 export interface PolicyCandidate {
   condition: ConditionName;
   bytes: number;
+  /** Validation perplexity. */
   ppl: number;
+  /** Validation ppl / reference ppl. */
   ratio: number;
+  /** Validation ppl < no-adapter ppl. */
   beatsNoAdapter: boolean;
+  /** No larger than the fallback. */
   eligible: boolean;
+  /** Eligible and meets the rule on validation. */
   passes: boolean;
 }
 
 export interface UserPolicy {
   choice: ConditionName;
   bytes: number;
+  /** True when no candidate passed and the fallback is shipped by default. */
   fallback: boolean;
+  /** Every encoding, in candidate order (size, then name). */
   candidates: PolicyCandidate[];
   test: {
     ppl: PplEstimate;
@@ -202,46 +209,58 @@ export interface UserResult {
   seeds: null | UserSeeds;
 }
 
-export interface UserOutcome {
+export interface UserSchemeOutcome {
   user: UserName;
   ppl: number;
   referencePpl: number;
   noAdapterPpl: number;
+  /** ppl / referencePpl. */
   ratio: number;
   withinStrict: boolean;
   withinLenient: boolean;
   worseThanNoAdapter: boolean;
 }
 
-export interface RatioOutcome {
+export interface RatioCriterionOutcome {
   maxRatio: RatioThreshold;
   minFraction: Fraction;
+  /** Users needed: ceil(minFraction * users). */
   required: number;
+  /** Users within maxRatio. */
   count: Count;
   users: number;
   pass: boolean;
 }
 
+export interface CatastrophicOutcome {
+  minFraction: Fraction;
+  required: number;
+  /** Users for whom the scheme is worse than no adapter. */
+  count: Count;
+  users: number;
+  holds: boolean;
+}
+
+export type Verdict = 'CATASTROPHIC' | 'STRICT' | 'LENIENT' | 'FAIL';
+
 export interface SchemeVerdict {
   scheme: ConditionName;
-  users: UserOutcome[];
-  strict: RatioOutcome;
-  lenient: RatioOutcome;
-  catastrophic: {
-    minFraction: Fraction;
-    required: number;
-    count: Count;
-    users: number;
-    holds: boolean;
-  };
-  verdict: 'CATASTROPHIC' | 'STRICT' | 'LENIENT' | 'FAIL';
+  users: UserSchemeOutcome[];
+  strict: RatioCriterionOutcome;
+  lenient: RatioCriterionOutcome;
+  catastrophic: CatastrophicOutcome;
+  verdict: Verdict;
 }
 
 export interface PolicySummary {
   users: Count;
+  /** Users per chosen encoding, in name order. */
   choices: Record<string, number>;
+  /** Users shipped the fallback because nothing passed. */
   fallbacks: Count;
+  /** Users for whom the rule still holds on the test split. */
   holdsOnTest: Count;
+  /** Mean encoded bytes per user of the chosen encodings. */
   meanBytes: number;
 }
 
