@@ -133,6 +133,7 @@ describe('criteria file', () => {
     expect(() => parseCriteria('{"format": ', 'c.json')).toThrow(/criteria \(c\.json\): not valid JSON/);
     expect(() => parseCriteria('[]')).toThrow(/the file must be a JSON object/);
     expect(() => loadCriteria(join(tmp(), 'missing.json'))).toThrow(/criteria: cannot read .*missing\.json/);
+    expect(() => loadCriteria('/dev/zero')).toThrow(/^criteria: cannot read \/dev\/zero: it is a character device, not a regular file$/);
   });
 
   it('does not write invalid criteria', () => {

@@ -512,6 +512,7 @@ describe('results file', () => {
     expect(() => parseResults(JSON.stringify(f))).toThrow(/"lenient\.minFraction" must be at most 1/);
     expect(() => parseResults(readFileSync(path, 'utf8').slice(0, 500))).toThrow(/not valid JSON \(truncated or corrupt\?\)/);
     expect(() => readResults(join(tmp(), 'none.json'))).toThrow(/no results file/);
+    expect(() => readResults('/dev/zero')).toThrow(/^results: cannot read \/dev\/zero: it is a character device, not a regular file$/);
   });
 });
 

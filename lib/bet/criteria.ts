@@ -25,8 +25,7 @@
 // - policy: the per-user production rule (policy.ts): ship the smallest encoding whose validation
 //   ppl is <= maxRatio * the reference's and, if mustBeatNoAdapter, below the no-adapter ppl.
 
-import { readFileSync } from 'node:fs';
-import { writeFileAtomic } from '../util/files.js';
+import { readTextFile, writeFileAtomic } from '../util/files.js';
 import { sha256Hex } from '../util/hash.js';
 
 export const CRITERIA_FORMAT = 'ternorm-criteria';
@@ -317,9 +316,9 @@ export function loadCriteria(path?: string): LoadedCriteria {
   }
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readTextFile(path).toString('utf8');
   } catch (e) {
-    throw new Error(`criteria: cannot read ${path}: ${(e as Error).message}`);
+    throw new Error(`criteria: ${(e as Error).message}`, { cause: e });
   }
   const criteria = parseCriteria(text, path);
   return { criteria, sha256: criteriaSha256(criteria), source: path };

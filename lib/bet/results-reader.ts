@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 
+import { readTextFile } from '../util/files.js';
 import { sha256Hex } from '../util/hash.js';
 import { canonicalJson, validateCriteria } from './criteria.js';
 import { summarise, userPolicy } from './results-analysis.js';
@@ -184,5 +185,11 @@ export function parseResults(text: string, where = ''): AdapterCompressResults {
 
 export function readResults(path: string): AdapterCompressResults {
   if (!existsSync(path)) throw new Error(`results: no results file at ${path}`);
-  return parseResults(readFileSync(path, 'utf8'), path);
+  let text: string;
+  try {
+    text = readTextFile(path).toString('utf8');
+  } catch (e) {
+    throw new Error(`results: ${(e as Error).message}`, { cause: e });
+  }
+  return parseResults(text, path);
 }

@@ -5,11 +5,11 @@
 // RSS). Nothing in the record is typed by hand. The command is scripts/base-record.ts
 // (`npm run models:record`).
 
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 
 import { getFixtures, type FixtureManifest } from '../data/fixtures.js';
-import { writeFileAtomic } from '../util/files.js';
+import { readTextFile, writeFileAtomic } from '../util/files.js';
 import { packageRoot } from '../util/package-root.js';
 import { axisTitles, n2, niceTicks, svgHead, xmlEscape, yTicks, type SvgFrame } from '../util/svg.js';
 import { Model, resolveModelConfig } from './model.js';
@@ -346,14 +346,7 @@ export function renderRecord(r: RecordInput): string {
 // ---- writing the record ----------------------------------------------------------------------------
 
 function readLog(path: string, flag: string): TimeLog {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new Error(`cannot read ${flag} ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
-  }
-  return parseTimeLog(text, `${flag} ${path}`);
+  return parseTimeLog(readTextFile(path, flag).toString('utf8'), `${flag} ${path}`);
 }
 
 function loadRun(path: string, flag: string, logPath: string, logFlag: string, root: string): RecordRun {
