@@ -1,5 +1,5 @@
 // The bet's Markdown report, rendered from a results object: every number in it is formatted from
-// values the analysis computed from per-token losses (results.ts); nothing is typed in.
+// values the analysis computed from per-token losses (results-analysis.ts); nothing is typed in.
 //
 // Sections: run provenance; the bet's table (test split: user, no-adapter ppl, reference ppl, the
 // bet's ppl, bet/reference ratio, bet vs no adapter, each with its bootstrap interval); the same

@@ -264,7 +264,7 @@ export interface PolicySummary {
   meanBytes: number;
 }
 
-/** Written by lib/bet/results.ts (ResultsWriter). Every perplexity, ratio, verdict and policy choice is computed from per-token losses; readResults() also checks the checksum and recomputes the derived values. */
+/** Written by lib/bet/results-writer.ts (ResultsWriter). Every perplexity, ratio, verdict and policy choice is computed from per-token losses; lib/bet/results-reader.ts checks a file against this schema, checks the checksum and recomputes the derived values. */
 export interface AdapterCompressResults {
   format: 'ternorm-adapter-compress';
   version: 2;
