@@ -9,7 +9,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { fileSystemSeam, MAX_TEXT_BYTES, readTextFile, writeFileAtomic } from '../lib/util/files.js';
 import { FileLock, LockedError } from '../lib/util/lock.js';
-import { checkUserName, markdownText, terminalText, USER_NAME_PATTERN } from '../lib/util/text.js';
+import { checkUserName } from '../lib/bet/results-format.js';
+import { USER_NAME_PATTERN } from '../lib/bet/results-types.js';
+import { markdownText, terminalText } from '../lib/util/text.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ternorm-util-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -26,6 +26,7 @@
 //   ppl is <= maxRatio * the reference's and, if mustBeatNoAdapter, below the no-adapter ppl.
 
 import { readTextFile, writeFileAtomic } from '../util/files.js';
+import { CONDITION_NAME_PATTERN } from './results-types.js';
 import { sha256Hex } from '../util/hash.js';
 
 export const CRITERIA_FORMAT = 'ternorm-criteria';
@@ -182,11 +183,9 @@ function describe(v: unknown): string {
   return Array.isArray(v) ? 'an array' : `a ${typeof v}`;
 }
 
-const CONDITION_NAME = /^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$/;
-
 /** A condition name: 1-64 characters of letters, digits, '_', '.', '+', '-', not starting with a symbol. */
 export function checkConditionName(v: unknown, what: string): string {
-  if (typeof v !== 'string' || !CONDITION_NAME.test(v)) {
+  if (typeof v !== 'string' || !CONDITION_NAME_PATTERN.test(v)) {
     throw new RangeError(`${what} must be a condition name (letters, digits, '_', '.', '+', '-'; at most 64), got ${describe(v)}`);
   }
   return v;

@@ -33,10 +33,9 @@ import { readTextFile } from '../util/files.js';
 import { sha256Hex } from '../util/hash.js';
 import { FileLock } from '../util/lock.js';
 import { packageRoot } from '../util/package-root.js';
-import { USER_NAME_PATTERN } from '../util/text.js';
 import { resolveAdapterRun, splitUserTokens, trainAdapter, type AdapterRunOptions, type TrainAdapterResult } from '../model/train-adapter.js';
 import { loadCriteria, type LoadedCriteria } from './criteria.js';
-import { readResults, ResultsWriter, type AdapterCompressResults, type ResultsHeader, type EncodingInfo, type RunConfig, type SplitName, type TextId, type UserEvaluation } from './results.js';
+import { checkUserName, readResults, ResultsWriter, type AdapterCompressResults, type ResultsHeader, type EncodingInfo, type RunConfig, type SplitName, type TextId, type UserEvaluation } from './results.js';
 import type { NllArray } from './stats.js';
 
 /** The schemes the bet compares, in report order: the raw references, the bet, then the six families. */
@@ -232,9 +231,7 @@ function checkUsers(users: readonly BetUser[]): void {
   if (users.length === 0) throw new Error('no users: give --user name=path (repeatable) or none for the default users');
   const seen = new Set<string>();
   for (const u of users) {
-    if (!USER_NAME_PATTERN.test(u.name)) {
-      throw new Error(`user name "${u.name}" must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter or digit)`);
-    }
+    checkUserName(u.name, '--user');
     if (seen.has(u.name)) throw new Error(`user "${u.name}" is given twice; user names must be unique`);
     seen.add(u.name);
   }

@@ -3,12 +3,11 @@
 // (chosen on validation, reported on test) and the seed spread; and the verdicts and policy summary
 // over the users done. The reader recomputes the derived numbers with the same functions.
 
-import { checkUserName } from '../util/text.js';
 import type { Criteria } from './criteria.js';
 import { choosePolicy, policyOnTest, summarisePolicy, type PolicySummary } from './policy.js';
 import type { ByteRange } from '../data/fixtures.js';
-import { fail, HEX64, SPLITS, type SplitName } from './results-format.js';
-import type { BootstrapSettings, ConditionStats, EncodingInfo, Estimate, SeedRunResult, SplitStats, TextId, UserPolicy, UserResult, UserSeeds } from './results-types.js';
+import { checkUserName, fail, SPLITS, type SplitName } from './results-format.js';
+import { SHA256_PATTERN, type BootstrapSettings, type ConditionStats, type EncodingInfo, type Estimate, type SeedRunResult, type SplitStats, type TextId, type UserPolicy, type UserResult, type UserSeeds } from './results-types.js';
 import { checkNll, deriveSeed, PairedBootstrap, perplexity, seedSpread, type NllArray } from './stats.js';
 import { computeVerdicts, schemesOf, type SchemeVerdict } from './verdicts.js';
 
@@ -44,7 +43,7 @@ function checkTextId<S extends SplitName>(t: unknown, user: string, split: S): T
   const o = t as Record<string, unknown>;
   if (typeof o.fixture !== 'string' || o.fixture === '') fail(`${w}: "fixture" must be a non-empty string`);
   if (o.part !== split) fail(`${w}: "part" must be "${split}", got ${JSON.stringify(o.part)}`);
-  if (typeof o.sha256 !== 'string' || !HEX64.test(o.sha256)) fail(`${w}: "sha256" must be 64 lowercase hex digits`);
+  if (typeof o.sha256 !== 'string' || !SHA256_PATTERN.test(o.sha256)) fail(`${w}: "sha256" must be 64 lowercase hex digits`);
   if (typeof o.bytes !== 'number' || !Number.isSafeInteger(o.bytes) || o.bytes <= 0) fail(`${w}: "bytes" must be a positive integer`);
   if (!Array.isArray(o.ranges) || o.ranges.length === 0) fail(`${w}: "ranges" must be a non-empty array of [start, end) byte ranges`);
   let total = 0;

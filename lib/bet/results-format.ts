@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 
 import { packageRoot } from '../util/package-root.js';
+import { USER_NAME_PATTERN } from './results-types.js';
 
 export const RESULTS_FORMAT = 'ternorm-adapter-compress';
 /** Version 2 records the run configuration (run) and restricts user names. */
@@ -17,11 +18,19 @@ export function resultsSchemaPath(): string {
   return join(packageRoot(), RESULTS_SCHEMA_FILE);
 }
 
-/** A sha256 as 64 lowercase hex digits. */
-export const HEX64 = /^[0-9a-f]{64}$/;
-
 export type SplitName = 'validation' | 'test';
 export const SPLITS: readonly SplitName[] = ['validation', 'test'];
+
+/**
+ * Returns `name` if it is a valid user name (the schema's userName: 1-64 letters, digits, '_', '.'
+ * or '-', starting with a letter or digit), else throws naming `where`.
+ */
+export function checkUserName(name: unknown, where: string): string {
+  if (typeof name !== 'string' || !USER_NAME_PATTERN.test(name)) {
+    throw new Error(`${where}: user name ${JSON.stringify(name)} must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter or digit)`);
+  }
+  return name;
+}
 
 /** "results: ..." errors of the analysis and the writer. */
 export function fail(msg: string): never {

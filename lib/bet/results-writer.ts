@@ -15,9 +15,9 @@ import { packageRoot } from '../util/package-root.js';
 import { canonicalJson, checkConditionName, CRITERIA_VERSION, validateCriteria, type LoadedCriteria } from './criteria.js';
 import { summarisePolicy } from './policy.js';
 import { analyseUser, summarise, type UserEvaluation } from './results-analysis.js';
-import { fail, HEX64, RESULTS_FORMAT, RESULTS_VERSION } from './results-format.js';
+import { fail, RESULTS_FORMAT, RESULTS_VERSION } from './results-format.js';
 import { checkSchema, readResults } from './results-reader.js';
-import type { AdapterCompressResults, BaseModelFingerprint, RunConfig, UserResult } from './results-types.js';
+import { SHA256_PATTERN, type AdapterCompressResults, type BaseModelFingerprint, type RunConfig, type UserResult } from './results-types.js';
 import { DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES } from './stats.js';
 
 export interface ResultsHeader {
@@ -52,7 +52,7 @@ function buildHeader(h: ResultsHeader, now: string): Omit<AdapterCompressResults
   const seeds = h.seeds ?? 1;
   if (!Number.isSafeInteger(seeds) || seeds < 1) fail(`"seeds" must be a positive integer, got ${String(seeds)}`);
   const bm = h.baseModel;
-  if (bm === null || typeof bm !== 'object' || typeof bm.name !== 'string' || typeof bm.sha256 !== 'string' || !HEX64.test(bm.sha256)) {
+  if (bm === null || typeof bm !== 'object' || typeof bm.name !== 'string' || typeof bm.sha256 !== 'string' || !SHA256_PATTERN.test(bm.sha256)) {
     fail('"baseModel" must be { name, sha256 (64 lowercase hex), config }');
   }
   const config: Record<string, string | number | boolean> = {};

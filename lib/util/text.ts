@@ -1,16 +1,5 @@
-// Names and untrusted text on their way out: the one pattern of a user name, the one escaping of
-// text placed into Markdown, the one neutralising of text written to a terminal.
-
-/** A user name: 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit. */
-export const USER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-
-/** Returns `name` if it is a valid user name, else throws naming `where`. */
-export function checkUserName(name: unknown, where: string): string {
-  if (typeof name !== 'string' || !USER_NAME_PATTERN.test(name)) {
-    throw new Error(`${where}: user name ${JSON.stringify(name)} must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter or digit)`);
-  }
-  return name;
-}
+// Untrusted text on its way out: the one escaping of text placed into Markdown, the one
+// neutralising of text written to a terminal.
 
 // C0 controls, DEL and C1 controls (ESC starts ANSI/OSC sequences; CSI is also U+009B), and the
 // Unicode line and paragraph separators and bidirectional overrides that reorder what is shown.
