@@ -26,36 +26,14 @@
 //   ppl is <= maxRatio * the reference's and, if mustBeatNoAdapter, below the no-adapter ppl.
 
 import { readTextFile, writeFileAtomic } from '../util/files.js';
-import { CONDITION_NAME_PATTERN } from './results-types.js';
 import { sha256Hex } from '../util/hash.js';
+import { CONDITION_NAME_PATTERN, type Criteria, type CriteriaConditions, type RatioCriterion } from './results-types.js';
 
 export const CRITERIA_FORMAT = 'ternorm-criteria';
 export const CRITERIA_VERSION = 1;
 
-export interface CriteriaConditions {
-  noAdapter: string;
-  reference: string;
-  fallback: string;
-  bet: string;
-}
-
-export interface RatioCriterion {
-  /** A scheme is within the criterion for a user when ppl / ppl(reference) <= maxRatio. */
-  maxRatio: number;
-  /** Fraction of users ("p/q", reduced) that must be within. */
-  minFraction: string;
-}
-
-export interface Criteria {
-  format: typeof CRITERIA_FORMAT;
-  version: typeof CRITERIA_VERSION;
-  note?: string;
-  conditions: CriteriaConditions;
-  strict: RatioCriterion;
-  lenient: RatioCriterion;
-  catastrophic: { minFraction: string };
-  policy: { maxRatio: number; mustBeatNoAdapter: boolean };
-}
+// The criteria's shape is the results schema's $defs/criteria (the results embed them).
+export type { Criteria, CriteriaConditions, RatioCriterion } from './results-types.js';
 
 /** The bet's criteria: STRICT 1.5x on all users, LENIENT 2x on 2/3, CATASTROPHIC on 2/3. */
 export const DEFAULT_CRITERIA: Readonly<Criteria> = deepFreeze({

@@ -27,12 +27,21 @@ export interface BaseModelFingerprint {
 
 export type ConditionName = string;
 
+export interface CriteriaConditions {
+  noAdapter: ConditionName;
+  reference: ConditionName;
+  fallback: ConditionName;
+  bet: ConditionName;
+}
+
 export type RatioThreshold = number;
 
 export type Fraction = string;
 
 export interface RatioCriterion {
+  /** A scheme is within the criterion for a user when ppl / ppl(reference) <= maxRatio. */
   maxRatio: RatioThreshold;
+  /** Fraction of users ("p/q", reduced) that must be within. */
   minFraction: Fraction;
 }
 
@@ -40,12 +49,7 @@ export interface Criteria {
   format: 'ternorm-criteria';
   version: 1;
   note?: string;
-  conditions: {
-    noAdapter: ConditionName;
-    reference: ConditionName;
-    fallback: ConditionName;
-    bet: ConditionName;
-  };
+  conditions: CriteriaConditions;
   strict: RatioCriterion;
   lenient: RatioCriterion;
   catastrophic: {
