@@ -9,7 +9,8 @@
 //   npm run bench:tokenizer [-- --rounds N --out FILE]
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { getFixtures, packageRoot } from '../lib/data/fixtures.js';
+import { getFixtures } from '../lib/data/fixtures.js';
+import { packageRoot } from '../lib/util/package-root.js';
 import { Model } from '../lib/model/model.js';
 import { VocabTokenizer } from '../lib/tokenizer/vocab.js';
 import { llama2Vocab, llama3Vocab } from '../lib/tokenizer/vocab-packages.js';

@@ -3,13 +3,14 @@
 // (prebuildify). The raw addon checks every argument itself and never reads out
 // of bounds; lib/kernels.ts is the typed surface with the friendlier messages.
 //
-// This file runs as lib/native.ts (vitest) and as dist/lib/native.js, so the
-// package root is found by walking up to the package.json named "ternorm".
+// The package root is lib/util/package-root.ts's (it runs as lib/... under
+// vitest and as dist/lib/... after tsc).
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
+
+import { packageRoot } from './util/package-root.js';
 
 const require = createRequire(import.meta.url);
 
@@ -71,25 +72,7 @@ export interface NativeAddon {
   rmsNormGainBackward(x: Float32Array, n: number, d: number, wBase: Float32Array, scheme: GainSchemeName, gain: GainData, gainScale: number | undefined, eps: number, dy: Float32Array, threads?: number): { dx: Float32Array; dGain: Float32Array };
 }
 
-const PACKAGE_NAME = 'ternorm';
-
-/** The directory of the package.json named "ternorm" at or above this file. */
-export function packageRoot(): string {
-  const start = dirname(fileURLToPath(import.meta.url));
-  for (let dir = start; ; dir = dirname(dir)) {
-    const manifest = join(dir, 'package.json');
-    if (existsSync(manifest)) {
-      try {
-        if ((JSON.parse(readFileSync(manifest, 'utf8')) as { name?: unknown }).name === PACKAGE_NAME) return dir;
-      } catch {
-        // an unreadable package.json on the way up is not ours; keep walking
-      }
-    }
-    if (dirname(dir) === dir) {
-      throw new Error(`ternorm: cannot find the package root (a package.json named "${PACKAGE_NAME}") above ${start}`);
-    }
-  }
-}
+export { packageRoot };
 
 function buildHint(root: string): string {
   return (

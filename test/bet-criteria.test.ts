@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sha256Hex } from '../lib/data/fixtures.js';
+import { sha256Hex } from '../lib/util/hash.js';
 import {
   canonicalJson,
   criteriaSha256,
@@ -133,6 +133,7 @@ describe('criteria file', () => {
     expect(() => parseCriteria('{"format": ', 'c.json')).toThrow(/criteria \(c\.json\): not valid JSON/);
     expect(() => parseCriteria('[]')).toThrow(/the file must be a JSON object/);
     expect(() => loadCriteria(join(tmp(), 'missing.json'))).toThrow(/criteria: cannot read .*missing\.json/);
+    expect(() => loadCriteria('/dev/zero')).toThrow(/^criteria: cannot read \/dev\/zero: it is a character device, not a regular file$/);
   });
 
   it('does not write invalid criteria', () => {

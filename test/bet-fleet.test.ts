@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sha256Hex } from '../lib/data/fixtures.js';
+import { sha256Hex } from '../lib/util/hash.js';
 import { loadCriteria } from '../lib/bet/criteria.js';
 import { fleetMarkdown, fleetShares, fleetTotals, formatBytes, formatFleet } from '../lib/bet/fleet.js';
 import { ResultsWriter, type AdapterCompressResults, type SplitLosses } from '../lib/bet/results.js';
@@ -129,6 +129,10 @@ describe('fleet from a real results file', () => {
         conditions: CONDITIONS,
         bootstrap: { resamples: 50 },
         minTokens: 100,
+        run: {
+          adapterRun: { maxSteps: 100 },
+          encode: { calibrationTokens: 512, clipGrid: [1], groupSize: null, kmeansMaxIters: null, calibrationPasses: null, mixedBudget: null },
+        },
       },
       { now: () => new Date('2025-01-01T00:00:00Z') },
     );

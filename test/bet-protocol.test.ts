@@ -3,8 +3,9 @@
 // numbers are recomputed from the per-token losses, the run is deterministic, and bad input
 // (duplicate names, short texts, another base's adapter, bad criteria) fails clearly without
 // losing users already measured. Also the CLI: bet, fleet and quantize.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 
@@ -15,10 +16,11 @@ import { runBet, BET_METHODS, type BetOptions } from '../lib/bet/protocol.js';
 import { readResults, resultsSchemaPath, type AdapterCompressResults } from '../lib/bet/results.js';
 import { perplexity } from '../lib/bet/stats.js';
 import { run } from '../lib/cli/run.js';
-import { sha256Hex } from '../lib/data/fixtures.js';
+import { sha256Hex } from '../lib/util/hash.js';
 import { Adapter } from '../lib/adapter/adapter.js';
 import { evaluate, Model, SplitMix64, trainAdapter } from '../lib/model/index.js';
 import { BpeTokenizer } from '../lib/tokenizer/bpe.js';
+import { packageRoot } from '../lib/util/package-root.js';
 import { wordCorpus } from './word-corpus.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ternorm-bet-'));
@@ -158,21 +160,42 @@ describe('ternorm bet (protocol)', () => {
     writeFileSync(badCriteria, JSON.stringify({ format: 'ternorm-criteria', version: 1, strict: { maxRatio: -1 } }));
     await expect(runBet(options(join(dir, 'r6.json'), { criteriaPath: badCriteria }))).rejects.toThrow(/criteria/);
 
-    // the second user's text is too short: the first user stays in the file, marked failed
+    // the second user's text is too short: every input is checked before the file is created, so
+    // bad input leaves nothing behind that would block a rerun
     const o = options(join(dir, 'r7.json'));
     o.users = [o.users[0]!, { name: 'brief', source: { kind: 'file', path: shortPath } }];
     await expect(runBet(o)).rejects.toThrow(/user "brief": .*(too short|tokens)/);
+    expect(existsSync(o.out)).toBe(false);
+    expect(existsSync(`${o.out}.lock`)).toBe(false);
+    const badRun = options(join(dir, 'r10.json'), { adapterRun: { maxSteps: 12, batch: 0 } });
+    await expect(runBet(badRun)).rejects.toThrow(/batch/);
+    expect(existsSync(badRun.out)).toBe(false);
+    // a failure while measuring a later user keeps the users done in the file, marked failed
+    o.users = [o.users[0]!, { name: 'coder', source: { kind: 'file', path: codePath } }];
+    const crash = { onStage: (user: string) => { if (user === 'coder') throw new Error('simulated crash'); } };
+    await expect(runBet(o, crash)).rejects.toThrow(/user "coder": simulated crash/);
     const partial = readResults(o.out);
     expect(partial.status).toBe('failed');
-    expect(partial.error).toMatch(/brief/);
+    expect(partial.error).toMatch(/coder/);
     expect(partial.users.map((u) => u.user)).toEqual(['sailor']);
     expect(partial.users[0]).toEqual(results.users[0]);
-    // an incomplete run is not replaced by accident; --resume continues it, skipping the user done
+    expect(partial.run.adapterRun.maxSteps).toBe(12);
+    expect(partial.run.encode).toMatchObject({ calibrationTokens: 256, clipGrid: [1, 0.7, 0.4], groupSize: null, mixedBudget: null });
+    // an incomplete run is not replaced by accident; --resume continues it with the same options only
     await expect(runBet(o)).rejects.toThrow(/already holds a failed run with 1 user\(s\) done/);
-    o.users = [o.users[0]!, { name: 'coder', source: { kind: 'file', path: codePath } }];
+    await expect(runBet({ ...o, resume: true, adapterRun: { ...o.adapterRun, maxSteps: 5 }, encode: { ...o.encode, groupSize: 16 } })).rejects.toThrow(
+      /cannot resume .*r7\.json: it was run with other options: maxSteps \(--max-steps\): 12 in the file, 5 now; warmup: 10 in the file, 5 now; groupSize \(--group-size\): default in the file, 16 now$/,
+    );
+    expect(readResults(o.out)).toEqual(partial);
     const resumed = await runBet({ ...o, resume: true });
     expect(resumed.users.map((u) => u.user)).toEqual(['sailor', 'coder']);
     expect(resumed.users[1]).toEqual(results.users[1]);
+
+    // a device is not a text: refused before anything is read from it
+    const zero = options(join(dir, 'r11.json'));
+    zero.users = [{ name: 'zero', source: { kind: 'file', path: '/dev/zero' } }];
+    await expect(runBet(zero)).rejects.toThrow(/user "zero": cannot read \/dev\/zero: it is a character device, not a regular file/);
+    expect(existsSync(zero.out)).toBe(false);
 
     const missing = options(join(dir, 'r8.json'));
     missing.users = [{ name: 'ghost', source: { kind: 'file', path: join(dir, 'nope.txt') } }];
@@ -207,6 +230,59 @@ async function cli(args: string[]): Promise<{ code: number; out: string; err: st
 }
 
 describe('ternorm bet / fleet / quantize (CLI)', () => {
+  const main = join(packageRoot(), 'dist', 'lib', 'cli', 'main.js');
+  beforeAll(() => {
+    // the concurrency case runs the real executable in separate processes
+    execFileSync(process.execPath, [join(packageRoot(), 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(packageRoot(), 'tsconfig.json')], { stdio: 'inherit' });
+  }, 180_000);
+
+  it('two processes on one --out: the second writer (and a --resume) is refused while the first runs; a stale lock is taken over', async () => {
+    const out = join(dir, 'lock', 'r.json');
+    const args = (user: string, ...extra: string[]) => [main, 'bet', '--model', modelPath, '--user', user, '--out', out, '--max-steps', '8', '--calibration-tokens', '128', '--resamples', '100', ...extra];
+    const first = spawn(process.execPath, args(`sailor=${seaPath}`), { stdio: ['ignore', 'ignore', 'pipe'] });
+    let firstErr = '';
+    first.stderr.on('data', (d: Buffer) => (firstErr += d.toString()));
+    let exited = false;
+    const firstCode = new Promise<number>((resolve) => first.on('exit', (code) => ((exited = true), resolve(code ?? -1))));
+    while (!existsSync(`${out}.lock`) && !exited) await new Promise((r) => setTimeout(r, 20));
+    const second = spawnSync(process.execPath, args(`coder=${codePath}`), { encoding: 'utf8' });
+    const resume = spawnSync(process.execPath, args(`sailor=${seaPath}`, '--resume'), { encoding: 'utf8' });
+    expect(await firstCode, firstErr).toBe(0);
+    expect(second.status).toBe(1);
+    expect(second.stderr).toMatch(/^ternorm: .*lock\/r\.json is being written by another run \(pid \d+ on .+, since \d{4}-.*\); wait for it to finish or choose another --out\n$/);
+    expect(resume.status).toBe(1);
+    expect(resume.stderr).toMatch(/is being written by another run/);
+    expect(readResults(out).users.map((u) => u.user)).toEqual(['sailor']);
+    expect(existsSync(`${out}.lock`)).toBe(false);
+    // a lock left by a run that died: its pid no longer runs on this host
+    const dead = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    writeFileSync(`${out}.lock`, JSON.stringify({ pid: dead, host: hostname(), startedAt: '2025-01-01T00:00:00.000Z' }));
+    const again = spawnSync(process.execPath, args(`coder=${codePath}`), { encoding: 'utf8' });
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stderr).toContain(`taking over the stale lock ${out}.lock: process ${dead} on ${hostname()} (started 2025-01-01T00:00:00.000Z) is no longer running`);
+    expect(readResults(out).users.map((u) => u.user)).toEqual(['coder']);
+    expect(existsSync(`${out}.lock`)).toBe(false);
+  });
+
+  it('--report to a symlink to a device, quantize to a FIFO: refused, the target untouched', async () => {
+    const results = join(dir, 'dev', 'r.json');
+    const link = join(dir, 'dev-null.md');
+    symlinkSync('/dev/null', link);
+    const r = await cli(['bet', '--model', modelPath, '--user', `sailor=${seaPath}`, '--out', results, '--report', link, '--max-steps', '4', '--calibration-tokens', '64', '--resamples', '50']);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/cannot write .*dev-null\.md: it exists and is a character device, not a regular file/);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    const model = Model.load(modelPath);
+    const aPath = join(dir, 'fifo-in.adapter');
+    new Adapter(new Float32Array(model.nGains).fill(1.01)).save(model, aPath);
+    const fifo = join(dir, 'out.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const q = await cli(['quantize', '--model', modelPath, '--scheme', 'int8_per_tensor', aPath, fifo]);
+    expect(q.code).toBe(1);
+    expect(q.err).toMatch(/cannot write .*out\.fifo.*: it exists and is a FIFO, not a regular file/);
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+  });
+
   it('bet writes results, report and plot, and prints the bet table, verdicts and policy', async () => {
     const out = join(dir, 'cli', 'r.json');
     const r = await cli(['bet', '--model', modelPath, '--user', `sailor=${seaPath}`, '--out', out, '--max-steps', '8', '--calibration-tokens', '128', '--resamples', '100', '--fleet-users', '1000']);

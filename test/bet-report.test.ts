@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { sha256Hex } from '../lib/data/fixtures.js';
+import { sha256Hex } from '../lib/util/hash.js';
 import { canonicalJson, DEFAULT_CRITERIA, loadCriteria, validateCriteria, type LoadedCriteria } from '../lib/bet/criteria.js';
 import {
   parseResults,
@@ -12,13 +13,18 @@ import {
   ResultsWriter,
   type AdapterCompressResults,
   type ResultsHeader,
+  type RunConfig,
   type SplitLosses,
   type TextId,
   type UserEvaluation,
 } from '../lib/bet/results.js';
 import { PPL_DECIMALS, RATIO_DECIMALS, renderReport, writeReport } from '../lib/bet/report.js';
-import { renderPlot, writePlot, xmlEscape } from '../lib/bet/plot.js';
+import { renderPlot, writePlot } from '../lib/bet/plot.js';
+import { xmlEscape } from '../lib/util/svg.js';
 import { Xoshiro128 } from '../lib/bet/stats.js';
+import { fileSystemSeam } from '../lib/util/files.js';
+import { packageRoot } from '../lib/util/package-root.js';
+import { RESULTS_TYPES, resultsTypesSource } from '../scripts/results-types.js';
 
 // ---- synthetic run -------------------------------------------------------------------------------
 
@@ -29,7 +35,7 @@ const TOKENS = 600;
 const USERS: Record<string, Record<string, number>> = {
   novelist: { no_adapter: 1.3, raw_fp32: 1, raw_fp16: 1.001, int8_per_tensor: 1.05, int4_delta: 1.2, kmeans16: 1.1 },
   scientist: { no_adapter: 1.15, raw_fp32: 1, raw_fp16: 1.001, int8_per_tensor: 1.12, int4_delta: 1.4, kmeans16: 1.08 },
-  'programmer <&>': { no_adapter: 1.05, raw_fp32: 1, raw_fp16: 1.002, int8_per_tensor: 1.1, int4_delta: 1.6, kmeans16: 1.03 },
+  'programmer': { no_adapter: 1.05, raw_fp32: 1, raw_fp16: 1.002, int8_per_tensor: 1.1, int4_delta: 1.6, kmeans16: 1.03 },
 };
 
 function losses(seed: number, ratios: Record<string, number>, base = 1): SplitLosses {
@@ -48,11 +54,11 @@ function textId(user: string, part: 'validation' | 'test'): TextId {
   return { fixture: user, part, ranges: [[start, start + 1000], [start + 2000, start + 2000 + TOKENS * 4 + 17 - 1000]], bytes: TOKENS * 4 + 17, sha256: sha256Hex(`${user}.${part}`) };
 }
 
-function evaluation(user: string, k: number, withSeeds = false): UserEvaluation {
+function evaluation(user: string, k: number, withSeeds = false, name = user): UserEvaluation {
   const ratios = USERS[user]!;
   const params = (c: string): Record<string, number[]> => (c.startsWith('raw') ? {} : { scale: [0.0123 + k / 1000], zeroPoint: [0] });
   const encodings = Object.fromEntries(Object.entries(BYTES).map(([c, b]) => [c, { bytes: b, params: params(c) }]));
-  const ev: UserEvaluation = { user, texts: { validation: textId(user, 'validation'), test: textId(user, 'test') }, encodings, validation: losses(10 + k, ratios), test: losses(20 + k, ratios) };
+  const ev: UserEvaluation = { user: name, texts: { validation: textId(user, 'validation'), test: textId(user, 'test') }, encodings, validation: losses(10 + k, ratios), test: losses(20 + k, ratios) };
   if (withSeeds) {
     ev.seedRuns = [0, 1, 2].map((s) => {
       const l = losses(20 + k, { ...ratios, raw_fp32: 1 + 0.01 * s, int8_per_tensor: ratios.int8_per_tensor! * (1 + 0.01 * s) });
@@ -63,6 +69,10 @@ function evaluation(user: string, k: number, withSeeds = false): UserEvaluation 
 }
 
 const criteria: LoadedCriteria = loadCriteria();
+const RUN: RunConfig = {
+  adapterRun: { maxSteps: 100, lr: 0.03, batch: 8 },
+  encode: { calibrationTokens: 512, clipGrid: [1, 0.5], groupSize: null, kmeansMaxIters: null, calibrationPasses: null, mixedBudget: null },
+};
 const header = (over: Partial<ResultsHeader> = {}): ResultsHeader => ({
   seed: 42,
   seeds: 3,
@@ -72,6 +82,7 @@ const header = (over: Partial<ResultsHeader> = {}): ResultsHeader => ({
   conditions: CONDITIONS,
   bootstrap: { resamples: 300 },
   minTokens: 100,
+  run: RUN,
   ...over,
 });
 
@@ -205,6 +216,10 @@ describe('results file', () => {
     expect(parseXml('<?xml version="1.0"?>\n<a k="&lt;&amp;"><b>x &gt; y</b></a>\n').children[0]!.text).toBe('x > y');
   });
 
+  it('the committed TypeScript types of the results are what the schema generates (npm run results:types)', () => {
+    expect(readFileSync(join(packageRoot(), RESULTS_TYPES), 'utf8')).toBe(resultsTypesSource());
+  });
+
   it('registers the criteria (sha256 + time) on disk before any user is evaluated', () => {
     const d = tmp();
     const p = join(d, 'r.json');
@@ -231,7 +246,7 @@ describe('results file', () => {
     expect(readResults(path)).toEqual(results);
     expect(results.status).toBe('complete');
     expect(results.users.map((u) => u.user)).toEqual(Object.keys(USERS));
-    expect(results.versions).toMatchObject({ addon: 'test', resultsFormat: '1' });
+    expect(results.versions).toMatchObject({ addon: 'test', resultsFormat: '2' });
     expect(results.versions.ternorm).toMatch(/^\d+\.\d+\.\d+/);
     // held-out text ids, quantisation parameters and sizes are recorded
     expect(results.users[1]!.texts.test).toEqual(textId('scientist', 'test'));
@@ -322,6 +337,81 @@ describe('results file', () => {
     expect(() => ResultsWriter.resume(p, header())).toThrow(/is a complete run/);
   });
 
+  it('--resume refuses a run whose training or encoding options differ, naming them', () => {
+    const p = join(tmp(), 'r.json');
+    const w = ResultsWriter.start(p, header(), { now: clock });
+    w.addUser(evaluation('novelist', 0));
+    w.fail(new Error('interrupted'));
+    expect(readResults(p).run).toEqual(RUN);
+    const before = readFileSync(p, 'utf8');
+    const other: RunConfig = { adapterRun: { ...RUN.adapterRun, maxSteps: 5 }, encode: { ...RUN.encode, groupSize: 64 } };
+    expect(() => ResultsWriter.resume(p, header({ run: other }))).toThrow(
+      /cannot resume .*r\.json: it was run with other options: maxSteps \(--max-steps\): 100 in the file, 5 now; groupSize \(--group-size\): default in the file, 64 now/,
+    );
+    const lr: RunConfig = { ...RUN, adapterRun: { ...RUN.adapterRun, lr: 0.1 } };
+    expect(() => ResultsWriter.resume(p, header({ run: lr }))).toThrow(/other options: lr: 0\.03 in the file, 0\.1 now$/);
+    expect(readFileSync(p, 'utf8')).toBe(before);
+    expect(ResultsWriter.resume(p, header(), { now: clock }).doneUsers).toEqual(['novelist']);
+  });
+
+  it('names on read: a user name outside the CLI pattern is refused, even with a re-sealed checksum', () => {
+    for (const name of ['evil\u001b]0;pwned\u0007', 'a b', '', 'x'.repeat(65), '-lead']) {
+      const o = JSON.parse(readFileSync(path, 'utf8'));
+      o.users[0].user = name;
+      const { checksum: _c, ...body } = o;
+      o.checksum = sha256Hex(canonicalJson(body));
+      expect(validate(o)).toBe(false);
+      expect(() => parseResults(JSON.stringify(o), 'names.json')).toThrow(/results \(names\.json\): \$\.users\[0\]\.user must match/);
+    }
+    expect(() => ResultsWriter.start(join(tmp(), 'n.json'), header()).addUser(evaluation('novelist', 0, false, 'a\nb'))).toThrow(/user name "a\\nb" must be/);
+  });
+
+  it('escapes text from the results in the Markdown report: no tag, line break or table border gets through', () => {
+    const p = join(tmp(), 'r.json');
+    const w = ResultsWriter.start(p, header(), { now: clock });
+    const ev = evaluation('novelist', 0);
+    const evil = 'file:/tmp/x\n\n<img src=x onerror=alert(1)>| *a* [l](http://e) `c`\u001b[31m';
+    ev.texts.test = { ...ev.texts.test, fixture: evil };
+    w.addUser(ev);
+    w.fail(new Error('boom <script>alert(2)</script>\n# heading'));
+    const md = renderReport(readResults(p));
+    expect(md).not.toMatch(/<img|<script|\u001b/);
+    const line = md.split('\n').find((l) => l.startsWith('- Held-out text of novelist'))!;
+    expect(line).toContain(String.raw`file:/tmp/x\\x0a\\x0a&lt;img src=x onerror=alert(1)&gt;\| \*a\* \[l\](http://e) \`c\`\\x1b\[31m test,`);
+    expect(md).toContain(String.raw`(error: boom &lt;script&gt;alert(2)&lt;/script&gt;\\x0a# heading)`);
+    expect(md.split('\n').filter((l) => /^#+ heading/.test(l))).toEqual([]);
+  });
+
+  it('writers name the file on a write error (ENOSPC from /dev/full) and leave no temp file', () => {
+    const d = tmp();
+    const p = join(d, 'full.json');
+    const saved = fileSystemSeam.openTemp;
+    fileSystemSeam.openTemp = () => openSync('/dev/full', 'w');
+    try {
+      expect(() => ResultsWriter.start(p, header(), { now: clock })).toThrow(/^cannot write .*full\.json: no space left on device \(ENOSPC\)$/);
+      expect(() => writeReport(join(d, 'full.md'), results)).toThrow(/cannot write .*full\.md: no space left on device \(ENOSPC\)/);
+      expect(() => writePlot(join(d, 'full.svg'), results)).toThrow(/cannot write .*full\.svg: no space left on device \(ENOSPC\)/);
+    } finally {
+      fileSystemSeam.openTemp = saved;
+    }
+    expect(readdirSync(d)).toEqual([]);
+  });
+
+  it('writers refuse to replace what is not a regular file (a FIFO, a symlink to a device, a directory)', () => {
+    const d = tmp();
+    const fifo = join(d, 'fifo.md');
+    execFileSync('mkfifo', [fifo]);
+    expect(() => writeReport(fifo, results)).toThrow(/cannot write .*fifo\.md: it exists and is a FIFO, not a regular file/);
+    const link = join(d, 'null.svg');
+    symlinkSync('/dev/null', link);
+    expect(() => writePlot(link, results)).toThrow(/cannot write .*null\.svg: it exists and is a character device, not a regular file/);
+    expect(() => ResultsWriter.start(d, header(), { now: clock, overwrite: true })).toThrow(/it exists and is a directory, not a regular file/);
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(lstatSync('/dev/null').isCharacterDevice()).toBe(true);
+    expect(readdirSync(d).sort()).toEqual(['fifo.md', 'null.svg']);
+  });
+
   it('does not replace an existing results file unless told to', () => {
     const copy = join(tmp(), 'r.json');
     const w = ResultsWriter.start(copy, header(), { now: clock });
@@ -341,11 +431,11 @@ describe('results file', () => {
   const invalid: [string, (o: any) => void, RegExp][] = [
     ['a missing field', (o) => delete o.users[0].test.conditions.kmeans16.bpb, /conditions\.kmeans16\.bpb is missing/],
     ['an unknown field', (o) => (o.users[0].extra = 1), /users\[0\]\.extra is not a known field/],
-    ['a perplexity below 1', (o) => (o.users[1].validation.conditions.raw_fp16.ppl.value = 0.5), /ppl\.value must be a finite number >= 1/],
-    ['a bad sha256', (o) => (o.users[2].texts.test.sha256 = 'xyz'), /texts\.test\.sha256 must be a string matching/],
+    ['a perplexity below 1', (o) => (o.users[1].validation.conditions.raw_fp16.ppl.value = 0.5), /users\[1\]\.validation\.conditions\.raw_fp16\.ppl\.value must be >= 1/],
+    ['a bad sha256', (o) => (o.users[2].texts.test.sha256 = 'xyz'), /users\[2\]\.texts\.test\.sha256 must match pattern/],
     ['a bad status', (o) => (o.status = 'done'), /\$\.status must be/],
-    ['a wrong format version', (o) => (o.version = 2), /this ternorm reads results version 1/],
-    ['a bad criteria fraction', (o) => (o.criteria.criteria.lenient.minFraction = 'most'), /"lenient\.minFraction" must be a fraction like "2\/3"/],
+    ['a wrong format version', (o) => (o.version = 1), /\$\.version is 1; this ternorm reads results version 2/],
+    ['a bad criteria fraction', (o) => (o.criteria.criteria.lenient.minFraction = 'most'), /criteria\.criteria\.lenient\.minFraction must match pattern/],
   ];
   for (const [what, mutate, msg] of invalid) {
     it(`an output with ${what} fails the schema and the reader`, () => {
@@ -422,6 +512,7 @@ describe('results file', () => {
     expect(() => parseResults(JSON.stringify(f))).toThrow(/"lenient\.minFraction" must be at most 1/);
     expect(() => parseResults(readFileSync(path, 'utf8').slice(0, 500))).toThrow(/not valid JSON \(truncated or corrupt\?\)/);
     expect(() => readResults(join(tmp(), 'none.json'))).toThrow(/no results file/);
+    expect(() => readResults('/dev/zero')).toThrow(/^results: cannot read \/dev\/zero: it is a character device, not a regular file$/);
   });
 });
 
@@ -541,8 +632,8 @@ describe('plot', () => {
       }
     }
     // the user name with XML metacharacters survives escaping
-    expect(points.some((p) => p.attrs['data-user'] === 'programmer <&>')).toBe(true);
-    expect(svg).toContain(xmlEscape('programmer <&>'));
+    expect(points.some((p) => p.attrs['data-user'] === 'programmer')).toBe(true);
+    expect(svg).toContain(xmlEscape('programmer'));
     // x is a log scale of bytes: positions increase with size, equal ratios of sizes give equal distances
     const xOf = (e: XmlElement): number => {
       const m = e.children.find((c) => c.name !== 'title' && c.name !== 'line')!;

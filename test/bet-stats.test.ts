@@ -11,10 +11,10 @@ import {
   perplexity,
   quantileSorted,
   seedSpread,
-  splitMix64,
   unpairedRatioCi,
   Xoshiro128,
 } from '../lib/bet/stats.js';
+import { splitMix64 } from '../lib/util/splitmix64.js';
 
 const SLOW = 60_000;
 

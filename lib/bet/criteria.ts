@@ -25,36 +25,15 @@
 // - policy: the per-user production rule (policy.ts): ship the smallest encoding whose validation
 //   ppl is <= maxRatio * the reference's and, if mustBeatNoAdapter, below the no-adapter ppl.
 
-import { readFileSync } from 'node:fs';
-import { sha256Hex, writeFileAtomic } from '../data/fixtures.js';
+import { readTextFile, writeFileAtomic } from '../util/files.js';
+import { sha256Hex } from '../util/hash.js';
+import { CONDITION_NAME_PATTERN, type Criteria, type CriteriaConditions, type RatioCriterion } from './results-types.js';
 
 export const CRITERIA_FORMAT = 'ternorm-criteria';
 export const CRITERIA_VERSION = 1;
 
-export interface CriteriaConditions {
-  noAdapter: string;
-  reference: string;
-  fallback: string;
-  bet: string;
-}
-
-export interface RatioCriterion {
-  /** A scheme is within the criterion for a user when ppl / ppl(reference) <= maxRatio. */
-  maxRatio: number;
-  /** Fraction of users ("p/q", reduced) that must be within. */
-  minFraction: string;
-}
-
-export interface Criteria {
-  format: typeof CRITERIA_FORMAT;
-  version: typeof CRITERIA_VERSION;
-  note?: string;
-  conditions: CriteriaConditions;
-  strict: RatioCriterion;
-  lenient: RatioCriterion;
-  catastrophic: { minFraction: string };
-  policy: { maxRatio: number; mustBeatNoAdapter: boolean };
-}
+// The criteria's shape is the results schema's $defs/criteria (the results embed them).
+export type { Criteria, CriteriaConditions, RatioCriterion } from './results-types.js';
 
 /** The bet's criteria: STRICT 1.5x on all users, LENIENT 2x on 2/3, CATASTROPHIC on 2/3. */
 export const DEFAULT_CRITERIA: Readonly<Criteria> = deepFreeze({
@@ -182,11 +161,9 @@ function describe(v: unknown): string {
   return Array.isArray(v) ? 'an array' : `a ${typeof v}`;
 }
 
-const CONDITION_NAME = /^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$/;
-
 /** A condition name: 1-64 characters of letters, digits, '_', '.', '+', '-', not starting with a symbol. */
 export function checkConditionName(v: unknown, what: string): string {
-  if (typeof v !== 'string' || !CONDITION_NAME.test(v)) {
+  if (typeof v !== 'string' || !CONDITION_NAME_PATTERN.test(v)) {
     throw new RangeError(`${what} must be a condition name (letters, digits, '_', '.', '+', '-'; at most 64), got ${describe(v)}`);
   }
   return v;
@@ -316,9 +293,9 @@ export function loadCriteria(path?: string): LoadedCriteria {
   }
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readTextFile(path).toString('utf8');
   } catch (e) {
-    throw new Error(`criteria: cannot read ${path}: ${(e as Error).message}`);
+    throw new Error(`criteria: ${(e as Error).message}`, { cause: e });
   }
   const criteria = parseCriteria(text, path);
   return { criteria, sha256: criteriaSha256(criteria), source: path };

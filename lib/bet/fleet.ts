@@ -8,6 +8,7 @@
 // encoding the per-user policy chose for that user (on validation). So the policy mix is the
 // observed fraction of choices scaled to N, and every total is an exact integer.
 
+import { markdownText as md } from '../util/text.js';
 import type { AdapterCompressResults } from './results.js';
 
 export interface FleetRow {
@@ -118,11 +119,11 @@ function mixText(mix: Record<string, number>): string {
 /** A Markdown table of the fleet totals. */
 export function fleetMarkdown(s: FleetSummary): string {
   const lines = [
-    `Fleet of ${s.fleetUsers} users; observed users stand for: ${Object.entries(s.shares).map(([u, n]) => `${u} ${n}`).join(', ')}.`,
+    `Fleet of ${s.fleetUsers} users; observed users stand for: ${Object.entries(s.shares).map(([u, n]) => `${md(u)} ${n}`).join(', ')}.`,
     '',
-    `| shipping | bytes per user | fleet total (bytes) | fleet total | vs all ${s.fallback} | users per encoding |`,
+    `| shipping | bytes per user | fleet total (bytes) | fleet total | vs all ${md(s.fallback)} | users per encoding |`,
     '|---|---:|---:|---:|---:|---|',
-    ...s.rows.map((r) => `| ${r.label} | ${r.bytesPerUser.toFixed(1)} | ${r.totalBytes} | ${formatBytes(r.totalBytes)} | ${pct(r.ratioToFallback)} | ${mixText(r.mix)} |`),
+    ...s.rows.map((r) => `| ${md(r.label)} | ${r.bytesPerUser.toFixed(1)} | ${r.totalBytes} | ${formatBytes(r.totalBytes)} | ${pct(r.ratioToFallback)} | ${md(mixText(r.mix))} |`),
   ];
   return lines.join('\n') + '\n';
 }

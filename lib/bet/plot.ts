@@ -8,7 +8,8 @@
 
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { writeFileAtomic } from '../data/fixtures.js';
+import { writeFileAtomic } from '../util/files.js';
+import { axisTitles, n2, svgHead, xmlEscape, yTicks, type SvgFrame } from '../util/svg.js';
 import type { AdapterCompressResults } from './results.js';
 
 const W = 980;
@@ -17,29 +18,11 @@ const LEFT = 80;
 const RIGHT = 700;
 const TOP = 50;
 const BOTTOM = 520;
+const FRAME: SvgFrame = { width: W, height: H, left: LEFT, right: RIGHT, top: TOP, bottom: BOTTOM };
 
 // Okabe-Ito then Tableau colours: distinguishable, also with colour-vision deficiencies first.
 const COLOURS = ['#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00', '#56B4E9', '#000000', '#8C564B', '#7F7F7F', '#BCBD22', '#17BECF', '#9467BD', '#F0E442'];
 const MARKERS = ['circle', 'square', 'triangle', 'diamond', 'down', 'cross'] as const;
-
-/** Escapes text for XML content and attribute values. */
-export function xmlEscape(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
-}
-
-/** A coordinate with at most 2 decimals. */
-export const n2 = (v: number): string => (Math.round(v * 100) / 100).toString();
-
-/** "Nice" linear ticks (steps of 1, 2 or 5 x 10^k) covering [lo, hi], about `count` of them. */
-export function niceTicks(lo: number, hi: number, count = 6): number[] {
-  if (!(Number.isFinite(lo) && Number.isFinite(hi) && hi > lo)) throw new RangeError(`niceTicks: bad range [${lo}, ${hi}]`);
-  const raw = (hi - lo) / count;
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw)!;
-  const ticks: number[] = [];
-  for (let k = Math.ceil(lo / step - 1e-9); k * step <= hi + step * 1e-9; k++) ticks.push(Number((k * step).toPrecision(12)));
-  return ticks;
-}
 
 interface Point {
   user: string;
@@ -71,29 +54,6 @@ function marker(kind: (typeof MARKERS)[number], x: number, y: number, fill: stri
   }
 }
 
-/** The SVG rate-distortion plot of a results object (test split). */
-/** The y axis's ticks between y0 and y1: grid line, tick mark and label (data-<attr> = value). */
-export function yTicks(
-  y0: number,
-  y1: number,
-  sy: (v: number) => number,
-  left: number,
-  right: number,
-  attr: string,
-  ticks: readonly number[] = niceTicks(y0, y1),
-): string[] {
-  const o = ['<g class="y-ticks">'];
-  for (const t of ticks) {
-    if (t < y0 || t > y1) continue;
-    const y = sy(t);
-    o.push(`<line x1="${left}" y1="${n2(y)}" x2="${right}" y2="${n2(y)}" stroke="#e0e0e0"/>`);
-    o.push(`<line x1="${left - 5}" y1="${n2(y)}" x2="${left}" y2="${n2(y)}" stroke="#000000"/>`);
-    o.push(`<text x="${left - 8}" y="${n2(y + 4)}" text-anchor="end" data-${attr}="${t}">${xmlEscape(String(t))}</text>`);
-  }
-  o.push('</g>');
-  return o;
-}
-
 /** Ticks of a logarithmic ratio axis: 1, 1.1, 1.2, 1.5, 2, 3, 5 and their powers of ten inside [y0, y1]. */
 export function logRatioTicks(y0: number, y1: number): number[] {
   const out: number[] = [];
@@ -106,6 +66,7 @@ export function logRatioTicks(y0: number, y1: number): number[] {
   return out;
 }
 
+/** The SVG rate-distortion plot of a results object (test split). */
 export function renderPlot(r: AdapterCompressResults): string {
   if (r.users.length === 0) throw new Error('plot: the results have no users yet');
   const c = r.criteria.criteria;
@@ -159,18 +120,13 @@ export function renderPlot(r: AdapterCompressResults): string {
   const markerOf = (u: string): (typeof MARKERS)[number] => MARKERS[userIndex.get(u)! % MARKERS.length]!;
   const e = xmlEscape;
 
-  const o: string[] = [];
-  o.push('<?xml version="1.0" encoding="UTF-8"?>');
-  o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
-  o.push(`<title>${e(`Rate-distortion of adapter encodings: bytes per user against perplexity ratio to ${reference} (test split)`)}</title>`);
-  o.push(`<rect x="0" y="0" width="${W}" height="${H}" fill="#ffffff"/>`);
-  o.push(`<text x="${(LEFT + RIGHT) / 2}" y="28" text-anchor="middle" font-size="15">${e(`Adapter encodings: size against perplexity ratio to ${reference} (test split)`)}</text>`);
+  const o: string[] = svgHead(
+    FRAME,
+    `Rate-distortion of adapter encodings: bytes per user against perplexity ratio to ${reference} (test split)`,
+    `Adapter encodings: size against perplexity ratio to ${reference} (test split)`,
+  );
 
-  // axes, ticks, grid
-  o.push('<g class="axes" stroke="#000000" stroke-width="1">');
-  o.push(`<line x1="${LEFT}" y1="${BOTTOM}" x2="${RIGHT}" y2="${BOTTOM}"/>`);
-  o.push(`<line x1="${LEFT}" y1="${TOP}" x2="${LEFT}" y2="${BOTTOM}"/>`);
-  o.push('</g>');
+  // ticks, grid
   o.push('<g class="x-ticks">');
   // labelled ticks at 1, 2 and 5 x 10^k bytes, minor ticks at the other integers x 10^k
   for (let k = Math.floor(x0); k <= Math.ceil(x1); k++) {
@@ -190,8 +146,7 @@ export function renderPlot(r: AdapterCompressResults): string {
   }
   o.push('</g>');
   o.push(...yTicks(y0, y1, sy, LEFT, RIGHT, 'ratio', logY ? logRatioTicks(y0, y1) : undefined));
-  o.push(`<text x="${(LEFT + RIGHT) / 2}" y="${BOTTOM + 45}" text-anchor="middle">${e('encoded bytes per user (log scale)')}</text>`);
-  o.push(`<text x="22" y="${(TOP + BOTTOM) / 2}" text-anchor="middle" transform="rotate(-90 22 ${(TOP + BOTTOM) / 2})">${e(`perplexity / perplexity of ${reference}${logY ? ' (log scale)' : ''}`)}</text>`);
+  o.push(...axisTitles(FRAME, 'encoded bytes per user (log scale)', 45, `perplexity / perplexity of ${reference}${logY ? ' (log scale)' : ''}`));
 
   // threshold lines
   const lines: { label: string; ratio: number; dash: string; colour: string; kind: string; user?: string }[] = [

@@ -12,30 +12,13 @@
 //   encoding does on the test split, and whether the rule still holds there.
 
 import type { Criteria } from './criteria.js';
+import type { PolicyCandidate, PolicySummary, UserPolicy } from './results-types.js';
 
-export interface PolicyCandidate {
-  condition: string;
-  bytes: number;
-  /** Validation perplexity. */
-  ppl: number;
-  /** Validation ppl / reference ppl. */
-  ratio: number;
-  /** Validation ppl < no-adapter ppl. */
-  beatsNoAdapter: boolean;
-  /** No larger than the fallback. */
-  eligible: boolean;
-  /** Eligible and meets the rule on validation. */
-  passes: boolean;
-}
+// The candidate, the choice and the summary are the results file's types (generated from its schema).
+export type { PolicyCandidate, PolicySummary } from './results-types.js';
 
-export interface PolicyChoice {
-  choice: string;
-  bytes: number;
-  /** True when no candidate passed and the fallback is shipped by default. */
-  fallback: boolean;
-  /** Every encoding, in candidate order (size, then validation ppl, then name). */
-  candidates: PolicyCandidate[];
-}
+/** The choice made on validation: a user's policy without its test outcome. */
+export type PolicyChoice = Omit<UserPolicy, 'test'>;
 
 export interface PolicyTestOutcome {
   ppl: number;
@@ -111,18 +94,6 @@ export interface PolicyUserSummary {
   bytes: number;
   fallback: boolean;
   holdsOnTest: boolean;
-}
-
-export interface PolicySummary {
-  users: number;
-  /** Users per chosen encoding, in name order. */
-  choices: Record<string, number>;
-  /** Users shipped the fallback because nothing passed. */
-  fallbacks: number;
-  /** Users for whom the rule still holds on the test split. */
-  holdsOnTest: number;
-  /** Mean encoded bytes per user of the chosen encodings. */
-  meanBytes: number;
 }
 
 export function summarisePolicy(users: readonly PolicyUserSummary[]): PolicySummary {

@@ -14,17 +14,15 @@
 //  - conditions whose decoded gains are bit-identical (e.g. a lossless k-means codebook and the
 //    raw adapter) share one evaluation, which gives the same NLLs the kernel would compute again.
 
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 
 import { encodeAdapter, type EncodeOptions } from '../adapter/codec.js';
 import {
   gather,
   getFixtures,
   MIN_TEST_TOKENS,
-  packageRoot,
   planUserSplit,
-  sha256Hex,
   USER_NAMES,
   DEFAULT_USER_SPLIT,
   type Fixtures,
@@ -33,9 +31,13 @@ import {
 import { checkLimit, coreLimits, defaultOf } from '../model/limits.js';
 import { Adapter, Encoding } from '../adapter/adapter.js';
 import { evaluate, Model } from '../model/model.js';
-import { resolveAdapterRun, trainAdapter, type AdapterRunOptions, type TrainAdapterResult } from '../model/train-adapter.js';
+import { readTextFile } from '../util/files.js';
+import { sha256Hex } from '../util/hash.js';
+import { FileLock } from '../util/lock.js';
+import { packageRoot } from '../util/package-root.js';
+import { resolveAdapterRun, splitUserTokens, trainAdapter, type AdapterRunOptions, type TrainAdapterResult } from '../model/train-adapter.js';
 import { loadCriteria, type LoadedCriteria } from './criteria.js';
-import { readResults, ResultsWriter, type AdapterCompressResults, type ResultsHeader, type EncodingInfo, type SplitName, type TextId, type UserEvaluation } from './results.js';
+import { checkUserName, readResults, ResultsWriter, type AdapterCompressResults, type ResultsHeader, type EncodingInfo, type RunConfig, type SplitName, type TextId, type UserEvaluation } from './results.js';
 import type { NllArray } from './stats.js';
 
 /** The schemes the bet compares, in report order: the raw references, the bet, then the six families. */
@@ -141,12 +143,10 @@ export function userTexts(u: BetUser, fixtures: () => Fixtures = getFixtures): U
   const path = u.source.path;
   let text: Uint8Array;
   try {
-    text = readFileSync(path);
+    text = readTextFile(path);
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new Error(`user "${u.name}": cannot read ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+    throw new Error(`user "${u.name}": ${(err as Error).message}`, { cause: err });
   }
-  if (text.length === 0) throw new Error(`user "${u.name}": ${path} is empty`);
   // The default recipe when the text is long enough; a shorter text keeps the same proportions
   // (train 12/14, validation and test 1/14 each), and the token checks below decide if it suffices.
   const d = DEFAULT_USER_SPLIT;
@@ -167,6 +167,33 @@ export function userTexts(u: BetUser, fixtures: () => Fixtures = getFixtures): U
   const test = part('test');
   const id = (p: SplitName, bytes: Uint8Array): TextId => ({ fixture: `file:${resolve(path)}`, part: p, ranges: plan[p]!, bytes: bytes.length, sha256: sha256Hex(bytes) });
   return { train: part('train'), validation, test, ids: { validation: id('validation', validation), test: id('test', test) } };
+}
+
+/** A user's texts and tokens, read and checked before the run writes anything. */
+interface UserInputs {
+  texts: UserTexts;
+  trainTokens: Int32Array;
+  splitTokens: Record<SplitName, Int32Array>;
+}
+
+/**
+ * The run's configuration as recorded in the results (and compared on --resume): the resolved
+ * adapter-training options (the seed is recorded apart) and the encoding options; null = the
+ * codec's default of the recorded ternorm version.
+ */
+export function runConfig(adapterRun: AdapterRunOptions, encode: BetOptions['encode'], calibrationTokens: number): RunConfig {
+  const { seed: _seed, ...training } = adapterRun;
+  return {
+    adapterRun: training,
+    encode: {
+      calibrationTokens,
+      clipGrid: [...(encode?.clipGrid ?? BET_CLIP_GRID)],
+      groupSize: encode?.groupSize ?? null,
+      kmeansMaxIters: encode?.kmeansMaxIters ?? null,
+      calibrationPasses: encode?.calibrationPasses ?? null,
+      mixedBudget: encode?.mixedBudget ?? null,
+    },
+  };
 }
 
 /** Quantisation parameters of an encoding, named per tensor: "t<i>.<scheme>.<param>". */
@@ -208,9 +235,7 @@ function checkUsers(users: readonly BetUser[]): void {
   if (users.length === 0) throw new Error('no users: give --user name=path (repeatable) or none for the default users');
   const seen = new Set<string>();
   for (const u of users) {
-    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(u.name)) {
-      throw new Error(`user name "${u.name}" must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter or digit)`);
-    }
+    checkUserName(u.name, '--user');
     if (seen.has(u.name)) throw new Error(`user "${u.name}" is given twice; user names must be unique`);
     seen.add(u.name);
   }
@@ -230,16 +255,6 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
   if (!Number.isSafeInteger(o.seeds) || o.seeds < 1 || o.seeds > 100) throw new RangeError(`seeds must be an integer in 1..100, got ${String(o.seeds)}`);
   if (!Number.isSafeInteger(o.seed) || o.seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${String(o.seed)}`);
   const calibrationTokens = checkLimit(coreLimits().codec.calibrationTokens, o.encode?.calibrationTokens ?? defaultCalibrationTokens(), 'calibration tokens');
-  // Unreadable texts fail before anything is written (a text that is too short is found per user).
-  for (const u of o.users) {
-    if (u.source.kind !== 'file') continue;
-    try {
-      accessSync(u.source.path, constants.R_OK);
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw new Error(`user "${u.name}": cannot read ${u.source.path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
-    }
-  }
   const criteria: LoadedCriteria = loadCriteria(o.criteriaPath);
   const model = Model.load(o.modelPath);
   if (model.tokenizer === null) throw new Error(`${o.modelPath} has no tokenizer`);
@@ -259,60 +274,89 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
     }
     given.set(u.name, a);
   }
+  if (o.seeds > 1 && given.size > 0) {
+    throw new Error(`user "${[...given.keys()][0]}": --seeds retrains adapters, which cannot be combined with a given --adapter`);
+  }
+  const adapterRun = resolveAdapterRun(model, o.adapterRun);
   const { noAdapter } = criteria.criteria.conditions;
   const conditions = [noAdapter, ...BET_METHODS];
   const header: ResultsHeader = {
-      seed: o.seed,
-      seeds: o.seeds,
-      baseModel: { name: basename(o.modelPath), sha256: sha256Hex(readFileSync(o.modelPath)), config: { ...model.config, fingerprint: model.fingerprint ?? '' } },
-      criteria,
-      conditions,
-      bootstrap: o.bootstrap,
-      minTokens: MIN_TEST_TOKENS,
+    seed: o.seed,
+    seeds: o.seeds,
+    baseModel: { name: basename(o.modelPath), sha256: sha256Hex(readFileSync(o.modelPath)), config: { ...model.config, fingerprint: model.fingerprint ?? '' } },
+    criteria,
+    conditions,
+    bootstrap: o.bootstrap,
+    minTokens: MIN_TEST_TOKENS,
+    run: runConfig(adapterRun, o.encode, calibrationTokens),
   };
-  let writer: ResultsWriter;
-  if (o.resume === true) {
-    writer = ResultsWriter.resume(o.out, header);
-  } else {
-    let overwrite = o.overwrite === true;
-    if (!overwrite && existsSync(o.out)) {
-      try {
-        overwrite = readResults(o.out).status === 'complete';
-      } catch {
-        // an unreadable file is not replaced: start() says so
-      }
-    }
-    writer = ResultsWriter.start(o.out, header, { overwrite });
-  }
-  const alreadyDone = new Set(writer.doneUsers);
   const threads = o.threads;
   // Built (or loaded and verified) once per run, and only if a default user needs them.
   let fx: Fixtures | undefined;
   const fixtures = (): Fixtures => (fx ??= getFixtures());
+
+  // One writer at a time: the lock is taken before the file is looked at and held to the end.
+  mkdirSync(dirname(resolve(o.out)), { recursive: true });
+  const lock = FileLock.acquire(o.out, hooks.onLog);
   try {
+    // Every input of the users still to do is read, split, tokenised and checked before the results
+    // file is created or changed, so bad input leaves no file (and no failed run) behind.
+    const alreadyDone = new Set(o.resume === true ? readResults(o.out).users.map((u) => u.user) : []);
+    const inputs = new Map<string, UserInputs>();
     for (const u of o.users) {
-      if (alreadyDone.has(u.name)) {
-        hooks.onLog?.(`${u.name}: already in ${o.out} (resumed run), skipped`);
-        continue;
-      }
-      const t0 = performance.now();
-      let ev: UserEvaluation;
+      if (alreadyDone.has(u.name)) continue;
       try {
-        ev = await measureUser(u);
+        inputs.set(u.name, readInputs(u));
       } catch (err) {
         const msg = (err as Error).message ?? String(err);
-        throw new Error(msg.startsWith(`user "${u.name}"`) ? msg : `user "${u.name}": ${msg}`);
+        throw new Error(msg.startsWith(`user "${u.name}"`) ? msg : `user "${u.name}": ${msg}`, { cause: err });
       }
-      writer.addUser(ev);
-      hooks.onUserDone?.(u.name, (performance.now() - t0) / 1000);
     }
-    return writer.complete();
-  } catch (err) {
-    writer.fail(err);
-    throw err;
+    let writer: ResultsWriter;
+    if (o.resume === true) {
+      writer = ResultsWriter.resume(o.out, header);
+    } else {
+      let overwrite = o.overwrite === true;
+      if (!overwrite && existsSync(o.out)) {
+        try {
+          overwrite = readResults(o.out).status === 'complete';
+        } catch {
+          // an unreadable file is not replaced: start() says so
+        }
+      }
+      writer = ResultsWriter.start(o.out, header, { overwrite });
+    }
+    try {
+      for (const u of o.users) {
+        if (alreadyDone.has(u.name)) {
+          hooks.onLog?.(`${u.name}: already in ${o.out} (resumed run), skipped`);
+          continue;
+        }
+        const t0 = performance.now();
+        let ev: UserEvaluation;
+        try {
+          ev = await measureUser(u, inputs.get(u.name)!);
+        } catch (err) {
+          const msg = (err as Error).message ?? String(err);
+          throw new Error(msg.startsWith(`user "${u.name}"`) ? msg : `user "${u.name}": ${msg}`, { cause: err });
+        }
+        writer.addUser(ev);
+        hooks.onUserDone?.(u.name, (performance.now() - t0) / 1000);
+      }
+      return writer.complete();
+    } catch (err) {
+      try {
+        writer.fail(err);
+      } catch {
+        // the file cannot be written either (a full disk): the first error says why
+      }
+      throw err;
+    }
+  } finally {
+    lock.release();
   }
 
-  async function measureUser(u: BetUser): Promise<UserEvaluation> {
+  function readInputs(u: BetUser): UserInputs {
     const texts = userTexts(u, fixtures);
     const trainTokens = tokenizer.encode(texts.train);
     const splitTokens = { validation: tokenizer.encode(texts.validation), test: tokenizer.encode(texts.test) };
@@ -324,6 +368,12 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
         );
       }
     }
+    // adapter training needs enough tokens after its early-stopping tail
+    if (!given.has(u.name)) splitUserTokens(trainTokens, adapterRun);
+    return { texts, trainTokens, splitTokens };
+  }
+
+  async function measureUser(u: BetUser, { texts, trainTokens, splitTokens }: UserInputs): Promise<UserEvaluation> {
     const adapter = given.get(u.name) ?? (await train(u.name, texts.train, o.seed)).adapter;
     const calibration = { tokens: trainTokens.subarray(0, Math.min(trainTokens.length, calibrationTokens)) };
     hooks.onStage?.(u.name, 'encode', BET_METHODS.length);
@@ -356,7 +406,6 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
       test: { bytes: texts.ids.test.bytes, nll: nll.test },
     };
     if (o.seeds > 1) {
-      if (given.has(u.name)) throw new Error(`user "${u.name}": --seeds retrains adapters, which cannot be combined with a given --adapter`);
       const { reference, bet } = criteria.criteria.conditions;
       const seedRuns: { seed: number; nll: Record<string, NllArray> }[] = [{ seed: o.seed, nll: { [reference]: nll.test[reference]!, [bet]: nll.test[bet]! } }];
       hooks.onStage?.(u.name, 'seeds', o.seeds - 1);

@@ -1,5 +1,5 @@
 // The bet's Markdown report, rendered from a results object: every number in it is formatted from
-// values the analysis computed from per-token losses (results.ts); nothing is typed in.
+// values the analysis computed from per-token losses (results-analysis.ts); nothing is typed in.
 //
 // Sections: run provenance; the bet's table (test split: user, no-adapter ppl, reference ppl, the
 // bet's ppl, bet/reference ratio, bet vs no adapter, each with its bootstrap interval); the same
@@ -10,7 +10,8 @@
 
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { writeFileAtomic } from '../data/fixtures.js';
+import { writeFileAtomic } from '../util/files.js';
+import { markdownText as md } from '../util/text.js';
 import { fleetMarkdown, fleetTotals, formatBytes } from './fleet.js';
 import type { AdapterCompressResults, ConditionStats, Estimate, SplitStats, UserResult } from './results.js';
 import type { Interval } from './stats.js';
@@ -28,16 +29,13 @@ const pplCell = (s: ConditionStats): string => est(s.ppl, PPL_DECIMALS);
 /** "all users" for the fraction 1, else "at least 2/3 of users". */
 const ofUsers = (fraction: string): string => (fraction === '1' ? 'all users' : `at least ${fraction} of users`);
 
-/** Escapes text for a Markdown table cell. */
-function cell(s: string): string {
-  return s.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
-}
-
+// Every text taken from the results (names, paths, messages, versions) goes through md() where it is
+// placed; the rest is the report's own text, which holds no '|' or newline.
 function table(head: string[], align: ('l' | 'r')[], rows: string[][]): string[] {
   return [
-    `| ${head.map(cell).join(' | ')} |`,
+    `| ${head.join(' | ')} |`,
     `|${align.map((a) => (a === 'r' ? '---:' : '---')).join('|')}|`,
-    ...rows.map((r) => `| ${r.map(cell).join(' | ')} |`),
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
   ];
 }
 
@@ -53,8 +51,10 @@ function versus(ppl: number, none: number): string {
 }
 
 /** The per-user table of one scheme on one split. */
-function schemeTable(r: AdapterCompressResults, scheme: string, split: 'validation' | 'test', withBytes: boolean): string[] {
-  const { noAdapter, reference } = r.criteria.criteria.conditions;
+function schemeTable(r: AdapterCompressResults, raw: string, split: 'validation' | 'test', withBytes: boolean): string[] {
+  let scheme = raw;
+  const { noAdapter, reference } = mdConditions(r);
+  scheme = md(scheme);
   const head = ['user', `${noAdapter} ppl`, `${reference} ppl`, `${scheme} ppl`, `${scheme} / ${reference}`, `${scheme} vs ${noAdapter}`];
   const align: ('l' | 'r')[] = ['l', 'r', 'r', 'r', 'r', 'l'];
   if (withBytes) {
@@ -62,19 +62,20 @@ function schemeTable(r: AdapterCompressResults, scheme: string, split: 'validati
     align.push('r', 'r');
   }
   const rows = r.users.map((u) => {
-    const s = stats(u, split, scheme);
-    const none = stats(u, split, noAdapter);
-    const ref = stats(u, split, reference);
+    const c = r.criteria.criteria.conditions;
+    const s = stats(u, split, raw);
+    const none = stats(u, split, c.noAdapter);
+    const ref = stats(u, split, c.reference);
     const toNone = s.ratioToNoAdapter!;
     const row = [
-      u.user,
+      md(u.user),
       pplCell(none),
       pplCell(ref),
       pplCell(s),
       est(s.ratioToReference!, RATIO_DECIMALS),
       `${versus(s.ppl.value, none.ppl.value)}: ${est(toNone, RATIO_DECIMALS)}`,
     ];
-    if (withBytes) row.push(String(u.encodings[scheme]!.bytes), est(s.bpb, BPB_DECIMALS));
+    if (withBytes) row.push(String(u.encodings[raw]!.bytes), est(s.bpb, BPB_DECIMALS));
     return row;
   });
   return table(head, align, rows);
@@ -93,6 +94,12 @@ function bootstrapLine(r: AdapterCompressResults): string {
   );
 }
 
+/** The criteria's condition names, escaped for Markdown. */
+function mdConditions(r: AdapterCompressResults): { noAdapter: string; reference: string; fallback: string; bet: string } {
+  const c = r.criteria.criteria.conditions;
+  return { noAdapter: md(c.noAdapter), reference: md(c.reference), fallback: md(c.fallback), bet: md(c.bet) };
+}
+
 export interface ReportOptions {
   /** Adds the fleet totals for this many users. */
   fleetUsers?: number;
@@ -101,17 +108,17 @@ export interface ReportOptions {
 /** The Markdown report of a results object. */
 export function renderReport(r: AdapterCompressResults, options: ReportOptions = {}): string {
   const c = r.criteria.criteria;
-  const { noAdapter, reference, fallback, bet } = c.conditions;
+  const { noAdapter, reference, fallback, bet } = mdConditions(r);
   const out: string[] = [];
   out.push('# Adapter compression: results', '');
-  out.push(`- Status: ${r.status}${r.error === null ? '' : ` (error: ${r.error})`}; users done: ${r.users.length}${r.users.length === 0 ? '' : ` (${r.users.map((u) => u.user).join(', ')})`}`);
+  out.push(`- Status: ${r.status}${r.error === null ? '' : ` (error: ${md(r.error)})`}; users done: ${r.users.length}${r.users.length === 0 ? '' : ` (${r.users.map((u) => md(u.user)).join(', ')})`}`);
   out.push(`- Run seed: ${r.seed}; adapter seeds per user: ${r.seeds}; started ${r.startedAt}, updated ${r.updatedAt}`);
-  out.push(`- Base model: ${r.baseModel.name}, sha256 ${r.baseModel.sha256}`);
-  out.push(`- Criteria: sha256 ${r.criteria.sha256}, registered ${r.criteria.registeredAt}, from ${r.criteria.source}`);
-  out.push(`- Versions: ${Object.entries(r.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  out.push(`- Base model: ${md(r.baseModel.name)}, sha256 ${r.baseModel.sha256}`);
+  out.push(`- Criteria: sha256 ${r.criteria.sha256}, registered ${r.criteria.registeredAt}, from ${md(r.criteria.source)}`);
+  out.push(`- Versions: ${Object.entries(r.versions).map(([k, v]) => `${md(k)} ${md(v)}`).join(', ')}`);
   for (const u of r.users) {
     const t = u.texts.test;
-    out.push(`- Held-out text of ${u.user}: ${t.fixture} ${t.part}, ${t.bytes} bytes at ${t.ranges.map(([s, e]) => `[${s}, ${e})`).join(' ')}, sha256 ${t.sha256}; ${u.test.tokens} tokens`);
+    out.push(`- Held-out text of ${md(u.user)}: ${md(t.fixture)} ${t.part}, ${t.bytes} bytes at ${t.ranges.map(([s, e]) => `[${s}, ${e})`).join(' ')}, sha256 ${t.sha256}; ${u.test.tokens} tokens`);
   }
   out.push(`- ${bootstrapLine(r)}`, '');
   if (r.users.length === 0) {
@@ -124,7 +131,7 @@ export function renderReport(r: AdapterCompressResults, options: ReportOptions =
 
   out.push('## Every scheme (test split)', '');
   for (const s of schemesOf(r.conditions, c)) {
-    out.push(`### ${s}`, '', ...schemeTable(r, s, 'test', true), '');
+    out.push(`### ${md(s)}`, '', ...schemeTable(r, s, 'test', true), '');
   }
 
   out.push('## Verdicts (test split)', '');
@@ -140,7 +147,7 @@ export function renderReport(r: AdapterCompressResults, options: ReportOptions =
       ['scheme', `STRICT (<= ${c.strict.maxRatio}x)`, `LENIENT (<= ${c.lenient.maxRatio}x)`, `CATASTROPHIC (> ${noAdapter})`, 'verdict'],
       ['l', 'l', 'l', 'l', 'l'],
       r.verdicts.map((v) => [
-        v.scheme,
+        md(v.scheme),
         `${v.strict.count}/${v.strict.users} within, ${v.strict.required} needed: ${v.strict.pass ? 'pass' : 'fail'}`,
         `${v.lenient.count}/${v.lenient.users} within, ${v.lenient.required} needed: ${v.lenient.pass ? 'pass' : 'fail'}`,
         `${v.catastrophic.count}/${v.catastrophic.users} worse, ${v.catastrophic.required} needed: ${v.catastrophic.holds ? 'holds' : 'does not hold'}`,
@@ -164,13 +171,13 @@ export function renderReport(r: AdapterCompressResults, options: ReportOptions =
         const p = u.policy;
         const chosen = p.candidates.find((x) => x.condition === p.choice)!;
         return [
-          u.user,
-          p.fallback ? `${p.choice} (fallback: nothing passed)` : p.choice,
+          md(u.user),
+          p.fallback ? `${md(p.choice)} (fallback: nothing passed)` : md(p.choice),
           String(p.bytes),
           f(chosen.ratio, RATIO_DECIMALS),
           est(p.test.ppl, PPL_DECIMALS),
           est(p.test.ratioToReference, RATIO_DECIMALS),
-          `${versus(p.test.ppl.value, stats(u, 'test', noAdapter).ppl.value)}: ${est(p.test.ratioToNoAdapter, RATIO_DECIMALS)}`,
+          `${versus(p.test.ppl.value, stats(u, 'test', c.conditions.noAdapter).ppl.value)}: ${est(p.test.ratioToNoAdapter, RATIO_DECIMALS)}`,
           p.test.holds ? 'yes' : 'no',
         ];
       }),
@@ -179,7 +186,7 @@ export function renderReport(r: AdapterCompressResults, options: ReportOptions =
   );
   const ps = r.policy;
   out.push(
-    `Policy over ${ps.users} users: ${Object.entries(ps.choices).map(([k, n]) => `${k} ${n}`).join(', ')}; ${ps.fallbacks} fallback(s); ` +
+    `Policy over ${ps.users} users: ${Object.entries(ps.choices).map(([k, n]) => `${md(k)} ${n}`).join(', ')}; ${ps.fallbacks} fallback(s); ` +
       `rule holds on test for ${ps.holdsOnTest} of ${ps.users}; mean ${f(ps.meanBytes, 1)} bytes per user (${formatBytes(ps.meanBytes)}).`,
     '',
   );
@@ -191,12 +198,12 @@ export function renderReport(r: AdapterCompressResults, options: ReportOptions =
       ['l', 'l', 'r', 'r', 'r', 'l', 'l'],
       r.users.flatMap((u) =>
         u.policy.candidates.map((x) => [
-          u.user,
-          x.condition,
+          md(u.user),
+          md(x.condition),
           String(x.bytes),
           est(stats(u, 'validation', x.condition).ppl, PPL_DECIMALS),
           f(x.ratio, RATIO_DECIMALS),
-          versus(x.ppl, stats(u, 'validation', noAdapter).ppl.value),
+          versus(x.ppl, stats(u, 'validation', c.conditions.noAdapter).ppl.value),
           x.passes ? 'yes' : x.eligible ? 'no' : `no (larger than ${fallback})`,
         ]),
       ),
@@ -213,8 +220,8 @@ export function renderReport(r: AdapterCompressResults, options: ReportOptions =
         ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
         seeded.flatMap((u) =>
           Object.entries(u.seeds!.spread).map(([cond, s]) => [
-            u.user,
-            cond,
+            md(u.user),
+            md(cond),
             String(s.ppl.n),
             f(s.ppl.mean, PPL_DECIMALS),
             s.ppl.sd === null ? 'n/a' : f(s.ppl.sd, PPL_DECIMALS),

@@ -19,7 +19,9 @@
 //  - Random numbers: xoshiro128** 1.1 (Blackman & Vigna), its 128-bit state filled from SplitMix64
 //    of the seed, as its authors recommend. Same seed -> same intervals, on every platform.
 
-import { sha256Hex } from '../data/fixtures.js';
+import { sha256Hex } from '../util/hash.js';
+import { splitMix64 } from '../util/splitmix64.js';
+
 
 /** Per-token negative log-likelihoods (natural log), one per scored token. */
 export type NllArray = Float64Array | Float32Array;
@@ -93,27 +95,11 @@ export function bitsPerByte(nll: NllArray, bytes: number): number {
 
 // ---- random numbers -----------------------------------------------------------------------------
 
-const MASK64 = (1n << 64n) - 1n;
-
 function checkSeed(seed: unknown, what: string): number {
   if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) {
     throw new RangeError(`${what}: the seed must be an integer in [0, 2^53), got ${String(seed)}`);
   }
   return seed;
-}
-
-/** SplitMix64 (Steele, Lea & Flood; Vigna's reference constants): the first `count` outputs. */
-export function splitMix64(seed: bigint, count: number): bigint[] {
-  let x = seed & MASK64;
-  const out: bigint[] = [];
-  for (let i = 0; i < count; i++) {
-    x = (x + 0x9e3779b97f4a7c15n) & MASK64;
-    let z = x;
-    z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK64;
-    z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & MASK64;
-    out.push(z ^ (z >> 31n));
-  }
-  return out;
 }
 
 /** xoshiro128** 1.1: a small, fast generator with a 2^128 - 1 period. */

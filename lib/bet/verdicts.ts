@@ -15,6 +15,7 @@
 // no-adapter baseline and the reference itself — gets one.
 
 import { requiredUsers, type Criteria } from './criteria.js';
+import type { CatastrophicOutcome, RatioCriterionOutcome, SchemeVerdict, UserSchemeOutcome, Verdict } from './results-types.js';
 
 /** One user's point perplexities on the test split, by condition. */
 export interface VerdictUserInput {
@@ -22,48 +23,8 @@ export interface VerdictUserInput {
   ppl: Readonly<Record<string, number>>;
 }
 
-export interface UserSchemeOutcome {
-  user: string;
-  ppl: number;
-  referencePpl: number;
-  noAdapterPpl: number;
-  /** ppl / referencePpl. */
-  ratio: number;
-  withinStrict: boolean;
-  withinLenient: boolean;
-  worseThanNoAdapter: boolean;
-}
-
-export interface RatioCriterionOutcome {
-  maxRatio: number;
-  minFraction: string;
-  /** Users needed: ceil(minFraction * users). */
-  required: number;
-  /** Users within maxRatio. */
-  count: number;
-  users: number;
-  pass: boolean;
-}
-
-export interface CatastrophicOutcome {
-  minFraction: string;
-  required: number;
-  /** Users for whom the scheme is worse than no adapter. */
-  count: number;
-  users: number;
-  holds: boolean;
-}
-
-export type Verdict = 'CATASTROPHIC' | 'STRICT' | 'LENIENT' | 'FAIL';
-
-export interface SchemeVerdict {
-  scheme: string;
-  users: UserSchemeOutcome[];
-  strict: RatioCriterionOutcome;
-  lenient: RatioCriterionOutcome;
-  catastrophic: CatastrophicOutcome;
-  verdict: Verdict;
-}
+// The outcome types are the results file's (generated from its schema).
+export type { CatastrophicOutcome, RatioCriterionOutcome, SchemeVerdict, UserSchemeOutcome, Verdict } from './results-types.js';
 
 /** The schemes that get a verdict: every condition but the no-adapter baseline and the reference, in order. */
 export function schemesOf(conditions: readonly string[], criteria: Criteria): string[] {

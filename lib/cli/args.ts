@@ -2,7 +2,7 @@
 // whose errors name the flag and what was expected (exit code 2 via UsageError);
 // numeric flags are range-checked by lib/cli/limits.ts.
 
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
@@ -43,18 +43,6 @@ export function required(v: Values, name: string): string {
   const raw = v[name];
   if (typeof raw !== 'string' || raw === '') throw new UsageError(`--${name} is required`);
   return raw;
-}
-
-export function readText(path: string, flag: string): Uint8Array {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new Error(`cannot read ${flag} ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
-  }
-  if (bytes.length === 0) throw new Error(`${flag} ${path} is empty`);
-  return bytes;
 }
 
 /** Drops undefined values, so defaults apply. */

@@ -14,9 +14,11 @@ import { Adapter } from '../adapter/adapter.js';
 import { Model } from '../model/model.js';
 import { coreLimits, orchestrationLimit, SEED_LIMIT } from '../model/limits.js';
 import { adapterRunLimits } from '../model/train-adapter.js';
-import { defined, ensureDir, parse, parseWithPositionals, readText, required, S, SHOW_HELP, UsageError, type Io } from './args.js';
+import { defined, ensureDir, parse, parseWithPositionals, required, S, SHOW_HELP, UsageError, type Io } from './args.js';
 import { checkNumericFlags, narrowed, threadsLimit } from './limits.js';
 import { formatDuration, ProgressBar } from './progress.js';
+import { readTextFile } from '../util/files.js';
+import { terminalText } from '../util/text.js';
 
 export const BET_USAGE = `  bet             the adapter-compression bet (the main job): per user, train the norm-only adapter,
                   encode it with every scheme, score held-out text, verdicts, per-user policy
@@ -152,8 +154,8 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
   if (v.json) {
     io.stdout.write(`${JSON.stringify({ results: out, report, plot, seconds, verdicts: results.verdicts, policy: results.policy })}\n`);
   } else {
-    io.stdout.write(summary(results, fleetUsers));
-    io.stdout.write(`\nwrote ${out}, ${report}, ${plot} (${formatDuration(seconds)})\n`);
+    io.stdout.write(terminalText(summary(results, fleetUsers), true));
+    io.stdout.write(terminalText(`\nwrote ${out}, ${report}, ${plot} (${formatDuration(seconds)})\n`, true));
   }
   return 0;
 }
@@ -195,7 +197,8 @@ export async function cmdFleet(argv: string[], io: Io): Promise<number> {
   if (!existsSync(path)) throw new Error(`no results at ${path}: run \`ternorm bet\` first (or pass --results)`);
   const r = readResults(path);
   const s = fleetTotals(r, n.users ?? DEFAULT_FLEET_USERS);
-  io.stdout.write(v.json ? `${JSON.stringify(s)}\n` : `${formatFleet(s)}\n`);
+  // names come from a file: no escape sequence of theirs reaches the terminal
+  io.stdout.write(v.json ? `${JSON.stringify(s)}\n` : terminalText(`${formatFleet(s)}\n`, true));
   return 0;
 }
 
@@ -233,7 +236,7 @@ export async function cmdQuantize(argv: string[], io: Io): Promise<number> {
   if (adapter.encoding !== null) throw new Error(`${inPath} is already encoded (${adapter.scheme}); quantize a trained (f32) adapter`);
   let calibration;
   if (needsLoss) {
-    const tokens = model.tokenizer!.encode(readText(v.text as string, '--text'));
+    const tokens = model.tokenizer!.encode(readTextFile(v.text as string, '--text'));
     const count = n['calibration-tokens'] ?? defaultCalibrationTokens();
     if (tokens.length < 2) throw new Error(`--text ${String(v.text)} encodes to ${tokens.length} token(s); calibration needs at least 2`);
     calibration = { tokens: tokens.subarray(0, Math.min(count, tokens.length)) };

@@ -14,9 +14,11 @@ import { baseRunLimits, STOP_AFTER_LIMIT, trainBase, type BaseRunOptions } from 
 import { BET_USAGE, cmdBet, cmdFleet, cmdQuantize } from './bet-commands.js';
 import { coreLimits, orchestrationLimit } from '../model/limits.js';
 import { MAX_VOCAB_SIZE, MIN_VOCAB_SIZE } from '../tokenizer/bpe.js';
-import { defined, ensureDir, parse, readText, required, S, SHOW_HELP, UsageError, type Io, type Values } from './args.js';
+import { defined, ensureDir, parse, required, S, SHOW_HELP, UsageError, type Io, type Values } from './args.js';
 import { checkNumericFlags, narrowed, threadsLimit } from './limits.js';
 import { formatDuration, ProgressBar } from './progress.js';
+import { readTextFile } from '../util/files.js';
+import { terminalText } from '../util/text.js';
 
 const USAGE = `usage: ternorm <command> [options]
 
@@ -162,11 +164,11 @@ function texts(v: Values, source: unknown): { trainText: Uint8Array; validationT
   const tt = v['train-text'] as string | undefined;
   const vt = v['validation-text'] as string | undefined;
   if (tt !== undefined || vt !== undefined) {
-    return { trainText: readText(required(v, 'train-text'), '--train-text'), validationText: readText(required(v, 'validation-text'), '--validation-text') };
+    return { trainText: readTextFile(required(v, 'train-text'), '--train-text'), validationText: readTextFile(required(v, 'validation-text'), '--validation-text') };
   }
   const s = source as { kind?: string; train?: string; validation?: string } | null;
   if (s?.kind === 'files' && typeof s.train === 'string' && typeof s.validation === 'string') {
-    return { trainText: readText(s.train, 'training text'), validationText: readText(s.validation, 'validation text') };
+    return { trainText: readTextFile(s.train, 'training text'), validationText: readTextFile(s.validation, 'validation text') };
   }
   const fx = getFixtures();
   return { trainText: fx.read('base', 'train'), validationText: fx.read('base', 'validation') };
@@ -209,7 +211,7 @@ async function cmdTrainAdapter(argv: string[], io: Io): Promise<number> {
     weightDecay: n['weight-decay'],
   });
   const threads = n.threads;
-  const text = readText(textPath, '--text');
+  const text = readTextFile(textPath, '--text');
   const model = Model.load(modelPath);
   const resolved = resolveAdapterRun(model, opts);
   const bar = new ProgressBar(io.stderr, 10);
@@ -267,7 +269,7 @@ async function cmdEvaluate(argv: string[], io: Io): Promise<number> {
   const precision = (v.precision as string | undefined) ?? 'ternary';
   if (!['ternary', 'fp32', 'ternary-fp32act'].includes(precision)) throw new UsageError(`--precision must be ternary, fp32 or ternary-fp32act, got '${precision}'`);
   const { stride, batch, threads } = n;
-  const text = readText(textPath, '--text');
+  const text = readTextFile(textPath, '--text');
   const model = Model.load(modelPath);
   const adapter = v.adapter === undefined ? null : Adapter.load(model, v.adapter as string);
   const tokens = model.tokenizer!.encode(text);
@@ -324,10 +326,10 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
     }
   } catch (err) {
     if (err instanceof UsageError) {
-      io.stderr.write(`ternorm: ${err.message}\n\n${USAGE}`);
+      io.stderr.write(`ternorm: ${terminalText(err.message)}\n\n${USAGE}`);
       return 2;
     }
-    io.stderr.write(`ternorm: ${err instanceof Error ? err.message : String(err)}\n`);
+    io.stderr.write(`ternorm: ${terminalText(err instanceof Error ? err.message : String(err))}\n`);
     return 1;
   }
 }

@@ -1,6 +1,7 @@
 // Default texts ("fixtures") built from pinned npm packages that are installed as dependencies:
-// nothing is downloaded. Every source file read is checked against its sha256 in
-// ./fixtures-lock.ts, the produced texts are written atomically (temp file + rename) to a cache
+// nothing is downloaded. The files the recipe reads from each package are checked against the
+// package's digest in ./fixtures-lock.json (FIXTURE_LOCK_FILE), the produced texts are written
+// atomically (temp file + rename) to a cache
 // directory, and a manifest records every output's sha256 and the byte ranges of each split.
 //
 // Texts (recipe version 1):
@@ -19,23 +20,13 @@
 //  ceil(partBytes / windows) bytes and ending at a cut point. The rest of the text is unused.
 //  Parts never overlap; each part file is its pieces concatenated in text order.
 
-import { createHash, randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { FIXTURE_LOCK, type PackagePin } from './fixtures-lock.js';
+import { join, resolve } from 'node:path';
+
+import { writeFileAtomic } from '../util/files.js';
+import { sha256Hex } from '../util/hash.js';
+import { packageRoot } from '../util/package-root.js';
 
 // Bump whenever a change to this file changes any produced text or split, so caches rebuild.
 export const FIXTURE_RECIPE_VERSION = 1;
@@ -109,7 +100,7 @@ export interface FixtureManifest {
   format: typeof MANIFEST_FORMAT;
   version: number;
   recipe: number;
-  /** sha256 of the source pins (./fixtures-lock.ts) the texts were built from. */
+  /** sha256 of the source pins (./fixtures-lock.json) the texts were built from. */
   pinsSha256: string;
   options: { user: UserSplitOptions; base: BaseSplitOptions };
   texts: Record<TextName, TextRecord>;
@@ -165,24 +156,6 @@ export class Fixtures {
 
 // ---- locations ----------------------------------------------------------------------------------
 
-let cachedRoot: string | undefined;
-
-/** The ternorm package root: the nearest ancestor of this module with ternorm's package.json. */
-export function packageRoot(): string {
-  if (cachedRoot !== undefined) return cachedRoot;
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pj = join(dir, 'package.json');
-    if (existsSync(pj)) {
-      const name = (JSON.parse(readFileSync(pj, 'utf8')) as { name?: unknown }).name;
-      if (name === 'ternorm') return (cachedRoot = dir);
-    }
-    const up = dirname(dir);
-    if (up === dir) throw new Error(`fixtures: cannot find ternorm's package.json above ${fileURLToPath(import.meta.url)}`);
-    dir = up;
-  }
-}
-
 export function defaultFixturesDir(): string {
   const env = process.env[FIXTURES_DIR_ENV];
   if (env !== undefined && env !== '') return resolve(env);
@@ -204,6 +177,68 @@ export function findPackageDir(name: string): string {
 }
 
 // ---- pinned sources -----------------------------------------------------------------------------
+
+/** The pins of the fixture sources, relative to the package root (written by `npm run fixtures -- --write-lock`). */
+export const FIXTURE_LOCK_FILE = join('lib', 'data', 'fixtures-lock.json');
+export const FIXTURE_LOCK_FORMAT = 'ternorm-fixtures-lock';
+export const FIXTURE_LOCK_VERSION = 1;
+
+/** One pinned package: its exact version and one digest over the files the recipe reads from it. */
+export interface PackagePin {
+  /** Name under node_modules (an alias for typescript-src). */
+  name: string;
+  /** The "name" in its package.json. */
+  packageName: string;
+  version: string;
+  /** How many files the recipe reads. */
+  files: number;
+  /** recipeDigest() of those files. */
+  sha256: string;
+}
+
+/**
+ * The digest of the files the recipe reads from a package: sha256 over "<path>\0<sha256 of the
+ * file>\n" for each file in reading order, so a changed, added, removed or reordered file changes it.
+ */
+export function recipeDigest(paths: readonly string[], files: readonly Uint8Array[]): string {
+  return sha256Hex(paths.map((p, i) => `${p}\0${sha256Hex(files[i]!)}\n`).join(''));
+}
+
+/** The lock file's text for `pins`. */
+export function lockFileText(pins: readonly PackagePin[]): string {
+  return JSON.stringify({ format: FIXTURE_LOCK_FORMAT, version: FIXTURE_LOCK_VERSION, packages: pins }, null, 2) + '\n';
+}
+
+let cachedLock: PackagePin[] | undefined;
+
+/** The pins in FIXTURE_LOCK_FILE, checked. */
+export function fixtureLock(): PackagePin[] {
+  if (cachedLock !== undefined) return cachedLock;
+  const file = join(packageRoot(), FIXTURE_LOCK_FILE);
+  const bad = (why: string): never => {
+    throw new Error(`fixtures: the lock ${file} ${why}; restore it from the package or re-pin with \`npm run fixtures -- --write-lock\``);
+  };
+  let o: { format?: unknown; version?: unknown; packages?: unknown };
+  try {
+    o = JSON.parse(readFileSync(file, 'utf8')) as typeof o;
+  } catch (err) {
+    return bad(`cannot be read: ${(err as Error).message}`);
+  }
+  if (o?.format !== FIXTURE_LOCK_FORMAT || o.version !== FIXTURE_LOCK_VERSION || !Array.isArray(o.packages)) {
+    bad(`is not a ${FIXTURE_LOCK_FORMAT} version ${FIXTURE_LOCK_VERSION} file`);
+  }
+  const pins = (o.packages as unknown[]).map((p, i) => {
+    const q = p as Partial<PackagePin> | null;
+    if (
+      q === null || typeof q !== 'object' || typeof q.name !== 'string' || typeof q.packageName !== 'string' || typeof q.version !== 'string' ||
+      !Number.isSafeInteger(q.files) || typeof q.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(q.sha256)
+    ) {
+      return bad(`has a malformed pin at packages[${i}] (expected name, packageName, version, files, sha256)`);
+    }
+    return { name: q.name, packageName: q.packageName, version: q.version, files: q.files!, sha256: q.sha256 };
+  });
+  return (cachedLock = pins);
+}
 
 const byCodeUnit = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
@@ -239,12 +274,8 @@ const TEXT_SOURCE: Record<TextName, string> = {
   programmer: 'typescript-src',
 };
 
-export function sha256Hex(data: Uint8Array | string): string {
-  return createHash('sha256').update(data).digest('hex');
-}
-
-/** sha256 of the pins in ./fixtures-lock.ts; recorded in the manifest to detect a changed lock. */
-export function pinsDigest(lock: readonly PackagePin[] = FIXTURE_LOCK): string {
+/** sha256 of the pins; recorded in the manifest to detect a changed lock. */
+export function pinsDigest(lock: readonly PackagePin[] = fixtureLock()): string {
   return sha256Hex(JSON.stringify(lock));
 }
 
@@ -257,23 +288,22 @@ function installedPackage(name: string): { dir: string; packageName: string; ver
   return { dir, packageName: pj.name, version: pj.version };
 }
 
-/** Reads the installed packages and computes pins for them (used to write ./fixtures-lock.ts). */
+/** Reads the installed packages and computes pins for them (`npm run fixtures -- --write-lock`). */
 export function computePins(): PackagePin[] {
   return Object.keys(RECIPE_FILES).map((name) => {
     const { dir, packageName, version } = installedPackage(name);
-    const files: Record<string, string> = {};
-    for (const f of RECIPE_FILES[name]!(dir)) files[f] = sha256Hex(readFileSync(join(dir, f)));
-    return { name, packageName, version, files };
+    const paths = RECIPE_FILES[name]!(dir);
+    return { name, packageName, version, files: paths.length, sha256: recipeDigest(paths, paths.map((f) => readFileSync(join(dir, f)))) };
   });
 }
 
 /**
- * Reads the recipe's files of pinned package `name`, checking the installed version and every
- * file's sha256 against the lock. Returns the files' bytes in reading order.
+ * Reads the recipe's files of pinned package `name`, checking the installed version and the digest
+ * of the files against the lock. Returns the files' paths and bytes in reading order.
  */
-function readPinned(name: string, lock: readonly PackagePin[]): { pin: PackagePin; files: Buffer[] } {
+function readPinned(name: string, lock: readonly PackagePin[]): { pin: PackagePin; paths: string[]; files: Buffer[] } {
   const pin = lock.find((p) => p.name === name);
-  if (pin === undefined) throw new Error(`fixtures: no pin for package "${name}" in lib/data/fixtures-lock.ts`);
+  if (pin === undefined) throw new Error(`fixtures: no pin for package "${name}" in ${FIXTURE_LOCK_FILE}`);
   const { dir, packageName, version } = installedPackage(name);
   if (packageName !== pin.packageName || version !== pin.version) {
     throw new Error(
@@ -281,30 +311,22 @@ function readPinned(name: string, lock: readonly PackagePin[]): { pin: PackagePi
         `${pin.packageName}@${pin.version}; install the pinned version (npm ci)`,
     );
   }
-  const listed = RECIPE_FILES[name]!(dir);
-  const pinned = Object.keys(pin.files);
-  const missing = pinned.filter((f) => !listed.includes(f));
-  const extra = listed.filter((f) => !(f in pin.files));
-  if (missing.length > 0 || extra.length > 0) {
-    const show = (xs: string[]): string => xs.slice(0, 5).join(', ') + (xs.length > 5 ? `, ... (${xs.length})` : '');
+  const paths = RECIPE_FILES[name]!(dir);
+  if (paths.length !== pin.files) {
     throw new Error(
-      `fixtures: the files of ${pin.packageName}@${pin.version} at ${dir} differ from the pinned list` +
-        (missing.length > 0 ? `; missing: ${show(missing)}` : '') +
-        (extra.length > 0 ? `; not pinned: ${show(extra)}` : ''),
+      `fixtures: the recipe reads ${paths.length} file(s) of ${pin.packageName}@${pin.version} at ${dir}, but the pin has ${pin.files}; ` +
+        'the installed package is not the pinned one (reinstall it with npm ci)',
     );
   }
-  const files = listed.map((f) => {
-    const bytes = readFileSync(join(dir, f));
-    const got = sha256Hex(bytes);
-    if (got !== pin.files[f]) {
-      throw new Error(
-        `fixtures: ${pin.packageName}@${pin.version} file ${f} has sha256 ${got}, but the pin expects ${pin.files[f]}; ` +
-          `the installed package at ${dir} is not the pinned one (reinstall it with npm ci)`,
-      );
-    }
-    return bytes;
-  });
-  return { pin, files };
+  const files = paths.map((f) => readFileSync(join(dir, f)));
+  const got = recipeDigest(paths, files);
+  if (got !== pin.sha256) {
+    throw new Error(
+      `fixtures: the ${paths.length} file(s) of ${pin.packageName}@${pin.version} the recipe reads have digest ${got}, but the pin expects ${pin.sha256}; ` +
+        `the installed package at ${dir} is not the pinned one (reinstall it with npm ci)`,
+    );
+  }
+  return { pin, paths, files };
 }
 
 // ---- text preparation ---------------------------------------------------------------------------
@@ -400,9 +422,8 @@ interface PreparedText {
 }
 
 function prepareText(text: TextName, lock: readonly PackagePin[]): PreparedText {
-  const { pin, files } = readPinned(TEXT_SOURCE[text], lock);
+  const { pin, paths, files } = readPinned(TEXT_SOURCE[text], lock);
   const sources = [`${pin.packageName}@${pin.version}`];
-  const paths = Object.keys(pin.files);
   switch (text) {
     case 'base': {
       const sep = Buffer.from('\n\n');
@@ -544,29 +565,6 @@ export function gather(text: Uint8Array, ranges: readonly ByteRange[]): Buffer {
 
 // ---- files --------------------------------------------------------------------------------------
 
-/** Writes `data` to `file` atomically: a temp file in the same folder, fsync, rename. */
-export function writeFileAtomic(file: string, data: Uint8Array | string): void {
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const fd = openSync(tmp, 'w');
-  try {
-    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  closeSync(fd);
-  try {
-    renameSync(tmp, file);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-}
-
 function readVerified(file: string, bytes: number, sha256: string): Uint8Array {
   let data: Buffer;
   try {
@@ -680,7 +678,7 @@ function resolveDir(options: FixtureOptions): string {
  */
 export function buildFixtures(
   options: FixtureOptions = {},
-  lock: readonly PackagePin[] = FIXTURE_LOCK,
+  lock: readonly PackagePin[] = fixtureLock(),
   reason = 'build requested',
 ): Fixtures {
   const dir = resolveDir(options);
@@ -750,7 +748,7 @@ export function verifyFixtures(fx: Fixtures): void {
  * manifest; a modified file is an error), built when the cache is missing, stale (other recipe,
  * pins or split options) or `rebuild` is set.
  */
-export function getFixtures(options: FixtureOptions = {}, lock: readonly PackagePin[] = FIXTURE_LOCK): Fixtures {
+export function getFixtures(options: FixtureOptions = {}, lock: readonly PackagePin[] = fixtureLock()): Fixtures {
   const dir = resolveDir(options);
   const user = resolveUserSplit(options.userSplit);
   const base = resolveBaseSplit(options.baseSplit);

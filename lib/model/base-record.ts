@@ -2,18 +2,16 @@
 // (models/training-curve.svg), computed from what the runs wrote: the model
 // files' meta (train-base.ts: options, token counts, validation history, final
 // losses) and the `/usr/bin/time -v` logs of the runs (command, wall time, peak
-// RSS). Nothing in the record is typed by hand.
-//
-//   node dist/lib/model/base-record.js --ternary models/base.tnm --fp32 out/runs/base-fp32.tnm \
-//     --ternary-log out/runs/ternary.err --fp32-log out/runs/fp32.err [--out-dir models]
+// RSS). Nothing in the record is typed by hand. The command is scripts/base-record.ts
+// (`npm run models:record`).
 
-import { mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 
-import { n2, niceTicks, xmlEscape, yTicks } from '../bet/plot.js';
-import { getFixtures, packageRoot, writeFileAtomic, type FixtureManifest } from '../data/fixtures.js';
+import { getFixtures, type FixtureManifest } from '../data/fixtures.js';
+import { readTextFile, writeFileAtomic } from '../util/files.js';
+import { packageRoot } from '../util/package-root.js';
+import { axisTitles, n2, niceTicks, svgHead, xmlEscape, yTicks, type SvgFrame } from '../util/svg.js';
 import { Model, resolveModelConfig } from './model.js';
 import { resolveBaseRun, type BaseRunOptions, type ValidationPoint } from './train-base.js';
 
@@ -117,6 +115,7 @@ const LEFT = 70;
 const RIGHT = 580;
 const TOP = 50;
 const BOTTOM = 400;
+const FRAME: SvgFrame = { width: W, height: H, left: LEFT, right: RIGHT, top: TOP, bottom: BOTTOM };
 const COLOUR = { ternary: '#0072B2', fp32: '#D55E00' } as const;
 
 interface Series {
@@ -158,16 +157,7 @@ export function renderLossCurve(ternary: BaseRunMeta, fp32: BaseRunMeta): string
   const sy = (v: number): number => BOTTOM - ((v - y0) / (y1 - y0)) * (BOTTOM - TOP);
   const e = xmlEscape;
 
-  const o: string[] = [];
-  o.push('<?xml version="1.0" encoding="UTF-8"?>');
-  o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
-  o.push(`<title>${e('Base model training: train and validation loss against step, ternary-aware and fp32 runs')}</title>`);
-  o.push(`<rect x="0" y="0" width="${W}" height="${H}" fill="#ffffff"/>`);
-  o.push(`<text x="${(LEFT + RIGHT) / 2}" y="28" text-anchor="middle" font-size="15">${e('Base model: loss against training step')}</text>`);
-  o.push('<g class="axes" stroke="#000000" stroke-width="1">');
-  o.push(`<line x1="${LEFT}" y1="${BOTTOM}" x2="${RIGHT}" y2="${BOTTOM}"/>`);
-  o.push(`<line x1="${LEFT}" y1="${TOP}" x2="${LEFT}" y2="${BOTTOM}"/>`);
-  o.push('</g>');
+  const o: string[] = svgHead(FRAME, 'Base model training: train and validation loss against step, ternary-aware and fp32 runs', 'Base model: loss against training step');
   o.push('<g class="x-ticks">');
   for (const t of niceTicks(0, x1)) {
     if (t < 0 || t > x1) continue;
@@ -178,8 +168,7 @@ export function renderLossCurve(ternary: BaseRunMeta, fp32: BaseRunMeta): string
   }
   o.push('</g>');
   o.push(...yTicks(y0, y1, sy, LEFT, RIGHT, 'loss'));
-  o.push(`<text x="${(LEFT + RIGHT) / 2}" y="${BOTTOM + 42}" text-anchor="middle">${e('training step')}</text>`);
-  o.push(`<text x="22" y="${(TOP + BOTTOM) / 2}" text-anchor="middle" transform="rotate(-90 22 ${(TOP + BOTTOM) / 2})">${e('loss (nats/token)')}</text>`);
+  o.push(...axisTitles(FRAME, 'training step', 42, 'loss (nats/token)'));
 
   // train losses dashed and thin (means over the steps since the previous point), validation solid
   for (const s of all) {
@@ -355,17 +344,10 @@ export function renderRecord(r: RecordInput): string {
   return out.join('\n');
 }
 
-// ---- entry point ---------------------------------------------------------------------------------
+// ---- writing the record ----------------------------------------------------------------------------
 
 function readLog(path: string, flag: string): TimeLog {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new Error(`cannot read ${flag} ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
-  }
-  return parseTimeLog(text, `${flag} ${path}`);
+  return parseTimeLog(readTextFile(path, flag).toString('utf8'), `${flag} ${path}`);
 }
 
 function loadRun(path: string, flag: string, logPath: string, logFlag: string, root: string): RecordRun {
@@ -399,49 +381,4 @@ export function writeBaseRecord(a: { ternary: string; fp32: string; ternaryLog: 
   writeFileAtomic(files[0]!, svg);
   writeFileAtomic(files[1]!, md);
   return files;
-}
-
-function main(argv: string[]): number {
-  const usage =
-    'usage: node dist/lib/model/base-record.js --ternary models/base.tnm --fp32 out/runs/base-fp32.tnm ' +
-    '--ternary-log out/runs/ternary.err --fp32-log out/runs/fp32.err [--out-dir models]\n';
-  let v: Record<string, string | boolean | undefined>;
-  try {
-    v = parseArgs({
-      args: argv,
-      options: { ternary: { type: 'string' }, fp32: { type: 'string' }, 'ternary-log': { type: 'string' }, 'fp32-log': { type: 'string' }, 'out-dir': { type: 'string' }, help: { type: 'boolean' } },
-      strict: true,
-    }).values;
-  } catch (err) {
-    process.stderr.write(`models:record: ${(err as Error).message}\n${usage}`);
-    return 2;
-  }
-  if (v.help) {
-    process.stdout.write(usage);
-    return 0;
-  }
-  const missing = ['ternary', 'fp32', 'ternary-log', 'fp32-log'].filter((k) => typeof v[k] !== 'string' || v[k] === '');
-  if (missing.length > 0) {
-    process.stderr.write(`models:record: missing --${missing.join(', --')}\n${usage}`);
-    return 2;
-  }
-  try {
-    const files = writeBaseRecord({
-      ternary: v.ternary as string,
-      fp32: v.fp32 as string,
-      ternaryLog: v['ternary-log'] as string,
-      fp32Log: v['fp32-log'] as string,
-      outDir: resolve((v['out-dir'] as string | undefined) ?? join(packageRoot(), 'models')),
-    });
-    process.stdout.write(`wrote ${files.join(' and ')}\n`);
-    return 0;
-  } catch (err) {
-    process.stderr.write(`models:record: ${(err as Error).message}\n`);
-    return 1;
-  }
-}
-
-// Run only as a script: the tests import the functions above.
-if (process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))) {
-  process.exitCode = main(process.argv.slice(2));
 }

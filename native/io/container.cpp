@@ -186,11 +186,29 @@ std::string sys_error(const std::string& what, const std::string& path, int err)
 
 // ---- atomic replacement ------------------------------------------------------
 
+// Refuses a target that exists and is not a regular file (a device, FIFO,
+// socket or directory, or a symlink to one): renaming a regular file over it
+// would replace, say, /dev/null. A missing target or a dangling symlink is a
+// new file; other stat errors are left to open() to report.
+void check_replaceable(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return;
+  if (S_ISREG(st.st_mode)) return;
+  const char* kind = S_ISDIR(st.st_mode)    ? "a directory"
+                     : S_ISCHR(st.st_mode)  ? "a character device"
+                     : S_ISBLK(st.st_mode)  ? "a block device"
+                     : S_ISFIFO(st.st_mode) ? "a FIFO"
+                     : S_ISSOCK(st.st_mode) ? "a socket"
+                                            : "not a regular file";
+  throw std::runtime_error(cat("cannot write '", path, "': it exists and is ", kind, ", not a regular file"));
+}
+
 // A temp file beside `path`; commit() fsyncs it and renames it over `path`.
 // Destroyed uncommitted (an exception on the way), it removes the temp file.
 class AtomicFile {
  public:
   explicit AtomicFile(const std::string& path) : path_(path) {
+    check_replaceable(path_);
     const auto nanos = std::chrono::steady_clock::now().time_since_epoch().count();
     for (int attempt = 0; attempt < 100; ++attempt) {
       char suffix[96];
@@ -228,6 +246,7 @@ class AtomicFile {
     const int fd = fd_;
     fd_ = -1;
     if (::close(fd) != 0) throw std::runtime_error(sys_error("write", path_, errno) + " (close)");
+    check_replaceable(path_);  // again: the target may have changed while we wrote
     if (::rename(temp_.c_str(), path_.c_str()) != 0)
       throw std::runtime_error(sys_error("replace", path_, errno));
     committed_ = true;

@@ -282,7 +282,10 @@ class Writer {
 // it, renames it over `path`, then fsyncs the directory. On any failure the
 // temp file is removed, `path` is left as it was, and std::runtime_error names
 // the path and the system error. (A replaced file gets fresh permissions from
-// the umask; a symlink at `path` is replaced, not followed.)
+// the umask; a symlink at `path` is replaced, not followed.) A `path` that
+// exists and is not a regular file -- a device, FIFO, socket, directory, or a
+// symlink to one -- is refused with std::runtime_error before anything is
+// written.
 void write_file_atomic(const std::string& path, const void* data, size_t size);
 inline void write_file_atomic(const std::string& path, const std::vector<uint8_t>& bytes) {
   write_file_atomic(path, bytes.data(), bytes.size());

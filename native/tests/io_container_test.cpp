@@ -382,10 +382,10 @@ TEST(io_atomic_write_failures_keep_the_old_file) {
   // Missing directory: a clear error, nothing created.
   CHECK_ERROR(write_file_atomic(dir.path + "/no/such/dir/x.adapter", big), "cannot write", "no/such/dir/x.adapter");
 
-  // The target is a directory: the rename fails; the directory survives and
-  // the temp file is gone.
+  // The target is a directory: refused before any temp file; the directory
+  // survives.
   CHECK(::mkdir((dir.path + "/adir").c_str(), 0755) == 0);
-  CHECK_ERROR(write_file_atomic(dir.path + "/adir", big), "cannot replace", "adir");
+  CHECK_ERROR(write_file_atomic(dir.path + "/adir", big), "cannot write", "adir", "a directory, not a regular file");
   struct stat st;
   CHECK(::stat((dir.path + "/adir").c_str(), &st) == 0 && S_ISDIR(st.st_mode));
   CHECK(dir.entries() == std::set<std::string>{"adir"});
@@ -419,6 +419,37 @@ TEST(io_atomic_write_failures_keep_the_old_file) {
     CHECK(::chmod(dir.path.c_str(), 0755) == 0);
     CHECK(slurp(path) == old_bytes);
   }
+}
+
+TEST(io_atomic_write_refuses_special_files) {
+  // Renaming a regular file over a device node would replace it (as root,
+  // --out /dev/null would replace /dev/null). A FIFO and a symlink to the
+  // character device /dev/null stand in for any special file; /dev/null itself
+  // is never a target here.
+  TempDir dir;
+  const Bytes a = sample_adapter();
+  const std::string fifo = dir.path + "/fifo";
+  CHECK(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_ERROR(write_file_atomic(fifo, a), "cannot write", "fifo", "a FIFO, not a regular file");
+  Writer w(FileKind::Adapter);
+  w.add_text("note", "x");
+  CHECK_ERROR(w.write_file(fifo), "cannot write", "fifo", "a FIFO");
+  const std::string link = dir.path + "/null-link";
+  CHECK(::symlink("/dev/null", link.c_str()) == 0);
+  CHECK_ERROR(write_file_atomic(link, a), "cannot write", "null-link", "a character device");
+  struct stat st;
+  CHECK(::lstat(fifo.c_str(), &st) == 0 && S_ISFIFO(st.st_mode));
+  CHECK(::lstat(link.c_str(), &st) == 0 && S_ISLNK(st.st_mode));
+  CHECK(::stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode));
+  CHECK(dir.entries() == (std::set<std::string>{"fifo", "null-link"}));
+  // A symlink to a regular file is still replaced (not followed), as documented.
+  const std::string target = dir.path + "/target";
+  write_file_atomic(target, a);
+  const std::string reg_link = dir.path + "/reg-link";
+  CHECK(::symlink(target.c_str(), reg_link.c_str()) == 0);
+  write_file_atomic(reg_link, w.finish());
+  CHECK(::lstat(reg_link.c_str(), &st) == 0 && S_ISREG(st.st_mode));
+  CHECK(slurp(target) == a);
 }
 
 TEST(io_read_file_errors) {
