@@ -8,7 +8,8 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { Adapter, evaluate, Model, trainAdapter } from '../lib/model/index.js';
+import { Adapter } from '../lib/adapter/adapter.js';
+import { evaluate, Model, trainAdapter } from '../lib/model/index.js';
 import { packageRoot } from '../lib/native.js';
 import { wordCorpus as corpus } from './word-corpus.js';
 

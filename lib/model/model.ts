@@ -71,7 +71,8 @@ export function resolveModelConfig(partial: Partial<ModelConfig> = {}): ModelCon
   checkLimit(l.nHeads, c.nHeads, 'config.nHeads', c.dModel);
   if (c.dModel % c.nHeads !== 0) throw new RangeError(`config.dModel (${c.dModel}) must be divisible by config.nHeads (${c.nHeads})`);
   if ((c.dModel / c.nHeads) % 2 !== 0) throw new RangeError(`config.dModel / config.nHeads must be even (RoPE rotates pairs), got ${c.dModel / c.nHeads}`);
-  checkNum(c.nKvHeads, 'config.nKvHeads', (x) => Number.isInteger(x) && x >= 1 && x <= c.nHeads && c.nHeads % x === 0, `an integer in 1..${c.nHeads} dividing config.nHeads`);
+  checkNum(c.nKvHeads, 'config.nKvHeads', (x) => Number.isInteger(x) && x >= 1 && x <= c.nHeads, `an integer in 1..${c.nHeads} (config.nHeads)`);
+  if (c.nHeads % c.nKvHeads !== 0) throw new RangeError(`config.nHeads (${c.nHeads}) must be divisible by config.nKvHeads (${c.nKvHeads})`);
   if (typeof c.tiedHead !== 'boolean') throw new TypeError(`config.tiedHead must be a boolean, got ${typeof c.tiedHead}`);
   return c;
 }
