@@ -341,7 +341,7 @@ TEST(gguf_model_refusals_name_the_problem) {
   CHECK(mentions(import_error(set_key("llama.rope.dimension_count", Value::u32(64))), "partial rotary"));
   CHECK(mentions(import_error(set_key("llama.vocab_size", Value::u32(41))), "token_embd.weight has 40 rows"));
   CHECK(mentions(import_error(set_key("llama.context_length", Value::u32(100000))),
-                 "context must be in [1, 65536], got 100000"));
+                 "context must be an integer in 1..65536, got 100000"));
   CHECK(mentions(import_error(set_key("tokenizer.ggml.tokens", Value::array_strings({"a", "b"}))),
                  "tokenizer.ggml.tokens has 2 tokens but the model's vocabulary is 40"));
   CHECK(mentions(import_error(set_key("tokenizer.ggml.token_type", Value::array_i32({1, 2, 3}))),
