@@ -41,8 +41,14 @@ AdapterArg adapter_arg(const Napi::CallbackInfo& info, size_t index, const model
 
 namespace {
 
-// { method, bytes, blob: Uint8Array, gains: Float32Array (decoded), tensors: [{ scheme, params: Float32Array,
-//   recordBytes }] }
+Napi::Array number_array(Napi::Env env, const std::vector<double>& v) {
+  Napi::Array a = Napi::Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); ++i) a.Set(uint32_t(i), v[i]);
+  return a;
+}
+
+// { method, bytes, blob: Uint8Array, gains: Float32Array (decoded), tensors: [{ scheme, params: Float32Array
+//   (record order), namedParams: { name: number[] } (codec::named_params), recordBytes }] }
 Napi::Object encoding_object(Napi::Env env, const char* method, const std::vector<codec::EncodedGain>& tensors) {
   const std::vector<uint8_t> blob = codec::serialize_adapter(tensors);
   Napi::Object o = Napi::Object::New(env);
@@ -61,18 +67,16 @@ Napi::Object encoding_object(Napi::Env env, const char* method, const std::vecto
     Napi::Object r = Napi::Object::New(env);
     r.Set("scheme", codec::scheme_name(e.scheme));
     r.Set("params", copy_f32(env, e.params.data(), e.params.size()));
+    Napi::Object named = Napi::Object::New(env);
+    for (const auto& [name, values] : codec::named_params(e))
+      named.Set(name, number_array(env, std::vector<double>(values.begin(), values.end())));
+    r.Set("namedParams", named);
     r.Set("recordBytes", double(codec::record_bytes(e)));
     list.Set(uint32_t(t), r);
   }
   o.Set("gains", gains);
   o.Set("tensors", list);
   return o;
-}
-
-Napi::Array number_array(Napi::Env env, const std::vector<double>& v) {
-  Napi::Array a = Napi::Array::New(env, v.size());
-  for (size_t i = 0; i < v.size(); ++i) a.Set(uint32_t(i), v[i]);
-  return a;
 }
 
 // codecMethods() -> [{ name, needsLoss }] in the codec's order.
