@@ -5,7 +5,7 @@
 import { types } from 'node:util';
 
 import { metaText, Model, parseJson } from '../model/model.js';
-import { modelAddon, type RawEncoding } from '../model/native-model.js';
+import { modelAddon, type RawEncodedTensor, type RawEncoding } from '../model/native-model.js';
 
 /**
  * An encoded adapter (native/codec): the exact bytes a fleet ships for one user, their decoded gains
@@ -20,7 +20,7 @@ export class Encoding {
   readonly blob: Uint8Array;
   /** What the norm kernel decodes, n_norms x d_model. */
   readonly gains: Float32Array;
-  readonly tensors: readonly { scheme: string; params: Float32Array; recordBytes: number }[];
+  readonly tensors: readonly RawEncodedTensor[];
 
   constructor(method: string, raw: RawEncoding) {
     if (raw.blob.length !== raw.bytes) throw new Error(`encoding ${method}: blob of ${raw.blob.length} bytes, expected ${raw.bytes}`);

@@ -200,29 +200,7 @@ export function runConfig(adapterRun: AdapterRunOptions, encode: BetOptions['enc
 export function encodingParams(e: Encoding, extra: Record<string, number[]> = {}): Record<string, number[]> {
   const out: Record<string, number[]> = {};
   e.tensors.forEach((t, i) => {
-    const p = Array.from(t.params);
-    const key = (name: string) => `t${i}.${t.scheme}.${name}`;
-    switch (t.scheme) {
-      case 'int8_per_tensor':
-      case 'int8_delta':
-      case 'int4_delta':
-        out[key('scale')] = p;
-        break;
-      case 'int8_asym':
-        out[key('scale')] = [p[0]!];
-        out[key('zeroPoint')] = [p[1]!];
-        break;
-      case 'int8_group':
-        out[key('blockSize')] = [p[0]!];
-        out[key('scale')] = p.slice(1);
-        break;
-      case 'kmeans16':
-      case 'kmeans256':
-        out[key('centroids')] = p;
-        break;
-      default:
-        if (p.length > 0) out[key('params')] = p;
-    }
+    for (const [name, values] of Object.entries(t.namedParams)) out[`t${i}.${t.scheme}.${name}`] = values;
   });
   return { ...out, ...extra };
 }

@@ -146,7 +146,17 @@ export interface RawEncoding {
   blob: Uint8Array;
   /** The decoded gains, n_norms x d_model. */
   gains: Float32Array;
-  tensors: { scheme: string; params: Float32Array; recordBytes: number }[];
+  tensors: RawEncodedTensor[];
+}
+
+/** One norm's encoding: its scheme (the codec registry name) and quantisation parameters. */
+export interface RawEncodedTensor {
+  scheme: string;
+  /** The parameters in record order. */
+  params: Float32Array;
+  /** The same parameters by name (scale, zeroPoint, blockSize, centroids), as the codec names them. */
+  namedParams: Record<string, number[]>;
+  recordBytes: number;
 }
 
 export interface RawCalibrationReport {

@@ -10,7 +10,7 @@
 
 #include "addon.h"
 #include "codec/codec.h"
-#include "model/eval.h"
+#include "model/adapter_encode.h"
 #include "model/model_file.h"
 #include "model_state.h"
 
@@ -41,8 +41,14 @@ AdapterArg adapter_arg(const Napi::CallbackInfo& info, size_t index, const model
 
 namespace {
 
-// { method, bytes, blob: Uint8Array, gains: Float32Array (decoded), tensors: [{ scheme, params: Float32Array,
-//   recordBytes }] }
+Napi::Array number_array(Napi::Env env, const std::vector<double>& v) {
+  Napi::Array a = Napi::Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); ++i) a.Set(uint32_t(i), v[i]);
+  return a;
+}
+
+// { method, bytes, blob: Uint8Array, gains: Float32Array (decoded), tensors: [{ scheme, params: Float32Array
+//   (record order), namedParams: { name: number[] } (codec::named_params), recordBytes }] }
 Napi::Object encoding_object(Napi::Env env, const char* method, const std::vector<codec::EncodedGain>& tensors) {
   const std::vector<uint8_t> blob = codec::serialize_adapter(tensors);
   Napi::Object o = Napi::Object::New(env);
@@ -61,18 +67,16 @@ Napi::Object encoding_object(Napi::Env env, const char* method, const std::vecto
     Napi::Object r = Napi::Object::New(env);
     r.Set("scheme", codec::scheme_name(e.scheme));
     r.Set("params", copy_f32(env, e.params.data(), e.params.size()));
+    Napi::Object named = Napi::Object::New(env);
+    for (const auto& [name, values] : codec::named_params(e))
+      named.Set(name, number_array(env, std::vector<double>(values.begin(), values.end())));
+    r.Set("namedParams", named);
     r.Set("recordBytes", double(codec::record_bytes(e)));
     list.Set(uint32_t(t), r);
   }
   o.Set("gains", gains);
   o.Set("tensors", list);
   return o;
-}
-
-Napi::Array number_array(Napi::Env env, const std::vector<double>& v) {
-  Napi::Array a = Napi::Array::New(env, v.size());
-  for (size_t i = 0; i < v.size(); ++i) a.Set(uint32_t(i), v[i]);
-  return a;
 }
 
 // codecMethods() -> [{ name, needsLoss }] in the codec's order.
@@ -93,7 +97,8 @@ Napi::Value CodecMethods(const Napi::CallbackInfo& info) {
 //   clipGrid: Float64Array (empty = default), calibrationPasses, byteBudget }, calibration: null |
 //   { tokens: Int32Array, nBytes, stride, batch }, threads?) -> Promise<encoding & { calibration, mixed }>
 // The searching methods (int4_calibrated, mixed) score candidates by the mean NLL of the calibration
-// tokens (the user's training text) with the candidate decoded inside the norm kernel.
+// tokens (the user's training text) with the candidate decoded inside the norm kernel
+// (model::encode_adapter, native/model/adapter_encode.h).
 Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = model_arg(info, 0);
@@ -116,9 +121,7 @@ Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
   const auto grid_arr = grid.As<Napi::Float64Array>();
   opts.clip_grid.assign(grid_arr.Data(), grid_arr.Data() + grid_arr.ElementLength());
 
-  std::vector<int32_t> tokens;
-  model::EvalOptions eval_opts;
-  int64_t n_bytes = 0;
+  std::shared_ptr<model::Calibration> cal;
   if (!info[4].IsNull() && !info[4].IsUndefined()) {
     Napi::Object c = object_arg(info, 4, "calibration");
     const Napi::Value tv = c.Get("tokens");
@@ -126,10 +129,11 @@ Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
       throw_type(env, "calibration.tokens must be an Int32Array");
     auto t = tv.As<Napi::Int32Array>();
     if (t.ElementLength() < 2) throw_range(env, "calibration.tokens must hold at least 2 tokens");
-    tokens.assign(t.Data(), t.Data() + t.ElementLength());
-    n_bytes = int_prop(env, c, "nBytes", 1, int64_t(1) << 40, "calibration");
-    eval_opts.stride = int64_t(limit_prop(env, c, limits::eval::stride, "calibration"));
-    eval_opts.batch = int64_t(limit_prop(env, c, limits::eval::batch, "calibration"));
+    cal = std::make_shared<model::Calibration>();
+    cal->tokens.assign(t.Data(), t.Data() + t.ElementLength());  // a copy: the call runs off the JS thread
+    cal->n_bytes = int_prop(env, c, "nBytes", 1, int64_t(1) << 40, "calibration");
+    cal->eval.stride = int64_t(limit_prop(env, c, limits::eval::stride, "calibration"));
+    cal->eval.batch = int64_t(limit_prop(env, c, limits::eval::batch, "calibration"));
   } else if (codec::method_needs_loss(method)) {
     throw_range(env, std::string("method ") + codec::method_name(method) +
                          " chooses its encoding by the training-text loss: calibration tokens are required");
@@ -140,19 +144,9 @@ Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
   auto out = std::make_shared<codec::EncodedAdapter>();
   const Exec ex = ce.exec;
   KernelCall call(CallMode::Async);  // gains and tokens are copied above
-  call.run = [lease, s, gains = std::move(gains), method, opts, tokens = std::move(tokens), n_bytes, eval_opts, ex,
-              out]() {
+  call.run = [lease, s, gains = std::move(gains), method, opts, cal, ex, out]() {
     (void)lease;
-    const model::ModelConfig& c = s->model->config();
-    codec::AdapterLoss loss;
-    if (!tokens.empty()) {
-      loss = [&](const std::vector<norm::GainView>& views) {
-        return model::evaluate(*s->model, views.data(), int64_t(views.size()), tokens.data(), int64_t(tokens.size()),
-                               n_bytes, eval_opts, ex)
-            .mean_nll;
-      };
-    }
-    *out = codec::encode_adapter(method, gains.data(), c.n_norms(), c.d_model, opts, loss);
+    *out = model::encode_adapter(*s->model, gains.data(), method, opts, cal.get(), ex);
   };
   call.finish = [out](Napi::Env e, Napi::Object) -> Napi::Value {
     Napi::Object o = encoding_object(e, codec::method_name(out->method), out->tensors);
@@ -223,11 +217,11 @@ void write_or_return(Napi::Env env, const io::Writer& w, const Napi::CallbackInf
 }
 
 const io::Fingerprint& base_fingerprint(Napi::Env env, const ModelState& s, const char* what) {
-  if (!s.fingerprint)
+  if (!s.model->fingerprint())
     throw_range(env, std::string(what) + ": the base model has no fingerprint yet (it changed since it was loaded "
                                          "or saved); save the base model first so the adapter can record which "
                                          "base it belongs to");
-  return *s.fingerprint;
+  return *s.model->fingerprint();
 }
 
 // adapterSave(model, gains: Float32Array, meta: string, path?) -> Uint8Array | undefined
@@ -265,7 +259,7 @@ Napi::Value AdapterSaveEncoded(const Napi::CallbackInfo& info) {
 Napi::Value AdapterLoad(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = model_arg(info, 0);
-  if (!s->fingerprint)
+  if (!s->model->fingerprint())
     throw_range(env, "adapterLoad: the base model has no fingerprint yet (it changed since it was loaded or "
                      "saved), so no adapter can be matched to it");
   io::ParseOptions opts;  // either adapter kind: load_adapter checks it
@@ -277,7 +271,7 @@ Napi::Value AdapterLoad(const Napi::CallbackInfo& info) {
     model::refuse_model_as_adapter(b.Data(), b.ElementLength(), "the adapter bytes");
   }
   const io::Container file = container_arg(info, 1, opts);
-  const model::LoadedAdapter a = model::load_adapter(file, s->model->config(), *s->fingerprint);
+  const model::LoadedAdapter a = model::load_adapter(file, s->model->config(), *s->model->fingerprint());
   Napi::Object out = Napi::Object::New(env);
   out.Set("gains", copy_f32(env, a.gains.data(), a.gains.size()));
   out.Set("meta", a.meta.empty() ? env.Null() : Napi::Value(Napi::String::New(env, a.meta)));

@@ -87,8 +87,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
         throw_range(env, "quantize: this model was loaded from a model file without latent weights "
                          "(only a checkpoint has them); its ternary weights are final");
       auto lease = acquire(env, s);
-      s->model->quantize(ce.exec);
-      s->fingerprint.reset();
+      s->model->quantize(ce.exec);  // drops the model's fingerprint
       return env.Undefined();
     } catch (const Napi::Error&) {
       throw;
@@ -103,8 +102,9 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
 
   Napi::Value Fingerprint(const Napi::CallbackInfo& info) {
     auto s = state(info.Env());
-    if (!s->fingerprint) return info.Env().Null();
-    return Napi::String::New(info.Env(), io::to_hex(*s->fingerprint));
+    const auto& f = s->model->fingerprint();
+    if (!f) return info.Env().Null();
+    return Napi::String::New(info.Env(), io::to_hex(*f));
   }
 
   std::shared_ptr<ModelState> state_;
@@ -195,14 +195,11 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     KernelCall call(mode);
     const int32_t* data = call.input(tokens.data, tokens.length);
     model::Trainer* tp = &t;
-    std::shared_ptr<ModelState> ms = model_;
-    const bool base = t.config().mode != model::TrainMode::AdapterGains;
     const Exec ex = ce.exec;
     auto st = std::make_shared<model::StepStats>();
-    call.run = [lease, tp, ms, data, batch, seq, ex, st, base]() mutable {
+    call.run = [lease, tp, data, batch, seq, ex, st]() mutable {
       (void)lease;  // held until the call is destroyed (see BusyLease)
-      if (base) ms->fingerprint.reset();
-      *st = tp->step(data, batch, seq, ex);
+      *st = tp->step(data, batch, seq, ex);  // a base step drops the model's fingerprint
     };
     call.finish = [st](Napi::Env e, Napi::Object) -> Napi::Value {
       Napi::Object o = Napi::Object::New(e);
@@ -317,7 +314,7 @@ Napi::Value ModelHandle::Save(const Napi::CallbackInfo& info) {
       const std::vector<uint8_t> bytes = w.finish();
       out = copy_bytes(env, bytes.data(), bytes.size());
     }
-    s->fingerprint = model::model_fingerprint(*s->model, tokenizer);
+    s->model->set_fingerprint(model::model_fingerprint(*s->model, tokenizer));
     return out;
   } catch (...) {
     throw make_error(env, classify_current_exception());
@@ -375,7 +372,6 @@ Napi::Value ModelLoad(const Napi::CallbackInfo& info) {
   auto s = std::make_shared<ModelState>();
   s->model = std::move(lm.model);
   s->has_latent = lm.has_latent;
-  s->fingerprint = lm.fingerprint;
   Napi::Object out = Napi::Object::New(env);
   out.Set("model", new_model_object(env, s));
   out.Set("tokenizer", copy_bytes(env, lm.tokenizer.data(), lm.tokenizer.size()));

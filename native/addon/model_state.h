@@ -20,8 +20,7 @@ namespace ternorm::addon {
 
 struct ModelState {
   std::unique_ptr<model::Model> model;
-  bool has_latent = true;                      // false: loaded from a model file (ternary weights only)
-  std::optional<io::Fingerprint> fingerprint;  // of the file it was loaded from or last saved to
+  bool has_latent = true;  // false: loaded from a model file (ternary weights only)
   std::atomic<bool> busy{false};
 };
 

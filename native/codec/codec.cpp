@@ -74,6 +74,23 @@ const char* scheme_name(norm::GainScheme scheme) {
   return dec->name;
 }
 
+std::vector<std::pair<std::string, std::vector<float>>> named_params(const EncodedGain& e) {
+  const std::vector<float>& p = e.params;
+  using norm::GainScheme;
+  switch (e.scheme) {
+    case GainScheme::F32:
+    case GainScheme::F16: return {};
+    case GainScheme::Int8PerTensor:
+    case GainScheme::Int8Delta:
+    case GainScheme::Int4Delta: return {{"scale", p}};
+    case GainScheme::Int8Asym: return {{"scale", {p.at(0)}}, {"zeroPoint", {p.at(1)}}};
+    case GainScheme::Int8Group: return {{"blockSize", {p.at(0)}}, {"scale", std::vector<float>(p.begin() + 1, p.end())}};
+    case GainScheme::KMeans16:
+    case GainScheme::KMeans256: return {{"centroids", p}};
+  }
+  throw std::invalid_argument("codec: unknown gain scheme " + std::to_string(uint32_t(e.scheme)));
+}
+
 // ---- methods -------------------------------------------------------------------------
 
 namespace {

@@ -29,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "../model/limits.h"
@@ -56,6 +57,11 @@ struct EncodedGain {
 
 // The name the registry gives a scheme ("int4_delta"); throws on an unknown one.
 const char* scheme_name(norm::GainScheme scheme);
+
+// An encoding's params by name, in record order (the layouts in GainScheme):
+// scale; scale, zeroPoint; blockSize, scale (one per block); centroids. Raw
+// schemes have none. Reports name parameters with these, never by index.
+std::vector<std::pair<std::string, std::vector<float>>> named_params(const EncodedGain& e);
 
 // ---- per-vector encoders, family by family ------------------------------------------
 // Each returns an encoding that decode_gain accepts, with the error bound stated.

@@ -232,6 +232,7 @@ void Model::quantize(const Exec& ex) {
     }
   });
   stale_ = false;
+  fingerprint_.reset();
 }
 
 ternary::PackedTernary Model::packed(int64_t layer, Linear lin) const {
@@ -273,6 +274,7 @@ void Model::set_ternary(int64_t layer, Matrix m, const int8_t* trits, float scal
   std::copy(trits, trits + pr * s.cols, all.begin() + r0 * s.cols);
   ternary::pack2(all.data(), s.rows, s.cols, p.data.data());
   for (int64_t r = 0; r < pr; ++r) p.scales[size_t(r0 + r)] = scale;
+  fingerprint_.reset();
 }
 
 std::vector<norm::GainView> f32_gain_views(const ModelConfig& cfg, const float* gains) {

@@ -11,11 +11,13 @@
 // compared against, so keeping it fixed isolates the effect of ternarisation.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "../cpu/aligned_buffer.h"
 #include "../cpu/isa.h"
+#include "../io/sha256.h"
 #include "../norm/gain_codec.h"
 #include "../ternary/ternary.h"
 #include "config.h"
@@ -95,7 +97,18 @@ class Model {
   // True when params() changed since the last quantize(); the ternary paths
   // refuse to run on stale weights.
   bool ternary_stale() const { return stale_; }
-  void mark_latent_changed() { stale_ = true; }
+  void mark_latent_changed() {
+    stale_ = true;
+    fingerprint_.reset();
+  }
+
+  // The fingerprint of the file this model was loaded from or last saved to
+  // (model_file.h: load_model sets it; the saver calls set_fingerprint with
+  // model_fingerprint()). It is dropped whenever the weights change —
+  // quantize(), mark_latent_changed(), set_ternary(); whoever writes params()
+  // calls one of them — so an adapter is never tied to a base that moved on.
+  const std::optional<io::Sha256Digest>& fingerprint() const { return fingerprint_; }
+  void set_fingerprint(const io::Sha256Digest& f) { fingerprint_ = f; }
 
   ternary::PackedTernary packed(int64_t layer, Linear lin) const;
 
@@ -130,6 +143,7 @@ class Model {
   std::vector<PackedLinear> packed_;  // n_layers * kLinearsPerLayer
   AlignedBuffer<float> rope_cos_, rope_sin_, ones_;
   bool stale_ = true;
+  std::optional<io::Sha256Digest> fingerprint_;
 };
 
 // ---- adapters: one gain vector per RMSNorm weight ---------------------------------

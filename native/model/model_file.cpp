@@ -352,6 +352,7 @@ LoadedModel load_model(const io::Container& file) {
     out.checkpoint = std::move(ck);
   }
   out.fingerprint = io::fingerprint(file, weight_section_names(model));
+  model.set_fingerprint(out.fingerprint);
   return out;
 }
 

@@ -534,3 +534,24 @@ TEST(codec_decode_through_kernel_and_evaluate) {
   std::sort(seen.begin(), seen.end());
   CHECK(std::unique(seen.begin(), seen.end()) - seen.begin() >= 5);
 }
+
+TEST(codec_named_params_follow_the_record_layout) {
+  EncodedGain e;
+  e.d = 4;
+  e.scheme = GainScheme::Int8Group;
+  e.params = {2.0f, 0.5f, 0.25f};
+  auto n = named_params(e);
+  CHECK(n.size() == 2 && n[0].first == "blockSize" && n[0].second == std::vector<float>{2.0f});
+  CHECK(n[1].first == "scale" && (n[1].second == std::vector<float>{0.5f, 0.25f}));
+  e.scheme = GainScheme::Int8Asym;
+  e.params = {0.1f, 3.0f};
+  n = named_params(e);
+  CHECK(n.size() == 2 && n[0].first == "scale" && n[1].first == "zeroPoint" && n[1].second[0] == 3.0f);
+  e.scheme = GainScheme::KMeans16;
+  e.params = {0.9f, 1.1f};
+  n = named_params(e);
+  CHECK(n.size() == 1 && n[0].first == "centroids" && n[0].second.size() == 2);
+  e.scheme = GainScheme::F16;
+  e.params = {};
+  CHECK(named_params(e).empty());
+}

@@ -1,0 +1,62 @@
+// model::encode_adapter from C++ alone: every codec method, the searching
+// ones scored by the model's own evaluation of the calibration tokens.
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "codec/codec.h"
+#include "cpu/features.h"
+#include "harness.h"
+#include "model/adapter_encode.h"
+
+using namespace ternorm;
+using namespace ternorm::model;
+
+TEST(adapter_encode_every_method_from_cpp) {
+  ModelConfig c;
+  c.vocab = 13, c.d_model = 16, c.n_layers = 2, c.n_heads = 2, c.d_ff = 24, c.context = 16;
+  const Exec ex{default_isa(), nullptr, 1};
+  Model m(c, 5);
+  m.quantize(ex);
+  test::Rng rng(11);
+  std::vector<float> gains(size_t(c.n_gains()));
+  for (float& g : gains) g = 1.0f + 0.2f * float(rng.uniform() - 0.5);
+  Calibration cal;
+  for (int i = 0; i < 120; ++i) cal.tokens.push_back(int32_t(rng.next() % uint64_t(c.vocab)));
+  cal.n_bytes = 360;
+  cal.eval.stride = c.context;
+
+  codec::EncodeOptions opts;
+  opts.clip_grid = {1.0, 0.8, 0.6};
+  // mixed's budget: what int8_per_tensor takes for the same adapter.
+  opts.byte_budget = codec::adapter_bytes(encode_adapter(m, gains.data(), codec::Method::Int8PerTensor, opts, nullptr, ex).tensors);
+  for (codec::Method method : codec::all_methods()) {
+    const std::string name = codec::method_name(method);
+    const codec::EncodedAdapter a = encode_adapter(m, gains.data(), method, opts, &cal, ex);
+    CHECK_MSG(int64_t(a.tensors.size()) == c.n_norms(), name);
+    const codec::EncodedAdapter again = encode_adapter(m, gains.data(), method, opts, &cal, ex);
+    CHECK_MSG(codec::serialize_adapter(a.tensors) == codec::serialize_adapter(again.tensors), name << " is deterministic");
+    if (method == codec::Method::RawF32) {
+      std::vector<float> out(size_t(c.d_model));
+      norm::decode_gain(a.tensors[0].view(), out.data());
+      CHECK(std::equal(out.begin(), out.end(), gains.begin()));
+    }
+    if (codec::method_needs_loss(method)) {
+      // The reported loss is the model's mean NLL of the calibration tokens with the chosen encoding.
+      const std::vector<norm::GainView> views = a.views();
+      const double loss = evaluate(m, views.data(), int64_t(views.size()), cal.tokens.data(), int64_t(cal.tokens.size()),
+                                   cal.n_bytes, cal.eval, ex).mean_nll;
+      const double reported = a.calibration ? a.calibration->loss : a.mixed ? a.mixed->loss : NAN;
+      CHECK_MSG(reported == loss, name << ": reported " << reported << " vs evaluated " << loss);
+      bool threw = false;
+      try {
+        encode_adapter(m, gains.data(), method, opts, nullptr, ex);
+      } catch (const std::invalid_argument& e) {
+        threw = std::string(e.what()).find("calibration tokens are required") != std::string::npos;
+      }
+      CHECK_MSG(threw, name << " without calibration");
+    }
+  }
+}
