@@ -30,7 +30,7 @@ export {
 } from './model/model.js';
 export type { Checkpoint, EvalResult, EvaluateOptions, LoadOptions, ModelConfig, Precision, StepStats, TrainMode, TrainOptions } from './model/model.js';
 export { trainBase, defaultBaseRun } from './model/train-base.js';
-export type { BaseRunOptions, TrainBaseInput, TrainBaseResult, ValidationPoint } from './model/train-base.js';
+export type { BaseRunOptions, BaseRunRequest, TrainBaseInput, TrainBaseResult, ValidationPoint } from './model/train-base.js';
 export { trainAdapter, defaultAdapterRun } from './model/train-adapter.js';
 export { coreLimits, describeRange } from './model/limits.js';
 export type { CoreLimits, Limit } from './model/limits.js';

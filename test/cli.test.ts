@@ -141,7 +141,7 @@ describe('ternorm CLI', () => {
       expect(r.stderr).not.toMatch(/\n\s+at /);
     }
     const corrupt = readFileSync(join(dir, 'models/a.tnm'));
-    corrupt[corrupt.length >> 1] ^= 1;
+    corrupt[corrupt.length >> 1]! ^= 1;
     writeFileSync(join(dir, 'corrupt.tnm'), corrupt);
     const r = cli('evaluate', '--model', 'corrupt.tnm', '--text', 'val.txt');
     expect(r.code).toBe(1);

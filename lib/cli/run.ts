@@ -8,9 +8,9 @@ import { resolve } from 'node:path';
 
 import { getFixtures } from '../data/fixtures.js';
 import { Adapter } from '../adapter/adapter.js';
-import { evaluate, Model, type Precision } from '../model/model.js';
+import { evaluate, Model, type ModelConfig, type Precision } from '../model/model.js';
 import { adapterRunLimits, resolveAdapterRun, trainAdapter, type AdapterRunOptions } from '../model/train-adapter.js';
-import { baseRunLimits, STOP_AFTER_LIMIT, trainBase, type BaseRunOptions } from '../model/train-base.js';
+import { baseRunLimits, STOP_AFTER_LIMIT, trainBase, type BaseRunRequest } from '../model/train-base.js';
 import { BET_USAGE, cmdBet, cmdFleet, cmdQuantize } from './bet-commands.js';
 import { coreLimits, orchestrationLimit } from '../model/limits.js';
 import { MAX_VOCAB_SIZE, MIN_VOCAB_SIZE } from '../tokenizer/bpe.js';
@@ -79,7 +79,7 @@ async function cmdTrainBase(argv: string[], io: Io): Promise<number> {
   const resume = v.resume as string | undefined;
   let trainText: Uint8Array;
   let validationText: Uint8Array;
-  let run: Partial<BaseRunOptions> | undefined;
+  let run: BaseRunRequest | undefined;
   let source: unknown;
   if (resume !== undefined) {
     const shaping = [...RUN_FLAGS, 'untied-head'].filter((f) => v[f] !== undefined && f !== 'train-text' && f !== 'validation-text');
@@ -117,7 +117,7 @@ async function cmdTrainBase(argv: string[], io: Io): Promise<number> {
       tiedHead: v['untied-head'] === true ? false : undefined,
       dFf: n['d-ff'],
       context: n.context,
-    }) as BaseRunOptions['config'];
+    }) as Partial<ModelConfig>;
     if (run.seq === undefined && run.config.context !== undefined) run.seq = Math.min(b.seq.default!, run.config.context);
     source =
       v['train-text'] !== undefined || v['validation-text'] !== undefined

@@ -13,7 +13,7 @@ import { readTextFile, writeFileAtomic } from '../util/files.js';
 import { packageRoot } from '../util/package-root.js';
 import { axisTitles, n2, niceTicks, svgHead, xmlEscape, yTicks, type SvgFrame } from '../util/svg.js';
 import { Model, resolveModelConfig } from './model.js';
-import { resolveBaseRun, type BaseRunOptions, type ValidationPoint } from './train-base.js';
+import { resolveBaseRun, type BaseRunOptions, type BaseRunRequest, type ValidationPoint } from './train-base.js';
 
 /** What train-base stores in a model file's meta. */
 export interface BaseRunMeta {
@@ -55,7 +55,7 @@ export function parseBaseMeta(meta: unknown, where: string): BaseRunMeta {
   if (meta.version !== 1) throw new Error(`${where}: train-base record version ${String(meta.version)}, this build reads 1`);
   if (!isNum(meta.trainTokens) || !isNum(meta.validationTokens)) throw new Error(`${where}: the record lacks trainTokens/validationTokens`);
   if (!Array.isArray(meta.validation)) throw new Error(`${where}: the record lacks its validation history`);
-  const options = resolveBaseRun(meta.options as Partial<BaseRunOptions>);
+  const options = resolveBaseRun(meta.options as BaseRunRequest);
   const finalFp32 = meta.finalFp32 === null || meta.finalFp32 === undefined ? null : parsePoint(meta.finalFp32, `${where}: finalFp32`);
   if (options.mode === 'fp32' && finalFp32 === null) throw new Error(`${where}: an fp32 run's record lacks finalFp32 (its fp32-weight validation)`);
   return {

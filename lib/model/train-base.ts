@@ -69,6 +69,9 @@ export function baseRunLimits(): Record<Exclude<keyof BaseRunOptions, 'config' |
 /** --stop-after: steps to run in this invocation before writing a checkpoint and stopping. */
 export const STOP_AFTER_LIMIT = orchestrationLimit(1, 2 ** 40, true, null, 'steps to run before stopping');
 
+/** What a caller asks for: any option may be left out, and the model config may be partial (resolveModelConfig fills it). */
+export type BaseRunRequest = Partial<Omit<BaseRunOptions, 'config'>> & { config?: Partial<ModelConfig> };
+
 export function defaultBaseRun(): Omit<BaseRunOptions, 'config'> {
   const l = baseRunLimits();
   return { mode: 'ternary', ...(Object.fromEntries(Object.entries(l).map(([k, v]) => [k, defaultOf(v)])) as Omit<BaseRunOptions, 'config' | 'mode'>) };
@@ -110,7 +113,7 @@ export interface TrainBaseInput {
   /** Checkpoint path (default `${out}.ckpt`). */
   checkpoint?: string;
   /** Options of a new run (ignored with resume: the checkpoint fixes them). */
-  run?: Partial<BaseRunOptions>;
+  run?: BaseRunRequest;
   /** Resume from this checkpoint file. */
   resume?: string;
   /** Stop (after writing a checkpoint) once this many steps are done, before the end of the run. */
@@ -146,7 +149,7 @@ interface TrainState {
   source: unknown;
 }
 
-export function resolveBaseRun(partial: Partial<BaseRunOptions> = {}): BaseRunOptions {
+export function resolveBaseRun(partial: BaseRunRequest = {}): BaseRunOptions {
   const o: BaseRunOptions = { ...defaultBaseRun(), ...partial, config: resolveModelConfig(partial.config ?? {}) };
   if (o.mode !== 'ternary' && o.mode !== 'fp32') throw new RangeError(`mode must be 'ternary' or 'fp32', got ${String(o.mode)}`);
   const l = baseRunLimits();
