@@ -341,7 +341,6 @@ function analyse(raw: RawDoc) {
     bytes_per_call: v.sample.bytes_per_call, gbps: v.value,
     gbps_start: v.start ?? null, gbps_end: v.end ?? null, spread: v.spread,
   }));
-  const dramBytes = raw.limits.read.find((r) => r.label === 'dram')?.bytes ?? 0;
   const dramMax = (t: number) => reads.get(`dram/0/${t}`);
   const best = raw.machine.best_isa;
 

@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { codecMethods, encodeAdapter } from '../lib/adapter/codec.js';
 import { Adapter, Encoding } from '../lib/adapter/adapter.js';
-import { evaluate, Model, SplitMix64 } from '../lib/model/index.js';
+import { evaluate, Model } from '../lib/model/index.js';
 import { BpeTokenizer } from '../lib/tokenizer/bpe.js';
 import { wordCorpusBytes } from './word-corpus.js';
 

@@ -16,7 +16,7 @@ import {
   type BaseRunMeta,
   type RecordRun,
 } from '../lib/model/base-record.js';
-import { Model, SplitMix64, trainBase } from '../lib/model/index.js';
+import { Model, trainBase } from '../lib/model/index.js';
 import { wordCorpusBytes as corpus } from './word-corpus.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ternorm-base-record-'));

@@ -18,7 +18,7 @@ import { perplexity } from '../lib/bet/stats.js';
 import { run } from '../lib/cli/run.js';
 import { sha256Hex } from '../lib/util/hash.js';
 import { Adapter } from '../lib/adapter/adapter.js';
-import { evaluate, Model, SplitMix64, trainAdapter } from '../lib/model/index.js';
+import { evaluate, Model, trainAdapter } from '../lib/model/index.js';
 import { BpeTokenizer } from '../lib/tokenizer/bpe.js';
 import { packageRoot } from '../lib/util/package-root.js';
 import { wordCorpus } from './word-corpus.js';

@@ -375,6 +375,7 @@ describe('results file', () => {
     w.addUser(ev);
     w.fail(new Error('boom <script>alert(2)</script>\n# heading'));
     const md = renderReport(readResults(p));
+    // eslint-disable-next-line no-control-regex -- no terminal escape may reach the report
     expect(md).not.toMatch(/<img|<script|\u001b/);
     const line = md.split('\n').find((l) => l.startsWith('- Held-out text of novelist'))!;
     expect(line).toContain(String.raw`file:/tmp/x\\x0a\\x0a&lt;img src=x onerror=alert(1)&gt;\| \*a\* \[l\](http://e) \`c\`\\x1b\[31m test,`);

@@ -3,6 +3,7 @@
 
 // C0 controls, DEL and C1 controls (ESC starts ANSI/OSC sequences; CSI is also U+009B), and the
 // Unicode line and paragraph separators and bidirectional overrides that reorder what is shown.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
 const hex = (c: string): string => {
