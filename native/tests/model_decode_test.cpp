@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "cpu/features.h"
@@ -213,6 +214,12 @@ std::vector<float> run_and_check(const Model& m, Precision p, std::vector<Sequen
   return all;
 }
 
+std::string rel_note(double rel) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, " (max diff %.2e of the largest logit)", rel);
+  return buf;
+}
+
 std::vector<Sequence> make_sequences(const Model& m, int64_t S, uint64_t seed) {
   const ModelConfig& c = m.config();
   Rng rng(seed);
@@ -254,7 +261,7 @@ TEST(model_decode_matches_full_window) {
                         gqa ? "gqa/untied" : "mha/tied", precision_name(p),
                         (long long)st.exact_rows, (long long)st.bound_rows,
                         p == Precision::F32
-                            ? (" (max rel diff " + std::to_string(st.worst_f32_rel) + ")").c_str()
+                            ? rel_note(st.worst_f32_rel).c_str()
                             : "");
         }
       }
