@@ -9,18 +9,21 @@
 // Numerics: the same layer functions as transformer_forward, so a row gets
 // the bits of the full-window forward at its position (the logits of step t
 // are the window's logits at position t), with two gemm_f32 exceptions:
-//  * a call of at most gemm::kDirectMaxM rows runs the fp32 products on rows
-//    (the output head in every precision, the linear layers in F32) on the
-//    small-m path, which sums in another order: those results differ from
-//    the window's by float rounding only (a sum of k products each way, so
+//  * an fp32 product on at most gemm::kDirectMaxM rows runs on the small-m
+//    path, which sums in another order than the window's (more rows): the
+//    output head (one row per entry) in a call of <= kDirectMaxM entries, and
+//    in F32 the linear layers in a call of <= kDirectMaxM new tokens. Those
+//    results differ by float rounding only (each a sum of k products, so
 //    |diff| <= 2 gamma(k) sum |x_i w_i|). The ternary linears (gemm_i8,
 //    matmul_f32) give the same bits for any row count.
 //  * attention's scores are summed as in a row block of more than
 //    kDirectMaxM rows (attention_cached_forward); a window of T tokens with
 //    T % 64 in 1..8 computes its last block the other way.
-// So in Ternary the hidden state entering the head is bit-identical to the
-// window's, and with more than kDirectMaxM rows per call (and T % 64 not in
-// 1..8) the logits are too, in every precision.
+// So in Ternary and TernaryF32Act the hidden state entering the head is
+// bit-identical to the window's, and in a call of more than kDirectMaxM
+// entries the logits are too, in every precision (against a window of more
+// than kDirectMaxM tokens, T % 64 not in 1..8). Thread counts never change a
+// bit; ISA paths differ in the fp32 products' rounding, as transformer_forward does.
 //
 // Context limit policy: refuse. A call that would take a slot past the
 // model's context throws std::invalid_argument (nothing is changed); the
