@@ -41,13 +41,20 @@ Options parse(int argc, char** argv) {
     const std::string a = argv[i];
     if (i + 1 >= argc) throw std::invalid_argument("missing value after " + a);
     const std::string v = argv[++i];
-    if (a == "--config") o.config = v;
-    else if (a == "--threads") o.threads = std::stoi(v);
-    else if (a == "--steps") o.steps = std::stoll(v);
-    else if (a == "--reps") o.reps = std::stoll(v);
-    else if (a == "--prompt") o.prompt = std::stoll(v);
-    else if (a == "--out") o.out = v;
-    else throw std::invalid_argument("unknown option " + a);
+    if (a == "--config")
+      o.config = v;
+    else if (a == "--threads")
+      o.threads = std::stoi(v);
+    else if (a == "--steps")
+      o.steps = std::stoll(v);
+    else if (a == "--reps")
+      o.reps = std::stoll(v);
+    else if (a == "--prompt")
+      o.prompt = std::stoll(v);
+    else if (a == "--out")
+      o.out = v;
+    else
+      throw std::invalid_argument("unknown option " + a);
   }
   if (o.config != "shipped" && o.config != "107m")
     throw std::invalid_argument("--config must be shipped or 107m");
@@ -126,12 +133,14 @@ int main(int argc, char** argv) {
     };
 
     std::string json = "{\"schema\":\"ternorm.bench.decode/1\",\"config\":\"" + o.config +
-                       "\",\"isa\":\"" + isa_name(ex.isa) + "\",\"threads\":" +
-                       std::to_string(o.threads) + ",\"steps\":" + std::to_string(o.steps) +
+                       "\",\"isa\":\"" + isa_name(ex.isa) +
+                       "\",\"threads\":" + std::to_string(o.threads) +
+                       ",\"steps\":" + std::to_string(o.steps) +
                        ",\"prompt\":" + std::to_string(o.prompt) + ",\"rows\":[";
-    std::printf("%s config, isa %s, %d thread(s), %lld steps after a %lld-token prompt, median of %lld\n",
-                o.config.c_str(), isa_name(ex.isa), o.threads, (long long)o.steps,
-                (long long)o.prompt, (long long)o.reps);
+    std::printf(
+        "%s config, isa %s, %d thread(s), %lld steps after a %lld-token prompt, median of %lld\n",
+        o.config.c_str(), isa_name(ex.isa), o.threads, (long long)o.steps, (long long)o.prompt,
+        (long long)o.reps);
     std::printf("%6s %16s %16s %10s %14s\n", "K", "batched tok/s", "separate tok/s", "ratio",
                 "vs K=1 stream");
     double one_stream = 0;
@@ -148,8 +157,9 @@ int main(int argc, char** argv) {
       std::printf("%6lld %16.1f %16.1f %10.2f %14.2f\n", (long long)K, mb, msep, mr,
                   mb / one_stream);
       json += std::string(ki ? "," : "") + "{\"k\":" + std::to_string(K) +
-              ",\"batched_tok_s\":" + std::to_string(mb) + ",\"separate_tok_s\":" +
-              std::to_string(msep) + ",\"ratio\":" + std::to_string(mr) + "}";
+              ",\"batched_tok_s\":" + std::to_string(mb) +
+              ",\"separate_tok_s\":" + std::to_string(msep) + ",\"ratio\":" + std::to_string(mr) +
+              "}";
       std::fflush(stdout);
     }
     json += "]}\n";

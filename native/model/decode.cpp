@@ -16,9 +16,10 @@ DecodeState::DecodeState(const ModelConfig& cfg, int64_t slots, int64_t max_rows
     : cfg_(cfg), slots_(slots), max_rows_(max_rows) {
   validate(cfg_);
   if (slots < 1 || slots > 65536 || max_rows < 1 || max_rows > 65536)
-    throw std::invalid_argument("decode state: need 1 <= slots <= 65536 and 1 <= max_rows <= "
-                                "65536, got slots " + std::to_string(slots) + ", max_rows " +
-                                std::to_string(max_rows));
+    throw std::invalid_argument(
+        "decode state: need 1 <= slots <= 65536 and 1 <= max_rows <= "
+        "65536, got slots " +
+        std::to_string(slots) + ", max_rows " + std::to_string(max_rows));
   rows_ = std::max(cfg.context, gemm::kDirectMaxM + 1);
   const int64_t d = cfg.d_model, f = cfg.d_ff, kvd = cfg.kv_dim(), N = max_rows;
   const int64_t pd = ternary::padded_cols(d), pf = ternary::padded_cols(f);
@@ -111,14 +112,14 @@ void check_call(const Model& m, Precision p, const DecodeState& st, const Decode
                                   std::to_string(en.tokens ? en.n : 0));
     const int64_t pos = st.position(en.slot);
     if (en.n > c.context - pos)
-      throw std::invalid_argument(
-          at + "slot " + std::to_string(en.slot) + " holds " + std::to_string(pos) +
-          " tokens; " + std::to_string(en.n) + " more would pass the context of " +
-          std::to_string(c.context) + " (end the sequence or reset the slot)");
+      throw std::invalid_argument(at + "slot " + std::to_string(en.slot) + " holds " +
+                                  std::to_string(pos) + " tokens; " + std::to_string(en.n) +
+                                  " more would pass the context of " + std::to_string(c.context) +
+                                  " (end the sequence or reset the slot)");
     for (int64_t i = 0; i < en.n; ++i)
       if (en.tokens[i] < 0 || en.tokens[i] >= c.vocab)
-        throw std::invalid_argument(at + "token id " + std::to_string(en.tokens[i]) +
-                                    " at index " + std::to_string(i) + " is out of range [0, " +
+        throw std::invalid_argument(at + "token id " + std::to_string(en.tokens[i]) + " at index " +
+                                    std::to_string(i) + " is out of range [0, " +
                                     std::to_string(c.vocab) + ")");
     if (en.gains) {
       try {
@@ -130,7 +131,8 @@ void check_call(const Model& m, Precision p, const DecodeState& st, const Decode
     rows += en.n;
   }
   if (rows > st.max_rows())
-    throw std::invalid_argument("decode: " + std::to_string(rows) + " new tokens in one call, "
+    throw std::invalid_argument("decode: " + std::to_string(rows) +
+                                " new tokens in one call, "
                                 "the state holds at most max_rows = " +
                                 std::to_string(st.max_rows()));
 }
@@ -191,8 +193,7 @@ void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEn
     // Attention branch: the new rows' keys and values join the cache, then
     // each (entry, query head) attends over its slot's cache.
     norm_rows(m, p, entries, row_entry, 2 * l, x, N, h1, h1q, h1s, ex);
-    linear_forward(p, linear_weights(m, l, Linear::Qkv), linear_input(p, h1, h1q, h1s), N, qkv,
-                   ex);
+    linear_forward(p, linear_weights(m, l, Linear::Qkv), linear_input(p, h1, h1q, h1s), N, qkv, ex);
     rope_forward_at(qkv, N, st.row_pos_.data(), d, kvd, hd, m.rope_cos(), m.rope_sin(), ex);
     parallel_ranges(ex, N, 16, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
@@ -207,8 +208,8 @@ void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEn
         const int64_t e = u / H, h = u % H, g = h / group, r0 = first[size_t(e)];
         const DecodeEntry& en = entries[e];
         attention_cached_forward(qkv + r0 * ld + h * hd, ld, en.n, st.row_pos_[size_t(r0)],
-                                 st.keys(l, en.slot) + g * hd, st.values(l, en.slot) + g * hd,
-                                 kvd, st.rows_, hd, att + r0 * d + h * hd, d, one);
+                                 st.keys(l, en.slot) + g * hd, st.values(l, en.slot) + g * hd, kvd,
+                                 st.rows_, hd, att + r0 * d + h * hd, d, one);
       }
     });
     if (p == Precision::Ternary) ternary::quantize_activations(att, N, d, attq, atts, ex);

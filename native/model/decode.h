@@ -72,15 +72,17 @@ class DecodeState {
   int64_t cache_bytes_per_token() const;
 
  private:
-  friend void decode_forward(const Model&, Precision, DecodeState&, const DecodeEntry*,
-                             int64_t, float*, const Exec&);
+  friend void decode_forward(const Model&, Precision, DecodeState&, const DecodeEntry*, int64_t,
+                             float*, const Exec&);
   void check_slot(int64_t slot) const;
   float* keys(int64_t layer, int64_t slot);    // rows_ x kv_dim
   float* values(int64_t layer, int64_t slot);  // rows_ x kv_dim
 
   ModelConfig cfg_;
   int64_t slots_, max_rows_;
-  int64_t rows_;  // cache rows per slot: context, at least kDirectMaxM + 1 (see attention_cached_forward)
+  // Cache rows per slot: the context, but at least kDirectMaxM + 1, which
+  // attention_cached_forward reads.
+  int64_t rows_;
   std::vector<int64_t> pos_;
   AlignedBuffer<float> cache_;  // [layer][slot][k | v][rows_][kv_dim]
   // One call's activations (max_rows rows each), as in transformer_forward.

@@ -74,9 +74,9 @@ int32_t Sampler::sample(const float* logits, int64_t vocab) {
   if (opts_.top_k > 0 && size_t(opts_.top_k) < kept) {
     kept = size_t(opts_.top_k);
     std::partial_sort(order_.begin(), order_.begin() + std::ptrdiff_t(kept), order_.end(), better);
-  } else {
+  } else if (opts_.top_p < 1.0f) {
     std::sort(order_.begin(), order_.end(), better);
-  }
+  }  // else no rule needs the ranking: the draw walks the kept tokens by id
   // top-p after top-k and min-p: all three keep a prefix of the ranking, and
   // min-p's prefix does not depend on the normalisation, so the order of the
   // last two does not matter.

@@ -7,7 +7,9 @@
 //   top_p  (1 = off): of those, keep the shortest prefix whose probability
 //                     (normalised over the kept set) reaches top_p;
 //   min_p  (0 = off): keep tokens whose probability is >= min_p times the top one's;
-// then draw from what is left, renormalised. temperature 0 (or top_k 1) is
+// then draw from what is left, renormalised (walking the kept tokens by
+// rank, or by id when neither top-k nor top-p is on: the ranking, a sort of
+// the vocabulary, is then skipped). temperature 0 (or top_k 1) is
 // greedy: the highest logit, the lowest id on a tie; it draws no random number.
 //
 // Deterministic: plain scalar float/double arithmetic (exp by exp_approx, no

@@ -181,7 +181,8 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
     const bool last_trim = trim && l == L - 1;
     // Attention branch.
     rmsnorm_forward_as(p, norm_weights(m, gains, 2 * l), x, N, d, a.h1, a.h1q, a.h1s, ex);
-    linear_forward(p, linear_weights(m, l, Linear::Qkv), linear_input(p, a.h1, a.h1q, a.h1s), N, a.qkv, ex);
+    linear_forward(p, linear_weights(m, l, Linear::Qkv), linear_input(p, a.h1, a.h1q, a.h1s), N,
+                   a.qkv, ex);
     rope_forward(a.qkv, B, T, d, kvd, c.head_dim(), m.rope_cos(), m.rope_sin(), ex);
     attention_forward(a.qkv, B, T, d, H, Hkv, a.P, a.att,
                       last_trim ? ws.query_from_.data() : nullptr, ex);
@@ -191,16 +192,17 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
       n = rows;
     }
     if (p == Precision::Ternary) ternary::quantize_activations(a.att, n, d, a.attq, a.atts, ex);
-    linear_forward(p, linear_weights(m, l, Linear::O), linear_input(p, a.att, a.attq, a.atts), n, tmp, ex);
+    linear_forward(p, linear_weights(m, l, Linear::O), linear_input(p, a.att, a.attq, a.atts), n,
+                   tmp, ex);
     residual_forward(a.xm, x, tmp, n * d, ex);
     // Feed-forward branch.
-    rmsnorm_forward_as(p, norm_weights(m, gains, 2 * l + 1), a.xm, n, d, a.h2, a.h2q, a.h2s,
-                 ex);
-    linear_forward(p, linear_weights(m, l, Linear::GateUp), linear_input(p, a.h2, a.h2q, a.h2s), n, a.gu,
-                   ex);
+    rmsnorm_forward_as(p, norm_weights(m, gains, 2 * l + 1), a.xm, n, d, a.h2, a.h2q, a.h2s, ex);
+    linear_forward(p, linear_weights(m, l, Linear::GateUp), linear_input(p, a.h2, a.h2q, a.h2s), n,
+                   a.gu, ex);
     swiglu_forward(a.gu, n, f, a.s, ex);
     if (p == Precision::Ternary) ternary::quantize_activations(a.s, n, f, a.sq, a.ss, ex);
-    linear_forward(p, linear_weights(m, l, Linear::Down), linear_input(p, a.s, a.sq, a.ss), n, tmp, ex);
+    linear_forward(p, linear_weights(m, l, Linear::Down), linear_input(p, a.s, a.sq, a.ss), n, tmp,
+                   ex);
     residual_forward(ws.x(l + 1), a.xm, tmp, n * d, ex);
   }
   float* xf = ws.f32_.data() + ws.off_xf_;
@@ -286,24 +288,23 @@ void transformer_backward(const Model& m, Precision p, const norm::GainView* gai
   for (int64_t l = L - 1; l >= 0; --l) {
     const Workspace::Layer a = ws.layer(l);
     // dx holds dL/d(output of layer l). Feed-forward branch first.
-    linear_backward(p, linear_weights(m, l, Linear::Down), linear_input(p, a.s, a.sq, a.ss), N, dx, ds,
-                    dweight(l, Linear::Down), deq, ex);
+    linear_backward(p, linear_weights(m, l, Linear::Down), linear_input(p, a.s, a.sq, a.ss), N, dx,
+                    ds, dweight(l, Linear::Down), deq, ex);
     swiglu_backward(a.gu, ds, N, f, dgu, ex);
-    linear_backward(p, linear_weights(m, l, Linear::GateUp), linear_input(p, a.h2, a.h2q, a.h2s), N, dgu,
-                    dh, dweight(l, Linear::GateUp), deq, ex);
-    rmsnorm_backward(norm_weights(m, gains, 2 * l + 1), a.xm, N, d, dh, dtmp,
-                     dnorm(2 * l + 1), ex);
+    linear_backward(p, linear_weights(m, l, Linear::GateUp), linear_input(p, a.h2, a.h2q, a.h2s), N,
+                    dgu, dh, dweight(l, Linear::GateUp), deq, ex);
+    rmsnorm_backward(norm_weights(m, gains, 2 * l + 1), a.xm, N, d, dh, dtmp, dnorm(2 * l + 1), ex);
     residual_forward(dx, dx, dtmp, N * d, ex);  // dx = dL/dxm
     // Attention branch.
-    linear_backward(p, linear_weights(m, l, Linear::O), linear_input(p, a.att, a.attq, a.atts), N, dx,
-                    datt, dweight(l, Linear::O), deq, ex);
+    linear_backward(p, linear_weights(m, l, Linear::O), linear_input(p, a.att, a.attq, a.atts), N,
+                    dx, datt, dweight(l, Linear::O), deq, ex);
     attention_backward(a.qkv, a.P, datt, B, T, d, H, Hkv, dP, dqkv, ex);
     rope_backward(dqkv, B, T, d, kvd, c.head_dim(), m.rope_cos(), m.rope_sin(), ex);
-    linear_backward(p, linear_weights(m, l, Linear::Qkv), linear_input(p, a.h1, a.h1q, a.h1s), N, dqkv,
-                    dh, dweight(l, Linear::Qkv), deq, ex);
+    linear_backward(p, linear_weights(m, l, Linear::Qkv), linear_input(p, a.h1, a.h1q, a.h1s), N,
+                    dqkv, dh, dweight(l, Linear::Qkv), deq, ex);
     const bool need_dx = l > 0 || dparams;  // layer 0's input only feeds the embedding
-    rmsnorm_backward(norm_weights(m, gains, 2 * l), ws.x(l), N, d, dh,
-                     need_dx ? dtmp : nullptr, dnorm(2 * l), ex);
+    rmsnorm_backward(norm_weights(m, gains, 2 * l), ws.x(l), N, d, dh, need_dx ? dtmp : nullptr,
+                     dnorm(2 * l), ex);
     if (need_dx) residual_forward(dx, dx, dtmp, N * d, ex);  // dx = dL/d(input of layer l)
   }
   if (dparams) embedding_backward(inputs, N, d, dx, dparams, ex);

@@ -22,6 +22,7 @@
 #include "gemm/gemm.h"
 #include "harness.h"
 #include "model/decode.h"
+#include "model/layers.h"
 #include "model/model.h"
 #include "model/transformer.h"
 
@@ -153,8 +154,8 @@ std::vector<float> run_and_check(const Model& m, Precision p, std::vector<Sequen
         bool same = true;
         for (int64_t v = 0; v < V; ++v) same = same && got[v] == want[v];
         CHECK_MSG(same, std::string("logits differ at position ") + std::to_string(pos) +
-                            " of sequence " + std::to_string(which[e]) + " (" +
-                            precision_name(p) + ", isa " + isa_name(ex.isa) + ")");
+                            " of sequence " + std::to_string(which[e]) + " (" + precision_name(p) +
+                            ", isa " + isa_name(ex.isa) + ")");
       } else {
         ++st.bound_rows;
         double worst = 0, top = 0;
@@ -260,9 +261,7 @@ TEST(model_decode_matches_full_window) {
             std::printf("  decode %s %s: %lld rows bit-identical, %lld within bound%s\n",
                         gqa ? "gqa/untied" : "mha/tied", precision_name(p),
                         (long long)st.exact_rows, (long long)st.bound_rows,
-                        p == Precision::F32
-                            ? rel_note(st.worst_f32_rel).c_str()
-                            : "");
+                        p == Precision::F32 ? rel_note(st.worst_f32_rel).c_str() : "");
         }
       }
     }
@@ -336,4 +335,38 @@ TEST(model_decode_bad_input) {
   CHECK_THROWS(DecodeState(c, 1, 0));
   CHECK_THROWS(st.position(3));
   CHECK_THROWS(st.reset(-1));
+}
+
+// The layer itself: attention_cached_forward over a cache, fed in chunks of
+// 1 .. 13 rows, gives every row the bits attention_forward gives it in a
+// window of T = 100 (two row blocks, 64 and 36 rows), on every ISA path.
+TEST(model_decode_attention_cached_rows) {
+  Rng rng(21);
+  for (int64_t Hkv : {4, 2, 1}) {
+    const int64_t T = 100, H = 4, hd = 8, d = H * hd, kvd = Hkv * hd, ld = d + 2 * kvd;
+    std::vector<float> qkv(size_t(T * ld));
+    for (float& v : qkv) v = rng.normal();
+    std::vector<float> kc(size_t(T * kvd)), vc(size_t(T * kvd));
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t c = 0; c < kvd; ++c) {
+        kc[size_t(t * kvd + c)] = qkv[size_t(t * ld + d + c)];
+        vc[size_t(t * kvd + c)] = qkv[size_t(t * ld + d + kvd + c)];
+      }
+    for (Isa isa : test::every_isa()) {
+      const Exec one{isa, nullptr, 1};
+      std::vector<float> P(size_t(H * T * T)), want(size_t(T * d)), got(size_t(T * d));
+      attention_forward(qkv.data(), 1, T, d, H, Hkv, P.data(), want.data(), nullptr, one);
+      for (int64_t p0 = 0, n = 1; p0 < T; p0 += n, n = n % 13 + 1) {
+        n = std::min(n, T - p0);
+        for (int64_t h = 0; h < H; ++h) {
+          const int64_t g = h / (H / Hkv);
+          attention_cached_forward(qkv.data() + p0 * ld + h * hd, ld, n, p0, kc.data() + g * hd,
+                                   vc.data() + g * hd, kvd, T, hd, got.data() + p0 * d + h * hd,
+                                   d, one);
+        }
+      }
+      CHECK_MSG(got == want, std::string("cached attention differs from the window's (isa ") +
+                                 isa_name(isa) + ", kv heads " + std::to_string(Hkv) + ")");
+    }
+  }
 }
