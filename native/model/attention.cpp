@@ -6,6 +6,9 @@
 // at the diagonal (the causal half is skipped).
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "../cpu/thread_pool.h"
 #include "../gemm/gemm.h"
@@ -17,26 +20,31 @@ namespace ternorm::model {
 // ---- RoPE --------------------------------------------------------------------------------
 
 namespace {
-// Rotates pairs (2i, 2i+1) of the q and k blocks of each row by sign * angle.
+// Rotates pairs (2i, 2i+1) of the q and k blocks of one row by sign * the
+// angles of one position (c, s: its table rows).
+void rope_row(float* row, int64_t d, int64_t kvd, int64_t hd, const float* c, const float* s,
+              float sign) {
+  const int64_t half = hd / 2;
+  for (int64_t part = 0; part < 2; ++part) {  // q, then k
+    float* x = row + part * d;
+    const int64_t width = part == 0 ? d : kvd;
+    for (int64_t h0 = 0; h0 < width; h0 += hd)
+      for (int64_t i = 0; i < half; ++i) {
+        const float a = x[h0 + 2 * i], b = x[h0 + 2 * i + 1];
+        const float si = sign * s[i];
+        x[h0 + 2 * i] = a * c[i] - b * si;
+        x[h0 + 2 * i + 1] = a * si + b * c[i];
+      }
+  }
+}
+
 void rope_rotate(float* qkv, int64_t B, int64_t T, int64_t d, int64_t kvd, int64_t hd,
                  const float* cos, const float* sin, float sign, const Exec& ex) {
   const int64_t half = hd / 2, ld = d + 2 * kvd;
   parallel_ranges(ex, B * T, 16, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t t = r % T;
-      const float* c = cos + t * half;
-      const float* s = sin + t * half;
-      for (int64_t part = 0; part < 2; ++part) {  // q, then k
-        float* row = qkv + r * ld + part * d;
-        const int64_t width = part == 0 ? d : kvd;
-        for (int64_t h0 = 0; h0 < width; h0 += hd)
-          for (int64_t i = 0; i < half; ++i) {
-            const float a = row[h0 + 2 * i], b = row[h0 + 2 * i + 1];
-            const float si = sign * s[i];
-            row[h0 + 2 * i] = a * c[i] - b * si;
-            row[h0 + 2 * i + 1] = a * si + b * c[i];
-          }
-      }
+      rope_row(qkv + r * ld, d, kvd, hd, cos + t * half, sin + t * half, sign);
     }
   });
 }
@@ -45,6 +53,16 @@ void rope_rotate(float* qkv, int64_t B, int64_t T, int64_t d, int64_t kvd, int64
 void rope_forward(float* qkv, int64_t B, int64_t T, int64_t d, int64_t kvd, int64_t head_dim,
                   const float* cos, const float* sin, const Exec& ex) {
   rope_rotate(qkv, B, T, d, kvd, head_dim, cos, sin, 1.0f, ex);
+}
+
+void rope_forward_at(float* qkv, int64_t n, const int64_t* positions, int64_t d, int64_t kvd,
+                     int64_t head_dim, const float* cos, const float* sin, const Exec& ex) {
+  const int64_t half = head_dim / 2, ld = d + 2 * kvd;
+  parallel_ranges(ex, n, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      rope_row(qkv + r * ld, d, kvd, head_dim, cos + positions[r] * half,
+               sin + positions[r] * half, 1.0f);
+  });
 }
 
 // The rotation is orthogonal: its gradient is the inverse rotation.
@@ -67,6 +85,14 @@ void mm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const fl
   g.m = m, g.n = n, g.k = k, g.alpha = alpha, g.beta = beta;
   g.a = a, g.lda = lda, g.b = b, g.ldb = ldb, g.c = c, g.ldc = ldc;
   gemm::gemm_f32(g, one);
+}
+
+// Row i of the scores (width entries): softmax over keys 0 .. i, the masked
+// part set to 0 (backward and the products with V read it).
+void causal_softmax_row(const detail::VecKernels& k, float* p, int64_t i, int64_t width) {
+  const float mx = k.max(p, i + 1);
+  k.scale(p, float(1.0 / k.exp_sum(p, mx, p, i + 1)), i + 1);
+  std::fill(p + i + 1, p + width, 0.0f);
 }
 }  // namespace
 
@@ -92,20 +118,43 @@ void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t d, int64_
         const int64_t i1 = std::min(T, i0 + kBlock);
         mm(false, true, i1 - i0, i1, hd, scale, Q + i0 * ld, ld, K, ld, Pu + i0 * T, T, one);
       }
-      // Causal softmax; the masked part is set to 0 (backward and the block
-      // products below read it).
-      for (int64_t i = from; i < T; ++i) {
-        float* p = Pu + i * T;
-        const float mx = k.max(p, i + 1);
-        k.scale(p, float(1.0 / k.exp_sum(p, mx, p, i + 1)), i + 1);
-        std::fill(p + i + 1, p + T, 0.0f);
-      }
+      // Causal softmax.
+      for (int64_t i = from; i < T; ++i) causal_softmax_row(k, Pu + i * T, i, T);
       for (int64_t i0 = from; i0 < T; i0 += kBlock) {
         const int64_t i1 = std::min(T, i0 + kBlock);
         mm(false, false, i1 - i0, hd, i1, 1.0f, Pu + i0 * T, T, V, ld, O + i0 * d, d, one);
       }
     }
   });
+}
+
+void attention_cached_forward(const float* q, int64_t ldq, int64_t n, int64_t p0,
+                              const float* kc, const float* vc, int64_t ldkv, int64_t rows_kv,
+                              int64_t hd, float* out, int64_t ldo, const Exec& one) {
+  const int64_t keys = p0 + n;
+  const float scale = float(1.0 / std::sqrt(double(hd)));
+  const detail::VecKernels k = detail::vec_kernels(one.isa);
+  std::vector<float> P(size_t(n * keys));
+  if (n > gemm::kDirectMaxM) {
+    mm(false, true, n, keys, hd, scale, q, ldq, kc, ldkv, P.data(), keys, one);
+  } else {
+    // Few query rows would take gemm_f32's small-m path, which sums in
+    // another order than the blocks of attention_forward. The transposed
+    // product S^T = K Q^T (at least kDirectMaxM + 1 key rows, the padding
+    // rows' results unused) takes the packed path, whose microkernel does
+    // for each score the same products (commuted) in the same k order.
+    const int64_t m = std::max(keys, gemm::kDirectMaxM + 1);
+    if (rows_kv < m)
+      throw std::invalid_argument("attention_cached_forward: the cache must hold at least " +
+                                  std::to_string(m) + " readable rows, has " +
+                                  std::to_string(rows_kv));
+    std::vector<float> st(size_t(m * n));
+    mm(false, true, m, n, hd, scale, kc, ldkv, q, ldq, st.data(), n, one);
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t j = 0; j < keys; ++j) P[size_t(r * keys + j)] = st[size_t(j * n + r)];
+  }
+  for (int64_t r = 0; r < n; ++r) causal_softmax_row(k, P.data() + r * keys, p0 + r, keys);
+  mm(false, false, n, hd, keys, 1.0f, P.data(), keys, vc, ldkv, out, ldo, one);
 }
 
 void attention_backward(const float* qkv, const float* P, const float* dout, int64_t B, int64_t T,

@@ -40,6 +40,10 @@ void rmsnorm_forward(const NormWeights& w, const float* x, int64_t n, int64_t d,
 // ternary::quantize_activations for the layout).
 void rmsnorm_forward_i8(const NormWeights& w, const float* x, int64_t n, int64_t d, int8_t* q,
                         float* scales, const Exec& ex);
+// Precision p's form: rmsnorm_forward_i8 into (q, scales) in Ternary, else
+// rmsnorm_forward into y.
+void rmsnorm_forward_as(Precision p, const NormWeights& w, const float* x, int64_t n, int64_t d,
+                        float* y, int8_t* q, float* scales, const Exec& ex);
 // dx (n x d) and dgain (d, w.r.t. the decoded gains g); either may be null.
 void rmsnorm_backward(const NormWeights& w, const float* x, int64_t n, int64_t d, const float* dy,
                       float* dx, float* dgain, const Exec& ex);
@@ -57,6 +61,9 @@ struct LinearInput {
   const int8_t* q = nullptr;
   const float* scales = nullptr;
 };
+// The input of a linear layer in the form precision p consumes: (q, scales)
+// in Ternary, x otherwise.
+LinearInput linear_input(Precision p, const float* x, const int8_t* q, const float* scales);
 // F32: y = x W^T (gemm_f32). Ternary: y = gemm_i8(trits, q) with the two
 // scales. TernaryF32Act: y = x (trit * scale)^T (matmul_f32).
 void linear_forward(Precision p, const LinearWeights& w, const LinearInput& in, int64_t n,
@@ -71,6 +78,15 @@ void linear_forward(Precision p, const LinearWeights& w, const LinearInput& in, 
 void linear_backward(Precision p, const LinearWeights& w, const LinearInput& in, int64_t n,
                      const float* dy, float* dx, float* dw, float* scratch, const Exec& ex);
 
+// ---- a model's weights as the layers take them ---------------------------------------------
+// Linear lin of block `layer` (latent and packed weights).
+LinearWeights linear_weights(const Model& m, int64_t layer, Linear lin);
+// Norm k (norm_offset order) as the fused kernel sees it: with an adapter
+// (gains: n_norms views), the base weight times the adapter's gains; without
+// (gains null), a unit base times the weight itself taken as the gain (same
+// product, and then the kernel's dgain is the weight's gradient).
+NormWeights norm_weights(const Model& m, const norm::GainView* gains, int64_t k);
+
 // ---- RoPE ----------------------------------------------------------------------------
 // qkv holds B*T rows of [q (d) | k (kvd) | v (kvd)]. Rotates, in q and k of every
 // head, the channel pair (2i, 2i+1) by angle(t, i) (tables from Model, stride
@@ -78,6 +94,10 @@ void linear_backward(Precision p, const LinearWeights& w, const LinearInput& in,
 // (angle -> -angle); v is untouched either way.
 void rope_forward(float* qkv, int64_t B, int64_t T, int64_t d, int64_t kvd, int64_t head_dim,
                   const float* cos, const float* sin, const Exec& ex);
+// The same for n rows at their own positions (decoding: each row of a batch
+// is the next token of its sequence): row r is rotated by angle(positions[r], i).
+void rope_forward_at(float* qkv, int64_t n, const int64_t* positions, int64_t d, int64_t kvd,
+                     int64_t head_dim, const float* cos, const float* sin, const Exec& ex);
 void rope_backward(float* dqkv, int64_t B, int64_t T, int64_t d, int64_t kvd, int64_t head_dim,
                    const float* cos, const float* sin, const Exec& ex);
 
@@ -93,6 +113,20 @@ void rope_backward(float* dqkv, int64_t B, int64_t T, int64_t d, int64_t kvd, in
 // wanted rows get the same bits either way.
 void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t d, int64_t H, int64_t Hkv,
                        float* P, float* out, const int64_t* query_from, const Exec& ex);
+// One query head of one sequence over its key/value cache (decoding): the n
+// new rows at positions p0 .. p0+n-1 (row r of q at q + r*ldq, this head's
+// hd channels) against keys and values 0 .. p0+n-1 (position j at
+// kc + j*ldkv and vc + j*ldkv, this head's kv channels; the new ones already
+// written, rows_kv >= max(p0 + n, gemm::kDirectMaxM + 1) rows readable and
+// finite). Writes n rows of hd at out (stride ldo). Runs on the calling
+// thread (one: a single-thread Exec). Every row gets the bits
+// attention_forward gives it in a row block of more than gemm::kDirectMaxM
+// rows (the same gemm_f32 path, softmax and products with V); in a smaller
+// block (the last block of a window of T with T % 64 in 1..8) the scores
+// are summed in another order.
+void attention_cached_forward(const float* q, int64_t ldq, int64_t n, int64_t p0,
+                              const float* kc, const float* vc, int64_t ldkv, int64_t rows_kv,
+                              int64_t hd, float* out, int64_t ldo, const Exec& one);
 // dqkv gets dq, dk, dv (all d + 2 kvd columns overwritten; a shared k/v head
 // sums its query heads' parts in head order); dP is scratch of P's size.
 void attention_backward(const float* qkv, const float* P, const float* dout, int64_t B, int64_t T,

@@ -14,6 +14,27 @@ void need(bool ok, const char* what) {
 }
 }  // namespace
 
+LinearWeights linear_weights(const Model& m, int64_t layer, Linear lin) {
+  const LinearShape s = m.linear_shape(lin);
+  LinearWeights w;
+  w.latent = m.params() + m.linear_offset(layer, lin);
+  w.packed = m.packed(layer, lin);
+  w.rows = s.rows, w.cols = s.cols;
+  return w;
+}
+
+// In Ternary the activations are quantised per token by the caller (or, after
+// a norm, by the fused norm kernel).
+LinearInput linear_input(Precision p, const float* x, const int8_t* q, const float* scales) {
+  LinearInput in;
+  if (p == Precision::Ternary) {
+    in.q = q, in.scales = scales;
+  } else {
+    in.x = x;
+  }
+  return in;
+}
+
 void linear_forward(Precision p, const LinearWeights& w, const LinearInput& in, int64_t n,
                     float* y, const Exec& ex) {
   switch (p) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../cpu/thread_pool.h"
+#include "rng.h"
 
 namespace ternorm::model {
 
@@ -40,15 +41,8 @@ Linear linear_of(Matrix m) {
 }
 
 // splitmix64 stream, normals by Box-Muller in double (deterministic init).
-struct InitRng {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform() { return double(next() >> 11) * (1.0 / 9007199254740992.0); }
+struct InitRng : SplitMix64 {
+  explicit InitRng(uint64_t seed) { s = seed; }
   double normal() {
     const double u1 = uniform() + 1e-300, u2 = uniform();
     return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);

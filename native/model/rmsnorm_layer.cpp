@@ -23,6 +23,30 @@ void rmsnorm_forward_i8(const NormWeights& w, const float* x, int64_t n, int64_t
   norm::rmsnorm_gain_i8(args_of(w, x, n, d), q, scales, ex);
 }
 
+void rmsnorm_forward_as(Precision p, const NormWeights& w, const float* x, int64_t n, int64_t d,
+                        float* y, int8_t* q, float* scales, const Exec& ex) {
+  if (p == Precision::Ternary)
+    rmsnorm_forward_i8(w, x, n, d, q, scales, ex);
+  else
+    rmsnorm_forward(w, x, n, d, y, ex);
+}
+
+NormWeights norm_weights(const Model& m, const norm::GainView* gains, int64_t k) {
+  NormWeights w;
+  w.eps = m.config().norm_eps;
+  if (gains) {
+    w.w_base = m.params() + m.norm_offset(k);
+    w.gain = gains[k];
+  } else {
+    w.w_base = m.ones();
+    w.gain.scheme = norm::GainScheme::F32;
+    w.gain.d = m.config().d_model;
+    w.gain.data = m.params() + m.norm_offset(k);
+    w.gain.data_bytes = size_t(m.config().d_model) * sizeof(float);
+  }
+  return w;
+}
+
 void rmsnorm_backward(const NormWeights& w, const float* x, int64_t n, int64_t d, const float* dy,
                       float* dx, float* dgain, const Exec& ex) {
   norm::rmsnorm_gain_backward(args_of(w, x, n, d), dy, dx, dgain, ex);

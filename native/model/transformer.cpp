@@ -66,7 +66,6 @@ Workspace::Workspace(const ModelConfig& cfg, int64_t max_batch, int64_t max_seq,
   nll_ = AlignedBuffer<double>(size_t(N));
   scored_ = AlignedBuffer<int32_t>(size_t(N));
   query_from_.resize(size_t(max_batch));
-  norm_views_.resize(size_t(cfg.n_norms()));
 }
 
 float* Workspace::x(int64_t l) { return f32_.data() + off_x_ + (for_backward_ ? l : 0) * max_batch_ * max_seq_ * cfg_.d_model; }
@@ -127,45 +126,6 @@ void check_call(const Model& m, Precision p, const int32_t* inputs, const int32_
   }
 }
 
-LinearWeights weights_of(const Model& m, int64_t l, Linear lin) {
-  const LinearShape s = m.linear_shape(lin);
-  LinearWeights w;
-  w.latent = m.params() + m.linear_offset(l, lin);
-  w.packed = m.packed(l, lin);
-  w.rows = s.rows, w.cols = s.cols;
-  return w;
-}
-
-// The input of a linear layer in the form precision p consumes. In Ternary
-// the activations are quantised per token here (or, after a norm, by the
-// fused norm kernel).
-LinearInput input_of(Precision p, const float* x, const int8_t* q, const float* scales) {
-  LinearInput in;
-  if (p == Precision::Ternary) {
-    in.q = q, in.scales = scales;
-  } else {
-    in.x = x;
-  }
-  return in;
-}
-
-// Norm k as the fused kernel sees it: with an adapter, the base weight times
-// the adapter's gains; without, a unit base times the weight itself taken as
-// the gain (same product, and then the kernel's dgain is the weight's gradient).
-NormWeights norm_of(const Model& m, const norm::GainView* gains,
-                    const std::vector<norm::GainView>& base_views, int64_t k) {
-  NormWeights w;
-  w.eps = m.config().norm_eps;
-  if (gains) {
-    w.w_base = m.params() + m.norm_offset(k);
-    w.gain = gains[k];
-  } else {
-    w.w_base = m.ones();
-    w.gain = base_views[size_t(k)];
-  }
-  return w;
-}
-
 // Moves the rows i with targets[i] >= 0 (d floats each) to the front, in order.
 void pack_scored(const int32_t* targets, int64_t n, int64_t d, float* rows) {
   int64_t k = 0;
@@ -174,14 +134,6 @@ void pack_scored(const int32_t* targets, int64_t n, int64_t d, float* rows) {
       if (k != i) std::copy(rows + i * d, rows + i * d + d, rows + k * d);
       ++k;
     }
-}
-
-void norm_forward(Precision p, const NormWeights& w, const float* x, int64_t n, int64_t d, float* y,
-                  int8_t* q, float* scales, const Exec& ex) {
-  if (p == Precision::Ternary)
-    rmsnorm_forward_i8(w, x, n, d, q, scales, ex);
-  else
-    rmsnorm_forward(w, x, n, d, y, ex);
 }
 
 }  // namespace
@@ -199,14 +151,6 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
   const int64_t d = c.d_model, f = c.d_ff, H = c.n_heads, Hkv = c.kv_heads(), V = c.vocab;
   const int64_t L = c.n_layers, kvd = c.kv_dim();
   const int64_t N = B * T;
-  for (int64_t k = 0; k < c.n_norms(); ++k) {
-    norm::GainView& v = ws.norm_views_[size_t(k)];
-    v = norm::GainView{};
-    v.scheme = norm::GainScheme::F32;
-    v.d = d;
-    v.data = m.params() + m.norm_offset(k);
-    v.data_bytes = size_t(d) * sizeof(float);
-  }
   float* tmp = ws.f32_.data() + ws.off_tmp_;
   // Without keep_probs only the scored rows need the head and the loss. Past
   // the last layer's keys and values nothing else of an unscored row is used
@@ -236,8 +180,9 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
     float* x = ws.x(l);
     const bool last_trim = trim && l == L - 1;
     // Attention branch.
-    norm_forward(p, norm_of(m, gains, ws.norm_views_, 2 * l), x, N, d, a.h1, a.h1q, a.h1s, ex);
-    linear_forward(p, weights_of(m, l, Linear::Qkv), input_of(p, a.h1, a.h1q, a.h1s), N, a.qkv, ex);
+    rmsnorm_forward_as(p, norm_weights(m, gains, 2 * l), x, N, d, a.h1, a.h1q, a.h1s, ex);
+    linear_forward(p, linear_weights(m, l, Linear::Qkv), linear_input(p, a.h1, a.h1q, a.h1s), N,
+                   a.qkv, ex);
     rope_forward(a.qkv, B, T, d, kvd, c.head_dim(), m.rope_cos(), m.rope_sin(), ex);
     attention_forward(a.qkv, B, T, d, H, Hkv, a.P, a.att,
                       last_trim ? ws.query_from_.data() : nullptr, ex);
@@ -247,22 +192,23 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
       n = rows;
     }
     if (p == Precision::Ternary) ternary::quantize_activations(a.att, n, d, a.attq, a.atts, ex);
-    linear_forward(p, weights_of(m, l, Linear::O), input_of(p, a.att, a.attq, a.atts), n, tmp, ex);
+    linear_forward(p, linear_weights(m, l, Linear::O), linear_input(p, a.att, a.attq, a.atts), n,
+                   tmp, ex);
     residual_forward(a.xm, x, tmp, n * d, ex);
     // Feed-forward branch.
-    norm_forward(p, norm_of(m, gains, ws.norm_views_, 2 * l + 1), a.xm, n, d, a.h2, a.h2q, a.h2s,
-                 ex);
-    linear_forward(p, weights_of(m, l, Linear::GateUp), input_of(p, a.h2, a.h2q, a.h2s), n, a.gu,
-                   ex);
+    rmsnorm_forward_as(p, norm_weights(m, gains, 2 * l + 1), a.xm, n, d, a.h2, a.h2q, a.h2s, ex);
+    linear_forward(p, linear_weights(m, l, Linear::GateUp), linear_input(p, a.h2, a.h2q, a.h2s), n,
+                   a.gu, ex);
     swiglu_forward(a.gu, n, f, a.s, ex);
     if (p == Precision::Ternary) ternary::quantize_activations(a.s, n, f, a.sq, a.ss, ex);
-    linear_forward(p, weights_of(m, l, Linear::Down), input_of(p, a.s, a.sq, a.ss), n, tmp, ex);
+    linear_forward(p, linear_weights(m, l, Linear::Down), linear_input(p, a.s, a.sq, a.ss), n, tmp,
+                   ex);
     residual_forward(ws.x(l + 1), a.xm, tmp, n * d, ex);
   }
   float* xf = ws.f32_.data() + ws.off_xf_;
   float* logits = ws.f32_.data() + ws.off_logits_;
   double* nll = ws.nll_.data();
-  rmsnorm_forward(norm_of(m, gains, ws.norm_views_, 2 * L), ws.x(L), n, d, xf, ex);
+  rmsnorm_forward(norm_weights(m, gains, 2 * L), ws.x(L), n, d, xf, ex);
   if (!keep_probs && !trim && rows < N) {  // pack the scored rows of xf (into tmp)
     int64_t k = 0;
     for (int64_t i = 0; i < N; ++i)
@@ -336,30 +282,29 @@ void transformer_backward(const Model& m, Precision p, const norm::GainView* gai
   head_backward(probs, xf, m.head(), N, d, V, dxf, dparams ? dparams + m.head_offset() : nullptr,
                 ex);
   if (dparams && !c.tied_head) std::fill(dparams, dparams + V * d, 0.0f);
-  rmsnorm_backward(norm_of(m, gains, ws.norm_views_, 2 * L), ws.x(L), N, d, dxf, dx, dnorm(2 * L),
+  rmsnorm_backward(norm_weights(m, gains, 2 * L), ws.x(L), N, d, dxf, dx, dnorm(2 * L),
                    ex);
 
   for (int64_t l = L - 1; l >= 0; --l) {
     const Workspace::Layer a = ws.layer(l);
     // dx holds dL/d(output of layer l). Feed-forward branch first.
-    linear_backward(p, weights_of(m, l, Linear::Down), input_of(p, a.s, a.sq, a.ss), N, dx, ds,
-                    dweight(l, Linear::Down), deq, ex);
+    linear_backward(p, linear_weights(m, l, Linear::Down), linear_input(p, a.s, a.sq, a.ss), N, dx,
+                    ds, dweight(l, Linear::Down), deq, ex);
     swiglu_backward(a.gu, ds, N, f, dgu, ex);
-    linear_backward(p, weights_of(m, l, Linear::GateUp), input_of(p, a.h2, a.h2q, a.h2s), N, dgu,
-                    dh, dweight(l, Linear::GateUp), deq, ex);
-    rmsnorm_backward(norm_of(m, gains, ws.norm_views_, 2 * l + 1), a.xm, N, d, dh, dtmp,
-                     dnorm(2 * l + 1), ex);
+    linear_backward(p, linear_weights(m, l, Linear::GateUp), linear_input(p, a.h2, a.h2q, a.h2s), N,
+                    dgu, dh, dweight(l, Linear::GateUp), deq, ex);
+    rmsnorm_backward(norm_weights(m, gains, 2 * l + 1), a.xm, N, d, dh, dtmp, dnorm(2 * l + 1), ex);
     residual_forward(dx, dx, dtmp, N * d, ex);  // dx = dL/dxm
     // Attention branch.
-    linear_backward(p, weights_of(m, l, Linear::O), input_of(p, a.att, a.attq, a.atts), N, dx,
-                    datt, dweight(l, Linear::O), deq, ex);
+    linear_backward(p, linear_weights(m, l, Linear::O), linear_input(p, a.att, a.attq, a.atts), N,
+                    dx, datt, dweight(l, Linear::O), deq, ex);
     attention_backward(a.qkv, a.P, datt, B, T, d, H, Hkv, dP, dqkv, ex);
     rope_backward(dqkv, B, T, d, kvd, c.head_dim(), m.rope_cos(), m.rope_sin(), ex);
-    linear_backward(p, weights_of(m, l, Linear::Qkv), input_of(p, a.h1, a.h1q, a.h1s), N, dqkv,
-                    dh, dweight(l, Linear::Qkv), deq, ex);
+    linear_backward(p, linear_weights(m, l, Linear::Qkv), linear_input(p, a.h1, a.h1q, a.h1s), N,
+                    dqkv, dh, dweight(l, Linear::Qkv), deq, ex);
     const bool need_dx = l > 0 || dparams;  // layer 0's input only feeds the embedding
-    rmsnorm_backward(norm_of(m, gains, ws.norm_views_, 2 * l), ws.x(l), N, d, dh,
-                     need_dx ? dtmp : nullptr, dnorm(2 * l), ex);
+    rmsnorm_backward(norm_weights(m, gains, 2 * l), ws.x(l), N, d, dh, need_dx ? dtmp : nullptr,
+                     dnorm(2 * l), ex);
     if (need_dx) residual_forward(dx, dx, dtmp, N * d, ex);  // dx = dL/d(input of layer l)
   }
   if (dparams) embedding_backward(inputs, N, d, dx, dparams, ex);

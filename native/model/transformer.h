@@ -27,6 +27,9 @@ class Workspace {
 
   // Per-token NLL of the last forward (B*T, 0 where the target is -1).
   const double* nll() const { return nll_.data(); }
+  // After a forward without keep_probs: the logits (vocab each) of the scored
+  // rows, row k = the k-th scored position in row-major order.
+  const float* logits() const { return f32_.data() + off_logits_; }
 
  private:
   friend double transformer_forward(const Model&, Precision, const norm::GainView*,
@@ -58,7 +61,6 @@ class Workspace {
   int64_t off_dx_, off_dtmp_, off_dh_, off_datt_, off_dqkv_, off_dgu_, off_ds_, off_dP_, off_deq_,
       off_dxf_;
   int64_t i8_h1_, i8_att_, i8_h2_, i8_s_;
-  std::vector<norm::GainView> norm_views_;  // n_norms: the base weights as gains (no adapter)
 };
 
 // Forward over B sequences of T tokens (inputs and targets are B*T ids, row

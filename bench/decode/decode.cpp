@@ -1,0 +1,181 @@
+// ternorm_bench_decode: multi-tenant decoding throughput. K sequences, each
+// with its own adapter (f32 gains), advance by greedy decoding either in one
+// decode_forward call per step for all K ("batched": the ternary weights are
+// read once per step) or in K calls of one sequence each ("separate"), on the
+// same state, interleaved rep by rep. Prints total tokens/s (median of the
+// reps) and the paired ratio batched / separate for K = 1, 4, 16, 64, and
+// with --out writes the same as JSON. Random weights: speed does not depend
+// on their values.
+//   ternorm_bench_decode [--config shipped|107m] [--threads N] [--steps S]
+//                        [--reps R] [--prompt P] [--out file.json]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cpu/features.h"
+#include "cpu/thread_pool.h"
+#include "model/decode.h"
+#include "model/model.h"
+#include "model/sampler.h"
+
+using namespace ternorm;
+using namespace ternorm::model;
+
+namespace {
+
+struct Options {
+  std::string config = "shipped";
+  int threads = 1;
+  int64_t steps = 32, reps = 5, prompt = 16;
+  std::string out;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (i + 1 >= argc) throw std::invalid_argument("missing value after " + a);
+    const std::string v = argv[++i];
+    if (a == "--config")
+      o.config = v;
+    else if (a == "--threads")
+      o.threads = std::stoi(v);
+    else if (a == "--steps")
+      o.steps = std::stoll(v);
+    else if (a == "--reps")
+      o.reps = std::stoll(v);
+    else if (a == "--prompt")
+      o.prompt = std::stoll(v);
+    else if (a == "--out")
+      o.out = v;
+    else
+      throw std::invalid_argument("unknown option " + a);
+  }
+  if (o.config != "shipped" && o.config != "107m")
+    throw std::invalid_argument("--config must be shipped or 107m");
+  if (o.threads < 1 || o.steps < 1 || o.reps < 1 || o.prompt < 1)
+    throw std::invalid_argument("--threads, --steps, --reps and --prompt must be >= 1");
+  return o;
+}
+
+ModelConfig config_of(const std::string& name) {
+  ModelConfig c;  // the shipped model's shape (config.h defaults)
+  if (name == "107m") c.d_model = 1024, c.n_layers = 8, c.n_heads = 16, c.d_ff = 2816;
+  return c;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Options o = parse(argc, argv);
+    const ModelConfig c = config_of(o.config);
+    if (o.prompt + o.steps > c.context)
+      throw std::invalid_argument("--prompt + --steps must be <= the context " +
+                                  std::to_string(c.context));
+    ThreadPool pool(o.threads);
+    const Exec ex{default_isa(), &pool, o.threads};
+    Model m(c, 1);
+    m.quantize(ex);
+    const std::vector<int64_t> ks = {1, 4, 16, 64};
+    const int64_t kmax = ks.back(), V = c.vocab;
+    // One adapter per slot: gains 1 +- small, all different.
+    std::vector<float> gains(size_t(kmax * c.n_gains()));
+    for (size_t i = 0; i < gains.size(); ++i) gains[i] = 1.0f + 0.01f * float(int(i % 13) - 6);
+    std::vector<std::vector<norm::GainView>> views;
+    for (int64_t s = 0; s < kmax; ++s)
+      views.push_back(f32_gain_views(c, gains.data() + s * c.n_gains()));
+    DecodeState st(c, kmax, std::max(kmax, o.prompt));
+    std::vector<float> logits(size_t(kmax * V));
+    std::vector<int32_t> prompt(static_cast<size_t>(o.prompt)), next(static_cast<size_t>(kmax));
+    for (int64_t t = 0; t < o.prompt; ++t) prompt[size_t(t)] = int32_t((t * 37 + 11) % V);
+
+    // Prompts (untimed), then `steps` greedy steps, batched or one call per sequence.
+    auto run = [&](int64_t K, bool batched) {
+      st.reset_all();
+      for (int64_t s = 0; s < K; ++s) {
+        DecodeEntry e;
+        e.slot = s, e.tokens = prompt.data(), e.n = o.prompt, e.gains = views[size_t(s)].data();
+        decode_forward(m, Precision::Ternary, st, &e, 1, logits.data(), ex);
+        next[size_t(s)] = argmax_token(logits.data(), V);
+      }
+      std::vector<DecodeEntry> es(static_cast<size_t>(K));
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int64_t step = 0; step < o.steps; ++step) {
+        for (int64_t s = 0; s < K; ++s) {
+          es[size_t(s)].slot = s, es[size_t(s)].tokens = &next[size_t(s)], es[size_t(s)].n = 1;
+          es[size_t(s)].gains = views[size_t(s)].data();
+        }
+        if (batched) {
+          decode_forward(m, Precision::Ternary, st, es.data(), K, logits.data(), ex);
+          for (int64_t s = 0; s < K; ++s) next[size_t(s)] = argmax_token(logits.data() + s * V, V);
+        } else {
+          for (int64_t s = 0; s < K; ++s) {
+            decode_forward(m, Precision::Ternary, st, &es[size_t(s)], 1, logits.data(), ex);
+            next[size_t(s)] = argmax_token(logits.data(), V);
+          }
+        }
+      }
+      const double sec =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      return double(K * o.steps) / sec;
+    };
+
+    std::string json = "{\"schema\":\"ternorm.bench.decode/1\",\"config\":\"" + o.config +
+                       "\",\"isa\":\"" + isa_name(ex.isa) +
+                       "\",\"threads\":" + std::to_string(o.threads) +
+                       ",\"steps\":" + std::to_string(o.steps) +
+                       ",\"prompt\":" + std::to_string(o.prompt) + ",\"rows\":[";
+    std::printf(
+        "%s config, isa %s, %d thread(s), %lld steps after a %lld-token prompt, median of %lld\n",
+        o.config.c_str(), isa_name(ex.isa), o.threads, (long long)o.steps, (long long)o.prompt,
+        (long long)o.reps);
+    std::printf("%6s %16s %16s %10s %14s\n", "K", "batched tok/s", "separate tok/s", "ratio",
+                "vs K=1 stream");
+    double one_stream = 0;
+    for (size_t ki = 0; ki < ks.size(); ++ki) {
+      const int64_t K = ks[ki];
+      std::vector<double> b, s, r;
+      for (int64_t rep = 0; rep < o.reps; ++rep) {
+        b.push_back(run(K, true));
+        s.push_back(run(K, false));
+        r.push_back(b.back() / s.back());
+      }
+      const double mb = median(b), msep = median(s), mr = median(r);
+      if (K == 1) one_stream = msep;
+      std::printf("%6lld %16.1f %16.1f %10.2f %14.2f\n", (long long)K, mb, msep, mr,
+                  mb / one_stream);
+      json += std::string(ki ? "," : "") + "{\"k\":" + std::to_string(K) +
+              ",\"batched_tok_s\":" + std::to_string(mb) +
+              ",\"separate_tok_s\":" + std::to_string(msep) + ",\"ratio\":" + std::to_string(mr) +
+              "}";
+      std::fflush(stdout);
+    }
+    json += "]}\n";
+    if (!o.out.empty()) {
+      const std::string tmp = o.out + ".tmp";
+      {
+        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+        f << json;
+        if (!f) throw std::runtime_error("cannot write " + tmp);
+      }
+      if (std::rename(tmp.c_str(), o.out.c_str()) != 0)
+        throw std::runtime_error("cannot rename " + tmp + " to " + o.out);
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ternorm_bench_decode: %s\n", e.what());
+    return 2;
+  }
+}

@@ -1,0 +1,241 @@
+#include "decode.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "../cpu/thread_pool.h"
+#include "../gemm/gemm.h"
+#include "layers.h"
+
+namespace ternorm::model {
+
+// ---- state -----------------------------------------------------------------------------------
+
+DecodeState::DecodeState(const ModelConfig& cfg, int64_t slots, int64_t max_rows)
+    : cfg_(cfg), slots_(slots), max_rows_(max_rows) {
+  validate(cfg_);
+  if (slots < 1 || slots > 65536 || max_rows < 1 || max_rows > 65536)
+    throw std::invalid_argument(
+        "decode state: need 1 <= slots <= 65536 and 1 <= max_rows <= "
+        "65536, got slots " +
+        std::to_string(slots) + ", max_rows " + std::to_string(max_rows));
+  rows_ = std::max(cfg.context, gemm::kDirectMaxM + 1);
+  const int64_t d = cfg.d_model, f = cfg.d_ff, kvd = cfg.kv_dim(), N = max_rows;
+  const int64_t pd = ternary::padded_cols(d), pf = ternary::padded_cols(f);
+  pos_.assign(size_t(slots), 0);
+  cache_ = AlignedBuffer<float>(size_t(cfg.n_layers * slots * 2 * rows_ * kvd));
+  x_ = AlignedBuffer<float>(size_t(N * d));
+  h1_ = AlignedBuffer<float>(size_t(N * d));
+  qkv_ = AlignedBuffer<float>(size_t(N * (d + 2 * kvd)));
+  att_ = AlignedBuffer<float>(size_t(N * d));
+  h2_ = AlignedBuffer<float>(size_t(N * d));
+  gu_ = AlignedBuffer<float>(size_t(N * 2 * f));
+  s_ = AlignedBuffer<float>(size_t(N * f));
+  tmp_ = AlignedBuffer<float>(size_t(N * d));
+  xf_ = AlignedBuffer<float>(size_t(N * d));
+  q8s_ = AlignedBuffer<float>(size_t(4 * N));
+  h1q_ = AlignedBuffer<int8_t>(size_t(N * pd));
+  attq_ = AlignedBuffer<int8_t>(size_t(N * pd));
+  h2q_ = AlignedBuffer<int8_t>(size_t(N * pd));
+  sq_ = AlignedBuffer<int8_t>(size_t(N * pf));
+  row_pos_.resize(size_t(N));
+  row_entry_.resize(size_t(N));
+  tokens_.resize(size_t(N));
+}
+
+void DecodeState::check_slot(int64_t slot) const {
+  if (slot < 0 || slot >= slots_)
+    throw std::invalid_argument("decode: slot " + std::to_string(slot) + " outside [0, " +
+                                std::to_string(slots_) + ")");
+}
+
+int64_t DecodeState::position(int64_t slot) const {
+  check_slot(slot);
+  return pos_[size_t(slot)];
+}
+
+void DecodeState::reset(int64_t slot) {
+  check_slot(slot);
+  pos_[size_t(slot)] = 0;  // rows past the position are never read as keys
+}
+
+void DecodeState::reset_all() { std::fill(pos_.begin(), pos_.end(), 0); }
+
+int64_t DecodeState::cache_bytes_per_token() const {
+  return cfg_.n_layers * 2 * cfg_.kv_dim() * int64_t(sizeof(float));
+}
+
+float* DecodeState::keys(int64_t layer, int64_t slot) {
+  return cache_.data() + ((layer * slots_ + slot) * 2) * rows_ * cfg_.kv_dim();
+}
+
+float* DecodeState::values(int64_t layer, int64_t slot) {
+  return keys(layer, slot) + rows_ * cfg_.kv_dim();
+}
+
+// ---- forward ---------------------------------------------------------------------------------
+
+namespace {
+
+void check_call(const Model& m, Precision p, const DecodeState& st, const DecodeEntry* entries,
+                int64_t n_entries, const float* logits) {
+  const ModelConfig& c = m.config();
+  const ModelConfig& s = st.config();
+  if (s.d_model != c.d_model || s.n_layers != c.n_layers || s.vocab != c.vocab ||
+      s.d_ff != c.d_ff || s.n_heads != c.n_heads || s.kv_heads() != c.kv_heads() ||
+      s.context != c.context)
+    throw std::invalid_argument("decode: the state was made for another model config");
+  if (p != Precision::F32 && p != Precision::Ternary && p != Precision::TernaryF32Act)
+    throw std::invalid_argument("decode: unknown precision " + std::to_string(int(p)));
+  if (p != Precision::F32 && m.ternary_stale())
+    throw std::logic_error(std::string("decode: precision ") + precision_name(p) +
+                           " needs the ternary weights, but the latent weights changed since "
+                           "the last quantize() (call Model::quantize)");
+  if (!entries || n_entries < 1)
+    throw std::invalid_argument("decode: need at least one entry (slot and tokens)");
+  if (!logits) throw std::invalid_argument("decode: null logits output");
+  std::vector<char> seen(size_t(st.slots()), 0);
+  int64_t rows = 0;
+  for (int64_t e = 0; e < n_entries; ++e) {
+    const DecodeEntry& en = entries[e];
+    const std::string at = "decode: entry " + std::to_string(e) + ": ";
+    if (en.slot < 0 || en.slot >= st.slots())
+      throw std::invalid_argument(at + "slot " + std::to_string(en.slot) + " outside [0, " +
+                                  std::to_string(st.slots()) + ")");
+    if (seen[size_t(en.slot)])
+      throw std::invalid_argument(at + "slot " + std::to_string(en.slot) +
+                                  " appears twice in one call");
+    seen[size_t(en.slot)] = 1;
+    if (!en.tokens || en.n < 1)
+      throw std::invalid_argument(at + "need at least one token (and a non-null array), got " +
+                                  std::to_string(en.tokens ? en.n : 0));
+    const int64_t pos = st.position(en.slot);
+    if (en.n > c.context - pos)
+      throw std::invalid_argument(at + "slot " + std::to_string(en.slot) + " holds " +
+                                  std::to_string(pos) + " tokens; " + std::to_string(en.n) +
+                                  " more would pass the context of " + std::to_string(c.context) +
+                                  " (end the sequence or reset the slot)");
+    for (int64_t i = 0; i < en.n; ++i)
+      if (en.tokens[i] < 0 || en.tokens[i] >= c.vocab)
+        throw std::invalid_argument(at + "token id " + std::to_string(en.tokens[i]) + " at index " +
+                                    std::to_string(i) + " is out of range [0, " +
+                                    std::to_string(c.vocab) + ")");
+    if (en.gains) {
+      try {
+        validate_adapter(c, en.gains, c.n_norms());
+      } catch (const std::invalid_argument& err) {
+        throw std::invalid_argument(at + err.what());
+      }
+    }
+    rows += en.n;
+  }
+  if (rows > st.max_rows())
+    throw std::invalid_argument("decode: " + std::to_string(rows) +
+                                " new tokens in one call, "
+                                "the state holds at most max_rows = " +
+                                std::to_string(st.max_rows()));
+}
+
+// Norm k over rows [0, n) of x, row r with the gains of entry row_entry[r]:
+// each run of one entry's rows is one fused-kernel call (threads split rows;
+// a row's bits do not depend on which rows share its call).
+void norm_rows(const Model& m, Precision p, const DecodeEntry* entries, const int64_t* row_entry,
+               int64_t k, const float* x, int64_t n, float* y, int8_t* q, float* scales,
+               const Exec& ex) {
+  const int64_t d = m.config().d_model, pd = ternary::padded_cols(d);
+  const Exec one{ex.isa, nullptr, 1};
+  parallel_ranges(ex, n, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1;) {
+      const int64_t e = row_entry[r];
+      int64_t r_end = r + 1;
+      while (r_end < r1 && row_entry[r_end] == e) ++r_end;
+      rmsnorm_forward_as(p, norm_weights(m, entries[e].gains, k), x + r * d, r_end - r, d,
+                         y + r * d, q + r * pd, scales + r, one);
+      r = r_end;
+    }
+  });
+}
+
+}  // namespace
+
+void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEntry* entries,
+                    int64_t n_entries, float* logits, const Exec& ex) {
+  check_call(m, p, st, entries, n_entries, logits);
+  const ModelConfig& c = m.config();
+  const int64_t d = c.d_model, f = c.d_ff, H = c.n_heads, V = c.vocab, L = c.n_layers;
+  const int64_t kvd = c.kv_dim(), hd = c.head_dim(), group = H / c.kv_heads();
+  const int64_t ld = d + 2 * kvd, E = n_entries;
+
+  // Rows: the entries' tokens in order. first[e] = the entry's first row.
+  std::vector<int64_t> first(size_t(E + 1), 0);
+  for (int64_t e = 0; e < E; ++e) {
+    const DecodeEntry& en = entries[e];
+    const int64_t r0 = first[size_t(e)], pos = st.pos_[size_t(en.slot)];
+    for (int64_t i = 0; i < en.n; ++i) {
+      st.tokens_[size_t(r0 + i)] = en.tokens[i];
+      st.row_pos_[size_t(r0 + i)] = pos + i;
+      st.row_entry_[size_t(r0 + i)] = e;
+    }
+    first[size_t(e + 1)] = r0 + en.n;
+  }
+  const int64_t N = first[size_t(E)];
+  const int64_t* row_entry = st.row_entry_.data();
+  float *x = st.x_.data(), *h1 = st.h1_.data(), *qkv = st.qkv_.data(), *att = st.att_.data();
+  float *h2 = st.h2_.data(), *gu = st.gu_.data(), *s = st.s_.data(), *tmp = st.tmp_.data();
+  int8_t *h1q = st.h1q_.data(), *attq = st.attq_.data(), *h2q = st.h2q_.data(), *sq = st.sq_.data();
+  float* qs = st.q8s_.data();
+  float *h1s = qs, *atts = qs + N, *h2s = qs + 2 * N, *ss = qs + 3 * N;
+  const Exec one{ex.isa, nullptr, 1};
+
+  embedding_forward(m.embedding(), d, st.tokens_.data(), N, x, ex);
+  for (int64_t l = 0; l < L; ++l) {
+    // Attention branch: the new rows' keys and values join the cache, then
+    // each (entry, query head) attends over its slot's cache.
+    norm_rows(m, p, entries, row_entry, 2 * l, x, N, h1, h1q, h1s, ex);
+    linear_forward(p, linear_weights(m, l, Linear::Qkv), linear_input(p, h1, h1q, h1s), N, qkv, ex);
+    rope_forward_at(qkv, N, st.row_pos_.data(), d, kvd, hd, m.rope_cos(), m.rope_sin(), ex);
+    parallel_ranges(ex, N, 16, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t slot = entries[row_entry[r]].slot, pos = st.row_pos_[size_t(r)];
+        const float* row = qkv + r * ld;
+        std::copy(row + d, row + d + kvd, st.keys(l, slot) + pos * kvd);
+        std::copy(row + d + kvd, row + d + 2 * kvd, st.values(l, slot) + pos * kvd);
+      }
+    });
+    parallel_ranges(ex, E * H, 1, [&](int64_t u0, int64_t u1) {
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t e = u / H, h = u % H, g = h / group, r0 = first[size_t(e)];
+        const DecodeEntry& en = entries[e];
+        attention_cached_forward(qkv + r0 * ld + h * hd, ld, en.n, st.row_pos_[size_t(r0)],
+                                 st.keys(l, en.slot) + g * hd, st.values(l, en.slot) + g * hd, kvd,
+                                 st.rows_, hd, att + r0 * d + h * hd, d, one);
+      }
+    });
+    if (p == Precision::Ternary) ternary::quantize_activations(att, N, d, attq, atts, ex);
+    linear_forward(p, linear_weights(m, l, Linear::O), linear_input(p, att, attq, atts), N, tmp,
+                   ex);
+    residual_forward(x, x, tmp, N * d, ex);
+    // Feed-forward branch.
+    norm_rows(m, p, entries, row_entry, 2 * l + 1, x, N, h2, h2q, h2s, ex);
+    linear_forward(p, linear_weights(m, l, Linear::GateUp), linear_input(p, h2, h2q, h2s), N, gu,
+                   ex);
+    swiglu_forward(gu, N, f, s, ex);
+    if (p == Precision::Ternary) ternary::quantize_activations(s, N, f, sq, ss, ex);
+    linear_forward(p, linear_weights(m, l, Linear::Down), linear_input(p, s, sq, ss), N, tmp, ex);
+    residual_forward(x, x, tmp, N * d, ex);
+  }
+  // Final norm and head on each entry's last row (row e of tmp).
+  std::vector<int64_t> ident(static_cast<size_t>(E));
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t r = first[size_t(e + 1)] - 1;
+    std::copy(x + r * d, x + r * d + d, tmp + e * d);
+    ident[size_t(e)] = e;
+  }
+  float* xf = st.xf_.data();
+  norm_rows(m, Precision::F32, entries, ident.data(), 2 * L, tmp, E, xf, h1q, h1s, ex);
+  head_forward(xf, m.head(), E, d, V, logits, ex);
+  for (int64_t e = 0; e < E; ++e) st.pos_[size_t(entries[e].slot)] += entries[e].n;
+}
+
+}  // namespace ternorm::model

@@ -1,0 +1,106 @@
+#include "sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "vec_math.h"
+
+namespace ternorm::model {
+
+namespace {
+void check_logits(const float* logits, int64_t vocab) {
+  if (!logits || vocab < 1)
+    throw std::invalid_argument("sampler: need logits of vocab >= 1 tokens, got " +
+                                std::to_string(logits ? vocab : 0));
+  for (int64_t i = 0; i < vocab; ++i)
+    if (!std::isfinite(logits[i]))
+      throw std::invalid_argument("sampler: logit " + std::to_string(i) +
+                                  " is not finite; expected finite logits");
+}
+}  // namespace
+
+void validate(const SamplerOptions& o) {
+  if (!(o.temperature >= 0.0f) || !std::isfinite(o.temperature))
+    throw std::invalid_argument("sampler: temperature must be finite and >= 0 (0 = greedy), got " +
+                                std::to_string(o.temperature));
+  if (o.top_k < 0)
+    throw std::invalid_argument("sampler: top_k must be >= 0 (0 = off), got " +
+                                std::to_string(o.top_k));
+  if (!(o.top_p > 0.0f && o.top_p <= 1.0f))
+    throw std::invalid_argument("sampler: top_p must be in (0, 1] (1 = off), got " +
+                                std::to_string(o.top_p));
+  if (!(o.min_p >= 0.0f && o.min_p <= 1.0f))
+    throw std::invalid_argument("sampler: min_p must be in [0, 1] (0 = off), got " +
+                                std::to_string(o.min_p));
+}
+
+int32_t argmax_token(const float* logits, int64_t vocab) {
+  check_logits(logits, vocab);
+  int64_t best = 0;
+  for (int64_t i = 1; i < vocab; ++i)
+    if (logits[i] > logits[best]) best = i;
+  return int32_t(best);
+}
+
+Sampler::Sampler(const SamplerOptions& opts, uint64_t seed) : opts_(opts) {
+  validate(opts_);
+  rng_.s = seed;
+}
+
+int32_t Sampler::sample(const float* logits, int64_t vocab) {
+  if (opts_.temperature == 0.0f || opts_.top_k == 1) return argmax_token(logits, vocab);
+  check_logits(logits, vocab);
+  const float top = logits[argmax_token(logits, vocab)];
+  const float t = opts_.temperature;
+  // Probabilities relative to the top token's (exp of <= 0, the top one 1):
+  // min-p needs no normalisation, so it drops tokens before the ranking.
+  order_.clear();
+  prob_.assign(size_t(vocab), 0.0);
+  for (int64_t i = 0; i < vocab; ++i) {
+    const double p = double(exp_approx((logits[i] - top) / t));
+    if (p >= double(opts_.min_p)) {
+      order_.push_back(int32_t(i));
+      prob_[size_t(i)] = p;
+    }
+  }
+  // Rank: higher logit first, the lower id on a tie (a total order, so any
+  // sort gives the same ranking).
+  const auto better = [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+  size_t kept = order_.size();
+  if (opts_.top_k > 0 && size_t(opts_.top_k) < kept) {
+    kept = size_t(opts_.top_k);
+    std::partial_sort(order_.begin(), order_.begin() + std::ptrdiff_t(kept), order_.end(), better);
+  } else if (opts_.top_p < 1.0f) {
+    std::sort(order_.begin(), order_.end(), better);
+  }  // else no rule needs the ranking: the draw walks the kept tokens by id
+  // top-p after top-k and min-p: all three keep a prefix of the ranking, and
+  // min-p's prefix does not depend on the normalisation, so the order of the
+  // last two does not matter.
+  if (opts_.top_p < 1.0f) {
+    double total = 0;
+    for (size_t j = 0; j < kept; ++j) total += prob_[size_t(order_[j])];
+    const double need = double(opts_.top_p) * total;
+    double cum = 0;
+    size_t j = 0;
+    while (j < kept) {
+      cum += prob_[size_t(order_[j++])];
+      if (cum >= need) break;
+    }
+    kept = j;
+  }
+  double mass = 0;
+  for (size_t j = 0; j < kept; ++j) mass += prob_[size_t(order_[j])];
+  const double target = rng_.uniform() * mass;
+  double cum = 0;
+  for (size_t j = 0; j < kept; ++j) {
+    cum += prob_[size_t(order_[j])];
+    if (target < cum) return order_[j];
+  }
+  return order_[kept - 1];  // target within rounding of the total
+}
+
+}  // namespace ternorm::model
