@@ -14,6 +14,7 @@
 
 #include "codec/codec.h"
 #include "io/container.h"
+#include "model/gguf_model.h"
 #include "model/model.h"
 
 namespace ternorm::addon {
@@ -22,6 +23,7 @@ struct ModelState {
   std::unique_ptr<model::Model> model;
   bool has_latent = true;                      // false: loaded from a model file (ternary weights only)
   std::optional<io::Fingerprint> fingerprint;  // of the file it was loaded from or last saved to
+  std::optional<model::GgufTokenizer> gguf_tokenizer;  // a GGUF model's tokenizer.ggml.* metadata, re-exported
   std::atomic<bool> busy{false};
 };
 
