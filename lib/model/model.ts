@@ -137,6 +137,8 @@ export class Model {
      * "gguf v3 llama: 28 block matrices f16, 28 ternarised on load by absmean (post-training quantisation)".
      */
     readonly info: string = 'ternorm model file',
+    /** A GGUF's tokenizer.ggml.* vocabulary (null for a .tnm or a GGUF without one). */
+    readonly ggufVocab: VocabMetadata | null = null,
   ) {}
 
   /** A new model, initialised deterministically from the seed (an integer in 0..2^53-1). */
@@ -180,7 +182,7 @@ export class Model {
       throw new Error(`${where}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab is ${vocab}`);
     }
     const info = raw.gguf === undefined ? 'ternorm model file' : raw.gguf.info;
-    const model = new Model(raw.model, tokenizer, parseJson(raw.meta, `${where}: meta`), info);
+    const model = new Model(raw.model, tokenizer, parseJson(raw.meta, `${where}: meta`), info, (raw.vocab ?? null) as VocabMetadata | null);
     return { model, checkpoint: raw.checkpoint === null ? null : toCheckpoint(raw.checkpoint, where) };
   }
 
@@ -219,17 +221,22 @@ export class Model {
   /**
    * The model as a GGUF llama.cpp loads (native/model/gguf_model.h): block matrices in `type`,
    * adapter gains (raw or decoded) multiplied into the norm weights, ternorm's BPE written both as
-   * its exact bytes ("ternorm.tokenizer") and as a gpt2-style vocabulary; a GGUF-loaded model
-   * keeps its own vocabulary. Written atomically to `path`, or returned as bytes.
+   * its exact bytes ("ternorm.tokenizer") and as a gpt2-style vocabulary; otherwise `vocab` (a
+   * vocabulary of this model's size, e.g. Llama 3's) or a GGUF-loaded model's own vocabulary.
+   * Written atomically to `path`, or returned as bytes.
    */
-  exportGguf(type: GgufType, options: { path?: string; gains?: Float32Array | null } = {}): Uint8Array | undefined {
+  exportGguf(type: GgufType, options: { path?: string; gains?: Float32Array | null; vocab?: VocabMetadata } = {}): Uint8Array | undefined {
     if (!GGUF_TYPES.includes(type)) throw new RangeError(`type must be one of ${GGUF_TYPES.join(', ')}, got ${String(type)}`);
     const gains = options.gains ?? null;
     if (gains !== null && gains.length !== this.nGains) {
       throw new RangeError(`the adapter holds ${gains.length} gains but the model needs n_norms * d_model = ${this.nGains}`);
     }
     const bpe = this.tokenizer instanceof BpeTokenizer ? this.tokenizer.serialize() : null;
-    return modelAddon().modelExportGguf(this.native, options.path, type, gains, bpe, GGUF_EXPORT_PRE);
+    const vocab = options.vocab ?? null;
+    if (vocab !== null && vocab.tokens.length !== this.config.vocab) {
+      throw new RangeError(`the vocabulary has ${vocab.tokens.length} tokens but the model's vocab is ${this.config.vocab}`);
+    }
+    return modelAddon().modelExportGguf(this.native, options.path, type, gains, vocab === null ? bpe : null, GGUF_EXPORT_PRE, vocab);
   }
 
   /** Writes the model file atomically. meta: any JSON-serialisable record. */

@@ -120,6 +120,7 @@ export interface NativeModelAddon {
     gains: Float32Array | null,
     tokenizer: Uint8Array | null,
     pre: string,
+    vocab?: NativeVocabMetadata | null,
   ): Uint8Array | undefined;
   trainerCreate(model: NativeModel, config: RawTrainConfig): NativeTrainer;
   evaluateAsync(

@@ -380,31 +380,6 @@ bool is_gguf(const Napi::Value& v) {
   return in.read(head, 4) && std::memcmp(head, kMagic, 4) == 0;
 }
 
-Napi::Object vocab_object(Napi::Env env, const tok::VocabData& d) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("model", d.model);
-  o.Set("pre", d.pre);
-  Napi::Array tokens = Napi::Array::New(env, d.tokens.size());
-  for (size_t i = 0; i < d.tokens.size(); ++i) tokens.Set(uint32_t(i), Napi::String::New(env, d.tokens[i]));
-  o.Set("tokens", tokens);
-  if (!d.scores.empty()) o.Set("scores", copy_f32(env, d.scores.data(), d.scores.size()));
-  if (!d.token_types.empty()) {
-    auto tt = Napi::Int32Array::New(env, d.token_types.size());
-    std::memcpy(tt.Data(), d.token_types.data(), d.token_types.size() * 4);
-    o.Set("tokenTypes", tt);
-  }
-  Napi::Array merges = Napi::Array::New(env, d.merges.size());
-  for (size_t i = 0; i < d.merges.size(); ++i) merges.Set(uint32_t(i), Napi::String::New(env, d.merges[i]));
-  o.Set("merges", merges);
-  const std::pair<const char*, int32_t> ids[] = {{"bos", d.bos}, {"eos", d.eos}, {"unk", d.unk}, {"pad", d.pad}};
-  for (const auto& [k, id] : ids)
-    if (id >= 0) o.Set(k, double(id));
-  o.Set("addBos", d.add_bos);
-  o.Set("addEos", d.add_eos);
-  o.Set("addSpacePrefix", d.add_space_prefix);
-  return o;
-}
-
 // The GGUF branch of modelLoad: memory-mapped from a path, copied from bytes. The tokenizer is
 // ternorm's own BPE bytes when the file carries them (kTernormTokenizerKey), else the
 // tokenizer.ggml.* metadata (`vocab`). The fingerprint is model_fingerprint over the imported
@@ -447,9 +422,10 @@ Napi::Value load_gguf(const Napi::CallbackInfo& info, uint64_t max_bytes) {
 }
 
 // modelExportGguf(model, path | undefined, type, gains: Float32Array | null, tokenizer: Uint8Array | null,
-//   pre: string) -> Uint8Array (no path) | undefined. With ternorm BPE bytes the file carries them
-//   (kTernormTokenizerKey) and their gpt2-style vocabulary with pre-tokenizer `pre`; without, a
-//   GGUF-loaded model's own tokenizer metadata.
+//   pre: string, vocab?: metadata) -> Uint8Array (no path) | undefined. The tokenizer written:
+//   ternorm BPE bytes as themselves (kTernormTokenizerKey) and as their gpt2-style vocabulary with
+//   pre-tokenizer `pre`; else a vocabulary given as metadata (VocabTokenizer's); else a
+//   GGUF-loaded model's own.
 Napi::Value ModelExportGguf(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = model_arg(info, 0);
@@ -474,6 +450,11 @@ Napi::Value ModelExportGguf(const Napi::CallbackInfo& info) {
     vocab = model::gguf_tokenizer_of(tok::byte_bpe_vocab(bpe, string_arg(info, 5, "pre")));
     vocab.add_bos = false;  // llama.cpp's gpt2 defaults would otherwise apply
     vocab.add_eos = false;
+    o.tokenizer = &vocab;
+  } else if (!info[6].IsNull() && !info[6].IsUndefined()) {
+    tok::VocabData d = vocab_data_arg(info, 6);
+    (void)tok::VocabTokenizer(d);  // its checks: lengths, ids, merges, model and pre supported
+    vocab = model::gguf_tokenizer_of(d);
     o.tokenizer = &vocab;
   } else if (s->gguf_tokenizer) {
     o.tokenizer = &*s->gguf_tokenizer;
