@@ -1,11 +1,13 @@
 // ternorm against llama.cpp on the same GGUF: `ternorm export` writes models llama.cpp loads, and
 // llama.cpp (node-llama-cpp's prebuilt CPU library, bench/peers) must score them like ternorm and
 // tokenize like ternorm. setupPeers() installs the peer from the npm registry when it is missing.
-//  - F32 export of the shipped model, llama.cpp with exact numerics (--kv f32 --flash-attn off)
-//    against ternorm's 'ternary-fp32act' evaluation of the .tnm: max |ΔNLL| <= 1e-3.
-//  - the same for a tiny grouped-query, untied-head model trained by the CLI;
-//  - token ids of ternorm's BPE and llama.cpp's tokenize on the exported gpt2-style vocabulary;
-//  - export -> import -> export byte-identical through the CLI; `bet --model X.gguf` end to end.
+//  - f32 export of the shipped model, llama.cpp with exact numerics (--kv f32 --flash-attn off)
+//    against ternorm's 'ternary-fp32act' evaluation of the .tnm: max |ΔNLL| <= 1e-3; the same for
+//    a tiny grouped-query, untied-head model trained by the CLI and a model with Llama 3's vocabulary;
+//  - token ids: ternorm's BPE, the core's GGUF tokenizer (gpt-2, llama-bpe) against llama.cpp's
+//    tokenize on fixture texts and edge cases;
+//  - export -> import -> export byte-identical through the CLI, a tq2_0 re-import's bound, adapters
+//    (raw, encoded) folded on export, every model command and `bet` on a GGUF, bad input.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -198,6 +200,43 @@ describe('a tiny GQA, untied-head model trained by the CLI', () => {
     console.log(`adapter folded into f32 norms: max |ΔNLL| ${d.toExponential(2)} against the .tnm with the adapter`);
     expect(d).toBeLessThanOrEqual(1e-4);
   }, 300_000);
+
+  it('every model command takes the GGUF; an encoded adapter is decoded before it is folded', async () => {
+    const user = join(dir, 'adapter-user.txt');
+    const raw = join(dir, 'gguf-user.adapter');
+    const encoded = join(dir, 'gguf-user.int8.adapter');
+    cli(['train-adapter', '--model', gguf, '--text', user, '--out', raw, '--max-steps', '4', '--eval-every', '2']);
+    cli(['quantize', '--model', gguf, '--scheme', 'int8_per_tensor', raw, encoded]);
+    const ev = JSON.parse(cli(['evaluate', '--model', gguf, '--adapter', encoded, '--text', user, '--json'])) as { meanNll: number };
+    expect(Number.isFinite(ev.meanNll)).toBe(true);
+    // The adapter was trained on the GGUF; the .tnm it came from has the same fingerprint, so the
+    // encoded adapter applies to it too, and folding it gives the scores of the kernel's decode.
+    const folded = join(dir, 'tiny-int8-folded.gguf');
+    cli(['export', '--model', tnm, '--adapter', encoded, '--type', 'f32', '--out', folded]);
+    const model = Model.load(tnm);
+    const tokens = model.tokenizer!.encode(readFileSync(user).subarray(0, 3000));
+    const a = await evaluate(model, Adapter.load(model, encoded), tokens, { precision: 'ternary-fp32act' });
+    const b = await evaluate(Model.load(folded), null, tokens, { precision: 'ternary-fp32act' });
+    expect(maxAbsDiff(a.nll, b.nll)).toBeLessThanOrEqual(1e-4);
+  }, 300_000);
+
+  it('bad input: one line naming the problem, nothing written', () => {
+    const run = (args: string[]) => spawnSync(process.execPath, [main, ...args], { cwd: dir, encoding: 'utf8' });
+    const bad = run(['export', '--model', tnm, '--type', 'q4_0', '--out', join(dir, 'x.gguf')]);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/--type must be tq2_0, tq1_0, f16, f32, got 'q4_0'/);
+    const truncated = join(dir, 'truncated.gguf');
+    writeFileSync(truncated, readFileSync(gguf).subarray(0, 1000));
+    const t = run(['evaluate', '--model', truncated, '--text', join(dir, 'val.txt')]);
+    expect(t.status).toBe(1);
+    expect(t.stderr.trim().split('\n')).toHaveLength(1);
+    expect(t.stderr).toMatch(/gguf/i);
+    // tq2_0 needs rows of 256 values; this model's are 64 wide.
+    const narrow = run(['export', '--model', tnm, '--type', 'tq2_0', '--out', join(dir, 'narrow.gguf')]);
+    expect(narrow.status).toBe(1);
+    expect(narrow.stderr).toMatch(/needs a multiple of 256/);
+    expect(() => readFileSync(join(dir, 'narrow.gguf'))).toThrow();
+  });
 
   it('bet --model X.gguf runs end to end', () => {
     const user = join(dir, 'user.txt');
