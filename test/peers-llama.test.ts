@@ -89,6 +89,10 @@ describe('the shipped model through GGUF', () => {
     const gguf = Model.load(f32);
     expect(gguf.fingerprint).toBe(tnm.fingerprint);
     expect(gguf.info).toMatch(/ternary as stored/);
+    // From bytes in memory too: the GGUF magic decides, not a file name.
+    const fromBytes = Model.load(new Uint8Array(readFileSync(f32)));
+    expect(fromBytes.fingerprint).toBe(tnm.fingerprint);
+    expect(fromBytes.config).toEqual(tnm.config);
   });
 
   it('llama.cpp scores the f32 export like ternorm with fp32 activations: max |ΔNLL| <= 1e-3', async () => {
@@ -260,6 +264,7 @@ describe('a model carrying the Llama 3 vocabulary (llama3-tokenizer-js)', () => 
   it('loads with its vocabulary, tokenizes like llama.cpp and scores like it', async () => {
     const model = Model.load(gguf);
     expect(model.ggufVocab?.pre).toBe('llama-bpe');
+    expect(() => model.save(join(dir, 'llama3.tnm'))).toThrow(/GGUF vocabulary \(export it as GGUF\)/);
     expect(compareIds(gguf, (b) => model.tokenizer!.encode(b), 'Llama 3 vocabulary')).toEqual([]);
     const tokens = model.tokenizer!.encode(fixture.subarray(0, 2000));
     const ours = await evaluate(model, null, tokens, { precision: 'ternary-fp32act', stride: 16 });
