@@ -1,7 +1,7 @@
 // Bindings of the model engine (native/model): a Model handle (create, load,
 // save, quantize), a Trainer handle (one step per call, sync or async) and
-// evaluate (async). The files themselves are built and parsed by
-// native/model/model_file.h; this file only converts arguments. Adapter files
+// evaluate (async), and GGUF load / export. The files themselves are built and parsed by
+// native/model/model_file.h and native/model/gguf_model.h; this file only converts arguments. Adapter files
 // and encodings: adapter_binding.cpp. One call at a time per model
 // (model_state.h).
 #include <atomic>
@@ -473,6 +473,8 @@ Napi::Value ModelExportGguf(const Napi::CallbackInfo& info) {
 
 // modelLoad(source: string | Uint8Array, maxBytes?) ->
 //   { model, tokenizer, meta: string | null, fingerprint, checkpoint: null | {adamM, adamV, step, state} }
+//   A GGUF source (load_gguf) adds { vocab: metadata | null, gguf: { version, name, info,
+//   postTrainingQuantised } }; maxBytes bounds its bytes in memory (a path is mapped, not read).
 Napi::Value ModelLoad(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   io::ParseOptions opts;

@@ -299,6 +299,8 @@ ModelConfig config_of(const gguf::File& f, const GgufImportOptions& opt) {
   // Grouped-query attention: head_count_kv absent means multi-head.
   const std::string kv = key("attention.head_count_kv");
   c.n_kv_heads = f.find(kv) ? dim_key(f, kv) : c.n_heads;
+  if (c.n_kv_heads > c.n_heads || c.n_heads % c.n_kv_heads != 0)
+    throw FormatError(cat("gguf: ", kv, " = ", c.n_kv_heads, " must divide head_count = ", c.n_heads));
   // An untied output head is the tensor output.weight; without it the head is the embedding.
   c.tied_head = f.find_tensor("output.weight") == nullptr;
   const std::string rot = key("rope.dimension_count");

@@ -372,7 +372,7 @@ TEST(gguf_model_refusals_name_the_problem) {
   };
   {
     const std::string e = import_error(set_key("llama.attention.head_count_kv", Value::u32(3)));
-    CHECK_MSG(mentions(e, "config.nKvHeads must be an integer in 0..2, got 3"), e);
+    CHECK_MSG(mentions(e, "llama.attention.head_count_kv = 3 must divide head_count = 2"), e);
   }
   CHECK(mentions(import_error(set_key("general.architecture", Value::string("qwen2"))),
                  "architecture 'qwen2' is not supported (supported: llama)"));
