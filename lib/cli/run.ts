@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 
 import { getFixtures } from '../data/fixtures.js';
 import { Adapter } from '../adapter/adapter.js';
-import { evaluate, Model, type ModelConfig, type Precision } from '../model/model.js';
+import { evaluate, GGUF_TYPES, Model, type GgufType, type ModelConfig, type Precision } from '../model/model.js';
 import { adapterRunLimits, resolveAdapterRun, trainAdapter, type AdapterRunOptions } from '../model/train-adapter.js';
 import { baseRunLimits, STOP_AFTER_LIMIT, trainBase, type BaseRunRequest } from '../model/train-base.js';
 import { BET_USAGE, cmdBet, cmdFleet, cmdQuantize } from './bet-commands.js';
@@ -38,6 +38,10 @@ ${BET_USAGE}  train-base      train the base model (tokenizer, ternary-aware tra
   evaluate        perplexity and bits per byte of a text
     --model M [--adapter A] --text T [--precision ternary|fp32|ternary-fp32act] [--stride N]
     [--batch 4] [--threads N] [--json]
+  export          write a model (and optionally an adapter, raw or encoded, folded into its norm
+                  weights) as a GGUF llama.cpp loads
+    --model M [--adapter A] --type tq2_0|tq1_0|f16|f32 --out X.gguf
+  Every --model accepts a ternorm .tnm or a GGUF (llama architecture; detected by its magic).
 `;
 
 // ---- train-base --------------------------------------------------------------------------------
@@ -258,6 +262,22 @@ async function cmdTrainAdapter(argv: string[], io: Io): Promise<number> {
   return 0;
 }
 
+// ---- export --------------------------------------------------------------------------------------
+async function cmdExport(argv: string[], io: Io): Promise<number> {
+  const v = parse(argv, { model: S, adapter: S, type: S, out: S });
+  if (v.help) return help(io);
+  const type = required(v, 'type');
+  if (!(GGUF_TYPES as readonly string[]).includes(type)) throw new UsageError(`--type must be ${GGUF_TYPES.join(', ')}, got '${type}'`);
+  const modelPath = required(v, 'model');
+  const out = required(v, 'out');
+  const model = Model.load(modelPath);
+  // An encoded adapter's gains are its decoded ones (what the norm kernel computes with).
+  const adapter = v.adapter === undefined ? null : Adapter.load(model, v.adapter as string);
+  model.exportGguf(type as GgufType, { path: out, gains: adapter === null ? null : adapter.gains });
+  io.stdout.write(`wrote ${out} (${type}${adapter === null ? '' : `, adapter ${adapter.scheme} folded into the norms`})\n`);
+  return 0;
+}
+
 // ---- evaluate ------------------------------------------------------------------------------------
 async function cmdEvaluate(argv: string[], io: Io): Promise<number> {
   const v = parse(argv, { model: S, adapter: S, text: S, precision: S, stride: S, batch: S, threads: S, json: { type: 'boolean' } });
@@ -310,6 +330,8 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
         return await cmdTrainAdapter(rest, io);
       case 'evaluate':
         return await cmdEvaluate(rest, io);
+      case 'export':
+        return await cmdExport(rest, io);
       case 'bet':
       case 'fleet':
       case 'quantize': {

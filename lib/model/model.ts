@@ -12,6 +12,7 @@ import { types } from 'node:util';
 
 import { Adapter, Encoding } from '../adapter/adapter.js';
 import { BpeTokenizer } from '../tokenizer/bpe.js';
+import { VocabTokenizer, type VocabMetadata } from '../tokenizer/vocab.js';
 import { checkLimit, coreLimits, defaultOf } from './limits.js';
 import {
   modelAddon,
@@ -44,6 +45,40 @@ export function defaultModelConfig(): ModelConfig {
 }
 
 /** Weights and activations of a forward pass: ternary + int8, the latent fp32 weights, or ternary weights with fp32 activations. */
+/**
+ * What a model tokenizes with: ternorm's own BPE (a .tnm, or a GGUF carrying "ternorm.tokenizer")
+ * or a GGUF's tokenizer.ggml.* vocabulary. Plain text ids: no BOS / EOS are added.
+ */
+export interface ModelTokenizer {
+  readonly vocabSize: number;
+  encode(bytes: Uint8Array): Int32Array;
+  decode(ids: ArrayLike<number>): Uint8Array;
+}
+
+/** A GGUF vocabulary as a ModelTokenizer (special tokens are neither added nor parsed). */
+export class GgufVocabTokenizer implements ModelTokenizer {
+  readonly vocabSize: number;
+  constructor(readonly vocab: VocabTokenizer) {
+    this.vocabSize = vocab.size;
+  }
+  encode(bytes: Uint8Array): Int32Array {
+    return this.vocab.encode(bytes, { addSpecial: false, parseSpecial: false });
+  }
+  decode(ids: ArrayLike<number>): Uint8Array {
+    return this.vocab.decode(ids);
+  }
+}
+
+/** GGUF export weight types (native/model/gguf_model.h). */
+export type GgufType = 'tq2_0' | 'tq1_0' | 'f16' | 'f32';
+export const GGUF_TYPES: readonly GgufType[] = ['tq2_0', 'tq1_0', 'f16', 'f32'];
+
+/**
+ * The llama.cpp pre-tokenizer recorded with ternorm's BPE in an exported GGUF: GPT-2's pattern,
+ * the closest to ternorm's byte pre-tokenizer (test/peers-llama.test.ts measures the agreement).
+ */
+export const GGUF_EXPORT_PRE = 'gpt-2';
+
 export type Precision = 'ternary' | 'fp32' | 'ternary-fp32act';
 export type TrainMode = RawTrainConfig['mode'];
 
@@ -95,9 +130,16 @@ export class Model {
   private constructor(
     /** @internal */ readonly native: NativeModel,
     /** The tokenizer stored with the model (null for a fresh model until one is set). */
-    public tokenizer: BpeTokenizer | null,
+    public tokenizer: ModelTokenizer | null,
     /** The free-form record stored in the file (parsed JSON), null if none. */
     readonly meta: unknown,
+    /**
+     * Where the weights came from: 'ternorm model file', or a GGUF's one-line import summary, e.g.
+     * "gguf v3 llama: 28 block matrices f16, 28 ternarised on load by absmean (post-training quantisation)".
+     */
+    readonly info: string = 'ternorm model file',
+    /** A GGUF's tokenizer.ggml.* vocabulary (null for a .tnm or a GGUF without one). */
+    readonly ggufVocab: VocabMetadata | null = null,
   ) {}
 
   /** A new model, initialised deterministically from the seed (an integer in 0..2^53-1). */
@@ -127,9 +169,12 @@ export class Model {
     if (options.maxBytes !== undefined) checkInt(options.maxBytes, 'maxBytes', 1, 2 ** 31);
     const raw = modelAddon().modelLoad(source, options.maxBytes);
     const where = typeof source === 'string' ? source : 'model bytes';
-    let tokenizer: BpeTokenizer;
+    let tokenizer: ModelTokenizer;
     try {
-      tokenizer = BpeTokenizer.deserialize(raw.tokenizer);
+      tokenizer =
+        raw.gguf !== undefined && raw.tokenizer.length === 0
+          ? new GgufVocabTokenizer(new VocabTokenizer(raw.vocab as VocabMetadata))
+          : BpeTokenizer.deserialize(raw.tokenizer);
     } catch (err) {
       throw new Error(`${where}: the tokenizer section is not a valid tokenizer: ${(err as Error).message}`, { cause: err });
     }
@@ -137,7 +182,8 @@ export class Model {
     if (tokenizer.vocabSize !== vocab) {
       throw new Error(`${where}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab is ${vocab}`);
     }
-    const model = new Model(raw.model, tokenizer, parseJson(raw.meta, `${where}: meta`));
+    const info = raw.gguf === undefined ? 'ternorm model file' : raw.gguf.info;
+    const model = new Model(raw.model, tokenizer, parseJson(raw.meta, `${where}: meta`), info, (raw.vocab ?? null) as VocabMetadata | null);
     return { model, checkpoint: raw.checkpoint === null ? null : toCheckpoint(raw.checkpoint, where) };
   }
 
@@ -167,7 +213,31 @@ export class Model {
 
   private tokenizerBytes(): Uint8Array {
     if (this.tokenizer === null) throw new Error('the model has no tokenizer; set model.tokenizer before saving');
+    if (!(this.tokenizer instanceof BpeTokenizer)) {
+      throw new Error('a .tnm file stores ternorm\'s BPE; this model tokenizes with a GGUF vocabulary (export it as GGUF)');
+    }
     return this.tokenizer.serialize();
+  }
+
+  /**
+   * The model as a GGUF llama.cpp loads (native/model/gguf_model.h): block matrices in `type`,
+   * adapter gains (raw or decoded) multiplied into the norm weights, ternorm's BPE written both as
+   * its exact bytes ("ternorm.tokenizer") and as a gpt2-style vocabulary; otherwise `vocab` (a
+   * vocabulary of this model's size, e.g. Llama 3's) or a GGUF-loaded model's own vocabulary.
+   * Written atomically to `path`, or returned as bytes.
+   */
+  exportGguf(type: GgufType, options: { path?: string; gains?: Float32Array | null; vocab?: VocabMetadata } = {}): Uint8Array | undefined {
+    if (!GGUF_TYPES.includes(type)) throw new RangeError(`type must be one of ${GGUF_TYPES.join(', ')}, got ${String(type)}`);
+    const gains = options.gains ?? null;
+    if (gains !== null && gains.length !== this.nGains) {
+      throw new RangeError(`the adapter holds ${gains.length} gains but the model needs n_norms * d_model = ${this.nGains}`);
+    }
+    const bpe = this.tokenizer instanceof BpeTokenizer ? this.tokenizer.serialize() : null;
+    const vocab = options.vocab ?? null;
+    if (vocab !== null && vocab.tokens.length !== this.config.vocab) {
+      throw new RangeError(`the vocabulary has ${vocab.tokens.length} tokens but the model's vocab is ${this.config.vocab}`);
+    }
+    return modelAddon().modelExportGguf(this.native, options.path, type, gains, vocab === null ? bpe : null, GGUF_EXPORT_PRE, vocab);
   }
 
   /** Writes the model file atomically. meta: any JSON-serialisable record. */

@@ -2,6 +2,7 @@
 // positional arguments, named results, checked by the addon itself. lib/model/model.ts is the typed
 // surface with the friendlier checks; use that.
 
+import type { NativeVocabMetadata } from '../tokenizer/native.js';
 import { loadAddon } from '../native.js';
 
 /** The model's shape as the addon spells it. */
@@ -98,15 +99,29 @@ export interface RawCheckpoint {
 
 export interface RawLoadedModel {
   model: NativeModel;
+  /** ternorm's BPE bytes; empty for a GGUF file without them (then `vocab` holds its tokenizer). */
   tokenizer: Uint8Array;
   meta: string | null;
   fingerprint: string;
   checkpoint: RawCheckpoint | null;
+  /** A GGUF file's tokenizer.ggml.* metadata (absent for a .tnm, null when the GGUF has none). */
+  vocab?: NativeVocabMetadata | null;
+  /** Present when the source was a GGUF file. */
+  gguf?: { version: number; name: string; info: string; postTrainingQuantised: boolean };
 }
 
 export interface NativeModelAddon {
   modelCreate(config: RawModelConfig, seed: number): NativeModel;
   modelLoad(source: string | Uint8Array, maxBytes?: number): RawLoadedModel;
+  modelExportGguf(
+    model: NativeModel,
+    path: string | undefined,
+    type: string,
+    gains: Float32Array | null,
+    tokenizer: Uint8Array | null,
+    pre: string,
+    vocab?: NativeVocabMetadata | null,
+  ): Uint8Array | undefined;
   trainerCreate(model: NativeModel, config: RawTrainConfig): NativeTrainer;
   evaluateAsync(
     model: NativeModel,

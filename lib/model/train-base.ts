@@ -187,7 +187,7 @@ function parseState(state: unknown, where: string): TrainState {
 }
 
 /** The validation tokens scored by a run: the first evalTokens tokens of the validation text. */
-export function validationTokens(tokenizer: BpeTokenizer, text: Uint8Array, evalTokens: number): Int32Array {
+export function validationTokens(tokenizer: Pick<BpeTokenizer, 'encode'>, text: Uint8Array, evalTokens: number): Int32Array {
   const all = tokenizer.encode(text);
   if (all.length < 2) throw new RangeError(`the validation text is too short: it encodes to ${all.length} tokens, need at least 2`);
   return all.subarray(0, Math.min(all.length, evalTokens));

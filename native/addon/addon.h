@@ -23,6 +23,7 @@
 #include "cpu/isa.h"
 #include "cpu/thread_pool.h"
 #include "model/limits.h"
+#include "tokenizer/vocab.h"
 
 namespace ternorm::addon {
 
@@ -202,6 +203,12 @@ struct KernelCall {
 
 Napi::Value run_sync(Napi::Env env, KernelCall call);
 Napi::Value run_async(Napi::Env env, KernelCall call);  // returns a Promise
+
+// ---- tokenizer metadata (tokenizer_binding.cpp) ---------------------------------
+// A plain metadata object { model, pre?, tokens, scores?: Float32Array, tokenTypes?: Int32Array,
+// merges?, bos?, eos?, unk?, pad?, addBos?, addEos?, addSpacePrefix? } and back.
+tok::VocabData vocab_data_arg(const Napi::CallbackInfo& info, size_t index);
+Napi::Object vocab_object(Napi::Env env, const tok::VocabData& d);
 
 // ---- registration ----------------------------------------------------------------
 void register_ternary(Napi::Env env, Napi::Object exports);

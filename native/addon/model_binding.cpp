@@ -1,12 +1,13 @@
 // Bindings of the model engine (native/model): a Model handle (create, load,
 // save, quantize), a Trainer handle (one step per call, sync or async) and
-// evaluate (async). The files themselves are built and parsed by
-// native/model/model_file.h; this file only converts arguments. Adapter files
+// evaluate (async), and GGUF load / export. The files themselves are built and parsed by
+// native/model/model_file.h and native/model/gguf_model.h; this file only converts arguments. Adapter files
 // and encodings: adapter_binding.cpp. One call at a time per model
 // (model_state.h).
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,7 +16,9 @@
 #include "addon.h"
 #include "model_state.h"
 #include "io/container.h"
+#include "io/gguf.h"
 #include "model/eval.h"
+#include "model/gguf_model.h"
 #include "model/model.h"
 #include "model/model_file.h"
 #include "model/train.h"
@@ -360,13 +363,119 @@ Napi::Value ModelCreate(const Napi::CallbackInfo& info) {
   return new_model_object(env, std::move(s));
 }
 
+// ---- GGUF ----------------------------------------------------------------------------------
+// A source is a GGUF file when it starts with the magic "GGUF", whatever its name.
+bool is_gguf(const Napi::Value& v) {
+  static const char kMagic[4] = {'G', 'G', 'U', 'F'};
+  if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+    auto a = v.As<Napi::Uint8Array>();
+    return a.ElementLength() >= 4 && std::memcmp(a.Data(), kMagic, 4) == 0;
+  }
+  if (!v.IsString()) return false;
+  std::ifstream in(v.As<Napi::String>().Utf8Value(), std::ios::binary);
+  char head[4] = {};
+  return in.read(head, 4) && std::memcmp(head, kMagic, 4) == 0;
+}
+
+// The GGUF branch of modelLoad: memory-mapped from a path, copied from bytes. The tokenizer is
+// ternorm's own BPE bytes when the file carries them (kTernormTokenizerKey), else the
+// tokenizer.ggml.* metadata (`vocab`). The fingerprint is model_fingerprint over the imported
+// weights and that tokenizer: a lossless (f32) export of a .tnm re-imports with the .tnm's own.
+Napi::Value load_gguf(const Napi::CallbackInfo& info, uint64_t max_bytes) {
+  Napi::Env env = info.Env();
+  const Napi::Value v = info[0];
+  gguf::File file = [&] {
+    if (v.IsString()) return gguf::File::open(v.As<Napi::String>().Utf8Value());
+    auto a = v.As<Napi::Uint8Array>();
+    if (a.ElementLength() > max_bytes)
+      throw io::FormatError("file of " + std::to_string(a.ElementLength()) + " bytes is over the limit of " +
+                            std::to_string(max_bytes) + " bytes");
+    return gguf::File::copy(a.Data(), a.ElementLength());
+  }();
+  model::GgufImported im = model::gguf_import(file);
+  auto s = std::make_shared<ModelState>();
+  s->model = std::move(im.model);
+  s->has_latent = false;  // the stored ternary weights are final (a re-quantize would change them)
+  s->gguf_tokenizer = im.tokenizer;
+  if (im.ternorm_tokenizer.empty() && !im.tokenizer)
+    throw io::FormatError("gguf: the file has no tokenizer (neither tokenizer.ggml.model nor " +
+                          std::string(model::kTernormTokenizerKey) + ")");
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("model", new_model_object(env, s));
+  out.Set("tokenizer", copy_bytes(env, im.ternorm_tokenizer.data(), im.ternorm_tokenizer.size()));
+  out.Set("vocab", im.tokenizer ? Napi::Value(vocab_object(env, model::vocab_data_of(*im.tokenizer))) : env.Null());
+  out.Set("meta", env.Null());
+  out.Set("fingerprint", io::to_hex(*s->model->fingerprint()));
+  out.Set("checkpoint", env.Null());
+  Napi::Object g = Napi::Object::New(env);
+  g.Set("version", double(file.version()));
+  g.Set("name", im.name);
+  g.Set("info", im.info);
+  g.Set("postTrainingQuantised", im.post_training_quantised);
+  out.Set("gguf", g);
+  return out;
+}
+
+// modelExportGguf(model, path | undefined, type, gains: Float32Array | null, tokenizer: Uint8Array | null,
+//   pre: string, vocab?: metadata) -> Uint8Array (no path) | undefined. The tokenizer written:
+//   ternorm BPE bytes as themselves (kTernormTokenizerKey) and as their gpt2-style vocabulary with
+//   pre-tokenizer `pre`; else a vocabulary given as metadata (VocabTokenizer's); else a
+//   GGUF-loaded model's own.
+Napi::Value ModelExportGguf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = model_arg(info, 0);
+  const bool to_path = !info[1].IsUndefined();
+  const std::string path = to_path ? string_arg(info, 1, "path") : std::string();
+  model::GgufExportOptions o;
+  o.type = model::gguf_weight_type_from_name(string_arg(info, 2, "type"));
+  std::vector<float> gains;
+  if (!info[3].IsNull() && !info[3].IsUndefined()) {
+    auto g = array_arg<float>(info, 3, "gains");
+    if (int64_t(g.length) != s->model->config().n_gains())
+      throw_range(env, "gains must hold n_norms * d_model = " + std::to_string(s->model->config().n_gains()) +
+                           " values, got " + std::to_string(g.length));
+    gains.assign(g.data, g.data + g.length);
+    o.gains = gains.data();
+  }
+  model::GgufTokenizer vocab;
+  if (!info[4].IsNull() && !info[4].IsUndefined()) {
+    auto t = array_arg<uint8_t>(info, 4, "tokenizer");
+    o.ternorm_tokenizer.assign(t.data, t.data + t.length);
+    const tok::ByteBpe bpe = tok::ByteBpe::deserialize(t.data, t.length);
+    vocab = model::gguf_tokenizer_of(tok::byte_bpe_vocab(bpe, string_arg(info, 5, "pre")));
+    vocab.add_bos = false;  // llama.cpp's gpt2 defaults would otherwise apply
+    vocab.add_eos = false;
+    o.tokenizer = &vocab;
+  } else if (!info[6].IsNull() && !info[6].IsUndefined()) {
+    tok::VocabData d = vocab_data_arg(info, 6);
+    (void)tok::VocabTokenizer(d);  // its checks: lengths, ids, merges, model and pre supported
+    vocab = model::gguf_tokenizer_of(d);
+    o.tokenizer = &vocab;
+  } else if (s->gguf_tokenizer) {
+    o.tokenizer = &*s->gguf_tokenizer;
+  } else {
+    throw_range(env, "export: the model has no tokenizer to write");
+  }
+  auto lease = acquire(env, s);
+  const gguf::Writer w = model::gguf_model_writer(*s->model, o);
+  if (to_path) {
+    w.write_file(path);
+    return env.Undefined();
+  }
+  const std::vector<uint8_t> bytes = w.finish();
+  return copy_bytes(env, bytes.data(), bytes.size());
+}
+
 // modelLoad(source: string | Uint8Array, maxBytes?) ->
 //   { model, tokenizer, meta: string | null, fingerprint, checkpoint: null | {adamM, adamV, step, state} }
+//   A GGUF source (load_gguf) adds { vocab: metadata | null, gguf: { version, name, info,
+//   postTrainingQuantised } }; maxBytes bounds its bytes in memory (a path is mapped, not read).
 Napi::Value ModelLoad(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   io::ParseOptions opts;
   opts.expected_kind = io::FileKind::Model;
   if (!info[1].IsUndefined()) opts.limits.max_file_bytes = uint64_t(size_arg(info, 1, "maxBytes"));
+  if (is_gguf(info[0])) return load_gguf(info, opts.limits.max_file_bytes);
   const io::Container file = container_arg(info, 0, opts);
   model::LoadedModel lm = model::load_model(file);
   auto s = std::make_shared<ModelState>();
@@ -502,6 +611,7 @@ void register_model(Napi::Env env, Napi::Object exports) {
   d.trainer_class = Napi::Persistent(TrainerHandle::define(env));
   exports.Set("modelCreate", Napi::Function::New(env, guarded<ModelCreate>, "modelCreate"));
   exports.Set("modelLoad", Napi::Function::New(env, guarded<ModelLoad>, "modelLoad"));
+  exports.Set("modelExportGguf", Napi::Function::New(env, guarded<ModelExportGguf>, "modelExportGguf"));
   exports.Set("trainerCreate", Napi::Function::New(env, guarded<TrainerCreate>, "trainerCreate"));
   exports.Set("evaluateAsync", Napi::Function::New(env, guarded<EvaluateAsync>, "evaluateAsync"));
 }

@@ -14,6 +14,7 @@
 
 #include "codec/codec.h"
 #include "io/container.h"
+#include "model/gguf_model.h"
 #include "model/model.h"
 
 namespace ternorm::addon {
@@ -21,6 +22,7 @@ namespace ternorm::addon {
 struct ModelState {
   std::unique_ptr<model::Model> model;
   bool has_latent = true;  // false: loaded from a model file (ternary weights only)
+  std::optional<model::GgufTokenizer> gguf_tokenizer;  // a GGUF model's tokenizer.ggml.* metadata, re-exported
   std::atomic<bool> busy{false};
 };
 

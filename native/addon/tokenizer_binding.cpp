@@ -180,21 +180,7 @@ class VocabTokenizerHandle : public Napi::ObjectWrap<VocabTokenizerHandle> {
   //   merges?, bos?, eos?, unk?, pad?, addBos?, addEos?, addSpacePrefix? })
   explicit VocabTokenizerHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VocabTokenizerHandle>(info) {
     Napi::Env env = info.Env();
-    const Napi::Object o = object_arg(info, 0, "metadata");
-    VocabData d;
-    d.model = str_prop(env, o, "model");
-    d.pre = str_prop(env, o, "pre");
-    d.tokens = string_list(env, o, "tokens");
-    d.scores = typed_list<float, Napi::Float32Array>(env, o, "scores", napi_float32_array, "a Float32Array");
-    d.token_types = typed_list<int32_t, Napi::Int32Array>(env, o, "tokenTypes", napi_int32_array, "an Int32Array");
-    d.merges = string_list(env, o, "merges");
-    d.bos = id_prop(env, o, "bos");
-    d.eos = id_prop(env, o, "eos");
-    d.unk = id_prop(env, o, "unk");
-    d.pad = id_prop(env, o, "pad");
-    d.add_bos = flag_prop(env, o, "addBos", false);
-    d.add_eos = flag_prop(env, o, "addEos", false);
-    d.add_space_prefix = flag_prop(env, o, "addSpacePrefix", true);
+    VocabData d = vocab_data_arg(info, 0);
     try {
       tok_ = std::make_unique<VocabTokenizer>(std::move(d));
     } catch (...) {
@@ -228,6 +214,51 @@ class VocabTokenizerHandle : public Napi::ObjectWrap<VocabTokenizerHandle> {
 };
 
 }  // namespace
+
+VocabData vocab_data_arg(const Napi::CallbackInfo& info, size_t index) {
+  Napi::Env env = info.Env();
+  const Napi::Object o = object_arg(info, index, "metadata");
+  VocabData d;
+  d.model = str_prop(env, o, "model");
+  d.pre = str_prop(env, o, "pre");
+  d.tokens = string_list(env, o, "tokens");
+  d.scores = typed_list<float, Napi::Float32Array>(env, o, "scores", napi_float32_array, "a Float32Array");
+  d.token_types = typed_list<int32_t, Napi::Int32Array>(env, o, "tokenTypes", napi_int32_array, "an Int32Array");
+  d.merges = string_list(env, o, "merges");
+  d.bos = id_prop(env, o, "bos");
+  d.eos = id_prop(env, o, "eos");
+  d.unk = id_prop(env, o, "unk");
+  d.pad = id_prop(env, o, "pad");
+  d.add_bos = flag_prop(env, o, "addBos", false);
+  d.add_eos = flag_prop(env, o, "addEos", false);
+  d.add_space_prefix = flag_prop(env, o, "addSpacePrefix", true);
+  return d;
+}
+
+Napi::Object vocab_object(Napi::Env env, const VocabData& d) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("model", d.model);
+  o.Set("pre", d.pre);
+  Napi::Array tokens = Napi::Array::New(env, d.tokens.size());
+  for (size_t i = 0; i < d.tokens.size(); ++i) tokens.Set(uint32_t(i), Napi::String::New(env, d.tokens[i]));
+  o.Set("tokens", tokens);
+  if (!d.scores.empty()) o.Set("scores", copy_f32(env, d.scores.data(), d.scores.size()));
+  if (!d.token_types.empty()) {
+    auto tt = Napi::Int32Array::New(env, d.token_types.size());
+    std::memcpy(tt.Data(), d.token_types.data(), d.token_types.size() * 4);
+    o.Set("tokenTypes", tt);
+  }
+  Napi::Array merges = Napi::Array::New(env, d.merges.size());
+  for (size_t i = 0; i < d.merges.size(); ++i) merges.Set(uint32_t(i), Napi::String::New(env, d.merges[i]));
+  o.Set("merges", merges);
+  const std::pair<const char*, int32_t> ids[] = {{"bos", d.bos}, {"eos", d.eos}, {"unk", d.unk}, {"pad", d.pad}};
+  for (const auto& [k, id] : ids)
+    if (id >= 0) o.Set(k, double(id));
+  o.Set("addBos", d.add_bos);
+  o.Set("addEos", d.add_eos);
+  o.Set("addSpacePrefix", d.add_space_prefix);
+  return o;
+}
 
 void register_tokenizer(Napi::Env env, Napi::Object exports) {
   Napi::Object k = Napi::Object::New(env);  // the core's constants, read once by lib/tokenizer

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "../ternary/ternary.h"
+#include "model_file.h"
 
 namespace ternorm::model {
 
@@ -107,6 +108,46 @@ bool GgufTokenizer::operator==(const GgufTokenizer& o) const {
          add_bos == o.add_bos && add_eos == o.add_eos;
 }
 
+tok::VocabData vocab_data_of(const GgufTokenizer& t) {
+  tok::VocabData d;
+  d.model = t.model;
+  d.pre = t.pre.empty() ? "default" : t.pre;
+  d.tokens = t.tokens;
+  d.scores = t.scores;
+  d.token_types = t.token_type;
+  d.merges = t.merges;
+  d.bos = int32_t(t.bos_id);
+  d.eos = int32_t(t.eos_id);
+  d.unk = int32_t(t.unk_id);
+  d.pad = int32_t(t.pad_id);
+  d.add_bos = t.add_bos.value_or(false);
+  d.add_eos = t.add_eos.value_or(false);
+  return d;
+}
+
+GgufTokenizer gguf_tokenizer_of(const tok::VocabData& d) {
+  GgufTokenizer t;
+  t.model = d.model;
+  t.pre = d.pre;
+  t.tokens = d.tokens;
+  t.scores = d.scores;
+  t.token_type = d.token_types;
+  t.merges = d.merges;
+  t.bos_id = d.bos;
+  t.eos_id = d.eos;
+  t.unk_id = d.unk;
+  t.pad_id = d.pad;
+  if (d.bos >= 0) t.add_bos = d.add_bos;
+  if (d.eos >= 0) t.add_eos = d.add_eos;
+  return t;
+}
+
+std::vector<uint8_t> gguf_tokenizer_bytes(const GgufTokenizer& t) {
+  gguf::Writer w;
+  write_tokenizer(w, t);
+  return w.finish();
+}
+
 const char* gguf_weight_type_name(GgufWeightType t) {
   switch (t) {
     case GgufWeightType::TQ2_0: return "tq2_0";
@@ -154,7 +195,7 @@ gguf::Writer gguf_model_writer(const Model& model, const GgufExportOptions& opt)
   w.set(key("block_count"), Value::u32(uint32_t(c.n_layers)));
   w.set(key("feed_forward_length"), Value::u32(uint32_t(c.d_ff)));
   w.set(key("attention.head_count"), Value::u32(uint32_t(c.n_heads)));
-  w.set(key("attention.head_count_kv"), Value::u32(uint32_t(c.n_heads)));
+  w.set(key("attention.head_count_kv"), Value::u32(uint32_t(c.kv_heads())));
   w.set(key("rope.dimension_count"), Value::u32(uint32_t(c.head_dim())));
   w.set(key("rope.freq_base"), Value::f32(c.rope_theta));
   w.set(key("attention.layer_norm_rms_epsilon"), Value::f32(c.norm_eps));
@@ -205,6 +246,7 @@ gguf::Writer gguf_model_writer(const Model& model, const GgufExportOptions& opt)
     }
   }
   add_norm(2 * c.n_layers);
+  if (!c.tied_head) w.add_tensor("output.weight", GgmlType::F32, {d, c.vocab}, f32_bytes(model.head(), c.vocab * d));
   return w;
 }
 
@@ -255,11 +297,13 @@ ModelConfig config_of(const gguf::File& f, const GgufImportOptions& opt) {
   c.norm_eps = float(f.get(eps).as_float(eps));
   const std::string base = key("rope.freq_base");
   c.rope_theta = f.find(base) ? float(f.get(base).as_float(base)) : 10000.0f;  // llama.cpp's default
-  // Grouped-query attention: not supported yet (the engine gains n_kv_heads).
+  // Grouped-query attention: head_count_kv absent means multi-head.
   const std::string kv = key("attention.head_count_kv");
-  if (f.find(kv) != nullptr && dim_key(f, kv) != c.n_heads)
-    throw FormatError(cat("gguf: ", kv, " = ", dim_key(f, kv), " differs from head_count = ", c.n_heads,
-                          ": grouped-query attention is not supported yet"));
+  c.n_kv_heads = f.find(kv) ? dim_key(f, kv) : c.n_heads;
+  if (c.n_kv_heads > c.n_heads || c.n_heads % c.n_kv_heads != 0)
+    throw FormatError(cat("gguf: ", kv, " = ", c.n_kv_heads, " must divide head_count = ", c.n_heads));
+  // An untied output head is the tensor output.weight; without it the head is the embedding.
+  c.tied_head = f.find_tensor("output.weight") == nullptr;
   const std::string rot = key("rope.dimension_count");
   if (f.find(rot) != nullptr && c.n_heads > 0 && dim_key(f, rot) != c.d_model / c.n_heads)
     throw FormatError(cat("gguf: ", rot, " = ", dim_key(f, rot), " but the head dimension is ", c.d_model / c.n_heads,
@@ -377,12 +421,10 @@ GgufImported gguf_import(const gguf::File& f, const GgufImportOptions& opt) {
   if (const Value* v = f.find("general.name")) out.name = v->as_string("general.name");
   if (const Value* v = f.find(kTernormTokenizerKey)) out.ternorm_tokenizer = v->raw(kTernormTokenizerKey, gguf::ValueType::U8);
 
-  // An untied output head: not supported yet (the engine gains tied_head).
-  if (f.find_tensor("output.weight") != nullptr)
-    throw FormatError("gguf: tensor 'output.weight' (an untied output head) is not supported yet");
   // Every tensor must be one this mapping reads: an ignored tensor would
   // silently change what the model computes.
   std::set<std::string> expected{"token_embd.weight", "output_norm.weight"};
+  if (!c.tied_head) expected.insert("output.weight");
   for (int64_t l = 0; l < c.n_layers; ++l) {
     expected.insert(cat("blk.", l, ".attn_norm.weight"));
     expected.insert(cat("blk.", l, ".ffn_norm.weight"));
@@ -399,6 +441,11 @@ GgufImported gguf_import(const gguf::File& f, const GgufImportOptions& opt) {
   const gguf::TensorInfo& emb = f.tensor("token_embd.weight");
   check_shape(emb, {d, c.vocab});
   decode_finite(f, emb, model.params());
+  if (!c.tied_head) {
+    const gguf::TensorInfo& t = f.tensor("output.weight");
+    check_shape(t, {d, c.vocab});
+    decode_finite(f, t, model.params() + model.tensor("output").offset);
+  }
   for (int64_t i = 0; i < c.n_norms(); ++i) {
     const gguf::TensorInfo& t = f.tensor(norm_tensor(c, i));
     check_shape(t, {d});
@@ -428,6 +475,12 @@ GgufImported gguf_import(const gguf::File& f, const GgufImportOptions& opt) {
   out.info = cat("gguf v", f.version(), " llama: ", out.matrices.size(), " block matrices ", type_list,
                  n_ptq > 0 ? cat(", ", n_ptq, " ternarised on load by absmean (post-training quantisation)")
                            : std::string(", ternary as stored"));
+  // The adapters' base fingerprint (model_file.h) over the imported weights and the tokenizer the
+  // model runs with: ternorm's own BPE when the file carries it (so an f32 export of a .tnm
+  // re-imports with the .tnm's fingerprint), else the canonical bytes of tokenizer.ggml.*.
+  if (!out.ternorm_tokenizer.empty() || out.tokenizer)
+    out.model->set_fingerprint(model_fingerprint(
+        *out.model, out.ternorm_tokenizer.empty() ? gguf_tokenizer_bytes(*out.tokenizer) : out.ternorm_tokenizer));
   return out;
 }
 

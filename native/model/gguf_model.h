@@ -3,13 +3,15 @@
 // ternorm's row-major rows x cols data goes in unchanged):
 //   token_embd.weight          [d_model, vocab]   f32
 //   blk.N.attn_norm.weight     [d_model]          f32   (x adapter gain, when given)
-//   blk.N.attn_q/k/v.weight    [d_model, d_model] Wq Wk Wv
+//   blk.N.attn_q.weight        [d_model, d_model] Wq
+//   blk.N.attn_k/v.weight      [d_model, kv_dim]  Wk Wv (kv_dim = head_count_kv x head dim)
 //   blk.N.attn_output.weight   [d_model, d_model] Wo
 //   blk.N.ffn_norm.weight      [d_model]          f32   (x adapter gain)
 //   blk.N.ffn_gate/up.weight   [d_model, d_ff]    W1 W3
 //   blk.N.ffn_down.weight      [d_ff, d_model]    W2
 //   output_norm.weight         [d_model]          f32   (x adapter gain)
-// The head is tied to the embedding, so output.weight is absent. No Q/K row
+//   output.weight              [d_model, vocab]   f32   (only for an untied head)
+// A tied head (the embedding) has no output.weight. No Q/K row
 // permutation: ternorm's RoPE rotates adjacent pairs (2i, 2i+1), which is
 // llama.cpp's normal RoPE for this architecture.
 //
@@ -39,6 +41,7 @@
 #include <vector>
 
 #include "../io/gguf.h"
+#include "../tokenizer/vocab.h"
 #include "model.h"
 
 namespace ternorm::model {
@@ -56,6 +59,15 @@ struct GgufTokenizer {
   std::optional<bool> add_bos, add_eos;                         // tokenizer.ggml.add_{bos,eos}_token
   bool operator==(const GgufTokenizer& o) const;
 };
+
+// The same metadata as the core tokenizer's plain data and back. To VocabData: a missing
+// token_type array means all normal, an empty pre "default", add_bos/add_eos absent false;
+// add_space_prefix keeps its default (true).
+tok::VocabData vocab_data_of(const GgufTokenizer& t);
+GgufTokenizer gguf_tokenizer_of(const tok::VocabData& d);
+// A canonical byte form of the metadata (the tokenizer.ggml.* keys as a GGUF with no tensors):
+// what the base fingerprint covers for a GGUF model without ternorm's own tokenizer.
+std::vector<uint8_t> gguf_tokenizer_bytes(const GgufTokenizer& t);
 
 // The type the block matrices are written in.
 enum class GgufWeightType { TQ2_0, TQ1_0, F16, F32 };
@@ -109,14 +121,15 @@ struct GgufImported {
   std::vector<GgufImportedMatrix> matrices;  // n_layers x 7, in Matrix order per layer
   bool post_training_quantised = false;      // some matrix is AbsmeanPtq
   std::string info;  // one line: "gguf v3 llama: 28 block matrices tq2_0 (used natively)"
+  // model->fingerprint() is set when the file carries a tokenizer (see gguf_import).
 };
 
 // Maps a parsed GGUF to a Model. Throws io::FormatError naming the key or
 // tensor: another architecture, a missing or out-of-range hyperparameter, a
 // missing, unexpected or misshapen tensor, non-finite values, a TQ2_0 code
 // that is not a trit, block scales that differ within a matrix, tokenizer
-// arrays of mismatched lengths, and (not supported yet) grouped-query
-// attention and an untied output head.
+// arrays of mismatched lengths. Grouped-query attention (head_count_kv) and an
+// untied head (output.weight, f32 or any float type) are read.
 GgufImported gguf_import(const gguf::File& file, const GgufImportOptions& options = {});
 
 }  // namespace ternorm::model

@@ -174,3 +174,28 @@ TEST(tokenizer_vocab_fuzz_metadata_and_text) {
   }
   CHECK(built > 0 && refused > 0);
 }
+
+TEST(tokenizer_vocab_of_the_project_bpe_spells_tokens_and_merges_like_gpt2) {
+  // A project BPE trained on a small text, as the gpt2-style vocabulary an exported GGUF carries:
+  // byte tokens spelled through bytes-to-unicode, merged tokens their concatenation, merge k
+  // "left right" of id 256 + k; the GGUF tokenizer then gives the project BPE's own ids on text
+  // where the two pre-tokenizers cut alike (no blank-line runs before text, valid UTF-8).
+  std::string train;
+  for (int i = 0; i < 200; ++i) train += "the ship sailed 12 times, it's grey; the whale sang 345 songs. ";
+  const tok::ByteBpe bpe = tok::ByteBpe::train(reinterpret_cast<const uint8_t*>(train.data()), train.size(), 290, 2);
+  const VocabData d = tok::byte_bpe_vocab(bpe, "gpt-2");
+  CHECK(d.model == "gpt2" && d.pre == "gpt-2" && d.tokens.size() == 290 && d.merges.size() == 34);
+  CHECK(d.tokens[size_t('a')] == "a" && d.tokens[size_t(' ')] == byte_char(' ') && d.tokens[10] == byte_char(10));
+  for (size_t k = 0; k < d.merges.size(); ++k) {
+    const uint16_t l = bpe.merges()[2 * k], r = bpe.merges()[2 * k + 1];
+    CHECK(d.merges[k] == d.tokens[l] + " " + d.tokens[r]);
+    CHECK(d.tokens[256 + k] == d.tokens[l] + d.tokens[r]);
+  }
+  const VocabTokenizer t(d);
+  for (const std::string text : {std::string("the whale sailed 12345 times, it's grey."), train.substr(0, 500),
+                                 std::string("  the  ship\n the\tsang 👍 café")}) {
+    const std::vector<int32_t> want = bpe.encode(reinterpret_cast<const uint8_t*>(text.data()), text.size());
+    CHECK_MSG(t.encode(text, false, false) == want, text);
+    CHECK(t.decode(want.data(), want.size(), false) == text);
+  }
+}

@@ -208,6 +208,23 @@ struct Bigram {
 
 }  // namespace
 
+VocabData byte_bpe_vocab(const ByteBpe& bpe, const std::string& pre) {
+  const ByteUnicode& bu = byte_unicode();
+  VocabData d;
+  d.model = "gpt2";
+  d.pre = pre;
+  d.tokens.resize(size_t(bpe.vocab_size()));
+  for (int32_t id = 0; id < bpe.vocab_size(); ++id) {
+    size_t n = 0;
+    const uint8_t* b = bpe.token_bytes(id, &n);
+    for (size_t i = 0; i < n; ++i) d.tokens[size_t(id)] += bu.to_utf8[b[i]];
+  }
+  const std::vector<uint16_t>& m = bpe.merges();
+  d.merges.reserve(m.size() / 2);
+  for (size_t k = 0; k + 1 < m.size(); k += 2) d.merges.push_back(d.tokens[m[k]] + " " + d.tokens[m[k + 1]]);
+  return d;
+}
+
 VocabTokenizer::~VocabTokenizer() = default;
 VocabTokenizer::VocabTokenizer(VocabTokenizer&&) noexcept = default;
 

@@ -11,6 +11,7 @@
 // only when parse_special is set (the default is off: text is data, a user's "<s>" stays text).
 // add_special adds BOS / EOS as the metadata's add_bos / add_eos say.
 #pragma once
+#include "tokenizer/byte_bpe.h"
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -43,6 +44,11 @@ struct VocabData {
 };
 
 enum class PreTokenizer { Default, Gpt2, Llama3 };
+
+// The project byte BPE as a gpt2-style vocabulary, the form llama.cpp loads: token i is the
+// GPT-2 bytes-to-unicode spelling of its bytes, merges "left right" in rank order (merge k made
+// id 256 + k), every token normal, no special tokens. `pre` names the pre-tokenizer to record.
+VocabData byte_bpe_vocab(const ByteBpe& bpe, const std::string& pre);
 
 class VocabTokenizer {
  public:
