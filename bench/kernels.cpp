@@ -585,7 +585,8 @@ class Bench {
     if (first_of_width) {
       if (o_.has("act_quant")) ids.push_back("act_quant");
       if (o_.has("rmsnorm"))
-        for (const auto& g : kGains) ids.insert(ids.end(), {{"rmsnorm_f32", g.first}, {"rmsnorm_i8", g.first}});
+        for (const auto& g : kGains)
+          ids.insert(ids.end(), {{"rmsnorm_f32", g.first}, {"rmsnorm_i8", g.first}});
       if (o_.has("elementwise")) ids.insert(ids.end(), {"softmax", "swiglu", "swiglu_backward"});
     }
     if (o_.has("gemm") && n == 1 && cold_shape(s))
@@ -628,9 +629,11 @@ class Bench {
     j_.kv("hardware_threads", ternorm::hardware_threads());
     j_.key("features").arr();
     const std::pair<const char*, bool> feats[] = {
-        {"avx2", f.avx2},         {"fma", f.fma},           {"f16c", f.f16c},
-        {"avx512f", f.avx512f},   {"avx512bw", f.avx512bw}, {"avx512vl", f.avx512vl},
-        {"avx512dq", f.avx512dq}, {"avx512vnni", f.avx512vnni}, {"neon", f.neon}};
+        {"avx2", f.avx2},         {"fma", f.fma},
+        {"f16c", f.f16c},         {"avx512f", f.avx512f},
+        {"avx512bw", f.avx512bw}, {"avx512vl", f.avx512vl},
+        {"avx512dq", f.avx512dq}, {"avx512vnni", f.avx512vnni},
+        {"neon", f.neon}};
     for (const auto& [name, on] : feats)
       if (on) j_.v(name);
     j_.end();
@@ -640,8 +643,12 @@ class Bench {
     j_.kv("best_isa", ternorm::isa_name(ternorm::best_isa()));
     j_.key("caches").arr();
     for (const CacheLevel& c : caches_)
-      j_.obj().kv("level", c.level).kv("type", c.type).kv("bytes", c.bytes).kv(
-          "shared_cpu_list", c.shared_cpus).end();
+      j_.obj()
+          .kv("level", c.level)
+          .kv("type", c.type)
+          .kv("bytes", c.bytes)
+          .kv("shared_cpu_list", c.shared_cpus)
+          .end();
     j_.end();
     j_.kv("llc_bytes", llc_.bytes).kv("llc_source", llc_.source);
     j_.end();
@@ -702,15 +709,19 @@ class Bench {
     for (const char* f : kFamilies)
       if (o_.has(f)) j_.v(f);
     j_.end();
-    j_.kv("weights", "N(0,1) fp32, absmean-quantised per tensor to ternary; the fp32 baseline "
-                     "multiplies by the dequantised ternary weights (trit * scale)");
+    j_.kv("weights",
+          "N(0,1) fp32, absmean-quantised per tensor to ternary; the fp32 baseline "
+          "multiplies by the dequantised ternary weights (trit * scale)");
     j_.kv("activations", "N(0,1) fp32; int8 per token (quantize_activations)");
-    j_.kv("width_kernels", "act_quant, rmsnorm_*, softmax, swiglu* depend on (cols, n) only and are "
-                           "measured once per pair: n rows of width cols (SwiGLU: f = cols)");
-    j_.kv("rmsnorm", "x as the activations, w_base 1 + 0.1 N(0,1), gains 1 + 0.05 N(0,1) encoded "
-                     "as f32, f16 or int8 per tensor (decoded inside every call)");
-    j_.kv("softmax", "cross_entropy_forward: row softmax of 4 x the activations in place (later "
-                     "calls re-normalise the previous output; exp_approx costs the same for any input)");
+    j_.kv("width_kernels",
+          "act_quant, rmsnorm_*, softmax, swiglu* depend on (cols, n) only and are "
+          "measured once per pair: n rows of width cols (SwiGLU: f = cols)");
+    j_.kv("rmsnorm",
+          "x as the activations, w_base 1 + 0.1 N(0,1), gains 1 + 0.05 N(0,1) encoded "
+          "as f32, f16 or int8 per tensor (decoded inside every call)");
+    j_.kv("softmax",
+          "cross_entropy_forward: row softmax of 4 x the activations in place (later "
+          "calls re-normalise the previous output; exp_approx costs the same for any input)");
     j_.kv("seeds", "FNV-1a of (role, rows or cols, cols or n) into SplitMix64");
     j_.end();
   }
@@ -728,7 +739,8 @@ class Bench {
       case Isa::Scalar: return {tb::peak_i8_ref, "baseline SSE2 pmaddwd + paddd xmm (6 chains)"};
 #elif defined(__aarch64__)
       // The scalar path is compiled for baseline AArch64, whose vector unit is NEON.
-      case Isa::Scalar: return {tb::peak_i8_neon, "baseline NEON smull + smlal2 + sadalp q (8 chains)"};
+      case Isa::Scalar:
+        return {tb::peak_i8_neon, "baseline NEON smull + smlal2 + sadalp q (8 chains)"};
 #else
       case Isa::Scalar: return {tb::peak_i8_ref, "imul r32 + add (5 chains)"};
 #endif
@@ -770,7 +782,8 @@ class Bench {
         ThreadPool* pool = pools_.at(threads).get();
         auto call = [&] {
           std::vector<uint64_t> done(static_cast<size_t>(threads));
-          pool->run(threads, [&](int t, int) { done[size_t(t)] = p.fn(kIters, &sinks[size_t(t) * 8]); });
+          pool->run(threads,
+                    [&](int t, int) { done[size_t(t)] = p.fn(kIters, &sinks[size_t(t) * 8]); });
           macs = 0;
           for (uint64_t d : done) macs += d;
         };
@@ -779,8 +792,8 @@ class Bench {
         j_.kv("instruction", p.instruction).kv("macs_per_call", macs);
         put_timing(j_, t);
         j_.end();
-        progress(std::string("peak int8 ") + ternorm::isa_name(isa) + " t" + std::to_string(threads) +
-                     " (" + pass + ")",
+        progress(std::string("peak int8 ") + ternorm::isa_name(isa) + " t" +
+                     std::to_string(threads) + " (" + pass + ")",
                  &t);
       }
     }
@@ -792,7 +805,8 @@ class Bench {
   // packed weights) for context.
   std::vector<int64_t> read_sizes() const {
     std::set<int64_t> sizes = {4 * kMiB};
-    for (const Shape& s : o_.shapes) sizes.insert(tern::round_up(tern::packed2_bytes(s.rows, s.cols), 64));
+    for (const Shape& s : o_.shapes)
+      sizes.insert(tern::round_up(tern::packed2_bytes(s.rows, s.cols), 64));
     return {sizes.begin(), sizes.end()};
   }
 
@@ -864,20 +878,22 @@ class Bench {
     tern::pack2(trits.data(), s.rows, s.cols, w.packed.data());
     for (int64_t r = 0; r < s.rows; ++r)
       for (int64_t c = 0; c < s.cols; ++c)
-        w.dequant[size_t(r * s.cols + c)] = float(trits[size_t(r * s.cols + c)]) * w.scales[size_t(r)];
+        w.dequant[size_t(r * s.cols + c)] =
+            float(trits[size_t(r * s.cols + c)]) * w.scales[size_t(r)];
     return w;
   }
 
   struct Acts {
     int64_t n, cols;
-    AlignedBuffer<float> x;     // n x cols
-    AlignedBuffer<int8_t> q;    // n x padded_cols(cols)
-    AlignedBuffer<float> xs;    // n
+    AlignedBuffer<float> x;   // n x cols
+    AlignedBuffer<int8_t> q;  // n x padded_cols(cols)
+    AlignedBuffer<float> xs;  // n
   };
 
   static Acts make_acts(int64_t cols, int64_t n) {
     Acts a{n, cols, AlignedBuffer<float>(size_t(n * cols)),
-           AlignedBuffer<int8_t>(size_t(n * tern::padded_cols(cols))), AlignedBuffer<float>(size_t(n))};
+           AlignedBuffer<int8_t>(size_t(n * tern::padded_cols(cols))),
+           AlignedBuffer<float>(size_t(n))};
     Rng rng(seed_for("activations", cols, n));
     for (int64_t i = 0; i < n * cols; ++i) a.x[size_t(i)] = rng.normal();
     tern::quantize_activations(a.x.data(), n, cols, a.q.data(), a.xs.data(), Exec{});
@@ -948,7 +964,8 @@ class Bench {
   void skip_all(const Shape& s, int64_t n) {
     for (Isa isa : o_.isas)
       for (int threads : o_.threads)
-        for (const PointId& id : point_ids(s, n, width_done_.insert({s.cols, n, isa, threads}).second)) {
+        for (const PointId& id :
+             point_ids(s, n, width_done_.insert({s.cols, n, isa, threads}).second)) {
           point_head(id, s, n, isa, threads);
           j_.kv("status", "skipped").kv("reason", budget_reason()).end();
           progress(label(id, s, n, isa, threads), nullptr, "skipped: over budget");
@@ -1002,7 +1019,9 @@ class Bench {
       r.n = n;
       r.d = cols;
       r.w_base = w_base.data();
-      r.gain = ternorm::norm::GainView{kGains[gain].second, cols, payload[gain].data(),
+      r.gain = ternorm::norm::GainView{kGains[gain].second,
+                                       cols,
+                                       payload[gain].data(),
                                        payload[gain].size(),
                                        params[gain].empty() ? nullptr : params[gain].data(),
                                        params[gain].size()};
@@ -1013,12 +1032,23 @@ class Bench {
   static std::unique_ptr<WidthData> make_width_data(const Acts& a) {
     const int64_t n = a.n, cols = a.cols, padded = tern::padded_cols(cols);
     const size_t nc = size_t(n * cols);
-    auto wd = std::unique_ptr<WidthData>(new WidthData{
-        n, cols, padded, AlignedBuffer<float>(size_t(cols)), AlignedBuffer<float>(nc),
-        AlignedBuffer<float>(size_t(n)), AlignedBuffer<float>(nc), AlignedBuffer<float>(nc),
-        AlignedBuffer<float>(2 * nc), AlignedBuffer<float>(nc), AlignedBuffer<float>(nc),
-        AlignedBuffer<float>(2 * nc), AlignedBuffer<int8_t>(size_t(n * padded)),
-        std::vector<int32_t>(size_t(n), 0), std::vector<double>(size_t(n)), {}, {}});
+    auto wd = std::unique_ptr<WidthData>(new WidthData{n,
+                                                       cols,
+                                                       padded,
+                                                       AlignedBuffer<float>(size_t(cols)),
+                                                       AlignedBuffer<float>(nc),
+                                                       AlignedBuffer<float>(size_t(n)),
+                                                       AlignedBuffer<float>(nc),
+                                                       AlignedBuffer<float>(nc),
+                                                       AlignedBuffer<float>(2 * nc),
+                                                       AlignedBuffer<float>(nc),
+                                                       AlignedBuffer<float>(nc),
+                                                       AlignedBuffer<float>(2 * nc),
+                                                       AlignedBuffer<int8_t>(size_t(n * padded)),
+                                                       std::vector<int32_t>(size_t(n), 0),
+                                                       std::vector<double>(size_t(n)),
+                                                       {},
+                                                       {}});
     Rng rng(seed_for("width", cols, n));
     std::vector<float> gains(static_cast<size_t>(cols));
     for (int64_t c = 0; c < cols; ++c) {
@@ -1043,7 +1073,8 @@ class Bench {
     wd->payload[2].resize(size_t(cols));
     for (int64_t c = 0; c < cols; ++c) {
       const float r = std::nearbyint(gains[size_t(c)] / scale);
-      wd->payload[2][size_t(c)] = static_cast<unsigned char>(int8_t(std::max(-127.0f, std::min(127.0f, r))));
+      wd->payload[2][size_t(c)] =
+          static_cast<unsigned char>(int8_t(std::max(-127.0f, std::min(127.0f, r))));
     }
     return wd;
   }
@@ -1061,7 +1092,8 @@ class Bench {
     AlignedBuffer<int8_t> q2(size_t(n * padded));
     AlignedBuffer<float> xs2(static_cast<size_t>(n));
     // matmul_f32_t's upstream gradient (n x rows) and output (n x cols).
-    AlignedBuffer<float> dy(o_.has("matmul_f32") ? ysize : 0), dx(o_.has("matmul_f32") ? size_t(n * s.cols) : 0);
+    AlignedBuffer<float> dy(o_.has("matmul_f32") ? ysize : 0),
+        dx(o_.has("matmul_f32") ? size_t(n * s.cols) : 0);
     {
       Rng rng(seed_for("gradients", s.rows, n));
       for (size_t i = 0; i < dy.size(); ++i) dy[i] = rng.normal();
@@ -1072,101 +1104,117 @@ class Bench {
     for (Isa isa : o_.isas)
       for (int threads : o_.threads) {
         const Exec ex = exec(isa, threads);
-        const std::string cfg = std::string(ternorm::isa_name(isa)) + "/t" + std::to_string(threads);
+        const std::string cfg =
+            std::string(ternorm::isa_name(isa)) + "/t" + std::to_string(threads);
         const tern::PackedTernary wv = w.view();
 
         if (o_.has("gemm")) {
-          point("gemm_i8", s, n, isa, threads,
-                [&] {
-                  std::fill(y8.data(), y8.data() + ysize, NAN);
-                  return measure([&] { tern::gemm_i8(wv, a.q.data(), a.xs.data(), n, y8.data(), ex); }, o_);
-                },
-                [&](const Timing&) {
-                  j_.kv("weight_bytes", tern::packed2_bytes(s.rows, s.cols));
-                  if (ref8.empty()) {
-                    ref8.assign(y8.data(), y8.data() + ysize);
-                    ref8_of = cfg;
-                  }
-                  const bool same = std::memcmp(ref8.data(), y8.data(), ysize * sizeof(float)) == 0;
-                  j_.key("check").obj().kv("kind", "bit-identical to the first path measured");
-                  j_.kv("against", ref8_of).kv("ok", same).end();
-                });
+          point(
+              "gemm_i8", s, n, isa, threads,
+              [&] {
+                std::fill(y8.data(), y8.data() + ysize, NAN);
+                return measure(
+                    [&] { tern::gemm_i8(wv, a.q.data(), a.xs.data(), n, y8.data(), ex); }, o_);
+              },
+              [&](const Timing&) {
+                j_.kv("weight_bytes", tern::packed2_bytes(s.rows, s.cols));
+                if (ref8.empty()) {
+                  ref8.assign(y8.data(), y8.data() + ysize);
+                  ref8_of = cfg;
+                }
+                const bool same = std::memcmp(ref8.data(), y8.data(), ysize * sizeof(float)) == 0;
+                j_.key("check").obj().kv("kind", "bit-identical to the first path measured");
+                j_.kv("against", ref8_of).kv("ok", same).end();
+              });
 
-          point("gemm_f32", s, n, isa, threads,
-                [&] {
-                  std::fill(y32.data(), y32.data() + ysize, NAN);
-                  ternorm::gemm::GemmArgs g;
-                  g.trans_b = true;
-                  g.m = n;
-                  g.n = s.rows;
-                  g.k = s.cols;
-                  g.a = a.x.data();
-                  g.lda = s.cols;
-                  g.b = w.dequant.data();
-                  g.ldb = s.cols;
-                  g.c = y32.data();
-                  g.ldc = s.rows;
-                  return measure([&] { ternorm::gemm::gemm_f32(g, ex); }, o_);
-                },
-                [&](const Timing&) {
-                  j_.kv("weight_bytes", s.rows * s.cols * int64_t(sizeof(float)));
-                  if (ref32.empty()) {
-                    ref32.assign(y32.data(), y32.data() + ysize);
-                    ref32_of = cfg;
-                  }
-                  // Summation order differs between paths: a relative tolerance.
-                  const double d = rel_diff(y32.data(), ref32.data(), int64_t(ysize));
-                  j_.key("check").obj().kv("kind", "max |y - ref| / max |ref| against the first path");
-                  j_.kv("against", ref32_of).kv("rel_diff", d).kv("tol", 1e-4).kv("ok", d <= 1e-4);
-                  j_.end();
-                  // The ternary kernel computes the same product up to int8
-                  // activation rounding: a loose plausibility check.
-                  if (!ref8.empty()) {
-                    const double e = rel_diff(ref8.data(), y32.data(), int64_t(ysize));
-                    j_.key("check_i8_vs_f32").obj().kv("rel_diff", e).kv("tol", 0.05).kv("ok", e <= 0.05).end();
-                  }
-                });
+          point(
+              "gemm_f32", s, n, isa, threads,
+              [&] {
+                std::fill(y32.data(), y32.data() + ysize, NAN);
+                ternorm::gemm::GemmArgs g;
+                g.trans_b = true;
+                g.m = n;
+                g.n = s.rows;
+                g.k = s.cols;
+                g.a = a.x.data();
+                g.lda = s.cols;
+                g.b = w.dequant.data();
+                g.ldb = s.cols;
+                g.c = y32.data();
+                g.ldc = s.rows;
+                return measure([&] { ternorm::gemm::gemm_f32(g, ex); }, o_);
+              },
+              [&](const Timing&) {
+                j_.kv("weight_bytes", s.rows * s.cols * int64_t(sizeof(float)));
+                if (ref32.empty()) {
+                  ref32.assign(y32.data(), y32.data() + ysize);
+                  ref32_of = cfg;
+                }
+                // Summation order differs between paths: a relative tolerance.
+                const double d = rel_diff(y32.data(), ref32.data(), int64_t(ysize));
+                j_.key("check").obj().kv("kind",
+                                         "max |y - ref| / max |ref| against the first path");
+                j_.kv("against", ref32_of).kv("rel_diff", d).kv("tol", 1e-4).kv("ok", d <= 1e-4);
+                j_.end();
+                // The ternary kernel computes the same product up to int8
+                // activation rounding: a loose plausibility check.
+                if (!ref8.empty()) {
+                  const double e = rel_diff(ref8.data(), y32.data(), int64_t(ysize));
+                  j_.key("check_i8_vs_f32")
+                      .obj()
+                      .kv("rel_diff", e)
+                      .kv("tol", 0.05)
+                      .kv("ok", e <= 0.05)
+                      .end();
+                }
+              });
         }
 
         if (o_.has("matmul_f32")) {
           // The training products: y = x W^T and dx = dy W on the packed
           // ternary weights (decoded into the fp32 GEMM's panels).
-          point("matmul_f32", s, n, isa, threads,
-                [&] {
-                  std::fill(y32.data(), y32.data() + ysize, NAN);
-                  return measure([&] { tern::matmul_f32(wv, a.x.data(), n, y32.data(), ex); }, o_);
-                },
-                [&](const Timing&) {
-                  j_.kv("weight_bytes", tern::packed2_bytes(s.rows, s.cols));
-                  check_close(refs["matmul_f32"], cfg, y32.data(), int64_t(ysize));
-                });
-          point("matmul_f32_t", s, n, isa, threads,
-                [&] {
-                  std::fill(dx.data(), dx.data() + dx.size(), NAN);
-                  return measure([&] { tern::matmul_f32_t(wv, dy.data(), n, dx.data(), ex); }, o_);
-                },
-                [&](const Timing&) {
-                  j_.kv("weight_bytes", tern::packed2_bytes(s.rows, s.cols));
-                  check_close(refs["matmul_f32_t"], cfg, dx.data(), int64_t(dx.size()));
-                });
+          point(
+              "matmul_f32", s, n, isa, threads,
+              [&] {
+                std::fill(y32.data(), y32.data() + ysize, NAN);
+                return measure([&] { tern::matmul_f32(wv, a.x.data(), n, y32.data(), ex); }, o_);
+              },
+              [&](const Timing&) {
+                j_.kv("weight_bytes", tern::packed2_bytes(s.rows, s.cols));
+                check_close(refs["matmul_f32"], cfg, y32.data(), int64_t(ysize));
+              });
+          point(
+              "matmul_f32_t", s, n, isa, threads,
+              [&] {
+                std::fill(dx.data(), dx.data() + dx.size(), NAN);
+                return measure([&] { tern::matmul_f32_t(wv, dy.data(), n, dx.data(), ex); }, o_);
+              },
+              [&](const Timing&) {
+                j_.kv("weight_bytes", tern::packed2_bytes(s.rows, s.cols));
+                check_close(refs["matmul_f32_t"], cfg, dx.data(), int64_t(dx.size()));
+              });
         }
 
         if (width_done_.insert({s.cols, n, isa, threads}).second) {
           if (o_.has("act_quant"))
-            point("act_quant", s, n, isa, threads,
-                  [&] {
-                    return measure([&] {
-                      tern::quantize_activations(a.x.data(), n, s.cols, q2.data(), xs2.data(), ex);
-                    }, o_);
-                  },
-                  [&](const Timing&) {
-                    const bool same =
-                        std::memcmp(q2.data(), a.q.data(), size_t(n * padded)) == 0 &&
-                        std::memcmp(xs2.data(), a.xs.data(), size_t(n) * sizeof(float)) == 0;
-                    j_.kv("bytes_in", n * s.cols * int64_t(sizeof(float)));
-                    j_.key("check").obj().kv("kind", "bit-identical to the scalar path");
-                    j_.kv("against", "scalar/t1").kv("ok", same).end();
-                  });
+            point(
+                "act_quant", s, n, isa, threads,
+                [&] {
+                  return measure(
+                      [&] {
+                        tern::quantize_activations(a.x.data(), n, s.cols, q2.data(), xs2.data(),
+                                                   ex);
+                      },
+                      o_);
+                },
+                [&](const Timing&) {
+                  const bool same =
+                      std::memcmp(q2.data(), a.q.data(), size_t(n * padded)) == 0 &&
+                      std::memcmp(xs2.data(), a.xs.data(), size_t(n) * sizeof(float)) == 0;
+                  j_.kv("bytes_in", n * s.cols * int64_t(sizeof(float)));
+                  j_.key("check").obj().kv("kind", "bit-identical to the scalar path");
+                  j_.kv("against", "scalar/t1").kv("ok", same).end();
+                });
           if ((o_.has("rmsnorm") || o_.has("elementwise")) && !wd) wd = make_width_data(a);
           if (o_.has("rmsnorm")) run_rmsnorm(s, n, isa, threads, cfg, a, *wd, refs);
           if (o_.has("elementwise")) run_elementwise(s, n, isa, threads, cfg, *wd, refs);
@@ -1183,30 +1231,33 @@ class Bench {
     for (int g = 0; g < 3; ++g) {
       const ternorm::norm::RmsNormArgs args = wd.rms_args(a.x.data(), g);
       const char* gain = kGains[g].first;
-      point({"rmsnorm_f32", gain}, s, n, isa, threads,
-            [&] {
-              std::fill(wd.y.data(), wd.y.data() + wd.y.size(), NAN);
-              return measure([&] { ternorm::norm::rmsnorm_gain_f32(args, wd.y.data(), ex); }, o_);
-            },
-            [&](const Timing&) {
-              j_.kv("bytes_in", bytes_in);
-              check_same(refs[std::string("rmsnorm_f32/") + gain], cfg, wd.y.data(),
-                         wd.y.size() * sizeof(float));
-            });
-      point({"rmsnorm_i8", gain}, s, n, isa, threads,
-            [&] {
-              std::memset(wd.q.data(), 0x55, wd.q.size());
-              return measure([&] {
-                ternorm::norm::rmsnorm_gain_i8(args, wd.q.data(), wd.yscales.data(), ex);
-              }, o_);
-            },
-            [&](const Timing&) {
-              j_.kv("bytes_in", bytes_in);
-              std::vector<unsigned char> out(wd.q.size() + wd.yscales.size() * sizeof(float));
-              std::memcpy(out.data(), wd.q.data(), wd.q.size());
-              std::memcpy(out.data() + wd.q.size(), wd.yscales.data(), wd.yscales.size() * sizeof(float));
-              check_same(refs[std::string("rmsnorm_i8/") + gain], cfg, out.data(), out.size());
-            });
+      point(
+          {"rmsnorm_f32", gain}, s, n, isa, threads,
+          [&] {
+            std::fill(wd.y.data(), wd.y.data() + wd.y.size(), NAN);
+            return measure([&] { ternorm::norm::rmsnorm_gain_f32(args, wd.y.data(), ex); }, o_);
+          },
+          [&](const Timing&) {
+            j_.kv("bytes_in", bytes_in);
+            check_same(refs[std::string("rmsnorm_f32/") + gain], cfg, wd.y.data(),
+                       wd.y.size() * sizeof(float));
+          });
+      point(
+          {"rmsnorm_i8", gain}, s, n, isa, threads,
+          [&] {
+            std::memset(wd.q.data(), 0x55, wd.q.size());
+            return measure(
+                [&] { ternorm::norm::rmsnorm_gain_i8(args, wd.q.data(), wd.yscales.data(), ex); },
+                o_);
+          },
+          [&](const Timing&) {
+            j_.kv("bytes_in", bytes_in);
+            std::vector<unsigned char> out(wd.q.size() + wd.yscales.size() * sizeof(float));
+            std::memcpy(out.data(), wd.q.data(), wd.q.size());
+            std::memcpy(out.data() + wd.q.size(), wd.yscales.data(),
+                        wd.yscales.size() * sizeof(float));
+            check_same(refs[std::string("rmsnorm_i8/") + gain], cfg, out.data(), out.size());
+          });
     }
   }
 
@@ -1214,43 +1265,53 @@ class Bench {
                        WidthData& wd, std::map<std::string, Reference>& refs) {
     const Exec ex = exec(isa, threads);
     const int64_t cols = s.cols, count = n * cols;
-    point("softmax", s, n, isa, threads,
-          [&] {
-            // Checked on a fresh copy: the timed calls work in place.
-            std::memcpy(wd.probe.data(), wd.logits.data(), size_t(count) * sizeof(float));
-            ternorm::model::cross_entropy_forward(wd.probe.data(), wd.targets.data(), n, cols,
-                                                  wd.nll.data(), ex);
-            AlignedBuffer<float> work(static_cast<size_t>(count));
-            std::memcpy(work.data(), wd.logits.data(), size_t(count) * sizeof(float));
-            return measure([&] {
-              ternorm::model::cross_entropy_forward(work.data(), wd.targets.data(), n, cols,
-                                                    wd.nll.data(), ex);
-            }, o_);
-          },
-          [&](const Timing&) {
-            j_.kv("bytes_in", count * int64_t(sizeof(float)));
-            check_same(refs["softmax"], cfg, wd.probe.data(), size_t(count) * sizeof(float));
-          });
-    point("swiglu", s, n, isa, threads,
-          [&] {
-            std::fill(wd.s.data(), wd.s.data() + count, NAN);
-            return measure([&] { ternorm::model::swiglu_forward(wd.gu.data(), n, cols, wd.s.data(), ex); }, o_);
-          },
-          [&](const Timing&) {
-            j_.kv("bytes_in", 2 * count * int64_t(sizeof(float)));
-            check_same(refs["swiglu"], cfg, wd.s.data(), size_t(count) * sizeof(float));
-          });
-    point("swiglu_backward", s, n, isa, threads,
-          [&] {
-            std::fill(wd.dgu.data(), wd.dgu.data() + 2 * count, NAN);
-            return measure([&] {
-              ternorm::model::swiglu_backward(wd.gu.data(), wd.ds.data(), n, cols, wd.dgu.data(), ex);
-            }, o_);
-          },
-          [&](const Timing&) {
-            j_.kv("bytes_in", 3 * count * int64_t(sizeof(float)));
-            check_same(refs["swiglu_backward"], cfg, wd.dgu.data(), size_t(2 * count) * sizeof(float));
-          });
+    point(
+        "softmax", s, n, isa, threads,
+        [&] {
+          // Checked on a fresh copy: the timed calls work in place.
+          std::memcpy(wd.probe.data(), wd.logits.data(), size_t(count) * sizeof(float));
+          ternorm::model::cross_entropy_forward(wd.probe.data(), wd.targets.data(), n, cols,
+                                                wd.nll.data(), ex);
+          AlignedBuffer<float> work(static_cast<size_t>(count));
+          std::memcpy(work.data(), wd.logits.data(), size_t(count) * sizeof(float));
+          return measure(
+              [&] {
+                ternorm::model::cross_entropy_forward(work.data(), wd.targets.data(), n, cols,
+                                                      wd.nll.data(), ex);
+              },
+              o_);
+        },
+        [&](const Timing&) {
+          j_.kv("bytes_in", count * int64_t(sizeof(float)));
+          check_same(refs["softmax"], cfg, wd.probe.data(), size_t(count) * sizeof(float));
+        });
+    point(
+        "swiglu", s, n, isa, threads,
+        [&] {
+          std::fill(wd.s.data(), wd.s.data() + count, NAN);
+          return measure(
+              [&] { ternorm::model::swiglu_forward(wd.gu.data(), n, cols, wd.s.data(), ex); }, o_);
+        },
+        [&](const Timing&) {
+          j_.kv("bytes_in", 2 * count * int64_t(sizeof(float)));
+          check_same(refs["swiglu"], cfg, wd.s.data(), size_t(count) * sizeof(float));
+        });
+    point(
+        "swiglu_backward", s, n, isa, threads,
+        [&] {
+          std::fill(wd.dgu.data(), wd.dgu.data() + 2 * count, NAN);
+          return measure(
+              [&] {
+                ternorm::model::swiglu_backward(wd.gu.data(), wd.ds.data(), n, cols, wd.dgu.data(),
+                                                ex);
+              },
+              o_);
+        },
+        [&](const Timing&) {
+          j_.kv("bytes_in", 3 * count * int64_t(sizeof(float)));
+          check_same(refs["swiglu_backward"], cfg, wd.dgu.data(),
+                     size_t(2 * count) * sizeof(float));
+        });
   }
 
   // Cold-cache GEMV: each call reads the next of `copies` identical weight
@@ -1275,50 +1336,57 @@ class Bench {
       auto cold_fields = [&] {
         j_.kv("copies", copies).kv("rotation_bytes", copies * bytes).kv("llc_bytes", llc_.bytes);
       };
-      point("read_cold", s, 1, isa, threads,
-            [&] {
-              store = std::make_unique<AlignedBuffer<uint8_t>>(size_t(copies * bytes));
-              for (int64_t c = 0; c < copies; ++c)
-                std::memcpy(store->data() + c * bytes, w.packed.data(), size_t(packed));
-              const ReadFn fn = read_probe(ternorm::best_isa());
-              ThreadPool* pool = pools_.at(threads).get();
-              std::vector<uint64_t> sinks(size_t(threads) * 8);
-              int64_t next = 0;
-              // One copy per call, in the GEMV's order and split over threads
-              // as the GEMV splits its rows.
-              return measure([&] {
-                const uint8_t* copy = store->data() + next * bytes;
-                next = (next + 1) % copies;
-                pool->run(threads, [&](int t, int nt) {
-                  const int64_t lines = bytes / 64;
-                  const int64_t b0 = lines * t / nt * 64, b1 = lines * (t + 1) / nt * 64;
-                  sinks[size_t(t) * 8] += fn(copy + b0, size_t(b1 - b0));
-                });
-              }, o_);
-            },
-            [&](const Timing&) {
-              j_.kv("probe_isa", ternorm::isa_name(ternorm::best_isa()));
-              j_.kv("bytes_per_call", bytes);
-              cold_fields();
-            });
-      point("gemv_i8_cold", s, 1, isa, threads,
-            [&] {
-              if (!store) throw std::runtime_error("the weight copies could not be prepared");
-              int64_t next = 0;
-              return measure([&] {
-                const tern::PackedTernary v{store->data() + next * bytes, w.scales.data(), s.rows, s.cols};
-                next = (next + 1) % copies;
-                tern::gemm_i8(v, a.q.data(), a.xs.data(), 1, y.data(), ex);
-              }, o_);
-            },
-            [&](const Timing&) {
-              j_.kv("weight_bytes", packed);
-              cold_fields();
-              const bool same = !ref8.empty() &&
-                                std::memcmp(ref8.data(), y.data(), size_t(s.rows) * sizeof(float)) == 0;
-              j_.key("check").obj().kv("kind", "bit-identical to the hot GEMV of the first path");
-              j_.kv("ok", same).end();
-            });
+      point(
+          "read_cold", s, 1, isa, threads,
+          [&] {
+            store = std::make_unique<AlignedBuffer<uint8_t>>(size_t(copies * bytes));
+            for (int64_t c = 0; c < copies; ++c)
+              std::memcpy(store->data() + c * bytes, w.packed.data(), size_t(packed));
+            const ReadFn fn = read_probe(ternorm::best_isa());
+            ThreadPool* pool = pools_.at(threads).get();
+            std::vector<uint64_t> sinks(size_t(threads) * 8);
+            int64_t next = 0;
+            // One copy per call, in the GEMV's order and split over threads
+            // as the GEMV splits its rows.
+            return measure(
+                [&] {
+                  const uint8_t* copy = store->data() + next * bytes;
+                  next = (next + 1) % copies;
+                  pool->run(threads, [&](int t, int nt) {
+                    const int64_t lines = bytes / 64;
+                    const int64_t b0 = lines * t / nt * 64, b1 = lines * (t + 1) / nt * 64;
+                    sinks[size_t(t) * 8] += fn(copy + b0, size_t(b1 - b0));
+                  });
+                },
+                o_);
+          },
+          [&](const Timing&) {
+            j_.kv("probe_isa", ternorm::isa_name(ternorm::best_isa()));
+            j_.kv("bytes_per_call", bytes);
+            cold_fields();
+          });
+      point(
+          "gemv_i8_cold", s, 1, isa, threads,
+          [&] {
+            if (!store) throw std::runtime_error("the weight copies could not be prepared");
+            int64_t next = 0;
+            return measure(
+                [&] {
+                  const tern::PackedTernary v{store->data() + next * bytes, w.scales.data(), s.rows,
+                                              s.cols};
+                  next = (next + 1) % copies;
+                  tern::gemm_i8(v, a.q.data(), a.xs.data(), 1, y.data(), ex);
+                },
+                o_);
+          },
+          [&](const Timing&) {
+            j_.kv("weight_bytes", packed);
+            cold_fields();
+            const bool same = !ref8.empty() && std::memcmp(ref8.data(), y.data(),
+                                                           size_t(s.rows) * sizeof(float)) == 0;
+            j_.key("check").obj().kv("kind", "bit-identical to the hot GEMV of the first path");
+            j_.kv("ok", same).end();
+          });
     }
     {
       const int64_t count = s.rows * s.cols;
@@ -1326,32 +1394,38 @@ class Bench {
       const int64_t copies = cold_copies(bytes, llc_.bytes);
       const int64_t stride = bytes / int64_t(sizeof(float));
       std::unique_ptr<AlignedBuffer<float>> store;
-      point("gemv_f32_cold", s, 1, isa, threads,
-            [&] {
-              store = std::make_unique<AlignedBuffer<float>>(size_t(copies * stride));
-              for (int64_t c = 0; c < copies; ++c)
-                std::memcpy(store->data() + c * stride, w.dequant.data(), size_t(count) * sizeof(float));
-              int64_t next = 0;
-              ternorm::gemm::GemmArgs g;
-              g.trans_b = true;
-              g.m = 1;
-              g.n = s.rows;
-              g.k = s.cols;
-              g.a = a.x.data();
-              g.lda = s.cols;
-              g.ldb = s.cols;
-              g.c = y.data();
-              g.ldc = s.rows;
-              return measure([&] {
-                g.b = store->data() + next * stride;
-                next = (next + 1) % copies;
-                ternorm::gemm::gemm_f32(g, ex);
-              }, o_);
-            },
-            [&](const Timing&) {
-              j_.kv("weight_bytes", count * int64_t(sizeof(float)));
-              j_.kv("copies", copies).kv("rotation_bytes", copies * bytes).kv("llc_bytes", llc_.bytes);
-            });
+      point(
+          "gemv_f32_cold", s, 1, isa, threads,
+          [&] {
+            store = std::make_unique<AlignedBuffer<float>>(size_t(copies * stride));
+            for (int64_t c = 0; c < copies; ++c)
+              std::memcpy(store->data() + c * stride, w.dequant.data(),
+                          size_t(count) * sizeof(float));
+            int64_t next = 0;
+            ternorm::gemm::GemmArgs g;
+            g.trans_b = true;
+            g.m = 1;
+            g.n = s.rows;
+            g.k = s.cols;
+            g.a = a.x.data();
+            g.lda = s.cols;
+            g.ldb = s.cols;
+            g.c = y.data();
+            g.ldc = s.rows;
+            return measure(
+                [&] {
+                  g.b = store->data() + next * stride;
+                  next = (next + 1) % copies;
+                  ternorm::gemm::gemm_f32(g, ex);
+                },
+                o_);
+          },
+          [&](const Timing&) {
+            j_.kv("weight_bytes", count * int64_t(sizeof(float)));
+            j_.kv("copies", copies)
+                .kv("rotation_bytes", copies * bytes)
+                .kv("llc_bytes", llc_.bytes);
+          });
     }
   }
 
@@ -1375,7 +1449,8 @@ void write_file(const std::string& path, const std::string& text) {
     out.flush();
     if (!out) throw std::runtime_error("write failed: " + tmp);
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot rename " + tmp + " to " + path);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    throw std::runtime_error("cannot rename " + tmp + " to " + path);
 }
 
 }  // namespace

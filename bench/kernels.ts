@@ -15,7 +15,18 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { fmtBytes, fmtNum, fmtPct, fmtRatio, fmtTime, gitOutput, table, writeAtomic, type Target as ReportTarget, type TargetPoint } from './report.js';
+import {
+  fmtBytes,
+  fmtNum,
+  fmtPct,
+  fmtRatio,
+  fmtTime,
+  gitOutput,
+  table,
+  writeAtomic,
+  type Target as ReportTarget,
+  type TargetPoint,
+} from './report.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DEFAULT_EXE = join(REPO, 'out', 'native', 'ternorm_bench_kernels');
@@ -67,8 +78,19 @@ interface RawCheck {
 }
 
 type Kind =
-  | 'gemm_i8' | 'gemm_f32' | 'act_quant' | 'read_cold' | 'gemv_i8_cold' | 'gemv_f32_cold'
-  | 'matmul_f32' | 'matmul_f32_t' | 'rmsnorm_f32' | 'rmsnorm_i8' | 'softmax' | 'swiglu' | 'swiglu_backward';
+  | 'gemm_i8'
+  | 'gemm_f32'
+  | 'act_quant'
+  | 'read_cold'
+  | 'gemv_i8_cold'
+  | 'gemv_f32_cold'
+  | 'matmul_f32'
+  | 'matmul_f32_t'
+  | 'rmsnorm_f32'
+  | 'rmsnorm_i8'
+  | 'softmax'
+  | 'swiglu'
+  | 'swiglu_backward';
 
 // The kinds reported beside the GEMM table, by section of the results JSON.
 const SECTIONS = {
@@ -281,10 +303,8 @@ function runExecutable(exe: string, passthrough: string[]): RawDoc {
     fail(`${exe} printed something that is not JSON: ${(e as Error).message}`);
   }
   const d = doc as Partial<RawDoc>;
-  if (d.schema !== RAW_SCHEMA)
-    fail(`${exe} printed schema ${JSON.stringify(d.schema)}, expected ${RAW_SCHEMA}: rebuild it`);
-  const limitsOk = (l: RawDoc['limits'] | undefined) =>
-    l !== undefined && Array.isArray(l.peak_i8) && Array.isArray(l.read);
+  if (d.schema !== RAW_SCHEMA) fail(`${exe} printed schema ${JSON.stringify(d.schema)}, expected ${RAW_SCHEMA}: rebuild it`);
+  const limitsOk = (l: RawDoc['limits'] | undefined) => l !== undefined && Array.isArray(l.peak_i8) && Array.isArray(l.read);
   if (!d.machine || !d.config || !limitsOk(d.limits) || !limitsOk(d.limits_end) || !Array.isArray(d.points))
     fail(`${exe} printed a document without machine, config, limits (start and end) or points`);
   return d as RawDoc;
@@ -305,7 +325,9 @@ interface LimitValue {
 }
 
 function combine<T extends { pass: 'start' | 'end'; isa: string; threads: number }>(
-  all: T[], keyOf: (x: T) => string, rate: (x: T) => number,
+  all: T[],
+  keyOf: (x: T) => string,
+  rate: (x: T) => number,
 ): Map<string, LimitValue & { sample: T }> {
   const out = new Map<string, LimitValue & { sample: T }>();
   for (const x of all) {
@@ -317,8 +339,7 @@ function combine<T extends { pass: 'start' | 'end'; isa: string; threads: number
       cur.value = v;
       cur.sample = x;
     }
-    if (cur.start !== undefined && cur.end !== undefined)
-      cur.spread = Math.abs(cur.start - cur.end) / Math.max(cur.start, cur.end);
+    if (cur.start !== undefined && cur.end !== undefined) cur.spread = Math.abs(cur.start - cur.end) / Math.max(cur.start, cur.end);
     out.set(k, cur);
   }
   return out;
@@ -327,26 +348,40 @@ function combine<T extends { pass: 'start' | 'end'; isa: string; threads: number
 function analyse(raw: RawDoc) {
   const allPeaks = [...raw.limits.peak_i8, ...raw.limits_end.peak_i8];
   const allReads = [...raw.limits.read, ...raw.limits_end.read];
-  const peakMap = combine(allPeaks, (p) => `${p.isa}/${p.threads}`, (p) => (2 * p.macs_per_call) / p.median_s / 1e9);
+  const peakMap = combine(
+    allPeaks,
+    (p) => `${p.isa}/${p.threads}`,
+    (p) => (2 * p.macs_per_call) / p.median_s / 1e9,
+  );
   const peaks = new Map([...peakMap].map(([k, v]) => [k, { gops: v.value }]));
   const peakOut = [...peakMap.values()].map((v) => ({
-    isa: v.isa, threads: v.threads, instruction: v.sample.instruction, gops: v.value,
-    gops_start: v.start ?? null, gops_end: v.end ?? null, spread: v.spread,
+    isa: v.isa,
+    threads: v.threads,
+    instruction: v.sample.instruction,
+    gops: v.value,
+    gops_start: v.start ?? null,
+    gops_end: v.end ?? null,
+    spread: v.spread,
   }));
   const readKey = (r: RawRead) => `${r.label}/${r.label === 'dram' ? 0 : r.bytes}/${r.threads}`;
   const readMap = combine(allReads, readKey, (r) => r.bytes_per_call / r.median_s / 1e9);
   const reads = new Map([...readMap].map(([k, v]) => [k, v.value]));
   const readOut = [...readMap.values()].map((v) => ({
-    label: v.sample.label, bytes: v.sample.bytes, threads: v.threads, isa: v.isa,
-    bytes_per_call: v.sample.bytes_per_call, gbps: v.value,
-    gbps_start: v.start ?? null, gbps_end: v.end ?? null, spread: v.spread,
+    label: v.sample.label,
+    bytes: v.sample.bytes,
+    threads: v.threads,
+    isa: v.isa,
+    bytes_per_call: v.sample.bytes_per_call,
+    gbps: v.value,
+    gbps_start: v.start ?? null,
+    gbps_end: v.end ?? null,
+    spread: v.spread,
   }));
   const dramMax = (t: number) => reads.get(`dram/0/${t}`);
   const best = raw.machine.best_isa;
 
   const byKey = new Map<string, RawPoint>();
-  const key = (kind: string, rows: number, cols: number, n: number, isa: string, t: number) =>
-    `${kind}|${rows}x${cols}|${n}|${isa}|${t}`;
+  const key = (kind: string, rows: number, cols: number, n: number, isa: string, t: number) => `${kind}|${rows}x${cols}|${n}|${isa}|${t}`;
   for (const p of raw.points) byKey.set(key(p.kind, p.rows, p.cols, p.n, p.isa, p.threads), p);
   // Activation quantisation depends on (cols, n) only: measured once.
   const aqByCols = new Map<string, RawPoint>();
@@ -364,11 +399,17 @@ function analyse(raw: RawDoc) {
     const ops = 2 * p.rows * p.cols * p.n;
     const weightBytes = p.weight_bytes ?? packed2Bytes(p.rows, p.cols);
     const row: Row = {
-      rows: p.rows, cols: p.cols, n: p.n, isa: p.isa, threads: p.threads,
+      rows: p.rows,
+      cols: p.cols,
+      n: p.n,
+      isa: p.isa,
+      threads: p.threads,
       cache: cold ? 'cold' : 'hot',
       status: p.status,
-      ops, weight_bytes: weightBytes,
-      checks: [], notes: [],
+      ops,
+      weight_bytes: weightBytes,
+      checks: [],
+      notes: [],
     };
     if (p.reason) row.reason = p.reason;
     if (p.copies !== undefined) row.copies = p.copies;
@@ -394,13 +435,14 @@ function analyse(raw: RawDoc) {
       if (p.n === 1) {
         const bytes = Math.ceil(weightBytes / 64) * 64;
         const probe = cold ? byKey.get(key('read_cold', p.rows, p.cols, 1, p.isa, p.threads)) : undefined;
-        const coldBw = probe && measured(probe) && probe.bytes_per_call !== undefined
-          ? probe.bytes_per_call / (probe.median_s as number) / 1e9
-          : undefined;
+        const coldBw =
+          probe && measured(probe) && probe.bytes_per_call !== undefined
+            ? probe.bytes_per_call / (probe.median_s as number) / 1e9
+            : undefined;
         const bw = cold ? coldBw : reads.get(`cache/${bytes}/${p.threads}`);
         if (bw !== undefined && row.weight_gbps !== undefined) {
           row.limit = cold
-            ? { kind: 'dram read of the same copies', label: `read ${fmtBytes((probe?.rotation_bytes ?? 0))} rot.`, value: bw, unit: 'GB/s' }
+            ? { kind: 'dram read of the same copies', label: `read ${fmtBytes(probe?.rotation_bytes ?? 0)} rot.`, value: bw, unit: 'GB/s' }
             : { kind: 'cache read', label: `read ${fmtBytes(bytes)}`, value: bw, unit: 'GB/s' };
           row.pct_of_limit = row.weight_gbps / bw;
         } else if (cold) {
@@ -409,8 +451,7 @@ function analyse(raw: RawDoc) {
         if (cold && dram !== undefined && row.weight_gbps !== undefined) row.pct_of_dram_stream = row.weight_gbps / dram;
         // The best any fp32 GEMV could do: stream its 4-byte weights at the
         // DRAM bandwidth of the same run.
-        if (cold && dram !== undefined && ternary)
-          row.ratio_vs_fp32_dram_bound = (4 * p.rows * p.cols) / (dram * 1e9) / ternary.median_s;
+        if (cold && dram !== undefined && ternary) row.ratio_vs_fp32_dram_bound = (4 * p.rows * p.cols) / (dram * 1e9) / ternary.median_s;
       } else {
         const pk = peaks.get(`${p.isa}/${p.threads}`);
         if (pk) {
@@ -429,24 +470,28 @@ function analyse(raw: RawDoc) {
       ['act-quant output', aq?.check],
     ] as const) {
       if (!c) continue;
-      const detail = c.rel_diff !== undefined
-        ? `rel diff ${c.rel_diff.toExponential(2)} (tol ${c.tol})`
-        : `${c.kind ?? ''}${c.against ? ` (${c.against})` : ''}`;
+      const detail =
+        c.rel_diff !== undefined
+          ? `rel diff ${c.rel_diff.toExponential(2)} (tol ${c.tol})`
+          : `${c.kind ?? ''}${c.against ? ` (${c.against})` : ''}`;
       row.checks.push({ name, ok: c.ok, detail });
     }
     if (p.status !== 'ok') row.notes.push(`${p.status}: ${p.reason ?? ''}`);
     // Companions of the point (its fp32 run, its act-quant, its read probe):
     // said once unless their reason differs from the point's own.
     const cold_probe = cold ? byKey.get(key('read_cold', p.rows, p.cols, 1, p.isa, p.threads)) : undefined;
-    for (const [what, c] of [['fp32', fp], ['act-quant', aq], ['read probe', cold_probe]] as const) {
+    for (const [what, c] of [
+      ['fp32', fp],
+      ['act-quant', aq],
+      ['read probe', cold_probe],
+    ] as const) {
       if (!c || c.status === 'ok') continue;
       if (p.status !== 'ok' && c.reason === p.reason) continue;
       row.notes.push(`${what} ${c.status}: ${c.reason ?? ''}`);
     }
     if (row.pct_of_limit !== undefined && row.pct_of_limit > 1.05)
       row.notes.push('above its limit: the probe or this point ran under interference');
-    if (ternary?.reduced_samples || fp32?.reduced_samples)
-      row.notes.push('fewer samples than asked (time cap on a slow point)');
+    if (ternary?.reduced_samples || fp32?.reduced_samples) row.notes.push('fewer samples than asked (time cap on a slow point)');
     for (const c of row.checks) if (!c.ok) row.notes.push(`CHECK FAILED: ${c.name}`);
     rows.push(row);
   }
@@ -466,33 +511,40 @@ function analyse(raw: RawDoc) {
 const WEIGHT_KINDS: readonly Kind[] = SECTIONS.matmul_f32;
 
 function sideEntries(raw: RawDoc, kinds: readonly Kind[]): SideEntry[] {
-  const keyOf = (p: RawPoint, isa: string, kind: Kind = p.kind) =>
-    `${kind}|${p.rows}x${p.cols}|${p.n}|${p.gain ?? ''}|${isa}|${p.threads}`;
+  const keyOf = (p: RawPoint, isa: string, kind: Kind = p.kind) => `${kind}|${p.rows}x${p.cols}|${p.n}|${p.gain ?? ''}|${isa}|${p.threads}`;
   const byKey = new Map(raw.points.map((p) => [keyOf(p, p.isa), p]));
-  return raw.points.filter((p) => kinds.includes(p.kind)).map((p) => {
-    const weights = WEIGHT_KINDS.includes(p.kind);
-    const e: SideEntry = {
-      kind: p.kind, ...(weights ? { rows: p.rows } : {}), cols: p.cols, n: p.n,
-      ...(p.gain !== undefined ? { gain: p.gain } : {}),
-      isa: p.isa, threads: p.threads, status: p.status, ...(p.reason ? { reason: p.reason } : {}),
-      check: p.check ?? null,
-    };
-    const m = measured(p);
-    if (m) {
-      e.median_s = m.median_s;
-      e.samples = m.samples;
-      if (weights) e.gflops = (2 * p.rows * p.cols * p.n) / m.median_s / 1e9;
-      else e.gbps_in = p.bytes_in !== undefined ? p.bytes_in / m.median_s / 1e9 : null;
-      const scalar = measured(byKey.get(keyOf(p, 'scalar')));
-      e.ratio_vs_scalar = scalar ? scalar.median_s / m.median_s : null;
-      if (p.kind === 'matmul_f32') {
-        // The same product on the dequantised fp32 weights, same path and threads.
-        const fp = measured(byKey.get(keyOf(p, p.isa, 'gemm_f32')));
-        e.ratio_vs_gemm_f32 = fp ? fp.median_s / m.median_s : null;
+  return raw.points
+    .filter((p) => kinds.includes(p.kind))
+    .map((p) => {
+      const weights = WEIGHT_KINDS.includes(p.kind);
+      const e: SideEntry = {
+        kind: p.kind,
+        ...(weights ? { rows: p.rows } : {}),
+        cols: p.cols,
+        n: p.n,
+        ...(p.gain !== undefined ? { gain: p.gain } : {}),
+        isa: p.isa,
+        threads: p.threads,
+        status: p.status,
+        ...(p.reason ? { reason: p.reason } : {}),
+        check: p.check ?? null,
+      };
+      const m = measured(p);
+      if (m) {
+        e.median_s = m.median_s;
+        e.samples = m.samples;
+        if (weights) e.gflops = (2 * p.rows * p.cols * p.n) / m.median_s / 1e9;
+        else e.gbps_in = p.bytes_in !== undefined ? p.bytes_in / m.median_s / 1e9 : null;
+        const scalar = measured(byKey.get(keyOf(p, 'scalar')));
+        e.ratio_vs_scalar = scalar ? scalar.median_s / m.median_s : null;
+        if (p.kind === 'matmul_f32') {
+          // The same product on the dequantised fp32 weights, same path and threads.
+          const fp = measured(byKey.get(keyOf(p, p.isa, 'gemm_f32')));
+          e.ratio_vs_gemm_f32 = fp ? fp.median_s / m.median_s : null;
+        }
       }
-    }
-    return e;
-  });
+      return e;
+    });
 }
 
 function sideLabel(e: SideEntry): string {
@@ -505,8 +557,12 @@ function rowLabel(r: Row): string {
 }
 
 function target(
-  id: string, description: string, threshold: number, unit: string,
-  rows: Row[], value: (r: Row) => number | undefined,
+  id: string,
+  description: string,
+  threshold: number,
+  unit: string,
+  rows: Row[],
+  value: (r: Row) => number | undefined,
 ): Target {
   const points: TargetPoint[] = rows.map((r) => {
     const v = value(r);
@@ -533,16 +589,33 @@ function target(
 function judge(rows: Row[], best: string): Target[] {
   const gemm = rows.filter((r) => r.isa === best && r.cache === 'hot' && r.n >= 128);
   const gemv = rows.filter(
-    (r) => r.isa === best && r.cache === 'cold' && r.n === 1 &&
-      r.rows === GEMV_TARGET_SHAPE.rows && r.cols === GEMV_TARGET_SHAPE.cols,
+    (r) => r.isa === best && r.cache === 'cold' && r.n === 1 && r.rows === GEMV_TARGET_SHAPE.rows && r.cols === GEMV_TARGET_SHAPE.cols,
   );
   return [
-    target('gemm_peak', `GEMM n >= 128 (${best}) reaches >= ${TARGET_GEMM_PEAK * 100}% of the measured int8 peak (same threads)`,
-      TARGET_GEMM_PEAK, 'fraction of peak', gemm, (r) => r.pct_of_limit),
-    target('gemm_vs_fp32', `GEMM n >= 128 (${best}) is >= ${TARGET_GEMM_VS_FP32}x faster than the fp32 GEMM (same shape, path, threads, run)`,
-      TARGET_GEMM_VS_FP32, 'speed-up', gemm, (r) => r.ratio_vs_fp32),
-    target('gemv_bandwidth', `GEMV ${GEMV_TARGET_SHAPE.rows}x${GEMV_TARGET_SHAPE.cols} cold-cache (${best}) streams its 2-bit weights at >= ${TARGET_GEMV_BW * 100}% of the DRAM read bandwidth (read of the same copies, same threads)`,
-      TARGET_GEMV_BW, 'fraction of bandwidth', gemv, (r) => r.pct_of_limit),
+    target(
+      'gemm_peak',
+      `GEMM n >= 128 (${best}) reaches >= ${TARGET_GEMM_PEAK * 100}% of the measured int8 peak (same threads)`,
+      TARGET_GEMM_PEAK,
+      'fraction of peak',
+      gemm,
+      (r) => r.pct_of_limit,
+    ),
+    target(
+      'gemm_vs_fp32',
+      `GEMM n >= 128 (${best}) is >= ${TARGET_GEMM_VS_FP32}x faster than the fp32 GEMM (same shape, path, threads, run)`,
+      TARGET_GEMM_VS_FP32,
+      'speed-up',
+      gemm,
+      (r) => r.ratio_vs_fp32,
+    ),
+    target(
+      'gemv_bandwidth',
+      `GEMV ${GEMV_TARGET_SHAPE.rows}x${GEMV_TARGET_SHAPE.cols} cold-cache (${best}) streams its 2-bit weights at >= ${TARGET_GEMV_BW * 100}% of the DRAM read bandwidth (read of the same copies, same threads)`,
+      TARGET_GEMV_BW,
+      'fraction of bandwidth',
+      gemv,
+      (r) => r.pct_of_limit,
+    ),
   ];
 }
 
@@ -554,33 +627,39 @@ function render(raw: RawDoc, a: ReturnType<typeof analyse>, complete: boolean, o
   const threads = [...new Set(a.peaks.map((p) => p.threads))].sort((x, y) => x - y);
   out.push(`ternorm kernel benchmark${complete ? '' : ' (PARTIAL RUN: a subset or quick settings)'}`);
   out.push(`  ${m.cpu_model}, ${m.hardware_threads} hardware threads, LLC ${fmtBytes(m.llc_bytes)} (${m.llc_source})`);
-  out.push(`  paths: ${m.supported_isas.join(', ')} (best ${m.best_isa}); ${String(raw.build['compiler'] ?? '')}` +
-    `${raw.build['optimized'] === false ? ', NOT OPTIMISED' : ''}${raw.build['sanitized'] === true ? ', SANITIZED' : ''}; ` +
-    `run took ${raw.total_s.toFixed(0)} s`);
+  out.push(
+    `  paths: ${m.supported_isas.join(', ')} (best ${m.best_isa}); ${String(raw.build['compiler'] ?? '')}` +
+      `${raw.build['optimized'] === false ? ', NOT OPTIMISED' : ''}${raw.build['sanitized'] === true ? ', SANITIZED' : ''}; ` +
+      `run took ${raw.total_s.toFixed(0)} s`,
+  );
   out.push('');
   out.push('Machine limits, measured in this run at its start and at its end (medians; the higher is the limit)');
   const instr = new Map(a.peaks.map((p) => [p.isa, p.instruction]));
   const spread = (xs: { spread: number }[]) => fmtPct(Math.max(0, ...xs.map((x) => x.spread)));
-  out.push(table(
-    ['int8 peak', ...threads.map((t) => `t${t} GOPS`), 'start/end spread', 'probe'],
-    [...instr.keys()].map((isa) => [
-      isa,
-      ...threads.map((t) => fmtNum(a.peaks.find((p) => p.isa === isa && p.threads === t)?.gops)),
-      spread(a.peaks.filter((p) => p.isa === isa)),
-      instr.get(isa) ?? '',
-    ]),
-  ));
+  out.push(
+    table(
+      ['int8 peak', ...threads.map((t) => `t${t} GOPS`), 'start/end spread', 'probe'],
+      [...instr.keys()].map((isa) => [
+        isa,
+        ...threads.map((t) => fmtNum(a.peaks.find((p) => p.isa === isa && p.threads === t)?.gops)),
+        spread(a.peaks.filter((p) => p.isa === isa)),
+        instr.get(isa) ?? '',
+      ]),
+    ),
+  );
   out.push('');
   const readKeys = [...new Map(a.reads.map((r) => [`${r.label}/${r.bytes}`, r])).values()];
-  out.push(table(
-    ['read bandwidth', ...threads.map((t) => `t${t} GB/s`), 'start/end spread', 'probe'],
-    readKeys.map((r) => [
-      `${r.label === 'dram' ? 'DRAM' : 'cache'} ${fmtBytes(r.bytes)}`,
-      ...threads.map((t) => fmtNum(a.reads.find((x) => x.label === r.label && x.bytes === r.bytes && x.threads === t)?.gbps)),
-      spread(a.reads.filter((x) => x.label === r.label && x.bytes === r.bytes)),
-      `${r.isa} loads${r.label === 'cache' ? `, ${r.bytes_per_call / r.bytes} passes per call` : ''}`,
-    ]),
-  ));
+  out.push(
+    table(
+      ['read bandwidth', ...threads.map((t) => `t${t} GB/s`), 'start/end spread', 'probe'],
+      readKeys.map((r) => [
+        `${r.label === 'dram' ? 'DRAM' : 'cache'} ${fmtBytes(r.bytes)}`,
+        ...threads.map((t) => fmtNum(a.reads.find((x) => x.label === r.label && x.bytes === r.bytes && x.threads === t)?.gbps)),
+        spread(a.reads.filter((x) => x.label === r.label && x.bytes === r.bytes)),
+        `${r.isa} loads${r.label === 'cache' ? `, ${r.bytes_per_call / r.bytes} passes per call` : ''}`,
+      ]),
+    ),
+  );
   out.push('  GOPS = 2 x int8 multiply-accumulates per second. Cache reads: the working set of each hot GEMV.');
   out.push('  A large start/end spread means the machine was not quiet: treat every percentage below with care.');
   const dramProbe = a.reads.find((r) => r.label === 'dram');
@@ -592,7 +671,7 @@ function render(raw: RawDoc, a: ReturnType<typeof analyse>, complete: boolean, o
   out.push(`Targets (best path ${a.best})`);
   for (const t of a.targets) {
     const v = t.verdict === 'pass' ? 'PASS' : t.verdict === 'fail' ? 'FAIL' : t.verdict.toUpperCase();
-    const fmt = (x: number | null) => x === null ? '-' : t.unit === 'speed-up' ? fmtRatio(x) : fmtPct(x);
+    const fmt = (x: number | null) => (x === null ? '-' : t.unit === 'speed-up' ? fmtRatio(x) : fmtPct(x));
     const worst = t.worst ? `; worst ${fmt(t.worst.value)} at ${t.worst.label}` : '';
     out.push(`  ${v.padEnd(12)} ${t.description}`);
     out.push(`  ${''.padEnd(12)} ${t.note ?? `${t.passed}/${t.total} points pass${worst}`}`);
@@ -600,17 +679,18 @@ function render(raw: RawDoc, a: ReturnType<typeof analyse>, complete: boolean, o
       out.push(`  ${''.padEnd(12)}   ${p.pass === false ? 'below' : 'missing'}: ${p.label} ${fmt(p.value)}${p.note ? ` (${p.note})` : ''}`);
   }
   // act_quant's checks already count in the GEMM rows when those ran.
-  const sideAll = [...a.side.matmul_f32, ...a.side.rmsnorm, ...a.side.elementwise,
-    ...(a.rows.length === 0 ? a.side.act_quant : [])];
+  const sideAll = [...a.side.matmul_f32, ...a.side.rmsnorm, ...a.side.elementwise, ...(a.rows.length === 0 ? a.side.act_quant : [])];
   const failed = [
     ...a.rows.flatMap((r) => r.checks.filter((c) => !c.ok).map((c) => `${rowLabel(r)}: ${c.name} ${c.detail}`)),
     ...sideAll.filter((e) => e.check && !e.check.ok).map((e) => `${sideLabel(e)}: ${checkDetail(e.check as RawCheck)}`),
   ];
   const total = a.rows.reduce((s, r) => s + r.checks.length, 0) + sideAll.filter((e) => e.check).length;
   out.push('');
-  out.push(failed.length === 0
-    ? `Output checks: all ${total} passed (every path bit-identical to the first; fp32 within tolerance).`
-    : `OUTPUT CHECKS FAILED (${failed.length}): the timings of these points measure a wrong result\n    ${failed.join('\n    ')}`);
+  out.push(
+    failed.length === 0
+      ? `Output checks: all ${total} passed (every path bit-identical to the first; fp32 within tolerance).`
+      : `OUTPUT CHECKS FAILED (${failed.length}): the timings of these points measure a wrong result\n    ${failed.join('\n    ')}`,
+  );
   out.push(`Results: ${relative(process.cwd(), outPath) || outPath}`);
   return out.join('\n');
 }
@@ -630,11 +710,24 @@ function renderSide(side: ReturnType<typeof analyse>['side'], out: string[]): vo
     out.push('Ternary x fp32 training products (matmul_f32: y = x W^T, matmul_f32_t: dx = dy W; packed 2-bit weights');
     out.push('  decoded into the fp32 GEMM\'s panels). "x scalar": the scalar path\'s median / this one, same threads;');
     out.push('  "x gemm_f32": gemm_f32 on the dequantised fp32 weights (same shape, path, threads) / matmul_f32.');
-    out.push(table(
-      ['kind', 'shape', 'n', 'isa', 't', 'time', 'GFLOPS', 'x scalar', 'x gemm_f32', 'check', 'notes'],
-      side.matmul_f32.map((e) => [e.kind, `${e.rows}x${e.cols}`, String(e.n), e.isa, String(e.threads), time(e),
-        fmtNum(e.gflops), fmtRatio(e.ratio_vs_scalar ?? undefined), fmtRatio(e.ratio_vs_gemm_f32 ?? undefined), check(e), note(e)]),
-    ));
+    out.push(
+      table(
+        ['kind', 'shape', 'n', 'isa', 't', 'time', 'GFLOPS', 'x scalar', 'x gemm_f32', 'check', 'notes'],
+        side.matmul_f32.map((e) => [
+          e.kind,
+          `${e.rows}x${e.cols}`,
+          String(e.n),
+          e.isa,
+          String(e.threads),
+          time(e),
+          fmtNum(e.gflops),
+          fmtRatio(e.ratio_vs_scalar ?? undefined),
+          fmtRatio(e.ratio_vs_gemm_f32 ?? undefined),
+          check(e),
+          note(e),
+        ]),
+      ),
+    );
   }
   for (const [title, entries] of [
     ['Fused RMSNorm with gain (rmsnorm_gain_f32 / rmsnorm_gain_i8: fp32 or int8 out; the gain decoded in every call)', side.rmsnorm],
@@ -644,11 +737,24 @@ function renderSide(side: ReturnType<typeof analyse>['side'], out: string[]): vo
     if (entries.length === 0) continue;
     out.push('');
     out.push(title);
-    out.push(table(
-      ['kind', 'gain', 'width', 'n', 'isa', 't', 'time', 'GB/s in', 'x scalar', 'check', 'notes'],
-      entries.map((e) => [e.kind, e.gain ?? '-', String(e.cols), String(e.n), e.isa, String(e.threads), time(e),
-        fmtNum(e.gbps_in ?? undefined), fmtRatio(e.ratio_vs_scalar ?? undefined), check(e), note(e)]),
-    ));
+    out.push(
+      table(
+        ['kind', 'gain', 'width', 'n', 'isa', 't', 'time', 'GB/s in', 'x scalar', 'check', 'notes'],
+        entries.map((e) => [
+          e.kind,
+          e.gain ?? '-',
+          String(e.cols),
+          String(e.n),
+          e.isa,
+          String(e.threads),
+          time(e),
+          fmtNum(e.gbps_in ?? undefined),
+          fmtRatio(e.ratio_vs_scalar ?? undefined),
+          check(e),
+          note(e),
+        ]),
+      ),
+    );
   }
 }
 
@@ -658,7 +764,7 @@ function renderGemm(a: ReturnType<typeof analyse>, m: RawMachine, out: string[])
   out.push('  same shape, ISA path and threads, same run. n = 1 is the GEMV: GB/s = packed 2-bit weight bytes / time,');
   out.push('  judged against a streaming read of the same bytes: hot = the weights stay in cache between calls (read probe of');
   out.push('  that working set); cold = each call reads the next of several copies of the weights, together >= 4x the LLC');
-  out.push('  (read probe of the same copies, measured just before). n >= 128: % of the same path\'s int8 peak.');
+  out.push("  (read probe of the same copies, measured just before). n >= 128: % of the same path's int8 peak.");
   const body = a.rows.map((r) => [
     `${r.rows}x${r.cols}`,
     String(r.n),
@@ -678,27 +784,68 @@ function renderGemm(a: ReturnType<typeof analyse>, m: RawMachine, out: string[])
     `${r.ternary?.samples ?? 0}/${r.fp32?.samples ?? 0}`,
     r.notes.join('; '),
   ]);
-  out.push(table(
-    ['shape', 'n', 'isa', 't', 'cache', 'ternary', 'GOPS', 'W GB/s', '% limit', 'limit', '% best pk', 'fp32', 'x fp32', 'aq', 'x fp32 w/ aq', 'samples', 'notes'],
-    body,
-  ));
+  out.push(
+    table(
+      [
+        'shape',
+        'n',
+        'isa',
+        't',
+        'cache',
+        'ternary',
+        'GOPS',
+        'W GB/s',
+        '% limit',
+        'limit',
+        '% best pk',
+        'fp32',
+        'x fp32',
+        'aq',
+        'x fp32 w/ aq',
+        'samples',
+        'notes',
+      ],
+      body,
+    ),
+  );
   out.push('  "% best pk": GOPS as a share of the best path\'s int8 peak at the same threads. samples: ternary/fp32.');
   const cold = a.rows.filter((r) => r.cache === 'cold');
   if (cold.length > 0) {
     out.push('');
     out.push('Cold-cache GEMV: weights from DRAM (the honest GEMV number for a model larger than the cache)');
     const dramLabel = fmtBytes(a.reads.find((r) => r.label === 'dram')?.bytes ?? 0);
-    out.push(table(
-      ['shape', 'isa', 't', 'ternary', 'W GB/s', 'same-copies read GB/s', '% of it', `DRAM stream ${dramLabel} GB/s`, '% of it',
-        'fp32 (gemm_f32)', 'x fp32', 'x fp32 at DRAM bound'],
-      cold.map((r) => [
-        `${r.rows}x${r.cols}`, r.isa, String(r.threads),
-        r.status === 'ok' ? fmtTime(r.ternary?.median_s) : r.status.toUpperCase(),
-        fmtNum(r.weight_gbps), fmtNum(r.limit?.value), fmtPct(r.pct_of_limit),
-        fmtNum(a.reads.find((x) => x.label === 'dram' && x.threads === r.threads)?.gbps), fmtPct(r.pct_of_dram_stream),
-        fmtTime(r.fp32?.median_s), fmtRatio(r.ratio_vs_fp32), fmtRatio(r.ratio_vs_fp32_dram_bound),
-      ]),
-    ));
+    out.push(
+      table(
+        [
+          'shape',
+          'isa',
+          't',
+          'ternary',
+          'W GB/s',
+          'same-copies read GB/s',
+          '% of it',
+          `DRAM stream ${dramLabel} GB/s`,
+          '% of it',
+          'fp32 (gemm_f32)',
+          'x fp32',
+          'x fp32 at DRAM bound',
+        ],
+        cold.map((r) => [
+          `${r.rows}x${r.cols}`,
+          r.isa,
+          String(r.threads),
+          r.status === 'ok' ? fmtTime(r.ternary?.median_s) : r.status.toUpperCase(),
+          fmtNum(r.weight_gbps),
+          fmtNum(r.limit?.value),
+          fmtPct(r.pct_of_limit),
+          fmtNum(a.reads.find((x) => x.label === 'dram' && x.threads === r.threads)?.gbps),
+          fmtPct(r.pct_of_dram_stream),
+          fmtTime(r.fp32?.median_s),
+          fmtRatio(r.ratio_vs_fp32),
+          fmtRatio(r.ratio_vs_fp32_dram_bound),
+        ]),
+      ),
+    );
     out.push('  "x fp32 at DRAM bound": against the fastest any fp32 GEMV could be (its 4-byte weights at the DRAM stream rate).');
   }
 }
@@ -727,8 +874,11 @@ function main(): number {
   const complete = isComplete(raw, args.passthrough);
   const outPath = args.out ?? join(REPO, 'bench', 'results', complete ? 'kernels.json' : 'kernels-partial.json');
   const a = analyse(raw);
-  const checksOk = a.rows.every((r) => r.checks.every((c) => c.ok)) &&
-    Object.values(a.side).flat().every((e) => e.check === null || e.check.ok);
+  const checksOk =
+    a.rows.every((r) => r.checks.every((c) => c.ok)) &&
+    Object.values(a.side)
+      .flat()
+      .every((e) => e.check === null || e.check.ok);
   const commit = gitOutput(REPO, ['rev-parse', 'HEAD']);
   const dirty = gitOutput(REPO, ['status', '--porcelain']);
   const doc = {
@@ -748,14 +898,19 @@ function main(): number {
     config: raw.config,
     method: {
       statistic: 'median of samples; each sample times a batch of calls lasting >= sample_time_s and divides by its call count',
-      ternary_timing: 'gemm_i8 alone on pre-quantised int8 activations; activation quantisation (quantize_activations) is timed separately as act_quant',
+      ternary_timing:
+        'gemm_i8 alone on pre-quantised int8 activations; activation quantisation (quantize_activations) is timed separately as act_quant',
       ops: '2 * rows * cols * n per GEMM (int8 multiply-accumulate = 2 ops)',
       weight_gbps: 'packed 2-bit weight bytes (packed2_bytes) / median time, n = 1 only',
       ratio_vs_fp32: 'fp32 median / ternary median (> 1: ternary faster); *_incl_act_quant adds act_quant to the ternary time',
-      ratio_vs_scalar: 'act_quant, matmul_f32, rmsnorm, elementwise: the scalar path median / this path median at the same threads, kind, shape, n and gain (> 1: faster than the reference)',
-      side_throughput: 'matmul_f32*: gflops = 2 * rows * cols * n / median; the others: gbps_in = bytes read (x; SwiGLU: gate and up, and dy) / median',
-      limits: 'int8 peak: register-only multiply-accumulate probe per path; read: SIMD streaming sum over a DRAM buffer >> LLC, over each hot GEMV working set, and over the cold GEMV weight copies (measured just before that GEMV)',
-      cold_gemv: 'each call reads the next of copies >= 4x LLC of the weights; judged against the read of the same copies (pct_of_limit) and reported against the DRAM stream (pct_of_dram_stream)',
+      ratio_vs_scalar:
+        'act_quant, matmul_f32, rmsnorm, elementwise: the scalar path median / this path median at the same threads, kind, shape, n and gain (> 1: faster than the reference)',
+      side_throughput:
+        'matmul_f32*: gflops = 2 * rows * cols * n / median; the others: gbps_in = bytes read (x; SwiGLU: gate and up, and dy) / median',
+      limits:
+        'int8 peak: register-only multiply-accumulate probe per path; read: SIMD streaming sum over a DRAM buffer >> LLC, over each hot GEMV working set, and over the cold GEMV weight copies (measured just before that GEMV)',
+      cold_gemv:
+        'each call reads the next of copies >= 4x LLC of the weights; judged against the read of the same copies (pct_of_limit) and reported against the DRAM stream (pct_of_dram_stream)',
     },
     limits: { peak_i8: a.peaks, read: a.reads },
     results: a.rows,

@@ -142,21 +142,50 @@ function parseArgs(argv: string[]): Args {
     };
     const perConfig = (n: number): Record<ConfigName, number> => ({ default: n, large: n });
     switch (a) {
-      case '--configs': o.configs = list(value(), a, CONFIG_NAMES); break;
-      case '--parts': o.parts = list(value(), a, PART_KINDS); break;
+      case '--configs':
+        o.configs = list(value(), a, CONFIG_NAMES);
+        break;
+      case '--parts':
+        o.parts = list(value(), a, PART_KINDS);
+        break;
       case '--threads':
-        o.threads = [...new Set(value().split(',').map((s) => posInt(s.trim(), a)))];
+        o.threads = [
+          ...new Set(
+            value()
+              .split(',')
+              .map((s) => posInt(s.trim(), a)),
+          ),
+        ];
         for (const t of o.threads) if (t > maxThreads) fail(`--threads: ${t} is more than this machine's ${maxThreads} hardware threads`);
         break;
-      case '--reps': o.reps = posInt(value(), a); break;
-      case '--train-warmup': o.trainWarmup = int(value(), a, 0); break;
-      case '--train-steps': o.trainSteps = perConfig(posInt(value(), a)); break;
-      case '--batch': o.trainBatch = perConfig(posInt(value(), a)); break;
-      case '--eval-tokens': o.evalTokens = perConfig(int(value(), a, 2)); break;
-      case '--adapter-threads': o.adapterThreads = posInt(value(), a); if (o.adapterThreads > maxThreads) fail(`${a}: more than ${maxThreads} hardware threads`); break;
-      case '--base-model': o.baseModel = resolve(value()); continue;
-      case '--out': args.out = resolve(value()); continue;
-      case '--options': args.options = JSON.parse(value()) as Options; continue;
+      case '--reps':
+        o.reps = posInt(value(), a);
+        break;
+      case '--train-warmup':
+        o.trainWarmup = int(value(), a, 0);
+        break;
+      case '--train-steps':
+        o.trainSteps = perConfig(posInt(value(), a));
+        break;
+      case '--batch':
+        o.trainBatch = perConfig(posInt(value(), a));
+        break;
+      case '--eval-tokens':
+        o.evalTokens = perConfig(int(value(), a, 2));
+        break;
+      case '--adapter-threads':
+        o.adapterThreads = posInt(value(), a);
+        if (o.adapterThreads > maxThreads) fail(`${a}: more than ${maxThreads} hardware threads`);
+        break;
+      case '--base-model':
+        o.baseModel = resolve(value());
+        continue;
+      case '--out':
+        args.out = resolve(value());
+        continue;
+      case '--options':
+        args.options = JSON.parse(value()) as Options;
+        continue;
       case '--part': {
         const [kind, config] = value().split(':');
         if (!PART_KINDS.includes(kind as PartKind)) fail(`--part: unknown part '${kind}'`);
@@ -164,8 +193,12 @@ function parseArgs(argv: string[]): Args {
         args.part = { kind: kind as PartKind, config: (config as ConfigName | undefined) ?? null };
         continue;
       }
-      case '--help': case '-h': args.help = true; continue;
-      default: fail(`unknown option ${a} (see --help)`);
+      case '--help':
+      case '-h':
+        args.help = true;
+        continue;
+      default:
+        fail(`unknown option ${a} (see --help)`);
     }
     args.changed.push(a);
   }
@@ -197,7 +230,15 @@ function interleaved<T>(rep: number, a: T, b: T): [T, T] {
   return rep % 2 === 0 ? [a, b] : [b, a];
 }
 
-interface TrainSample { mode: 'ternary' | 'fp32'; threads: number; rep: number; steps: number; seconds: number; tokens_per_s: number; last_loss: number }
+interface TrainSample {
+  mode: 'ternary' | 'fp32';
+  threads: number;
+  rep: number;
+  steps: number;
+  seconds: number;
+  tokens_per_s: number;
+  last_loss: number;
+}
 
 function trainPart(name: ConfigName, o: Options) {
   const config = CONFIGS[name];
@@ -231,11 +272,33 @@ function trainPart(name: ConfigName, o: Options) {
     }
   }
   const bad = samples.filter((s) => !Number.isFinite(s.last_loss));
-  checks.push({ name: 'finite training loss', ok: bad.length === 0, detail: bad.length === 0 ? 'every sample' : `${bad.length} samples with a non-finite loss` });
-  return { config: name, model_config: config, n_params: trainers.ternary.model.nParams, batch, seq: SEQ, steps_per_sample: steps, warmup_steps: o.trainWarmup, samples, checks };
+  checks.push({
+    name: 'finite training loss',
+    ok: bad.length === 0,
+    detail: bad.length === 0 ? 'every sample' : `${bad.length} samples with a non-finite loss`,
+  });
+  return {
+    config: name,
+    model_config: config,
+    n_params: trainers.ternary.model.nParams,
+    batch,
+    seq: SEQ,
+    steps_per_sample: steps,
+    warmup_steps: o.trainWarmup,
+    samples,
+    checks,
+  };
 }
 
-interface EvalSample { precision: 'ternary' | 'fp32'; threads: number; rep: number; seconds: number; tokens_per_s: number; mean_nll: number; total_nll: number }
+interface EvalSample {
+  precision: 'ternary' | 'fp32';
+  threads: number;
+  rep: number;
+  seconds: number;
+  tokens_per_s: number;
+  mean_nll: number;
+  total_nll: number;
+}
 
 async function evalPart(name: ConfigName, o: Options) {
   const config = CONFIGS[name];
@@ -243,7 +306,8 @@ async function evalPart(name: ConfigName, o: Options) {
   const model = Model.create(config, MODEL_SEED);
   const tokens = randomTokens(o.evalTokens[name], config.vocab, TOKEN_SEED);
   // nBytes only scales bits per byte, which this benchmark does not report.
-  const run = (precision: 'ternary' | 'fp32', threads: number, t = tokens) => evaluate(model, null, t, { precision, threads, nBytes: t.length - 1 });
+  const run = (precision: 'ternary' | 'fp32', threads: number, t = tokens) =>
+    evaluate(model, null, t, { precision, threads, nBytes: t.length - 1 });
   const samples: EvalSample[] = [];
   let shape = { windows: 0, window: 0, stride: 0 };
   for (const threads of o.threads) {
@@ -271,7 +335,16 @@ async function evalPart(name: ConfigName, o: Options) {
       detail: nll.size === 1 ? `total NLL ${[...nll][0]}` : `${nll.size} different totals`,
     };
   });
-  return { config: name, model_config: config, n_params: model.nParams, tokens: tokens.length, scored_tokens: tokens.length - 1, ...shape, samples, checks };
+  return {
+    config: name,
+    model_config: config,
+    n_params: model.nParams,
+    tokens: tokens.length,
+    scored_tokens: tokens.length - 1,
+    ...shape,
+    samples,
+    checks,
+  };
 }
 
 async function adaptersPart(o: Options) {
@@ -281,13 +354,28 @@ async function adaptersPart(o: Options) {
   for (const user of USER_NAMES) {
     const r = await trainAdapter(model, fx.read(user as UserName, 'train'), {}, {}, o.adapterThreads);
     users.push({
-      user, seconds: r.seconds, steps: r.stepsDone, max_steps: r.options.maxSteps, stopped_early: r.stoppedEarly,
-      best_step: r.bestStep, baseline_loss: r.baselineLoss, best_loss: r.bestLoss,
-      train_tokens: r.trainTokens, validation_tokens: r.validationTokens, within_budget: r.seconds <= ADAPTER_BUDGET_S,
+      user,
+      seconds: r.seconds,
+      steps: r.stepsDone,
+      max_steps: r.options.maxSteps,
+      stopped_early: r.stoppedEarly,
+      best_step: r.bestStep,
+      baseline_loss: r.baselineLoss,
+      best_loss: r.bestLoss,
+      train_tokens: r.trainTokens,
+      validation_tokens: r.validationTokens,
+      within_budget: r.seconds <= ADAPTER_BUDGET_S,
     });
     progress(`adapter ${user}: ${r.seconds.toFixed(1)} s, ${r.stepsDone} steps${r.stoppedEarly ? ' (stopped early)' : ''}`);
   }
-  return { base_model: relative(REPO, o.baseModel), fingerprint: model.fingerprint, threads: o.adapterThreads, options: defaultAdapterRun(), budget_s: ADAPTER_BUDGET_S, users };
+  return {
+    base_model: relative(REPO, o.baseModel),
+    fingerprint: model.fingerprint,
+    threads: o.adapterThreads,
+    options: defaultAdapterRun(),
+    budget_s: ADAPTER_BUDGET_S,
+    users,
+  };
 }
 
 async function runPart(kind: PartKind, config: ConfigName | null, o: Options): Promise<void> {
@@ -347,7 +435,15 @@ function spawnPart(kind: PartKind, config: ConfigName | null, o: Options): PartD
     return err(`the child process printed something that is not JSON: ${(e as Error).message}`);
   }
   if (doc.schema !== PART_SCHEMA) return err(`the child process printed schema ${JSON.stringify(doc.schema)}, expected ${PART_SCHEMA}`);
-  return { part: kind, config, status: 'ok', wall_s: doc.wall_s!, rss_start_bytes: doc.rss_start_bytes!, max_rss_bytes: doc.max_rss_bytes!, result: doc.result };
+  return {
+    part: kind,
+    config,
+    status: 'ok',
+    wall_s: doc.wall_s!,
+    rss_start_bytes: doc.rss_start_bytes!,
+    max_rss_bytes: doc.max_rss_bytes!,
+    result: doc.result,
+  };
 }
 
 interface Comparison {
@@ -364,7 +460,10 @@ interface Comparison {
 }
 
 function compare<S extends { threads: number; rep: number; tokens_per_s: number }>(
-  config: ConfigName, samples: S[], isTernary: (s: S) => boolean, threads: number[],
+  config: ConfigName,
+  samples: S[],
+  isTernary: (s: S) => boolean,
+  threads: number[],
 ): Comparison[] {
   return threads.flatMap((t) => {
     const a = samples.filter((s) => s.threads === t && isTernary(s));
@@ -376,10 +475,18 @@ function compare<S extends { threads: number; rep: number; tokens_per_s: number 
     });
     const ta = median(a.map((s) => s.tokens_per_s));
     const tb = median(b.map((s) => s.tokens_per_s));
-    return [{
-      config, threads: t, ternary_tokens_per_s: ta, fp32_tokens_per_s: tb, ratio: ta / tb,
-      paired_ratio_min: Math.min(...paired), paired_ratio_max: Math.max(...paired), samples: a.length,
-    }];
+    return [
+      {
+        config,
+        threads: t,
+        ternary_tokens_per_s: ta,
+        fp32_tokens_per_s: tb,
+        ratio: ta / tb,
+        paired_ratio_min: Math.min(...paired),
+        paired_ratio_max: Math.max(...paired),
+        samples: a.length,
+      },
+    ];
   });
 }
 
@@ -391,7 +498,8 @@ function verdictOf(points: TargetPoint[]): Target['verdict'] {
 }
 
 function analyse(o: Options, parts: PartDoc<unknown>[]) {
-  const ok = <R>(kind: PartKind) => parts.filter((p): p is PartDoc<R> & { result: R } => p.part === kind && p.status === 'ok' && p.result !== undefined);
+  const ok = <R>(kind: PartKind) =>
+    parts.filter((p): p is PartDoc<R> & { result: R } => p.part === kind && p.status === 'ok' && p.result !== undefined);
   const train = ok<TrainResult>('train').flatMap((p) => compare(p.config!, p.result.samples, (s) => s.mode === 'ternary', o.threads));
   const evalRows = ok<EvalResult>('eval').flatMap((p) => compare(p.config!, p.result.samples, (s) => s.precision === 'ternary', o.threads));
   const adapters = ok<AdaptersResult>('adapters')[0]?.result;
@@ -405,17 +513,23 @@ function analyse(o: Options, parts: PartDoc<unknown>[]) {
     const want = TARGET_EVAL_RATIO[config];
     const part = parts.find((p) => p.part === 'eval' && p.config === config);
     const checkOk = checks.filter((c) => c.part === `eval:${config}`).every((c) => c.ok);
-    const points: TargetPoint[] = part === undefined ? [] : o.threads.map((t) => {
-      const row = evalRows.find((r) => r.config === config && r.threads === t);
-      if (row === undefined) return { label: `${config} t${t}`, value: null, pass: null, note: part.status };
-      const pt: TargetPoint = { label: `${config} t${t}`, value: row.ratio, pass: row.ratio >= want && checkOk };
-      if (!checkOk) pt.note = 'output check failed';
-      return pt;
-    });
+    const points: TargetPoint[] =
+      part === undefined
+        ? []
+        : o.threads.map((t) => {
+            const row = evalRows.find((r) => r.config === config && r.threads === t);
+            if (row === undefined) return { label: `${config} t${t}`, value: null, pass: null, note: part.status };
+            const pt: TargetPoint = { label: `${config} t${t}`, value: row.ratio, pass: row.ratio >= want && checkOk };
+            if (!checkOk) pt.note = 'output check failed';
+            return pt;
+          });
     const t: Target = {
       id: `eval_ratio_${config}`,
       description: `ternary evaluation >= ${want}x the same model evaluated with fp32 weights (${config} config, every thread count)`,
-      threshold: want, unit: 'speed-up', verdict: verdictOf(points), points,
+      threshold: want,
+      unit: 'speed-up',
+      verdict: verdictOf(points),
+      points,
     };
     if (part === undefined) t.note = 'this run did not evaluate this config';
     else if (part.status !== 'ok') t.note = part.reason ?? part.status;
@@ -429,7 +543,10 @@ function analyse(o: Options, parts: PartDoc<unknown>[]) {
     const t: Target = {
       id: 'adapter_budget',
       description: `each default user's adapter trains in <= ${ADAPTER_BUDGET_S} s (${o.adapterThreads} threads, default options)`,
-      threshold: ADAPTER_BUDGET_S, unit: 'seconds (at most)', verdict: verdictOf(points), points,
+      threshold: ADAPTER_BUDGET_S,
+      unit: 'seconds (at most)',
+      verdict: verdictOf(points),
+      points,
     };
     if (part?.status !== 'ok') t.note = part?.reason ?? 'not measured';
     targets.push(t);
@@ -437,38 +554,64 @@ function analyse(o: Options, parts: PartDoc<unknown>[]) {
   return { train, eval: evalRows, adapters: adapters ?? null, checks, targets };
 }
 
-function render(o: Options, parts: PartDoc<unknown>[], a: ReturnType<typeof analyse>, complete: boolean, info: { cpu: string; hw: number; isa: string; totalS: number; load: number[][] }, outPath: string): string {
+function render(
+  o: Options,
+  parts: PartDoc<unknown>[],
+  a: ReturnType<typeof analyse>,
+  complete: boolean,
+  info: { cpu: string; hw: number; isa: string; totalS: number; load: number[][] },
+  outPath: string,
+): string {
   const out: string[] = [];
   out.push(`ternorm model benchmark${complete ? '' : ' (PARTIAL RUN: a subset or changed settings)'}`);
-  out.push(`  ${info.cpu}, ${info.hw} hardware threads, ISA path ${info.isa}, Node ${process.version}; run took ${info.totalS.toFixed(0)} s`);
-  out.push(`  load average at start ${info.load[0]!.map((x) => x.toFixed(2)).join(' ')}, at end ${info.load[1]!.map((x) => x.toFixed(2)).join(' ')}` +
-    (info.load[0]![0]! > 0.5 ? '  (the machine was not idle: absolute numbers are low, ratios still compare like with like)' : ''));
+  out.push(
+    `  ${info.cpu}, ${info.hw} hardware threads, ISA path ${info.isa}, Node ${process.version}; run took ${info.totalS.toFixed(0)} s`,
+  );
+  out.push(
+    `  load average at start ${info.load[0]!.map((x) => x.toFixed(2)).join(' ')}, at end ${info.load[1]!.map((x) => x.toFixed(2)).join(' ')}` +
+      (info.load[0]![0]! > 0.5 ? '  (the machine was not idle: absolute numbers are low, ratios still compare like with like)' : ''),
+  );
   const cfg = (n: ConfigName) => {
     const c = CONFIGS[n];
     return `${n}: vocab ${c.vocab}, d_model ${c.dModel}, ${c.nLayers} layers, ${c.nHeads} heads, d_ff ${c.dFf}, context ${c.context}`;
   };
   for (const n of o.configs) out.push(`  ${cfg(n)}`);
-  const cmpTable = (rows: Comparison[], a1: string, b1: string) => table(
-    ['config', 'threads', `${a1} tok/s`, `${b1} tok/s`, `${a1}/${b1}`, 'per-rep range', 'reps'],
-    rows.map((r) => [r.config, String(r.threads), fmtNum(r.ternary_tokens_per_s), fmtNum(r.fp32_tokens_per_s), fmtRatio(r.ratio),
-      `${fmtRatio(r.paired_ratio_min)}..${fmtRatio(r.paired_ratio_max)}`, String(r.samples)]),
-  );
-  const failed = (kind: PartKind) => parts.filter((p) => p.part === kind && p.status !== 'ok').map((p) => `  ${p.config ?? p.part}: ${p.status.toUpperCase()}: ${p.reason}`);
+  const cmpTable = (rows: Comparison[], a1: string, b1: string) =>
+    table(
+      ['config', 'threads', `${a1} tok/s`, `${b1} tok/s`, `${a1}/${b1}`, 'per-rep range', 'reps'],
+      rows.map((r) => [
+        r.config,
+        String(r.threads),
+        fmtNum(r.ternary_tokens_per_s),
+        fmtNum(r.fp32_tokens_per_s),
+        fmtRatio(r.ratio),
+        `${fmtRatio(r.paired_ratio_min)}..${fmtRatio(r.paired_ratio_max)}`,
+        String(r.samples),
+      ]),
+    );
+  const failed = (kind: PartKind) =>
+    parts.filter((p) => p.part === kind && p.status !== 'ok').map((p) => `  ${p.config ?? p.part}: ${p.status.toUpperCase()}: ${p.reason}`);
 
   if (o.parts.includes('train')) {
     out.push('');
-    out.push(`Training tokens/s: Trainer mode 'ternary' (ternary-aware) vs 'fp32', seq ${SEQ}, batch ${o.configs.map((c) => `${o.trainBatch[c]} (${c})`).join(', ')}`);
-    out.push(`  median of ${o.reps} samples of ${o.configs.map((c) => `${o.trainSteps[c]} (${c})`).join(', ')} steps each, after ${o.trainWarmup} warm-up step(s); the modes alternate`);
+    out.push(
+      `Training tokens/s: Trainer mode 'ternary' (ternary-aware) vs 'fp32', seq ${SEQ}, batch ${o.configs.map((c) => `${o.trainBatch[c]} (${c})`).join(', ')}`,
+    );
+    out.push(
+      `  median of ${o.reps} samples of ${o.configs.map((c) => `${o.trainSteps[c]} (${c})`).join(', ')} steps each, after ${o.trainWarmup} warm-up step(s); the modes alternate`,
+    );
     out.push(cmpTable(a.train, 'ternary', 'fp32'));
     out.push(...failed('train'));
   }
   if (o.parts.includes('eval')) {
     out.push('');
     out.push(`Evaluation tokens/s: evaluate() precision 'ternary' vs 'fp32' (the same model's latent fp32 weights), same tokens`);
-    const shapes = parts.filter((p) => p.part === 'eval' && p.status === 'ok').map((p) => {
-      const r = p.result as EvalResult;
-      return `${r.config}: ${r.tokens} tokens, ${r.windows} windows of ${r.window}, stride ${r.stride}`;
-    });
+    const shapes = parts
+      .filter((p) => p.part === 'eval' && p.status === 'ok')
+      .map((p) => {
+        const r = p.result as EvalResult;
+        return `${r.config}: ${r.tokens} tokens, ${r.windows} windows of ${r.window}, stride ${r.stride}`;
+      });
     out.push(`  median of ${o.reps} interleaved samples; tokens/s = scored tokens / time. ${shapes.join('; ')}`);
     out.push(cmpTable(a.eval, 'ternary', 'fp32'));
     out.push(...failed('eval'));
@@ -480,42 +623,66 @@ function render(o: Options, parts: PartDoc<unknown>[], a: ReturnType<typeof anal
       out.push(`Adapter training: ${p?.status.toUpperCase() ?? 'NOT RUN'}: ${p?.reason ?? ''}`);
     } else {
       const ad = a.adapters;
-      out.push(`Adapter training per user: base ${ad.base_model} (${ad.fingerprint?.slice(0, 16)}...), trainAdapter defaults, ${ad.threads} threads; one run each (absolute time)`);
-      out.push(table(
-        ['user', 'seconds', 'steps', 'stopped early', 'best step', 'val loss base', 'val loss adapter', `<= ${ADAPTER_BUDGET_S} s`],
-        ad.users.map((u) => [u.user, u.seconds.toFixed(1), `${u.steps}/${u.max_steps}`, u.stopped_early ? 'yes' : 'no', String(u.best_step),
-          u.baseline_loss.toFixed(4), u.best_loss.toFixed(4), u.within_budget ? 'yes' : 'NO']),
-      ));
+      out.push(
+        `Adapter training per user: base ${ad.base_model} (${ad.fingerprint?.slice(0, 16)}...), trainAdapter defaults, ${ad.threads} threads; one run each (absolute time)`,
+      );
+      out.push(
+        table(
+          ['user', 'seconds', 'steps', 'stopped early', 'best step', 'val loss base', 'val loss adapter', `<= ${ADAPTER_BUDGET_S} s`],
+          ad.users.map((u) => [
+            u.user,
+            u.seconds.toFixed(1),
+            `${u.steps}/${u.max_steps}`,
+            u.stopped_early ? 'yes' : 'no',
+            String(u.best_step),
+            u.baseline_loss.toFixed(4),
+            u.best_loss.toFixed(4),
+            u.within_budget ? 'yes' : 'NO',
+          ]),
+        ),
+      );
     }
   }
   out.push('');
   out.push('Peak resident memory of each part (its own child process: process.resourceUsage().maxRSS)');
-  out.push(table(
-    ['part', 'peak RSS', 'RSS at start', 'wall', 'status', 'holds'],
-    parts.map((p) => [
-      p.config === null ? p.part : `${p.part}:${p.config}`,
-      p.max_rss_bytes === undefined ? '-' : fmtBytes(p.max_rss_bytes),
-      p.rss_start_bytes === undefined ? '-' : fmtBytes(p.rss_start_bytes),
-      p.wall_s === undefined ? '-' : `${p.wall_s.toFixed(0)} s`,
-      p.status === 'ok' ? 'ok' : p.status.toUpperCase(),
-      p.part === 'train' ? 'two models + trainers (ternary, fp32)' : p.part === 'eval' ? 'one model (latent fp32 + ternary weights)' : 'base model file (ternary) + fixtures',
-    ]),
-  ));
+  out.push(
+    table(
+      ['part', 'peak RSS', 'RSS at start', 'wall', 'status', 'holds'],
+      parts.map((p) => [
+        p.config === null ? p.part : `${p.part}:${p.config}`,
+        p.max_rss_bytes === undefined ? '-' : fmtBytes(p.max_rss_bytes),
+        p.rss_start_bytes === undefined ? '-' : fmtBytes(p.rss_start_bytes),
+        p.wall_s === undefined ? '-' : `${p.wall_s.toFixed(0)} s`,
+        p.status === 'ok' ? 'ok' : p.status.toUpperCase(),
+        p.part === 'train'
+          ? 'two models + trainers (ternary, fp32)'
+          : p.part === 'eval'
+            ? 'one model (latent fp32 + ternary weights)'
+            : 'base model file (ternary) + fixtures',
+      ]),
+    ),
+  );
   out.push('');
   out.push('Targets');
   for (const t of a.targets) {
     const v = t.verdict === 'pass' ? 'PASS' : t.verdict === 'fail' ? 'FAIL' : t.verdict.toUpperCase();
     out.push(`  ${v.padEnd(12)} ${t.description}`);
     const fmt = (x: number | null) => (x === null ? '-' : t.unit === 'speed-up' ? fmtRatio(x) : `${x.toFixed(1)} s`);
-    if (t.points.length > 0) out.push(`  ${''.padEnd(12)} ${t.points.map((p) => `${p.label} ${fmt(p.value)}${p.pass === false ? (t.unit === 'speed-up' ? ' (below)' : ' (over)') : p.note ? ` (${p.note})` : ''}`).join(', ')}`);
+    if (t.points.length > 0)
+      out.push(
+        `  ${''.padEnd(12)} ${t.points.map((p) => `${p.label} ${fmt(p.value)}${p.pass === false ? (t.unit === 'speed-up' ? ' (below)' : ' (over)') : p.note ? ` (${p.note})` : ''}`).join(', ')}`,
+      );
     if (t.note) out.push(`  ${''.padEnd(12)} ${t.note}`);
   }
   out.push('');
   const bad = a.checks.filter((c) => !c.ok);
   if (a.checks.length === 0) out.push('Output checks: none in this run (they come with the training and evaluation parts).');
-  else out.push(bad.length === 0
-    ? `Output checks: all ${a.checks.length} passed (evaluation NLL identical across repetitions and thread counts; finite training losses).`
-    : `OUTPUT CHECKS FAILED (${bad.length}): the timings of these parts measure a wrong result\n    ${bad.map((c) => `${c.part}: ${c.name}: ${c.detail}`).join('\n    ')}`);
+  else
+    out.push(
+      bad.length === 0
+        ? `Output checks: all ${a.checks.length} passed (evaluation NLL identical across repetitions and thread counts; finite training losses).`
+        : `OUTPUT CHECKS FAILED (${bad.length}): the timings of these parts measure a wrong result\n    ${bad.map((c) => `${c.part}: ${c.name}: ${c.detail}`).join('\n    ')}`,
+    );
   out.push(`Results: ${relative(process.cwd(), outPath) || outPath}`);
   return out.join('\n');
 }
@@ -567,17 +734,32 @@ function main(args: Args): number {
     configs: Object.fromEntries(o.configs.map((c) => [c, CONFIGS[c]])),
     options: { ...o, baseModel: relative(REPO, o.baseModel), seq: SEQ, model_seed: MODEL_SEED, token_seed: TOKEN_SEED },
     method: {
-      statistic: 'median tokens/s over the repetitions; ratio = median ternary tokens/s / median fp32 tokens/s; per-rep range = min and max of each repetition\'s own ratio',
-      interleaving: 'in each repetition both variants run back to back, the first one alternating between repetitions; thread counts run one after another',
-      training: 'Trainer.step (one AdamW update) on random token ids, two models from the same seed (one per mode); tokens/s = steps * batch * seq / time',
-      evaluation: "evaluate() on random token ids with precision 'ternary' (ternary weights, int8 activations) and 'fp32' (the same model's latent fp32 weights); tokens/s = scored tokens / time (windows overlap by context - stride)",
-      adapters: 'trainAdapter with default options on each default user\'s train part of the fixtures; seconds include tokenisation and validation, as trainAdapter reports them',
+      statistic:
+        "median tokens/s over the repetitions; ratio = median ternary tokens/s / median fp32 tokens/s; per-rep range = min and max of each repetition's own ratio",
+      interleaving:
+        'in each repetition both variants run back to back, the first one alternating between repetitions; thread counts run one after another',
+      training:
+        'Trainer.step (one AdamW update) on random token ids, two models from the same seed (one per mode); tokens/s = steps * batch * seq / time',
+      evaluation:
+        "evaluate() on random token ids with precision 'ternary' (ternary weights, int8 activations) and 'fp32' (the same model's latent fp32 weights); tokens/s = scored tokens / time (windows overlap by context - stride)",
+      adapters:
+        "trainAdapter with default options on each default user's train part of the fixtures; seconds include tokenisation and validation, as trainAdapter reports them",
       memory: 'each part runs in its own child process; max_rss_bytes = process.resourceUsage().maxRSS at its end',
     },
     training: a.train,
     evaluation: a.eval,
-    adapters: a.adapters ?? { status: parts.find((p) => p.part === 'adapters')?.status ?? 'not run', reason: parts.find((p) => p.part === 'adapters')?.reason ?? null },
-    memory: parts.map((p) => ({ part: p.part, config: p.config, status: p.status, max_rss_bytes: p.max_rss_bytes ?? null, rss_start_bytes: p.rss_start_bytes ?? null, wall_s: p.wall_s ?? null })),
+    adapters: a.adapters ?? {
+      status: parts.find((p) => p.part === 'adapters')?.status ?? 'not run',
+      reason: parts.find((p) => p.part === 'adapters')?.reason ?? null,
+    },
+    memory: parts.map((p) => ({
+      part: p.part,
+      config: p.config,
+      status: p.status,
+      max_rss_bytes: p.max_rss_bytes ?? null,
+      rss_start_bytes: p.rss_start_bytes ?? null,
+      wall_s: p.wall_s ?? null,
+    })),
     targets: a.targets,
     checks: a.checks,
     checks_ok: a.checks.every((c) => c.ok),
@@ -585,7 +767,16 @@ function main(args: Args): number {
     total_s: totalS,
   };
   writeAtomic(outPath, JSON.stringify(doc, null, 1) + '\n');
-  process.stdout.write(render(o, parts, a, complete, { cpu: machine.cpu_model, hw: machine.hardware_threads, isa: info.defaultIsa, totalS, load: [loadStart, machine.load_average_end] }, outPath) + '\n');
+  process.stdout.write(
+    render(
+      o,
+      parts,
+      a,
+      complete,
+      { cpu: machine.cpu_model, hw: machine.hardware_threads, isa: info.defaultIsa, totalS, load: [loadStart, machine.load_average_end] },
+      outPath,
+    ) + '\n',
+  );
   // A benchmark that timed a wrong result, or lost a part, must not look like a success.
   return doc.checks_ok && parts.every((p) => p.status !== 'error') ? 0 : 1;
 }

@@ -11,10 +11,10 @@ namespace ternorm::bench {
 
 // Register-only int8 multiply-accumulate loop: `iters` iterations, each doing
 // one step of the path's int8 dot-product sequence on each of several
-// independent accumulators (enough to cover the latency), on constant operands (an empty asm statement per iteration keeps
-// the compiler from hoisting, merging or deleting the work). Returns the
-// number of int8 multiply-accumulates performed; writes a checksum of the
-// accumulators to *sink so the result is observable.
+// independent accumulators (enough to cover the latency), on constant operands (an empty asm
+// statement per iteration keeps the compiler from hoisting, merging or deleting the work). Returns
+// the number of int8 multiply-accumulates performed; writes a checksum of the accumulators to *sink
+// so the result is observable.
 //   ref:    the baseline ISA the scalar path is compiled for: SSE2 pmaddwd
 //           + paddd on x86-64 (int8 widened to int16)      8 MACs per step,
 //           imul + add elsewhere                            1 MAC per step

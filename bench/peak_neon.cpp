@@ -29,8 +29,9 @@ uint64_t peak_i8_neon(int64_t iters, int64_t* sink) {
     c5 = vpadalq_s16(c5, vmlal_high_s8(vmull_s8(vget_low_s8(a5), wl), a5, w));
     c6 = vpadalq_s16(c6, vmlal_high_s8(vmull_s8(vget_low_s8(a6), wl), a6, w));
     c7 = vpadalq_s16(c7, vmlal_high_s8(vmull_s8(vget_low_s8(a7), wl), a7, w));
-    __asm__ volatile("" : "+w"(c0), "+w"(c1), "+w"(c2), "+w"(c3), "+w"(c4), "+w"(c5), "+w"(c6),
-                     "+w"(c7));
+    __asm__ volatile(""
+                     : "+w"(c0), "+w"(c1), "+w"(c2), "+w"(c3), "+w"(c4), "+w"(c5), "+w"(c6),
+                       "+w"(c7));
   }
   const int32x4_t s = vaddq_s32(vaddq_s32(vaddq_s32(c0, c1), vaddq_s32(c2, c3)),
                                 vaddq_s32(vaddq_s32(c4, c5), vaddq_s32(c6, c7)));

@@ -67,11 +67,33 @@ async function main(): Promise<number> {
   const l3js = (await import('llama3-tokenizer-js')).default as unknown as { encode(s: string, o: object): number[] };
   const cases: Case[] = [
     { name: 'project BPE (base.tnm), core', input: 'Moby-Dick', bytes: moby.length, run: () => bpe.encode(moby) },
-    { name: 'Llama 3 BPE, core', input: 'Moby-Dick', bytes: moby.length, run: () => l3.encode(moby, { addSpecial: false, parseSpecial: true }) },
-    { name: 'Llama 3 BPE, llama3-tokenizer-js', input: 'Moby-Dick', bytes: moby.length, run: () => l3js.encode(mobyText, { bos: false, eos: false }), sameAs: 'Llama 3 BPE, core' },
+    {
+      name: 'Llama 3 BPE, core',
+      input: 'Moby-Dick',
+      bytes: moby.length,
+      run: () => l3.encode(moby, { addSpecial: false, parseSpecial: true }),
+    },
+    {
+      name: 'Llama 3 BPE, llama3-tokenizer-js',
+      input: 'Moby-Dick',
+      bytes: moby.length,
+      run: () => l3js.encode(mobyText, { bos: false, eos: false }),
+      sameAs: 'Llama 3 BPE, core',
+    },
     { name: 'Llama 2 SentencePiece, core', input: 'Moby-Dick', bytes: moby.length, run: () => l2.encode(moby, { addSpecial: false }) },
-    { name: 'Llama 2 SentencePiece, core (sample)', input: `first ${sample.length} B`, bytes: sample.length, run: () => l2.encode(sample, { addSpecial: false }) },
-    { name: 'Llama 2 SentencePiece, llama-tokenizer-js (sample)', input: `first ${sample.length} B`, bytes: sample.length, run: () => l2js.encode(sampleText, false, true), sameAs: 'Llama 2 SentencePiece, core (sample)' },
+    {
+      name: 'Llama 2 SentencePiece, core (sample)',
+      input: `first ${sample.length} B`,
+      bytes: sample.length,
+      run: () => l2.encode(sample, { addSpecial: false }),
+    },
+    {
+      name: 'Llama 2 SentencePiece, llama-tokenizer-js (sample)',
+      input: `first ${sample.length} B`,
+      bytes: sample.length,
+      run: () => l2js.encode(sampleText, false, true),
+      sameAs: 'Llama 2 SentencePiece, core (sample)',
+    },
   ];
   const times = new Map<string, number[]>(cases.map((c) => [c.name, []]));
   const firstIds = new Map<string, ArrayLike<number>>();
@@ -89,12 +111,21 @@ async function main(): Promise<number> {
     process.stderr.write(`round ${r + 1}/${o.rounds} done\n`);
   }
   for (const c of cases) {
-    if (c.sameAs !== undefined && !sameIds(firstIds.get(c.name)!, firstIds.get(c.sameAs)!)) failures.push(`${c.name}: ids differ from ${c.sameAs}`);
+    if (c.sameAs !== undefined && !sameIds(firstIds.get(c.name)!, firstIds.get(c.sameAs)!))
+      failures.push(`${c.name}: ids differ from ${c.sameAs}`);
   }
   const results = cases.map((c) => {
     const t = times.get(c.name)!;
     const mbps = c.bytes / 1e6 / median(t);
-    return { name: c.name, input: c.input, bytes: c.bytes, tokens: firstIds.get(c.name)!.length, seconds: t, median_s: median(t), mb_per_s: mbps };
+    return {
+      name: c.name,
+      input: c.input,
+      bytes: c.bytes,
+      tokens: firstIds.get(c.name)!.length,
+      seconds: t,
+      median_s: median(t),
+      mb_per_s: mbps,
+    };
   });
   const byName = new Map(results.map((r) => [r.name, r]));
   const ratios = cases
@@ -103,7 +134,12 @@ async function main(): Promise<number> {
   const doc = {
     schema: SCHEMA,
     generated_at: new Date().toISOString(),
-    machine: { cpu_model: cpus()[0]?.model ?? 'unknown', hardware_threads: availableParallelism(), load_average_start: loadStart, load_average_end: loadavg() },
+    machine: {
+      cpu_model: cpus()[0]?.model ?? 'unknown',
+      hardware_threads: availableParallelism(),
+      load_average_start: loadStart,
+      load_average_end: loadavg(),
+    },
     build: { git_commit: gitOutput(packageRoot(), ['rev-parse', 'HEAD']) ?? null, node: process.version },
     method: {
       rounds: o.rounds,
@@ -120,7 +156,8 @@ async function main(): Promise<number> {
     table(
       ['tokenizer', 'input', 'tokens', 'median s', 'MB/s'],
       results.map((r) => [r.name, r.input, String(r.tokens), fmtNum(r.median_s), fmtNum(r.mb_per_s)]),
-    ) + '\n\n' +
+    ) +
+      '\n\n' +
       ratios.map((x) => `  ${x.core} vs ${x.reference}: ${fmtRatio(x.speedup)}`).join('\n') +
       `\n  load average ${loadStart.map((v) => v.toFixed(2)).join(' ')} -> ${doc.machine.load_average_end.map((v) => v.toFixed(2)).join(' ')}; wrote ${o.out}\n`,
   );

@@ -21,14 +21,18 @@ export type {
   RmsNormGainArgs,
   RmsNormGainBackwardArgs,
 } from './kernels.js';
-export {
-  defaultModelConfig,
-  defaultTrainOptions,
-  evaluate,
-  Model,
-  Trainer,
+export { defaultModelConfig, defaultTrainOptions, evaluate, Model, Trainer } from './model/model.js';
+export type {
+  Checkpoint,
+  EvalResult,
+  EvaluateOptions,
+  LoadOptions,
+  ModelConfig,
+  Precision,
+  StepStats,
+  TrainMode,
+  TrainOptions,
 } from './model/model.js';
-export type { Checkpoint, EvalResult, EvaluateOptions, LoadOptions, ModelConfig, Precision, StepStats, TrainMode, TrainOptions } from './model/model.js';
 export { trainBase, defaultBaseRun } from './model/train-base.js';
 export type { BaseRunOptions, BaseRunRequest, TrainBaseInput, TrainBaseResult, ValidationPoint } from './model/train-base.js';
 export { trainAdapter, defaultAdapterRun } from './model/train-adapter.js';

@@ -385,7 +385,16 @@ export interface RmsNormGainBackwardArgs extends RmsNormGainArgs {
   dy: Float32Array;
 }
 
-type NormCall = [Float32Array, number, number, Float32Array, GainSchemeName, Float32Array | Uint16Array | Int8Array, number | undefined, number];
+type NormCall = [
+  Float32Array,
+  number,
+  number,
+  Float32Array,
+  GainSchemeName,
+  Float32Array | Uint16Array | Int8Array,
+  number | undefined,
+  number,
+];
 
 function normArgs(args: RmsNormGainArgs): NormCall {
   if (typeof args !== 'object' || args === null) throw new TypeError('expected an object { x, n, d, wBase, gain, eps? }');
@@ -396,7 +405,8 @@ function normArgs(args: RmsNormGainArgs): NormCall {
   length(x, product(n, d, 'n * d'), 'x', 'n * d');
   length(wBase, d, 'wBase', 'd');
   const gain: unknown = args.gain;
-  if (typeof gain !== 'object' || gain === null) throw new TypeError("gain must be an object { scheme: 'raw_fp32' | 'raw_fp16' | 'int8_per_tensor', data, scale? }");
+  if (typeof gain !== 'object' || gain === null)
+    throw new TypeError("gain must be an object { scheme: 'raw_fp32' | 'raw_fp16' | 'int8_per_tensor', data, scale? }");
   const g = gain as { scheme?: unknown; data?: unknown; scale?: unknown };
   let data: Float32Array | Uint16Array | Int8Array;
   let scale: number | undefined;

@@ -59,17 +59,122 @@ export interface NativeAddon {
   pack5(trits: Int8Array): Uint8Array;
   unpack5(bytes: Uint8Array, count: number): Int8Array;
   quantizeActivations(x: Float32Array, n: number, cols: number, threads?: number): { q: Int8Array; scales: Float32Array };
-  gemmI8(packed: Uint8Array, scales: Float32Array, rows: number, cols: number, q: Int8Array, xScales: Float32Array, n: number, threads?: number): Float32Array;
-  gemmI8Async(packed: Uint8Array, scales: Float32Array, rows: number, cols: number, q: Int8Array, xScales: Float32Array, n: number, threads?: number): Promise<Float32Array>;
-  matmulF32(packed: Uint8Array, scales: Float32Array, rows: number, cols: number, x: Float32Array, n: number, threads?: number): Float32Array;
-  matmulF32Async(packed: Uint8Array, scales: Float32Array, rows: number, cols: number, x: Float32Array, n: number, threads?: number): Promise<Float32Array>;
-  matmulF32T(packed: Uint8Array, scales: Float32Array, rows: number, cols: number, dy: Float32Array, n: number, threads?: number): Float32Array;
-  matmulF32TAsync(packed: Uint8Array, scales: Float32Array, rows: number, cols: number, dy: Float32Array, n: number, threads?: number): Promise<Float32Array>;
-  gemmF32(a: Float32Array, b: Float32Array, m: number, n: number, k: number, transA: boolean, transB: boolean, alpha: number, beta: number, c: Float32Array | undefined, threads?: number): Float32Array;
-  gemmF32Async(a: Float32Array, b: Float32Array, m: number, n: number, k: number, transA: boolean, transB: boolean, alpha: number, beta: number, c: Float32Array | undefined, threads?: number): Promise<Float32Array>;
-  rmsNormGain(x: Float32Array, n: number, d: number, wBase: Float32Array, scheme: GainSchemeName, gain: GainData, gainScale: number | undefined, eps: number, threads?: number): Float32Array;
-  rmsNormGainI8(x: Float32Array, n: number, d: number, wBase: Float32Array, scheme: GainSchemeName, gain: GainData, gainScale: number | undefined, eps: number, threads?: number): { q: Int8Array; scales: Float32Array };
-  rmsNormGainBackward(x: Float32Array, n: number, d: number, wBase: Float32Array, scheme: GainSchemeName, gain: GainData, gainScale: number | undefined, eps: number, dy: Float32Array, threads?: number): { dx: Float32Array; dGain: Float32Array };
+  gemmI8(
+    packed: Uint8Array,
+    scales: Float32Array,
+    rows: number,
+    cols: number,
+    q: Int8Array,
+    xScales: Float32Array,
+    n: number,
+    threads?: number,
+  ): Float32Array;
+  gemmI8Async(
+    packed: Uint8Array,
+    scales: Float32Array,
+    rows: number,
+    cols: number,
+    q: Int8Array,
+    xScales: Float32Array,
+    n: number,
+    threads?: number,
+  ): Promise<Float32Array>;
+  matmulF32(
+    packed: Uint8Array,
+    scales: Float32Array,
+    rows: number,
+    cols: number,
+    x: Float32Array,
+    n: number,
+    threads?: number,
+  ): Float32Array;
+  matmulF32Async(
+    packed: Uint8Array,
+    scales: Float32Array,
+    rows: number,
+    cols: number,
+    x: Float32Array,
+    n: number,
+    threads?: number,
+  ): Promise<Float32Array>;
+  matmulF32T(
+    packed: Uint8Array,
+    scales: Float32Array,
+    rows: number,
+    cols: number,
+    dy: Float32Array,
+    n: number,
+    threads?: number,
+  ): Float32Array;
+  matmulF32TAsync(
+    packed: Uint8Array,
+    scales: Float32Array,
+    rows: number,
+    cols: number,
+    dy: Float32Array,
+    n: number,
+    threads?: number,
+  ): Promise<Float32Array>;
+  gemmF32(
+    a: Float32Array,
+    b: Float32Array,
+    m: number,
+    n: number,
+    k: number,
+    transA: boolean,
+    transB: boolean,
+    alpha: number,
+    beta: number,
+    c: Float32Array | undefined,
+    threads?: number,
+  ): Float32Array;
+  gemmF32Async(
+    a: Float32Array,
+    b: Float32Array,
+    m: number,
+    n: number,
+    k: number,
+    transA: boolean,
+    transB: boolean,
+    alpha: number,
+    beta: number,
+    c: Float32Array | undefined,
+    threads?: number,
+  ): Promise<Float32Array>;
+  rmsNormGain(
+    x: Float32Array,
+    n: number,
+    d: number,
+    wBase: Float32Array,
+    scheme: GainSchemeName,
+    gain: GainData,
+    gainScale: number | undefined,
+    eps: number,
+    threads?: number,
+  ): Float32Array;
+  rmsNormGainI8(
+    x: Float32Array,
+    n: number,
+    d: number,
+    wBase: Float32Array,
+    scheme: GainSchemeName,
+    gain: GainData,
+    gainScale: number | undefined,
+    eps: number,
+    threads?: number,
+  ): { q: Int8Array; scales: Float32Array };
+  rmsNormGainBackward(
+    x: Float32Array,
+    n: number,
+    d: number,
+    wBase: Float32Array,
+    scheme: GainSchemeName,
+    gain: GainData,
+    gainScale: number | undefined,
+    eps: number,
+    dy: Float32Array,
+    threads?: number,
+  ): { dx: Float32Array; dGain: Float32Array };
 }
 
 export { packageRoot };

@@ -19,7 +19,14 @@ function main(argv: string[]): number {
   try {
     v = parseArgs({
       args: argv,
-      options: { ternary: { type: 'string' }, fp32: { type: 'string' }, 'ternary-log': { type: 'string' }, 'fp32-log': { type: 'string' }, 'out-dir': { type: 'string' }, help: { type: 'boolean' } },
+      options: {
+        ternary: { type: 'string' },
+        fp32: { type: 'string' },
+        'ternary-log': { type: 'string' },
+        'fp32-log': { type: 'string' },
+        'out-dir': { type: 'string' },
+        help: { type: 'boolean' },
+      },
       strict: true,
     }).values;
   } catch (err) {

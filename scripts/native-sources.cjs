@@ -11,13 +11,27 @@ const isaOf = (f) => (f.match(/_(avx2|avx512|neon)\.cpp$/) || [null, 'generic'])
 
 let files;
 if (kind === 'addon') {
-  files = fs.readdirSync(path.join(root, 'addon')).filter((f) => f.endsWith('.cpp')).map((f) => `addon/${f}`);
+  files = fs
+    .readdirSync(path.join(root, 'addon'))
+    .filter((f) => f.endsWith('.cpp'))
+    .map((f) => `addon/${f}`);
 } else if (['generic', 'avx2', 'avx512', 'neon'].includes(kind)) {
-  files = coreDirs.filter((d) => fs.existsSync(path.join(root, d))).flatMap((d) =>
-    fs.readdirSync(path.join(root, d)).filter((f) => f.endsWith('.cpp') && isaOf(f) === kind).map((f) => `${d}/${f}`));
+  files = coreDirs
+    .filter((d) => fs.existsSync(path.join(root, d)))
+    .flatMap((d) =>
+      fs
+        .readdirSync(path.join(root, d))
+        .filter((f) => f.endsWith('.cpp') && isaOf(f) === kind)
+        .map((f) => `${d}/${f}`),
+    );
 } else {
   console.error('usage: native-sources.cjs generic|avx2|avx512|neon|addon');
   process.exit(2);
 }
 // gyp paths are relative to binding.gyp.
-console.log(files.sort().map((f) => `native/${f}`).join(' '));
+console.log(
+  files
+    .sort()
+    .map((f) => `native/${f}`)
+    .join(' '),
+);

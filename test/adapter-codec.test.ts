@@ -16,7 +16,6 @@ import { wordCorpusBytes } from './word-corpus.js';
 const dir = mkdtempSync(join(tmpdir(), 'ternorm-codec-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-
 const WORDS = ['gain', 'norm', 'scale', 'tensor', 'a', 'the', 'of', 'quantised', 'adapter', 'user', 'ships', 'bytes', 'per', 'fleet'];
 const corpus = (seed: number, sentences: number) => wordCorpusBytes(seed, sentences, WORDS);
 const TOK = BpeTokenizer.train(corpus(1, 500), { vocabSize: 300 });
@@ -53,7 +52,17 @@ describe('adapter encodings', () => {
   it('lists the eleven methods, the searching ones marked', () => {
     const m = codecMethods();
     expect(m.map((x) => x.name)).toEqual([
-      'raw_fp32', 'raw_fp16', 'int8_per_tensor', 'int8_group', 'int8_asym', 'int8_delta', 'int4_delta', 'kmeans16', 'kmeans256', 'int4_calibrated', 'mixed',
+      'raw_fp32',
+      'raw_fp16',
+      'int8_per_tensor',
+      'int8_group',
+      'int8_asym',
+      'int8_delta',
+      'int4_delta',
+      'kmeans16',
+      'kmeans256',
+      'int4_calibrated',
+      'mixed',
     ]);
     expect(m.filter((x) => x.needsLoss).map((x) => x.name)).toEqual(['int4_calibrated', 'mixed']);
   });
@@ -138,8 +147,8 @@ describe('adapter encodings', () => {
     expect(() => Encoding.fromBlob(wide, 'int8_per_tensor', ok.blob)).toThrow(/d|gains|tensors/);
     // An encoded file that names one method but holds another's records is refused when written.
     const i4 = (await encodeAdapter(model, gains, 'int4_delta')).encoding;
-    expect(() => Adapter.fromEncoding(new Encoding('int8_per_tensor', { ...i4, tensors: [...i4.tensors], method: 'int8_per_tensor' })).toBytes(model)).toThrow(
-      /tensor 0 is encoded as int4_delta, which this method never produces/,
-    );
+    expect(() =>
+      Adapter.fromEncoding(new Encoding('int8_per_tensor', { ...i4, tensors: [...i4.tensors], method: 'int8_per_tensor' })).toBytes(model),
+    ).toThrow(/tensor 0 is encoded as int4_delta, which this method never produces/);
   });
 });

@@ -50,6 +50,8 @@ describe('sync bindings given a detached array', () => {
     const packed = addon.pack2(trits, 4, 4);
     expect(() => addon.matmulF32(packed, scales, 4, 4, detached(8), 2)).toThrow(/^x must have/);
     expect(() => addon.matmulF32T(packed, detached(4), 4, 4, new Float32Array(8), 2)).toThrow(/^scales must have/);
-    expect(() => addon.rmsNormGain(detached(8), 2, 4, new Float32Array(4), 'raw_fp32', new Float32Array(4), undefined, 1e-5)).toThrow(RangeError);
+    expect(() => addon.rmsNormGain(detached(8), 2, 4, new Float32Array(4), 'raw_fp32', new Float32Array(4), undefined, 1e-5)).toThrow(
+      RangeError,
+    );
   });
 });

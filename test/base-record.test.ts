@@ -22,7 +22,6 @@ import { wordCorpusBytes as corpus } from './word-corpus.js';
 const dir = mkdtempSync(join(tmpdir(), 'ternorm-base-record-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-
 const TINY = { vocab: 300, dModel: 32, nLayers: 2, nHeads: 2, dFf: 64, context: 32 };
 const RUN = { steps: 20, seed: 3, config: TINY, batch: 4, seq: 16, warmup: 2, evalEvery: 5, evalTokens: 200, checkpointEvery: 0 };
 const SOURCE = { kind: 'files', train: '/data/train.txt', validation: '/data/val.txt' };
@@ -40,7 +39,12 @@ function timeLog(command: string, elapsed: string, rssKb: number, exit = 0): str
   ].join('\n');
 }
 
-const paths = { ternary: join(dir, 'ternary.tnm'), fp32: join(dir, 'fp32.tnm'), ternaryLog: join(dir, 'ternary.err'), fp32Log: join(dir, 'fp32.err') };
+const paths = {
+  ternary: join(dir, 'ternary.tnm'),
+  fp32: join(dir, 'fp32.tnm'),
+  ternaryLog: join(dir, 'ternary.err'),
+  fp32Log: join(dir, 'fp32.err'),
+};
 let ternary: BaseRunMeta;
 let fp32: BaseRunMeta;
 
@@ -79,7 +83,11 @@ describe('parseBaseMeta', () => {
 
 describe('parseTimeLog', () => {
   it('reads command, wall time (h:mm:ss and m:ss) and peak RSS', () => {
-    expect(parseTimeLog(timeLog('node a.js --x', '1:02:03.50', 1000), 'log')).toEqual({ command: 'node a.js --x', wallSeconds: 3723.5, maxRssBytes: 1024000 });
+    expect(parseTimeLog(timeLog('node a.js --x', '1:02:03.50', 1000), 'log')).toEqual({
+      command: 'node a.js --x',
+      wallSeconds: 3723.5,
+      maxRssBytes: 1024000,
+    });
     expect(parseTimeLog(timeLog('node a.js', '25:13.45', 2), 'log').wallSeconds).toBeCloseTo(1513.45, 9);
   });
 
@@ -155,9 +163,16 @@ describe('renderRecord', () => {
 
   it('reports perplexity = exp(validation loss) for the three models', () => {
     const rows = new Map(
-      [...md().matchAll(/^\| (ternary-aware \(shipped\)|fp32|fp32 \+ PTQ) \| [^|]+ \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$/gm)].map((m) => [m[1], m.slice(2).map(Number)]),
+      [...md().matchAll(/^\| (ternary-aware \(shipped\)|fp32|fp32 \+ PTQ) \| [^|]+ \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$/gm)].map((m) => [
+        m[1],
+        m.slice(2).map(Number),
+      ]),
     );
-    for (const [name, p] of [['ternary-aware (shipped)', ternary.final], ['fp32', fp32.finalFp32!], ['fp32 + PTQ', fp32.final]] as const) {
+    for (const [name, p] of [
+      ['ternary-aware (shipped)', ternary.final],
+      ['fp32', fp32.finalFp32!],
+      ['fp32 + PTQ', fp32.final],
+    ] as const) {
       const [loss, ppl, bpb] = rows.get(name)!;
       expect(loss).toBeCloseTo(p.loss, 4);
       expect(ppl).toBeCloseTo(Math.exp(p.loss), 2);
@@ -192,7 +207,9 @@ describe('writeBaseRecord', () => {
     const md = readFileSync(files[1]!, 'utf8');
     expect(md).toContain('`node dist/lib/cli/main.js train-base --mode fp32`');
     expect(md).toContain(`${Model.load(paths.ternary).fingerprint}`);
-    expect(() => writeBaseRecord({ ...paths, fp32Log: join(dir, 'none.err'), outDir })).toThrow(/cannot read --fp32-log .*none\.err: no such file/);
+    expect(() => writeBaseRecord({ ...paths, fp32Log: join(dir, 'none.err'), outDir })).toThrow(
+      /cannot read --fp32-log .*none\.err: no such file/,
+    );
     expect(() => writeBaseRecord({ ...paths, ternary: join(dir, 'none.tnm'), outDir })).toThrow(/--ternary .*none\.tnm/);
   });
 });

@@ -50,7 +50,15 @@ describe('criteria file', () => {
     expect(loaded.sha256).toBe(criteriaSha256(DEFAULT_CRITERIA as Criteria));
     // same content, other key order and whitespace, fraction written differently
     const o = clone();
-    const reordered = { policy: o.policy, catastrophic: { minFraction: '4/6' }, lenient: { minFraction: '2/3', maxRatio: 2 }, strict: o.strict, conditions: o.conditions, version: 1, format: o.format };
+    const reordered = {
+      policy: o.policy,
+      catastrophic: { minFraction: '4/6' },
+      lenient: { minFraction: '2/3', maxRatio: 2 },
+      strict: o.strict,
+      conditions: o.conditions,
+      version: 1,
+      format: o.format,
+    };
     writeFileSync(p, JSON.stringify(reordered, null, 7));
     const again = loadCriteria(p);
     expect(again.criteria.catastrophic.minFraction).toBe('2/3');
@@ -67,10 +75,18 @@ describe('criteria file', () => {
   });
 
   const bad: [string, (o: Record<string, any>) => void, RegExp][] = [
-    ['negative threshold', (o) => (o.strict.maxRatio = -1.5), /"strict\.maxRatio" must be a positive finite number \(a perplexity ratio\), got -1\.5/],
+    [
+      'negative threshold',
+      (o) => (o.strict.maxRatio = -1.5),
+      /"strict\.maxRatio" must be a positive finite number \(a perplexity ratio\), got -1\.5/,
+    ],
     ['zero threshold', (o) => (o.policy.maxRatio = 0), /"policy\.maxRatio" must be a positive finite number/],
     ['threshold as a string', (o) => (o.lenient.maxRatio = '2'), /"lenient\.maxRatio" must be a positive finite number.*got "2"/],
-    ['fraction > 1', (o) => (o.lenient.minFraction = '4/3'), /"lenient\.minFraction" must be at most 1 \(a fraction of the users\), got "4\/3"/],
+    [
+      'fraction > 1',
+      (o) => (o.lenient.minFraction = '4/3'),
+      /"lenient\.minFraction" must be at most 1 \(a fraction of the users\), got "4\/3"/,
+    ],
     ['fraction > 1 as a number', (o) => (o.catastrophic.minFraction = 1.2), /"catastrophic\.minFraction" must be at most 1.*got 1\.2/],
     ['zero fraction', (o) => (o.catastrophic.minFraction = '0/3'), /"catastrophic\.minFraction" must be greater than 0/],
     ['negative fraction', (o) => (o.strict.minFraction = -0.5), /"strict\.minFraction" must be a fraction like "2\/3"/],
@@ -82,9 +98,21 @@ describe('criteria file', () => {
     ['missing field', (o) => delete o.lenient.minFraction, /missing "lenient\.minFraction"/],
     ['missing section', (o) => delete o.policy, /missing "policy"/],
     ['bad condition name', (o) => (o.conditions.bet = 'int8 per tensor'), /"conditions\.bet" must be a condition name/],
-    ['role clash', (o) => (o.conditions.bet = o.conditions.noAdapter), /"conditions\.bet" and "conditions\.noAdapter" are both "no_adapter"/],
-    ['lenient stricter than strict', (o) => (o.lenient.maxRatio = 1.2), /"lenient\.maxRatio" \(1\.2\) is below "strict\.maxRatio" \(1\.5\)/],
-    ['lenient fraction above strict', (o) => (o.strict.minFraction = '1/2'), /"lenient\.minFraction" \(2\/3\) is above "strict\.minFraction" \(1\/2\)/],
+    [
+      'role clash',
+      (o) => (o.conditions.bet = o.conditions.noAdapter),
+      /"conditions\.bet" and "conditions\.noAdapter" are both "no_adapter"/,
+    ],
+    [
+      'lenient stricter than strict',
+      (o) => (o.lenient.maxRatio = 1.2),
+      /"lenient\.maxRatio" \(1\.2\) is below "strict\.maxRatio" \(1\.5\)/,
+    ],
+    [
+      'lenient fraction above strict',
+      (o) => (o.strict.minFraction = '1/2'),
+      /"lenient\.minFraction" \(2\/3\) is above "strict\.minFraction" \(1\/2\)/,
+    ],
     ['non-boolean flag', (o) => (o.policy.mustBeatNoAdapter = 'yes'), /"policy\.mustBeatNoAdapter" must be true or false, got "yes"/],
   ];
   for (const [what, mutate, msg] of bad) {
@@ -98,7 +126,7 @@ describe('criteria file', () => {
 
   it('fuzz: mutated criteria files are accepted or refused with a criteria error, never a crash', () => {
     const rng = new Xoshiro128(4242);
-    const pick = <T,>(xs: readonly T[]): T => xs[rng.nextInt(xs.length)]!;
+    const pick = <T>(xs: readonly T[]): T => xs[rng.nextInt(xs.length)]!;
     const values: unknown[] = [null, -1, 0, 1, 1.5, 2, Infinity, '1/2', '3/2', '1/0', 'x', '', true, [], {}, { maxRatio: 1 }];
     let refused = 0;
     for (let k = 0; k < 500; k++) {
@@ -244,7 +272,9 @@ describe('verdicts', () => {
   });
 
   it('rejects missing or impossible perplexities', () => {
-    expect(() => bet([{ user: 'a', ppl: { no_adapter: 20, raw_fp32: 10 } }])).toThrow(/user "a" has no test perplexity for "int8_per_tensor"/);
+    expect(() => bet([{ user: 'a', ppl: { no_adapter: 20, raw_fp32: 10 } }])).toThrow(
+      /user "a" has no test perplexity for "int8_per_tensor"/,
+    );
     expect(() => bet([{ user: 'a', ppl: { no_adapter: 20, raw_fp32: 0.5, int8_per_tensor: 3 } }])).toThrow(/invalid \(0\.5\)/);
     expect(() => bet([...users([12]), ...users([12])])).toThrow(/user "u0" appears twice/);
     expect(() => bet([])).toThrow(/no users/);

@@ -12,7 +12,9 @@ const criteria = loadCriteria();
 const CONDITIONS = ['no_adapter', 'raw_fp32', 'raw_fp16', 'int8_per_tensor', 'int4_delta', 'mixed_budget'];
 
 /** The parts of a results object the fleet reads: users' encoded sizes and policy choices. */
-function results(users: { user: string; choice: string; bytes: Record<string, number> }[]): Pick<AdapterCompressResults, 'users' | 'conditions' | 'criteria'> {
+function results(
+  users: { user: string; choice: string; bytes: Record<string, number> }[],
+): Pick<AdapterCompressResults, 'users' | 'conditions' | 'criteria'> {
   return {
     conditions: CONDITIONS,
     criteria: { sha256: criteria.sha256, registeredAt: '2025-01-01T00:00:00.000Z', source: 'default', criteria: criteria.criteria },
@@ -60,7 +62,7 @@ describe('fleet totals', () => {
     expect(row('all raw_fp16').bytesPerUser).toBe(4624);
   });
 
-  it('uses each user\'s own size when sizes differ per user', () => {
+  it("uses each user's own size when sizes differ per user", () => {
     expect(row('all mixed_budget').totalBytes).toBe(71667 * 1500 + 71667 * 1900 + 71666 * 1700);
     expect(row('all mixed_budget').bytesPerUser).toBe((71667 * 1500 + 71667 * 1900 + 71666 * 1700) / 215000);
     // every encoding has a row; the no-adapter baseline has none
@@ -131,7 +133,14 @@ describe('fleet from a real results file', () => {
         minTokens: 100,
         run: {
           adapterRun: { maxSteps: 100 },
-          encode: { calibrationTokens: 512, clipGrid: [1], groupSize: null, kmeansMaxIters: null, calibrationPasses: null, mixedBudget: null },
+          encode: {
+            calibrationTokens: 512,
+            clipGrid: [1],
+            groupSize: null,
+            kmeansMaxIters: null,
+            calibrationPasses: null,
+            mixedBudget: null,
+          },
         },
       },
       { now: () => new Date('2025-01-01T00:00:00Z') },
@@ -143,11 +152,19 @@ describe('fleet from a real results file', () => {
       ['bob', { no_adapter: 1.01, raw_fp32: 1, raw_fp16: 1, int8_per_tensor: 1.02, int4_delta: 1.1, mixed_budget: 1.05 }],
     ];
     users.forEach(([u, ratios], k) => {
-      const id = (part: 'validation' | 'test') => ({ fixture: u, part, ranges: [[0, 1200]] as [number, number][], bytes: 1200, sha256: sha256Hex(u + part) });
+      const id = (part: 'validation' | 'test') => ({
+        fixture: u,
+        part,
+        ranges: [[0, 1200]] as [number, number][],
+        bytes: 1200,
+        sha256: sha256Hex(u + part),
+      });
       w.addUser({
         user: u,
         texts: { validation: id('validation'), test: id('test') },
-        encodings: Object.fromEntries(Object.entries({ ...SIZES, mixed_budget: k === 0 ? 1000 : 1900 }).map(([c, b]) => [c, { bytes: b, params: {} }])),
+        encodings: Object.fromEntries(
+          Object.entries({ ...SIZES, mixed_budget: k === 0 ? 1000 : 1900 }).map(([c, b]) => [c, { bytes: b, params: {} }]),
+        ),
         validation: split(10 + k, ratios),
         test: split(20 + k, ratios),
       });

@@ -83,7 +83,9 @@ describe('choosePolicy', () => {
   });
 
   it('rejects incomplete inputs', () => {
-    expect(() => choosePolicy(ppl({}), { ...BYTES, no_adapter: 1 }, criteria)).toThrow(/"no_adapter" is the no-adapter baseline and has no encoding/);
+    expect(() => choosePolicy(ppl({}), { ...BYTES, no_adapter: 1 }, criteria)).toThrow(
+      /"no_adapter" is the no-adapter baseline and has no encoding/,
+    );
     const { raw_fp16: _x, ...noFallback } = BYTES;
     expect(() => choosePolicy(ppl({}), noFallback, criteria)).toThrow(/no encoded size for the fallback "raw_fp16"/);
     expect(() => choosePolicy({ ...ppl({}), kmeans16: NaN }, BYTES, criteria)).toThrow(/validation ppl of "kmeans16" is NaN/);
@@ -117,10 +119,23 @@ function losses(seed: number, ratios: Record<string, number>, noise = 0.05): Spl
   return { bytes: TOKENS * 4, nll };
 }
 
-const RATIOS: Record<string, number> = { no_adapter: 1.3, raw_fp32: 1, raw_fp16: 1.001, int8_per_tensor: 1.05, int4_delta: 1.2, kmeans16: 1.1 };
+const RATIOS: Record<string, number> = {
+  no_adapter: 1.3,
+  raw_fp32: 1,
+  raw_fp16: 1.001,
+  int8_per_tensor: 1.05,
+  int4_delta: 1.2,
+  kmeans16: 1.1,
+};
 
 function textId(part: 'validation' | 'test'): TextId {
-  return { fixture: 'novelist', part, ranges: [[part === 'validation' ? 0 : 5000, part === 'validation' ? TOKENS * 4 : 5000 + TOKENS * 4]], bytes: TOKENS * 4, sha256: 'a'.repeat(64) };
+  return {
+    fixture: 'novelist',
+    part,
+    ranges: [[part === 'validation' ? 0 : 5000, part === 'validation' ? TOKENS * 4 : 5000 + TOKENS * 4]],
+    bytes: TOKENS * 4,
+    sha256: 'a'.repeat(64),
+  };
 }
 
 function evaluation(validation: SplitLosses, test: SplitLosses): UserEvaluation {
@@ -153,7 +168,10 @@ describe('the policy on per-token losses', () => {
       seen.add(u.policy.test.ppl.value);
       // what is reported is the test split's own number
       expect(u.policy.test.ppl).toEqual(u.test.conditions.int4_delta!.ppl);
-      expect(u.policy.test.holds).toBe(u.test.conditions.int4_delta!.ratioToReference!.value <= 1.5 && u.test.conditions.int4_delta!.ppl.value < u.test.conditions.no_adapter!.ppl.value);
+      expect(u.policy.test.holds).toBe(
+        u.test.conditions.int4_delta!.ratioToReference!.value <= 1.5 &&
+          u.test.conditions.int4_delta!.ppl.value < u.test.conditions.no_adapter!.ppl.value,
+      );
     }
     expect(seen.size).toBe(12);
   });

@@ -26,7 +26,6 @@ import { wordCorpus } from './word-corpus.js';
 const dir = mkdtempSync(join(tmpdir(), 'ternorm-bet-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-
 const corpus = (seed: number, sentences: number, words: readonly string[]) => wordCorpus(seed, sentences, words, 9);
 
 const COMMON = ['the', 'a', 'of', 'and', 'to', 'in', 'is', 'it'];
@@ -172,7 +171,11 @@ describe('ternorm bet (protocol)', () => {
     expect(existsSync(badRun.out)).toBe(false);
     // a failure while measuring a later user keeps the users done in the file, marked failed
     o.users = [o.users[0]!, { name: 'coder', source: { kind: 'file', path: codePath } }];
-    const crash = { onStage: (user: string) => { if (user === 'coder') throw new Error('simulated crash'); } };
+    const crash = {
+      onStage: (user: string) => {
+        if (user === 'coder') throw new Error('simulated crash');
+      },
+    };
     await expect(runBet(o, crash)).rejects.toThrow(/user "coder": simulated crash/);
     const partial = readResults(o.out);
     expect(partial.status).toBe('failed');
@@ -183,7 +186,9 @@ describe('ternorm bet (protocol)', () => {
     expect(partial.run.encode).toMatchObject({ calibrationTokens: 256, clipGrid: [1, 0.7, 0.4], groupSize: null, mixedBudget: null });
     // an incomplete run is not replaced by accident; --resume continues it with the same options only
     await expect(runBet(o)).rejects.toThrow(/already holds a failed run with 1 user\(s\) done/);
-    await expect(runBet({ ...o, resume: true, adapterRun: { ...o.adapterRun, maxSteps: 5 }, encode: { ...o.encode, groupSize: 16 } })).rejects.toThrow(
+    await expect(
+      runBet({ ...o, resume: true, adapterRun: { ...o.adapterRun, maxSteps: 5 }, encode: { ...o.encode, groupSize: 16 } }),
+    ).rejects.toThrow(
       /cannot resume .*r7\.json: it was run with other options: maxSteps \(--max-steps\): 12 in the file, 5 now; warmup: 10 in the file, 5 now; groupSize \(--group-size\): default in the file, 16 now$/,
     );
     expect(readResults(o.out)).toEqual(partial);
@@ -233,12 +238,32 @@ describe('ternorm bet / fleet / quantize (CLI)', () => {
   const main = join(packageRoot(), 'dist', 'lib', 'cli', 'main.js');
   beforeAll(() => {
     // the concurrency case runs the real executable in separate processes
-    execFileSync(process.execPath, [join(packageRoot(), 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(packageRoot(), 'tsconfig.json')], { stdio: 'inherit' });
+    execFileSync(
+      process.execPath,
+      [join(packageRoot(), 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(packageRoot(), 'tsconfig.json')],
+      { stdio: 'inherit' },
+    );
   }, 180_000);
 
   it('two processes on one --out: the second writer (and a --resume) is refused while the first runs; a stale lock is taken over', async () => {
     const out = join(dir, 'lock', 'r.json');
-    const args = (user: string, ...extra: string[]) => [main, 'bet', '--model', modelPath, '--user', user, '--out', out, '--max-steps', '8', '--calibration-tokens', '128', '--resamples', '100', ...extra];
+    const args = (user: string, ...extra: string[]) => [
+      main,
+      'bet',
+      '--model',
+      modelPath,
+      '--user',
+      user,
+      '--out',
+      out,
+      '--max-steps',
+      '8',
+      '--calibration-tokens',
+      '128',
+      '--resamples',
+      '100',
+      ...extra,
+    ];
     const first = spawn(process.execPath, args(`sailor=${seaPath}`), { stdio: ['ignore', 'ignore', 'pipe'] });
     let firstErr = '';
     first.stderr.on('data', (d: Buffer) => (firstErr += d.toString()));
@@ -249,7 +274,9 @@ describe('ternorm bet / fleet / quantize (CLI)', () => {
     const resume = spawnSync(process.execPath, args(`sailor=${seaPath}`, '--resume'), { encoding: 'utf8' });
     expect(await firstCode, firstErr).toBe(0);
     expect(second.status).toBe(1);
-    expect(second.stderr).toMatch(/^ternorm: .*lock\/r\.json is being written by another run \(pid \d+ on .+, since \d{4}-.*\); wait for it to finish or choose another --out\n$/);
+    expect(second.stderr).toMatch(
+      /^ternorm: .*lock\/r\.json is being written by another run \(pid \d+ on .+, since \d{4}-.*\); wait for it to finish or choose another --out\n$/,
+    );
     expect(resume.status).toBe(1);
     expect(resume.stderr).toMatch(/is being written by another run/);
     expect(readResults(out).users.map((u) => u.user)).toEqual(['sailor']);
@@ -259,7 +286,9 @@ describe('ternorm bet / fleet / quantize (CLI)', () => {
     writeFileSync(`${out}.lock`, JSON.stringify({ pid: dead, host: hostname(), startedAt: '2025-01-01T00:00:00.000Z' }));
     const again = spawnSync(process.execPath, args(`coder=${codePath}`), { encoding: 'utf8' });
     expect(again.status, again.stderr).toBe(0);
-    expect(again.stderr).toContain(`taking over the stale lock ${out}.lock: process ${dead} on ${hostname()} (started 2025-01-01T00:00:00.000Z) is no longer running`);
+    expect(again.stderr).toContain(
+      `taking over the stale lock ${out}.lock: process ${dead} on ${hostname()} (started 2025-01-01T00:00:00.000Z) is no longer running`,
+    );
     expect(readResults(out).users.map((u) => u.user)).toEqual(['coder']);
     expect(existsSync(`${out}.lock`)).toBe(false);
   });
@@ -268,7 +297,23 @@ describe('ternorm bet / fleet / quantize (CLI)', () => {
     const results = join(dir, 'dev', 'r.json');
     const link = join(dir, 'dev-null.md');
     symlinkSync('/dev/null', link);
-    const r = await cli(['bet', '--model', modelPath, '--user', `sailor=${seaPath}`, '--out', results, '--report', link, '--max-steps', '4', '--calibration-tokens', '64', '--resamples', '50']);
+    const r = await cli([
+      'bet',
+      '--model',
+      modelPath,
+      '--user',
+      `sailor=${seaPath}`,
+      '--out',
+      results,
+      '--report',
+      link,
+      '--max-steps',
+      '4',
+      '--calibration-tokens',
+      '64',
+      '--resamples',
+      '50',
+    ]);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/cannot write .*dev-null\.md: it exists and is a character device, not a regular file/);
     expect(lstatSync(link).isSymbolicLink()).toBe(true);
@@ -285,7 +330,23 @@ describe('ternorm bet / fleet / quantize (CLI)', () => {
 
   it('bet writes results, report and plot, and prints the bet table, verdicts and policy', async () => {
     const out = join(dir, 'cli', 'r.json');
-    const r = await cli(['bet', '--model', modelPath, '--user', `sailor=${seaPath}`, '--out', out, '--max-steps', '8', '--calibration-tokens', '128', '--resamples', '100', '--fleet-users', '1000']);
+    const r = await cli([
+      'bet',
+      '--model',
+      modelPath,
+      '--user',
+      `sailor=${seaPath}`,
+      '--out',
+      out,
+      '--max-steps',
+      '8',
+      '--calibration-tokens',
+      '128',
+      '--resamples',
+      '100',
+      '--fleet-users',
+      '1000',
+    ]);
     expect(r.err).not.toMatch(/ternorm: /);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/The bet \(int8_per_tensor, test split/);
@@ -313,7 +374,17 @@ describe('ternorm bet / fleet / quantize (CLI)', () => {
     const back = Adapter.load(model, outPath);
     expect(back.scheme).toBe('int8_per_tensor');
     expect(r.out).toContain(`${back.encoding!.bytes} bytes encoded`);
-    const c = await cli(['quantize', '--model', modelPath, '--scheme', 'int4_calibrated', '--text', seaPath, aPath, join(dir, 'q-cal.adapter')]);
+    const c = await cli([
+      'quantize',
+      '--model',
+      modelPath,
+      '--scheme',
+      'int4_calibrated',
+      '--text',
+      seaPath,
+      aPath,
+      join(dir, 'q-cal.adapter'),
+    ]);
     expect(c.code).toBe(0);
     expect(Adapter.load(model, join(dir, 'q-cal.adapter')).scheme).toBe('int4_calibrated');
   });

@@ -35,7 +35,7 @@ const TOKENS = 600;
 const USERS: Record<string, Record<string, number>> = {
   novelist: { no_adapter: 1.3, raw_fp32: 1, raw_fp16: 1.001, int8_per_tensor: 1.05, int4_delta: 1.2, kmeans16: 1.1 },
   scientist: { no_adapter: 1.15, raw_fp32: 1, raw_fp16: 1.001, int8_per_tensor: 1.12, int4_delta: 1.4, kmeans16: 1.08 },
-  'programmer': { no_adapter: 1.05, raw_fp32: 1, raw_fp16: 1.002, int8_per_tensor: 1.1, int4_delta: 1.6, kmeans16: 1.03 },
+  programmer: { no_adapter: 1.05, raw_fp32: 1, raw_fp16: 1.002, int8_per_tensor: 1.1, int4_delta: 1.6, kmeans16: 1.03 },
 };
 
 function losses(seed: number, ratios: Record<string, number>, base = 1): SplitLosses {
@@ -51,14 +51,29 @@ function losses(seed: number, ratios: Record<string, number>, base = 1): SplitLo
 
 function textId(user: string, part: 'validation' | 'test'): TextId {
   const start = part === 'validation' ? 100 : 90_000;
-  return { fixture: user, part, ranges: [[start, start + 1000], [start + 2000, start + 2000 + TOKENS * 4 + 17 - 1000]], bytes: TOKENS * 4 + 17, sha256: sha256Hex(`${user}.${part}`) };
+  return {
+    fixture: user,
+    part,
+    ranges: [
+      [start, start + 1000],
+      [start + 2000, start + 2000 + TOKENS * 4 + 17 - 1000],
+    ],
+    bytes: TOKENS * 4 + 17,
+    sha256: sha256Hex(`${user}.${part}`),
+  };
 }
 
 function evaluation(user: string, k: number, withSeeds = false, name = user): UserEvaluation {
   const ratios = USERS[user]!;
   const params = (c: string): Record<string, number[]> => (c.startsWith('raw') ? {} : { scale: [0.0123 + k / 1000], zeroPoint: [0] });
   const encodings = Object.fromEntries(Object.entries(BYTES).map(([c, b]) => [c, { bytes: b, params: params(c) }]));
-  const ev: UserEvaluation = { user: name, texts: { validation: textId(user, 'validation'), test: textId(user, 'test') }, encodings, validation: losses(10 + k, ratios), test: losses(20 + k, ratios) };
+  const ev: UserEvaluation = {
+    user: name,
+    texts: { validation: textId(user, 'validation'), test: textId(user, 'test') },
+    encodings,
+    validation: losses(10 + k, ratios),
+    test: losses(20 + k, ratios),
+  };
   if (withSeeds) {
     ev.seedRuns = [0, 1, 2].map((s) => {
       const l = losses(20 + k, { ...ratios, raw_fp32: 1 + 0.01 * s, int8_per_tensor: ratios.int8_per_tensor! * (1 + 0.01 * s) });
@@ -119,7 +134,12 @@ function unescape(s: string, where: string): string {
     ENTITY.lastIndex = i;
     if (!ENTITY.test(s)) throw new Error(`xml: bare '&' in ${where} at ${i}`);
   }
-  return s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, '&');
+  return s
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&apos;/g, "'")
+    .replace(/&amp;/g, '&');
 }
 
 /** Parses well-formed XML (elements, attributes, text, comments, one prolog); throws on anything malformed. */
@@ -294,7 +314,13 @@ describe('results file', () => {
 
   it('is deterministic: the same inputs and seed give the same science', () => {
     const again = fullRun(join(tmp(), 'again.json'));
-    const strip = (r: AdapterCompressResults) => ({ ...r, startedAt: '', updatedAt: '', checksum: '', criteria: { ...r.criteria, registeredAt: '' } });
+    const strip = (r: AdapterCompressResults) => ({
+      ...r,
+      startedAt: '',
+      updatedAt: '',
+      checksum: '',
+      criteria: { ...r.criteria, registeredAt: '' },
+    });
     expect(strip(again)).toEqual(strip(results));
   });
 
@@ -329,7 +355,9 @@ describe('results file', () => {
     const other = JSON.parse(JSON.stringify(DEFAULT_CRITERIA));
     other.strict.maxRatio = 1.4;
     const oc = validateCriteria(other);
-    expect(() => ResultsWriter.resume(p, header({ criteria: { criteria: oc, sha256: sha256Hex(canonicalJson(oc)), source: 'x' } }))).toThrow(/criteria \(sha256\) differs/);
+    expect(() =>
+      ResultsWriter.resume(p, header({ criteria: { criteria: oc, sha256: sha256Hex(canonicalJson(oc)), source: 'x' } })),
+    ).toThrow(/criteria \(sha256\) differs/);
     const r = ResultsWriter.resume(p, header(), { now: clock });
     expect(r.doneUsers).toEqual(['novelist']);
     r.addUser(evaluation('scientist', 1));
@@ -363,7 +391,9 @@ describe('results file', () => {
       expect(validate(o)).toBe(false);
       expect(() => parseResults(JSON.stringify(o), 'names.json')).toThrow(/results \(names\.json\): \$\.users\[0\]\.user must match/);
     }
-    expect(() => ResultsWriter.start(join(tmp(), 'n.json'), header()).addUser(evaluation('novelist', 0, false, 'a\nb'))).toThrow(/user name "a\\nb" must be/);
+    expect(() => ResultsWriter.start(join(tmp(), 'n.json'), header()).addUser(evaluation('novelist', 0, false, 'a\nb'))).toThrow(
+      /user name "a\\nb" must be/,
+    );
   });
 
   it('escapes text from the results in the Markdown report: no tag, line break or table border gets through', () => {
@@ -378,7 +408,9 @@ describe('results file', () => {
     // eslint-disable-next-line no-control-regex -- no terminal escape may reach the report
     expect(md).not.toMatch(/<img|<script|\u001b/);
     const line = md.split('\n').find((l) => l.startsWith('- Held-out text of novelist'))!;
-    expect(line).toContain(String.raw`file:/tmp/x\\x0a\\x0a&lt;img src=x onerror=alert(1)&gt;\| \*a\* \[l\](http://e) \`c\`\\x1b\[31m test,`);
+    expect(line).toContain(
+      String.raw`file:/tmp/x\\x0a\\x0a&lt;img src=x onerror=alert(1)&gt;\| \*a\* \[l\](http://e) \`c\`\\x1b\[31m test,`,
+    );
     expect(md).toContain(String.raw`(error: boom &lt;script&gt;alert(2)&lt;/script&gt;\\x0a# heading)`);
     expect(md.split('\n').filter((l) => /^#+ heading/.test(l))).toEqual([]);
   });
@@ -389,7 +421,9 @@ describe('results file', () => {
     const saved = fileSystemSeam.openTemp;
     fileSystemSeam.openTemp = () => openSync('/dev/full', 'w');
     try {
-      expect(() => ResultsWriter.start(p, header(), { now: clock })).toThrow(/^cannot write .*full\.json: no space left on device \(ENOSPC\)$/);
+      expect(() => ResultsWriter.start(p, header(), { now: clock })).toThrow(
+        /^cannot write .*full\.json: no space left on device \(ENOSPC\)$/,
+      );
       expect(() => writeReport(join(d, 'full.md'), results)).toThrow(/cannot write .*full\.md: no space left on device \(ENOSPC\)/);
       expect(() => writePlot(join(d, 'full.svg'), results)).toThrow(/cannot write .*full\.svg: no space left on device \(ENOSPC\)/);
     } finally {
@@ -406,7 +440,9 @@ describe('results file', () => {
     const link = join(d, 'null.svg');
     symlinkSync('/dev/null', link);
     expect(() => writePlot(link, results)).toThrow(/cannot write .*null\.svg: it exists and is a character device, not a regular file/);
-    expect(() => ResultsWriter.start(d, header(), { now: clock, overwrite: true })).toThrow(/it exists and is a directory, not a regular file/);
+    expect(() => ResultsWriter.start(d, header(), { now: clock, overwrite: true })).toThrow(
+      /it exists and is a directory, not a regular file/,
+    );
     expect(lstatSync(fifo).isFIFO()).toBe(true);
     expect(lstatSync(link).isSymbolicLink()).toBe(true);
     expect(lstatSync('/dev/null').isCharacterDevice()).toBe(true);
@@ -418,25 +454,39 @@ describe('results file', () => {
     const w = ResultsWriter.start(copy, header(), { now: clock });
     w.addUser(evaluation('novelist', 0));
     const before = readFileSync(copy, 'utf8');
-    expect(() => ResultsWriter.start(copy, header(), { now: clock })).toThrow(/already holds a running run with 1 user\(s\) done; resume it/);
+    expect(() => ResultsWriter.start(copy, header(), { now: clock })).toThrow(
+      /already holds a running run with 1 user\(s\) done; resume it/,
+    );
     expect(readFileSync(copy, 'utf8')).toBe(before);
     ResultsWriter.start(copy, header(), { now: clock, overwrite: true });
     expect(readResults(copy).users).toEqual([]);
   });
 
   it('rejects a header whose criteria hash does not match them', () => {
-    expect(() => ResultsWriter.start(join(tmp(), 'x.json'), header({ criteria: { ...criteria, sha256: 'f'.repeat(64) } }))).toThrow(/does not match their content/);
-    expect(() => ResultsWriter.start(join(tmp(), 'x.json'), header({ conditions: ['raw_fp32', 'raw_fp16', 'int8_per_tensor'] }))).toThrow(/noAdapter condition "no_adapter" is not among the conditions/);
+    expect(() => ResultsWriter.start(join(tmp(), 'x.json'), header({ criteria: { ...criteria, sha256: 'f'.repeat(64) } }))).toThrow(
+      /does not match their content/,
+    );
+    expect(() => ResultsWriter.start(join(tmp(), 'x.json'), header({ conditions: ['raw_fp32', 'raw_fp16', 'int8_per_tensor'] }))).toThrow(
+      /noAdapter condition "no_adapter" is not among the conditions/,
+    );
   });
 
   const invalid: [string, (o: any) => void, RegExp][] = [
     ['a missing field', (o) => delete o.users[0].test.conditions.kmeans16.bpb, /conditions\.kmeans16\.bpb is missing/],
     ['an unknown field', (o) => (o.users[0].extra = 1), /users\[0\]\.extra is not a known field/],
-    ['a perplexity below 1', (o) => (o.users[1].validation.conditions.raw_fp16.ppl.value = 0.5), /users\[1\]\.validation\.conditions\.raw_fp16\.ppl\.value must be >= 1/],
+    [
+      'a perplexity below 1',
+      (o) => (o.users[1].validation.conditions.raw_fp16.ppl.value = 0.5),
+      /users\[1\]\.validation\.conditions\.raw_fp16\.ppl\.value must be >= 1/,
+    ],
     ['a bad sha256', (o) => (o.users[2].texts.test.sha256 = 'xyz'), /users\[2\]\.texts\.test\.sha256 must match pattern/],
     ['a bad status', (o) => (o.status = 'done'), /\$\.status must be/],
     ['a wrong format version', (o) => (o.version = 1), /\$\.version is 1; this ternorm reads results version 2/],
-    ['a bad criteria fraction', (o) => (o.criteria.criteria.lenient.minFraction = 'most'), /criteria\.criteria\.lenient\.minFraction must match pattern/],
+    [
+      'a bad criteria fraction',
+      (o) => (o.criteria.criteria.lenient.minFraction = 'most'),
+      /criteria\.criteria\.lenient\.minFraction must match pattern/,
+    ],
   ];
   for (const [what, mutate, msg] of invalid) {
     it(`an output with ${what} fails the schema and the reader`, () => {
@@ -450,7 +500,7 @@ describe('results file', () => {
   it('fuzz: a randomly mutated results file is read or refused with a results error, never a crash', () => {
     const text = readFileSync(path, 'utf8');
     const rng = new Xoshiro128(31337);
-    const pick = <T,>(xs: readonly T[]): T => xs[rng.nextInt(xs.length)]!;
+    const pick = <T>(xs: readonly T[]): T => xs[rng.nextInt(xs.length)]!;
     const values: unknown[] = [null, -1, 0, 0.5, 1e308, 'x', '', true, [], {}, [1, 2], { low: 1 }];
     let refused = 0;
     for (let k = 0; k < 400; k++) {
@@ -527,7 +577,11 @@ function tableAfter(md: string, heading: string): string[][] {
   while (!lines[i]!.startsWith('|')) i++;
   const rows: string[][] = [];
   for (i += 2; i < lines.length && lines[i]!.startsWith('|'); i++) {
-    rows.push(lines[i]!.slice(2, -2).split(/(?<!\\) \| /).map((c) => c.replace(/\\([|\\])/g, '$1')));
+    rows.push(
+      lines[i]!.slice(2, -2)
+        .split(/(?<!\\) \| /)
+        .map((c) => c.replace(/\\([|\\])/g, '$1')),
+    );
   }
   return rows;
 }
@@ -643,13 +697,18 @@ describe('plot', () => {
       const pts = m.attrs.points!.split(' ').map((q) => Number(q.split(',')[0]));
       return (Math.min(...pts) + Math.max(...pts)) / 2;
     };
-    const novelist = points.filter((p) => p.attrs['data-user'] === 'novelist').sort((a, b) => Number(a.attrs['data-bytes']) - Number(b.attrs['data-bytes']));
+    const novelist = points
+      .filter((p) => p.attrs['data-user'] === 'novelist')
+      .sort((a, b) => Number(a.attrs['data-bytes']) - Number(b.attrs['data-bytes']));
     const xs = novelist.map(xOf);
     for (let i = 1; i < xs.length; i++) expect(xs[i]!).toBeGreaterThan(xs[i - 1]!);
     const b = novelist.map((p) => Number(p.attrs['data-bytes']));
     // raw_fp32 is exactly twice raw_fp16: the same distance as any other doubling
     const dx = (i: number, j: number) => xs[j]! - xs[i]!;
-    expect(dx(b.indexOf(4624), b.indexOf(9232))).toBeCloseTo(Math.log10(9232 / 4624) / Math.log10(2324 / 1172) * dx(b.indexOf(1172), b.indexOf(2324)), 1);
+    expect(dx(b.indexOf(4624), b.indexOf(9232))).toBeCloseTo(
+      (Math.log10(9232 / 4624) / Math.log10(2324 / 1172)) * dx(b.indexOf(1172), b.indexOf(2324)),
+      1,
+    );
   });
 
   it('switches the ratio axis to a log scale when a no-adapter line is far above the encodings', () => {
@@ -663,10 +722,12 @@ describe('plot', () => {
     // equal ratios, equal distances: 1 -> 2 spans what 5 -> 10 spans
     expect(y.get(1)! - y.get(2)!).toBeCloseTo(y.get(5)! - y.get(10)!, 1);
     // the synthetic run itself (ratios below 2) keeps the linear axis
-    expect(findAll(parseXml(renderPlot(results)), (e) => e.name === 'text').map((e) => e.text)).toContain('perplexity / perplexity of raw_fp32');
+    expect(findAll(parseXml(renderPlot(results)), (e) => e.name === 'text').map((e) => e.text)).toContain(
+      'perplexity / perplexity of raw_fp32',
+    );
   });
 
-  it('draws the 1.5x line and each user\'s no-adapter line at the computed ratios', () => {
+  it("draws the 1.5x line and each user's no-adapter line at the computed ratios", () => {
     const root = parseXml(renderPlot(results));
     const lines = findAll(root, (e) => e.name === 'line' && e.attrs['data-kind'] !== undefined);
     const strict = lines.filter((l) => l.attrs['data-kind'] === 'strict');
@@ -674,7 +735,9 @@ describe('plot', () => {
     expect(Number(strict[0]!.attrs['data-ratio'])).toBe(1.5);
     const none = lines.filter((l) => l.attrs['data-kind'] === 'no-adapter');
     expect(none.map((l) => l.attrs['data-user'])).toEqual(Object.keys(USERS));
-    none.forEach((l, i) => expect(Number(l.attrs['data-ratio'])).toBe(results.users[i]!.test.conditions.no_adapter!.ratioToReference!.value));
+    none.forEach((l, i) =>
+      expect(Number(l.attrs['data-ratio'])).toBe(results.users[i]!.test.conditions.no_adapter!.ratioToReference!.value),
+    );
     // a higher ratio is drawn higher (smaller y)
     const yOf = (l: XmlElement) => Number(l.attrs.y1);
     const byRatio = [...none, strict[0]!].sort((a, b) => Number(a.attrs['data-ratio']) - Number(b.attrs['data-ratio']));

@@ -59,7 +59,9 @@ describe('random numbers', () => {
   it('xoshiro128** matches the reference implementation', () => {
     // outputs of Blackman & Vigna's xoshiro128starstar.c with s = {1, 2, 3, 4}
     const g = Xoshiro128.fromState([1, 2, 3, 4]);
-    expect(Array.from({ length: 8 }, () => g.nextUint32())).toEqual([11520, 0, 5927040, 70819200, 2031721883, 1637235492, 1287239034, 3734860849]);
+    expect(Array.from({ length: 8 }, () => g.nextUint32())).toEqual([
+      11520, 0, 5927040, 70819200, 2031721883, 1637235492, 1287239034, 3734860849,
+    ]);
     // seeded from SplitMix64(42): state = low/high words of its first two outputs (computed with the C code)
     const h = new Xoshiro128(42);
     expect(Array.from({ length: 5 }, () => h.nextUint32())).toEqual([1776835114, 4165204688, 17111135, 2317295270, 2792088233]);
@@ -175,7 +177,9 @@ describe('block bootstrap', () => {
   });
 
   it('rejects conditions scored on different tokens and bad options', () => {
-    expect(() => new PairedBootstrap({ a: x, b: x.subarray(1) }, { seed: 1 })).toThrow(/"b" has 999 tokens but "a" has 1000; paired resampling needs/);
+    expect(() => new PairedBootstrap({ a: x, b: x.subarray(1) }, { seed: 1 })).toThrow(
+      /"b" has 999 tokens but "a" has 1000; paired resampling needs/,
+    );
     expect(() => new PairedBootstrap({ x }, { seed: 1, resamples: 1 })).toThrow(/resamples must be an integer >= 2/);
     expect(() => new PairedBootstrap({ x }, { seed: 1, blockLength: 0 })).toThrow(/blockLength must be a positive integer or 'auto'/);
     expect(() => new PairedBootstrap({ x }, { seed: 1, confidence: 95 })).toThrow(/confidence must be in \(0, 1\)/);

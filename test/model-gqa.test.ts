@@ -23,10 +23,32 @@ function cli(...args: string[]): { code: number; stdout: string; stderr: string 
 }
 
 const SHAPE = ['--vocab', '300', '--d-model', '32', '--layers', '2', '--heads', '4', '--d-ff', '64', '--context', '32'];
-const RUN = ['--train-text', 'train.txt', '--validation-text', 'val.txt', ...SHAPE, '--seq', '16', '--batch', '4', '--warmup', '2', '--steps', '6', '--eval-every', '0', '--eval-tokens', '200', '--checkpoint-every', '0'];
+const RUN = [
+  '--train-text',
+  'train.txt',
+  '--validation-text',
+  'val.txt',
+  ...SHAPE,
+  '--seq',
+  '16',
+  '--batch',
+  '4',
+  '--warmup',
+  '2',
+  '--steps',
+  '6',
+  '--eval-every',
+  '0',
+  '--eval-tokens',
+  '200',
+  '--checkpoint-every',
+  '0',
+];
 
 beforeAll(() => {
-  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
+  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], {
+    stdio: 'inherit',
+  });
   writeFileSync(join(dir, 'train.txt'), corpus(1, 400));
   writeFileSync(join(dir, 'val.txt'), corpus(2, 60));
 }, 180_000);
@@ -80,7 +102,9 @@ describe('grouped-query attention and the untied head', () => {
     expect(bad.stderr).toMatch(/nKvHeads|n_kv_heads/);
     expect(bad.stderr.trim().split('\n')).toHaveLength(1);
     expect(() => Model.create({ vocab: 300, dModel: 32, nLayers: 1, nHeads: 4, nKvHeads: 8, dFf: 64, context: 32 })).toThrow(RangeError);
-    expect(() => Model.create({ vocab: 300, dModel: 32, nLayers: 1, nHeads: 4, nKvHeads: 3, dFf: 64, context: 32 })).toThrow(/divisible by config.nKvHeads/);
+    expect(() => Model.create({ vocab: 300, dModel: 32, nLayers: 1, nHeads: 4, nKvHeads: 3, dFf: 64, context: 32 })).toThrow(
+      /divisible by config.nKvHeads/,
+    );
     // nHeads alone stays multi-head.
     expect(Model.create({ vocab: 300, dModel: 32, nLayers: 1, nHeads: 8, dFf: 64, context: 32 }).config.nKvHeads).toBe(8);
   });
@@ -90,7 +114,9 @@ describe('grouped-query attention and the untied head', () => {
     const model = Model.load(path);
     expect(model.config.nKvHeads).toBe(model.config.nHeads);
     expect(model.config.tiedHead).toBe(true);
-    const recorded = /fingerprint \(SHA-256 of the file sections\) \| `([0-9a-f]{64})`/.exec(readFileSync(join(root, 'models', 'README.md'), 'utf8'));
+    const recorded = /fingerprint \(SHA-256 of the file sections\) \| `([0-9a-f]{64})`/.exec(
+      readFileSync(join(root, 'models', 'README.md'), 'utf8'),
+    );
     expect(recorded).not.toBeNull();
     expect(model.fingerprint).toBe(recorded![1]);
     expect(Buffer.from(model.toBytes(model.meta)).equals(readFileSync(path))).toBe(true);

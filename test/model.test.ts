@@ -16,7 +16,6 @@ import { wordCorpusBytes as corpus } from './word-corpus.js';
 const dir = mkdtempSync(join(tmpdir(), 'ternorm-model-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-
 const TEXT = corpus(1, 400);
 const VAL = corpus(2, 60);
 const TOK = BpeTokenizer.train(TEXT, { vocabSize: 300 });
@@ -235,7 +234,9 @@ describe('runs', () => {
     const res = await trainBase({ trainText: TEXT, validationText: VAL, out: b, resume: stop.checkpoint! });
     expect(res.status).toBe('done');
     expect(Buffer.from(readFileSync(b)).equals(Buffer.from(readFileSync(a)))).toBe(true);
-    await expect(trainBase({ trainText: VAL, validationText: VAL, out: b, resume: stop.checkpoint! })).rejects.toThrow(/training text differs/);
+    await expect(trainBase({ trainText: VAL, validationText: VAL, out: b, resume: stop.checkpoint! })).rejects.toThrow(
+      /training text differs/,
+    );
     await expect(trainBase({ trainText: TEXT, validationText: VAL, out: b, resume: a })).rejects.toThrow(/not a checkpoint/);
   });
 

@@ -110,7 +110,7 @@ describe('loading errors', () => {
     expect(() => loadPackageAddon(empty)).toThrow(/npm run build:gyp.*needs g\+\+, make and python3/);
   });
 
-  it('a broken build: the error carries the loader\'s reason and the build hint', () => {
+  it("a broken build: the error carries the loader's reason and the build hint", () => {
     const broken = join(scratch, 'broken');
     mkdirSync(join(broken, 'build', 'Release'), { recursive: true });
     writeFileSync(join(broken, 'build', 'Release', 'ternorm.node'), 'not an ELF file');
@@ -147,7 +147,9 @@ describe('TERNORM_ISA', () => {
   it('a path this CPU or build cannot run gives a clear error', () => {
     const foreign = process.arch === 'arm64' ? 'avx2' : 'neon';
     const addon = loadWithIsa(foreign, 'foreign');
-    expect(() => cpuInfoOf(addon)).toThrow(new RegExp(`TERNORM_ISA=${foreign} cannot be used .*not supported by this CPU or build.*this CPU and build support: scalar`));
+    expect(() => cpuInfoOf(addon)).toThrow(
+      new RegExp(`TERNORM_ISA=${foreign} cannot be used .*not supported by this CPU or build.*this CPU and build support: scalar`),
+    );
   });
 
   it('an empty value means the best path; every supported value is honoured', () => {

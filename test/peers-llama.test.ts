@@ -36,7 +36,7 @@ function cli(args: string[]): string {
   return r.stdout;
 }
 
-const BOUND_FP32ACT = 2e-2;  // measured 7.5e-3 on the shipped model and the base validation text
+const BOUND_FP32ACT = 2e-2; // measured 7.5e-3 on the shipped model and the base validation text
 
 function maxAbsDiff(a: Float64Array, b: Float64Array): number {
   expect(a.length).toBe(b.length);
@@ -125,7 +125,9 @@ describe('the shipped model through GGUF', () => {
     const encode = (b: Uint8Array) => model.tokenizer!.encode(b);
     expect(compareIds(f32, encode, 'ternorm BPE as gpt2/gpt-2')).toEqual(['sotu', 'novelist', 'invalid UTF-8']);
     for (const [name, text] of CASES.filter(([n]) => n !== 'invalid UTF-8')) {
-      const cut = Buffer.from(text).toString('utf8').replace(/\s+(?=\S)/gu, (w) => (w.length > 1 && !w.endsWith(' ') ? w.slice(-1) : w));
+      const cut = Buffer.from(text)
+        .toString('utf8')
+        .replace(/\s+(?=\S)/gu, (w) => (w.length > 1 && !w.endsWith(' ') ? w.slice(-1) : w));
       const b = enc.encode(cut);
       expect(Array.from(encode(b)), name).toEqual(Array.from(llamaTokenize(f32, b, { bos: false })));
       expect(Buffer.compare(Buffer.from(model.tokenizer!.decode(llamaTokenize(f32, text, { bos: false }))), text), name).toBe(0);
@@ -177,10 +179,42 @@ describe('a tiny GQA, untied-head model trained by the CLI', () => {
   beforeAll(() => {
     writeFileSync(text, wordCorpus(1, 3000, undefined, 7));
     writeFileSync(join(dir, 'val.txt'), wordCorpus(2, 300, undefined, 7));
-    cli(['train-base', '--train-text', text, '--validation-text', join(dir, 'val.txt'), '--out', tnm,
-      '--vocab', '300', '--d-model', '64', '--layers', '2', '--heads', '4', '--kv-heads', '2', '--untied-head',
-      '--d-ff', '128', '--context', '32', '--seq', '16', '--batch', '4', '--warmup', '2', '--steps', '6',
-      '--eval-every', '6', '--eval-tokens', '200']);
+    cli([
+      'train-base',
+      '--train-text',
+      text,
+      '--validation-text',
+      join(dir, 'val.txt'),
+      '--out',
+      tnm,
+      '--vocab',
+      '300',
+      '--d-model',
+      '64',
+      '--layers',
+      '2',
+      '--heads',
+      '4',
+      '--kv-heads',
+      '2',
+      '--untied-head',
+      '--d-ff',
+      '128',
+      '--context',
+      '32',
+      '--seq',
+      '16',
+      '--batch',
+      '4',
+      '--warmup',
+      '2',
+      '--steps',
+      '6',
+      '--eval-every',
+      '6',
+      '--eval-tokens',
+      '200',
+    ]);
     cli(['export', '--model', tnm, '--type', 'f32', '--out', gguf]);
   }, 600_000);
 
@@ -258,7 +292,21 @@ describe('a tiny GQA, untied-head model trained by the CLI', () => {
     const user = join(dir, 'user.txt');
     writeFileSync(user, wordCorpus(11, 2500, ['the', 'ship', 'sea', 'whale', 'captain', 'and', 'a'], 7));
     const out = join(dir, 'bet.json');
-    cli(['bet', '--model', gguf, '--user', `sailor=${user}`, '--out', out, '--max-steps', '4', '--calibration-tokens', '64', '--resamples', '50']);
+    cli([
+      'bet',
+      '--model',
+      gguf,
+      '--user',
+      `sailor=${user}`,
+      '--out',
+      out,
+      '--max-steps',
+      '4',
+      '--calibration-tokens',
+      '64',
+      '--resamples',
+      '50',
+    ]);
     const r = JSON.parse(readFileSync(out, 'utf8')) as { users: { user: string }[] };
     expect(r.users.map((u) => u.user)).toEqual(['sailor']);
   }, 600_000);

@@ -28,7 +28,7 @@ interface Llama2Js {
 }
 
 const EDGE_CASES = [
-  'Hello world! It\'s 12345 digits and 3.14159, 1,000,000.',
+  "Hello world! It's 12345 digits and 3.14159, 1,000,000.",
   '  leading spaces\r\n\r\nCRLF lines\r\n\ttabs\t\t and trailing   ',
   'emoji 😀🎉👩‍👩‍👧 flags 🇫🇷 naïve café Ωμέγα',
   'a' + ' '.repeat(300) + 'b' + '\n'.repeat(50) + '\t'.repeat(40) + 'c   ',
@@ -62,7 +62,7 @@ describe('GGUF-metadata tokenizers on real vocabularies', () => {
     samples = TEXT_NAMES.map((n) => [n, sampleOf(fx.read(n))]);
   });
 
-  it('Llama 3 (gpt2 BPE, llama-bpe): the package\'s ids on every fixture text and edge case', () => {
+  it("Llama 3 (gpt2 BPE, llama-bpe): the package's ids on every fixture text and edge case", () => {
     for (const [name, s] of [...samples, ...EDGE_CASES.map((e, i) => [`edge ${i}`, e] as [string, string])]) {
       const ours = Array.from(l3.encode(s, { addSpecial: false, parseSpecial: true }));
       expect(ours, name).toEqual(l3js.encode(s, { bos: false, eos: false }));
@@ -70,7 +70,7 @@ describe('GGUF-metadata tokenizers on real vocabularies', () => {
     }
   });
 
-  it('Llama 2 (SentencePiece): the package\'s ids on every fixture text and edge case', () => {
+  it("Llama 2 (SentencePiece): the package's ids on every fixture text and edge case", () => {
     for (const [name, s] of [...samples, ...EDGE_CASES.map((e, i) => [`edge ${i}`, e] as [string, string])]) {
       const ours = Array.from(l2.encode(s, { addSpecial: false }));
       expect(ours, name).toEqual(l2js.encode(s, false, true));
@@ -89,7 +89,9 @@ describe('GGUF-metadata tokenizers on real vocabularies', () => {
   it('matches control tokens in the text only with parseSpecial, as llama.cpp does', () => {
     const eot = l3.metadata.tokens.indexOf('<|eot_id|>');
     expect(Array.from(l3.encode('a<|eot_id|>b', { addSpecial: false, parseSpecial: true }))).toEqual([
-      ...l3.encode('a', { addSpecial: false }), eot, ...l3.encode('b', { addSpecial: false }),
+      ...l3.encode('a', { addSpecial: false }),
+      eot,
+      ...l3.encode('b', { addSpecial: false }),
     ]);
     expect(Array.from(l3.encode('a<|eot_id|>b', { addSpecial: false }))).not.toContain(eot);
     // SentencePiece: the space prefix comes back after a special token.

@@ -142,7 +142,7 @@ function expectRoundTrip(tok: BpeTokenizer, bytes: Uint8Array): Int32Array {
 }
 
 describe('constants', () => {
-  it('are the core\'s', () => {
+  it("are the core's", () => {
     expect(tokenizerAddon().byteBpeConstants).toEqual({
       formatVersion: BPE_FORMAT_VERSION,
       pretokenizerVersion: PRETOKENIZER_VERSION,
@@ -160,8 +160,34 @@ describe('pre-tokenizer', () => {
     const bounds = chunkBounds(b);
     const chunks = bounds.slice(1).map((e, i) => new TextDecoder().decode(b.subarray(bounds[i]!, e)));
     expect(chunks).toEqual([
-      'Hello', ',', ' world', '!', ' ', ' It', "'s", '  ', ' the', ' 1990', 's', "'", ' café', '—', 'naïve',
-      ' $\\', 'mu', '$', '\n   ', ' return', ' x', ';', '\n\t\t', 'foo', " '", 'sun', ' don', "'t",
+      'Hello',
+      ',',
+      ' world',
+      '!',
+      ' ',
+      ' It',
+      "'s",
+      '  ',
+      ' the',
+      ' 1990',
+      's',
+      "'",
+      ' café',
+      '—',
+      'naïve',
+      ' $\\',
+      'mu',
+      '$',
+      '\n   ',
+      ' return',
+      ' x',
+      ';',
+      '\n\t\t',
+      'foo',
+      " '",
+      'sun',
+      ' don',
+      "'t",
     ]);
   });
 
@@ -187,16 +213,36 @@ describe('pre-tokenizer', () => {
 
 describe('BPE round trips', () => {
   it('round-trips random bytes of many lengths', () => {
-    for (const [n, seed] of [[1, 1], [2, 2], [3, 3], [17, 4], [1000, 5], [65_537, 6]] as const) {
+    for (const [n, seed] of [
+      [1, 1],
+      [2, 2],
+      [3, 3],
+      [17, 4],
+      [1000, 5],
+      [65_537, 6],
+    ] as const) {
       expectRoundTrip(TOK, randomBytes(n, seed));
     }
   });
 
   it('round-trips invalid UTF-8', () => {
     const cases = [
-      [0x80], [0xbf], [0xc0, 0xaf], [0xc1, 0xbf], [0xe0, 0x80, 0xaf], [0xed, 0xa0, 0x80], [0xed, 0xbf, 0xbf],
-      [0xf4, 0x90, 0x80, 0x80], [0xf5, 0x80, 0x80, 0x80], [0xfe], [0xff], [0xe2, 0x82], [0xf0, 0x9f, 0x98],
-      [0x63, 0x61, 0x66, 0xc3], [0xc3, 0x28], [0x20, 0xe9, 0x20, 0x74, 0x68, 0x65],
+      [0x80],
+      [0xbf],
+      [0xc0, 0xaf],
+      [0xc1, 0xbf],
+      [0xe0, 0x80, 0xaf],
+      [0xed, 0xa0, 0x80],
+      [0xed, 0xbf, 0xbf],
+      [0xf4, 0x90, 0x80, 0x80],
+      [0xf5, 0x80, 0x80, 0x80],
+      [0xfe],
+      [0xff],
+      [0xe2, 0x82],
+      [0xf0, 0x9f, 0x98],
+      [0x63, 0x61, 0x66, 0xc3],
+      [0xc3, 0x28],
+      [0x20, 0xe9, 0x20, 0x74, 0x68, 0x65],
     ];
     for (const c of cases) expectRoundTrip(TOK, new Uint8Array(c));
     const mixed = concat(enc(' the whale '), new Uint8Array([0xff, 0xfe, 0xc3]), enc('café'), new Uint8Array([0xa9, 0x80]));

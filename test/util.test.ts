@@ -1,7 +1,19 @@
 // lib/util: bounded text reads, atomic writes that refuse special files, the results lock, and the
 // escaping of text for Markdown and terminals.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, lstatSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -21,7 +33,9 @@ describe('readTextFile', () => {
     const p = join(dir, 'a.txt');
     writeFileSync(p, 'hello');
     expect(readTextFile(p, '--text').toString()).toBe('hello');
-    expect(() => readTextFile('/dev/zero', '--text')).toThrow(/^cannot read --text \/dev\/zero: it is a character device, not a regular file$/);
+    expect(() => readTextFile('/dev/zero', '--text')).toThrow(
+      /^cannot read --text \/dev\/zero: it is a character device, not a regular file$/,
+    );
     const fifo = join(dir, 'f');
     execFileSync('mkfifo', [fifo]);
     expect(() => readTextFile(fifo)).toThrow(/it is a FIFO, not a regular file/);
@@ -32,7 +46,9 @@ describe('readTextFile', () => {
     const huge = join(dir, 'huge.txt');
     closeSync(openSync(huge, 'w'));
     truncateSync(huge, MAX_TEXT_BYTES + 1); // sparse
-    expect(() => readTextFile(huge)).toThrow(`${huge} is ${MAX_TEXT_BYTES + 1} bytes, above the limit of ${MAX_TEXT_BYTES} bytes for a text (MAX_TEXT_BYTES)`);
+    expect(() => readTextFile(huge)).toThrow(
+      `${huge} is ${MAX_TEXT_BYTES + 1} bytes, above the limit of ${MAX_TEXT_BYTES} bytes for a text (MAX_TEXT_BYTES)`,
+    );
     expect(() => readTextFile(p, '', 4)).toThrow(/is 5 bytes, above the limit of 4 bytes/);
   });
 });
@@ -80,7 +96,9 @@ describe('FileLock', () => {
     writeFileSync(`${target}.lock`, JSON.stringify({ pid: dead, host: hostname(), startedAt: '2025-01-01T00:00:00.000Z' }));
     const log: string[] = [];
     const b = FileLock.acquire(target, (l) => log.push(l));
-    expect(log).toEqual([`taking over the stale lock ${target}.lock: process ${dead} on ${hostname()} (started 2025-01-01T00:00:00.000Z) is no longer running`]);
+    expect(log).toEqual([
+      `taking over the stale lock ${target}.lock: process ${dead} on ${hostname()} (started 2025-01-01T00:00:00.000Z) is no longer running`,
+    ]);
     b.release();
 
     // another host's lock is never judged stale; a lock file naming no owner is not taken either
@@ -95,7 +113,8 @@ describe('FileLock', () => {
 describe('names and escaping', () => {
   it('one pattern for user names', () => {
     for (const ok of ['novelist', 'a', 'A-1_b.c', 'x'.repeat(64)]) expect(USER_NAME_PATTERN.test(ok)).toBe(true);
-    for (const bad of ['', '-a', '.a', 'a b', 'a/b', 'x'.repeat(65), 'ä', 'a\n']) expect(() => checkUserName(bad, 'here')).toThrow(/^here: user name .* must be 1-64 letters/);
+    for (const bad of ['', '-a', '.a', 'a b', 'a/b', 'x'.repeat(65), 'ä', 'a\n'])
+      expect(() => checkUserName(bad, 'here')).toThrow(/^here: user name .* must be 1-64 letters/);
   });
 
   it('Markdown: no tag, entity, line break, table border, emphasis or link survives; words keep their underscores', () => {

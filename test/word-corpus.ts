@@ -2,7 +2,24 @@
 // words drawn from a small vocabulary, so a 300-token BPE has enough repeated pairs to learn.
 import { SplitMix64 } from '../lib/model/index.js';
 
-export const SHIP_WORDS = ['the', 'ship', 'sailed', 'into', 'a', 'grey', 'morning', 'while', 'whales', 'sang', 'under', 'cold', 'water', 'and', 'men', 'watched'];
+export const SHIP_WORDS = [
+  'the',
+  'ship',
+  'sailed',
+  'into',
+  'a',
+  'grey',
+  'morning',
+  'while',
+  'whales',
+  'sang',
+  'under',
+  'cold',
+  'water',
+  'and',
+  'men',
+  'watched',
+];
 
 /** `sentences` sentences; with `lineEvery` a newline after every lineEvery-th (texts split at line ends). */
 export function wordCorpus(seed: number, sentences: number, words: readonly string[] = SHIP_WORDS, lineEvery = 0): string {

@@ -31,7 +31,7 @@ using peer::Json;
 
 constexpr const char* kSchema = "ternorm.peers.ggml.mul_mat.raw/1";
 constexpr double kCheckTol = 1e-4;
-constexpr int64_t kBlock = 256;        // QK_K: TQ1_0, TQ2_0 and q8_K blocks
+constexpr int64_t kBlock = 256;  // QK_K: TQ1_0, TQ2_0 and q8_K blocks
 
 // ggml's q8_K block (ggml/src/ggml-common.h; the type size is checked against ggml's at run time).
 struct BlockQ8K {
@@ -49,7 +49,8 @@ struct Shape {
 };
 
 struct Options {
-  std::vector<Shape> shapes = {{256, 256}, {768, 256}, {256, 768}, {4096, 4096}};  // bench/kernels.cpp
+  std::vector<Shape> shapes = {
+      {256, 256}, {768, 256}, {256, 768}, {4096, 4096}};  // bench/kernels.cpp
   std::vector<int64_t> tokens = {1, 128, 512};
   std::vector<ggml_type> types = {GGML_TYPE_TQ2_0, GGML_TYPE_TQ1_0};
   std::vector<Act> acts = {Act::F32, Act::Q8K};
@@ -61,8 +62,10 @@ struct Options {
 };
 
 const char* kHelp =
-    "ggml_mul_mat: ggml's TQ2_0 / TQ1_0 mul_mat (prebuilt libggml of node-llama-cpp), raw medians as JSON.\n"
-    "  --shapes RxC,...   weight shapes, C a multiple of 256 (default 256x256,768x256,256x768,4096x4096)\n"
+    "ggml_mul_mat: ggml's TQ2_0 / TQ1_0 mul_mat (prebuilt libggml of node-llama-cpp), raw medians "
+    "as JSON.\n"
+    "  --shapes RxC,...   weight shapes, C a multiple of 256 (default "
+    "256x256,768x256,256x768,4096x4096)\n"
     "  --tokens N,...     activation columns n (default 1,128,512; n = 1 is the GEMV)\n"
     "  --types T,...      tq2_0,tq1_0 (default both)\n"
     "  --act A,...        f32 (quantised to q8_K inside the call, timed) and/or q8_K (beforehand,\n"
@@ -104,28 +107,38 @@ Options parse(int argc, char** argv) {
       for (const std::string& s : split(next(), ',')) {
         const auto p = split(s, 'x');
         if (p.size() != 2) throw Error("expected a shape ROWSxCOLS, got '" + s + "'");
-        const Shape sh{peer::parse_int(p[0], "rows", 1, 1 << 16), peer::parse_int(p[1], "cols", 1, 1 << 16)};
-        if (sh.cols % kBlock) throw Error("cols must be a multiple of 256 for TQ1_0/TQ2_0, got " + s);
+        const Shape sh{peer::parse_int(p[0], "rows", 1, 1 << 16),
+                       peer::parse_int(p[1], "cols", 1, 1 << 16)};
+        if (sh.cols % kBlock)
+          throw Error("cols must be a multiple of 256 for TQ1_0/TQ2_0, got " + s);
         o.shapes.push_back(sh);
       }
     } else if (a == "--tokens") {
       o.tokens.clear();
-      for (const std::string& s : split(next(), ',')) o.tokens.push_back(peer::parse_int(s, "--tokens", 1, 1 << 14));
+      for (const std::string& s : split(next(), ','))
+        o.tokens.push_back(peer::parse_int(s, "--tokens", 1, 1 << 14));
     } else if (a == "--types") {
       o.types.clear();
       for (const std::string& s : split(next(), ','))
-        if (s == "tq2_0") o.types.push_back(GGML_TYPE_TQ2_0);
-        else if (s == "tq1_0") o.types.push_back(GGML_TYPE_TQ1_0);
-        else throw Error("--types: expected tq2_0 or tq1_0, got '" + s + "'");
+        if (s == "tq2_0")
+          o.types.push_back(GGML_TYPE_TQ2_0);
+        else if (s == "tq1_0")
+          o.types.push_back(GGML_TYPE_TQ1_0);
+        else
+          throw Error("--types: expected tq2_0 or tq1_0, got '" + s + "'");
     } else if (a == "--act") {
       o.acts.clear();
       for (const std::string& s : split(next(), ','))
-        if (s == "f32") o.acts.push_back(Act::F32);
-        else if (s == "q8_K") o.acts.push_back(Act::Q8K);
-        else throw Error("--act: expected f32 or q8_K, got '" + s + "'");
+        if (s == "f32")
+          o.acts.push_back(Act::F32);
+        else if (s == "q8_K")
+          o.acts.push_back(Act::Q8K);
+        else
+          throw Error("--act: expected f32 or q8_K, got '" + s + "'");
     } else if (a == "--threads") {
       o.threads.clear();
-      for (const std::string& s : split(next(), ',')) o.threads.push_back(int(peer::parse_int(s, "--threads", 1, 512)));
+      for (const std::string& s : split(next(), ','))
+        o.threads.push_back(int(peer::parse_int(s, "--threads", 1, 512)));
     } else if (a == "--min-time") {
       o.min_time = peer::parse_seconds(next(), "--min-time");
     } else if (a == "--max-time") {
@@ -145,7 +158,8 @@ Options parse(int argc, char** argv) {
       throw Error("unknown option '" + a + "' (ggml_mul_mat --help lists the options)");
     }
   }
-  if (o.shapes.empty() || o.tokens.empty() || o.types.empty() || o.acts.empty() || o.threads.empty())
+  if (o.shapes.empty() || o.tokens.empty() || o.types.empty() || o.acts.empty() ||
+      o.threads.empty())
     throw Error("--shapes, --tokens, --types, --act and --threads must not be empty");
   if (o.check_only) {
     o.shapes = {{256, 256}, {96, 768}};
@@ -158,26 +172,30 @@ Options parse(int argc, char** argv) {
 
 class MulMat {
  public:
-  MulMat(ggml_backend_t backend, ggml_type type, Act act, const Shape& s, int64_t n, std::mt19937_64& rng)
+  MulMat(ggml_backend_t backend, ggml_type type, Act act, const Shape& s, int64_t n,
+         std::mt19937_64& rng)
       : type_(type), s_(s), n_(n) {
-    ggml_init_params ip{ggml_tensor_overhead() * 4 + ggml_graph_overhead(), nullptr, /*no_alloc=*/true};
+    ggml_init_params ip{ggml_tensor_overhead() * 4 + ggml_graph_overhead(), nullptr,
+                        /*no_alloc=*/true};
     ctx_ = ggml_init(ip);
     if (!ctx_) throw Error("ggml_init failed");
     w_ = ggml_new_tensor_2d(ctx_, type, s.cols, s.rows);  // ggml ne = [cols, rows]
     x_ = ggml_new_tensor_2d(ctx_, act == Act::F32 ? GGML_TYPE_F32 : GGML_TYPE_Q8_K, s.cols, n);
-    y_ = ggml_mul_mat(ctx_, w_, x_);                       // ne = [rows, n]
+    y_ = ggml_mul_mat(ctx_, w_, x_);  // ne = [rows, n]
     graph_ = ggml_new_graph(ctx_);
     ggml_build_forward_expand(graph_, y_);
     buf_ = ggml_backend_alloc_ctx_tensors(ctx_, backend);
-    if (!buf_) throw Error("cannot allocate the ggml tensors of a " + std::to_string(s.rows) + "x" +
-                           std::to_string(s.cols) + " point");
+    if (!buf_)
+      throw Error("cannot allocate the ggml tensors of a " + std::to_string(s.rows) + "x" +
+                  std::to_string(s.cols) + " point");
 
     // Ternary weights {-1, 0, +1} * kWeightScale, each value with probability 1/3.
     w_f32_.resize(size_t(s.rows * s.cols));
     std::uniform_int_distribution<int> tern(-1, 1);
     for (float& v : w_f32_) v = float(tern(rng)) * kWeightScale;
     std::vector<uint8_t> wq(ggml_row_size(type, s.cols) * size_t(s.rows));
-    const size_t written = ggml_quantize_chunk(type, w_f32_.data(), wq.data(), 0, s.rows, s.cols, nullptr);
+    const size_t written =
+        ggml_quantize_chunk(type, w_f32_.data(), wq.data(), 0, s.rows, s.cols, nullptr);
     if (written != wq.size()) throw Error("ggml_quantize_chunk wrote an unexpected size");
     ggml_backend_tensor_set(w_, wq.data(), 0, wq.size());
     // What ggml will multiply: the weights as the TQ blocks hold them.
@@ -189,7 +207,8 @@ class MulMat {
     if (act == Act::F32) {
       ggml_backend_tensor_set(x_, x_f32_.data(), 0, x_f32_.size() * sizeof(float));
     } else {
-      if (ggml_row_size(GGML_TYPE_Q8_K, kBlock) != sizeof(BlockQ8K)) throw Error("ggml's q8_K block is not the expected layout");
+      if (ggml_row_size(GGML_TYPE_Q8_K, kBlock) != sizeof(BlockQ8K))
+        throw Error("ggml's q8_K block is not the expected layout");
       std::vector<BlockQ8K> xq(size_t(n * s.cols / kBlock));
       for (size_t b = 0; b < xq.size(); ++b) xq[b] = q8k_block(&x_f32_[b * kBlock]);
       ggml_backend_tensor_set(x_, xq.data(), 0, xq.size() * sizeof(BlockQ8K));
@@ -203,7 +222,8 @@ class MulMat {
   MulMat& operator=(const MulMat&) = delete;
 
   void run(ggml_backend_t backend) {
-    if (ggml_backend_graph_compute(backend, graph_) != GGML_STATUS_SUCCESS) throw Error("ggml graph compute failed");
+    if (ggml_backend_graph_compute(backend, graph_) != GGML_STATUS_SUCCESS)
+      throw Error("ggml graph compute failed");
   }
 
   // max |ggml - reference| / max |reference| over the first and last activation columns.
@@ -240,7 +260,8 @@ class MulMat {
       }
     if (amax == 0) return blk;
     const float iscale = -127.f / mx;
-    for (int64_t j = 0; j < kBlock; ++j) blk.qs[j] = int8_t(std::min(127, int(std::nearbyint(iscale * x[j]))));
+    for (int64_t j = 0; j < kBlock; ++j)
+      blk.qs[j] = int8_t(std::min(127, int(std::nearbyint(iscale * x[j]))));
     for (int64_t g = 0; g < kBlock / 16; ++g) {
       int sum = 0;
       for (int64_t j = 0; j < 16; ++j) sum += blk.qs[g * 16 + j];
@@ -342,8 +363,8 @@ int run(const Options& o) {
       const bool ok = err <= kCheckTol;
       all_ok = all_ok && ok;
       std::fprintf(stderr, "ggml_mul_mat: %s act %s %lldx%lld n=%lld threads=%d check %.2e %s\n",
-                   ggml_type_name(p.type), act_name(p.act), (long long)p.s.rows, (long long)p.s.cols,
-                   (long long)p.n, t, err, ok ? "ok" : "FAILED");
+                   ggml_type_name(p.type), act_name(p.act), (long long)p.s.rows,
+                   (long long)p.s.cols, (long long)p.n, t, err, ok ? "ok" : "FAILED");
       j.begin_obj();
       j.kv("kind", "ggml_mul_mat").kv("type", ggml_type_name(p.type)).kv("act", act_name(p.act));
       j.kv("rows", p.s.rows).kv("cols", p.s.cols).kv("n", p.n).kv("threads", t);
@@ -364,9 +385,12 @@ int run(const Options& o) {
   ggml_backend_free(backend);
 
   const std::string doc = j.str() + "\n";
-  if (o.out.empty()) std::fwrite(doc.data(), 1, doc.size(), stdout);
-  else peer::write_file(o.out, doc.data(), doc.size());
-  if (!all_ok) throw Error("ggml's output differs from the reference beyond " + std::to_string(kCheckTol));
+  if (o.out.empty())
+    std::fwrite(doc.data(), 1, doc.size(), stdout);
+  else
+    peer::write_file(o.out, doc.data(), doc.size());
+  if (!all_ok)
+    throw Error("ggml's output differs from the reference beyond " + std::to_string(kCheckTol));
   return 0;
 }
 

@@ -17,7 +17,8 @@ function findRepo(): string {
   // From bench/peers/ (run from source) or dist/bench/peers/ (compiled), walk up to the repo.
   for (let d = dirname(fileURLToPath(import.meta.url)); ; d = dirname(d)) {
     if (existsSync(join(d, 'bench', 'peers', 'setup.sh'))) return d;
-    if (dirname(d) === d) throw new Error('llama peer: cannot find the repository (bench/peers/setup.sh) above ' + fileURLToPath(import.meta.url));
+    if (dirname(d) === d)
+      throw new Error('llama peer: cannot find the repository (bench/peers/setup.sh) above ' + fileURLToPath(import.meta.url));
   }
 }
 
@@ -139,12 +140,23 @@ export interface TokenizeBench {
 }
 
 /** Tokenization speed: the whole text tokenized reps times after one untimed call; median. */
-export function llamaBenchTokenize(model: string, text: string | Uint8Array, o: { bos?: boolean; special?: boolean; reps?: number } = {}): TokenizeBench {
+export function llamaBenchTokenize(
+  model: string,
+  text: string | Uint8Array,
+  o: { bos?: boolean; special?: boolean; reps?: number } = {},
+): TokenizeBench {
   return withTemp((dir) => {
     const file = join(dir, 'text');
     writeFileSync(file, text);
-    const args = ['bench-tokenize', resolve(model), file, '--reps', String(o.reps ?? 5),
-      ...(o.bos === false ? ['--no-bos'] : []), ...(o.special ? ['--special'] : [])];
+    const args = [
+      'bench-tokenize',
+      resolve(model),
+      file,
+      '--reps',
+      String(o.reps ?? 5),
+      ...(o.bos === false ? ['--no-bos'] : []),
+      ...(o.special ? ['--special'] : []),
+    ];
     return JSON.parse(run(PEER_PATHS.llamaPeer, args)) as TokenizeBench;
   });
 }
@@ -158,8 +170,17 @@ export interface ScoreOptions extends PeerNumerics {
 }
 
 function scoreArgs(cmd: string, model: string, file: string, o: ScoreOptions): string[] {
-  return [cmd, resolve(model), file, '--ctx', String(o.ctx), ...(o.stride ? ['--stride', String(o.stride)] : []),
-    '--threads', String(o.threads ?? 1), ...numericsArgs(o)];
+  return [
+    cmd,
+    resolve(model),
+    file,
+    '--ctx',
+    String(o.ctx),
+    ...(o.stride ? ['--stride', String(o.stride)] : []),
+    '--threads',
+    String(o.threads ?? 1),
+    ...numericsArgs(o),
+  ];
 }
 
 /** Per-token NLLs with ternorm's windowing: nll[i] = -ln p(tokens[i + 1] | its window), as EvalResult.nll. */
@@ -181,7 +202,9 @@ export function llamaBenchScore(model: string, tokens: ArrayLike<number>, o: Sco
   return withTemp((dir) => {
     const file = join(dir, 'tokens');
     writeFileSync(file, tokensText(tokens));
-    return JSON.parse(run(PEER_PATHS.llamaPeer, [...scoreArgs('bench-score', model, file, o), '--reps', String(o.reps ?? 1)])) as BenchScoreSummary;
+    return JSON.parse(
+      run(PEER_PATHS.llamaPeer, [...scoreArgs('bench-score', model, file, o), '--reps', String(o.reps ?? 1)]),
+    ) as BenchScoreSummary;
   });
 }
 
@@ -190,8 +213,19 @@ export function llamaDecode(model: string, prompt: ArrayLike<number>, o: PeerNum
   return withTemp((dir) => {
     const file = join(dir, 'prompt');
     writeFileSync(file, tokensText(prompt));
-    return JSON.parse(run(PEER_PATHS.llamaPeer, ['decode', resolve(model), '--prompt-tokens', file, '--n', String(o.n),
-      '--threads', String(o.threads ?? 1), ...numericsArgs(o)])) as DecodeSummary;
+    return JSON.parse(
+      run(PEER_PATHS.llamaPeer, [
+        'decode',
+        resolve(model),
+        '--prompt-tokens',
+        file,
+        '--n',
+        String(o.n),
+        '--threads',
+        String(o.threads ?? 1),
+        ...numericsArgs(o),
+      ]),
+    ) as DecodeSummary;
   });
 }
 

@@ -73,7 +73,9 @@ struct Options {
   llama_flash_attn_type flash_attn = LLAMA_FLASH_ATTN_TYPE_AUTO;
 };
 
-[[noreturn]] void usage(const std::string& msg) { throw Error(msg + " (llama_peer --help lists the usage)"); }
+[[noreturn]] void usage(const std::string& msg) {
+  throw Error(msg + " (llama_peer --help lists the usage)");
+}
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -107,15 +109,22 @@ Options parse(int argc, char** argv) {
       o.prompt_tokens = next();
     } else if (a == "--kv") {
       const std::string v = next();
-      if (v == "f16") o.kv = GGML_TYPE_F16;
-      else if (v == "f32") o.kv = GGML_TYPE_F32;
-      else usage("--kv must be f16 or f32, got '" + v + "'");
+      if (v == "f16")
+        o.kv = GGML_TYPE_F16;
+      else if (v == "f32")
+        o.kv = GGML_TYPE_F32;
+      else
+        usage("--kv must be f16 or f32, got '" + v + "'");
     } else if (a == "--flash-attn") {
       const std::string v = next();
-      if (v == "auto") o.flash_attn = LLAMA_FLASH_ATTN_TYPE_AUTO;
-      else if (v == "on") o.flash_attn = LLAMA_FLASH_ATTN_TYPE_ENABLED;
-      else if (v == "off") o.flash_attn = LLAMA_FLASH_ATTN_TYPE_DISABLED;
-      else usage("--flash-attn must be auto, on or off, got '" + v + "'");
+      if (v == "auto")
+        o.flash_attn = LLAMA_FLASH_ATTN_TYPE_AUTO;
+      else if (v == "on")
+        o.flash_attn = LLAMA_FLASH_ATTN_TYPE_ENABLED;
+      else if (v == "off")
+        o.flash_attn = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+      else
+        usage("--flash-attn must be auto, on or off, got '" + v + "'");
     } else if (a == "--verbose") {
       g_verbose = true;
     } else if (a.size() > 1 && a[0] == '-') {
@@ -130,10 +139,12 @@ Options parse(int argc, char** argv) {
   const size_t want = o.cmd == "decode" ? 2 : 3;
   const bool tokenizing = o.cmd == "tokenize" || o.cmd == "bench-tokenize";
   if (!tokenizing && !scoring && o.cmd != "decode") usage("unknown subcommand '" + o.cmd + "'");
-  if (pos.size() != want) usage(o.cmd + ": expected " + std::to_string(want - 1) + " file argument(s)");
+  if (pos.size() != want)
+    usage(o.cmd + ": expected " + std::to_string(want - 1) + " file argument(s)");
   o.model = pos[1];
   if (want == 3) o.input = pos[2];
-  if (scoring && o.ctx == 0) usage(o.cmd + ": --ctx N is required (ternorm's context, the window size)");
+  if (scoring && o.ctx == 0)
+    usage(o.cmd + ": --ctx N is required (ternorm's context, the window size)");
   if (o.stride > 0 && o.stride > o.ctx) usage("--stride must be in [1, --ctx]");
   if (o.cmd == "decode" && (o.prompt_tokens.empty() || o.n == 0))
     usage("decode: --prompt-tokens FILE and --n N are required");
@@ -178,7 +189,9 @@ struct Context {
     cp.flash_attn_type = o.flash_attn;
     cp.no_perf = true;
     ctx = llama_init_from_model(m.model, cp);
-    if (!ctx) throw Error(with_cause("cannot create a llama.cpp context of " + std::to_string(n_ctx) + " tokens"));
+    if (!ctx)
+      throw Error(
+          with_cause("cannot create a llama.cpp context of " + std::to_string(n_ctx) + " tokens"));
   }
   ~Context() { llama_free(ctx); }
   Context(const Context&) = delete;
@@ -211,8 +224,9 @@ void decode(llama_context* ctx, const Batch& batch) {
 void check_ids(const std::vector<int32_t>& tokens, int32_t n_vocab, const std::string& path) {
   for (size_t i = 0; i < tokens.size(); ++i)
     if (tokens[i] >= n_vocab)
-      throw Error("tokens file '" + path + "': token id " + std::to_string(tokens[i]) + " at position " +
-                  std::to_string(i) + " is out of the model's vocabulary [0, " + std::to_string(n_vocab) + ")");
+      throw Error("tokens file '" + path + "': token id " + std::to_string(tokens[i]) +
+                  " at position " + std::to_string(i) + " is out of the model's vocabulary [0, " +
+                  std::to_string(n_vocab) + ")");
 }
 
 // -ln softmax(logits)[target], accumulated in double.
@@ -227,8 +241,9 @@ double nll_of(const float* logits, int32_t n_vocab, int32_t target) {
 void settings_json(Json& j, const Options& o, const Model& m) {
   j.kv("threads", o.threads);
   j.kv("kv_type", o.kv == GGML_TYPE_F32 ? "f32" : "f16");
-  j.kv("flash_attn", o.flash_attn == LLAMA_FLASH_ATTN_TYPE_AUTO ? "auto"
-                     : o.flash_attn == LLAMA_FLASH_ATTN_TYPE_ENABLED ? "on" : "off");
+  j.kv("flash_attn", o.flash_attn == LLAMA_FLASH_ATTN_TYPE_AUTO      ? "auto"
+                     : o.flash_attn == LLAMA_FLASH_ATTN_TYPE_ENABLED ? "on"
+                                                                     : "off");
   j.kv("load_s", m.load_s);
   char desc[256];
   llama_model_desc(m.model, desc, sizeof desc);
@@ -241,8 +256,9 @@ void settings_json(Json& j, const Options& o, const Model& m) {
 
 std::vector<llama_token> tokenize(const Model& m, const std::string& text, const Options& o) {
   std::vector<llama_token> ids(text.size() + 16);
-  int32_t n = llama_tokenize(m.vocab, text.data(), int32_t(text.size()), ids.data(), int32_t(ids.size()),
-                             /*add_special=*/!o.no_bos, /*parse_special=*/o.special);
+  int32_t n =
+      llama_tokenize(m.vocab, text.data(), int32_t(text.size()), ids.data(), int32_t(ids.size()),
+                     /*add_special=*/!o.no_bos, /*parse_special=*/o.special);
   if (n < 0) {
     ids.resize(size_t(-int64_t(n)));
     n = llama_tokenize(m.vocab, text.data(), int32_t(text.size()), ids.data(), int32_t(ids.size()),
@@ -338,7 +354,8 @@ double score_once(Context& c, const Model& m, const std::vector<int32_t>& tokens
 int cmd_score(const Options& o, bool bench) {
   const std::vector<int32_t> tokens = peer::read_tokens(o.input);
   if (tokens.size() < 2)
-    throw Error("tokens file '" + o.input + "': need at least 2 tokens, got " + std::to_string(tokens.size()));
+    throw Error("tokens file '" + o.input + "': need at least 2 tokens, got " +
+                std::to_string(tokens.size()));
   Model m(o.model, false);
   check_ids(tokens, m.n_vocab(), o.input);
   const Windows w = windows_of(int64_t(tokens.size()), o.ctx, o.stride);
@@ -346,7 +363,8 @@ int cmd_score(const Options& o, bool bench) {
 
   std::vector<double> nll, score_s, pp_s;
   if (bench) score_once(c, m, tokens, w, nll);  // warm-up: page in the weights, spin up threads
-  for (int64_t r = 0; r < (bench ? o.reps : 1); ++r) score_s.push_back(score_once(c, m, tokens, w, nll));
+  for (int64_t r = 0; r < (bench ? o.reps : 1); ++r)
+    score_s.push_back(score_once(c, m, tokens, w, nll));
   if (bench) {
     // Prompt processing: the first window, one output (its last position), from an empty cache.
     Batch batch(w.W);
@@ -371,7 +389,9 @@ int cmd_score(const Options& o, bool bench) {
   j.kv("n_scored", int64_t(nll.size()));
   j.kv("window", w.W).kv("stride", w.stride).kv("n_windows", int64_t(w.starts.size()));
   j.kv("n_ctx", int64_t(llama_n_ctx(c.ctx)));
-  j.kv("total_nll", total).kv("mean_nll", total / n_scored).kv("perplexity", std::exp(total / n_scored));
+  j.kv("total_nll", total)
+      .kv("mean_nll", total / n_scored)
+      .kv("perplexity", std::exp(total / n_scored));
   const double med = peer::median(score_s);
   j.kv("score_s", med).kv("score_tokens_per_s", n_scored / med);
   if (bench) {
@@ -440,7 +460,8 @@ int cmd_decode(const Options& o) {
   for (int32_t t : out) j.val(int64_t(t));
   j.end_arr();
   j.kv("prompt_s", prompt_s).kv("prompt_tokens_per_s", double(n_prompt) / prompt_s);
-  // The first generated token comes from the prompt's logits; the n - 1 others each cost one decode.
+  // The first generated token comes from the prompt's logits; the n - 1 others each cost one
+  // decode.
   j.kv("decode_steps", int64_t(step_s.size()));
   j.kv("decode_s", decode_s);
   j.kv("decode_step_median_s", peer::median(step_s));
@@ -460,9 +481,12 @@ int main(int argc, char** argv) {
     peer::load_cpu_backend();
     llama_backend_init();
     int rc = 0;
-    if (o.cmd == "tokenize" || o.cmd == "bench-tokenize") rc = cmd_tokenize(o, o.cmd == "bench-tokenize");
-    else if (o.cmd == "decode") rc = cmd_decode(o);
-    else rc = cmd_score(o, o.cmd == "bench-score");
+    if (o.cmd == "tokenize" || o.cmd == "bench-tokenize")
+      rc = cmd_tokenize(o, o.cmd == "bench-tokenize");
+    else if (o.cmd == "decode")
+      rc = cmd_decode(o);
+    else
+      rc = cmd_score(o, o.cmd == "bench-score");
     llama_backend_free();
     return rc;
   } catch (const std::exception& e) {

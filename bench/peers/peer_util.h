@@ -56,8 +56,10 @@ inline std::vector<std::string> cpu_backend_features(ggml_backend_dev_t dev) {
       ggml_backend_reg_get_proc_address(reg, "ggml_backend_get_features"));
   if (!get) return out;
   for (const ggml_backend_feature* f = get(reg); f && f->name; ++f)
-    if (std::string(f->value) == "1") out.push_back(f->name);
-    else out.push_back(std::string(f->name) + "=" + f->value);
+    if (std::string(f->value) == "1")
+      out.push_back(f->name);
+    else
+      out.push_back(std::string(f->name) + "=" + f->value);
   return out;
 }
 
@@ -73,7 +75,8 @@ inline std::string read_file(const std::string& path, const char* what) {
 inline void read_file_head(const std::string& path, const char* what) {
   std::ifstream in(path, std::ios::binary);
   char c;
-  if (!in || !in.get(c)) throw Error(std::string("cannot open or read ") + what + " '" + path + "'");
+  if (!in || !in.get(c))
+    throw Error(std::string("cannot open or read ") + what + " '" + path + "'");
 }
 
 // Token ids as the tokenize subcommand prints them: decimal, whitespace-separated.

@@ -65,15 +65,20 @@ export interface EncodeResult {
   mixed: MixedReport | null;
 }
 
-
 /** Encodes a trained adapter with one method. Deterministic; off the event loop. */
-export async function encodeAdapter(model: Model, adapter: Adapter | Float32Array, method: string, options: EncodeOptions = {}): Promise<EncodeResult> {
+export async function encodeAdapter(
+  model: Model,
+  adapter: Adapter | Float32Array,
+  method: string,
+  options: EncodeOptions = {},
+): Promise<EncodeResult> {
   if (!(model instanceof Model)) throw new TypeError('model must be a Model');
   const gains = adapter instanceof Adapter ? adapter.gains : adapter;
   if (!types.isFloat32Array(gains)) throw new TypeError('adapter must be an Adapter or a Float32Array of gains');
   const name = checkMethod(method);
   const needsLoss = codecMethods().find((m) => m.name === name)!.needsLoss;
-  if (name === 'mixed' && options.byteBudget === undefined) throw new RangeError('mixed needs options.byteBudget (the most bytes an adapter may take)');
+  if (name === 'mixed' && options.byteBudget === undefined)
+    throw new RangeError('mixed needs options.byteBudget (the most bytes an adapter may take)');
   let calibration: { tokens: Int32Array; nBytes: number; stride: number; batch: number } | null = null;
   if (options.calibration !== undefined) {
     const c = options.calibration;
@@ -83,9 +88,16 @@ export async function encodeAdapter(model: Model, adapter: Adapter | Float32Arra
       if (model.tokenizer === null) throw new Error('calibration.nBytes is required: the model has no tokenizer to count bytes with');
       nBytes = model.tokenizer.decode(c.tokens.subarray(1)).length;
     }
-    calibration = { tokens: c.tokens, nBytes, stride: c.stride ?? model.config.context, batch: c.batch ?? defaultOf(coreLimits().eval.batch) };
+    calibration = {
+      tokens: c.tokens,
+      nBytes,
+      stride: c.stride ?? model.config.context,
+      batch: c.batch ?? defaultOf(coreLimits().eval.batch),
+    };
   } else if (needsLoss) {
-    throw new RangeError(`${name} chooses its encoding by the training-text loss: pass options.calibration (tokens of the user's training text)`);
+    throw new RangeError(
+      `${name} chooses its encoding by the training-text loss: pass options.calibration (tokens of the user's training text)`,
+    );
   }
   const grid = options.clipGrid ?? [];
   if (!Array.isArray(grid)) throw new TypeError('clipGrid must be an array of numbers');

@@ -139,7 +139,9 @@ export function canonicalJson(value: unknown, path = '$'): string {
     case 'object': {
       if (Array.isArray(value)) return `[${value.map((v, i) => canonicalJson(v, `${path}[${i}]`)).join(',')}]`;
       const o = value as Record<string, unknown>;
-      const keys = Object.keys(o).filter((k) => o[k] !== undefined).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      const keys = Object.keys(o)
+        .filter((k) => o[k] !== undefined)
+        .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
       return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k], `${path}.${k}`)}`).join(',')}}`;
     }
     default:
@@ -177,7 +179,8 @@ class CriteriaReader {
   }
 
   object(v: unknown, path: string, required: readonly string[], optional: readonly string[] = []): Record<string, unknown> {
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) this.fail(`${path === '' ? 'the file' : `"${path}"`} must be a JSON object, got ${describe(v)}`);
+    if (v === null || typeof v !== 'object' || Array.isArray(v))
+      this.fail(`${path === '' ? 'the file' : `"${path}"`} must be a JSON object, got ${describe(v)}`);
     const o = v as Record<string, unknown>;
     const allowed = [...required, ...optional];
     for (const k of Object.keys(o)) {
@@ -231,7 +234,9 @@ export function validateCriteria(value: unknown, where = ''): Criteria {
   };
   for (const role of ['reference', 'fallback', 'bet'] as const) {
     if (conditions[role] === conditions.noAdapter) {
-      r.fail(`"conditions.${role}" and "conditions.noAdapter" are both "${conditions.noAdapter}"; the no-adapter condition has no encoding`);
+      r.fail(
+        `"conditions.${role}" and "conditions.noAdapter" are both "${conditions.noAdapter}"; the no-adapter condition has no encoding`,
+      );
     }
   }
   if (conditions.bet === conditions.reference) r.fail(`"conditions.bet" and "conditions.reference" are both "${conditions.bet}"`);
@@ -242,17 +247,22 @@ export function validateCriteria(value: unknown, where = ''): Criteria {
   const strict = ratioCriterion('strict');
   const lenient = ratioCriterion('lenient');
   if (lenient.maxRatio < strict.maxRatio) {
-    r.fail(`"lenient.maxRatio" (${lenient.maxRatio}) is below "strict.maxRatio" (${strict.maxRatio}); LENIENT must not be stricter than STRICT`);
+    r.fail(
+      `"lenient.maxRatio" (${lenient.maxRatio}) is below "strict.maxRatio" (${strict.maxRatio}); LENIENT must not be stricter than STRICT`,
+    );
   }
   const fs = parseFraction(strict.minFraction);
   const fl = parseFraction(lenient.minFraction);
   if (fl.num * fs.den > fs.num * fl.den) {
-    r.fail(`"lenient.minFraction" (${lenient.minFraction}) is above "strict.minFraction" (${strict.minFraction}); LENIENT must not be stricter than STRICT`);
+    r.fail(
+      `"lenient.minFraction" (${lenient.minFraction}) is above "strict.minFraction" (${strict.minFraction}); LENIENT must not be stricter than STRICT`,
+    );
   }
   const cat = r.object(top.catastrophic, 'catastrophic', ['minFraction']);
   const pol = r.object(top.policy, 'policy', ['maxRatio', 'mustBeatNoAdapter']);
   const mustBeatNoAdapter = pol.mustBeatNoAdapter;
-  if (typeof mustBeatNoAdapter !== 'boolean') r.fail(`"policy.mustBeatNoAdapter" must be true or false, got ${describe(mustBeatNoAdapter)}`);
+  if (typeof mustBeatNoAdapter !== 'boolean')
+    r.fail(`"policy.mustBeatNoAdapter" must be true or false, got ${describe(mustBeatNoAdapter)}`);
   const out: Criteria = {
     format: CRITERIA_FORMAT,
     version: CRITERIA_VERSION,

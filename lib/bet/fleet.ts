@@ -41,7 +41,8 @@ const byName = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Splits N fleet users over the observed users as described at the top of this file. */
 export function fleetShares(users: readonly string[], fleetUsers: number): Record<string, number> {
-  if (!Number.isSafeInteger(fleetUsers) || fleetUsers < 1) throw new RangeError(`fleet: the number of users must be a positive integer, got ${String(fleetUsers)}`);
+  if (!Number.isSafeInteger(fleetUsers) || fleetUsers < 1)
+    throw new RangeError(`fleet: the number of users must be a positive integer, got ${String(fleetUsers)}`);
   if (users.length === 0) throw new RangeError('fleet: the results have no users yet; nothing to extrapolate from');
   const sorted = [...users].sort(byName);
   if (new Set(sorted).size !== sorted.length) throw new RangeError('fleet: a user appears twice');
@@ -52,15 +53,21 @@ export function fleetShares(users: readonly string[], fleetUsers: number): Recor
 
 /** Fleet totals for `fleetUsers` users from the results' encoded sizes and policy choices. */
 export function fleetTotals(results: Pick<AdapterCompressResults, 'users' | 'conditions' | 'criteria'>, fleetUsers: number): FleetSummary {
-  const shares = fleetShares(results.users.map((u) => u.user), fleetUsers);
+  const shares = fleetShares(
+    results.users.map((u) => u.user),
+    fleetUsers,
+  );
   const { noAdapter, fallback, bet } = results.criteria.criteria.conditions;
   const encodings = results.conditions.filter((c) => c !== noAdapter);
   const sizeOf = (u: AdapterCompressResults['users'][number], c: string): number => {
     const b = u.encodings[c]?.bytes;
-    if (b === undefined || !Number.isSafeInteger(b) || b <= 0) throw new RangeError(`fleet: user "${u.user}" has no encoded size for "${c}"`);
+    if (b === undefined || !Number.isSafeInteger(b) || b <= 0)
+      throw new RangeError(`fleet: user "${u.user}" has no encoded size for "${c}"`);
     return b;
   };
-  const total = (pick: (u: AdapterCompressResults['users'][number]) => string): Omit<FleetRow, 'label' | 'kind' | 'condition' | 'ratioToFallback'> => {
+  const total = (
+    pick: (u: AdapterCompressResults['users'][number]) => string,
+  ): Omit<FleetRow, 'label' | 'kind' | 'condition' | 'ratioToFallback'> => {
     let totalBytes = 0;
     const observedBytes: Record<string, number> = {};
     const mix: Record<string, number> = {};
@@ -76,7 +83,12 @@ export function fleetTotals(results: Pick<AdapterCompressResults, 'users' | 'con
     return { totalBytes, bytesPerUser: totalBytes / fleetUsers, observedBytes, mix: sortedMix };
   };
   const fallbackTotal = total(() => fallback).totalBytes;
-  const row = (label: string, kind: FleetRow['kind'], condition: string | null, pick: (u: AdapterCompressResults['users'][number]) => string): FleetRow => {
+  const row = (
+    label: string,
+    kind: FleetRow['kind'],
+    condition: string | null,
+    pick: (u: AdapterCompressResults['users'][number]) => string,
+  ): FleetRow => {
     const t = total(pick);
     return { label, kind, condition, ...t, ratioToFallback: t.totalBytes / fallbackTotal };
   };
@@ -119,11 +131,16 @@ function mixText(mix: Record<string, number>): string {
 /** A Markdown table of the fleet totals. */
 export function fleetMarkdown(s: FleetSummary): string {
   const lines = [
-    `Fleet of ${s.fleetUsers} users; observed users stand for: ${Object.entries(s.shares).map(([u, n]) => `${md(u)} ${n}`).join(', ')}.`,
+    `Fleet of ${s.fleetUsers} users; observed users stand for: ${Object.entries(s.shares)
+      .map(([u, n]) => `${md(u)} ${n}`)
+      .join(', ')}.`,
     '',
     `| shipping | bytes per user | fleet total (bytes) | fleet total | vs all ${md(s.fallback)} | users per encoding |`,
     '|---|---:|---:|---:|---:|---|',
-    ...s.rows.map((r) => `| ${md(r.label)} | ${r.bytesPerUser.toFixed(1)} | ${r.totalBytes} | ${formatBytes(r.totalBytes)} | ${pct(r.ratioToFallback)} | ${md(mixText(r.mix))} |`),
+    ...s.rows.map(
+      (r) =>
+        `| ${md(r.label)} | ${r.bytesPerUser.toFixed(1)} | ${r.totalBytes} | ${formatBytes(r.totalBytes)} | ${pct(r.ratioToFallback)} | ${md(mixText(r.mix))} |`,
+    ),
   ];
   return lines.join('\n') + '\n';
 }
@@ -131,14 +148,24 @@ export function fleetMarkdown(s: FleetSummary): string {
 /** A plain-text table of the fleet totals, for the CLI. */
 export function formatFleet(s: FleetSummary): string {
   const head = ['shipping', 'bytes/user', 'fleet bytes', 'fleet', `vs all ${s.fallback}`];
-  const body = s.rows.map((r) => [r.label, r.bytesPerUser.toFixed(1), String(r.totalBytes), formatBytes(r.totalBytes), pct(r.ratioToFallback)]);
+  const body = s.rows.map((r) => [
+    r.label,
+    r.bytesPerUser.toFixed(1),
+    String(r.totalBytes),
+    formatBytes(r.totalBytes),
+    pct(r.ratioToFallback),
+  ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const fmt = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   const policy = s.rows.find((r) => r.kind === 'policy')!;
-  return [
-    `fleet of ${s.fleetUsers} users (observed users stand for: ${Object.entries(s.shares).map(([u, n]) => `${u} ${n}`).join(', ')})`,
-    fmt(head),
-    ...body.map(fmt),
-    `policy mix: ${mixText(policy.mix)}`,
-  ].join('\n') + '\n';
+  return (
+    [
+      `fleet of ${s.fleetUsers} users (observed users stand for: ${Object.entries(s.shares)
+        .map(([u, n]) => `${u} ${n}`)
+        .join(', ')})`,
+      fmt(head),
+      ...body.map(fmt),
+      `policy mix: ${mixText(policy.mix)}`,
+    ].join('\n') + '\n'
+  );
 }

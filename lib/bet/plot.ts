@@ -21,7 +21,21 @@ const BOTTOM = 520;
 const FRAME: SvgFrame = { width: W, height: H, left: LEFT, right: RIGHT, top: TOP, bottom: BOTTOM };
 
 // Okabe-Ito then Tableau colours: distinguishable, also with colour-vision deficiencies first.
-const COLOURS = ['#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00', '#56B4E9', '#000000', '#8C564B', '#7F7F7F', '#BCBD22', '#17BECF', '#9467BD', '#F0E442'];
+const COLOURS = [
+  '#0072B2',
+  '#D55E00',
+  '#009E73',
+  '#CC79A7',
+  '#E69F00',
+  '#56B4E9',
+  '#000000',
+  '#8C564B',
+  '#7F7F7F',
+  '#BCBD22',
+  '#17BECF',
+  '#9467BD',
+  '#F0E442',
+];
 const MARKERS = ['circle', 'square', 'triangle', 'diamond', 'down', 'cross'] as const;
 
 interface Point {
@@ -45,10 +59,23 @@ function marker(kind: (typeof MARKERS)[number], x: number, y: number, fill: stri
     default: {
       const pts =
         kind === 'triangle'
-          ? [[x, y - r - 1], [x + r + 1, y + r], [x - r - 1, y + r]]
+          ? [
+              [x, y - r - 1],
+              [x + r + 1, y + r],
+              [x - r - 1, y + r],
+            ]
           : kind === 'down'
-            ? [[x, y + r + 1], [x + r + 1, y - r], [x - r - 1, y - r]]
-            : [[x, y - r - 1], [x + r + 1, y], [x, y + r + 1], [x - r - 1, y]];
+            ? [
+                [x, y + r + 1],
+                [x + r + 1, y - r],
+                [x - r - 1, y - r],
+              ]
+            : [
+                [x, y - r - 1],
+                [x + r + 1, y],
+                [x, y + r + 1],
+                [x - r - 1, y],
+              ];
       return `<polygon points="${pts.map(([a, b]) => `${n2(a!)},${n2(b!)}`).join(' ')}" fill="${fill}" ${attrs}/>`;
     }
   }
@@ -146,7 +173,9 @@ export function renderPlot(r: AdapterCompressResults): string {
   }
   o.push('</g>');
   o.push(...yTicks(y0, y1, sy, LEFT, RIGHT, 'ratio', logY ? logRatioTicks(y0, y1) : undefined));
-  o.push(...axisTitles(FRAME, 'encoded bytes per user (log scale)', 45, `perplexity / perplexity of ${reference}${logY ? ' (log scale)' : ''}`));
+  o.push(
+    ...axisTitles(FRAME, 'encoded bytes per user (log scale)', 45, `perplexity / perplexity of ${reference}${logY ? ' (log scale)' : ''}`),
+  );
 
   // threshold lines
   const lines: { label: string; ratio: number; dash: string; colour: string; kind: string; user?: string }[] = [
@@ -181,8 +210,11 @@ export function renderPlot(r: AdapterCompressResults): string {
     const col = colour(p.scheme);
     const attrs = `data-user="${e(p.user)}" data-scheme="${e(p.scheme)}" data-bytes="${p.bytes}" data-ratio="${p.ratio}" data-low="${p.low}" data-high="${p.high}"`;
     o.push(`<g class="point" ${attrs}>`);
-    o.push(`<title>${e(`${p.user}, ${p.scheme}: ${p.bytes} bytes, ratio ${p.ratio.toFixed(4)} [${p.low.toFixed(4)}, ${p.high.toFixed(4)}]`)}</title>`);
-    if (p.high > p.low) o.push(`<line x1="${n2(x)}" y1="${n2(sy(p.low))}" x2="${n2(x)}" y2="${n2(sy(p.high))}" stroke="${col}" stroke-width="1.5"/>`);
+    o.push(
+      `<title>${e(`${p.user}, ${p.scheme}: ${p.bytes} bytes, ratio ${p.ratio.toFixed(4)} [${p.low.toFixed(4)}, ${p.high.toFixed(4)}]`)}</title>`,
+    );
+    if (p.high > p.low)
+      o.push(`<line x1="${n2(x)}" y1="${n2(sy(p.low))}" x2="${n2(x)}" y2="${n2(sy(p.high))}" stroke="${col}" stroke-width="1.5"/>`);
     o.push(marker(markerOf(p.user), x, sy(p.ratio), col, 'stroke="#ffffff" stroke-width="0.5"'));
     o.push('</g>');
   }
@@ -207,9 +239,13 @@ export function renderPlot(r: AdapterCompressResults): string {
   ly += 26;
   o.push(`<text x="${lx}" y="${ly}" font-weight="bold">lines</text>`);
   ly += 17;
-  o.push(`<line x1="${lx}" y1="${ly - 4}" x2="${lx + 12}" y2="${ly - 4}" stroke="#b00020" stroke-width="1.2"/><text x="${lx + 16}" y="${ly}">${e(`STRICT: ${c.strict.maxRatio}x ${reference}`)}</text>`);
+  o.push(
+    `<line x1="${lx}" y1="${ly - 4}" x2="${lx + 12}" y2="${ly - 4}" stroke="#b00020" stroke-width="1.2"/><text x="${lx + 16}" y="${ly}">${e(`STRICT: ${c.strict.maxRatio}x ${reference}`)}</text>`,
+  );
   ly += 17;
-  o.push(`<line x1="${lx}" y1="${ly - 4}" x2="${lx + 12}" y2="${ly - 4}" stroke="#555555" stroke-dasharray="6,4" stroke-width="1.2"/><text x="${lx + 16}" y="${ly}">${e(`${noAdapter} (per user)`)}</text>`);
+  o.push(
+    `<line x1="${lx}" y1="${ly - 4}" x2="${lx + 12}" y2="${ly - 4}" stroke="#555555" stroke-dasharray="6,4" stroke-width="1.2"/><text x="${lx + 16}" y="${ly}">${e(`${noAdapter} (per user)`)}</text>`,
+  );
   ly += 17;
   o.push(`<text x="${lx}" y="${ly}" fill="#555555">${e('bars: bootstrap interval')}</text>`);
   o.push('</g>');

@@ -69,7 +69,15 @@ export function choosePolicy(
       const ratio = ppl / referencePpl;
       const beatsNoAdapter = ppl < noAdapterPpl;
       const eligible = bytes <= fallbackBytes;
-      return { condition, bytes, ppl, ratio, beatsNoAdapter, eligible, passes: eligible && ratio <= maxRatio && (!mustBeatNoAdapter || beatsNoAdapter) };
+      return {
+        condition,
+        bytes,
+        ppl,
+        ratio,
+        beatsNoAdapter,
+        eligible,
+        passes: eligible && ratio <= maxRatio && (!mustBeatNoAdapter || beatsNoAdapter),
+      };
     })
     .sort((a, b) => a.bytes - b.bytes || a.ppl - b.ppl || byName(a.condition, b.condition));
   const chosen = candidates.find((c) => c.passes);

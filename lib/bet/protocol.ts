@@ -35,9 +35,26 @@ import { readTextFile } from '../util/files.js';
 import { sha256Hex } from '../util/hash.js';
 import { FileLock } from '../util/lock.js';
 import { packageRoot } from '../util/package-root.js';
-import { resolveAdapterRun, splitUserTokens, trainAdapter, type AdapterRunOptions, type TrainAdapterResult } from '../model/train-adapter.js';
+import {
+  resolveAdapterRun,
+  splitUserTokens,
+  trainAdapter,
+  type AdapterRunOptions,
+  type TrainAdapterResult,
+} from '../model/train-adapter.js';
 import { loadCriteria, type LoadedCriteria } from './criteria.js';
-import { checkUserName, readResults, ResultsWriter, type AdapterCompressResults, type ResultsHeader, type EncodingInfo, type RunConfig, type SplitName, type TextId, type UserEvaluation } from './results.js';
+import {
+  checkUserName,
+  readResults,
+  ResultsWriter,
+  type AdapterCompressResults,
+  type ResultsHeader,
+  type EncodingInfo,
+  type RunConfig,
+  type SplitName,
+  type TextId,
+  type UserEvaluation,
+} from './results.js';
 import type { NllArray } from './stats.js';
 
 /** The schemes the bet compares, in report order: the raw references, the bet, then the six families. */
@@ -156,7 +173,11 @@ export function userTexts(u: BetUser, fixtures: () => Fixtures = getFixtures): U
   try {
     plan = planUserSplit(
       text,
-      { trainBytes: Math.floor(d.trainBytes * scale), validationBytes: Math.floor(d.validationBytes * scale), testBytes: Math.floor(d.testBytes * scale) },
+      {
+        trainBytes: Math.floor(d.trainBytes * scale),
+        validationBytes: Math.floor(d.validationBytes * scale),
+        testBytes: Math.floor(d.testBytes * scale),
+      },
       u.name,
     );
   } catch (err) {
@@ -165,7 +186,13 @@ export function userTexts(u: BetUser, fixtures: () => Fixtures = getFixtures): U
   const part = (p: 'train' | SplitName) => gather(text, plan[p]!);
   const validation = part('validation');
   const test = part('test');
-  const id = (p: SplitName, bytes: Uint8Array): TextId => ({ fixture: `file:${resolve(path)}`, part: p, ranges: plan[p]!, bytes: bytes.length, sha256: sha256Hex(bytes) });
+  const id = (p: SplitName, bytes: Uint8Array): TextId => ({
+    fixture: `file:${resolve(path)}`,
+    part: p,
+    ranges: plan[p]!,
+    bytes: bytes.length,
+    sha256: sha256Hex(bytes),
+  });
   return { train: part('train'), validation, test, ids: { validation: id('validation', validation), test: id('test', test) } };
 }
 
@@ -230,9 +257,14 @@ export function defaultUsers(): BetUser[] {
  */
 export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<AdapterCompressResults> {
   checkUsers(o.users);
-  if (!Number.isSafeInteger(o.seeds) || o.seeds < 1 || o.seeds > 100) throw new RangeError(`seeds must be an integer in 1..100, got ${String(o.seeds)}`);
+  if (!Number.isSafeInteger(o.seeds) || o.seeds < 1 || o.seeds > 100)
+    throw new RangeError(`seeds must be an integer in 1..100, got ${String(o.seeds)}`);
   if (!Number.isSafeInteger(o.seed) || o.seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${String(o.seed)}`);
-  const calibrationTokens = checkLimit(coreLimits().codec.calibrationTokens, o.encode?.calibrationTokens ?? defaultCalibrationTokens(), 'calibration tokens');
+  const calibrationTokens = checkLimit(
+    coreLimits().codec.calibrationTokens,
+    o.encode?.calibrationTokens ?? defaultCalibrationTokens(),
+    'calibration tokens',
+  );
   const criteria: LoadedCriteria = loadCriteria(o.criteriaPath);
   const model = Model.load(o.modelPath);
   if (model.tokenizer === null) throw new Error(`${o.modelPath} has no tokenizer`);
@@ -248,7 +280,9 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
       throw new Error(`user "${u.name}": adapter ${u.adapterPath}: ${(err as Error).message}`);
     }
     if (a.encoding !== null) {
-      throw new Error(`user "${u.name}": adapter ${u.adapterPath} is already encoded (${a.scheme}); the bet needs the trained f32 adapter as its reference`);
+      throw new Error(
+        `user "${u.name}": adapter ${u.adapterPath} is already encoded (${a.scheme}); the bet needs the trained f32 adapter as its reference`,
+      );
     }
     given.set(u.name, a);
   }
@@ -261,7 +295,11 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
   const header: ResultsHeader = {
     seed: o.seed,
     seeds: o.seeds,
-    baseModel: { name: basename(o.modelPath), sha256: sha256Hex(readFileSync(o.modelPath)), config: { ...model.config, fingerprint: model.fingerprint ?? '' } },
+    baseModel: {
+      name: basename(o.modelPath),
+      sha256: sha256Hex(readFileSync(o.modelPath)),
+      config: { ...model.config, fingerprint: model.fingerprint ?? '' },
+    },
     criteria,
     conditions,
     bootstrap: o.bootstrap,
@@ -385,12 +423,15 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
     };
     if (o.seeds > 1) {
       const { reference, bet } = criteria.criteria.conditions;
-      const seedRuns: { seed: number; nll: Record<string, NllArray> }[] = [{ seed: o.seed, nll: { [reference]: nll.test[reference]!, [bet]: nll.test[bet]! } }];
+      const seedRuns: { seed: number; nll: Record<string, NllArray> }[] = [
+        { seed: o.seed, nll: { [reference]: nll.test[reference]!, [bet]: nll.test[bet]! } },
+      ];
       hooks.onStage?.(u.name, 'seeds', o.seeds - 1);
       for (let k = 1; k < o.seeds; k++) {
         const a = (await train(u.name, texts.train, o.seed + k, true)).adapter;
         const score = async (method: string) =>
-          (await evaluate(model, (await encodeAdapter(model, a, method, { ...o.encode, threads })).encoding, splitTokens.test, { threads })).nll;
+          (await evaluate(model, (await encodeAdapter(model, a, method, { ...o.encode, threads })).encoding, splitTokens.test, { threads }))
+            .nll;
         seedRuns.push({ seed: o.seed + k, nll: { [reference]: await score(reference), [bet]: await score(bet) } });
         hooks.onProgress?.(k, o.seeds - 1, `seed ${o.seed + k}`);
       }

@@ -111,14 +111,22 @@ export function renderReport(r: AdapterCompressResults, options: ReportOptions =
   const { noAdapter, reference, fallback, bet } = mdConditions(r);
   const out: string[] = [];
   out.push('# Adapter compression: results', '');
-  out.push(`- Status: ${r.status}${r.error === null ? '' : ` (error: ${md(r.error)})`}; users done: ${r.users.length}${r.users.length === 0 ? '' : ` (${r.users.map((u) => md(u.user)).join(', ')})`}`);
+  out.push(
+    `- Status: ${r.status}${r.error === null ? '' : ` (error: ${md(r.error)})`}; users done: ${r.users.length}${r.users.length === 0 ? '' : ` (${r.users.map((u) => md(u.user)).join(', ')})`}`,
+  );
   out.push(`- Run seed: ${r.seed}; adapter seeds per user: ${r.seeds}; started ${r.startedAt}, updated ${r.updatedAt}`);
   out.push(`- Base model: ${md(r.baseModel.name)}, sha256 ${r.baseModel.sha256}`);
   out.push(`- Criteria: sha256 ${r.criteria.sha256}, registered ${r.criteria.registeredAt}, from ${md(r.criteria.source)}`);
-  out.push(`- Versions: ${Object.entries(r.versions).map(([k, v]) => `${md(k)} ${md(v)}`).join(', ')}`);
+  out.push(
+    `- Versions: ${Object.entries(r.versions)
+      .map(([k, v]) => `${md(k)} ${md(v)}`)
+      .join(', ')}`,
+  );
   for (const u of r.users) {
     const t = u.texts.test;
-    out.push(`- Held-out text of ${md(u.user)}: ${md(t.fixture)} ${t.part}, ${t.bytes} bytes at ${t.ranges.map(([s, e]) => `[${s}, ${e})`).join(' ')}, sha256 ${t.sha256}; ${u.test.tokens} tokens`);
+    out.push(
+      `- Held-out text of ${md(u.user)}: ${md(t.fixture)} ${t.part}, ${t.bytes} bytes at ${t.ranges.map(([s, e]) => `[${s}, ${e})`).join(' ')}, sha256 ${t.sha256}; ${u.test.tokens} tokens`,
+    );
   }
   out.push(`- ${bootstrapLine(r)}`, '');
   if (r.users.length === 0) {
@@ -165,7 +173,16 @@ export function renderReport(r: AdapterCompressResults, options: ReportOptions =
   );
   out.push(
     ...table(
-      ['user', 'chosen', 'bytes', `validation ratio to ${reference}`, 'test ppl', `test ratio to ${reference}`, `test vs ${noAdapter}`, 'rule holds on test'],
+      [
+        'user',
+        'chosen',
+        'bytes',
+        `validation ratio to ${reference}`,
+        'test ppl',
+        `test ratio to ${reference}`,
+        `test vs ${noAdapter}`,
+        'rule holds on test',
+      ],
       ['l', 'l', 'r', 'r', 'r', 'r', 'l', 'l'],
       r.users.map((u) => {
         const p = u.policy;
@@ -186,7 +203,9 @@ export function renderReport(r: AdapterCompressResults, options: ReportOptions =
   );
   const ps = r.policy;
   out.push(
-    `Policy over ${ps.users} users: ${Object.entries(ps.choices).map(([k, n]) => `${md(k)} ${n}`).join(', ')}; ${ps.fallbacks} fallback(s); ` +
+    `Policy over ${ps.users} users: ${Object.entries(ps.choices)
+      .map(([k, n]) => `${md(k)} ${n}`)
+      .join(', ')}; ${ps.fallbacks} fallback(s); ` +
       `rule holds on test for ${ps.holdsOnTest} of ${ps.users}; mean ${f(ps.meanBytes, 1)} bytes per user (${formatBytes(ps.meanBytes)}).`,
     '',
   );
@@ -216,7 +235,19 @@ export function renderReport(r: AdapterCompressResults, options: ReportOptions =
     out.push('## Spread over adapter seeds (test split): the noise floor', '');
     out.push(
       ...table(
-        ['user', 'condition', 'seeds', 'ppl mean', 'ppl sd', 'ppl min', 'ppl max', 'ppl max/min', `ratio to ${reference} mean`, 'ratio min', 'ratio max'],
+        [
+          'user',
+          'condition',
+          'seeds',
+          'ppl mean',
+          'ppl sd',
+          'ppl min',
+          'ppl max',
+          'ppl max/min',
+          `ratio to ${reference} mean`,
+          'ratio min',
+          'ratio max',
+        ],
         ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
         seeded.flatMap((u) =>
           Object.entries(u.seeds!.spread).map(([cond, s]) => [

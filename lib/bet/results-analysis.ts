@@ -7,7 +7,19 @@ import type { Criteria } from './criteria.js';
 import { choosePolicy, policyOnTest, summarisePolicy, type PolicySummary } from './policy.js';
 import type { ByteRange } from '../data/fixtures.js';
 import { checkUserName, fail, SPLITS, type SplitName } from './results-format.js';
-import { SHA256_PATTERN, type BootstrapSettings, type ConditionStats, type EncodingInfo, type Estimate, type SeedRunResult, type SplitStats, type TextId, type UserPolicy, type UserResult, type UserSeeds } from './results-types.js';
+import {
+  SHA256_PATTERN,
+  type BootstrapSettings,
+  type ConditionStats,
+  type EncodingInfo,
+  type Estimate,
+  type SeedRunResult,
+  type SplitStats,
+  type TextId,
+  type UserPolicy,
+  type UserResult,
+  type UserSeeds,
+} from './results-types.js';
 import { checkNll, deriveSeed, PairedBootstrap, perplexity, seedSpread, type NllArray } from './stats.js';
 import { computeVerdicts, schemesOf, type SchemeVerdict } from './verdicts.js';
 
@@ -66,7 +78,8 @@ function checkEncoding(e: unknown, user: string, c: string): EncodingInfo {
   if (typeof o.bytes !== 'number' || !Number.isSafeInteger(o.bytes) || o.bytes <= 0) {
     fail(`${w}: "bytes" must be the positive integer encoded size, got ${String(o.bytes)}`);
   }
-  if (o.params === null || typeof o.params !== 'object' || Array.isArray(o.params)) fail(`${w}: "params" must be an object of name -> number[]`);
+  if (o.params === null || typeof o.params !== 'object' || Array.isArray(o.params))
+    fail(`${w}: "params" must be an object of name -> number[]`);
   const params: Record<string, number[]> = {};
   for (const [k, v] of Object.entries(o.params as Record<string, unknown>)) {
     const arr = ArrayBuffer.isView(v) ? Array.from(v as unknown as ArrayLike<number>) : v;
@@ -87,13 +100,18 @@ function analyseSplit(user: string, split: SplitName, losses: SplitLosses, ctx: 
   const missing = ctx.conditions.filter((c) => !got.includes(c));
   const extra = got.filter((c) => !ctx.conditions.includes(c));
   if (missing.length > 0 || extra.length > 0) {
-    fail(`${w}: conditions differ from the run's` + (missing.length > 0 ? `; missing: ${missing.join(', ')}` : '') + (extra.length > 0 ? `; unexpected: ${extra.join(', ')}` : ''));
+    fail(
+      `${w}: conditions differ from the run's` +
+        (missing.length > 0 ? `; missing: ${missing.join(', ')}` : '') +
+        (extra.length > 0 ? `; unexpected: ${extra.join(', ')}` : ''),
+    );
   }
   const series: Record<string, NllArray> = {};
   let n = -1;
   for (const c of ctx.conditions) {
     const a = checkNll(losses.nll[c], `${w}, condition "${c}"`, ctx.bootstrap.minTokens);
-    if (n >= 0 && a.length !== n) fail(`${w}: condition "${c}" has ${a.length} tokens, "${ctx.conditions[0]}" has ${n}; every condition must score the same tokens`);
+    if (n >= 0 && a.length !== n)
+      fail(`${w}: condition "${c}" has ${a.length} tokens, "${ctx.conditions[0]}" has ${n}; every condition must score the same tokens`);
     n = a.length;
     series[c] = a;
   }
@@ -136,7 +154,13 @@ function estimateOf(e: Estimate | null, what: string): Estimate {
   return e;
 }
 
-export function userPolicy(validation: SplitStats, test: SplitStats, encodings: Record<string, EncodingInfo>, criteria: Criteria, user: string): UserPolicy {
+export function userPolicy(
+  validation: SplitStats,
+  test: SplitStats,
+  encodings: Record<string, EncodingInfo>,
+  criteria: Criteria,
+  user: string,
+): UserPolicy {
   const bytes = Object.fromEntries(Object.entries(encodings).map(([c, e]) => [c, e.bytes]));
   // the choice sees the validation split only
   const choice = choosePolicy(pointPpl(validation), bytes, criteria);
@@ -144,7 +168,9 @@ export function userPolicy(validation: SplitStats, test: SplitStats, encodings: 
   const t = test.conditions[choice.choice]!;
   const { reference } = criteria.conditions;
   const ratioToReference: Estimate =
-    choice.choice === reference ? { value: 1, ci: { low: 1, high: 1 } } : estimateOf(t.ratioToReference, `user "${user}" test ratio of "${choice.choice}"`);
+    choice.choice === reference
+      ? { value: 1, ci: { low: 1, high: 1 } }
+      : estimateOf(t.ratioToReference, `user "${user}" test ratio of "${choice.choice}"`);
   return {
     ...choice,
     test: {
@@ -166,12 +192,14 @@ function analyseSeeds(ev: UserEvaluation, tokens: number, ctx: AnalysisContext):
     if (typeof r.seed !== 'number' || !Number.isSafeInteger(r.seed) || r.seed < 0) fail(`${w}: "seed" must be a non-negative integer`);
     if (seen.has(r.seed)) fail(`${w}: seed ${r.seed} appears twice`);
     seen.add(r.seed);
-    if (r.nll === null || typeof r.nll !== 'object' || !(reference in r.nll)) fail(`${w}: needs the test NLLs of at least the reference "${reference}"`);
+    if (r.nll === null || typeof r.nll !== 'object' || !(reference in r.nll))
+      fail(`${w}: needs the test NLLs of at least the reference "${reference}"`);
     const ppl: Record<string, number> = {};
     for (const c of Object.keys(r.nll)) {
       if (!ctx.conditions.includes(c)) fail(`${w}: unknown condition "${c}"`);
       const a = checkNll(r.nll[c], `${w}, condition "${c}"`, ctx.bootstrap.minTokens);
-      if (a.length !== tokens) fail(`${w}: condition "${c}" has ${a.length} tokens but the test split has ${tokens}; seed runs score the same test text`);
+      if (a.length !== tokens)
+        fail(`${w}: condition "${c}" has ${a.length} tokens but the test split has ${tokens}; seed runs score the same test text`);
       ppl[c] = perplexity(a);
     }
     return { seed: r.seed, ppl };
@@ -195,7 +223,8 @@ export function analyseUser(ev: UserEvaluation, ctx: AnalysisContext): UserResul
     validation: checkTextId(ev.texts?.validation, ev.user, 'validation'),
     test: checkTextId(ev.texts?.test, ev.user, 'test'),
   };
-  if (ev.encodings === null || typeof ev.encodings !== 'object') fail(`user "${ev.user}": "encodings" must be an object of condition -> { bytes, params }`);
+  if (ev.encodings === null || typeof ev.encodings !== 'object')
+    fail(`user "${ev.user}": "encodings" must be an object of condition -> { bytes, params }`);
   const { noAdapter } = ctx.criteria.conditions;
   const wantEnc = ctx.conditions.filter((c) => c !== noAdapter);
   const gotEnc = Object.keys(ev.encodings);
@@ -212,7 +241,8 @@ export function analyseUser(ev: UserEvaluation, ctx: AnalysisContext): UserResul
   const test = analyseSplit(ev.user, 'test', ev.test, ctx);
   for (const split of SPLITS) {
     const s = split === 'validation' ? validation : test;
-    if (s.bytes !== texts[split].bytes) fail(`user "${ev.user}" ${split}: the losses are for ${s.bytes} bytes but the text id says ${texts[split].bytes}`);
+    if (s.bytes !== texts[split].bytes)
+      fail(`user "${ev.user}" ${split}: the losses are for ${s.bytes} bytes but the text id says ${texts[split].bytes}`);
   }
   return {
     user: ev.user,
@@ -226,7 +256,11 @@ export function analyseUser(ev: UserEvaluation, ctx: AnalysisContext): UserResul
 }
 
 /** Verdicts (test split) and policy summary over the users done. */
-export function summarise(users: readonly UserResult[], conditions: readonly string[], criteria: Criteria): { verdicts: SchemeVerdict[]; policy: PolicySummary } {
+export function summarise(
+  users: readonly UserResult[],
+  conditions: readonly string[],
+  criteria: Criteria,
+): { verdicts: SchemeVerdict[]; policy: PolicySummary } {
   const verdicts =
     users.length === 0
       ? []
@@ -236,8 +270,13 @@ export function summarise(users: readonly UserResult[], conditions: readonly str
           criteria,
         );
   const policy = summarisePolicy(
-    users.map((u) => ({ user: u.user, choice: u.policy.choice, bytes: u.policy.bytes, fallback: u.policy.fallback, holdsOnTest: u.policy.test.holds })),
+    users.map((u) => ({
+      user: u.user,
+      choice: u.policy.choice,
+      bytes: u.policy.bytes,
+      fallback: u.policy.fallback,
+      holdsOnTest: u.policy.test.holds,
+    })),
   );
   return { verdicts, policy };
 }
-

@@ -27,7 +27,9 @@ export const SPLITS: readonly SplitName[] = ['validation', 'test'];
  */
 export function checkUserName(name: unknown, where: string): string {
   if (typeof name !== 'string' || !USER_NAME_PATTERN.test(name)) {
-    throw new Error(`${where}: user name ${JSON.stringify(name)} must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter or digit)`);
+    throw new Error(
+      `${where}: user name ${JSON.stringify(name)} must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter or digit)`,
+    );
   }
   return name;
 }

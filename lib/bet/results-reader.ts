@@ -72,7 +72,8 @@ export function checkSchema(value: unknown, where = ''): asserts value is Adapte
   const o = value as Record<string, unknown> | null;
   if (o !== null && typeof o === 'object' && !Array.isArray(o)) {
     if (o.format !== RESULTS_FORMAT) s.fail('$.format', `must be "${RESULTS_FORMAT}", got ${JSON.stringify(o.format)}`);
-    if (o.version !== RESULTS_VERSION) s.fail('$.version', `is ${JSON.stringify(o.version)}; this ternorm reads results version ${RESULTS_VERSION}`);
+    if (o.version !== RESULTS_VERSION)
+      s.fail('$.version', `is ${JSON.stringify(o.version)}; this ternorm reads results version ${RESULTS_VERSION}`);
   }
   const validate = schemaValidator();
   if (!validate(value)) {
@@ -104,7 +105,8 @@ function checkRules(r: AdapterCompressResults, s: Shape): void {
       const t = u.texts[split];
       let prev = 0;
       t.ranges.forEach(([a, b], ri) => {
-        if (a < prev || b <= a) s.fail(`${p}.texts.${split}.ranges[${ri}]`, 'must be sorted, non-overlapping [start, end) with start < end');
+        if (a < prev || b <= a)
+          s.fail(`${p}.texts.${split}.ranges[${ri}]`, 'must be sorted, non-overlapping [start, end) with start < end');
         prev = b;
       });
       const st = u[split];
@@ -112,19 +114,27 @@ function checkRules(r: AdapterCompressResults, s: Shape): void {
       for (const c of conditions) {
         const x = st.conditions[c]!;
         const cp = `${p}.${split}.conditions.${c}`;
-        if ((c === reference) !== (x.ratioToReference === null)) s.fail(`${cp}.ratioToReference`, c === reference ? 'must be null for the reference' : 'is missing');
-        if ((c === noAdapter) !== (x.ratioToNoAdapter === null)) s.fail(`${cp}.ratioToNoAdapter`, c === noAdapter ? 'must be null for the no-adapter condition' : 'is missing');
+        if ((c === reference) !== (x.ratioToReference === null))
+          s.fail(`${cp}.ratioToReference`, c === reference ? 'must be null for the reference' : 'is missing');
+        if ((c === noAdapter) !== (x.ratioToNoAdapter === null))
+          s.fail(`${cp}.ratioToNoAdapter`, c === noAdapter ? 'must be null for the no-adapter condition' : 'is missing');
         interval(x.ppl, `${cp}.ppl`);
         interval(x.bpb, `${cp}.bpb`);
         interval(x.ratioToReference, `${cp}.ratioToReference`);
         interval(x.ratioToNoAdapter, `${cp}.ratioToNoAdapter`);
       }
     }
-    if (!sameSet(Object.keys(u.encodings), conditions.filter((c) => c !== noAdapter))) {
+    if (
+      !sameSet(
+        Object.keys(u.encodings),
+        conditions.filter((c) => c !== noAdapter),
+      )
+    ) {
       s.fail(`${p}.encodings`, `must have exactly the conditions other than "${noAdapter}"`);
     }
     u.seeds?.runs.forEach((run, ri) => {
-      for (const c of Object.keys(run.ppl)) if (!conditions.includes(c)) s.fail(`${p}.seeds.runs[${ri}].ppl.${c}`, 'is not a condition of the run');
+      for (const c of Object.keys(run.ppl))
+        if (!conditions.includes(c)) s.fail(`${p}.seeds.runs[${ri}].ppl.${c}`, 'is not a condition of the run');
     });
   });
 }
@@ -138,12 +148,13 @@ function checkDerived(r: AdapterCompressResults, s: Shape): void {
   r.users.forEach((u, ui) => {
     for (const split of SPLITS) {
       const st = u[split];
-      if (st.bytes !== u.texts[split].bytes) s.fail(`$.users[${ui}].${split}.bytes`, 'differs from the text id\'s bytes');
+      if (st.bytes !== u.texts[split].bytes) s.fail(`$.users[${ui}].${split}.bytes`, "differs from the text id's bytes");
       for (const c of r.conditions) {
         const x = st.conditions[c]!;
         const cp = `$.users[${ui}].${split}.conditions.${c}`;
         if (!close(x.ppl.value, Math.exp(x.meanNll))) s.fail(`${cp}.ppl.value`, `is not exp(meanNll) = ${Math.exp(x.meanNll)}`);
-        if (!close(x.bpb.value, (x.meanNll * st.tokens) / Math.LN2 / st.bytes)) s.fail(`${cp}.bpb.value`, 'is not meanNll * tokens / ln 2 / bytes');
+        if (!close(x.bpb.value, (x.meanNll * st.tokens) / Math.LN2 / st.bytes))
+          s.fail(`${cp}.bpb.value`, 'is not meanNll * tokens / ln 2 / bytes');
         if (x.ratioToReference !== null && !close(x.ratioToReference.value, x.ppl.value / st.conditions[reference]!.ppl.value)) {
           s.fail(`${cp}.ratioToReference.value`, 'is not ppl / ppl(reference)');
         }
@@ -153,11 +164,14 @@ function checkDerived(r: AdapterCompressResults, s: Shape): void {
       }
     }
     const again = userPolicy(u.validation, u.test, u.encodings, criteria, u.user);
-    if (canonicalJson(again) !== canonicalJson(u.policy)) s.fail(`$.users[${ui}].policy`, 'differs from the policy recomputed from the validation split');
+    if (canonicalJson(again) !== canonicalJson(u.policy))
+      s.fail(`$.users[${ui}].policy`, 'differs from the policy recomputed from the validation split');
   });
   const sum = summarise(r.users, r.conditions, criteria);
-  if (canonicalJson(sum.verdicts) !== canonicalJson(r.verdicts)) s.fail('$.verdicts', 'differ from the verdicts recomputed from the users\' test perplexities');
-  if (canonicalJson(sum.policy) !== canonicalJson(r.policy)) s.fail('$.policy', 'differs from the summary recomputed from the users\' policies');
+  if (canonicalJson(sum.verdicts) !== canonicalJson(r.verdicts))
+    s.fail('$.verdicts', "differ from the verdicts recomputed from the users' test perplexities");
+  if (canonicalJson(sum.policy) !== canonicalJson(r.policy))
+    s.fail('$.policy', "differs from the summary recomputed from the users' policies");
 }
 
 /** Validates a parsed results object (shape, checksum, derived values) and returns it typed. */
@@ -168,7 +182,8 @@ export function validateResults(value: unknown, where = ''): AdapterCompressResu
   checkRules(r, s);
   const { checksum, ...body } = r;
   const sum = sha256Hex(canonicalJson(body));
-  if (sum !== checksum) s.fail('$.checksum', `does not match the content (stored ${checksum}, computed ${sum}); the file was modified or truncated`);
+  if (sum !== checksum)
+    s.fail('$.checksum', `does not match the content (stored ${checksum}, computed ${sum}); the file was modified or truncated`);
   checkDerived(r, s);
   return r;
 }

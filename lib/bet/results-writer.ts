@@ -17,7 +17,13 @@ import { summarisePolicy } from './policy.js';
 import { analyseUser, summarise, type UserEvaluation } from './results-analysis.js';
 import { fail, RESULTS_FORMAT, RESULTS_VERSION } from './results-format.js';
 import { checkSchema, readResults } from './results-reader.js';
-import { SHA256_PATTERN, type AdapterCompressResults, type BaseModelFingerprint, type RunConfig, type UserResult } from './results-types.js';
+import {
+  SHA256_PATTERN,
+  type AdapterCompressResults,
+  type BaseModelFingerprint,
+  type RunConfig,
+  type UserResult,
+} from './results-types.js';
 import { DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES } from './stats.js';
 
 export interface ResultsHeader {
@@ -48,16 +54,24 @@ export function defaultVersions(): AdapterCompressResults['versions'] {
 
 function buildHeader(h: ResultsHeader, now: string): Omit<AdapterCompressResults, 'checksum'> {
   if (h === null || typeof h !== 'object') fail('expected a header object');
-  if (typeof h.seed !== 'number' || !Number.isSafeInteger(h.seed) || h.seed < 0) fail(`"seed" must be an integer in [0, 2^53), got ${String(h.seed)}`);
+  if (typeof h.seed !== 'number' || !Number.isSafeInteger(h.seed) || h.seed < 0)
+    fail(`"seed" must be an integer in [0, 2^53), got ${String(h.seed)}`);
   const seeds = h.seeds ?? 1;
   if (!Number.isSafeInteger(seeds) || seeds < 1) fail(`"seeds" must be a positive integer, got ${String(seeds)}`);
   const bm = h.baseModel;
-  if (bm === null || typeof bm !== 'object' || typeof bm.name !== 'string' || typeof bm.sha256 !== 'string' || !SHA256_PATTERN.test(bm.sha256)) {
+  if (
+    bm === null ||
+    typeof bm !== 'object' ||
+    typeof bm.name !== 'string' ||
+    typeof bm.sha256 !== 'string' ||
+    !SHA256_PATTERN.test(bm.sha256)
+  ) {
     fail('"baseModel" must be { name, sha256 (64 lowercase hex), config }');
   }
   const config: Record<string, string | number | boolean> = {};
   for (const [k, v] of Object.entries(bm.config ?? {})) {
-    if (!(typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v)))) fail(`"baseModel.config.${k}" must be a string, finite number or boolean`);
+    if (!(typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))))
+      fail(`"baseModel.config.${k}" must be a string, finite number or boolean`);
     config[k] = v;
   }
   const criteria = validateCriteria(JSON.parse(JSON.stringify(h.criteria?.criteria ?? null)), 'results header');
@@ -67,7 +81,8 @@ function buildHeader(h: ResultsHeader, now: string): Omit<AdapterCompressResults
   const conditions = h.conditions.map((c, i) => checkConditionName(c, `results: conditions[${i}]`));
   if (new Set(conditions).size !== conditions.length) fail(`"conditions" has a repeated name: ${conditions.join(', ')}`);
   for (const [role, name] of Object.entries(criteria.conditions)) {
-    if (!conditions.includes(name)) fail(`the criteria's ${role} condition "${name}" is not among the conditions (${conditions.join(', ')})`);
+    if (!conditions.includes(name))
+      fail(`the criteria's ${role} condition "${name}" is not among the conditions (${conditions.join(', ')})`);
   }
   const b = h.bootstrap ?? {};
   const resamples = b.resamples ?? DEFAULT_RESAMPLES;
@@ -75,7 +90,8 @@ function buildHeader(h: ResultsHeader, now: string): Omit<AdapterCompressResults
   const blockLength = b.blockLength ?? 'auto';
   if (!Number.isSafeInteger(resamples) || resamples < 2) fail(`bootstrap resamples must be an integer >= 2, got ${String(resamples)}`);
   if (!(confidence > 0 && confidence < 1)) fail(`bootstrap confidence must be in (0, 1), got ${String(confidence)}`);
-  if (blockLength !== 'auto' && !(Number.isSafeInteger(blockLength) && blockLength >= 1)) fail(`bootstrap blockLength must be a positive integer or 'auto', got ${String(blockLength)}`);
+  if (blockLength !== 'auto' && !(Number.isSafeInteger(blockLength) && blockLength >= 1))
+    fail(`bootstrap blockLength must be a positive integer or 'auto', got ${String(blockLength)}`);
   const minTokens = h.minTokens ?? MIN_TEST_TOKENS;
   if (!Number.isSafeInteger(minTokens) || minTokens < 2) fail(`"minTokens" must be an integer >= 2, got ${String(minTokens)}`);
   const versions = { ...defaultVersions(), ...(h.versions ?? {}) };
@@ -109,13 +125,22 @@ const RUN_FLAGS: Record<string, string> = {
 };
 
 function checkRunConfig(r: RunConfig): RunConfig {
-  if (r === null || typeof r !== 'object' || r.adapterRun === null || typeof r.adapterRun !== 'object' || r.encode === null || typeof r.encode !== 'object') {
+  if (
+    r === null ||
+    typeof r !== 'object' ||
+    r.adapterRun === null ||
+    typeof r.adapterRun !== 'object' ||
+    r.encode === null ||
+    typeof r.encode !== 'object'
+  ) {
     fail('"run" must be { adapterRun, encode }');
   }
-  for (const [k, v] of Object.entries(r.adapterRun)) if (typeof v !== 'number' || !Number.isFinite(v)) fail(`"run.adapterRun.${k}" must be a finite number`);
+  for (const [k, v] of Object.entries(r.adapterRun))
+    if (typeof v !== 'number' || !Number.isFinite(v)) fail(`"run.adapterRun.${k}" must be a finite number`);
   const e = r.encode;
   if (!Number.isSafeInteger(e.calibrationTokens) || e.calibrationTokens < 2) fail('"run.encode.calibrationTokens" must be an integer >= 2');
-  if (!Array.isArray(e.clipGrid) || !e.clipGrid.every((x) => typeof x === 'number' && Number.isFinite(x))) fail('"run.encode.clipGrid" must be an array of finite numbers');
+  if (!Array.isArray(e.clipGrid) || !e.clipGrid.every((x) => typeof x === 'number' && Number.isFinite(x)))
+    fail('"run.encode.clipGrid" must be an array of finite numbers');
   for (const k of ['groupSize', 'kmeansMaxIters', 'calibrationPasses', 'mixedBudget'] as const) {
     const v = e[k];
     if (v !== null && !(Number.isSafeInteger(v) && v >= 1)) fail(`"run.encode.${k}" must be a positive integer or null (the default)`);
@@ -266,4 +291,3 @@ export class ResultsWriter {
     writeFileAtomic(this.path, JSON.stringify(out, null, 2) + '\n');
   }
 }
-

@@ -22,7 +22,6 @@
 import { sha256Hex } from '../util/hash.js';
 import { splitMix64 } from '../util/splitmix64.js';
 
-
 /** Per-token negative log-likelihoods (natural log), one per scored token. */
 export type NllArray = Float64Array | Float32Array;
 
@@ -153,7 +152,8 @@ export class Xoshiro128 {
 
   /** Uniform integer in [0, n), 1 <= n <= 2^32, without modulo bias (rejection). */
   nextInt(n: number): number {
-    if (!Number.isInteger(n) || n < 1 || n > 4294967296) throw new RangeError(`Xoshiro128.nextInt: n must be an integer in [1, 2^32], got ${n}`);
+    if (!Number.isInteger(n) || n < 1 || n > 4294967296)
+      throw new RangeError(`Xoshiro128.nextInt: n must be an integer in [1, 2^32], got ${n}`);
     const limit = 4294967296 - (4294967296 % n);
     for (;;) {
       const x = this.nextUint32();
@@ -306,7 +306,8 @@ export class PairedBootstrap {
 
   /** `series`: condition name -> per-token NLLs, all of the same length (the same tokens). */
   constructor(series: Readonly<Record<string, NllArray>>, options: BootstrapOptions) {
-    if (series === null || typeof series !== 'object') throw new TypeError('PairedBootstrap: expected an object of condition name -> NLL array');
+    if (series === null || typeof series !== 'object')
+      throw new TypeError('PairedBootstrap: expected an object of condition name -> NLL array');
     this.names = Object.keys(series);
     if (this.names.length === 0) throw new RangeError('PairedBootstrap: no conditions given');
     const arrays = this.names.map((k) => checkNll(series[k], `PairedBootstrap: condition "${k}"`, 2));
@@ -369,7 +370,10 @@ export class PairedBootstrap {
   bitsPerByteCi(name: string, bytes: number): Interval {
     checkBytes(bytes, 'PairedBootstrap.bitsPerByteCi');
     const k = this.tokens / Math.LN2 / bytes;
-    return percentileInterval(this.rep(name).map((m) => m * k), this.confidence);
+    return percentileInterval(
+      this.rep(name).map((m) => m * k),
+      this.confidence,
+    );
   }
 
   /** Perplexity ratio ppl(num) / ppl(den) from the point perplexities. */

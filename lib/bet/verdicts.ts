@@ -34,7 +34,9 @@ export function schemesOf(conditions: readonly string[], criteria: Criteria): st
 function pplOf(u: VerdictUserInput, condition: string): number {
   const v = u.ppl[condition];
   if (typeof v !== 'number' || !Number.isFinite(v) || v < 1) {
-    throw new RangeError(`verdicts: user "${u.user}" has ${v === undefined ? 'no' : `an invalid (${String(v)})`} test perplexity for "${condition}"; expected a finite number >= 1`);
+    throw new RangeError(
+      `verdicts: user "${u.user}" has ${v === undefined ? 'no' : `an invalid (${String(v)})`} test perplexity for "${condition}"; expected a finite number >= 1`,
+    );
   }
   return v;
 }
@@ -51,7 +53,9 @@ export function computeVerdicts(users: readonly VerdictUserInput[], schemes: rea
   const n = users.length;
   return schemes.map((scheme) => {
     if (scheme === noAdapter || scheme === reference) {
-      throw new RangeError(`verdicts: "${scheme}" is the ${scheme === noAdapter ? 'no-adapter baseline' : 'reference'}, not a scheme to judge`);
+      throw new RangeError(
+        `verdicts: "${scheme}" is the ${scheme === noAdapter ? 'no-adapter baseline' : 'reference'}, not a scheme to judge`,
+      );
     }
     const outcomes = users.map((u): UserSchemeOutcome => {
       const ppl = pplOf(u, scheme);

@@ -28,7 +28,10 @@ export function parse(argv: string[], options: NonNullable<ParseArgsConfig['opti
 }
 
 /** Like parse, also returning the positional arguments. */
-export function parseWithPositionals(argv: string[], options: NonNullable<ParseArgsConfig['options']>): { values: Values; positionals: string[] } {
+export function parseWithPositionals(
+  argv: string[],
+  options: NonNullable<ParseArgsConfig['options']>,
+): { values: Values; positionals: string[] } {
   try {
     const r = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean' } }, strict: true, allowPositionals: true });
     return { values: r.values as Values, positionals: r.positionals };
@@ -53,4 +56,3 @@ export function defined<T extends object>(o: T): Partial<T> {
 export function ensureDir(file: string): void {
   mkdirSync(dirname(resolve(file)), { recursive: true });
 }
-

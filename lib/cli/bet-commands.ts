@@ -7,7 +7,16 @@ import { resolve } from 'node:path';
 import { checkMethod, codecMethods, encodeAdapter } from '../adapter/codec.js';
 import { fleetTotals, formatBytes, formatFleet } from '../bet/fleet.js';
 import { writePlot } from '../bet/plot.js';
-import { defaultCalibrationTokens, DEFAULT_MODEL_PATH, defaultModelPath, defaultUsers, runBet, type BetOptions, type BetStage, type BetUser } from '../bet/protocol.js';
+import {
+  defaultCalibrationTokens,
+  DEFAULT_MODEL_PATH,
+  defaultModelPath,
+  defaultUsers,
+  runBet,
+  type BetOptions,
+  type BetStage,
+  type BetUser,
+} from '../bet/protocol.js';
 import { writeReport } from '../bet/report.js';
 import { DEFAULT_RESULTS_PATH, readResults, type AdapterCompressResults } from '../bet/results.js';
 import { Adapter } from '../adapter/adapter.js';
@@ -165,7 +174,9 @@ function summary(r: AdapterCompressResults, fleetUsers: number): string {
   const { noAdapter, reference, bet } = r.criteria.criteria.conditions;
   const lines: string[] = [];
   lines.push(`The bet (${bet}, test split; ppl = perplexity of the held-out tokens):`);
-  lines.push(`  ${'user'.padEnd(12)} ${'no adapter'.padStart(10)} ${'raw'.padStart(10)} ${bet.padStart(16)} ${'x raw'.padStart(8)} ${'x none'.padStart(8)}`);
+  lines.push(
+    `  ${'user'.padEnd(12)} ${'no adapter'.padStart(10)} ${'raw'.padStart(10)} ${bet.padStart(16)} ${'x raw'.padStart(8)} ${'x none'.padStart(8)}`,
+  );
   for (const u of r.users) {
     const c = u.test.conditions;
     lines.push(
@@ -229,7 +240,8 @@ export async function cmdQuantize(argv: string[], io: Io): Promise<number> {
     throw new UsageError((err as Error).message);
   }
   const needsLoss = codecMethods().find((m) => m.name === scheme)!.needsLoss;
-  if (needsLoss && v.text === undefined) throw new UsageError(`--scheme ${scheme} chooses its encoding on the user's training text: --text is required`);
+  if (needsLoss && v.text === undefined)
+    throw new UsageError(`--scheme ${scheme} chooses its encoding on the user's training text: --text is required`);
   if (scheme === 'mixed' && v.budget === undefined) throw new UsageError('--scheme mixed needs --budget BYTES');
   const model = Model.load((v.model as string | undefined) ?? defaultModelPath());
   const adapter = Adapter.load(model, inPath);
@@ -248,9 +260,17 @@ export async function cmdQuantize(argv: string[], io: Io): Promise<number> {
     threads: n.threads,
   });
   ensureDir(outPath);
-  Adapter.fromEncoding(r.encoding, { format: 'ternorm.quantize', version: 1, source: resolve(inPath), scheme, calibration: r.calibration, mixed: r.mixed }).save(model, outPath);
+  Adapter.fromEncoding(r.encoding, {
+    format: 'ternorm.quantize',
+    version: 1,
+    source: resolve(inPath),
+    scheme,
+    calibration: r.calibration,
+    mixed: r.mixed,
+  }).save(model, outPath);
   const maxErr = r.encoding.gains.reduce((m, g, i) => Math.max(m, Math.abs(g - adapter.gains[i]!)), 0);
-  io.stdout.write(`wrote ${outPath}: ${scheme}, ${r.encoding.bytes} bytes encoded (raw f32 ${adapter.gains.length * 4} bytes), max |gain error| ${maxErr.toExponential(3)}\n`);
+  io.stdout.write(
+    `wrote ${outPath}: ${scheme}, ${r.encoding.bytes} bytes encoded (raw f32 ${adapter.gains.length * 4} bytes), max |gain error| ${maxErr.toExponential(3)}\n`,
+  );
   return 0;
 }
-

@@ -45,7 +45,30 @@ ${BET_USAGE}  train-base      train the base model (tokenizer, ternary-aware tra
 `;
 
 // ---- train-base --------------------------------------------------------------------------------
-const RUN_FLAGS = ['steps', 'seed', 'mode', 'eval-every', 'eval-tokens', 'checkpoint-every', 'vocab', 'd-model', 'layers', 'heads', 'kv-heads', 'd-ff', 'context', 'batch', 'seq', 'lr', 'min-lr', 'warmup', 'weight-decay', 'grad-clip', 'train-text', 'validation-text'];
+const RUN_FLAGS = [
+  'steps',
+  'seed',
+  'mode',
+  'eval-every',
+  'eval-tokens',
+  'checkpoint-every',
+  'vocab',
+  'd-model',
+  'layers',
+  'heads',
+  'kv-heads',
+  'd-ff',
+  'context',
+  'batch',
+  'seq',
+  'lr',
+  'min-lr',
+  'warmup',
+  'weight-decay',
+  'grad-clip',
+  'train-text',
+  'validation-text',
+];
 
 async function cmdTrainBase(argv: string[], io: Io): Promise<number> {
   const v = parse(argv, {
@@ -96,7 +119,8 @@ async function cmdTrainBase(argv: string[], io: Io): Promise<number> {
     ({ trainText, validationText } = texts(v, source));
   } else {
     const mode = v.mode as string | undefined;
-    if (mode !== undefined && mode !== 'ternary' && mode !== 'fp32') throw new UsageError(`--mode must be 'ternary' or 'fp32', got '${mode}'`);
+    if (mode !== undefined && mode !== 'ternary' && mode !== 'fp32')
+      throw new UsageError(`--mode must be 'ternary' or 'fp32', got '${mode}'`);
     run = defined({
       mode: mode as 'ternary' | 'fp32' | undefined,
       steps: n.steps,
@@ -139,7 +163,17 @@ async function cmdTrainBase(argv: string[], io: Io): Promise<number> {
   ensureDir(out);
   try {
     const r = await trainBase(
-      defined({ trainText, validationText, out, checkpoint: v.checkpoint as string | undefined, run, resume, stopAfter: n['stop-after'], threads, source }) as Parameters<typeof trainBase>[0],
+      defined({
+        trainText,
+        validationText,
+        out,
+        checkpoint: v.checkpoint as string | undefined,
+        run,
+        resume,
+        stopAfter: n['stop-after'],
+        threads,
+        source,
+      }) as Parameters<typeof trainBase>[0],
       {
         onStep: (p) => bar.update(p),
         onValidation: (p) => bar.log(`step ${p.step}: validation loss ${p.loss.toFixed(4)} (${p.bitsPerByte.toFixed(4)} bits/byte)`),
@@ -150,7 +184,9 @@ async function cmdTrainBase(argv: string[], io: Io): Promise<number> {
     bar.done();
     const tps = `${Math.round(r.tokensPerSec)} tok/s`;
     if (r.status === 'stopped') {
-      io.stdout.write(`stopped after step ${r.stepsDone}; resume with: ternorm train-base --resume ${r.checkpoint} --out ${out} (${tps})\n`);
+      io.stdout.write(
+        `stopped after step ${r.stepsDone}; resume with: ternorm train-base --resume ${r.checkpoint} --out ${out} (${tps})\n`,
+      );
       return interrupted ? 130 : 0;
     }
     const fp = Model.load(out).fingerprint;
@@ -168,7 +204,10 @@ function texts(v: Values, source: unknown): { trainText: Uint8Array; validationT
   const tt = v['train-text'] as string | undefined;
   const vt = v['validation-text'] as string | undefined;
   if (tt !== undefined || vt !== undefined) {
-    return { trainText: readTextFile(required(v, 'train-text'), '--train-text'), validationText: readTextFile(required(v, 'validation-text'), '--validation-text') };
+    return {
+      trainText: readTextFile(required(v, 'train-text'), '--train-text'),
+      validationText: readTextFile(required(v, 'validation-text'), '--validation-text'),
+    };
   }
   const s = source as { kind?: string; train?: string; validation?: string } | null;
   if (s?.kind === 'files' && typeof s.train === 'string' && typeof s.validation === 'string') {
@@ -180,7 +219,23 @@ function texts(v: Values, source: unknown): { trainText: Uint8Array; validationT
 
 // ---- train-adapter -------------------------------------------------------------------------------
 async function cmdTrainAdapter(argv: string[], io: Io): Promise<number> {
-  const flags = ['model', 'text', 'out', 'seed', 'max-steps', 'eval-every', 'patience', 'validation-fraction', 'batch', 'seq', 'lr', 'min-lr', 'warmup', 'weight-decay', 'threads'];
+  const flags = [
+    'model',
+    'text',
+    'out',
+    'seed',
+    'max-steps',
+    'eval-every',
+    'patience',
+    'validation-fraction',
+    'batch',
+    'seq',
+    'lr',
+    'min-lr',
+    'warmup',
+    'weight-decay',
+    'threads',
+  ];
   const v = parse(argv, { ...Object.fromEntries(flags.map((f) => [f, S])), json: { type: 'boolean' } });
   if (v.help) return help(io);
   const a = adapterRunLimits();
@@ -287,13 +342,15 @@ async function cmdEvaluate(argv: string[], io: Io): Promise<number> {
   const modelPath = required(v, 'model');
   const textPath = required(v, 'text');
   const precision = (v.precision as string | undefined) ?? 'ternary';
-  if (!['ternary', 'fp32', 'ternary-fp32act'].includes(precision)) throw new UsageError(`--precision must be ternary, fp32 or ternary-fp32act, got '${precision}'`);
+  if (!['ternary', 'fp32', 'ternary-fp32act'].includes(precision))
+    throw new UsageError(`--precision must be ternary, fp32 or ternary-fp32act, got '${precision}'`);
   const { stride, batch, threads } = n;
   const text = readTextFile(textPath, '--text');
   const model = Model.load(modelPath);
   const adapter = v.adapter === undefined ? null : Adapter.load(model, v.adapter as string);
   const tokens = model.tokenizer!.encode(text);
-  if (tokens.length < 2) throw new Error(`--text ${textPath} is too short: it encodes to ${tokens.length} token(s), evaluation needs at least 2`);
+  if (tokens.length < 2)
+    throw new Error(`--text ${textPath} is too short: it encodes to ${tokens.length} token(s), evaluation needs at least 2`);
   const r = await evaluate(model, adapter, tokens, defined({ precision: precision as Precision, stride, batch, threads }));
   const summary = {
     model: modelPath,

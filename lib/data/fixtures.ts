@@ -230,8 +230,14 @@ export function fixtureLock(): PackagePin[] {
   const pins = (o.packages as unknown[]).map((p, i) => {
     const q = p as Partial<PackagePin> | null;
     if (
-      q === null || typeof q !== 'object' || typeof q.name !== 'string' || typeof q.packageName !== 'string' || typeof q.version !== 'string' ||
-      !Number.isSafeInteger(q.files) || typeof q.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(q.sha256)
+      q === null ||
+      typeof q !== 'object' ||
+      typeof q.name !== 'string' ||
+      typeof q.packageName !== 'string' ||
+      typeof q.version !== 'string' ||
+      !Number.isSafeInteger(q.files) ||
+      typeof q.sha256 !== 'string' ||
+      !/^[0-9a-f]{64}$/.test(q.sha256)
     ) {
       return bad(`has a malformed pin at packages[${i}] (expected name, packageName, version, files, sha256)`);
     }
@@ -293,7 +299,16 @@ export function computePins(): PackagePin[] {
   return Object.keys(RECIPE_FILES).map((name) => {
     const { dir, packageName, version } = installedPackage(name);
     const paths = RECIPE_FILES[name]!(dir);
-    return { name, packageName, version, files: paths.length, sha256: recipeDigest(paths, paths.map((f) => readFileSync(join(dir, f)))) };
+    return {
+      name,
+      packageName,
+      version,
+      files: paths.length,
+      sha256: recipeDigest(
+        paths,
+        paths.map((f) => readFileSync(join(dir, f))),
+      ),
+    };
   });
 }
 
@@ -446,9 +461,7 @@ function prepareText(text: TextName, lock: readonly PackagePin[]): PreparedText 
     case 'programmer':
       return { bytes: files[0]!, sources };
     case 'scientist': {
-      const docs = files
-        .map((f, i) => stripStatsReadme(decodeUtf8(f, `${pin.packageName} ${paths[i]}`)))
-        .filter((d) => d.length > 0);
+      const docs = files.map((f, i) => stripStatsReadme(decodeUtf8(f, `${pin.packageName} ${paths[i]}`))).filter((d) => d.length > 0);
       return { bytes: Buffer.from(docs.join('\n\n') + '\n', 'utf8'), sources };
     }
   }
@@ -460,8 +473,7 @@ function prepareText(text: TextName, lock: readonly PackagePin[]): PreparedText 
 export const PARAGRAPH_SLACK = 1024;
 
 const isLineStart = (t: Uint8Array, p: number): boolean => p === 0 || t[p - 1] === NL;
-const isParagraphStart = (t: Uint8Array, p: number): boolean =>
-  p >= 2 && t[p - 1] === NL && t[p - 2] === NL && t[p] !== NL;
+const isParagraphStart = (t: Uint8Array, p: number): boolean => p >= 2 && t[p - 1] === NL && t[p - 2] === NL && t[p] !== NL;
 
 /**
  * The first cut point at or after `at`: a paragraph start (after a blank line) within
@@ -647,7 +659,8 @@ export function parseManifest(json: string, where = MANIFEST_FILE): FixtureManif
         if (!Array.isArray(r) || r.length !== 2 || !isCount(r[0]) || !isCount(r[1]) || r[0] >= r[1]) {
           return fail(`part ${name}.${pn} has a bad range ${JSON.stringify(r)}`);
         }
-        if (r[0] < prev || r[1] > (t.bytes as number)) fail(`part ${name}.${pn} range ${JSON.stringify(r)} is unsorted or outside the text`);
+        if (r[0] < prev || r[1] > (t.bytes as number))
+          fail(`part ${name}.${pn} range ${JSON.stringify(r)} is unsorted or outside the text`);
         prev = r[1];
         total += r[1] - r[0];
         all.push([r[0], r[1]]);

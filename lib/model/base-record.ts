@@ -50,14 +50,17 @@ function parsePoint(v: unknown, where: string): ValidationPoint {
 /** Checks a model file's meta and returns the train-base record in it. */
 export function parseBaseMeta(meta: unknown, where: string): BaseRunMeta {
   if (!isObj(meta) || meta.format !== 'ternorm.train-base') {
-    throw new Error(`${where}: the meta is not a train-base record (format "ternorm.train-base"): was this file written by ternorm train-base?`);
+    throw new Error(
+      `${where}: the meta is not a train-base record (format "ternorm.train-base"): was this file written by ternorm train-base?`,
+    );
   }
   if (meta.version !== 1) throw new Error(`${where}: train-base record version ${String(meta.version)}, this build reads 1`);
   if (!isNum(meta.trainTokens) || !isNum(meta.validationTokens)) throw new Error(`${where}: the record lacks trainTokens/validationTokens`);
   if (!Array.isArray(meta.validation)) throw new Error(`${where}: the record lacks its validation history`);
   const options = resolveBaseRun(meta.options as BaseRunRequest);
   const finalFp32 = meta.finalFp32 === null || meta.finalFp32 === undefined ? null : parsePoint(meta.finalFp32, `${where}: finalFp32`);
-  if (options.mode === 'fp32' && finalFp32 === null) throw new Error(`${where}: an fp32 run's record lacks finalFp32 (its fp32-weight validation)`);
+  if (options.mode === 'fp32' && finalFp32 === null)
+    throw new Error(`${where}: an fp32 run's record lacks finalFp32 (its fp32-weight validation)`);
   return {
     options,
     source: meta.source ?? null,
@@ -80,7 +83,9 @@ export function parseTimeLog(text: string, where: string): TimeLog {
   const command = line('Command being timed');
   const exit = line('Exit status');
   if (elapsed === undefined || rss === undefined || command === undefined || exit === undefined) {
-    throw new Error(`${where} holds no complete /usr/bin/time -v report (command, elapsed time, maximum RSS, exit status): has the run finished?`);
+    throw new Error(
+      `${where} holds no complete /usr/bin/time -v report (command, elapsed time, maximum RSS, exit status): has the run finished?`,
+    );
   }
   if (exit !== '0') throw new Error(`${where}: the run exited with status ${exit}; its model file is not a finished run`);
   const parts = elapsed.split(':');
@@ -100,9 +105,14 @@ function checkPair(ternary: BaseRunMeta, fp32: BaseRunMeta): void {
   const { mode: _m1, ...a } = ternary.options;
   const { mode: _m2, ...b } = fp32.options;
   for (const k of Object.keys(a) as (keyof typeof a)[]) {
-    if (!same(a[k], b[k])) throw new Error(`the two runs differ in ${k} (${JSON.stringify(a[k])} vs ${JSON.stringify(b[k])}): they are not comparable`);
+    if (!same(a[k], b[k]))
+      throw new Error(`the two runs differ in ${k} (${JSON.stringify(a[k])} vs ${JSON.stringify(b[k])}): they are not comparable`);
   }
-  if (!same(ternary.source, fp32.source) || ternary.validationTokens !== fp32.validationTokens || ternary.trainTokens !== fp32.trainTokens) {
+  if (
+    !same(ternary.source, fp32.source) ||
+    ternary.validationTokens !== fp32.validationTokens ||
+    ternary.trainTokens !== fp32.trainTokens
+  ) {
     throw new Error('the two runs were trained or validated on different texts: they are not comparable');
   }
 }
@@ -157,7 +167,11 @@ export function renderLossCurve(ternary: BaseRunMeta, fp32: BaseRunMeta): string
   const sy = (v: number): number => BOTTOM - ((v - y0) / (y1 - y0)) * (BOTTOM - TOP);
   const e = xmlEscape;
 
-  const o: string[] = svgHead(FRAME, 'Base model training: train and validation loss against step, ternary-aware and fp32 runs', 'Base model: loss against training step');
+  const o: string[] = svgHead(
+    FRAME,
+    'Base model training: train and validation loss against step, ternary-aware and fp32 runs',
+    'Base model: loss against training step',
+  );
   o.push('<g class="x-ticks">');
   for (const t of niceTicks(0, x1)) {
     if (t < 0 || t > x1) continue;
@@ -176,9 +190,13 @@ export function renderLossCurve(ternary: BaseRunMeta, fp32: BaseRunMeta): string
     const dash = s.kind === 'train' ? ' stroke-dasharray="5,3"' : '';
     o.push(`<g class="series" data-run="${s.run}" data-kind="${s.kind}">`);
     o.push(`<title>${e(s.label)}</title>`);
-    o.push(`<polyline points="${s.points.map((p) => `${n2(sx(p.step))},${n2(sy(p.loss))}`).join(' ')}" fill="none" stroke="${col}" stroke-width="${s.kind === 'train' ? 1.2 : 2}"${dash}/>`);
+    o.push(
+      `<polyline points="${s.points.map((p) => `${n2(sx(p.step))},${n2(sy(p.loss))}`).join(' ')}" fill="none" stroke="${col}" stroke-width="${s.kind === 'train' ? 1.2 : 2}"${dash}/>`,
+    );
     for (const p of s.points) {
-      o.push(`<circle cx="${n2(sx(p.step))}" cy="${n2(sy(p.loss))}" r="${s.kind === 'train' ? 2 : 3}" fill="${s.kind === 'train' ? '#ffffff' : col}" stroke="${col}" data-step="${p.step}" data-loss="${p.loss}"/>`);
+      o.push(
+        `<circle cx="${n2(sx(p.step))}" cy="${n2(sy(p.loss))}" r="${s.kind === 'train' ? 2 : 3}" fill="${s.kind === 'train' ? '#ffffff' : col}" stroke="${col}" data-step="${p.step}" data-loss="${p.loss}"/>`,
+      );
     }
     o.push('</g>');
   }
@@ -186,7 +204,9 @@ export function renderLossCurve(ternary: BaseRunMeta, fp32: BaseRunMeta): string
   const py = sy(ptq.loss);
   o.push(`<g class="series" data-run="fp32" data-kind="ptq">`);
   o.push(`<title>${e(`fp32 after post-training quantisation: validation loss ${ptq.loss.toFixed(4)}`)}</title>`);
-  o.push(`<polygon points="${n2(px)},${n2(py - 6)} ${n2(px + 6)},${n2(py)} ${n2(px)},${n2(py + 6)} ${n2(px - 6)},${n2(py)}" fill="#ffffff" stroke="${COLOUR.fp32}" stroke-width="2" data-step="${ptq.step}" data-loss="${ptq.loss}"/>`);
+  o.push(
+    `<polygon points="${n2(px)},${n2(py - 6)} ${n2(px + 6)},${n2(py)} ${n2(px)},${n2(py + 6)} ${n2(px - 6)},${n2(py)}" fill="#ffffff" stroke="${COLOUR.fp32}" stroke-width="2" data-step="${ptq.step}" data-loss="${ptq.loss}"/>`,
+  );
   o.push('</g>');
 
   const lx = RIGHT + 20;
@@ -195,10 +215,14 @@ export function renderLossCurve(ternary: BaseRunMeta, fp32: BaseRunMeta): string
   for (const s of all) {
     ly += 18;
     const dash = s.kind === 'train' ? ' stroke-dasharray="5,3"' : '';
-    o.push(`<line x1="${lx}" y1="${ly - 4}" x2="${lx + 22}" y2="${ly - 4}" stroke="${COLOUR[s.run]}" stroke-width="${s.kind === 'train' ? 1.2 : 2}"${dash}/><text x="${lx + 28}" y="${ly}">${e(s.label)}</text>`);
+    o.push(
+      `<line x1="${lx}" y1="${ly - 4}" x2="${lx + 22}" y2="${ly - 4}" stroke="${COLOUR[s.run]}" stroke-width="${s.kind === 'train' ? 1.2 : 2}"${dash}/><text x="${lx + 28}" y="${ly}">${e(s.label)}</text>`,
+    );
   }
   ly += 18;
-  o.push(`<polygon points="${lx + 11},${ly - 10} ${lx + 17},${ly - 4} ${lx + 11},${ly + 2} ${lx + 5},${ly - 4}" fill="#ffffff" stroke="${COLOUR.fp32}" stroke-width="2"/><text x="${lx + 28}" y="${ly}">${e('fp32 after PTQ (ternarised)')}</text>`);
+  o.push(
+    `<polygon points="${lx + 11},${ly - 10} ${lx + 17},${ly - 4} ${lx + 11},${ly + 2} ${lx + 5},${ly - 4}" fill="#ffffff" stroke="${COLOUR.fp32}" stroke-width="2"/><text x="${lx + 28}" y="${ly}">${e('fp32 after PTQ (ternarised)')}</text>`,
+  );
   ly += 30;
   o.push(`<text x="${lx}" y="${ly}" fill="#555555">${e('train loss: mean batch loss over')}</text>`);
   o.push(`<text x="${lx}" y="${ly + 15}" fill="#555555">${e('the steps since the previous point')}</text>`);
@@ -272,7 +296,7 @@ export function renderRecord(r: RecordInput): string {
   );
   out.push('');
   out.push(
-    '_Written by `npm run models:record` (lib/model/base-record.ts) from the model files\' train-base records and the runs\' ' +
+    "_Written by `npm run models:record` (lib/model/base-record.ts) from the model files' train-base records and the runs' " +
       '`/usr/bin/time -v` logs. Do not edit the numbers by hand: rerun the tool._',
   );
   out.push('');
@@ -282,13 +306,21 @@ export function renderRecord(r: RecordInput): string {
   out.push('| --- | --- | --- |');
   const row = (what: string, a: string, b: string) => out.push(`| ${what} | ${a} | ${b} |`);
   row('command (run under `/usr/bin/time -v`)', `\`${r.ternary.time.command}\``, `\`${r.fp32.time.command}\``);
-  row('model file', `\`${r.ternary.file}\`, ${int(r.ternary.fileBytes)} bytes`, `\`${r.fp32.file}\`, ${int(r.fp32.fileBytes)} bytes (not shipped)`);
+  row(
+    'model file',
+    `\`${r.ternary.file}\`, ${int(r.ternary.fileBytes)} bytes`,
+    `\`${r.fp32.file}\`, ${int(r.fp32.fileBytes)} bytes (not shipped)`,
+  );
   row('fingerprint (SHA-256 of the file sections)', `\`${r.ternary.fingerprint}\``, `\`${r.fp32.fingerprint}\``);
   row('seed', String(t.options.seed), String(f.options.seed));
   row('steps × batch × seq', `${int(o.steps)} × ${o.batch} × ${o.seq}`, `${int(f.options.steps)} × ${f.options.batch} × ${f.options.seq}`);
   row('tokens seen (steps × batch × seq)', int(tokensSeen), int(f.options.steps * f.options.batch * f.options.seq));
   row('wall time', fmtDuration(r.ternary.time.wallSeconds), fmtDuration(r.fp32.time.wallSeconds));
-  row('peak resident memory', `${(r.ternary.time.maxRssBytes / 2 ** 20).toFixed(0)} MiB`, `${(r.fp32.time.maxRssBytes / 2 ** 20).toFixed(0)} MiB`);
+  row(
+    'peak resident memory',
+    `${(r.ternary.time.maxRssBytes / 2 ** 20).toFixed(0)} MiB`,
+    `${(r.fp32.time.maxRssBytes / 2 ** 20).toFixed(0)} MiB`,
+  );
   out.push('');
   out.push(
     `Config: vocab ${c.vocab} (byte-level BPE trained on the training text), d_model ${c.dModel}, ${c.nLayers} layers, ` +
@@ -326,7 +358,7 @@ export function renderRecord(r: RecordInput): string {
   out.push(`![train and validation loss against step, both runs](${r.curveFile})`);
   out.push('');
   out.push(
-    'Train loss: the mean batch loss of the steps since the previous validation point. The fp32 run\'s validation points use ' +
+    "Train loss: the mean batch loss of the steps since the previous validation point. The fp32 run's validation points use " +
       'its fp32 weights; the diamond at the last step is the same model after PTQ.',
   );
   out.push('');

@@ -27,7 +27,8 @@ export interface CoreLimits {
   eval: Record<'stride' | 'batch', Limit>;
   codec: Record<'groupSize' | 'kmeansMaxIters' | 'calibrationPasses' | 'clip' | 'byteBudget' | 'calibrationTokens', Limit>;
 }
-export type TrainLimitName = 'batch' | 'seq' | 'lr' | 'minLr' | 'warmup' | 'totalSteps' | 'beta1' | 'beta2' | 'eps' | 'weightDecay' | 'gradClip';
+export type TrainLimitName =
+  'batch' | 'seq' | 'lr' | 'minLr' | 'warmup' | 'totalSteps' | 'beta1' | 'beta2' | 'eps' | 'weightDecay' | 'gradClip';
 
 let cached: CoreLimits | undefined;
 
@@ -51,7 +52,9 @@ function fmt(v: number): string {
 export function describeRange(l: Limit, max = l.max): string {
   const hi = Math.min(max, l.max);
   const open = max < l.max ? false : l.maxOpen;
-  return l.integer ? `an integer in ${fmt(l.min)}..${fmt(hi)}` : `a number in ${l.minOpen ? '(' : '['}${fmt(l.min)}, ${fmt(hi)}${open ? ')' : ']'}`;
+  return l.integer
+    ? `an integer in ${fmt(l.min)}..${fmt(hi)}`
+    : `a number in ${l.minOpen ? '(' : '['}${fmt(l.min)}, ${fmt(hi)}${open ? ')' : ']'}`;
 }
 
 export function inRange(l: Limit, v: number, max = l.max): boolean {
@@ -75,7 +78,14 @@ export function defaultOf(l: Limit): number {
 }
 
 /** A range the TypeScript orchestration owns (run lengths, schedules of evaluations): not a core number. */
-export function orchestrationLimit(min: number, max: number, integer: boolean, def: number | null, what: string, open: { min?: boolean; max?: boolean } = {}): Limit {
+export function orchestrationLimit(
+  min: number,
+  max: number,
+  integer: boolean,
+  def: number | null,
+  what: string,
+  open: { min?: boolean; max?: boolean } = {},
+): Limit {
   return Object.freeze({ min, max, minOpen: open.min ?? false, maxOpen: open.max ?? false, integer, default: def, what });
 }
 

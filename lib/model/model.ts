@@ -105,8 +105,14 @@ export function resolveModelConfig(partial: Partial<ModelConfig> = {}): ModelCon
   for (const k of ['vocab', 'dModel', 'nLayers', 'dFf', 'context', 'normEps', 'ropeTheta'] as const) checkLimit(l[k], c[k], `config.${k}`);
   checkLimit(l.nHeads, c.nHeads, 'config.nHeads', c.dModel);
   if (c.dModel % c.nHeads !== 0) throw new RangeError(`config.dModel (${c.dModel}) must be divisible by config.nHeads (${c.nHeads})`);
-  if ((c.dModel / c.nHeads) % 2 !== 0) throw new RangeError(`config.dModel / config.nHeads must be even (RoPE rotates pairs), got ${c.dModel / c.nHeads}`);
-  checkNum(c.nKvHeads, 'config.nKvHeads', (x) => Number.isInteger(x) && x >= 1 && x <= c.nHeads, `an integer in 1..${c.nHeads} (config.nHeads)`);
+  if ((c.dModel / c.nHeads) % 2 !== 0)
+    throw new RangeError(`config.dModel / config.nHeads must be even (RoPE rotates pairs), got ${c.dModel / c.nHeads}`);
+  checkNum(
+    c.nKvHeads,
+    'config.nKvHeads',
+    (x) => Number.isInteger(x) && x >= 1 && x <= c.nHeads,
+    `an integer in 1..${c.nHeads} (config.nHeads)`,
+  );
   if (c.nHeads % c.nKvHeads !== 0) throw new RangeError(`config.nHeads (${c.nHeads}) must be divisible by config.nKvHeads (${c.nKvHeads})`);
   if (typeof c.tiedHead !== 'boolean') throw new TypeError(`config.tiedHead must be a boolean, got ${typeof c.tiedHead}`);
   return c;
@@ -214,7 +220,7 @@ export class Model {
   private tokenizerBytes(): Uint8Array {
     if (this.tokenizer === null) throw new Error('the model has no tokenizer; set model.tokenizer before saving');
     if (!(this.tokenizer instanceof BpeTokenizer)) {
-      throw new Error('a .tnm file stores ternorm\'s BPE; this model tokenizes with a GGUF vocabulary (export it as GGUF)');
+      throw new Error("a .tnm file stores ternorm's BPE; this model tokenizes with a GGUF vocabulary (export it as GGUF)");
     }
     return this.tokenizer.serialize();
   }
@@ -440,6 +446,15 @@ export async function evaluate(
   const stride = options.stride ?? defaultOf(el.stride);
   if (options.stride !== undefined) checkInt(stride, 'stride', 1, model.config.context);
   const batch = checkLimit(el.batch, options.batch ?? defaultOf(el.batch), 'batch');
-  const r = await modelAddon().evaluateAsync(model.native, gains, tokens, nBytes, options.precision ?? 'ternary', stride, batch, options.threads);
+  const r = await modelAddon().evaluateAsync(
+    model.native,
+    gains,
+    tokens,
+    nBytes,
+    options.precision ?? 'ternary',
+    stride,
+    batch,
+    options.threads,
+  );
   return { ...r, nTokens: tokens.length, nBytes };
 }

@@ -41,7 +41,10 @@ export function adapterRunLimits(): Record<keyof AdapterRunOptions, Limit> {
     maxSteps: a.totalSteps,
     evalEvery: orchestrationLimit(1, 2 ** 40, true, 20, 'steps between validation evaluations'),
     patience: orchestrationLimit(1, 2 ** 20, true, 3, 'evaluations without a new best before stopping'),
-    validationFraction: orchestrationLimit(0, 1, false, 0.05, "fraction of the user's tokens held out for early stopping", { min: true, max: true }),
+    validationFraction: orchestrationLimit(0, 1, false, 0.05, "fraction of the user's tokens held out for early stopping", {
+      min: true,
+      max: true,
+    }),
     batch: a.batch,
     seq: a.seq,
     lr: a.lr,
@@ -132,8 +135,7 @@ export async function trainAdapter(
     gradClip: o.gradClip,
   });
   const sampler = new WindowSampler(train, o.seq, new SplitMix64(dataSeed(o.seed)));
-  const score = async (gains: Float32Array | null): Promise<number> =>
-    (await evaluate(model, gains, validation, { threads })).meanNll;
+  const score = async (gains: Float32Array | null): Promise<number> => (await evaluate(model, gains, validation, { threads })).meanNll;
 
   const baselineLoss = await score(null);
   let best = { loss: baselineLoss, step: 0, gains: trainer.gains() };

@@ -13,15 +13,7 @@ import { createHash } from 'node:crypto';
 import { BpeTokenizer } from '../tokenizer/bpe.js';
 import { dataSeed, SplitMix64, WindowSampler } from './data.js';
 import { checkLimit, coreLimits, defaultOf, orchestrationLimit, SEED_LIMIT, type Limit } from './limits.js';
-import {
-  evaluate,
-  Model,
-  resolveModelConfig,
-  Trainer,
-  type ModelConfig,
-  type Precision,
-  type StepStats,
-} from './model.js';
+import { evaluate, Model, resolveModelConfig, Trainer, type ModelConfig, type Precision, type StepStats } from './model.js';
 
 export const TRAIN_STATE_FORMAT = 'ternorm.train-base-state';
 export const TRAIN_STATE_VERSION = 1;
@@ -74,7 +66,10 @@ export type BaseRunRequest = Partial<Omit<BaseRunOptions, 'config'>> & { config?
 
 export function defaultBaseRun(): Omit<BaseRunOptions, 'config'> {
   const l = baseRunLimits();
-  return { mode: 'ternary', ...(Object.fromEntries(Object.entries(l).map(([k, v]) => [k, defaultOf(v)])) as Omit<BaseRunOptions, 'config' | 'mode'>) };
+  return {
+    mode: 'ternary',
+    ...(Object.fromEntries(Object.entries(l).map(([k, v]) => [k, defaultOf(v)])) as Omit<BaseRunOptions, 'config' | 'mode'>),
+  };
 }
 
 export interface ValidationPoint {
@@ -162,7 +157,9 @@ export function resolveBaseRun(partial: BaseRunRequest = {}): BaseRunOptions {
 }
 
 function digest(tokens: Int32Array): string {
-  return createHash('sha256').update(new Uint8Array(tokens.buffer, tokens.byteOffset, tokens.byteLength)).digest('hex');
+  return createHash('sha256')
+    .update(new Uint8Array(tokens.buffer, tokens.byteOffset, tokens.byteLength))
+    .digest('hex');
 }
 
 function parseState(state: unknown, where: string): TrainState {

@@ -61,9 +61,7 @@ export class BpeTokenizer {
     const { vocabSize } = options;
     const minPairCount = options.minPairCount ?? 2;
     if (!Number.isInteger(vocabSize) || vocabSize < MIN_VOCAB_SIZE || vocabSize > MAX_VOCAB_SIZE) {
-      throw new RangeError(
-        `BpeTokenizer.train: vocabSize must be an integer in [${MIN_VOCAB_SIZE}, ${MAX_VOCAB_SIZE}], got ${vocabSize}`,
-      );
+      throw new RangeError(`BpeTokenizer.train: vocabSize must be an integer in [${MIN_VOCAB_SIZE}, ${MAX_VOCAB_SIZE}], got ${vocabSize}`);
     }
     if (!Number.isInteger(minPairCount) || minPairCount < 1 || minPairCount > 2 ** 31) {
       throw new RangeError(`BpeTokenizer.train: minPairCount must be an integer >= 1, got ${minPairCount}`);

@@ -35,7 +35,13 @@ export interface NativeVocabTokenizer {
 }
 
 export interface TokenizerAddon {
-  byteBpeConstants: { formatVersion: number; pretokenizerVersion: number; maxChunkBytes: number; minVocabSize: number; maxVocabSize: number };
+  byteBpeConstants: {
+    formatVersion: number;
+    pretokenizerVersion: number;
+    maxChunkBytes: number;
+    minVocabSize: number;
+    maxVocabSize: number;
+  };
   ByteBpe: new (merges: Uint16Array) => NativeByteBpe;
   VocabTokenizer: new (metadata: NativeVocabMetadata) => NativeVocabTokenizer;
   byteBpeTrain(text: Uint8Array, vocabSize: number, minPairCount: number): Uint16Array;

@@ -3,7 +3,19 @@
 // error names the file. The C++ side has the same rules (native/io/container.cpp).
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+  type Stats,
+} from 'node:fs';
 
 /**
  * The largest text a command reads (`evaluate --text`, `train-adapter --text`, `bet --user`,
@@ -94,12 +106,15 @@ export function readTextFile(path: string, what = '', maxBytes = MAX_TEXT_BYTES)
     // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
-    throw new Error(`cannot read ${name}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : systemReason(err)}`, { cause: err });
+    throw new Error(`cannot read ${name}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : systemReason(err)}`, {
+      cause: err,
+    });
   }
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new Error(`cannot read ${name}: it is ${kindOf(st)}, not a regular file`);
-    if (st.size > maxBytes) throw new Error(`${name} is ${st.size} bytes, above the limit of ${maxBytes} bytes for a text (MAX_TEXT_BYTES)`);
+    if (st.size > maxBytes)
+      throw new Error(`${name} is ${st.size} bytes, above the limit of ${maxBytes} bytes for a text (MAX_TEXT_BYTES)`);
     const buf = Buffer.allocUnsafe(st.size);
     let got = 0;
     while (got < st.size) {

@@ -36,7 +36,8 @@ function running(pid: number): boolean {
   }
 }
 
-const same = (a: LockOwner | null, b: LockOwner): boolean => a !== null && a.pid === b.pid && a.host === b.host && a.startedAt === b.startedAt;
+const same = (a: LockOwner | null, b: LockOwner): boolean =>
+  a !== null && a.pid === b.pid && a.host === b.host && a.startedAt === b.startedAt;
 
 export class FileLock {
   private held = true;
@@ -59,10 +60,13 @@ export class FileLock {
       try {
         fd = openSync(path, 'wx', 0o644);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`cannot create the lock file ${path}: ${systemReason(err)}`, { cause: err });
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
+          throw new Error(`cannot create the lock file ${path}: ${systemReason(err)}`, { cause: err });
         const held = readOwner(path);
         if (held === null) {
-          throw new LockedError(`${target} is locked by ${path}, which names no owner; if no ternorm run is writing ${target}, remove ${path}`);
+          throw new LockedError(
+            `${target} is locked by ${path}, which names no owner; if no ternorm run is writing ${target}, remove ${path}`,
+          );
         }
         if (held.host !== owner.host || running(held.pid) || attempt > 0) {
           throw new LockedError(
@@ -84,7 +88,9 @@ export class FileLock {
             // a third run locked meanwhile; ours will fail on the next attempt
           }
         } else {
-          onLog?.(`taking over the stale lock ${path}: process ${held.pid} on ${held.host} (started ${held.startedAt}) is no longer running`);
+          onLog?.(
+            `taking over the stale lock ${path}: process ${held.pid} on ${held.host} (started ${held.startedAt}) is no longer running`,
+          );
         }
         rmSync(aside, { force: true });
         continue;

@@ -21,6 +21,7 @@ export function packageRoot(): string {
         // an unreadable package.json on the way up is not ours; keep walking
       }
     }
-    if (dirname(dir) === dir) throw new Error(`ternorm: cannot find the package root (a package.json named "${PACKAGE_NAME}") above ${start}`);
+    if (dirname(dir) === dir)
+      throw new Error(`ternorm: cannot find the package root (a package.json named "${PACKAGE_NAME}") above ${start}`);
   }
 }

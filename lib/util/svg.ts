@@ -77,4 +77,3 @@ export function yTicks(
   o.push('</g>');
   return o;
 }
-

@@ -18,14 +18,16 @@ const hex = (c: string): string => {
  * newlines included, are shown escaped (\x0a) so the text cannot start a new block.
  */
 export function markdownText(s: string): string {
-  return String(s)
-    .replace(CONTROL, hex)
-    .replace(/[\\`*[\]|~]/g, '\\$&')
-    // '_' inside a word (int8_per_tensor) is no emphasis; at a word's edge it could be
-    .replace(/(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])/g, '\\_')
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;');
+  return (
+    String(s)
+      .replace(CONTROL, hex)
+      .replace(/[\\`*[\]|~]/g, '\\$&')
+      // '_' inside a word (int8_per_tensor) is no emphasis; at a word's edge it could be
+      .replace(/(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])/g, '\\_')
+      .replace(/&/g, '&amp;')
+      .replace(/</g, '&lt;')
+      .replace(/>/g, '&gt;')
+  );
 }
 
 /** Text for a terminal: control characters (escape sequences among them) shown as \xNN; newlines kept when `keepNewlines`. */

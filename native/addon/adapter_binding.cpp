@@ -16,7 +16,8 @@
 
 namespace ternorm::addon {
 
-AdapterArg adapter_arg(const Napi::CallbackInfo& info, size_t index, const model::ModelConfig& cfg) {
+AdapterArg adapter_arg(const Napi::CallbackInfo& info, size_t index,
+                       const model::ModelConfig& cfg) {
   Napi::Env env = info.Env();
   AdapterArg a;
   const Napi::Value v = info[index];
@@ -31,12 +32,15 @@ AdapterArg adapter_arg(const Napi::CallbackInfo& info, size_t index, const model
   }
   if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
     auto b = v.As<Napi::Uint8Array>();
-    // parse_adapter validates every record (RangeError when bad) and copies it out of the JS buffer.
+    // parse_adapter validates every record (RangeError when bad) and copies it out of the JS
+    // buffer.
     a.encoded = codec::parse_adapter(b.Data(), b.ElementLength(), cfg.n_norms(), cfg.d_model);
     for (const codec::EncodedGain& e : a.encoded) a.views.push_back(e.view());
     return a;
   }
-  throw_type(env, "adapter must be a Float32Array of gains, a Uint8Array holding an encoded adapter, or null");
+  throw_type(
+      env,
+      "adapter must be a Float32Array of gains, a Uint8Array holding an encoded adapter, or null");
 }
 
 namespace {
@@ -47,9 +51,11 @@ Napi::Array number_array(Napi::Env env, const std::vector<double>& v) {
   return a;
 }
 
-// { method, bytes, blob: Uint8Array, gains: Float32Array (decoded), tensors: [{ scheme, params: Float32Array
+// { method, bytes, blob: Uint8Array, gains: Float32Array (decoded), tensors: [{ scheme, params:
+// Float32Array
 //   (record order), namedParams: { name: number[] } (codec::named_params), recordBytes }] }
-Napi::Object encoding_object(Napi::Env env, const char* method, const std::vector<codec::EncodedGain>& tensors) {
+Napi::Object encoding_object(Napi::Env env, const char* method,
+                             const std::vector<codec::EncodedGain>& tensors) {
   const std::vector<uint8_t> blob = codec::serialize_adapter(tensors);
   Napi::Object o = Napi::Object::New(env);
   o.Set("method", method ? Napi::Value(Napi::String::New(env, method)) : env.Null());
@@ -93,11 +99,13 @@ Napi::Value CodecMethods(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// adapterEncodeAsync(model, gains: Float32Array, method: string, options: { groupSize, kmeansMaxIters,
+// adapterEncodeAsync(model, gains: Float32Array, method: string, options: { groupSize,
+// kmeansMaxIters,
 //   clipGrid: Float64Array (empty = default), calibrationPasses, byteBudget }, calibration: null |
-//   { tokens: Int32Array, nBytes, stride, batch }, threads?) -> Promise<encoding & { calibration, mixed }>
-// The searching methods (int4_calibrated, mixed) score candidates by the mean NLL of the calibration
-// tokens (the user's training text) with the candidate decoded inside the norm kernel
+//   { tokens: Int32Array, nBytes, stride, batch }, threads?) -> Promise<encoding & { calibration,
+//   mixed }>
+// The searching methods (int4_calibrated, mixed) score candidates by the mean NLL of the
+// calibration tokens (the user's training text) with the candidate decoded inside the norm kernel
 // (model::encode_adapter, native/model/adapter_encode.h).
 Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -130,13 +138,16 @@ Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
     auto t = tv.As<Napi::Int32Array>();
     if (t.ElementLength() < 2) throw_range(env, "calibration.tokens must hold at least 2 tokens");
     cal = std::make_shared<model::Calibration>();
-    cal->tokens.assign(t.Data(), t.Data() + t.ElementLength());  // a copy: the call runs off the JS thread
+    cal->tokens.assign(t.Data(),
+                       t.Data() + t.ElementLength());  // a copy: the call runs off the JS thread
     cal->n_bytes = int_prop(env, c, "nBytes", 1, int64_t(1) << 40, "calibration");
     cal->eval.stride = int64_t(limit_prop(env, c, limits::eval::stride, "calibration"));
     cal->eval.batch = int64_t(limit_prop(env, c, limits::eval::batch, "calibration"));
   } else if (codec::method_needs_loss(method)) {
-    throw_range(env, std::string("method ") + codec::method_name(method) +
-                         " chooses its encoding by the training-text loss: calibration tokens are required");
+    throw_range(
+        env,
+        std::string("method ") + codec::method_name(method) +
+            " chooses its encoding by the training-text loss: calibration tokens are required");
   }
   const CallExec ce = exec_arg(info, 5);
   auto lease = acquire(env, s);
@@ -166,12 +177,15 @@ Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
       const codec::MixedReport& r = *out->mixed;
       Napi::Object m = Napi::Object::New(e);
       Napi::Array cand = Napi::Array::New(e, r.kCandidates.size());
-      for (size_t i = 0; i < r.kCandidates.size(); ++i) cand.Set(uint32_t(i), codec::scheme_name(r.kCandidates[i]));
+      for (size_t i = 0; i < r.kCandidates.size(); ++i)
+        cand.Set(uint32_t(i), codec::scheme_name(r.kCandidates[i]));
       Napi::Array inc = Napi::Array::New(e, r.increase.size());
       Napi::Array cb = Napi::Array::New(e, r.candidate_bytes.size());
       for (size_t t = 0; t < r.increase.size(); ++t) {
-        inc.Set(uint32_t(t), number_array(e, std::vector<double>(r.increase[t].begin(), r.increase[t].end())));
-        cb.Set(uint32_t(t), number_array(e, std::vector<double>(r.candidate_bytes[t].begin(), r.candidate_bytes[t].end())));
+        inc.Set(uint32_t(t),
+                number_array(e, std::vector<double>(r.increase[t].begin(), r.increase[t].end())));
+        cb.Set(uint32_t(t), number_array(e, std::vector<double>(r.candidate_bytes[t].begin(),
+                                                                r.candidate_bytes[t].end())));
       }
       m.Set("candidates", cand);
       m.Set("referenceLoss", r.reference_loss);
@@ -205,8 +219,8 @@ Napi::Value AdapterDescribe(const Napi::CallbackInfo& info) {
   return encoding_object(env, nullptr, tensors);
 }
 
-void write_or_return(Napi::Env env, const io::Writer& w, const Napi::CallbackInfo& info, size_t path_index,
-                     Napi::Value* out) {
+void write_or_return(Napi::Env env, const io::Writer& w, const Napi::CallbackInfo& info,
+                     size_t path_index, Napi::Value* out) {
   if (!info[path_index].IsUndefined()) {
     w.write_file(string_arg(info, path_index, "path"));
     *out = env.Undefined();
@@ -218,9 +232,10 @@ void write_or_return(Napi::Env env, const io::Writer& w, const Napi::CallbackInf
 
 const io::Fingerprint& base_fingerprint(Napi::Env env, const ModelState& s, const char* what) {
   if (!s.model->fingerprint())
-    throw_range(env, std::string(what) + ": the base model has no fingerprint yet (it changed since it was loaded "
-                                         "or saved); save the base model first so the adapter can record which "
-                                         "base it belongs to");
+    throw_range(env, std::string(what) +
+                         ": the base model has no fingerprint yet (it changed since it was loaded "
+                         "or saved); save the base model first so the adapter can record which "
+                         "base it belongs to");
   return *s.model->fingerprint();
 }
 
@@ -232,13 +247,15 @@ Napi::Value AdapterSave(const Napi::CallbackInfo& info) {
   const model::ModelConfig& cfg = s->model->config();
   expect_length(env, g, "gains", cfg.n_gains(), "n_norms * d_model");
   const std::string meta = string_arg(info, 2, "meta");
-  const io::Writer w = model::adapter_writer(cfg, g.data, int64_t(g.length), base_fingerprint(env, *s, "adapterSave"), meta);
+  const io::Writer w = model::adapter_writer(cfg, g.data, int64_t(g.length),
+                                             base_fingerprint(env, *s, "adapterSave"), meta);
   Napi::Value out;
   write_or_return(env, w, info, 3, &out);
   return out;
 }
 
-// adapterSaveEncoded(model, method: string, blob: Uint8Array, meta: string, path?) -> Uint8Array | undefined
+// adapterSaveEncoded(model, method: string, blob: Uint8Array, meta: string, path?) -> Uint8Array |
+// undefined
 Napi::Value AdapterSaveEncoded(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = model_arg(info, 0);
@@ -247,8 +264,8 @@ Napi::Value AdapterSaveEncoded(const Napi::CallbackInfo& info) {
   const std::string meta = string_arg(info, 3, "meta");
   const model::ModelConfig& cfg = s->model->config();
   const auto tensors = codec::parse_adapter(b.data, b.length, cfg.n_norms(), cfg.d_model);
-  const io::Writer w =
-      model::encoded_adapter_writer(cfg, method, tensors, base_fingerprint(env, *s, "adapterSaveEncoded"), meta);
+  const io::Writer w = model::encoded_adapter_writer(
+      cfg, method, tensors, base_fingerprint(env, *s, "adapterSaveEncoded"), meta);
   Napi::Value out;
   write_or_return(env, w, info, 4, &out);
   return out;
@@ -260,8 +277,10 @@ Napi::Value AdapterLoad(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = model_arg(info, 0);
   if (!s->model->fingerprint())
-    throw_range(env, "adapterLoad: the base model has no fingerprint yet (it changed since it was loaded or "
-                     "saved), so no adapter can be matched to it");
+    throw_range(
+        env,
+        "adapterLoad: the base model has no fingerprint yet (it changed since it was loaded or "
+        "saved), so no adapter can be matched to it");
   io::ParseOptions opts;  // either adapter kind: load_adapter checks it
   opts.limits = model::adapter_limits(s->model->config());
   const Napi::Value src = info[1];
@@ -271,12 +290,15 @@ Napi::Value AdapterLoad(const Napi::CallbackInfo& info) {
     model::refuse_model_as_adapter(b.Data(), b.ElementLength(), "the adapter bytes");
   }
   const io::Container file = container_arg(info, 1, opts);
-  const model::LoadedAdapter a = model::load_adapter(file, s->model->config(), *s->model->fingerprint());
+  const model::LoadedAdapter a =
+      model::load_adapter(file, s->model->config(), *s->model->fingerprint());
   Napi::Object out = Napi::Object::New(env);
   out.Set("gains", copy_f32(env, a.gains.data(), a.gains.size()));
   out.Set("meta", a.meta.empty() ? env.Null() : Napi::Value(Napi::String::New(env, a.meta)));
   out.Set("scheme", a.scheme);
-  out.Set("encoding", a.encoded.empty() ? env.Null() : Napi::Value(encoding_object(env, a.scheme.c_str(), a.encoded)));
+  out.Set("encoding", a.encoded.empty()
+                          ? env.Null()
+                          : Napi::Value(encoding_object(env, a.scheme.c_str(), a.encoded)));
   return out;
 }
 
@@ -284,10 +306,13 @@ Napi::Value AdapterLoad(const Napi::CallbackInfo& info) {
 
 void register_adapter(Napi::Env env, Napi::Object exports) {
   exports.Set("codecMethods", Napi::Function::New(env, guarded<CodecMethods>, "codecMethods"));
-  exports.Set("adapterEncodeAsync", Napi::Function::New(env, guarded<AdapterEncodeAsync>, "adapterEncodeAsync"));
-  exports.Set("adapterDescribe", Napi::Function::New(env, guarded<AdapterDescribe>, "adapterDescribe"));
+  exports.Set("adapterEncodeAsync",
+              Napi::Function::New(env, guarded<AdapterEncodeAsync>, "adapterEncodeAsync"));
+  exports.Set("adapterDescribe",
+              Napi::Function::New(env, guarded<AdapterDescribe>, "adapterDescribe"));
   exports.Set("adapterSave", Napi::Function::New(env, guarded<AdapterSave>, "adapterSave"));
-  exports.Set("adapterSaveEncoded", Napi::Function::New(env, guarded<AdapterSaveEncoded>, "adapterSaveEncoded"));
+  exports.Set("adapterSaveEncoded",
+              Napi::Function::New(env, guarded<AdapterSaveEncoded>, "adapterSaveEncoded"));
   exports.Set("adapterLoad", Napi::Function::New(env, guarded<AdapterLoad>, "adapterLoad"));
 }
 

@@ -78,7 +78,8 @@ constexpr int64_t kMaxSize = int64_t(1) << 31;
 double finite_number(const Napi::CallbackInfo& info, size_t index, const char* name,
                      const char* expected) {
   const Napi::Value v = info[index];
-  if (!v.IsNumber()) throw_type(info.Env(), std::string(name) + " must be a number (" + expected + ")");
+  if (!v.IsNumber())
+    throw_type(info.Env(), std::string(name) + " must be a number (" + expected + ")");
   const double d = v.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d))
     throw_range(info.Env(), std::string(name) + " must be " + expected + ", got " + num(d));
@@ -115,7 +116,8 @@ float float_arg(const Napi::CallbackInfo& info, size_t index, const char* name) 
 int64_t checked_mul(Napi::Env env, int64_t a, int64_t b, const char* what) {
   int64_t r = 0;
   if (__builtin_mul_overflow(a, b, &r))
-    throw_range(env, std::string(what) + " overflows: " + std::to_string(a) + " * " + std::to_string(b));
+    throw_range(env,
+                std::string(what) + " overflows: " + std::to_string(a) + " * " + std::to_string(b));
   return r;
 }
 
@@ -127,7 +129,8 @@ CallExec exec_arg(const Napi::CallbackInfo& info, size_t index) {
   int threads = size;
   const Napi::Value v = info[index];
   if (!v.IsUndefined()) {
-    if (!v.IsNumber()) throw_type(env, "threads must be a number (an integer in 1.." + std::to_string(size) + ")");
+    if (!v.IsNumber())
+      throw_type(env, "threads must be a number (an integer in 1.." + std::to_string(size) + ")");
     const double t = v.As<Napi::Number>().DoubleValue();
     if (!(t >= 1 && t <= size && t == std::floor(t)))
       throw_range(env, "threads must be an integer in 1.." + std::to_string(size) +
@@ -145,8 +148,8 @@ CallExec exec_arg(const Napi::CallbackInfo& info, size_t index) {
 void check_finite_native(const float* v, size_t count, const char* name) {
   for (size_t i = 0; i < count; ++i)
     if (!std::isfinite(v[i]))
-      throw std::invalid_argument(std::string(name) + "[" + std::to_string(i) + "] is " + num(v[i]) +
-                                  "; expected finite values");
+      throw std::invalid_argument(std::string(name) + "[" + std::to_string(i) + "] is " +
+                                  num(v[i]) + "; expected finite values");
 }
 
 void check_finite(Napi::Env env, const float* v, size_t count, const char* name) {
@@ -170,19 +173,21 @@ std::string string_arg(const Napi::CallbackInfo& info, size_t index, const char*
   return info[index].As<Napi::String>().Utf8Value();
 }
 
-int64_t int_prop(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int64_t hi, const char* where) {
+int64_t int_prop(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int64_t hi,
+                 const char* where) {
   const Napi::Value v = o.Get(key);
   if (!v.IsNumber()) throw_type(env, std::string(where) + "." + key + " must be a number");
   const double d = v.As<Napi::Number>().DoubleValue();
   if (!(d == std::floor(d) && d >= double(lo) && d <= double(hi)))
-    throw_range(env, std::string(where) + "." + key + " must be an integer in " + std::to_string(lo) + ".." +
-                         std::to_string(hi) + ", got " + num(d));
+    throw_range(env, std::string(where) + "." + key + " must be an integer in " +
+                         std::to_string(lo) + ".." + std::to_string(hi) + ", got " + num(d));
   return int64_t(d);
 }
 
 double limit_prop(Napi::Env env, Napi::Object o, const limits::Limit& l, const char* where) {
   const Napi::Value v = o.Get(l.name);
-  if (!v.IsNumber()) throw_type(env, std::string(where) + "." + l.name + " must be a number (" + l.range() + ")");
+  if (!v.IsNumber())
+    throw_type(env, std::string(where) + "." + l.name + " must be a number (" + l.range() + ")");
   const double d = v.As<Napi::Number>().DoubleValue();
   try {
     limits::check(l, d, where);
@@ -321,14 +326,16 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("features", features);
   out.Set("supportedIsas", supported);
-  out.Set("defaultIsa", d.isa_ok ? Napi::Value(Napi::String::New(env, isa_name(d.isa))) : env.Null());
+  out.Set("defaultIsa",
+          d.isa_ok ? Napi::Value(Napi::String::New(env, isa_name(d.isa))) : env.Null());
   out.Set("isaError", d.isa_ok ? env.Null() : Napi::Value(Napi::String::New(env, d.isa_error)));
   out.Set("threads", d.pool->size());
   return out;
 }
 
 // limits() -> { model, train, adapterTrain, eval, codec }: each { [name]: { min, max, minOpen,
-//   maxOpen, integer, default (null: none), what } }, the core's ranges and defaults (model/limits.h).
+//   maxOpen, integer, default (null: none), what } }, the core's ranges and defaults
+//   (model/limits.h).
 Napi::Value Limits(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
@@ -363,10 +370,12 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
     data->isa_ok = true;
   } catch (const std::exception& e) {
     std::string supported;
-    for (Isa isa : supported_isas()) supported += std::string(supported.empty() ? "" : ", ") + isa_name(isa);
+    for (Isa isa : supported_isas())
+      supported += std::string(supported.empty() ? "" : ", ") + isa_name(isa);
     const char* forced = std::getenv("TERNORM_ISA");
-    data->isa_error = std::string("ternorm: TERNORM_ISA=") + (forced ? forced : "") + " cannot be used (" +
-                      e.what() + "); this CPU and build support: " + supported +
+    data->isa_error = std::string("ternorm: TERNORM_ISA=") + (forced ? forced : "") +
+                      " cannot be used (" + e.what() +
+                      "); this CPU and build support: " + supported +
                       ". Unset TERNORM_ISA to use the best path.";
   }
   env.SetInstanceData(data);

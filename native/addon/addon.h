@@ -82,10 +82,22 @@ struct ArrayArg {
 
 template <typename T>
 napi_typedarray_type typed_array_type();
-template <> inline napi_typedarray_type typed_array_type<float>() { return napi_float32_array; }
-template <> inline napi_typedarray_type typed_array_type<int8_t>() { return napi_int8_array; }
-template <> inline napi_typedarray_type typed_array_type<uint8_t>() { return napi_uint8_array; }
-template <> inline napi_typedarray_type typed_array_type<uint16_t>() { return napi_uint16_array; }
+template <>
+inline napi_typedarray_type typed_array_type<float>() {
+  return napi_float32_array;
+}
+template <>
+inline napi_typedarray_type typed_array_type<int8_t>() {
+  return napi_int8_array;
+}
+template <>
+inline napi_typedarray_type typed_array_type<uint8_t>() {
+  return napi_uint8_array;
+}
+template <>
+inline napi_typedarray_type typed_array_type<uint16_t>() {
+  return napi_uint16_array;
+}
 const char* typed_array_name(napi_typedarray_type type);
 inline const char* typed_array_article(napi_typedarray_type type) {
   return type == napi_int8_array ? "an" : "a";
@@ -143,7 +155,8 @@ Napi::Object object_arg(const Napi::CallbackInfo& info, size_t index, const char
 // range otherwise).
 double limit_prop(Napi::Env env, Napi::Object o, const limits::Limit& l, const char* where);
 // A property of an options object: an integer in lo..hi.
-int64_t int_prop(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int64_t hi, const char* where);
+int64_t int_prop(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int64_t hi,
+                 const char* where);
 // New JS arrays holding a copy of native data.
 Napi::Uint8Array copy_bytes(Napi::Env env, const uint8_t* p, size_t n);
 Napi::Float32Array copy_f32(Napi::Env env, const float* p, size_t n);
@@ -198,7 +211,9 @@ struct KernelCall {
     return copy->data();
   }
   template <typename T>
-  T* input(const ArrayArg<T>& a) { return input(a.data, a.length); }
+  T* input(const ArrayArg<T>& a) {
+    return input(a.data, a.length);
+  }
 };
 
 Napi::Value run_sync(Napi::Env env, KernelCall call);

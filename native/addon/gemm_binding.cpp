@@ -44,8 +44,7 @@ KernelCall gemm_call(const Napi::CallbackInfo& info, CallMode mode) {
   const bool c_given = !(cv.IsUndefined() || cv.IsNull());
   if (!c_given) {
     if (beta != 0)
-      throw_range(env, "beta = " + num(beta) +
-                           " needs c to accumulate into; pass c, or beta = 0");
+      throw_range(env, "beta = " + num(beta) + " needs c to accumulate into; pass c, or beta = 0");
     c_arr = Napi::Float32Array::New(env, size_t(c_count));
     c_data = c_arr.Data();
   } else {
@@ -78,8 +77,9 @@ KernelCall gemm_call(const Napi::CallbackInfo& info, CallMode mode) {
     call.finish = [c_data, c_count](Napi::Env e, Napi::Object result) -> Napi::Value {
       Napi::Float32Array c = result.As<Napi::Float32Array>();
       if (c.ElementLength() != size_t(c_count))
-        throw Napi::Error::New(e, "gemmF32Async: c was detached (transferred) while the call ran; "
-                                  "the result was dropped");
+        throw Napi::Error::New(e,
+                               "gemmF32Async: c was detached (transferred) while the call ran; "
+                               "the result was dropped");
       std::memcpy(c.Data(), c_data, size_t(c_count) * sizeof(float));
       return c;
     };

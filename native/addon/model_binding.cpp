@@ -1,9 +1,8 @@
 // Bindings of the model engine (native/model): a Model handle (create, load,
 // save, quantize), a Trainer handle (one step per call, sync or async) and
 // evaluate (async), and GGUF load / export. The files themselves are built and parsed by
-// native/model/model_file.h and native/model/gguf_model.h; this file only converts arguments. Adapter files
-// and encodings: adapter_binding.cpp. One call at a time per model
-// (model_state.h).
+// native/model/model_file.h and native/model/gguf_model.h; this file only converts arguments.
+// Adapter files and encodings: adapter_binding.cpp. One call at a time per model (model_state.h).
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -48,17 +47,18 @@ Napi::Object config_object(Napi::Env env, const model::ModelConfig& c) {
 class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
  public:
   static Napi::Function define(Napi::Env env) {
-    return DefineClass(env, "NativeModel",
-                       {InstanceMethod<&ModelHandle::Config>("config"),
-                        InstanceMethod<&ModelHandle::Info>("info"),
-                        InstanceMethod<&ModelHandle::Quantize>("quantize"),
-                        InstanceMethod<&ModelHandle::Save>("save"),
-                        InstanceMethod<&ModelHandle::Fingerprint>("fingerprint")});
+    return DefineClass(
+        env, "NativeModel",
+        {InstanceMethod<&ModelHandle::Config>("config"), InstanceMethod<&ModelHandle::Info>("info"),
+         InstanceMethod<&ModelHandle::Quantize>("quantize"),
+         InstanceMethod<&ModelHandle::Save>("save"),
+         InstanceMethod<&ModelHandle::Fingerprint>("fingerprint")});
   }
   explicit ModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelHandle>(info) {}
 
   std::shared_ptr<ModelState> state(Napi::Env env) const {
-    if (!state_) throw Napi::Error::New(env, "ternorm: an empty model handle (use modelCreate or modelLoad)");
+    if (!state_)
+      throw Napi::Error::New(env, "ternorm: an empty model handle (use modelCreate or modelLoad)");
     return state_;
   }
   void set_state(std::shared_ptr<ModelState> s) { state_ = std::move(s); }
@@ -87,8 +87,9 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
       auto s = state(env);
       const CallExec ce = exec_arg(info, 0);
       if (!s->has_latent)
-        throw_range(env, "quantize: this model was loaded from a model file without latent weights "
-                         "(only a checkpoint has them); its ternary weights are final");
+        throw_range(env,
+                    "quantize: this model was loaded from a model file without latent weights "
+                    "(only a checkpoint has them); its ternary weights are final");
       auto lease = acquire(env, s);
       s->model->quantize(ce.exec);  // drops the model's fingerprint
       return env.Undefined();
@@ -130,18 +131,22 @@ std::shared_ptr<ModelState> model_arg(const Napi::CallbackInfo& info, size_t ind
 std::shared_ptr<BusyLease> acquire(Napi::Env env, const std::shared_ptr<ModelState>& s) {
   bool expected = false;
   if (!s->busy.compare_exchange_strong(expected, true))
-    throw Napi::Error::New(env, "ternorm: the model is busy with an asynchronous train step or evaluation; "
-                                "await it before using the model again");
+    throw Napi::Error::New(
+        env,
+        "ternorm: the model is busy with an asynchronous train step or evaluation; "
+        "await it before using the model again");
   return std::make_shared<BusyLease>(s);
 }
 
-io::Container container_arg(const Napi::CallbackInfo& info, size_t index, const io::ParseOptions& opts) {
+io::Container container_arg(const Napi::CallbackInfo& info, size_t index,
+                            const io::ParseOptions& opts) {
   const Napi::Value v = info[index];
   if (v.IsString()) return io::read_file(v.As<Napi::String>().Utf8Value(), opts);
   if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
     auto a = v.As<Napi::Uint8Array>();
     if (a.ElementLength() > opts.limits.max_file_bytes)
-      throw io::FormatError("file of " + std::to_string(a.ElementLength()) + " bytes is over the limit of " +
+      throw io::FormatError("file of " + std::to_string(a.ElementLength()) +
+                            " bytes is over the limit of " +
                             std::to_string(opts.limits.max_file_bytes) + " bytes");
     return io::Container::copy(a.Data(), a.ElementLength(), opts);
   }
@@ -170,13 +175,15 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   }
   explicit TrainerHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TrainerHandle>(info) {}
 
-  void init(std::shared_ptr<ModelState> s, std::unique_ptr<model::Trainer> t, Napi::Object model_object) {
+  void init(std::shared_ptr<ModelState> s, std::unique_ptr<model::Trainer> t,
+            Napi::Object model_object) {
     model_ = std::move(s);
     trainer_ = std::move(t);
     model_ref_ = Napi::Persistent(model_object);
   }
   model::Trainer& trainer(Napi::Env env) const {
-    if (!trainer_) throw Napi::Error::New(env, "ternorm: an empty trainer handle (use trainerCreate)");
+    if (!trainer_)
+      throw Napi::Error::New(env, "ternorm: an empty trainer handle (use trainerCreate)");
     return *trainer_;
   }
   const std::shared_ptr<ModelState>& model_state() const { return model_; }
@@ -192,8 +199,8 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     const CallExec ce = exec_arg(info, 3);
     const int64_t expected = checked_mul(env, batch, seq + 1, "batch * (seq + 1)");
     if (uint64_t(expected) != tokens.length)
-      throw_range(env, "tokens must have batch * (seq + 1) = " + std::to_string(expected) + " elements, got " +
-                           std::to_string(tokens.length));
+      throw_range(env, "tokens must have batch * (seq + 1) = " + std::to_string(expected) +
+                           " elements, got " + std::to_string(tokens.length));
     auto lease = acquire(env, model_);
     KernelCall call(mode);
     const int32_t* data = call.input(tokens.data, tokens.length);
@@ -201,7 +208,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     const Exec ex = ce.exec;
     auto st = std::make_shared<model::StepStats>();
     call.run = [lease, tp, data, batch, seq, ex, st]() mutable {
-      (void)lease;  // held until the call is destroyed (see BusyLease)
+      (void)lease;                           // held until the call is destroyed (see BusyLease)
       *st = tp->step(data, batch, seq, ex);  // a base step drops the model's fingerprint
     };
     call.finish = [st](Napi::Env e, Napi::Object) -> Napi::Value {
@@ -218,7 +225,9 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   }
 
   // step(tokens: Int32Array, batch, seq, threads?) -> { step, loss, gradNorm, lr }
-  Napi::Value Step(const Napi::CallbackInfo& info) { return run_sync(info.Env(), prepare(info, CallMode::Sync)); }
+  Napi::Value Step(const Napi::CallbackInfo& info) {
+    return run_sync(info.Env(), prepare(info, CallMode::Sync));
+  }
   Napi::Value StepAsync(const Napi::CallbackInfo& info) {
     return run_async(info.Env(), prepare(info, CallMode::Async));
   }
@@ -255,8 +264,8 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
     if (step < 0 || step != std::floor(step) || step > 9.0e15)
       throw_range(env, "step must be a non-negative integer, got " + num(step));
     if (m.length != v.length)
-      throw_range(env, "adamM and adamV must have the same length, got " + std::to_string(m.length) + " and " +
-                           std::to_string(v.length));
+      throw_range(env, "adamM and adamV must have the same length, got " +
+                           std::to_string(m.length) + " and " + std::to_string(v.length));
     auto lease = acquire(env, model_);
     try {
       t.restore_state(m.data, v.data, int64_t(m.length), int64_t(step));
@@ -296,7 +305,8 @@ Napi::Value ModelHandle::Save(const Napi::CallbackInfo& info) {
   if (!info[3].IsUndefined()) {
     TrainerHandle* th = unwrap_trainer(info, 3);
     if (th->model_state() != s) throw_range(env, "save: the trainer belongs to another model");
-    if (!s->has_latent) throw_range(env, "save: a checkpoint needs the latent weights (this model has none)");
+    if (!s->has_latent)
+      throw_range(env, "save: a checkpoint needs the latent weights (this model has none)");
     const model::Trainer& t = th->trainer(env);
     if (t.config().mode == model::TrainMode::AdapterGains)
       throw_range(env, "save: checkpoints are for base training, not an adapter trainer");
@@ -340,7 +350,8 @@ model::ModelConfig config_arg(const Napi::CallbackInfo& info, size_t index) {
   c.norm_eps = float(limit_prop(env, o, L::norm_eps, w));
   c.rope_theta = float(limit_prop(env, o, L::rope_theta, w));
   // Optional: absent means multi-head attention and the tied head.
-  if (!o.Get("nKvHeads").IsUndefined()) c.n_kv_heads = int64_t(limit_prop(env, o, L::n_kv_heads, w));
+  if (!o.Get("nKvHeads").IsUndefined())
+    c.n_kv_heads = int64_t(limit_prop(env, o, L::n_kv_heads, w));
   const Napi::Value tied = o.Get("tiedHead");
   if (!tied.IsUndefined()) {
     if (!tied.IsBoolean()) throw_type(env, "config.tiedHead must be a boolean");
@@ -388,8 +399,8 @@ Napi::Value load_gguf(const Napi::CallbackInfo& info, uint64_t max_bytes) {
     if (v.IsString()) return gguf::File::open(v.As<Napi::String>().Utf8Value());
     auto a = v.As<Napi::Uint8Array>();
     if (a.ElementLength() > max_bytes)
-      throw io::FormatError("file of " + std::to_string(a.ElementLength()) + " bytes is over the limit of " +
-                            std::to_string(max_bytes) + " bytes");
+      throw io::FormatError("file of " + std::to_string(a.ElementLength()) +
+                            " bytes is over the limit of " + std::to_string(max_bytes) + " bytes");
     return gguf::File::copy(a.Data(), a.ElementLength());
   }();
   model::GgufImported im = model::gguf_import(file);
@@ -403,7 +414,9 @@ Napi::Value load_gguf(const Napi::CallbackInfo& info, uint64_t max_bytes) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("model", new_model_object(env, s));
   out.Set("tokenizer", copy_bytes(env, im.ternorm_tokenizer.data(), im.ternorm_tokenizer.size()));
-  out.Set("vocab", im.tokenizer ? Napi::Value(vocab_object(env, model::vocab_data_of(*im.tokenizer))) : env.Null());
+  out.Set("vocab", im.tokenizer
+                       ? Napi::Value(vocab_object(env, model::vocab_data_of(*im.tokenizer)))
+                       : env.Null());
   out.Set("meta", env.Null());
   out.Set("fingerprint", io::to_hex(*s->model->fingerprint()));
   out.Set("checkpoint", env.Null());
@@ -416,7 +429,8 @@ Napi::Value load_gguf(const Napi::CallbackInfo& info, uint64_t max_bytes) {
   return out;
 }
 
-// modelExportGguf(model, path | undefined, type, gains: Float32Array | null, tokenizer: Uint8Array | null,
+// modelExportGguf(model, path | undefined, type, gains: Float32Array | null, tokenizer: Uint8Array
+// | null,
 //   pre: string, vocab?: metadata) -> Uint8Array (no path) | undefined. The tokenizer written:
 //   ternorm BPE bytes as themselves (kTernormTokenizerKey) and as their gpt2-style vocabulary with
 //   pre-tokenizer `pre`; else a vocabulary given as metadata (VocabTokenizer's); else a
@@ -432,8 +446,9 @@ Napi::Value ModelExportGguf(const Napi::CallbackInfo& info) {
   if (!info[3].IsNull() && !info[3].IsUndefined()) {
     auto g = array_arg<float>(info, 3, "gains");
     if (int64_t(g.length) != s->model->config().n_gains())
-      throw_range(env, "gains must hold n_norms * d_model = " + std::to_string(s->model->config().n_gains()) +
-                           " values, got " + std::to_string(g.length));
+      throw_range(env, "gains must hold n_norms * d_model = " +
+                           std::to_string(s->model->config().n_gains()) + " values, got " +
+                           std::to_string(g.length));
     gains.assign(g.data, g.data + g.length);
     o.gains = gains.data();
   }
@@ -467,8 +482,8 @@ Napi::Value ModelExportGguf(const Napi::CallbackInfo& info) {
 }
 
 // modelLoad(source: string | Uint8Array, maxBytes?) ->
-//   { model, tokenizer, meta: string | null, fingerprint, checkpoint: null | {adamM, adamV, step, state} }
-//   A GGUF source (load_gguf) adds { vocab: metadata | null, gguf: { version, name, info,
+//   { model, tokenizer, meta: string | null, fingerprint, checkpoint: null | {adamM, adamV, step,
+//   state} } A GGUF source (load_gguf) adds { vocab: metadata | null, gguf: { version, name, info,
 //   postTrainingQuantised } }; maxBytes bounds its bytes in memory (a path is mapped, not read).
 Napi::Value ModelLoad(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -531,8 +546,9 @@ Napi::Value TrainerCreate(const Napi::CallbackInfo& info) {
   c.adamw.weight_decay = float(limit_prop(env, o, L::weight_decay, w));
   c.grad_clip = float(limit_prop(env, o, L::grad_clip, w));
   if (c.mode != model::TrainMode::AdapterGains && !s->has_latent)
-    throw_range(env, "trainer: base training needs the latent weights, and this model was loaded from a "
-                     "model file without them; resume from a checkpoint instead");
+    throw_range(env,
+                "trainer: base training needs the latent weights, and this model was loaded from a "
+                "model file without them; resume from a checkpoint instead");
   auto lease = acquire(env, s);
   auto trainer = std::make_unique<model::Trainer>(*s->model, c);
   Napi::Object obj = instance(env).trainer_class.New({});
@@ -547,9 +563,10 @@ model::Precision precision_of(Napi::Env env, const std::string& p) {
   throw_range(env, "precision must be 'ternary', 'fp32' or 'ternary-fp32act', got '" + p + "'");
 }
 
-// evaluateAsync(model, adapter: Float32Array | Uint8Array (encoded blob) | null, tokens: Int32Array,
-//   nBytes, precision, stride (0 = default), batch, threads?) -> Promise<{ nll: Float64Array, totalNll,
-//   meanNll, perplexity, bitsPerByte, nWindows, window, stride }>
+// evaluateAsync(model, adapter: Float32Array | Uint8Array (encoded blob) | null, tokens:
+// Int32Array,
+//   nBytes, precision, stride (0 = default), batch, threads?) -> Promise<{ nll: Float64Array,
+//   totalNll, meanNll, perplexity, bitsPerByte, nWindows, window, stride }>
 // An encoded adapter is decoded by the fused RMSNorm kernel itself, as an edge runtime would.
 Napi::Value EvaluateAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -557,7 +574,8 @@ Napi::Value EvaluateAsync(const Napi::CallbackInfo& info) {
   const model::ModelConfig& cfg = s->model->config();
   AdapterArg adapter = adapter_arg(info, 1, cfg);
   auto tokens = int32_arg(info, 2, "tokens");
-  if (tokens.length < 2) throw_range(env, "tokens must hold at least 2 tokens, got " + std::to_string(tokens.length));
+  if (tokens.length < 2)
+    throw_range(env, "tokens must hold at least 2 tokens, got " + std::to_string(tokens.length));
   const double n_bytes = number_arg(info, 3, "nBytes");
   if (n_bytes < 1 || n_bytes != std::floor(n_bytes))
     throw_range(env, "nBytes must be a positive integer, got " + num(n_bytes));
@@ -565,14 +583,16 @@ Napi::Value EvaluateAsync(const Napi::CallbackInfo& info) {
   opts.precision = precision_of(env, string_arg(info, 4, "precision"));
   const double stride = number_arg(info, 5, "stride");
   if (stride < 0 || stride != std::floor(stride) || stride > double(cfg.context))
-    throw_range(env, "stride must be an integer in 0.." + std::to_string(cfg.context) + " (0 = context / 2), got " +
-                         num(stride));
+    throw_range(env, "stride must be an integer in 0.." + std::to_string(cfg.context) +
+                         " (0 = context / 2), got " + num(stride));
   opts.stride = int64_t(stride);
   opts.batch = size_arg(info, 6, "batch");
   const CallExec ce = exec_arg(info, 7);
   if (opts.precision == model::Precision::F32 && !s->has_latent)
-    throw_range(env, "evaluate: precision 'fp32' needs the latent weights, and this model was loaded from a "
-                     "model file without them");
+    throw_range(
+        env,
+        "evaluate: precision 'fp32' needs the latent weights, and this model was loaded from a "
+        "model file without them");
   auto lease = acquire(env, s);
   KernelCall call(CallMode::Async);
   const int32_t* tok = call.input(tokens.data, tokens.length);
@@ -611,7 +631,8 @@ void register_model(Napi::Env env, Napi::Object exports) {
   d.trainer_class = Napi::Persistent(TrainerHandle::define(env));
   exports.Set("modelCreate", Napi::Function::New(env, guarded<ModelCreate>, "modelCreate"));
   exports.Set("modelLoad", Napi::Function::New(env, guarded<ModelLoad>, "modelLoad"));
-  exports.Set("modelExportGguf", Napi::Function::New(env, guarded<ModelExportGguf>, "modelExportGguf"));
+  exports.Set("modelExportGguf",
+              Napi::Function::New(env, guarded<ModelExportGguf>, "modelExportGguf"));
   exports.Set("trainerCreate", Napi::Function::New(env, guarded<TrainerCreate>, "trainerCreate"));
   exports.Set("evaluateAsync", Napi::Function::New(env, guarded<EvaluateAsync>, "evaluateAsync"));
 }

@@ -22,7 +22,8 @@ namespace ternorm::addon {
 struct ModelState {
   std::unique_ptr<model::Model> model;
   bool has_latent = true;  // false: loaded from a model file (ternary weights only)
-  std::optional<model::GgufTokenizer> gguf_tokenizer;  // a GGUF model's tokenizer.ggml.* metadata, re-exported
+  std::optional<model::GgufTokenizer>
+      gguf_tokenizer;  // a GGUF model's tokenizer.ggml.* metadata, re-exported
   std::atomic<bool> busy{false};
 };
 
@@ -48,7 +49,8 @@ std::shared_ptr<BusyLease> acquire(Napi::Env env, const std::shared_ptr<ModelSta
 std::shared_ptr<ModelState> model_arg(const Napi::CallbackInfo& info, size_t index);
 
 // A file given as a path or as its bytes (Uint8Array), parsed with opts.
-io::Container container_arg(const Napi::CallbackInfo& info, size_t index, const io::ParseOptions& opts);
+io::Container container_arg(const Napi::CallbackInfo& info, size_t index,
+                            const io::ParseOptions& opts);
 
 // An adapter argument for the model's config: null/undefined (none), a
 // Float32Array of n_norms * d_model raw gains, or a Uint8Array holding an

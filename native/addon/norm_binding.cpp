@@ -29,7 +29,9 @@ void norm_args(const Napi::CallbackInfo& info, NormArgs& out) {
   expect_length(env, x, "x", checked_mul(env, n, d, "n * d"), "n * d");
   expect_length(env, w_base, "wBase", d, "d");
   const Napi::Value sv = info[4];
-  const auto name = [](norm::GainScheme s) { return std::string(norm::find_gain_decoder(s)->name); };
+  const auto name = [](norm::GainScheme s) {
+    return std::string(norm::find_gain_decoder(s)->name);
+  };
   const std::string f32 = name(norm::GainScheme::F32), f16 = name(norm::GainScheme::F16),
                     i8 = name(norm::GainScheme::Int8PerTensor);
   const std::string expected = "'" + f32 + "', '" + f16 + "' or '" + i8 + "'";
@@ -85,7 +87,8 @@ Napi::Value RmsNormGainI8(const Napi::CallbackInfo& info) {
   NormArgs a;
   norm_args(info, a);
   const CallExec ce = exec_arg(info, 8);
-  const int64_t qlen = checked_mul(env, a.args.n, ternary::padded_cols(a.args.d), "n * padded_cols(d)");
+  const int64_t qlen =
+      checked_mul(env, a.args.n, ternary::padded_cols(a.args.d), "n * padded_cols(d)");
   auto q = Napi::Int8Array::New(env, size_t(qlen));
   auto scales = Napi::Float32Array::New(env, size_t(a.args.n));
   norm::rmsnorm_gain_i8(a.args, q.Data(), scales.Data(), ce.exec);

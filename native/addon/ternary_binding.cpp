@@ -209,7 +209,8 @@ void register_ternary(Napi::Env env, Napi::Object exports) {
   layout.Set("rowPanel", double(ternary::kRowPanel));
   layout.Set("colBlock", double(ternary::kColBlock));
   exports.Set("ternaryLayout", layout);
-  exports.Set("absmeanQuantize", Napi::Function::New(env, guarded<AbsmeanQuantize>, "absmeanQuantize"));
+  exports.Set("absmeanQuantize",
+              Napi::Function::New(env, guarded<AbsmeanQuantize>, "absmeanQuantize"));
   exports.Set("pack2", Napi::Function::New(env, guarded<Pack2>, "pack2"));
   exports.Set("unpack2", Napi::Function::New(env, guarded<Unpack2>, "unpack2"));
   exports.Set("pack5", Napi::Function::New(env, guarded<Pack5>, "pack5"));
@@ -219,9 +220,11 @@ void register_ternary(Napi::Env env, Napi::Object exports) {
   exports.Set("gemmI8", Napi::Function::New(env, guarded<GemmI8>, "gemmI8"));
   exports.Set("gemmI8Async", Napi::Function::New(env, guarded<GemmI8Async>, "gemmI8Async"));
   exports.Set("matmulF32", Napi::Function::New(env, guarded<MatmulF32>, "matmulF32"));
-  exports.Set("matmulF32Async", Napi::Function::New(env, guarded<MatmulF32Async>, "matmulF32Async"));
+  exports.Set("matmulF32Async",
+              Napi::Function::New(env, guarded<MatmulF32Async>, "matmulF32Async"));
   exports.Set("matmulF32T", Napi::Function::New(env, guarded<MatmulF32T>, "matmulF32T"));
-  exports.Set("matmulF32TAsync", Napi::Function::New(env, guarded<MatmulF32TAsync>, "matmulF32TAsync"));
+  exports.Set("matmulF32TAsync",
+              Napi::Function::New(env, guarded<MatmulF32TAsync>, "matmulF32TAsync"));
 }
 
 }  // namespace ternorm::addon

@@ -68,8 +68,12 @@ class ByteBpeHandle : public Napi::ObjectWrap<ByteBpeHandle> {
   }
 
  private:
-  Napi::Value VocabSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), bpe_->vocab_size()); }
-  Napi::Value Merges(const Napi::CallbackInfo& info) { return merges_array(info.Env(), bpe_->merges()); }
+  Napi::Value VocabSize(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), bpe_->vocab_size());
+  }
+  Napi::Value Merges(const Napi::CallbackInfo& info) {
+    return merges_array(info.Env(), bpe_->merges());
+  }
   Napi::Value Serialize(const Napi::CallbackInfo& info) {
     return core_call(info.Env(), [&] {
       const std::vector<uint8_t> b = bpe_->serialize();
@@ -78,7 +82,8 @@ class ByteBpeHandle : public Napi::ObjectWrap<ByteBpeHandle> {
   }
   Napi::Value Encode(const Napi::CallbackInfo& info) {
     const auto t = array_arg<uint8_t>(info, 0, "bytes");
-    return core_call(info.Env(), [&] { return ids_array(info.Env(), bpe_->encode(t.data, t.length)); });
+    return core_call(info.Env(),
+                     [&] { return ids_array(info.Env(), bpe_->encode(t.data, t.length)); });
   }
   Napi::Value Decode(const Napi::CallbackInfo& info) {
     const I32Arg ids = int32_arg(info, 0, "ids");
@@ -90,7 +95,8 @@ class ByteBpeHandle : public Napi::ObjectWrap<ByteBpeHandle> {
   Napi::Value TokenBytes(const Napi::CallbackInfo& info) {
     const double id = number_arg(info, 0, "id");
     if (!(id >= 0 && id < bpe_->vocab_size() && id == double(int32_t(id))))
-      throw_range(info.Env(), "id " + num(id) + " outside [0, " + std::to_string(bpe_->vocab_size()) + ")");
+      throw_range(info.Env(),
+                  "id " + num(id) + " outside [0, " + std::to_string(bpe_->vocab_size()) + ")");
     size_t len;
     const uint8_t* p = bpe_->token_bytes(int32_t(id), &len);
     return copy_bytes(info.Env(), p, len);
@@ -104,7 +110,8 @@ Napi::Value ByteBpeTrain(const Napi::CallbackInfo& info) {
   const auto t = array_arg<uint8_t>(info, 0, "text");
   const int64_t vocab = size_arg(info, 1, "vocabSize");
   const int64_t min_pair = size_arg(info, 2, "minPairCount");
-  if (vocab > ByteBpe::kMaxVocab) throw_range(info.Env(), "vocabSize must be <= 65536, got " + std::to_string(vocab));
+  if (vocab > ByteBpe::kMaxVocab)
+    throw_range(info.Env(), "vocabSize must be <= 65536, got " + std::to_string(vocab));
   return merges_array(info.Env(), ByteBpe::train(t.data, t.length, int(vocab), min_pair).merges());
 }
 
@@ -118,7 +125,8 @@ Napi::Value ByteBpeParse(const Napi::CallbackInfo& info) {
 Napi::Value ByteChunkBounds(const Napi::CallbackInfo& info) {
   const auto t = array_arg<uint8_t>(info, 0, "bytes");
   std::vector<uint32_t> b{0};
-  for (size_t i = 0; i < t.length;) b.push_back(uint32_t(i = tok::byte_chunk_end(t.data, t.length, i)));
+  for (size_t i = 0; i < t.length;)
+    b.push_back(uint32_t(i = tok::byte_chunk_end(t.data, t.length, i)));
   auto a = Napi::Uint32Array::New(info.Env(), b.size());
   std::memcpy(a.Data(), b.data(), b.size() * sizeof(uint32_t));
   return a;
@@ -128,19 +136,23 @@ Napi::Value ByteChunkBounds(const Napi::CallbackInfo& info) {
 std::vector<std::string> string_list(Napi::Env env, Napi::Object o, const char* key) {
   const Napi::Value v = o.Get(key);
   if (v.IsUndefined()) return {};
-  if (!v.IsArray()) throw_type(env, std::string("metadata.") + key + " must be an array of strings");
+  if (!v.IsArray())
+    throw_type(env, std::string("metadata.") + key + " must be an array of strings");
   const Napi::Array a = v.As<Napi::Array>();
   std::vector<std::string> out(a.Length());
   for (uint32_t i = 0; i < a.Length(); ++i) {
     const Napi::Value s = a.Get(i);
-    if (!s.IsString()) throw_type(env, std::string("metadata.") + key + "[" + std::to_string(i) + "] must be a string");
+    if (!s.IsString())
+      throw_type(env,
+                 std::string("metadata.") + key + "[" + std::to_string(i) + "] must be a string");
     out[i] = s.As<Napi::String>().Utf8Value();
   }
   return out;
 }
 
 template <typename T, typename A>
-std::vector<T> typed_list(Napi::Env env, Napi::Object o, const char* key, napi_typedarray_type type, const char* tname) {
+std::vector<T> typed_list(Napi::Env env, Napi::Object o, const char* key, napi_typedarray_type type,
+                          const char* tname) {
   const Napi::Value v = o.Get(key);
   if (v.IsUndefined()) return {};
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
@@ -178,7 +190,8 @@ class VocabTokenizerHandle : public Napi::ObjectWrap<VocabTokenizerHandle> {
 
   // new VocabTokenizer({ model, pre?, tokens, scores?: Float32Array, tokenTypes?: Int32Array,
   //   merges?, bos?, eos?, unk?, pad?, addBos?, addEos?, addSpacePrefix? })
-  explicit VocabTokenizerHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VocabTokenizerHandle>(info) {
+  explicit VocabTokenizerHandle(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<VocabTokenizerHandle>(info) {
     Napi::Env env = info.Env();
     VocabData d = vocab_data_arg(info, 0);
     try {
@@ -189,7 +202,9 @@ class VocabTokenizerHandle : public Napi::ObjectWrap<VocabTokenizerHandle> {
   }
 
  private:
-  Napi::Value Size(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), tok_->n_tokens()); }
+  Napi::Value Size(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), tok_->n_tokens());
+  }
   // encode(bytes: Uint8Array, addSpecial: boolean, parseSpecial: boolean) -> Int32Array
   Napi::Value Encode(const Napi::CallbackInfo& info) {
     const auto t = array_arg<uint8_t>(info, 0, "bytes");
@@ -222,8 +237,10 @@ VocabData vocab_data_arg(const Napi::CallbackInfo& info, size_t index) {
   d.model = str_prop(env, o, "model");
   d.pre = str_prop(env, o, "pre");
   d.tokens = string_list(env, o, "tokens");
-  d.scores = typed_list<float, Napi::Float32Array>(env, o, "scores", napi_float32_array, "a Float32Array");
-  d.token_types = typed_list<int32_t, Napi::Int32Array>(env, o, "tokenTypes", napi_int32_array, "an Int32Array");
+  d.scores =
+      typed_list<float, Napi::Float32Array>(env, o, "scores", napi_float32_array, "a Float32Array");
+  d.token_types = typed_list<int32_t, Napi::Int32Array>(env, o, "tokenTypes", napi_int32_array,
+                                                        "an Int32Array");
   d.merges = string_list(env, o, "merges");
   d.bos = id_prop(env, o, "bos");
   d.eos = id_prop(env, o, "eos");
@@ -240,7 +257,8 @@ Napi::Object vocab_object(Napi::Env env, const VocabData& d) {
   o.Set("model", d.model);
   o.Set("pre", d.pre);
   Napi::Array tokens = Napi::Array::New(env, d.tokens.size());
-  for (size_t i = 0; i < d.tokens.size(); ++i) tokens.Set(uint32_t(i), Napi::String::New(env, d.tokens[i]));
+  for (size_t i = 0; i < d.tokens.size(); ++i)
+    tokens.Set(uint32_t(i), Napi::String::New(env, d.tokens[i]));
   o.Set("tokens", tokens);
   if (!d.scores.empty()) o.Set("scores", copy_f32(env, d.scores.data(), d.scores.size()));
   if (!d.token_types.empty()) {
@@ -249,9 +267,11 @@ Napi::Object vocab_object(Napi::Env env, const VocabData& d) {
     o.Set("tokenTypes", tt);
   }
   Napi::Array merges = Napi::Array::New(env, d.merges.size());
-  for (size_t i = 0; i < d.merges.size(); ++i) merges.Set(uint32_t(i), Napi::String::New(env, d.merges[i]));
+  for (size_t i = 0; i < d.merges.size(); ++i)
+    merges.Set(uint32_t(i), Napi::String::New(env, d.merges[i]));
   o.Set("merges", merges);
-  const std::pair<const char*, int32_t> ids[] = {{"bos", d.bos}, {"eos", d.eos}, {"unk", d.unk}, {"pad", d.pad}};
+  const std::pair<const char*, int32_t> ids[] = {
+      {"bos", d.bos}, {"eos", d.eos}, {"unk", d.unk}, {"pad", d.pad}};
   for (const auto& [k, id] : ids)
     if (id >= 0) o.Set(k, double(id));
   o.Set("addBos", d.add_bos);
@@ -272,7 +292,8 @@ void register_tokenizer(Napi::Env env, Napi::Object exports) {
   exports.Set("VocabTokenizer", VocabTokenizerHandle::define(env));
   exports.Set("byteBpeTrain", Napi::Function::New(env, guarded<ByteBpeTrain>, "byteBpeTrain"));
   exports.Set("byteBpeParse", Napi::Function::New(env, guarded<ByteBpeParse>, "byteBpeParse"));
-  exports.Set("byteChunkBounds", Napi::Function::New(env, guarded<ByteChunkBounds>, "byteChunkBounds"));
+  exports.Set("byteChunkBounds",
+              Napi::Function::New(env, guarded<ByteChunkBounds>, "byteChunkBounds"));
 }
 
 }  // namespace ternorm::addon

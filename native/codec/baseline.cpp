@@ -34,8 +34,8 @@ EncodedGain encode_f16(const float* g, int64_t d) {
   for (int64_t i = 0; i < d; ++i) {
     const uint16_t h = norm::f32_to_f16(g[i]);
     if ((h & 0x7c00u) == 0x7c00u)
-      throw std::invalid_argument("encode f16: gain[" + std::to_string(i) + "] = " +
-                                  std::to_string(g[i]) +
+      throw std::invalid_argument("encode f16: gain[" + std::to_string(i) +
+                                  "] = " + std::to_string(g[i]) +
                                   " overflows binary16, expected |g| < 65520");
     std::memcpy(e.payload.data() + 2 * i, &h, sizeof h);
   }

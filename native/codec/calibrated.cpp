@@ -47,15 +47,16 @@ EncodedAdapter encode_int4_calibrated(const float* gains, int64_t n_tensors, int
                                 " factors, expected 1..1000");
   for (size_t i = 0; i < grid.size(); ++i) {
     if (!(grid[i] > 0.0 && grid[i] <= 1.0))
-      throw std::invalid_argument(what + ": clip grid[" + std::to_string(i) + "] = " +
-                                  std::to_string(grid[i]) + ", expected 0 < c <= 1");
+      throw std::invalid_argument(what + ": clip grid[" + std::to_string(i) +
+                                  "] = " + std::to_string(grid[i]) + ", expected 0 < c <= 1");
     for (size_t j = 0; j < i; ++j)
       if (grid[j] == grid[i])
         throw std::invalid_argument(what + ": clip grid[" + std::to_string(i) + "] repeats grid[" +
                                     std::to_string(j) + "], expected distinct factors");
   }
   if (passes < 0 || passes > 1000)
-    throw std::invalid_argument(what + ": passes = " + std::to_string(passes) + ", expected 0..1000");
+    throw std::invalid_argument(what + ": passes = " + std::to_string(passes) +
+                                ", expected 0..1000");
 
   const size_t T = size_t(n_tensors), G = grid.size();
   // cand[t][i]: tensor t with factor grid[i] (encode_delta checks d and the gains).
@@ -84,8 +85,9 @@ EncodedAdapter encode_int4_calibrated(const float* gains, int64_t n_tensors, int
   size_t best_i = 0;
   for (size_t i = 0; i < G; ++i) {
     for (size_t t = 0; t < T; ++t) enc[t] = &cand[t][i];
-    const double v = detail::eval_loss(loss, enc, what + " candidate clip " + std::to_string(grid[i]) +
-                                                      " on every tensor", &rep.loss_evals);
+    const double v = detail::eval_loss(
+        loss, enc, what + " candidate clip " + std::to_string(grid[i]) + " on every tensor",
+        &rep.loss_evals);
     rep.global_loss.push_back(v);
     if (i == 0 || v < best) best = v, best_i = i;
   }
@@ -102,7 +104,8 @@ EncodedAdapter encode_int4_calibrated(const float* gains, int64_t n_tensors, int
         if (i == cur[t] || detail::same_encoding(cand[t][i], cand[t][cur[t]])) continue;
         enc[t] = &cand[t][i];
         const double v = detail::eval_loss(
-            loss, enc, what + " candidate clip " + std::to_string(grid[i]) + " on tensor " + std::to_string(t),
+            loss, enc,
+            what + " candidate clip " + std::to_string(grid[i]) + " on tensor " + std::to_string(t),
             &rep.loss_evals);
         if (v < arg_loss) arg_loss = v, arg = i;
       }

@@ -16,24 +16,25 @@ void check_gains(const char* what, const float* g, int64_t d, bool bounded) {
   const std::string pre = std::string(what) + ": ";
   if (g == nullptr) throw std::invalid_argument(pre + "gains pointer is null, expected d floats");
   if (d <= 0 || d > kMaxD)
-    throw std::invalid_argument(pre + "d = " + std::to_string(d) + ", expected 0 < d <= " +
-                                std::to_string(kMaxD));
+    throw std::invalid_argument(pre + "d = " + std::to_string(d) +
+                                ", expected 0 < d <= " + std::to_string(kMaxD));
   for (int64_t i = 0; i < d; ++i) {
     if (!std::isfinite(g[i]))
-      throw std::invalid_argument(pre + "gain[" + std::to_string(i) + "] = " + std::to_string(g[i]) +
-                                  ", expected a finite gain");
+      throw std::invalid_argument(pre + "gain[" + std::to_string(i) +
+                                  "] = " + std::to_string(g[i]) + ", expected a finite gain");
     if (bounded && !(std::fabs(double(g[i])) <= kMaxGainMagnitude))
-      throw std::invalid_argument(pre + "gain[" + std::to_string(i) + "] = " + std::to_string(g[i]) +
+      throw std::invalid_argument(pre + "gain[" + std::to_string(i) +
+                                  "] = " + std::to_string(g[i]) +
                                   ", expected |g| <= 2^64 (gains are factors near 1)");
   }
 }
 
 void check_nibble_padding(const norm::GainView& g) {
   if ((g.d & 1) && get_nibble(static_cast<const uint8_t*>(g.data), g.d) != 0)
-    throw std::invalid_argument(decoder_prefix(g.scheme) + "the padding nibble after gain[" +
-                                std::to_string(g.d - 1) + "] is " +
-                                std::to_string(get_nibble(static_cast<const uint8_t*>(g.data), g.d)) +
-                                ", expected 0 (odd d)");
+    throw std::invalid_argument(
+        decoder_prefix(g.scheme) + "the padding nibble after gain[" + std::to_string(g.d - 1) +
+        "] is " + std::to_string(get_nibble(static_cast<const uint8_t*>(g.data), g.d)) +
+        ", expected 0 (odd d)");
 }
 
 double eval_loss(const AdapterLoss& loss, const std::vector<const EncodedGain*>& enc,
@@ -63,8 +64,9 @@ std::string decoder_prefix(norm::GainScheme scheme) {
 }  // namespace detail
 
 norm::GainView EncodedGain::view() const {
-  return norm::GainView{scheme, d, payload.data(), payload.size(),
-                        params.empty() ? nullptr : params.data(), params.size()};
+  return norm::GainView{
+      scheme,       d, payload.data(), payload.size(), params.empty() ? nullptr : params.data(),
+      params.size()};
 }
 
 const char* scheme_name(norm::GainScheme scheme) {
@@ -84,7 +86,8 @@ std::vector<std::pair<std::string, std::vector<float>>> named_params(const Encod
     case GainScheme::Int8Delta:
     case GainScheme::Int4Delta: return {{"scale", p}};
     case GainScheme::Int8Asym: return {{"scale", {p.at(0)}}, {"zeroPoint", {p.at(1)}}};
-    case GainScheme::Int8Group: return {{"blockSize", {p.at(0)}}, {"scale", std::vector<float>(p.begin() + 1, p.end())}};
+    case GainScheme::Int8Group:
+      return {{"blockSize", {p.at(0)}}, {"scale", std::vector<float>(p.begin() + 1, p.end())}};
     case GainScheme::KMeans16:
     case GainScheme::KMeans256: return {{"centroids", p}};
   }
@@ -100,11 +103,16 @@ struct MethodRow {
   const char* name;
 };
 const MethodRow kMethods[] = {
-    {Method::RawF32, "raw_fp32"},         {Method::RawF16, "raw_fp16"},
-    {Method::Int8PerTensor, "int8_per_tensor"}, {Method::Int8Group, "int8_group"},
-    {Method::Int8Asym, "int8_asym"},      {Method::Int8Delta, "int8_delta"},
-    {Method::Int4Delta, "int4_delta"},    {Method::KMeans16, "kmeans16"},
-    {Method::KMeans256, "kmeans256"},     {Method::Int4Calibrated, "int4_calibrated"},
+    {Method::RawF32, "raw_fp32"},
+    {Method::RawF16, "raw_fp16"},
+    {Method::Int8PerTensor, "int8_per_tensor"},
+    {Method::Int8Group, "int8_group"},
+    {Method::Int8Asym, "int8_asym"},
+    {Method::Int8Delta, "int8_delta"},
+    {Method::Int4Delta, "int4_delta"},
+    {Method::KMeans16, "kmeans16"},
+    {Method::KMeans256, "kmeans256"},
+    {Method::Int4Calibrated, "int4_calibrated"},
     {Method::Mixed, "mixed"},
 };
 
@@ -123,8 +131,8 @@ Method method_from_name(std::string_view name) {
     known += known.empty() ? "" : ", ";
     known += r.name;
   }
-  throw std::invalid_argument("codec: unknown method '" + std::string(name) + "', expected one of " +
-                              known);
+  throw std::invalid_argument("codec: unknown method '" + std::string(name) +
+                              "', expected one of " + known);
 }
 
 const std::vector<Method>& all_methods() {
@@ -158,8 +166,9 @@ void check_method_schemes(Method m, const std::vector<EncodedGain>& tensors) {
   };
   for (size_t t = 0; t < tensors.size(); ++t)
     if (!allowed(tensors[t].scheme))
-      throw std::invalid_argument(std::string("method ") + method_name(m) + ": tensor " + std::to_string(t) +
-                                  " is encoded as " + scheme_name(tensors[t].scheme) +
+      throw std::invalid_argument(std::string("method ") + method_name(m) + ": tensor " +
+                                  std::to_string(t) + " is encoded as " +
+                                  scheme_name(tensors[t].scheme) +
                                   ", which this method never produces");
 }
 
@@ -178,8 +187,8 @@ EncodedAdapter encode_adapter(Method m, const float* gains, int64_t n_tensors, i
     throw std::invalid_argument(what + ": n_tensors = " + std::to_string(n_tensors) +
                                 ", expected 1..65536");
   if (d <= 0 || d > kMaxD)
-    throw std::invalid_argument(what + ": d = " + std::to_string(d) + ", expected 0 < d <= " +
-                                std::to_string(kMaxD));
+    throw std::invalid_argument(what + ": d = " + std::to_string(d) +
+                                ", expected 0 < d <= " + std::to_string(kMaxD));
   namespace L = limits::codec;
   limits::check(L::group_size, double(opts.group_size), "encode options");
   limits::check(L::kmeans_max_iters, double(opts.kmeans_max_iters), "encode options");
@@ -187,8 +196,9 @@ EncodedAdapter encode_adapter(Method m, const float* gains, int64_t n_tensors, i
   limits::check(L::byte_budget, double(opts.byte_budget), "encode options");
   for (double c : opts.clip_grid) limits::check(L::clip, c, "encode options.clipGrid");
   if (method_needs_loss(m) && !loss)
-    throw std::invalid_argument(what + ": needs a loss callback (the training-text loss of a "
-                                       "candidate adapter), got none");
+    throw std::invalid_argument(what +
+                                ": needs a loss callback (the training-text loss of a "
+                                "candidate adapter), got none");
   if (m == Method::Int4Calibrated)
     return encode_int4_calibrated(gains, n_tensors, d, loss,
                                   opts.clip_grid.empty() ? default_clip_grid() : opts.clip_grid,
@@ -205,12 +215,18 @@ EncodedAdapter encode_adapter(Method m, const float* gains, int64_t n_tensors, i
         case Method::RawF32: out.tensors.push_back(encode_f32(g, d)); break;
         case Method::RawF16: out.tensors.push_back(encode_f16(g, d)); break;
         case Method::Int8PerTensor: out.tensors.push_back(encode_int8_per_tensor(g, d)); break;
-        case Method::Int8Group: out.tensors.push_back(encode_int8_group(g, d, opts.group_size)); break;
+        case Method::Int8Group:
+          out.tensors.push_back(encode_int8_group(g, d, opts.group_size));
+          break;
         case Method::Int8Asym: out.tensors.push_back(encode_int8_asym(g, d)); break;
         case Method::Int8Delta: out.tensors.push_back(encode_delta(8, g, d)); break;
         case Method::Int4Delta: out.tensors.push_back(encode_delta(4, g, d)); break;
-        case Method::KMeans16: out.tensors.push_back(encode_kmeans(16, g, d, opts.kmeans_max_iters)); break;
-        case Method::KMeans256: out.tensors.push_back(encode_kmeans(256, g, d, opts.kmeans_max_iters)); break;
+        case Method::KMeans16:
+          out.tensors.push_back(encode_kmeans(16, g, d, opts.kmeans_max_iters));
+          break;
+        case Method::KMeans256:
+          out.tensors.push_back(encode_kmeans(256, g, d, opts.kmeans_max_iters));
+          break;
         case Method::Int4Calibrated:
         case Method::Mixed: break;  // handled above
       }

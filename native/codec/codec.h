@@ -103,18 +103,19 @@ EncodedGain encode_delta(int bits, const float* g, int64_t d, double clip = 1.0)
 //  - store: centroids rounded to float, empty or duplicate ones dropped,
 //    each gain coded as its nearest stored centroid (ties to the lower).
 struct KMeansTrace {
-  std::vector<double> distortion;  // sum of squared errors after each Lloyd iteration (double centroids)
+  std::vector<double>
+      distortion;  // sum of squared errors after each Lloyd iteration (double centroids)
   int iterations = 0;
-  bool converged = false;          // stopped because no assignment changed
+  bool converged = false;  // stopped because no assignment changed
 };
 EncodedGain encode_kmeans(int K, const float* g, int64_t d, int max_iters = 100,
                           KMeansTrace* trace = nullptr);
 
 // ---- methods: whole adapters ------------------------------------------------------------
 enum class Method : int {
-  RawF32 = 0,          // f32
-  RawF16 = 1,          // f16
-  Int8PerTensor = 2,   // the bet
+  RawF32 = 0,         // f32
+  RawF16 = 1,         // f16
+  Int8PerTensor = 2,  // the bet
   Int8Group = 3,
   Int8Asym = 4,
   Int8Delta = 5,
@@ -149,7 +150,8 @@ std::vector<double> default_clip_grid();
 struct EncodeOptions {
   // Defaults and ranges: limits::codec (model/limits.h).
   int64_t group_size = int64_t(limits::codec::group_size.def);  // int8_group: B, 1 <= B <= kMaxD
-  int kmeans_max_iters = int(limits::codec::kmeans_max_iters.def);  // kmeans: Lloyd iterations at most, >= 1
+  int kmeans_max_iters =
+      int(limits::codec::kmeans_max_iters.def);  // kmeans: Lloyd iterations at most, >= 1
   // int4_calibrated: clip factors tried (each in (0, 1], distinct; empty =
   // default_clip_grid()) and per-tensor refinement passes (>= 0).
   std::vector<double> clip_grid;
@@ -176,10 +178,10 @@ struct MixedReport {
   // f32) minus reference_loss. Measured; can be negative.
   std::vector<std::array<double, 3>> increase;
   std::vector<std::array<uint64_t, 3>> candidate_bytes;  // [t][c]: record size of the encoding
-  std::vector<int> choice;               // candidate index per tensor
-  double predicted_increase = 0;         // sum of increase[t][choice[t]]
-  double loss = 0;                       // measured loss of the returned encoding
-  uint64_t budget = 0, bytes = 0;        // bytes = adapter_bytes of the result <= budget
+  std::vector<int> choice;                               // candidate index per tensor
+  double predicted_increase = 0;                         // sum of increase[t][choice[t]]
+  double loss = 0;                                       // measured loss of the returned encoding
+  uint64_t budget = 0, bytes = 0;  // bytes = adapter_bytes of the result <= budget
   int64_t loss_evals = 0;
 };
 

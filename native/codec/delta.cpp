@@ -48,7 +48,8 @@ void delta4_decode(const norm::GainView& g, float* out) {
 EncodedGain encode_delta(int bits, const float* g, int64_t d, double clip) {
   const char* what = bits == 4 ? "encode int4_delta" : "encode int8_delta";
   if (bits != 4 && bits != 8)
-    throw std::invalid_argument("encode delta: bits = " + std::to_string(bits) + ", expected 4 or 8");
+    throw std::invalid_argument("encode delta: bits = " + std::to_string(bits) +
+                                ", expected 4 or 8");
   detail::check_gains(what, g, d, true);
   if (!(clip > 0.0 && clip <= 1.0))
     throw std::invalid_argument(std::string(what) + ": clip = " + std::to_string(clip) +

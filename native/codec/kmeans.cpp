@@ -42,8 +42,8 @@ bool centroids_ok(const norm::GainView& g, size_t K) {
 
 [[noreturn]] void bad_index(const norm::GainView& g, int64_t i, unsigned idx) {
   throw std::invalid_argument(detail::decoder_prefix(g.scheme) + "gain[" + std::to_string(i) +
-                              "] has codebook index " + std::to_string(idx) + ", expected < k = " +
-                              std::to_string(g.n_params));
+                              "] has codebook index " + std::to_string(idx) +
+                              ", expected < k = " + std::to_string(g.n_params));
 }
 
 // Weighted distinct values, ascending.

@@ -69,17 +69,17 @@ EncodedAdapter encode_mixed(const float* gains, int64_t n_tensors, int64_t d,
   // 1. Sensitivities.
   std::vector<const EncodedGain*> enc(T);
   for (size_t t = 0; t < T; ++t) enc[t] = &ref[t];
-  rep.reference_loss = detail::eval_loss(loss, enc, what + " reference (every tensor f32)", &rep.loss_evals);
+  rep.reference_loss =
+      detail::eval_loss(loss, enc, what + " reference (every tensor f32)", &rep.loss_evals);
   rep.increase.resize(T);
   for (size_t t = 0; t < T; ++t) {
     for (size_t c = 0; c < C; ++c) {
       enc[t] = &cand[t][c];
-      rep.increase[t][c] =
-          detail::eval_loss(loss, enc,
-                            what + " sensitivity of tensor " + std::to_string(t) + " to " +
-                                scheme_name(MixedReport::kCandidates[c]),
-                            &rep.loss_evals) -
-          rep.reference_loss;
+      rep.increase[t][c] = detail::eval_loss(loss, enc,
+                                             what + " sensitivity of tensor " + std::to_string(t) +
+                                                 " to " + scheme_name(MixedReport::kCandidates[c]),
+                                             &rep.loss_evals) -
+                           rep.reference_loss;
     }
     enc[t] = &ref[t];
   }

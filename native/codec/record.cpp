@@ -29,7 +29,9 @@ float get_f32(const uint8_t* p) {
   return f;
 }
 
-[[noreturn]] void bad(const std::string& msg) { throw std::invalid_argument("gain record: " + msg); }
+[[noreturn]] void bad(const std::string& msg) {
+  throw std::invalid_argument("gain record: " + msg);
+}
 [[noreturn]] void bad_adapter(const std::string& msg) {
   throw std::invalid_argument("encoded adapter: " + msg);
 }
@@ -92,7 +94,8 @@ std::vector<uint8_t> serialize_adapter(const std::vector<EncodedGain>& tensors) 
     try {
       append_record(tensors[t], out);
     } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument("serialize_adapter: tensor " + std::to_string(t) + ": " + e.what());
+      throw std::invalid_argument("serialize_adapter: tensor " + std::to_string(t) + ": " +
+                                  e.what());
     }
   }
   return out;
@@ -106,20 +109,23 @@ EncodedGain parse_record(const uint8_t* data, size_t size, size_t* consumed) {
   const uint32_t id = get_u32(data), d = get_u32(data + 4), n_params = get_u32(data + 8);
   const norm::GainScheme scheme = static_cast<norm::GainScheme>(id);
   const norm::GainDecoder* dec = norm::find_gain_decoder(scheme);
-  if (dec == nullptr) bad("unknown scheme id " + std::to_string(id) + ", expected one of " + known_schemes());
+  if (dec == nullptr)
+    bad("unknown scheme id " + std::to_string(id) + ", expected one of " + known_schemes());
   const std::string what = std::string(dec->name) + ": ";
   if (d == 0 || d > uint64_t(kMaxD))
     bad(what + "d = " + std::to_string(d) + ", expected 0 < d <= " + std::to_string(kMaxD));
   const uint64_t left = size - kRecordHeaderBytes;
   if (uint64_t(n_params) * 4 > left)
     bad(what + "truncated: " + std::to_string(n_params) + " params need " +
-        std::to_string(uint64_t(n_params) * 4) + " bytes but " + std::to_string(left) + " are left");
+        std::to_string(uint64_t(n_params) * 4) + " bytes but " + std::to_string(left) +
+        " are left");
 
   EncodedGain e;
   e.scheme = scheme;
   e.d = d;
   e.params.resize(n_params);
-  for (uint32_t i = 0; i < n_params; ++i) e.params[i] = get_f32(data + kRecordHeaderBytes + 4 * uint64_t(i));
+  for (uint32_t i = 0; i < n_params; ++i)
+    e.params[i] = get_f32(data + kRecordHeaderBytes + 4 * uint64_t(i));
   // The payload length follows from the scheme, d and the params: validate
   // them as validate_gain does before asking for it.
   norm::GainView v = e.view();
@@ -131,8 +137,8 @@ EncodedGain parse_record(const uint8_t* data, size_t size, size_t* consumed) {
   const uint64_t payload = dec->payload_bytes(v);
   const uint64_t at = kRecordHeaderBytes + 4 * uint64_t(n_params);
   if (payload > size - at)
-    bad(what + "truncated: the payload needs " + std::to_string(payload) + " bytes for d = " +
-        std::to_string(d) + " but " + std::to_string(size - at) + " are left");
+    bad(what + "truncated: the payload needs " + std::to_string(payload) +
+        " bytes for d = " + std::to_string(d) + " but " + std::to_string(size - at) + " are left");
   e.payload.assign(data + at, data + at + payload);
   const uint64_t total = at + payload;
   if (consumed != nullptr)
@@ -152,11 +158,11 @@ std::vector<EncodedGain> parse_adapter(const uint8_t* data, size_t size, int64_t
   if (data == nullptr && size > 0) bad_adapter("data is null");
   if (size < kAdapterHeaderBytes)
     bad_adapter("truncated: " + std::to_string(size) + " bytes, expected at least the " +
-         std::to_string(kAdapterHeaderBytes) + "-byte header");
+                std::to_string(kAdapterHeaderBytes) + "-byte header");
   const uint32_t version = get_u32(data), n = get_u32(data + 4);
   if (version != kAdapterFormatVersion)
     bad_adapter("format version " + std::to_string(version) + ", expected " +
-         std::to_string(kAdapterFormatVersion));
+                std::to_string(kAdapterFormatVersion));
   if (n == 0 || n > 65536) bad_adapter(std::to_string(n) + " tensors, expected 1..65536");
   if (expected_tensors >= 0 && int64_t(n) != expected_tensors)
     bad_adapter(std::to_string(n) + " tensors, expected " + std::to_string(expected_tensors));
@@ -164,8 +170,8 @@ std::vector<EncodedGain> parse_adapter(const uint8_t* data, size_t size, int64_t
   // before reserving anything.
   if (uint64_t(n) * kRecordHeaderBytes > size - kAdapterHeaderBytes)
     bad_adapter("truncated: " + std::to_string(n) + " records need at least " +
-         std::to_string(uint64_t(n) * kRecordHeaderBytes) + " bytes but " +
-         std::to_string(size - kAdapterHeaderBytes) + " are left");
+                std::to_string(uint64_t(n) * kRecordHeaderBytes) + " bytes but " +
+                std::to_string(size - kAdapterHeaderBytes) + " are left");
   std::vector<EncodedGain> out;
   out.reserve(n);
   size_t at = size_t(kAdapterHeaderBytes);
@@ -178,10 +184,11 @@ std::vector<EncodedGain> parse_adapter(const uint8_t* data, size_t size, int64_t
     }
     if (expected_d >= 0 && out.back().d != expected_d)
       bad_adapter("tensor " + std::to_string(t) + " has d = " + std::to_string(out.back().d) +
-           ", expected " + std::to_string(expected_d));
+                  ", expected " + std::to_string(expected_d));
     at += used;
   }
-  if (at != size) bad_adapter(std::to_string(size - at) + " bytes after the last record, expected none");
+  if (at != size)
+    bad_adapter(std::to_string(size - at) + " bytes after the last record, expected none");
   return out;
 }
 

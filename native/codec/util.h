@@ -34,7 +34,9 @@ inline size_t nibble_bytes(int64_t d) { return size_t((d + 1) / 2); }
 inline void put_nibble(uint8_t* p, int64_t i, unsigned v) {
   p[i / 2] = uint8_t(p[i / 2] | ((v & 0xfu) << ((i & 1) * 4)));
 }
-inline unsigned get_nibble(const uint8_t* p, int64_t i) { return (p[i / 2] >> ((i & 1) * 4)) & 0xfu; }
+inline unsigned get_nibble(const uint8_t* p, int64_t i) {
+  return (p[i / 2] >> ((i & 1) * 4)) & 0xfu;
+}
 // Throws when an odd d's padding nibble is not zero (a corrupt payload).
 void check_nibble_padding(const norm::GainView& g);
 

@@ -20,9 +20,18 @@ class AlignedBuffer {
     std::memset(static_cast<void*>(data_), 0, bytes);
   }
   ~AlignedBuffer() { std::free(data_); }
-  AlignedBuffer(AlignedBuffer&& o) noexcept : data_(o.data_), n_(o.n_) { o.data_ = nullptr; o.n_ = 0; }
+  AlignedBuffer(AlignedBuffer&& o) noexcept : data_(o.data_), n_(o.n_) {
+    o.data_ = nullptr;
+    o.n_ = 0;
+  }
   AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
-    if (this != &o) { std::free(data_); data_ = o.data_; n_ = o.n_; o.data_ = nullptr; o.n_ = 0; }
+    if (this != &o) {
+      std::free(data_);
+      data_ = o.data_;
+      n_ = o.n_;
+      o.data_ = nullptr;
+      o.n_ = 0;
+    }
     return *this;
   }
   AlignedBuffer(const AlignedBuffer&) = delete;

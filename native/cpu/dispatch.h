@@ -11,8 +11,8 @@ namespace ternorm {
 
 template <typename Kernels>
 struct IsaTable {
-  const char* family;                 // names the kernels in errors ("gemm_i8")
-  const Kernels* path[kIsaCount];     // by Isa; null exactly where the build lacks the path
+  const char* family;              // names the kernels in errors ("gemm_i8")
+  const Kernels* path[kIsaCount];  // by Isa; null exactly where the build lacks the path
 
   // Every path this build compiles has kernels, and no other path does: a
   // family that has no kernels of its own for a path must say in its table

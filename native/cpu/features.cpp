@@ -56,15 +56,12 @@ bool isa_supported(Isa isa) {
   if (!isa_compiled(isa)) return false;
   const CpuFeatures& f = cpu_features();
   switch (isa) {
-    case Isa::Scalar:
-      return true;
-    case Isa::Avx2:
-      return f.avx2 && f.fma && f.f16c;
+    case Isa::Scalar: return true;
+    case Isa::Avx2: return f.avx2 && f.fma && f.f16c;
     case Isa::Avx512:
       // Our AVX-512 path uses F, BW, VL, DQ and VNNI together.
       return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni;
-    case Isa::Neon:
-      return f.neon;
+    case Isa::Neon: return f.neon;
   }
   return false;
 }

@@ -19,8 +19,7 @@ constexpr int kIsaCount = 4;
 
 constexpr bool isa_compiled(Isa isa) {
   switch (isa) {
-    case Isa::Scalar:
-      return true;
+    case Isa::Scalar: return true;
     case Isa::Avx2:
     case Isa::Avx512:
 #ifdef TERNORM_ARCH_X86

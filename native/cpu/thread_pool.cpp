@@ -118,9 +118,9 @@ void parallel_ranges(const Exec& ex, int64_t n, int64_t grain,
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   const int64_t chunks = (n + grain - 1) / grain;
-  const int threads = ex.pool ? static_cast<int>(std::min<int64_t>(
-                                    chunks, std::min(ex.threads, ex.pool->size())))
-                              : 1;
+  const int threads =
+      ex.pool ? static_cast<int>(std::min<int64_t>(chunks, std::min(ex.threads, ex.pool->size())))
+              : 1;
   if (threads <= 1) {
     fn(0, n);
     return;

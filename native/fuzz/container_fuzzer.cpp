@@ -33,7 +33,9 @@ using namespace ternorm::io;
 
 namespace {
 
-uint32_t rd32(const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24; }
+uint32_t rd32(const uint8_t* p) {
+  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
 uint64_t rd64(const uint8_t* p) { return uint64_t(rd32(p)) | uint64_t(rd32(p + 4)) << 32; }
 void wr32(uint8_t* p, uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (8 * i));
@@ -73,7 +75,8 @@ void check(const uint8_t* data, size_t size) {
       require(s.offset % 64 == 0 && s.offset <= size && s.bytes <= size - s.offset);
       require(s.bytes % dtype_size(s.type) == 0);
       require(crc32c(s.data, size_t(s.bytes)) == s.crc);
-      for (const auto& r : ranges) require(s.offset + s.bytes <= r.first || s.offset >= r.second || s.bytes == 0);
+      for (const auto& r : ranges)
+        require(s.offset + s.bytes <= r.first || s.offset >= r.second || s.bytes == 0);
       ranges.push_back({s.offset, s.offset + s.bytes});
       if (s.type == DType::Utf8) require(c.get_text(s.name).size() == s.bytes);
       if (s.type == DType::F32) require(c.get_f32(s.name, int64_t(s.count())).size == s.count());

@@ -62,7 +62,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   w.set("tokenizer.ggml.scores", Value::array_f32({0, -1, -2}));
   w.set("nested", Value::array_of_arrays({Value::array_u8({1, 2}), Value::array_strings({"z"})}));
   w.set("flag", Value::boolean(true));
-  for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::TQ1_0, GgmlType::TQ2_0}) {
+  for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::TQ1_0,
+                     GgmlType::TQ2_0}) {
     const int64_t n = block_values(t) == 1 ? 4 : block_values(t);
     std::vector<float> v(size_t(n), 0.5f);
     std::vector<uint8_t> data(size_t(bytes_for(t, n)));
@@ -92,7 +93,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::vector<int8_t> trits(size_t(t.elements()));
         std::vector<uint16_t> d(size_t(t.elements() / kQK_K));
         int64_t bad = -1;
-        const bool ok = decode_ternary(t.type, f.data(t), t.elements(), trits.data(), d.data(), &bad);
+        const bool ok =
+            decode_ternary(t.type, f.data(t), t.elements(), trits.data(), d.data(), &bad);
         require(ok || (bad >= 0 && bad < t.elements()));
       }
     }

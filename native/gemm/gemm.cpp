@@ -198,8 +198,8 @@ void gemm_f32_blocked(bool trans_a, const float* a, int64_t lda, int64_t m, int6
             const float* bp_j = bpanel + jr * kc;
             float* c_j = c + ic * ldc + jc + jr;
             for (int64_t ir = 0; ir < mc; ir += pl.mr)
-              pl.kernel(kc, apanel + ir * kc, bp_j, c_j + ir * ldc, ldc,
-                        std::min(pl.mr, mc - ir), nn, alpha, beta_blk);
+              pl.kernel(kc, apanel + ir * kc, bp_j, c_j + ir * ldc, ldc, std::min(pl.mr, mc - ir),
+                        nn, alpha, beta_blk);
           }
         }
       });
@@ -209,9 +209,9 @@ void gemm_f32_blocked(bool trans_a, const float* a, int64_t lda, int64_t m, int6
 
 void gemm_f32(const GemmArgs& g, const Exec& ex) {
   if (g.m <= 0 || g.n <= 0 || g.k <= 0)
-    throw std::invalid_argument("gemm_f32: m, n and k must be positive (got m=" +
-                                std::to_string(g.m) + ", n=" + std::to_string(g.n) +
-                                ", k=" + std::to_string(g.k) + ")");
+    throw std::invalid_argument(
+        "gemm_f32: m, n and k must be positive (got m=" + std::to_string(g.m) +
+        ", n=" + std::to_string(g.n) + ", k=" + std::to_string(g.k) + ")");
   // As stored: A is m x k (k x m when transposed), B is k x n (n x k), C is m x n.
   check_matrix("a", g.a, g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda,
                g.trans_a ? "k x m, trans_a" : "m x k");

@@ -16,14 +16,14 @@ constexpr int MR = kMrAvx2, NR = kNrAvx2;
 
 // All-ones in the lanes first .. first+7 that are < count.
 inline __m256i lanes_below(int64_t first, int64_t count) {
-  const __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(int(first)),
-                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i idx =
+      _mm256_add_epi32(_mm256_set1_epi32(int(first)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(count)), idx);
 }
 
 template <int ROWS>
-void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t n,
-          float alpha, float beta) {
+void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t n, float alpha,
+          float beta) {
   // Start fetching the C tile now so its misses overlap the FMAs.
 #pragma GCC unroll 8
   for (int i = 0; i < ROWS; ++i) {
@@ -115,8 +115,8 @@ void dot_block(int64_t k, const float* a, int64_t lda, const float* b, int64_t l
 #pragma GCC unroll 4
     for (int j = 0; j < NB; ++j) {
       // Fixed tree: 8 -> 4 -> 2 -> 1 lanes.
-      const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(acc[i][j]),
-                                   _mm256_extractf128_ps(acc[i][j], 1));
+      const __m128 h4 =
+          _mm_add_ps(_mm256_castps256_ps128(acc[i][j]), _mm256_extractf128_ps(acc[i][j], 1));
       const __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
       const float sum = _mm_cvtss_f32(_mm_add_ss(h2, _mm_movehdup_ps(h2)));
       float& cv = c[i * ldc + j];

@@ -16,12 +16,14 @@ namespace {
 constexpr int MR = kMrAvx512, NR = kNrAvx512;
 
 inline __mmask16 first_lanes(int64_t count) {
-  return count <= 0 ? __mmask16(0) : count >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << count) - 1u);
+  return count <= 0    ? __mmask16(0)
+         : count >= 16 ? __mmask16(0xFFFF)
+                       : __mmask16((1u << count) - 1u);
 }
 
 template <int ROWS>
-void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t n,
-          float alpha, float beta) {
+void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t n, float alpha,
+          float beta) {
   // Start fetching the C tile now so its misses overlap the FMAs.
 #pragma GCC unroll 16
   for (int i = 0; i < ROWS; ++i) {

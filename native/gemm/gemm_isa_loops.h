@@ -12,9 +12,8 @@
 // template argument, so a short edge tile does only the FMAs its rows need.
 void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t m,
              int64_t n, float alpha, float beta) {
-  with_count<MR>(m, [&](auto rows) {
-    tile<decltype(rows)::value>(kc, a, b, c, ldc, n, alpha, beta);
-  });
+  with_count<MR>(m,
+                 [&](auto rows) { tile<decltype(rows)::value>(kc, a, b, c, ldc, n, alpha, beta); });
 }
 
 // The DotKernel of the path: 4 rows of B at a time (they stay in L1/L2 while

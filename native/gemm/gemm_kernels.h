@@ -28,9 +28,9 @@ using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* 
 // Tile shapes. Every NR is a multiple of 16 (the ternary decoders write whole
 // 16-column weight blocks into a panel).
 constexpr int kMrScalar = 4, kNrScalar = 16;
-constexpr int kMrAvx2 = 6, kNrAvx2 = 16;     // 12 ymm accumulators
+constexpr int kMrAvx2 = 6, kNrAvx2 = 16;       // 12 ymm accumulators
 constexpr int kMrAvx512 = 14, kNrAvx512 = 32;  // 28 zmm accumulators
-constexpr int kMrNeon = 6, kNrNeon = 16;     // 24 q accumulators
+constexpr int kMrNeon = 6, kNrNeon = 16;       // 24 q accumulators
 
 // ---- the small-m path -----------------------------------------------------------
 // With at most kDirectMaxM rows of C and a transposed B (y = x W^T with W
@@ -44,8 +44,7 @@ constexpr int kMrNeon = 6, kNrNeon = 16;     // 24 q accumulators
 // NR-wide column strips measured no faster, the strided rows defeat the
 // prefetchers.) kDirectMaxM is in gemm.h.
 using DotKernel = void (*)(int64_t k, const float* a, int64_t lda, int64_t m, const float* b,
-                           int64_t ldb, int64_t n, float* c, int64_t ldc, float alpha,
-                           float beta);
+                           int64_t ldb, int64_t n, float* c, int64_t ldc, float alpha, float beta);
 
 // Every k-block starts at a multiple of this (a whole number of 16-column
 // ternary blocks).
@@ -65,8 +64,7 @@ struct GemmKernels {
   int64_t mr, nr;      // the microkernel's tile (kMr*, kNr* above)
   int64_t mc, kc, nc;  // mc a multiple of mr, nc of nr, kc of kKcAlign
 };
-extern const GemmKernels kGemmKernelsScalar, kGemmKernelsAvx2, kGemmKernelsAvx512,
-    kGemmKernelsNeon;
+extern const GemmKernels kGemmKernelsScalar, kGemmKernelsAvx2, kGemmKernelsAvx512, kGemmKernelsNeon;
 // Checked beside each definition.
 constexpr bool blocking_fits(const GemmKernels& k) {
   return k.mc % k.mr == 0 && k.nc % k.nr == 0 && k.kc % kKcAlign == 0 && k.nr % 16 == 0;

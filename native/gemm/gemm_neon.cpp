@@ -17,8 +17,8 @@ namespace {
 constexpr int MR = kMrNeon, NR = kNrNeon;
 
 template <int ROWS>
-void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t n,
-          float alpha, float beta) {
+void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t n, float alpha,
+          float beta) {
   float32x4_t acc[ROWS][4];
 #pragma GCC unroll 8
   for (int i = 0; i < ROWS; ++i)

@@ -58,8 +58,8 @@ void dot_scalar(int64_t k, const float* a, int64_t lda, int64_t m, const float* 
 
 }  // namespace
 
-constexpr GemmKernels kGemmKernelsScalar = {ukernel_scalar, dot_scalar, kMrScalar, kNrScalar,
-                                        128, 256, 2048};
+constexpr GemmKernels kGemmKernelsScalar = {
+    ukernel_scalar, dot_scalar, kMrScalar, kNrScalar, 128, 256, 2048};
 static_assert(blocking_fits(kGemmKernelsScalar), "blocking of the scalar GEMM");
 
 }  // namespace ternorm::gemm

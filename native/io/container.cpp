@@ -16,7 +16,8 @@
 #include "crc32c.h"
 
 #if defined(_WIN32)
-#error "native/io uses POSIX file calls (open, fsync, rename); a Windows port needs its own write_file_atomic and read_file"
+#error \
+    "native/io uses POSIX file calls (open, fsync, rename); a Windows port needs its own write_file_atomic and read_file"
 #endif
 
 // Tensors are handed out in place as arrays of their C++ type, which is only
@@ -153,19 +154,19 @@ std::string quoted(std::string_view name) {
 
 void check_limits(const Limits& lim) {
   if (lim.max_name_bytes == 0 || lim.max_name_bytes > kNameBytesCap)
-    throw std::invalid_argument(cat("Limits::max_name_bytes must be in [1, ", kNameBytesCap, "], got ",
-                                    lim.max_name_bytes));
+    throw std::invalid_argument(cat("Limits::max_name_bytes must be in [1, ", kNameBytesCap,
+                                    "], got ", lim.max_name_bytes));
   if (lim.max_file_bytes < kHeaderBytes)
-    throw std::invalid_argument(cat("Limits::max_file_bytes must be at least ", kHeaderBytes, ", got ",
-                                    lim.max_file_bytes));
+    throw std::invalid_argument(cat("Limits::max_file_bytes must be at least ", kHeaderBytes,
+                                    ", got ", lim.max_file_bytes));
 }
 
 // Why a caller-supplied name is refused, or "" when it is fine.
 std::string name_problem(std::string_view name, const Limits& lim) {
   if (name.empty()) return "section name is empty";
   if (name.size() > lim.max_name_bytes)
-    return cat("section name ", quoted(name.substr(0, 32)), "... is ", name.size(), " bytes, above the limit of ",
-               lim.max_name_bytes, " (Limits::max_name_bytes)");
+    return cat("section name ", quoted(name.substr(0, 32)), "... is ", name.size(),
+               " bytes, above the limit of ", lim.max_name_bytes, " (Limits::max_name_bytes)");
   if (!printable_utf8(reinterpret_cast<const uint8_t*>(name.data()), name.size()))
     return cat("section name ", quoted(name), " is not valid UTF-8 or contains control characters");
   return "";
@@ -200,7 +201,8 @@ void check_replaceable(const std::string& path) {
                      : S_ISFIFO(st.st_mode) ? "a FIFO"
                      : S_ISSOCK(st.st_mode) ? "a socket"
                                             : "not a regular file";
-  throw std::runtime_error(cat("cannot write '", path, "': it exists and is ", kind, ", not a regular file"));
+  throw std::runtime_error(
+      cat("cannot write '", path, "': it exists and is ", kind, ", not a regular file"));
 }
 
 // A temp file beside `path`; commit() fsyncs it and renames it over `path`.
@@ -219,7 +221,8 @@ class AtomicFile {
       if (fd_ >= 0) return;
       if (errno != EEXIST) break;
     }
-    throw std::runtime_error(sys_error("write", path_, errno) + " (creating the temp file " + temp_ + ")");
+    throw std::runtime_error(sys_error("write", path_, errno) + " (creating the temp file " +
+                             temp_ + ")");
   }
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
@@ -254,7 +257,9 @@ class AtomicFile {
     // and in place either way, and some file systems refuse fsync on a
     // directory.
     const size_t slash = path_.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
+    const std::string dir = slash == std::string::npos ? "."
+                            : slash == 0               ? "/"
+                                                       : path_.substr(0, slash);
     const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
       (void)::fsync(dfd);
@@ -332,20 +337,23 @@ size_t dtype_size(DType t) {
 // ---- parsing ------------------------------------------------------------------
 
 Container Container::view(const void* data, size_t size, const ParseOptions& options) {
-  if (data == nullptr && size > 0) throw std::invalid_argument("Container::view: null data with a nonzero size");
+  if (data == nullptr && size > 0)
+    throw std::invalid_argument("Container::view: null data with a nonzero size");
   const auto addr = reinterpret_cast<uintptr_t>(data);
   if (addr % kPayloadAlign != 0)
     throw std::invalid_argument(cat("Container::view needs a 64-byte aligned buffer (this one is ",
-                                    addr % kPayloadAlign, " bytes past a multiple of 64); use Container::copy"));
+                                    addr % kPayloadAlign,
+                                    " bytes past a multiple of 64); use Container::copy"));
   return parse(nullptr, static_cast<const uint8_t*>(data), size, options);
 }
 
 Container Container::copy(const void* data, size_t size, const ParseOptions& options) {
-  if (data == nullptr && size > 0) throw std::invalid_argument("Container::copy: null data with a nonzero size");
+  if (data == nullptr && size > 0)
+    throw std::invalid_argument("Container::copy: null data with a nonzero size");
   check_limits(options.limits);
   if (uint64_t(size) > options.limits.max_file_bytes)
-    throw FormatError(cat("ternorm file of ", size, " bytes is above the limit of ", options.limits.max_file_bytes,
-                          " bytes (Limits::max_file_bytes)"));
+    throw FormatError(cat("ternorm file of ", size, " bytes is above the limit of ",
+                          options.limits.max_file_bytes, " bytes (Limits::max_file_bytes)"));
   std::shared_ptr<uint8_t> buf = alloc_aligned(size);
   if (size > 0) std::memcpy(buf.get(), data, size);
   const uint8_t* p = buf.get();
@@ -361,32 +369,37 @@ Container Container::parse(std::shared_ptr<const void> owner, const uint8_t* p, 
   if (size < sizeof kMagic || std::memcmp(p, kMagic, sizeof kMagic) != 0) {
     if (size == 0) throw FormatError("not a ternorm file (empty)");
     if (size < sizeof kMagic && std::memcmp(p, kMagic, size) == 0)
-      throw FormatError(cat("truncated ternorm file: ", size, " bytes, shorter than the ", kHeaderBytes,
-                            "-byte header"));
+      throw FormatError(cat("truncated ternorm file: ", size, " bytes, shorter than the ",
+                            kHeaderBytes, "-byte header"));
     std::string found;
-    for (size_t i = 0; i < std::min<size_t>(size, 8); ++i) found += cat(i ? " " : "", hex32(p[i]).substr(8));
-    throw FormatError(cat("not a ternorm file (bad magic: expected \"TERNORM\\0\", found bytes ", found, ")"));
+    for (size_t i = 0; i < std::min<size_t>(size, 8); ++i)
+      found += cat(i ? " " : "", hex32(p[i]).substr(8));
+    throw FormatError(
+        cat("not a ternorm file (bad magic: expected \"TERNORM\\0\", found bytes ", found, ")"));
   }
   if (size < 12)
-    throw FormatError(cat("truncated ternorm file: ", size, " bytes, shorter than the ", kHeaderBytes, "-byte header"));
+    throw FormatError(cat("truncated ternorm file: ", size, " bytes, shorter than the ",
+                          kHeaderBytes, "-byte header"));
   const uint32_t version = le32(p + 8);
   if (version != kFormatVersion)
-    throw FormatError(cat("unsupported ternorm file: file format version ", version, ", this build reads ",
-                          kFormatVersion));
+    throw FormatError(cat("unsupported ternorm file: file format version ", version,
+                          ", this build reads ", kFormatVersion));
   if (size < kHeaderBytes)
-    throw FormatError(cat("truncated ternorm file: ", size, " bytes, shorter than the ", kHeaderBytes, "-byte header"));
+    throw FormatError(cat("truncated ternorm file: ", size, " bytes, shorter than the ",
+                          kHeaderBytes, "-byte header"));
   const uint32_t header_crc = le32(p + 60), header_crc_now = crc32c(p, 60);
   if (header_crc != header_crc_now)
-    throw FormatError(cat("corrupt ternorm file: header checksum mismatch (stored ", hex32(header_crc), ", computed ",
-                          hex32(header_crc_now), ")"));
+    throw FormatError(cat("corrupt ternorm file: header checksum mismatch (stored ",
+                          hex32(header_crc), ", computed ", hex32(header_crc_now), ")"));
   const uint32_t kind_value = le32(p + 12);
   if (!file_kind_known(kind_value))
     throw FormatError(cat("unsupported ternorm file: unknown file kind ", kind_value,
                           " (this build reads 1 model, 2 adapter, 3 encoded adapter)"));
   const FileKind kind = FileKind(kind_value);
   if (options.expected_kind && *options.expected_kind != kind)
-    throw FormatError(cat("expected ", article(*options.expected_kind), " ", file_kind_name(*options.expected_kind),
-                          " file, got ", article(kind), " ", file_kind_name(kind), " file"));
+    throw FormatError(cat("expected ", article(*options.expected_kind), " ",
+                          file_kind_name(*options.expected_kind), " file, got ", article(kind), " ",
+                          file_kind_name(kind), " file"));
   const std::string what = cat(file_kind_name(kind), " file");
   const std::string corrupt = "corrupt " + what + ": ";
   if (!all_zero(p + 40, 20)) throw FormatError(corrupt + "reserved header bytes are not zero");
@@ -396,29 +409,33 @@ Container Container::parse(std::shared_ptr<const void> owner, const uint8_t* p, 
   const uint32_t count = le32(p + 32);
   const uint32_t table_crc = le32(p + 36);
   if (file_size > lim.max_file_bytes)
-    throw FormatError(cat(what, " of ", file_size, " bytes is above the limit of ", lim.max_file_bytes,
-                          " bytes (Limits::max_file_bytes)"));
+    throw FormatError(cat(what, " of ", file_size, " bytes is above the limit of ",
+                          lim.max_file_bytes, " bytes (Limits::max_file_bytes)"));
   if (file_size < kHeaderBytes)
-    throw FormatError(cat(corrupt, "the header records a file size of ", file_size, " bytes, less than the header"));
+    throw FormatError(cat(corrupt, "the header records a file size of ", file_size,
+                          " bytes, less than the header"));
   if (size > file_size)
-    throw FormatError(cat(corrupt, size - file_size, " bytes of trailing data after the recorded end of the file (",
-                          file_size, " bytes)"));
+    throw FormatError(cat(corrupt, size - file_size,
+                          " bytes of trailing data after the recorded end of the file (", file_size,
+                          " bytes)"));
   if (count > lim.max_sections)
     throw FormatError(cat(what, " has ", count, " sections, above the limit of ", lim.max_sections,
                           " (Limits::max_sections)"));
   if (table_bytes > file_size - kHeaderBytes)
-    throw FormatError(cat(corrupt, "a section table of ", table_bytes, " bytes does not fit in a file of ",
-                          file_size, " bytes"));
+    throw FormatError(cat(corrupt, "a section table of ", table_bytes,
+                          " bytes does not fit in a file of ", file_size, " bytes"));
   if (table_bytes < uint64_t(count) * kEntryFixedBytes)
-    throw FormatError(cat(corrupt, "a section table of ", table_bytes, " bytes cannot hold ", count, " sections"));
+    throw FormatError(cat(corrupt, "a section table of ", table_bytes, " bytes cannot hold ", count,
+                          " sections"));
   const uint64_t table_end = kHeaderBytes + table_bytes;
   if (size < table_end)
-    throw FormatError(cat(what, " truncated: the section table needs bytes [", kHeaderBytes, ", ", table_end,
-                          ") but the file has ", size, " bytes (the header records ", file_size, ")"));
+    throw FormatError(cat(what, " truncated: the section table needs bytes [", kHeaderBytes, ", ",
+                          table_end, ") but the file has ", size, " bytes (the header records ",
+                          file_size, ")"));
   const uint32_t table_crc_now = crc32c(p + kHeaderBytes, size_t(table_bytes));
   if (table_crc != table_crc_now)
-    throw FormatError(cat(corrupt, "section table checksum mismatch (stored ", hex32(table_crc), ", computed ",
-                          hex32(table_crc_now), ")"));
+    throw FormatError(cat(corrupt, "section table checksum mismatch (stored ", hex32(table_crc),
+                          ", computed ", hex32(table_crc_now), ")"));
 
   // The table. Payloads start at the first multiple of 64 after it.
   const uint64_t data_start = align_up(table_end, kPayloadAlign);
@@ -435,11 +452,14 @@ Container Container::parse(std::shared_ptr<const void> owner, const uint8_t* p, 
     const uint32_t type = le32(e + 16);
     s.crc = le32(e + 20);
     const uint16_t name_len = le16(e + 24);
-    if (!all_zero(e + 26, 6)) throw FormatError(cat(corrupt, "reserved bytes of table entry ", i, " are not zero"));
-    if (name_len == 0) throw FormatError(cat(corrupt, "table entry ", i, " has an empty section name"));
+    if (!all_zero(e + 26, 6))
+      throw FormatError(cat(corrupt, "reserved bytes of table entry ", i, " are not zero"));
+    if (name_len == 0)
+      throw FormatError(cat(corrupt, "table entry ", i, " has an empty section name"));
     if (name_len > lim.max_name_bytes)
-      throw FormatError(cat(what, ": the name of table entry ", i, " is ", name_len, " bytes, above the limit of ",
-                            lim.max_name_bytes, " (Limits::max_name_bytes)"));
+      throw FormatError(cat(what, ": the name of table entry ", i, " is ", name_len,
+                            " bytes, above the limit of ", lim.max_name_bytes,
+                            " (Limits::max_name_bytes)"));
     const uint64_t len = entry_bytes(name_len);
     if (len > table_end - pos)
       throw FormatError(cat(corrupt, "table entry ", i, " runs past the end of the section table"));
@@ -450,27 +470,33 @@ Container Container::parse(std::shared_ptr<const void> owner, const uint8_t* p, 
     if (!all_zero(e + kEntryFixedBytes + name_len, size_t(len - kEntryFixedBytes - name_len)))
       throw FormatError(cat(corrupt, "padding of table entry ", i, " is not zero"));
     const std::string q = quoted(s.name);
-    if (!dtype_known(type)) throw FormatError(cat(corrupt, "section ", q, " has an unknown element type ", type));
+    if (!dtype_known(type))
+      throw FormatError(cat(corrupt, "section ", q, " has an unknown element type ", type));
     s.type = DType(type);
     if (s.bytes % dtype_size(s.type) != 0)
-      throw FormatError(cat(corrupt, "section ", q, " holds ", s.bytes, " bytes, not a whole number of ",
-                            dtype_name(s.type), " elements (", dtype_size(s.type), " bytes each)"));
+      throw FormatError(cat(corrupt, "section ", q, " holds ", s.bytes,
+                            " bytes, not a whole number of ", dtype_name(s.type), " elements (",
+                            dtype_size(s.type), " bytes each)"));
     if (s.offset % kPayloadAlign != 0)
-      throw FormatError(cat(corrupt, "section ", q, " starts at byte ", s.offset, ", not a multiple of 64"));
+      throw FormatError(
+          cat(corrupt, "section ", q, " starts at byte ", s.offset, ", not a multiple of 64"));
     if (s.offset < data_start)
       throw FormatError(cat(corrupt, "section ", q, " starts at byte ", s.offset,
-                            ", inside the header or section table (payloads start at byte ", data_start, ")"));
+                            ", inside the header or section table (payloads start at byte ",
+                            data_start, ")"));
     if (s.offset > file_size || s.bytes > file_size - s.offset)
-      throw FormatError(cat(corrupt, "section ", q, " needs bytes [", s.offset, ", ",
-                            s.bytes > UINT64_MAX - s.offset ? std::string("2^64 or more") : cat(s.offset + s.bytes),
-                            ") but the header records a file of ", file_size, " bytes"));
+      throw FormatError(cat(
+          corrupt, "section ", q, " needs bytes [", s.offset, ", ",
+          s.bytes > UINT64_MAX - s.offset ? std::string("2^64 or more") : cat(s.offset + s.bytes),
+          ") but the header records a file of ", file_size, " bytes"));
     if (!c.index_.emplace(s.name, c.sections_.size()).second)
       throw FormatError(cat(corrupt, "duplicate section name ", q));
     c.sections_.push_back(std::move(s));
     pos += len;
   }
   if (pos != table_end)
-    throw FormatError(cat(corrupt, table_end - pos, " unused bytes at the end of the section table"));
+    throw FormatError(
+        cat(corrupt, table_end - pos, " unused bytes at the end of the section table"));
 
   // Placement: no overlaps, and the file ends where the last payload ends.
   std::vector<size_t> order(c.sections_.size());
@@ -484,24 +510,25 @@ Container Container::parse(std::shared_ptr<const void> owner, const uint8_t* p, 
   for (size_t i : order) {
     const Section& s = c.sections_[i];
     if (prev != nullptr && s.offset < prev->offset + prev->bytes)
-      throw FormatError(cat(corrupt, "section ", quoted(s.name), " at bytes [", s.offset, ", ", s.offset + s.bytes,
-                            ") overlaps section ", quoted(prev->name), " at bytes [", prev->offset, ", ",
-                            prev->offset + prev->bytes, ")"));
+      throw FormatError(cat(corrupt, "section ", quoted(s.name), " at bytes [", s.offset, ", ",
+                            s.offset + s.bytes, ") overlaps section ", quoted(prev->name),
+                            " at bytes [", prev->offset, ", ", prev->offset + prev->bytes, ")"));
     end = std::max(end, s.offset + s.bytes);
     prev = &s;
   }
   if (file_size != end)
-    throw FormatError(cat(corrupt, "the header records a file of ", file_size, " bytes but its sections end at byte ",
-                          end));
+    throw FormatError(cat(corrupt, "the header records a file of ", file_size,
+                          " bytes but its sections end at byte ", end));
   if (size < file_size) {
     for (size_t i : order) {
       const Section& s = c.sections_[i];
       if (s.offset + s.bytes > size)
-        throw FormatError(cat(what, " truncated: section ", quoted(s.name), " needs bytes [", s.offset, ", ",
-                              s.offset + s.bytes, ") but the file has ", size, " bytes (the header records ",
-                              file_size, ")"));
+        throw FormatError(cat(what, " truncated: section ", quoted(s.name), " needs bytes [",
+                              s.offset, ", ", s.offset + s.bytes, ") but the file has ", size,
+                              " bytes (the header records ", file_size, ")"));
     }
-    throw FormatError(cat(what, " truncated: the header records ", file_size, " bytes but the file has ", size));
+    throw FormatError(
+        cat(what, " truncated: the header records ", file_size, " bytes but the file has ", size));
   }
 
   // Every byte outside header, table and payloads is zero padding.
@@ -519,8 +546,8 @@ Container Container::parse(std::shared_ptr<const void> owner, const uint8_t* p, 
     s.data = p + s.offset;
     const uint32_t now = crc32c(s.data, size_t(s.bytes));
     if (now != s.crc)
-      throw FormatError(cat(corrupt, "checksum mismatch in section ", quoted(s.name), " (stored ", hex32(s.crc),
-                            ", computed ", hex32(now), ")"));
+      throw FormatError(cat(corrupt, "checksum mismatch in section ", quoted(s.name), " (stored ",
+                            hex32(s.crc), ", computed ", hex32(now), ")"));
     if (s.type == DType::Utf8 || s.type == DType::Json) {
       const size_t bad = utf8_error(s.data, size_t(s.bytes));
       if (bad != kNoError)
@@ -545,21 +572,23 @@ const Section* Container::find(std::string_view name) const {
 
 const Section& Container::section(std::string_view name) const {
   const Section* s = find(name);
-  if (s == nullptr) throw FormatError(cat(file_kind_name(kind_), " file has no section ", quoted(name)));
+  if (s == nullptr)
+    throw FormatError(cat(file_kind_name(kind_), " file has no section ", quoted(name)));
   return *s;
 }
 
 const Section& Container::typed(std::string_view name, DType type, int64_t expected_count) const {
   if (expected_count < kAnyCount)
-    throw std::invalid_argument(cat("expected element count for section ", quoted(name), " is negative (",
-                                    expected_count, ")"));
+    throw std::invalid_argument(cat("expected element count for section ", quoted(name),
+                                    " is negative (", expected_count, ")"));
   const Section& s = section(name);
   if (s.type != type)
-    throw FormatError(cat(file_kind_name(kind_), " file: section ", quoted(name), " holds ", dtype_name(s.type),
-                          " data, expected ", dtype_name(type)));
+    throw FormatError(cat(file_kind_name(kind_), " file: section ", quoted(name), " holds ",
+                          dtype_name(s.type), " data, expected ", dtype_name(type)));
   if (expected_count != kAnyCount && s.count() != uint64_t(expected_count))
-    throw FormatError(cat(file_kind_name(kind_), " file: section ", quoted(name), " has ", s.count(), " ",
-                          dtype_name(s.type), " values, expected ", expected_count));
+    throw FormatError(cat(file_kind_name(kind_), " file: section ", quoted(name), " has ",
+                          s.count(), " ", dtype_name(s.type), " values, expected ",
+                          expected_count));
   return s;
 }
 
@@ -586,15 +615,18 @@ Container read_file(const std::string& path, const ParseOptions& options) {
   } closer{fd};
   struct stat st;
   if (::fstat(fd, &st) != 0) throw std::runtime_error(sys_error("read", path, errno));
-  if (!S_ISREG(st.st_mode)) throw std::runtime_error(cat("cannot read '", path, "': not a regular file"));
+  if (!S_ISREG(st.st_mode))
+    throw std::runtime_error(cat("cannot read '", path, "': not a regular file"));
   const uint64_t size = uint64_t(st.st_size);
   if (size > options.limits.max_file_bytes)
-    throw FormatError(cat("'", path, "' is ", size, " bytes, above the limit of ", options.limits.max_file_bytes,
+    throw FormatError(cat("'", path, "' is ", size, " bytes, above the limit of ",
+                          options.limits.max_file_bytes,
                           " bytes for a ternorm file (Limits::max_file_bytes)"));
   std::shared_ptr<uint8_t> buf = alloc_aligned(size);
   uint64_t got = 0;
   while (got < size) {
-    const ssize_t r = ::read(fd, buf.get() + got, size_t(std::min<uint64_t>(size - got, uint64_t(1) << 30)));
+    const ssize_t r =
+        ::read(fd, buf.get() + got, size_t(std::min<uint64_t>(size - got, uint64_t(1) << 30)));
     if (r < 0) {
       if (errno == EINTR) continue;
       throw std::runtime_error(sys_error("read", path, errno));
@@ -613,7 +645,8 @@ Container read_file(const std::string& path, const ParseOptions& options) {
 // ---- writing ------------------------------------------------------------------------
 
 Writer::Writer(FileKind kind, const Limits& limits) : kind_(kind), limits_(limits) {
-  if (!file_kind_known(uint32_t(kind))) throw std::invalid_argument(cat("unknown file kind ", uint32_t(kind)));
+  if (!file_kind_known(uint32_t(kind)))
+    throw std::invalid_argument(cat("unknown file kind ", uint32_t(kind)));
   check_limits(limits_);
 }
 
@@ -632,27 +665,32 @@ void Writer::add(std::string_view name, DType type, const void* data, size_t byt
   if (!dtype_known(uint32_t(type)))
     throw std::invalid_argument(cat("section ", q, ": unknown element type ", uint32_t(type)));
   if (bytes % dtype_size(type) != 0)
-    throw std::invalid_argument(cat("section ", q, ": ", bytes, " bytes is not a whole number of ", dtype_name(type),
-                                    " elements"));
-  if (data == nullptr && bytes > 0) throw std::invalid_argument(cat("section ", q, ": null data with a nonzero size"));
+    throw std::invalid_argument(cat("section ", q, ": ", bytes, " bytes is not a whole number of ",
+                                    dtype_name(type), " elements"));
+  if (data == nullptr && bytes > 0)
+    throw std::invalid_argument(cat("section ", q, ": null data with a nonzero size"));
   const auto* src = static_cast<const uint8_t*>(data);
   if (type == DType::Utf8 || type == DType::Json) {
     const size_t bad = utf8_error(src, bytes);
     if (bad != kNoError)
-      throw std::invalid_argument(cat("section ", q, " (", dtype_name(type), ") is not valid UTF-8 at byte ", bad));
+      throw std::invalid_argument(
+          cat("section ", q, " (", dtype_name(type), ") is not valid UTF-8 at byte ", bad));
   }
   if (sections_.size() >= limits_.max_sections)
-    throw std::invalid_argument(cat("cannot add section ", q, ": the file already has ", sections_.size(),
+    throw std::invalid_argument(cat("cannot add section ", q, ": the file already has ",
+                                    sections_.size(),
                                     " sections, the limit (Limits::max_sections)"));
   // The file size with this section last; bytes is bounded first so the sums
   // below cannot overflow.
   const uint64_t limit = limits_.max_file_bytes;
   const uint64_t table = table_bytes_ + entry_bytes(name.size());
   const uint64_t data_start = align_up(kHeaderBytes + table, kPayloadAlign);
-  const uint64_t total = uint64_t(bytes) > limit ? limit + 1 : data_start + aligned_payload_bytes_ + bytes;
+  const uint64_t total =
+      uint64_t(bytes) > limit ? limit + 1 : data_start + aligned_payload_bytes_ + bytes;
   if (total > limit)
-    throw std::invalid_argument(cat("cannot add section ", q, " (", bytes, " bytes): the file would exceed the limit of ",
-                                    limit, " bytes (Limits::max_file_bytes)"));
+    throw std::invalid_argument(cat("cannot add section ", q, " (", bytes,
+                                    " bytes): the file would exceed the limit of ", limit,
+                                    " bytes (Limits::max_file_bytes)"));
   Pending s{std::string(name), type, std::vector<uint8_t>(src, src + bytes), crc32c(src, bytes)};
   index_.emplace(s.name, sections_.size());
   sections_.push_back(std::move(s));
@@ -680,7 +718,8 @@ void Writer::emit(Sink&& sink) const {
     pos += entry_bytes(s.name.size());
   }
   const uint64_t total = file_bytes();
-  if (pos != table_end || cursor != total) throw std::logic_error("Writer: layout bookkeeping out of step");
+  if (pos != table_end || cursor != total)
+    throw std::logic_error("Writer: layout bookkeeping out of step");
   uint8_t* h = head.data();
   std::memcpy(h, kMagic, sizeof kMagic);
   put32(h + 8, kFormatVersion);
@@ -716,7 +755,8 @@ void Writer::write_file(const std::string& path) const {
 }
 
 void write_file_atomic(const std::string& path, const void* data, size_t size) {
-  if (data == nullptr && size > 0) throw std::invalid_argument("write_file_atomic: null data with a nonzero size");
+  if (data == nullptr && size > 0)
+    throw std::invalid_argument("write_file_atomic: null data with a nonzero size");
   AtomicFile f(path);
   f.write(data, size);
   f.commit();
@@ -726,7 +766,8 @@ void write_file_atomic(const std::string& path, const void* data, size_t size) {
 
 namespace {
 Fingerprint fingerprint_of(std::vector<const Section*> secs) {
-  std::sort(secs.begin(), secs.end(), [](const Section* a, const Section* b) { return a->name < b->name; });
+  std::sort(secs.begin(), secs.end(),
+            [](const Section* a, const Section* b) { return a->name < b->name; });
   static constexpr char kDomain[] = "ternorm.fingerprint.v1";  // hashed with its terminating NUL
   Sha256 h;
   h.update(kDomain, sizeof kDomain);
@@ -769,15 +810,18 @@ void check_base_fingerprint(const Container& file, const Fingerprint& base) {
   const std::string what = file_kind_name(file.kind());
   const Section* s = file.find(kBaseFingerprintSection);
   if (s == nullptr)
-    throw FormatError(cat(what, " file records no base-model fingerprint (no section '", kBaseFingerprintSection, "')"));
+    throw FormatError(cat(what, " file records no base-model fingerprint (no section '",
+                          kBaseFingerprintSection, "')"));
   if (s->type != DType::U8 || s->bytes != base.size())
-    throw FormatError(cat(what, " file: section '", kBaseFingerprintSection, "' should hold ", base.size(),
-                          " u8 values, it holds ", s->count(), " ", dtype_name(s->type)));
+    throw FormatError(cat(what, " file: section '", kBaseFingerprintSection, "' should hold ",
+                          base.size(), " u8 values, it holds ", s->count(), " ",
+                          dtype_name(s->type)));
   if (std::memcmp(s->data, base.data(), base.size()) != 0) {
     Fingerprint recorded;
     std::memcpy(recorded.data(), s->data, recorded.size());
-    throw FormatError(cat("this ", what, " was trained on base model ", to_hex(recorded).substr(0, 16),
-                          "... but the loaded base model is ", to_hex(base).substr(0, 16),
+    throw FormatError(cat("this ", what, " was trained on base model ",
+                          to_hex(recorded).substr(0, 16), "... but the loaded base model is ",
+                          to_hex(base).substr(0, 16),
                           "...; load the base model it was trained on, or retrain it on this one"));
   }
 }

@@ -94,18 +94,52 @@ const char* dtype_name(DType t);
 size_t dtype_size(DType t);
 
 // The C++ element type of each numeric DType.
-template <DType D> struct DTypeTraits;
-template <> struct DTypeTraits<DType::U8> { using type = uint8_t; };
-template <> struct DTypeTraits<DType::I8> { using type = int8_t; };
-template <> struct DTypeTraits<DType::U16> { using type = uint16_t; };
-template <> struct DTypeTraits<DType::I16> { using type = int16_t; };
-template <> struct DTypeTraits<DType::F16> { using type = uint16_t; };
-template <> struct DTypeTraits<DType::U32> { using type = uint32_t; };
-template <> struct DTypeTraits<DType::I32> { using type = int32_t; };
-template <> struct DTypeTraits<DType::F32> { using type = float; };
-template <> struct DTypeTraits<DType::U64> { using type = uint64_t; };
-template <> struct DTypeTraits<DType::I64> { using type = int64_t; };
-template <> struct DTypeTraits<DType::F64> { using type = double; };
+template <DType D>
+struct DTypeTraits;
+template <>
+struct DTypeTraits<DType::U8> {
+  using type = uint8_t;
+};
+template <>
+struct DTypeTraits<DType::I8> {
+  using type = int8_t;
+};
+template <>
+struct DTypeTraits<DType::U16> {
+  using type = uint16_t;
+};
+template <>
+struct DTypeTraits<DType::I16> {
+  using type = int16_t;
+};
+template <>
+struct DTypeTraits<DType::F16> {
+  using type = uint16_t;
+};
+template <>
+struct DTypeTraits<DType::U32> {
+  using type = uint32_t;
+};
+template <>
+struct DTypeTraits<DType::I32> {
+  using type = int32_t;
+};
+template <>
+struct DTypeTraits<DType::F32> {
+  using type = float;
+};
+template <>
+struct DTypeTraits<DType::U64> {
+  using type = uint64_t;
+};
+template <>
+struct DTypeTraits<DType::I64> {
+  using type = int64_t;
+};
+template <>
+struct DTypeTraits<DType::F64> {
+  using type = double;
+};
 
 // Bounds a reader accepts (and a writer produces). The defaults admit models
 // of a few hundred MB with room to spare; a caller that knows better (an
@@ -184,21 +218,44 @@ class Container {
   // kAnyCount) holds another number of elements. The view lives as long as
   // the container's bytes.
   template <DType D>
-  Span<typename DTypeTraits<D>::type> get(std::string_view name, int64_t expected_count = kAnyCount) const {
+  Span<typename DTypeTraits<D>::type> get(std::string_view name,
+                                          int64_t expected_count = kAnyCount) const {
     const Section& s = typed(name, D, expected_count);
     return {reinterpret_cast<const typename DTypeTraits<D>::type*>(s.data), size_t(s.count())};
   }
-  Span<uint8_t> get_u8(std::string_view n, int64_t c = kAnyCount) const { return get<DType::U8>(n, c); }
-  Span<int8_t> get_i8(std::string_view n, int64_t c = kAnyCount) const { return get<DType::I8>(n, c); }
-  Span<uint16_t> get_u16(std::string_view n, int64_t c = kAnyCount) const { return get<DType::U16>(n, c); }
-  Span<int16_t> get_i16(std::string_view n, int64_t c = kAnyCount) const { return get<DType::I16>(n, c); }
-  Span<uint16_t> get_f16(std::string_view n, int64_t c = kAnyCount) const { return get<DType::F16>(n, c); }
-  Span<uint32_t> get_u32(std::string_view n, int64_t c = kAnyCount) const { return get<DType::U32>(n, c); }
-  Span<int32_t> get_i32(std::string_view n, int64_t c = kAnyCount) const { return get<DType::I32>(n, c); }
-  Span<float> get_f32(std::string_view n, int64_t c = kAnyCount) const { return get<DType::F32>(n, c); }
-  Span<uint64_t> get_u64(std::string_view n, int64_t c = kAnyCount) const { return get<DType::U64>(n, c); }
-  Span<int64_t> get_i64(std::string_view n, int64_t c = kAnyCount) const { return get<DType::I64>(n, c); }
-  Span<double> get_f64(std::string_view n, int64_t c = kAnyCount) const { return get<DType::F64>(n, c); }
+  Span<uint8_t> get_u8(std::string_view n, int64_t c = kAnyCount) const {
+    return get<DType::U8>(n, c);
+  }
+  Span<int8_t> get_i8(std::string_view n, int64_t c = kAnyCount) const {
+    return get<DType::I8>(n, c);
+  }
+  Span<uint16_t> get_u16(std::string_view n, int64_t c = kAnyCount) const {
+    return get<DType::U16>(n, c);
+  }
+  Span<int16_t> get_i16(std::string_view n, int64_t c = kAnyCount) const {
+    return get<DType::I16>(n, c);
+  }
+  Span<uint16_t> get_f16(std::string_view n, int64_t c = kAnyCount) const {
+    return get<DType::F16>(n, c);
+  }
+  Span<uint32_t> get_u32(std::string_view n, int64_t c = kAnyCount) const {
+    return get<DType::U32>(n, c);
+  }
+  Span<int32_t> get_i32(std::string_view n, int64_t c = kAnyCount) const {
+    return get<DType::I32>(n, c);
+  }
+  Span<float> get_f32(std::string_view n, int64_t c = kAnyCount) const {
+    return get<DType::F32>(n, c);
+  }
+  Span<uint64_t> get_u64(std::string_view n, int64_t c = kAnyCount) const {
+    return get<DType::U64>(n, c);
+  }
+  Span<int64_t> get_i64(std::string_view n, int64_t c = kAnyCount) const {
+    return get<DType::I64>(n, c);
+  }
+  Span<double> get_f64(std::string_view n, int64_t c = kAnyCount) const {
+    return get<DType::F64>(n, c);
+  }
   // Text sections (valid UTF-8, checked at parse time).
   std::string_view get_text(std::string_view name) const;  // DType::Utf8
   std::string_view get_json(std::string_view name) const;  // DType::Json
@@ -237,17 +294,37 @@ class Writer {
   void add(std::string_view name, DType type, const void* data, size_t bytes);
   void add_u8(std::string_view name, const uint8_t* p, size_t n) { add(name, DType::U8, p, n); }
   void add_i8(std::string_view name, const int8_t* p, size_t n) { add(name, DType::I8, p, n); }
-  void add_u16(std::string_view name, const uint16_t* p, size_t n) { add(name, DType::U16, p, n * 2); }
-  void add_i16(std::string_view name, const int16_t* p, size_t n) { add(name, DType::I16, p, n * 2); }
-  void add_f16(std::string_view name, const uint16_t* p, size_t n) { add(name, DType::F16, p, n * 2); }
-  void add_u32(std::string_view name, const uint32_t* p, size_t n) { add(name, DType::U32, p, n * 4); }
-  void add_i32(std::string_view name, const int32_t* p, size_t n) { add(name, DType::I32, p, n * 4); }
+  void add_u16(std::string_view name, const uint16_t* p, size_t n) {
+    add(name, DType::U16, p, n * 2);
+  }
+  void add_i16(std::string_view name, const int16_t* p, size_t n) {
+    add(name, DType::I16, p, n * 2);
+  }
+  void add_f16(std::string_view name, const uint16_t* p, size_t n) {
+    add(name, DType::F16, p, n * 2);
+  }
+  void add_u32(std::string_view name, const uint32_t* p, size_t n) {
+    add(name, DType::U32, p, n * 4);
+  }
+  void add_i32(std::string_view name, const int32_t* p, size_t n) {
+    add(name, DType::I32, p, n * 4);
+  }
   void add_f32(std::string_view name, const float* p, size_t n) { add(name, DType::F32, p, n * 4); }
-  void add_u64(std::string_view name, const uint64_t* p, size_t n) { add(name, DType::U64, p, n * 8); }
-  void add_i64(std::string_view name, const int64_t* p, size_t n) { add(name, DType::I64, p, n * 8); }
-  void add_f64(std::string_view name, const double* p, size_t n) { add(name, DType::F64, p, n * 8); }
-  void add_text(std::string_view name, std::string_view text) { add(name, DType::Utf8, text.data(), text.size()); }
-  void add_json(std::string_view name, std::string_view json) { add(name, DType::Json, json.data(), json.size()); }
+  void add_u64(std::string_view name, const uint64_t* p, size_t n) {
+    add(name, DType::U64, p, n * 8);
+  }
+  void add_i64(std::string_view name, const int64_t* p, size_t n) {
+    add(name, DType::I64, p, n * 8);
+  }
+  void add_f64(std::string_view name, const double* p, size_t n) {
+    add(name, DType::F64, p, n * 8);
+  }
+  void add_text(std::string_view name, std::string_view text) {
+    add(name, DType::Utf8, text.data(), text.size());
+  }
+  void add_json(std::string_view name, std::string_view json) {
+    add(name, DType::Json, json.data(), json.size());
+  }
 
   FileKind kind() const { return kind_; }
   size_t section_count() const { return sections_.size(); }

@@ -107,7 +107,8 @@ bool align_up(uint64_t v, uint64_t a, uint64_t* out) {
 }
 
 [[noreturn]] void kind_error(std::string_view key, ValueType have, const char* want) {
-  throw FormatError(cat("gguf: key ", quoted(key), " is ", value_type_name(have), ", expected ", want));
+  throw FormatError(
+      cat("gguf: key ", quoted(key), " is ", value_type_name(have), ", expected ", want));
 }
 
 }  // namespace
@@ -172,8 +173,8 @@ Value Value::array_raw(ValueType elem, uint64_t count, std::vector<uint8_t> byte
   const size_t sz = scalar_size(elem);
   if (sz == 0) throw std::invalid_argument("gguf: array_raw needs a fixed-size element type");
   if (count > bytes.size() / sz || bytes.size() != count * sz)
-    throw std::invalid_argument(cat("gguf: an array of ", count, " ", value_type_name(elem), " needs ", count, " x ",
-                                    sz, " bytes, got ", bytes.size()));
+    throw std::invalid_argument(cat("gguf: an array of ", count, " ", value_type_name(elem),
+                                    " needs ", count, " x ", sz, " bytes, got ", bytes.size()));
   if (elem == ValueType::Bool)
     for (uint8_t b : bytes)
       if (b > 1) throw std::invalid_argument("gguf: a bool array element must be 0 or 1");
@@ -185,7 +186,9 @@ Value Value::array_raw(ValueType elem, uint64_t count, std::vector<uint8_t> byte
   return r;
 }
 
-Value Value::array_u8(const std::vector<uint8_t>& v) { return array_raw(ValueType::U8, v.size(), v); }
+Value Value::array_u8(const std::vector<uint8_t>& v) {
+  return array_raw(ValueType::U8, v.size(), v);
+}
 
 Value Value::array_i32(const std::vector<int32_t>& v) {
   std::vector<uint8_t> b(v.size() * 4);
@@ -223,7 +226,8 @@ uint64_t Value::as_uint(std::string_view key) const {
   if (is_unsigned_int(type_)) return bits_;
   if (is_signed_int(type_)) {
     const int64_t v = sign_extend(bits_, scalar_size(type_));
-    if (v < 0) throw FormatError(cat("gguf: key ", quoted(key), " is ", v, ", expected a value >= 0"));
+    if (v < 0)
+      throw FormatError(cat("gguf: key ", quoted(key), " is ", v, ", expected a value >= 0"));
     return uint64_t(v);
   }
   kind_error(key, type_, "an unsigned integer");
@@ -232,7 +236,8 @@ uint64_t Value::as_uint(std::string_view key) const {
 int64_t Value::as_int(std::string_view key) const {
   if (is_signed_int(type_)) return sign_extend(bits_, scalar_size(type_));
   if (is_unsigned_int(type_)) {
-    if (bits_ > uint64_t(INT64_MAX)) throw FormatError(cat("gguf: key ", quoted(key), " is ", bits_, ", too large"));
+    if (bits_ > uint64_t(INT64_MAX))
+      throw FormatError(cat("gguf: key ", quoted(key), " is ", bits_, ", too large"));
     return int64_t(bits_);
   }
   kind_error(key, type_, "an integer");
@@ -266,8 +271,8 @@ const std::string& Value::as_string(std::string_view key) const {
 namespace {
 [[noreturn]] void array_error(std::string_view key, const Value& v, const char* want) {
   if (!v.is_array()) kind_error(key, v.type(), want);
-  throw FormatError(cat("gguf: key ", quoted(key), " is an array of ", value_type_name(v.elem_type()), ", expected ",
-                        want));
+  throw FormatError(cat("gguf: key ", quoted(key), " is an array of ",
+                        value_type_name(v.elem_type()), ", expected ", want));
 }
 }  // namespace
 
@@ -311,8 +316,8 @@ const std::vector<Value>& Value::arrays(std::string_view key) const {
 }
 
 bool Value::operator==(const Value& o) const {
-  return type_ == o.type_ && elem_ == o.elem_ && bits_ == o.bits_ && count_ == o.count_ && str_ == o.str_ &&
-         raw_ == o.raw_ && strs_ == o.strs_ && items_ == o.items_;
+  return type_ == o.type_ && elem_ == o.elem_ && bits_ == o.bits_ && count_ == o.count_ &&
+         str_ == o.str_ && raw_ == o.raw_ && strs_ == o.strs_ && items_ == o.items_;
 }
 
 // ---- parsing ------------------------------------------------------------------------
@@ -332,12 +337,15 @@ class Parser {
     pos_ = 4;
     const uint32_t version = uint32_t(u(4, "the version"));
     if (version == 1)
-      throw FormatError("gguf: GGUF version 1 is not supported (it predates 64-bit counts); this build reads v2 and v3");
+      throw FormatError(
+          "gguf: GGUF version 1 is not supported (it predates 64-bit counts); this build reads v2 "
+          "and v3");
     if (version != 2 && version != 3) {
       if (version != 0 && (version & 0xFFFFu) == 0)
         throw FormatError(cat("gguf: version field 0x", std::hex, version,
                               " looks byte-swapped: big-endian GGUF files are not supported"));
-      throw FormatError(cat("gguf: unsupported GGUF version ", version, " (this build reads v2 and v3)"));
+      throw FormatError(
+          cat("gguf: unsupported GGUF version ", version, " (this build reads v2 and v3)"));
     }
     f.version_ = version;
     const uint64_t n_tensors = u(8, "the tensor count");
@@ -346,15 +354,17 @@ class Parser {
       throw FormatError(cat("gguf: ", n_tensors, " tensors, above the limit of ", lim_.max_tensors,
                             " (GgufLimits::max_tensors)"));
     if (n_kv > lim_.max_metadata)
-      throw FormatError(cat("gguf: ", n_kv, " metadata entries, above the limit of ", lim_.max_metadata,
-                            " (GgufLimits::max_metadata)"));
+      throw FormatError(cat("gguf: ", n_kv, " metadata entries, above the limit of ",
+                            lim_.max_metadata, " (GgufLimits::max_metadata)"));
 
     // Each entry takes at least 8 + 4 + 1 bytes: the count cannot promise
     // more entries than the file could hold, so reserve() is bounded.
-    if (n_kv > (size_ - pos_) / 13) throw FormatError(cat("gguf: truncated: ", n_kv, " metadata entries do not fit"));
+    if (n_kv > (size_ - pos_) / 13)
+      throw FormatError(cat("gguf: truncated: ", n_kv, " metadata entries do not fit"));
     f.kv_.reserve(size_t(n_kv));
     for (uint64_t i = 0; i < n_kv; ++i) {
-      std::string key = str(lim_.max_key_bytes, cat("metadata key ", i), "GgufLimits::max_key_bytes");
+      std::string key =
+          str(lim_.max_key_bytes, cat("metadata key ", i), "GgufLimits::max_key_bytes");
       if (key.empty()) throw FormatError(cat("gguf: metadata key ", i, " is empty"));
       if (f.kv_index_.count(key) != 0) throw FormatError(cat("gguf: duplicate key ", quoted(key)));
       const uint32_t type = uint32_t(u(4, cat("the type of key ", quoted(key))));
@@ -370,8 +380,8 @@ class Parser {
       if (a.type() != ValueType::U32) kind_error(kAlignmentKey, a.type(), "u32");
       const uint64_t al = a.as_uint(kAlignmentKey);
       if (!power_of_two(al) || al > lim_.max_alignment)
-        throw FormatError(cat("gguf: key '", kAlignmentKey, "' is ", al, ", expected a power of two <= ",
-                              lim_.max_alignment));
+        throw FormatError(cat("gguf: key '", kAlignmentKey, "' is ", al,
+                              ", expected a power of two <= ", lim_.max_alignment));
       f.alignment_ = uint32_t(al);
     }
 
@@ -381,17 +391,20 @@ class Parser {
     f.tensors_.reserve(size_t(n_tensors));
     for (uint64_t i = 0; i < n_tensors; ++i) {
       TensorInfo t;
-      t.name = str(lim_.max_tensor_name_bytes, cat("the name of tensor ", i), "GgufLimits::max_tensor_name_bytes");
+      t.name = str(lim_.max_tensor_name_bytes, cat("the name of tensor ", i),
+                   "GgufLimits::max_tensor_name_bytes");
       if (t.name.empty()) throw FormatError(cat("gguf: tensor ", i, " has an empty name"));
       const std::string q = "gguf: tensor " + quoted(t.name);
-      if (f.tensor_index_.count(t.name) != 0) throw FormatError(cat("gguf: duplicate tensor name ", quoted(t.name)));
+      if (f.tensor_index_.count(t.name) != 0)
+        throw FormatError(cat("gguf: duplicate tensor name ", quoted(t.name)));
       t.n_dims = uint32_t(u(4, "the dimension count of tensor " + quoted(t.name)));
       if (t.n_dims < 1 || t.n_dims > uint32_t(kMaxDims))
         throw FormatError(cat(q, " has ", t.n_dims, " dimensions, expected 1 to ", kMaxDims));
       int64_t total = 1;
       for (uint32_t d = 0; d < t.n_dims; ++d) {
         const uint64_t ne = u(8, cat("dimension ", d, " of tensor ", quoted(t.name)));
-        if (ne > uint64_t(lim_.max_tensor_elements) || (ne != 0 && uint64_t(total) > uint64_t(lim_.max_tensor_elements) / ne))
+        if (ne > uint64_t(lim_.max_tensor_elements) ||
+            (ne != 0 && uint64_t(total) > uint64_t(lim_.max_tensor_elements) / ne))
           throw FormatError(cat(q, " has more than ", lim_.max_tensor_elements,
                                 " elements (GgufLimits::max_tensor_elements)"));
         t.ne[d] = int64_t(ne);
@@ -399,8 +412,9 @@ class Parser {
       }
       const uint32_t type = uint32_t(u(4, "the type of tensor " + quoted(t.name)));
       if (!type_supported(type))
-        throw FormatError(cat(q, " has type ", type_name(type), ", which this build does not read (supported: ",
-                              supported_type_list(), ")"));
+        throw FormatError(
+            cat(q, " has type ", type_name(type),
+                ", which this build does not read (supported: ", supported_type_list(), ")"));
       t.type = GgmlType(type);
       if (t.ne[0] % block_values(t.type) != 0)
         throw FormatError(cat(q, " (", type_name(t.type), ") has rows of ", t.ne[0],
@@ -408,14 +422,16 @@ class Parser {
       t.bytes = bytes_for(t.type, total);  // total <= 2^40: no overflow
       t.offset = u(8, "the data offset of tensor " + quoted(t.name));
       if (t.offset % f.alignment_ != 0)
-        throw FormatError(cat(q, ": data offset ", t.offset, " is not a multiple of the alignment ", f.alignment_));
+        throw FormatError(cat(q, ": data offset ", t.offset, " is not a multiple of the alignment ",
+                              f.alignment_));
       f.tensor_index_.emplace(t.name, f.tensors_.size());
       f.tensors_.push_back(std::move(t));
     }
 
     // The data section starts at the next multiple of the alignment.
     uint64_t data = 0;
-    if (!align_up(pos_, f.alignment_, &data)) throw FormatError("gguf: data section offset overflows");
+    if (!align_up(pos_, f.alignment_, &data))
+      throw FormatError("gguf: data section offset overflows");
     f.data_offset_ = data;
     std::vector<size_t> order(f.tensors_.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -428,13 +444,15 @@ class Parser {
       const TensorInfo& t = f.tensors_[i];
       const uint64_t room = data <= size_ ? size_ - data : 0;
       if (data > size_ || t.offset > room || t.bytes > room - t.offset)
-        throw FormatError(cat("gguf: tensor ", quoted(t.name), ": data offset ", t.offset, " + ", t.bytes,
-                              " bytes is past the end of the file (the data section holds ", room, " bytes from byte ",
-                              data, ")"));
+        throw FormatError(cat("gguf: tensor ", quoted(t.name), ": data offset ", t.offset, " + ",
+                              t.bytes,
+                              " bytes is past the end of the file (the data section holds ", room,
+                              " bytes from byte ", data, ")"));
       if (prev != nullptr && t.bytes > 0 && t.offset < prev->offset + prev->bytes)
-        throw FormatError(cat("gguf: tensor ", quoted(t.name), " (bytes ", t.offset, " to ", t.offset + t.bytes,
-                              " of the data section) overlaps tensor ", quoted(prev->name), " (bytes ", prev->offset,
-                              " to ", prev->offset + prev->bytes, ")"));
+        throw FormatError(cat("gguf: tensor ", quoted(t.name), " (bytes ", t.offset, " to ",
+                              t.offset + t.bytes, " of the data section) overlaps tensor ",
+                              quoted(prev->name), " (bytes ", prev->offset, " to ",
+                              prev->offset + prev->bytes, ")"));
       if (t.bytes > 0) prev = &t;
     }
     // ggml reads every tensor with its padding to the alignment, the last one
@@ -442,8 +460,9 @@ class Parser {
     if (prev != nullptr) {
       uint64_t end = 0;
       if (!align_up(prev->offset + prev->bytes, f.alignment_, &end) || end > size_ - data)
-        throw FormatError(cat("gguf: truncated: the data section ends inside the padding after tensor ",
-                              quoted(prev->name), " (", data + end, " bytes needed, the file has ", size_, ")"));
+        throw FormatError(
+            cat("gguf: truncated: the data section ends inside the padding after tensor ",
+                quoted(prev->name), " (", data + end, " bytes needed, the file has ", size_, ")"));
     }
     f.size_ = size_;
     return f;
@@ -452,8 +471,8 @@ class Parser {
  private:
   void need(uint64_t n, const std::string& what) {
     if (n > size_ - pos_)
-      throw FormatError(cat("gguf: truncated: ", what, " needs ", n, " bytes at byte ", pos_, ", the file has ",
-                            size_));
+      throw FormatError(cat("gguf: truncated: ", what, " needs ", n, " bytes at byte ", pos_,
+                            ", the file has ", size_));
   }
   uint64_t u(size_t n, const std::string& what) {
     need(n, what);
@@ -464,8 +483,8 @@ class Parser {
   std::string str(uint64_t max, const std::string& what, const char* limit_name) {
     const uint64_t len = u(8, "the length of " + what);
     if (len > max)
-      throw FormatError(cat("gguf: ", what, " is ", len, " bytes long, above the limit of ", max, " (", limit_name,
-                            ")"));
+      throw FormatError(cat("gguf: ", what, " is ", len, " bytes long, above the limit of ", max,
+                            " (", limit_name, ")"));
     need(len, what);
     std::string s(reinterpret_cast<const char*>(p_ + pos_), size_t(len));
     pos_ += len;
@@ -473,8 +492,8 @@ class Parser {
   }
   void count_values(uint64_t n, std::string_view key) {
     if (n > lim_.max_metadata_values - values_)
-      throw FormatError(cat("gguf: key ", quoted(key), ": the metadata holds more than ", lim_.max_metadata_values,
-                            " values (GgufLimits::max_metadata_values)"));
+      throw FormatError(cat("gguf: key ", quoted(key), ": the metadata holds more than ",
+                            lim_.max_metadata_values, " values (GgufLimits::max_metadata_values)"));
     values_ += n;
   }
 
@@ -493,23 +512,28 @@ class Parser {
       return Value::make_scalar(type, bits);
     }
     if (depth >= lim_.max_array_depth)
-      throw FormatError(cat("gguf: key ", quoted(key), ": arrays nest deeper than ", lim_.max_array_depth,
-                            " (GgufLimits::max_array_depth)"));
+      throw FormatError(cat("gguf: key ", quoted(key), ": arrays nest deeper than ",
+                            lim_.max_array_depth, " (GgufLimits::max_array_depth)"));
     const uint32_t elem = uint32_t(u(4, "the element type of key " + quoted(key)));
     if (!value_type_known(elem))
-      throw FormatError(cat("gguf: key ", quoted(key), " is an array of unknown value type ", elem));
+      throw FormatError(
+          cat("gguf: key ", quoted(key), " is an array of unknown value type ", elem));
     const uint64_t n = u(8, "the array length of key " + quoted(key));
     if (n > lim_.max_array_elements)
-      throw FormatError(cat("gguf: key ", quoted(key), " is an array of ", n, " elements, above the limit of ",
-                            lim_.max_array_elements, " (GgufLimits::max_array_elements)"));
+      throw FormatError(cat("gguf: key ", quoted(key), " is an array of ", n,
+                            " elements, above the limit of ", lim_.max_array_elements,
+                            " (GgufLimits::max_array_elements)"));
     const ValueType et = ValueType(elem);
     // The smallest encoding of one element: its bytes, a string's length, or
     // an array's element type and length. The whole array must fit in what
     // is left of the file before anything is allocated for it.
-    const size_t min_bytes = et == ValueType::String ? 8 : et == ValueType::Array ? 12 : scalar_size(et);
+    const size_t min_bytes = et == ValueType::String  ? 8
+                             : et == ValueType::Array ? 12
+                                                      : scalar_size(et);
     if (n > (size_ - pos_) / min_bytes)
-      throw FormatError(cat("gguf: truncated: key ", quoted(key), " is an array of ", n, " ", value_type_name(et),
-                            " that does not fit in the ", size_ - pos_, " bytes left"));
+      throw FormatError(cat("gguf: truncated: key ", quoted(key), " is an array of ", n, " ",
+                            value_type_name(et), " that does not fit in the ", size_ - pos_,
+                            " bytes left"));
     count_values(n, key);
     if (et == ValueType::String) {
       std::vector<std::string> v;
@@ -533,8 +557,8 @@ class Parser {
     if (et == ValueType::Bool)
       for (size_t i = 0; i < raw.size(); ++i)
         if (raw[i] > 1)
-          throw FormatError(cat("gguf: key ", quoted(key), ": bool element ", i, " is ", int(raw[i]),
-                                ", expected 0 or 1"));
+          throw FormatError(cat("gguf: key ", quoted(key), ": bool element ", i, " is ",
+                                int(raw[i]), ", expected 0 or 1"));
     return Value::array_raw(et, n, std::move(raw));
   }
 
@@ -545,10 +569,11 @@ class Parser {
   const GgufLimits& lim_;
 };
 
-File File::parse(std::shared_ptr<const void> owner, const uint8_t* p, size_t size, const GgufLimits& limits) {
+File File::parse(std::shared_ptr<const void> owner, const uint8_t* p, size_t size,
+                 const GgufLimits& limits) {
   if (uint64_t(size) > limits.max_file_bytes)
-    throw FormatError(cat("gguf: file of ", size, " bytes is above the limit of ", limits.max_file_bytes,
-                          " bytes (GgufLimits::max_file_bytes)"));
+    throw FormatError(cat("gguf: file of ", size, " bytes is above the limit of ",
+                          limits.max_file_bytes, " bytes (GgufLimits::max_file_bytes)"));
   File f = Parser(p, size, limits).run();
   f.owner_ = std::move(owner);
   f.base_ = p;
@@ -556,15 +581,17 @@ File File::parse(std::shared_ptr<const void> owner, const uint8_t* p, size_t siz
 }
 
 File File::view(const void* data, size_t size, const GgufLimits& limits) {
-  if (data == nullptr && size > 0) throw std::invalid_argument("gguf: File::view of null data with a nonzero size");
+  if (data == nullptr && size > 0)
+    throw std::invalid_argument("gguf: File::view of null data with a nonzero size");
   return parse(nullptr, static_cast<const uint8_t*>(data), size, limits);
 }
 
 File File::copy(const void* data, size_t size, const GgufLimits& limits) {
-  if (data == nullptr && size > 0) throw std::invalid_argument("gguf: File::copy of null data with a nonzero size");
+  if (data == nullptr && size > 0)
+    throw std::invalid_argument("gguf: File::copy of null data with a nonzero size");
   if (uint64_t(size) > limits.max_file_bytes)
-    throw FormatError(cat("gguf: file of ", size, " bytes is above the limit of ", limits.max_file_bytes,
-                          " bytes (GgufLimits::max_file_bytes)"));
+    throw FormatError(cat("gguf: file of ", size, " bytes is above the limit of ",
+                          limits.max_file_bytes, " bytes (GgufLimits::max_file_bytes)"));
   auto buf = std::make_shared<std::vector<uint8_t>>(static_cast<const uint8_t*>(data),
                                                     static_cast<const uint8_t*>(data) + size);
   const uint8_t* p = buf->data();
@@ -580,18 +607,22 @@ File File::open(const std::string& path, const GgufLimits& limits) {
     ~Closer() { ::close(fd); }
   } closer{fd};
   struct stat st;
-  if (::fstat(fd, &st) != 0) throw std::runtime_error(cat("cannot read '", path, "': ", std::strerror(errno)));
-  if (!S_ISREG(st.st_mode)) throw std::runtime_error(cat("cannot read '", path, "': not a regular file"));
+  if (::fstat(fd, &st) != 0)
+    throw std::runtime_error(cat("cannot read '", path, "': ", std::strerror(errno)));
+  if (!S_ISREG(st.st_mode))
+    throw std::runtime_error(cat("cannot read '", path, "': not a regular file"));
   const uint64_t size = uint64_t(st.st_size);
   try {
     if (size > limits.max_file_bytes)
-      throw FormatError(cat("gguf: file of ", size, " bytes is above the limit of ", limits.max_file_bytes,
-                            " bytes (GgufLimits::max_file_bytes)"));
+      throw FormatError(cat("gguf: file of ", size, " bytes is above the limit of ",
+                            limits.max_file_bytes, " bytes (GgufLimits::max_file_bytes)"));
     if (size == 0) throw FormatError("gguf: empty file");
     void* m = ::mmap(nullptr, size_t(size), PROT_READ, MAP_PRIVATE, fd, 0);
-    if (m == MAP_FAILED) throw std::runtime_error(cat("cannot map '", path, "': ", std::strerror(errno)));
+    if (m == MAP_FAILED)
+      throw std::runtime_error(cat("cannot map '", path, "': ", std::strerror(errno)));
     const size_t len = size_t(size);
-    std::shared_ptr<const void> owner(m, [len](const void* q) { ::munmap(const_cast<void*>(q), len); });
+    std::shared_ptr<const void> owner(
+        m, [len](const void* q) { ::munmap(const_cast<void*>(q), len); });
     return parse(std::move(owner), static_cast<const uint8_t*>(m), len, limits);
   } catch (const FormatError& e) {
     throw FormatError(cat("'", path, "': ", e.what()));
@@ -659,7 +690,8 @@ class Serializer {
       fail(cat("a string of ", v.str_.size(), " bytes is above GgufLimits::max_string_bytes"));
     if (!v.is_array()) return;
     if (depth >= lim.max_array_depth) fail("arrays nest too deep (GgufLimits::max_array_depth)");
-    if (v.count_ > lim.max_array_elements) fail("too many array elements (GgufLimits::max_array_elements)");
+    if (v.count_ > lim.max_array_elements)
+      fail("too many array elements (GgufLimits::max_array_elements)");
     for (const std::string& s : v.strs_)
       if (s.size() > lim.max_string_bytes) fail("an element is above GgufLimits::max_string_bytes");
     for (const Value& x : v.items_) check(x, key, lim, depth + 1);
@@ -669,18 +701,24 @@ class Serializer {
 void Writer::set(std::string key, Value value) {
   if (key.empty()) throw std::invalid_argument("gguf: empty metadata key");
   if (key.size() > limits_.max_key_bytes)
-    throw std::invalid_argument(cat("gguf: key ", quoted(key), " is above GgufLimits::max_key_bytes"));
-  if (kv_index_.count(key) != 0) throw std::invalid_argument(cat("gguf: duplicate key ", quoted(key)));
+    throw std::invalid_argument(
+        cat("gguf: key ", quoted(key), " is above GgufLimits::max_key_bytes"));
+  if (kv_index_.count(key) != 0)
+    throw std::invalid_argument(cat("gguf: duplicate key ", quoted(key)));
   if (kv_.size() >= limits_.max_metadata)
-    throw std::invalid_argument(cat("gguf: cannot add key ", quoted(key), ": GgufLimits::max_metadata reached"));
+    throw std::invalid_argument(
+        cat("gguf: cannot add key ", quoted(key), ": GgufLimits::max_metadata reached"));
   Serializer::check(value, key, limits_, 0);
   uint32_t alignment = alignment_;
   if (key == kAlignmentKey) {
-    if (value.type() != ValueType::U32) throw std::invalid_argument("gguf: general.alignment must be a u32");
+    if (value.type() != ValueType::U32)
+      throw std::invalid_argument("gguf: general.alignment must be a u32");
     const uint64_t a = value.as_uint(key);
     if (!power_of_two(a) || a > limits_.max_alignment)
-      throw std::invalid_argument(cat("gguf: general.alignment must be a power of two <= ", limits_.max_alignment));
-    if (!tensors_.empty()) throw std::invalid_argument("gguf: set general.alignment before adding tensors");
+      throw std::invalid_argument(
+          cat("gguf: general.alignment must be a power of two <= ", limits_.max_alignment));
+    if (!tensors_.empty())
+      throw std::invalid_argument("gguf: set general.alignment before adding tensors");
     alignment = uint32_t(a);
   }
   kv_index_.emplace(key, kv_.size());
@@ -688,15 +726,20 @@ void Writer::set(std::string key, Value value) {
   alignment_ = alignment;
 }
 
-void Writer::add_tensor(std::string name, GgmlType type, const std::vector<int64_t>& ne, std::vector<uint8_t> data) {
+void Writer::add_tensor(std::string name, GgmlType type, const std::vector<int64_t>& ne,
+                        std::vector<uint8_t> data) {
   const std::string q = "gguf: tensor " + quoted(name);
   if (name.empty()) throw std::invalid_argument("gguf: empty tensor name");
   if (name.size() > limits_.max_tensor_name_bytes)
     throw std::invalid_argument(cat(q, ": the name is ", name.size(), " bytes, above the limit of ",
-                                    limits_.max_tensor_name_bytes, " (GgufLimits::max_tensor_name_bytes)"));
-  if (tensor_index_.count(name) != 0) throw std::invalid_argument(cat("gguf: duplicate tensor name ", quoted(name)));
-  if (tensors_.size() >= limits_.max_tensors) throw std::invalid_argument(cat(q, ": GgufLimits::max_tensors reached"));
-  if (!type_supported(uint32_t(type))) throw std::invalid_argument(cat(q, ": unsupported type ", type_name(type)));
+                                    limits_.max_tensor_name_bytes,
+                                    " (GgufLimits::max_tensor_name_bytes)"));
+  if (tensor_index_.count(name) != 0)
+    throw std::invalid_argument(cat("gguf: duplicate tensor name ", quoted(name)));
+  if (tensors_.size() >= limits_.max_tensors)
+    throw std::invalid_argument(cat(q, ": GgufLimits::max_tensors reached"));
+  if (!type_supported(uint32_t(type)))
+    throw std::invalid_argument(cat(q, ": unsupported type ", type_name(type)));
   if (ne.empty() || ne.size() > size_t(kMaxDims))
     throw std::invalid_argument(cat(q, ": ", ne.size(), " dimensions, expected 1 to ", kMaxDims));
   TensorInfo t;
@@ -707,16 +750,19 @@ void Writer::add_tensor(std::string name, GgmlType type, const std::vector<int64
   for (size_t d = 0; d < ne.size(); ++d) {
     if (ne[d] < 0 || ne[d] > limits_.max_tensor_elements ||
         (ne[d] != 0 && total > limits_.max_tensor_elements / ne[d]))
-      throw std::invalid_argument(cat(q, ": dimension ", d, " = ", ne[d], " is negative or over the element limit"));
+      throw std::invalid_argument(
+          cat(q, ": dimension ", d, " = ", ne[d], " is negative or over the element limit"));
     t.ne[d] = ne[d];
     total *= ne[d];
   }
   if (t.ne[0] % block_values(type) != 0)
     throw std::invalid_argument(cat(q, " (", type_name(type), "): rows of ", t.ne[0],
-                                    " values are not a multiple of the block size ", block_values(type)));
+                                    " values are not a multiple of the block size ",
+                                    block_values(type)));
   t.bytes = bytes_for(type, total);
   if (data.size() != t.bytes)
-    throw std::invalid_argument(cat(q, ": ", data.size(), " bytes of data, the shape needs ", t.bytes));
+    throw std::invalid_argument(
+        cat(q, ": ", data.size(), " bytes of data, the shape needs ", t.bytes));
   tensor_index_.emplace(name, tensors_.size());
   tensors_.push_back({std::move(t), std::move(data)});
 }

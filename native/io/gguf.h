@@ -38,7 +38,7 @@ namespace ternorm::gguf {
 using io::FormatError;
 
 inline constexpr uint32_t kGgufMagic = 0x46554747;  // "GGUF" read as a little-endian u32
-inline constexpr uint32_t kGgufVersion = 3;          // what the writer produces
+inline constexpr uint32_t kGgufVersion = 3;         // what the writer produces
 inline constexpr uint32_t kDefaultAlignment = 32;
 inline constexpr const char* kAlignmentKey = "general.alignment";
 inline constexpr int kMaxDims = 4;
@@ -48,20 +48,31 @@ inline constexpr int kMaxDims = 4;
 struct GgufLimits {
   uint64_t max_file_bytes = uint64_t(64) << 30;  // 64 GiB (mapped, not read)
   uint64_t max_tensors = 65536;
-  uint64_t max_metadata = 65536;                 // key/value pairs
+  uint64_t max_metadata = 65536;  // key/value pairs
   uint64_t max_key_bytes = 65535;
-  uint64_t max_string_bytes = uint64_t(16) << 20;  // one string value
-  uint64_t max_array_elements = uint64_t(1) << 26;  // one array (a 256k vocabulary fits easily)
+  uint64_t max_string_bytes = uint64_t(16) << 20;    // one string value
+  uint64_t max_array_elements = uint64_t(1) << 26;   // one array (a 256k vocabulary fits easily)
   uint64_t max_metadata_values = uint64_t(1) << 27;  // scalars + strings over all metadata
-  uint32_t max_array_depth = 4;                    // arrays of arrays of ...
-  uint64_t max_tensor_name_bytes = 63;             // ggml's GGML_MAX_NAME (64) minus the terminator
+  uint32_t max_array_depth = 4;                      // arrays of arrays of ...
+  uint64_t max_tensor_name_bytes = 63;  // ggml's GGML_MAX_NAME (64) minus the terminator
   int64_t max_tensor_elements = int64_t(1) << 40;
   uint32_t max_alignment = 1u << 20;
 };
 
 enum class ValueType : uint32_t {
-  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, Bool = 7,
-  String = 8, Array = 9, U64 = 10, I64 = 11, F64 = 12,
+  U8 = 0,
+  I8 = 1,
+  U16 = 2,
+  I16 = 3,
+  U32 = 4,
+  I32 = 5,
+  F32 = 6,
+  Bool = 7,
+  String = 8,
+  Array = 9,
+  U64 = 10,
+  I64 = 11,
+  F64 = 12,
 };
 const char* value_type_name(ValueType t);  // "u8", ..., "array"
 bool value_type_known(uint32_t v);
@@ -109,9 +120,10 @@ class Value {
   const std::string& as_string(std::string_view key) const;
   // Arrays of one kind.
   const std::vector<std::string>& strings(std::string_view key) const;
-  std::vector<float> floats(std::string_view key) const;    // f32 elements
-  std::vector<int64_t> ints(std::string_view key) const;    // any integer elements
-  const std::vector<uint8_t>& raw(std::string_view key, ValueType elem) const;  // fixed-size elements
+  std::vector<float> floats(std::string_view key) const;  // f32 elements
+  std::vector<int64_t> ints(std::string_view key) const;  // any integer elements
+  const std::vector<uint8_t>& raw(std::string_view key,
+                                  ValueType elem) const;  // fixed-size elements
   const std::vector<Value>& arrays(std::string_view key) const;
 
   bool operator==(const Value& o) const;
@@ -123,12 +135,12 @@ class Value {
   static Value make_scalar(ValueType t, uint64_t bits);
   ValueType type_ = ValueType::U8;
   ValueType elem_ = ValueType::U8;
-  uint64_t bits_ = 0;                // a fixed-size scalar's little-endian bits
+  uint64_t bits_ = 0;  // a fixed-size scalar's little-endian bits
   uint64_t count_ = 0;
   std::string str_;
-  std::vector<uint8_t> raw_;         // array of fixed-size scalars
-  std::vector<std::string> strs_;    // array of strings
-  std::vector<Value> items_;         // array of arrays
+  std::vector<uint8_t> raw_;       // array of fixed-size scalars
+  std::vector<std::string> strs_;  // array of strings
+  std::vector<Value> items_;       // array of arrays
 };
 
 struct KeyValue {
@@ -178,7 +190,8 @@ class File {
  private:
   friend class Parser;
   File() = default;
-  static File parse(std::shared_ptr<const void> owner, const uint8_t* p, size_t size, const GgufLimits& limits);
+  static File parse(std::shared_ptr<const void> owner, const uint8_t* p, size_t size,
+                    const GgufLimits& limits);
 
   std::shared_ptr<const void> owner_;
   const uint8_t* base_ = nullptr;
@@ -204,7 +217,8 @@ class Writer {
   void set(std::string key, Value value);
   // `ne` has 1..4 dims, innermost first; data holds exactly the bytes of
   // that shape in `type`.
-  void add_tensor(std::string name, GgmlType type, const std::vector<int64_t>& ne, std::vector<uint8_t> data);
+  void add_tensor(std::string name, GgmlType type, const std::vector<int64_t>& ne,
+                  std::vector<uint8_t> data);
 
   uint32_t alignment() const { return alignment_; }
   // The complete file image.

@@ -27,14 +27,15 @@ void wr16(uint8_t* p, uint16_t v) {
 void check_multiple(GgmlType t, int64_t n) {
   if (n < 0 || n % block_values(t) != 0)
     throw std::invalid_argument("gguf: " + type_name(t) + " needs a multiple of " +
-                                std::to_string(block_values(t)) + " values, got " + std::to_string(n));
+                                std::to_string(block_values(t)) + " values, got " +
+                                std::to_string(n));
 }
 
 void check_finite(const float* x, int64_t n, GgmlType t) {
   for (int64_t i = 0; i < n; ++i)
     if (!std::isfinite(x[i]))
-      throw std::invalid_argument("gguf: cannot encode a non-finite value (index " + std::to_string(i) + ") as " +
-                                  type_name(t));
+      throw std::invalid_argument("gguf: cannot encode a non-finite value (index " +
+                                  std::to_string(i) + ") as " + type_name(t));
 }
 
 // x * id as ggml computes it, except where 1/d overflowed (d subnormal):
@@ -110,10 +111,11 @@ bool type_supported(uint32_t id) {
 std::string type_name(uint32_t id) {
   // ggml's names, ids 0..39 (4, 5 and 31..33, 36..38 are retired).
   static const char* const kNames[] = {
-      "f32",   "f16",     "q4_0",   "q4_1",    nullptr,  nullptr, "q5_0",   "q5_1",  "q8_0",   "q8_1",
-      "q2_K",  "q3_K",    "q4_K",   "q5_K",    "q6_K",   "q8_K",  "iq2_xxs", "iq2_xs", "iq3_xxs", "iq1_s",
-      "iq4_nl", "iq3_s",  "iq2_s",  "iq4_xs",  "i8",     "i16",   "i32",    "i64",   "f64",    "iq1_m",
-      "bf16",  nullptr,   nullptr,  nullptr,   "tq1_0",  "tq2_0", nullptr,  nullptr, nullptr,  "mxfp4"};
+      "f32",     "f16",    "q4_0",    "q4_1",  nullptr,  nullptr, "q5_0",  "q5_1",
+      "q8_0",    "q8_1",   "q2_K",    "q3_K",  "q4_K",   "q5_K",  "q6_K",  "q8_K",
+      "iq2_xxs", "iq2_xs", "iq3_xxs", "iq1_s", "iq4_nl", "iq3_s", "iq2_s", "iq4_xs",
+      "i8",      "i16",    "i32",     "i64",   "f64",    "iq1_m", "bf16",  nullptr,
+      nullptr,   nullptr,  "tq1_0",   "tq2_0", nullptr,  nullptr, nullptr, "mxfp4"};
   if (id < sizeof kNames / sizeof kNames[0] && kNames[id] != nullptr) return kNames[id];
   return "type " + std::to_string(id);
 }
@@ -146,7 +148,8 @@ bool is_ternary(GgmlType t) { return t == GgmlType::TQ1_0 || t == GgmlType::TQ2_
 uint64_t bytes_for(GgmlType t, int64_t n) {
   check_multiple(t, n);
   const uint64_t blocks = uint64_t(n / block_values(t));
-  if (blocks > UINT64_MAX / block_bytes(t)) throw std::invalid_argument("gguf: tensor byte size overflows");
+  if (blocks > UINT64_MAX / block_bytes(t))
+    throw std::invalid_argument("gguf: tensor byte size overflows");
   return blocks * block_bytes(t);
 }
 
@@ -156,12 +159,13 @@ uint16_t fp32_to_fp16(float f) {
   const uint32_t x = float_bits(f);
   const uint16_t sign = uint16_t((x >> 16) & 0x8000u);
   const uint32_t a = x & 0x7FFFFFFFu;
-  if (a > 0x7F800000u) return uint16_t(sign | 0x7E00u);  // NaN
+  if (a > 0x7F800000u) return uint16_t(sign | 0x7E00u);   // NaN
   if (a >= 0x477FF000u) return uint16_t(sign | 0x7C00u);  // >= 65520 rounds to inf
-  if (a >= 0x38800000u) {  // normal in binary16 (>= 2^-14)
+  if (a >= 0x38800000u) {                                 // normal in binary16 (>= 2^-14)
     uint32_t h = ((a >> 23) - 112) << 10 | (a & 0x7FFFFFu) >> 13;
     const uint32_t rem = a & 0x1FFFu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // a carry moves into the exponent correctly
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
+      ++h;  // a carry moves into the exponent correctly
     return uint16_t(sign | h);
   }
   if (a <= 0x33000000u) return sign;  // <= 2^-25 rounds to zero (the tie goes to even 0)
@@ -198,9 +202,7 @@ float bf16_to_fp32(uint16_t h) { return bits_float(uint32_t(h) << 16); }
 void decode_to_float(GgmlType t, const uint8_t* in, int64_t n, float* out) {
   check_multiple(t, n);
   switch (t) {
-    case GgmlType::F32:
-      std::memcpy(out, in, size_t(n) * 4);
-      return;
+    case GgmlType::F32: std::memcpy(out, in, size_t(n) * 4); return;
     case GgmlType::F16:
       for (int64_t i = 0; i < n; ++i) out[i] = fp16_to_fp32(rd16(in + 2 * i));
       return;
@@ -239,9 +241,7 @@ void decode_to_float(GgmlType t, const uint8_t* in, int64_t n, float* out) {
 void encode_from_float(GgmlType t, const float* in, int64_t n, uint8_t* out) {
   check_multiple(t, n);
   switch (t) {
-    case GgmlType::F32:
-      std::memcpy(out, in, size_t(n) * 4);
-      return;
+    case GgmlType::F32: std::memcpy(out, in, size_t(n) * 4); return;
     case GgmlType::F16:
       for (int64_t i = 0; i < n; ++i) wr16(out + 2 * i, fp32_to_fp16(in[i]));
       return;
@@ -257,7 +257,9 @@ void encode_from_float(GgmlType t, const float* in, int64_t n, uint8_t* out) {
         for (int j = 0; j < kQK8_0; ++j) amax = std::fmax(amax, std::fabs(x[j]));
         const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
         wr16(blk, fp32_to_fp16(d));
-        for (int j = 0; j < kQK8_0; ++j) blk[2 + j] = uint8_t(int8_t(std::fmin(127.0f, std::fmax(-127.0f, std::roundf(scaled(x[j], id, d))))));
+        for (int j = 0; j < kQK8_0; ++j)
+          blk[2 + j] = uint8_t(
+              int8_t(std::fmin(127.0f, std::fmax(-127.0f, std::roundf(scaled(x[j], id, d))))));
       }
       return;
     case GgmlType::TQ1_0:
@@ -269,7 +271,8 @@ void encode_from_float(GgmlType t, const float* in, int64_t n, uint8_t* out) {
         float amax = 0;
         for (int j = 0; j < kQK_K; ++j) amax = std::fmax(amax, std::fabs(x[j]));
         const float id = amax != 0 ? 1.0f / amax : 0.0f;
-        for (int j = 0; j < kQK_K; ++j) tr[j] = int8_t(std::fmin(1.0f, std::fmax(-1.0f, std::roundf(scaled(x[j], id, amax)))));
+        for (int j = 0; j < kQK_K; ++j)
+          tr[j] = int8_t(std::fmin(1.0f, std::fmax(-1.0f, std::roundf(scaled(x[j], id, amax)))));
         const uint16_t d = fp32_to_fp16(amax);
         if (t == GgmlType::TQ1_0)
           encode_tq1_block(tr, d, out + b * int64_t(kTq1Bytes));
@@ -284,13 +287,15 @@ void encode_from_float(GgmlType t, const float* in, int64_t n, uint8_t* out) {
 
 // ---- ternary codecs -------------------------------------------------------------------
 
-void encode_ternary(GgmlType t, const int8_t* trits, const uint16_t* block_d, int64_t n, uint8_t* out) {
-  if (!is_ternary(t)) throw std::invalid_argument("gguf: " + type_name(t) + " is not a ternary type");
+void encode_ternary(GgmlType t, const int8_t* trits, const uint16_t* block_d, int64_t n,
+                    uint8_t* out) {
+  if (!is_ternary(t))
+    throw std::invalid_argument("gguf: " + type_name(t) + " is not a ternary type");
   check_multiple(t, n);
   for (int64_t i = 0; i < n; ++i)
     if (trits[i] < -1 || trits[i] > 1)
-      throw std::invalid_argument("gguf: ternary value " + std::to_string(i) + " is " + std::to_string(int(trits[i])) +
-                                  ", not -1, 0 or 1");
+      throw std::invalid_argument("gguf: ternary value " + std::to_string(i) + " is " +
+                                  std::to_string(int(trits[i])) + ", not -1, 0 or 1");
   const size_t bb = block_bytes(t);
   for (int64_t b = 0; b < n / kQK_K; ++b) {
     if (t == GgmlType::TQ1_0)
@@ -300,8 +305,10 @@ void encode_ternary(GgmlType t, const int8_t* trits, const uint16_t* block_d, in
   }
 }
 
-bool decode_ternary(GgmlType t, const uint8_t* in, int64_t n, int8_t* trits, uint16_t* block_d, int64_t* bad_index) {
-  if (!is_ternary(t)) throw std::invalid_argument("gguf: " + type_name(t) + " is not a ternary type");
+bool decode_ternary(GgmlType t, const uint8_t* in, int64_t n, int8_t* trits, uint16_t* block_d,
+                    int64_t* bad_index) {
+  if (!is_ternary(t))
+    throw std::invalid_argument("gguf: " + type_name(t) + " is not a ternary type");
   check_multiple(t, n);
   const size_t bb = block_bytes(t);
   for (int64_t b = 0; b < n / kQK_K; ++b) {

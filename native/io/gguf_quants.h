@@ -37,8 +37,8 @@ enum class GgmlType : uint32_t {
   TQ2_0 = 35,
 };
 
-inline constexpr int64_t kQK_K = 256;   // values per TQ1_0 / TQ2_0 block
-inline constexpr int64_t kQK8_0 = 32;   // values per Q8_0 block
+inline constexpr int64_t kQK_K = 256;  // values per TQ1_0 / TQ2_0 block
+inline constexpr int64_t kQK8_0 = 32;  // values per Q8_0 block
 inline constexpr size_t kTq1Bytes = 54;
 inline constexpr size_t kTq2Bytes = 66;
 inline constexpr size_t kQ8Bytes = 34;
@@ -82,7 +82,8 @@ void encode_from_float(GgmlType t, const float* in, int64_t n, uint8_t* out);
 // ---- ternary codecs -------------------------------------------------------------
 // n trits (in {-1,0,1}, n a multiple of 256) and one fp16 scale per block ->
 // TQ1_0 or TQ2_0 blocks. std::invalid_argument on a value outside {-1,0,1}.
-void encode_ternary(GgmlType t, const int8_t* trits, const uint16_t* block_d, int64_t n, uint8_t* out);
+void encode_ternary(GgmlType t, const int8_t* trits, const uint16_t* block_d, int64_t n,
+                    uint8_t* out);
 // The inverse: trits and the fp16 scale of each block. Returns false (and
 // sets *bad_index to the value's index) when a TQ2_0 code 3 appears; TQ1_0
 // has no invalid byte.

@@ -45,7 +45,8 @@ double global_norm(const float* g, int64_t n, const Exec& ex) {
 float lr_at(const LrSchedule& s, int64_t step) {
   if (s.warmup > 0 && step <= s.warmup) return s.lr * float(step) / float(s.warmup);
   if (step >= s.total) return s.min_lr;
-  const double progress = double(step - s.warmup) / double(std::max<int64_t>(1, s.total - s.warmup));
+  const double progress =
+      double(step - s.warmup) / double(std::max<int64_t>(1, s.total - s.warmup));
   return float(s.min_lr + 0.5 * (s.lr - s.min_lr) * (1.0 + std::cos(3.141592653589793 * progress)));
 }
 

@@ -24,7 +24,7 @@ struct Calibration {
 // needs a loss requires `calibration` (std::invalid_argument otherwise); the
 // others ignore it. Deterministic.
 codec::EncodedAdapter encode_adapter(const Model& model, const float* gains, codec::Method method,
-                                     const codec::EncodeOptions& opts, const Calibration* calibration,
-                                     const Exec& ex);
+                                     const codec::EncodeOptions& opts,
+                                     const Calibration* calibration, const Exec& ex);
 
 }  // namespace ternorm::model

@@ -60,8 +60,8 @@ void rope_forward_at(float* qkv, int64_t n, const int64_t* positions, int64_t d,
   const int64_t half = head_dim / 2, ld = d + 2 * kvd;
   parallel_ranges(ex, n, 16, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
-      rope_row(qkv + r * ld, d, kvd, head_dim, cos + positions[r] * half,
-               sin + positions[r] * half, 1.0f);
+      rope_row(qkv + r * ld, d, kvd, head_dim, cos + positions[r] * half, sin + positions[r] * half,
+               1.0f);
   });
 }
 
@@ -77,9 +77,8 @@ namespace {
 constexpr int64_t kBlock = 64;  // query rows per causal block
 
 // C (m x n, ldc) = alpha * op(A) op(B) + beta * C on the calling thread.
-void mm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-        int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, const Exec& one,
-        float beta = 0.0f) {
+void mm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+        const float* b, int64_t ldb, float* c, int64_t ldc, const Exec& one, float beta = 0.0f) {
   gemm::GemmArgs g;
   g.trans_a = ta, g.trans_b = tb;
   g.m = m, g.n = n, g.k = k, g.alpha = alpha, g.beta = beta;
@@ -128,9 +127,9 @@ void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t d, int64_
   });
 }
 
-void attention_cached_forward(const float* q, int64_t ldq, int64_t n, int64_t p0,
-                              const float* kc, const float* vc, int64_t ldkv, int64_t rows_kv,
-                              int64_t hd, float* out, int64_t ldo, const Exec& one) {
+void attention_cached_forward(const float* q, int64_t ldq, int64_t n, int64_t p0, const float* kc,
+                              const float* vc, int64_t ldkv, int64_t rows_kv, int64_t hd,
+                              float* out, int64_t ldo, const Exec& one) {
   const int64_t keys = p0 + n;
   const float scale = float(1.0 / std::sqrt(double(hd)));
   const detail::VecKernels k = detail::vec_kernels(one.isa);

@@ -27,9 +27,9 @@ void validate(const ModelConfig& c) {
                                 ") must be divisible by n_kv_heads (" +
                                 std::to_string(c.n_kv_heads) + ")");
   if (c.head_dim() % 2 != 0)
-    throw std::invalid_argument("model config: head dimension d_model/n_heads = " +
-                                std::to_string(c.head_dim()) +
-                                " must be even (RoPE rotates pairs of channels)");
+    throw std::invalid_argument(
+        "model config: head dimension d_model/n_heads = " + std::to_string(c.head_dim()) +
+        " must be even (RoPE rotates pairs of channels)");
 }
 
 }  // namespace ternorm::model

@@ -15,7 +15,8 @@ struct ModelConfig {
   int64_t n_layers = int64_t(limits::model::n_layers.def);
   int64_t n_heads = int64_t(limits::model::n_heads.def);
   int64_t d_ff = int64_t(limits::model::d_ff.def);
-  int64_t context = int64_t(limits::model::context.def);  // longest sequence the model sees (RoPE table length)
+  int64_t context =
+      int64_t(limits::model::context.def);  // longest sequence the model sees (RoPE table length)
   float norm_eps = float(limits::model::norm_eps.def);
   float rope_theta = float(limits::model::rope_theta.def);
   // Key/value heads (grouped-query attention, llama.cpp semantics: query head

@@ -19,8 +19,8 @@ void embedding_forward(const float* table, int64_t d, const int32_t* tokens, int
   });
 }
 
-void embedding_backward(const int32_t* tokens, int64_t n, int64_t d, const float* dx,
-                        float* dtable, const Exec& ex) {
+void embedding_backward(const int32_t* tokens, int64_t n, int64_t d, const float* dx, float* dtable,
+                        const Exec& ex) {
   // A token may repeat: splitting channels (not tokens) keeps each sum in
   // token order whatever the thread count.
   parallel_ranges(ex, d, 16, [&](int64_t c0, int64_t c1) {
@@ -62,8 +62,8 @@ void head_backward(const float* dlogits, const float* x, const float* table, int
 
 // ---- cross-entropy --------------------------------------------------------------------------
 
-void cross_entropy_forward(float* logits, const int32_t* targets, int64_t n, int64_t V,
-                           double* nll, const Exec& ex) {
+void cross_entropy_forward(float* logits, const int32_t* targets, int64_t n, int64_t V, double* nll,
+                           const Exec& ex) {
   const detail::VecKernels k = detail::vec_kernels(ex.isa);
   parallel_ranges(ex, n, 4, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {

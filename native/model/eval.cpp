@@ -14,11 +14,15 @@ EvalResult evaluate(const Model& model, const norm::GainView* gains, int64_t n_g
                     const EvalOptions& opts, const Exec& ex) {
   const ModelConfig& c = model.config();
   if (!tokens || n_tokens < 2)
-    throw std::invalid_argument("evaluate: need at least 2 tokens (one to predict from, one to "
-                                "score), got " + std::to_string(tokens ? n_tokens : 0));
+    throw std::invalid_argument(
+        "evaluate: need at least 2 tokens (one to predict from, one to "
+        "score), got " +
+        std::to_string(tokens ? n_tokens : 0));
   if (n_bytes < 1)
-    throw std::invalid_argument("evaluate: n_bytes (UTF-8 bytes of the scored text) must be >= 1, "
-                                "got " + std::to_string(n_bytes));
+    throw std::invalid_argument(
+        "evaluate: n_bytes (UTF-8 bytes of the scored text) must be >= 1, "
+        "got " +
+        std::to_string(n_bytes));
   limits::check(limits::eval::stride, double(opts.stride), double(c.context), "evaluate");
   limits::check(limits::eval::batch, double(opts.batch), "evaluate");
   if (gains && n_gain_views > 0)
@@ -63,7 +67,8 @@ EvalResult evaluate(const Model& model, const norm::GainView* gains, int64_t n_g
                         /*keep_probs=*/false, ex);
     for (int64_t b = 0; b < nb; ++b)
       for (int64_t t = 0; t < W; ++t)
-        if (tg[size_t(b * W + t)] >= 0) r.nll[size_t(starts[size_t(w0 + b)] + t)] = ws.nll()[b * W + t];
+        if (tg[size_t(b * W + t)] >= 0)
+          r.nll[size_t(starts[size_t(w0 + b)] + t)] = ws.nll()[b * W + t];
   }
   for (double v : r.nll) r.total_nll += v;
   r.mean_nll = r.total_nll / double(n_tokens - 1);

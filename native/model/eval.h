@@ -21,19 +21,22 @@ namespace ternorm::model {
 struct EvalOptions {
   Precision precision = Precision::Ternary;
   // Defaults and ranges: limits::eval (limits.h).
-  int64_t stride = int64_t(limits::eval::stride.def);  // window step in tokens, 1..context; 0 = context / 2
-  int64_t batch = int64_t(limits::eval::batch.def);    // windows per forward pass (memory/speed only; results do not change)
+  int64_t stride =
+      int64_t(limits::eval::stride.def);  // window step in tokens, 1..context; 0 = context / 2
+  int64_t batch =
+      int64_t(limits::eval::batch
+                  .def);  // windows per forward pass (memory/speed only; results do not change)
 };
 
 struct EvalResult {
-  std::vector<double> nll;  // n_tokens - 1: nll[i] = -ln p(tokens[i + 1] | preceding window)
-  double total_nll = 0;     // sum of nll (nats)
-  double mean_nll = 0;      // nats per token
-  double perplexity = 0;    // exp(mean_nll)
-  double bits_per_byte = 0; // total_nll / ln 2 / n_bytes
+  std::vector<double> nll;   // n_tokens - 1: nll[i] = -ln p(tokens[i + 1] | preceding window)
+  double total_nll = 0;      // sum of nll (nats)
+  double mean_nll = 0;       // nats per token
+  double perplexity = 0;     // exp(mean_nll)
+  double bits_per_byte = 0;  // total_nll / ln 2 / n_bytes
   int64_t n_windows = 0;
-  int64_t window = 0;       // W
-  int64_t stride = 0;       // the stride used
+  int64_t window = 0;  // W
+  int64_t stride = 0;  // the stride used
 };
 
 // gains: the adapter (n_gain_views = n_norms views, any encoding the norm

@@ -49,7 +49,7 @@ GgmlType ggml_type_of(GgufWeightType t) {
 
 // llama.cpp's name of each block matrix, in Matrix order.
 const char* matrix_tensor_suffix(Matrix m) {
-  static const char* names[kMatricesPerLayer] = {"attn_q", "attn_k", "attn_v", "attn_output",
+  static const char* names[kMatricesPerLayer] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
                                                  "ffn_gate", "ffn_up", "ffn_down"};
   return names[int(m)];
 }
@@ -71,7 +71,9 @@ std::vector<uint8_t> f32_bytes(const float* v, int64_t n) {
 }
 
 void check_tokenizer(const GgufTokenizer& t, int64_t vocab) {
-  const auto fail = [](const std::string& why) { throw std::invalid_argument("gguf export: tokenizer: " + why); };
+  const auto fail = [](const std::string& why) {
+    throw std::invalid_argument("gguf export: tokenizer: " + why);
+  };
   if (t.model.empty()) fail("tokenizer.ggml.model is empty");
   if (int64_t(t.tokens.size()) != vocab)
     fail(cat(t.tokens.size(), " tokens but the model's vocabulary is ", vocab));
@@ -80,7 +82,8 @@ void check_tokenizer(const GgufTokenizer& t, int64_t vocab) {
   if (!t.token_type.empty() && t.token_type.size() != t.tokens.size())
     fail(cat(t.token_type.size(), " token types for ", t.tokens.size(), " tokens"));
   for (int64_t id : {t.bos_id, t.eos_id, t.unk_id, t.pad_id})
-    if (id < -1 || id >= vocab) fail(cat("special token id ", id, " is outside the vocabulary of ", vocab));
+    if (id < -1 || id >= vocab)
+      fail(cat("special token id ", id, " is outside the vocabulary of ", vocab));
 }
 
 void write_tokenizer(gguf::Writer& w, const GgufTokenizer& t) {
@@ -103,9 +106,10 @@ void write_tokenizer(gguf::Writer& w, const GgufTokenizer& t) {
 }  // namespace
 
 bool GgufTokenizer::operator==(const GgufTokenizer& o) const {
-  return model == o.model && pre == o.pre && tokens == o.tokens && scores == o.scores && token_type == o.token_type &&
-         merges == o.merges && bos_id == o.bos_id && eos_id == o.eos_id && unk_id == o.unk_id && pad_id == o.pad_id &&
-         add_bos == o.add_bos && add_eos == o.add_eos;
+  return model == o.model && pre == o.pre && tokens == o.tokens && scores == o.scores &&
+         token_type == o.token_type && merges == o.merges && bos_id == o.bos_id &&
+         eos_id == o.eos_id && unk_id == o.unk_id && pad_id == o.pad_id && add_bos == o.add_bos &&
+         add_eos == o.add_eos;
 }
 
 tok::VocabData vocab_data_of(const GgufTokenizer& t) {
@@ -159,9 +163,11 @@ const char* gguf_weight_type_name(GgufWeightType t) {
 }
 
 GgufWeightType gguf_weight_type_from_name(std::string_view name) {
-  for (GgufWeightType t : {GgufWeightType::TQ2_0, GgufWeightType::TQ1_0, GgufWeightType::F16, GgufWeightType::F32})
+  for (GgufWeightType t :
+       {GgufWeightType::TQ2_0, GgufWeightType::TQ1_0, GgufWeightType::F16, GgufWeightType::F32})
     if (name == gguf_weight_type_name(t)) return t;
-  throw std::invalid_argument(cat("unknown GGUF export type '", name, "' (expected tq2_0, tq1_0, f16 or f32)"));
+  throw std::invalid_argument(
+      cat("unknown GGUF export type '", name, "' (expected tq2_0, tq1_0, f16 or f32)"));
 }
 
 const char* gguf_matrix_source_name(GgufMatrixSource s) {
@@ -177,11 +183,13 @@ const char* gguf_matrix_source_name(GgufMatrixSource s) {
 
 gguf::Writer gguf_model_writer(const Model& model, const GgufExportOptions& opt) {
   if (model.ternary_stale())
-    throw std::logic_error("gguf export: the ternary weights are stale (quantize the model after training)");
+    throw std::logic_error(
+        "gguf export: the ternary weights are stale (quantize the model after training)");
   const ModelConfig& c = model.config();
   if (opt.gains != nullptr)
     for (int64_t i = 0; i < c.n_gains(); ++i)
-      if (!std::isfinite(opt.gains[i])) throw std::invalid_argument(cat("gguf export: adapter gain ", i, " is not finite"));
+      if (!std::isfinite(opt.gains[i]))
+        throw std::invalid_argument(cat("gguf export: adapter gain ", i, " is not finite"));
   if (opt.tokenizer != nullptr) check_tokenizer(*opt.tokenizer, c.vocab);
 
   gguf::Writer w;
@@ -200,15 +208,18 @@ gguf::Writer gguf_model_writer(const Model& model, const GgufExportOptions& opt)
   w.set(key("rope.freq_base"), Value::f32(c.rope_theta));
   w.set(key("attention.layer_norm_rms_epsilon"), Value::f32(c.norm_eps));
   if (opt.tokenizer != nullptr) write_tokenizer(w, *opt.tokenizer);
-  if (!opt.ternorm_tokenizer.empty()) w.set(kTernormTokenizerKey, Value::array_u8(opt.ternorm_tokenizer));
+  if (!opt.ternorm_tokenizer.empty())
+    w.set(kTernormTokenizerKey, Value::array_u8(opt.ternorm_tokenizer));
 
   const int64_t d = c.d_model;
-  w.add_tensor("token_embd.weight", GgmlType::F32, {d, c.vocab}, f32_bytes(model.embedding(), c.vocab * d));
+  w.add_tensor("token_embd.weight", GgmlType::F32, {d, c.vocab},
+               f32_bytes(model.embedding(), c.vocab * d));
 
   std::vector<float> norm(size_t(d), 0.0f);
   const auto add_norm = [&](int64_t index) {
     const float* wt = model.params() + model.norm_offset(index);
-    for (int64_t i = 0; i < d; ++i) norm[size_t(i)] = opt.gains ? wt[i] * opt.gains[index * d + i] : wt[i];
+    for (int64_t i = 0; i < d; ++i)
+      norm[size_t(i)] = opt.gains ? wt[i] * opt.gains[index * d + i] : wt[i];
     w.add_tensor(norm_tensor(c, index), GgmlType::F32, {d}, f32_bytes(norm.data(), d));
   };
 
@@ -228,13 +239,15 @@ gguf::Writer gguf_model_writer(const Model& model, const GgufExportOptions& opt)
       float scale = 0;
       model.get_ternary(l, m, trits.data(), &scale);
       if (s.cols % gguf::block_values(type) != 0)
-        throw std::invalid_argument(cat("gguf export: tensor '", name, "' has rows of ", s.cols, " values, ",
-                                        gguf::type_name(type), " needs a multiple of ", gguf::block_values(type)));
+        throw std::invalid_argument(cat("gguf export: tensor '", name, "' has rows of ", s.cols,
+                                        " values, ", gguf::type_name(type), " needs a multiple of ",
+                                        gguf::block_values(type)));
       std::vector<uint8_t> data(size_t(gguf::bytes_for(type, n)));
       if (gguf::is_ternary(type)) {
         const uint16_t h = gguf::fp32_to_fp16(scale);
         if (!std::isfinite(gguf::fp16_to_fp32(h)))
-          throw std::invalid_argument(cat("gguf export: tensor '", name, "': scale ", scale, " overflows fp16"));
+          throw std::invalid_argument(
+              cat("gguf export: tensor '", name, "': scale ", scale, " overflows fp16"));
         block_d.assign(size_t(n / gguf::kQK_K), h);
         gguf::encode_ternary(type, trits.data(), block_d.data(), n, data.data());
       } else {
@@ -246,7 +259,9 @@ gguf::Writer gguf_model_writer(const Model& model, const GgufExportOptions& opt)
     }
   }
   add_norm(2 * c.n_layers);
-  if (!c.tied_head) w.add_tensor("output.weight", GgmlType::F32, {d, c.vocab}, f32_bytes(model.head(), c.vocab * d));
+  if (!c.tied_head)
+    w.add_tensor("output.weight", GgmlType::F32, {d, c.vocab},
+                 f32_bytes(model.head(), c.vocab * d));
   return w;
 }
 
@@ -257,7 +272,8 @@ namespace {
 // A hyperparameter that must be a positive integer of modest size.
 int64_t dim_key(const gguf::File& f, const std::string& k) {
   const uint64_t v = f.get(k).as_uint(k);
-  if (v == 0 || v > (uint64_t(1) << 31)) throw FormatError(cat("gguf: key '", k, "' is ", v, ", out of range"));
+  if (v == 0 || v > (uint64_t(1) << 31))
+    throw FormatError(cat("gguf: key '", k, "' is ", v, ", out of range"));
   return int64_t(v);
 }
 
@@ -270,7 +286,8 @@ void check_shape(const gguf::TensorInfo& t, std::initializer_list<int64_t> ne) {
     for (uint32_t d = 0; d < t.n_dims; ++d) have += cat(d ? ", " : "", t.ne[d]);
     i = 0;
     for (int64_t v : ne) want += cat(i++ ? ", " : "", v);
-    throw FormatError(cat("gguf: tensor '", t.name, "' has shape [", have, "], expected [", want, "]"));
+    throw FormatError(
+        cat("gguf: tensor '", t.name, "' has shape [", have, "], expected [", want, "]"));
   }
 }
 
@@ -296,27 +313,33 @@ ModelConfig config_of(const gguf::File& f, const GgufImportOptions& opt) {
   const std::string eps = key("attention.layer_norm_rms_epsilon");
   c.norm_eps = float(f.get(eps).as_float(eps));
   const std::string base = key("rope.freq_base");
-  c.rope_theta = f.find(base) ? float(f.get(base).as_float(base)) : 10000.0f;  // llama.cpp's default
+  c.rope_theta =
+      f.find(base) ? float(f.get(base).as_float(base)) : 10000.0f;  // llama.cpp's default
   // Grouped-query attention: head_count_kv absent means multi-head.
   const std::string kv = key("attention.head_count_kv");
   c.n_kv_heads = f.find(kv) ? dim_key(f, kv) : c.n_heads;
   if (c.n_kv_heads > c.n_heads || c.n_heads % c.n_kv_heads != 0)
-    throw FormatError(cat("gguf: ", kv, " = ", c.n_kv_heads, " must divide head_count = ", c.n_heads));
+    throw FormatError(
+        cat("gguf: ", kv, " = ", c.n_kv_heads, " must divide head_count = ", c.n_heads));
   // An untied output head is the tensor output.weight; without it the head is the embedding.
   c.tied_head = f.find_tensor("output.weight") == nullptr;
   const std::string rot = key("rope.dimension_count");
   if (f.find(rot) != nullptr && c.n_heads > 0 && dim_key(f, rot) != c.d_model / c.n_heads)
-    throw FormatError(cat("gguf: ", rot, " = ", dim_key(f, rot), " but the head dimension is ", c.d_model / c.n_heads,
-                          ": partial rotary embeddings are not supported"));
+    throw FormatError(cat("gguf: ", rot, " = ", dim_key(f, rot), " but the head dimension is ",
+                          c.d_model / c.n_heads, ": partial rotary embeddings are not supported"));
   const std::string scaling = key("rope.scaling.type");
   if (const Value* s = f.find(scaling); s != nullptr && s->as_string(scaling) != "none")
-    throw FormatError(cat("gguf: ", scaling, " = '", s->as_string(scaling), "' is not supported (only 'none')"));
+    throw FormatError(
+        cat("gguf: ", scaling, " = '", s->as_string(scaling), "' is not supported (only 'none')"));
   const gguf::TensorInfo& emb = f.tensor("token_embd.weight");
-  if (emb.n_dims != 2) throw FormatError(cat("gguf: tensor 'token_embd.weight' has ", emb.n_dims, " dimensions, expected 2"));
+  if (emb.n_dims != 2)
+    throw FormatError(
+        cat("gguf: tensor 'token_embd.weight' has ", emb.n_dims, " dimensions, expected 2"));
   c.vocab = emb.ne[1];
   const std::string vs = key("vocab_size");
   if (f.find(vs) != nullptr && int64_t(f.get(vs).as_uint(vs)) != c.vocab)
-    throw FormatError(cat("gguf: ", vs, " = ", f.get(vs).as_uint(vs), " but token_embd.weight has ", c.vocab, " rows"));
+    throw FormatError(cat("gguf: ", vs, " = ", f.get(vs).as_uint(vs), " but token_embd.weight has ",
+                          c.vocab, " rows"));
   try {
     validate(c);
   } catch (const std::invalid_argument& e) {
@@ -333,22 +356,25 @@ std::optional<GgufTokenizer> tokenizer_of(const gguf::File& f, int64_t vocab) {
   if (const Value* v = f.find("tokenizer.ggml.pre")) t.pre = v->as_string("tokenizer.ggml.pre");
   t.tokens = f.get("tokenizer.ggml.tokens").strings("tokenizer.ggml.tokens");
   if (int64_t(t.tokens.size()) != vocab)
-    throw FormatError(cat("gguf: tokenizer.ggml.tokens has ", t.tokens.size(), " tokens but the model's vocabulary is ",
-                          vocab));
-  if (const Value* v = f.find("tokenizer.ggml.scores")) t.scores = v->floats("tokenizer.ggml.scores");
+    throw FormatError(cat("gguf: tokenizer.ggml.tokens has ", t.tokens.size(),
+                          " tokens but the model's vocabulary is ", vocab));
+  if (const Value* v = f.find("tokenizer.ggml.scores"))
+    t.scores = v->floats("tokenizer.ggml.scores");
   if (!t.scores.empty() && t.scores.size() != t.tokens.size())
-    throw FormatError(cat("gguf: tokenizer.ggml.scores has ", t.scores.size(), " entries for ", t.tokens.size(),
-                          " tokens"));
+    throw FormatError(cat("gguf: tokenizer.ggml.scores has ", t.scores.size(), " entries for ",
+                          t.tokens.size(), " tokens"));
   if (const Value* v = f.find("tokenizer.ggml.token_type")) {
     for (int64_t x : v->ints("tokenizer.ggml.token_type")) {
-      if (x < INT32_MIN || x > INT32_MAX) throw FormatError("gguf: tokenizer.ggml.token_type holds a value out of range");
+      if (x < INT32_MIN || x > INT32_MAX)
+        throw FormatError("gguf: tokenizer.ggml.token_type holds a value out of range");
       t.token_type.push_back(int32_t(x));
     }
     if (t.token_type.size() != t.tokens.size())
-      throw FormatError(cat("gguf: tokenizer.ggml.token_type has ", t.token_type.size(), " entries for ",
-                            t.tokens.size(), " tokens"));
+      throw FormatError(cat("gguf: tokenizer.ggml.token_type has ", t.token_type.size(),
+                            " entries for ", t.tokens.size(), " tokens"));
   }
-  if (const Value* v = f.find("tokenizer.ggml.merges")) t.merges = v->strings("tokenizer.ggml.merges");
+  if (const Value* v = f.find("tokenizer.ggml.merges"))
+    t.merges = v->strings("tokenizer.ggml.merges");
   const std::pair<const char*, int64_t*> ids[] = {{"tokenizer.ggml.bos_token_id", &t.bos_id},
                                                   {"tokenizer.ggml.eos_token_id", &t.eos_id},
                                                   {"tokenizer.ggml.unknown_token_id", &t.unk_id},
@@ -356,43 +382,50 @@ std::optional<GgufTokenizer> tokenizer_of(const gguf::File& f, int64_t vocab) {
   for (const auto& [k, slot] : ids)
     if (const Value* v = f.find(k)) {
       const uint64_t id = v->as_uint(k);
-      if (id >= uint64_t(vocab)) throw FormatError(cat("gguf: ", k, " = ", id, " is outside the vocabulary of ", vocab));
+      if (id >= uint64_t(vocab))
+        throw FormatError(cat("gguf: ", k, " = ", id, " is outside the vocabulary of ", vocab));
       *slot = int64_t(id);
     }
-  if (const Value* v = f.find("tokenizer.ggml.add_bos_token")) t.add_bos = v->as_bool("tokenizer.ggml.add_bos_token");
-  if (const Value* v = f.find("tokenizer.ggml.add_eos_token")) t.add_eos = v->as_bool("tokenizer.ggml.add_eos_token");
+  if (const Value* v = f.find("tokenizer.ggml.add_bos_token"))
+    t.add_bos = v->as_bool("tokenizer.ggml.add_bos_token");
+  if (const Value* v = f.find("tokenizer.ggml.add_eos_token"))
+    t.add_eos = v->as_bool("tokenizer.ggml.add_eos_token");
   return t;
 }
 
 // One block matrix: its trits, scale and latent values from the tensor.
-GgufMatrixSource import_matrix(const gguf::File& f, const gguf::TensorInfo& t, int64_t rows, int64_t cols,
-                               int8_t* trits, float* scale, float* latent) {
+GgufMatrixSource import_matrix(const gguf::File& f, const gguf::TensorInfo& t, int64_t rows,
+                               int64_t cols, int8_t* trits, float* scale, float* latent) {
   check_shape(t, {cols, rows});
   const int64_t n = rows * cols;
   if (gguf::is_ternary(t.type)) {
     std::vector<uint16_t> block_d(size_t(n / gguf::kQK_K));
     int64_t bad = -1;
     if (!gguf::decode_ternary(t.type, f.data(t), n, trits, block_d.data(), &bad))
-      throw FormatError(cat("gguf: tensor '", t.name, "': value ", bad, " holds the TQ2_0 code 3, not a ternary value"));
+      throw FormatError(cat("gguf: tensor '", t.name, "': value ", bad,
+                            " holds the TQ2_0 code 3, not a ternary value"));
     // ternorm has ONE scale per matrix: every block that holds a nonzero trit
     // must carry the same fp16 scale (per-block scales are future work).
     int64_t first = -1;
     for (int64_t b = 0; b < int64_t(block_d.size()); ++b) {
       bool nonzero = false;
-      for (int64_t i = 0; i < gguf::kQK_K && !nonzero; ++i) nonzero = trits[b * gguf::kQK_K + i] != 0;
+      for (int64_t i = 0; i < gguf::kQK_K && !nonzero; ++i)
+        nonzero = trits[b * gguf::kQK_K + i] != 0;
       if (!nonzero) continue;
       if (first < 0) {
         first = b;
       } else if (block_d[size_t(b)] != block_d[size_t(first)]) {
-        throw FormatError(cat("gguf: tensor '", t.name, "': its ", gguf::type_name(t.type), " block scales differ (block ",
-                              first, ": ", gguf::fp16_to_fp32(block_d[size_t(first)]), ", block ", b, ": ",
-                              gguf::fp16_to_fp32(block_d[size_t(b)]),
-                              "); ternorm keeps one scale per matrix, per-block scales are not supported"));
+        throw FormatError(cat(
+            "gguf: tensor '", t.name, "': its ", gguf::type_name(t.type),
+            " block scales differ (block ", first, ": ", gguf::fp16_to_fp32(block_d[size_t(first)]),
+            ", block ", b, ": ", gguf::fp16_to_fp32(block_d[size_t(b)]),
+            "); ternorm keeps one scale per matrix, per-block scales are not supported"));
       }
     }
     *scale = gguf::fp16_to_fp32(block_d[size_t(first < 0 ? 0 : first)]);
     if (!(std::isfinite(*scale) && *scale >= 0))
-      throw FormatError(cat("gguf: tensor '", t.name, "': block scale ", *scale, " is not finite and >= 0"));
+      throw FormatError(
+          cat("gguf: tensor '", t.name, "': block scale ", *scale, " is not finite and >= 0"));
     for (int64_t i = 0; i < n; ++i) latent[i] = float(trits[i]) * *scale;
     return GgufMatrixSource::Native;
   }
@@ -419,7 +452,8 @@ GgufImported gguf_import(const gguf::File& f, const GgufImportOptions& opt) {
   GgufImported out;
   out.tokenizer = tokenizer_of(f, c.vocab);
   if (const Value* v = f.find("general.name")) out.name = v->as_string("general.name");
-  if (const Value* v = f.find(kTernormTokenizerKey)) out.ternorm_tokenizer = v->raw(kTernormTokenizerKey, gguf::ValueType::U8);
+  if (const Value* v = f.find(kTernormTokenizerKey))
+    out.ternorm_tokenizer = v->raw(kTernormTokenizerKey, gguf::ValueType::U8);
 
   // Every tensor must be one this mapping reads: an ignored tensor would
   // silently change what the model computes.
@@ -432,8 +466,8 @@ GgufImported gguf_import(const gguf::File& f, const GgufImportOptions& opt) {
   }
   for (const gguf::TensorInfo& t : f.tensors())
     if (expected.count(t.name) == 0)
-      throw FormatError(cat("gguf: tensor '", t.name, "' is not part of a llama model of ", c.n_layers,
-                            " blocks as ternorm maps it"));
+      throw FormatError(cat("gguf: tensor '", t.name, "' is not part of a llama model of ",
+                            c.n_layers, " blocks as ternorm maps it"));
 
   out.model = std::make_unique<Model>(c, 0);
   Model& model = *out.model;
@@ -462,7 +496,8 @@ GgufImported gguf_import(const gguf::File& f, const GgufImportOptions& opt) {
       const gguf::TensorInfo& t = f.tensor(matrix_tensor(l, m));
       trits.resize(size_t(s.rows * s.cols));
       float scale = 0;
-      const GgufMatrixSource src = import_matrix(f, t, s.rows, s.cols, trits.data(), &scale, latent);
+      const GgufMatrixSource src =
+          import_matrix(f, t, s.rows, s.cols, trits.data(), &scale, latent);
       model.set_ternary(l, m, trits.data(), scale);
       out.matrices.push_back({t.name, t.type, src});
       types.insert(gguf::type_name(t.type));
@@ -472,15 +507,17 @@ GgufImported gguf_import(const gguf::File& f, const GgufImportOptions& opt) {
   out.post_training_quantised = n_ptq > 0;
   std::string type_list;
   for (const std::string& t : types) type_list += (type_list.empty() ? "" : "+") + t;
-  out.info = cat("gguf v", f.version(), " llama: ", out.matrices.size(), " block matrices ", type_list,
-                 n_ptq > 0 ? cat(", ", n_ptq, " ternarised on load by absmean (post-training quantisation)")
-                           : std::string(", ternary as stored"));
+  out.info = cat(
+      "gguf v", f.version(), " llama: ", out.matrices.size(), " block matrices ", type_list,
+      n_ptq > 0 ? cat(", ", n_ptq, " ternarised on load by absmean (post-training quantisation)")
+                : std::string(", ternary as stored"));
   // The adapters' base fingerprint (model_file.h) over the imported weights and the tokenizer the
   // model runs with: ternorm's own BPE when the file carries it (so an f32 export of a .tnm
   // re-imports with the .tnm's fingerprint), else the canonical bytes of tokenizer.ggml.*.
   if (!out.ternorm_tokenizer.empty() || out.tokenizer)
     out.model->set_fingerprint(model_fingerprint(
-        *out.model, out.ternorm_tokenizer.empty() ? gguf_tokenizer_bytes(*out.tokenizer) : out.ternorm_tokenizer));
+        *out.model, out.ternorm_tokenizer.empty() ? gguf_tokenizer_bytes(*out.tokenizer)
+                                                  : out.ternorm_tokenizer));
   return out;
 }
 

@@ -49,14 +49,14 @@ namespace ternorm::model {
 // The tokenizer.ggml.* metadata, passed through for the tokenizer layer.
 // Empty vectors, id -1 and nullopt mean "key absent".
 struct GgufTokenizer {
-  std::string model;                // tokenizer.ggml.model: "gpt2" (byte-level BPE), "llama" (SentencePiece)
-  std::string pre;                  // tokenizer.ggml.pre ("default", "llama-bpe", ...)
+  std::string model;  // tokenizer.ggml.model: "gpt2" (byte-level BPE), "llama" (SentencePiece)
+  std::string pre;    // tokenizer.ggml.pre ("default", "llama-bpe", ...)
   std::vector<std::string> tokens;  // tokenizer.ggml.tokens, one per vocabulary entry
   std::vector<float> scores;        // tokenizer.ggml.scores
   std::vector<int32_t> token_type;  // tokenizer.ggml.token_type
   std::vector<std::string> merges;  // tokenizer.ggml.merges ("a b")
   int64_t bos_id = -1, eos_id = -1, unk_id = -1, pad_id = -1;  // tokenizer.ggml.*_token_id
-  std::optional<bool> add_bos, add_eos;                         // tokenizer.ggml.add_{bos,eos}_token
+  std::optional<bool> add_bos, add_eos;                        // tokenizer.ggml.add_{bos,eos}_token
   bool operator==(const GgufTokenizer& o) const;
 };
 
@@ -77,10 +77,11 @@ GgufWeightType gguf_weight_type_from_name(std::string_view name);
 
 struct GgufExportOptions {
   GgufWeightType type = GgufWeightType::TQ2_0;
-  std::string name;                       // general.name; empty = not written
-  const float* gains = nullptr;           // optional adapter: Model::config().n_gains() gains, norm order
+  std::string name;              // general.name; empty = not written
+  const float* gains = nullptr;  // optional adapter: Model::config().n_gains() gains, norm order
   const GgufTokenizer* tokenizer = nullptr;  // written as tokenizer.ggml.*; null = none
-  std::vector<uint8_t> ternorm_tokenizer;    // ternorm's own tokenizer bytes ("ternorm.tokenizer", u8 array); empty = none
+  std::vector<uint8_t> ternorm_tokenizer;  // ternorm's own tokenizer bytes ("ternorm.tokenizer", u8
+                                           // array); empty = none
 };
 
 // The metadata key holding ternorm's own tokenizer bytes.
@@ -115,9 +116,9 @@ struct GgufImported {
   // f32; a TQ matrix as trit x scale); its ternary weights are set from the
   // file as described above, not re-derived by Model::quantize.
   std::unique_ptr<Model> model;
-  std::string name;                        // general.name, empty when absent
-  std::optional<GgufTokenizer> tokenizer;  // when tokenizer.ggml.model is present
-  std::vector<uint8_t> ternorm_tokenizer;  // kTernormTokenizerKey, empty when absent
+  std::string name;                          // general.name, empty when absent
+  std::optional<GgufTokenizer> tokenizer;    // when tokenizer.ggml.model is present
+  std::vector<uint8_t> ternorm_tokenizer;    // kTernormTokenizerKey, empty when absent
   std::vector<GgufImportedMatrix> matrices;  // n_layers x 7, in Matrix order per layer
   bool post_training_quantised = false;      // some matrix is AbsmeanPtq
   std::string info;  // one line: "gguf v3 llama: 28 block matrices tq2_0 (used natively)"

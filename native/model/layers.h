@@ -20,8 +20,8 @@ namespace ternorm::model {
 void embedding_forward(const float* table, int64_t d, const int32_t* tokens, int64_t n, float* x,
                        const Exec& ex);
 // dtable[tokens[t]] += dx[t], tokens taken in order (threads split channels).
-void embedding_backward(const int32_t* tokens, int64_t n, int64_t d, const float* dx,
-                        float* dtable, const Exec& ex);
+void embedding_backward(const int32_t* tokens, int64_t n, int64_t d, const float* dx, float* dtable,
+                        const Exec& ex);
 
 // ---- residual ----------------------------------------------------------------------
 // out = a + b (out may alias a). Backward is the identity into both branches.
@@ -66,8 +66,8 @@ struct LinearInput {
 LinearInput linear_input(Precision p, const float* x, const int8_t* q, const float* scales);
 // F32: y = x W^T (gemm_f32). Ternary: y = gemm_i8(trits, q) with the two
 // scales. TernaryF32Act: y = x (trit * scale)^T (matmul_f32).
-void linear_forward(Precision p, const LinearWeights& w, const LinearInput& in, int64_t n,
-                    float* y, const Exec& ex);
+void linear_forward(Precision p, const LinearWeights& w, const LinearInput& in, int64_t n, float* y,
+                    const Exec& ex);
 // Backward; in the ternary precisions a straight-through estimator (BitNet
 // b1.58): both quantisers pass gradients unchanged, so with W_eff = the
 // weights forward used (latent in F32, trit * scale otherwise) and x_eff = the
@@ -124,9 +124,9 @@ void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t d, int64_
 // rows (the same gemm_f32 path, softmax and products with V); in a smaller
 // block (the last block of a window of T with T % 64 in 1..8) the scores
 // are summed in another order.
-void attention_cached_forward(const float* q, int64_t ldq, int64_t n, int64_t p0,
-                              const float* kc, const float* vc, int64_t ldkv, int64_t rows_kv,
-                              int64_t hd, float* out, int64_t ldo, const Exec& one);
+void attention_cached_forward(const float* q, int64_t ldq, int64_t n, int64_t p0, const float* kc,
+                              const float* vc, int64_t ldkv, int64_t rows_kv, int64_t hd,
+                              float* out, int64_t ldo, const Exec& one);
 // dqkv gets dq, dk, dv (all d + 2 kvd columns overwritten; a shared k/v head
 // sums its query heads' parts in head order); dP is scratch of P's size.
 void attention_backward(const float* qkv, const float* P, const float* dout, int64_t B, int64_t T,
@@ -150,8 +150,8 @@ void head_backward(const float* dlogits, const float* x, const float* table, int
 // nll[t] = logsumexp(logits[t]) - logits[t][targets[t]] (exp by exp_approx,
 // sums in double), 0 where targets[t] < 0 (a position that is not scored).
 // logits is overwritten with softmax(logits), which backward reads.
-void cross_entropy_forward(float* logits, const int32_t* targets, int64_t n, int64_t V,
-                           double* nll, const Exec& ex);
+void cross_entropy_forward(float* logits, const int32_t* targets, int64_t n, int64_t V, double* nll,
+                           const Exec& ex);
 // The same nll without the softmax: logits are left as they are (evaluation,
 // which has no backward).
 void cross_entropy_nll(const float* logits, const int32_t* targets, int64_t n, int64_t V,

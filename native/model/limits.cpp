@@ -15,8 +15,8 @@ std::string number(double v) {
 
 std::string range_of(const Limit& l, double max) {
   if (l.integer) return "an integer in " + number(l.min) + ".." + number(max);
-  return std::string("a number in ") + (l.min_open ? "(" : "[") + number(l.min) + ", " + number(max) +
-         (l.max_open ? ")" : "]");
+  return std::string("a number in ") + (l.min_open ? "(" : "[") + number(l.min) + ", " +
+         number(max) + (l.max_open ? ")" : "]");
 }
 }  // namespace
 
@@ -29,8 +29,8 @@ void check(const Limit& l, double v, double max, const char* where) {
     bounded.max_open = false;
   }
   if (!bounded.contains(v))
-    throw std::invalid_argument(std::string(where) + "." + l.name + " must be " + range_of(bounded, bounded.max) +
-                                ", got " + number(v));
+    throw std::invalid_argument(std::string(where) + "." + l.name + " must be " +
+                                range_of(bounded, bounded.max) + ", got " + number(v));
 }
 
 void check(const Limit& l, double v, const char* where) { check(l, v, l.max, where); }

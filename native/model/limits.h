@@ -22,7 +22,7 @@ struct Limit {
   double min, max;
   bool min_open, max_open;  // (min, ...) / (..., max) instead of [min, max]
   bool integer;
-  double def;               // the default; NaN when there is none
+  double def;  // the default; NaN when there is none
   const char* what;
 
   constexpr Limit with_default(double d) const {
@@ -48,32 +48,50 @@ constexpr double kPow2_40 = 1099511627776.0;
 
 // ---- the model's shape (ModelConfig) -------------------------------------------------
 namespace model {
-inline constexpr Limit vocab{"vocab", 2, 1 << 24, false, false, true, 4096, "tokens in the vocabulary"};
-inline constexpr Limit d_model{"dModel", 2, 65536, false, false, true, 256, "width of the residual stream"};
+inline constexpr Limit vocab{"vocab", 2,    1 << 24, false,
+                             false,   true, 4096,    "tokens in the vocabulary"};
+inline constexpr Limit d_model{"dModel", 2,    65536, false,
+                               false,    true, 256,   "width of the residual stream"};
 inline constexpr Limit n_layers{"nLayers", 1, 1024, false, false, true, 4, "transformer blocks"};
-inline constexpr Limit n_heads{"nHeads", 1, 65536, false, false, true, 4, "attention heads (at most dModel, dividing it)"};
-inline constexpr Limit d_ff{"dFf", 1, 65536, false, false, true, 768, "hidden width of the SwiGLU feed-forward"};
-inline constexpr Limit context{"context", 1, 65536, false, false, true, 256, "longest sequence (RoPE table length)"};
-inline constexpr Limit norm_eps{"normEps", 0, kFloatMax, true, false, false, 1e-5, "RMSNorm epsilon"};
-inline constexpr Limit rope_theta{"ropeTheta", 1, kFloatMax, true, false, false, 10000, "RoPE base"};
-inline constexpr Limit n_kv_heads{"nKvHeads", 0, 65536, false, false, true, 0, "key/value heads (0: nHeads; at most nHeads, dividing it)"};
-inline constexpr const Limit* all[] = {&vocab, &d_model, &n_layers, &n_heads, &d_ff, &context, &norm_eps, &rope_theta, &n_kv_heads};
+inline constexpr Limit n_heads{
+    "nHeads", 1, 65536, false, false, true, 4, "attention heads (at most dModel, dividing it)"};
+inline constexpr Limit d_ff{"dFf", 1,    65536, false,
+                            false, true, 768,   "hidden width of the SwiGLU feed-forward"};
+inline constexpr Limit context{"context", 1,    65536, false,
+                               false,     true, 256,   "longest sequence (RoPE table length)"};
+inline constexpr Limit norm_eps{"normEps", 0,     kFloatMax, true,
+                                false,     false, 1e-5,      "RMSNorm epsilon"};
+inline constexpr Limit rope_theta{"ropeTheta", 1,     kFloatMax, true,
+                                  false,       false, 10000,     "RoPE base"};
+inline constexpr Limit n_kv_heads{
+    "nKvHeads", 0,    65536, false,
+    false,      true, 0,     "key/value heads (0: nHeads; at most nHeads, dividing it)"};
+inline constexpr const Limit* all[] = {&vocab,   &d_model,  &n_layers,   &n_heads,   &d_ff,
+                                       &context, &norm_eps, &rope_theta, &n_kv_heads};
 }  // namespace model
 
 // ---- one training step (TrainConfig): base training defaults -------------------------
 namespace train {
 inline constexpr Limit batch{"batch", 1, 4096, false, false, true, 8, "sequences per step"};
-inline constexpr Limit seq{"seq", 1, 65536, false, false, true, 256, "tokens per sequence (at most the context)"};
+inline constexpr Limit seq{"seq", 1,    65536, false,
+                           false, true, 256,   "tokens per sequence (at most the context)"};
 inline constexpr Limit lr{"lr", 0, kFloatMax, true, false, false, 1.5e-3, "peak learning rate"};
-inline constexpr Limit min_lr{"minLr", 0, kFloatMax, false, false, false, 1.5e-4, "learning rate at the end of the cosine (at most lr)"};
-inline constexpr Limit warmup{"warmup", 0, kPow2_40, false, false, true, 100, "linear warm-up steps"};
-inline constexpr Limit total_steps{"totalSteps", 1, kPow2_40, false, false, true, 2000, "steps of the cosine schedule"};
+inline constexpr Limit min_lr{
+    "minLr", 0,     kFloatMax, false,
+    false,   false, 1.5e-4,    "learning rate at the end of the cosine (at most lr)"};
+inline constexpr Limit warmup{"warmup", 0,    kPow2_40, false,
+                              false,    true, 100,      "linear warm-up steps"};
+inline constexpr Limit total_steps{"totalSteps", 1,    kPow2_40, false,
+                                   false,        true, 2000,     "steps of the cosine schedule"};
 inline constexpr Limit beta1{"beta1", 0, 1, false, true, false, 0.9, "AdamW first-moment decay"};
 inline constexpr Limit beta2{"beta2", 0, 1, false, true, false, 0.95, "AdamW second-moment decay"};
 inline constexpr Limit eps{"eps", 0, kFloatMax, true, false, false, 1e-8, "AdamW epsilon"};
-inline constexpr Limit weight_decay{"weightDecay", 0, kFloatMax, false, false, false, 0.1, "AdamW decoupled weight decay"};
-inline constexpr Limit grad_clip{"gradClip", 0, kFloatMax, false, false, false, 1.0, "max global gradient L2 norm (0: none)"};
-inline constexpr const Limit* all[] = {&batch, &seq, &lr, &min_lr, &warmup, &total_steps, &beta1, &beta2, &eps, &weight_decay, &grad_clip};
+inline constexpr Limit weight_decay{
+    "weightDecay", 0, kFloatMax, false, false, false, 0.1, "AdamW decoupled weight decay"};
+inline constexpr Limit grad_clip{
+    "gradClip", 0, kFloatMax, false, false, false, 1.0, "max global gradient L2 norm (0: none)"};
+inline constexpr const Limit* all[] = {&batch, &seq,   &lr,  &min_lr,       &warmup,   &total_steps,
+                                       &beta1, &beta2, &eps, &weight_decay, &grad_clip};
 }  // namespace train
 
 // ---- adapter training: the same ranges, the adapter's defaults ------------------------
@@ -91,34 +109,59 @@ inline constexpr Limit beta2 = train::beta2;
 inline constexpr Limit eps = train::eps;
 inline constexpr Limit weight_decay = train::weight_decay.with_default(0);
 inline constexpr Limit grad_clip = train::grad_clip;
-inline constexpr const Limit* all[] = {&batch, &seq, &lr, &min_lr, &warmup, &total_steps, &beta1, &beta2, &eps, &weight_decay, &grad_clip};
+inline constexpr const Limit* all[] = {&batch, &seq,   &lr,  &min_lr,       &warmup,   &total_steps,
+                                       &beta1, &beta2, &eps, &weight_decay, &grad_clip};
 }  // namespace adapter_train
 
 // ---- evaluation (EvalOptions) ----------------------------------------------------------
 namespace eval {
-inline constexpr Limit stride{"stride", 0, 65536, false, false, true, 0, "window step in tokens (0: context / 2; at most the context)"};
-inline constexpr Limit batch{"batch", 1, 1024, false, false, true, 4, "windows per forward pass (speed and memory only)"};
+inline constexpr Limit stride{
+    "stride", 0,    65536, false,
+    false,    true, 0,     "window step in tokens (0: context / 2; at most the context)"};
+inline constexpr Limit batch{
+    "batch", 1, 1024, false, false, true, 4, "windows per forward pass (speed and memory only)"};
 inline constexpr const Limit* all[] = {&stride, &batch};
 }  // namespace eval
 
 // ---- the adapter codec (codec::EncodeOptions) and its calibration ------------------------
 namespace codec {
-inline constexpr Limit group_size{"groupSize", 1, 1 << 24 /* codec::kMaxD */, false, false, true, 32, "int8_group: channels per scale"};
-inline constexpr Limit kmeans_max_iters{"kmeansMaxIters", 1, 1 << 20, false, false, true, 100, "kmeans16/256: most Lloyd iterations"};
-inline constexpr Limit calibration_passes{"calibrationPasses", 0, 64, false, false, true, 1, "int4_calibrated: per-tensor refinement passes"};
-inline constexpr Limit clip{"clip", 0, 1, true, false, false, kNone, "int4_calibrated: one clip factor of the grid"};
-inline constexpr Limit byte_budget{"byteBudget", 0, kPow2_40, false, false, true, 0, "mixed: most serialised adapter bytes"};
+inline constexpr Limit group_size{"groupSize", 1,  1 << 24 /* codec::kMaxD */,      false, false,
+                                  true,        32, "int8_group: channels per scale"};
+inline constexpr Limit kmeans_max_iters{
+    "kmeansMaxIters", 1, 1 << 20, false, false, true, 100, "kmeans16/256: most Lloyd iterations"};
+inline constexpr Limit calibration_passes{"calibrationPasses",
+                                          0,
+                                          64,
+                                          false,
+                                          false,
+                                          true,
+                                          1,
+                                          "int4_calibrated: per-tensor refinement passes"};
+inline constexpr Limit clip{"clip", 0,     1,     true,
+                            false,  false, kNone, "int4_calibrated: one clip factor of the grid"};
+inline constexpr Limit byte_budget{
+    "byteBudget", 0, kPow2_40, false, false, true, 0, "mixed: most serialised adapter bytes"};
 // Calibration tokens score every candidate of the searching methods; each
 // candidate is a full evaluation of them, so the count bounds the run time.
-inline constexpr Limit calibration_tokens{"calibrationTokens", 2, 1 << 20, false, false, true, 512, "tokens of the user's training text the searching methods score on"};
-inline constexpr const Limit* all[] = {&group_size, &kmeans_max_iters, &calibration_passes, &clip, &byte_budget, &calibration_tokens};
+inline constexpr Limit calibration_tokens{
+    "calibrationTokens",
+    2,
+    1 << 20,
+    false,
+    false,
+    true,
+    512,
+    "tokens of the user's training text the searching methods score on"};
+inline constexpr const Limit* all[] = {&group_size, &kmeans_max_iters, &calibration_passes,
+                                       &clip,       &byte_budget,      &calibration_tokens};
 }  // namespace codec
 
 // ---- a norm-only adapter's gains -------------------------------------------------------
 // Trained gains sit near 1.0; a gain beyond the f16 range (what raw_fp16 ships)
 // overflows the activations downstream, so every adapter is refused beyond it.
 namespace adapter {
-inline constexpr Limit gain{"gain", -65504, 65504, false, false, false, 1, "a norm-only adapter gain (the f16 range)"};
+inline constexpr Limit gain{"gain", -65504, 65504, false,
+                            false,  false,  1,     "a norm-only adapter gain (the f16 range)"};
 inline constexpr const Limit* all[] = {&gain};
 }  // namespace adapter
 
@@ -131,8 +174,10 @@ template <size_t N>
 constexpr Group group(const char* name, const Limit* const (&rows)[N]) {
   return Group{name, rows, N};
 }
-inline constexpr Group groups[] = {group("model", model::all), group("train", train::all),
-                                   group("adapterTrain", adapter_train::all), group("eval", eval::all),
+inline constexpr Group groups[] = {group("model", model::all),
+                                   group("train", train::all),
+                                   group("adapterTrain", adapter_train::all),
+                                   group("eval", eval::all),
                                    group("codec", codec::all),
                                    group("adapter", adapter::all)};
 

@@ -35,8 +35,8 @@ LinearInput linear_input(Precision p, const float* x, const int8_t* q, const flo
   return in;
 }
 
-void linear_forward(Precision p, const LinearWeights& w, const LinearInput& in, int64_t n,
-                    float* y, const Exec& ex) {
+void linear_forward(Precision p, const LinearWeights& w, const LinearInput& in, int64_t n, float* y,
+                    const Exec& ex) {
   switch (p) {
     case Precision::F32: {
       need(in.x && w.latent, "F32 needs the fp32 input and the latent weights");
@@ -70,7 +70,8 @@ void linear_backward(Precision p, const LinearWeights& w, const LinearInput& in,
       gemm::gemm_f32(g, ex);
     } else {
       need(w.packed.data != nullptr, "ternary backward needs the packed weights");
-      ternary::matmul_f32_t(w.packed, dy, n, dx, ex);  // STE: d(quantised W, x) -> the same product's transpose
+      ternary::matmul_f32_t(w.packed, dy, n, dx,
+                            ex);  // STE: d(quantised W, x) -> the same product's transpose
     }
   }
   if (dw) {

@@ -23,7 +23,8 @@ const char* precision_name(Precision p) {
 const char* matrix_name(Matrix m) {
   static const char* names[kMatricesPerLayer] = {"wq", "wk", "wv", "wo", "w1", "w3", "w2"};
   const int i = int(m);
-  if (i < 0 || i >= kMatricesPerLayer) throw std::invalid_argument("unknown matrix id " + std::to_string(i));
+  if (i < 0 || i >= kMatricesPerLayer)
+    throw std::invalid_argument("unknown matrix id " + std::to_string(i));
   return names[i];
 }
 
@@ -32,9 +33,12 @@ namespace {
 // The linear group each matrix lives in.
 Linear linear_of(Matrix m) {
   switch (m) {
-    case Matrix::Wq: case Matrix::Wk: case Matrix::Wv: return Linear::Qkv;
+    case Matrix::Wq:
+    case Matrix::Wk:
+    case Matrix::Wv: return Linear::Qkv;
     case Matrix::Wo: return Linear::O;
-    case Matrix::W1: case Matrix::W3: return Linear::GateUp;
+    case Matrix::W1:
+    case Matrix::W3: return Linear::GateUp;
     case Matrix::W2: return Linear::Down;
   }
   throw std::invalid_argument("unknown matrix id " + std::to_string(int(m)));
@@ -113,7 +117,8 @@ Model::Model(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
   rope_sin_ = AlignedBuffer<float>(size_t(cfg_.context * half));
   for (int64_t pos = 0; pos < cfg_.context; ++pos)
     for (int64_t i = 0; i < half; ++i) {
-      const double freq = std::pow(double(cfg_.rope_theta), -2.0 * double(i) / double(cfg_.head_dim()));
+      const double freq =
+          std::pow(double(cfg_.rope_theta), -2.0 * double(i) / double(cfg_.head_dim()));
       const double a = double(pos) * freq;
       rope_cos_[size_t(pos * half + i)] = float(std::cos(a));
       rope_sin_[size_t(pos * half + i)] = float(std::sin(a));
@@ -185,9 +190,12 @@ LinearShape Model::linear_shape(Linear lin) const {
 LinearShape Model::matrix_shape(Matrix m) const {
   const int64_t d = cfg_.d_model, f = cfg_.d_ff;
   switch (m) {
-    case Matrix::Wq: case Matrix::Wo: return {d, d};
-    case Matrix::Wk: case Matrix::Wv: return {cfg_.kv_dim(), d};
-    case Matrix::W1: case Matrix::W3: return {f, d};
+    case Matrix::Wq:
+    case Matrix::Wo: return {d, d};
+    case Matrix::Wk:
+    case Matrix::Wv: return {cfg_.kv_dim(), d};
+    case Matrix::W1:
+    case Matrix::W3: return {f, d};
     case Matrix::W2: return {d, f};
   }
   throw std::invalid_argument("unknown matrix id " + std::to_string(int(m)));
@@ -198,7 +206,10 @@ int64_t Model::matrix_row0(Matrix m) const {
     case Matrix::Wk: return cfg_.d_model;
     case Matrix::Wv: return cfg_.d_model + cfg_.kv_dim();
     case Matrix::W3: return cfg_.d_ff;
-    case Matrix::Wq: case Matrix::Wo: case Matrix::W1: case Matrix::W2: return 0;
+    case Matrix::Wq:
+    case Matrix::Wo:
+    case Matrix::W1:
+    case Matrix::W2: return 0;
   }
   throw std::invalid_argument("unknown matrix id " + std::to_string(int(m)));
 }
@@ -292,12 +303,13 @@ void validate_adapter(const ModelConfig& cfg, const norm::GainView* views, int64
   for (int64_t i = 0; i < n_views; ++i) {
     if (views[i].d != cfg.d_model)
       throw std::invalid_argument("adapter: gain vector " + std::to_string(i) + " has " +
-                                  std::to_string(views[i].d) + " gains, expected d_model = " +
-                                  std::to_string(cfg.d_model));
+                                  std::to_string(views[i].d) +
+                                  " gains, expected d_model = " + std::to_string(cfg.d_model));
     // decode_gain validates the view and rejects non-finite gains (a NaN gain
     // would silently poison every NLL downstream).
     std::vector<float> g(size_t(cfg.d_model));
-    const std::string which = "adapter: gain vector " + std::to_string(i) + " (" + norm_name(cfg, i) + ")";
+    const std::string which =
+        "adapter: gain vector " + std::to_string(i) + " (" + norm_name(cfg, i) + ")";
     try {
       norm::decode_gain(views[i], g.data());
     } catch (const std::invalid_argument& e) {
@@ -308,8 +320,8 @@ void validate_adapter(const ModelConfig& cfg, const norm::GainView* views, int64
       if (!limits::adapter::gain.contains(g[j])) {
         char v[32];
         std::snprintf(v, sizeof v, "%.9g", double(g[j]));
-        throw std::invalid_argument(which + ": gain[" + std::to_string(j) + "] is " + v + "; a gain must be " +
-                                    limits::adapter::gain.range());
+        throw std::invalid_argument(which + ": gain[" + std::to_string(j) + "] is " + v +
+                                    "; a gain must be " + limits::adapter::gain.range());
       }
   }
 }

@@ -62,11 +62,16 @@ class FlatJson {
           v.text = number_literal();
           char* end = nullptr;
           v.number = std::strtod(v.text.c_str(), &end);
-          if (end != v.text.c_str() + v.text.size() || !std::isfinite(v.number)) fail("a finite number");
+          if (end != v.text.c_str() + v.text.size() || !std::isfinite(v.number))
+            fail("a finite number");
         }
-        if (!out.emplace(key, v).second) throw FormatError(std::string(what_) + ": key '" + key + "' appears twice");
+        if (!out.emplace(key, v).second)
+          throw FormatError(std::string(what_) + ": key '" + key + "' appears twice");
         ws();
-        if (peek() == ',') { ++i_; continue; }
+        if (peek() == ',') {
+          ++i_;
+          continue;
+        }
         expect('}');
         break;
       }
@@ -79,18 +84,24 @@ class FlatJson {
  private:
   char peek() const { return i_ < s_.size() ? s_[i_] : '\0'; }
   [[noreturn]] void fail(const char* expected) const {
-    throw FormatError(std::string(what_) + ": malformed JSON at byte " + std::to_string(i_) + ", expected " + expected);
+    throw FormatError(std::string(what_) + ": malformed JSON at byte " + std::to_string(i_) +
+                      ", expected " + expected);
   }
-  void ws() { while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\t' || s_[i_] == '\r')) ++i_; }
+  void ws() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\t' || s_[i_] == '\r'))
+      ++i_;
+  }
   void expect(char c) {
-    if (peek() != c) fail(c == '{' ? "'{'" : c == '}' ? "'}' or ','" : c == ':' ? "':'" : "a character");
+    if (peek() != c)
+      fail(c == '{' ? "'{'" : c == '}' ? "'}' or ','" : c == ':' ? "':'" : "a character");
     ++i_;
   }
   std::string string() {
     expect('"');
     std::string r;
     while (i_ < s_.size() && s_[i_] != '"') {
-      if (s_[i_] == '\\' || static_cast<unsigned char>(s_[i_]) < 0x20) fail("a plain string (no escapes)");
+      if (s_[i_] == '\\' || static_cast<unsigned char>(s_[i_]) < 0x20)
+        fail("a plain string (no escapes)");
       r += s_[i_++];
     }
     expect('"');
@@ -134,7 +145,8 @@ double num_field(const std::map<std::string, FlatValue>& m, const char* key, con
 bool bool_field(const std::map<std::string, FlatValue>& m, const char* key, const char* what) {
   auto it = m.find(key);
   if (it == m.end()) throw FormatError(std::string(what) + ": missing key '" + key + "'");
-  if (!it->second.is_bool) throw FormatError(std::string(what) + ": '" + key + "' must be true or false");
+  if (!it->second.is_bool)
+    throw FormatError(std::string(what) + ": '" + key + "' must be true or false");
   return it->second.boolean;
 }
 
@@ -144,7 +156,8 @@ void check_format(const std::map<std::string, FlatValue>& m, const char* format,
     throw FormatError(std::string(what) + ": \"format\" must be \"" + format + "\"");
 }
 
-void check_keys(const std::map<std::string, FlatValue>& m, std::initializer_list<const char*> keys, const char* what) {
+void check_keys(const std::map<std::string, FlatValue>& m, std::initializer_list<const char*> keys,
+                const char* what) {
   for (const auto& [k, v] : m) {
     bool known = false;
     for (const char* want : keys) known = known || k == want;
@@ -165,7 +178,9 @@ std::string trits_name(int64_t l, Matrix m) {
 bool is_norm_tensor(const TensorInfo& t) { return t.rows == 1; }
 
 // The fp32 tables: the embedding and, when untied, the output head.
-bool is_table_tensor(const TensorInfo& t) { return t.name == "tok_embedding" || t.name == "output"; }
+bool is_table_tensor(const TensorInfo& t) {
+  return t.name == "tok_embedding" || t.name == "output";
+}
 
 // The inference sections (fingerprinted), in file order.
 std::vector<std::string> weight_section_names(const Model& model) {
@@ -182,7 +197,8 @@ std::vector<std::string> weight_section_names(const Model& model) {
 
 void add_weights(io::Writer& w, const Model& model, const std::vector<uint8_t>& tokenizer) {
   if (model.ternary_stale())
-    throw std::logic_error("model file: the ternary weights are stale (quantize the model after training)");
+    throw std::logic_error(
+        "model file: the ternary weights are stale (quantize the model after training)");
   const ModelConfig& cfg = model.config();
   w.add_json("config", config_json(cfg));
   w.add_u8("tokenizer", tokenizer.data(), tokenizer.size());
@@ -211,14 +227,16 @@ void add_weights(io::Writer& w, const Model& model, const std::vector<uint8_t>& 
 void check_finite_span(io::Span<float> v, const std::string& name) {
   for (size_t i = 0; i < v.size; ++i)
     if (!std::isfinite(v[i]))
-      throw FormatError("model file: section '" + name + "' holds a non-finite value at " + std::to_string(i));
+      throw FormatError("model file: section '" + name + "' holds a non-finite value at " +
+                        std::to_string(i));
 }
 
 }  // namespace
 
 std::string config_json(const ModelConfig& c) {
   return std::string("{\"format\":\"") + kModelFormat + "\",\"vocab\":" + std::to_string(c.vocab) +
-         ",\"d_model\":" + std::to_string(c.d_model) + ",\"n_layers\":" + std::to_string(c.n_layers) +
+         ",\"d_model\":" + std::to_string(c.d_model) +
+         ",\"n_layers\":" + std::to_string(c.n_layers) +
          ",\"n_heads\":" + std::to_string(c.n_heads) + ",\"d_ff\":" + std::to_string(c.d_ff) +
          ",\"context\":" + std::to_string(c.context) + ",\"norm_eps\":" + g9(c.norm_eps) +
          ",\"rope_theta\":" + g9(c.rope_theta) +
@@ -232,8 +250,10 @@ ModelConfig config_from_json(std::string_view json) {
   const char* what = "model file config";
   const auto m = FlatJson(json, what).parse();
   check_format(m, kModelFormat, what);
-  check_keys(m, {"format", "vocab", "d_model", "n_layers", "n_heads", "d_ff", "context", "norm_eps", "rope_theta",
-                "n_kv_heads", "tied_head"}, what);
+  check_keys(m,
+             {"format", "vocab", "d_model", "n_layers", "n_heads", "d_ff", "context", "norm_eps",
+              "rope_theta", "n_kv_heads", "tied_head"},
+             what);
   ModelConfig c;
   c.vocab = int_field(m, "vocab", what);
   c.d_model = int_field(m, "d_model", what);
@@ -247,7 +267,8 @@ ModelConfig config_from_json(std::string_view json) {
   if (m.count("n_kv_heads")) {
     c.n_kv_heads = int_field(m, "n_kv_heads", what);
     if (c.n_kv_heads < 1)
-      throw FormatError(std::string(what) + ": 'n_kv_heads' must be >= 1, got " + std::to_string(c.n_kv_heads));
+      throw FormatError(std::string(what) + ": 'n_kv_heads' must be >= 1, got " +
+                        std::to_string(c.n_kv_heads));
   }
   if (m.count("tied_head")) c.tied_head = bool_field(m, "tied_head", what);
   try {
@@ -258,8 +279,8 @@ ModelConfig config_from_json(std::string_view json) {
   return c;
 }
 
-io::Writer model_writer(const Model& model, const std::vector<uint8_t>& tokenizer, const std::string& meta,
-                        const CheckpointView* ck) {
+io::Writer model_writer(const Model& model, const std::vector<uint8_t>& tokenizer,
+                        const std::string& meta, const CheckpointView* ck) {
   io::Writer w(io::FileKind::Model);
   add_weights(w, model, tokenizer);
   if (!meta.empty()) w.add_json("meta", meta);
@@ -287,7 +308,8 @@ io::Fingerprint model_fingerprint(const Model& model, const std::vector<uint8_t>
 
 LoadedModel load_model(const io::Container& file) {
   if (file.kind() != io::FileKind::Model)
-    throw FormatError(std::string("expected a model file, got ") + io::file_kind_name(file.kind()) + " file");
+    throw FormatError(std::string("expected a model file, got ") + io::file_kind_name(file.kind()) +
+                      " file");
   LoadedModel out;
   const ModelConfig cfg = config_from_json(file.get_json("config"));
   out.model = std::make_unique<Model>(cfg, 0);
@@ -332,8 +354,8 @@ LoadedModel load_model(const io::Container& file) {
       }
       const float scale = scales[size_t(l * kMatricesPerLayer + k)];
       if (!(std::isfinite(scale) && scale >= 0))
-        throw FormatError("model file: ternary scale of layers." + std::to_string(l) + "." + matrix_name(Matrix(k)) +
-                          " must be finite and >= 0");
+        throw FormatError("model file: ternary scale of layers." + std::to_string(l) + "." +
+                          matrix_name(Matrix(k)) + " must be finite and >= 0");
       model.set_ternary(l, Matrix(k), trits.data(), scale);
     }
 
@@ -366,7 +388,8 @@ io::Limits adapter_limits(const ModelConfig& cfg) {
 namespace {
 
 std::string adapter_config_json(const ModelConfig& cfg, const char* scheme) {
-  return std::string("{\"format\":\"") + kAdapterFormat + "\",\"n_norms\":" + std::to_string(cfg.n_norms()) +
+  return std::string("{\"format\":\"") + kAdapterFormat +
+         "\",\"n_norms\":" + std::to_string(cfg.n_norms()) +
          ",\"d_model\":" + std::to_string(cfg.d_model) + ",\"scheme\":\"" + scheme + "\"}";
 }
 
@@ -377,13 +400,14 @@ void add_adapter_tail(io::Writer& w, const io::Fingerprint& base, const std::str
 
 }  // namespace
 
-io::Writer adapter_writer(const ModelConfig& cfg, const float* gains, int64_t n, const io::Fingerprint& base,
-                          const std::string& meta) {
+io::Writer adapter_writer(const ModelConfig& cfg, const float* gains, int64_t n,
+                          const io::Fingerprint& base, const std::string& meta) {
   if (!gains || n != cfg.n_gains())
-    throw std::invalid_argument("adapter: expected n_norms * d_model = " + std::to_string(cfg.n_gains()) +
-                                " gains, got " + std::to_string(n));
+    throw std::invalid_argument("adapter: expected n_norms * d_model = " +
+                                std::to_string(cfg.n_gains()) + " gains, got " + std::to_string(n));
   for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(gains[i])) throw std::invalid_argument("adapter: gain " + std::to_string(i) + " is not finite");
+    if (!std::isfinite(gains[i]))
+      throw std::invalid_argument("adapter: gain " + std::to_string(i) + " is not finite");
   io::Writer w(io::FileKind::Adapter, adapter_limits(cfg));
   w.add_json("config", adapter_config_json(cfg, "f32"));
   w.add_f32("gains", gains, size_t(n));
@@ -395,13 +419,14 @@ io::Writer encoded_adapter_writer(const ModelConfig& cfg, codec::Method m,
                                   const std::vector<codec::EncodedGain>& tensors,
                                   const io::Fingerprint& base, const std::string& meta) {
   if (int64_t(tensors.size()) != cfg.n_norms())
-    throw std::invalid_argument("encoded adapter: expected n_norms = " + std::to_string(cfg.n_norms()) +
-                                " encodings, got " + std::to_string(tensors.size()));
+    throw std::invalid_argument(
+        "encoded adapter: expected n_norms = " + std::to_string(cfg.n_norms()) +
+        " encodings, got " + std::to_string(tensors.size()));
   for (size_t t = 0; t < tensors.size(); ++t)
     if (tensors[t].d != cfg.d_model)
       throw std::invalid_argument("encoded adapter: encoding " + std::to_string(t) + " holds " +
-                                  std::to_string(tensors[t].d) + " gains, expected d_model = " +
-                                  std::to_string(cfg.d_model));
+                                  std::to_string(tensors[t].d) +
+                                  " gains, expected d_model = " + std::to_string(cfg.d_model));
   codec::check_method_schemes(m, tensors);
   const std::vector<uint8_t> blob = codec::serialize_adapter(tensors);  // validates every record
   io::Writer w(io::FileKind::EncodedAdapter, adapter_limits(cfg));
@@ -413,8 +438,10 @@ io::Writer encoded_adapter_writer(const ModelConfig& cfg, codec::Method m,
 
 void refuse_model_as_adapter(const uint8_t* head, size_t n, const std::string& what) {
   if (io::declared_kind(head, n) == io::FileKind::Model)
-    throw FormatError(what + " is a model file, not an adapter (a base model is passed as the model; an adapter "
-                             "is what train-adapter or quantize writes)");
+    throw FormatError(
+        what +
+        " is a model file, not an adapter (a base model is passed as the model; an adapter "
+        "is what train-adapter or quantize writes)");
 }
 
 void refuse_model_as_adapter(const std::string& path) {
@@ -425,9 +452,11 @@ void refuse_model_as_adapter(const std::string& path) {
   refuse_model_as_adapter(head, size_t(f.gcount()), path);
 }
 
-LoadedAdapter load_adapter(const io::Container& file, const ModelConfig& cfg, const io::Fingerprint& base) {
+LoadedAdapter load_adapter(const io::Container& file, const ModelConfig& cfg,
+                           const io::Fingerprint& base) {
   if (file.kind() != io::FileKind::Adapter && file.kind() != io::FileKind::EncodedAdapter)
-    throw FormatError(std::string("expected an adapter file, got ") + io::file_kind_name(file.kind()) + " file");
+    throw FormatError(std::string("expected an adapter file, got ") +
+                      io::file_kind_name(file.kind()) + " file");
   io::check_base_fingerprint(file, base);
   const char* what = "adapter file config";
   const auto m = FlatJson(file.get_json("config"), what).parse();
@@ -435,15 +464,20 @@ LoadedAdapter load_adapter(const io::Container& file, const ModelConfig& cfg, co
   check_keys(m, {"format", "n_norms", "d_model", "scheme"}, what);
   auto sc = m.find("scheme");
   if (sc == m.end() || !sc->second.is_string)
-    throw FormatError(std::string(what) + ": \"scheme\" must be a string (\"f32\" or a codec method name)");
-  if (int_field(m, "n_norms", what) != cfg.n_norms() || int_field(m, "d_model", what) != cfg.d_model)
-    throw FormatError("adapter file: its shape (n_norms x d_model) does not match the base model's " +
-                      std::to_string(cfg.n_norms()) + " x " + std::to_string(cfg.d_model));
+    throw FormatError(std::string(what) +
+                      ": \"scheme\" must be a string (\"f32\" or a codec method name)");
+  if (int_field(m, "n_norms", what) != cfg.n_norms() ||
+      int_field(m, "d_model", what) != cfg.d_model)
+    throw FormatError(
+        "adapter file: its shape (n_norms x d_model) does not match the base model's " +
+        std::to_string(cfg.n_norms()) + " x " + std::to_string(cfg.d_model));
   LoadedAdapter out;
   out.scheme = sc->second.text;
   if ((out.scheme == "f32") != (file.kind() == io::FileKind::Adapter))
-    throw FormatError(std::string("adapter file: a ") + io::file_kind_name(file.kind()) + " file with scheme \"" +
-                      out.scheme + "\" (raw f32 gains are an adapter file, any other scheme an encoded adapter file)");
+    throw FormatError(
+        std::string("adapter file: a ") + io::file_kind_name(file.kind()) + " file with scheme \"" +
+        out.scheme +
+        "\" (raw f32 gains are an adapter file, any other scheme an encoded adapter file)");
   if (out.scheme == "f32") {
     const io::Span<float> g = file.get_f32("gains", cfg.n_gains());
     out.gains.assign(g.begin(), g.end());
@@ -461,7 +495,8 @@ LoadedAdapter load_adapter(const io::Container& file, const ModelConfig& cfg, co
       norm::decode_gain(out.encoded[t].view(), out.gains.data() + t * size_t(cfg.d_model));
   }
   for (size_t i = 0; i < out.gains.size(); ++i)
-    if (!std::isfinite(out.gains[i])) throw FormatError("adapter file: gain " + std::to_string(i) + " is not finite");
+    if (!std::isfinite(out.gains[i]))
+      throw FormatError("adapter file: gain " + std::to_string(i) + " is not finite");
   if (const io::Section* s = file.find("meta")) {
     if (s->type != io::DType::Json) throw FormatError("adapter file: section 'meta' must be json");
     out.meta = std::string(file.get_json("meta"));

@@ -76,8 +76,8 @@ io::Writer model_writer(const Model& model, const std::vector<uint8_t>& tokenize
 struct LoadedModel {
   std::unique_ptr<Model> model;
   std::vector<uint8_t> tokenizer;
-  std::string meta;                       // empty when the file has none
-  bool has_latent = false;                // a checkpoint: the latent weights are the trained ones
+  std::string meta;         // empty when the file has none
+  bool has_latent = false;  // a checkpoint: the latent weights are the trained ones
   std::optional<CheckpointData> checkpoint;
   io::Fingerprint fingerprint{};
 };
@@ -105,13 +105,14 @@ io::Writer encoded_adapter_writer(const ModelConfig& cfg, codec::Method m,
 struct LoadedAdapter {
   std::vector<float> gains;  // the gains (decoded, for an encoded file)
   std::string meta;
-  std::string scheme;        // "f32" or the codec method name
+  std::string scheme;                       // "f32" or the codec method name
   std::vector<codec::EncodedGain> encoded;  // the encodings (empty for "f32")
 };
-// Reads either kind. Checks the kind against the scheme, the base fingerprint (refusing an adapter of another base),
-// the shape against cfg, the encoded records (codec::parse_adapter, and that
-// they are the named method's schemes) and that every gain is finite.
-LoadedAdapter load_adapter(const io::Container& file, const ModelConfig& cfg, const io::Fingerprint& base);
+// Reads either kind. Checks the kind against the scheme, the base fingerprint (refusing an adapter
+// of another base), the shape against cfg, the encoded records (codec::parse_adapter, and that they
+// are the named method's schemes) and that every gain is finite.
+LoadedAdapter load_adapter(const io::Container& file, const ModelConfig& cfg,
+                           const io::Fingerprint& base);
 
 // Limits for reading an adapter of a model with this config: the exact
 // payload plus room for the header, table and meta (1 MiB).

@@ -22,8 +22,10 @@ TrainConfig adapter_train_defaults() {
   c.mode = TrainMode::AdapterGains;
   c.batch = int64_t(L::batch.def);
   c.seq = int64_t(L::seq.def);
-  c.schedule = LrSchedule{float(L::lr.def), float(L::min_lr.def), int64_t(L::warmup.def), int64_t(L::total_steps.def)};
-  c.adamw = AdamWConfig{float(L::beta1.def), float(L::beta2.def), float(L::eps.def), float(L::weight_decay.def)};
+  c.schedule = LrSchedule{float(L::lr.def), float(L::min_lr.def), int64_t(L::warmup.def),
+                          int64_t(L::total_steps.def)};
+  c.adamw = AdamWConfig{float(L::beta1.def), float(L::beta2.def), float(L::eps.def),
+                        float(L::weight_decay.def)};
   c.grad_clip = float(L::grad_clip.def);
   return c;
 }
@@ -49,8 +51,9 @@ const TrainConfig& checked(const Model& model, const TrainConfig& c) {
   limits::check(L::weight_decay, double(c.adamw.weight_decay), w);
   limits::check(L::grad_clip, double(c.grad_clip), w);
   if (c.mode == TrainMode::AdapterGains && model.ternary_stale())
-    throw std::logic_error("train: adapter training needs current ternary weights "
-                           "(call Model::quantize first)");
+    throw std::logic_error(
+        "train: adapter training needs current ternary weights "
+        "(call Model::quantize first)");
   return c;
 }
 }  // namespace
@@ -59,8 +62,8 @@ Trainer::Trainer(Model& model, const TrainConfig& cfg)
     : model_(model),
       cfg_(checked(model, cfg)),
       ws_(model.config(), cfg.batch, cfg.seq, /*for_backward=*/true) {
-  const int64_t n = cfg_.mode == TrainMode::AdapterGains ? model.config().n_gains()
-                                                         : model.n_params();
+  const int64_t n =
+      cfg_.mode == TrainMode::AdapterGains ? model.config().n_gains() : model.n_params();
   grad_ = AlignedBuffer<float>(size_t(n));
   m_ = AlignedBuffer<float>(size_t(n));
   v_ = AlignedBuffer<float>(size_t(n));
@@ -81,8 +84,9 @@ StepStats Trainer::step(const int32_t* tokens, int64_t batch, int64_t seq, const
                                 std::to_string(cfg_.batch) + " x 1.." + std::to_string(cfg_.seq));
   const TrainMode mode = cfg_.mode;
   if (mode != TrainMode::Fp32Base && model_.ternary_stale())
-    throw std::logic_error("train step: ternary weights are stale (the latent weights changed "
-                           "outside this trainer; call Model::quantize)");
+    throw std::logic_error(
+        "train step: ternary weights are stale (the latent weights changed "
+        "outside this trainer; call Model::quantize)");
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t t = 0; t < seq; ++t) {
       inputs_[size_t(b * seq + t)] = tokens[b * (seq + 1) + t];
@@ -91,8 +95,8 @@ StepStats Trainer::step(const int32_t* tokens, int64_t batch, int64_t seq, const
   for (int64_t i = 0; i < batch * seq; ++i)  // the last column is only a target: check it too
     if (targets_[size_t(i)] < 0 || targets_[size_t(i)] >= model_.config().vocab)
       throw std::invalid_argument("token id " + std::to_string(targets_[size_t(i)]) +
-                                  " is out of range [0, " +
-                                  std::to_string(model_.config().vocab) + ")");
+                                  " is out of range [0, " + std::to_string(model_.config().vocab) +
+                                  ")");
 
   const Precision p = mode == TrainMode::Fp32Base ? Precision::F32 : Precision::Ternary;
   const norm::GainView* gains = mode == TrainMode::AdapterGains ? views_.data() : nullptr;
@@ -121,9 +125,8 @@ StepStats Trainer::step(const int32_t* tokens, int64_t batch, int64_t seq, const
   const int64_t n = int64_t(grad_.size());
   const double norm = global_norm(grad_.data(), n, ex);
   if (!std::isfinite(norm)) throw std::runtime_error(diverged + " (the gradient is not finite)");
-  const float clip = (cfg_.grad_clip > 0 && norm > cfg_.grad_clip)
-                         ? float(double(cfg_.grad_clip) / norm)
-                         : 1.0f;
+  const float clip =
+      (cfg_.grad_clip > 0 && norm > cfg_.grad_clip) ? float(double(cfg_.grad_clip) / norm) : 1.0f;
 
   // Update.
   ++step_;
@@ -171,9 +174,11 @@ void Trainer::set_gains(const float* gains, int64_t n) {
 
 void Trainer::restore_state(const float* m, const float* v, int64_t n, int64_t step) {
   if (!m || !v || n != state_size())
-    throw std::invalid_argument("trainer: the optimiser state holds " + std::to_string(state_size()) +
-                                " values per moment, got " + std::to_string(n));
-  if (step < 0) throw std::invalid_argument("trainer: step must be >= 0, got " + std::to_string(step));
+    throw std::invalid_argument("trainer: the optimiser state holds " +
+                                std::to_string(state_size()) + " values per moment, got " +
+                                std::to_string(n));
+  if (step < 0)
+    throw std::invalid_argument("trainer: step must be >= 0, got " + std::to_string(step));
   for (int64_t i = 0; i < n; ++i)
     if (!std::isfinite(m[i]) || !std::isfinite(v[i]) || v[i] < 0)
       throw std::invalid_argument("trainer: optimiser state value " + std::to_string(i) +

@@ -34,20 +34,21 @@ struct TrainConfig {
   int64_t seq = int64_t(limits::train::seq.def);      // tokens per sequence (at most; <= context)
   LrSchedule schedule{float(limits::train::lr.def), float(limits::train::min_lr.def),
                       int64_t(limits::train::warmup.def), int64_t(limits::train::total_steps.def)};
-  AdamWConfig adamw;   // weight decay applies to the embedding and the block
-                       // matrices (toward 0) and to adapter gains (toward 1),
-                       // never to the base RMSNorm weights
-  float grad_clip = float(limits::train::grad_clip.def);  // max global L2 norm of the gradient (0: no clipping)
+  AdamWConfig adamw;  // weight decay applies to the embedding and the block
+                      // matrices (toward 0) and to adapter gains (toward 1),
+                      // never to the base RMSNorm weights
+  float grad_clip =
+      float(limits::train::grad_clip.def);  // max global L2 norm of the gradient (0: no clipping)
 };
 
 // The adapter mode's defaults (limits::adapter_train).
 TrainConfig adapter_train_defaults();
 
 struct StepStats {
-  int64_t step = 0;        // 1-based count of updates done, this one included
-  double loss = 0;         // mean NLL of the batch before the update (nats/token)
-  double grad_norm = 0;    // global norm before clipping
-  float lr = 0;            // learning rate used
+  int64_t step = 0;      // 1-based count of updates done, this one included
+  double loss = 0;       // mean NLL of the batch before the update (nats/token)
+  double grad_norm = 0;  // global norm before clipping
+  float lr = 0;          // learning rate used
 };
 
 class Trainer {

@@ -68,7 +68,9 @@ Workspace::Workspace(const ModelConfig& cfg, int64_t max_batch, int64_t max_seq,
   query_from_.resize(size_t(max_batch));
 }
 
-float* Workspace::x(int64_t l) { return f32_.data() + off_x_ + (for_backward_ ? l : 0) * max_batch_ * max_seq_ * cfg_.d_model; }
+float* Workspace::x(int64_t l) {
+  return f32_.data() + off_x_ + (for_backward_ ? l : 0) * max_batch_ * max_seq_ * cfg_.d_model;
+}
 
 Workspace::Layer Workspace::layer(int64_t l) {
   const int64_t s = for_backward_ ? l : 0;
@@ -103,8 +105,8 @@ void check_call(const Model& m, Precision p, const int32_t* inputs, const int32_
     throw std::invalid_argument("forward: batch " + std::to_string(B) + " outside [1, " +
                                 std::to_string(ws.max_batch()) + "] (workspace size)");
   if (T < 1 || T > ws.max_seq() || T > c.context)
-    throw std::invalid_argument("forward: sequence length " + std::to_string(T) +
-                                " outside [1, " + std::to_string(ws.max_seq()) +
+    throw std::invalid_argument("forward: sequence length " + std::to_string(T) + " outside [1, " +
+                                std::to_string(ws.max_seq()) +
                                 "] (workspace size, at most the context " +
                                 std::to_string(c.context) + ")");
   if (p != Precision::F32 && p != Precision::Ternary && p != Precision::TernaryF32Act)
@@ -164,8 +166,7 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
     for (int64_t i = 0; i < N; ++i)
       if (targets[i] >= 0) tg[rows++] = targets[i];
   }
-  const bool trim = rows > 0 && rows < N &&
-                    (rows > gemm::kDirectMaxM || N <= gemm::kDirectMaxM);
+  const bool trim = rows > 0 && rows < N && (rows > gemm::kDirectMaxM || N <= gemm::kDirectMaxM);
   if (trim)
     for (int64_t b = 0; b < B; ++b) {
       int64_t t = 0;
@@ -244,8 +245,9 @@ void transformer_backward(const Model& m, Precision p, const norm::GainView* gai
   if (!ws.probs_ready_)
     throw std::logic_error("backward: needs a forward with keep_probs on the same batch first");
   if (dparams && gains)
-    throw std::invalid_argument("backward: parameter gradients are for training the base "
-                                "(no adapter); with an adapter only the gains train");
+    throw std::invalid_argument(
+        "backward: parameter gradients are for training the base "
+        "(no adapter); with an adapter only the gains train");
   if (dgains && !gains) throw std::invalid_argument("backward: gain gradients need an adapter");
   const ModelConfig& c = m.config();
   check_call(m, p, inputs, targets, B, T, ws);
@@ -282,8 +284,7 @@ void transformer_backward(const Model& m, Precision p, const norm::GainView* gai
   head_backward(probs, xf, m.head(), N, d, V, dxf, dparams ? dparams + m.head_offset() : nullptr,
                 ex);
   if (dparams && !c.tied_head) std::fill(dparams, dparams + V * d, 0.0f);
-  rmsnorm_backward(norm_weights(m, gains, 2 * L), ws.x(L), N, d, dxf, dx, dnorm(2 * L),
-                   ex);
+  rmsnorm_backward(norm_weights(m, gains, 2 * L), ws.x(L), N, d, dxf, dx, dnorm(2 * L), ex);
 
   for (int64_t l = L - 1; l >= 0; --l) {
     const Workspace::Layer a = ws.layer(l);

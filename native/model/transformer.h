@@ -32,12 +32,12 @@ class Workspace {
   const float* logits() const { return f32_.data() + off_logits_; }
 
  private:
-  friend double transformer_forward(const Model&, Precision, const norm::GainView*,
-                                    const int32_t*, const int32_t*, int64_t, int64_t, Workspace&,
-                                    bool, const Exec&);
-  friend void transformer_backward(const Model&, Precision, const norm::GainView*,
-                                   const int32_t*, const int32_t*, int64_t, int64_t, float,
-                                   Workspace&, float*, float*, const Exec&);
+  friend double transformer_forward(const Model&, Precision, const norm::GainView*, const int32_t*,
+                                    const int32_t*, int64_t, int64_t, Workspace&, bool,
+                                    const Exec&);
+  friend void transformer_backward(const Model&, Precision, const norm::GainView*, const int32_t*,
+                                   const int32_t*, int64_t, int64_t, float, Workspace&, float*,
+                                   float*, const Exec&);
   struct Layer {  // what backward reads, per layer
     float *xm, *h1, *qkv, *P, *att, *h2, *gu, *s;
     int8_t *h1q, *attq, *h2q, *sq;
@@ -53,8 +53,8 @@ class Workspace {
   AlignedBuffer<float> f32_;  // every fp32 activation, carved by offsets
   AlignedBuffer<int8_t> i8_;
   AlignedBuffer<double> nll_;
-  bool probs_ready_ = false;  // a forward with keep_probs left the softmax
-  AlignedBuffer<int32_t> scored_;  // targets of the scored rows (head on scored rows only)
+  bool probs_ready_ = false;         // a forward with keep_probs left the softmax
+  AlignedBuffer<int32_t> scored_;    // targets of the scored rows (head on scored rows only)
   std::vector<int64_t> query_from_;  // per sequence: its first scored row (trimmed last layer)
   int64_t off_x_, off_xm_, off_h1_, off_qkv_, off_P_, off_att_, off_h2_, off_gu_, off_s_, off_q8s_;
   int64_t off_tmp_, off_xf_, off_logits_;
@@ -69,8 +69,9 @@ class Workspace {
 // per-token NLL (in ws.nll()). keep_probs leaves the softmax of every row in
 // the workspace for transformer_backward; without it, the tied head and the
 // loss run on the scored rows only (sliding-window evaluation scores a part
-// of each window), and so does the last layer past its keys and values. Throws std::invalid_argument on bad sizes or ids,
-// std::logic_error when a ternary precision meets stale weights.
+// of each window), and so does the last layer past its keys and values. Throws
+// std::invalid_argument on bad sizes or ids, std::logic_error when a ternary precision meets stale
+// weights.
 double transformer_forward(const Model& m, Precision p, const norm::GainView* gains,
                            const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T,
                            Workspace& ws, bool keep_probs, const Exec& ex);

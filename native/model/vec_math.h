@@ -23,7 +23,7 @@ inline float exp_approx(float x) {
   std::memcpy(&xi, &x, 4);
   int32_t oi = xi ^ ((xi >> 31) & 0x7FFFFFFF);
   constexpr int32_t kLo = int32_t(0xC2AE0000u) ^ 0x7FFFFFFF;  // -87.0f, ordered
-  constexpr int32_t kHi = 0x42B00000;                          // 88.0f
+  constexpr int32_t kHi = 0x42B00000;                         // 88.0f
   oi = oi < kLo ? kLo : oi;
   oi = oi > kHi ? kHi : oi;
   xi = oi ^ ((oi >> 31) & 0x7FFFFFFF);

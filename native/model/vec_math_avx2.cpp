@@ -28,8 +28,8 @@ __m256 exp8(__m256 x) {
   xi = _mm256_xor_si256(oi, _mm256_and_si256(_mm256_srai_epi32(oi, 31), mag));
   x = _mm256_castsi256_ps(xi);
   const __m256 magic = _mm256_set1_ps(12582912.0f);
-  const __m256 n =
-      _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), magic), magic);
+  const __m256 n = _mm256_sub_ps(
+      _mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), magic), magic);
   const __m256 r = _mm256_sub_ps(_mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(0.693359375f))),
                                  _mm256_mul_ps(n, _mm256_set1_ps(-2.12194440e-4f)));
   __m256 p = _mm256_set1_ps(1.9875691500e-4f);

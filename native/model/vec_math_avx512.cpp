@@ -19,7 +19,9 @@ namespace {
 
 #include "vec_math_isa_loops.h"
 
-__mmask16 first(int64_t count) { return count >= 16 ? __mmask16(0xffff) : __mmask16((1u << count) - 1); }
+__mmask16 first(int64_t count) {
+  return count >= 16 ? __mmask16(0xffff) : __mmask16((1u << count) - 1);
+}
 
 // exp_approx (vec_math.h) on 16 lanes.
 __m512 exp16(__m512 x) {
@@ -31,8 +33,8 @@ __m512 exp16(__m512 x) {
   xi = _mm512_xor_si512(oi, _mm512_and_si512(_mm512_srai_epi32(oi, 31), mag));
   x = _mm512_castsi512_ps(xi);
   const __m512 magic = _mm512_set1_ps(12582912.0f);
-  const __m512 n =
-      _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), magic), magic);
+  const __m512 n = _mm512_sub_ps(
+      _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), magic), magic);
   const __m512 r = _mm512_sub_ps(_mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(0.693359375f))),
                                  _mm512_mul_ps(n, _mm512_set1_ps(-2.12194440e-4f)));
   __m512 p = _mm512_set1_ps(1.9875691500e-4f);
@@ -48,7 +50,8 @@ __m512 exp16(__m512 x) {
 }
 
 __m512 neg(__m512 x) {
-  return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(x), _mm512_set1_epi32(int32_t(0x80000000u))));
+  return _mm512_castsi512_ps(
+      _mm512_xor_si512(_mm512_castps_si512(x), _mm512_set1_epi32(int32_t(0x80000000u))));
 }
 
 double exp_sum_avx512(const float* x, float shift, float* y, int64_t n) {
@@ -109,7 +112,8 @@ void swiglu_backward_avx512(const float* g, const float* u, const float* dy, flo
     const __m512 sig = sigmoid16(gv);
     _mm512_mask_storeu_ps(du + c, k, _mm512_mul_ps(_mm512_mul_ps(d, gv), sig));
     const __m512 slope = _mm512_add_ps(one, _mm512_mul_ps(gv, _mm512_sub_ps(one, sig)));
-    _mm512_mask_storeu_ps(dg + c, k, _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(d, uv), sig), slope));
+    _mm512_mask_storeu_ps(dg + c, k,
+                          _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(d, uv), sig), slope));
   }
 }
 

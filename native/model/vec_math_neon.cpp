@@ -44,7 +44,9 @@ float32x4_t exp4(float32x4_t x) {
 }
 
 // The reference's "m < x ? x : m" (a NaN in x keeps m; vmaxq would not).
-inline float32x4_t max_step(float32x4_t m, float32x4_t x) { return vbslq_f32(vcltq_f32(m, x), x, m); }
+inline float32x4_t max_step(float32x4_t m, float32x4_t x) {
+  return vbslq_f32(vcltq_f32(m, x), x, m);
+}
 
 float max_neon(const float* x, int64_t n) {
   float32x4_t m0 = vdupq_n_f32(x[0]), m1 = m0;
@@ -121,7 +123,8 @@ void swiglu_neon(const float* g, const float* u, float* o, int64_t f) {
 }
 
 // du = (dy * g) * sig, dg = ((dy * u) * sig) * (1 + g * (1 - sig)).
-inline void swiglu_backward4(const float* g, const float* u, const float* dy, float* dg, float* du) {
+inline void swiglu_backward4(const float* g, const float* u, const float* dy, float* dg,
+                             float* du) {
   const float32x4_t one = vdupq_n_f32(1.0f);
   const float32x4_t gv = vld1q_f32(g), uv = vld1q_f32(u), d = vld1q_f32(dy);
   const float32x4_t sig = sigmoid4(gv);

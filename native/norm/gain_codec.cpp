@@ -61,7 +61,7 @@ uint16_t f32_to_f16(float f) {
   // significand m; in units of 2^-24 that is m >> (14 - e). Float subnormals
   // (exp == 0) are below 2^-126 and round to zero.
   if (exp == 0) return sign;
-  const int shift = 14 - e;  // >= 14
+  const int shift = 14 - e;     // >= 14
   if (shift > 24) return sign;  // below half of the smallest subnormal
   const uint32_t m = man | 0x800000u;
   uint32_t r = m >> shift;
@@ -147,8 +147,8 @@ void validate_gain(const GainView& g) {
                                 ", expected one of " + known_schemes());
   const std::string what = std::string("gain (") + dec->name + "): ";
   if (g.d <= 0 || g.d > kMaxGains)
-    throw std::invalid_argument(what + "d = " + std::to_string(g.d) + ", expected 0 < d <= " +
-                                std::to_string(kMaxGains));
+    throw std::invalid_argument(what + "d = " + std::to_string(g.d) +
+                                ", expected 0 < d <= " + std::to_string(kMaxGains));
   if (g.data == nullptr) throw std::invalid_argument(what + "data is null, expected the payload");
   // Params are checked for null and finiteness first: params_ok and
   // payload_bytes of some schemes read their values (a block size, centroids).
@@ -165,8 +165,8 @@ void validate_gain(const GainView& g) {
   const size_t want = dec->payload_bytes(g);
   if (g.data_bytes != want)
     throw std::invalid_argument(what + "payload is " + std::to_string(g.data_bytes) +
-                                " bytes, expected " + std::to_string(want) + " for d = " +
-                                std::to_string(g.d));
+                                " bytes, expected " + std::to_string(want) +
+                                " for d = " + std::to_string(g.d));
 }
 
 void decode_gain(const GainView& g, float* out) {

@@ -42,8 +42,8 @@ struct GainView {
 // codebook index >= k, a non-zero padding nibble).
 struct GainDecoder {
   GainScheme scheme;
-  const char* name;             // e.g. "int8_per_tensor", used in messages
-  const char* params_expected;  // what params_ok accepts, for messages
+  const char* name;                            // e.g. "int8_per_tensor", used in messages
+  const char* params_expected;                 // what params_ok accepts, for messages
   size_t (*payload_bytes)(const GainView& g);  // exact payload size for g.d gains
   bool (*params_ok)(const GainView& g);        // is g.n_params right for this scheme
   void (*decode)(const GainView& g, float* out);

@@ -61,8 +61,8 @@ void validate_args(const RmsNormArgs& a, const char* fn) {
     fail(fn, "n = " + std::to_string(a.n) + ", expected 0 < n <= " + std::to_string(max_n));
   if (a.w_base == nullptr) fail(fn, "w_base is null, expected d floats");
   if (a.gain.d != a.d)
-    fail(fn, "gain has d = " + std::to_string(a.gain.d) + ", expected d = " +
-                 std::to_string(a.d) + " (one gain per channel)");
+    fail(fn, "gain has d = " + std::to_string(a.gain.d) + ", expected d = " + std::to_string(a.d) +
+                 " (one gain per channel)");
   try {
     validate_gain(a.gain);
   } catch (const std::invalid_argument& e) {
@@ -90,12 +90,12 @@ std::vector<float> effective_weight(const RmsNormArgs& a, const char* fn) {
   const double limit = FLT_MAX / (2.0 * std::sqrt(double(a.d)));
   for (int64_t c = 0; c < a.d; ++c) {
     if (!std::isfinite(a.w_base[c]))
-      fail(fn, "w_base[" + std::to_string(c) + "] = " + num(a.w_base[c]) +
-                   ", expected finite weights");
+      fail(fn,
+           "w_base[" + std::to_string(c) + "] = " + num(a.w_base[c]) + ", expected finite weights");
     wg[size_t(c)] = a.w_base[c] * wg[size_t(c)];
     if (!(std::fabs(double(wg[size_t(c)])) <= limit))
-      fail(fn, "w_base[" + std::to_string(c) + "] * gain[" + std::to_string(c) + "] = " +
-                   num(wg[size_t(c)]) + ", expected magnitude <= " + num(limit) +
+      fail(fn, "w_base[" + std::to_string(c) + "] * gain[" + std::to_string(c) +
+                   "] = " + num(wg[size_t(c)]) + ", expected magnitude <= " + num(limit) +
                    " (FLT_MAX / (2 sqrt(d)), so the output cannot overflow)");
   }
   return wg;
@@ -114,8 +114,8 @@ void atomic_min(std::atomic<int64_t>& v, int64_t x) {
                                   int64_t d) {
   int64_t c = 0;
   while (c < d - 1 && std::isfinite(m[t * d + c])) ++c;
-  fail(fn, std::string(name) + "[" + std::to_string(t) + "][" + std::to_string(c) + "] = " +
-               num(m[t * d + c]) + ", expected finite values");
+  fail(fn, std::string(name) + "[" + std::to_string(t) + "][" + std::to_string(c) +
+               "] = " + num(m[t * d + c]) + ", expected finite values");
 }
 
 // ---- per-row scalar steps (shared by every path) -----------------------------------
@@ -250,7 +250,8 @@ void rmsnorm_gain_backward(const RmsNormArgs& a, const float* dy, float* dx, flo
             return;
           }
         dot = 0.0;
-        for (int64_t c = 0; c < d; ++c) dot += double(dyr[c]) * double(wg[size_t(c)]) * double(xr[c]);
+        for (int64_t c = 0; c < d; ++c)
+          dot += double(dyr[c]) * double(wg[size_t(c)]) * double(xr[c]);
       }
       const double iv = inv[size_t(t)];
       const float kk = float(((dot / double(d)) * iv) * iv);

@@ -29,7 +29,7 @@
 namespace ternorm::norm {
 
 struct RmsNormArgs {
-  const float* x = nullptr;       // n x d
+  const float* x = nullptr;  // n x d
   int64_t n = 0, d = 0;
   const float* w_base = nullptr;  // d: the frozen base RMSNorm weight
   GainView gain;                  // d gains in their stored encoding

@@ -48,12 +48,13 @@ void scale_avx2(const float* x, int64_t d, float inv, const float* wg, float* y)
   const __m256 vi = _mm256_set1_ps(inv);
   int64_t c = 0;
   for (; c + 8 <= d; c += 8)
-    _mm256_storeu_ps(y + c, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + c), vi),
-                                          _mm256_loadu_ps(wg + c)));
+    _mm256_storeu_ps(
+        y + c, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + c), vi), _mm256_loadu_ps(wg + c)));
   if (c < d) {
     const __m256i m = tail_mask(d - c);
-    _mm256_maskstore_ps(y + c, m, _mm256_mul_ps(_mm256_mul_ps(_mm256_maskload_ps(x + c, m), vi),
-                                                _mm256_maskload_ps(wg + c, m)));
+    _mm256_maskstore_ps(y + c, m,
+                        _mm256_mul_ps(_mm256_mul_ps(_mm256_maskload_ps(x + c, m), vi),
+                                      _mm256_maskload_ps(wg + c, m)));
   }
 }
 
@@ -62,7 +63,8 @@ float absmax_avx2(const float* x, int64_t d, float inv, const float* wg) {
   __m256 m = _mm256_setzero_ps();
   int64_t c = 0;
   for (; c + 8 <= d; c += 8) {
-    const __m256 y = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + c), vi), _mm256_loadu_ps(wg + c));
+    const __m256 y =
+        _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + c), vi), _mm256_loadu_ps(wg + c));
     m = _mm256_max_ps(m, _mm256_andnot_ps(sign, y));
   }
   if (c < d) {
@@ -91,8 +93,8 @@ inline __m128i pack16(__m256i i0, __m256i i1) {
   return _mm_packs_epi16(_mm256_castsi256_si128(p16), _mm256_extracti128_si256(p16, 1));
 }
 
-void quantize_avx2(const float* x, int64_t d, int64_t padded, float inv, const float* wg,
-                   float pre, float iscale, int8_t* q) {
+void quantize_avx2(const float* x, int64_t d, int64_t padded, float inv, const float* wg, float pre,
+                   float iscale, int8_t* q) {
   const __m256 vi = _mm256_set1_ps(inv), vp = _mm256_set1_ps(pre), vs = _mm256_set1_ps(iscale);
   int64_t c = 0;
   for (; c + 16 <= d; c += 16) {
@@ -104,7 +106,8 @@ void quantize_avx2(const float* x, int64_t d, int64_t padded, float inv, const f
     // Masked-off lanes read x = 0 and give q = 0: exactly the padding the
     // rest of this 16-column block (inside `padded`) must hold.
     const __m256i m0 = tail_mask(d - c), m1 = tail_mask(d - c - 8);
-    const __m256i i0 = quant8(_mm256_maskload_ps(x + c, m0), vi, _mm256_maskload_ps(wg + c, m0), vp, vs);
+    const __m256i i0 =
+        quant8(_mm256_maskload_ps(x + c, m0), vi, _mm256_maskload_ps(wg + c, m0), vp, vs);
     const __m256i i1 =
         quant8(_mm256_maskload_ps(x + c + 8, m1), vi, _mm256_maskload_ps(wg + c + 8, m1), vp, vs);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(q + c), pack16(i0, i1));
@@ -117,11 +120,12 @@ float dot_avx2(const float* dy, const float* wg, const float* x, int64_t d) {
   __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
   int64_t c = 0;
   for (; c + 16 <= d; c += 16) {
-    a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dy + c), _mm256_loadu_ps(wg + c)),
-                                         _mm256_loadu_ps(x + c)));
-    a1 = _mm256_add_ps(a1, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dy + c + 8),
-                                                       _mm256_loadu_ps(wg + c + 8)),
-                                         _mm256_loadu_ps(x + c + 8)));
+    a0 = _mm256_add_ps(
+        a0, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dy + c), _mm256_loadu_ps(wg + c)),
+                          _mm256_loadu_ps(x + c)));
+    a1 = _mm256_add_ps(
+        a1, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dy + c + 8), _mm256_loadu_ps(wg + c + 8)),
+                          _mm256_loadu_ps(x + c + 8)));
   }
   if (c < d) {
     const __m256i m0 = tail_mask(d - c), m1 = tail_mask(d - c - 8);
@@ -164,8 +168,8 @@ void dgain_avx2(const float* x, const float* dy, const float* inv, int64_t n, in
       const float* xr = x + t * d + c;
       const float* dr = dy + t * d + c;
       for (int j = 0; j < 4; ++j)
-        a[j] = _mm256_add_ps(
-            a[j], _mm256_mul_ps(_mm256_loadu_ps(dr + 8 * j), _mm256_mul_ps(_mm256_loadu_ps(xr + 8 * j), vi)));
+        a[j] = _mm256_add_ps(a[j], _mm256_mul_ps(_mm256_loadu_ps(dr + 8 * j),
+                                                 _mm256_mul_ps(_mm256_loadu_ps(xr + 8 * j), vi)));
     }
     for (int j = 0; j < 4; ++j)
       _mm256_storeu_ps(dgain + c + 8 * j, _mm256_mul_ps(a[j], _mm256_loadu_ps(w + c + 8 * j)));
@@ -184,8 +188,7 @@ void dgain_avx2(const float* x, const float* dy, const float* inv, int64_t n, in
 
 }  // namespace
 
-constexpr RmsKernels kRmsKernelsAvx2 = {
-    sumsq_avx2, scale_avx2, absmax_avx2, quantize_avx2,
-    dot_avx2, dx_avx2, dgain_avx2};
+constexpr RmsKernels kRmsKernelsAvx2 = {sumsq_avx2, scale_avx2, absmax_avx2, quantize_avx2,
+                                        dot_avx2,   dx_avx2,    dgain_avx2};
 
 }  // namespace ternorm::norm

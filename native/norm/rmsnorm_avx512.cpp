@@ -49,8 +49,8 @@ void scale_avx512(const float* x, int64_t d, float inv, const float* wg, float* 
   const __m512 vi = _mm512_set1_ps(inv);
   int64_t c = 0;
   for (; c + 16 <= d; c += 16)
-    _mm512_storeu_ps(y + c, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + c), vi),
-                                          _mm512_loadu_ps(wg + c)));
+    _mm512_storeu_ps(
+        y + c, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + c), vi), _mm512_loadu_ps(wg + c)));
   if (c < d) {
     const __mmask16 m = tail_mask(d - c);
     _mm512_mask_storeu_ps(y + c, m,
@@ -64,7 +64,8 @@ float absmax_avx512(const float* x, int64_t d, float inv, const float* wg) {
   __m512 m = _mm512_setzero_ps();
   int64_t c = 0;
   for (; c + 16 <= d; c += 16) {
-    const __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + c), vi), _mm512_loadu_ps(wg + c));
+    const __m512 y =
+        _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + c), vi), _mm512_loadu_ps(wg + c));
     m = _mm512_max_ps(m, _mm512_abs_ps(y));
   }
   if (c < d) {
@@ -99,8 +100,9 @@ void quantize_avx512(const float* x, int64_t d, int64_t padded, float inv, const
     // Masked-off lanes read x = 0 and give q = 0: exactly the padding the
     // rest of this 16-column block (inside `padded`) must hold.
     const __mmask16 m = tail_mask(d - c);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + c),
-                     quant16(_mm512_maskz_loadu_ps(m, x + c), vi, _mm512_maskz_loadu_ps(m, wg + c), vp, vs));
+    _mm_storeu_si128(
+        reinterpret_cast<__m128i*>(q + c),
+        quant16(_mm512_maskz_loadu_ps(m, x + c), vi, _mm512_maskz_loadu_ps(m, wg + c), vp, vs));
     c += 16;
   }
   if (c < padded) std::memset(q + c, 0, size_t(padded - c));
@@ -110,8 +112,9 @@ float dot_avx512(const float* dy, const float* wg, const float* x, int64_t d) {
   __m512 a = _mm512_setzero_ps();
   int64_t c = 0;
   for (; c + 16 <= d; c += 16)
-    a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(dy + c), _mm512_loadu_ps(wg + c)),
-                                       _mm512_loadu_ps(x + c)));
+    a = _mm512_add_ps(a,
+                      _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(dy + c), _mm512_loadu_ps(wg + c)),
+                                    _mm512_loadu_ps(x + c)));
   if (c < d) {
     const __mmask16 m = tail_mask(d - c);
     a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + c),
@@ -132,7 +135,8 @@ void dx_avx512(const float* dy, const float* wg, const float* x, int64_t d, floa
   }
   if (c < d) {
     const __mmask16 m = tail_mask(d - c);
-    const __m512 a = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + c), _mm512_maskz_loadu_ps(m, wg + c));
+    const __m512 a =
+        _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + c), _mm512_maskz_loadu_ps(m, wg + c));
     const __m512 b = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + c), vk);
     _mm512_mask_storeu_ps(dx + c, m, _mm512_mul_ps(_mm512_sub_ps(a, b), vi));
   }
@@ -161,8 +165,9 @@ void dgain_avx512(const float* x, const float* dy, const float* inv, int64_t n, 
     __m512 a = _mm512_setzero_ps();
     for (int64_t t = 0; t < n; ++t) {
       const __m512 vi = _mm512_set1_ps(inv[t]);
-      a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + t * d + c),
-                                         _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + t * d + c), vi)));
+      a = _mm512_add_ps(a,
+                        _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + t * d + c),
+                                      _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + t * d + c), vi)));
     }
     _mm512_mask_storeu_ps(dgain + c, m, _mm512_mul_ps(a, _mm512_maskz_loadu_ps(m, w + c)));
   }
@@ -170,8 +175,8 @@ void dgain_avx512(const float* x, const float* dy, const float* inv, int64_t n, 
 
 }  // namespace
 
-constexpr RmsKernels kRmsKernelsAvx512 = {
-    sumsq_avx512, scale_avx512, absmax_avx512, quantize_avx512,
-    dot_avx512, dx_avx512, dgain_avx512};
+constexpr RmsKernels kRmsKernelsAvx512 = {sumsq_avx512,    scale_avx512, absmax_avx512,
+                                          quantize_avx512, dot_avx512,   dx_avx512,
+                                          dgain_avx512};
 
 }  // namespace ternorm::norm

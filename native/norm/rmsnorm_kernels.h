@@ -35,8 +35,8 @@ struct RmsKernels {
   // for c < d, q[c] = 0 for d <= c < padded (a multiple of 16). pre and iscale
   // are the row parameters of ternary::quantize_activations (pre = 1, or 2^64
   // for rows with absmax < 2^-64 so that iscale stays finite).
-  void (*quantize)(const float* x, int64_t d, int64_t padded, float inv, const float* wg,
-                   float pre, float iscale, int8_t* q);
+  void (*quantize)(const float* x, int64_t d, int64_t padded, float inv, const float* wg, float pre,
+                   float iscale, int8_t* q);
   // Sum of (dy[c] * wg[c]) * x[c] over c < d, canonical order.
   float (*dot)(const float* dy, const float* wg, const float* x, int64_t d);
   // dx[c] = ((dy[c] * wg[c]) - (x[c] * k)) * inv.

@@ -91,8 +91,8 @@ inline int32x4_t quant4(const float* x, float32x4_t vi, const float* wg, float32
   return vminq_s32(vmaxq_s32(r, vdupq_n_s32(-127)), vdupq_n_s32(127));
 }
 
-inline void quant16(const float* x, float32x4_t vi, const float* wg, float32x4_t vp,
-                    float32x4_t vs, int8_t* q) {
+inline void quant16(const float* x, float32x4_t vi, const float* wg, float32x4_t vp, float32x4_t vs,
+                    int8_t* q) {
   const int16x8_t lo = vcombine_s16(vqmovn_s32(quant4(x, vi, wg, vp, vs)),
                                     vqmovn_s32(quant4(x + 4, vi, wg + 4, vp, vs)));
   const int16x8_t hi = vcombine_s16(vqmovn_s32(quant4(x + 8, vi, wg + 8, vp, vs)),
@@ -100,8 +100,8 @@ inline void quant16(const float* x, float32x4_t vi, const float* wg, float32x4_t
   vst1q_s8(q, vcombine_s8(vqmovn_s16(lo), vqmovn_s16(hi)));
 }
 
-void quantize_neon(const float* x, int64_t d, int64_t padded, float inv, const float* wg,
-                   float pre, float iscale, int8_t* q) {
+void quantize_neon(const float* x, int64_t d, int64_t padded, float inv, const float* wg, float pre,
+                   float iscale, int8_t* q) {
   const float32x4_t vi = vdupq_n_f32(inv), vp = vdupq_n_f32(pre), vs = vdupq_n_f32(iscale);
   int64_t c = 0;
   for (; c + 16 <= d; c += 16) quant16(x + c, vi, wg + c, vp, vs, q + c);
@@ -155,16 +155,17 @@ void dgain_neon(const float* x, const float* dy, const float* inv, int64_t n, in
   int64_t c = c0;
   // 16 channels at a time: four independent per-channel accumulations over t.
   for (; c + 16 <= c1; c += 16) {
-    float32x4_t a[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f),
-                        vdupq_n_f32(0.0f)};
+    float32x4_t a[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
     for (int64_t t = 0; t < n; ++t) {
       const float32x4_t vi = vdupq_n_f32(inv[t]);
       const float* xr = x + t * d + c;
       const float* dr = dy + t * d + c;
       for (int j = 0; j < 4; ++j)
-        a[j] = vaddq_f32(a[j], vmulq_f32(vld1q_f32(dr + 4 * j), vmulq_f32(vld1q_f32(xr + 4 * j), vi)));
+        a[j] =
+            vaddq_f32(a[j], vmulq_f32(vld1q_f32(dr + 4 * j), vmulq_f32(vld1q_f32(xr + 4 * j), vi)));
     }
-    for (int j = 0; j < 4; ++j) vst1q_f32(dgain + c + 4 * j, vmulq_f32(a[j], vld1q_f32(w + c + 4 * j)));
+    for (int j = 0; j < 4; ++j)
+      vst1q_f32(dgain + c + 4 * j, vmulq_f32(a[j], vld1q_f32(w + c + 4 * j)));
   }
   // Remaining channels one by one: the same per-channel sequence.
   for (; c < c1; ++c) {
@@ -176,8 +177,7 @@ void dgain_neon(const float* x, const float* dy, const float* inv, int64_t n, in
 
 }  // namespace
 
-constexpr RmsKernels kRmsKernelsNeon = {
-    sumsq_neon, scale_neon, absmax_neon, quantize_neon,
-    dot_neon, dx_neon, dgain_neon};
+constexpr RmsKernels kRmsKernelsNeon = {sumsq_neon, scale_neon, absmax_neon, quantize_neon,
+                                        dot_neon,   dx_neon,    dgain_neon};
 
 }  // namespace ternorm::norm

@@ -68,8 +68,8 @@ void dgain_scalar(const float* x, const float* dy, const float* inv, int64_t n, 
 
 }  // namespace
 
-constexpr RmsKernels kRmsKernelsScalar = {
-    sumsq_scalar, scale_scalar, absmax_scalar, quantize_scalar,
-    dot_scalar, dx_scalar, dgain_scalar};
+constexpr RmsKernels kRmsKernelsScalar = {sumsq_scalar,    scale_scalar, absmax_scalar,
+                                          quantize_scalar, dot_scalar,   dx_scalar,
+                                          dgain_scalar};
 
 }  // namespace ternorm::norm

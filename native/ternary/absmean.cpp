@@ -32,7 +32,8 @@ void quantize_span(const float* w, int64_t n, float scale, int8_t* trits) {
 void absmean_quantize(const float* w, int64_t rows, int64_t cols, bool per_row, int8_t* trits,
                       float* scales) {
   if (w == nullptr || trits == nullptr || scales == nullptr)
-    throw std::invalid_argument("absmean_quantize: null pointer; expected w, trits and scales buffers");
+    throw std::invalid_argument(
+        "absmean_quantize: null pointer; expected w, trits and scales buffers");
   if (rows <= 0 || cols <= 0)
     throw std::invalid_argument("absmean_quantize: expected rows > 0 and cols > 0, got " +
                                 std::to_string(rows) + " x " + std::to_string(cols));

@@ -27,21 +27,23 @@ static_assert(kActQuantTable.covers_compiled_paths(), "a compiled path without a
 void quantize_activations(const float* x, int64_t n, int64_t cols, int8_t* q, float* scales,
                           const Exec& ex) {
   if (x == nullptr || q == nullptr || scales == nullptr)
-    throw std::invalid_argument("quantize_activations: null pointer; expected x, q and scales buffers");
+    throw std::invalid_argument(
+        "quantize_activations: null pointer; expected x, q and scales buffers");
   if (n <= 0 || cols <= 0)
     throw std::invalid_argument("quantize_activations: expected n > 0 and cols > 0, got n=" +
                                 std::to_string(n) + ", cols=" + std::to_string(cols));
   if (cols > (int64_t(1) << 31) || n > std::numeric_limits<int64_t>::max() / padded_cols(cols))
-    throw std::invalid_argument("quantize_activations: expected cols <= 2^31 and n * cols to fit, got n=" +
-                                std::to_string(n) + ", cols=" + std::to_string(cols));
+    throw std::invalid_argument(
+        "quantize_activations: expected cols <= 2^31 and n * cols to fit, got n=" +
+        std::to_string(n) + ", cols=" + std::to_string(cols));
   const detail::ActQuantKernels& k = pick_kernels(kActQuantTable, ex.isa, "quantize_activations");
   const int64_t qstride = padded_cols(cols);
   std::atomic<int64_t> bad{std::numeric_limits<int64_t>::max()};
   // About 16K floats per chunk keeps the threading overhead small.
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / cols);
   parallel_ranges(ex, n, grain, [&](int64_t begin, int64_t end) {
-    const int64_t r = k.rows(x + begin * cols, end - begin, cols, qstride, q + begin * qstride,
-                             scales + begin);
+    const int64_t r =
+        k.rows(x + begin * cols, end - begin, cols, qstride, q + begin * qstride, scales + begin);
     if (r >= 0) {
       int64_t cur = bad.load();
       while (begin + r < cur && !bad.compare_exchange_weak(cur, begin + r)) {

@@ -56,7 +56,8 @@ int64_t rows_avx2(const float* x, int64_t n, int64_t cols, int64_t qstride, int8
       [&](const float* xr, int8_t* qr, const ActRowParams& p) {
         const __m256 pre = _mm256_set1_ps(p.pre), inv = _mm256_set1_ps(p.inv);
         for (int64_t c = 0; c < body; c += 32)
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(qr + c), quant32(xr + c, pre, inv, lo, hi));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(qr + c),
+                              quant32(xr + c, pre, inv, lo, hi));
         if (body < qstride) {  // the tail: 16 or 32 bytes of q, zero past cols
           alignas(32) int8_t out[32];
           _mm256_store_si256(reinterpret_cast<__m256i*>(out), quant32(tail, pre, inv, lo, hi));

@@ -35,7 +35,8 @@ int64_t rows_avx512(const float* x, int64_t n, int64_t cols, int64_t qstride, in
         for (; c < cols; c += 16) {
           const int64_t left = cols - c;
           const __mmask16 k = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
-          m0 = _mm512_max_epu32(m0, _mm512_and_si512(_mm512_maskz_loadu_epi32(k, xr + c), abs_mask));
+          m0 =
+              _mm512_max_epu32(m0, _mm512_and_si512(_mm512_maskz_loadu_epi32(k, xr + c), abs_mask));
         }
         return uint32_t(_mm512_reduce_max_epu32(_mm512_max_epu32(m0, m1)));
       },
@@ -44,7 +45,7 @@ int64_t rows_avx512(const float* x, int64_t n, int64_t cols, int64_t qstride, in
         // cvtps rounds with MXCSR (round-half-even by default), like std::nearbyint.
         for (int64_t c = 0; c < qstride; c += 16) {
           const int64_t left = cols - c;
-          const __mmask16 k = left >= 16   ? __mmask16(0xffff)
+          const __mmask16 k = left >= 16  ? __mmask16(0xffff)
                               : left <= 0 ? __mmask16(0)
                                           : __mmask16((1u << left) - 1);
           const __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, xr + c), pre), inv);

@@ -44,7 +44,7 @@ struct ActQuantKernels {
   int64_t (*rows)(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
                   float* scales);
 };
-extern const ActQuantKernels kActQuantKernelsScalar, kActQuantKernelsAvx2,
-    kActQuantKernelsAvx512, kActQuantKernelsNeon;
+extern const ActQuantKernels kActQuantKernelsScalar, kActQuantKernelsAvx2, kActQuantKernelsAvx512,
+    kActQuantKernelsNeon;
 
 }  // namespace ternorm::ternary::detail

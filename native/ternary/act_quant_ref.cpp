@@ -8,7 +8,7 @@ namespace ternorm::ternary::detail {
 namespace {
 
 int64_t rows_ref(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
-                           float* scales) {
+                 float* scales) {
   for (int64_t t = 0; t < n; ++t) {
     const float* xr = x + t * cols;
     int8_t* qr = q + t * qstride;

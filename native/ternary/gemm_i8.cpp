@@ -39,18 +39,20 @@ void check_finite(const float* v, int64_t count, const char* what) {
 
 void gemm_i8(const PackedTernary& w, const int8_t* q, const float* x_scales, int64_t n, float* y,
              const Exec& ex) {
-  if (w.data == nullptr || w.scales == nullptr || q == nullptr || x_scales == nullptr || y == nullptr)
+  if (w.data == nullptr || w.scales == nullptr || q == nullptr || x_scales == nullptr ||
+      y == nullptr)
     throw std::invalid_argument(
         "gemm_i8: null pointer; expected packed weights, weight scales, q, x_scales and y");
   if (w.rows <= 0 || w.cols <= 0 || n <= 0)
-    throw std::invalid_argument("gemm_i8: expected rows, cols and n > 0, got rows=" +
-                                std::to_string(w.rows) + ", cols=" + std::to_string(w.cols) +
-                                ", n=" + std::to_string(n));
+    throw std::invalid_argument(
+        "gemm_i8: expected rows, cols and n > 0, got rows=" + std::to_string(w.rows) +
+        ", cols=" + std::to_string(w.cols) + ", n=" + std::to_string(n));
   if (w.cols > kMaxCols || w.rows > (int64_t(1) << 31) ||
       n > std::numeric_limits<int64_t>::max() / std::max(padded_cols(w.cols), padded_rows(w.rows)))
-    throw std::invalid_argument("gemm_i8: expected cols <= 2^23, rows <= 2^31 and n * cols, n * rows "
-                                "to fit, got rows=" + std::to_string(w.rows) + ", cols=" +
-                                std::to_string(w.cols) + ", n=" + std::to_string(n));
+    throw std::invalid_argument(
+        "gemm_i8: expected cols <= 2^23, rows <= 2^31 and n * cols, n * rows "
+        "to fit, got rows=" +
+        std::to_string(w.rows) + ", cols=" + std::to_string(w.cols) + ", n=" + std::to_string(n));
   const detail::GemmI8Kernels& k = pick_kernels(kGemmI8Table, ex.isa, "gemm_i8");
   check_finite(w.scales, w.rows, "w.scales");
   check_finite(x_scales, n, "x_scales");

@@ -30,8 +30,10 @@ inline __m256i bcast4(const int8_t* p) {
 template <int J, int T>
 inline void step(__m256i lo, __m256i hi, const int8_t* qb, int64_t qstride, __m256i (&acc)[2][T]) {
   const __m256i m3 = _mm256_set1_epi8(3);
-  const __m256i u0 = J == 0 ? _mm256_and_si256(lo, m3) : _mm256_and_si256(_mm256_srli_epi16(lo, 2 * J), m3);
-  const __m256i u1 = J == 0 ? _mm256_and_si256(hi, m3) : _mm256_and_si256(_mm256_srli_epi16(hi, 2 * J), m3);
+  const __m256i u0 =
+      J == 0 ? _mm256_and_si256(lo, m3) : _mm256_and_si256(_mm256_srli_epi16(lo, 2 * J), m3);
+  const __m256i u1 =
+      J == 0 ? _mm256_and_si256(hi, m3) : _mm256_and_si256(_mm256_srli_epi16(hi, 2 * J), m3);
   for (int t = 0; t < T; ++t) {
     const __m256i b = bcast4(qb + t * qstride + 4 * J);
     acc[0][t] = _mm256_add_epi16(acc[0][t], _mm256_maddubs_epi16(u0, b));
@@ -54,7 +56,8 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
       for (int t = 0; t < T; ++t) acc[h][t] = _mm256_setzero_si256();
     for (int64_t b = b0; b < b1; ++b) {
       const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + b * kTileBytes));
-      const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + b * kTileBytes + 32));
+      const __m256i hi =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + b * kTileBytes + 32));
       const int8_t* qb = q + b * kColBlock;
       step<0>(lo, hi, qb, qstride, acc);
       step<1>(lo, hi, qb, qstride, acc);
@@ -64,7 +67,8 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
     for (int h = 0; h < 2; ++h)
       for (int t = 0; t < T; ++t) {
         __m256i* dst = reinterpret_cast<__m256i*>(acc32[h][t]);
-        _mm256_store_si256(dst, _mm256_add_epi32(_mm256_load_si256(dst), _mm256_madd_epi16(acc[h][t], ones)));
+        _mm256_store_si256(
+            dst, _mm256_add_epi32(_mm256_load_si256(dst), _mm256_madd_epi16(acc[h][t], ones)));
       }
   }
   // Epilogue over 8 rows: (float(dot) * x_scale) * w_scale, masked at the row tail.
@@ -78,8 +82,8 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
     for (int t = 0; t < T; ++t) {
       const __m256i acc = _mm256_load_si256(reinterpret_cast<const __m256i*>(acc32[h][t]));
       const __m256i dot = _mm256_sub_epi32(acc, _mm256_set1_epi32(a.q_sums[t0 + t]));
-      const __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot),
-                                                   _mm256_set1_ps(a.x_scales[t0 + t])), ws);
+      const __m256 v = _mm256_mul_ps(
+          _mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(a.x_scales[t0 + t])), ws);
       _mm256_maskstore_ps(a.y + (t0 + t) * a.rows + row0, k, v);
     }
   }

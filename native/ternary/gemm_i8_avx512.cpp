@@ -24,7 +24,6 @@
 namespace ternorm::ternary::detail {
 namespace {
 
-
 // acc += vpdpbusd(a, the 4 bytes at p broadcast), for gemv4. The inline asm
 // keeps the accumulator in place and folds the broadcast into the instruction
 // ({1to16}): with the intrinsic, GCC 12 shuffled gemv4's 16 accumulators
@@ -32,7 +31,9 @@ namespace {
 // 93% with this form). The GEMM microkernel gains nothing from it (its
 // broadcasts are shared by P panels) and keeps the intrinsic.
 inline void dp_bcast(__m512i& acc, __m512i a, const int8_t* p) {
-  __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(a), "m"(*reinterpret_cast<const int32_t*>(p)));
+  __asm__("vpdpbusd %2%{1to16%}, %1, %0"
+          : "+v"(acc)
+          : "v"(a), "m"(*reinterpret_cast<const int32_t*>(p)));
 }
 inline __m512i bcast4(const int8_t* p) {
   int32_t v;
@@ -41,7 +42,8 @@ inline __m512i bcast4(const int8_t* p) {
 }
 
 template <int J, int P, int T>
-inline void step(const __m512i (&tile)[P], const int8_t* qb, int64_t qstride, __m512i (&acc)[P][T]) {
+inline void step(const __m512i (&tile)[P], const int8_t* qb, int64_t qstride,
+                 __m512i (&acc)[P][T]) {
   const __m512i m3 = _mm512_set1_epi8(3);
   __m512i u[P];
   for (int p = 0; p < P; ++p)
@@ -79,8 +81,8 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
     const __m512 ws = _mm512_maskz_loadu_ps(k, a.w_scales + row0);
     for (int t = 0; t < T; ++t) {
       const __m512i dot = _mm512_sub_epi32(acc[p][t], _mm512_set1_epi32(a.q_sums[t0 + t]));
-      const __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot),
-                                                   _mm512_set1_ps(a.x_scales[t0 + t])), ws);
+      const __m512 v = _mm512_mul_ps(
+          _mm512_mul_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(a.x_scales[t0 + t])), ws);
       _mm512_mask_storeu_ps(a.y + (t0 + t) * a.rows + row0, k, v);
     }
   }
@@ -124,7 +126,8 @@ void gemv4(const GemmI8Args& a, int64_t pan) {
     }
     for (int p = 0; p < P; ++p) {
       const __m512i s01 = _mm512_add_epi32(acc[p][0], _mm512_srai_epi32(acc[p][1], 2));
-      const __m512i s23 = _mm512_add_epi32(_mm512_srai_epi32(acc[p][2], 4), _mm512_srai_epi32(acc[p][3], 6));
+      const __m512i s23 =
+          _mm512_add_epi32(_mm512_srai_epi32(acc[p][2], 4), _mm512_srai_epi32(acc[p][3], 6));
       total[p] = _mm512_add_epi32(total[p], _mm512_add_epi32(s01, s23));
     }
   }
@@ -136,7 +139,8 @@ void gemv4(const GemmI8Args& a, int64_t pan) {
     const __mmask16 k = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
     const __m512 ws = _mm512_maskz_loadu_ps(k, a.w_scales + row0);
     const __m512i dot = _mm512_sub_epi32(total[p], qsum);
-    _mm512_mask_storeu_ps(a.y + row0, k, _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), xs), ws));
+    _mm512_mask_storeu_ps(a.y + row0, k,
+                          _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), xs), ws));
   }
 }
 
@@ -146,7 +150,8 @@ void gemv4(const GemmI8Args& a, int64_t pan) {
 // Tokens [t0, t1) against panels [pan, pan + P), 8 tokens at a time.
 template <int P>
 void panels_tokens(const GemmI8Args& a, int64_t pan, int64_t t0, int64_t t1) {
-  by_steps<8>(t0, t1, [&](auto t, int64_t t_first) { micro<P, decltype(t)::value>(a, pan, t_first); });
+  by_steps<8>(t0, t1,
+              [&](auto t, int64_t t_first) { micro<P, decltype(t)::value>(a, pan, t_first); });
 }
 
 void panels_avx512(const GemmI8Args& a, int64_t p0, int64_t p1) {

@@ -9,15 +9,15 @@ namespace ternorm::ternary::detail {
 
 // One gemm_i8 call as the kernels see it, already validated.
 struct GemmI8Args {
-  const uint8_t* w = nullptr;          // 2-bit compute layout, col_blocks tiles per panel
-  const float* w_scales = nullptr;     // rows
-  int64_t rows = 0, cols = 0;          // logical shape of W
-  int64_t col_blocks = 0;              // padded_cols(cols) / 16 = q's row stride / 16
-  const int8_t* q = nullptr;           // n x (col_blocks * 16), zero padding
-  const float* x_scales = nullptr;     // n
-  const int32_t* q_sums = nullptr;     // n: sum_c q[t][c] (SIMD paths only)
+  const uint8_t* w = nullptr;       // 2-bit compute layout, col_blocks tiles per panel
+  const float* w_scales = nullptr;  // rows
+  int64_t rows = 0, cols = 0;       // logical shape of W
+  int64_t col_blocks = 0;           // padded_cols(cols) / 16 = q's row stride / 16
+  const int8_t* q = nullptr;        // n x (col_blocks * 16), zero padding
+  const float* x_scales = nullptr;  // n
+  const int32_t* q_sums = nullptr;  // n: sum_c q[t][c] (SIMD paths only)
   int64_t n = 0;
-  float* y = nullptr;                  // n x rows
+  float* y = nullptr;  // n x rows
 };
 
 // The SIMD paths multiply the unsigned weight code w + 1 in {0, 1, 2} by the

@@ -73,7 +73,8 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
       step<3>(tile, qb, qstride, acc);
     }
     for (int t = 0; t < T; ++t)
-      for (int i = 0; i < 8; ++i) vst1q_s32(acc32[t][i], vpadalq_s16(vld1q_s32(acc32[t][i]), acc[t][i]));
+      for (int i = 0; i < 8; ++i)
+        vst1q_s32(acc32[t][i], vpadalq_s16(vld1q_s32(acc32[t][i]), acc[t][i]));
   }
   // Epilogue over 4 rows: (float(dot) * x_scale) * w_scale.
   for (int k = 0; k < 4; ++k) {

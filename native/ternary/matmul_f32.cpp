@@ -30,24 +30,29 @@ constexpr IsaTable<detail::MatmulF32Kernels> kMatmulF32Table = {
     {&detail::kMatmulF32KernelsScalar, TERNORM_X86_KERNELS(detail::kMatmulF32KernelsAvx2),
      TERNORM_X86_KERNELS(detail::kMatmulF32KernelsAvx512),
      TERNORM_ARM64_KERNELS(detail::kMatmulF32KernelsNeon)}};
-static_assert(kMatmulF32Table.covers_compiled_paths(), "a compiled path without matmul_f32 kernels");
+static_assert(kMatmulF32Table.covers_compiled_paths(),
+              "a compiled path without matmul_f32 kernels");
 
 // in: n x in_width, out: n x out_width.
 detail::TernarySource check_args(const char* fn, const PackedTernary& w, const float* in,
                                  const char* in_name, int64_t n, const float* out,
                                  const char* out_name) {
   if (w.data == nullptr || w.scales == nullptr || in == nullptr || out == nullptr)
-    throw std::invalid_argument(std::string(fn) + ": null pointer; expected packed weights, "
-                                "weight scales, " + in_name + " and " + out_name);
+    throw std::invalid_argument(std::string(fn) +
+                                ": null pointer; expected packed weights, "
+                                "weight scales, " +
+                                in_name + " and " + out_name);
   if (w.rows <= 0 || w.cols <= 0 || n <= 0)
-    throw std::invalid_argument(std::string(fn) + ": expected rows, cols and n > 0, got rows=" +
-                                std::to_string(w.rows) + ", cols=" + std::to_string(w.cols) +
-                                ", n=" + std::to_string(n));
+    throw std::invalid_argument(
+        std::string(fn) + ": expected rows, cols and n > 0, got rows=" + std::to_string(w.rows) +
+        ", cols=" + std::to_string(w.cols) + ", n=" + std::to_string(n));
   if (w.rows > (int64_t(1) << 31) || w.cols > (int64_t(1) << 31) ||
       n > std::numeric_limits<int64_t>::max() / std::max(padded_cols(w.cols), padded_rows(w.rows)))
-    throw std::invalid_argument(std::string(fn) + ": expected rows, cols <= 2^31 and n * rows, "
-                                "n * cols to fit in int64, got rows=" + std::to_string(w.rows) +
-                                ", cols=" + std::to_string(w.cols) + ", n=" + std::to_string(n));
+    throw std::invalid_argument(std::string(fn) +
+                                ": expected rows, cols <= 2^31 and n * rows, "
+                                "n * cols to fit in int64, got rows=" +
+                                std::to_string(w.rows) + ", cols=" + std::to_string(w.cols) +
+                                ", n=" + std::to_string(n));
   for (int64_t r = 0; r < w.rows; ++r)
     if (!std::isfinite(w.scales[r]))
       throw std::invalid_argument(std::string(fn) + ": w.scales[" + std::to_string(r) +

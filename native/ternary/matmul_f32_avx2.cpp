@@ -19,8 +19,8 @@ namespace {
 
 // All-ones in lanes first .. first+7 that are < count.
 inline __m256i lanes_below(int64_t first, int64_t count) {
-  const __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(int(first)),
-                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i idx =
+      _mm256_add_epi32(_mm256_set1_epi32(int(first)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(count)), idx);
 }
 
@@ -40,24 +40,25 @@ void decode_wt_avx2(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t
                     float* dst) {
   const TernarySource& w = *static_cast<const TernarySource*>(ctx);
   const __m256i three = _mm256_set1_epi32(3);
-  for_each_group(nr, kc, nc, dst, [&](float* panel) { zero_group(panel, nr, kc); },
-                 [&](float* panel, int64_t g) {  // one row panel of W
-    const int64_t r0 = j0 + g;
-    // Only rows < nc have a scale (and weights): the rest get scale 0, hence 0.
-    const __m256 s_lo = _mm256_maskload_ps(w.scales + r0, lanes_below(0, nc - g));
-    const __m256 s_hi = _mm256_maskload_ps(w.scales + r0 + 8, lanes_below(8, nc - g));
-    for_each_tile(w, r0, nr, k0, kc, panel, [&](float* d, const uint8_t* tile, int64_t count) {
-      const __m256i v_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile));
-      const __m256i v_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + 32));
-      for (int64_t c = 0; c < count; ++c) {
-        const __m128i sh = _mm_cvtsi32_si128(col_shift(c));
-        _mm256_storeu_ps(d + c * nr,
-                         decode(_mm256_and_si256(_mm256_srl_epi32(v_lo, sh), three), s_lo));
-        _mm256_storeu_ps(d + c * nr + 8,
-                         decode(_mm256_and_si256(_mm256_srl_epi32(v_hi, sh), three), s_hi));
-      }
-    });
-  });
+  for_each_group(
+      nr, kc, nc, dst, [&](float* panel) { zero_group(panel, nr, kc); },
+      [&](float* panel, int64_t g) {  // one row panel of W
+        const int64_t r0 = j0 + g;
+        // Only rows < nc have a scale (and weights): the rest get scale 0, hence 0.
+        const __m256 s_lo = _mm256_maskload_ps(w.scales + r0, lanes_below(0, nc - g));
+        const __m256 s_hi = _mm256_maskload_ps(w.scales + r0 + 8, lanes_below(8, nc - g));
+        for_each_tile(w, r0, nr, k0, kc, panel, [&](float* d, const uint8_t* tile, int64_t count) {
+          const __m256i v_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile));
+          const __m256i v_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + 32));
+          for (int64_t c = 0; c < count; ++c) {
+            const __m128i sh = _mm_cvtsi32_si128(col_shift(c));
+            _mm256_storeu_ps(d + c * nr,
+                             decode(_mm256_and_si256(_mm256_srl_epi32(v_lo, sh), three), s_lo));
+            _mm256_storeu_ps(d + c * nr + 8,
+                             decode(_mm256_and_si256(_mm256_srl_epi32(v_hi, sh), three), s_hi));
+          }
+        });
+      });
 }
 
 void decode_w_avx2(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
@@ -66,20 +67,21 @@ void decode_w_avx2(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t 
   const __m256i three = _mm256_set1_epi32(3);
   const __m256i shifts_lo = _mm256_setr_epi32(0, 8, 16, 24, 2, 10, 18, 26);
   const __m256i shifts_hi = _mm256_setr_epi32(4, 12, 20, 28, 6, 14, 22, 30);
-  for_each_group(nr, kc, nc, dst, [&](float* panel) { zero_group(panel, nr, kc); },
-                 [&](float* panel, int64_t g) {  // one column block of W
-    // Columns past the end of W hold the code of 0 (ternary.h) and come out 0.
-    const int64_t block = (j0 + g) / kColBlock;
-    for (int64_t kk = 0; kk < kc; ++kk) {
-      const int64_t r = k0 + kk;
-      const __m256i v = _mm256_set1_epi32(int(row_bits(w, r, block)));
-      const __m256 s = _mm256_set1_ps(w.scales[r]);
-      const __m256 lo = decode(_mm256_and_si256(_mm256_srlv_epi32(v, shifts_lo), three), s);
-      const __m256 hi = decode(_mm256_and_si256(_mm256_srlv_epi32(v, shifts_hi), three), s);
-      _mm256_storeu_ps(panel + kk * nr, lo);
-      _mm256_storeu_ps(panel + kk * nr + 8, hi);
-    }
-  });
+  for_each_group(
+      nr, kc, nc, dst, [&](float* panel) { zero_group(panel, nr, kc); },
+      [&](float* panel, int64_t g) {  // one column block of W
+        // Columns past the end of W hold the code of 0 (ternary.h) and come out 0.
+        const int64_t block = (j0 + g) / kColBlock;
+        for (int64_t kk = 0; kk < kc; ++kk) {
+          const int64_t r = k0 + kk;
+          const __m256i v = _mm256_set1_epi32(int(row_bits(w, r, block)));
+          const __m256 s = _mm256_set1_ps(w.scales[r]);
+          const __m256 lo = decode(_mm256_and_si256(_mm256_srlv_epi32(v, shifts_lo), three), s);
+          const __m256 hi = decode(_mm256_and_si256(_mm256_srlv_epi32(v, shifts_hi), three), s);
+          _mm256_storeu_ps(panel + kk * nr, lo);
+          _mm256_storeu_ps(panel + kk * nr + 8, hi);
+        }
+      });
 }
 
 }  // namespace

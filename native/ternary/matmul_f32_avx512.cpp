@@ -35,24 +35,25 @@ inline void zero_group(float* panel, int64_t nr, int64_t kc) {
   for (int64_t kk = 0; kk < kc; ++kk) _mm512_storeu_ps(panel + kk * nr, _mm512_setzero_ps());
 }
 
-void decode_wt_avx512(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0,
-                      int64_t nc, float* dst) {
+void decode_wt_avx512(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                      float* dst) {
   const TernarySource& w = *static_cast<const TernarySource*>(ctx);
   const __m512i three = _mm512_set1_epi32(3);
-  for_each_group(nr, kc, nc, dst, [&](float* panel) { zero_group(panel, nr, kc); },
-                 [&](float* panel, int64_t g) {  // one row panel of W
-    const int64_t r0 = j0 + g;
-    // Only rows < nc have a scale (and weights): the rest get scale 0, hence 0.
-    const __m512 s = _mm512_maskz_loadu_ps(first_lanes(nc - g), w.scales + r0);
-    for_each_tile(w, r0, nr, k0, kc, panel, [&](float* d, const uint8_t* tile, int64_t count) {
-      const __m512i v = _mm512_loadu_si512(tile);
-      for (int64_t c = 0; c < count; ++c) {
-        const __m512i codes =
-            _mm512_and_si512(_mm512_maskz_srl_epi32(kAll, v, _mm_cvtsi32_si128(col_shift(c))), three);
-        _mm512_storeu_ps(d + c * nr, decode(codes, s));
-      }
-    });
-  });
+  for_each_group(
+      nr, kc, nc, dst, [&](float* panel) { zero_group(panel, nr, kc); },
+      [&](float* panel, int64_t g) {  // one row panel of W
+        const int64_t r0 = j0 + g;
+        // Only rows < nc have a scale (and weights): the rest get scale 0, hence 0.
+        const __m512 s = _mm512_maskz_loadu_ps(first_lanes(nc - g), w.scales + r0);
+        for_each_tile(w, r0, nr, k0, kc, panel, [&](float* d, const uint8_t* tile, int64_t count) {
+          const __m512i v = _mm512_loadu_si512(tile);
+          for (int64_t c = 0; c < count; ++c) {
+            const __m512i codes = _mm512_and_si512(
+                _mm512_maskz_srl_epi32(kAll, v, _mm_cvtsi32_si128(col_shift(c))), three);
+            _mm512_storeu_ps(d + c * nr, decode(codes, s));
+          }
+        });
+      });
 }
 
 void decode_w_avx512(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
@@ -61,17 +62,19 @@ void decode_w_avx512(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_
   const __m512i three = _mm512_set1_epi32(3);
   const __m512i shifts =
       _mm512_setr_epi32(0, 8, 16, 24, 2, 10, 18, 26, 4, 12, 20, 28, 6, 14, 22, 30);
-  for_each_group(nr, kc, nc, dst, [&](float* panel) { zero_group(panel, nr, kc); },
-                 [&](float* panel, int64_t g) {  // one column block of W
-    // Columns past the end of W hold the code of 0 (ternary.h) and come out 0.
-    const int64_t block = (j0 + g) / kColBlock;
-    for (int64_t kk = 0; kk < kc; ++kk) {
-      const int64_t r = k0 + kk;
-      const __m512i codes = _mm512_and_si512(
-          _mm512_maskz_srlv_epi32(kAll, _mm512_set1_epi32(int(row_bits(w, r, block))), shifts), three);
-      _mm512_storeu_ps(panel + kk * nr, decode(codes, _mm512_set1_ps(w.scales[r])));
-    }
-  });
+  for_each_group(
+      nr, kc, nc, dst, [&](float* panel) { zero_group(panel, nr, kc); },
+      [&](float* panel, int64_t g) {  // one column block of W
+        // Columns past the end of W hold the code of 0 (ternary.h) and come out 0.
+        const int64_t block = (j0 + g) / kColBlock;
+        for (int64_t kk = 0; kk < kc; ++kk) {
+          const int64_t r = k0 + kk;
+          const __m512i codes = _mm512_and_si512(
+              _mm512_maskz_srlv_epi32(kAll, _mm512_set1_epi32(int(row_bits(w, r, block))), shifts),
+              three);
+          _mm512_storeu_ps(panel + kk * nr, decode(codes, _mm512_set1_ps(w.scales[r])));
+        }
+      });
 }
 
 }  // namespace

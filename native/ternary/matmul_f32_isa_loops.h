@@ -10,7 +10,9 @@ inline int col_shift(int64_t c) { return int(8 * (c % 4) + 2 * (c / 4)); }
 // The dword of weight row r in column block `block`: its 16 codes.
 inline uint32_t row_bits(const TernarySource& w, int64_t r, int64_t block) {
   uint32_t bits;
-  std::memcpy(&bits, w.data + ((r / kRowPanel) * w.col_blocks + block) * kTileBytes + (r % kRowPanel) * 4, 4);
+  std::memcpy(&bits,
+              w.data + ((r / kRowPanel) * w.col_blocks + block) * kTileBytes + (r % kRowPanel) * 4,
+              4);
   return bits;
 }
 

@@ -16,7 +16,7 @@ struct TernarySource {
   const uint8_t* data = nullptr;  // 2-bit compute layout
   const float* scales = nullptr;  // rows
   int64_t rows = 0, cols = 0;
-  int64_t col_blocks = 0;         // padded_cols(cols) / 16
+  int64_t col_blocks = 0;  // padded_cols(cols) / 16
 };
 
 // A decoder has the signature of gemm::BPacker::pack (ctx = const

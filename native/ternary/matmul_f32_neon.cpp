@@ -32,25 +32,26 @@ void decode_wt_neon(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t
                     float* dst) {
   const TernarySource& w = *static_cast<const TernarySource*>(ctx);
   const uint32x4_t three = vdupq_n_u32(3);
-  for_each_group(nr, kc, nc, dst, [&](float* panel) { zero_group(panel, nr, kc); },
-                 [&](float* panel, int64_t g) {  // one row panel of W
-    const int64_t r0 = j0 + g;
-    // Only rows < nc have a scale (and weights): the rest get scale 0, hence 0.
-    const int64_t valid = nc - g < 16 ? nc - g : 16;
-    float scales[16] = {};
-    std::memcpy(scales, w.scales + r0, size_t(valid) * sizeof(float));
-    float32x4_t s[4];
-    for (int q = 0; q < 4; ++q) s[q] = vld1q_f32(scales + 4 * q);
-    for_each_tile(w, r0, nr, k0, kc, panel, [&](float* d, const uint8_t* tile, int64_t count) {
-      uint32x4_t v[4];
-      for (int q = 0; q < 4; ++q) v[q] = vreinterpretq_u32_u8(vld1q_u8(tile + 16 * q));
-      for (int64_t c = 0; c < count; ++c) {
-        const int32x4_t sh = vdupq_n_s32(-col_shift(c));  // negative: shift right
-        for (int q = 0; q < 4; ++q)
-          vst1q_f32(d + c * nr + 4 * q, decode(vandq_u32(vshlq_u32(v[q], sh), three), s[q]));
-      }
-    });
-  });
+  for_each_group(
+      nr, kc, nc, dst, [&](float* panel) { zero_group(panel, nr, kc); },
+      [&](float* panel, int64_t g) {  // one row panel of W
+        const int64_t r0 = j0 + g;
+        // Only rows < nc have a scale (and weights): the rest get scale 0, hence 0.
+        const int64_t valid = nc - g < 16 ? nc - g : 16;
+        float scales[16] = {};
+        std::memcpy(scales, w.scales + r0, size_t(valid) * sizeof(float));
+        float32x4_t s[4];
+        for (int q = 0; q < 4; ++q) s[q] = vld1q_f32(scales + 4 * q);
+        for_each_tile(w, r0, nr, k0, kc, panel, [&](float* d, const uint8_t* tile, int64_t count) {
+          uint32x4_t v[4];
+          for (int q = 0; q < 4; ++q) v[q] = vreinterpretq_u32_u8(vld1q_u8(tile + 16 * q));
+          for (int64_t c = 0; c < count; ++c) {
+            const int32x4_t sh = vdupq_n_s32(-col_shift(c));  // negative: shift right
+            for (int q = 0; q < 4; ++q)
+              vst1q_f32(d + c * nr + 4 * q, decode(vandq_u32(vshlq_u32(v[q], sh), three), s[q]));
+          }
+        });
+      });
 }
 
 void decode_w_neon(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
@@ -62,18 +63,20 @@ void decode_w_neon(const void* ctx, int64_t nr, int64_t k0, int64_t kc, int64_t 
                                       -4, -12, -20, -28, -6, -14, -22, -30};
   int32x4_t shifts[4];
   for (int q = 0; q < 4; ++q) shifts[q] = vld1q_s32(kShifts + 4 * q);
-  for_each_group(nr, kc, nc, dst, [&](float* panel) { zero_group(panel, nr, kc); },
-                 [&](float* panel, int64_t g) {  // one column block of W
-    // Columns past the end of W hold the code of 0 (ternary.h) and come out 0.
-    const int64_t block = (j0 + g) / kColBlock;
-    for (int64_t kk = 0; kk < kc; ++kk) {
-      const int64_t r = k0 + kk;
-      const uint32x4_t v = vdupq_n_u32(row_bits(w, r, block));
-      const float32x4_t s = vdupq_n_f32(w.scales[r]);
-      for (int q = 0; q < 4; ++q)
-        vst1q_f32(panel + kk * nr + 4 * q, decode(vandq_u32(vshlq_u32(v, shifts[q]), three), s));
-    }
-  });
+  for_each_group(
+      nr, kc, nc, dst, [&](float* panel) { zero_group(panel, nr, kc); },
+      [&](float* panel, int64_t g) {  // one column block of W
+        // Columns past the end of W hold the code of 0 (ternary.h) and come out 0.
+        const int64_t block = (j0 + g) / kColBlock;
+        for (int64_t kk = 0; kk < kc; ++kk) {
+          const int64_t r = k0 + kk;
+          const uint32x4_t v = vdupq_n_u32(row_bits(w, r, block));
+          const float32x4_t s = vdupq_n_f32(w.scales[r]);
+          for (int q = 0; q < 4; ++q)
+            vst1q_f32(panel + kk * nr + 4 * q,
+                      decode(vandq_u32(vshlq_u32(v, shifts[q]), three), s));
+        }
+      });
 }
 
 }  // namespace

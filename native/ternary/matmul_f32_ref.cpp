@@ -7,8 +7,8 @@ namespace {
 
 // Trit of (r, c), read straight from the tile layout of ternary.h.
 inline int trit_at(const uint8_t* data, int64_t col_blocks, int64_t r, int64_t c) {
-  const uint8_t byte =
-      data[((r / kRowPanel) * col_blocks + c / kColBlock) * kTileBytes + (r % kRowPanel) * 4 + c % 4];
+  const uint8_t byte = data[((r / kRowPanel) * col_blocks + c / kColBlock) * kTileBytes +
+                            (r % kRowPanel) * 4 + c % 4];
   return int((byte >> (2 * ((c % kColBlock) / 4))) & 3) - 1;
 }
 

@@ -10,7 +10,8 @@ namespace {
 
 void check_shape(const char* fn, const void* a, const void* b, int64_t rows, int64_t cols) {
   if (a == nullptr || b == nullptr)
-    throw std::invalid_argument(std::string(fn) + ": null pointer; expected valid input and output buffers");
+    throw std::invalid_argument(std::string(fn) +
+                                ": null pointer; expected valid input and output buffers");
   if (rows <= 0 || cols <= 0)
     throw std::invalid_argument(std::string(fn) + ": expected rows > 0 and cols > 0, got " +
                                 std::to_string(rows) + " x " + std::to_string(cols));

@@ -10,9 +10,11 @@ namespace {
 
 void check_args(const char* fn, const void* a, const void* b, int64_t count) {
   if (a == nullptr || b == nullptr)
-    throw std::invalid_argument(std::string(fn) + ": null pointer; expected valid input and output buffers");
+    throw std::invalid_argument(std::string(fn) +
+                                ": null pointer; expected valid input and output buffers");
   if (count <= 0)
-    throw std::invalid_argument(std::string(fn) + ": expected count > 0, got " + std::to_string(count));
+    throw std::invalid_argument(std::string(fn) + ": expected count > 0, got " +
+                                std::to_string(count));
 }
 
 }  // namespace

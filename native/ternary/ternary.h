@@ -45,8 +45,8 @@ struct PackedTernary {
 // scales[rows] (every row, also per-tensor). The mean is summed in double, in
 // index order, then rounded to float; W / scale is a float division. Throws
 // std::invalid_argument on NaN/Inf in W (nothing written).
-void absmean_quantize(const float* w, int64_t rows, int64_t cols, bool per_row,
-                      int8_t* trits, float* scales);
+void absmean_quantize(const float* w, int64_t rows, int64_t cols, bool per_row, int8_t* trits,
+                      float* scales);
 
 // trits (rows x cols, values in {-1,0,1}) <-> 2-bit compute layout.
 // pack2 throws std::invalid_argument on a value outside {-1,0,1} (nothing

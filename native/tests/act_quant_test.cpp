@@ -37,7 +37,8 @@ void check_formula(const std::vector<float>& x, int64_t n, int64_t cols, const Q
   const int64_t qs = padded_cols(cols);
   for (int64_t t = 0; t < n; ++t) {
     float absmax = 0;
-    for (int64_t c = 0; c < cols; ++c) absmax = std::fmax(absmax, std::fabs(x[size_t(t * cols + c)]));
+    for (int64_t c = 0; c < cols; ++c)
+      absmax = std::fmax(absmax, std::fabs(x[size_t(t * cols + c)]));
     CHECK_MSG(got.scales[size_t(t)] == absmax / 127.0f, "scale of row " << t);
     bool ok = true;
     for (int64_t c = 0; c < qs; ++c) {
@@ -64,7 +65,7 @@ TEST(act_quant_every_isa_matches_reference) {
       std::vector<float> x(size_t(n * cols));
       for (auto& v : x) v = rng.normal() * 3.0f;
       for (int64_t c = 0; c < cols; ++c) x[size_t(c)] = 0.0f;  // an all-zero row
-      if (n > 2)  // one outlier dominating its row
+      if (n > 2)                                               // one outlier dominating its row
         x[size_t(2 * cols + rng.below(cols))] = 1e4f;
       const Quantised ref = run(x, n, cols, Exec{Isa::Scalar, nullptr, 1});
       check_formula(x, n, cols, ref);
@@ -72,8 +73,8 @@ TEST(act_quant_every_isa_matches_reference) {
       for (Isa isa : test::every_isa()) {
         for (int threads : {1, 2, 3}) {
           const Quantised got = run(x, n, cols, Exec{isa, &pool, threads});
-          CHECK_MSG(got.q == ref.q, isa_name(isa) << " q, n=" << n << " cols=" << cols
-                                                  << " threads=" << threads);
+          CHECK_MSG(got.q == ref.q,
+                    isa_name(isa) << " q, n=" << n << " cols=" << cols << " threads=" << threads);
           CHECK_MSG(same_bits(got.scales, ref.scales),
                     isa_name(isa) << " scales, n=" << n << " cols=" << cols);
         }
@@ -88,16 +89,18 @@ TEST(act_quant_ties_saturation_and_extremes) {
   const int64_t cols = 21;
   std::vector<float> x;
   // Row 0: absmax 127 -> factor exactly 1, so these are exact .5 ties.
-  const float r0[cols] = {127, 0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f, 126.5f, -126.5f, 3.5f,
-                          -127, 64.5f, 0, 0, 0, 0, 0, 0, 0, 0, 1e-30f};
-  const int8_t w0[cols] = {127, 0, 2, 2, 0, -2, -2, 126, -126, 4, -127, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  const float r0[cols] = {127,    0.5f,    1.5f, 2.5f, -0.5f, -1.5f, -2.5f,
+                          126.5f, -126.5f, 3.5f, -127, 64.5f, 0,     0,
+                          0,      0,       0,    0,    0,     0,     1e-30f};
+  const int8_t w0[cols] = {127, 0, 2, 2, 0, -2, -2, 126, -126, 4, -127,
+                           64,  0, 0, 0, 0, 0,  0,  0,   0,    0};
   // Row 1: huge magnitudes; +-FLT_MAX lands on +-127.
-  const float r1[cols] = {big, -big, big, -big, 1e38f, -1e38f, 0, 1, -1, big * 0.25f,
-                          -big, big, 3e38f, -3e38f, big, 0, 0, 0, 0, 0, 0};
+  const float r1[cols] = {big,   -big,   big, -big, 1e38f, -1e38f, 0, 1, -1, big * 0.25f, -big, big,
+                          3e38f, -3e38f, big, 0,    0,     0,      0, 0, 0};
   // Row 2: subnormal absmax (127 / absmax overflows float): 700 and 350 ulps
   // of denorm_min give the tie 63.5 -> 64, and -100 / 700 * 127 = -18.14 -> -18.
-  const float r2[cols] = {700 * tiny, 350 * tiny, -100 * tiny, -700 * tiny, tiny, 0, 0, 0, 0, 0,
-                          0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  const float r2[cols] = {700 * tiny, 350 * tiny, -100 * tiny, -700 * tiny, tiny, 0, 0, 0, 0, 0, 0,
+                          0,          0,          0,           0,           0,    0, 0, 0, 0, 0};
   const int8_t w2[cols] = {127, 64, -18, -127, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   // Row 3: absmax just around 2^-64, where the scaled form switches on.
   float r3[cols];
@@ -141,8 +144,9 @@ TEST(act_quant_rejects_bad_input) {
   for (Isa isa : test::every_isa()) {
     for (int threads : {1, 2}) {
       const Exec ex{isa, &pool, threads};
-      for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
-                        -std::numeric_limits<float>::infinity()}) {
+      for (float bad :
+           {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+            -std::numeric_limits<float>::infinity()}) {
         for (int64_t at : {int64_t(0), int64_t(4 * cols + 36), int64_t(n * cols - 1)}) {
           x[size_t(at)] = bad;
           CHECK_THROWS(quantize_activations(x.data(), n, cols, q.data(), s.data(), ex));
@@ -161,5 +165,6 @@ TEST(act_quant_rejects_bad_input) {
   }
   for (Isa isa : {Isa::Avx2, Isa::Avx512, Isa::Neon})
     if (!isa_supported(isa))
-      CHECK_THROWS(quantize_activations(x.data(), n, cols, q.data(), s.data(), Exec{isa, nullptr, 1}));
+      CHECK_THROWS(
+          quantize_activations(x.data(), n, cols, q.data(), s.data(), Exec{isa, nullptr, 1}));
 }

@@ -31,23 +31,27 @@ TEST(adapter_encode_every_method_from_cpp) {
   codec::EncodeOptions opts;
   opts.clip_grid = {1.0, 0.8, 0.6};
   // mixed's budget: what int8_per_tensor takes for the same adapter.
-  opts.byte_budget = codec::adapter_bytes(encode_adapter(m, gains.data(), codec::Method::Int8PerTensor, opts, nullptr, ex).tensors);
+  opts.byte_budget = codec::adapter_bytes(
+      encode_adapter(m, gains.data(), codec::Method::Int8PerTensor, opts, nullptr, ex).tensors);
   for (codec::Method method : codec::all_methods()) {
     const std::string name = codec::method_name(method);
     const codec::EncodedAdapter a = encode_adapter(m, gains.data(), method, opts, &cal, ex);
     CHECK_MSG(int64_t(a.tensors.size()) == c.n_norms(), name);
     const codec::EncodedAdapter again = encode_adapter(m, gains.data(), method, opts, &cal, ex);
-    CHECK_MSG(codec::serialize_adapter(a.tensors) == codec::serialize_adapter(again.tensors), name << " is deterministic");
+    CHECK_MSG(codec::serialize_adapter(a.tensors) == codec::serialize_adapter(again.tensors),
+              name << " is deterministic");
     if (method == codec::Method::RawF32) {
       std::vector<float> out(size_t(c.d_model));
       norm::decode_gain(a.tensors[0].view(), out.data());
       CHECK(std::equal(out.begin(), out.end(), gains.begin()));
     }
     if (codec::method_needs_loss(method)) {
-      // The reported loss is the model's mean NLL of the calibration tokens with the chosen encoding.
+      // The reported loss is the model's mean NLL of the calibration tokens with the chosen
+      // encoding.
       const std::vector<norm::GainView> views = a.views();
-      const double loss = evaluate(m, views.data(), int64_t(views.size()), cal.tokens.data(), int64_t(cal.tokens.size()),
-                                   cal.n_bytes, cal.eval, ex).mean_nll;
+      const double loss = evaluate(m, views.data(), int64_t(views.size()), cal.tokens.data(),
+                                   int64_t(cal.tokens.size()), cal.n_bytes, cal.eval, ex)
+                              .mean_nll;
       const double reported = a.calibration ? a.calibration->loss : a.mixed ? a.mixed->loss : NAN;
       CHECK_MSG(reported == loss, name << ": reported " << reported << " vs evaluated " << loss);
       bool threw = false;

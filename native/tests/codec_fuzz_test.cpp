@@ -65,7 +65,8 @@ void try_adapter(const std::vector<uint8_t>& b, Tally& tally) {
   }
   ++tally.accepted;
   if (serialize_adapter(a) != b && tally.bad++ < 5)
-    CHECK_MSG(false, "accepted an adapter blob that does not round trip (" << b.size() << " bytes)");
+    CHECK_MSG(false,
+              "accepted an adapter blob that does not round trip (" << b.size() << " bytes)");
 }
 
 std::vector<std::vector<uint8_t>> seed_records() {
@@ -76,10 +77,14 @@ std::vector<std::vector<uint8_t>> seed_records() {
     for (float& x : g) x = 1.0f + 0.05f * rng.normal();
     for (size_t i = 0; i < few.size(); ++i) few[i] = 1.0f + 0.1f * float(i % 3);
     std::vector<EncodedGain> encs = {
-        encode_f32(g.data(), d),          encode_f16(g.data(), d),
-        encode_int8_per_tensor(g.data(), d), encode_int8_group(g.data(), d, 4),
-        encode_int8_asym(g.data(), d),    encode_delta(8, g.data(), d),
-        encode_delta(4, g.data(), d),     encode_kmeans(16, few.data(), d),
+        encode_f32(g.data(), d),
+        encode_f16(g.data(), d),
+        encode_int8_per_tensor(g.data(), d),
+        encode_int8_group(g.data(), d, 4),
+        encode_int8_asym(g.data(), d),
+        encode_delta(8, g.data(), d),
+        encode_delta(4, g.data(), d),
+        encode_kmeans(16, few.data(), d),
         encode_kmeans(256, g.data(), d),
     };
     for (const EncodedGain& e : encs) {
@@ -104,7 +109,8 @@ TEST(codec_record_fuzz) {
   const std::vector<std::vector<uint8_t>> seeds = seed_records();
   for (const std::vector<uint8_t>& s : seeds) {
     try_record(s, tally);  // the seed itself
-    for (size_t n = 0; n < s.size(); ++n) try_record(std::vector<uint8_t>(s.begin(), s.begin() + long(n)), tally);
+    for (size_t n = 0; n < s.size(); ++n)
+      try_record(std::vector<uint8_t>(s.begin(), s.begin() + long(n)), tally);
     for (size_t bit = 0; bit < s.size() * 8; ++bit) {
       std::vector<uint8_t> b = s;
       b[bit / 8] = uint8_t(b[bit / 8] ^ (1u << (bit % 8)));
@@ -119,8 +125,10 @@ TEST(codec_record_fuzz) {
       try_record(b, tally);
     }
     // Header fields: scheme, d, n_params set to edge values.
-    const uint32_t values[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 31, 33, 255, 256, 257,
-                               1u << 24, (1u << 24) + 1, 0x7fffffffu, 0xffffffffu};
+    const uint32_t values[] = {
+        0,           1,          2,  3,  4,  5,   6,   7,   8,        9,
+        15,          16,         17, 31, 33, 255, 256, 257, 1u << 24, (1u << 24) + 1,
+        0x7fffffffu, 0xffffffffu};
     for (size_t field = 0; field < 3; ++field)
       for (uint32_t v : values) {
         std::vector<uint8_t> b = s;
@@ -138,7 +146,8 @@ TEST(codec_record_fuzz) {
     }
   }
   std::printf("    record fuzz: %lld parses, %lld accepted, %lld rejected\n",
-              (long long)(tally.accepted + tally.rejected), (long long)tally.accepted, (long long)tally.rejected);
+              (long long)(tally.accepted + tally.rejected), (long long)tally.accepted,
+              (long long)tally.rejected);
   CHECK(tally.bad == 0);
   CHECK(tally.rejected > 10000);
   CHECK(tally.accepted > 1000);  // payload and param edits that stay valid
@@ -147,9 +156,11 @@ TEST(codec_record_fuzz) {
   Tally at;
   for (size_t first = 0; first + 3 <= seeds.size(); first += 3) {
     std::vector<uint8_t> blob = {1, 0, 0, 0, 3, 0, 0, 0};
-    for (size_t i = first; i < first + 3; ++i) blob.insert(blob.end(), seeds[i].begin(), seeds[i].end());
+    for (size_t i = first; i < first + 3; ++i)
+      blob.insert(blob.end(), seeds[i].begin(), seeds[i].end());
     try_adapter(blob, at);
-    for (size_t n = 0; n < blob.size(); ++n) try_adapter(std::vector<uint8_t>(blob.begin(), blob.begin() + long(n)), at);
+    for (size_t n = 0; n < blob.size(); ++n)
+      try_adapter(std::vector<uint8_t>(blob.begin(), blob.begin() + long(n)), at);
     for (int k = 0; k < 400; ++k) {
       std::vector<uint8_t> b = blob;
       const int edits = 1 + int(rng.below(3));
@@ -160,7 +171,8 @@ TEST(codec_record_fuzz) {
     }
   }
   std::printf("    adapter fuzz: %lld parses, %lld accepted, %lld rejected\n",
-              (long long)(at.accepted + at.rejected), (long long)at.accepted, (long long)at.rejected);
+              (long long)(at.accepted + at.rejected), (long long)at.accepted,
+              (long long)at.rejected);
   CHECK(at.bad == 0);
   CHECK(at.rejected > 1000 && at.accepted > 100);
 }

@@ -24,7 +24,8 @@ namespace {
 bool same(const EncodedGain& a, const EncodedGain& b) {
   return a.scheme == b.scheme && a.d == b.d && a.payload == b.payload &&
          a.params.size() == b.params.size() &&
-         (a.params.empty() || std::memcmp(a.params.data(), b.params.data(), a.params.size() * 4) == 0);
+         (a.params.empty() ||
+          std::memcmp(a.params.data(), b.params.data(), a.params.size() * 4) == 0);
 }
 void put_u32(std::vector<uint8_t>& b, size_t at, uint32_t v) {
   for (int i = 0; i < 4; ++i) b[at + size_t(i)] = uint8_t(v >> (8 * i));
@@ -75,7 +76,8 @@ TEST(codec_record_layout) {
   CHECK(record_bytes(e) == want.size());
   const std::vector<uint8_t> blob = serialize_adapter({e, e});
   CHECK(blob.size() == 8 + 2 * want.size());
-  CHECK(std::vector<uint8_t>(blob.begin(), blob.begin() + 8) == std::vector<uint8_t>({1, 0, 0, 0, 2, 0, 0, 0}));
+  CHECK(std::vector<uint8_t>(blob.begin(), blob.begin() + 8) ==
+        std::vector<uint8_t>({1, 0, 0, 0, 2, 0, 0, 0}));
 }
 
 // Exact sizes: formula == record_bytes == bytes written, for every method and
@@ -93,8 +95,9 @@ TEST(codec_record_exact_sizes_and_round_trip) {
       for (const EncodedGain& e : ad.tensors) {
         std::vector<uint8_t> r;
         append_record(e, r);
-        CHECK_MSG(r.size() == record_bytes(e) && r.size() == formula(e),
-                  method_name(m) << " d=" << d << " wrote " << r.size() << " formula " << formula(e));
+        CHECK_MSG(
+            r.size() == record_bytes(e) && r.size() == formula(e),
+            method_name(m) << " d=" << d << " wrote " << r.size() << " formula " << formula(e));
         const EncodedGain back = parse_record(r.data(), r.size());
         CHECK(same(back, e));
         sum += r.size();
@@ -114,12 +117,14 @@ TEST(codec_record_exact_sizes_and_round_trip) {
     const EncodedAdapter ad = encode_adapter(m, g.data(), 9, 256);
     uint64_t data = 0;
     for (const EncodedGain& e : ad.tensors) data += 4 * e.params.size() + e.payload.size();
-    std::printf("    %-16s %6llu %6llu\n", method_name(m), (unsigned long long)adapter_bytes(ad.tensors),
-                (unsigned long long)data);
+    std::printf("    %-16s %6llu %6llu\n", method_name(m),
+                (unsigned long long)adapter_bytes(ad.tensors), (unsigned long long)data);
     const uint64_t per = formula(ad.tensors[0]);
-    if (m != Method::KMeans16 && m != Method::KMeans256) CHECK(adapter_bytes(ad.tensors) == 8 + 9 * per);
+    if (m != Method::KMeans16 && m != Method::KMeans256)
+      CHECK(adapter_bytes(ad.tensors) == 8 + 9 * per);
   }
-  CHECK(adapter_bytes(encode_adapter(Method::Int8PerTensor, g.data(), 9, 256).tensors) == 8 + 9 * 272);
+  CHECK(adapter_bytes(encode_adapter(Method::Int8PerTensor, g.data(), 9, 256).tensors) ==
+        8 + 9 * 272);
   CHECK(adapter_bytes(encode_adapter(Method::Int4Delta, g.data(), 9, 256).tensors) == 8 + 9 * 144);
   CHECK(adapter_bytes(encode_adapter(Method::RawF16, g.data(), 9, 256).tensors) == 8 + 9 * 524);
 }
@@ -144,7 +149,9 @@ TEST(codec_record_corruption_rejected) {
   {
     std::vector<uint8_t> longer = r;
     longer.push_back(0);
-    CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_record(longer.data(), longer.size()); }), "1 bytes after the record"));
+    CHECK(mentions(
+        thrown_message<std::invalid_argument>([&] { parse_record(longer.data(), longer.size()); }),
+        "1 bytes after the record"));
     size_t used = 0;
     parse_record(longer.data(), longer.size(), &used);
     CHECK(used == r.size());
@@ -153,7 +160,8 @@ TEST(codec_record_corruption_rejected) {
     put_u32(b, at, v);
     return thrown_message<std::invalid_argument>([&] { parse_record(b.data(), b.size()); });
   };
-  CHECK(mentions(edited(r, 0, 9), "unknown scheme id 9") && mentions(edited(r, 0, 9), "7 (kmeans16)"));
+  CHECK(mentions(edited(r, 0, 9), "unknown scheme id 9") &&
+        mentions(edited(r, 0, 9), "7 (kmeans16)"));
   CHECK(mentions(edited(r, 0, 0xffffffffu), "unknown scheme id 4294967295"));
   CHECK(mentions(edited(r, 4, 0), "d = 0"));
   CHECK(mentions(edited(r, 4, (1u << 24) + 1), "d = 16777217"));
@@ -166,27 +174,33 @@ TEST(codec_record_corruption_rejected) {
     std::vector<uint8_t> b = r;
     const size_t pay = 12 + 4 * k16.params.size();
     b[pay] = uint8_t((b[pay] & 0xf0) | 0x0f);
-    const std::string m = thrown_message<std::invalid_argument>([&] { parse_record(b.data(), b.size()); });
+    const std::string m =
+        thrown_message<std::invalid_argument>([&] { parse_record(b.data(), b.size()); });
     CHECK_MSG(mentions(m, "gain[0] has codebook index 15, expected < k = 5"), m);
   }
   // The padding nibble of an odd d.
   {
     std::vector<uint8_t> b = r;
     b.back() = uint8_t(b.back() | 0x10);
-    CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_record(b.data(), b.size()); }), "padding nibble"));
+    CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_record(b.data(), b.size()); }),
+                   "padding nibble"));
   }
   // Centroids out of order, a NaN param, a bad block size.
   {
     std::vector<uint8_t> b = r;
     std::memcpy(b.data() + 12, b.data() + 16, 4);  // c0 = c1
-    CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_record(b.data(), b.size()); }), "strictly increasing"));
+    CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_record(b.data(), b.size()); }),
+                   "strictly increasing"));
     put_u32(b, 12, 0x7fc00000u);
-    CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_record(b.data(), b.size()); }), "params[0] is not finite"));
+    CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_record(b.data(), b.size()); }),
+                   "params[0] is not finite"));
     std::vector<uint8_t> gr;
     append_record(grp, gr);
     const float half = 8.5f;
     std::memcpy(gr.data() + 12, &half, 4);
-    CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_record(gr.data(), gr.size()); }), "block size B"));
+    CHECK(
+        mentions(thrown_message<std::invalid_argument>([&] { parse_record(gr.data(), gr.size()); }),
+                 "block size B"));
   }
   // A decoded gain that is not finite (q * scale overflowing).
   {
@@ -196,10 +210,15 @@ TEST(codec_record_corruption_rejected) {
     e.d = 1;
     e.params = {huge};
     e.payload = {100};
-    CHECK(mentions(thrown_message<std::invalid_argument>([&] { std::vector<uint8_t> o; append_record(e, o); }), "non-finite"));
+    CHECK(mentions(thrown_message<std::invalid_argument>([&] {
+                     std::vector<uint8_t> o;
+                     append_record(e, o);
+                   }),
+                   "non-finite"));
     std::vector<uint8_t> b = {2, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 100};
     std::memcpy(b.data() + 12, &huge, 4);
-    CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_record(b.data(), b.size()); }), "non-finite"));
+    CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_record(b.data(), b.size()); }),
+                   "non-finite"));
   }
   CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_record(nullptr, 5); }), "null"));
 
@@ -207,7 +226,9 @@ TEST(codec_record_corruption_rejected) {
   const std::vector<uint8_t> blob = serialize_adapter({k16, grp});
   parse_adapter(blob.data(), blob.size(), 2, 33);
   for (size_t n = 0; n < blob.size(); ++n)
-    CHECK_MSG(thrown_message<std::invalid_argument>([&] { parse_adapter(blob.data(), n); }) != "<no exception>", "n=" << n);
+    CHECK_MSG(thrown_message<std::invalid_argument>([&] { parse_adapter(blob.data(), n); }) !=
+                  "<no exception>",
+              "n=" << n);
   auto blob_edit = [&](size_t at, uint32_t v) {
     std::vector<uint8_t> b = blob;
     put_u32(b, at, v);
@@ -219,13 +240,23 @@ TEST(codec_record_corruption_rejected) {
   CHECK(mentions(blob_edit(4, 1), "bytes after the last record"));
   CHECK(mentions(blob_edit(4, 70000), "70000 tensors"));
   CHECK(mentions(blob_edit(4, 60000), "truncated: 60000 records"));
-  CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_adapter(blob.data(), blob.size(), 9); }), "2 tensors, expected 9"));
-  CHECK(mentions(thrown_message<std::invalid_argument>([&] { parse_adapter(blob.data(), blob.size(), 2, 256); }), "has d = 33, expected 256"));
-  CHECK(mentions(blob_edit(8, 77), "tensor 0") && mentions(blob_edit(8, 77), "unknown scheme id 77"));
+  CHECK(mentions(
+      thrown_message<std::invalid_argument>([&] { parse_adapter(blob.data(), blob.size(), 9); }),
+      "2 tensors, expected 9"));
+  CHECK(mentions(thrown_message<std::invalid_argument>(
+                     [&] { parse_adapter(blob.data(), blob.size(), 2, 256); }),
+                 "has d = 33, expected 256"));
+  CHECK(mentions(blob_edit(8, 77), "tensor 0") &&
+        mentions(blob_edit(8, 77), "unknown scheme id 77"));
   // Writing refuses what parsing would refuse.
   EncodedGain broken = grp;
   broken.payload.pop_back();
-  CHECK(mentions(thrown_message<std::invalid_argument>([&] { serialize_adapter({k16, broken}); }), "tensor 1"));
-  CHECK(mentions(thrown_message<std::invalid_argument>([&] { record_bytes(broken); }), "expected 33"));
-  CHECK(mentions(thrown_message<std::invalid_argument>([&] { serialize_adapter({}); }), "0 tensors"));
+  CHECK(mentions(thrown_message<std::invalid_argument>([&] {
+                   serialize_adapter({k16, broken});
+                 }),
+                 "tensor 1"));
+  CHECK(mentions(thrown_message<std::invalid_argument>([&] { record_bytes(broken); }),
+                 "expected 33"));
+  CHECK(
+      mentions(thrown_message<std::invalid_argument>([&] { serialize_adapter({}); }), "0 tensors"));
 }

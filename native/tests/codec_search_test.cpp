@@ -48,7 +48,8 @@ AdapterLoss distance_to(const std::vector<std::vector<float>>& target) {
     double s = 0;
     for (size_t t = 0; t < views.size(); ++t) {
       const std::vector<float> g = decode_view(views[t]);
-      for (size_t i = 0; i < g.size(); ++i) s += (double(g[i]) - target[t][i]) * (double(g[i]) - target[t][i]);
+      for (size_t i = 0; i < g.size(); ++i)
+        s += (double(g[i]) - target[t][i]) * (double(g[i]) - target[t][i]);
     }
     return s;
   };
@@ -100,7 +101,8 @@ TEST(codec_calibrated_finds_known_optimum) {
     for (double c : grid) {
       const std::vector<float> b = decode_view(encode_delta(4, g.data(), d, c).view());
       double s = 0;
-      for (int64_t i = 0; i < d; ++i) s += (double(g[size_t(i)]) - b[size_t(i)]) * (double(g[size_t(i)]) - b[size_t(i)]);
+      for (int64_t i = 0; i < d; ++i)
+        s += (double(g[size_t(i)]) - b[size_t(i)]) * (double(g[size_t(i)]) - b[size_t(i)]);
       if (s < best_mse) best_mse = s, best_c = c;
     }
     CHECK_MSG(best_c != want[0], "weight-error optimum " << best_c);
@@ -108,8 +110,9 @@ TEST(codec_calibrated_finds_known_optimum) {
     // lowest of the stage-1 losses.
     o.calibration_passes = 0;
     const EncodedAdapter b = encode_adapter(Method::Int4Calibrated, g.data(), T, d, o, loss);
-    const size_t arg = size_t(std::min_element(b.calibration->global_loss.begin(), b.calibration->global_loss.end()) -
-                              b.calibration->global_loss.begin());
+    const size_t arg = size_t(
+        std::min_element(b.calibration->global_loss.begin(), b.calibration->global_loss.end()) -
+        b.calibration->global_loss.begin());
     CHECK(b.calibration->clip == std::vector<double>(3, grid[arg]));
     CHECK(b.calibration->loss_evals == int64_t(G));
     CHECK(b.calibration->loss > 0);
@@ -120,7 +123,10 @@ TEST(codec_calibrated_finds_known_optimum) {
     std::fill(g2.begin() + d, g2.begin() + 2 * d, 1.0f);
     int64_t calls = 0;
     const AdapterLoss inner = distance_to(targets_for({0.5, 1.0, 0.7}));
-    const AdapterLoss loss = [&](const std::vector<GainView>& v) { ++calls; return inner(v); };
+    const AdapterLoss loss = [&](const std::vector<GainView>& v) {
+      ++calls;
+      return inner(v);
+    };
     const EncodedAdapter a = encode_adapter(Method::Int4Calibrated, g2.data(), T, d, {}, loss);
     CHECK(calls == a.calibration->loss_evals);
     CHECK(calls == int64_t(G + 2 * (G - 1)));
@@ -132,17 +138,29 @@ TEST(codec_calibrated_finds_known_optimum) {
     const AdapterLoss loss = distance_to(targets_for({1, 1, 1}));
     EncodeOptions o;
     o.clip_grid = {1.0, 0.0};
-    CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, o, loss); }), "clipGrid.clip must be a number in (0, 1]"));
+    CHECK(mentions(
+        thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, o, loss); }),
+        "clipGrid.clip must be a number in (0, 1]"));
     o.clip_grid = {0.5, 0.9, 0.5};
-    CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, o, loss); }), "repeats"));
+    CHECK(mentions(
+        thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, o, loss); }),
+        "repeats"));
     o.clip_grid = {};
     o.calibration_passes = -1;
-    CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, o, loss); }), "calibrationPasses"));
+    CHECK(mentions(
+        thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, o, loss); }),
+        "calibrationPasses"));
     const AdapterLoss nan_loss = [](const std::vector<GainView>&) { return double(NAN); };
-    const std::string m = thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, {}, nan_loss); });
+    const std::string m = thrown_message(
+        [&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, {}, nan_loss); });
     CHECK_MSG(mentions(m, "loss callback returned nan") && mentions(m, "clip 1.0"), m);
-    const AdapterLoss throwing = [](const std::vector<GainView>&) -> double { throw std::runtime_error("eval failed"); };
-    CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), T, d, {}, throwing); }), "eval failed"));
+    const AdapterLoss throwing = [](const std::vector<GainView>&) -> double {
+      throw std::runtime_error("eval failed");
+    };
+    CHECK(mentions(thrown_message([&] {
+                     encode_adapter(Method::Int4Calibrated, g.data(), T, d, {}, throwing);
+                   }),
+                   "eval failed"));
   }
 }
 
@@ -159,7 +177,8 @@ TEST(codec_mixed_budget_and_sensitivity) {
     for (size_t t = 0; t < views.size(); ++t) {
       const std::vector<float> x = decode_view(views[t]);
       double e = 0;
-      for (size_t i = 0; i < x.size(); ++i) e += (double(x[i]) - ref[t][i]) * (double(x[i]) - ref[t][i]);
+      for (size_t i = 0; i < x.size(); ++i)
+        e += (double(x[i]) - ref[t][i]) * (double(x[i]) - ref[t][i]);
       s += weight[t] * e;
     }
     return s;
@@ -172,7 +191,9 @@ TEST(codec_mixed_budget_and_sensitivity) {
     o.byte_budget = min_total - 1;
     encode_adapter(Method::Mixed, g.data(), T, d, o, loss);
   });
-  CHECK_MSG(mentions(low, "below the smallest mixed adapter") && mentions(low, std::to_string(min_total)), low);
+  CHECK_MSG(
+      mentions(low, "below the smallest mixed adapter") && mentions(low, std::to_string(min_total)),
+      low);
 
   // Every budget from the minimum to past the maximum.
   for (uint64_t budget = min_total; budget <= max_total + 5; ++budget) {
@@ -207,7 +228,8 @@ TEST(codec_mixed_budget_and_sensitivity) {
   }
   EncodeOptions o;
   o.byte_budget = min_total;
-  CHECK(encode_adapter(Method::Mixed, g.data(), T, d, o, loss).mixed->choice == std::vector<int>(T, 0));
+  CHECK(encode_adapter(Method::Mixed, g.data(), T, d, o, loss).mixed->choice ==
+        std::vector<int>(T, 0));
   // Room for exactly one int4 -> int8 upgrade: the sensitive tensor gets it.
   o.byte_budget = min_total + (b8 - b4);
   const EncodedAdapter one = encode_adapter(Method::Mixed, g.data(), T, d, o, loss);
@@ -223,7 +245,9 @@ TEST(codec_mixed_budget_and_sensitivity) {
   const EncodedAdapter again = encode_adapter(Method::Mixed, g.data(), T, d, o, loss);
   CHECK(again.mixed->choice == all.mixed->choice && again.mixed->loss == all.mixed->loss);
   const AdapterLoss inf_loss = [](const std::vector<GainView>&) { return double(INFINITY); };
-  CHECK(mentions(thrown_message([&] { encode_adapter(Method::Mixed, g.data(), T, d, o, inf_loss); }), "reference"));
+  CHECK(
+      mentions(thrown_message([&] { encode_adapter(Method::Mixed, g.data(), T, d, o, inf_loss); }),
+               "reference"));
 }
 
 // A real model's loss as the callback: the searches run end to end, and the
@@ -243,17 +267,22 @@ TEST(codec_searches_with_model_loss) {
   std::vector<float> gains(size_t(c.n_gains()));
   for (float& v : gains) v = 1.0f + 0.15f * rng.normal();
   const AdapterLoss loss = [&](const std::vector<GainView>& v) {
-    return model::evaluate(m, v.data(), int64_t(v.size()), train.data(), int64_t(train.size()), 100, {}, ex).mean_nll;
+    return model::evaluate(m, v.data(), int64_t(v.size()), train.data(), int64_t(train.size()), 100,
+                           {}, ex)
+        .mean_nll;
   };
-  const EncodedAdapter plain = encode_adapter(Method::Int4Delta, gains.data(), c.n_norms(), c.d_model);
-  const EncodedAdapter cal = encode_adapter(Method::Int4Calibrated, gains.data(), c.n_norms(), c.d_model, {}, loss);
+  const EncodedAdapter plain =
+      encode_adapter(Method::Int4Delta, gains.data(), c.n_norms(), c.d_model);
+  const EncodedAdapter cal =
+      encode_adapter(Method::Int4Calibrated, gains.data(), c.n_norms(), c.d_model, {}, loss);
   CHECK(cal.calibration->loss == loss(cal.views()));
   CHECK(cal.calibration->loss <= loss(plain.views()));  // clip 1 is on the grid
   CHECK(cal.calibration->global_loss[0] == loss(plain.views()));
 
   EncodeOptions o;
   o.byte_budget = 8 + uint64_t(c.n_norms()) * (12 + 4 + 8) + 50;
-  const EncodedAdapter mix = encode_adapter(Method::Mixed, gains.data(), c.n_norms(), c.d_model, o, loss);
+  const EncodedAdapter mix =
+      encode_adapter(Method::Mixed, gains.data(), c.n_norms(), c.d_model, o, loss);
   CHECK(mix.mixed->bytes <= o.byte_budget);
   CHECK(mix.mixed->loss == loss(mix.views()));
   const std::vector<GainView> fv = model::f32_gain_views(c, gains.data());

@@ -36,7 +36,6 @@ std::vector<float> decode(const EncodedGain& e) {
   return out;
 }
 
-
 uint32_t bits_of(float f) {
   uint32_t b;
   std::memcpy(&b, &f, 4);
@@ -82,15 +81,15 @@ std::vector<std::vector<float>> test_vectors(int64_t d, uint64_t seed) {
     for (int64_t i = 0; i < d; ++i) g[size_t(i)] = f(i);
     v.push_back(g);
   };
-  gen([&](int64_t) { return 1.0f + 0.02f * rng.normal(); });               // a trained adapter
+  gen([&](int64_t) { return 1.0f + 0.02f * rng.normal(); });  // a trained adapter
   gen([&](int64_t i) { return i % 17 == 3 ? 1.4f : 1.0f + 0.01f * rng.normal(); });  // outliers
-  gen([&](int64_t) { return rng.normal(); });                               // mixed signs
-  gen([&](int64_t) { return 1.0f; });                                       // untouched
-  gen([&](int64_t) { return 0.75f; });                                      // zero range
+  gen([&](int64_t) { return rng.normal(); });                                        // mixed signs
+  gen([&](int64_t) { return 1.0f; });                                                // untouched
+  gen([&](int64_t) { return 0.75f; });                                               // zero range
   gen([&](int64_t) { return -3.0f; });
   gen([&](int64_t) { return 0.0f; });
-  gen([&](int64_t) { return 1e18f * (1.0f + rng.normal()); });              // huge
-  gen([&](int64_t) { return 1e-18f * (1.0f + rng.normal()); });             // small
+  gen([&](int64_t) { return 1e18f * (1.0f + rng.normal()); });                 // huge
+  gen([&](int64_t) { return 1e-18f * (1.0f + rng.normal()); });                // small
   gen([&](int64_t i) { return i % 2 ? 1.0f : 1.0f + 1e-7f * float(i % 5); });  // tiny range near 1
   return v;
 }
@@ -100,9 +99,9 @@ const int64_t kDims[] = {1, 2, 3, 7, 31, 32, 33, 255, 256, 257, 1000};
 }  // namespace
 
 TEST(codec_registry_and_names) {
-  const GainScheme all[] = {GainScheme::F32,       GainScheme::F16,       GainScheme::Int8PerTensor,
-                            GainScheme::Int8Group, GainScheme::Int8Asym,  GainScheme::Int8Delta,
-                            GainScheme::Int4Delta, GainScheme::KMeans16,  GainScheme::KMeans256};
+  const GainScheme all[] = {GainScheme::F32,       GainScheme::F16,      GainScheme::Int8PerTensor,
+                            GainScheme::Int8Group, GainScheme::Int8Asym, GainScheme::Int8Delta,
+                            GainScheme::Int4Delta, GainScheme::KMeans16, GainScheme::KMeans256};
   const char* names[] = {"raw_fp32",   "raw_fp16",   "int8_per_tensor", "int8_group", "int8_asym",
                          "int8_delta", "int4_delta", "kmeans16",        "kmeans256"};
   for (size_t i = 0; i < 9; ++i) {
@@ -115,7 +114,9 @@ TEST(codec_registry_and_names) {
   CHECK_THROWS(scheme_name(static_cast<GainScheme>(9)));
   // The unknown-scheme message lists the new schemes too.
   const float one = 1;
-  const std::string msg = thrown_message([&] { norm::validate_gain(GainView{static_cast<GainScheme>(42), 1, &one, 4, nullptr, 0}); });
+  const std::string msg = thrown_message([&] {
+    norm::validate_gain(GainView{static_cast<GainScheme>(42), 1, &one, 4, nullptr, 0});
+  });
   CHECK_MSG(mentions(msg, "kmeans256 (8)"), msg);
 
   CHECK(all_methods().size() == 11);
@@ -146,8 +147,8 @@ TEST(codec_uniform_round_trip_bounds) {
           // the + 1 of the delta schemes).
           const double tol = step / 2 * (1 + 0x1p-20) + 0x1p-23 * (std::fabs(gi) + 1.0) + 1e-44;
           if (!(err <= tol)) {
-            CHECK_MSG(err <= tol, u.name << " d=" << d << " i=" << i << " g=" << gi << " back="
-                                         << back[size_t(i)] << " step=" << step);
+            CHECK_MSG(err <= tol, u.name << " d=" << d << " i=" << i << " g=" << gi
+                                         << " back=" << back[size_t(i)] << " step=" << step);
             break;
           }
           worst = std::max(worst, err);
@@ -323,12 +324,17 @@ TEST(codec_bad_input_rejected) {
   CHECK(mentions(thrown_message([&] { encode_kmeans(8, g.data(), 8); }), "expected 16 or 256"));
   CHECK(mentions(thrown_message([&] { encode_kmeans(16, g.data(), 8, 0); }), "max_iters"));
   // Adapter level: shapes, and the searches need a loss.
-  CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int8Delta, g.data(), 0, 8); }), "n_tensors"));
-  CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int8Delta, nullptr, 1, 8); }), "null"));
-  CHECK(mentions(thrown_message([&] { encode_adapter(Method::Mixed, g.data(), 1, 8); }), "loss callback"));
-  CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), 1, 8); }), "loss callback"));
+  CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int8Delta, g.data(), 0, 8); }),
+                 "n_tensors"));
+  CHECK(
+      mentions(thrown_message([&] { encode_adapter(Method::Int8Delta, nullptr, 1, 8); }), "null"));
+  CHECK(mentions(thrown_message([&] { encode_adapter(Method::Mixed, g.data(), 1, 8); }),
+                 "loss callback"));
+  CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int4Calibrated, g.data(), 1, 8); }),
+                 "loss callback"));
   g[6] = NAN;
-  const std::string msg = thrown_message([&] { encode_adapter(Method::Int4Delta, g.data(), 2, 4); });
+  const std::string msg =
+      thrown_message([&] { encode_adapter(Method::Int4Delta, g.data(), 2, 4); });
   CHECK_MSG(mentions(msg, "tensor 1") && mentions(msg, "gain[2]"), msg);
 }
 
@@ -356,7 +362,8 @@ TEST(codec_decoder_validation) {
     CHECK(mentions(msg(GainView{GainScheme::Int8Group, 5, q, 5, ok, 3}), "1 + ceil(d / B)"));
     CHECK(mentions(msg(GainView{GainScheme::Int8Group, 5, q, 4, ok, 4}), "expected 5"));
     const float inf_scale[] = {2, 0.1f, INFINITY, 0.1f};
-    CHECK(mentions(msg(GainView{GainScheme::Int8Group, 5, q, 5, inf_scale, 4}), "params[2] is not finite"));
+    CHECK(mentions(msg(GainView{GainScheme::Int8Group, 5, q, 5, inf_scale, 4}),
+                   "params[2] is not finite"));
   }
   // int8_asym: an integer zero point within 2^23.
   {
@@ -391,7 +398,8 @@ TEST(codec_decoder_validation) {
     CHECK(mentions(msg(GainView{GainScheme::KMeans16, 5, pad, 3, c3, 3}), "padding nibble"));
     const float unsorted[] = {0.9f, 1.1f, 1.0f};
     const float dup[] = {0.9f, 0.9f, 1.0f};
-    CHECK(mentions(msg(GainView{GainScheme::KMeans16, 5, idx, 3, unsorted, 3}), "strictly increasing"));
+    CHECK(mentions(msg(GainView{GainScheme::KMeans16, 5, idx, 3, unsorted, 3}),
+                   "strictly increasing"));
     CHECK(mentions(msg(GainView{GainScheme::KMeans16, 5, idx, 3, dup, 3}), "strictly increasing"));
     CHECK(mentions(msg(GainView{GainScheme::KMeans16, 5, idx, 3, c3, 0}), "1..16"));
     std::vector<float> c17(17);
@@ -416,7 +424,8 @@ TEST(codec_kmeans) {
     auto mse = [&](const EncodedGain& e) {
       const std::vector<float> b = decode(e);
       double s = 0;
-      for (int64_t i = 0; i < d; ++i) s += (double(g[size_t(i)]) - b[size_t(i)]) * (double(g[size_t(i)]) - b[size_t(i)]);
+      for (int64_t i = 0; i < d; ++i)
+        s += (double(g[size_t(i)]) - b[size_t(i)]) * (double(g[size_t(i)]) - b[size_t(i)]);
       return s / double(d);
     };
     const EncodedGain k16 = encode_kmeans(16, g.data(), d), k256 = encode_kmeans(256, g.data(), d);
@@ -425,8 +434,10 @@ TEST(codec_kmeans) {
                  e4a = mse(encode_delta(4, g.data(), d, 0.5));
     const double e256 = mse(k256), e8 = mse(encode_delta(8, g.data(), d)),
                  e8a = mse(encode_int8_asym(g.data(), d));
-    CHECK_MSG(e16 <= e4 && e16 <= e4a, "d=" << d << " kmeans16 " << e16 << " int4 " << e4 << " / " << e4a);
-    CHECK_MSG(e256 <= e8 && e256 <= e8a, "d=" << d << " kmeans256 " << e256 << " int8 " << e8 << " / " << e8a);
+    CHECK_MSG(e16 <= e4 && e16 <= e4a,
+              "d=" << d << " kmeans16 " << e16 << " int4 " << e4 << " / " << e4a);
+    CHECK_MSG(e256 <= e8 && e256 <= e8a,
+              "d=" << d << " kmeans256 " << e256 << " int8 " << e8 << " / " << e8a);
     CHECK(e16 < e4 / 10);  // clustered data is where a codebook pays
     // Each gain is coded to its nearest stored centroid.
     for (const EncodedGain* e : {&k16, &k256}) {
@@ -449,7 +460,8 @@ TEST(codec_kmeans) {
     }
     const float one = 1.0f;
     const EncodedGain e1 = encode_kmeans(16, &one, 1);
-    CHECK(e1.params.size() == 1 && e1.params[0] == 1.0f && e1.payload.size() == 1 && e1.payload[0] == 0);
+    CHECK(e1.params.size() == 1 && e1.params[0] == 1.0f && e1.payload.size() == 1 &&
+          e1.payload[0] == 0);
   }
   // Lloyd: the distortion never rises, it falls overall, and the run is
   // deterministic and independent of the input order.
@@ -461,12 +473,14 @@ TEST(codec_kmeans) {
     CHECK(tr.iterations >= 2 && tr.distortion.size() == size_t(tr.iterations) + 1);
     for (size_t i = 1; i < tr.distortion.size(); ++i)
       CHECK_MSG(tr.distortion[i] <= tr.distortion[i - 1] * (1 + 1e-12),
-                "K=" << K << " iteration " << i << ": " << tr.distortion[i - 1] << " -> " << tr.distortion[i]);
+                "K=" << K << " iteration " << i << ": " << tr.distortion[i - 1] << " -> "
+                     << tr.distortion[i]);
     CHECK(tr.distortion.back() < tr.distortion.front());
     CHECK(tr.converged);
     KMeansTrace tr2;
     const EncodedGain again = encode_kmeans(K, g.data(), 2304, 1000, &tr2);
-    CHECK(again.params == e.params && again.payload == e.payload && tr2.distortion == tr.distortion);
+    CHECK(again.params == e.params && again.payload == e.payload &&
+          tr2.distortion == tr.distortion);
     std::vector<float> rev(g.rbegin(), g.rend());
     CHECK(encode_kmeans(K, rev.data(), 2304, 1000).params == e.params);
     // The iteration cap is honoured.
@@ -524,10 +538,13 @@ TEST(codec_decode_through_kernel_and_evaluate) {
     const EncodedAdapter ad = encode_adapter(meth, gains.data(), c.n_norms(), c.d_model);
     const std::vector<GainView> views = ad.views();
     std::vector<float> dec(gains.size());
-    for (size_t t = 0; t < views.size(); ++t) norm::decode_gain(views[t], dec.data() + t * size_t(c.d_model));
+    for (size_t t = 0; t < views.size(); ++t)
+      norm::decode_gain(views[t], dec.data() + t * size_t(c.d_model));
     const std::vector<GainView> fv = model::f32_gain_views(c, dec.data());
-    const model::EvalResult a = model::evaluate(m, views.data(), int64_t(views.size()), tok.data(), 40, 80, {}, ex);
-    const model::EvalResult b = model::evaluate(m, fv.data(), int64_t(fv.size()), tok.data(), 40, 80, {}, ex);
+    const model::EvalResult a =
+        model::evaluate(m, views.data(), int64_t(views.size()), tok.data(), 40, 80, {}, ex);
+    const model::EvalResult b =
+        model::evaluate(m, fv.data(), int64_t(fv.size()), tok.data(), 40, 80, {}, ex);
     CHECK_MSG(a.nll == b.nll, method_name(meth));
     seen.push_back(a.total_nll);
   }
@@ -546,7 +563,8 @@ TEST(codec_named_params_follow_the_record_layout) {
   e.scheme = GainScheme::Int8Asym;
   e.params = {0.1f, 3.0f};
   n = named_params(e);
-  CHECK(n.size() == 2 && n[0].first == "scale" && n[1].first == "zeroPoint" && n[1].second[0] == 3.0f);
+  CHECK(n.size() == 2 && n[0].first == "scale" && n[1].first == "zeroPoint" &&
+        n[1].second[0] == 3.0f);
   e.scheme = GainScheme::KMeans16;
   e.params = {0.9f, 1.1f};
   n = named_params(e);

@@ -33,10 +33,11 @@ static_assert(kCompiledOnly.covers_compiled_paths(), "the macros give exactly th
 // The message pick_kernels throws for `isa`.
 std::string expected(const char* caller, const char* family, Isa isa) {
   std::string supported;
-  for (Isa s : supported_isas()) supported += (supported.empty() ? "" : ", ") + std::string(isa_name(s));
+  for (Isa s : supported_isas())
+    supported += (supported.empty() ? "" : ", ") + std::string(isa_name(s));
   return std::string(caller) + ": ISA path '" + isa_name(isa) +
-         "' is not supported by this CPU or build (" + family + " kernels; supported here: " +
-         supported + ")";
+         "' is not supported by this CPU or build (" + family +
+         " kernels; supported here: " + supported + ")";
 }
 
 std::vector<Isa> unsupported_isas() {
@@ -97,8 +98,8 @@ TEST(dispatch_every_family_refuses_alike) {
   rn.n = 1;
   rn.d = kCols;
   rn.w_base = w_base.data();
-  rn.gain = norm::GainView{norm::GainScheme::F32, kCols, gains.data(), gains.size() * sizeof(float),
-                           nullptr, 0};
+  rn.gain = norm::GainView{norm::GainScheme::F32,        kCols,   gains.data(),
+                           gains.size() * sizeof(float), nullptr, 0};
   gemm::GemmArgs g;
   g.m = g.n = g.k = 1;
   g.a = g.b = x.data();
@@ -125,9 +126,8 @@ TEST(dispatch_every_family_refuses_alike) {
            ternary::matmul_f32_t(w, x.data(), 1, y.data(), ex);
          })},
         {"gemm_f32", "gemm", thrown_message<std::invalid_argument>([&] { gemm::gemm_f32(g, ex); })},
-        {"rmsnorm_gain_f32", "rmsnorm", thrown_message<std::invalid_argument>([&] {
-           norm::rmsnorm_gain_f32(rn, y.data(), ex);
-         })},
+        {"rmsnorm_gain_f32", "rmsnorm",
+         thrown_message<std::invalid_argument>([&] { norm::rmsnorm_gain_f32(rn, y.data(), ex); })},
         {"rmsnorm_gain_i8", "rmsnorm", thrown_message<std::invalid_argument>([&] {
            norm::rmsnorm_gain_i8(rn, q.data(), x_scales.data(), ex);
          })},

@@ -36,7 +36,8 @@ float float_of(uint32_t b) {
 // The value of a finite half from its fields, in double (exact).
 double half_value(uint16_t h) {
   const int exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-  const double mag = exp == 0 ? std::ldexp(double(man), -24) : std::ldexp(double(1024 + man), exp - 25);
+  const double mag =
+      exp == 0 ? std::ldexp(double(man), -24) : std::ldexp(double(1024 + man), exp - 25);
   return (h & 0x8000) ? -mag : mag;
 }
 
@@ -49,7 +50,10 @@ uint16_t ref_f32_to_f16(float f) {
   int lo = 0, hi = 0x7bff;  // largest code with value <= a
   while (lo < hi) {
     const int mid = (lo + hi + 1) / 2;
-    if (half_value(uint16_t(mid)) <= a) lo = mid; else hi = mid - 1;
+    if (half_value(uint16_t(mid)) <= a)
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   if (lo == 0x7bff) return sign | 0x7bff;
   // Compare 2a with v(lo) + v(lo+1): exact in double for every float a.
@@ -103,7 +107,8 @@ TEST(f16_to_f32_exhaustive) {
   }
   CHECK(nan_count == 2 * 1023);
   // Ordered: the positive finite codes increase strictly in value.
-  for (uint16_t h = 0; h < 0x7c00; ++h) CHECK_MSG(f16_to_f32(h) < f16_to_f32(uint16_t(h + 1)), "h=" << h);
+  for (uint16_t h = 0; h < 0x7c00; ++h)
+    CHECK_MSG(f16_to_f32(h) < f16_to_f32(uint16_t(h + 1)), "h=" << h);
 }
 
 TEST(f16_round_trip_exhaustive) {
@@ -126,10 +131,10 @@ TEST(f32_to_f16_named_cases) {
       {-0.0f, 0x8000},
       {1.0f, 0x3c00},
       {-2.0f, 0xc000},
-      {65504.0f, 0x7bff},                    // largest finite
-      {65519.99609375f, 0x7bff},             // just below the midpoint to inf
-      {65520.0f, 0x7c00},                    // midpoint, ties to even = inf
-      {1e10f, 0x7c00},                       // overflow
+      {65504.0f, 0x7bff},         // largest finite
+      {65519.99609375f, 0x7bff},  // just below the midpoint to inf
+      {65520.0f, 0x7c00},         // midpoint, ties to even = inf
+      {1e10f, 0x7c00},            // overflow
       {-1e10f, 0xfc00},
       {INFINITY, 0x7c00},
       {-INFINITY, 0xfc00},
@@ -142,10 +147,10 @@ TEST(f32_to_f16_named_cases) {
       {0x1p-25f + 0x1p-40f, 0x0001},         // just above the tie
       {3 * 0x1p-25f, 0x0002},                // tie between 1 and 2 ulp: even = 2
       {5 * 0x1p-25f, 0x0002},                // tie between 2 and 3 ulp: even = 2
-      {0x1p-14f - 0x1p-25f, 0x0400},         // tie at the top subnormal carries into the first normal
-      {0x1p-26f, 0x0000},                    // below half the smallest subnormal
+      {0x1p-14f - 0x1p-25f, 0x0400},  // tie at the top subnormal carries into the first normal
+      {0x1p-26f, 0x0000},             // below half the smallest subnormal
       {FLT_MIN, 0x0000},
-      {float_of(1), 0x0000},                 // smallest float subnormal
+      {float_of(1), 0x0000},  // smallest float subnormal
       {-float_of(1), 0x8000},
   };
   for (const Case& c : cases) {
@@ -155,7 +160,8 @@ TEST(f32_to_f16_named_cases) {
   // NaN: quiet, sign kept, top payload bits kept.
   CHECK(f32_to_f16(float_of(0x7fc00000u)) == 0x7e00);
   CHECK(f32_to_f16(float_of(0xffc00000u)) == 0xfe00);
-  CHECK(f32_to_f16(float_of(0x7f800001u)) == 0x7e00);  // signalling, low payload: quiet NaN, not inf
+  CHECK(f32_to_f16(float_of(0x7f800001u)) ==
+        0x7e00);  // signalling, low payload: quiet NaN, not inf
   CHECK(f32_to_f16(float_of(0x7fa02000u)) == (0x7e00 | (0x202000u >> 13)));
 }
 
@@ -165,7 +171,8 @@ TEST(f32_to_f16_matches_nearest_search) {
   auto check = [](float f) {
     if (std::isnan(f)) return;
     const uint16_t got = f32_to_f16(f), want = ref_f32_to_f16(f);
-    CHECK_MSG(got == want, "f=" << f << " bits=" << bits_of(f) << " got " << got << " want " << want);
+    CHECK_MSG(got == want,
+              "f=" << f << " bits=" << bits_of(f) << " got " << got << " want " << want);
 #if defined(__x86_64__)
     if (have_f16c()) CHECK_MSG(got == hw_f32_to_f16(f), "F16C disagrees on bits=" << bits_of(f));
 #endif
@@ -193,8 +200,7 @@ TEST(gain_registry_lists_every_scheme) {
     CHECK(dec != nullptr);
     if (dec == nullptr) continue;
     CHECK(dec->scheme == all[i]);
-    for (size_t j = 0; j < i; ++j)
-      CHECK(std::string(dec->name) != find_gain_decoder(all[j])->name);
+    for (size_t j = 0; j < i; ++j) CHECK(std::string(dec->name) != find_gain_decoder(all[j])->name);
   }
   CHECK(find_gain_decoder(static_cast<GainScheme>(77)) == nullptr);
 }
@@ -288,7 +294,8 @@ TEST(gain_decode_f32_exact_and_unaligned) {
 
 TEST(gain_decode_f16_subnormals_and_non_finite) {
   // Normals, subnormals (smallest and largest), zeros of both signs, at an odd address.
-  const uint16_t h[] = {0x3c00, 0x3bff, 0x0001, 0x03ff, 0x8001, 0x0000, 0x8000, 0x7bff, 0xfbff, 0x0400};
+  const uint16_t h[] = {0x3c00, 0x3bff, 0x0001, 0x03ff, 0x8001,
+                        0x0000, 0x8000, 0x7bff, 0xfbff, 0x0400};
   const int64_t d = sizeof h / 2;
   std::vector<unsigned char> buf(d * 2 + 1);
   std::memcpy(buf.data() + 1, h, sizeof h);

@@ -124,9 +124,9 @@ void check_problem(const Problem& p, Rng& rng) {
       }
       mag[size_t(i * p.n + j)] = m_ij;
       const double got = ref[size_t(i * o.ldc + j)];
-      CHECK_MSG(std::fabs(got - exact) <= bound * m_ij,
-                "reference vs double " << describe(p) << " at " << i << "," << j << ": " << got
-                                       << " vs " << exact);
+      CHECK_MSG(std::fabs(got - exact) <= bound * m_ij, "reference vs double "
+                                                            << describe(p) << " at " << i << ","
+                                                            << j << ": " << got << " vs " << exact);
     }
   }
 
@@ -140,8 +140,8 @@ void check_problem(const Problem& p, Rng& rng) {
         if (j >= p.n) {  // padding of C is never written
           if (got != Operands::kSentinel) {
             ++bad;
-            CHECK_MSG(false, isa_name(isa) << " wrote C padding " << describe(p) << " at " << i
-                                           << "," << j);
+            CHECK_MSG(false, isa_name(isa)
+                                 << " wrote C padding " << describe(p) << " at " << i << "," << j);
           }
           continue;
         }
@@ -149,9 +149,9 @@ void check_problem(const Problem& p, Rng& rng) {
         const double tol = 2.0 * bound * mag[size_t(i * p.n + j)];
         if (!(std::fabs(double(got) - double(want)) <= tol)) {
           ++bad;
-          CHECK_MSG(false, isa_name(isa) << " vs reference " << describe(p) << " at " << i << ","
-                                         << j << ": " << got << " vs " << want
-                                         << " (tolerance " << tol << ")");
+          CHECK_MSG(false, isa_name(isa)
+                               << " vs reference " << describe(p) << " at " << i << "," << j << ": "
+                               << got << " vs " << want << " (tolerance " << tol << ")");
         }
       }
     }
@@ -314,7 +314,6 @@ TEST(gemm_f32_threads_bit_identical) {
   }
 }
 
-
 TEST(gemm_f32_bad_input) {
   std::vector<float> a(64, 1.0f), b(64, 1.0f), c(64, 0.0f);
   auto good = [&] {
@@ -380,8 +379,9 @@ TEST(gemm_f32_bad_input) {
   // A path this CPU or build cannot run.
   for (Isa isa : {Isa::Avx2, Isa::Avx512, Isa::Neon}) {
     if (isa_supported(isa)) continue;
-    const std::string msg =
-        thrown_message<std::invalid_argument>([&] { gemm::gemm_f32(good(), Exec{isa, nullptr, 1}); });
+    const std::string msg = thrown_message<std::invalid_argument>([&] {
+      gemm::gemm_f32(good(), Exec{isa, nullptr, 1});
+    });
     CHECK_MSG(msg.find("not supported") != std::string::npos, isa_name(isa) << ": " << msg);
   }
 }

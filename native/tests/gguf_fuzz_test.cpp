@@ -54,7 +54,8 @@ Bytes metadata_seed() {
   w.set("a.s", Value::string("text"));
   w.set("a.ss", Value::array_strings({"x", "yz"}));
   w.set("a.nest", Value::array_of_arrays({Value::array_i32({1, 2}), Value::array_strings({"q"})}));
-  for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::TQ1_0, GgmlType::TQ2_0}) {
+  for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::TQ1_0,
+                     GgmlType::TQ2_0}) {
     const int64_t n = gguf::block_values(t) == 1 ? 4 : gguf::block_values(t);
     std::vector<float> v(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) v[size_t(i)] = float(i % 3) - 1.0f;
@@ -95,10 +96,19 @@ struct Outcome {
 
 // The checks the fuzzer must reach (substrings of the reader's messages).
 const char* const kChecks[] = {
-    "truncated",        "not a GGUF file",   "unsupported GGUF version", "duplicate key",
-    "unknown value type", "a bool must be",  "dimensions, expected",     "which this build does not read",
-    "not a multiple of the alignment", "past the end of the file", "not a multiple of the block size",
-    "GgufLimits::",     "overlaps",
+    "truncated",
+    "not a GGUF file",
+    "unsupported GGUF version",
+    "duplicate key",
+    "unknown value type",
+    "a bool must be",
+    "dimensions, expected",
+    "which this build does not read",
+    "not a multiple of the alignment",
+    "past the end of the file",
+    "not a multiple of the block size",
+    "GgufLimits::",
+    "overlaps",
 };
 
 void check_consistent(const gguf::File& f, const Bytes& b) {
@@ -145,7 +155,9 @@ void run(const Bytes& b, Outcome& out, bool import) {
 }
 
 // Where the data section starts: edits before it hit the structure.
-size_t header_bytes(const Bytes& b) { return size_t(gguf::File::view(b.data(), b.size()).data_offset()); }
+size_t header_bytes(const Bytes& b) {
+  return size_t(gguf::File::view(b.data(), b.size()).data_offset());
+}
 
 TEST(gguf_fuzz_seeds_are_valid) {
   Outcome out;
@@ -161,7 +173,8 @@ TEST(gguf_fuzz_every_truncation_is_refused) {
       const Bytes cut(s.begin(), s.begin() + long(n));
       run(cut, out, false);
     }
-    CHECK_MSG(out.accepted == 0, out.accepted << " truncations of a " << s.size() << "-byte file were accepted");
+    CHECK_MSG(out.accepted == 0,
+              out.accepted << " truncations of a " << s.size() << "-byte file were accepted");
     std::printf("    truncations: %lld parses\n", static_cast<long long>(out.parses));
   }
 }
@@ -178,8 +191,9 @@ TEST(gguf_fuzz_every_header_bit_flip) {
         run(b, out, which == 1);
       }
   }
-  std::printf("    header bit flips: %lld parses, %lld accepted, %lld imported\n", static_cast<long long>(out.parses),
-              static_cast<long long>(out.accepted), static_cast<long long>(out.imported));
+  std::printf("    header bit flips: %lld parses, %lld accepted, %lld imported\n",
+              static_cast<long long>(out.parses), static_cast<long long>(out.accepted),
+              static_cast<long long>(out.imported));
   CHECK(out.accepted > 0);  // flips inside string values keep a file valid
 }
 
@@ -188,7 +202,8 @@ TEST(gguf_fuzz_random_edits_reach_every_check) {
   Outcome out;
   const Bytes seeds[2] = {metadata_seed(), model_seed()};
   const size_t heads[2] = {header_bytes(seeds[0]), header_bytes(seeds[1])};
-  static const uint8_t kInteresting[] = {0, 1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 31, 32, 34, 35, 64, 0x7F, 0x80, 0xFF};
+  static const uint8_t kInteresting[] = {0,  1,  2,  3,  4,  5,  7,  8,    9,    12,
+                                         13, 16, 31, 32, 34, 35, 64, 0x7F, 0x80, 0xFF};
   for (int it = 0; it < 20000; ++it) {
     const int which = int(rng.below(2));
     Bytes b = seeds[which];
@@ -203,8 +218,9 @@ TEST(gguf_fuzz_random_edits_reach_every_check) {
     if (rng.below(20) == 0) b.resize(b.size() + size_t(rng.below(100)), uint8_t(rng.next()));
     run(b, out, which == 1);
   }
-  std::printf("    random edits: %lld parses, %lld accepted, %lld imported\n", static_cast<long long>(out.parses),
-              static_cast<long long>(out.accepted), static_cast<long long>(out.imported));
+  std::printf("    random edits: %lld parses, %lld accepted, %lld imported\n",
+              static_cast<long long>(out.parses), static_cast<long long>(out.accepted),
+              static_cast<long long>(out.imported));
   for (const char* k : kChecks) {
     std::printf("      %6lld x \"%s\"\n", static_cast<long long>(out.reached[k]), k);
     CHECK_MSG(out.reached[k] > 0, "the fuzzer never reached the check \"" << k << "\"");
@@ -222,7 +238,8 @@ TEST(gguf_fuzz_damaged_tensor_data_is_refused_or_imported) {
   int64_t refused = 0;
   for (int it = 0; it < 2000; ++it) {
     Bytes b = seed;
-    for (int k = 0; k < 3; ++k) b[head + size_t(rng.below(int64_t(b.size() - head)))] = uint8_t(rng.next());
+    for (int k = 0; k < 3; ++k)
+      b[head + size_t(rng.below(int64_t(b.size() - head)))] = uint8_t(rng.next());
     try {
       try_parse(b, out, true);
     } catch (const std::exception& e) {

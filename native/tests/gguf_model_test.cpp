@@ -47,7 +47,8 @@ std::unique_ptr<Model> random_model(uint64_t seed) {
   // Norm weights away from 1 so that they and the gains are really tested.
   Rng rng(seed + 1);
   for (int64_t i = 0; i < m->config().n_norms(); ++i)
-    for (int64_t j = 0; j < m->config().d_model; ++j) m->params()[m->norm_offset(i) + j] = rng.uniform(0.5f, 1.5f);
+    for (int64_t j = 0; j < m->config().d_model; ++j)
+      m->params()[m->norm_offset(i) + j] = rng.uniform(0.5f, 1.5f);
   return m;
 }
 
@@ -115,7 +116,8 @@ std::string import_error(const std::vector<uint8_t>& b) {
 TEST(gguf_model_export_import_export_is_byte_identical) {
   const auto m = random_model(11);
   const model::GgufTokenizer tok = sample_tokenizer(m->config().vocab);
-  for (GgufWeightType type : {GgufWeightType::TQ2_0, GgufWeightType::TQ1_0, GgufWeightType::F16, GgufWeightType::F32}) {
+  for (GgufWeightType type :
+       {GgufWeightType::TQ2_0, GgufWeightType::TQ1_0, GgufWeightType::F16, GgufWeightType::F32}) {
     const std::vector<uint8_t> first = export_bytes(*m, type, nullptr, &tok);
     const model::GgufImported im = import_bytes(first);
     GgufExportOptions o;
@@ -142,15 +144,18 @@ TEST(gguf_model_import_reproduces_trits_exactly_and_scales_to_fp16_rounding) {
   // scales are ~0.01 - 1, far above 2^-14). f32 keeps s exactly.
   const auto m = random_model(12);
   const ModelConfig& c = m->config();
-  for (GgufWeightType type : {GgufWeightType::TQ2_0, GgufWeightType::TQ1_0, GgufWeightType::F16, GgufWeightType::F32}) {
+  for (GgufWeightType type :
+       {GgufWeightType::TQ2_0, GgufWeightType::TQ1_0, GgufWeightType::F16, GgufWeightType::F32}) {
     const model::GgufImported im = import_bytes(export_bytes(*m, type));
     const Model& b = *im.model;
-    CHECK(b.config().vocab == c.vocab && b.config().d_model == c.d_model && b.config().n_layers == c.n_layers &&
-          b.config().n_heads == c.n_heads && b.config().d_ff == c.d_ff && b.config().context == c.context &&
+    CHECK(b.config().vocab == c.vocab && b.config().d_model == c.d_model &&
+          b.config().n_layers == c.n_layers && b.config().n_heads == c.n_heads &&
+          b.config().d_ff == c.d_ff && b.config().context == c.context &&
           b.config().norm_eps == c.norm_eps && b.config().rope_theta == c.rope_theta);
     CHECK(std::memcmp(b.embedding(), m->embedding(), size_t(c.vocab * c.d_model) * 4) == 0);
     for (int64_t i = 0; i < c.n_norms(); ++i)
-      CHECK(std::memcmp(b.params() + b.norm_offset(i), m->params() + m->norm_offset(i), size_t(c.d_model) * 4) == 0);
+      CHECK(std::memcmp(b.params() + b.norm_offset(i), m->params() + m->norm_offset(i),
+                        size_t(c.d_model) * 4) == 0);
     double worst = 0;
     for (int64_t l = 0; l < c.n_layers; ++l)
       for (int k = 0; k < model::kMatricesPerLayer; ++k) {
@@ -163,9 +168,10 @@ TEST(gguf_model_import_reproduces_trits_exactly_and_scales_to_fp16_rounding) {
         worst = std::max(worst, std::fabs(double(sb) - sa) / sa);
         if (type == GgufWeightType::F32) CHECK(sb == sa);
       }
-    CHECK_MSG(worst <= std::ldexp(1.0, -11), gguf_weight_type_name(type) << ": scale error " << worst);
-    std::printf("    %s: largest relative scale change %.3g (bound 2^-11 = %.3g)\n", gguf_weight_type_name(type), worst,
-                std::ldexp(1.0, -11));
+    CHECK_MSG(worst <= std::ldexp(1.0, -11), gguf_weight_type_name(type)
+                                                 << ": scale error " << worst);
+    std::printf("    %s: largest relative scale change %.3g (bound 2^-11 = %.3g)\n",
+                gguf_weight_type_name(type), worst, std::ldexp(1.0, -11));
   }
 }
 
@@ -184,8 +190,8 @@ TEST(gguf_model_imported_model_scores_like_the_original) {
   const auto nll = [&](const Model& mm, const float* gains) {
     std::vector<norm::GainView> views;
     if (gains) views = model::f32_gain_views(c, gains);
-    return model::evaluate(mm, gains ? views.data() : nullptr, gains ? c.n_norms() : 0, tokens.data(),
-                           int64_t(tokens.size()), 100, eo, Exec{})
+    return model::evaluate(mm, gains ? views.data() : nullptr, gains ? c.n_norms() : 0,
+                           tokens.data(), int64_t(tokens.size()), 100, eo, Exec{})
         .nll;
   };
   const auto max_diff = [](const std::vector<double>& a, const std::vector<double>& b) {
@@ -202,10 +208,12 @@ TEST(gguf_model_imported_model_scores_like_the_original) {
   eo.precision = model::Precision::Ternary;
   std::vector<float> gains(size_t(c.n_gains()));
   for (auto& g : gains) g = rng.uniform(0.7f, 1.3f);
-  const double folded = max_diff(nll(*import_bytes(export_bytes(*m, GgufWeightType::F32, gains.data())).model, nullptr),
-                                 nll(*m, gains.data()));
-  std::printf("    max |dNLL|: tq2_0 %.3g (fp32 activations %.3g), adapter folded into f32 norms %.3g\n", tq,
-              tq_f32act, folded);
+  const double folded = max_diff(
+      nll(*import_bytes(export_bytes(*m, GgufWeightType::F32, gains.data())).model, nullptr),
+      nll(*m, gains.data()));
+  std::printf(
+      "    max |dNLL|: tq2_0 %.3g (fp32 activations %.3g), adapter folded into f32 norms %.3g\n",
+      tq, tq_f32act, folded);
   // With fp32 activations the change follows the scales' rounding (<= 2^-11
   // relative each). On the int8 path the same tiny change can move a per-token
   // activation across a rounding boundary, a step of 1/127 of the row's
@@ -219,18 +227,23 @@ TEST(gguf_model_gains_are_multiplied_into_the_norms) {
   Rng rng(5);
   std::vector<float> gains(size_t(c.n_gains()));
   for (auto& g : gains) g = rng.uniform(0.8f, 1.2f);
-  const model::GgufImported im = import_bytes(export_bytes(*m, GgufWeightType::TQ2_0, gains.data()));
+  const model::GgufImported im =
+      import_bytes(export_bytes(*m, GgufWeightType::TQ2_0, gains.data()));
   for (int64_t i = 0; i < c.n_norms(); ++i)
     for (int64_t j = 0; j < c.d_model; ++j)
-      CHECK(im.model->params()[im.model->norm_offset(i) + j] == m->params()[m->norm_offset(i) + j] * gains[size_t(i * c.d_model + j)]);
+      CHECK(im.model->params()[im.model->norm_offset(i) + j] ==
+            m->params()[m->norm_offset(i) + j] * gains[size_t(i * c.d_model + j)]);
   gains[7] = NAN;
-  CHECK(mentions(thrown_message([&] { export_bytes(*m, GgufWeightType::F32, gains.data()); }), "adapter gain 7"));
+  CHECK(mentions(thrown_message([&] { export_bytes(*m, GgufWeightType::F32, gains.data()); }),
+                 "adapter gain 7"));
 }
 
 TEST(gguf_model_export_type_names) {
-  for (GgufWeightType t : {GgufWeightType::TQ2_0, GgufWeightType::TQ1_0, GgufWeightType::F16, GgufWeightType::F32})
+  for (GgufWeightType t :
+       {GgufWeightType::TQ2_0, GgufWeightType::TQ1_0, GgufWeightType::F16, GgufWeightType::F32})
     CHECK(model::gguf_weight_type_from_name(model::gguf_weight_type_name(t)) == t);
-  CHECK(mentions(thrown_message([] { model::gguf_weight_type_from_name("q4_k"); }), "expected tq2_0, tq1_0, f16 or f32"));
+  CHECK(mentions(thrown_message([] { model::gguf_weight_type_from_name("q4_k"); }),
+                 "expected tq2_0, tq1_0, f16 or f32"));
 }
 
 TEST(gguf_model_llama_keys_and_tensor_names) {
@@ -239,10 +252,14 @@ TEST(gguf_model_llama_keys_and_tensor_names) {
   const gguf::File f = gguf::File::copy(b.data(), b.size());
   CHECK(f.get("general.architecture").as_string("") == "llama");
   CHECK(f.get("general.file_type").as_uint("") == 36);
-  CHECK(f.get("llama.block_count").as_uint("") == 2 && f.get("llama.embedding_length").as_uint("") == 256);
-  CHECK(f.get("llama.feed_forward_length").as_uint("") == 512 && f.get("llama.context_length").as_uint("") == 16);
-  CHECK(f.get("llama.attention.head_count").as_uint("") == 2 && f.get("llama.attention.head_count_kv").as_uint("") == 2);
-  CHECK(f.get("llama.rope.dimension_count").as_uint("") == 128 && f.get("llama.vocab_size").as_uint("") == 40);
+  CHECK(f.get("llama.block_count").as_uint("") == 2 &&
+        f.get("llama.embedding_length").as_uint("") == 256);
+  CHECK(f.get("llama.feed_forward_length").as_uint("") == 512 &&
+        f.get("llama.context_length").as_uint("") == 16);
+  CHECK(f.get("llama.attention.head_count").as_uint("") == 2 &&
+        f.get("llama.attention.head_count_kv").as_uint("") == 2);
+  CHECK(f.get("llama.rope.dimension_count").as_uint("") == 128 &&
+        f.get("llama.vocab_size").as_uint("") == 40);
   CHECK(f.get("llama.rope.freq_base").as_float("") == 500000.0f);
   CHECK(f.get("llama.attention.layer_norm_rms_epsilon").as_float("") == 1e-6f);
   CHECK(f.tensors().size() == 1 + 2 * 9 + 1 && f.find_tensor("output.weight") == nullptr);
@@ -251,7 +268,8 @@ TEST(gguf_model_llama_keys_and_tensor_names) {
   const gguf::TensorInfo& gate = f.tensor("blk.0.ffn_gate.weight");
   CHECK(gate.ne[0] == 256 && gate.ne[1] == 512);
   CHECK(f.tensor("token_embd.weight").ne[0] == 256 && f.tensor("token_embd.weight").ne[1] == 40);
-  CHECK(f.tensor("output_norm.weight").type == GgmlType::F32 && f.tensor("blk.1.attn_norm.weight").n_dims == 1);
+  CHECK(f.tensor("output_norm.weight").type == GgmlType::F32 &&
+        f.tensor("blk.1.attn_norm.weight").n_dims == 1);
   // Every TQ block of a matrix carries the fp16 of the matrix's one scale.
   std::vector<int8_t> t(256 * 512);
   float scale = 0;
@@ -264,8 +282,9 @@ TEST(gguf_model_llama_keys_and_tensor_names) {
   odd.d_model = 128;
   odd.d_ff = 384;
   Model small(odd, 1);
-  CHECK(mentions(thrown_message([&] { export_bytes(small, GgufWeightType::TQ2_0); }),
-                 "tensor 'blk.0.attn_q.weight' has rows of 128 values, tq2_0 needs a multiple of 256"));
+  CHECK(mentions(
+      thrown_message([&] { export_bytes(small, GgufWeightType::TQ2_0); }),
+      "tensor 'blk.0.attn_q.weight' has rows of 128 values, tq2_0 needs a multiple of 256"));
   CHECK(import_bytes(export_bytes(small, GgufWeightType::F16)).model->config().d_model == 128);
 }
 
@@ -277,8 +296,10 @@ TEST(gguf_model_float_matrices_are_ternarised_by_absmean) {
     Rng rng(uint64_t(type) + 100);
     std::map<std::string, std::vector<float>> source;
     Rewrite r;
-    r.tensor = [&](std::string& name, GgmlType& t, std::vector<int64_t>& ne, std::vector<uint8_t>& data) {
-      if (name.find("attn_") == std::string::npos && name.find("ffn_") == std::string::npos) return true;
+    r.tensor = [&](std::string& name, GgmlType& t, std::vector<int64_t>& ne,
+                   std::vector<uint8_t>& data) {
+      if (name.find("attn_") == std::string::npos && name.find("ffn_") == std::string::npos)
+        return true;
       if (name.find("norm") != std::string::npos) return true;
       std::vector<float> v(size_t(ne[0] * ne[1]));
       for (auto& x : v) x = rng.normal() * 0.02f;
@@ -307,8 +328,10 @@ TEST(gguf_model_float_matrices_are_ternarised_by_absmean) {
         im.model->get_ternary(l, Matrix(k), got.data(), &scale);
         CHECK(got == want && scale == scales[0]);
         // The latent weights are the decoded floats.
-        const float* latent = im.model->params() + im.model->tensor("layers." + std::to_string(l) + "." +
-                                                                     model::matrix_name(Matrix(k))).offset;
+        const float* latent =
+            im.model->params() +
+            im.model->tensor("layers." + std::to_string(l) + "." + model::matrix_name(Matrix(k)))
+                .offset;
         CHECK(std::memcmp(latent, v.data(), v.size() * 4) == 0);
       }
   }
@@ -332,10 +355,13 @@ TEST(gguf_model_gqa_and_untied_head_round_trip) {
   std::vector<int32_t> tokens(24);
   for (auto& t : tokens) t = int32_t(rng.below(c.vocab));
   const auto nll = [&](const Model& mm) {
-    return model::evaluate(mm, nullptr, 0, tokens.data(), int64_t(tokens.size()), 100, model::EvalOptions{}, Exec{}).nll;
+    return model::evaluate(mm, nullptr, 0, tokens.data(), int64_t(tokens.size()), 100,
+                           model::EvalOptions{}, Exec{})
+        .nll;
   };
   const std::vector<double> want = nll(m);
-  for (GgufWeightType type : {GgufWeightType::TQ2_0, GgufWeightType::TQ1_0, GgufWeightType::F16, GgufWeightType::F32}) {
+  for (GgufWeightType type :
+       {GgufWeightType::TQ2_0, GgufWeightType::TQ1_0, GgufWeightType::F16, GgufWeightType::F32}) {
     const std::vector<uint8_t> first = export_bytes(m, type);
     const gguf::File f = gguf::File::copy(first.data(), first.size());
     CHECK(f.get("llama.attention.head_count_kv").as_uint("kv") == 1);
@@ -348,7 +374,8 @@ TEST(gguf_model_gqa_and_untied_head_round_trip) {
     o.type = type;
     o.name = im.name;
     o.ternorm_tokenizer = im.ternorm_tokenizer;
-    CHECK_MSG(model::gguf_model_writer(*im.model, o).finish() == first, gguf_weight_type_name(type) << ": re-export differs");
+    CHECK_MSG(model::gguf_model_writer(*im.model, o).finish() == first,
+              gguf_weight_type_name(type) << ": re-export differs");
     if (type == GgufWeightType::F32) CHECK(nll(*im.model) == want);
   }
 }
@@ -379,8 +406,10 @@ TEST(gguf_model_refusals_name_the_problem) {
   CHECK(mentions(import_error(drop_key("llama.block_count")), "missing key 'llama.block_count'"));
   CHECK(mentions(import_error(set_key("llama.block_count", Value::string("2"))),
                  "key 'llama.block_count' is string, expected an unsigned integer"));
-  CHECK(mentions(import_error(set_key("llama.rope.dimension_count", Value::u32(64))), "partial rotary"));
-  CHECK(mentions(import_error(set_key("llama.vocab_size", Value::u32(41))), "token_embd.weight has 40 rows"));
+  CHECK(mentions(import_error(set_key("llama.rope.dimension_count", Value::u32(64))),
+                 "partial rotary"));
+  CHECK(mentions(import_error(set_key("llama.vocab_size", Value::u32(41))),
+                 "token_embd.weight has 40 rows"));
   {
     const std::string e = import_error(set_key("llama.context_length", Value::u32(100000)));
     CHECK_MSG(mentions(e, "config.context must be an integer in 1..65536, got 100000"), e);
@@ -389,15 +418,24 @@ TEST(gguf_model_refusals_name_the_problem) {
                  "tokenizer.ggml.tokens has 2 tokens but the model's vocabulary is 40"));
   CHECK(mentions(import_error(set_key("tokenizer.ggml.token_type", Value::array_i32({1, 2, 3}))),
                  "token_type has 3 entries for 40 tokens"));
-  CHECK(mentions(import_error(set_key("tokenizer.ggml.eos_token_id", Value::u32(40))), "outside the vocabulary"));
+  CHECK(mentions(import_error(set_key("tokenizer.ggml.eos_token_id", Value::u32(40))),
+                 "outside the vocabulary"));
   {
     Rewrite r;
-    r.extra = [](gguf::Writer& w) { w.add_tensor("output.weight", GgmlType::F32, {256, 40}, std::vector<uint8_t>(256 * 40 * 4)); };
+    r.extra = [](gguf::Writer& w) {
+      w.add_tensor("output.weight", GgmlType::F32, {256, 40}, std::vector<uint8_t>(256 * 40 * 4));
+    };
     // An untied head of the wrong shape.
-    r.extra = [](gguf::Writer& w) { w.add_tensor("output.weight", GgmlType::F32, {256, 41}, std::vector<uint8_t>(256 * 41 * 4)); };
-    CHECK(mentions(import_error(rewrite(base, r)), "tensor 'output.weight' has shape [256, 41], expected [256, 40]"));
-    r.extra = [](gguf::Writer& w) { w.add_tensor("rope_freqs.weight", GgmlType::F32, {64}, std::vector<uint8_t>(256)); };
-    CHECK(mentions(import_error(rewrite(base, r)), "tensor 'rope_freqs.weight' is not part of a llama model"));
+    r.extra = [](gguf::Writer& w) {
+      w.add_tensor("output.weight", GgmlType::F32, {256, 41}, std::vector<uint8_t>(256 * 41 * 4));
+    };
+    CHECK(mentions(import_error(rewrite(base, r)),
+                   "tensor 'output.weight' has shape [256, 41], expected [256, 40]"));
+    r.extra = [](gguf::Writer& w) {
+      w.add_tensor("rope_freqs.weight", GgmlType::F32, {64}, std::vector<uint8_t>(256));
+    };
+    CHECK(mentions(import_error(rewrite(base, r)),
+                   "tensor 'rope_freqs.weight' is not part of a llama model"));
   }
   {
     Rewrite r;
@@ -417,17 +455,20 @@ TEST(gguf_model_refusals_name_the_problem) {
     };
     const std::string e = import_error(rewrite(base, r));
     CHECK_MSG(mentions(e, "tensor 'blk.0.attn_k.weight': its tq2_0 block scales differ (block 0") &&
-                  mentions(e, "block 3") && mentions(e, "per-block scales are not supported"), e);
+                  mentions(e, "block 3") && mentions(e, "per-block scales are not supported"),
+              e);
     r.tensor = [](std::string& name, GgmlType&, std::vector<int64_t>&, std::vector<uint8_t>& data) {
       if (name == "blk.0.attn_v.weight") data[66 * 2 + 10] = 0xFF;  // four code-3 pairs
       return true;
     };
-    CHECK(mentions(import_error(rewrite(base, r)), "tensor 'blk.0.attn_v.weight': value 522 holds the TQ2_0 code 3"));
+    CHECK(mentions(import_error(rewrite(base, r)),
+                   "tensor 'blk.0.attn_v.weight': value 522 holds the TQ2_0 code 3"));
     r.tensor = [](std::string& name, GgmlType&, std::vector<int64_t>& ne, std::vector<uint8_t>&) {
       if (name == "blk.0.ffn_up.weight") std::swap(ne[0], ne[1]);
       return true;
     };
-    CHECK(mentions(import_error(rewrite(base, r)), "tensor 'blk.0.ffn_up.weight' has shape [512, 256], expected [256, 512]"));
+    CHECK(mentions(import_error(rewrite(base, r)),
+                   "tensor 'blk.0.ffn_up.weight' has shape [512, 256], expected [256, 512]"));
     r.tensor = [](std::string& name, GgmlType&, std::vector<int64_t>&, std::vector<uint8_t>& data) {
       if (name == "token_embd.weight") {
         const float nan = NAN;
@@ -435,7 +476,8 @@ TEST(gguf_model_refusals_name_the_problem) {
       }
       return true;
     };
-    CHECK(mentions(import_error(rewrite(base, r)), "tensor 'token_embd.weight' holds a non-finite value at index 17"));
+    CHECK(mentions(import_error(rewrite(base, r)),
+                   "tensor 'token_embd.weight' holds a non-finite value at index 17"));
   }
 }
 

@@ -21,9 +21,9 @@ TEST(gguf_fp16_known_values) {
   CHECK(gguf::fp32_to_fp16(-2.0f) == 0xC000);
   CHECK(gguf::fp32_to_fp16(0.0f) == 0x0000);
   CHECK(gguf::fp32_to_fp16(-0.0f) == 0x8000);
-  CHECK(gguf::fp32_to_fp16(65504.0f) == 0x7BFF);   // largest finite
-  CHECK(gguf::fp32_to_fp16(65519.996f) == 0x7BFF);  // below the midpoint to inf
-  CHECK(gguf::fp32_to_fp16(65520.0f) == 0x7C00);   // the midpoint: ties to even = inf
+  CHECK(gguf::fp32_to_fp16(65504.0f) == 0x7BFF);               // largest finite
+  CHECK(gguf::fp32_to_fp16(65519.996f) == 0x7BFF);             // below the midpoint to inf
+  CHECK(gguf::fp32_to_fp16(65520.0f) == 0x7C00);               // the midpoint: ties to even = inf
   CHECK(gguf::fp32_to_fp16(std::ldexp(1.0f, -14)) == 0x0400);  // smallest normal
   CHECK(gguf::fp32_to_fp16(std::ldexp(1.0f, -24)) == 0x0001);  // smallest subnormal
   CHECK(gguf::fp32_to_fp16(std::ldexp(1.0f, -25)) == 0x0000);  // tie between 0 and 2^-24: even
@@ -58,7 +58,8 @@ TEST(gguf_fp16_every_value_round_trips_and_rounding_is_nearest_even) {
     const double down = mag == 0 ? -up : gguf::fp16_to_fp32(uint16_t((h & 0x8000) | (mag - 1)));
     const double e = std::fabs(double(x) - got);
     CHECK_MSG(e <= std::fabs(double(x) - up) && e <= std::fabs(double(x) - down), "x = " << x);
-    if (e == std::fabs(double(x) - up) || e == std::fabs(double(x) - down)) CHECK_MSG((h & 1) == 0, "tie x = " << x);
+    if (e == std::fabs(double(x) - up) || e == std::fabs(double(x) - down))
+      CHECK_MSG((h & 1) == 0, "tie x = " << x);
   }
 }
 
@@ -128,7 +129,12 @@ TEST(gguf_tq1_0_known_bytes) {
   uint8_t out[gguf::kTq1Bytes];
   gguf::encode_ternary(GgmlType::TQ1_0, t.data(), &d, 256, out);
   for (int i = 0; i < 52; ++i) {
-    const int want = i == 0 ? 185 : i == 32 ? 213 : i == 48 ? 212 : i == 51 ? 124 : i >= 48 ? 127 : 128;
+    const int want = i == 0    ? 185
+                     : i == 32 ? 213
+                     : i == 48 ? 212
+                     : i == 51 ? 124
+                     : i >= 48 ? 127
+                               : 128;
     CHECK_MSG(out[i] == want, "byte " << i << " = " << int(out[i]) << ", expected " << want);
   }
   CHECK(rd16(out + 52) == d);
@@ -177,7 +183,8 @@ TEST(gguf_ternary_random_round_trips_and_float_paths_agree) {
     // at full scale (random trits over 256 values: certain in practice; checked).
     std::vector<float> f(static_cast<size_t>(n));
     gguf::decode_to_float(type, bytes.data(), n, f.data());
-    for (int64_t i = 0; i < n; ++i) CHECK(f[size_t(i)] == float(t[size_t(i)]) * gguf::fp16_to_fp32(d[size_t(i / 256)]));
+    for (int64_t i = 0; i < n; ++i)
+      CHECK(f[size_t(i)] == float(t[size_t(i)]) * gguf::fp16_to_fp32(d[size_t(i / 256)]));
     std::vector<uint8_t> again(bytes.size());
     gguf::encode_from_float(type, f.data(), n, again.data());
     CHECK(again == bytes);
@@ -211,7 +218,8 @@ TEST(gguf_q8_0_known_bytes_and_error_bound) {
     for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(v[b * 32 + j]));
     const double d = amax / 127.0, dq = gguf::fp16_to_fp32(rd16(bytes.data() + b * gguf::kQ8Bytes));
     for (int j = 0; j < 32; ++j)
-      CHECK(std::fabs(double(v[b * 32 + j]) - back[b * 32 + j]) <= d / 2 + 127 * std::fabs(d - dq) + 1e-6);
+      CHECK(std::fabs(double(v[b * 32 + j]) - back[b * 32 + j]) <=
+            d / 2 + 127 * std::fabs(d - dq) + 1e-6);
   }
   // A block of subnormals (1 / d overflows): still quantised within range.
   float tiny[32];
@@ -242,7 +250,8 @@ TEST(gguf_float_types_round_trip) {
     gguf::encode_from_float(t, v.data(), 64, b.data());
     gguf::decode_to_float(t, b.data(), 64, back.data());
     const double rel = t == GgmlType::F16 ? std::ldexp(1.0, -11) : std::ldexp(1.0, -8);
-    for (int i = 0; i < 64; ++i) CHECK(std::fabs(back[size_t(i)] - v[size_t(i)]) <= rel * std::fabs(v[size_t(i)]));
+    for (int i = 0; i < 64; ++i)
+      CHECK(std::fabs(back[size_t(i)] - v[size_t(i)]) <= rel * std::fabs(v[size_t(i)]));
   }
   CHECK(gguf::type_name(12u) == "q4_K");
   CHECK(gguf::type_name(35u) == "tq2_0");

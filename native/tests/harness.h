@@ -84,33 +84,33 @@ inline bool mentions(const std::string& text, const std::string& part) {
 
 #define TERNORM_CAT2(a, b) a##b
 #define TERNORM_CAT(a, b) TERNORM_CAT2(a, b)
-#define TEST(name)                                                              \
-  static void TERNORM_CAT(test_fn_, name)();                                    \
-  static ::ternorm::test::Register TERNORM_CAT(test_reg_, name)(#name,          \
+#define TEST(name)                                                                            \
+  static void TERNORM_CAT(test_fn_, name)();                                                  \
+  static ::ternorm::test::Register TERNORM_CAT(test_reg_, name)(#name,                        \
                                                                 TERNORM_CAT(test_fn_, name)); \
   static void TERNORM_CAT(test_fn_, name)()
 
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    if (!(cond)) ::ternorm::test::fail(__FILE__, __LINE__, #cond);    \
+#define CHECK(cond)                                                \
+  do {                                                             \
+    if (!(cond)) ::ternorm::test::fail(__FILE__, __LINE__, #cond); \
   } while (0)
 
-#define CHECK_MSG(cond, msg)                                                     \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
-      std::ostringstream os_;                                                    \
-      os_ << #cond << ": " << msg;                                               \
-      ::ternorm::test::fail(__FILE__, __LINE__, os_.str());                      \
-    }                                                                            \
+#define CHECK_MSG(cond, msg)                                \
+  do {                                                      \
+    if (!(cond)) {                                          \
+      std::ostringstream os_;                               \
+      os_ << #cond << ": " << msg;                          \
+      ::ternorm::test::fail(__FILE__, __LINE__, os_.str()); \
+    }                                                       \
   } while (0)
 
-#define CHECK_THROWS(expr)                                                       \
-  do {                                                                           \
-    bool threw_ = false;                                                         \
-    try {                                                                        \
-      expr;                                                                      \
-    } catch (const std::exception&) {                                            \
-      threw_ = true;                                                             \
-    }                                                                            \
+#define CHECK_THROWS(expr)                                                          \
+  do {                                                                              \
+    bool threw_ = false;                                                            \
+    try {                                                                           \
+      expr;                                                                         \
+    } catch (const std::exception&) {                                               \
+      threw_ = true;                                                                \
+    }                                                                               \
     if (!threw_) ::ternorm::test::fail(__FILE__, __LINE__, "no exception: " #expr); \
   } while (0)

@@ -48,16 +48,17 @@ size_t entry_at(const Bytes& b, size_t i) {
   return pos;
 }
 
-
-#define CHECK_ERROR(expr, ...)                                                       \
-  do {                                                                               \
-    const std::string msg_ = thrown_message([&] { (void)(expr); });                        \
+#define CHECK_ERROR(expr, ...)                                                                  \
+  do {                                                                                          \
+    const std::string msg_ = thrown_message([&] { (void)(expr); });                             \
     CHECK_MSG(msg_ != "<no exception>", "no exception: " #expr);                                \
-    for (const std::string& part_ : std::vector<std::string>{__VA_ARGS__})          \
+    for (const std::string& part_ : std::vector<std::string>{__VA_ARGS__})                      \
       CHECK_MSG(mentions(msg_, part_), "message \"" << msg_ << "\" lacks \"" << part_ << "\""); \
   } while (0)
 
-Container parse(const Bytes& b, const ParseOptions& o = {}) { return Container::copy(b.data(), b.size(), o); }
+Container parse(const Bytes& b, const ParseOptions& o = {}) {
+  return Container::copy(b.data(), b.size(), o);
+}
 
 // A small adapter-like file used by the error-path tests.
 Bytes sample_adapter() {
@@ -85,8 +86,10 @@ struct TempDir {
     for (const std::string& n : entries()) {
       const std::string p = path + "/" + n;
       struct stat st;
-      if (::lstat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) ::rmdir(p.c_str());
-      else ::unlink(p.c_str());
+      if (::lstat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+        ::rmdir(p.c_str());
+      else
+        ::unlink(p.c_str());
     }
     ::rmdir(path.c_str());
   }
@@ -94,7 +97,8 @@ struct TempDir {
     std::set<std::string> out;
     if (DIR* d = ::opendir(path.c_str())) {
       while (dirent* e = ::readdir(d))
-        if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) out.insert(e->d_name);
+        if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0)
+          out.insert(e->d_name);
       ::closedir(d);
     }
     return out;
@@ -122,8 +126,9 @@ TEST(io_crc32c_standard_vectors) {
   CHECK(crc32c(buf, 32) == 0x46DD794Eu);
   for (int i = 0; i < 32; ++i) buf[i] = uint8_t(31 - i);
   CHECK(crc32c(buf, 32) == 0x113FDB5Cu);
-  const uint8_t pdu[48] = {0x01, 0xc0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x14, 0, 0, 0, 0, 0, 0x04, 0,
-                           0, 0, 0, 0x14, 0, 0, 0, 0x18, 0x28, 0, 0, 0, 0, 0, 0, 0, 0x02, 0, 0, 0, 0, 0, 0, 0};
+  const uint8_t pdu[48] = {0x01, 0xc0, 0, 0, 0, 0, 0,    0, 0,    0, 0, 0,    0, 0, 0, 0,
+                           0x14, 0,    0, 0, 0, 0, 0x04, 0, 0,    0, 0, 0x14, 0, 0, 0, 0x18,
+                           0x28, 0,    0, 0, 0, 0, 0,    0, 0x02, 0, 0, 0,    0, 0, 0, 0};
   CHECK(crc32c(pdu, 48) == 0xD9963A56u);
 }
 
@@ -146,18 +151,22 @@ TEST(io_crc32c_matches_bitwise_reference) {
       const uint32_t want = bitwise(buf.data() + off, n);
       CHECK_MSG(crc32c(buf.data() + off, n) == want, "off=" << off << " n=" << n);
       const size_t split = n / 3;
-      CHECK(crc32c_extend(crc32c(buf.data() + off, split), buf.data() + off + split, n - split) == want);
+      CHECK(crc32c_extend(crc32c(buf.data() + off, split), buf.data() + off + split, n - split) ==
+            want);
     }
 }
 
 TEST(io_sha256_fips_vectors) {
-  CHECK(to_hex(sha256("", 0)) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  CHECK(to_hex(sha256("abc", 3)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK(to_hex(sha256("", 0)) ==
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  CHECK(to_hex(sha256("abc", 3)) ==
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   const std::string m448 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
   CHECK(to_hex(sha256(m448.data(), m448.size())) ==
         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
   const std::string m896 =
-      "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu";
+      "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmno"
+      "pqrsmnopqrstnopqrstu";
   CHECK(to_hex(sha256(m896.data(), m896.size())) ==
         "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
   // One million 'a', fed in uneven pieces through the incremental interface.
@@ -207,15 +216,17 @@ TEST(io_round_trip_every_type) {
     return v;
   };
   const size_t n = 37;  // odd, so payloads do not end on 64-byte boundaries
-  const auto u8 = fill(n), i8 = fill(n), u16 = fill(2 * n), i16 = fill(2 * n), f16 = fill(2 * n), u32 = fill(4 * n),
-             i32 = fill(4 * n), u64 = fill(8 * n), i64 = fill(8 * n), f64 = fill(8 * n);
+  const auto u8 = fill(n), i8 = fill(n), u16 = fill(2 * n), i16 = fill(2 * n), f16 = fill(2 * n),
+             u32 = fill(4 * n), i32 = fill(4 * n), u64 = fill(8 * n), i64 = fill(8 * n),
+             f64 = fill(8 * n);
   std::vector<float> f32(n);
   for (auto& x : f32) x = rng.normal();
   f32[0] = -0.0f;
   f32[1] = std::numeric_limits<float>::infinity();
   f32[2] = std::numeric_limits<float>::quiet_NaN();
   f32[3] = std::numeric_limits<float>::denorm_min();
-  const std::string text = "Call me Ishmael. \xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80", json = "{\"d_model\": 64}";
+  const std::string text = "Call me Ishmael. \xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80",
+                    json = "{\"d_model\": 64}";
 
   Writer w(FileKind::Model);
   w.add_u8("u8", u8.data(), n);
@@ -242,7 +253,8 @@ TEST(io_round_trip_every_type) {
     CHECK(c.version() == 1);
     CHECK(c.file_bytes() == file.size());
     CHECK(c.sections().size() == 13);
-    const char* order[] = {"u8", "i8", "u16", "i16", "f16", "u32", "i32", "f32", "u64", "i64", "f64", "text", "config"};
+    const char* order[] = {"u8",  "i8",  "u16", "i16", "f16",  "u32",   "i32",
+                           "f32", "u64", "i64", "f64", "text", "config"};
     for (size_t i = 0; i < 13; ++i) {
       const Section& s = c.sections()[i];
       CHECK(s.name == order[i]);
@@ -250,7 +262,8 @@ TEST(io_round_trip_every_type) {
       CHECK(s.offset % 64 == 0);
     }
     auto same = [](const auto& span, const std::vector<uint8_t>& raw) {
-      return span.size * sizeof(*span.data) == raw.size() && std::memcmp(span.data, raw.data(), raw.size()) == 0;
+      return span.size * sizeof(*span.data) == raw.size() &&
+             std::memcmp(span.data, raw.data(), raw.size()) == 0;
     };
     CHECK(same(c.get_u8("u8", n), u8));
     CHECK(same(c.get_i8("i8", n), i8));
@@ -317,7 +330,8 @@ TEST(io_layout_follows_the_spec) {
   Writer w(FileKind::Adapter);
   w.add_f32("g", g, 2);
   const Bytes file = w.finish();
-  Bytes want(64 + 64 + 8, 0);  // header, table entry (32 + 1 name byte -> 40) padded to 128, payload
+  Bytes want(64 + 64 + 8,
+             0);  // header, table entry (32 + 1 name byte -> 40) padded to 128, payload
   std::memcpy(want.data(), "TERNORM", 8);
   wr32(want, 8, 1);
   wr32(want, 12, 2);
@@ -380,12 +394,14 @@ TEST(io_atomic_write_failures_keep_the_old_file) {
   const Bytes big(1 << 20, 0x5A);
 
   // Missing directory: a clear error, nothing created.
-  CHECK_ERROR(write_file_atomic(dir.path + "/no/such/dir/x.adapter", big), "cannot write", "no/such/dir/x.adapter");
+  CHECK_ERROR(write_file_atomic(dir.path + "/no/such/dir/x.adapter", big), "cannot write",
+              "no/such/dir/x.adapter");
 
   // The target is a directory: refused before any temp file; the directory
   // survives.
   CHECK(::mkdir((dir.path + "/adir").c_str(), 0755) == 0);
-  CHECK_ERROR(write_file_atomic(dir.path + "/adir", big), "cannot write", "adir", "a directory, not a regular file");
+  CHECK_ERROR(write_file_atomic(dir.path + "/adir", big), "cannot write", "adir",
+              "a directory, not a regular file");
   struct stat st;
   CHECK(::stat((dir.path + "/adir").c_str(), &st) == 0 && S_ISDIR(st.st_mode));
   CHECK(dir.entries() == std::set<std::string>{"adir"});
@@ -454,7 +470,8 @@ TEST(io_atomic_write_refuses_special_files) {
 
 TEST(io_read_file_errors) {
   TempDir dir;
-  CHECK_ERROR(read_file(dir.path + "/missing.adapter"), "cannot read", "missing.adapter", "No such file");
+  CHECK_ERROR(read_file(dir.path + "/missing.adapter"), "cannot read", "missing.adapter",
+              "No such file");
   CHECK_ERROR(read_file(dir.path), "not a regular file");
   const std::string fifo = dir.path + "/fifo";
   CHECK(::mkfifo(fifo.c_str(), 0600) == 0);
@@ -465,10 +482,12 @@ TEST(io_read_file_errors) {
   write_file_atomic(path, a);
   ParseOptions tight;
   tight.limits.max_file_bytes = a.size() - 1;
-  CHECK_ERROR(read_file(path, tight), "user.adapter", "above the limit", std::to_string(a.size()).c_str());
+  CHECK_ERROR(read_file(path, tight), "user.adapter", "above the limit",
+              std::to_string(a.size()).c_str());
   ParseOptions want_model;
   want_model.expected_kind = FileKind::Model;
-  CHECK_ERROR(read_file(path, want_model), "user.adapter", "expected a model file, got an adapter file");
+  CHECK_ERROR(read_file(path, want_model), "user.adapter",
+              "expected a model file, got an adapter file");
   CHECK_ERROR(read_file(path, want_model), "user.adapter");
 
   Bytes cut(a.begin(), a.begin() + long(a.size() - 10));
@@ -493,7 +512,8 @@ TEST(io_read_file_errors) {
 TEST(io_header_errors) {
   const Bytes a = sample_adapter();
   CHECK_ERROR(parse(Bytes{}), "not a ternorm file", "empty");
-  CHECK_ERROR(parse(Bytes{'P', 'K', 3, 4, 0, 0, 0, 0, 0, 0}), "not a ternorm file (bad magic", "50 4b 03 04");
+  CHECK_ERROR(parse(Bytes{'P', 'K', 3, 4, 0, 0, 0, 0, 0, 0}), "not a ternorm file (bad magic",
+              "50 4b 03 04");
   CHECK_ERROR(parse(Bytes(a.begin(), a.begin() + 5)), "truncated", "64-byte header");
   CHECK_ERROR(parse(Bytes(a.begin(), a.begin() + 40)), "truncated", "64-byte header");
 
@@ -595,27 +615,38 @@ TEST(io_section_table_errors) {
   };
   CHECK_ERROR(parse(edited([&](Bytes& b) { wr32(b, e0 + 16, 99); })), "section 'norm.0.gain'",
               "unknown element type 99");
-  CHECK_ERROR(parse(edited([&](Bytes& b) { wr64(b, e0, rd64(b, e0) + 8); })), "not a multiple of 64");
-  CHECK_ERROR(parse(edited([&](Bytes& b) { wr64(b, e0, 64); })), "inside the header or section table");
+  CHECK_ERROR(parse(edited([&](Bytes& b) { wr64(b, e0, rd64(b, e0) + 8); })),
+              "not a multiple of 64");
+  CHECK_ERROR(parse(edited([&](Bytes& b) { wr64(b, e0, 64); })),
+              "inside the header or section table");
   CHECK_ERROR(parse(edited([&](Bytes& b) { wr64(b, e1, rd64(b, e0)); })), "overlaps section");
-  CHECK_ERROR(parse(edited([&](Bytes& b) { wr64(b, e2 + 8, 1000); })), "section 'base.fingerprint' needs bytes [",
-              "the header records a file of");
-  CHECK_ERROR(parse(edited([&](Bytes& b) { wr64(b, e2 + 8, ~uint64_t(0)); })), "needs bytes", "2^64 or more");
-  CHECK_ERROR(parse(edited([&](Bytes& b) { wr64(b, e0 + 8, 6); })), "6 bytes, not a whole number of f32");
-  CHECK_ERROR(parse(edited([&](Bytes& b) { wr64(b, e0 + 8, 4); })), "nonzero padding bytes before section 'config'");
+  CHECK_ERROR(parse(edited([&](Bytes& b) { wr64(b, e2 + 8, 1000); })),
+              "section 'base.fingerprint' needs bytes [", "the header records a file of");
+  CHECK_ERROR(parse(edited([&](Bytes& b) { wr64(b, e2 + 8, ~uint64_t(0)); })), "needs bytes",
+              "2^64 or more");
+  CHECK_ERROR(parse(edited([&](Bytes& b) { wr64(b, e0 + 8, 6); })),
+              "6 bytes, not a whole number of f32");
+  CHECK_ERROR(parse(edited([&](Bytes& b) { wr64(b, e0 + 8, 4); })),
+              "nonzero padding bytes before section 'config'");
   CHECK_ERROR(parse(edited([&](Bytes& b) { wr64(b, e2 + 8, 0); })), "sections end at byte");
   CHECK_ERROR(parse(edited([&](Bytes& b) { b[e0 + 28] = 1; })), "reserved bytes of table entry 0");
   CHECK_ERROR(parse(edited([&](Bytes& b) {
                 b[e1 + 24] = 11;  // name length 6 -> 11 would run into the next entry: refused
               })),
               "corrupt adapter file");
-  CHECK_ERROR(parse(edited([&](Bytes& b) { b[e0 + 32] = 0xFF; })), "table entry 0", "not valid UTF-8",
-              "\\xff");
+  CHECK_ERROR(parse(edited([&](Bytes& b) { b[e0 + 32] = 0xFF; })), "table entry 0",
+              "not valid UTF-8", "\\xff");
   CHECK_ERROR(parse(edited([&](Bytes& b) { b[e0 + 33] = '\n'; })), "control characters");
-  CHECK_ERROR(parse(edited([&](Bytes& b) { b[e0 + 24] = 0; b[e0 + 25] = 0; })), "empty section name");
+  CHECK_ERROR(parse(edited([&](Bytes& b) {
+                b[e0 + 24] = 0;
+                b[e0 + 25] = 0;
+              })),
+              "empty section name");
   CHECK_ERROR(parse(edited([&](Bytes& b) { b[e0 + 32 + 11] = 'x'; })), "padding of table entry 0");
-  CHECK_ERROR(parse(edited([&](Bytes& b) { wr32(b, 32, 2); })), "unused bytes at the end of the section table");
-  CHECK_ERROR(parse(edited([&](Bytes& b) { wr32(b, 32, 4); })), "runs past the end of the section table");
+  CHECK_ERROR(parse(edited([&](Bytes& b) { wr32(b, 32, 2); })),
+              "unused bytes at the end of the section table");
+  CHECK_ERROR(parse(edited([&](Bytes& b) { wr32(b, 32, 4); })),
+              "runs past the end of the section table");
   CHECK_ERROR(parse(edited([&](Bytes& b) { wr32(b, 32, 1000); })), "cannot hold 1000 sections");
   Bytes big_table = a;  // the table CRC cannot be recomputed over a table that is not there
   wr64(big_table, 24, uint64_t(1) << 50);
@@ -653,7 +684,8 @@ TEST(io_accessor_errors) {
   const Container c = parse(sample_adapter());
   CHECK_ERROR(c.get_f32("norm.1.gain"), "adapter file has no section 'norm.1.gain'");
   CHECK_ERROR(c.get_u8("norm.0.gain"), "section 'norm.0.gain' holds f32 data, expected u8");
-  CHECK_ERROR(c.get_f32("norm.0.gain", 2304), "section 'norm.0.gain' has 37 f32 values, expected 2304");
+  CHECK_ERROR(c.get_f32("norm.0.gain", 2304),
+              "section 'norm.0.gain' has 37 f32 values, expected 2304");
   CHECK_ERROR(c.get_text("config"), "holds json data, expected utf8");
   CHECK_ERROR(c.get_f32("norm.0.gain", -5), "negative");
   CHECK(c.get_f32("norm.0.gain", 37).size == 37);
@@ -688,8 +720,10 @@ TEST(io_writer_errors_leave_the_writer_unchanged) {
   lim.max_file_bytes = 1000;
   Writer small(FileKind::Adapter, lim);
   std::vector<uint8_t> blob(2000, 1);
-  CHECK_ERROR(small.add_u8("big", blob.data(), blob.size()), "would exceed the limit of 1000 bytes");
-  CHECK_ERROR(small.add_u8("big", blob.data(), ~size_t(0) >> 1), "would exceed the limit");  // no overflow
+  CHECK_ERROR(small.add_u8("big", blob.data(), blob.size()),
+              "would exceed the limit of 1000 bytes");
+  CHECK_ERROR(small.add_u8("big", blob.data(), ~size_t(0) >> 1),
+              "would exceed the limit");  // no overflow
   small.add_u8("one", blob.data(), 100);
   const uint64_t size1 = small.file_bytes();
   CHECK_ERROR(small.add_u8("two", blob.data(), 900), "would exceed the limit");
@@ -748,7 +782,8 @@ TEST(io_fingerprint_is_canonical) {
   Writer c(FileKind::Model), d(FileKind::Model), e(FileKind::Model);
   c.add_f32("w1", w1b, 3), c.add_i8("w2", w2, 4), c.add_json("config", "{}");
   d.add_f32("w1x", w1, 3), d.add_i8("w2", w2, 4), d.add_json("config", "{}");
-  e.add_f32("w1", w1, 3), e.add_u8("w2", reinterpret_cast<const uint8_t*>(w2), 4), e.add_json("config", "{}");
+  e.add_f32("w1", w1, 3), e.add_u8("w2", reinterpret_cast<const uint8_t*>(w2), 4),
+      e.add_json("config", "{}");
   CHECK(fingerprint(parse(c.finish())) != fingerprint(ca));
   CHECK(fingerprint(parse(d.finish())) != fingerprint(ca));
   CHECK(fingerprint(parse(e.finish())) != fingerprint(ca));
@@ -765,11 +800,14 @@ TEST(io_base_fingerprint_check) {
   const Container adapter = parse(ad.finish());
   check_base_fingerprint(adapter, f1);  // the right base: no error
   CHECK_ERROR(check_base_fingerprint(adapter, f2), "this adapter was trained on base model",
-              to_hex(f1).substr(0, 16).c_str(), ("the loaded base model is " + to_hex(f2).substr(0, 16)).c_str());
+              to_hex(f1).substr(0, 16).c_str(),
+              ("the loaded base model is " + to_hex(f2).substr(0, 16)).c_str());
   Writer enc(FileKind::EncodedAdapter);
   enc.add_text("scheme", "int8");
-  CHECK_ERROR(check_base_fingerprint(parse(enc.finish()), f1), "encoded adapter file records no base-model fingerprint");
+  CHECK_ERROR(check_base_fingerprint(parse(enc.finish()), f1),
+              "encoded adapter file records no base-model fingerprint");
   Writer wrong(FileKind::Adapter);
   wrong.add_f32(kBaseFingerprintSection, w, 2);
-  CHECK_ERROR(check_base_fingerprint(parse(wrong.finish()), f1), "should hold 32 u8 values", "2 f32");
+  CHECK_ERROR(check_base_fingerprint(parse(wrong.finish()), f1), "should hold 32 u8 values",
+              "2 f32");
 }

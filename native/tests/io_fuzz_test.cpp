@@ -30,7 +30,8 @@ namespace {
 std::vector<size_t> entry_positions(const Bytes& b) {
   std::vector<size_t> out;
   if (b.size() < 64) return out;
-  const uint64_t table_end = std::min<uint64_t>(64 + std::min<uint64_t>(rd64(b, 24), b.size()), b.size());
+  const uint64_t table_end =
+      std::min<uint64_t>(64 + std::min<uint64_t>(rd64(b, 24), b.size()), b.size());
   const uint32_t count = rd32(b, 32);
   uint64_t pos = 64;
   for (uint32_t i = 0; i < count && pos + 32 <= table_end; ++i) {
@@ -121,8 +122,8 @@ std::vector<Bytes> seed_files() {
 
   Writer types(FileKind::EncodedAdapter);
   const uint8_t raw[48] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
-  const DType all[] = {DType::U8,  DType::I8,  DType::U16, DType::I16, DType::F16, DType::U32, DType::I32,
-                       DType::F32, DType::U64, DType::I64, DType::F64};
+  const DType all[] = {DType::U8,  DType::I8,  DType::U16, DType::I16, DType::F16, DType::U32,
+                       DType::I32, DType::F32, DType::U64, DType::I64, DType::F64};
   for (DType t : all) types.add(std::string("t.") + dtype_name(t), t, raw, 3 * dtype_size(t));
   types.add_text("note", "caf\xC3\xA9 \xE2\x9C\x93");
   types.add_f32("empty", nullptr, 0);
@@ -136,7 +137,9 @@ std::vector<Bytes> seed_files() {
   Bytes rev = seeds[1];
   const std::vector<size_t> pos = entry_positions(rev);
   std::vector<Bytes> payloads;
-  for (size_t e : pos) payloads.emplace_back(rev.begin() + long(rd64(rev, e)), rev.begin() + long(rd64(rev, e) + rd64(rev, e + 8)));
+  for (size_t e : pos)
+    payloads.emplace_back(rev.begin() + long(rd64(rev, e)),
+                          rev.begin() + long(rd64(rev, e) + rd64(rev, e + 8)));
   const uint64_t data_start = (64 + rd64(rev, 24) + 63) / 64 * 64;
   std::fill(rev.begin() + long(data_start), rev.end(), 0);
   uint64_t cursor = data_start;
@@ -161,14 +164,30 @@ struct Outcome {
 // Fragments of the parser's messages, one per check the structured mutations
 // must reach.
 const char* const kChecks[] = {
-    "header checksum mismatch",  "section table checksum mismatch",  "checksum mismatch in section",
-    "file format version",       "unknown file kind",                "reserved",
-    "above the limit",           "trailing data",                    "truncated",
-    "does not fit in a file",    "cannot hold",                      "runs past the end",
-    "unused bytes",              "empty section name",               "not valid UTF-8 or contains control",
-    "unknown element type",      "not a whole number",               "not a multiple of 64",
-    "inside the header",         "needs bytes",                      "overlaps section",
-    "duplicate section name",    "sections end at byte",             "nonzero padding",
+    "header checksum mismatch",
+    "section table checksum mismatch",
+    "checksum mismatch in section",
+    "file format version",
+    "unknown file kind",
+    "reserved",
+    "above the limit",
+    "trailing data",
+    "truncated",
+    "does not fit in a file",
+    "cannot hold",
+    "runs past the end",
+    "unused bytes",
+    "empty section name",
+    "not valid UTF-8 or contains control",
+    "unknown element type",
+    "not a whole number",
+    "not a multiple of 64",
+    "inside the header",
+    "needs bytes",
+    "overlaps section",
+    "duplicate section name",
+    "sections end at byte",
+    "nonzero padding",
     "is not valid UTF-8 at byte",
 };
 
@@ -210,8 +229,14 @@ void mutate(Bytes& b, Rng& rng) {
   switch (es.empty() ? 8 + rng.below(8) : rng.below(17)) {
     case 0: {  // payload offset: somewhere, onto another section, misaligned, ...
       const uint64_t cur = rd64(b, e);
-      const uint64_t choices[] = {pick_u64(rng, cur), rd64(b, other), cur + 64, cur - 64, cur + 8,
-                                  uint64_t(b.size()), 64, (64 + rd64(b, 24)) / 64 * 64};
+      const uint64_t choices[] = {pick_u64(rng, cur),
+                                  rd64(b, other),
+                                  cur + 64,
+                                  cur - 64,
+                                  cur + 8,
+                                  uint64_t(b.size()),
+                                  64,
+                                  (64 + rd64(b, 24)) / 64 * 64};
       wr64(b, e, choices[rng.below(8)]);
       break;
     }
@@ -228,7 +253,8 @@ void mutate(Bytes& b, Rng& rng) {
     case 3: {  // a name byte: invalid UTF-8, control, NUL, or just different
       const size_t len = size_t(b[e + 24]) | size_t(b[e + 25]) << 8;
       if (len == 0 || e + 32 + len > b.size()) break;
-      const uint8_t bad[] = {0xFF, 0xC0, 0x80, 0xED, 0xF5, 0x00, '\n', 0x7F, 0xC2, uint8_t(rng.next()), 'a'};
+      const uint8_t bad[] = {
+          0xFF, 0xC0, 0x80, 0xED, 0xF5, 0x00, '\n', 0x7F, 0xC2, uint8_t(rng.next()), 'a'};
       const size_t at = e + 32 + size_t(rng.below(int64_t(len)));
       b[at] = bad[rng.below(11)];
       break;
@@ -242,7 +268,8 @@ void mutate(Bytes& b, Rng& rng) {
       break;
     }
     case 5: {  // name length
-      const uint16_t v = rng.below(2) ? uint16_t(rng.next()) : uint16_t(b[e + 24] + rng.below(17) - 8);
+      const uint16_t v =
+          rng.below(2) ? uint16_t(rng.next()) : uint16_t(b[e + 24] + rng.below(17) - 8);
       b[e + 24] = uint8_t(v);
       b[e + 25] = uint8_t(v >> 8);
       break;
@@ -256,16 +283,20 @@ void mutate(Bytes& b, Rng& rng) {
       const uint64_t off = rd64(b, e), n = rd64(b, e + 8);
       if (n > 0 && off < b.size() && n <= b.size() - off) {
         const uint8_t bad[] = {0xFF, 0xC0, 0x80, 0xED, uint8_t(rng.next())};
-        const size_t at = size_t(off + uint64_t(rng.below(int64_t(std::min<uint64_t>(n, 1 << 20)))));
+        const size_t at =
+            size_t(off + uint64_t(rng.below(int64_t(std::min<uint64_t>(n, 1 << 20)))));
         b[at] = bad[rng.below(5)];
       }
       break;
     }
     case 8:  // section count
-      wr32(b, 32, rng.below(2) ? uint32_t(rd32(b, 32) + rng.below(5) - 2) : uint32_t(pick_u64(rng, rd32(b, 32))));
+      wr32(b, 32,
+           rng.below(2) ? uint32_t(rd32(b, 32) + rng.below(5) - 2)
+                        : uint32_t(pick_u64(rng, rd32(b, 32))));
       break;
     case 9:  // table size
-      wr64(b, 24, rng.below(2) ? rd64(b, 24) + uint64_t(rng.below(33)) - 16 : pick_u64(rng, rd64(b, 24)));
+      wr64(b, 24,
+           rng.below(2) ? rd64(b, 24) + uint64_t(rng.below(33)) - 16 : pick_u64(rng, rd64(b, 24)));
       break;
     case 10:  // recorded file size
       wr64(b, 16, pick_u64(rng, rd64(b, 16)));
@@ -328,7 +359,8 @@ TEST(io_fuzz_truncation_and_extension) {
       const Bytes cut(s.begin(), s.begin() + long(n));
       const int64_t before = out.accepted;
       try_parse(cut, ParseOptions{}, out);
-      CHECK_MSG(out.accepted == before, "a file cut to " << n << " of " << s.size() << " bytes was accepted");
+      CHECK_MSG(out.accepted == before,
+                "a file cut to " << n << " of " << s.size() << " bytes was accepted");
     }
     for (size_t extra = 1; extra <= 70; ++extra) {
       Bytes longer = s;
@@ -352,7 +384,8 @@ TEST(io_fuzz_every_single_bit_flip_is_detected) {
         b[i] ^= uint8_t(1u << bit);
         const int64_t before = out.accepted;
         try_parse(b, ParseOptions{}, out);
-        CHECK_MSG(out.accepted == before, "flip of bit " << bit << " of byte " << i << " went unnoticed");
+        CHECK_MSG(out.accepted == before,
+                  "flip of bit " << bit << " of byte " << i << " went unnoticed");
       }
   }
   std::printf("    single-bit flips: %lld parses\n", static_cast<long long>(out.parses));
@@ -374,8 +407,8 @@ TEST(io_fuzz_random_overwrites) {
     if (rng.below(8) == 0) b.resize(size_t(rng.below(int64_t(b.size()) + 1)));
     try_parse(b, ParseOptions{}, out);
   }
-  std::printf("    random overwrites: %lld parses, %lld accepted\n", static_cast<long long>(out.parses),
-              static_cast<long long>(out.accepted));
+  std::printf("    random overwrites: %lld parses, %lld accepted\n",
+              static_cast<long long>(out.parses), static_cast<long long>(out.accepted));
 }
 
 TEST(io_fuzz_structured_edits_with_checksums_recomputed) {
@@ -393,8 +426,8 @@ TEST(io_fuzz_structured_edits_with_checksums_recomputed) {
     if (rng.below(10) != 0) reseal(b);
     try_parse(b, rng.below(5) == 0 ? tight : ParseOptions{}, out);
   }
-  std::printf("    structured edits: %lld parses, %lld accepted\n", static_cast<long long>(out.parses),
-              static_cast<long long>(out.accepted));
+  std::printf("    structured edits: %lld parses, %lld accepted\n",
+              static_cast<long long>(out.parses), static_cast<long long>(out.accepted));
   for (const char* k : kChecks) {
     std::printf("      %6lld x \"%s\"\n", static_cast<long long>(out.reached[k]), k);
     CHECK_MSG(out.reached[k] > 0, "the fuzzer never reached the check \"" << k << "\"");
@@ -406,7 +439,8 @@ TEST(io_fuzz_writer_round_trips) {
   // Random sections (names with multi-byte characters, every type, sizes
   // around the 64-byte alignment) written and read back bit for bit.
   Rng rng(0xAB1E);
-  const char* pieces[] = {"norm", ".", "gain", "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80", "_", "7", "w"};
+  const char* pieces[] = {"norm", ".", "gain", "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80",
+                          "_",    "7", "w"};
   for (int it = 0; it < 300; ++it) {
     const FileKind kind = FileKind(1 + rng.below(3));
     Writer w(kind);
@@ -432,7 +466,8 @@ TEST(io_fuzz_writer_round_trips) {
       const Section& s = c.sections()[i];
       CHECK(s.name == added[i].first && s.type == added[i].second.first);
       CHECK(s.bytes == added[i].second.second.size());
-      CHECK(s.bytes == 0 || std::memcmp(s.data, added[i].second.second.data(), size_t(s.bytes)) == 0);
+      CHECK(s.bytes == 0 ||
+            std::memcmp(s.data, added[i].second.second.data(), size_t(s.bytes)) == 0);
     }
   }
 }

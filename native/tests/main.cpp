@@ -24,7 +24,8 @@ void fail(const char* file, int line, const std::string& what) {
 double max_rel_err(const float* a, const float* b, int64_t n) {
   double worst = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const double e = std::fabs(double(a[i]) - double(b[i])) / std::max(1.0, std::fabs(double(b[i])));
+    const double e =
+        std::fabs(double(a[i]) - double(b[i])) / std::max(1.0, std::fabs(double(b[i])));
     if (!(e <= worst)) worst = e;  // NaN propagates as the worst
   }
   return worst;

@@ -361,8 +361,8 @@ TEST(model_decode_attention_cached_rows) {
         for (int64_t h = 0; h < H; ++h) {
           const int64_t g = h / (H / Hkv);
           attention_cached_forward(qkv.data() + p0 * ld + h * hd, ld, n, p0, kc.data() + g * hd,
-                                   vc.data() + g * hd, kvd, T, hd, got.data() + p0 * d + h * hd,
-                                   d, one);
+                                   vc.data() + g * hd, kvd, T, hd, got.data() + p0 * d + h * hd, d,
+                                   one);
         }
       }
       CHECK_MSG(got == want, std::string("cached attention differs from the window's (isa ") +

@@ -129,13 +129,17 @@ TEST(model_layers_embedding) {
   std::vector<float> x(size_t(n * d)), R = randn(n * d, rng);
   embedding_forward(table.data(), d, tok.data(), n, x.data(), one_thread());
   for (int64_t t = 0; t < n; ++t)
-    for (int64_t c = 0; c < d; ++c) CHECK(x[size_t(t * d + c)] == table[size_t(tok[size_t(t)] * d + c)]);
+    for (int64_t c = 0; c < d; ++c)
+      CHECK(x[size_t(t * d + c)] == table[size_t(tok[size_t(t)] * d + c)]);
   std::vector<float> dtable(size_t(V * d), 0.0f);
   embedding_backward(tok.data(), n, d, R.data(), dtable.data(), one_thread());
-  const double err = fd_check(table.data(), V * d, dtable.data(), [&] {
-    embedding_forward(table.data(), d, tok.data(), n, x.data(), one_thread());
-    return dot(x, R);
-  }, rng);
+  const double err = fd_check(
+      table.data(), V * d, dtable.data(),
+      [&] {
+        embedding_forward(table.data(), d, tok.data(), n, x.data(), one_thread());
+        return dot(x, R);
+      },
+      rng);
   report("embedding dtable", err);
   // Threads split channels: identical sums.
   ThreadPool pool(2);
@@ -149,7 +153,8 @@ TEST(model_layers_embedding) {
 TEST(model_layers_rmsnorm) {
   Rng rng(2);
   const int64_t n = 5, d = 20;
-  std::vector<float> x = randn(n * d, rng), w = randn(d, rng), g(static_cast<size_t>(d)), R = randn(n * d, rng);
+  std::vector<float> x = randn(n * d, rng), w = randn(d, rng), g(static_cast<size_t>(d)),
+                     R = randn(n * d, rng);
   for (auto& v : g) v = 1.0f + 0.3f * rng.normal();
   NormWeights nw;
   nw.w_base = w.data();
@@ -167,7 +172,8 @@ TEST(model_layers_rmsnorm) {
     const double inv = 1.0 / std::sqrt(ss / double(d) + 1e-5);
     for (int64_t c = 0; c < d; ++c) {
       const double ref = x[size_t(t * d + c)] * inv * w[size_t(c)] * g[size_t(c)];
-      worst = std::max(worst, std::fabs(ref - y[size_t(t * d + c)]) / std::max(1.0, std::fabs(ref)));
+      worst =
+          std::max(worst, std::fabs(ref - y[size_t(t * d + c)]) / std::max(1.0, std::fabs(ref)));
     }
   }
   CHECK_MSG(worst < 1e-5, "rmsnorm forward vs double " << worst);
@@ -199,7 +205,8 @@ TEST(model_layers_linear_f32) {
   for (int64_t t = 0; t < n; ++t)
     for (int64_t r = 0; r < rows; ++r) {
       double s = 0;
-      for (int64_t c = 0; c < cols; ++c) s += double(x[size_t(t * cols + c)]) * W[size_t(r * cols + c)];
+      for (int64_t c = 0; c < cols; ++c)
+        s += double(x[size_t(t * cols + c)]) * W[size_t(r * cols + c)];
       worst = std::max(worst, std::fabs(s - y[size_t(t * rows + r)]) / std::max(1.0, std::fabs(s)));
     }
   CHECK_MSG(worst < 1e-5, "linear f32 forward vs double " << worst);
@@ -230,7 +237,8 @@ TEST(model_layers_linear_ternary_ste) {
   ternary::quantize_activations(x.data(), n, cols, q.data(), qs.data(), one_thread());
   std::vector<float> xdeq(size_t(n * cols));
   for (int64_t t = 0; t < n; ++t)
-    for (int64_t c = 0; c < cols; ++c) xdeq[size_t(t * cols + c)] = float(q[size_t(t * pc + c)]) * qs[size_t(t)];
+    for (int64_t c = 0; c < cols; ++c)
+      xdeq[size_t(t * cols + c)] = float(q[size_t(t * pc + c)]) * qs[size_t(t)];
 
   // Forwards against double references with the dequantised operands.
   LinearInput in_f;
@@ -266,14 +274,20 @@ TEST(model_layers_linear_ternary_ste) {
     linear_backward(p, lw, in, n, R.data(), dx.data(), dW.data(), scratch.data(), one_thread());
     LinearInput in_eff;
     in_eff.x = x_eff.data();
-    const double ex = fd_check(x_eff.data(), n * cols, dx.data(), [&] {
-      linear_forward(Precision::TernaryF32Act, lw, in_eff, n, y.data(), one_thread());
-      return dot(y, R);
-    }, rng);
-    const double ew = fd_check(Wt.data(), rows * cols, dW.data(), [&] {
-      linear_forward(Precision::F32, lw_free, in_eff, n, y.data(), one_thread());
-      return dot(y, R);
-    }, rng);
+    const double ex = fd_check(
+        x_eff.data(), n * cols, dx.data(),
+        [&] {
+          linear_forward(Precision::TernaryF32Act, lw, in_eff, n, y.data(), one_thread());
+          return dot(y, R);
+        },
+        rng);
+    const double ew = fd_check(
+        Wt.data(), rows * cols, dW.data(),
+        [&] {
+          linear_forward(Precision::F32, lw_free, in_eff, n, y.data(), one_thread());
+          return dot(y, R);
+        },
+        rng);
     report(std::string(precision_name(p)) + " STE dx", ex);
     report(std::string(precision_name(p)) + " STE dW", ew);
   }
@@ -314,11 +328,14 @@ TEST(model_layers_rope) {
     std::vector<float> dx = R;
     rope_backward(dx.data(), B, T, d, kvd, hd, cs.data(), sn.data(), one_thread());
     std::vector<float> in = x0;
-    const double err = fd_check(in.data(), int64_t(in.size()), dx.data(), [&] {
-      x = in;
-      rope_forward(x.data(), B, T, d, kvd, hd, cs.data(), sn.data(), one_thread());
-      return dot(x, R);
-    }, rng);
+    const double err = fd_check(
+        in.data(), int64_t(in.size()), dx.data(),
+        [&] {
+          x = in;
+          rope_forward(x.data(), B, T, d, kvd, hd, cs.data(), sn.data(), one_thread());
+          return dot(x, R);
+        },
+        rng);
     report("rope grad (Hkv " + std::to_string(Hkv) + ")", err);
   }
 }
@@ -332,7 +349,9 @@ TEST(model_layers_attention) {
   Rng rng(6);
   // T > 64 crosses the causal row blocks; T = 70 leaves a ragged last block.
   const int64_t B = 2, T = 70, hd = 4, N = B * T;
-  struct Heads { int64_t H, Hkv; };
+  struct Heads {
+    int64_t H, Hkv;
+  };
   for (const Heads hs : {Heads{2, 2}, Heads{4, 2}, Heads{3, 1}}) {
     const int64_t H = hs.H, Hkv = hs.Hkv, d = H * hd, kvd = Hkv * hd, ld = d + 2 * kvd;
     const std::string name = "attention H " + std::to_string(H) + " Hkv " + std::to_string(Hkv);
@@ -363,7 +382,8 @@ TEST(model_layers_attention) {
               o += s[size_t(j)] / z * qkv[size_t((b * T + j) * ld + kc + kvd + e)];
             worst = std::max(worst, std::fabs(o - out[size_t((b * T + i) * d + h * hd + e)]));
           }
-          for (int64_t j = i + 1; j < T; ++j) CHECK(P[size_t(((b * H + h) * T + i) * T + j)] == 0.0f);
+          for (int64_t j = i + 1; j < T; ++j)
+            CHECK(P[size_t(((b * H + h) * T + i) * T + j)] == 0.0f);
         }
     CHECK_MSG(worst < 1e-5, name << " forward vs double " << worst);
     std::vector<float> dP(P.size()), dqkv(qkv.size());
@@ -372,10 +392,14 @@ TEST(model_layers_attention) {
     // h = 2e-2: the loss sums B*T*d = 140 d outputs, so the fp32 rounding of
     // the forward (not the O(h^2) truncation) dominates the difference; at
     // 1e-2 it reaches ~2% of the floor on small dk entries of a shared head.
-    const double err = fd_check(qkv.data(), int64_t(qkv.size()), dqkv.data(), [&] {
-      attention_forward(qkv.data(), B, T, d, H, Hkv, P.data(), out.data(), nullptr, one_thread());
-      return dot(out, R);
-    }, rng, 2e-2f, 400);
+    const double err = fd_check(
+        qkv.data(), int64_t(qkv.size()), dqkv.data(),
+        [&] {
+          attention_forward(qkv.data(), B, T, d, H, Hkv, P.data(), out.data(), nullptr,
+                            one_thread());
+          return dot(out, R);
+        },
+        rng, 2e-2f, 400);
     report(name + " grad", err);
     // Units are independent: two threads give the same bits.
     ThreadPool pool(2);
@@ -383,16 +407,19 @@ TEST(model_layers_attention) {
     std::vector<float> P2(P.size()), out2(out.size()), dP2(P.size()), dqkv2(qkv.size());
     attention_forward(qkv.data(), B, T, d, H, Hkv, P.data(), out.data(), nullptr, one_thread());
     attention_forward(qkv.data(), B, T, d, H, Hkv, P2.data(), out2.data(), nullptr, two);
-    attention_backward(qkv.data(), P2.data(), R.data(), B, T, d, H, Hkv, dP2.data(), dqkv2.data(), two);
+    attention_backward(qkv.data(), P2.data(), R.data(), B, T, d, H, Hkv, dP2.data(), dqkv2.data(),
+                       two);
     CHECK(out2 == out);
     CHECK(dqkv2 == dqkv);
     // Skipping unwanted query rows leaves the wanted ones bit for bit.
-    for (const std::vector<int64_t>& from : {std::vector<int64_t>{0, 70}, {63, 64}, {65, 5}, {69, 200}}) {
+    for (const std::vector<int64_t>& from :
+         {std::vector<int64_t>{0, 70}, {63, 64}, {65, 5}, {69, 200}}) {
       std::vector<float> P3(P.size()), out3(out.size(), 0.0f);
       attention_forward(qkv.data(), B, T, d, H, Hkv, P3.data(), out3.data(), from.data(), two);
       for (int64_t b = 0; b < B; ++b)
         for (int64_t i = std::min(T, from[size_t(b)]); i < T; ++i)
-          CHECK(std::memcmp(&out3[size_t((b * T + i) * d)], &out[size_t((b * T + i) * d)], size_t(d) * 4) == 0);
+          CHECK(std::memcmp(&out3[size_t((b * T + i) * d)], &out[size_t((b * T + i) * d)],
+                            size_t(d) * 4) == 0);
     }
   }
 }
@@ -409,15 +436,19 @@ TEST(model_layers_swiglu) {
     for (int64_t c = 0; c < f; ++c) {
       const double g = gu[size_t(t * 2 * f + c)], u = gu[size_t(t * 2 * f + f + c)];
       const double ref = g / (1.0 + std::exp(-g)) * u;
-      worst = std::max(worst, std::fabs(ref - s[size_t(t * f + c)]) / std::max(1.0, std::fabs(ref)));
+      worst =
+          std::max(worst, std::fabs(ref - s[size_t(t * f + c)]) / std::max(1.0, std::fabs(ref)));
     }
   CHECK_MSG(worst < 1e-5, "swiglu forward vs double " << worst);
   std::vector<float> dgu(gu.size());
   swiglu_backward(gu.data(), R.data(), n, f, dgu.data(), one_thread());
-  const double err = fd_check(gu.data(), int64_t(gu.size()), dgu.data(), [&] {
-    swiglu_forward(gu.data(), n, f, s.data(), one_thread());
-    return dot(s, R);
-  }, rng);
+  const double err = fd_check(
+      gu.data(), int64_t(gu.size()), dgu.data(),
+      [&] {
+        swiglu_forward(gu.data(), n, f, s.data(), one_thread());
+        return dot(s, R);
+      },
+      rng);
   report("swiglu grad", err);
 }
 
@@ -482,7 +513,8 @@ TEST(model_layers_head_cross_entropy) {
   report("head/CE dtable", eE);
 }
 
-// ---- AdamW, clipping norm, schedule ---------------------------------------------------------------
+// ---- AdamW, clipping norm, schedule
+// ---------------------------------------------------------------
 
 TEST(model_layers_adamw_schedule) {
   Rng rng(9);

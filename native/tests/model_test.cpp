@@ -126,7 +126,8 @@ struct RefModel {
         std::vector<int8_t> tr(size_t(t.rows * t.cols));
         float sc = 0;
         m.get_ternary(l, mx, tr.data(), &sc);
-        for (int64_t i = 0; i < t.rows * t.cols; ++i) p[size_t(t.offset + i)] = double(tr[size_t(i)]) * sc;
+        for (int64_t i = 0; i < t.rows * t.cols; ++i)
+          p[size_t(t.offset + i)] = double(tr[size_t(i)]) * sc;
       }
   }
 
@@ -149,11 +150,13 @@ struct RefModel {
     for (int64_t t = 0; t < n; ++t)
       for (int64_t r = 0; r < rows; ++r) {
         double s = 0;
-        for (int64_t j = 0; j < cols; ++j) s += x[size_t(t * cols + j)] * p[size_t(off + r * cols + j)];
+        for (int64_t j = 0; j < cols; ++j)
+          s += x[size_t(t * cols + j)] * p[size_t(off + r * cols + j)];
         y[size_t(t * rows + r)] = s;
       }
   }
-  double loss(const std::vector<int32_t>& in, const std::vector<int32_t>& tg, int64_t B, int64_t T) const {
+  double loss(const std::vector<int32_t>& in, const std::vector<int32_t>& tg, int64_t B,
+              int64_t T) const {
     const int64_t d = c.d_model, f = c.d_ff, V = c.vocab, H = c.n_heads, hd = d / H, N = B * T;
     const int64_t Hkv = c.n_kv_heads > 0 ? c.n_kv_heads : H, kvd = Hkv * hd, ld = d + 2 * kvd;
     Mat x(size_t(N * d)), h, qkv, att, o, gu, sw, ff;
@@ -167,7 +170,8 @@ struct RefModel {
         for (int64_t part = 0; part < 2; ++part)
           for (int64_t hh = 0; hh < (part == 0 ? H : Hkv); ++hh)
             for (int64_t i = 0; i < hd / 2; ++i) {
-              const double a = double(t % T) * std::pow(double(c.rope_theta), -2.0 * double(i) / double(hd));
+              const double a =
+                  double(t % T) * std::pow(double(c.rope_theta), -2.0 * double(i) / double(hd));
               double* v = &qkv[size_t(t * ld + part * d + hh * hd + 2 * i)];
               const double v0 = v[0], v1 = v[1];
               v[0] = v0 * std::cos(a) - v1 * std::sin(a);
@@ -183,7 +187,8 @@ struct RefModel {
             for (int64_t j = 0; j <= i; ++j) {
               double s = 0;
               for (int64_t e = 0; e < hd; ++e)
-                s += qkv[size_t((b * T + i) * ld + hh * hd + e)] * qkv[size_t((b * T + j) * ld + kc + e)];
+                s += qkv[size_t((b * T + i) * ld + hh * hd + e)] *
+                     qkv[size_t((b * T + j) * ld + kc + e)];
               sc[size_t(j)] = s / std::sqrt(double(hd));
               mx = std::max(mx, sc[size_t(j)]);
             }
@@ -362,7 +367,8 @@ TEST(model_ternary_weights) {
                                            "layer 2 out of range"));
 }
 
-// ---- gradient checks ------------------------------------------------------------------------------
+// ---- gradient checks
+// ------------------------------------------------------------------------------
 
 constexpr double kRefTol = 1e-3;
 
@@ -376,7 +382,8 @@ TEST(model_grad_fp32_whole_model) {
     Workspace ws(c, 2, 9, true);
     const std::vector<float> g = gradient(m, Precision::F32, nullptr, b, ws, one_thread());
     RefModel r(m, nullptr);
-    const double lf = mean_loss(m, Precision::F32, nullptr, b, ws), lr = r.loss(b.in, b.tg, b.B, b.T);
+    const double lf = mean_loss(m, Precision::F32, nullptr, b, ws),
+                 lr = r.loss(b.in, b.tg, b.B, b.T);
     CHECK_MSG(std::fabs(lf - lr) < 1e-5, "fp32 forward " << lf << " vs double reference " << lr);
     Rng rng(14);
     double worst = 0;
@@ -386,9 +393,11 @@ TEST(model_grad_fp32_whole_model) {
       CHECK_MSG(e < kRefTol, t.name << " err " << e);
       if (e >= worst) worst = e, worst_name = t.name;
     }
-    std::printf("  fp32 whole model (%lld/%lld heads, %s head) vs double reference: worst err "
-                "%.2e (%s), tol %.0e\n", (long long)c.n_heads, (long long)c.kv_heads(),
-                c.tied_head ? "tied" : "untied", worst, worst_name.c_str(), kRefTol);
+    std::printf(
+        "  fp32 whole model (%lld/%lld heads, %s head) vs double reference: worst err "
+        "%.2e (%s), tol %.0e\n",
+        (long long)c.n_heads, (long long)c.kv_heads(), c.tied_head ? "tied" : "untied", worst,
+        worst_name.c_str(), kRefTol);
   }
 }
 
@@ -403,11 +412,13 @@ TEST(model_grad_ternary_ste_whole_model) {
     roughen(m, 22);
     const Batch b = random_batch(c, 2, 9, 23);
     Workspace ws(c, 2, 9, true);
-    const std::vector<float> gs = gradient(m, Precision::TernaryF32Act, nullptr, b, ws, one_thread());
+    const std::vector<float> gs =
+        gradient(m, Precision::TernaryF32Act, nullptr, b, ws, one_thread());
     const std::vector<float> gq = gradient(m, Precision::Ternary, nullptr, b, ws, one_thread());
     RefModel r(m, nullptr);
     r.use_ternary(m);
-    const double ls = mean_loss(m, Precision::TernaryF32Act, nullptr, b, ws), lr = r.loss(b.in, b.tg, b.B, b.T);
+    const double ls = mean_loss(m, Precision::TernaryF32Act, nullptr, b, ws),
+                 lr = r.loss(b.in, b.tg, b.B, b.T);
     CHECK_MSG(std::fabs(ls - lr) < 1e-5, "ternary-f32act forward " << ls << " vs reference " << lr);
     Rng rng(24);
     double worst = 0, worst_cos = 1;
@@ -419,9 +430,10 @@ TEST(model_grad_ternary_ste_whole_model) {
       CHECK_MSG(cs > 0.99, t.name << " int8-activation gradient cosine " << cs);
       worst_cos = std::min(worst_cos, cs);
     }
-    std::printf("  ternary STE (fp32 act, %lld/%lld heads) vs double surrogate: worst err %.2e, tol "
-                "%.0e; int8-act vs fp32-act gradient cosine >= %.4f (tol 0.99)\n",
-                (long long)c.n_heads, (long long)c.kv_heads(), worst, kRefTol, worst_cos);
+    std::printf(
+        "  ternary STE (fp32 act, %lld/%lld heads) vs double surrogate: worst err %.2e, tol "
+        "%.0e; int8-act vs fp32-act gradient cosine >= %.4f (tol 0.99)\n",
+        (long long)c.n_heads, (long long)c.kv_heads(), worst, kRefTol, worst_cos);
   }
 }
 
@@ -450,12 +462,15 @@ TEST(model_grad_adapter_gains) {
     CHECK_MSG(e < kRefTol, precision_name(p) << " adapter gain grad err " << e);
     worst = std::max(worst, e);
   }
-  const std::vector<float> gs = gradient(m, Precision::TernaryF32Act, views.data(), b, ws, one_thread());
+  const std::vector<float> gs =
+      gradient(m, Precision::TernaryF32Act, views.data(), b, ws, one_thread());
   const std::vector<float> gq = gradient(m, Precision::Ternary, views.data(), b, ws, one_thread());
   const double cs = cosine(gq.data(), gs.data(), c.n_gains());
   CHECK_MSG(cs > 0.98, "int8-activation gain gradient cosine " << cs);
-  std::printf("  adapter gains (all %lld) vs double reference: worst err %.2e, tol %.0e; int8-act "
-              "vs STE surrogate cosine %.4f (tol 0.98)\n", (long long)c.n_gains(), worst, kRefTol, cs);
+  std::printf(
+      "  adapter gains (all %lld) vs double reference: worst err %.2e, tol %.0e; int8-act "
+      "vs STE surrogate cosine %.4f (tol 0.98)\n",
+      (long long)c.n_gains(), worst, kRefTol, cs);
   // Without an adapter the norm weights' gradient comes out of the same
   // kernel call; at gains = 1, d/dg (w g) = w d/dw: the two must agree.
   std::vector<float> ones(static_cast<size_t>(c.n_gains()), 1.0f);
@@ -466,7 +481,8 @@ TEST(model_grad_adapter_gains) {
   for (int64_t k = 0; k < c.n_norms(); ++k)
     for (int64_t j = 0; j < c.d_model; ++j) {
       const double w = m.params()[m.norm_offset(k) + j];
-      e = std::max(e, std::fabs(gu[size_t(k * c.d_model + j)] - w * gp[size_t(m.norm_offset(k) + j)]));
+      e = std::max(e,
+                   std::fabs(gu[size_t(k * c.d_model + j)] - w * gp[size_t(m.norm_offset(k) + j)]));
     }
   CHECK_MSG(e < 1e-5, "gain vs norm-weight gradient " << e);
 }
@@ -546,7 +562,8 @@ TEST(model_gqa_matches_duplicated_mha) {
       g.get_ternary(l, mx, tg.data(), &scale);
       for (int64_t r = 0; r < ms.rows; ++r) {
         const int64_t from = gs.rows == ms.rows ? r : r / hd / group * hd + r % hd;
-        std::copy(tg.begin() + from * gs.cols, tg.begin() + (from + 1) * gs.cols, tm.begin() + r * ms.cols);
+        std::copy(tg.begin() + from * gs.cols, tg.begin() + (from + 1) * gs.cols,
+                  tm.begin() + r * ms.cols);
       }
       m.set_ternary(l, mx, tm.data(), scale);
     }
@@ -554,7 +571,8 @@ TEST(model_gqa_matches_duplicated_mha) {
   Workspace wg(gc, 2, 11, true), wm(mc, 2, 11, true);
   CHECK(nlls(g, Precision::Ternary, b, wg) == nlls(m, Precision::Ternary, b, wm));
   CHECK(nlls(g, Precision::TernaryF32Act, b, wg) == nlls(m, Precision::TernaryF32Act, b, wm));
-  const std::vector<double> nf_g = nlls(g, Precision::F32, b, wg), nf_m = nlls(m, Precision::F32, b, wm);
+  const std::vector<double> nf_g = nlls(g, Precision::F32, b, wg),
+                            nf_m = nlls(m, Precision::F32, b, wm);
   double worst = 0;
   for (size_t i = 0; i < nf_g.size(); ++i) worst = std::max(worst, std::fabs(nf_g[i] - nf_m[i]));
   CHECK_MSG(worst < 1e-5, "fp32 GQA vs duplicated MHA NLL " << worst);
@@ -581,8 +599,10 @@ TEST(model_gqa_matches_duplicated_mha) {
       }
   }
   CHECK_MSG(gerr < 1e-5, "GQA gradient vs summed MHA copies, relative to max |grad|: " << gerr);
-  std::printf("  GQA vs duplicated MHA: ternary NLLs bit-identical, fp32 max |dNLL| %.1e, "
-              "gradient max rel err %.1e\n", worst, gerr);
+  std::printf(
+      "  GQA vs duplicated MHA: ternary NLLs bit-identical, fp32 max |dNLL| %.1e, "
+      "gradient max rel err %.1e\n",
+      worst, gerr);
 }
 
 // The untied head: its own table, initialised like the embedding; with the
@@ -596,7 +616,8 @@ TEST(model_untied_head) {
   CHECK(t.head() == t.embedding() && t.head_offset() == 0);
   const TensorInfo& out = u.tensor("output");
   CHECK(out.rows == uc.vocab && out.cols == uc.d_model && u.head_offset() == out.offset);
-  CHECK(out.offset == u.tensor("final_norm").offset + uc.d_model);  // last: other tensors keep their place
+  CHECK(out.offset ==
+        u.tensor("final_norm").offset + uc.d_model);  // last: other tensors keep their place
   CHECK(std::memcmp(t.params(), u.params(), size_t(t.n_params()) * 4) == 0);  // and their init
   double s2 = 0;
   for (int64_t i = 0; i < out.rows * out.cols; ++i) s2 += double(u.head()[i]) * u.head()[i];
@@ -610,13 +631,15 @@ TEST(model_untied_head) {
   u.quantize(one_thread());
   const Batch b = random_batch(tc, 2, 9, 93);
   Workspace wt(tc, 2, 9, true), wu(uc, 2, 9, true);
-  for (Precision p : {Precision::F32, Precision::Ternary}) CHECK(nlls(t, p, b, wt) == nlls(u, p, b, wu));
+  for (Precision p : {Precision::F32, Precision::Ternary})
+    CHECK(nlls(t, p, b, wt) == nlls(u, p, b, wu));
   const std::vector<float> gt = gradient(t, Precision::F32, nullptr, b, wt, one_thread());
   const std::vector<float> gu = gradient(u, Precision::F32, nullptr, b, wu, one_thread());
   double gmax = 0, err = 0;
   for (float v : gt) gmax = std::max(gmax, double(std::fabs(v)));
   for (int64_t i = 0; i < out.rows * out.cols; ++i)
-    err = std::max(err, std::fabs(double(gu[size_t(i)]) + gu[size_t(out.offset + i)] - gt[size_t(i)]) / gmax);
+    err = std::max(
+        err, std::fabs(double(gu[size_t(i)]) + gu[size_t(out.offset + i)] - gt[size_t(i)]) / gmax);
   CHECK_MSG(err < 1e-6, "untied embedding + head gradient vs tied " << err);
   for (int64_t i = out.rows * out.cols; i < t.n_params(); ++i)  // the blocks and norms: the same
     err = std::max(err, std::fabs(double(gu[size_t(i)]) - gt[size_t(i)]) / gmax);
@@ -690,14 +713,15 @@ TEST(model_train_lowers_loss) {
       // fp32 training leaves the ternary weights stale until the PTQ.
       CHECK(m.ternary_stale());
       std::vector<int32_t> text(rows_a.begin(), rows_a.begin() + T + 1);
-      CHECK(throws_with<std::logic_error>([&] {
-        evaluate(m, nullptr, 0, text.data(), T + 1, 100, EvalOptions{}, ex);
-      }, "quantize"));
+      CHECK(throws_with<std::logic_error>(
+          [&] { evaluate(m, nullptr, 0, text.data(), T + 1, 100, EvalOptions{}, ex); },
+          "quantize"));
       m.quantize(ex);
-      const EvalResult f = evaluate(m, nullptr, 0, text.data(), T + 1, 100,
-                                    EvalOptions{Precision::F32, 0, 4}, ex);
+      const EvalResult f =
+          evaluate(m, nullptr, 0, text.data(), T + 1, 100, EvalOptions{Precision::F32, 0, 4}, ex);
       const EvalResult q = evaluate(m, nullptr, 0, text.data(), T + 1, 100, EvalOptions{}, ex);
-      std::printf("  fp32 base after PTQ: mean NLL fp32 %.3f, ternary %.3f\n", f.mean_nll, q.mean_nll);
+      std::printf("  fp32 base after PTQ: mean NLL fp32 %.3f, ternary %.3f\n", f.mean_nll,
+                  q.mean_nll);
       CHECK(std::isfinite(q.mean_nll));
     } else {
       // The adapter on top of this base, on another motif: only gains move.
@@ -720,8 +744,8 @@ TEST(model_train_lowers_loss) {
       // The trained gains, evaluated as an adapter, beat no adapter on motif b.
       std::vector<int32_t> text(rows_b.begin(), rows_b.begin() + T + 1);
       const std::vector<norm::GainView> v = at.gain_views();
-      const EvalResult with = evaluate(m, v.data(), int64_t(v.size()), text.data(), T + 1, 100,
-                                       EvalOptions{}, ex);
+      const EvalResult with =
+          evaluate(m, v.data(), int64_t(v.size()), text.data(), T + 1, 100, EvalOptions{}, ex);
       const EvalResult none = evaluate(m, nullptr, 0, text.data(), T + 1, 100, EvalOptions{}, ex);
       CHECK_MSG(with.mean_nll < none.mean_nll, with.mean_nll << " vs " << none.mean_nll);
     }
@@ -792,7 +816,8 @@ TEST(model_train_bad_input) {
   CHECK(throws_with<std::logic_error>([&] { Trainer t(m, bad); }, "quantize"));
 }
 
-// ---- evaluation ------------------------------------------------------------------------------------
+// ---- evaluation
+// ------------------------------------------------------------------------------------
 
 TEST(model_eval_sliding_windows) {
   const ModelConfig c = tiny_config();  // context 16
@@ -826,20 +851,24 @@ TEST(model_eval_sliding_windows) {
   Workspace ws(c, 1, 16, false);
   std::vector<double> expect(size_t(n - 1), -1.0);
   for (int64_t s : starts) {
-    std::vector<int32_t> in(tok.begin() + s, tok.begin() + s + 16), tg(tok.begin() + s + 1, tok.begin() + s + 17);
-    transformer_forward(m, Precision::Ternary, nullptr, in.data(), tg.data(), 1, 16, ws, false, one_thread());
+    std::vector<int32_t> in(tok.begin() + s, tok.begin() + s + 16),
+        tg(tok.begin() + s + 1, tok.begin() + s + 17);
+    transformer_forward(m, Precision::Ternary, nullptr, in.data(), tg.data(), 1, 16, ws, false,
+                        one_thread());
     for (int64_t t = 0; t < 16; ++t)
       if (expect[size_t(s + t)] < 0) expect[size_t(s + t)] = ws.nll()[t];
   }
   double worst = 0;
-  for (int64_t i = 0; i < n - 1; ++i) worst = std::max(worst, std::fabs(expect[size_t(i)] - r1.nll[size_t(i)]));
+  for (int64_t i = 0; i < n - 1; ++i)
+    worst = std::max(worst, std::fabs(expect[size_t(i)] - r1.nll[size_t(i)]));
   CHECK_MSG(worst < 1e-5, "sliding windows vs direct " << worst);
   // The batch of windows per pass is only a speed knob.
   EvalOptions o1 = o;
   o1.batch = 1;
   const EvalResult r3 = evaluate(m, nullptr, 0, tok.data(), n, 123, o1, two);
   worst = 0;
-  for (int64_t i = 0; i < n - 1; ++i) worst = std::max(worst, std::fabs(r3.nll[size_t(i)] - r1.nll[size_t(i)]));
+  for (int64_t i = 0; i < n - 1; ++i)
+    worst = std::max(worst, std::fabs(r3.nll[size_t(i)] - r1.nll[size_t(i)]));
   CHECK_MSG(worst < 1e-5, "batch 1 vs 4 " << worst);
   // A text shorter than the context: one window over all of it.
   const EvalResult s = evaluate(m, nullptr, 0, tok.data(), 5, 10, o, one_thread());
@@ -874,15 +903,18 @@ TEST(model_eval_adapter_encodings) {
     norm::decode_gain(iv[size_t(k)], dec.data() + k * c.d_model);
   }
   const std::vector<norm::GainView> fv = f32_gain_views(c, dec.data());
-  const EvalResult a = evaluate(m, iv.data(), int64_t(iv.size()), tok.data(), n, 80, EvalOptions{}, one_thread());
-  const EvalResult b = evaluate(m, fv.data(), int64_t(fv.size()), tok.data(), n, 80, EvalOptions{}, one_thread());
+  const EvalResult a =
+      evaluate(m, iv.data(), int64_t(iv.size()), tok.data(), n, 80, EvalOptions{}, one_thread());
+  const EvalResult b =
+      evaluate(m, fv.data(), int64_t(fv.size()), tok.data(), n, 80, EvalOptions{}, one_thread());
   const EvalResult none = evaluate(m, nullptr, 0, tok.data(), n, 80, EvalOptions{}, one_thread());
   CHECK(a.nll == b.nll);
   CHECK(a.total_nll != none.total_nll);
   // All-ones gains are no adapter, bit for bit.
   std::vector<float> ones(size_t(c.n_gains()), 1.0f);
   const std::vector<norm::GainView> ov = f32_gain_views(c, ones.data());
-  CHECK(evaluate(m, ov.data(), int64_t(ov.size()), tok.data(), n, 80, EvalOptions{}, one_thread()).nll == none.nll);
+  CHECK(evaluate(m, ov.data(), int64_t(ov.size()), tok.data(), n, 80, EvalOptions{}, one_thread())
+            .nll == none.nll);
 }
 
 TEST(model_bad_input) {
@@ -901,36 +933,45 @@ TEST(model_bad_input) {
   CHECK(bad([](ModelConfig& c) { c.rope_theta = 0.5f; }, "ropeTheta"));
   CHECK(bad([](ModelConfig& c) { c.n_kv_heads = 3; }, "nKvHeads"));  // > n_heads = 2
   CHECK(bad([](ModelConfig& c) { c.n_kv_heads = -1; }, "nKvHeads"));
-  CHECK(bad([](ModelConfig& c) { c.d_model = 24, c.n_heads = 6, c.n_kv_heads = 4; }, "divisible by n_kv_heads"));
+  CHECK(bad([](ModelConfig& c) { c.d_model = 24, c.n_heads = 6, c.n_kv_heads = 4; },
+            "divisible by n_kv_heads"));
 
   const ModelConfig c = tiny_config();
   Model m(c, 2);
   std::vector<int32_t> tok = {1, 2, 3, 4, 5, 6};
   const Exec ex = one_thread();
-  CHECK(throws_with<std::invalid_argument>([&] { evaluate(m, nullptr, 0, tok.data(), 1, 10, EvalOptions{}, ex); },
-                                           "at least 2 tokens"));
-  CHECK(throws_with<std::invalid_argument>([&] { evaluate(m, nullptr, 0, tok.data(), 6, 0, EvalOptions{}, ex); },
-                                           "n_bytes"));
+  CHECK(throws_with<std::invalid_argument>(
+      [&] { evaluate(m, nullptr, 0, tok.data(), 1, 10, EvalOptions{}, ex); }, "at least 2 tokens"));
+  CHECK(throws_with<std::invalid_argument>(
+      [&] { evaluate(m, nullptr, 0, tok.data(), 6, 0, EvalOptions{}, ex); }, "n_bytes"));
   tok[4] = 13;
-  CHECK(throws_with<std::invalid_argument>([&] { evaluate(m, nullptr, 0, tok.data(), 6, 10, EvalOptions{}, ex); },
-                                           "token id 13 at position 4"));
+  CHECK(throws_with<std::invalid_argument>(
+      [&] { evaluate(m, nullptr, 0, tok.data(), 6, 10, EvalOptions{}, ex); },
+      "token id 13 at position 4"));
   tok[4] = -1;
-  CHECK(throws_with<std::invalid_argument>([&] { evaluate(m, nullptr, 0, tok.data(), 6, 10, EvalOptions{}, ex); },
-                                           "token id -1"));
+  CHECK(throws_with<std::invalid_argument>(
+      [&] { evaluate(m, nullptr, 0, tok.data(), 6, 10, EvalOptions{}, ex); }, "token id -1"));
   tok[4] = 5;
   EvalOptions o;
   o.stride = c.context + 1;
-  CHECK(throws_with<std::invalid_argument>([&] { evaluate(m, nullptr, 0, tok.data(), 6, 10, o, ex); }, "stride"));
+  CHECK(throws_with<std::invalid_argument>(
+      [&] { evaluate(m, nullptr, 0, tok.data(), 6, 10, o, ex); }, "stride"));
   std::vector<float> gains(size_t(c.n_gains()), 1.0f);
   std::vector<norm::GainView> v = f32_gain_views(c, gains.data());
-  CHECK(throws_with<std::invalid_argument>([&] { evaluate(m, v.data(), 3, tok.data(), 6, 10, EvalOptions{}, ex); },
-                                           "expected 5 gain vectors"));
+  CHECK(throws_with<std::invalid_argument>(
+      [&] { evaluate(m, v.data(), 3, tok.data(), 6, 10, EvalOptions{}, ex); },
+      "expected 5 gain vectors"));
   gains[20] = std::nanf("");
-  CHECK(throws_with<std::invalid_argument>([&] { evaluate(m, v.data(), int64_t(v.size()), tok.data(), 6, 10, EvalOptions{}, ex); },
-                                           "gain vector 1"));
+  CHECK(throws_with<std::invalid_argument>(
+      [&] { evaluate(m, v.data(), int64_t(v.size()), tok.data(), 6, 10, EvalOptions{}, ex); },
+      "gain vector 1"));
   Workspace ws(c, 1, 6, false);
-  CHECK(throws_with<std::invalid_argument>([&] {
-    transformer_backward(m, Precision::F32, nullptr, tok.data(), tok.data(), 1, 6, 1.0f, ws, nullptr, nullptr, ex);
-  }, "for_backward"));
-  CHECK(throws_with<std::invalid_argument>([&] { Workspace w(c, 1, c.context + 1, false); }, "context"));
+  CHECK(throws_with<std::invalid_argument>(
+      [&] {
+        transformer_backward(m, Precision::F32, nullptr, tok.data(), tok.data(), 1, 6, 1.0f, ws,
+                             nullptr, nullptr, ex);
+      },
+      "for_backward"));
+  CHECK(throws_with<std::invalid_argument>([&] { Workspace w(c, 1, c.context + 1, false); },
+                                           "context"));
 }

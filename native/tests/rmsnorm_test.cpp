@@ -46,8 +46,9 @@ struct Problem {
     a.n = n;
     a.d = d;
     a.w_base = w.data();
-    a.gain = GainView{scheme, d, payload.data(), payload.size(),
-                      params.empty() ? nullptr : params.data(), params.size()};
+    a.gain = GainView{
+        scheme,       d, payload.data(), payload.size(), params.empty() ? nullptr : params.data(),
+        params.size()};
     a.eps = eps;
     return a;
   }
@@ -150,8 +151,8 @@ void check_same(const Outputs& a, const Outputs& b, const std::string& what) {
 }
 
 std::string label(const Problem& p) {
-  return "n=" + std::to_string(p.n) + " d=" + std::to_string(p.d) + " scheme=" +
-         find_gain_decoder(p.scheme)->name;
+  return "n=" + std::to_string(p.n) + " d=" + std::to_string(p.d) +
+         " scheme=" + find_gain_decoder(p.scheme)->name;
 }
 
 // ---- the double-precision re-implementation -------------------------------------
@@ -167,7 +168,8 @@ std::vector<double> ref_forward(const Problem& p) {
     for (int64_t c = 0; c < p.d; ++c) xr[size_t(c)] = p.x[size_t(t * p.d + c)];
     const double inv = ref_inv_rms(xr.data(), p.d, p.eps);
     for (int64_t c = 0; c < p.d; ++c)
-      y[size_t(t * p.d + c)] = xr[size_t(c)] * inv * double(p.w[size_t(c)]) * double(p.g[size_t(c)]);
+      y[size_t(t * p.d + c)] =
+          xr[size_t(c)] * inv * double(p.w[size_t(c)]) * double(p.g[size_t(c)]);
   }
   return y;
 }
@@ -198,7 +200,6 @@ double max_rel(const std::vector<float>& got, const std::vector<double>& want) {
   return worst;
 }
 
-
 }  // namespace
 
 TEST(rmsnorm_isa_paths_bit_identical) {
@@ -226,8 +227,8 @@ TEST(rmsnorm_forward_matches_double_reference) {
         std::vector<float> y(size_t(n * d), NAN);
         rmsnorm_gain_f32(p.args(), y.data(), Exec{Isa::Scalar, nullptr, 1});
         const double err = max_rel(y, ref_forward(p));
-        CHECK_MSG(err <= forward_tolerance(d), label(p) << " rel err " << err << " > "
-                                                        << forward_tolerance(d));
+        CHECK_MSG(err <= forward_tolerance(d),
+                  label(p) << " rel err " << err << " > " << forward_tolerance(d));
       }
 }
 
@@ -361,7 +362,7 @@ TEST(rmsnorm_extreme_magnitudes) {
 
   Problem tiny = make_problem(4, 255, GainScheme::F16, 8);
   for (float& v : tiny.x) v *= 1e-25f;  // squares ~1e-50 underflow to 0 in float
-  tiny.eps = 1e-35f;                   // and eps does not hide that
+  tiny.eps = 1e-35f;                    // and eps does not hide that
 
   Problem small = make_problem(4, 255, GainScheme::F32, 9);
   for (float& v : small.x) v *= 1e-30f;  // squares underflow, eps = 1e-5 dominates
@@ -427,9 +428,12 @@ TEST(rmsnorm_backward_matches_finite_differences) {
     GainScheme s;
     float x_scale;
   };
-  const Shape shapes[] = {{1, 1, GainScheme::F32, 1.0f},          {3, 17, GainScheme::F32, 1.0f},
-                          {4, 33, GainScheme::Int8PerTensor, 1.0f}, {2, 257, GainScheme::F16, 1.0f},
-                          {6, 16, GainScheme::F32, 1.0f},          {2, 768, GainScheme::F32, 1e18f},
+  const Shape shapes[] = {{1, 1, GainScheme::F32, 1.0f},
+                          {3, 17, GainScheme::F32, 1.0f},
+                          {4, 33, GainScheme::Int8PerTensor, 1.0f},
+                          {2, 257, GainScheme::F16, 1.0f},
+                          {6, 16, GainScheme::F32, 1.0f},
+                          {2, 768, GainScheme::F32, 1e18f},
                           {3, 48, GainScheme::F16, 1e-3f}};
   // Kernel gradients are float; the bound is relative to the largest
   // gradient of the row (dx) or of the tensor (dgain). Measured errors are
@@ -546,7 +550,8 @@ TEST(rmsnorm_bad_input) {
     CHECK_THROWS(f32(a));
     CHECK_THROWS(i8(a));
     CHECK_THROWS(bwd(a));
-    for (const std::string& m : {thrown_message<std::invalid_argument>([&] { f32(a); }), thrown_message<std::invalid_argument>([&] { i8(a); }),
+    for (const std::string& m : {thrown_message<std::invalid_argument>([&] { f32(a); }),
+                                 thrown_message<std::invalid_argument>([&] { i8(a); }),
                                  thrown_message<std::invalid_argument>([&] { bwd(a); })})
       CHECK_MSG(mentions(m, expect), "message '" << m << "' lacks '" << expect << "'");
   };
@@ -556,22 +561,52 @@ TEST(rmsnorm_bad_input) {
   i8(a);
   bwd(a);
 
-  a = p.args(); a.x = nullptr; expect_all(a, "x is null");
-  a = p.args(); a.w_base = nullptr; expect_all(a, "w_base is null");
-  a = p.args(); a.n = 0; expect_all(a, "expected 0 < n");
-  a = p.args(); a.n = -2; expect_all(a, "expected 0 < n");
-  a = p.args(); a.d = 0; expect_all(a, "expected 0 < d");
-  a = p.args(); a.d = -1; expect_all(a, "expected 0 < d");
-  a = p.args(); a.d = a.gain.d = (int64_t(1) << 24) + 1; expect_all(a, "expected 0 < d <= 16777216");
-  a = p.args(); a.n = int64_t(1) << 62; expect_all(a, "expected 0 < n <=");
-  a = p.args(); a.gain.d = 19; expect_all(a, "expected d = 20");
-  a = p.args(); a.gain.data_bytes = 21; expect_all(a, "expected 20");
-  a = p.args(); a.gain.data = nullptr; expect_all(a, "data is null");
-  a = p.args(); a.gain.n_params = 0; expect_all(a, "expected 1 (the scale)");
-  a = p.args(); a.gain.scheme = static_cast<GainScheme>(40); expect_all(a, "unknown scheme 40");
+  a = p.args();
+  a.x = nullptr;
+  expect_all(a, "x is null");
+  a = p.args();
+  a.w_base = nullptr;
+  expect_all(a, "w_base is null");
+  a = p.args();
+  a.n = 0;
+  expect_all(a, "expected 0 < n");
+  a = p.args();
+  a.n = -2;
+  expect_all(a, "expected 0 < n");
+  a = p.args();
+  a.d = 0;
+  expect_all(a, "expected 0 < d");
+  a = p.args();
+  a.d = -1;
+  expect_all(a, "expected 0 < d");
+  a = p.args();
+  a.d = a.gain.d = (int64_t(1) << 24) + 1;
+  expect_all(a, "expected 0 < d <= 16777216");
+  a = p.args();
+  a.n = int64_t(1) << 62;
+  expect_all(a, "expected 0 < n <=");
+  a = p.args();
+  a.gain.d = 19;
+  expect_all(a, "expected d = 20");
+  a = p.args();
+  a.gain.data_bytes = 21;
+  expect_all(a, "expected 20");
+  a = p.args();
+  a.gain.data = nullptr;
+  expect_all(a, "data is null");
+  a = p.args();
+  a.gain.n_params = 0;
+  expect_all(a, "expected 1 (the scale)");
+  a = p.args();
+  a.gain.scheme = static_cast<GainScheme>(40);
+  expect_all(a, "unknown scheme 40");
   const float nan_scale = NAN, inf_scale = -INFINITY;
-  a = p.args(); a.gain.params = &nan_scale; expect_all(a, "not finite");
-  a = p.args(); a.gain.params = &inf_scale; expect_all(a, "not finite");
+  a = p.args();
+  a.gain.params = &nan_scale;
+  expect_all(a, "not finite");
+  a = p.args();
+  a.gain.params = &inf_scale;
+  expect_all(a, "not finite");
   for (float eps : {0.0f, -1e-5f, NAN, INFINITY}) {
     a = p.args();
     a.eps = eps;
@@ -618,7 +653,8 @@ TEST(rmsnorm_bad_input) {
   CHECK_THROWS(rmsnorm_gain_i8(p.args(), nullptr, s.data(), ex));
   CHECK_THROWS(rmsnorm_gain_i8(p.args(), q.data(), nullptr, ex));
   CHECK_THROWS(rmsnorm_gain_backward(p.args(), nullptr, dx.data(), dg.data(), ex));
-  CHECK(mentions(thrown_message<std::invalid_argument>([&] { rmsnorm_gain_backward(p.args(), nullptr, dx.data(), dg.data(), ex); }),
+  CHECK(mentions(thrown_message<std::invalid_argument>(
+                     [&] { rmsnorm_gain_backward(p.args(), nullptr, dx.data(), dg.data(), ex); }),
                  "dy is null"));
   // Overlapping buffers.
   {
@@ -633,7 +669,9 @@ TEST(rmsnorm_bad_input) {
   for (Isa isa : {Isa::Avx2, Isa::Avx512, Isa::Neon})
     if (!isa_supported(isa)) {
       CHECK_THROWS(rmsnorm_gain_f32(p.args(), y.data(), Exec{isa, nullptr, 1}));
-      CHECK(mentions(thrown_message<std::invalid_argument>([&] { rmsnorm_gain_f32(p.args(), y.data(), Exec{isa, nullptr, 1}); }),
+      CHECK(mentions(thrown_message<std::invalid_argument>([&] {
+                       rmsnorm_gain_f32(p.args(), y.data(), Exec{isa, nullptr, 1});
+                     }),
                      "not supported"));
     }
 }
@@ -648,8 +686,9 @@ TEST(rmsnorm_bad_row_reported_deterministically) {
   std::vector<float> y(p.x.size());
   for (Isa isa : test::every_isa())
     for (int threads : {1, 2, 3}) {
-      const std::string m =
-          thrown_message<std::invalid_argument>([&] { rmsnorm_gain_f32(p.args(), y.data(), Exec{isa, &pool, threads}); });
+      const std::string m = thrown_message<std::invalid_argument>([&] {
+        rmsnorm_gain_f32(p.args(), y.data(), Exec{isa, &pool, threads});
+      });
       CHECK_MSG(mentions(m, "x[9][2]"), isa_name(isa) << " threads=" << threads << ": " << m);
     }
 }

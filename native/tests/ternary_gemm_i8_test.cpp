@@ -17,7 +17,7 @@ namespace {
 
 struct Case {
   int64_t rows, cols, n;
-  std::vector<int8_t> trits;    // rows x cols
+  std::vector<int8_t> trits;  // rows x cols
   std::vector<uint8_t> packed;
   std::vector<float> w_scales;  // rows
   std::vector<int8_t> q;        // n x padded_cols(cols)
@@ -42,7 +42,8 @@ Case make_case(Rng& rng, int64_t rows, int64_t cols, int64_t n, bool raw_q = fal
   k.x_scales.resize(size_t(n));
   if (raw_q) {
     for (int64_t t = 0; t < n; ++t)
-      for (int64_t c = 0; c < cols; ++c) k.q[size_t(t * padded_cols(cols) + c)] = int8_t(rng.below(256) - 128);
+      for (int64_t c = 0; c < cols; ++c)
+        k.q[size_t(t * padded_cols(cols) + c)] = int8_t(rng.below(256) - 128);
     for (auto& s : k.x_scales) s = rng.uniform(0.0f, 0.05f);
   } else {
     std::vector<float> x(size_t(n * cols));
@@ -208,6 +209,7 @@ TEST(ternary_gemm_i8_gemv_long_rows) {
     check_naive(k, ref);
     if (extreme) CHECK(ref[5] == (float(-128 * cols) * k.x_scales[0]) * k.w_scales[5]);
     for (Isa isa : test::every_isa())
-      CHECK_MSG(same_bits(run(k, Exec{isa, &pool, 2}), ref), isa_name(isa) << " extreme=" << extreme);
+      CHECK_MSG(same_bits(run(k, Exec{isa, &pool, 2}), ref), isa_name(isa)
+                                                                 << " extreme=" << extreme);
   }
 }

@@ -62,7 +62,7 @@ Weights make_weights(int64_t rows, int64_t cols, Rng& rng, bool per_tensor = fal
   w.scales.resize(size_t(rows));
   const float tensor_scale = rng.uniform(0.01f, 0.1f) * scale_mag;
   for (int64_t r = 0; r < rows; ++r)
-    w.scales[size_t(r)] = per_tensor ? tensor_scale
+    w.scales[size_t(r)] = per_tensor     ? tensor_scale
                           : (r % 7 == 3) ? 0.0f
                                          : rng.uniform(0.01f, 0.1f) * scale_mag;
   return w;
@@ -83,8 +83,8 @@ void exact_forward(const Weights& w, const std::vector<float>& x, int64_t n,
     for (int64_t r = 0; r < w.rows; ++r) {
       double s = 0, a = 0;
       for (int64_t c = 0; c < w.cols; ++c) {
-        const double term =
-            double(w.scales[size_t(r)]) * w.trits[size_t(r * w.cols + c)] * x[size_t(t * w.cols + c)];
+        const double term = double(w.scales[size_t(r)]) * w.trits[size_t(r * w.cols + c)] *
+                            x[size_t(t * w.cols + c)];
         s += term;
         a += std::fabs(term);
       }
@@ -268,10 +268,10 @@ TEST(ternary_matmul_f32_matches_dense_gemm) {
       std::vector<float> y(size_t(n * w.rows)), dx(size_t(n * w.cols));
       ternary::matmul_f32(w.view(), x.data(), n, y.data(), Exec{isa, nullptr, 1});
       ternary::matmul_f32_t(w.view(), dy.data(), n, dx.data(), Exec{isa, nullptr, 1});
-      check_close((std::string("matmul_f32 ") + isa_name(isa) + " vs dense").c_str(),
-                  shape(w, n), y.data(), want.data(), mag, w.cols, 2.0);
-      check_close((std::string("matmul_f32_t ") + isa_name(isa) + " vs dense").c_str(),
-                  shape(w, n), dx.data(), want_t.data(), mag_t, w.rows, 2.0);
+      check_close((std::string("matmul_f32 ") + isa_name(isa) + " vs dense").c_str(), shape(w, n),
+                  y.data(), want.data(), mag, w.cols, 2.0);
+      check_close((std::string("matmul_f32_t ") + isa_name(isa) + " vs dense").c_str(), shape(w, n),
+                  dx.data(), want_t.data(), mag_t, w.rows, 2.0);
     }
   }
 }
@@ -299,10 +299,9 @@ TEST(ternary_matmul_f32_t_is_the_adjoint) {
       double lhs = 0, rhs = 0;
       for (size_t i = 0; i < y.size(); ++i) lhs += double(y[i]) * dy[i];
       for (size_t i = 0; i < dx.size(); ++i) rhs += double(x[i]) * dx[i];
-      CHECK_MSG(std::fabs(lhs - rhs) <= tol, isa_name(isa) << " rows=" << s.rows << " cols="
-                                                           << s.cols << " n=" << s.n << ": <y,dy>="
-                                                           << lhs << " <x,dx>=" << rhs
-                                                           << " tolerance " << tol);
+      CHECK_MSG(std::fabs(lhs - rhs) <= tol,
+                isa_name(isa) << " rows=" << s.rows << " cols=" << s.cols << " n=" << s.n
+                              << ": <y,dy>=" << lhs << " <x,dx>=" << rhs << " tolerance " << tol);
     }
   }
 }
@@ -310,9 +309,7 @@ TEST(ternary_matmul_f32_t_is_the_adjoint) {
 TEST(ternary_matmul_f32_threads_bit_identical) {
   ThreadPool pool(3);
   Rng rng(16);
-  const struct {
-    int64_t rows, cols, n;
-  } shapes[] = {{100, 90, 41}, {33, 700, 20}, {2100, 20, 3}};
+  const struct { int64_t rows, cols, n; } shapes[] = {{100, 90, 41}, {33, 700, 20}, {2100, 20, 3}};
   for (const auto& s : shapes) {
     const Weights w = make_weights(s.rows, s.cols, rng);
     const std::vector<float> x = random_vec(s.n * s.cols, rng), dy = random_vec(s.n * s.rows, rng);
@@ -332,7 +329,6 @@ TEST(ternary_matmul_f32_threads_bit_identical) {
     }
   }
 }
-
 
 TEST(ternary_matmul_f32_bad_input) {
   Rng rng(17);
@@ -383,8 +379,9 @@ TEST(ternary_matmul_f32_bad_input) {
   expect(pw, x.data(), 3, dx.data(), "w.scales[5] is not finite");
   for (Isa isa : {Isa::Avx2, Isa::Avx512, Isa::Neon}) {
     if (isa_supported(isa)) continue;
-    const std::string msg = thrown_message<std::invalid_argument>(
-        [&] { ternary::matmul_f32(w.view(), x.data(), 3, y.data(), Exec{isa, nullptr, 1}); });
+    const std::string msg = thrown_message<std::invalid_argument>([&] {
+      ternary::matmul_f32(w.view(), x.data(), 3, y.data(), Exec{isa, nullptr, 1});
+    });
     CHECK_MSG(msg.find("not supported") != std::string::npos, isa_name(isa) << ": " << msg);
   }
 }

@@ -65,7 +65,11 @@ TEST(ternary_pack2_padding_and_known_bytes) {
   // One row [-1, 0, 1, 1, 0 ...]: row 0 occupies bytes 0..3 of the tile;
   // byte 0 holds columns 0, 4, 8, 12 in bit pairs 0..3.
   std::vector<int8_t> t(17, 0);
-  t[0] = -1; t[2] = 1; t[3] = 1; t[4] = -1; t[16] = 1;
+  t[0] = -1;
+  t[2] = 1;
+  t[3] = 1;
+  t[4] = -1;
+  t[16] = 1;
   std::vector<uint8_t> p(size_t(packed2_bytes(1, 17)));
   CHECK(p.size() == 2 * 64);
   pack2(t.data(), 1, 17, p.data());
@@ -74,7 +78,7 @@ TEST(ternary_pack2_padding_and_known_bytes) {
   CHECK(p[2] == 0x56);  // col 2 (1 -> code 2)
   CHECK(p[3] == 0x56);
   for (int i = 4; i < 64; ++i) CHECK(p[size_t(i)] == 0x55);  // padding rows
-  CHECK(p[64] == 0x56);  // col 16 -> code 2, cols 20.. padding
+  CHECK(p[64] == 0x56);                                      // col 16 -> code 2, cols 20.. padding
   for (int i = 65; i < 128; ++i) CHECK(p[size_t(i)] == 0x55);
 }
 
@@ -171,8 +175,8 @@ TEST(ternary_pack5_rejects_bad_input) {
 TEST(ternary_absmean_known_values) {
   // mean |w| = (1 + 3 + 0.5 + 0 + 0.5) / 5 = 1: w / scale hits the .5 tie
   // (rounds to even 0) and 3 clamps to 1.
-  const float w[10] = {1.0f, 3.0f, 0.5f, 0.0f, -0.5f,  // row 0: mean 1
-                       1.5f, -2.5f, 0.0f, 0.0f, 0.0f};   // row 1: mean 0.8
+  const float w[10] = {1.0f, 3.0f,  0.5f, 0.0f, -0.5f,  // row 0: mean 1
+                       1.5f, -2.5f, 0.0f, 0.0f, 0.0f};  // row 1: mean 0.8
   int8_t t[10];
   float s[2];
   absmean_quantize(w, 2, 5, true, t, s);
@@ -181,7 +185,7 @@ TEST(ternary_absmean_known_values) {
   const int8_t want_row[10] = {1, 1, 0, 0, 0, 1, -1, 0, 0, 0};
   CHECK(std::memcmp(t, want_row, 10) == 0);
   absmean_quantize(w, 2, 5, false, t, s);
-  CHECK(s[0] == 0.9f && s[1] == 0.9f);  // 9 / 10
+  CHECK(s[0] == 0.9f && s[1] == 0.9f);                              // 9 / 10
   const int8_t want_tensor[10] = {1, 1, 1, 0, -1, 1, -1, 0, 0, 0};  // 0.5/0.9 = 0.56 -> 1
   CHECK(std::memcmp(t, want_tensor, 10) == 0);
 }
@@ -202,7 +206,8 @@ TEST(ternary_absmean_matches_direct_formula) {
         for (int64_t r = 0; r < rows; ++r) {
           double sum = 0;
           for (int64_t c = 0; c < cols; ++c) sum += std::fabs(double(w[size_t(r * cols + c)]));
-          const float want = per_row ? float(sum / double(cols)) : float(total / double(rows * cols));
+          const float want =
+              per_row ? float(sum / double(cols)) : float(total / double(rows * cols));
           CHECK_MSG(s[size_t(r)] == want, "scale row " << r);
           for (int64_t c = 0; c < cols; ++c) {
             const float x = w[size_t(r * cols + c)];

@@ -15,12 +15,15 @@ using tok::ByteBpe;
 
 namespace {
 
-std::vector<uint8_t> bytes_of(const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); }
+std::vector<uint8_t> bytes_of(const std::string& s) {
+  return std::vector<uint8_t>(s.begin(), s.end());
+}
 
 // A word soup with UTF-8, digits, punctuation, runs of spaces and some invalid bytes.
 std::vector<uint8_t> corpus(size_t n, uint64_t seed) {
-  static const char* words[] = {"the", "whale", "Ahab", "don't", "café", "naïve", "σ", "1790", "3.14",
-                                "return", "=>", "  ", "\n", "\t", "it's", "ü", "—", "x"};
+  static const char* words[] = {"the", "whale", "Ahab", "don't",  "café", "naïve",
+                                "σ",   "1790",  "3.14", "return", "=>",   "  ",
+                                "\n",  "\t",    "it's", "ü",      "—",    "x"};
   Rng r(seed);
   std::vector<uint8_t> out;
   while (out.size() < n) {
@@ -86,17 +89,20 @@ TEST(tokenizer_byte_bpe_encode_matches_replay_and_round_trips) {
     CHECK(t.decode(i2.data(), i2.size()) == b);
   }
   const int32_t bad[] = {1, 400};
-  CHECK(mentions(thrown_message([&] { t.decode(bad, 2); }), "token 1 is 400, expected an integer in [0, 400)"));
+  CHECK(mentions(thrown_message([&] { t.decode(bad, 2); }),
+                 "token 1 is 400, expected an integer in [0, 400)"));
 }
 
 TEST(tokenizer_byte_bpe_training_tie_rule) {
-  // (" ",c), (a,b), (c,d) all occur 3 times: the smallest pair wins, then (a,b), (" c",d), (" ",ab).
+  // (" ",c), (a,b), (c,d) all occur 3 times: the smallest pair wins, then (a,b), (" c",d), ("
+  // ",ab).
   const auto text = bytes_of("ab ab ab cd cd cd");
   const ByteBpe t = ByteBpe::train(text.data(), text.size(), 260, 2);
   CHECK((t.merges() == std::vector<uint16_t>{32, 99, 97, 98, 256, 100, 32, 257}));
   CHECK(mentions(thrown_message([&] { ByteBpe::train(text.data(), text.size(), 261, 2); }),
                  "supports only 4 merges with pairs occurring >= 2 times"));
-  CHECK(mentions(thrown_message([&] { ByteBpe::train(text.data(), text.size(), 255, 2); }), "vocabSize"));
+  CHECK(mentions(thrown_message([&] { ByteBpe::train(text.data(), text.size(), 255, 2); }),
+                 "vocabSize"));
   const auto aa = bytes_of("aa aa aa");
   const ByteBpe t2 = ByteBpe::train(aa.data(), aa.size(), 257, 2);
   const auto five = bytes_of("aaaaa");
@@ -110,12 +116,14 @@ TEST(tokenizer_byte_bpe_serialized_form_fuzz) {
   CHECK(blob.size() == 12 + 4 * 44 + 4);
   CHECK(ByteBpe::deserialize(blob.data(), blob.size()).merges() == t.merges());
   for (size_t n = 0; n < blob.size(); ++n)
-    CHECK(mentions(thrown_message([&] { ByteBpe::deserialize(blob.data(), n); }), "invalid tokenizer data"));
+    CHECK(mentions(thrown_message([&] { ByteBpe::deserialize(blob.data(), n); }),
+                   "invalid tokenizer data"));
   for (size_t i = 0; i < blob.size(); ++i)
     for (int bit = 0; bit < 8; ++bit) {
       auto c = blob;
       c[i] ^= uint8_t(1 << bit);
-      CHECK(mentions(thrown_message([&] { ByteBpe::deserialize(c.data(), c.size()); }), "invalid tokenizer data"));
+      CHECK(mentions(thrown_message([&] { ByteBpe::deserialize(c.data(), c.size()); }),
+                     "invalid tokenizer data"));
     }
   // Random merges with a recomputed checksum reach the merge checks: parsed or rejected with a
   // message, never a crash.
@@ -123,7 +131,8 @@ TEST(tokenizer_byte_bpe_serialized_form_fuzz) {
   int parsed = 0;
   for (int k = 0; k < 300; ++k) {
     auto c = blob;
-    for (int j = 0; j < 4; ++j) c[12 + size_t(r.below(int64_t(c.size()) - 16))] = uint8_t(r.below(256));
+    for (int j = 0; j < 4; ++j)
+      c[12 + size_t(r.below(int64_t(c.size()) - 16))] = uint8_t(r.below(256));
     const uint32_t crc = crc32_ref(c.data(), c.size() - 4);
     std::memcpy(c.data() + c.size() - 4, &crc, 4);  // little-endian hosts (x86-64, arm64)
     try {

@@ -22,7 +22,8 @@ namespace {
 std::string byte_char(int b) {
   int next = 0;
   for (int x = 0; x < 256; ++x) {
-    const bool printable = (x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF);
+    const bool printable =
+        (x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF);
     const uint32_t cp = printable ? uint32_t(x) : uint32_t(256 + next++);
     if (x == b) {
       std::string s;
@@ -58,7 +59,8 @@ using S = std::vector<std::string>;
 }  // namespace
 
 TEST(tokenizer_vocab_bpe_pretokenizers_cut_words_like_llama_cpp) {
-  const VocabTokenizer gpt2(bpe_vocab("gpt-2")), llama3(bpe_vocab("llama-bpe")), def(bpe_vocab("default"));
+  const VocabTokenizer gpt2(bpe_vocab("gpt-2")), llama3(bpe_vocab("llama-bpe")),
+      def(bpe_vocab("default"));
   // digits: GPT-2 keeps the run, Llama 3 cuts groups of 3, default cuts ASCII triples
   CHECK((pieces(gpt2, "12345") == S{"1234", "5"}));
   CHECK((pieces(llama3, "12345") == S{"123", "45"}));
@@ -70,7 +72,8 @@ TEST(tokenizer_vocab_bpe_pretokenizers_cut_words_like_llama_cpp) {
   const std::string G = byte_char(' ');
   CHECK((pieces(gpt2, " hi") == S{G + "hi"}));
   CHECK((pieces(llama3, "\n hi") == S{byte_char('\n'), G + "hi"}));
-  CHECK(mentions(thrown_message([] { VocabTokenizer(bpe_vocab("qwen2")); }), "unsupported pre-tokenizer \"qwen2\""));
+  CHECK(mentions(thrown_message([] { VocabTokenizer(bpe_vocab("qwen2")); }),
+                 "unsupported pre-tokenizer \"qwen2\""));
 }
 
 TEST(tokenizer_vocab_spm_scores_prefix_bytes_and_specials) {
@@ -87,7 +90,8 @@ TEST(tokenizer_vocab_spm_scores_prefix_bytes_and_specials) {
     d.token_types.push_back(tok::kTokenByte);
     d.scores.push_back(0);
   }
-  const std::pair<std::string, float> normal[] = {{sp, -10}, {"a", -11}, {"b", -12}, {"ab", -1}, {sp + "a", -2}, {sp + "ab", -3}};
+  const std::pair<std::string, float> normal[] = {{sp, -10},  {"a", -11},     {"b", -12},
+                                                  {"ab", -1}, {sp + "a", -2}, {sp + "ab", -3}};
   for (const auto& [t, s] : normal) {
     d.tokens.push_back(t);
     d.token_types.push_back(tok::kTokenNormal);
@@ -104,12 +108,15 @@ TEST(tokenizer_vocab_spm_scores_prefix_bytes_and_specials) {
   whole_d.token_types.push_back(tok::kTokenNormal);
   whole_d.scores.push_back(-100);
   const VocabTokenizer whole(whole_d);
-  const auto id = [&](const std::string& s) { return int32_t(std::find(d.tokens.begin(), d.tokens.end(), s) - d.tokens.begin()); };
+  const auto id = [&](const std::string& s) {
+    return int32_t(std::find(d.tokens.begin(), d.tokens.end(), s) - d.tokens.begin());
+  };
   // "ab" (score -1) merges before "▁a" (-2), so " ab" becomes ▁ + ab, then ▁ab.
   CHECK((t.encode("ab", false, false) == std::vector<int32_t>{id(sp + "ab")}));
   CHECK((t.encode("ab b", true, false) == std::vector<int32_t>{1, id(sp + "ab"), id(sp), id("b")}));
   // byte fallback for a character with no piece
-  CHECK((t.encode("\xC3\xA9", false, false) == std::vector<int32_t>{id(sp), id("<0xC3>"), id("<0xA9>")}));
+  CHECK((t.encode("\xC3\xA9", false, false) ==
+         std::vector<int32_t>{id(sp), id("<0xC3>"), id("<0xA9>")}));
   // control tokens in the text: only with parse_special, and the space prefix comes back after
   CHECK((t.encode("a<s>a", false, true) == std::vector<int32_t>{id(sp + "a"), 1, id(sp + "a")}));
   CHECK(t.encode("a<s>a", false, false).size() > 3);
@@ -130,7 +137,9 @@ TEST(tokenizer_vocab_spm_scores_prefix_bytes_and_specials) {
     std::string s;
     for (int64_t n = r.below(30); n > 0; --n) {
       const int64_t kind = r.below(4);
-      const uint32_t cp = kind == 0 ? ' ' : kind == 1 ? uint32_t(r.below(128)) : uint32_t(0x80 + r.below(0x10FF80));
+      const uint32_t cp = kind == 0   ? ' '
+                          : kind == 1 ? uint32_t(r.below(128))
+                                      : uint32_t(0x80 + r.below(0x10FF80));
       if ((cp >= 0xD800 && cp <= 0xDFFF) || cp == 0x2581) continue;
       tok::append_utf8(s, cp);
     }
@@ -138,7 +147,8 @@ TEST(tokenizer_vocab_spm_scores_prefix_bytes_and_specials) {
     CHECK(e == whole.encode(s, true, false));
     for (const int32_t x : e) CHECK(x >= 0 && x < t.n_tokens());
     const std::string back = t.decode(e.data(), e.size(), false);
-    CHECK_MSG(back == s, "len " << s.size() << " -> " << back.size() << " first byte " << int(uint8_t(s.empty() ? 0 : s[0])));
+    CHECK_MSG(back == s, "len " << s.size() << " -> " << back.size() << " first byte "
+                                << int(uint8_t(s.empty() ? 0 : s[0])));
   }
 }
 
@@ -181,20 +191,25 @@ TEST(tokenizer_vocab_of_the_project_bpe_spells_tokens_and_merges_like_gpt2) {
   // "left right" of id 256 + k; the GGUF tokenizer then gives the project BPE's own ids on text
   // where the two pre-tokenizers cut alike (no blank-line runs before text, valid UTF-8).
   std::string train;
-  for (int i = 0; i < 200; ++i) train += "the ship sailed 12 times, it's grey; the whale sang 345 songs. ";
-  const tok::ByteBpe bpe = tok::ByteBpe::train(reinterpret_cast<const uint8_t*>(train.data()), train.size(), 290, 2);
+  for (int i = 0; i < 200; ++i)
+    train += "the ship sailed 12 times, it's grey; the whale sang 345 songs. ";
+  const tok::ByteBpe bpe =
+      tok::ByteBpe::train(reinterpret_cast<const uint8_t*>(train.data()), train.size(), 290, 2);
   const VocabData d = tok::byte_bpe_vocab(bpe, "gpt-2");
   CHECK(d.model == "gpt2" && d.pre == "gpt-2" && d.tokens.size() == 290 && d.merges.size() == 34);
-  CHECK(d.tokens[size_t('a')] == "a" && d.tokens[size_t(' ')] == byte_char(' ') && d.tokens[10] == byte_char(10));
+  CHECK(d.tokens[size_t('a')] == "a" && d.tokens[size_t(' ')] == byte_char(' ') &&
+        d.tokens[10] == byte_char(10));
   for (size_t k = 0; k < d.merges.size(); ++k) {
     const uint16_t l = bpe.merges()[2 * k], r = bpe.merges()[2 * k + 1];
     CHECK(d.merges[k] == d.tokens[l] + " " + d.tokens[r]);
     CHECK(d.tokens[256 + k] == d.tokens[l] + d.tokens[r]);
   }
   const VocabTokenizer t(d);
-  for (const std::string text : {std::string("the whale sailed 12345 times, it's grey."), train.substr(0, 500),
-                                 std::string("  the  ship\n the\tsang 👍 café")}) {
-    const std::vector<int32_t> want = bpe.encode(reinterpret_cast<const uint8_t*>(text.data()), text.size());
+  for (const std::string text :
+       {std::string("the whale sailed 12345 times, it's grey."), train.substr(0, 500),
+        std::string("  the  ship\n the\tsang 👍 café")}) {
+    const std::vector<int32_t> want =
+        bpe.encode(reinterpret_cast<const uint8_t*>(text.data()), text.size());
     CHECK_MSG(t.encode(text, false, false) == want, text);
     CHECK(t.decode(want.data(), want.size(), false) == text);
   }

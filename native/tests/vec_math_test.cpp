@@ -28,14 +28,25 @@ bool same(const F* a, const F* b, size_t count) {
 
 // Random row: mostly N(0, scale), with edge values sprinkled in when `edges`.
 std::vector<float> row(int64_t n, float scale, bool edges, Rng& rng) {
-  static const float kEdges[] = {0.0f, -0.0f, 1e-40f, -1e-40f, 88.5f, -87.5f, 200.0f, -200.0f,
-                                 1e30f, -1e30f, std::numeric_limits<float>::infinity(),
+  static const float kEdges[] = {0.0f,
+                                 -0.0f,
+                                 1e-40f,
+                                 -1e-40f,
+                                 88.5f,
+                                 -87.5f,
+                                 200.0f,
+                                 -200.0f,
+                                 1e30f,
+                                 -1e30f,
+                                 std::numeric_limits<float>::infinity(),
                                  -std::numeric_limits<float>::infinity(),
-                                 std::numeric_limits<float>::quiet_NaN(), 3.4e38f};
+                                 std::numeric_limits<float>::quiet_NaN(),
+                                 3.4e38f};
   std::vector<float> v(static_cast<size_t>(n));
   for (auto& x : v) x = scale * rng.normal();
   if (edges)
-    for (int64_t i = 0; i < n; i += 3) v[size_t(i)] = kEdges[rng.below(sizeof(kEdges) / sizeof(float))];
+    for (int64_t i = 0; i < n; i += 3)
+      v[size_t(i)] = kEdges[rng.below(sizeof(kEdges) / sizeof(float))];
   return v;
 }
 
@@ -60,9 +71,9 @@ TEST(vec_math_paths_match_reference) {
           const double s2 = k.exp_sum(z.data(), m0, z.data(), n);
           const double s3 = k.exp_sum(x.data(), m0, nullptr, n);
           const double s4 = ref.exp_sum(x.data(), m0, nullptr, n);
-          CHECK_MSG(same(&s0, &s1, 1) && same(&s0, &s2, 1) && same(&s0, &s3, 1) &&
-                        same(&s0, &s4, 1),
-                    isa_name(isa) << " exp_sum n=" << n);
+          CHECK_MSG(
+              same(&s0, &s1, 1) && same(&s0, &s2, 1) && same(&s0, &s3, 1) && same(&s0, &s4, 1),
+              isa_name(isa) << " exp_sum n=" << n);
           CHECK_MSG(same(y0.data(), y1.data(), count) && same(y0.data(), z.data(), count),
                     isa_name(isa) << " exp_sum stored n=" << n);
           // scale must not write past n.
@@ -72,16 +83,17 @@ TEST(vec_math_paths_match_reference) {
           k.scale(b.data(), 0.37f, n);
           CHECK_MSG(same(a.data(), b.data(), count + 1), isa_name(isa) << " scale n=" << n);
           // SwiGLU forward and backward, with a guard element past the row.
-          const std::vector<float> u = row(n, scale, edges != 0, rng), dy = row(n, 1.0f, false, rng);
+          const std::vector<float> u = row(n, scale, edges != 0, rng),
+                                   dy = row(n, 1.0f, false, rng);
           std::vector<float> o0(size_t(n + 1), 9.0f), o1(o0), dg0(o0), dg1(o0), du0(o0), du1(o0);
           ref.swiglu(x.data(), u.data(), o0.data(), n);
           k.swiglu(x.data(), u.data(), o1.data(), n);
           CHECK_MSG(same(o0.data(), o1.data(), count + 1), isa_name(isa) << " swiglu n=" << n);
           ref.swiglu_backward(x.data(), u.data(), dy.data(), dg0.data(), du0.data(), n);
           k.swiglu_backward(x.data(), u.data(), dy.data(), dg1.data(), du1.data(), n);
-          CHECK_MSG(same(dg0.data(), dg1.data(), count + 1) &&
-                        same(du0.data(), du1.data(), count + 1),
-                    isa_name(isa) << " swiglu_backward n=" << n);
+          CHECK_MSG(
+              same(dg0.data(), dg1.data(), count + 1) && same(du0.data(), du1.data(), count + 1),
+              isa_name(isa) << " swiglu_backward n=" << n);
         }
       }
     }

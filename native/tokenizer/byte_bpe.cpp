@@ -36,9 +36,16 @@ uint32_t crc32_zlib(const uint8_t* p, size_t n) {
 }
 
 inline uint16_t rd16(const uint8_t* p) { return uint16_t(p[0] | (p[1] << 8)); }
-inline uint32_t rd32(const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24; }
-inline void wr16(uint8_t* p, uint16_t v) { p[0] = uint8_t(v); p[1] = uint8_t(v >> 8); }
-inline void wr32(uint8_t* p, uint32_t v) { for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (8 * i)); }
+inline uint32_t rd32(const uint8_t* p) {
+  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+inline void wr16(uint8_t* p, uint16_t v) {
+  p[0] = uint8_t(v);
+  p[1] = uint8_t(v >> 8);
+}
+inline void wr32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (8 * i));
+}
 
 std::string hex32(uint32_t v) {
   char buf[16];
@@ -51,8 +58,9 @@ std::string hex32(uint32_t v) {
 ByteBpe::ByteBpe(std::vector<uint16_t> merges) : merges_(std::move(merges)) {
   const size_t num = merges_.size() / 2;
   if (merges_.size() % 2 != 0 || num > size_t(kMaxVocab - kMinVocab))
-    throw std::invalid_argument("ByteBpe: merges must hold 2 * (vocabSize - 256) ids with vocabSize <= 65536, got " +
-                                std::to_string(merges_.size()));
+    throw std::invalid_argument(
+        "ByteBpe: merges must hold 2 * (vocabSize - 256) ids with vocabSize <= 65536, got " +
+        std::to_string(merges_.size()));
   size_t cap = 16;
   while (cap < 2 * num + 2) cap <<= 1;
   rank_keys_.assign(cap, 0);
@@ -63,17 +71,19 @@ ByteBpe::ByteBpe(std::vector<uint16_t> merges) : merges_(std::move(merges)) {
   for (size_t k = 0; k < num; ++k) {
     const uint32_t a = merges_[2 * k], b = merges_[2 * k + 1], id = uint32_t(kMinVocab + k);
     if (a >= id || b >= id)
-      throw std::invalid_argument("merge " + std::to_string(k) + " (" + std::to_string(a) + ", " + std::to_string(b) +
-                                  ") refers to an id not defined before " + std::to_string(id));
+      throw std::invalid_argument("merge " + std::to_string(k) + " (" + std::to_string(a) + ", " +
+                                  std::to_string(b) + ") refers to an id not defined before " +
+                                  std::to_string(id));
     const uint32_t key = pair_key(a, b);
     if (rank(key) >= 0)
-      throw std::invalid_argument("merge " + std::to_string(k) + " repeats the pair (" + std::to_string(a) + ", " +
-                                  std::to_string(b) + ")");
+      throw std::invalid_argument("merge " + std::to_string(k) + " repeats the pair (" +
+                                  std::to_string(a) + ", " + std::to_string(b) + ")");
     uint32_t h = (key * 2654435761u) & rank_mask_;
     while (rank_keys_[h] != 0) h = (h + 1) & rank_mask_;
     rank_keys_[h] = key + 1;
     rank_vals_[h] = int32_t(k);
-    offsets_[id + 1] = offsets_[id] + (offsets_[a + 1] - offsets_[a]) + (offsets_[b + 1] - offsets_[b]);
+    offsets_[id + 1] =
+        offsets_[id] + (offsets_[a + 1] - offsets_[a]) + (offsets_[b + 1] - offsets_[b]);
   }
   bytes_.resize(size_t(offsets_.back()));
   for (int b = 0; b < 256; ++b) bytes_[b] = uint8_t(b);
@@ -134,7 +144,8 @@ std::vector<int32_t> ByteBpe::encode(const uint8_t* text, size_t n) const {
         encode_chunk(text + i, e - i, seen);
         it = cache.emplace(key, std::make_pair(at, uint32_t(seen.size()) - at)).first;
       }
-      out.insert(out.end(), seen.begin() + it->second.first, seen.begin() + it->second.first + it->second.second);
+      out.insert(out.end(), seen.begin() + it->second.first,
+                 seen.begin() + it->second.first + it->second.second);
     }
     i = e;
   }
@@ -180,11 +191,13 @@ ByteBpe ByteBpe::deserialize(const uint8_t* data, size_t n) {
   const auto fail = [n](const std::string& why) {
     throw std::invalid_argument("invalid tokenizer data (" + std::to_string(n) + " bytes): " + why);
   };
-  if (n < kHeaderBytes + 4) fail("truncated: need at least " + std::to_string(kHeaderBytes + 4) + " bytes");
+  if (n < kHeaderBytes + 4)
+    fail("truncated: need at least " + std::to_string(kHeaderBytes + 4) + " bytes");
   if (std::memcmp(data, kMagic, 4) != 0) fail("bad magic, expected \"TBPE\"");
   const uint16_t version = rd16(data + 4);
   if (version != kFormatVersion)
-    fail("unsupported format version " + std::to_string(version) + ", expected " + std::to_string(kFormatVersion));
+    fail("unsupported format version " + std::to_string(version) + ", expected " +
+         std::to_string(kFormatVersion));
   if (data[6] != kPretokenizerVersion)
     fail("unsupported pre-tokenizer version " + std::to_string(data[6]) + ", expected " +
          std::to_string(kPretokenizerVersion));
@@ -195,10 +208,11 @@ ByteBpe ByteBpe::deserialize(const uint8_t* data, size_t n) {
   const size_t num = vocab - kMinVocab;
   const size_t expected = kHeaderBytes + 4 * num + 4;
   if (n != expected)
-    fail(std::string(n < expected ? "truncated" : "trailing bytes") + ": vocabSize " + std::to_string(vocab) +
-         " needs exactly " + std::to_string(expected) + " bytes");
+    fail(std::string(n < expected ? "truncated" : "trailing bytes") + ": vocabSize " +
+         std::to_string(vocab) + " needs exactly " + std::to_string(expected) + " bytes");
   const uint32_t stored = rd32(data + expected - 4), actual = crc32_zlib(data, expected - 4);
-  if (stored != actual) fail("checksum mismatch (stored crc32 " + hex32(stored) + ", computed " + hex32(actual) + ")");
+  if (stored != actual)
+    fail("checksum mismatch (stored crc32 " + hex32(stored) + ", computed " + hex32(actual) + ")");
   std::vector<uint16_t> merges(2 * num);
   for (size_t k = 0; k < num; ++k) {
     merges[2 * k] = rd16(data + kHeaderBytes + 4 * k);
@@ -216,9 +230,11 @@ ByteBpe ByteBpe::deserialize(const uint8_t* data, size_t n) {
 
 ByteBpe ByteBpe::train(const uint8_t* text, size_t n, int vocab_size, int64_t min_pair_count) {
   if (vocab_size < kMinVocab || vocab_size > kMaxVocab)
-    throw std::invalid_argument("vocabSize must be an integer in [256, 65536], got " + std::to_string(vocab_size));
+    throw std::invalid_argument("vocabSize must be an integer in [256, 65536], got " +
+                                std::to_string(vocab_size));
   if (min_pair_count < 1)
-    throw std::invalid_argument("minPairCount must be an integer >= 1, got " + std::to_string(min_pair_count));
+    throw std::invalid_argument("minPairCount must be an integer >= 1, got " +
+                                std::to_string(min_pair_count));
 
   // Unique chunks with their counts.
   std::vector<std::vector<int32_t>> words;
@@ -281,8 +297,8 @@ ByteBpe ByteBpe::train(const uint8_t* text, size_t n, int vocab_size, int64_t mi
     if (key < 0 || count < min_pair_count)
       throw std::runtime_error("the training text supports only " + std::to_string(m) +
                                " merges with pairs occurring >= " + std::to_string(min_pair_count) +
-                               " times (vocabSize " + std::to_string(vocab_size) + " needs " + std::to_string(num) +
-                               "); give more text or a smaller vocabSize");
+                               " times (vocabSize " + std::to_string(vocab_size) + " needs " +
+                               std::to_string(num) + "); give more text or a smaller vocabSize");
     const int32_t a = int32_t(key >> 16), b = int32_t(key & 0xFFFF), id = kMinVocab + m;
     merges[2 * size_t(m)] = uint16_t(a);
     merges[2 * size_t(m) + 1] = uint16_t(b);
@@ -300,7 +316,8 @@ ByteBpe ByteBpe::train(const uint8_t* text, size_t n, int vocab_size, int64_t mi
         if (word[j] == a && word[j + 1] == b) ++hits, ++j;
       if (hits == 0) continue;
       const int64_t c = weights[size_t(w)];
-      for (size_t j = 0; j + 1 < len; ++j) delta[pair_key(uint32_t(word[j]), uint32_t(word[j + 1]))] -= c;
+      for (size_t j = 0; j + 1 < len; ++j)
+        delta[pair_key(uint32_t(word[j]), uint32_t(word[j + 1]))] -= c;
       std::vector<int32_t> merged;
       merged.reserve(len - hits);
       for (size_t j = 0; j < len; ++j) {

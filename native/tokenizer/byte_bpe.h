@@ -60,7 +60,7 @@ class ByteBpe {
   std::vector<uint32_t> rank_keys_;  // open-addressing table: key + 1 (0 = empty)
   std::vector<int32_t> rank_vals_;
   uint32_t rank_mask_ = 0;
-  std::vector<int32_t> offsets_;     // token id -> [offsets_[id], offsets_[id+1]) in bytes_
+  std::vector<int32_t> offsets_;  // token id -> [offsets_[id], offsets_[id+1]) in bytes_
   std::vector<uint8_t> bytes_;
 };
 

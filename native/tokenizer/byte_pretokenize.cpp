@@ -15,9 +15,12 @@ struct AsciiClasses {
   constexpr AsciiClasses() : c() {
     for (int b = 0; b < 128; ++b) {
       uint8_t k = OTHER;
-      if ((b >= 'A' && b <= 'Z') || (b >= 'a' && b <= 'z')) k = LETTER;
-      else if (b >= '0' && b <= '9') k = DIGIT;
-      else if (b == ' ' || (b >= 0x09 && b <= 0x0D)) k = SPACE;
+      if ((b >= 'A' && b <= 'Z') || (b >= 'a' && b <= 'z'))
+        k = LETTER;
+      else if (b >= '0' && b <= '9')
+        k = DIGIT;
+      else if (b == ' ' || (b >= 0x09 && b <= 0x0D))
+        k = SPACE;
       c[b] = k;
     }
   }
@@ -52,7 +55,8 @@ size_t contraction_len(const uint8_t* s, size_t n, size_t i) {
   if (i + 1 >= n) return 0;
   const uint8_t c1 = s[i + 1];
   size_t len = 0;
-  if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd') len = 2;
+  if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd')
+    len = 2;
   else if (i + 2 < n) {
     const uint8_t c2 = s[i + 2];
     if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l')) len = 3;

@@ -47,7 +47,8 @@ int32_t utf8_strict(const uint8_t* s, size_t n, size_t i, size_t* len) {
       const uint8_t lo = b0 == 0xF0 ? 0x90 : 0x80, hi = b0 == 0xF4 ? 0x8F : 0xBF;
       if (b1 >= lo && b1 <= hi && cont(s[i + 2]) && cont(s[i + 3])) {
         *len = 4;
-        return ((b0 & 0x07) << 18) | ((b1 & 0x3F) << 12) | ((s[i + 2] & 0x3F) << 6) | (s[i + 3] & 0x3F);
+        return ((b0 & 0x07) << 18) | ((b1 & 0x3F) << 12) | ((s[i + 2] & 0x3F) << 6) |
+               (s[i + 3] & 0x3F);
       }
     }
   }
@@ -60,10 +61,14 @@ uint32_t utf8_lenient(const uint8_t* s, size_t n, size_t i, size_t* len) {
   if (b0 < 0x80) return b0;
   size_t need = 0;
   uint32_t cp = 0;
-  if ((b0 & 0xE0) == 0xC0) need = 1, cp = b0 & 0x1F;
-  else if ((b0 & 0xF0) == 0xE0) need = 2, cp = b0 & 0x0F;
-  else if ((b0 & 0xF8) == 0xF0) need = 3, cp = b0 & 0x07;
-  else return 0xFFFD;
+  if ((b0 & 0xE0) == 0xC0)
+    need = 1, cp = b0 & 0x1F;
+  else if ((b0 & 0xF0) == 0xE0)
+    need = 2, cp = b0 & 0x0F;
+  else if ((b0 & 0xF8) == 0xF0)
+    need = 3, cp = b0 & 0x07;
+  else
+    return 0xFFFD;
   if (i + need >= n) return 0xFFFD;
   for (size_t k = 1; k <= need; ++k) {
     if (!cont(s[i + k])) return 0xFFFD;

@@ -9,11 +9,11 @@
 namespace ternorm::tok {
 
 enum UnicodeFlag : uint8_t {
-  kLetter = 1,    // \p{L}
-  kMark = 2,      // \p{M}
-  kNumber = 4,    // \p{N}
-  kSpace = 8,     // White_Space (what \s means in the tokenizers' patterns)
-  kPunct = 16,    // \p{P}
+  kLetter = 1,  // \p{L}
+  kMark = 2,    // \p{M}
+  kNumber = 4,  // \p{N}
+  kSpace = 8,   // White_Space (what \s means in the tokenizers' patterns)
+  kPunct = 16,  // \p{P}
 };
 
 struct UnicodeRun {

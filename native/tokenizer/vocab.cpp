@@ -24,7 +24,8 @@ struct ByteUnicode {
   ByteUnicode() {
     int next = 0;
     for (int b = 0; b < 256; ++b) {
-      const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+      const bool printable =
+          (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
       const uint32_t cp = printable ? uint32_t(b) : uint32_t(256 + next++);
       append_utf8(to_utf8[b], cp);
       from_cp[cp] = uint8_t(b);
@@ -161,20 +162,27 @@ std::vector<size_t> split_runs(const std::vector<size_t>& ends, P in_run) {
 //   [\p{P}\$\+<=>\^~\|]+  then the GPT-2 pattern, then \p{N}+, then [0-9][0-9][0-9]
 // Its \p{P} covers ASCII punctuation and symbols except ` (llama.cpp's ASCII table for the
 // category) and non-space code points of category P; \p{N}, ASCII digits and non-space N.
-void split_default(const std::vector<uint32_t>& cp, const std::vector<uint8_t>& fl, std::vector<size_t>& ends) {
+void split_default(const std::vector<uint32_t>& cp, const std::vector<uint8_t>& fl,
+                   std::vector<size_t>& ends) {
   const auto ascii_punct = [](uint32_t c) {
-    return (c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x40) || (c >= 0x5B && c <= 0x5E) || c == 0x5F ||
-           (c >= 0x7B && c <= 0x7E);
+    return (c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x40) || (c >= 0x5B && c <= 0x5E) ||
+           c == 0x5F || (c >= 0x7B && c <= 0x7E);
   };
-  const auto non_space = [&](size_t i, uint8_t flag) { return !(fl[i] & kSpace) && (fl[i] & flag); };
-  ends = split_runs({cp.size()}, [&](size_t i) { return cp[i] < 128 ? ascii_punct(cp[i]) : non_space(i, kPunct); });
+  const auto non_space = [&](size_t i, uint8_t flag) {
+    return !(fl[i] & kSpace) && (fl[i] & flag);
+  };
+  ends = split_runs({cp.size()}, [&](size_t i) {
+    return cp[i] < 128 ? ascii_punct(cp[i]) : non_space(i, kPunct);
+  });
   std::vector<size_t> words;
   size_t start = 0;
   for (const size_t end : ends) {
     split_gpt2(Cpts{cp, fl, start, end}, words);
     start = end;
   }
-  ends = split_runs(words, [&](size_t i) { return cp[i] < 128 ? (cp[i] >= '0' && cp[i] <= '9') : non_space(i, kNumber); });
+  ends = split_runs(words, [&](size_t i) {
+    return cp[i] < 128 ? (cp[i] >= '0' && cp[i] <= '9') : non_space(i, kNumber);
+  });
   words.clear();
   start = 0;
   const auto digit = [&](size_t i) { return cp[i] >= '0' && cp[i] <= '9'; };
@@ -221,7 +229,8 @@ VocabData byte_bpe_vocab(const ByteBpe& bpe, const std::string& pre) {
   }
   const std::vector<uint16_t>& m = bpe.merges();
   d.merges.reserve(m.size() / 2);
-  for (size_t k = 0; k + 1 < m.size(); k += 2) d.merges.push_back(d.tokens[m[k]] + " " + d.tokens[m[k + 1]]);
+  for (size_t k = 0; k + 1 < m.size(); k += 2)
+    d.merges.push_back(d.tokens[m[k]] + " " + d.tokens[m[k + 1]]);
   return d;
 }
 
@@ -229,28 +238,37 @@ VocabTokenizer::~VocabTokenizer() = default;
 VocabTokenizer::VocabTokenizer(VocabTokenizer&&) noexcept = default;
 
 VocabTokenizer::VocabTokenizer(VocabData data) : d_(std::move(data)) {
-  const auto bad = [](const std::string& why) { throw std::invalid_argument("tokenizer metadata: " + why); };
+  const auto bad = [](const std::string& why) {
+    throw std::invalid_argument("tokenizer metadata: " + why);
+  };
   const size_t n = d_.tokens.size();
-  if (d_.model == "llama") is_spm_ = true;
+  if (d_.model == "llama")
+    is_spm_ = true;
   else if (d_.model != "gpt2")
     bad("unsupported tokenizer model \"" + d_.model + "\" (supported: gpt2, llama)");
   if (n == 0) bad("no tokens");
   if (n > size_t(INT32_MAX)) bad("too many tokens");
   if (is_spm_ && d_.scores.size() != n)
-    bad("scores has " + std::to_string(d_.scores.size()) + " entries for " + std::to_string(n) + " tokens");
+    bad("scores has " + std::to_string(d_.scores.size()) + " entries for " + std::to_string(n) +
+        " tokens");
   if (!d_.token_types.empty() && d_.token_types.size() != n)
-    bad("token_type has " + std::to_string(d_.token_types.size()) + " entries for " + std::to_string(n) + " tokens");
+    bad("token_type has " + std::to_string(d_.token_types.size()) + " entries for " +
+        std::to_string(n) + " tokens");
   for (size_t i = 0; i < d_.token_types.size(); ++i)
     if (d_.token_types[i] < kTokenNormal || d_.token_types[i] > kTokenByte)
-      bad("token_type[" + std::to_string(i) + "] is " + std::to_string(d_.token_types[i]) + ", expected 1..6");
-  const std::pair<const char*, int32_t> ids[] = {{"bos", d_.bos}, {"eos", d_.eos}, {"unk", d_.unk}, {"pad", d_.pad}};
+      bad("token_type[" + std::to_string(i) + "] is " + std::to_string(d_.token_types[i]) +
+          ", expected 1..6");
+  const std::pair<const char*, int32_t> ids[] = {
+      {"bos", d_.bos}, {"eos", d_.eos}, {"unk", d_.unk}, {"pad", d_.pad}};
   for (const auto& [name, id] : ids)
     if (id < -1 || id >= int32_t(n))
-      bad(std::string(name) + " token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(n));
+      bad(std::string(name) + " token id " + std::to_string(id) + " is outside the vocabulary of " +
+          std::to_string(n));
   if (d_.add_bos && d_.bos < 0) bad("add_bos_token is true but there is no bos token id");
   if (d_.add_eos && d_.eos < 0) bad("add_eos_token is true but there is no eos token id");
   ids_.reserve(n);
-  for (size_t i = 0; i < n; ++i) ids_[d_.tokens[i]] = int32_t(i);  // a later duplicate wins, as in llama.cpp
+  for (size_t i = 0; i < n; ++i)
+    ids_[d_.tokens[i]] = int32_t(i);  // a later duplicate wins, as in llama.cpp
 
   if (!is_spm_) {
     const std::string& p = d_.pre;
@@ -258,18 +276,21 @@ VocabTokenizer::VocabTokenizer(VocabData data) : d_(std::move(data)) {
       pre_ = PreTokenizer::Default;
     } else if (p == "gpt-2") {
       pre_ = PreTokenizer::Gpt2;
-    } else if (p == "llama3" || p == "llama-v3" || p == "llama-bpe" || p == "falcon3" || p == "pixtral") {
+    } else if (p == "llama3" || p == "llama-v3" || p == "llama-bpe" || p == "falcon3" ||
+               p == "pixtral") {
       pre_ = PreTokenizer::Llama3;
       ignore_merges_ = true;
     } else {
-      bad("unsupported pre-tokenizer \"" + p + "\" (supported: gpt-2, default, llama-bpe, llama3, llama-v3, falcon3, pixtral)");
+      bad("unsupported pre-tokenizer \"" + p +
+          "\" (supported: gpt-2, default, llama-bpe, llama3, llama-v3, falcon3, pixtral)");
     }
     merge_rank_.reserve(d_.merges.size());
     for (size_t r = 0; r < d_.merges.size(); ++r) {
       const std::string& m = d_.merges[r];
       const size_t sp = m.size() > 1 ? m.find(' ', 1) : std::string::npos;
       if (sp == std::string::npos || sp + 1 >= m.size())
-        bad("merge " + std::to_string(r) + " \"" + m.substr(0, 40) + "\" is not two tokens separated by a space");
+        bad("merge " + std::to_string(r) + " \"" + m.substr(0, 40) +
+            "\" is not two tokens separated by a space");
       merge_rank_.emplace(m, int32_t(r));  // the first of duplicates keeps its rank
     }
   }
@@ -283,11 +304,13 @@ VocabTokenizer::VocabTokenizer(VocabData data) : d_(std::move(data)) {
   }
   for (size_t i = 0; i < n; ++i) {
     const int32_t t = d_.token_types.empty() ? kTokenNormal : d_.token_types[i];
-    if ((t == kTokenControl || t == kTokenUserDefined || t == kTokenUnknown) && !d_.tokens[i].empty())
+    if ((t == kTokenControl || t == kTokenUserDefined || t == kTokenUnknown) &&
+        !d_.tokens[i].empty())
       specials_.push_back(int32_t(i));
   }
-  std::stable_sort(specials_.begin(), specials_.end(),
-                   [this](int32_t a, int32_t b) { return d_.tokens[a].size() > d_.tokens[b].size(); });
+  std::stable_sort(specials_.begin(), specials_.end(), [this](int32_t a, int32_t b) {
+    return d_.tokens[a].size() > d_.tokens[b].size();
+  });
 }
 
 int32_t VocabTokenizer::find(const std::string& s) const {
@@ -303,12 +326,15 @@ int32_t VocabTokenizer::byte_token(uint8_t b) const {
   if (id < 0) id = d_.unk;
   if (id < 0) {
     std::snprintf(buf, sizeof buf, "0x%02X", b);
-    throw std::invalid_argument(std::string("tokenizer: byte ") + buf + " has no <0xXX> token, no token of its own and there is no unknown token");
+    throw std::invalid_argument(
+        std::string("tokenizer: byte ") + buf +
+        " has no <0xXX> token, no token of its own and there is no unknown token");
   }
   return id;
 }
 
-std::vector<int32_t> VocabTokenizer::encode(const std::string& text, bool add_special, bool parse_special) const {
+std::vector<int32_t> VocabTokenizer::encode(const std::string& text, bool add_special,
+                                            bool parse_special) const {
   // Fragments: raw text [at, at + len) or a special token (len = 0, id >= 0).
   struct Frag {
     size_t at, len;
@@ -357,8 +383,10 @@ std::vector<int32_t> VocabTokenizer::encode(const std::string& text, bool add_sp
       piece.reserve(f.len * 3 / 2 + 4);
       if (d_.add_space_prefix && prev_special) piece += kSpaceMark;
       for (size_t i = f.at; i < f.at + f.len; ++i) {
-        if (text[i] == ' ') piece += kSpaceMark;
-        else piece.push_back(text[i]);
+        if (text[i] == ' ')
+          piece += kSpaceMark;
+        else
+          piece.push_back(text[i]);
       }
       encode_spm(piece, out);
       prev_special = false;
@@ -400,7 +428,9 @@ void VocabTokenizer::encode_spm_piece(const std::string& text, std::vector<int32
     at += len;
   }
   using B = Bigram<float>;
-  const auto lower = [](const B& l, const B& r) { return l.key < r.key || (l.key == r.key && l.left > r.left); };
+  const auto lower = [](const B& l, const B& r) {
+    return l.key < r.key || (l.key == r.key && l.left > r.left);
+  };
   std::priority_queue<B, std::vector<B>, decltype(lower)> queue(lower);
   std::string key;
   const auto try_add = [&](int left, int right) {
@@ -452,9 +482,12 @@ void VocabTokenizer::encode_bpe(const std::string& text, std::vector<int32_t>& o
   }
   std::vector<size_t> ends;
   const Cpts c{cps, fl, 0, cps.size()};
-  if (pre_ == PreTokenizer::Llama3) split_llama3(c, ends);
-  else if (pre_ == PreTokenizer::Gpt2) split_gpt2(c, ends);
-  else split_default(cps, fl, ends);
+  if (pre_ == PreTokenizer::Llama3)
+    split_llama3(c, ends);
+  else if (pre_ == PreTokenizer::Gpt2)
+    split_gpt2(c, ends);
+  else
+    split_default(cps, fl, ends);
 
   const ByteUnicode& bu = byte_unicode();
   std::unordered_map<std::string, std::pair<uint32_t, uint32_t>> cache;  // word -> ids in `seen`
@@ -462,7 +495,9 @@ void VocabTokenizer::encode_bpe(const std::string& text, std::vector<int32_t>& o
   std::string word, utf8, key;
   std::vector<Symbol> sym;
   using B = Bigram<int32_t>;
-  const auto later = [](const B& l, const B& r) { return l.key > r.key || (l.key == r.key && l.left > r.left); };
+  const auto later = [](const B& l, const B& r) {
+    return l.key > r.key || (l.key == r.key && l.left > r.left);
+  };
   size_t start = 0;
   for (const size_t end : ends) {
     utf8.clear();
@@ -523,7 +558,8 @@ void VocabTokenizer::encode_bpe(const std::string& text, std::vector<int32_t>& o
       }
       hit = cache.emplace(word, std::make_pair(at, uint32_t(seen.size()) - at)).first;
     }
-    out.insert(out.end(), seen.begin() + hit->second.first, seen.begin() + hit->second.first + hit->second.second);
+    out.insert(out.end(), seen.begin() + hit->second.first,
+               seen.begin() + hit->second.first + hit->second.second);
   }
 }
 
@@ -535,7 +571,8 @@ std::string VocabTokenizer::decode(const int32_t* ids, size_t n, bool render_spe
     const int32_t id = ids[i];
     if (id < 0 || id >= n_tokens())
       throw std::invalid_argument("token " + std::to_string(i) + " is " + std::to_string(id) +
-                                  ", expected an integer in [0, " + std::to_string(n_tokens()) + ")");
+                                  ", expected an integer in [0, " + std::to_string(n_tokens()) +
+                                  ")");
     const int32_t t = d_.token_types.empty() ? kTokenNormal : d_.token_types[id];
     const std::string& s = d_.tokens[id];
     std::string piece;
@@ -560,8 +597,10 @@ std::string VocabTokenizer::decode(const int32_t* ids, size_t n, bool render_spe
         size_t len;
         const uint32_t cp = utf8_lenient(p, s.size(), k, &len);
         const auto it = bu.from_cp.find(cp);
-        if (it != bu.from_cp.end()) piece.push_back(char(it->second));
-        else piece.append(s, k, len);  // not a byte-level character: kept as text
+        if (it != bu.from_cp.end())
+          piece.push_back(char(it->second));
+        else
+          piece.append(s, k, len);  // not a byte-level character: kept as text
         k += len;
       }
     }

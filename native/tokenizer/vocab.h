@@ -32,15 +32,15 @@ enum TokenType : int32_t {
 
 // The tokenizer metadata of a GGUF file as plain data. Ids are -1 when absent.
 struct VocabData {
-  std::string model;                 // "gpt2" or "llama"
-  std::string pre;                   // tokenizer.ggml.pre (gpt2 only); "" = "default"
+  std::string model;  // "gpt2" or "llama"
+  std::string pre;    // tokenizer.ggml.pre (gpt2 only); "" = "default"
   std::vector<std::string> tokens;
   std::vector<float> scores;         // llama: required; gpt2: ignored
   std::vector<int32_t> token_types;  // empty = all normal
   std::vector<std::string> merges;   // gpt2: "left right", rank order
   int32_t bos = -1, eos = -1, unk = -1, pad = -1;
   bool add_bos = false, add_eos = false;
-  bool add_space_prefix = true;      // llama: tokenizer.ggml.add_space_prefix (default true)
+  bool add_space_prefix = true;  // llama: tokenizer.ggml.add_space_prefix (default true)
 };
 
 enum class PreTokenizer { Default, Gpt2, Llama3 };
@@ -82,8 +82,8 @@ class VocabTokenizer {
   bool ignore_merges_ = false;
   std::unordered_map<std::string, int32_t> ids_;
   std::unordered_map<std::string, int32_t> merge_rank_;  // "left right" -> rank
-  std::vector<int32_t> specials_;                         // longest text first
-  bool spm_break_[256] = {};                              // ASCII bytes in no longer token
+  std::vector<int32_t> specials_;                        // longest text first
+  bool spm_break_[256] = {};                             // ASCII bytes in no longer token
 };
 
 }  // namespace ternorm::tok
