@@ -4,6 +4,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "../norm/gain_codec.h"
+
 namespace ternorm::gguf {
 
 namespace {
@@ -155,40 +157,6 @@ uint64_t bytes_for(GgmlType t, int64_t n) {
 
 // ---- scalar conversions ----------------------------------------------------------
 
-uint16_t fp32_to_fp16(float f) {
-  const uint32_t x = float_bits(f);
-  const uint16_t sign = uint16_t((x >> 16) & 0x8000u);
-  const uint32_t a = x & 0x7FFFFFFFu;
-  if (a > 0x7F800000u) return uint16_t(sign | 0x7E00u);   // NaN
-  if (a >= 0x477FF000u) return uint16_t(sign | 0x7C00u);  // >= 65520 rounds to inf
-  if (a >= 0x38800000u) {                                 // normal in binary16 (>= 2^-14)
-    uint32_t h = ((a >> 23) - 112) << 10 | (a & 0x7FFFFFu) >> 13;
-    const uint32_t rem = a & 0x1FFFu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
-      ++h;  // a carry moves into the exponent correctly
-    return uint16_t(sign | h);
-  }
-  if (a <= 0x33000000u) return sign;  // <= 2^-25 rounds to zero (the tie goes to even 0)
-  // Subnormal: in units of 2^-24 the value is mant * 2^(e - 126), e < 113.
-  const uint32_t e = a >> 23, mant = (a & 0x7FFFFFu) | 0x800000u;
-  const uint32_t shift = 126 - e;  // 14 .. 24
-  uint32_t h = mant >> shift;
-  const uint32_t rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
-  if (rem > half || (rem == half && (h & 1u))) ++h;
-  return uint16_t(sign | h);
-}
-
-float fp16_to_fp32(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
-  const uint32_t exp = (h >> 10) & 0x1Fu, mant = h & 0x3FFu;
-  if (exp == 0) {
-    const float v = std::ldexp(float(mant), -24);  // zero or subnormal, exact
-    return sign ? -v : v;
-  }
-  if (exp == 31) return bits_float(sign | 0x7F800000u | mant << 13);
-  return bits_float(sign | (exp + 112) << 23 | mant << 13);
-}
-
 uint16_t fp32_to_bf16(float f) {
   const uint32_t x = float_bits(f);
   if ((x & 0x7FFFFFFFu) > 0x7F800000u) return uint16_t((x >> 16) | 64u);
@@ -204,7 +172,7 @@ void decode_to_float(GgmlType t, const uint8_t* in, int64_t n, float* out) {
   switch (t) {
     case GgmlType::F32: std::memcpy(out, in, size_t(n) * 4); return;
     case GgmlType::F16:
-      for (int64_t i = 0; i < n; ++i) out[i] = fp16_to_fp32(rd16(in + 2 * i));
+      for (int64_t i = 0; i < n; ++i) out[i] = norm::f16_to_f32(rd16(in + 2 * i));
       return;
     case GgmlType::BF16:
       for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_fp32(rd16(in + 2 * i));
@@ -212,7 +180,7 @@ void decode_to_float(GgmlType t, const uint8_t* in, int64_t n, float* out) {
     case GgmlType::Q8_0:
       for (int64_t b = 0; b < n / kQK8_0; ++b) {
         const uint8_t* blk = in + b * int64_t(kQ8Bytes);
-        const float d = fp16_to_fp32(rd16(blk));
+        const float d = norm::f16_to_f32(rd16(blk));
         for (int j = 0; j < kQK8_0; ++j) out[b * kQK8_0 + j] = float(int8_t(blk[2 + j])) * d;
       }
       return;
@@ -225,10 +193,10 @@ void decode_to_float(GgmlType t, const uint8_t* in, int64_t n, float* out) {
         float d;
         if (t == GgmlType::TQ1_0) {
           decode_tq1_block(blk, tr);
-          d = fp16_to_fp32(rd16(blk + 52));
+          d = norm::f16_to_f32(rd16(blk + 52));
         } else {
           decode_tq2_block(blk, tr);
-          d = fp16_to_fp32(rd16(blk + 64));
+          d = norm::f16_to_f32(rd16(blk + 64));
         }
         for (int j = 0; j < kQK_K; ++j) out[b * kQK_K + j] = float(tr[j]) * d;
       }
@@ -243,7 +211,7 @@ void encode_from_float(GgmlType t, const float* in, int64_t n, uint8_t* out) {
   switch (t) {
     case GgmlType::F32: std::memcpy(out, in, size_t(n) * 4); return;
     case GgmlType::F16:
-      for (int64_t i = 0; i < n; ++i) wr16(out + 2 * i, fp32_to_fp16(in[i]));
+      for (int64_t i = 0; i < n; ++i) wr16(out + 2 * i, norm::f32_to_f16(in[i]));
       return;
     case GgmlType::BF16:
       for (int64_t i = 0; i < n; ++i) wr16(out + 2 * i, fp32_to_bf16(in[i]));
@@ -256,7 +224,7 @@ void encode_from_float(GgmlType t, const float* in, int64_t n, uint8_t* out) {
         float amax = 0;
         for (int j = 0; j < kQK8_0; ++j) amax = std::fmax(amax, std::fabs(x[j]));
         const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
-        wr16(blk, fp32_to_fp16(d));
+        wr16(blk, norm::f32_to_f16(d));
         for (int j = 0; j < kQK8_0; ++j)
           blk[2 + j] = uint8_t(
               int8_t(std::fmin(127.0f, std::fmax(-127.0f, std::roundf(scaled(x[j], id, d))))));
@@ -273,7 +241,7 @@ void encode_from_float(GgmlType t, const float* in, int64_t n, uint8_t* out) {
         const float id = amax != 0 ? 1.0f / amax : 0.0f;
         for (int j = 0; j < kQK_K; ++j)
           tr[j] = int8_t(std::fmin(1.0f, std::fmax(-1.0f, std::roundf(scaled(x[j], id, amax)))));
-        const uint16_t d = fp32_to_fp16(amax);
+        const uint16_t d = norm::f32_to_f16(amax);
         if (t == GgmlType::TQ1_0)
           encode_tq1_block(tr, d, out + b * int64_t(kTq1Bytes));
         else

@@ -60,9 +60,7 @@ bool is_ternary(GgmlType t);  // TQ1_0, TQ2_0
 uint64_t bytes_for(GgmlType t, int64_t n);
 
 // ---- scalar conversions ---------------------------------------------------------
-// IEEE binary16, round to nearest even; overflow gives +-inf, NaN a quiet NaN.
-uint16_t fp32_to_fp16(float f);
-float fp16_to_fp32(uint16_t h);  // exact
+// IEEE binary16 has one home: norm::f32_to_f16 / norm::f16_to_f32 (norm/gain_codec.h).
 // bfloat16 as ggml converts it: round to nearest even (subnormals kept), NaN
 // made quiet.
 uint16_t fp32_to_bf16(float f);

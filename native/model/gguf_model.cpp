@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "../ternary/ternary.h"
+#include "../norm/gain_codec.h"
 #include "model_file.h"
 
 namespace ternorm::model {
@@ -244,8 +245,8 @@ gguf::Writer gguf_model_writer(const Model& model, const GgufExportOptions& opt)
                                         gguf::block_values(type)));
       std::vector<uint8_t> data(size_t(gguf::bytes_for(type, n)));
       if (gguf::is_ternary(type)) {
-        const uint16_t h = gguf::fp32_to_fp16(scale);
-        if (!std::isfinite(gguf::fp16_to_fp32(h)))
+        const uint16_t h = norm::f32_to_f16(scale);
+        if (!std::isfinite(norm::f16_to_f32(h)))
           throw std::invalid_argument(
               cat("gguf export: tensor '", name, "': scale ", scale, " overflows fp16"));
         block_d.assign(size_t(n / gguf::kQK_K), h);
@@ -417,12 +418,12 @@ GgufMatrixSource import_matrix(const gguf::File& f, const gguf::TensorInfo& t, i
       } else if (block_d[size_t(b)] != block_d[size_t(first)]) {
         throw FormatError(cat(
             "gguf: tensor '", t.name, "': its ", gguf::type_name(t.type),
-            " block scales differ (block ", first, ": ", gguf::fp16_to_fp32(block_d[size_t(first)]),
-            ", block ", b, ": ", gguf::fp16_to_fp32(block_d[size_t(b)]),
+            " block scales differ (block ", first, ": ", norm::f16_to_f32(block_d[size_t(first)]),
+            ", block ", b, ": ", norm::f16_to_f32(block_d[size_t(b)]),
             "); ternorm keeps one scale per matrix, per-block scales are not supported"));
       }
     }
-    *scale = gguf::fp16_to_fp32(block_d[size_t(first < 0 ? 0 : first)]);
+    *scale = norm::f16_to_f32(block_d[size_t(first < 0 ? 0 : first)]);
     if (!(std::isfinite(*scale) && *scale >= 0))
       throw FormatError(
           cat("gguf: tensor '", t.name, "': block scale ", *scale, " is not finite and >= 0"));

@@ -276,7 +276,7 @@ TEST(gguf_model_llama_keys_and_tensor_names) {
   m->get_ternary(1, Matrix::W2, t.data(), &scale);
   const uint8_t* p = f.data(down);
   for (int64_t blk = 0; blk < 512; ++blk)
-    CHECK((uint16_t(p[blk * 54 + 52] | p[blk * 54 + 53] << 8)) == gguf::fp32_to_fp16(scale));
+    CHECK((uint16_t(p[blk * 54 + 52] | p[blk * 54 + 53] << 8)) == norm::f32_to_f16(scale));
   // A row length that is not a whole number of blocks is refused for tq, not for f16.
   ModelConfig odd = gguf_config();
   odd.d_model = 128;

@@ -8,6 +8,7 @@
 
 #include "harness.h"
 #include "io/gguf_quants.h"
+#include "norm/gain_codec.h"
 
 namespace ternorm::test {
 namespace {
@@ -17,45 +18,45 @@ using gguf::GgmlType;
 uint16_t rd16(const uint8_t* p) { return uint16_t(p[0] | p[1] << 8); }
 
 TEST(gguf_fp16_known_values) {
-  CHECK(gguf::fp32_to_fp16(1.0f) == 0x3C00);
-  CHECK(gguf::fp32_to_fp16(-2.0f) == 0xC000);
-  CHECK(gguf::fp32_to_fp16(0.0f) == 0x0000);
-  CHECK(gguf::fp32_to_fp16(-0.0f) == 0x8000);
-  CHECK(gguf::fp32_to_fp16(65504.0f) == 0x7BFF);               // largest finite
-  CHECK(gguf::fp32_to_fp16(65519.996f) == 0x7BFF);             // below the midpoint to inf
-  CHECK(gguf::fp32_to_fp16(65520.0f) == 0x7C00);               // the midpoint: ties to even = inf
-  CHECK(gguf::fp32_to_fp16(std::ldexp(1.0f, -14)) == 0x0400);  // smallest normal
-  CHECK(gguf::fp32_to_fp16(std::ldexp(1.0f, -24)) == 0x0001);  // smallest subnormal
-  CHECK(gguf::fp32_to_fp16(std::ldexp(1.0f, -25)) == 0x0000);  // tie between 0 and 2^-24: even
-  CHECK(gguf::fp32_to_fp16(std::ldexp(1.5f, -25)) == 0x0001);
-  CHECK(gguf::fp32_to_fp16(std::ldexp(3.0f, -25)) == 0x0002);  // 1.5 units: tie, to even 2
+  CHECK(norm::f32_to_f16(1.0f) == 0x3C00);
+  CHECK(norm::f32_to_f16(-2.0f) == 0xC000);
+  CHECK(norm::f32_to_f16(0.0f) == 0x0000);
+  CHECK(norm::f32_to_f16(-0.0f) == 0x8000);
+  CHECK(norm::f32_to_f16(65504.0f) == 0x7BFF);               // largest finite
+  CHECK(norm::f32_to_f16(65519.996f) == 0x7BFF);             // below the midpoint to inf
+  CHECK(norm::f32_to_f16(65520.0f) == 0x7C00);               // the midpoint: ties to even = inf
+  CHECK(norm::f32_to_f16(std::ldexp(1.0f, -14)) == 0x0400);  // smallest normal
+  CHECK(norm::f32_to_f16(std::ldexp(1.0f, -24)) == 0x0001);  // smallest subnormal
+  CHECK(norm::f32_to_f16(std::ldexp(1.0f, -25)) == 0x0000);  // tie between 0 and 2^-24: even
+  CHECK(norm::f32_to_f16(std::ldexp(1.5f, -25)) == 0x0001);
+  CHECK(norm::f32_to_f16(std::ldexp(3.0f, -25)) == 0x0002);  // 1.5 units: tie, to even 2
   // 1 + 2^-11 is the midpoint of 1 and 1 + 2^-10: to even (1); 1 + 3*2^-11 to 1 + 2^-9.
-  CHECK(gguf::fp32_to_fp16(1.0f + std::ldexp(1.0f, -11)) == 0x3C00);
-  CHECK(gguf::fp32_to_fp16(1.0f + 3 * std::ldexp(1.0f, -11)) == 0x3C02);
-  CHECK(gguf::fp32_to_fp16(0.1f) == 0x2E66);
-  CHECK(gguf::fp32_to_fp16(std::numeric_limits<float>::infinity()) == 0x7C00);
-  const uint16_t nan = gguf::fp32_to_fp16(std::numeric_limits<float>::quiet_NaN());
+  CHECK(norm::f32_to_f16(1.0f + std::ldexp(1.0f, -11)) == 0x3C00);
+  CHECK(norm::f32_to_f16(1.0f + 3 * std::ldexp(1.0f, -11)) == 0x3C02);
+  CHECK(norm::f32_to_f16(0.1f) == 0x2E66);
+  CHECK(norm::f32_to_f16(std::numeric_limits<float>::infinity()) == 0x7C00);
+  const uint16_t nan = norm::f32_to_f16(std::numeric_limits<float>::quiet_NaN());
   CHECK((nan & 0x7C00) == 0x7C00 && (nan & 0x03FF) != 0);
-  CHECK(gguf::fp16_to_fp32(0x3555) == 0.333251953125f);
-  CHECK(gguf::fp16_to_fp32(0x0001) == std::ldexp(1.0f, -24));
+  CHECK(norm::f16_to_f32(0x3555) == 0.333251953125f);
+  CHECK(norm::f16_to_f32(0x0001) == std::ldexp(1.0f, -24));
 }
 
 TEST(gguf_fp16_every_value_round_trips_and_rounding_is_nearest_even) {
   for (uint32_t h = 0; h < 65536; ++h) {
-    const float f = gguf::fp16_to_fp32(uint16_t(h));
+    const float f = norm::f16_to_f32(uint16_t(h));
     if (std::isnan(f)) continue;
-    CHECK_MSG(gguf::fp32_to_fp16(f) == h, "fp16 " << h);
+    CHECK_MSG(norm::f32_to_f16(f) == h, "fp16 " << h);
   }
   // Random floats across the fp16 range: the result is a nearest fp16, and
   // on a tie the even one.
   Rng rng(0xF16);
   for (int i = 0; i < 200000; ++i) {
     const float x = std::ldexp(rng.uniform(-1.0f, 1.0f), int(rng.below(42)) - 26);
-    const uint16_t h = gguf::fp32_to_fp16(x);
-    const double got = gguf::fp16_to_fp32(h);
+    const uint16_t h = norm::f32_to_f16(x);
+    const double got = norm::f16_to_f32(h);
     const uint16_t mag = h & 0x7FFF;
-    const double up = gguf::fp16_to_fp32(uint16_t((h & 0x8000) | (mag + 1)));
-    const double down = mag == 0 ? -up : gguf::fp16_to_fp32(uint16_t((h & 0x8000) | (mag - 1)));
+    const double up = norm::f16_to_f32(uint16_t((h & 0x8000) | (mag + 1)));
+    const double down = mag == 0 ? -up : norm::f16_to_f32(uint16_t((h & 0x8000) | (mag - 1)));
     const double e = std::fabs(double(x) - got);
     CHECK_MSG(e <= std::fabs(double(x) - up) && e <= std::fabs(double(x) - down), "x = " << x);
     if (e == std::fabs(double(x) - up) || e == std::fabs(double(x) - down))
@@ -171,7 +172,7 @@ TEST(gguf_ternary_random_round_trips_and_float_paths_agree) {
     std::vector<int8_t> t(static_cast<size_t>(n));
     for (auto& v : t) v = int8_t(rng.below(3) - 1);
     std::vector<uint16_t> d(5);
-    for (auto& h : d) h = gguf::fp32_to_fp16(rng.uniform(0.01f, 2.0f));
+    for (auto& h : d) h = norm::f32_to_f16(rng.uniform(0.01f, 2.0f));
     std::vector<uint8_t> bytes(size_t(gguf::bytes_for(type, n)));
     gguf::encode_ternary(type, t.data(), d.data(), n, bytes.data());
     std::vector<int8_t> back(static_cast<size_t>(n));
@@ -184,7 +185,7 @@ TEST(gguf_ternary_random_round_trips_and_float_paths_agree) {
     std::vector<float> f(static_cast<size_t>(n));
     gguf::decode_to_float(type, bytes.data(), n, f.data());
     for (int64_t i = 0; i < n; ++i)
-      CHECK(f[size_t(i)] == float(t[size_t(i)]) * gguf::fp16_to_fp32(d[size_t(i / 256)]));
+      CHECK(f[size_t(i)] == float(t[size_t(i)]) * norm::f16_to_f32(d[size_t(i / 256)]));
     std::vector<uint8_t> again(bytes.size());
     gguf::encode_from_float(type, f.data(), n, again.data());
     CHECK(again == bytes);
@@ -203,7 +204,7 @@ TEST(gguf_q8_0_known_bytes_and_error_bound) {
   for (int j = 0; j < 32; ++j) x[j] = float(j - 16);
   uint8_t out[gguf::kQ8Bytes];
   gguf::encode_from_float(GgmlType::Q8_0, x, 32, out);
-  CHECK(rd16(out) == gguf::fp32_to_fp16(16.0f / 127.0f));
+  CHECK(rd16(out) == norm::f32_to_f16(16.0f / 127.0f));
   CHECK(int8_t(out[2 + 0]) == -127 && int8_t(out[2 + 16]) == 0 && int8_t(out[2 + 17]) == 8 &&
         int8_t(out[2 + 31]) == 119);
   // Round trip on random data: |x - q d'| <= d/2 + 127 |d - d'| (d' the fp16 scale).
@@ -216,7 +217,7 @@ TEST(gguf_q8_0_known_bytes_and_error_bound) {
   for (size_t b = 0; b < 40; ++b) {
     float amax = 0;
     for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(v[b * 32 + j]));
-    const double d = amax / 127.0, dq = gguf::fp16_to_fp32(rd16(bytes.data() + b * gguf::kQ8Bytes));
+    const double d = amax / 127.0, dq = norm::f16_to_f32(rd16(bytes.data() + b * gguf::kQ8Bytes));
     for (int j = 0; j < 32; ++j)
       CHECK(std::fabs(double(v[b * 32 + j]) - back[b * 32 + j]) <=
             d / 2 + 127 * std::fabs(d - dq) + 1e-6);
