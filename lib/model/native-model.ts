@@ -2,7 +2,7 @@
 // positional arguments, named results, checked by the addon itself. lib/model/model.ts is the typed
 // surface with the friendlier checks; use that.
 
-import type { NativeVocabMetadata } from '../tokenizer/native.js';
+import type { VocabMetadata } from '../tokenizer/native.js';
 import { loadAddon } from '../native.js';
 
 /** The model's shape as the addon spells it. */
@@ -105,7 +105,7 @@ export interface RawLoadedModel {
   fingerprint: string;
   checkpoint: RawCheckpoint | null;
   /** A GGUF file's tokenizer.ggml.* metadata (absent for a .tnm, null when the GGUF has none). */
-  vocab?: NativeVocabMetadata | null;
+  vocab?: VocabMetadata | null;
   /** Present when the source was a GGUF file. */
   gguf?: { version: number; name: string; info: string; postTrainingQuantised: boolean };
 }
@@ -120,7 +120,7 @@ export interface NativeModelAddon {
     gains: Float32Array | null,
     tokenizer: Uint8Array | null,
     pre: string,
-    vocab?: NativeVocabMetadata | null,
+    vocab?: VocabMetadata | null,
   ): Uint8Array | undefined;
   trainerCreate(model: NativeModel, config: RawTrainConfig): NativeTrainer;
   evaluateAsync(

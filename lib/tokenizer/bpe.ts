@@ -2,7 +2,7 @@
 // the core's ByteBpe (native/tokenizer/byte_bpe.h, which documents the ids, the training rule
 // and the serialized "TBPE" format). Each call hands a whole text to the core.
 
-import { tokenizerAddon, type NativeByteBpe } from './native.js';
+import { describeValue, tokenIds, tokenizerAddon, type NativeByteBpe } from './native.js';
 
 // The core's values, repeated so that importing this module does not load the addon;
 // test/tokenizer.test.ts checks them against the addon's byteBpeConstants.
@@ -22,14 +22,8 @@ export interface BpeTrainOptions {
 
 function checkBytes(bytes: unknown, what: string): asserts bytes is Uint8Array {
   if (!(bytes instanceof Uint8Array)) {
-    throw new TypeError(`${what}: expected a Uint8Array of bytes, got ${describe(bytes)}`);
+    throw new TypeError(`${what}: expected a Uint8Array of bytes, got ${describeValue(bytes)}`);
   }
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
-  return typeof v;
 }
 
 // Re-throws a core error with the calling method's name in front, keeping its class.
@@ -92,22 +86,7 @@ export class BpeTokenizer {
 
   /** Bytes of the token sequence `ids`; throws on an id outside [0, vocabSize). */
   decode(ids: ArrayLike<number>): Uint8Array {
-    if (ids === null || typeof ids !== 'object' || typeof ids.length !== 'number') {
-      throw new TypeError(`BpeTokenizer.decode: expected an array of token ids, got ${describe(ids)}`);
-    }
-    let i32: Int32Array;
-    if (ids instanceof Int32Array) {
-      i32 = ids;
-    } else {
-      i32 = new Int32Array(ids.length);
-      for (let i = 0; i < ids.length; i++) {
-        const id = ids[i]!;
-        if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-          throw new RangeError(`BpeTokenizer.decode: token ${i} is ${id}, expected an integer in [0, ${this.vocabSize})`);
-        }
-        i32[i] = id;
-      }
-    }
+    const i32 = tokenIds(ids, this.vocabSize, 'BpeTokenizer.decode');
     return named('BpeTokenizer.decode', () => this.core.decode(i32));
   }
 

@@ -2,32 +2,12 @@
 // surface over the core's VocabTokenizer (native/tokenizer/vocab.h, which documents the
 // behaviour and how it follows llama.cpp). Each call hands a whole text to the core.
 
-import { tokenizerAddon, type NativeVocabTokenizer } from './native.js';
+import { tokenIds, tokenizerAddon, type NativeVocabTokenizer, type VocabMetadata } from './native.js';
+
+export type { VocabMetadata } from './native.js';
 
 /** tokenizer.ggml.token_type values. */
 export const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;
-
-export interface VocabMetadata {
-  /** tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama" (SentencePiece). */
-  model: 'gpt2' | 'llama';
-  /** tokenizer.ggml.pre for gpt2: "default"/"gpt-2" or "llama-bpe" (Llama 3); ignored for llama. */
-  pre?: string;
-  tokens: string[];
-  /** Required for llama. */
-  scores?: Float32Array;
-  /** Empty or absent: every token is normal. */
-  tokenTypes?: Int32Array;
-  /** gpt2: "left right" in rank order. */
-  merges?: string[];
-  bos?: number;
-  eos?: number;
-  unk?: number;
-  pad?: number;
-  addBos?: boolean;
-  addEos?: boolean;
-  /** llama: tokenizer.ggml.add_space_prefix (default true). */
-  addSpacePrefix?: boolean;
-}
 
 export interface EncodeOptions {
   /** Add BOS / EOS as the metadata's addBos / addEos say (default true, like llama.cpp's tokenize). */
@@ -61,23 +41,7 @@ export class VocabTokenizer {
    * with addSpacePrefix, the first piece's leading space (the one encode prefixed) is dropped.
    */
   decode(ids: ArrayLike<number>, options: { renderSpecial?: boolean } = {}): Uint8Array {
-    if (ids === null || typeof ids !== 'object' || typeof ids.length !== 'number') {
-      throw new TypeError('VocabTokenizer.decode: expected an array of token ids');
-    }
-    let i32: Int32Array;
-    if (ids instanceof Int32Array) {
-      i32 = ids;
-    } else {
-      i32 = new Int32Array(ids.length);
-      for (let i = 0; i < ids.length; i++) {
-        const id = ids[i]!;
-        if (!Number.isInteger(id) || id < 0 || id >= this.size) {
-          throw new RangeError(`VocabTokenizer.decode: token ${i} is ${id}, expected an integer in [0, ${this.size})`);
-        }
-        i32[i] = id;
-      }
-    }
-    return this.core.decode(i32, options.renderSpecial ?? false);
+    return this.core.decode(tokenIds(ids, this.size, 'VocabTokenizer.decode'), options.renderSpecial ?? false);
   }
 
   /** decode() as a UTF-8 string (invalid sequences become U+FFFD). */
