@@ -24,7 +24,7 @@ constexpr IsaTable<GemmKernels> kGemmTable = {
     "gemm",
     {&kGemmKernelsScalar, TERNORM_X86_KERNELS(kGemmKernelsAvx2),
      TERNORM_X86_KERNELS(kGemmKernelsAvx512), TERNORM_ARM64_KERNELS(kGemmKernelsNeon)}};
-static_assert(kGemmTable.covers_compiled_paths(), "a compiled path without GEMM kernels");
+TERNORM_CHECK_TABLE(kGemmTable, "a compiled path without GEMM kernels");
 
 int max_threads(const Exec& ex) {
   if (ex.pool == nullptr) return 1;

@@ -9,7 +9,7 @@ constexpr IsaTable<VecKernels> kVecTable = {
     "vec_math",
     {&kVecKernelsScalar, TERNORM_X86_KERNELS(kVecKernelsAvx2),
      TERNORM_X86_KERNELS(kVecKernelsAvx512), TERNORM_ARM64_KERNELS(kVecKernelsNeon)}};
-static_assert(kVecTable.covers_compiled_paths(), "a compiled path without vec_math kernels");
+TERNORM_CHECK_TABLE(kVecTable, "a compiled path without vec_math kernels");
 
 }  // namespace
 

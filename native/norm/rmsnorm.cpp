@@ -39,7 +39,7 @@ constexpr IsaTable<RmsKernels> kRmsTable = {
     "rmsnorm",
     {&kRmsKernelsScalar, TERNORM_X86_KERNELS(kRmsKernelsAvx2),
      TERNORM_X86_KERNELS(kRmsKernelsAvx512), TERNORM_ARM64_KERNELS(kRmsKernelsNeon)}};
-static_assert(kRmsTable.covers_compiled_paths(), "a compiled path without rmsnorm kernels");
+TERNORM_CHECK_TABLE(kRmsTable, "a compiled path without rmsnorm kernels");
 
 // ---- argument checks ----------------------------------------------------------------
 [[noreturn]] void fail(const char* fn, const std::string& what) {

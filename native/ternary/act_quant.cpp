@@ -21,7 +21,7 @@ constexpr IsaTable<detail::ActQuantKernels> kActQuantTable = {
     {&detail::kActQuantKernelsScalar, TERNORM_X86_KERNELS(detail::kActQuantKernelsAvx2),
      TERNORM_X86_KERNELS(detail::kActQuantKernelsAvx512),
      TERNORM_ARM64_KERNELS(detail::kActQuantKernelsNeon)}};
-static_assert(kActQuantTable.covers_compiled_paths(), "a compiled path without act_quant kernels");
+TERNORM_CHECK_TABLE(kActQuantTable, "a compiled path without act_quant kernels");
 }  // namespace
 
 void quantize_activations(const float* x, int64_t n, int64_t cols, int8_t* q, float* scales,

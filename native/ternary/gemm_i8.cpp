@@ -23,7 +23,7 @@ constexpr IsaTable<detail::GemmI8Kernels> kGemmI8Table = {
     {&detail::kGemmI8KernelsScalar, TERNORM_X86_KERNELS(detail::kGemmI8KernelsAvx2),
      TERNORM_X86_KERNELS(detail::kGemmI8KernelsAvx512),
      TERNORM_ARM64_KERNELS(detail::kGemmI8KernelsNeon)}};
-static_assert(kGemmI8Table.covers_compiled_paths(), "a compiled path without gemm_i8 kernels");
+TERNORM_CHECK_TABLE(kGemmI8Table, "a compiled path without gemm_i8 kernels");
 
 // |dot| <= 128 * cols and the int32 lanes of the SIMD paths hold up to
 // 2 * 128 * cols before the token sum comes off: cols <= 2^23 keeps both exact.

@@ -30,8 +30,7 @@ constexpr IsaTable<detail::MatmulF32Kernels> kMatmulF32Table = {
     {&detail::kMatmulF32KernelsScalar, TERNORM_X86_KERNELS(detail::kMatmulF32KernelsAvx2),
      TERNORM_X86_KERNELS(detail::kMatmulF32KernelsAvx512),
      TERNORM_ARM64_KERNELS(detail::kMatmulF32KernelsNeon)}};
-static_assert(kMatmulF32Table.covers_compiled_paths(),
-              "a compiled path without matmul_f32 kernels");
+TERNORM_CHECK_TABLE(kMatmulF32Table, "a compiled path without matmul_f32 kernels");
 
 // in: n x in_width, out: n x out_width.
 detail::TernarySource check_args(const char* fn, const PackedTernary& w, const float* in,

@@ -28,7 +28,7 @@ constexpr IsaTable<FakeKernels> kCompiledOnly = {
     "fake",
     {&kFake[0], TERNORM_X86_KERNELS(kFake[1]), TERNORM_X86_KERNELS(kFake[2]),
      TERNORM_ARM64_KERNELS(kFake[3])}};
-static_assert(kCompiledOnly.covers_compiled_paths(), "the macros give exactly the compiled paths");
+TERNORM_CHECK_TABLE(kCompiledOnly, "the macros give exactly the compiled paths");
 
 // The message pick_kernels throws for `isa`.
 std::string expected(const char* caller, const char* family, Isa isa) {
