@@ -205,7 +205,7 @@ TEST(tokenizer_vocab_of_the_project_bpe_spells_tokens_and_merges_like_gpt2) {
     CHECK(d.tokens[256 + k] == d.tokens[l] + d.tokens[r]);
   }
   const VocabTokenizer t(d);
-  for (const std::string text :
+  for (const std::string& text :
        {std::string("the whale sailed 12345 times, it's grey."), train.substr(0, 500),
         std::string("  the  ship\n the\tsang 👍 café")}) {
     const std::vector<int32_t> want =
