@@ -191,6 +191,9 @@ describe('ternorm bet (protocol)', () => {
     ).rejects.toThrow(
       /cannot resume .*r7\.json: it was run with other options: maxSteps \(--max-steps\): 12 in the file, 5 now; warmup: 10 in the file, 5 now; groupSize \(--group-size\): default in the file, 16 now$/,
     );
+    await expect(runBet({ ...o, resume: true, split: { testBytes: 4000 } })).rejects.toThrow(
+      /it was run with other options: testBytes \(--test-bytes\): absent in the file, 4000 now$/,
+    );
     expect(readResults(o.out)).toEqual(partial);
     const resumed = await runBet({ ...o, resume: true });
     expect(resumed.users.map((u) => u.user)).toEqual(['sailor', 'coder']);
@@ -201,6 +204,14 @@ describe('ternorm bet (protocol)', () => {
     zero.users = [{ name: 'zero', source: { kind: 'file', path: '/dev/zero' } }];
     await expect(runBet(zero)).rejects.toThrow(/user "zero": cannot read \/dev\/zero: it is a character device, not a regular file/);
     expect(existsSync(zero.out)).toBe(false);
+
+    // not text: refused with the offset of the first offending byte, before any file is written
+    const binPath = join(dir, 'a.out');
+    writeFileSync(binPath, Buffer.concat([Buffer.from('\x7fELF'), Buffer.alloc(64)]));
+    const bin = options(join(dir, 'r12.json'));
+    bin.users = [{ name: 'bin', source: { kind: 'file', path: binPath } }];
+    await expect(runBet(bin)).rejects.toThrow(/user "bin": .*a\.out is binary, not text: control byte 0x00 at offset 4$/);
+    expect(existsSync(bin.out)).toBe(false);
 
     const missing = options(join(dir, 'r8.json'));
     missing.users = [{ name: 'ghost', source: { kind: 'file', path: join(dir, 'nope.txt') } }];

@@ -40,6 +40,9 @@ const CASES: [string[], string, string, string][] = [
   [['bet', '--out', 'r.json'], 'seed', '-1', 'an integer in 0..9007199254740991'],
   [['bet', '--out', 'r.json'], 'resamples', '1', 'an integer in 2..1000000'],
   [['bet', '--out', 'r.json'], 'fleet-users', '1.5', 'an integer in 1..'],
+  [['bet', '--out', 'r.json'], 'train-bytes', '0', 'an integer in 1..268435456'],
+  [['bet', '--out', 'r.json'], 'test-bytes', '1e9', 'an integer in 1..268435456'],
+  [['bet', '--out', 'r.json'], 'split-windows', '4097', 'an integer in 1..4096'],
   [['quantize', '--scheme', 'int8_group', 'in.adapter', 'out.adapter'], 'group-size', '99999999', 'an integer in 1..16777216'],
   [['quantize', '--scheme', 'mixed', 'in.adapter', 'out.adapter'], 'budget', 'x', 'an integer in 1..2^40'],
   [

@@ -16,6 +16,9 @@ import {
   MANIFEST_FILE,
   planBaseSplit,
   planUserSplit,
+  checkUserText,
+  fileUserSplit,
+  firstInvalidUtf8,
   recipeDigest,
   snapCut,
   stripStatsReadme,
@@ -308,23 +311,133 @@ describe('splitting', () => {
   const para = (i: number): string => `Paragraph ${i} line one of some text here.\nAnd its second line.\n\n`;
   const text = enc(Array.from({ length: 400 }, (_, i) => para(i)).join(''));
 
-  it('cuts at paragraph starts when near, else line starts', () => {
+  it('cuts at paragraph starts when near, else line, sentence, word or character starts within the slack', () => {
     const p = snapCut(text, 10);
     expect(Buffer.from(text.subarray(p, p + 11)).toString()).toBe('Paragraph 1');
     const lines = enc('x'.repeat(3000) + '\n' + 'y'.repeat(10) + '\n\n' + 'z');
     expect(snapCut(lines, 5)).toBe(3001);
     expect(snapCut(lines, 3002)).toBe(3013);
-    expect(snapCut(enc('no newline at all'), 3)).toBe(17);
+    expect(snapCut(enc('no newline at all'), 4)).toBe(11);
     expect(snapCut(text, 0)).toBe(0);
+    // Within a slack of 100 bytes no line starts: a sentence start (52, 83) beats a nearer word
+    // start (66); past the last sentence, the next word start.
+    const prose = enc('a'.repeat(50) + '. Next sentence here, and words.' + ' b'.repeat(200) + '\nline');
+    expect(snapCut(prose, 10, 100)).toBe(52);
+    expect(snapCut(prose, 60, 100)).toBe(83);
+    expect(snapCut(prose, 90, 100)).toBe(91);
+    expect(snapCut(prose, 450, 100)).toBe(483);
+    // Nothing within the slack: the next character boundary, never inside a UTF-8 sequence.
+    const cjk = enc('\u6f22'.repeat(100)); // 3 bytes each, no spaces
+    expect(snapCut(cjk, 31, 16)).toBe(33);
+    expect(snapCut(cjk, 33, 16)).toBe(33);
+    expect(snapCut(cjk, cjk.length - 1, 16)).toBe(cjk.length);
+  });
+
+  it("keeps the default users' splits of results/53_adapter_compress.json (recipe 1) byte for byte", () => {
+    const results = JSON.parse(readFileSync(join(packageRoot(), 'results', '53_adapter_compress.json'), 'utf8')) as {
+      users: { user: (typeof USER_NAMES)[number]; texts: Record<'validation' | 'test', { ranges: ByteRange[] }> }[];
+    };
+    expect(results.users.map((u) => u.user).sort()).toEqual([...USER_NAMES].sort());
+    for (const u of results.users) {
+      for (const part of ['validation', 'test'] as const)
+        expect(fx.manifest.texts[u.user].parts[part]!.ranges).toEqual(u.texts[part].ranges);
+    }
   });
 
   it('rejects a too-short or empty text with a clear error', () => {
     const o = { trainBytes: 8000, validationBytes: 2000, testBytes: 2000, windows: 4 };
     expect(planUserSplit(text, o).test!.length).toBe(4);
-    expect(() => planUserSplit(text.subarray(0, 12_000), o, 'tiny')).toThrow(
-      /the tiny text \(12000 bytes\) is too short for its split: train 8000 \+ validation 2000 \+ test 2000 bytes/,
+    expect(() => planUserSplit(text.subarray(0, 11_000), o, 'tiny')).toThrow(
+      /the tiny text \(11000 bytes\) is too short for its split: train 8000 \+ validation 2000 \+ test 2000 bytes in 4 window\(s\).*needs at least 12\d\d\d bytes/,
     );
-    expect(() => planUserSplit(new Uint8Array(0), o, 'empty')).toThrow(/the empty text \(0 bytes\) is too short/);
+    expect(() => planUserSplit(new Uint8Array(0), o, 'empty')).toThrow(
+      /the empty text \(0 bytes\) is too short.*needs at least 12000 bytes/,
+    );
+  });
+
+  it('names a true lower bound: a shorter prefix is refused, and the bounds lead to a prefix that fits', () => {
+    const o = { trainBytes: 8000, validationBytes: 2000, testBytes: 2000, windows: 4 };
+    const need = (n: number): number | null => {
+      try {
+        planUserSplit(text.subarray(0, n), o);
+        return null;
+      } catch (err) {
+        return Number(/needs at least (\d+) bytes/.exec((err as Error).message)![1]);
+      }
+    };
+    let n = 11_000;
+    const bounds: number[] = [];
+    for (let b = need(n); b !== null; b = need(n)) {
+      expect(b).toBeGreaterThan(n);
+      expect(need(b - 1)).not.toBeNull();
+      bounds.push(b);
+      n = b;
+    }
+    expect(bounds.length).toBeGreaterThan(0);
+    expect(bounds.length).toBeLessThan(6);
+    expect(planUserSplit(text.subarray(0, n), o).test!.length).toBe(4);
+  });
+
+  it('splits texts whose line breaks fall anywhere: long lines, no newline at all, multi-byte text', () => {
+    // One long paragraph per line, like a State of the Union address as shipped.
+    const sentence = (i: number): string => `The state of sentence ${i} is strong, and it ends here. `;
+    const lines = Array.from({ length: 60 }, (_, l) => Array.from({ length: 18 }, (_, i) => sentence(l * 18 + i)).join('') + '\n');
+    const address = enc(lines.join(''));
+    const split = fileUserSplit(address.length, 1001);
+    const plan = planUserSplit(address, split, 'address');
+    const want = { train: split.trainBytes, validation: split.validationBytes, test: split.testBytes };
+    for (const part of USER_PARTS) {
+      const bytes = plan[part]!.reduce((s, [b, e]) => s + e - b, 0);
+      expect(bytes).toBeGreaterThanOrEqual(want[part]);
+      expect(bytes).toBeLessThan(want[part] * 1.5);
+    }
+    const flat = enc(lines.join('').replace(/\n/g, ' ').repeat(16));
+    expect(planUserSplit(flat, {}, 'flat').train!.length).toBe(8);
+    const cjk = enc('\u6f22\u5b57\u306e\u6587\u7ae0\u3002'.repeat(60_000));
+    for (const [s, e] of planUserSplit(cjk, {}, 'cjk').test!) {
+      expect(firstInvalidUtf8(cjk.subarray(s, e))).toBe(-1);
+    }
+  });
+
+  it("sizes a file user's split from the text, and names the true minimum of a tiny one", () => {
+    expect(fileUserSplit(10_000_000, 1001)).toEqual(DEFAULT_USER_SPLIT);
+    const s = fileUserSplit(62_797, 1001);
+    expect(s.trainBytes + s.validationBytes + s.testBytes).toBeLessThanOrEqual(0.9 * 62_797);
+    const given = { trainBytes: 5000, validationBytes: 1200, testBytes: 1300 };
+    expect(fileUserSplit(62_797, 1001, given)).toEqual({ ...given, windows: 8 });
+    expect(fileUserSplit(62_797, 1001, { windows: 2 }).windows).toBe(2);
+    expect(() => fileUserSplit(1, 1001, {}, 'one.txt')).toThrow(
+      /^one.txt is 1 byte; it needs at least 15572 bytes: its validation and test parts/,
+    );
+    // 15572 is the least size whose scaled validation and test parts can hold 1001 one-byte tokens.
+    expect(fileUserSplit(15_572, 1001).testBytes).toBeGreaterThanOrEqual(1001);
+    expect(() => fileUserSplit(15_571, 1001)).toThrow(/needs at least 15572 bytes/);
+  });
+
+  it('refuses what is not text: invalid UTF-8, binary, mostly whitespace', () => {
+    expect(firstInvalidUtf8(enc('plain \u00e9\u6f22\u{1f600}'))).toBe(-1);
+    const cases: [number[], number][] = [
+      [[0x61, 0xc3, 0x28], 1], // bad continuation byte
+      [[0xc0, 0xaf], 0], // overlong
+      [[0xed, 0xa0, 0x80], 0], // surrogate
+      [[0xf4, 0x90, 0x80, 0x80], 0], // beyond U+10FFFF
+      [[0x61, 0x62, 0xe6, 0xbc], 2], // truncated at the end
+      [[0xff], 0],
+    ];
+    for (const [bytes, at] of cases) {
+      expect(firstInvalidUtf8(Uint8Array.from(bytes))).toBe(at);
+      expect(() => new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytes))).toThrow();
+    }
+    expect(() => checkUserText(Uint8Array.from([0x68, 0x69, 0xc3, 0x28]), 'x.txt')).toThrow(
+      /^x.txt is not UTF-8 text: invalid byte 0xc3 at offset 2$/,
+    );
+    expect(() => checkUserText(Uint8Array.from([0x7f, 0x45, 0x4c, 0x46, 0, 1]), 'a.out')).toThrow(
+      /^a.out is binary, not text: control byte 0x00 at offset 4$/,
+    );
+    expect(() => checkUserText(enc(' '.repeat(900) + 'word\n'.repeat(20)), 'w.txt')).toThrow(
+      /^w.txt is 92.0 % whitespace \(at most 50 % accepted\)/,
+    );
+    expect(() => checkUserText(enc('tab\tand\r\nform\f feed are text'), 't.txt')).not.toThrow();
   });
 
   it(

@@ -23,8 +23,10 @@ import {
   getFixtures,
   MIN_TEST_TOKENS,
   planUserSplit,
+  checkUserText,
+  fileUserSplit,
+  type UserSplitOptions,
   USER_NAMES,
-  DEFAULT_USER_SPLIT,
   type Fixtures,
   type UserName,
 } from '../data/fixtures.js';
@@ -121,6 +123,8 @@ export interface BetOptions {
     mixedBudget?: number;
   };
   bootstrap?: { resamples?: number; confidence?: number; blockLength?: number | 'auto' };
+  /** Split sizes (--train-bytes, ...): every user's, default users' fixtures included; default: the recipe's. */
+  split?: Partial<UserSplitOptions>;
 }
 
 export type BetStage = 'train' | 'encode' | 'evaluate' | 'seeds';
@@ -141,8 +145,11 @@ interface UserTexts {
   ids: Record<SplitName, TextId>;
 }
 
-/** Reads a user's three parts (fixtures, or a file split by the fixture recipe). */
-export function userTexts(u: BetUser, fixtures: () => Fixtures = getFixtures): UserTexts {
+/**
+ * Reads a user's three parts (fixtures, or a file split by the fixture recipe: the sizes in
+ * `split`, else the default split scaled to the text; see fileUserSplit).
+ */
+export function userTexts(u: BetUser, fixtures: () => Fixtures = getFixtures, split: Partial<UserSplitOptions> = {}): UserTexts {
   if (u.source.kind === 'fixture') {
     const fx = fixtures();
     const rec = fx.manifest.texts[u.source.user];
@@ -158,30 +165,15 @@ export function userTexts(u: BetUser, fixtures: () => Fixtures = getFixtures): U
     };
   }
   const path = u.source.path;
+  let plan;
   let text: Uint8Array;
   try {
     text = readTextFile(path);
+    checkUserText(text, path);
+    // +1: the first token of a part is context, not scored.
+    plan = planUserSplit(text, fileUserSplit(text.length, MIN_TEST_TOKENS + 1, split, path), u.name);
   } catch (err) {
-    throw new Error(`user "${u.name}": ${(err as Error).message}`, { cause: err });
-  }
-  // The default recipe when the text is long enough; a shorter text keeps the same proportions
-  // (train 12/14, validation and test 1/14 each), and the token checks below decide if it suffices.
-  const d = DEFAULT_USER_SPLIT;
-  const total = d.trainBytes + d.validationBytes + d.testBytes;
-  const scale = Math.min(1, (text.length * 0.9) / total);
-  let plan;
-  try {
-    plan = planUserSplit(
-      text,
-      {
-        trainBytes: Math.floor(d.trainBytes * scale),
-        validationBytes: Math.floor(d.validationBytes * scale),
-        testBytes: Math.floor(d.testBytes * scale),
-      },
-      u.name,
-    );
-  } catch (err) {
-    throw new Error(`user "${u.name}": ${(err as Error).message.replace(/^fixtures: /, '')}`);
+    throw new Error(`user "${u.name}": ${(err as Error).message.replace(/^fixtures: /, '')}`, { cause: err });
   }
   const part = (p: 'train' | SplitName) => gather(text, plan[p]!);
   const validation = part('validation');
@@ -208,8 +200,14 @@ interface UserInputs {
  * adapter-training options (the seed is recorded apart) and the encoding options; null = the
  * codec's default of the recorded ternorm version.
  */
-export function runConfig(adapterRun: AdapterRunOptions, encode: BetOptions['encode'], calibrationTokens: number): RunConfig {
+export function runConfig(
+  adapterRun: AdapterRunOptions,
+  encode: BetOptions['encode'],
+  calibrationTokens: number,
+  split: Partial<UserSplitOptions> = {},
+): RunConfig {
   const { seed: _seed, ...training } = adapterRun;
+  const given = Object.fromEntries(Object.entries(split).filter(([, v]) => v !== undefined));
   return {
     adapterRun: training,
     encode: {
@@ -220,6 +218,8 @@ export function runConfig(adapterRun: AdapterRunOptions, encode: BetOptions['enc
       calibrationPasses: encode?.calibrationPasses ?? null,
       mixedBudget: encode?.mixedBudget ?? null,
     },
+    // Absent when every size is the recipe's, so default runs read and compare as before.
+    ...(Object.keys(given).length > 0 ? { split: given } : {}),
   };
 }
 
@@ -304,12 +304,12 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
     conditions,
     bootstrap: o.bootstrap,
     minTokens: MIN_TEST_TOKENS,
-    run: runConfig(adapterRun, o.encode, calibrationTokens),
+    run: runConfig(adapterRun, o.encode, calibrationTokens, o.split),
   };
   const threads = o.threads;
   // Built (or loaded and verified) once per run, and only if a default user needs them.
   let fx: Fixtures | undefined;
-  const fixtures = (): Fixtures => (fx ??= getFixtures());
+  const fixtures = (): Fixtures => (fx ??= getFixtures({ userSplit: o.split }));
 
   // One writer at a time: the lock is taken before the file is looked at and held to the end.
   mkdirSync(dirname(resolve(o.out)), { recursive: true });
@@ -373,7 +373,7 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
   }
 
   function readInputs(u: BetUser): UserInputs {
-    const texts = userTexts(u, fixtures);
+    const texts = userTexts(u, fixtures, o.split);
     const trainTokens = tokenizer.encode(texts.train);
     const splitTokens = { validation: tokenizer.encode(texts.validation), test: tokenizer.encode(texts.test) };
     for (const s of ['validation', 'test'] as const) {

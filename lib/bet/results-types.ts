@@ -97,6 +97,13 @@ export interface RunConfig {
     /** mixed's byte budget; null: the bet's size of the same adapter. */
     mixedBudget: OptionalCount;
   };
+  /** The split sizes given (--train-bytes, --validation-bytes, --test-bytes, --split-windows); absent: the fixture recipe's. */
+  split?: {
+    trainBytes?: number;
+    validationBytes?: number;
+    testBytes?: number;
+    windows?: number;
+  };
 }
 
 export type UserName = string;

@@ -122,6 +122,10 @@ const RUN_FLAGS: Record<string, string> = {
   calibrationTokens: '--calibration-tokens',
   groupSize: '--group-size',
   mixedBudget: '--mixed-budget',
+  trainBytes: '--train-bytes',
+  validationBytes: '--validation-bytes',
+  testBytes: '--test-bytes',
+  windows: '--split-windows',
 };
 
 function checkRunConfig(r: RunConfig): RunConfig {
@@ -145,6 +149,14 @@ function checkRunConfig(r: RunConfig): RunConfig {
     const v = e[k];
     if (v !== null && !(Number.isSafeInteger(v) && v >= 1)) fail(`"run.encode.${k}" must be a positive integer or null (the default)`);
   }
+  const split = r.split;
+  if (split !== undefined) {
+    if (split === null || typeof split !== 'object') fail('"run.split" must be an object of split sizes');
+    for (const [k, v] of Object.entries(split)) {
+      if (!['trainBytes', 'validationBytes', 'testBytes', 'windows'].includes(k)) fail(`"run.split.${k}" is not a split size`);
+      if (!(Number.isSafeInteger(v) && (v as number) >= 1)) fail(`"run.split.${k}" must be a positive integer`);
+    }
+  }
   return {
     adapterRun: { ...r.adapterRun },
     encode: {
@@ -155,6 +167,7 @@ function checkRunConfig(r: RunConfig): RunConfig {
       calibrationPasses: e.calibrationPasses,
       mixedBudget: e.mixedBudget,
     },
+    ...(split === undefined ? {} : { split: { ...split } }),
   };
 }
 
@@ -162,9 +175,9 @@ function checkRunConfig(r: RunConfig): RunConfig {
 export function runConfigDiffs(file: RunConfig, now: RunConfig): string[] {
   const out: string[] = [];
   const show = (v: unknown): string => (v === undefined ? 'absent' : v === null ? 'default' : JSON.stringify(v));
-  for (const part of ['adapterRun', 'encode'] as const) {
-    const a = file[part] as Record<string, unknown>;
-    const b = now[part] as Record<string, unknown>;
+  for (const part of ['adapterRun', 'encode', 'split'] as const) {
+    const a = (file[part] ?? {}) as Record<string, unknown>;
+    const b = (now[part] ?? {}) as Record<string, unknown>;
     for (const k of [...new Set([...Object.keys(a), ...Object.keys(b)])]) {
       if (canonicalJson(a[k] ?? null) === canonicalJson(b[k] ?? null) && k in a === k in b) continue;
       out.push(`${k}${RUN_FLAGS[k] === undefined ? '' : ` (${RUN_FLAGS[k]})`}: ${show(a[k])} in the file, ${show(b[k])} now`);

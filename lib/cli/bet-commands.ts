@@ -26,8 +26,9 @@ import { adapterRunLimits } from '../model/train-adapter.js';
 import { defined, ensureDir, parse, parseWithPositionals, required, S, SHOW_HELP, UsageError, type Io } from './args.js';
 import { checkNumericFlags, narrowed, threadsLimit } from './limits.js';
 import { formatDuration, ProgressBar } from './progress.js';
-import { readTextFile } from '../util/files.js';
+import { MAX_TEXT_BYTES, readTextFile } from '../util/files.js';
 import { terminalText } from '../util/text.js';
+import { DEFAULT_USER_SPLIT } from '../data/fixtures.js';
 
 export const BET_USAGE = `  bet             the adapter-compression bet (the main job): per user, train the norm-only adapter,
                   encode it with every scheme, score held-out text, verdicts, per-user policy
@@ -35,6 +36,8 @@ export const BET_USAGE = `  bet             the adapter-compression bet (the mai
     [--seeds 1] [--seed 0] [--criteria FILE] [--out ${DEFAULT_RESULTS_PATH}] [--report OUT.md] [--plot OUT.svg]
     [--fleet-users 215000] [--resume | --overwrite] [--threads N] [--max-steps N] [--calibration-tokens N (default 512)]
     [--group-size 32] [--mixed-budget BYTES] [--resamples 2000] [--json]
+    [--train-bytes N] [--validation-bytes N] [--test-bytes N] [--split-windows N]  (split sizes of every
+                  user; default: the fixtures' 192 KiB / 16 KiB / 16 KiB in 8 windows, a --user text's scaled to it)
   fleet           bytes per user and fleet totals per scheme and for the per-user policy's mix
     [--results ${DEFAULT_RESULTS_PATH}] [--users 215000] [--json]
   quantize        encode a trained adapter with one scheme into an encoded adapter file
@@ -85,10 +88,15 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
     'group-size': S,
     'mixed-budget': S,
     resamples: S,
+    'train-bytes': S,
+    'validation-bytes': S,
+    'test-bytes': S,
+    'split-windows': S,
     json: { type: 'boolean' },
   });
   if (v.help) return SHOW_HELP;
   const c = coreLimits().codec;
+  const partBytes = (what: string) => orchestrationLimit(1, MAX_TEXT_BYTES, true, null, what);
   const n = checkNumericFlags(v, {
     seeds: orchestrationLimit(1, 100, true, 1, 'training seeds per user'),
     seed: SEED_LIMIT,
@@ -99,6 +107,10 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
     'group-size': c.groupSize,
     'mixed-budget': narrowed(c.byteBudget, { min: 1 }),
     resamples: orchestrationLimit(2, 1_000_000, true, null, 'bootstrap resamples'),
+    'train-bytes': partBytes('bytes of adapter-training text per user'),
+    'validation-bytes': partBytes('bytes of validation text per user'),
+    'test-bytes': partBytes('bytes of test text per user'),
+    'split-windows': orchestrationLimit(1, 4096, true, DEFAULT_USER_SPLIT.windows, 'regions of a text each split part takes a piece from'),
   });
   if (v.resume === true && v.overwrite === true) throw new UsageError('--resume and --overwrite exclude each other');
   const userFiles = pairs('user', v.user);
@@ -139,6 +151,12 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
       mixedBudget: n['mixed-budget'],
     }),
     bootstrap: defined({ resamples }),
+    split: defined({
+      trainBytes: n['train-bytes'],
+      validationBytes: n['validation-bytes'],
+      testBytes: n['test-bytes'],
+      windows: n['split-windows'],
+    }),
   };
   const bar = new ProgressBar(io.stderr, 25);
   let stage: { user: string; stage: BetStage } | null = null;

