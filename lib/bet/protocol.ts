@@ -433,10 +433,24 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
   }
 
   async function measureUser(u: BetUser, { texts, trainTokens, splitTokens }: UserInputs): Promise<UserEvaluation> {
+    // CPU-seconds of the process (every thread) per stage: what a user costs a fleet.
+    const cpu = (): number => {
+      const c = process.cpuUsage();
+      return (c.user + c.system) / 1e6;
+    };
+    const stageCpu: [string, number][] = [];
+    let mark = cpu();
+    const lap = (stage: string): void => {
+      const now = cpu();
+      stageCpu.push([stage, now - mark]);
+      mark = now;
+    };
     const adapter = given.get(u.name) ?? (await train(u.name, texts.train, o.seed)).adapter;
+    lap('train');
     const calibration = { tokens: trainTokens.subarray(0, Math.min(trainTokens.length, calibrationTokens)) };
     hooks.onStage?.(u.name, 'encode', BET_METHODS.length);
     const encodings = await encodeAll(adapter, calibration, (i, m) => hooks.onProgress?.(i, BET_METHODS.length, m));
+    lap('encode');
     hooks.onStage?.(u.name, 'evaluate', 2 * conditions.length);
     const nll: Record<SplitName, Record<string, NllArray>> = { validation: {}, test: {} };
     let done = 0;
@@ -457,6 +471,7 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
       done += 2;
       hooks.onProgress?.(done, 2 * conditions.length, c);
     }
+    lap(`evaluate (${cache.size} distinct of ${conditions.length} conditions)`);
     const ev: UserEvaluation = {
       user: u.name,
       texts: texts.ids,
@@ -479,7 +494,10 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
         hooks.onProgress?.(k, o.seeds - 1, `seed ${o.seed + k}`);
       }
       ev.seedRuns = seedRuns;
+      lap('extra seeds');
     }
+    const total = stageCpu.reduce((a, [, v]) => a + v, 0);
+    hooks.onLog?.(`${u.name}: ${total.toFixed(1)} CPU-s: ${stageCpu.map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
     return ev;
   }
 
