@@ -30,6 +30,7 @@ import {
   type Fixtures,
   type UserName,
 } from '../data/fixtures.js';
+import { getFleetFixtures, type FleetFixtures } from '../data/fleet.js';
 import { checkLimit, coreLimits, defaultOf } from '../model/limits.js';
 import { Adapter, Encoding } from '../adapter/adapter.js';
 import { evaluate, Model } from '../model/model.js';
@@ -93,8 +94,8 @@ export const BET_CLIP_GRID: readonly number[] = [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4
 
 export interface BetUser {
   name: string;
-  /** A default user's fixture texts, or a text file split by the same recipe. */
-  source: { kind: 'fixture'; user: UserName } | { kind: 'file'; path: string };
+  /** A default user's fixture texts, a fleet fixture user's (lib/data/fleet.ts), or a text file split by the default recipe. */
+  source: { kind: 'fixture'; user: UserName } | { kind: 'fleet'; user: string } | { kind: 'file'; path: string };
   /** A trained (f32) adapter file to use instead of training one. */
   adapterPath?: string;
 }
@@ -146,10 +147,33 @@ interface UserTexts {
 }
 
 /**
- * Reads a user's three parts (fixtures, or a file split by the fixture recipe: the sizes in
- * `split`, else the default split scaled to the text; see fileUserSplit).
+ * Reads a user's three parts (fixtures, fleet fixtures, or a file split by the fixture recipe: the
+ * sizes in `split`, else the default split scaled to the text; see fileUserSplit).
  */
-export function userTexts(u: BetUser, fixtures: () => Fixtures = getFixtures, split: Partial<UserSplitOptions> = {}): UserTexts {
+export function userTexts(
+  u: BetUser,
+  fixtures: () => Fixtures = getFixtures,
+  fleet: () => FleetFixtures = getFleetFixtures,
+  split: Partial<UserSplitOptions> = {},
+): UserTexts {
+  if (u.source.kind === 'fleet') {
+    const fx = fleet();
+    const rec = fx.user(u.source.user);
+    const fam = fx.manifest.families[rec.family];
+    // Ranges of the family text, so the id names the bytes without the user's offset.
+    const id = (part: SplitName): TextId => {
+      const p = rec.parts[part];
+      const ranges = p.ranges.map(([s, e]): [number, number] => [s + rec.range[0], e + rec.range[0]]);
+      return { fixture: `fleet/${fam.file} (${fam.source}) user ${rec.name}`, part, ranges, bytes: p.bytes, sha256: p.sha256 };
+    };
+    const user = u.source.user;
+    return {
+      train: fx.read(user, 'train'),
+      validation: fx.read(user, 'validation'),
+      test: fx.read(user, 'test'),
+      ids: { validation: id('validation'), test: id('test') },
+    };
+  }
   if (u.source.kind === 'fixture') {
     const fx = fixtures();
     const rec = fx.manifest.texts[u.source.user];
@@ -251,6 +275,28 @@ export function defaultUsers(): BetUser[] {
   return USER_NAMES.map((u) => ({ name: u, source: { kind: 'fixture', user: u } }));
 }
 
+/** The names `fixtureUsers` takes: the default users, the whole fleet, or one fleet family ("fleet/<family>"). */
+export const FIXTURE_USER_SETS = 'default, fleet, fleet/<family>';
+
+/**
+ * The users of a named fixture set: "default" (the three default users), "fleet" (every fleet
+ * fixture user, lib/data/fleet.ts) or "fleet/<family>" (one family of it). Builds the fleet
+ * texts if needed.
+ */
+export function fixtureUsers(set: string, fleet: () => FleetFixtures = getFleetFixtures): BetUser[] {
+  if (set === 'default') return defaultUsers();
+  const m = /^fleet(?:\/([a-z]+))?$/.exec(set);
+  if (m === null) throw new Error(`unknown fixture user set "${set}" (expected one of: ${FIXTURE_USER_SETS})`);
+  const fx = fleet();
+  const family = m[1];
+  if (family !== undefined && !(family in fx.manifest.families)) {
+    throw new Error(`unknown fleet family "${family}" (expected one of: ${Object.keys(fx.manifest.families).join(', ')})`);
+  }
+  return fx.manifest.users
+    .filter((u) => family === undefined || u.family === family)
+    .map((u) => ({ name: u.name, source: { kind: 'fleet', user: u.name } }));
+}
+
 /**
  * Runs the bet. Returns the complete results; on an error the results file records it (status
  * "failed", every user done kept) and the error is rethrown.
@@ -310,6 +356,8 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
   // Built (or loaded and verified) once per run, and only if a default user needs them.
   let fx: Fixtures | undefined;
   const fixtures = (): Fixtures => (fx ??= getFixtures({ userSplit: o.split }));
+  let fleetFx: FleetFixtures | undefined;
+  const fleet = (): FleetFixtures => (fleetFx ??= getFleetFixtures());
 
   // One writer at a time: the lock is taken before the file is looked at and held to the end.
   mkdirSync(dirname(resolve(o.out)), { recursive: true });
@@ -373,7 +421,7 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
   }
 
   function readInputs(u: BetUser): UserInputs {
-    const texts = userTexts(u, fixtures, o.split);
+    const texts = userTexts(u, fixtures, fleet, o.split);
     const trainTokens = tokenizer.encode(texts.train);
     const splitTokens = { validation: tokenizer.encode(texts.validation), test: tokenizer.encode(texts.test) };
     for (const s of ['validation', 'test'] as const) {
@@ -390,10 +438,24 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
   }
 
   async function measureUser(u: BetUser, { texts, trainTokens, splitTokens }: UserInputs): Promise<UserEvaluation> {
+    // CPU-seconds of the process (every thread) per stage: what a user costs a fleet.
+    const cpu = (): number => {
+      const c = process.cpuUsage();
+      return (c.user + c.system) / 1e6;
+    };
+    const stageCpu: [string, number][] = [];
+    let mark = cpu();
+    const lap = (stage: string): void => {
+      const now = cpu();
+      stageCpu.push([stage, now - mark]);
+      mark = now;
+    };
     const adapter = given.get(u.name) ?? (await train(u.name, texts.train, o.seed)).adapter;
+    lap('train');
     const calibration = { tokens: trainTokens.subarray(0, Math.min(trainTokens.length, calibrationTokens)) };
     hooks.onStage?.(u.name, 'encode', BET_METHODS.length);
     const encodings = await encodeAll(adapter, calibration, (i, m) => hooks.onProgress?.(i, BET_METHODS.length, m));
+    lap('encode');
     hooks.onStage?.(u.name, 'evaluate', 2 * conditions.length);
     const nll: Record<SplitName, Record<string, NllArray>> = { validation: {}, test: {} };
     let done = 0;
@@ -414,6 +476,7 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
       done += 2;
       hooks.onProgress?.(done, 2 * conditions.length, c);
     }
+    lap(`evaluate (${cache.size} distinct of ${conditions.length} conditions)`);
     const ev: UserEvaluation = {
       user: u.name,
       texts: texts.ids,
@@ -436,7 +499,10 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
         hooks.onProgress?.(k, o.seeds - 1, `seed ${o.seed + k}`);
       }
       ev.seedRuns = seedRuns;
+      lap('extra seeds');
     }
+    const total = stageCpu.reduce((a, [, v]) => a + v, 0);
+    hooks.onLog?.(`${u.name}: ${total.toFixed(1)} CPU-s: ${stageCpu.map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
     return ev;
   }
 

@@ -12,6 +12,8 @@ import {
   DEFAULT_MODEL_PATH,
   defaultModelPath,
   defaultUsers,
+  FIXTURE_USER_SETS,
+  fixtureUsers,
   runBet,
   type BetOptions,
   type BetStage,
@@ -32,7 +34,7 @@ import { DEFAULT_USER_SPLIT } from '../data/fixtures.js';
 
 export const BET_USAGE = `  bet             the adapter-compression bet (the main job): per user, train the norm-only adapter,
                   encode it with every scheme, score held-out text, verdicts, per-user policy
-    [--model ${DEFAULT_MODEL_PATH}] [--user name=text.txt ...] [--adapter name=user.adapter ...]
+    [--model ${DEFAULT_MODEL_PATH}] [--user name=text.txt ... | --users fixture:SET (${FIXTURE_USER_SETS})] [--adapter name=user.adapter ...]
     [--seeds 1] [--seed 0] [--criteria FILE] [--out ${DEFAULT_RESULTS_PATH}] [--report OUT.md] [--plot OUT.svg]
     [--fleet-users 215000] [--resume | --overwrite] [--threads N] [--max-steps N] [--calibration-tokens N (default 512)]
     [--group-size 32] [--mixed-budget BYTES] [--resamples 2000] [--json]
@@ -72,6 +74,7 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
   const v = parse(argv, {
     model: S,
     user: multi,
+    users: S,
     adapter: multi,
     seeds: S,
     seed: S,
@@ -115,8 +118,16 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
   if (v.resume === true && v.overwrite === true) throw new UsageError('--resume and --overwrite exclude each other');
   const userFiles = pairs('user', v.user);
   const adapters = pairs('adapter', v.adapter);
+  const set = v.users as string | undefined;
+  if (set !== undefined && userFiles.size > 0) throw new UsageError('--users and --user exclude each other');
+  if (set !== undefined && !set.startsWith('fixture:'))
+    throw new UsageError(`--users expects fixture:SET (${FIXTURE_USER_SETS}), got '${set}'`);
   const users: BetUser[] =
-    userFiles.size === 0 ? defaultUsers() : [...userFiles].map(([name, path]) => ({ name, source: { kind: 'file', path: resolve(path) } }));
+    set !== undefined
+      ? fixtureUsers(set.slice('fixture:'.length))
+      : userFiles.size === 0
+        ? defaultUsers()
+        : [...userFiles].map(([name, path]) => ({ name, source: { kind: 'file', path: resolve(path) } }));
   for (const [name, path] of adapters) {
     const u = users.find((x) => x.name === name);
     if (u === undefined) throw new UsageError(`--adapter ${name}=...: no user "${name}" (users: ${users.map((x) => x.name).join(', ')})`);

@@ -320,7 +320,7 @@ export function computePins(): PackagePin[] {
  * Reads the recipe's files of pinned package `name`, checking the installed version and the digest
  * of the files against the lock. Returns the files' paths and bytes in reading order.
  */
-function readPinned(name: string, lock: readonly PackagePin[]): { pin: PackagePin; paths: string[]; files: Buffer[] } {
+export function readPinned(name: string, lock: readonly PackagePin[]): { pin: PackagePin; paths: string[]; files: Buffer[] } {
   const pin = lock.find((p) => p.name === name);
   if (pin === undefined) throw new Error(`fixtures: no pin for package "${name}" in ${FIXTURE_LOCK_FILE}`);
   const { dir, packageName, version } = installedPackage(name);
@@ -352,13 +352,13 @@ function readPinned(name: string, lock: readonly PackagePin[]): { pin: PackagePi
 
 const NL = 0x0a;
 
-function trimTrailingNewlines(b: Buffer): Buffer {
+export function trimTrailingNewlines(b: Buffer): Buffer {
   let e = b.length;
   while (e > 0 && (b[e - 1] === NL || b[e - 1] === 0x0d)) e--;
   return b.subarray(0, e);
 }
 
-function decodeUtf8(bytes: Uint8Array, what: string): string {
+export function decodeUtf8(bytes: Uint8Array, what: string): string {
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
@@ -722,7 +722,7 @@ export function gather(text: Uint8Array, ranges: readonly ByteRange[]): Buffer {
 
 // ---- files --------------------------------------------------------------------------------------
 
-function readVerified(file: string, bytes: number, sha256: string): Uint8Array {
+export function readVerified(file: string, bytes: number, sha256: string): Uint8Array {
   let data: Buffer;
   try {
     data = readFileSync(file);

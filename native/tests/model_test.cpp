@@ -19,6 +19,7 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cpu/features.h"
@@ -877,6 +878,41 @@ TEST(model_eval_sliding_windows) {
   EvalOptions o2 = o;
   o2.stride = 1;
   CHECK(evaluate(m, nullptr, 0, tok.data(), n, 123, o2, one_thread()).n_windows == n - 16);
+}
+
+// evaluate() keeps its workspace per thread for the next call of the same shape: a reused,
+// dirty workspace gives the same bits as a fresh one (a new thread starts without one).
+TEST(model_eval_reused_workspace_same_bits) {
+  const ModelConfig c = tiny_config();  // context 16
+  Model m(c, 71);
+  roughen(m, 72);
+  Rng rng(73);
+  std::vector<int32_t> a(60), b(60);
+  for (auto& v : a) v = int32_t(rng.below(c.vocab));
+  for (auto& v : b) v = int32_t(rng.below(c.vocab));
+  std::vector<float> gains(size_t(c.n_gains()));
+  for (auto& g : gains) g = 0.5f + float(rng.below(1000)) / 1000.0f;
+  const std::vector<norm::GainView> gv = f32_gain_views(c, gains.data());
+  EvalOptions o;
+  o.batch = 2;
+  auto run = [&](const std::vector<int32_t>& t, bool adapter, Precision p) {
+    EvalOptions q = o;
+    q.precision = p;
+    return evaluate(m, adapter ? gv.data() : nullptr, adapter ? int64_t(gv.size()) : 0, t.data(),
+                    int64_t(t.size()), 100, q, one_thread());
+  };
+  std::vector<double> fresh_a, fresh_b;
+  std::thread([&] { fresh_a = run(a, true, Precision::Ternary).nll; }).join();
+  std::thread([&] { fresh_b = run(b, false, Precision::Ternary).nll; }).join();
+  // This thread: other texts, adapters, precisions and shapes first, then the same calls.
+  run(b, true, Precision::F32);
+  run(a, false, Precision::Ternary);
+  EvalOptions wide = o;
+  wide.batch = 3;
+  evaluate(m, nullptr, 0, b.data(), 40, 100, wide, one_thread());
+  CHECK(run(a, true, Precision::Ternary).nll == fresh_a);
+  CHECK(run(b, false, Precision::Ternary).nll == fresh_b);
+  CHECK(run(a, true, Precision::Ternary).nll == fresh_a);
 }
 
 // Adapters in any encoding plug into evaluation through the norm kernel.
