@@ -7,6 +7,7 @@
 #include "../cpu/thread_pool.h"
 #include "../gemm/gemm.h"
 #include "layers.h"
+#include "limits.h"
 
 namespace ternorm::model {
 
@@ -15,11 +16,8 @@ namespace ternorm::model {
 DecodeState::DecodeState(const ModelConfig& cfg, int64_t slots, int64_t max_rows)
     : cfg_(cfg), slots_(slots), max_rows_(max_rows) {
   validate(cfg_);
-  if (slots < 1 || slots > 65536 || max_rows < 1 || max_rows > 65536)
-    throw std::invalid_argument(
-        "decode state: need 1 <= slots <= 65536 and 1 <= max_rows <= "
-        "65536, got slots " +
-        std::to_string(slots) + ", max_rows " + std::to_string(max_rows));
+  limits::check(limits::generate::sequences, double(slots), "decode state");
+  limits::check(limits::generate::rows, double(max_rows), "decode state");
   rows_ = std::max(cfg.context, gemm::kDirectMaxM + 1);
   const int64_t d = cfg.d_model, f = cfg.d_ff, kvd = cfg.kv_dim(), N = max_rows;
   const int64_t pd = ternary::padded_cols(d), pf = ternary::padded_cols(f);

@@ -56,8 +56,8 @@ struct DecodeEntry {
 // cache_bytes_per_token() * context * slots plus the activations.
 class DecodeState {
  public:
-  // Throws std::invalid_argument on a bad config, slots outside [1, 65536]
-  // or max_rows outside [1, 65536].
+  // Throws std::invalid_argument on a bad config, or slots / max_rows outside
+  // limits::generate::sequences / rows.
   DecodeState(const ModelConfig& cfg, int64_t slots, int64_t max_rows);
 
   const ModelConfig& config() const { return cfg_; }
