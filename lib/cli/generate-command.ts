@@ -38,7 +38,7 @@ function numericFlags(v: Values) {
   });
 }
 
-export async function cmdGenerate(argv: string[], io: Io, stdin: AsyncIterable<string | Buffer> = process.stdin): Promise<number> {
+export async function cmdGenerate(argv: string[], io: Io, stdin: AsyncIterable<string | Buffer> | Iterable<string | Buffer> = process.stdin): Promise<number> {
   const v = parse(argv, {
     ...Object.fromEntries([...SAMPLING_FLAGS, 'model', 'adapter', 'prompt', 'precision', 'rows', 'threads'].map((f) => [f, S])),
     stop: { type: 'string', multiple: true },
@@ -105,7 +105,7 @@ function resultJson(r: GenerateResult) {
   return { text: r.text, tokens: Array.from(r.tokens), promptTokens: r.promptTokens, finishReason: r.finishReason };
 }
 
-async function readLines(stdin: AsyncIterable<string | Buffer>): Promise<string[]> {
+async function readLines(stdin: AsyncIterable<string | Buffer> | Iterable<string | Buffer>): Promise<string[]> {
   let text = '';
   for await (const chunk of stdin) text += typeof chunk === 'string' ? chunk : chunk.toString('utf8');
   return text.split('\n');

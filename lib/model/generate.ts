@@ -20,7 +20,7 @@ import { loadAddon } from '../native.js';
 import { tokenIds } from '../tokenizer/native.js';
 import { checkLimit, coreLimits, defaultOf, SEED_LIMIT, type CoreLimits } from './limits.js';
 import type { NativeModel } from './native-model.js';
-import { adapterForCore, type AdapterInput, type Model, type Precision } from './model.js';
+import { adapterForCore, type AdapterInput, type Model, type ModelTokenizer, type Precision } from './model.js';
 
 // ---- the raw addon surface (native/addon/decode_binding.cpp) ----------------------------------
 
@@ -260,8 +260,8 @@ export function checkRequest(model: Model, request: GenerateRequest): void {
   resolveRequest(model, request, 'request');
 }
 
-// One sequence's text: token bytes -> UTF-8 text -> stop strings.
-class TextStream {
+/** @internal One sequence's text: token bytes -> UTF-8 text -> stop strings. */
+export class TextStream {
   private readonly utf8 = new TextDecoder('utf-8');
   private text = ''; // everything decoded so far
   private emitted = 0; // text[0, emitted) was handed out
@@ -269,7 +269,7 @@ class TextStream {
   stopped = false;
 
   constructor(
-    private readonly model: Model,
+    private readonly tok: ModelTokenizer,
     lastPromptToken: number,
     private readonly stops: readonly string[],
   ) {
@@ -277,8 +277,7 @@ class TextStream {
   }
 
   private bytesOf(id: number): Uint8Array {
-    const tok = this.model.tokenizer;
-    if (tok === null) return new Uint8Array(0);
+    const tok = this.tok;
     const before = tok.decode([this.prev]);
     const both = tok.decode([this.prev, id]);
     const prefix = both.length >= before.length && Buffer.from(both.subarray(0, before.length)).equals(before);
@@ -349,7 +348,7 @@ class Sequence {
     model: Model,
     readonly r: Resolved,
   ) {
-    this.text = new TextStream(model, r.prompt[r.prompt.length - 1]!, r.stop);
+    this.text = new TextStream(model.tokenizer!, r.prompt[r.prompt.length - 1]!, r.stop);
   }
 
   get done(): boolean {
