@@ -174,7 +174,9 @@ describe('model.generate', () => {
 
   it('refuses a prompt past the context and ends at the context limit', async () => {
     const long = TOKENS.subarray(0, TINY.context + 1);
-    await expect(collect(model.generate(long))).rejects.toThrow(/33 tokens, more than the model's context of 32 \(the context limit is refused/);
+    await expect(collect(model.generate(long))).rejects.toThrow(
+      /33 tokens, more than the model's context of 32 \(the context limit is refused/,
+    );
     const r = (await collect(model.generate(TOKENS.subarray(0, 30), { maxTokens: 10 }))).result;
     expect(r.finishReason).toBe('context');
     expect(r.tokens.length).toBe(3); // fed at positions 30, 31; the third has no position left
@@ -194,13 +196,17 @@ describe('model.generate', () => {
     await expect(collect(model.generate(prompt, { adapter: new Float32Array(5) }))).rejects.toThrow(
       /adapter gains must have n_norms \* d_model = 160 elements, got 5/,
     );
-    await expect(collect(model.generate(prompt, { adapter: new Uint8Array([1, 2, 3]) }))).rejects.toThrow(/adapter|record|truncated|bytes/i);
+    await expect(collect(model.generate(prompt, { adapter: new Uint8Array([1, 2, 3]) }))).rejects.toThrow(
+      /adapter|record|truncated|bytes/i,
+    );
     await expect(collect(model.generate(prompt, { stop: [''] }))).rejects.toThrow(/stop must be an array of non-empty strings/);
     // The core's own check of ids in a step: rejected, the cache unchanged.
     const dec = new Decoder(model);
     dec.start(0, null);
     await dec.step([{ slot: 0, tokens: [1, 2] }]);
-    await expect(dec.step([{ slot: 0, tokens: Int32Array.of(3, -1) }])).rejects.toThrow(/token id -1 at index 1 is out of range \[0, 300\)/);
+    await expect(dec.step([{ slot: 0, tokens: Int32Array.of(3, -1) }])).rejects.toThrow(
+      /token id -1 at index 1 is out of range \[0, 300\)/,
+    );
     await expect(dec.step([{ slot: 0, tokens: [400] }])).rejects.toThrow(/token 0 is 400/);
     expect(dec.position(0)).toBe(2);
     await expect(dec.step([{ slot: 1, tokens: [1] }])).rejects.toThrow(/slot 1 outside \[0, 1\)/);
@@ -322,7 +328,9 @@ describe('ternorm generate (CLI)', () => {
       ['--seed', '1.5', /--seed must be an integer/],
       ['--rows', '70000', /--rows must be an integer in 1\.\.65536/],
     ] as const) {
-      const r = spawnSync(process.execPath, [main, 'generate', '--model', 'missing.tnm', '--prompt', 'x', `${flag}=${value}`], { encoding: 'utf8' });
+      const r = spawnSync(process.execPath, [main, 'generate', '--model', 'missing.tnm', '--prompt', 'x', `${flag}=${value}`], {
+        encoding: 'utf8',
+      });
       expect(r.status).toBe(2);
       expect(r.stderr.split('\n')[0]).toMatch(msg);
     }
@@ -330,9 +338,9 @@ describe('ternorm generate (CLI)', () => {
 
   it('streams the text to stdout; --json gives the result', async () => {
     const c = capture();
-    expect(await cmdGenerate(['--model', modelPath, '--adapter', adapterPath, '--prompt', 'the ', '--max-tokens', '8', '--seed', '3'], c.io)).toBe(
-      0,
-    );
+    expect(
+      await cmdGenerate(['--model', modelPath, '--adapter', adapterPath, '--prompt', 'the ', '--max-tokens', '8', '--seed', '3'], c.io),
+    ).toBe(0);
     const j = capture();
     const args = ['--model', modelPath, '--adapter', adapterPath, '--prompt', 'the ', '--max-tokens', '8', '--seed', '3', '--json'];
     expect(await cmdGenerate(args, j.io)).toBe(0);
@@ -358,7 +366,10 @@ describe('ternorm generate (CLI)', () => {
       .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(out.length).toBe(4);
     const j = capture();
-    await cmdGenerate(['--model', modelPath, '--adapter', adapterPath, '--prompt', 'the ', '--max-tokens', '8', '--seed', '3', '--json'], j.io);
+    await cmdGenerate(
+      ['--model', modelPath, '--adapter', adapterPath, '--prompt', 'the ', '--max-tokens', '8', '--seed', '3', '--json'],
+      j.io,
+    );
     expect(out[0]).toEqual({ line: 1, ...(JSON.parse(j.out()) as object) });
     expect(out[1]!.line).toBe(2);
     expect((out[1]!.tokens as number[]).length).toBe(5);
@@ -384,7 +395,20 @@ describe('ternorm generate (CLI)', () => {
         cli(isa, '--prompt', 'the cat ', '--max-tokens', '24', '--temperature', '0.9', '--top-p', '0.9', '--seed', '12'),
       ];
       for (const threads of [1, Math.min(2, info.threads)]) {
-        const j = cli(isa, '--prompt', 'the ', '--max-tokens', '24', '--seed', '5', '--top-k', '30', '--threads', String(threads), '--json');
+        const j = cli(
+          isa,
+          '--prompt',
+          'the ',
+          '--max-tokens',
+          '24',
+          '--seed',
+          '5',
+          '--top-k',
+          '30',
+          '--threads',
+          String(threads),
+          '--json',
+        );
         runs.push(JSON.stringify([...outs, (JSON.parse(j) as { tokens: number[] }).tokens]));
       }
     }
@@ -392,4 +416,3 @@ describe('ternorm generate (CLI)', () => {
     expect(new Set(runs).size).toBe(1);
   });
 });
-

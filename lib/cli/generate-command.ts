@@ -22,7 +22,14 @@ export const GENERATE_USAGE = `  generate        text after a prompt, streamed t
 `;
 
 const SAMPLING_FLAGS = ['max-tokens', 'temperature', 'top-k', 'top-p', 'min-p', 'seed'] as const;
-const SAMPLING_KEYS = { 'max-tokens': 'maxTokens', temperature: 'temperature', 'top-k': 'topK', 'top-p': 'topP', 'min-p': 'minP', seed: 'seed' } as const;
+const SAMPLING_KEYS = {
+  'max-tokens': 'maxTokens',
+  temperature: 'temperature',
+  'top-k': 'topK',
+  'top-p': 'topP',
+  'min-p': 'minP',
+  seed: 'seed',
+} as const;
 
 function numericFlags(v: Values) {
   const l = generateLimits();
@@ -38,7 +45,11 @@ function numericFlags(v: Values) {
   });
 }
 
-export async function cmdGenerate(argv: string[], io: Io, stdin: AsyncIterable<string | Buffer> | Iterable<string | Buffer> = process.stdin): Promise<number> {
+export async function cmdGenerate(
+  argv: string[],
+  io: Io,
+  stdin: AsyncIterable<string | Buffer> | Iterable<string | Buffer> = process.stdin,
+): Promise<number> {
   const v = parse(argv, {
     ...Object.fromEntries([...SAMPLING_FLAGS, 'model', 'adapter', 'prompt', 'precision', 'rows', 'threads'].map((f) => [f, S])),
     stop: { type: 'string', multiple: true },

@@ -227,7 +227,8 @@ function resolveRequest(model: Model, r: GenerateRequest, where: string): Resolv
   }
   if (prompt.length < 1) throw new RangeError(`${where}.prompt encodes to no tokens; generation needs at least one`);
   for (let i = 0; i < prompt.length; i++) {
-    if (prompt[i]! < 0 || prompt[i]! >= vocab) throw new RangeError(`${where}.prompt: token ${i} is ${prompt[i]}, expected an id in [0, ${vocab})`);
+    if (prompt[i]! < 0 || prompt[i]! >= vocab)
+      throw new RangeError(`${where}.prompt: token ${i} is ${prompt[i]}, expected an id in [0, ${vocab})`);
   }
   if (prompt.length > model.config.context) {
     throw new RangeError(

@@ -132,9 +132,10 @@ class DecoderHandle : public Napi::ObjectWrap<DecoderHandle> {
     const CallExec ce = exec_arg(info, 5);
     const size_t E = slots.length;
     if (E == 0 || counts.length != E || sample.length != E)
-      throw_range(env, "slots, counts and sample must have one element per entry (at least one), got " +
-                           std::to_string(E) + ", " + std::to_string(counts.length) + " and " +
-                           std::to_string(sample.length));
+      throw_range(env,
+                  "slots, counts and sample must have one element per entry (at least one), got " +
+                      std::to_string(E) + ", " + std::to_string(counts.length) + " and " +
+                      std::to_string(sample.length));
     if (E > size_t(c->state->slots()))
       throw_range(env, std::to_string(E) + " entries, the decoder holds " +
                            std::to_string(c->state->slots()) + " sequences");
@@ -182,7 +183,8 @@ class DecoderHandle : public Napi::ObjectWrap<DecoderHandle> {
       model::decode_forward(*c->model->model, c->precision, *c->state, c->entries.data(),
                             int64_t(E), c->logits.data(), ex);
       for (size_t e = 0; e < E; ++e)
-        if (sm[e]) (*next)[e] = c->slots[size_t(sl[e])].sampler->sample(c->logits.data() + e * V, V);
+        if (sm[e])
+          (*next)[e] = c->slots[size_t(sl[e])].sampler->sample(c->logits.data() + e * V, V);
     };
     call.finish = [c, next, want_logits, E](Napi::Env e, Napi::Object) -> Napi::Value {
       Napi::Object o = Napi::Object::New(e);
