@@ -40,6 +40,8 @@ DecodeState::DecodeState(const ModelConfig& cfg, int64_t slots, int64_t max_rows
   row_pos_.resize(size_t(N));
   row_entry_.resize(size_t(N));
   tokens_.resize(size_t(N));
+  entry_first_.resize(size_t(slots + 1));
+  entry_ident_.resize(size_t(slots));
 }
 
 void DecodeState::check_slot(int64_t slot) const {
@@ -166,7 +168,8 @@ void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEn
   const int64_t ld = d + 2 * kvd, E = n_entries;
 
   // Rows: the entries' tokens in order. first[e] = the entry's first row.
-  std::vector<int64_t> first(size_t(E + 1), 0);
+  std::vector<int64_t>& first = st.entry_first_;
+  first[0] = 0;
   for (int64_t e = 0; e < E; ++e) {
     const DecodeEntry& en = entries[e];
     const int64_t r0 = first[size_t(e)], pos = st.pos_[size_t(en.slot)];
@@ -224,7 +227,7 @@ void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEn
     residual_forward(x, x, tmp, N * d, ex);
   }
   // Final norm and head on each entry's last row (row e of tmp).
-  std::vector<int64_t> ident(static_cast<size_t>(E));
+  std::vector<int64_t>& ident = st.entry_ident_;
   for (int64_t e = 0; e < E; ++e) {
     const int64_t r = first[size_t(e + 1)] - 1;
     std::copy(x + r * d, x + r * d + d, tmp + e * d);

@@ -90,6 +90,8 @@ class DecodeState {
   AlignedBuffer<int8_t> h1q_, attq_, h2q_, sq_;
   std::vector<int64_t> row_pos_, row_entry_;  // per row: its position and entry
   std::vector<int32_t> tokens_;
+  // Per entry (at most one per slot): its first row, and e itself (the head's row -> entry map).
+  std::vector<int64_t> entry_first_, entry_ident_;
 };
 
 // Runs the n tokens of every entry through the model at their slots' next
