@@ -146,6 +146,16 @@ describe('model.generate', () => {
     expect(m.finishReason).toBe('maxTokens');
   });
 
+  it('a GGUF model generates as its .tnm does (a lossless f32 export)', async () => {
+    const gguf = Model.load(model.exportGguf('f32')!);
+    expect(gguf.info).toMatch(/^gguf/);
+    const o = { temperature: 0.8, seed: 6, maxTokens: 10, eos: null };
+    const a = (await collect(model.generate(prompt, o))).result;
+    const b = (await collect(gguf.generate(prompt, o))).result;
+    expect(Array.from(b.tokens)).toEqual(Array.from(a.tokens));
+    expect(b.text).toBe(a.text);
+  });
+
   it('same seed, same tokens; another seed, others', async () => {
     const o = { temperature: 1.2, topK: 50, topP: 0.95, minP: 0.01, maxTokens: 20 };
     const a = (await collect(model.generate(prompt, { ...o, seed: 77 }))).result;
