@@ -37,6 +37,8 @@ export { trainBase, defaultBaseRun } from './model/train-base.js';
 export type { BaseRunOptions, BaseRunRequest, TrainBaseInput, TrainBaseResult, ValidationPoint } from './model/train-base.js';
 export { trainAdapter, defaultAdapterRun } from './model/train-adapter.js';
 export { coreLimits, describeRange } from './model/limits.js';
+export { Decoder, generate, generateBatch, generateLimits } from './model/generate.js';
+export type { FinishReason, GenerateOptions, GenerateRequest, GenerateResult, RunOptions } from './model/generate.js';
 export type { CoreLimits, Limit } from './model/limits.js';
 export type { AdapterRunOptions, TrainAdapterResult } from './model/train-adapter.js';
 export { Adapter, Encoding } from './adapter/adapter.js';

@@ -64,6 +64,10 @@ const CASES: [string[], string, string, string][] = [
   [['train-base', '--out', 'b.tnm'], 'steps', '0', 'an integer in 1..2^40'],
   [['train-base', '--out', 'b.tnm'], 'threads', '10000', `an integer in 1..${threads}`],
   [['evaluate', '--model', 'm', '--text', 't'], 'batch', '5000', 'an integer in 1..1024'],
+  [['generate', '--model', 'm', '--prompt', 'p'], 'temperature', '-1', 'a number in [0, 3.4e38]'],
+  [['generate', '--model', 'm', '--prompt', 'p'], 'top-p', '0', 'a number in (0, 1]'],
+  [['generate', '--model', 'm', '--prompt', 'p'], 'max-tokens', '70000', 'an integer in 1..65536'],
+  [['generate', '--model', 'm', '--jsonl'], 'threads', '0', `an integer in 1..${threads}`],
   [['evaluate', '--model', 'm', '--text', 't'], 'stride', '0', 'an integer in 1..65536'],
   [['fleet', '--results', 'r.json'], 'users', '0', 'an integer in 1..'],
 ];

@@ -12,6 +12,7 @@ import { evaluate, GGUF_TYPES, Model, type GgufType, type ModelConfig, type Prec
 import { adapterRunLimits, resolveAdapterRun, trainAdapter, type AdapterRunOptions } from '../model/train-adapter.js';
 import { baseRunLimits, STOP_AFTER_LIMIT, trainBase, type BaseRunRequest } from '../model/train-base.js';
 import { BET_USAGE, cmdBet, cmdFleet, cmdQuantize } from './bet-commands.js';
+import { cmdGenerate, GENERATE_USAGE } from './generate-command.js';
 import { coreLimits, orchestrationLimit } from '../model/limits.js';
 import { MAX_VOCAB_SIZE, MIN_VOCAB_SIZE } from '../tokenizer/bpe.js';
 import { defined, ensureDir, parse, required, S, SHOW_HELP, UsageError, type Io, type Values } from './args.js';
@@ -41,7 +42,7 @@ ${BET_USAGE}  train-base      train the base model (tokenizer, ternary-aware tra
   export          write a model (and optionally an adapter, raw or encoded, folded into its norm
                   weights) as a GGUF llama.cpp loads
     --model M [--adapter A] --type tq2_0|tq1_0|f16|f32 --out X.gguf
-  Every --model accepts a ternorm .tnm or a GGUF (llama architecture; detected by its magic).
+${GENERATE_USAGE}  Every --model accepts a ternorm .tnm or a GGUF (llama architecture; detected by its magic).
 `;
 
 // ---- train-base --------------------------------------------------------------------------------
@@ -391,8 +392,9 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
         return await cmdExport(rest, io);
       case 'bet':
       case 'fleet':
-      case 'quantize': {
-        const code = await (cmd === 'bet' ? cmdBet : cmd === 'fleet' ? cmdFleet : cmdQuantize)(rest, io);
+      case 'quantize':
+      case 'generate': {
+        const code = await (cmd === 'bet' ? cmdBet : cmd === 'fleet' ? cmdFleet : cmd === 'generate' ? cmdGenerate : cmdQuantize)(rest, io);
         return code === SHOW_HELP ? help(io) : code;
       }
       case undefined:

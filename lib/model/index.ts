@@ -4,3 +4,4 @@ export * from './data.js';
 export * from './train-base.js';
 export * from './train-adapter.js';
 export * from './limits.js';
+export * from './generate.js';

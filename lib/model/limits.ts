@@ -26,6 +26,8 @@ export interface CoreLimits {
   adapterTrain: Record<TrainLimitName, Limit>;
   eval: Record<'stride' | 'batch', Limit>;
   codec: Record<'groupSize' | 'kmeansMaxIters' | 'calibrationPasses' | 'clip' | 'byteBudget' | 'calibrationTokens', Limit>;
+  /** Sampling and decoding (lib/model/generate.ts). */
+  generate: Record<'temperature' | 'topK' | 'topP' | 'minP' | 'maxTokens' | 'sequences' | 'rows', Limit>;
 }
 export type TrainLimitName =
   'batch' | 'seq' | 'lr' | 'minLr' | 'warmup' | 'totalSteps' | 'beta1' | 'beta2' | 'eps' | 'weightDecay' | 'gradClip';

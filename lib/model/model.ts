@@ -13,6 +13,7 @@ import { types } from 'node:util';
 import { Adapter, Encoding } from '../adapter/adapter.js';
 import { BpeTokenizer } from '../tokenizer/bpe.js';
 import { VocabTokenizer, type VocabMetadata } from '../tokenizer/vocab.js';
+import { generate, generateBatch, type GenerateOptions, type GenerateRequest, type GenerateResult, type RunOptions } from './generate.js';
 import { checkLimit, coreLimits, defaultOf } from './limits.js';
 import {
   modelAddon,
@@ -246,6 +247,22 @@ export class Model {
     return modelAddon().modelExportGguf(this.native, options.path, type, gains, vocab === null ? bpe : null, GGUF_EXPORT_PRE, vocab);
   }
 
+  /**
+   * Streams the text generated after `prompt` (lib/model/generate.ts):
+   * `for await (const piece of model.generate(prompt, { maxTokens, temperature, seed, signal }))`.
+   */
+  generate(prompt: string | Int32Array, options: GenerateOptions & RunOptions = {}): AsyncGenerator<string, GenerateResult> {
+    return generate(this, prompt, options);
+  }
+
+  /** K requests (own prompt, adapter, sampling) decoded together, one batched step for all (lib/model/generate.ts). */
+  generateBatch(
+    requests: readonly GenerateRequest[],
+    options: RunOptions & { onPiece?: (index: number, piece: string) => void } = {},
+  ): Promise<GenerateResult[]> {
+    return generateBatch(this, requests, options);
+  }
+
   /** Writes the model file atomically. meta: any JSON-serialisable record. */
   save(path: string, meta: unknown = null): void {
     if (typeof path !== 'string' || path === '') throw new TypeError('path must be a non-empty string');
@@ -411,20 +428,11 @@ export interface EvalResult {
   stride: number;
 }
 
-/**
- * Scores `tokens` with the model and an adapter (or none). An encoded adapter is decoded inside the
- * fused RMSNorm kernel, exactly as a runtime that ships the encoding would. Runs off the event loop.
- */
-export async function evaluate(
-  model: Model,
-  /** An Adapter, an Encoding, raw gains, an encoded adapter blob (Encoding.blob), or none. */
-  adapter: Adapter | Encoding | Float32Array | Uint8Array | null,
-  tokens: Int32Array,
-  options: EvaluateOptions = {},
-): Promise<EvalResult> {
-  if (!(model instanceof Model)) throw new TypeError('model must be a Model');
-  if (!types.isInt32Array(tokens)) throw new TypeError('tokens must be an Int32Array');
-  if (tokens.length < 2) throw new RangeError(`evaluate needs at least 2 tokens, got ${tokens.length}`);
+/** An adapter as evaluate and generate take it: an Adapter, an Encoding, raw gains, an encoded blob (Encoding.blob), or none. */
+export type AdapterInput = Adapter | Encoding | Float32Array | Uint8Array | null;
+
+/** @internal What the core takes for an adapter: raw gains, or an encoded blob the fused norm kernel decodes. */
+export function adapterForCore(adapter: AdapterInput): Float32Array | Uint8Array | null {
   const gains =
     adapter === null
       ? null
@@ -436,6 +444,23 @@ export async function evaluate(
   if (gains !== null && !types.isFloat32Array(gains) && !types.isUint8Array(gains)) {
     throw new TypeError('adapter must be an Adapter, an Encoding, a Float32Array of gains, a Uint8Array encoded blob or null');
   }
+  return gains;
+}
+
+/**
+ * Scores `tokens` with the model and an adapter (or none). An encoded adapter is decoded inside the
+ * fused RMSNorm kernel, exactly as a runtime that ships the encoding would. Runs off the event loop.
+ */
+export async function evaluate(
+  model: Model,
+  adapter: AdapterInput,
+  tokens: Int32Array,
+  options: EvaluateOptions = {},
+): Promise<EvalResult> {
+  if (!(model instanceof Model)) throw new TypeError('model must be a Model');
+  if (!types.isInt32Array(tokens)) throw new TypeError('tokens must be an Int32Array');
+  if (tokens.length < 2) throw new RangeError(`evaluate needs at least 2 tokens, got ${tokens.length}`);
+  const gains = adapterForCore(adapter);
   let nBytes = options.nBytes;
   if (nBytes === undefined) {
     if (model.tokenizer === null) throw new Error('evaluate: pass options.nBytes (the model has no tokenizer to count bytes with)');

@@ -388,6 +388,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_model(env, exports);
   register_adapter(env, exports);
   register_tokenizer(env, exports);
+  register_decode(env, exports);
   return exports;
 }
 

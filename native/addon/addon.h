@@ -37,6 +37,7 @@ struct InstanceData {
   std::string isa_error;  // why default_isa() failed (TERNORM_ISA), when !isa_ok
   // Constructors of the model bindings' wrapped classes (model_binding.cpp).
   Napi::FunctionReference model_class, trainer_class;
+  Napi::FunctionReference decoder_class;  // decode_binding.cpp
 };
 
 InstanceData& instance(Napi::Env env);
@@ -232,5 +233,6 @@ void register_norm(Napi::Env env, Napi::Object exports);
 void register_model(Napi::Env env, Napi::Object exports);
 void register_adapter(Napi::Env env, Napi::Object exports);
 void register_tokenizer(Napi::Env env, Napi::Object exports);
+void register_decode(Napi::Env env, Napi::Object exports);
 
 }  // namespace ternorm::addon

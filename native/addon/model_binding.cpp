@@ -153,6 +153,13 @@ io::Container container_arg(const Napi::CallbackInfo& info, size_t index,
   throw_type(info.Env(), "source must be a file path (string) or a Uint8Array");
 }
 
+model::Precision precision_of(Napi::Env env, const std::string& p) {
+  if (p == "ternary") return model::Precision::Ternary;
+  if (p == "fp32") return model::Precision::F32;
+  if (p == "ternary-fp32act") return model::Precision::TernaryF32Act;
+  throw_range(env, "precision must be 'ternary', 'fp32' or 'ternary-fp32act', got '" + p + "'");
+}
+
 namespace {
 
 Napi::Object new_model_object(Napi::Env env, std::shared_ptr<ModelState> s) {
@@ -554,13 +561,6 @@ Napi::Value TrainerCreate(const Napi::CallbackInfo& info) {
   Napi::Object obj = instance(env).trainer_class.New({});
   TrainerHandle::Unwrap(obj)->init(s, std::move(trainer), info[0].As<Napi::Object>());
   return obj;
-}
-
-model::Precision precision_of(Napi::Env env, const std::string& p) {
-  if (p == "ternary") return model::Precision::Ternary;
-  if (p == "fp32") return model::Precision::F32;
-  if (p == "ternary-fp32act") return model::Precision::TernaryF32Act;
-  throw_range(env, "precision must be 'ternary', 'fp32' or 'ternary-fp32act', got '" + p + "'");
 }
 
 // evaluateAsync(model, adapter: Float32Array | Uint8Array (encoded blob) | null, tokens:

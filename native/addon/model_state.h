@@ -48,6 +48,9 @@ std::shared_ptr<BusyLease> acquire(Napi::Env env, const std::shared_ptr<ModelSta
 // The state of the model handle at info[index] (TypeError for anything else).
 std::shared_ptr<ModelState> model_arg(const Napi::CallbackInfo& info, size_t index);
 
+// 'ternary' | 'fp32' | 'ternary-fp32act' (RangeError otherwise).
+model::Precision precision_of(Napi::Env env, const std::string& p);
+
 // A file given as a path or as its bytes (Uint8Array), parsed with opts.
 io::Container container_arg(const Napi::CallbackInfo& info, size_t index,
                             const io::ParseOptions& opts);

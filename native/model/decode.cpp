@@ -7,6 +7,7 @@
 #include "../cpu/thread_pool.h"
 #include "../gemm/gemm.h"
 #include "layers.h"
+#include "limits.h"
 
 namespace ternorm::model {
 
@@ -15,11 +16,8 @@ namespace ternorm::model {
 DecodeState::DecodeState(const ModelConfig& cfg, int64_t slots, int64_t max_rows)
     : cfg_(cfg), slots_(slots), max_rows_(max_rows) {
   validate(cfg_);
-  if (slots < 1 || slots > 65536 || max_rows < 1 || max_rows > 65536)
-    throw std::invalid_argument(
-        "decode state: need 1 <= slots <= 65536 and 1 <= max_rows <= "
-        "65536, got slots " +
-        std::to_string(slots) + ", max_rows " + std::to_string(max_rows));
+  limits::check(limits::generate::sequences, double(slots), "decode state");
+  limits::check(limits::generate::rows, double(max_rows), "decode state");
   rows_ = std::max(cfg.context, gemm::kDirectMaxM + 1);
   const int64_t d = cfg.d_model, f = cfg.d_ff, kvd = cfg.kv_dim(), N = max_rows;
   const int64_t pd = ternary::padded_cols(d), pf = ternary::padded_cols(f);
@@ -42,6 +40,8 @@ DecodeState::DecodeState(const ModelConfig& cfg, int64_t slots, int64_t max_rows
   row_pos_.resize(size_t(N));
   row_entry_.resize(size_t(N));
   tokens_.resize(size_t(N));
+  entry_first_.resize(size_t(slots + 1));
+  entry_ident_.resize(size_t(slots));
 }
 
 void DecodeState::check_slot(int64_t slot) const {
@@ -168,7 +168,8 @@ void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEn
   const int64_t ld = d + 2 * kvd, E = n_entries;
 
   // Rows: the entries' tokens in order. first[e] = the entry's first row.
-  std::vector<int64_t> first(size_t(E + 1), 0);
+  std::vector<int64_t>& first = st.entry_first_;
+  first[0] = 0;
   for (int64_t e = 0; e < E; ++e) {
     const DecodeEntry& en = entries[e];
     const int64_t r0 = first[size_t(e)], pos = st.pos_[size_t(en.slot)];
@@ -226,7 +227,7 @@ void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEn
     residual_forward(x, x, tmp, N * d, ex);
   }
   // Final norm and head on each entry's last row (row e of tmp).
-  std::vector<int64_t> ident(static_cast<size_t>(E));
+  std::vector<int64_t>& ident = st.entry_ident_;
   for (int64_t e = 0; e < E; ++e) {
     const int64_t r = first[size_t(e + 1)] - 1;
     std::copy(x + r * d, x + r * d + d, tmp + e * d);

@@ -56,8 +56,8 @@ struct DecodeEntry {
 // cache_bytes_per_token() * context * slots plus the activations.
 class DecodeState {
  public:
-  // Throws std::invalid_argument on a bad config, slots outside [1, 65536]
-  // or max_rows outside [1, 65536].
+  // Throws std::invalid_argument on a bad config, or slots / max_rows outside
+  // limits::generate::sequences / rows.
   DecodeState(const ModelConfig& cfg, int64_t slots, int64_t max_rows);
 
   const ModelConfig& config() const { return cfg_; }
@@ -90,6 +90,8 @@ class DecodeState {
   AlignedBuffer<int8_t> h1q_, attq_, h2q_, sq_;
   std::vector<int64_t> row_pos_, row_entry_;  // per row: its position and entry
   std::vector<int32_t> tokens_;
+  // Per entry (at most one per slot): its first row, and e itself (the head's row -> entry map).
+  std::vector<int64_t> entry_first_, entry_ident_;
 };
 
 // Runs the n tokens of every entry through the model at their slots' next

@@ -156,6 +156,28 @@ inline constexpr const Limit* all[] = {&group_size, &kmeans_max_iters, &calibrat
                                        &clip,       &byte_budget,      &calibration_tokens};
 }  // namespace codec
 
+// ---- generation: sampling (SamplerOptions) and decoding (DecodeState) ----------------------
+namespace generate {
+inline constexpr Limit temperature{
+    "temperature", 0, kFloatMax, false, false, false, 1, "softmax temperature (0: greedy)"};
+inline constexpr Limit top_k{"topK", 0,    1 << 24, false,
+                             false,  true, 0,       "keep the k most likely tokens (0: off)"};
+inline constexpr Limit top_p{"topP", 0,     1, true,
+                             false,  false, 1, "keep the most likely tokens reaching p (1: off)"};
+inline constexpr Limit min_p{
+    "minP", 0, 1, false, false, false, 0, "keep tokens of at least minP x the top one's (0: off)"};
+inline constexpr Limit max_tokens{"maxTokens", 1,    65536, false,
+                                  false,       true, 128,   "tokens generated at most"};
+// One decode state holds this many sequences (the K users of one batched step).
+inline constexpr Limit sequences{"sequences", 1,    65536, false,
+                                 false,       true, 1,     "sequences decoded together"};
+// New tokens in one decode call (a prompt is processed in chunks of at most this).
+inline constexpr Limit rows{"rows", 1,    65536, false,
+                            false,  true, 64,    "new tokens per decode call (prompt chunk)"};
+inline constexpr const Limit* all[] = {&temperature, &top_k,     &top_p, &min_p,
+                                       &max_tokens,  &sequences, &rows};
+}  // namespace generate
+
 // ---- a norm-only adapter's gains -------------------------------------------------------
 // Trained gains sit near 1.0; a gain beyond the f16 range (what raw_fp16 ships)
 // overflows the activations downstream, so every adapter is refused beyond it.
@@ -179,6 +201,7 @@ inline constexpr Group groups[] = {group("model", model::all),
                                    group("adapterTrain", adapter_train::all),
                                    group("eval", eval::all),
                                    group("codec", codec::all),
-                                   group("adapter", adapter::all)};
+                                   group("adapter", adapter::all),
+                                   group("generate", generate::all)};
 
 }  // namespace ternorm::limits

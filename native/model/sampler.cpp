@@ -22,18 +22,11 @@ void check_logits(const float* logits, int64_t vocab) {
 }  // namespace
 
 void validate(const SamplerOptions& o) {
-  if (!(o.temperature >= 0.0f) || !std::isfinite(o.temperature))
-    throw std::invalid_argument("sampler: temperature must be finite and >= 0 (0 = greedy), got " +
-                                std::to_string(o.temperature));
-  if (o.top_k < 0)
-    throw std::invalid_argument("sampler: top_k must be >= 0 (0 = off), got " +
-                                std::to_string(o.top_k));
-  if (!(o.top_p > 0.0f && o.top_p <= 1.0f))
-    throw std::invalid_argument("sampler: top_p must be in (0, 1] (1 = off), got " +
-                                std::to_string(o.top_p));
-  if (!(o.min_p >= 0.0f && o.min_p <= 1.0f))
-    throw std::invalid_argument("sampler: min_p must be in [0, 1] (0 = off), got " +
-                                std::to_string(o.min_p));
+  namespace L = limits::generate;
+  limits::check(L::temperature, double(o.temperature), "sampler");
+  limits::check(L::top_k, double(o.top_k), "sampler");
+  limits::check(L::top_p, double(o.top_p), "sampler");
+  limits::check(L::min_p, double(o.min_p), "sampler");
 }
 
 int32_t argmax_token(const float* logits, int64_t vocab) {

@@ -20,18 +20,20 @@
 #include <cstdint>
 #include <vector>
 
+#include "limits.h"
 #include "rng.h"
 
 namespace ternorm::model {
 
+// Ranges and defaults: limits::generate.
 struct SamplerOptions {
-  float temperature = 1.0f;  // >= 0, finite; 0 = greedy
-  int64_t top_k = 0;         // >= 0; 0 = off
-  float top_p = 1.0f;        // in (0, 1]; 1 = off
-  float min_p = 0.0f;        // in [0, 1]; 0 = off
+  float temperature = float(limits::generate::temperature.def);  // >= 0, finite; 0 = greedy
+  int64_t top_k = int64_t(limits::generate::top_k.def);          // >= 0; 0 = off
+  float top_p = float(limits::generate::top_p.def);              // in (0, 1]; 1 = off
+  float min_p = float(limits::generate::min_p.def);              // in [0, 1]; 0 = off
 };
 
-// Throws std::invalid_argument naming the bad option.
+// Throws std::invalid_argument naming the bad option and its range.
 void validate(const SamplerOptions& opts);
 
 class Sampler {

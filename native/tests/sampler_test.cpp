@@ -4,6 +4,8 @@
 // against the tempered softmax), determinism for a seed, and bad options.
 #include <cmath>
 #include <set>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "harness.h"
@@ -148,6 +150,16 @@ TEST(sampler_bad_input) {
   o = SamplerOptions{};
   o.min_p = NAN;
   CHECK_THROWS(Sampler(o, 1));
+  // The ranges are limits::generate's, named in the message.
+  o = SamplerOptions{};
+  o.top_p = 0.0f;
+  std::string msg;
+  try {
+    Sampler(o, 1);
+  } catch (const std::invalid_argument& e) {
+    msg = e.what();
+  }
+  CHECK_MSG(msg == "sampler.topP must be a number in (0, 1], got 0", msg);
   Sampler s(SamplerOptions{}, 1);
   const float nan_logits[3] = {0.0f, NAN, 1.0f};
   CHECK_THROWS(s.sample(nan_logits, 3));

@@ -119,6 +119,21 @@ const cases = {
       detach(g2, c2.tokens, o2.clipGrid);
       assert.deepEqual(await pe2, wantEnc);
     }
+
+    // A decoder step: its slot, count, token and sample arrays detached while it waits.
+    const sampling = { temperature: 0.9, topK: 0, topP: 1, minP: 0, seed: 5 };
+    const step = (d, adapter) => {
+      d.start(0, adapter, sampling);
+      return d.stepAsync(Int32Array.of(0), Int32Array.of(24), evalTokens.slice(0, 24), Uint8Array.of(1), true);
+    };
+    const wantStep = await step(addon.decoderCreate(ma, 1, 32, 'ternary'), gains.slice());
+    const dec = addon.decoderCreate(ma, 1, 32, 'ternary');
+    dec.start(0, gains.slice(), sampling);
+    const s1 = Int32Array.of(0), n1 = Int32Array.of(24), k1 = evalTokens.slice(0, 24), m1 = Uint8Array.of(1);
+    blocker();
+    const ps = dec.stepAsync(s1, n1, k1, m1, true);
+    detach(s1, n1, k1, m1);
+    assert.deepEqual(await ps, wantStep);
   },
 };
 
