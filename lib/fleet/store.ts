@@ -384,12 +384,13 @@ export class FleetStore {
   /** Bytes PostgreSQL stores per result row (the row and its TOASTed JSONB, measured by pg_column_size). */
   async rowBytes(run: string): Promise<{ rows: number; meanBytes: number; tableBytes: number }> {
     return this.withRetry('row size', async (c) => {
-      const { rows } = await c.query<{ n: string; mean: number | null; total: string }>(
+      const { rows } = await c.query<{ n: string; mean: string | null; total: string }>(
         `SELECT count(*) AS n, avg(pg_column_size(r.*)) AS mean, pg_total_relation_size('fleet_results') AS total
            FROM fleet_results r WHERE run_id = $1`,
         [run],
       );
-      return { rows: Number(rows[0]!.n), meanBytes: rows[0]!.mean ?? 0, tableBytes: Number(rows[0]!.total) };
+      // avg() of integers is numeric, which pg returns as a string
+      return { rows: Number(rows[0]!.n), meanBytes: Number(rows[0]!.mean ?? 0), tableBytes: Number(rows[0]!.total) };
     });
   }
 }

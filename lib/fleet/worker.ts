@@ -47,7 +47,13 @@ function identity(h: RegisteredRun): string {
   });
 }
 
-export function startWorker(o: WorkerOptions): Worker<FleetJob, string> {
+export interface FleetWorker {
+  worker: Worker<FleetJob, string>;
+  /** Finishes the jobs in hand, then closes the worker and its Redis connection. */
+  close(): Promise<void>;
+}
+
+export function startWorker(o: WorkerOptions): FleetWorker {
   const log = o.log ?? (() => undefined);
   const name = o.name ?? `${hostname()}:${process.pid}`;
   const runs = new Map<string, RunRecord>();
@@ -114,8 +120,10 @@ export function startWorker(o: WorkerOptions): Worker<FleetJob, string> {
     }
   }
 
+  // a connection given to BullMQ stays open after the worker closes: close() disconnects it
+  const connection = redisConnection(o.redis, true);
   const w = new Worker<FleetJob, string>(QUEUE_NAME, processJob, {
-    connection: redisConnection(o.redis, true),
+    connection,
     concurrency: o.concurrency,
     lockDuration: lock,
     stalledInterval: lock,
@@ -123,5 +131,11 @@ export function startWorker(o: WorkerOptions): Worker<FleetJob, string> {
     maxStalledCount: 2,
   });
   w.on('error', (err) => log(`worker: ${err.message}`));
-  return w;
+  return {
+    worker: w,
+    close: async () => {
+      await w.close();
+      connection.disconnect();
+    },
+  };
 }
