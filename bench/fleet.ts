@@ -16,6 +16,8 @@
 // --cpu-seconds X projects with X (e.g. a cheaper user measured elsewhere) instead of the measurement.
 //
 //   node dist/bench/fleet.js [--redis URL --pg URL] [--cpu-seconds X] [--jobs 5000] [--rows 500]
+//   node dist/bench/fleet.js --from bench/results/fleet.json --cpu-seconds X   (re-project only)
+import { readFileSync } from 'node:fs';
 import { hostname, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,11 +47,14 @@ const { values: a } = parseArgs({
     'cpu-seconds': { type: 'string' },
     jobs: { type: 'string' },
     rows: { type: 'string' },
+    from: { type: 'string' },
     help: { type: 'boolean' },
   },
 });
 if (a.help) {
-  process.stdout.write('node dist/bench/fleet.js [--redis URL --pg URL] [--cpu-seconds X] [--jobs 5000] [--rows 500]\n');
+  process.stdout.write(
+    'node dist/bench/fleet.js [--redis URL --pg URL] [--cpu-seconds X] [--jobs 5000] [--rows 500] | --from FLEET.json --cpu-seconds X\n',
+  );
   process.exit(0);
 }
 const positive = (v: string | undefined, def: number, what: string): number => {
@@ -192,15 +197,6 @@ async function main(): Promise<void> {
       },
     };
     const cpuSeconds = a['cpu-seconds'] === undefined ? user.cpuSeconds : positive(a['cpu-seconds'], 0, 'cpu-seconds');
-    const projection = WORKERS.map((w) => {
-      const rates = {
-        compute: (w * CORES) / cpuSeconds,
-        queue: measured.queue.noopJobsPerSecond,
-        postgres: measured.postgres.rowsPerSecond,
-      };
-      const [bottleneck, rate] = Object.entries(rates).sort((x, y) => x[1] - y[1])[0]!;
-      return { workers: w, cores: CORES, usersPerSecond: rate, wallSeconds: FLEET_USERS / rate, bottleneck, rates };
-    });
     const out = {
       schema: SCHEMA,
       when: new Date().toISOString(),
@@ -211,15 +207,7 @@ async function main(): Promise<void> {
         postgres: a.pg === undefined ? 'PostgreSQL, fsync on' : 'given',
       },
       measured,
-      projection: {
-        fleetUsers: FLEET_USERS,
-        cpuSecondsPerUser: cpuSeconds,
-        cpuSecondsSource: a['cpu-seconds'] === undefined ? 'measured' : '--cpu-seconds',
-        cpuHours: (FLEET_USERS * cpuSeconds) / 3600,
-        redisPeakBytes: FLEET_USERS * bytesPerQueuedJob,
-        postgresBytes: FLEET_USERS * measured.postgres.tableBytesPerRow,
-        rows: projection,
-      },
+      projection: project(measured, cpuSeconds, a['cpu-seconds'] === undefined ? 'measured' : '--cpu-seconds'),
     };
     writeAtomic(join(REPO, 'bench', 'results', 'fleet.json'), JSON.stringify(out, null, 2) + '\n');
     process.stdout.write(markdown(out.projection, measured) + '\nwrote bench/results/fleet.json\n');
@@ -227,6 +215,29 @@ async function main(): Promise<void> {
     await redisServer?.stop();
     await pgServer?.destroy();
   }
+}
+
+type Measured = {
+  queue: { noopJobsPerSecond: number };
+  postgres: { rowsPerSecond: number; tableBytesPerRow: number };
+  redis: { bytesPerQueuedJob: number };
+};
+
+/** 215 000 users on W x CORES cores: each row's rate is the smallest of compute, the queue and PostgreSQL. */
+function project(m: Measured, cpuSeconds: number, source: string) {
+  return {
+    fleetUsers: FLEET_USERS,
+    cpuSecondsPerUser: cpuSeconds,
+    cpuSecondsSource: source,
+    cpuHours: (FLEET_USERS * cpuSeconds) / 3600,
+    redisPeakBytes: FLEET_USERS * m.redis.bytesPerQueuedJob,
+    postgresBytes: FLEET_USERS * m.postgres.tableBytesPerRow,
+    rows: WORKERS.map((w) => {
+      const rates = { compute: (w * CORES) / cpuSeconds, queue: m.queue.noopJobsPerSecond, postgres: m.postgres.rowsPerSecond };
+      const [bottleneck, rate] = Object.entries(rates).sort((x, y) => x[1] - y[1])[0]!;
+      return { workers: w, cores: CORES, usersPerSecond: rate, wallSeconds: FLEET_USERS / rate, bottleneck, rates };
+    }),
+  };
 }
 
 function hours(s: number): string {
@@ -258,4 +269,14 @@ function markdown(
   ].join('\n');
 }
 
-await main();
+if (a.from !== undefined) {
+  // the projection of earlier measurements at another per-user cost; nothing is measured or written
+  const earlier = JSON.parse(readFileSync(a.from, 'utf8')) as { schema?: unknown; measured: Measured };
+  if (earlier.schema !== SCHEMA) throw new Error(`--from ${a.from}: not a ${SCHEMA} file`);
+  if (a['cpu-seconds'] === undefined) throw new Error('--from needs --cpu-seconds X');
+  process.stdout.write(
+    markdown(project(earlier.measured, positive(a['cpu-seconds'], 0, 'cpu-seconds'), '--cpu-seconds'), earlier.measured) + '\n',
+  );
+} else {
+  await main();
+}
