@@ -213,7 +213,7 @@ export function userTexts(
 }
 
 /** A user's texts and tokens, read and checked before the run writes anything. */
-interface UserInputs {
+export interface UserInputs {
   texts: UserTexts;
   trainTokens: Int32Array;
   splitTokens: Record<SplitName, Int32Array>;
@@ -298,10 +298,19 @@ export function fixtureUsers(set: string, fleet: () => FleetFixtures = getFleetF
 }
 
 /**
- * Runs the bet. Returns the complete results; on an error the results file records it (status
- * "failed", every user done kept) and the error is rethrown.
+ * One run's per-user pipeline: the options checked, the criteria, model and given adapters loaded
+ * and the results header built once; then per user readInputs (texts read, split, tokenised and
+ * checked) and measureUser (train, encode, score every condition). `ternorm bet` runs its users
+ * through it one after the other; the fleet's workers (lib/fleet/worker.ts) run one user per job.
  */
-export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<AdapterCompressResults> {
+export interface BetPipeline {
+  header: ResultsHeader;
+  readInputs(u: BetUser): UserInputs;
+  measureUser(u: BetUser, inputs: UserInputs): Promise<UserEvaluation>;
+}
+
+/** Opens the per-user pipeline of a run (see BetPipeline); `o.out`, `resume` and `overwrite` are runBet's. */
+export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hooks: BetHooks = {}): BetPipeline {
   checkUsers(o.users);
   if (!Number.isSafeInteger(o.seeds) || o.seeds < 1 || o.seeds > 100)
     throw new RangeError(`seeds must be an integer in 1..100, got ${String(o.seeds)}`);
@@ -358,67 +367,7 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
   const fixtures = (): Fixtures => (fx ??= getFixtures({ userSplit: o.split }));
   let fleetFx: FleetFixtures | undefined;
   const fleet = (): FleetFixtures => (fleetFx ??= getFleetFixtures());
-
-  // One writer at a time: the lock is taken before the file is looked at and held to the end.
-  mkdirSync(dirname(resolve(o.out)), { recursive: true });
-  const lock = FileLock.acquire(o.out, hooks.onLog);
-  try {
-    // Every input of the users still to do is read, split, tokenised and checked before the results
-    // file is created or changed, so bad input leaves no file (and no failed run) behind.
-    const alreadyDone = new Set(o.resume === true ? readResults(o.out).users.map((u) => u.user) : []);
-    const inputs = new Map<string, UserInputs>();
-    for (const u of o.users) {
-      if (alreadyDone.has(u.name)) continue;
-      try {
-        inputs.set(u.name, readInputs(u));
-      } catch (err) {
-        const msg = (err as Error).message ?? String(err);
-        throw new Error(msg.startsWith(`user "${u.name}"`) ? msg : `user "${u.name}": ${msg}`, { cause: err });
-      }
-    }
-    let writer: ResultsWriter;
-    if (o.resume === true) {
-      writer = ResultsWriter.resume(o.out, header);
-    } else {
-      let overwrite = o.overwrite === true;
-      if (!overwrite && existsSync(o.out)) {
-        try {
-          overwrite = readResults(o.out).status === 'complete';
-        } catch {
-          // an unreadable file is not replaced: start() says so
-        }
-      }
-      writer = ResultsWriter.start(o.out, header, { overwrite });
-    }
-    try {
-      for (const u of o.users) {
-        if (alreadyDone.has(u.name)) {
-          hooks.onLog?.(`${u.name}: already in ${o.out} (resumed run), skipped`);
-          continue;
-        }
-        const t0 = performance.now();
-        let ev: UserEvaluation;
-        try {
-          ev = await measureUser(u, inputs.get(u.name)!);
-        } catch (err) {
-          const msg = (err as Error).message ?? String(err);
-          throw new Error(msg.startsWith(`user "${u.name}"`) ? msg : `user "${u.name}": ${msg}`, { cause: err });
-        }
-        writer.addUser(ev);
-        hooks.onUserDone?.(u.name, (performance.now() - t0) / 1000);
-      }
-      return writer.complete();
-    } catch (err) {
-      try {
-        writer.fail(err);
-      } catch {
-        // the file cannot be written either (a full disk): the first error says why
-      }
-      throw err;
-    }
-  } finally {
-    lock.release();
-  }
+  return { header, readInputs, measureUser };
 
   function readInputs(u: BetUser): UserInputs {
     const texts = userTexts(u, fixtures, fleet, o.split);
@@ -552,5 +501,74 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
       progress(++i, m);
     }
     return out;
+  }
+}
+
+/**
+ * Runs the bet. Returns the complete results; on an error the results file records it (status
+ * "failed", every user done kept) and the error is rethrown.
+ */
+export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<AdapterCompressResults> {
+  const { header, readInputs, measureUser } = openBet(o, hooks);
+
+  // One writer at a time: the lock is taken before the file is looked at and held to the end.
+  mkdirSync(dirname(resolve(o.out)), { recursive: true });
+  const lock = FileLock.acquire(o.out, hooks.onLog);
+  try {
+    // Every input of the users still to do is read, split, tokenised and checked before the results
+    // file is created or changed, so bad input leaves no file (and no failed run) behind.
+    const alreadyDone = new Set(o.resume === true ? readResults(o.out).users.map((u) => u.user) : []);
+    const inputs = new Map<string, UserInputs>();
+    for (const u of o.users) {
+      if (alreadyDone.has(u.name)) continue;
+      try {
+        inputs.set(u.name, readInputs(u));
+      } catch (err) {
+        const msg = (err as Error).message ?? String(err);
+        throw new Error(msg.startsWith(`user "${u.name}"`) ? msg : `user "${u.name}": ${msg}`, { cause: err });
+      }
+    }
+    let writer: ResultsWriter;
+    if (o.resume === true) {
+      writer = ResultsWriter.resume(o.out, header);
+    } else {
+      let overwrite = o.overwrite === true;
+      if (!overwrite && existsSync(o.out)) {
+        try {
+          overwrite = readResults(o.out).status === 'complete';
+        } catch {
+          // an unreadable file is not replaced: start() says so
+        }
+      }
+      writer = ResultsWriter.start(o.out, header, { overwrite });
+    }
+    try {
+      for (const u of o.users) {
+        if (alreadyDone.has(u.name)) {
+          hooks.onLog?.(`${u.name}: already in ${o.out} (resumed run), skipped`);
+          continue;
+        }
+        const t0 = performance.now();
+        let ev: UserEvaluation;
+        try {
+          ev = await measureUser(u, inputs.get(u.name)!);
+        } catch (err) {
+          const msg = (err as Error).message ?? String(err);
+          throw new Error(msg.startsWith(`user "${u.name}"`) ? msg : `user "${u.name}": ${msg}`, { cause: err });
+        }
+        writer.addUser(ev);
+        hooks.onUserDone?.(u.name, (performance.now() - t0) / 1000);
+      }
+      return writer.complete();
+    } catch (err) {
+      try {
+        writer.fail(err);
+      } catch {
+        // the file cannot be written either (a full disk): the first error says why
+      }
+      throw err;
+    }
+  } finally {
+    lock.release();
   }
 }

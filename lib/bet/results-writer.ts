@@ -52,7 +52,11 @@ export function defaultVersions(): AdapterCompressResults['versions'] {
   };
 }
 
-function buildHeader(h: ResultsHeader, now: string): Omit<AdapterCompressResults, 'checksum'> {
+/** A run's state before any user: what start() writes, with the criteria registered (sha256, time) at `now`. */
+export type RegisteredRun = Omit<AdapterCompressResults, 'checksum'>;
+
+/** Checks a header and registers its criteria at `now`: the state start() writes (status "running", no users). */
+export function buildHeader(h: ResultsHeader, now: string): RegisteredRun {
   if (h === null || typeof h !== 'object') fail('expected a header object');
   if (typeof h.seed !== 'number' || !Number.isSafeInteger(h.seed) || h.seed < 0)
     fail(`"seed" must be an integer in [0, 2^53), got ${String(h.seed)}`);
@@ -254,6 +258,24 @@ export class ResultsWriter {
     const w = new ResultsWriter(path, { ...body, status: 'running', error: null }, clock);
     w.write();
     return w;
+  }
+
+  /**
+   * Writes a run whose users were analysed elsewhere (analyseUser with the run's settings; the
+   * fleet's workers, lib/fleet/): the state registered by buildHeader when the run began, the users'
+   * results, and the verdicts and policy summary recomputed over them as addUser does.
+   */
+  static assemble(
+    path: string,
+    registered: RegisteredRun,
+    users: readonly UserResult[],
+    end: { status: AdapterCompressResults['status']; error: string | null; now?: () => Date },
+  ): AdapterCompressResults {
+    const summary = summarise(users, registered.conditions, registered.criteria.criteria);
+    const state = { ...structuredClone(registered), users: structuredClone([...users]), ...summary, status: end.status, error: end.error };
+    const w = new ResultsWriter(path, state, end.now ?? (() => new Date()));
+    w.write();
+    return w.results;
   }
 
   /** A copy of the current results. */

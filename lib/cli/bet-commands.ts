@@ -25,6 +25,7 @@ import { Adapter } from '../adapter/adapter.js';
 import { Model } from '../model/model.js';
 import { coreLimits, orchestrationLimit, SEED_LIMIT } from '../model/limits.js';
 import { adapterRunLimits } from '../model/train-adapter.js';
+import { cmdFleetSub, FLEET_SUBCOMMANDS, FLEET_USAGE } from './fleet-commands.js';
 import { defined, ensureDir, parse, parseWithPositionals, required, S, SHOW_HELP, UsageError, type Io } from './args.js';
 import { checkNumericFlags, narrowed, threadsLimit } from './limits.js';
 import { formatDuration, ProgressBar } from './progress.js';
@@ -42,7 +43,7 @@ export const BET_USAGE = `  bet             the adapter-compression bet (the mai
                   user; default: the fixtures' 192 KiB / 16 KiB / 16 KiB in 8 windows, a --user text's scaled to it)
   fleet           bytes per user and fleet totals per scheme and for the per-user policy's mix
     [--results ${DEFAULT_RESULTS_PATH}] [--users 215000] [--json]
-  quantize        encode a trained adapter with one scheme into an encoded adapter file
+${FLEET_USAGE}  quantize        encode a trained adapter with one scheme into an encoded adapter file
     --scheme S [--model ${DEFAULT_MODEL_PATH}] [--text user-train.txt (int4_calibrated, mixed)]
     [--budget BYTES (mixed)] [--group-size 32] [--calibration-tokens N (default 512)] IN.adapter OUT.adapter
 `;
@@ -230,6 +231,8 @@ function summary(r: AdapterCompressResults, fleetUsers: number): string {
 }
 
 export async function cmdFleet(argv: string[], io: Io): Promise<number> {
+  const sub = FLEET_SUBCOMMANDS.find((x) => x === argv[0]);
+  if (sub !== undefined) return cmdFleetSub(sub, argv.slice(1), io);
   const v = parse(argv, { results: S, users: S, json: { type: 'boolean' } });
   if (v.help) return SHOW_HELP;
   const n = checkNumericFlags(v, { users: FLEET_USERS_LIMIT });

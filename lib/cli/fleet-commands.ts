@@ -1,0 +1,203 @@
+// `ternorm fleet run | worker | status | report`: the bet over a fleet of users, queued on Redis
+// (BullMQ) and stored in PostgreSQL (lib/fleet/). `ternorm fleet` with no subcommand stays the fleet
+// totals of a results file (bet-commands.ts).
+
+import { existsSync } from 'node:fs';
+
+import { defaultModelPath } from '../bet/protocol.js';
+import { enqueueRun, fleetReport, runStatus } from '../fleet/coordinator.js';
+import { openQueue, redisConnection, DEFAULT_ATTEMPTS } from '../fleet/queue.js';
+import { FleetStore } from '../fleet/store.js';
+import { startWorker } from '../fleet/worker.js';
+import { coreLimits, orchestrationLimit, SEED_LIMIT } from '../model/limits.js';
+import { adapterRunLimits } from '../model/train-adapter.js';
+import { defined, parse, required, S, SHOW_HELP, UsageError, type Io } from './args.js';
+import { checkNumericFlags, narrowed, threadsLimit } from './limits.js';
+import { formatDuration } from './progress.js';
+import { terminalText } from '../util/text.js';
+
+export const FLEET_SUBCOMMANDS = ['run', 'worker', 'status', 'report'] as const;
+
+export const FLEET_USAGE = `  fleet run       register a fleet run in PostgreSQL (criteria hashed first) and queue one job per user on Redis
+    --redis redis://HOST:PORT --pg postgresql://... --users fixture:NAME|users.jsonl [--run ID] [--attempts ${DEFAULT_ATTEMPTS}]
+    [--model M] [--criteria FILE] [--seed 0] [--seeds 1] [--max-steps N] [--calibration-tokens N] [--group-size 32]
+    [--mixed-budget BYTES] [--resamples 2000] [--json]   (the same ID again: queues only the users not done)
+  fleet worker    run queued users (the bet's per-user pipeline), one row per user in PostgreSQL; any number of machines
+    --redis URL --pg URL [--concurrency 1] [--threads N] [--lock-seconds 30] [--until-empty]
+  fleet status    done / failed / running, users per minute, ETA   --redis URL --pg URL --run ID [--json]
+  fleet report    the bet's JSON / Markdown / SVG report from SQL, plus tiers over users with CIs
+    --pg URL --run ID --out DIR [--fleet-users 215000] [--json]
+`;
+
+const DEFAULT_FLEET_USERS = 215000;
+
+async function withStore<T>(url: string, log: (line: string) => void, fn: (s: FleetStore) => Promise<T>): Promise<T> {
+  const store = await FleetStore.open(url, { log });
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+export async function cmdFleetSub(sub: (typeof FLEET_SUBCOMMANDS)[number], argv: string[], io: Io): Promise<number> {
+  const log = (line: string): void => void io.stderr.write(terminalText(`${line}\n`, true));
+  switch (sub) {
+    case 'run': {
+      const v = parse(argv, {
+        redis: S,
+        pg: S,
+        users: S,
+        run: S,
+        attempts: S,
+        model: S,
+        criteria: S,
+        seed: S,
+        seeds: S,
+        'max-steps': S,
+        'calibration-tokens': S,
+        'group-size': S,
+        'mixed-budget': S,
+        resamples: S,
+        json: { type: 'boolean' },
+      });
+      if (v.help) return SHOW_HELP;
+      const c = coreLimits().codec;
+      const n = checkNumericFlags(v, {
+        attempts: orchestrationLimit(1, 100, true, DEFAULT_ATTEMPTS, 'attempts per user'),
+        seed: SEED_LIMIT,
+        seeds: orchestrationLimit(1, 100, true, 1, 'training seeds per user'),
+        'max-steps': adapterRunLimits().maxSteps,
+        'calibration-tokens': c.calibrationTokens,
+        'group-size': c.groupSize,
+        'mixed-budget': narrowed(c.byteBudget, { min: 1 }),
+        resamples: orchestrationLimit(2, 1_000_000, true, null, 'bootstrap resamples'),
+      });
+      const redis = required(v, 'redis');
+      const pg = required(v, 'pg');
+      const usersSpec = required(v, 'users');
+      const modelPath = (v.model as string | undefined) ?? defaultModelPath();
+      if (!existsSync(modelPath)) throw new Error(`--model ${modelPath}: no such file`);
+      const connection = redisConnection(redis, false);
+      const queue = openQueue(connection);
+      try {
+        const r = await withStore(pg, log, (store) =>
+          enqueueRun({
+            store,
+            queue,
+            usersSpec,
+            run: v.run as string | undefined,
+            attempts: n.attempts,
+            options: {
+              modelPath,
+              criteriaPath: v.criteria as string | undefined,
+              seed: n.seed ?? 0,
+              seeds: n.seeds ?? 1,
+              adapterRun: defined({ maxSteps: n['max-steps'] }),
+              encode: defined({ calibrationTokens: n['calibration-tokens'], groupSize: n['group-size'], mixedBudget: n['mixed-budget'] }),
+              bootstrap: defined({ resamples: n.resamples }),
+            },
+          }),
+        );
+        io.stdout.write(
+          v.json
+            ? `${JSON.stringify(r)}\n`
+            : `run ${r.run}: ${r.registered ? 'registered' : 'rerun'}; ${r.enqueued} of ${r.users} users queued` +
+                `${r.skippedDone > 0 ? ` (${r.skippedDone} done already)` : ''}\n`,
+        );
+        return 0;
+      } finally {
+        await queue.close();
+        connection.disconnect();
+      }
+    }
+    case 'worker': {
+      const v = parse(argv, { redis: S, pg: S, concurrency: S, threads: S, 'lock-seconds': S, 'until-empty': { type: 'boolean' } });
+      if (v.help) return SHOW_HELP;
+      const n = checkNumericFlags(v, {
+        concurrency: orchestrationLimit(1, 1024, true, 1, 'users a worker runs at once'),
+        threads: threadsLimit(),
+        'lock-seconds': orchestrationLimit(1, 3600, true, 30, 'seconds before a silent worker loses its job'),
+      });
+      const redis = required(v, 'redis');
+      const store = await FleetStore.open(required(v, 'pg'), { log });
+      const worker = startWorker({
+        redis,
+        store,
+        concurrency: n.concurrency ?? 1,
+        threads: n.threads,
+        lockSeconds: n['lock-seconds'],
+        log,
+      });
+      const stop = new Promise<void>((resolve) => {
+        const onSignal = (): void => resolve();
+        process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
+        if (v['until-empty'] === true) {
+          const connection = redisConnection(redis, false);
+          const queue = openQueue(connection);
+          let idle = 0;
+          const timer = setInterval(() => {
+            queue
+              .getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children')
+              .then((c) => {
+                idle = Object.values(c).every((x) => x === 0) ? idle + 1 : 0;
+                if (idle >= 2) {
+                  clearInterval(timer);
+                  void queue.close().then(() => connection.disconnect());
+                  resolve();
+                }
+              })
+              .catch(() => (idle = 0));
+          }, 1000);
+        }
+      });
+      log(`worker ${process.pid}: waiting for jobs (concurrency ${n.concurrency ?? 1})`);
+      await stop;
+      await worker.close();
+      await store.close();
+      return 0;
+    }
+    case 'status': {
+      const v = parse(argv, { redis: S, pg: S, run: S, json: { type: 'boolean' } });
+      if (v.help) return SHOW_HELP;
+      const connection = redisConnection(required(v, 'redis'), false);
+      const queue = openQueue(connection);
+      try {
+        const s = await withStore(required(v, 'pg'), log, (store) => runStatus(store, queue, required(v, 'run')));
+        if (v.json) io.stdout.write(`${JSON.stringify(s)}\n`);
+        else {
+          const lines = [
+            `run ${s.run}: ${s.users} users: ${s.done} done, ${s.failed} failed, ${s.running} running, ${s.waiting} waiting`,
+            `rate ${s.usersPerMinute.toFixed(2)} users/min (last ${s.windowSeconds / 60} min)` +
+              `${s.cpuSecondsPerUser === null ? '' : `, ${s.cpuSecondsPerUser.toFixed(1)} CPU-s per user`}; ETA ${s.etaSeconds === null ? 'unknown (no user done recently)' : formatDuration(s.etaSeconds)}`,
+            ...s.failures.map((f) => `failed: ${f.user} after ${f.attempts} attempt(s): ${f.reason}`),
+          ];
+          io.stdout.write(terminalText(lines.join('\n') + '\n', true));
+        }
+        return 0;
+      } finally {
+        await queue.close();
+        connection.disconnect();
+      }
+    }
+    case 'report': {
+      const v = parse(argv, { pg: S, run: S, out: S, 'fleet-users': S, json: { type: 'boolean' } });
+      if (v.help) return SHOW_HELP;
+      const n = checkNumericFlags(v, {
+        'fleet-users': orchestrationLimit(1, Number.MAX_SAFE_INTEGER, true, DEFAULT_FLEET_USERS, 'users in the fleet'),
+      });
+      const r = await withStore(required(v, 'pg'), log, (store) =>
+        fleetReport(store, required(v, 'run'), required(v, 'out'), n['fleet-users'] ?? DEFAULT_FLEET_USERS),
+      );
+      io.stdout.write(
+        v.json
+          ? `${JSON.stringify({ ...r.paths, status: r.results.status, users: r.results.users.length, verdicts: r.results.verdicts.map((x) => ({ scheme: x.scheme, verdict: x.verdict })) })}\n`
+          : terminalText(`wrote ${Object.values(r.paths).join(', ')} (${r.results.users.length} users, ${r.results.status})\n`, true),
+      );
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown fleet subcommand '${String(sub)}'`);
+  }
+}

@@ -1,0 +1,290 @@
+// The fleet on real servers: redis-server and PostgreSQL started here on loopback ports (skipped,
+// with the reason in the suite's name, where their binaries are missing), a tiny model and
+// synthetic users, the real `ternorm fleet` executable in separate processes. Faults: a worker
+// killed with SIGKILL mid-user (another worker finishes that user: one row), a poison user (fails
+// after its attempts, reason stored, the others finish), Redis killed and restarted mid-run (the
+// run completes), PostgreSQL down for a while (retried, nothing lost). Then: a rerun skips the
+// users done, and the report from SQL holds the very results `ternorm bet` computes for the same
+// users.
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { runBet } from '../lib/bet/protocol.js';
+import { readResults } from '../lib/bet/results.js';
+import { FleetStore, SCHEMA_VERSION } from '../lib/fleet/store.js';
+import { TIERS } from '../lib/fleet/distribution.js';
+import { Model } from '../lib/model/index.js';
+import { BpeTokenizer } from '../lib/tokenizer/bpe.js';
+import { packageRoot } from '../lib/util/package-root.js';
+import { PostgresServer, RedisServer, serversMissing } from '../bench/fleet-servers.js';
+import { wordCorpus } from './word-corpus.js';
+
+const missing = serversMissing();
+const root = packageRoot();
+const main = join(root, 'dist', 'lib', 'cli', 'main.js');
+const dir = mkdtempSync(join(tmpdir(), 'ternorm-fleet-'));
+
+const COMMON = ['the', 'a', 'of', 'and', 'to', 'in', 'is', 'it'];
+const SEA = [...COMMON, 'whale', 'ship', 'sea', 'captain', 'harpoon', 'deck', 'wave', 'sail'];
+const CODE = [...COMMON, 'function', 'return', 'const', 'node', 'type', 'let', 'if', 'else'];
+const TINY = { vocab: 320, dModel: 32, nLayers: 2, nHeads: 2, dFf: 64, context: 32 };
+const modelPath = join(dir, 'base.tnm');
+const GOOD = ['sea1', 'sea2', 'code1', 'code2', 'mixed1'];
+// the same settings for `fleet run` and for the `bet` the report is compared with
+const SETTINGS = ['--max-steps', '12', '--calibration-tokens', '256', '--resamples', '200', '--seed', '3'];
+
+let redis: RedisServer;
+let pg: PostgresServer;
+let store: FleetStore;
+const children: ChildProcess[] = [];
+
+function cli(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [main, ...args], { encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+interface Worker {
+  proc: ChildProcess;
+  name: string;
+  log: () => string;
+  exited: Promise<number | null>;
+}
+
+function worker(...extra: string[]): Worker {
+  const proc = spawn(
+    process.execPath,
+    [main, 'fleet', 'worker', '--redis', redis.url, '--pg', pg.url, '--lock-seconds', '2', '--threads', '1', ...extra],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  children.push(proc);
+  let log = '';
+  proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  return { proc, name: `${hostname()}:${proc.pid}`, log: () => log, exited: new Promise((r) => proc.on('exit', (code) => r(code))) };
+}
+
+async function until(what: string, ok: () => Promise<boolean> | boolean, seconds = 400): Promise<void> {
+  const end = Date.now() + seconds * 1000;
+  while (Date.now() < end) {
+    if (await ok()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function settled(run: string, total: number): Promise<void> {
+  await until(`run ${run} to settle`, async () => {
+    const p = await store.progress(run, 600);
+    return p.done + p.failed === total;
+  });
+}
+
+async function rows(run: string): Promise<{ user: string; worker: string }[]> {
+  return store.withRetry('test rows', async (c) => {
+    const r = await c.query<{ user_name: string; worker: string }>(
+      'SELECT user_name, worker FROM fleet_results WHERE run_id = $1 ORDER BY user_name',
+      [run],
+    );
+    return r.rows.map((x) => ({ user: x.user_name, worker: x.worker }));
+  });
+}
+
+function enqueue(
+  run: string,
+  users: string,
+  ...extra: string[]
+): { run: string; users: number; enqueued: number; skippedDone: number; registered: boolean } {
+  const r = cli(
+    'fleet',
+    'run',
+    '--redis',
+    redis.url,
+    '--pg',
+    pg.url,
+    '--users',
+    users,
+    '--run',
+    run,
+    '--model',
+    modelPath,
+    '--json',
+    ...SETTINGS,
+    ...extra,
+  );
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout);
+}
+
+describe.skipIf(missing !== null)(`ternorm fleet on real Redis and PostgreSQL${missing === null ? '' : ` (skipped: ${missing})`}`, () => {
+  const goodUsers = join(dir, 'users.jsonl');
+  const withPoison = join(dir, 'users-poison.jsonl');
+
+  beforeAll(async () => {
+    execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], {
+      stdio: 'inherit',
+    });
+    const corpus = (seed: number, words: readonly string[]) => wordCorpus(seed, 2000, words, 9);
+    const base = wordCorpus(1, 6000, [...SEA, ...CODE], 9);
+    Model.create(TINY, 5, BpeTokenizer.train(new TextEncoder().encode(base), { vocabSize: TINY.vocab })).save(modelPath);
+    const words: Record<string, readonly string[]> = { sea1: SEA, sea2: SEA, code1: CODE, code2: CODE, mixed1: [...SEA, ...CODE] };
+    const lines = GOOD.map((u, i) => {
+      writeFileSync(join(dir, `${u}.txt`), corpus(10 + i, words[u]!));
+      return JSON.stringify({ name: u, text: `${u}.txt`, family: u.replace(/\d+$/, '') });
+    });
+    writeFileSync(goodUsers, lines.join('\n') + '\n');
+    // bad text: far too short for the held-out splits, fails the same way on every attempt
+    writeFileSync(join(dir, 'poison.txt'), 'the whale. '.repeat(40));
+    writeFileSync(
+      withPoison,
+      [...lines.slice(0, 3), JSON.stringify({ name: 'poison', text: 'poison.txt', family: 'bad' }), ...lines.slice(3)].join('\n') + '\n',
+    );
+    [redis, pg] = await Promise.all([RedisServer.start(), PostgresServer.start()]);
+    store = await FleetStore.open(pg.url);
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    await store?.close();
+    await Promise.all([redis?.stop(), pg?.destroy()]);
+    rmSync(dir, { recursive: true, force: true });
+  }, 480_000);
+
+  it('registers the run (criteria hashed) before any job; schema versioned; bad --users refused in one line', async () => {
+    expect(await store.schemaVersion()).toBe(SCHEMA_VERSION);
+    const r = enqueue('faults', withPoison, '--attempts', '2');
+    expect(r).toEqual({ run: 'faults', users: 6, enqueued: 6, skippedDone: 0, registered: true });
+    const rec = (await store.getRun('faults'))!;
+    expect(rec.usersTotal).toBe(6);
+    expect(rec.registered.criteria.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(rec.registered.users).toEqual([]);
+    const bad = join(dir, 'bad.jsonl');
+    writeFileSync(bad, '{"name": "x", "text": "x.txt"}\n{"name": "x y", "text": "y.txt"}\n');
+    const b = cli('fleet', 'run', '--redis', redis.url, '--pg', pg.url, '--users', bad, '--model', modelPath);
+    expect(b.code).toBe(1);
+    expect(b.stderr).toMatch(/^ternorm: --users .*bad\.jsonl line 2: user name "x y" must be .*\n$/);
+  });
+
+  it('a worker killed with SIGKILL mid-user: another finishes that user, one row; a poison user fails after its attempts with its reason', async () => {
+    const a = worker();
+    await until('worker A to start a user', () => /faults\/(\S+): started/.test(a.log()));
+    const victim = /faults\/(\S+): started/.exec(a.log())![1]!;
+    a.proc.kill('SIGKILL');
+    await a.exited;
+    const b = worker();
+    const c = worker();
+    await settled('faults', 6);
+    const got = await rows('faults');
+    expect(got.map((r) => r.user)).toEqual([...GOOD].sort());
+    // the killed worker wrote nothing; the user it held was finished by another
+    expect(got.every((r) => r.worker !== a.name)).toBe(true);
+    if (victim !== 'poison') expect([b.name, c.name]).toContain(got.find((r) => r.user === victim)!.worker);
+    const failures = await store.failures('faults');
+    expect(failures).toHaveLength(1);
+    expect(failures[0]).toMatchObject({ user: 'poison', attempts: 2 });
+    expect(failures[0]!.reason).toMatch(/^user "poison": .*(tokens|too short|bytes)/);
+    const s = cli('fleet', 'status', '--redis', redis.url, '--pg', pg.url, '--run', 'faults', '--json');
+    expect(s.code, s.stderr).toBe(0);
+    const st = JSON.parse(s.stdout);
+    expect(st).toMatchObject({ users: 6, done: 5, failed: 1, running: 0, waiting: 0, etaSeconds: 0 });
+    expect(st.usersPerMinute).toBeGreaterThan(0);
+    expect(st.failures[0].user).toBe('poison');
+    b.proc.kill('SIGTERM');
+    c.proc.kill('SIGTERM');
+    expect(await b.exited).toBe(0);
+    expect(await c.exited).toBe(0);
+  }, 480_000);
+
+  it('Redis killed and restarted mid-run: the run completes', async () => {
+    enqueue('redis-restart', goodUsers);
+    const w = worker('--until-empty');
+    await until('a first row', async () => (await rows('redis-restart')).length >= 1);
+    await redis.kill();
+    await new Promise((r) => setTimeout(r, 1500));
+    await redis.start();
+    await settled('redis-restart', 5);
+    expect((await rows('redis-restart')).map((r) => r.user)).toEqual([...GOOD].sort());
+    expect(await store.failures('redis-restart')).toEqual([]);
+    expect(await w.exited).toBe(0);
+  }, 480_000);
+
+  it('PostgreSQL down for a while: the workers wait and retry, nothing is lost', async () => {
+    enqueue('pg-down', goodUsers);
+    const w = worker('--until-empty');
+    await until('a user started', () => /pg-down\/\S+: started/.test(w.log()));
+    await pg.stop();
+    await new Promise((r) => setTimeout(r, 4000));
+    await pg.start();
+    await settled('pg-down', 5);
+    expect(await w.exited).toBe(0);
+    expect(w.log()).toMatch(/PostgreSQL unavailable .*; retrying in/);
+    expect((await rows('pg-down')).map((r) => r.user)).toEqual([...GOOD].sort());
+    expect(await store.failures('pg-down')).toEqual([]);
+  }, 480_000);
+
+  it('a rerun queues only the users not done; rerunning with other options is refused', async () => {
+    expect(enqueue('pg-down', goodUsers)).toEqual({ run: 'pg-down', users: 5, enqueued: 0, skippedDone: 5, registered: false });
+    const other = cli(
+      'fleet',
+      'run',
+      '--redis',
+      redis.url,
+      '--pg',
+      pg.url,
+      '--users',
+      goodUsers,
+      '--run',
+      'pg-down',
+      '--model',
+      modelPath,
+      '--max-steps',
+      '5',
+    );
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(/run "pg-down" exists with other options/);
+  });
+
+  it('the report from SQL holds the very results `ternorm bet` computes for the same users, plus the tiers over users', async () => {
+    const out = join(dir, 'report');
+    const r = cli('fleet', 'report', '--pg', pg.url, '--run', 'pg-down', '--out', out, '--fleet-users', '1000', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const fleet = readResults(join(out, 'results.json'));
+    expect(fleet.status).toBe('complete');
+    const bet = await runBet({
+      modelPath,
+      users: GOOD.map((u) => ({ name: u, source: { kind: 'file', path: join(dir, `${u}.txt`) } })),
+      out: join(dir, 'bet.json'),
+      seed: 3,
+      seeds: 1,
+      threads: 1,
+      adapterRun: { maxSteps: 12 },
+      encode: { calibrationTokens: 256 },
+      bootstrap: { resamples: 200 },
+    });
+    expect(fleet.users).toEqual(bet.users);
+    expect(fleet.verdicts).toEqual(bet.verdicts);
+    expect(fleet.policy).toEqual(bet.policy);
+    expect(fleet.criteria.sha256).toBe(bet.criteria.sha256);
+    const md = readFileSync(join(out, 'report.md'), 'utf8');
+    expect(md).toContain('## Tiers over users');
+    expect(md).toContain('Fleet of 1000 users');
+    const dist = JSON.parse(readFileSync(join(out, 'distribution.json'), 'utf8'));
+    expect(dist.groups.map((g: { family: string }) => g.family)).toEqual(['all', 'code', 'mixed', 'sea']);
+    // every scheme's tiers count every user once, and the interval holds the point share
+    for (const g of dist.groups) {
+      for (const tiers of Object.values(g.schemes) as Record<
+        string,
+        { count: number; fraction: number; ci: { low: number; high: number } }
+      >[]) {
+        expect(TIERS.reduce((n, t) => n + tiers[t]!.count, 0)).toBe(g.users);
+        for (const t of TIERS) {
+          expect(tiers[t]!.ci.low).toBeLessThanOrEqual(tiers[t]!.fraction + 1e-12);
+          expect(tiers[t]!.ci.high).toBeGreaterThanOrEqual(tiers[t]!.fraction - 1e-12);
+        }
+      }
+    }
+    expect(readFileSync(join(out, 'report.svg'), 'utf8')).toMatch(/<svg[\s>]/);
+  });
+});
