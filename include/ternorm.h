@@ -113,9 +113,8 @@ typedef struct ternorm_adapter ternorm_adapter;
 TERNORM_API ternorm_status ternorm_adapter_load_file(const ternorm_model* model, const char* path,
                                                      ternorm_adapter** out);
 /* The same from the file's bytes in memory (copied). */
-TERNORM_API ternorm_status ternorm_adapter_load_memory(const ternorm_model* model,
-                                                       const void* data, size_t size,
-                                                       ternorm_adapter** out);
+TERNORM_API ternorm_status ternorm_adapter_load_memory(const ternorm_model* model, const void* data,
+                                                       size_t size, ternorm_adapter** out);
 /* A bare encoded adapter blob (n_norms records, native/codec/README.md): the smallest form to
  * send over a network. It carries no base fingerprint, so only its shape is checked against the
  * model: the application vouches that it was encoded for this base. */
@@ -202,8 +201,8 @@ typedef struct ternorm_generate_options {
   int64_t top_k;
   float top_p;
   float min_p;
-  uint64_t seed;      /* the sampler's stream: same seed, same tokens, on every CPU path */
-  int64_t max_tokens; /* >= 1: tokens to generate at most */
+  uint64_t seed;       /* the sampler's stream: same seed, same tokens, on every CPU path */
+  int64_t max_tokens;  /* >= 1: tokens to generate at most */
   int32_t stop_at_eos; /* != 0: stop when the model samples its EOS token (not passed on) */
   int32_t add_special; /* != 0: the prompt gets BOS/EOS as ternorm_tokenize's add_special */
   int32_t n_threads;
