@@ -5,7 +5,7 @@ const fs = require('fs');
 const path = require('path');
 
 const root = path.join(__dirname, '..', 'native');
-const coreDirs = ['cpu', 'ternary', 'gemm', 'norm', 'codec', 'io', 'model', 'tokenizer'];
+const coreDirs = ['cpu', 'ternary', 'gemm', 'norm', 'codec', 'io', 'model', 'tokenizer', 'capi'];
 const kind = process.argv[2];
 const isaOf = (f) => (f.match(/_(avx2|avx512|neon)\.cpp$/) || [null, 'generic'])[1];
 
