@@ -145,7 +145,9 @@ function checkRunConfig(r: RunConfig): RunConfig {
     const v = e[k];
     if (v !== null && !(Number.isSafeInteger(v) && v >= 1)) fail(`"run.encode.${k}" must be a positive integer or null (the default)`);
   }
+  if (r.actQuant !== undefined && r.actQuant !== 'block256') fail('"run.actQuant" must be "block256" or absent (the default, "token")');
   return {
+    ...(r.actQuant === undefined ? {} : { actQuant: r.actQuant }),
     adapterRun: { ...r.adapterRun },
     encode: {
       calibrationTokens: e.calibrationTokens,
@@ -162,6 +164,8 @@ function checkRunConfig(r: RunConfig): RunConfig {
 export function runConfigDiffs(file: RunConfig, now: RunConfig): string[] {
   const out: string[] = [];
   const show = (v: unknown): string => (v === undefined ? 'absent' : v === null ? 'default' : JSON.stringify(v));
+  const aq = (r: RunConfig): string => r.actQuant ?? 'token';
+  if (aq(file) !== aq(now)) out.push(`actQuant (--act-quant): ${aq(file)} in the file, ${aq(now)} now`);
   for (const part of ['adapterRun', 'encode'] as const) {
     const a = file[part] as Record<string, unknown>;
     const b = now[part] as Record<string, unknown>;
