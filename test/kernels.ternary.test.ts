@@ -152,11 +152,11 @@ describeOnIsa('ternary kernels', () => {
       [16, 256],
       [33, 257],
       [20, 768],
-      [70, 1000],
+      [40, 1000],
     ] as const) {
       const trits = randomTrits(rand, rows * cols);
       const m = TernaryMatrix.fromTrits(trits, randomF32(rand, rows, 0.1), rows, cols);
-      for (const n of [1, 3, 66]) {
+      for (const n of [1, 3, 20]) {
         const x = randomF32(rand, n * cols, 3);
         x.fill(0, 0, Math.min(cols, 256)); // an all-zero block
         if (n > 1) x[cols + Math.floor(rand() * cols)] = 4e3; // an outlier: its block's scale only
@@ -173,7 +173,7 @@ describeOnIsa('ternary kernels', () => {
     const m = TernaryMatrix.fromTrits(new Int8Array(4 * 300), new Float32Array(4).fill(1), 4, 300);
     const qa = quantizeActivationsBlock(new Float32Array(600).fill(1), 2, 300);
     expect(() => m.gemmI8Block(qa.q, qa.scales.subarray(0, 2), 2)).toThrow(/xScales/);
-  });
+  }, 60_000);
 
   it('gemmI8 is exact at the int8 extremes (q = +-127, every trit)', () => {
     const rows = 19;
