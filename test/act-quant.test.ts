@@ -10,7 +10,10 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
+import { runConfig } from '../lib/bet/protocol.js';
+import { runConfigDiffs } from '../lib/bet/results-writer.js';
 import { coreLimits, cpuInfo, evaluate, Model, Trainer } from '../lib/index.js';
+import { resolveAdapterRun } from '../lib/model/train-adapter.js';
 import { packageRoot } from '../lib/util/package-root.js';
 
 const main = join(packageRoot(), 'dist', 'lib', 'cli', 'main.js');
@@ -95,5 +98,16 @@ describe('actQuant', () => {
     );
     expect(ok.status).toBe(0);
     expect(Number.isFinite((JSON.parse(ok.stdout) as { meanNll: number }).meanNll)).toBe(true);
+  });
+
+  it("the bet records a non-default mode in run.actQuant and --resume's check names a change", () => {
+    const model = Model.create(CONFIG, 5);
+    const run = resolveAdapterRun(model, {});
+    const token = runConfig(run, undefined, 512, 'token');
+    const block = runConfig(run, undefined, 512, 'block256');
+    expect('actQuant' in token).toBe(false); // default runs keep their files' bytes
+    expect(block.actQuant).toBe('block256');
+    expect(runConfigDiffs(token, runConfig(run, undefined, 512))).toEqual([]);
+    expect(runConfigDiffs(block, token)).toEqual(['actQuant (--act-quant): block256 in the file, token now']);
   });
 });
