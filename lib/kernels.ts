@@ -155,6 +155,24 @@ export function quantizeActivations(x: Float32Array, n: number, cols: number, op
   return { q, scales, n, cols, paddedCols: paddedCols(cols) };
 }
 
+/** Values per activation block of quantizeActivationsBlock (llama.cpp's QK_K). */
+export const ACT_BLOCK = 256;
+
+/**
+ * Per-block int8 quantisation, llama.cpp's q8_K (the activations of its TQ1_0 / TQ2_0 matmuls):
+ * each token's row is cut into blocks of ACT_BLOCK values (the last one holds the rest), each
+ * quantised like a token of quantizeActivations with scale 1 / (127 / max|x|) instead of
+ * max|x| / 127. scales has n * ceil(cols / 256) entries, token-major.
+ */
+export function quantizeActivationsBlock(x: Float32Array, n: number, cols: number, opts?: KernelOptions): QuantizedActivations {
+  typed(x, isF32, 'Float32Array', 'x');
+  size(n, 'n');
+  size(cols, 'cols');
+  length(x, product(n, cols, 'n * cols'), 'x', 'n * cols');
+  const { q, scales } = loadAddon().quantizeActivationsBlock(x, n, cols, threadsOf(opts));
+  return { q, scales, n, cols, paddedCols: paddedCols(cols) };
+}
+
 // ---- ternary weights ----------------------------------------------------------------------
 /**
  * A ternary weight matrix W (rows x cols = out_features x in_features), W[r][c]
@@ -246,12 +264,12 @@ export class TernaryMatrix {
     return addon.pack5(addon.unpack2(this.packed, this.rows, this.cols));
   }
 
-  private checkI8(q: Int8Array, xScales: Float32Array, n: number): void {
+  private checkI8(q: Int8Array, xScales: Float32Array, n: number, blocks = 1): void {
     typed(q, isI8, 'Int8Array', 'q');
     typed(xScales, isF32, 'Float32Array', 'xScales');
     size(n, 'n');
     length(q, product(n, this.paddedCols, 'n * paddedCols'), 'q', 'n * paddedCols');
-    length(xScales, n, 'xScales', 'n');
+    length(xScales, n * blocks, 'xScales', blocks === 1 ? 'n' : 'n * ceil(cols / 256)');
     finite(xScales, 'xScales');
   }
 
@@ -263,6 +281,16 @@ export class TernaryMatrix {
   gemmI8(q: Int8Array, xScales: Float32Array, n: number, opts?: KernelOptions): Float32Array {
     this.checkI8(q, xScales, n);
     return loadAddon().gemmI8(this.packed, this.scales, this.rows, this.cols, q, xScales, n, threadsOf(opts));
+  }
+
+  /**
+   * y = x W^T from per-block int8 activations (see quantizeActivationsBlock): xScales has
+   * n * ceil(cols / 256) entries; y[t][r] = sum over blocks b, in order from 0.0f, of
+   * float(dot_b(trit[r], q[t])) * (xScales[t][b] * scales[r]), the same bits on every ISA path.
+   */
+  gemmI8Block(q: Int8Array, xScales: Float32Array, n: number, opts?: KernelOptions): Float32Array {
+    this.checkI8(q, xScales, n, Math.ceil(this.cols / ACT_BLOCK));
+    return loadAddon().gemmI8Block(this.packed, this.scales, this.rows, this.cols, q, xScales, n, threadsOf(opts));
   }
 
   /** gemmI8 on the libuv pool (on copies of q and xScales). */

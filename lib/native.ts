@@ -59,6 +59,17 @@ export interface NativeAddon {
   pack5(trits: Int8Array): Uint8Array;
   unpack5(bytes: Uint8Array, count: number): Int8Array;
   quantizeActivations(x: Float32Array, n: number, cols: number, threads?: number): { q: Int8Array; scales: Float32Array };
+  quantizeActivationsBlock(x: Float32Array, n: number, cols: number, threads?: number): { q: Int8Array; scales: Float32Array };
+  gemmI8Block(
+    packed: Uint8Array,
+    scales: Float32Array,
+    rows: number,
+    cols: number,
+    q: Int8Array,
+    xScales: Float32Array,
+    n: number,
+    threads?: number,
+  ): Float32Array;
   gemmI8(
     packed: Uint8Array,
     scales: Float32Array,

@@ -139,6 +139,67 @@ export function quantizeRef(x: Float32Array, n: number, cols: number): { q: Int8
   return { q, scales };
 }
 
+/**
+ * llama.cpp's q8_K written from its definition, per block of 256 values of each token: max = the
+ * first value of largest magnitude, iscale = -127 / max, q = min(127, rne(iscale * x)),
+ * d = 1 / iscale; returned with the sign ternorm keeps (q and d negated when max > 0, so q * d is
+ * unchanged). Blocks with absmax < 2^-64 are not covered (q8_K itself overflows there).
+ */
+export function quantizeQ8KRef(x: Float32Array, n: number, cols: number): { q: Int8Array; scales: Float32Array } {
+  const pc = paddedColsRef(cols);
+  const nb = Math.ceil(cols / 256);
+  const q = new Int8Array(n * pc);
+  const scales = new Float32Array(n * nb);
+  for (let t = 0; t < n; t++) {
+    for (let b = 0; b < nb; b++) {
+      const c0 = b * 256;
+      const c1 = Math.min(cols, c0 + 256);
+      let max = 0;
+      let amax = 0;
+      for (let c = c0; c < c1; c++) {
+        const v = x[t * cols + c] as number;
+        if (Math.abs(v) > amax) {
+          amax = Math.abs(v);
+          max = v;
+        }
+      }
+      if (amax === 0) continue;
+      const iscale = f(-127 / max);
+      const sign = max > 0 ? -1 : 1;
+      scales[t * nb + b] = sign * f(1 / iscale);
+      for (let c = c0; c < c1; c++) q[t * pc + c] = sign * Math.min(127, roundHalfEven(f(iscale * (x[t * cols + c] as number))));
+    }
+  }
+  return { q, scales };
+}
+
+/** gemmI8Block's fold: acc = 0; acc += float(dot_b) * (xScales[t][b] * scales[r]) over blocks, in float. */
+export function gemmI8BlockRef(
+  trits: Int8Array,
+  scales: Float32Array,
+  rows: number,
+  cols: number,
+  q: Int8Array,
+  xScales: Float32Array,
+  n: number,
+): Float32Array {
+  const pc = paddedColsRef(cols);
+  const nb = Math.ceil(cols / 256);
+  const y = new Float32Array(n * rows);
+  for (let t = 0; t < n; t++) {
+    for (let r = 0; r < rows; r++) {
+      let acc = 0;
+      for (let b = 0; b < nb; b++) {
+        let dot = 0;
+        for (let c = b * 256; c < Math.min(cols, (b + 1) * 256); c++) dot += (trits[r * cols + c] as number) * (q[t * pc + c] as number);
+        acc = f(acc + f(f(dot) * f((xScales[t * nb + b] as number) * (scales[r] as number))));
+      }
+      y[t * rows + r] = acc;
+    }
+  }
+  return y;
+}
+
 /** y[t][r] = (float(dot) * xScales[t]) * scales[r], every step rounded to float: exact. */
 export function gemmI8Ref(
   trits: Int8Array,

@@ -2,16 +2,18 @@
 // random inputs with odd sizes and edge cases. Runs once per ISA path.
 import { expect, it } from 'vitest';
 
-import { cpuInfo, paddedCols, quantizeActivations, TernaryMatrix } from '../lib/kernels.js';
+import { ACT_BLOCK, cpuInfo, paddedCols, quantizeActivations, quantizeActivationsBlock, TernaryMatrix } from '../lib/kernels.js';
 import { describeOnIsa } from './isa-suite.js';
 import {
   absmeanRef,
+  gemmI8BlockRef,
   gemmI8Ref,
   matmulRef,
   matmulTRef,
   pack2Ref,
   pack5Ref,
   paddedColsRef,
+  quantizeQ8KRef,
   quantizeRef,
   randomF32,
   randomTrits,
@@ -141,6 +143,37 @@ describeOnIsa('ternary kernels', () => {
       }
     }
   });
+
+  it("quantizeActivationsBlock is llama.cpp's q8_K, gemmI8Block its fold, bit for bit", () => {
+    const rand = rng(14);
+    const threads = cpuInfo().threads;
+    for (const [rows, cols] of [
+      [5, 17],
+      [16, 256],
+      [33, 257],
+      [20, 768],
+      [40, 1000],
+    ] as const) {
+      const trits = randomTrits(rand, rows * cols);
+      const m = TernaryMatrix.fromTrits(trits, randomF32(rand, rows, 0.1), rows, cols);
+      for (const n of [1, 3, 20]) {
+        const x = randomF32(rand, n * cols, 3);
+        x.fill(0, 0, Math.min(cols, 256)); // an all-zero block
+        if (n > 1) x[cols + Math.floor(rand() * cols)] = 4e3; // an outlier: its block's scale only
+        const qa = quantizeActivationsBlock(x, n, cols);
+        const ref = quantizeQ8KRef(x, n, cols);
+        expect(qa.scales.length).toBe(n * Math.ceil(cols / ACT_BLOCK));
+        expect(qa.q).toEqual(ref.q);
+        expectSameBits(qa.scales, ref.scales);
+        const want = gemmI8BlockRef(trits, m.scales, rows, cols, qa.q, qa.scales, n);
+        expectSameBits(m.gemmI8Block(qa.q, qa.scales, n, { threads: 1 }), want);
+        expectSameBits(m.gemmI8Block(qa.q, qa.scales, n, { threads }), want);
+      }
+    }
+    const m = TernaryMatrix.fromTrits(new Int8Array(4 * 300), new Float32Array(4).fill(1), 4, 300);
+    const qa = quantizeActivationsBlock(new Float32Array(600).fill(1), 2, 300);
+    expect(() => m.gemmI8Block(qa.q, qa.scales.subarray(0, 2), 2)).toThrow(/xScales/);
+  }, 60_000);
 
   it('gemmI8 is exact at the int8 extremes (q = +-127, every trit)', () => {
     const rows = 19;

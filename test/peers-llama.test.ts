@@ -161,6 +161,39 @@ describe('the shipped model through GGUF', () => {
     }
   }, 300_000);
 
+  // llama.cpp's TQ1_0 / TQ2_0 matmuls quantise activations per 256 values (q8_K); ternorm's
+  // 'block256' mode does the same, so both score the same GGUF to float rounding (what is left: the
+  // fp32 parts' summation order and exp, ~5e-5 per NLL as the f32 check shows, now and then moving
+  // an activation across an int8 rounding boundary). The default per-token mode is shown beside it.
+  for (const type of ['tq2_0', 'tq1_0'] as const) {
+    it(`llama.cpp scores the ${type} export like ternorm with actQuant 'block256': perplexity within 1e-4 relative`, async () => {
+      const path = join(dir, `base-${type}-peer.gguf`);
+      cli(['export', '--model', basePath, '--type', type, '--out', path]);
+      const model = Model.load(path); // the fp16 block scales llama.cpp reads
+      const tokens = model.tokenizer!.encode(fixture);
+      const ctx = model.config.context;
+      const theirs = llamaScore(path, tokens, { ...EXACT, ctx, stride: ctx / 2 });
+      const pplTheirs = Math.exp(theirs.nll.reduce((s, v) => s + v, 0) / theirs.nll.length);
+      const rel: Record<string, number> = {};
+      const maxD: Record<string, number> = {};
+      for (const actQuant of ['block256', 'token'] as const) {
+        const ours = await evaluate(model, null, tokens, { actQuant, stride: ctx / 2 });
+        rel[actQuant] = Math.abs(ours.perplexity / pplTheirs - 1);
+        maxD[actQuant] = maxAbsDiff(ours.nll, theirs.nll);
+        let sum = 0;
+        for (let i = 0; i < ours.nll.length; i++) sum += Math.abs(ours.nll[i]! - theirs.nll[i]!);
+        console.log(
+          `base.tnm ${type} GGUF, ternorm actQuant ${actQuant} vs llama.cpp: ${tokens.length} tokens, ` +
+            `perplexity ${ours.perplexity.toFixed(5)} vs ${pplTheirs.toFixed(5)} (rel ${rel[actQuant]!.toExponential(2)}), ` +
+            `max |ΔNLL| ${maxD[actQuant]!.toExponential(2)}, mean |ΔNLL| ${(sum / ours.nll.length).toExponential(2)}`,
+        );
+      }
+      expect(rel.block256).toBeLessThanOrEqual(1e-4);
+      // The matching mode is the closer one token by token, not only on average.
+      expect(maxD.block256).toBeLessThan(maxD.token!);
+    }, 300_000);
+  }
+
   it('export -> import -> export is byte-identical through the CLI', () => {
     for (const type of ['tq2_0', 'f32']) {
       const first = join(dir, `first-${type}.gguf`);

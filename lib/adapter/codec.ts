@@ -8,7 +8,7 @@ import { types } from 'node:util';
 
 import { Model } from '../model/model.js';
 import { Adapter, Encoding } from './adapter.js';
-import { coreLimits, defaultOf } from '../model/limits.js';
+import { checkActQuant, coreLimits, defaultOf, type ActQuant } from '../model/limits.js';
 import { modelAddon, type RawCalibrationReport, type RawMixedReport } from '../model/native-model.js';
 
 export type CalibrationReport = RawCalibrationReport;
@@ -41,6 +41,8 @@ export interface CalibrationInput {
   /** Window stride of the calibration evaluation (default: the context, non-overlapping windows). */
   stride?: number;
   batch?: number;
+  /** The ternary activation quantisation of the calibration evaluation (default 'token'). */
+  actQuant?: ActQuant;
 }
 
 export interface EncodeOptions {
@@ -79,7 +81,7 @@ export async function encodeAdapter(
   const needsLoss = codecMethods().find((m) => m.name === name)!.needsLoss;
   if (name === 'mixed' && options.byteBudget === undefined)
     throw new RangeError('mixed needs options.byteBudget (the most bytes an adapter may take)');
-  let calibration: { tokens: Int32Array; nBytes: number; stride: number; batch: number } | null = null;
+  let calibration: { tokens: Int32Array; nBytes: number; stride: number; batch: number; actQuant?: string } | null = null;
   if (options.calibration !== undefined) {
     const c = options.calibration;
     if (!types.isInt32Array(c.tokens)) throw new TypeError('calibration.tokens must be an Int32Array');
@@ -93,6 +95,7 @@ export async function encodeAdapter(
       nBytes,
       stride: c.stride ?? model.config.context,
       batch: c.batch ?? defaultOf(coreLimits().eval.batch),
+      ...(c.actQuant === undefined ? {} : { actQuant: checkActQuant(c.actQuant, 'calibration.actQuant') }),
     };
   } else if (needsLoss) {
     throw new RangeError(

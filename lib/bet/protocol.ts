@@ -31,7 +31,7 @@ import {
   type UserName,
 } from '../data/fixtures.js';
 import { getFleetFixtures, type FleetFixtures } from '../data/fleet.js';
-import { checkLimit, coreLimits, defaultOf } from '../model/limits.js';
+import { checkActQuant, checkLimit, coreLimits, defaultOf, type ActQuant } from '../model/limits.js';
 import { Adapter, Encoding } from '../adapter/adapter.js';
 import { evaluate, Model } from '../model/model.js';
 import { readTextFile } from '../util/files.js';
@@ -110,6 +110,8 @@ export interface BetOptions {
   /** Adapters trained per user (seeds seed, seed + 1, ...); > 1 reports the seed spread. */
   seeds: number;
   threads?: number;
+  /** The ternary activation quantisation of every training step, calibration and evaluation (default 'token'). */
+  actQuant?: ActQuant;
   /**
    * An existing results file: a complete run is replaced (the same command reproduces it); an
    * incomplete one is continued with `resume` (its users are kept and skipped) or replaced with
@@ -229,10 +231,13 @@ export function runConfig(
   encode: BetOptions['encode'],
   calibrationTokens: number,
   split: Partial<UserSplitOptions> = {},
+  actQuant?: ActQuant,
 ): RunConfig {
   const { seed: _seed, ...training } = adapterRun;
   const given = Object.fromEntries(Object.entries(split).filter(([, v]) => v !== undefined));
   return {
+    // Recorded only when not the default, so default runs keep their files' bytes.
+    ...(actQuant === undefined || actQuant === coreLimits().actQuant.default ? {} : { actQuant: actQuant as 'block256' }),
     adapterRun: training,
     encode: {
       calibrationTokens,
@@ -359,9 +364,10 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
     conditions,
     bootstrap: o.bootstrap,
     minTokens: MIN_TEST_TOKENS,
-    run: runConfig(adapterRun, o.encode, calibrationTokens, o.split),
+    run: runConfig(adapterRun, o.encode, calibrationTokens, o.split, o.actQuant),
   };
   const threads = o.threads;
+  const actQuant = o.actQuant === undefined ? undefined : checkActQuant(o.actQuant);
   // Built (or loaded and verified) once per run, and only if a default user needs them.
   let fx: Fixtures | undefined;
   const fixtures = (): Fixtures => (fx ??= getFixtures({ userSplit: o.split }));
@@ -401,7 +407,7 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
     };
     const adapter = given.get(u.name) ?? (await train(u.name, texts.train, o.seed)).adapter;
     lap('train');
-    const calibration = { tokens: trainTokens.subarray(0, Math.min(trainTokens.length, calibrationTokens)) };
+    const calibration = { tokens: trainTokens.subarray(0, Math.min(trainTokens.length, calibrationTokens)), actQuant };
     hooks.onStage?.(u.name, 'encode', BET_METHODS.length);
     const encodings = await encodeAll(adapter, calibration, (i, m) => hooks.onProgress?.(i, BET_METHODS.length, m));
     lap('encode');
@@ -415,8 +421,8 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
       let r = cache.get(key);
       if (r === undefined) {
         r = {
-          validation: (await evaluate(model, enc, splitTokens.validation, { threads })).nll,
-          test: (await evaluate(model, enc, splitTokens.test, { threads })).nll,
+          validation: (await evaluate(model, enc, splitTokens.validation, { threads, actQuant })).nll,
+          test: (await evaluate(model, enc, splitTokens.test, { threads, actQuant })).nll,
         };
         cache.set(key, r);
       }
@@ -442,8 +448,12 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
       for (let k = 1; k < o.seeds; k++) {
         const a = (await train(u.name, texts.train, o.seed + k, true)).adapter;
         const score = async (method: string) =>
-          (await evaluate(model, (await encodeAdapter(model, a, method, { ...o.encode, threads })).encoding, splitTokens.test, { threads }))
-            .nll;
+          (
+            await evaluate(model, (await encodeAdapter(model, a, method, { ...o.encode, threads })).encoding, splitTokens.test, {
+              threads,
+              actQuant,
+            })
+          ).nll;
         seedRuns.push({ seed: o.seed + k, nll: { [reference]: await score(reference), [bet]: await score(bet) } });
         hooks.onProgress?.(k, o.seeds - 1, `seed ${o.seed + k}`);
       }
@@ -467,6 +477,7 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
         },
       },
       threads,
+      actQuant,
     );
     hooks.onLog?.(
       `${user}: adapter seed ${seed}: validation loss ${r.baselineLoss.toFixed(4)} (base) -> ${r.bestLoss.toFixed(4)} at step ${r.bestStep} ` +
@@ -477,7 +488,7 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
 
   async function encodeAll(
     adapter: Adapter,
-    calibration: { tokens: Int32Array },
+    calibration: { tokens: Int32Array; actQuant?: ActQuant },
     progress: (done: number, method: string) => void,
   ): Promise<Map<string, { encoding: Encoding; info: EncodingInfo }>> {
     const out = new Map<string, { encoding: Encoding; info: EncodingInfo }>();

@@ -81,6 +81,8 @@ export type OptionalCount = null | number;
 
 /** How the adapters were trained and encoded; --resume refuses a run whose options differ. */
 export interface RunConfig {
+  /** The ternary activation quantisation of every training step and evaluation (--act-quant), when not the default; absent: 'token'. */
+  actQuant?: 'block256';
   /** The resolved adapter-training options (lib/model/train-adapter.ts) except the seed. */
   adapterRun: Record<string, number>;
   encode: {

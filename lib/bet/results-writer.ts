@@ -161,7 +161,9 @@ function checkRunConfig(r: RunConfig): RunConfig {
       if (!(Number.isSafeInteger(v) && (v as number) >= 1)) fail(`"run.split.${k}" must be a positive integer`);
     }
   }
+  if (r.actQuant !== undefined && r.actQuant !== 'block256') fail('"run.actQuant" must be "block256" or absent (the default, "token")');
   return {
+    ...(r.actQuant === undefined ? {} : { actQuant: r.actQuant }),
     adapterRun: { ...r.adapterRun },
     encode: {
       calibrationTokens: e.calibrationTokens,
@@ -179,6 +181,8 @@ function checkRunConfig(r: RunConfig): RunConfig {
 export function runConfigDiffs(file: RunConfig, now: RunConfig): string[] {
   const out: string[] = [];
   const show = (v: unknown): string => (v === undefined ? 'absent' : v === null ? 'default' : JSON.stringify(v));
+  const aq = (r: RunConfig): string => r.actQuant ?? 'token';
+  if (aq(file) !== aq(now)) out.push(`actQuant (--act-quant): ${aq(file)} in the file, ${aq(now)} now`);
   for (const part of ['adapterRun', 'encode', 'split'] as const) {
     const a = (file[part] ?? {}) as Record<string, unknown>;
     const b = (now[part] ?? {}) as Record<string, unknown>;

@@ -27,7 +27,7 @@ import { coreLimits, orchestrationLimit, SEED_LIMIT } from '../model/limits.js';
 import { adapterRunLimits } from '../model/train-adapter.js';
 import { cmdFleetSub, FLEET_SUBCOMMANDS, FLEET_USAGE } from './fleet-commands.js';
 import { defined, ensureDir, parse, parseWithPositionals, required, S, SHOW_HELP, UsageError, type Io } from './args.js';
-import { checkNumericFlags, narrowed, threadsLimit } from './limits.js';
+import { actQuantFlag, checkNumericFlags, narrowed, threadsLimit } from './limits.js';
 import { formatDuration, ProgressBar } from './progress.js';
 import { MAX_TEXT_BYTES, readTextFile } from '../util/files.js';
 import { terminalText } from '../util/text.js';
@@ -38,7 +38,8 @@ export const BET_USAGE = `  bet             the adapter-compression bet (the mai
     [--model ${DEFAULT_MODEL_PATH}] [--user name=text.txt ... | --users fixture:SET (${FIXTURE_USER_SETS})] [--adapter name=user.adapter ...]
     [--seeds 1] [--seed 0] [--criteria FILE] [--out ${DEFAULT_RESULTS_PATH}] [--report OUT.md] [--plot OUT.svg]
     [--fleet-users 215000] [--resume | --overwrite] [--threads N] [--max-steps N] [--calibration-tokens N (default 512)]
-    [--group-size 32] [--mixed-budget BYTES] [--resamples 2000] [--json]
+    [--group-size 32] [--mixed-budget BYTES] [--resamples 2000]
+    [--act-quant token|block256 (ternary activations per token, or per 256 values as llama.cpp)] [--json]
     [--train-bytes N] [--validation-bytes N] [--test-bytes N] [--split-windows N]  (split sizes of every
                   user; default: the fixtures' 192 KiB / 16 KiB / 16 KiB in 8 windows, a --user text's scaled to it)
   fleet           bytes per user and fleet totals per scheme and for the per-user policy's mix
@@ -87,6 +88,7 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
     resume: { type: 'boolean' },
     overwrite: { type: 'boolean' },
     threads: S,
+    'act-quant': S,
     'max-steps': S,
     'calibration-tokens': S,
     'group-size': S,
@@ -154,6 +156,7 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
     seed: n.seed ?? 0,
     seeds: n.seeds ?? 1,
     threads: n.threads,
+    actQuant: actQuantFlag(v['act-quant']),
     resume: v.resume === true,
     overwrite: v.overwrite === true,
     adapterRun: defined({ maxSteps }),

@@ -4,7 +4,7 @@
 // usage error (exit 2) naming the flag and the allowed range.
 
 import { cpuInfo } from '../kernels.js';
-import { describeRange, inRange, orchestrationLimit, type Limit } from '../model/limits.js';
+import { coreLimits, describeRange, inRange, orchestrationLimit, type ActQuant, type Limit } from '../model/limits.js';
 import { UsageError, type Values } from './args.js';
 
 /** --threads: 1..the native pool size (the hardware threads). */
@@ -36,4 +36,13 @@ export function checkNumericFlags<K extends string>(v: Values, limits: Record<K,
     out[flag] = n;
   }
   return out;
+}
+
+/** --act-quant: undefined when absent, else one of the core's mode names (UsageError naming them otherwise). */
+export function actQuantFlag(raw: unknown): ActQuant | undefined {
+  if (raw === undefined) return undefined;
+  const { names } = coreLimits().actQuant;
+  if (typeof raw !== 'string' || !(names as readonly string[]).includes(raw))
+    throw new UsageError(`--act-quant must be one of ${names.join(', ')} (how ternary activations are quantised), got '${String(raw)}'`);
+  return raw as ActQuant;
 }

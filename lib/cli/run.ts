@@ -16,7 +16,7 @@ import { cmdGenerate, GENERATE_USAGE } from './generate-command.js';
 import { coreLimits, orchestrationLimit } from '../model/limits.js';
 import { MAX_VOCAB_SIZE, MIN_VOCAB_SIZE } from '../tokenizer/bpe.js';
 import { defined, ensureDir, parse, required, S, SHOW_HELP, UsageError, type Io, type Values } from './args.js';
-import { checkNumericFlags, narrowed, threadsLimit } from './limits.js';
+import { actQuantFlag, checkNumericFlags, narrowed, threadsLimit } from './limits.js';
 import { formatDuration, ProgressBar } from './progress.js';
 import { readTextFile } from '../util/files.js';
 import { terminalText } from '../util/text.js';
@@ -37,8 +37,9 @@ ${BET_USAGE}  train-base      train the base model (tokenizer, ternary-aware tra
     [--patience 3] [--validation-fraction 0.05] [--batch 8] [--seq 128] [--lr 3e-2] [--min-lr 3e-3]
     [--warmup 10] [--weight-decay 0] [--threads N] [--json]
   evaluate        perplexity and bits per byte of a text
-    --model M [--adapter A] --text T [--precision ternary|fp32|ternary-fp32act] [--stride N]
-    [--batch 4] [--threads N] [--json]
+    --model M [--adapter A] --text T [--precision ternary|fp32|ternary-fp32act]
+    [--act-quant token|block256 (ternary activations per token, or per 256 values as llama.cpp's
+    TQ1_0/TQ2_0 path)] [--stride N] [--batch 4] [--threads N] [--json]
   export          write a model (and optionally an adapter, raw or encoded, folded into its norm
                   weights) as a GGUF llama.cpp loads
     --model M [--adapter A] --type tq2_0|tq1_0|f16|f32 --out X.gguf
@@ -336,7 +337,17 @@ async function cmdExport(argv: string[], io: Io): Promise<number> {
 
 // ---- evaluate ------------------------------------------------------------------------------------
 async function cmdEvaluate(argv: string[], io: Io): Promise<number> {
-  const v = parse(argv, { model: S, adapter: S, text: S, precision: S, stride: S, batch: S, threads: S, json: { type: 'boolean' } });
+  const v = parse(argv, {
+    model: S,
+    adapter: S,
+    text: S,
+    precision: S,
+    'act-quant': S,
+    stride: S,
+    batch: S,
+    threads: S,
+    json: { type: 'boolean' },
+  });
   if (v.help) return help(io);
   const e = coreLimits().eval;
   const n = checkNumericFlags(v, { stride: narrowed(e.stride, { min: 1 }), batch: e.batch, threads: threadsLimit() });
@@ -345,6 +356,9 @@ async function cmdEvaluate(argv: string[], io: Io): Promise<number> {
   const precision = (v.precision as string | undefined) ?? 'ternary';
   if (!['ternary', 'fp32', 'ternary-fp32act'].includes(precision))
     throw new UsageError(`--precision must be ternary, fp32 or ternary-fp32act, got '${precision}'`);
+  const actQuant = actQuantFlag(v['act-quant']);
+  if (actQuant !== undefined && actQuant !== coreLimits().actQuant.default && precision !== 'ternary')
+    throw new UsageError(`--act-quant ${actQuant} needs --precision ternary, got '${precision}'`);
   const { stride, batch, threads } = n;
   const text = readTextFile(textPath, '--text');
   const model = Model.load(modelPath);
@@ -352,7 +366,7 @@ async function cmdEvaluate(argv: string[], io: Io): Promise<number> {
   const tokens = model.tokenizer!.encode(text);
   if (tokens.length < 2)
     throw new Error(`--text ${textPath} is too short: it encodes to ${tokens.length} token(s), evaluation needs at least 2`);
-  const r = await evaluate(model, adapter, tokens, defined({ precision: precision as Precision, stride, batch, threads }));
+  const r = await evaluate(model, adapter, tokens, defined({ precision: precision as Precision, actQuant, stride, batch, threads }));
   const summary = {
     model: modelPath,
     adapter: (v.adapter as string | undefined) ?? null,

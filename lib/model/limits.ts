@@ -28,7 +28,16 @@ export interface CoreLimits {
   codec: Record<'groupSize' | 'kmeansMaxIters' | 'calibrationPasses' | 'clip' | 'byteBudget' | 'calibrationTokens', Limit>;
   /** Sampling and decoding (lib/model/generate.ts). */
   generate: Record<'temperature' | 'topK' | 'topP' | 'minP' | 'maxTokens' | 'sequences' | 'rows', Limit>;
+  /** The activation quantisation modes of the ternary precision and the default (model/limits.h). */
+  actQuant: { names: readonly ActQuant[]; default: ActQuant };
 }
+
+/**
+ * How the ternary precision quantises the activations of its linears: 'token' (one int8 scale per
+ * token, ternorm's own and the default) or 'block256' (one per 256 values, llama.cpp's q8_K as its
+ * TQ1_0 / TQ2_0 matmuls use, for comparisons with llama.cpp to float rounding).
+ */
+export type ActQuant = 'token' | 'block256';
 export type TrainLimitName =
   'batch' | 'seq' | 'lr' | 'minLr' | 'warmup' | 'totalSteps' | 'beta1' | 'beta2' | 'eps' | 'weightDecay' | 'gradClip';
 
@@ -71,6 +80,16 @@ export function checkLimit(l: Limit, v: unknown, label: string, max = l.max): nu
   if (typeof v !== 'number') throw new TypeError(`${label} must be a number (${describeRange(l, max)}), got ${typeof v}`);
   if (!inRange(l, v, max)) throw new RangeError(`${label} must be ${describeRange(l, max)}, got ${v}`);
   return v;
+}
+
+/** v if it names an activation quantisation mode (RangeError naming the modes otherwise). */
+export function checkActQuant(v: unknown, label = 'actQuant'): ActQuant {
+  const { names } = coreLimits().actQuant;
+  if (typeof v !== 'string' || !(names as readonly string[]).includes(v))
+    throw new RangeError(
+      `${label} must be one of ${names.map((n) => `'${n}'`).join(', ')}, got ${typeof v === 'string' ? `'${v}'` : typeof v}`,
+    );
+  return v as ActQuant;
 }
 
 /** The default of a limit that has one. */

@@ -14,7 +14,7 @@ import { Adapter, Encoding } from '../adapter/adapter.js';
 import { BpeTokenizer } from '../tokenizer/bpe.js';
 import { VocabTokenizer, type VocabMetadata } from '../tokenizer/vocab.js';
 import { generate, generateBatch, type GenerateOptions, type GenerateRequest, type GenerateResult, type RunOptions } from './generate.js';
-import { checkLimit, coreLimits, defaultOf } from './limits.js';
+import { checkActQuant, checkLimit, coreLimits, defaultOf, type ActQuant } from './limits.js';
 import {
   modelAddon,
   type NativeModel,
@@ -340,6 +340,11 @@ export function resolveTrainOptions(model: Model, partial: Partial<TrainOptions>
   checkLimit(l.seq, o.seq, 'seq', model.config.context);
   checkLimit(l.minLr, o.minLr, 'minLr', o.lr);
   checkLimit(l.warmup, o.warmup, 'warmup', o.totalSteps);
+  if (o.actQuant !== undefined) {
+    checkActQuant(o.actQuant);
+    if (o.actQuant !== coreLimits().actQuant.default && o.mode === 'fp32')
+      throw new RangeError(`actQuant '${o.actQuant}' needs a ternary mode, got 'fp32'`);
+  }
   return o;
 }
 
@@ -405,6 +410,8 @@ export interface EvaluateOptions {
   /** UTF-8 bytes the scored tokens (tokens[1..]) stand for; default: decoded with the model's tokenizer. */
   nBytes?: number;
   precision?: Precision;
+  /** With precision 'ternary': how its activations are quantised; default the core's ('token'). */
+  actQuant?: ActQuant;
   /** Sliding-window step in tokens, 1..context; default context / 2. */
   stride?: number;
   /** Windows per forward pass (speed and memory only). */
@@ -471,15 +478,10 @@ export async function evaluate(
   const stride = options.stride ?? defaultOf(el.stride);
   if (options.stride !== undefined) checkInt(stride, 'stride', 1, model.config.context);
   const batch = checkLimit(el.batch, options.batch ?? defaultOf(el.batch), 'batch');
-  const r = await modelAddon().evaluateAsync(
-    model.native,
-    gains,
-    tokens,
-    nBytes,
-    options.precision ?? 'ternary',
-    stride,
-    batch,
-    options.threads,
-  );
+  const precision = options.precision ?? 'ternary';
+  const actQuant = options.actQuant === undefined ? undefined : checkActQuant(options.actQuant);
+  if (actQuant !== undefined && actQuant !== coreLimits().actQuant.default && precision !== 'ternary')
+    throw new RangeError(`actQuant '${actQuant}' applies to precision 'ternary' only, got '${precision}'`);
+  const r = await modelAddon().evaluateAsync(model.native, gains, tokens, nBytes, precision, stride, batch, options.threads, actQuant);
   return { ...r, nTokens: tokens.length, nBytes };
 }

@@ -54,6 +54,8 @@ export interface RawTrainConfig {
   eps: number;
   weightDecay: number;
   gradClip: number;
+  /** The ternary modes' activation quantisation (an ActQuant name); default 'token'. */
+  actQuant?: string;
 }
 
 export interface NativeTrainer {
@@ -133,6 +135,8 @@ export interface NativeModelAddon {
     stride: number,
     batch: number,
     threads?: number,
+    /** An ActQuant name; default 'token'. */
+    actQuant?: string,
   ): Promise<RawEvalResult>;
   adapterSave(model: NativeModel, gains: Float32Array, meta: string, path?: string): Uint8Array | undefined;
   adapterSaveEncoded(model: NativeModel, method: string, blob: Uint8Array, meta: string, path?: string): Uint8Array | undefined;
@@ -146,7 +150,8 @@ export interface NativeModelAddon {
     gains: Float32Array,
     method: string,
     options: { groupSize: number; kmeansMaxIters: number; clipGrid: Float64Array; calibrationPasses: number; byteBudget: number },
-    calibration: { tokens: Int32Array; nBytes: number; stride: number; batch: number } | null,
+    /** actQuant: an ActQuant name, default 'token'. */
+    calibration: { tokens: Int32Array; nBytes: number; stride: number; batch: number; actQuant?: string } | null,
     threads?: number,
   ): Promise<RawEncoding & { calibration: RawCalibrationReport | null; mixed: RawMixedReport | null }>;
   adapterDescribe(model: NativeModel, blob: Uint8Array): RawEncoding;

@@ -6,7 +6,7 @@
 // the best evaluation are kept. Seeded and deterministic.
 
 import { dataSeed, SplitMix64, WindowSampler } from './data.js';
-import { checkLimit, coreLimits, defaultOf, orchestrationLimit, SEED_LIMIT, type Limit } from './limits.js';
+import { checkLimit, coreLimits, defaultOf, orchestrationLimit, SEED_LIMIT, type ActQuant, type Limit } from './limits.js';
 import { Adapter } from '../adapter/adapter.js';
 import { evaluate, Model, Trainer } from './model.js';
 
@@ -117,6 +117,8 @@ export async function trainAdapter(
   partial: Partial<AdapterRunOptions> = {},
   hooks: TrainAdapterHooks = {},
   threads?: number,
+  /** The ternary activation quantisation of every training step and validation score (default 'token'). */
+  actQuant?: ActQuant,
 ): Promise<TrainAdapterResult> {
   const o = resolveAdapterRun(model, partial);
   if (model.tokenizer === null) throw new Error('the model has no tokenizer');
@@ -133,9 +135,11 @@ export async function trainAdapter(
     totalSteps: o.maxSteps,
     weightDecay: o.weightDecay,
     gradClip: o.gradClip,
+    ...(actQuant === undefined ? {} : { actQuant }),
   });
   const sampler = new WindowSampler(train, o.seq, new SplitMix64(dataSeed(o.seed)));
-  const score = async (gains: Float32Array | null): Promise<number> => (await evaluate(model, gains, validation, { threads })).meanNll;
+  const score = async (gains: Float32Array | null): Promise<number> =>
+    (await evaluate(model, gains, validation, { threads, actQuant })).meanNll;
 
   const baselineLoss = await score(null);
   let best = { loss: baselineLoss, step: 0, gains: trainer.gains() };

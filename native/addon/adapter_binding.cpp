@@ -143,6 +143,12 @@ Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
     cal->n_bytes = int_prop(env, c, "nBytes", 1, int64_t(1) << 40, "calibration");
     cal->eval.stride = int64_t(limit_prop(env, c, limits::eval::stride, "calibration"));
     cal->eval.batch = int64_t(limit_prop(env, c, limits::eval::batch, "calibration"));
+    const Napi::Value aq = c.Get("actQuant");
+    if (!aq.IsUndefined()) {
+      if (!aq.IsString()) throw_type(env, "calibration.actQuant must be a string");
+      cal->eval.precision = model::with_act_quant(
+          cal->eval.precision, model::act_quant_of(aq.As<Napi::String>().Utf8Value()));
+    }
   } else if (codec::method_needs_loss(method)) {
     throw_range(
         env,

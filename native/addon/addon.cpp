@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <iterator>
 #include <new>
 #include <stdexcept>
 
@@ -333,9 +334,9 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// limits() -> { model, train, adapterTrain, eval, codec }: each { [name]: { min, max, minOpen,
-//   maxOpen, integer, default (null: none), what } }, the core's ranges and defaults
-//   (model/limits.h).
+// limits() -> { model, train, adapterTrain, eval, codec, adapter }: each { [name]: { min, max,
+//   minOpen, maxOpen, integer, default (null: none), what } }, the core's ranges and defaults
+//   (model/limits.h); and actQuant: { names, default }, the activation quantisation modes.
 Napi::Value Limits(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
@@ -355,6 +356,13 @@ Napi::Value Limits(const Napi::CallbackInfo& info) {
     }
     out.Set(g.name, group);
   }
+  Napi::Array names = Napi::Array::New(env);
+  for (size_t i = 0; i < std::size(limits::act_quant::names); ++i)
+    names.Set(uint32_t(i), limits::act_quant::names[i]);
+  Napi::Object aq = Napi::Object::New(env);
+  aq.Set("names", names);
+  aq.Set("default", limits::act_quant::names[limits::act_quant::def]);
+  out.Set("actQuant", aq);
   return out;
 }
 

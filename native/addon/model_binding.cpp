@@ -529,7 +529,7 @@ model::TrainMode mode_of(Napi::Env env, const std::string& m) {
 }
 
 // trainerCreate(model, { mode, batch, seq, lr, minLr, warmup, totalSteps, beta1, beta2, eps,
-//   weightDecay, gradClip }) -> trainer handle
+//   weightDecay, gradClip, actQuant? }) -> trainer handle
 Napi::Value TrainerCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ModelHandle* mh = unwrap_model(info, 0);
@@ -552,6 +552,11 @@ Napi::Value TrainerCreate(const Napi::CallbackInfo& info) {
   c.adamw.eps = float(limit_prop(env, o, L::eps, w));
   c.adamw.weight_decay = float(limit_prop(env, o, L::weight_decay, w));
   c.grad_clip = float(limit_prop(env, o, L::grad_clip, w));
+  const Napi::Value aq = o.Get("actQuant");
+  if (!aq.IsUndefined()) {
+    if (!aq.IsString()) throw_type(env, "trainConfig.actQuant must be a string");
+    c.act_quant = model::act_quant_of(aq.As<Napi::String>().Utf8Value());
+  }
   if (c.mode != model::TrainMode::AdapterGains && !s->has_latent)
     throw_range(env,
                 "trainer: base training needs the latent weights, and this model was loaded from a "
@@ -565,8 +570,8 @@ Napi::Value TrainerCreate(const Napi::CallbackInfo& info) {
 
 // evaluateAsync(model, adapter: Float32Array | Uint8Array (encoded blob) | null, tokens:
 // Int32Array,
-//   nBytes, precision, stride (0 = default), batch, threads?) -> Promise<{ nll: Float64Array,
-//   totalNll, meanNll, perplexity, bitsPerByte, nWindows, window, stride }>
+//   nBytes, precision, stride (0 = default), batch, threads?, actQuant?) -> Promise<{ nll:
+//   Float64Array, totalNll, meanNll, perplexity, bitsPerByte, nWindows, window, stride }>
 // An encoded adapter is decoded by the fused RMSNorm kernel itself, as an edge runtime would.
 Napi::Value EvaluateAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -588,6 +593,9 @@ Napi::Value EvaluateAsync(const Napi::CallbackInfo& info) {
   opts.stride = int64_t(stride);
   opts.batch = size_arg(info, 6, "batch");
   const CallExec ce = exec_arg(info, 7);
+  if (!info[8].IsUndefined())
+    opts.precision =
+        model::with_act_quant(opts.precision, model::act_quant_of(string_arg(info, 8, "actQuant")));
   if (opts.precision == model::Precision::F32 && !s->has_latent)
     throw_range(
         env,

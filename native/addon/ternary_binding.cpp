@@ -112,7 +112,9 @@ Napi::Value Unpack5(const Napi::CallbackInfo& info) {
   return trits;
 }
 
-// quantizeActivations(x: Float32Array, n, cols, threads?) -> { q, scales }
+// quantizeActivations / quantizeActivationsBlock(x: Float32Array, n, cols, threads?)
+//   -> { q, scales } (scales: n, or n * act_blocks(cols) per block)
+template <bool Block>
 Napi::Value QuantizeActivations(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto x = array_arg<float>(info, 0, "x");
@@ -122,15 +124,20 @@ Napi::Value QuantizeActivations(const Napi::CallbackInfo& info) {
   const CallExec ce = exec_arg(info, 3);
   const int64_t qlen = checked_mul(env, n, ternary::padded_cols(cols), "n * padded_cols(cols)");
   auto q = Napi::Int8Array::New(env, size_t(qlen));
-  auto scales = Napi::Float32Array::New(env, size_t(n));
-  ternary::quantize_activations(x.data, n, cols, q.Data(), scales.Data(), ce.exec);
+  auto scales = Napi::Float32Array::New(env, size_t(Block ? n * ternary::act_blocks(cols) : n));
+  if (Block)
+    ternary::quantize_activations_block(x.data, n, cols, q.Data(), scales.Data(), ce.exec);
+  else
+    ternary::quantize_activations(x.data, n, cols, q.Data(), scales.Data(), ce.exec);
   Napi::Object out = Napi::Object::New(env);
   out.Set("q", q);
   out.Set("scales", scales);
   return out;
 }
 
-// gemmI8(packed, scales, rows, cols, q: Int8Array, xScales: Float32Array, n, threads?)
+// gemmI8 / gemmI8Block(packed, scales, rows, cols, q: Int8Array, xScales: Float32Array, n,
+//   threads?) (xScales: n, or n * act_blocks(cols) per block)
+template <bool Block>
 KernelCall gemm_i8_call(const Napi::CallbackInfo& info, CallMode mode) {
   Napi::Env env = info.Env();
   WeightsArg w = weights_arg(info, 0);
@@ -139,14 +146,22 @@ KernelCall gemm_i8_call(const Napi::CallbackInfo& info, CallMode mode) {
   const int64_t n = size_arg(info, 6, "n");
   expect_length(env, q, "q", checked_mul(env, n, ternary::padded_cols(w.w.cols), "n * paddedCols"),
                 "n * paddedCols");
-  expect_length(env, xs, "xScales", n, "n");
+  if (Block)
+    expect_length(env, xs, "xScales",
+                  checked_mul(env, n, ternary::act_blocks(w.w.cols), "n * blocks"),
+                  "n * ceil(cols / 256)");
+  else
+    expect_length(env, xs, "xScales", n, "n");
   const CallExec ce = exec_arg(info, 7);
   auto y = Napi::Float32Array::New(env, size_t(checked_mul(env, n, w.w.rows, "n * rows")));
   KernelCall call(mode);
   w.w.data = call.input(w.packed);
   w.w.scales = call.input(w.scales);
   call.run = [w = w.w, q = call.input(q), xs = call.input(xs), n, y = y.Data(), ex = ce.exec] {
-    ternary::gemm_i8(w, q, xs, n, y, ex);
+    if (Block)
+      ternary::gemm_i8_block(w, q, xs, n, y, ex);
+    else
+      ternary::gemm_i8(w, q, xs, n, y, ex);
   };
   call.result = y;
   call.pool = ce.pool;
@@ -183,10 +198,13 @@ KernelCall matmul_call(const Napi::CallbackInfo& info, CallMode mode) {
 }
 
 Napi::Value GemmI8(const Napi::CallbackInfo& info) {
-  return run_sync(info.Env(), gemm_i8_call(info, CallMode::Sync));
+  return run_sync(info.Env(), gemm_i8_call<false>(info, CallMode::Sync));
 }
 Napi::Value GemmI8Async(const Napi::CallbackInfo& info) {
-  return run_async(info.Env(), gemm_i8_call(info, CallMode::Async));
+  return run_async(info.Env(), gemm_i8_call<false>(info, CallMode::Async));
+}
+Napi::Value GemmI8Block(const Napi::CallbackInfo& info) {
+  return run_sync(info.Env(), gemm_i8_call<true>(info, CallMode::Sync));
 }
 Napi::Value MatmulF32(const Napi::CallbackInfo& info) {
   return run_sync(info.Env(), matmul_call<false>(info, CallMode::Sync));
@@ -216,7 +234,11 @@ void register_ternary(Napi::Env env, Napi::Object exports) {
   exports.Set("pack5", Napi::Function::New(env, guarded<Pack5>, "pack5"));
   exports.Set("unpack5", Napi::Function::New(env, guarded<Unpack5>, "unpack5"));
   exports.Set("quantizeActivations",
-              Napi::Function::New(env, guarded<QuantizeActivations>, "quantizeActivations"));
+              Napi::Function::New(env, guarded<QuantizeActivations<false>>, "quantizeActivations"));
+  exports.Set(
+      "quantizeActivationsBlock",
+      Napi::Function::New(env, guarded<QuantizeActivations<true>>, "quantizeActivationsBlock"));
+  exports.Set("gemmI8Block", Napi::Function::New(env, guarded<GemmI8Block>, "gemmI8Block"));
   exports.Set("gemmI8", Napi::Function::New(env, guarded<GemmI8>, "gemmI8"));
   exports.Set("gemmI8Async", Napi::Function::New(env, guarded<GemmI8Async>, "gemmI8Async"));
   exports.Set("matmulF32", Napi::Function::New(env, guarded<MatmulF32>, "matmulF32"));

@@ -40,8 +40,9 @@ void rmsnorm_forward(const NormWeights& w, const float* x, int64_t n, int64_t d,
 // ternary::quantize_activations for the layout).
 void rmsnorm_forward_i8(const NormWeights& w, const float* x, int64_t n, int64_t d, int8_t* q,
                         float* scales, const Exec& ex);
-// Precision p's form: rmsnorm_forward_i8 into (q, scales) in Ternary, else
-// rmsnorm_forward into y.
+// Precision p's form: rmsnorm_forward_i8 into (q, scales) in Ternary,
+// rmsnorm_forward into y then quantize_input in TernaryBlockAct (the fused
+// kernel quantises per token only), else rmsnorm_forward into y.
 void rmsnorm_forward_as(Precision p, const NormWeights& w, const float* x, int64_t n, int64_t d,
                         float* y, int8_t* q, float* scales, const Exec& ex);
 // dx (n x d) and dgain (d, w.r.t. the decoded gains g); either may be null.
@@ -54,18 +55,25 @@ struct LinearWeights {
   ternary::PackedTernary packed;  // ternarised weights (the ternary precisions)
   int64_t rows = 0, cols = 0;
 };
-// The input as forward consumed it: fp32 rows (F32, TernaryF32Act) or per-token
-// int8 rows and scales (Ternary; row stride ternary::padded_cols(cols)).
+// The input as forward consumed it: fp32 rows (F32, TernaryF32Act) or int8
+// rows (row stride ternary::padded_cols(cols)) and scales: one per token
+// (Ternary) or per 256-value block of a token (TernaryBlockAct,
+// ternary::act_blocks(cols) per token).
 struct LinearInput {
   const float* x = nullptr;
   const int8_t* q = nullptr;
   const float* scales = nullptr;
 };
 // The input of a linear layer in the form precision p consumes: (q, scales)
-// in Ternary, x otherwise.
+// in the int8 precisions, x otherwise.
 LinearInput linear_input(Precision p, const float* x, const int8_t* q, const float* scales);
+// The int8 input of precision p (int8_act(p)): ternary::quantize_activations
+// (Ternary) or quantize_activations_block (TernaryBlockAct).
+void quantize_input(Precision p, const float* x, int64_t n, int64_t cols, int8_t* q, float* scales,
+                    const Exec& ex);
 // F32: y = x W^T (gemm_f32). Ternary: y = gemm_i8(trits, q) with the two
-// scales. TernaryF32Act: y = x (trit * scale)^T (matmul_f32).
+// scales; TernaryBlockAct the same by gemm_i8_block. TernaryF32Act:
+// y = x (trit * scale)^T (matmul_f32).
 void linear_forward(Precision p, const LinearWeights& w, const LinearInput& in, int64_t n, float* y,
                     const Exec& ex);
 // Backward; in the ternary precisions a straight-through estimator (BitNet

@@ -123,6 +123,16 @@ inline constexpr Limit batch{
 inline constexpr const Limit* all[] = {&stride, &batch};
 }  // namespace eval
 
+// ---- the activation quantisation of Precision::Ternary (a named choice, not a range) ----
+// "token": one int8 scale per token (ternorm's own, the default); "block256":
+// one per 256 values of a token, llama.cpp's q8_K, which its TQ1_0/TQ2_0
+// matmuls use, so ternorm and llama.cpp can be compared to float rounding.
+// Index i of names is model::ActQuant(i).
+namespace act_quant {
+inline constexpr const char* names[] = {"token", "block256"};
+inline constexpr int def = 0;
+}  // namespace act_quant
+
 // ---- the adapter codec (codec::EncodeOptions) and its calibration ------------------------
 namespace codec {
 inline constexpr Limit group_size{"groupSize", 1,  1 << 24 /* codec::kMaxD */,      false, false,

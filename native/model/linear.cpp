@@ -23,16 +23,27 @@ LinearWeights linear_weights(const Model& m, int64_t layer, Linear lin) {
   return w;
 }
 
-// In Ternary the activations are quantised per token by the caller (or, after
-// a norm, by the fused norm kernel).
+// In the int8 precisions the activations are quantised by the caller (or,
+// after a norm, by the norm layer).
 LinearInput linear_input(Precision p, const float* x, const int8_t* q, const float* scales) {
   LinearInput in;
-  if (p == Precision::Ternary) {
+  if (int8_act(p)) {
     in.q = q, in.scales = scales;
   } else {
     in.x = x;
   }
   return in;
+}
+
+void quantize_input(Precision p, const float* x, int64_t n, int64_t cols, int8_t* q, float* scales,
+                    const Exec& ex) {
+  if (p == Precision::Ternary)
+    ternary::quantize_activations(x, n, cols, q, scales, ex);
+  else if (p == Precision::TernaryBlockAct)
+    ternary::quantize_activations_block(x, n, cols, q, scales, ex);
+  else
+    throw std::invalid_argument(std::string("linear layer: precision ") + precision_name(p) +
+                                " has no int8 input");
 }
 
 void linear_forward(Precision p, const LinearWeights& w, const LinearInput& in, int64_t n, float* y,
@@ -50,6 +61,11 @@ void linear_forward(Precision p, const LinearWeights& w, const LinearInput& in, 
     case Precision::Ternary:
       need(in.q && in.scales && w.packed.data, "Ternary needs the int8 input and packed weights");
       ternary::gemm_i8(w.packed, in.q, in.scales, n, y, ex);
+      return;
+    case Precision::TernaryBlockAct:
+      need(in.q && in.scales && w.packed.data,
+           "TernaryBlockAct needs the int8 input and packed weights");
+      ternary::gemm_i8_block(w.packed, in.q, in.scales, n, y, ex);
       return;
     case Precision::TernaryF32Act:
       need(in.x && w.packed.data, "TernaryF32Act needs the fp32 input and packed weights");
@@ -84,6 +100,17 @@ void linear_backward(Precision p, const LinearWeights& w, const LinearInput& in,
         for (int64_t t = t0; t < t1; ++t)
           for (int64_t c = 0; c < w.cols; ++c)
             scratch[t * w.cols + c] = float(in.q[t * stride + c]) * in.scales[t];
+      });
+      x_eff = scratch;
+    } else if (p == Precision::TernaryBlockAct) {  // the same with each block's scale
+      need(in.q && in.scales && scratch,
+           "TernaryBlockAct dW needs the int8 input and a scratch buffer");
+      const int64_t stride = ternary::padded_cols(w.cols), nb = ternary::act_blocks(w.cols);
+      parallel_ranges(ex, n, 16, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t)
+          for (int64_t c = 0; c < w.cols; ++c)
+            scratch[t * w.cols + c] =
+                float(in.q[t * stride + c]) * in.scales[t * nb + c / ternary::kActBlock];
       });
       x_eff = scratch;
     }

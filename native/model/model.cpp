@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <iterator>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "../cpu/thread_pool.h"
+#include "limits.h"
 #include "rng.h"
 
 namespace ternorm::model {
@@ -16,8 +19,31 @@ const char* precision_name(Precision p) {
     case Precision::F32: return "fp32";
     case Precision::Ternary: return "ternary";
     case Precision::TernaryF32Act: return "ternary-fp32act";
+    case Precision::TernaryBlockAct: return "ternary-block256";
   }
   return "?";
+}
+
+const char* act_quant_name(ActQuant a) {
+  const int i = int(a);
+  return i >= 0 && i < int(std::size(limits::act_quant::names)) ? limits::act_quant::names[i] : "?";
+}
+
+ActQuant act_quant_of(const std::string& name) {
+  std::string all;
+  for (size_t i = 0; i < std::size(limits::act_quant::names); ++i) {
+    if (name == limits::act_quant::names[i]) return ActQuant(int(i));
+    all += std::string(i ? ", " : "") + "'" + limits::act_quant::names[i] + "'";
+  }
+  throw std::invalid_argument("actQuant must be one of " + all + ", got '" + name + "'");
+}
+
+Precision with_act_quant(Precision p, ActQuant a) {
+  if (a == ActQuant::Token) return p;
+  if (a == ActQuant::Block256 && p == Precision::Ternary) return Precision::TernaryBlockAct;
+  throw std::invalid_argument(std::string("actQuant '") + act_quant_name(a) +
+                              "' applies to precision 'ternary' only, got '" + precision_name(p) +
+                              "'");
 }
 
 const char* matrix_name(Matrix m) {

@@ -33,8 +33,26 @@ enum class Precision : int {
   // activation quantiser is taken as the identity). Used to check that
   // backward and to measure what activation quantisation costs.
   TernaryF32Act = 2,
+  // Ternary weights, int8 activations with one scale per 256 values of a token
+  // (ternary::quantize_activations_block): llama.cpp's TQ path.
+  TernaryBlockAct = 3,
 };
 const char* precision_name(Precision p);
+// Precisions whose linears take int8 activations (and their int8 kernels).
+inline bool int8_act(Precision p) {
+  return p == Precision::Ternary || p == Precision::TernaryBlockAct;
+}
+
+// The activation quantisation of the ternary precision, named by
+// limits::act_quant::names (the index is the value).
+enum class ActQuant : int { Token = 0, Block256 = 1 };
+const char* act_quant_name(ActQuant a);
+// The ActQuant named `name`; throws std::invalid_argument naming the choices.
+ActQuant act_quant_of(const std::string& name);
+// The precision that runs p with activation quantisation a: p itself for
+// Token, TernaryBlockAct for (Ternary, Block256); throws
+// std::invalid_argument for Block256 with another precision.
+Precision with_act_quant(Precision p, ActQuant a);
 
 // The four linear layers of a block. Qkv and GateUp are fused: their matrices
 // are contiguous in the parameter buffer and run as one kernel call, but each

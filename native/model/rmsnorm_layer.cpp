@@ -25,10 +25,12 @@ void rmsnorm_forward_i8(const NormWeights& w, const float* x, int64_t n, int64_t
 
 void rmsnorm_forward_as(Precision p, const NormWeights& w, const float* x, int64_t n, int64_t d,
                         float* y, int8_t* q, float* scales, const Exec& ex) {
-  if (p == Precision::Ternary)
+  if (p == Precision::Ternary) {
     rmsnorm_forward_i8(w, x, n, d, q, scales, ex);
-  else
+  } else {
     rmsnorm_forward(w, x, n, d, y, ex);
+    if (p == Precision::TernaryBlockAct) quantize_input(p, y, n, d, q, scales, ex);
+  }
 }
 
 NormWeights norm_weights(const Model& m, const norm::GainView* gains, int64_t k) {

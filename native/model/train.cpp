@@ -36,6 +36,12 @@ const TrainConfig& checked(const Model& model, const TrainConfig& c) {
   if (c.mode != TrainMode::TernaryBase && c.mode != TrainMode::Fp32Base &&
       c.mode != TrainMode::AdapterGains)
     throw std::invalid_argument("train config: unknown mode " + std::to_string(int(c.mode)));
+  if (c.mode == TrainMode::Fp32Base && c.act_quant != ActQuant::Token)
+    throw std::invalid_argument(std::string("train config: actQuant '") +
+                                act_quant_name(c.act_quant) + "' needs a ternary mode, got fp32");
+  if (c.act_quant != ActQuant::Token && c.act_quant != ActQuant::Block256)
+    throw std::invalid_argument("train config: unknown actQuant " +
+                                std::to_string(int(c.act_quant)));
   namespace L = limits::train;
   const char* w = "train config";
   limits::check(L::batch, double(c.batch), w);
@@ -98,7 +104,9 @@ StepStats Trainer::step(const int32_t* tokens, int64_t batch, int64_t seq, const
                                   " is out of range [0, " + std::to_string(model_.config().vocab) +
                                   ")");
 
-  const Precision p = mode == TrainMode::Fp32Base ? Precision::F32 : Precision::Ternary;
+  const Precision p = mode == TrainMode::Fp32Base
+                          ? Precision::F32
+                          : with_act_quant(Precision::Ternary, cfg_.act_quant);
   const norm::GainView* gains = mode == TrainMode::AdapterGains ? views_.data() : nullptr;
   const int64_t count = batch * seq;
 

@@ -39,6 +39,8 @@ struct TrainConfig {
                       // never to the base RMSNorm weights
   float grad_clip =
       float(limits::train::grad_clip.def);  // max global L2 norm of the gradient (0: no clipping)
+  // The activation quantisation of the ternary modes (Block256: not with Fp32Base).
+  ActQuant act_quant = ActQuant(limits::act_quant::def);
 };
 
 // The adapter mode's defaults (limits::adapter_train).

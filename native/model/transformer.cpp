@@ -37,7 +37,9 @@ Workspace::Workspace(const ModelConfig& cfg, int64_t max_batch, int64_t max_seq,
   off_h2_ = take(slots_ * N * d);
   off_gu_ = take(slots_ * N * 2 * f);
   off_s_ = take(slots_ * N * f);
-  off_q8s_ = take(slots_ * 4 * N);
+  // int8 scales: one per token, or per 256-value block (Precision::TernaryBlockAct).
+  const int64_t nbd = ternary::act_blocks(d), nbf = ternary::act_blocks(f);
+  off_q8s_ = take(slots_ * N * (3 * nbd + nbf));
   off_tmp_ = take(N * d);
   off_xf_ = take(N * d);
   off_logits_ = take(N * V);
@@ -79,7 +81,8 @@ Workspace::Layer Workspace::layer(int64_t l) {
   const int64_t pd = ternary::padded_cols(d), pf = ternary::padded_cols(f);
   float* b = f32_.data();
   int8_t* q = i8_.data() + s * N * (3 * pd + pf);
-  float* qs = b + off_q8s_ + s * 4 * N;
+  const int64_t nbd = ternary::act_blocks(d), nbf = ternary::act_blocks(f);
+  float* qs = b + off_q8s_ + s * N * (3 * nbd + nbf);
   Layer r;
   r.xm = b + off_xm_ + s * N * d;
   r.h1 = b + off_h1_ + s * N * d;
@@ -90,7 +93,7 @@ Workspace::Layer Workspace::layer(int64_t l) {
   r.gu = b + off_gu_ + s * N * 2 * f;
   r.s = b + off_s_ + s * N * f;
   r.h1q = q + i8_h1_, r.attq = q + i8_att_, r.h2q = q + i8_h2_, r.sq = q + i8_s_;
-  r.h1s = qs, r.atts = qs + N, r.h2s = qs + 2 * N, r.ss = qs + 3 * N;
+  r.h1s = qs, r.atts = qs + N * nbd, r.h2s = qs + 2 * N * nbd, r.ss = qs + 3 * N * nbd;
   return r;
 }
 
@@ -109,7 +112,8 @@ void check_call(const Model& m, Precision p, const int32_t* inputs, const int32_
                                 std::to_string(ws.max_seq()) +
                                 "] (workspace size, at most the context " +
                                 std::to_string(c.context) + ")");
-  if (p != Precision::F32 && p != Precision::Ternary && p != Precision::TernaryF32Act)
+  if (p != Precision::F32 && p != Precision::Ternary && p != Precision::TernaryF32Act &&
+      p != Precision::TernaryBlockAct)
     throw std::invalid_argument("forward: unknown precision " + std::to_string(int(p)));
   if (p != Precision::F32 && m.ternary_stale())
     throw std::logic_error(std::string("forward: precision ") + precision_name(p) +
@@ -192,7 +196,7 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
       pack_scored(targets, N, d, x);
       n = rows;
     }
-    if (p == Precision::Ternary) ternary::quantize_activations(a.att, n, d, a.attq, a.atts, ex);
+    if (int8_act(p)) quantize_input(p, a.att, n, d, a.attq, a.atts, ex);
     linear_forward(p, linear_weights(m, l, Linear::O), linear_input(p, a.att, a.attq, a.atts), n,
                    tmp, ex);
     residual_forward(a.xm, x, tmp, n * d, ex);
@@ -201,7 +205,7 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
     linear_forward(p, linear_weights(m, l, Linear::GateUp), linear_input(p, a.h2, a.h2q, a.h2s), n,
                    a.gu, ex);
     swiglu_forward(a.gu, n, f, a.s, ex);
-    if (p == Precision::Ternary) ternary::quantize_activations(a.s, n, f, a.sq, a.ss, ex);
+    if (int8_act(p)) quantize_input(p, a.s, n, f, a.sq, a.ss, ex);
     linear_forward(p, linear_weights(m, l, Linear::Down), linear_input(p, a.s, a.sq, a.ss), n, tmp,
                    ex);
     residual_forward(ws.x(l + 1), a.xm, tmp, n * d, ex);

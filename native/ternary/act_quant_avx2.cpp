@@ -35,13 +35,13 @@ inline __m256i quant32(const float* p, __m256 pre, __m256 inv, __m256i lo, __m25
 #include "act_quant_isa_loops.h"
 
 int64_t rows_avx2(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
-                  float* scales) {
+                  float* scales, bool recip_scale) {
   const __m256i abs_mask = _mm256_set1_epi32(int(kAbsMask));
   const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
   alignas(32) float tail[32];
   const int64_t body = cols / 32 * 32;
   return quantize_rows(
-      x, n, cols, qstride, q, scales,
+      x, n, cols, qstride, q, scales, recip_scale,
       [&](const float* xr) {
         std::memset(tail, 0, sizeof tail);
         std::memcpy(tail, xr + body, size_t(cols - body) * 4);

@@ -20,11 +20,11 @@ namespace {
 #include "act_quant_isa_loops.h"
 
 int64_t rows_avx512(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
-                    float* scales) {
+                    float* scales, bool recip_scale) {
   const __m512i abs_mask = _mm512_set1_epi32(int(kAbsMask));
   const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
   return quantize_rows(
-      x, n, cols, qstride, q, scales,
+      x, n, cols, qstride, q, scales, recip_scale,
       [&](const float* xr) {
         __m512i m0 = _mm512_setzero_si512(), m1 = _mm512_setzero_si512();
         int64_t c = 0;

@@ -9,7 +9,8 @@
 //   quantize(xr, qr, params) writes the row's qstride bytes of q.
 template <typename AbsmaxBits, typename Quantize>
 int64_t quantize_rows(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
-                      float* scales, AbsmaxBits&& absmax_bits, Quantize&& quantize) {
+                      float* scales, bool recip_scale, AbsmaxBits&& absmax_bits,
+                      Quantize&& quantize) {
   for (int64_t t = 0; t < n; ++t) {
     const float* xr = x + t * cols;
     int8_t* qr = q + t * qstride;
@@ -23,7 +24,7 @@ int64_t quantize_rows(const float* x, int64_t n, int64_t cols, int64_t qstride, 
     float absmax;
     std::memcpy(&absmax, &max_bits, 4);
     const ActRowParams p = act_row_params(absmax);
-    scales[t] = p.scale;
+    scales[t] = recip_scale ? act_recip_scale(p) : p.scale;
     quantize(xr, qr, p);
   }
   return -1;

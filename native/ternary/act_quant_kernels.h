@@ -27,6 +27,9 @@ static inline ActRowParams act_row_params(float absmax) {
   }
   return p;
 }
+// The scale of a row under recip_scale (see ActQuantKernels::rows): pre is a
+// power of two, so the division by it is exact.
+static inline float act_recip_scale(const ActRowParams& p) { return (1.0f / p.inv) / p.pre; }
 
 // |x| as bits: for non-negative floats the IEEE bit patterns order like the
 // values, and every pattern >= kNonFiniteBits is Inf or NaN. So an integer max
@@ -41,8 +44,10 @@ struct ActQuantKernels {
   // Quantises rows [0, n) of x (row stride cols) into q (row stride qstride =
   // padded_cols(cols), padding zeroed) and scales. Returns -1, or the index
   // of the first row holding NaN/Inf (rows from it on are not written).
+  // recip_scale: a row's scale is (1 / inv) / pre (q8_K's convention, the
+  // per-block mode) instead of ActRowParams::scale = absmax / 127; q is the same.
   int64_t (*rows)(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
-                  float* scales);
+                  float* scales, bool recip_scale);
 };
 extern const ActQuantKernels kActQuantKernelsScalar, kActQuantKernelsAvx2, kActQuantKernelsAvx512,
     kActQuantKernelsNeon;

@@ -35,12 +35,12 @@ inline int8x16_t quant16(const float* p, float32x4_t pre, float32x4_t inv) {
 #include "act_quant_isa_loops.h"
 
 int64_t rows_neon(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
-                  float* scales) {
+                  float* scales, bool recip_scale) {
   const uint32x4_t abs_mask = vdupq_n_u32(kAbsMask);
   float tail[16];
   const int64_t body = cols / 16 * 16;
   return quantize_rows(
-      x, n, cols, qstride, q, scales,
+      x, n, cols, qstride, q, scales, recip_scale,
       [&](const float* xr) {
         std::memset(tail, 0, sizeof tail);
         std::memcpy(tail, xr + body, size_t(cols - body) * 4);

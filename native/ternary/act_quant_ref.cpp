@@ -7,8 +7,8 @@
 namespace ternorm::ternary::detail {
 namespace {
 
-int64_t rows_ref(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q,
-                 float* scales) {
+int64_t rows_ref(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_t* q, float* scales,
+                 bool recip_scale) {
   for (int64_t t = 0; t < n; ++t) {
     const float* xr = x + t * cols;
     int8_t* qr = q + t * qstride;
@@ -28,7 +28,7 @@ int64_t rows_ref(const float* x, int64_t n, int64_t cols, int64_t qstride, int8_
     float absmax;
     std::memcpy(&absmax, &max_bits, 4);
     const ActRowParams p = act_row_params(absmax);
-    scales[t] = p.scale;
+    scales[t] = recip_scale ? act_recip_scale(p) : p.scale;
     for (int64_t c = 0; c < cols; ++c) {
       float v = std::nearbyint((xr[c] * p.pre) * p.inv);
       v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;

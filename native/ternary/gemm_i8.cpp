@@ -1,5 +1,5 @@
-// gemm_i8: argument checks, the per-call token sums of q, the one dispatch on
-// ex.isa, and the split of row panels over threads. Every output element is
+// gemm_i8 and gemm_i8_block: argument checks, the per-call token sums of q,
+// the one dispatch on ex.isa, and the split of row panels over threads. Every output element is
 // an exact integer dot product followed by the same two float multiplies, so
 // the result depends neither on the thread count nor on the ISA path.
 #include <algorithm>
@@ -35,48 +35,74 @@ void check_finite(const float* v, int64_t count, const char* what) {
       throw std::invalid_argument(std::string("gemm_i8: ") + what + "[" + std::to_string(i) +
                                   "] is not finite; expected finite scales");
 }
+
+// The checks both entry points share; returns the kernels of ex.isa.
+const detail::GemmI8Kernels& check_call(const char* fn, const PackedTernary& w, const int8_t* q,
+                                        const float* x_scales, int64_t n_scales, int64_t n,
+                                        const float* y, const Exec& ex) {
+  const std::string f(fn);
+  if (w.data == nullptr || w.scales == nullptr || q == nullptr || x_scales == nullptr ||
+      y == nullptr)
+    throw std::invalid_argument(
+        f + ": null pointer; expected packed weights, weight scales, q, x_scales and y");
+  if (w.rows <= 0 || w.cols <= 0 || n <= 0)
+    throw std::invalid_argument(
+        f + ": expected rows, cols and n > 0, got rows=" + std::to_string(w.rows) +
+        ", cols=" + std::to_string(w.cols) + ", n=" + std::to_string(n));
+  if (w.cols > kMaxCols || w.rows > (int64_t(1) << 31) ||
+      n > std::numeric_limits<int64_t>::max() / std::max(padded_cols(w.cols), padded_rows(w.rows)))
+    throw std::invalid_argument(f +
+                                ": expected cols <= 2^23, rows <= 2^31 and n * cols, n * rows "
+                                "to fit, got rows=" +
+                                std::to_string(w.rows) + ", cols=" + std::to_string(w.cols) +
+                                ", n=" + std::to_string(n));
+  const detail::GemmI8Kernels& k = pick_kernels(kGemmI8Table, ex.isa, fn);
+  check_finite(w.scales, w.rows, "w.scales");
+  check_finite(x_scales, n_scales, "x_scales");
+  return k;
+}
+
+// sums[t * nb + b] = the sum of q[t][c] over the columns of block b (blocks of
+// block_cols columns); throws on nonzero padding, which the SIMD paths read
+// (the reference does not).
+void token_sums(const int8_t* q, int64_t n, int64_t cols, int64_t block_cols, int32_t* sums) {
+  const int64_t qstride = padded_cols(cols), nb = (cols + block_cols - 1) / block_cols;
+  for (int64_t t = 0; t < n; ++t) {
+    const int8_t* qt = q + t * qstride;
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t c1 = std::min(cols, (b + 1) * block_cols);
+      int32_t s = 0;
+      for (int64_t c = b * block_cols; c < c1; ++c) s += qt[c];
+      sums[t * nb + b] = s;
+    }
+    int pad = 0;
+    for (int64_t c = cols; c < qstride; ++c) pad |= qt[c];
+    if (pad != 0)
+      throw std::invalid_argument("gemm_i8: q row " + std::to_string(t) +
+                                  " has nonzero padding past cols; expected the zero-padded layout "
+                                  "written by quantize_activations");
+  }
+}
+
+// Row panels per thread chunk: whole groups of 4 panels (64 rows), and at
+// least ~2^20 multiply-adds, so small calls stay on one thread.
+int64_t panel_grain(int64_t qstride, int64_t n) {
+  const int64_t per_panel = kRowPanel * qstride * n;
+  return std::max<int64_t>(4, ((int64_t(1) << 20) / per_panel + 3) / 4 * 4);
+}
 }  // namespace
 
 void gemm_i8(const PackedTernary& w, const int8_t* q, const float* x_scales, int64_t n, float* y,
              const Exec& ex) {
-  if (w.data == nullptr || w.scales == nullptr || q == nullptr || x_scales == nullptr ||
-      y == nullptr)
-    throw std::invalid_argument(
-        "gemm_i8: null pointer; expected packed weights, weight scales, q, x_scales and y");
-  if (w.rows <= 0 || w.cols <= 0 || n <= 0)
-    throw std::invalid_argument(
-        "gemm_i8: expected rows, cols and n > 0, got rows=" + std::to_string(w.rows) +
-        ", cols=" + std::to_string(w.cols) + ", n=" + std::to_string(n));
-  if (w.cols > kMaxCols || w.rows > (int64_t(1) << 31) ||
-      n > std::numeric_limits<int64_t>::max() / std::max(padded_cols(w.cols), padded_rows(w.rows)))
-    throw std::invalid_argument(
-        "gemm_i8: expected cols <= 2^23, rows <= 2^31 and n * cols, n * rows "
-        "to fit, got rows=" +
-        std::to_string(w.rows) + ", cols=" + std::to_string(w.cols) + ", n=" + std::to_string(n));
-  const detail::GemmI8Kernels& k = pick_kernels(kGemmI8Table, ex.isa, "gemm_i8");
-  check_finite(w.scales, w.rows, "w.scales");
-  check_finite(x_scales, n, "x_scales");
-
-  // Token sums for the (w + 1) trick; the padding must be zero (the SIMD
-  // paths read it, the reference does not).
+  const detail::GemmI8Kernels& k = check_call("gemm_i8", w, q, x_scales, n, n, y, ex);
+  // Token sums for the (w + 1) trick.
   const int64_t qstride = padded_cols(w.cols);
   // (On the stack for small n, so decode-time GEMV calls do not allocate.)
   int32_t small[64];
   std::vector<int32_t> large;
   if (n > 64) large.resize(static_cast<size_t>(n));
   int32_t* sums = n > 64 ? large.data() : small;
-  for (int64_t t = 0; t < n; ++t) {
-    const int8_t* qt = q + t * qstride;
-    int32_t s = 0;
-    for (int64_t c = 0; c < w.cols; ++c) s += qt[c];
-    int pad = 0;
-    for (int64_t c = w.cols; c < qstride; ++c) pad |= qt[c];
-    if (pad != 0)
-      throw std::invalid_argument("gemm_i8: q row " + std::to_string(t) +
-                                  " has nonzero padding past cols; expected the zero-padded layout "
-                                  "written by quantize_activations");
-    sums[t] = s;
-  }
+  token_sums(q, n, w.cols, qstride, sums);
 
   detail::GemmI8Args a;
   a.w = w.data;
@@ -84,17 +110,70 @@ void gemm_i8(const PackedTernary& w, const int8_t* q, const float* x_scales, int
   a.rows = w.rows;
   a.cols = w.cols;
   a.col_blocks = qstride / kColBlock;
+  a.b_begin = 0;
+  a.b_end = a.col_blocks;
   a.q = q;
   a.x_scales = x_scales;
   a.q_sums = sums;
   a.n = n;
   a.y = y;
-  // Whole groups of 4 panels (64 rows) per chunk, and at least ~2^20
-  // multiply-adds, so small calls stay on one thread.
   const int64_t panels = padded_rows(w.rows) / kRowPanel;
-  const int64_t per_panel = kRowPanel * qstride * n;
-  const int64_t grain = std::max<int64_t>(4, ((int64_t(1) << 20) / per_panel + 3) / 4 * 4);
-  parallel_ranges(ex, panels, grain, [&](int64_t p0, int64_t p1) { k.panels(a, p0, p1); });
+  parallel_ranges(ex, panels, panel_grain(qstride, n),
+                  [&](int64_t p0, int64_t p1) { k.panels(a, p0, p1); });
+}
+
+// Per thread chunk of row panels and per group of kBlockTokens tokens: each
+// activation block's exact dot products come from the ISA kernel with unit
+// scales (float(dot) * 1 * 1 is exact: |dot| <= 128 * 256 < 2^24) into a
+// scratch, then are folded into y in block order.
+void gemm_i8_block(const PackedTernary& w, const int8_t* q, const float* x_scales, int64_t n,
+                   float* y, const Exec& ex) {
+  const int64_t nb = act_blocks(w.cols);
+  if (n > std::numeric_limits<int64_t>::max() / nb)
+    throw std::invalid_argument("gemm_i8_block: n * blocks does not fit, got n=" +
+                                std::to_string(n));
+  const detail::GemmI8Kernels& k = check_call("gemm_i8_block", w, q, x_scales, n * nb, n, y, ex);
+  const int64_t qstride = padded_cols(w.cols);
+  std::vector<int32_t> sums(static_cast<size_t>(n * nb));
+  token_sums(q, n, w.cols, kActBlock, sums.data());
+  constexpr int64_t kBlockTokens = 64;
+  const int64_t cb_per_block = kActBlock / kColBlock, col_blocks = qstride / kColBlock;
+  const std::vector<float> ones(static_cast<size_t>(std::max(w.rows, kBlockTokens)), 1.0f);
+  const int64_t panels = padded_rows(w.rows) / kRowPanel;
+  parallel_ranges(ex, panels, panel_grain(qstride, n), [&](int64_t p0, int64_t p1) {
+    const int64_t r0 = p0 * kRowPanel, r1 = std::min(w.rows, p1 * kRowPanel);
+    std::vector<float> dots(static_cast<size_t>(std::min(n, kBlockTokens) * w.rows));
+    std::vector<int32_t> block_sums(static_cast<size_t>(kBlockTokens));
+    for (int64_t t0 = 0; t0 < n; t0 += kBlockTokens) {
+      const int64_t nt = std::min(kBlockTokens, n - t0);
+      for (int64_t b = 0; b < nb; ++b) {
+        for (int64_t t = 0; t < nt; ++t) block_sums[size_t(t)] = sums[size_t((t0 + t) * nb + b)];
+        detail::GemmI8Args a;
+        a.w = w.data;
+        a.w_scales = ones.data();
+        a.rows = w.rows;
+        a.cols = w.cols;
+        a.col_blocks = col_blocks;
+        a.b_begin = b * cb_per_block;
+        a.b_end = std::min(col_blocks, (b + 1) * cb_per_block);
+        a.q = q + t0 * qstride;
+        a.x_scales = ones.data();
+        a.q_sums = block_sums.data();
+        a.n = nt;
+        a.y = dots.data();
+        k.panels(a, p0, p1);
+        for (int64_t t = 0; t < nt; ++t) {
+          const float xs = x_scales[(t0 + t) * nb + b];
+          const float* dt = dots.data() + t * w.rows;
+          float* yt = y + (t0 + t) * w.rows;
+          for (int64_t r = r0; r < r1; ++r) {
+            const float prev = b == 0 ? 0.0f : yt[r];
+            yt[r] = prev + dt[r] * (xs * w.scales[r]);
+          }
+        }
+      }
+    }
+  });
 }
 
 }  // namespace ternorm::ternary

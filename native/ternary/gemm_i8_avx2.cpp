@@ -49,8 +49,8 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
   const int8_t* q = a.q + t0 * qstride;
   const __m256i ones = _mm256_set1_epi16(1);
   alignas(32) int32_t acc32[2][T][8] = {};
-  for (int64_t b0 = 0; b0 < a.col_blocks; b0 += kChunk) {
-    const int64_t b1 = b0 + kChunk < a.col_blocks ? b0 + kChunk : a.col_blocks;
+  for (int64_t b0 = a.b_begin; b0 < a.b_end; b0 += kChunk) {
+    const int64_t b1 = b0 + kChunk < a.b_end ? b0 + kChunk : a.b_end;
     __m256i acc[2][T];
     for (int h = 0; h < 2; ++h)
       for (int t = 0; t < T; ++t) acc[h][t] = _mm256_setzero_si256();

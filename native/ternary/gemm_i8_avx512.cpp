@@ -64,7 +64,7 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
   __m512i acc[P][T];
   for (int p = 0; p < P; ++p)
     for (int t = 0; t < T; ++t) acc[p][t] = _mm512_setzero_si512();
-  for (int64_t b = 0; b < a.col_blocks; ++b) {
+  for (int64_t b = a.b_begin; b < a.b_end; ++b) {
     __m512i tile[P];
     for (int p = 0; p < P; ++p) tile[p] = _mm512_loadu_si512(w + p * pstride + b * kTileBytes);
     const int8_t* qb = q + b * kColBlock;
@@ -109,8 +109,8 @@ void gemv4(const GemmI8Args& a, int64_t pan) {
   for (int p = 0; p < P; ++p) total[p] = _mm512_setzero_si512();
   const __m512i m0 = _mm512_set1_epi8(0x03), m1 = _mm512_set1_epi8(0x0c);
   const __m512i m2 = _mm512_set1_epi8(0x30), m3 = _mm512_set1_epi8(char(0xc0));
-  for (int64_t b0 = 0; b0 < a.col_blocks; b0 += kGemvChunk) {
-    const int64_t b1 = b0 + kGemvChunk < a.col_blocks ? b0 + kGemvChunk : a.col_blocks;
+  for (int64_t b0 = a.b_begin; b0 < a.b_end; b0 += kGemvChunk) {
+    const int64_t b1 = b0 + kGemvChunk < a.b_end ? b0 + kGemvChunk : a.b_end;
     __m512i acc[P][4];
     for (int p = 0; p < P; ++p)
       for (int j = 0; j < 4; ++j) acc[p][j] = _mm512_setzero_si512();

@@ -58,8 +58,8 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
   const uint8_t* w = a.w + pan * a.col_blocks * kTileBytes;
   const int8_t* q = a.q + t0 * qstride;
   int32_t acc32[T][8][4] = {};
-  for (int64_t b0 = 0; b0 < a.col_blocks; b0 += kChunk) {
-    const int64_t b1 = b0 + kChunk < a.col_blocks ? b0 + kChunk : a.col_blocks;
+  for (int64_t b0 = a.b_begin; b0 < a.b_end; b0 += kChunk) {
+    const int64_t b1 = b0 + kChunk < a.b_end ? b0 + kChunk : a.b_end;
     int16x8_t acc[T][8];
     for (int t = 0; t < T; ++t)
       for (int i = 0; i < 8; ++i) acc[t][i] = vdupq_n_s16(0);

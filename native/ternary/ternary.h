@@ -80,6 +80,21 @@ void unpack5(const uint8_t* in, int64_t count, int8_t* trits);
 void quantize_activations(const float* x, int64_t n, int64_t cols, int8_t* q, float* scales,
                           const Exec& ex);
 
+// ---- per-block int8 activations (llama.cpp's q8_K, its TQ1_0/TQ2_0 path) ----
+// Each token's row is cut into blocks of kActBlock values (the last one holds
+// the rest when cols is not a multiple); every block is quantised like a
+// token above (same absmax, same q, same 2^64 pre-scaling), but its scale is
+// the reciprocal of the multiplier, scale = 1 / (127 / absmax), as q8_K's
+// d = 1 / iscale (q8_K negates q and d when the block's largest-magnitude
+// value is positive; q * d is the same). Writes q with row stride
+// padded_cols(cols), padding zeroed, and scales[t * act_blocks(cols) + b].
+// Bit-identical on every ISA path and thread count; throws like
+// quantize_activations.
+constexpr int64_t kActBlock = 256;
+constexpr int64_t act_blocks(int64_t cols) { return (cols + kActBlock - 1) / kActBlock; }
+void quantize_activations_block(const float* x, int64_t n, int64_t cols, int8_t* q, float* scales,
+                                const Exec& ex);
+
 // ---- matmul kernels -----------------------------------------------------------
 // y[t][r] = (float(sum_c trit[r][c] * q[t][c]) * x_scales[t]) * scales[r]
 // for t < n, r < rows; q has row stride padded_cols(cols) (as written by
@@ -90,6 +105,16 @@ void quantize_activations(const float* x, int64_t n, int64_t cols, int8_t* q, fl
 // w.scales or x_scales, or nonzero padding in q (nothing written).
 void gemm_i8(const PackedTernary& w, const int8_t* q, const float* x_scales, int64_t n, float* y,
              const Exec& ex);
+
+// The same product over per-block activations (quantize_activations_block):
+// with dot_b the exact int32 dot product over block b's columns,
+//   acc = 0.0f;  for b in order: acc += float(dot_b) * (x_scales[t * nb + b] * scales[r])
+//   y[t][r] = acc      (nb = act_blocks(cols); the float order of ggml's
+// scalar TQ2_0 x q8_K dot product). The integer parts run on gemm_i8's ISA
+// paths, the float combination in this fixed order, so every ISA path and
+// thread count gives the same bits. Throws like gemm_i8.
+void gemm_i8_block(const PackedTernary& w, const int8_t* q, const float* x_scales, int64_t n,
+                   float* y, const Exec& ex);
 
 // y[t][r] = scales[r] * sum_c trit[r][c] * x[t][c]   (x: n x cols, y: n x rows)
 void matmul_f32(const PackedTernary& w, const float* x, int64_t n, float* y, const Exec& ex);
