@@ -86,7 +86,7 @@ function evaluation(user: string, k: number, withNoise: boolean): UserEvaluation
   if (withNoise) {
     const m = noise(user);
     // measured around the user's own reference mean NLL
-    const ref = ev.test.nll.raw_fp32!.reduce((s, v) => s + v, 0) / TOKENS;
+    const ref = Array.from(ev.test.nll.raw_fp32!).reduce((s, v) => s + v, 0) / TOKENS;
     for (const d of ['uniform', 'gaussian'] as const) m.meanNll[d] = m.meanNll[d].map((row) => row.map((v) => v - 1 + ref));
     ev.noise = m;
   }

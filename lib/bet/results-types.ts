@@ -91,7 +91,7 @@ export interface RunConfig {
   /** The resolved adapter-training options (lib/model/train-adapter.ts) except the seed. */
   adapterRun: Record<string, number>;
   encode: {
-    /** Training tokens int4_calibrated and mixed score candidates on. */
+    /** Training tokens mixed scores candidates on (int4_calibrated scores on the held-out training tail, protocol.ts CALIBRATED_HELD_OUT_TOKENS). */
     calibrationTokens: number;
     /** int4_calibrated's clip factors. */
     clipGrid: number[];

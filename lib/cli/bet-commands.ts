@@ -34,7 +34,7 @@ export const BET_USAGE = `  bet             the adapter-compression bet (the mai
                   encode it with every scheme, score held-out text, verdicts, per-user policy
     [--model ${DEFAULT_MODEL_PATH}] [--user name=text.txt ...] [--adapter name=user.adapter ...]
     [--seeds 1] [--seed 0] [--criteria FILE] [--out ${DEFAULT_RESULTS_PATH}] [--report OUT.md] [--plot OUT.svg]
-    [--fleet-users 215000] [--resume | --overwrite] [--threads N] [--max-steps N] [--calibration-tokens N (default 512)]
+    [--fleet-users 215000] [--resume | --overwrite] [--threads N] [--max-steps N] [--calibration-tokens N (default 512, mixed)]
     [--group-size 32] [--mixed-budget BYTES] [--resamples 2000] [--json]
     [--noise [--noise-seeds 3]]  the noise margin: perturbed gains on a log grid of RMS gain error
     [--personal]                 the cross-user matrix, the generic adapter, the PERSONAL-LOST tier
