@@ -93,8 +93,8 @@ export function defaultCalibrationTokens(): number {
 export const BET_CLIP_GRID: readonly number[] = [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3];
 
 /**
- * int4_calibrated's calibration slice: at most this many tokens of the adapter training's held-out
- * tail (the early-stopping part, never a gradient step), from its start. The 512 first training
+ * int4_calibrated's calibration slice: at most this many tokens from the start of the adapter
+ * training's held-out tail (the early-stopping part, never a gradient step). The 512 first training
  * tokens it used before were text the adapter was fitted on, and too few: 141 loss evaluations on
  * them picked clips below 1 that lost on validation (the programmer's int4 at 1.243x raw where
  * clip 1 gives 1.008x).
@@ -102,11 +102,14 @@ export const BET_CLIP_GRID: readonly number[] = [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4
 export const CALIBRATED_HELD_OUT_TOKENS = 2048;
 
 /**
- * The search's choice is kept only when it beats clip 1 (int4_delta) on the calibration slice
- * beyond noise: the upper end of the paired bootstrap interval (this confidence) of
- * ppl(choice) / ppl(clip 1) is below 1. Otherwise every tensor gets clip 1.
+ * The search's choice is kept only when it beats clip 1 (int4_delta) beyond noise on the rest of
+ * the tail, tokens the search did not see (a minimum of a best-of-71 on its own tokens is biased
+ * low): the upper end of the paired bootstrap interval (this confidence) of ppl(choice) /
+ * ppl(clip 1) there is below 1. Otherwise, or when fewer than CALIBRATED_GATE_MIN_TOKENS remain,
+ * every tensor gets clip 1.
  */
 export const CALIBRATED_GATE_CONFIDENCE = 0.95;
+export const CALIBRATED_GATE_MIN_TOKENS = 256;
 
 export interface BetUser {
   name: string;
@@ -428,7 +431,9 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
     const adapter = given.get(u.name) ?? (await train(u.name, texts.train, o.seed)).adapter;
     const calibration = { tokens: trainTokens.subarray(0, Math.min(trainTokens.length, calibrationTokens)) };
     const tail = splitUserTokens(trainTokens, adapterRun).validation;
-    const heldOut = { tokens: tail.subarray(0, Math.min(tail.length, CALIBRATED_HELD_OUT_TOKENS)) };
+    // the search on the first half of the tail (at most CALIBRATED_HELD_OUT_TOKENS), the gate on the rest
+    const searchEnd = Math.min(tail.length, Math.max(2, Math.min(Math.ceil(tail.length / 2), CALIBRATED_HELD_OUT_TOKENS)));
+    const heldOut = { search: tail.subarray(0, searchEnd), gate: tail.subarray(searchEnd) };
     hooks.onStage?.(u.name, 'encode', BET_METHODS.length);
     const encodings = await encodeAll(u.name, adapter, calibration, heldOut, (i, m) => hooks.onProgress?.(i, BET_METHODS.length, m));
     hooks.onStage?.(u.name, 'evaluate', 2 * conditions.length);
@@ -511,7 +516,7 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
     user: string,
     adapter: Adapter,
     calibration: { tokens: Int32Array },
-    heldOut: { tokens: Int32Array },
+    heldOut: { search: Int32Array; gate: Int32Array },
     progress: (done: number, method: string) => void,
   ): Promise<Map<string, { encoding: Encoding; info: EncodingInfo }>> {
     const out = new Map<string, { encoding: Encoding; info: EncodingInfo }>();
@@ -542,21 +547,23 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
 
   /**
    * int4_calibrated chosen on held-out training tokens, kept only when it beats clip 1 beyond noise
-   * (CALIBRATED_GATE_CONFIDENCE); `extra` records the slice and the gate. Deterministic.
+   * on held-out tokens the search did not see; `extra` records the slices and the gate. Deterministic.
    */
   async function calibratedClip(
     user: string,
     adapter: Adapter,
-    heldOut: { tokens: Int32Array },
+    heldOut: { search: Int32Array; gate: Int32Array },
     clipOne: Encoding,
     extra: Record<string, number[]>,
   ): Promise<Awaited<ReturnType<typeof encodeAdapter>>> {
-    const opts: EncodeOptions = { clipGrid: BET_CLIP_GRID, ...o.encode, threads, calibration: heldOut };
+    const opts: EncodeOptions = { clipGrid: BET_CLIP_GRID, ...o.encode, threads, calibration: { tokens: heldOut.search } };
     const searched = await encodeAdapter(model, adapter, 'int4_calibrated', opts);
-    extra['calibration.heldOutTokens'] = [heldOut.tokens.length];
+    extra['calibration.heldOutTokens'] = [heldOut.search.length, heldOut.gate.length];
     if (searched.calibration!.clip.every((c) => c === 1)) return searched;
-    // the search's own loss: non-overlapping windows of the slice (codec.ts's default stride)
-    const score = async (e: Encoding) => (await evaluate(model, e, heldOut.tokens, { threads, stride: model.config.context })).nll;
+    const fallBack = () => encodeAdapter(model, adapter, 'int4_calibrated', { ...opts, clipGrid: [1] });
+    if (heldOut.gate.length - 1 < CALIBRATED_GATE_MIN_TOKENS) return fallBack();
+    // non-overlapping windows, as the search scores (codec.ts's default stride)
+    const score = async (e: Encoding) => (await evaluate(model, e, heldOut.gate, { threads, stride: model.config.context })).nll;
     const pb = new PairedBootstrap(
       { choice: await score(searched.encoding), clipOne: await score(clipOne) },
       {
@@ -570,8 +577,7 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
     const accepted = ci.high < 1;
     // [ratio, ci low, ci high, kept (1) or fell back to clip 1 (0)]
     extra['calibration.gate'] = [pb.ratio('choice', 'clipOne'), ci.low, ci.high, accepted ? 1 : 0];
-    if (accepted) return searched;
-    return encodeAdapter(model, adapter, 'int4_calibrated', { ...opts, clipGrid: [1] });
+    return accepted ? searched : fallBack();
   }
 
   /** The noise sweep of one user on its test split (noise.ts). */
