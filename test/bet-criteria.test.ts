@@ -51,6 +51,7 @@ describe('criteria file', () => {
     // same content, other key order and whitespace, fraction written differently
     const o = clone();
     const reordered = {
+      personalLost: { minFraction: '4/6' },
       policy: o.policy,
       catastrophic: { minFraction: '4/6' },
       lenient: { minFraction: '2/3', maxRatio: 2 },

@@ -12,7 +12,8 @@ import { Writable } from 'node:stream';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { runBet, BET_METHODS, type BetOptions } from '../lib/bet/protocol.js';
+import { NOISE_RMS_GRID, perturbGains } from '../lib/bet/noise.js';
+import { runBet, BET_METHODS, userTexts, type BetOptions } from '../lib/bet/protocol.js';
 import { readResults, resultsSchemaPath, type AdapterCompressResults } from '../lib/bet/results.js';
 import { perplexity } from '../lib/bet/stats.js';
 import { run } from '../lib/cli/run.js';
@@ -120,6 +121,53 @@ describe('ternorm bet (protocol)', () => {
     for (const c of u.policy.candidates) expect(c.ppl).toBeCloseTo(u.validation.conditions[c.condition]!.ppl.value, 12);
     expect(u.policy.test.ppl.value).toBe(u.test.conditions[u.policy.choice]!.ppl.value);
   });
+
+  it('int4_calibrated: searched on the held-out training tail, kept only beyond noise on the rest of it', () => {
+    for (const u of results.users) {
+      const p = u.encodings.int4_calibrated!.params;
+      const [search, gate] = p['calibration.heldOutTokens']!;
+      expect(search).toBeGreaterThan(100);
+      expect(gate).toBeGreaterThanOrEqual(search! - 1); // the search takes the first half, rounded up
+      const clip = p['calibration.clip']!;
+      if (clip.every((c) => c === 1)) continue; // clip 1 won, or the gate fell back to it
+      const [ratio, low, high, kept] = p['calibration.gate']!;
+      expect(kept).toBe(1);
+      expect(high).toBeLessThan(1);
+      expect(low).toBeLessThanOrEqual(ratio!);
+    }
+  });
+
+  it('--noise --personal: the sweep and the cross-user matrix are what evaluating them again gives', async () => {
+    const model = Model.load(modelPath);
+    const r = await runBet(options(join(dir, 'science.json'), { noise: { seeds: 1 }, personal: true }));
+    expect(readResults(join(dir, 'science.json'))).toEqual(r);
+    expect(r.users.map((u) => u.user)).toEqual(results.users.map((u) => u.user));
+    const texts = [readFileSync(seaPath), readFileSync(codePath)];
+    const tokens = (k: number, split: 'validation' | 'test') => {
+      const u = r.users[k]!;
+      return model.tokenizer!.encode(Buffer.concat(u.texts[split].ranges.map(([s, e]) => texts[k]!.subarray(s, e))));
+    };
+    // the adapters are deterministic: retrain the sailor's to check a noise point and a matrix cell
+    const sailor = (
+      await trainAdapter(
+        model,
+        userTexts({ name: 'sailor', source: { kind: 'file', path: seaPath } }).train,
+        { ...options('').adapterRun, seed: 3 },
+        {},
+        2,
+      )
+    ).adapter;
+    const n0 = r.users[0]!.noise!;
+    expect(n0.measured.rms).toEqual([...NOISE_RMS_GRID]);
+    const g = perturbGains(sailor.gains, n0.measured.rms[4]!, 'gaussian', n0.measured.seeds[0]!);
+    expect(n0.measured.meanNll.gaussian[0]![4]).toBe((await evaluate(model, g, tokens(0, 'test'))).meanNll);
+    const cell = (await evaluate(model, sailor, tokens(1, 'test'))).nll;
+    expect(r.personal!.measured.testMeanNll[0]![1]).toBeCloseTo(cell.reduce((a, b) => a + b, 0) / cell.length, 12);
+    expect(r.personal!.measured.testMeanNll[1]![1]).toBe(r.users[1]!.test.conditions.raw_fp32!.meanNll);
+    expect(r.personal!.analysis.personalLost!.map((o) => o.scheme)).toEqual(BET_METHODS.filter((m) => m !== 'raw_fp32'));
+    expect(r.conclusions!.margins).toHaveLength(2);
+    expect(r.conclusions!.personal).toHaveLength(BET_METHODS.length - 1);
+  }, 600_000);
 
   it('is deterministic: the same options give the same users, verdicts and policy', async () => {
     const again = await runBet(options(join(dir, 'r2.json')));

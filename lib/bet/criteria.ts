@@ -11,7 +11,8 @@
 //     "strict":       { "maxRatio": 1.5, "minFraction": "1" },
 //     "lenient":      { "maxRatio": 2,   "minFraction": "2/3" },
 //     "catastrophic": { "minFraction": "2/3" },
-//     "policy":       { "maxRatio": 1.5, "mustBeatNoAdapter": true }
+//     "policy":       { "maxRatio": 1.5, "mustBeatNoAdapter": true },
+//     "personalLost": { "minFraction": "2/3" }
 //   }
 // - conditions: the names of the evaluation conditions playing each role: the model without an
 //   adapter, the reference the ratios are taken to (the trained adapter, unquantised), the encoding
@@ -24,6 +25,11 @@
 //   reduced ("4/6" -> "2/3") so equal criteria hash equally.
 // - policy: the per-user production rule (policy.ts): ship the smallest encoding whose validation
 //   ppl is <= maxRatio * the reference's and, if mustBeatNoAdapter, below the no-adapter ppl.
+// - personalLost (optional; files without it stay valid and hash as before): PERSONAL-LOST, the
+//   personal signal (personal.ts). A compressed own adapter whose validation ppl is above the
+//   generic adapter's (trained on every user's training text pooled) has lost what is personal for
+//   that user; the tier holds for a scheme when at least minFraction of the users lost it. Decided
+//   on validation, the same rule reported on test; measured only by `ternorm bet --personal`.
 
 import { readTextFile, writeFileAtomic } from '../util/files.js';
 import { sha256Hex } from '../util/hash.js';
@@ -35,7 +41,7 @@ export const CRITERIA_VERSION = 1;
 // The criteria's shape is the results schema's $defs/criteria (the results embed them).
 export type { Criteria, CriteriaConditions, RatioCriterion } from './results-types.js';
 
-/** The bet's criteria: STRICT 1.5x on all users, LENIENT 2x on 2/3, CATASTROPHIC on 2/3. */
+/** The bet's criteria: STRICT 1.5x on all users, LENIENT 2x on 2/3, CATASTROPHIC on 2/3, PERSONAL-LOST on 2/3. */
 export const DEFAULT_CRITERIA: Readonly<Criteria> = deepFreeze({
   format: CRITERIA_FORMAT,
   version: CRITERIA_VERSION,
@@ -44,6 +50,7 @@ export const DEFAULT_CRITERIA: Readonly<Criteria> = deepFreeze({
   lenient: { maxRatio: 2, minFraction: '2/3' },
   catastrophic: { minFraction: '2/3' },
   policy: { maxRatio: 1.5, mustBeatNoAdapter: true },
+  personalLost: { minFraction: '2/3' },
 });
 
 function deepFreeze<T>(o: T): T {
@@ -219,7 +226,12 @@ class CriteriaReader {
 /** Validates a parsed criteria object and returns it normalised (fractions reduced). */
 export function validateCriteria(value: unknown, where = ''): Criteria {
   const r: CriteriaReader = new CriteriaReader(where);
-  const top = r.object(value, '', ['format', 'version', 'conditions', 'strict', 'lenient', 'catastrophic', 'policy'], ['note']);
+  const top = r.object(
+    value,
+    '',
+    ['format', 'version', 'conditions', 'strict', 'lenient', 'catastrophic', 'policy'],
+    ['note', 'personalLost'],
+  );
   if (top.format !== CRITERIA_FORMAT) r.fail(`"format" must be "${CRITERIA_FORMAT}", got ${describe(top.format)}`);
   if (top.version !== CRITERIA_VERSION) {
     r.fail(`version ${describe(top.version)} is not supported; this ternorm reads criteria version ${CRITERIA_VERSION}`);
@@ -273,6 +285,10 @@ export function validateCriteria(value: unknown, where = ''): Criteria {
     policy: { maxRatio: r.ratio(pol.maxRatio, 'policy.maxRatio'), mustBeatNoAdapter },
   };
   if (typeof top.note === 'string') out.note = top.note;
+  if (top.personalLost !== undefined) {
+    const pl = r.object(top.personalLost, 'personalLost', ['minFraction']);
+    out.personalLost = { minFraction: r.fraction(pl.minFraction, 'personalLost.minFraction') };
+  }
   return out;
 }
 

@@ -8,8 +8,9 @@
 //
 // What keeps the science honest:
 //  - the test tokens are never seen in training, calibration or the policy choice: adapters
-//    train on the train part (early stopping on its own tail), int4_calibrated and mixed score
-//    candidates on train tokens, the policy is chosen on the validation part;
+//    train on the train part (early stopping on its own tail), mixed scores candidates on train
+//    tokens, int4_calibrated on the training tail no gradient step saw (calibratedClip), the
+//    policy is chosen on the validation part;
 //  - every condition scores exactly the same tokens of a split, so ratios are paired;
 //  - conditions whose decoded gains are bit-identical (e.g. a lossless k-means codebook and the
 //    raw adapter) share one evaluation, which gives the same NLLs the kernel would compute again.
@@ -58,7 +59,9 @@ import {
   type TextId,
   type UserEvaluation,
 } from './results.js';
-import type { NllArray } from './stats.js';
+import { NOISE_DISTRIBUTIONS, NOISE_RMS_GRID, NOISE_SEEDS, noiseSeed, perturbGains, rmsError, type NoiseMeasured } from './noise.js';
+import type { PersonalMeasured } from './personal.js';
+import { deriveSeed, PairedBootstrap, type Interval, type NllArray } from './stats.js';
 
 /** The schemes the bet compares, in report order: the raw references, the bet, then the six families. */
 export const BET_METHODS = [
@@ -91,6 +94,25 @@ export function defaultCalibrationTokens(): number {
  * instead of the codec default's 15 + 14 n), which keeps three users inside the time budget.
  */
 export const BET_CLIP_GRID: readonly number[] = [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3];
+
+/**
+ * int4_calibrated's calibration slice: at most this many tokens from the start of the adapter
+ * training's held-out tail (the early-stopping part, never a gradient step). The 512 first training
+ * tokens it used before were text the adapter was fitted on, and too few: 141 loss evaluations on
+ * them picked clips below 1 that lost on validation (the programmer's int4 at 1.243x raw where
+ * clip 1 gives 1.008x).
+ */
+export const CALIBRATED_HELD_OUT_TOKENS = 2048;
+
+/**
+ * The search's choice is kept only when it beats clip 1 (int4_delta) beyond noise on the rest of
+ * the tail, tokens the search did not see (a minimum of a best-of-71 on its own tokens is biased
+ * low): the upper end of the paired bootstrap interval (this confidence) of ppl(choice) /
+ * ppl(clip 1) there is below 1. Otherwise, or when fewer than CALIBRATED_GATE_MIN_TOKENS remain,
+ * every tensor gets clip 1.
+ */
+export const CALIBRATED_GATE_CONFIDENCE = 0.95;
+export const CALIBRATED_GATE_MIN_TOKENS = 256;
 
 export interface BetUser {
   name: string;
@@ -128,9 +150,13 @@ export interface BetOptions {
   bootstrap?: { resamples?: number; confidence?: number; blockLength?: number | 'auto' };
   /** Split sizes (--train-bytes, ...): every user's, default users' fixtures included; default: the recipe's. */
   split?: Partial<UserSplitOptions>;
+  /** The noise margin sweep per user (noise.ts, issue 10 §5); `seeds` noise patterns per point. */
+  noise?: { seeds?: number };
+  /** The cross-user matrix and the generic adapter (personal.ts, issue 10 §6). */
+  personal?: boolean;
 }
 
-export type BetStage = 'train' | 'encode' | 'evaluate' | 'seeds';
+export type BetStage = 'train' | 'encode' | 'evaluate' | 'seeds' | 'noise' | 'personal';
 
 export interface BetHooks {
   /** A stage of a user starts; `total` units of work follow. */
@@ -312,6 +338,8 @@ export interface BetPipeline {
   header: ResultsHeader;
   readInputs(u: BetUser): UserInputs;
   measureUser(u: BetUser, inputs: UserInputs): Promise<UserEvaluation>;
+  /** --personal, after every user: the cross-user matrix and the generic adapter (personal.ts). */
+  measurePersonal(r: AdapterCompressResults): Promise<PersonalMeasured>;
 }
 
 /** Opens the per-user pipeline of a run (see BetPipeline); `o.out`, `resume` and `overwrite` are runBet's. */
@@ -320,6 +348,10 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
   if (!Number.isSafeInteger(o.seeds) || o.seeds < 1 || o.seeds > 100)
     throw new RangeError(`seeds must be an integer in 1..100, got ${String(o.seeds)}`);
   if (!Number.isSafeInteger(o.seed) || o.seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${String(o.seed)}`);
+  const noiseSeeds = o.noise?.seeds ?? NOISE_SEEDS;
+  if (!Number.isSafeInteger(noiseSeeds) || noiseSeeds < 1 || noiseSeeds > 100)
+    throw new RangeError(`noise seeds must be an integer in 1..100, got ${String(noiseSeeds)}`);
+  if (o.personal === true && o.users.length < 2) throw new Error('--personal compares users with each other: give at least 2 users');
   const calibrationTokens = checkLimit(
     coreLimits().codec.calibrationTokens,
     o.encode?.calibrationTokens ?? defaultCalibrationTokens(),
@@ -368,12 +400,17 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
   };
   const threads = o.threads;
   const actQuant = o.actQuant === undefined ? undefined : checkActQuant(o.actQuant);
+  // --personal: what the cross-user matrix and the generic adapter need of each user
+  const kept = new Map<
+    string,
+    { gains: Float32Array; train: Uint8Array; tokens: Record<SplitName, Int32Array>; own: Record<SplitName, NllArray> }
+  >();
   // Built (or loaded and verified) once per run, and only if a default user needs them.
   let fx: Fixtures | undefined;
   const fixtures = (): Fixtures => (fx ??= getFixtures({ userSplit: o.split }));
   let fleetFx: FleetFixtures | undefined;
   const fleet = (): FleetFixtures => (fleetFx ??= getFleetFixtures());
-  return { header, readInputs, measureUser };
+  return { header, readInputs, measureUser, measurePersonal };
 
   function readInputs(u: BetUser): UserInputs {
     const texts = userTexts(u, fixtures, fleet, o.split);
@@ -408,8 +445,12 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
     const adapter = given.get(u.name) ?? (await train(u.name, texts.train, o.seed)).adapter;
     lap('train');
     const calibration = { tokens: trainTokens.subarray(0, Math.min(trainTokens.length, calibrationTokens)), actQuant };
+    const tail = splitUserTokens(trainTokens, adapterRun).validation;
+    // the search on the first half of the tail (at most CALIBRATED_HELD_OUT_TOKENS), the gate on the rest
+    const searchEnd = Math.min(tail.length, Math.max(2, Math.min(Math.ceil(tail.length / 2), CALIBRATED_HELD_OUT_TOKENS)));
+    const heldOut = { search: tail.subarray(0, searchEnd), gate: tail.subarray(searchEnd) };
     hooks.onStage?.(u.name, 'encode', BET_METHODS.length);
-    const encodings = await encodeAll(adapter, calibration, (i, m) => hooks.onProgress?.(i, BET_METHODS.length, m));
+    const encodings = await encodeAll(u.name, adapter, calibration, heldOut, (i, m) => hooks.onProgress?.(i, BET_METHODS.length, m));
     lap('encode');
     hooks.onStage?.(u.name, 'evaluate', 2 * conditions.length);
     const nll: Record<SplitName, Record<string, NllArray>> = { validation: {}, test: {} };
@@ -439,6 +480,16 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
       validation: { bytes: texts.ids.validation.bytes, nll: nll.validation },
       test: { bytes: texts.ids.test.bytes, nll: nll.test },
     };
+    if (o.noise !== undefined) ev.noise = await measureNoise(u.name, adapter.gains, encodings, splitTokens.test);
+    if (o.personal === true) {
+      const { reference } = criteria.criteria.conditions;
+      kept.set(u.name, {
+        gains: adapter.gains,
+        train: texts.train,
+        tokens: splitTokens,
+        own: { validation: nll.validation[reference]!, test: nll.test[reference]! },
+      });
+    }
     if (o.seeds > 1) {
       const { reference, bet } = criteria.criteria.conditions;
       const seedRuns: { seed: number; nll: Record<string, NllArray> }[] = [
@@ -487,8 +538,10 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
   }
 
   async function encodeAll(
+    user: string,
     adapter: Adapter,
     calibration: { tokens: Int32Array; actQuant?: ActQuant },
+    heldOut: { search: Int32Array; gate: Int32Array },
     progress: (done: number, method: string) => void,
   ): Promise<Map<string, { encoding: Encoding; info: EncodingInfo }>> {
     const out = new Map<string, { encoding: Encoding; info: EncodingInfo }>();
@@ -496,8 +549,11 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
     let i = 0;
     for (const m of BET_METHODS) {
       const budget = m === 'mixed' ? (o.encode?.mixedBudget ?? out.get('int8_per_tensor')!.info.bytes) : undefined;
-      const r = await encodeAdapter(model, adapter, m, { ...common, byteBudget: budget });
       const extra: Record<string, number[]> = {};
+      const r =
+        m === 'int4_calibrated'
+          ? await calibratedClip(user, adapter, heldOut, out.get('int4_delta')!.encoding, extra)
+          : await encodeAdapter(model, adapter, m, { ...common, byteBudget: budget });
       if (r.calibration !== null) {
         extra['calibration.grid'] = r.calibration.grid;
         extra['calibration.clip'] = r.calibration.clip;
@@ -513,6 +569,133 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
     }
     return out;
   }
+
+  /**
+   * int4_calibrated chosen on held-out training tokens, kept only when it beats clip 1 beyond noise
+   * on held-out tokens the search did not see; `extra` records the slices and the gate. Deterministic.
+   */
+  async function calibratedClip(
+    user: string,
+    adapter: Adapter,
+    heldOut: { search: Int32Array; gate: Int32Array },
+    clipOne: Encoding,
+    extra: Record<string, number[]>,
+  ): Promise<Awaited<ReturnType<typeof encodeAdapter>>> {
+    const opts: EncodeOptions = { clipGrid: BET_CLIP_GRID, ...o.encode, threads, calibration: { tokens: heldOut.search, actQuant } };
+    const searched = await encodeAdapter(model, adapter, 'int4_calibrated', opts);
+    extra['calibration.heldOutTokens'] = [heldOut.search.length, heldOut.gate.length];
+    if (searched.calibration!.clip.every((c) => c === 1)) return searched;
+    const fallBack = () => encodeAdapter(model, adapter, 'int4_calibrated', { ...opts, clipGrid: [1] });
+    if (heldOut.gate.length - 1 < CALIBRATED_GATE_MIN_TOKENS) return fallBack();
+    // non-overlapping windows, as the search scores (codec.ts's default stride)
+    const score = async (e: Encoding) => (await evaluate(model, e, heldOut.gate, { threads, stride: model.config.context, actQuant })).nll;
+    const pb = new PairedBootstrap(
+      { choice: await score(searched.encoding), clipOne: await score(clipOne) },
+      {
+        seed: deriveSeed(o.seed, 'calibrated-gate', user),
+        resamples: o.bootstrap?.resamples,
+        confidence: CALIBRATED_GATE_CONFIDENCE,
+        blockLength: o.bootstrap?.blockLength,
+      },
+    );
+    const ci = pb.ratioCi('choice', 'clipOne');
+    const accepted = ci.high < 1;
+    // [ratio, ci low, ci high, kept (1) or fell back to clip 1 (0)]
+    extra['calibration.gate'] = [pb.ratio('choice', 'clipOne'), ci.low, ci.high, accepted ? 1 : 0];
+    return accepted ? searched : fallBack();
+  }
+
+  /** The noise sweep of one user on its test split (noise.ts). */
+  async function measureNoise(
+    user: string,
+    gains: Float32Array,
+    encodings: Map<string, { encoding: Encoding }>,
+    tokens: Int32Array,
+  ): Promise<NoiseMeasured> {
+    const rms = [...NOISE_RMS_GRID];
+    const seeds = Array.from({ length: noiseSeeds }, (_, k) => noiseSeed(o.seed, user, k));
+    const total = NOISE_DISTRIBUTIONS.length * seeds.length * rms.length;
+    hooks.onStage?.(user, 'noise', total);
+    let done = 0;
+    const meanNll = {} as NoiseMeasured['meanNll'];
+    for (const d of NOISE_DISTRIBUTIONS) {
+      meanNll[d] = [];
+      for (const seed of seeds) {
+        const row: number[] = [];
+        for (const x of rms) {
+          row.push((await evaluate(model, perturbGains(gains, x, d, seed), tokens, { threads, actQuant })).meanNll);
+          hooks.onProgress?.(++done, total, `${d} rms ${x}`);
+        }
+        meanNll[d].push(row);
+      }
+    }
+    const schemeRms: Record<string, number> = {};
+    for (const [m, e] of encodings) schemeRms[m] = rmsError(e.encoding.gains, gains);
+    return { split: 'test', rms, seeds, meanNll, schemeRms };
+  }
+
+  /**
+   * The cross-user matrix (every user's adapter on every user's test text) and the generic adapter
+   * (the same recipe and seed on every user's training text, interleaved so its early-stopping
+   * tail holds every user), each against the own adapter with paired bootstrap intervals.
+   */
+  async function measurePersonal(r: AdapterCompressResults): Promise<PersonalMeasured> {
+    const names = r.users.map((u) => u.user);
+    const n = names.length;
+    const { reference } = criteria.criteria.conditions;
+    const bs = r.bootstrap;
+    const ratioCi = (own: NllArray, other: NllArray, ...labels: string[]): { meanNll: number; ci: Interval } => {
+      const pb = new PairedBootstrap(
+        { own, other },
+        {
+          seed: deriveSeed(o.seed, 'personal', ...labels),
+          resamples: bs.resamples,
+          confidence: bs.confidence,
+          blockLength: bs.blockLength,
+        },
+      );
+      return { meanNll: pb.meanNll('other'), ci: pb.ratioCi('other', 'own') };
+    };
+    const user = (name: string) => kept.get(name)!;
+    hooks.onStage?.('all users', 'personal', n * (n - 1));
+    const testMeanNll: number[][] = names.map((_, i) =>
+      names.map((_, j) => (i === j ? r.users[j]!.test.conditions[reference]!.meanNll : NaN)),
+    );
+    const othersOverOwn: (Interval | null)[][] = names.map(() => names.map(() => null));
+    let done = 0;
+    for (let j = 0; j < n; j++) {
+      for (let i = 0; i < n; i++) {
+        if (i === j) continue;
+        const nllOther = (await evaluate(model, user(names[i]!).gains, user(names[j]!).tokens.test, { threads, actQuant })).nll;
+        const x = ratioCi(user(names[j]!).own.test, nllOther, 'cross', names[j]!, names[i]!);
+        testMeanNll[i]![j] = x.meanNll;
+        othersOverOwn[j]![i] = x.ci;
+        hooks.onProgress?.(++done, n * (n - 1), `${names[i]} adapter on ${names[j]} text`);
+      }
+    }
+    const pooled = interleave(names.map((u) => user(u).train));
+    const generic = (await train('generic', pooled, o.seed)).adapter;
+    hooks.onStage?.('generic', 'evaluate', 2 * n);
+    const genericMeanNll: PersonalMeasured['genericMeanNll'] = { validation: [], test: [] };
+    const genericOverOwn: PersonalMeasured['ci']['genericOverOwn'] = { validation: [], test: [] };
+    done = 0;
+    for (const split of ['validation', 'test'] as const) {
+      for (const name of names) {
+        const nll = (await evaluate(model, generic, user(name).tokens[split], { threads, actQuant })).nll;
+        const x = ratioCi(user(name).own[split], nll, 'generic', name, split);
+        genericMeanNll[split].push(x.meanNll);
+        genericOverOwn[split].push(x.ci);
+        hooks.onProgress?.(++done, 2 * n, `generic on ${name} ${split}`);
+      }
+    }
+    return {
+      users: names,
+      generic: { seed: o.seed, trainBytes: pooled.length },
+      testMeanNll,
+      genericMeanNll,
+      ci: { othersOverOwn, genericOverOwn },
+    };
+  }
 }
 
 /**
@@ -520,7 +703,9 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
  * "failed", every user done kept) and the error is rethrown.
  */
 export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<AdapterCompressResults> {
-  const { header, readInputs, measureUser } = openBet(o, hooks);
+  if (o.personal === true && o.resume === true)
+    throw new Error('--personal needs every user of the run in memory: run it fresh (--overwrite), not with --resume');
+  const { header, readInputs, measureUser, measurePersonal } = openBet(o, hooks);
 
   // One writer at a time: the lock is taken before the file is looked at and held to the end.
   mkdirSync(dirname(resolve(o.out)), { recursive: true });
@@ -570,6 +755,7 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
         writer.addUser(ev);
         hooks.onUserDone?.(u.name, (performance.now() - t0) / 1000);
       }
+      if (o.personal === true) writer.setPersonal(await measurePersonal(writer.results));
       return writer.complete();
     } catch (err) {
       try {
@@ -582,4 +768,39 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
   } finally {
     lock.release();
   }
+}
+
+/** Pieces of the generic adapter's pooled training text per user (round robin). */
+export const POOL_PIECES = 16;
+
+/**
+ * The users' training texts pooled: each cut into POOL_PIECES pieces (at a newline when one is in
+ * the piece's last quarter), taken round robin, so every part of the pool, its early-stopping tail
+ * included, holds every user.
+ */
+export function interleave(texts: readonly Uint8Array[]): Uint8Array {
+  const pieces = texts.map((t) => {
+    const out: Uint8Array[] = [];
+    let start = 0;
+    for (let k = 1; k <= POOL_PIECES; k++) {
+      let end = Math.floor((t.length * k) / POOL_PIECES);
+      if (k < POOL_PIECES) {
+        const nl = t.lastIndexOf(0x0a, end - 1);
+        if (nl >= start && nl >= end - Math.floor(t.length / POOL_PIECES / 4)) end = nl + 1;
+      }
+      out.push(t.subarray(start, end));
+      start = end;
+    }
+    return out;
+  });
+  const total = texts.reduce((s, t) => s + t.length, 0);
+  const pooled = new Uint8Array(total);
+  let at = 0;
+  for (let k = 0; k < POOL_PIECES; k++) {
+    for (const p of pieces) {
+      pooled.set(p[k]!, at);
+      at += p[k]!.length;
+    }
+  }
+  return pooled;
 }

@@ -5,14 +5,19 @@
 // bet's ppl, bet/reference ratio, bet vs no adapter, each with its bootstrap interval); the same
 // table for every scheme, with bytes and bits per byte; the verdicts; the per-user policy (chosen
 // on validation, reported on test); the validation numbers the policy saw; the seed spread (noise
-// floor) when several adapter seeds were trained; the fleet totals when a fleet size is given.
+// floor) when several adapter seeds were trained; the fleet totals when a fleet size is given; the
+// noise margin and the personal signal when measured (noise.ts, personal.ts); the conclusions
+// (conclusions.ts).
 // Perplexities have 3 decimals, ratios and bits per byte 4.
 
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { writeFileAtomic } from '../util/files.js';
 import { markdownText as md } from '../util/text.js';
+import { conclusionsMarkdown } from './conclusions.js';
 import { fleetMarkdown, fleetTotals, formatBytes } from './fleet.js';
+import { noiseMarkdown } from './noise.js';
+import { personalMarkdown } from './personal.js';
 import type { AdapterCompressResults, ConditionStats, Estimate, SplitStats, UserResult } from './results.js';
 import type { Interval } from './stats.js';
 import { schemesOf } from './verdicts.js';
@@ -21,9 +26,9 @@ export const PPL_DECIMALS = 3;
 export const RATIO_DECIMALS = 4;
 export const BPB_DECIMALS = 4;
 
-const f = (v: number, d: number): string => v.toFixed(d);
+export const f = (v: number, d: number): string => v.toFixed(d);
 const ci = (c: Interval, d: number): string => `[${f(c.low, d)}, ${f(c.high, d)}]`;
-const est = (e: Estimate, d: number): string => `${f(e.value, d)} ${ci(e.ci, d)}`;
+export const est = (e: Estimate, d: number): string => `${f(e.value, d)} ${ci(e.ci, d)}`;
 const pplCell = (s: ConditionStats): string => est(s.ppl, PPL_DECIMALS);
 
 /** "all users" for the fraction 1, else "at least 2/3 of users". */
@@ -31,7 +36,7 @@ const ofUsers = (fraction: string): string => (fraction === '1' ? 'all users' : 
 
 // Every text taken from the results (names, paths, messages, versions) goes through md() where it is
 // placed; the rest is the report's own text, which holds no '|' or newline.
-function table(head: string[], align: ('l' | 'r')[], rows: string[][]): string[] {
+export function table(head: string[], align: ('l' | 'r')[], rows: string[][]): string[] {
   return [
     `| ${head.join(' | ')} |`,
     `|${align.map((a) => (a === 'r' ? '---:' : '---')).join('|')}|`,
@@ -272,6 +277,7 @@ export function renderReport(r: AdapterCompressResults, options: ReportOptions =
   if (options.fleetUsers !== undefined) {
     out.push('## Fleet totals', '', fleetMarkdown(fleetTotals(r, options.fleetUsers)));
   }
+  out.push(...noiseMarkdown(r), ...personalMarkdown(r), ...conclusionsMarkdown(r));
   return out.join('\n');
 }
 

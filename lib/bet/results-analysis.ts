@@ -3,7 +3,9 @@
 // (chosen on validation, reported on test) and the seed spread; and the verdicts and policy summary
 // over the users done. The reader recomputes the derived numbers with the same functions.
 
+import { computeConclusions, type Conclusions } from './conclusions.js';
 import type { Criteria } from './criteria.js';
+import { analyseNoise, type NoiseMeasured } from './noise.js';
 import { choosePolicy, policyOnTest, summarisePolicy, type PolicySummary } from './policy.js';
 import type { ByteRange } from '../data/fixtures.js';
 import { checkUserName, fail, SPLITS, type SplitName } from './results-format.js';
@@ -13,6 +15,7 @@ import {
   type ConditionStats,
   type EncodingInfo,
   type Estimate,
+  type PersonalSignal,
   type SeedRunResult,
   type SplitStats,
   type TextId,
@@ -40,6 +43,10 @@ export interface UserEvaluation {
   test: SplitLosses;
   /** With --seeds N: the test-split NLLs of adapters trained with each seed (any subset of conditions including the reference). */
   seedRuns?: readonly { seed: number; nll: Readonly<Record<string, NllArray>> }[];
+  /** The user family the conclusions group the user in (absent: one family of all users). */
+  family?: string;
+  /** With --noise: the noise sweep's measurements (noise.ts). */
+  noise?: NoiseMeasured;
 }
 
 export interface AnalysisContext {
@@ -244,7 +251,7 @@ export function analyseUser(ev: UserEvaluation, ctx: AnalysisContext): UserResul
     if (s.bytes !== texts[split].bytes)
       fail(`user "${ev.user}" ${split}: the losses are for ${s.bytes} bytes but the text id says ${texts[split].bytes}`);
   }
-  return {
+  const out: UserResult = {
     user: ev.user,
     texts,
     encodings,
@@ -253,14 +260,24 @@ export function analyseUser(ev: UserEvaluation, ctx: AnalysisContext): UserResul
     policy: userPolicy(validation, test, encodings, ctx.criteria, ev.user),
     seeds: analyseSeeds(ev, test.tokens, ctx),
   };
+  if (ev.family !== undefined) {
+    if (typeof ev.family !== 'string' || ev.family === '') fail(`user "${ev.user}": "family" must be a non-empty string`);
+    out.family = ev.family;
+  }
+  if (ev.noise !== undefined) {
+    const measured = structuredClone(ev.noise);
+    out.noise = { measured, analysis: analyseNoise(measured, test, ctx.criteria, ctx.conditions, ev.user) };
+  }
+  return out;
 }
 
-/** Verdicts (test split) and policy summary over the users done. */
+/** Verdicts (test split), policy summary and conclusions over the users done. */
 export function summarise(
   users: readonly UserResult[],
   conditions: readonly string[],
   criteria: Criteria,
-): { verdicts: SchemeVerdict[]; policy: PolicySummary } {
+  personal?: PersonalSignal,
+): { verdicts: SchemeVerdict[]; policy: PolicySummary; conclusions: Conclusions } {
   const verdicts =
     users.length === 0
       ? []
@@ -278,5 +295,5 @@ export function summarise(
       holdsOnTest: u.policy.test.holds,
     })),
   );
-  return { verdicts, policy };
+  return { verdicts, policy, conclusions: computeConclusions(users, criteria, personal) };
 }

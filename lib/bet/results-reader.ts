@@ -13,6 +13,8 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.
 import { readTextFile } from '../util/files.js';
 import { sha256Hex } from '../util/hash.js';
 import { canonicalJson, validateCriteria } from './criteria.js';
+import { analyseNoise } from './noise.js';
+import { analysePersonal } from './personal.js';
 import { summarise, userPolicy } from './results-analysis.js';
 import { RESULTS_FORMAT, RESULTS_VERSION, resultsSchemaPath, SPLITS } from './results-format.js';
 import type { AdapterCompressResults, Estimate } from './results-types.js';
@@ -166,8 +168,20 @@ function checkDerived(r: AdapterCompressResults, s: Shape): void {
     const again = userPolicy(u.validation, u.test, u.encodings, criteria, u.user);
     if (canonicalJson(again) !== canonicalJson(u.policy))
       s.fail(`$.users[${ui}].policy`, 'differs from the policy recomputed from the validation split');
+    if (u.noise !== undefined) {
+      const noise = analyseNoise(u.noise.measured, u.test, criteria, r.conditions, u.user);
+      if (canonicalJson(noise) !== canonicalJson(u.noise.analysis))
+        s.fail(`$.users[${ui}].noise.analysis`, 'differs from the analysis recomputed from the noise measurements');
+    }
   });
-  const sum = summarise(r.users, r.conditions, criteria);
+  if (r.personal !== undefined) {
+    const again = analysePersonal(r.personal.measured, r.users, r.conditions, criteria);
+    if (canonicalJson(again) !== canonicalJson(r.personal.analysis))
+      s.fail('$.personal.analysis', 'differs from the analysis recomputed from the cross-user and generic measurements');
+  }
+  const sum = summarise(r.users, r.conditions, criteria, r.personal);
+  if (r.conclusions !== undefined && canonicalJson(sum.conclusions) !== canonicalJson(r.conclusions))
+    s.fail('$.conclusions', 'differ from the conclusions recomputed from the numbers');
   if (canonicalJson(sum.verdicts) !== canonicalJson(r.verdicts))
     s.fail('$.verdicts', "differ from the verdicts recomputed from the users' test perplexities");
   if (canonicalJson(sum.policy) !== canonicalJson(r.policy))

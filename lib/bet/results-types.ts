@@ -45,6 +45,11 @@ export interface RatioCriterion {
   minFraction: Fraction;
 }
 
+/** PERSONAL-LOST: a compressed own adapter worse than the generic adapter (validation) has lost the personal signal; the tier holds for a scheme when at least minFraction of the users lost it. */
+export interface PersonalLostCriterion {
+  minFraction: Fraction;
+}
+
 export interface Criteria {
   format: 'ternorm-criteria';
   version: 1;
@@ -55,6 +60,8 @@ export interface Criteria {
   catastrophic: {
     minFraction: Fraction;
   };
+  /** PERSONAL-LOST: a compressed own adapter worse than the generic adapter (validation) has lost the personal signal; the tier holds for a scheme when at least minFraction of the users lost it. */
+  personalLost?: PersonalLostCriterion;
   policy: {
     maxRatio: RatioThreshold;
     mustBeatNoAdapter: boolean;
@@ -86,7 +93,7 @@ export interface RunConfig {
   /** The resolved adapter-training options (lib/model/train-adapter.ts) except the seed. */
   adapterRun: Record<string, number>;
   encode: {
-    /** Training tokens int4_calibrated and mixed score candidates on. */
+    /** Training tokens mixed scores candidates on (int4_calibrated scores on the held-out training tail, protocol.ts CALIBRATED_HELD_OUT_TOKENS). */
     calibrationTokens: number;
     /** int4_calibrated's clip factors. */
     clipGrid: number[];
@@ -215,6 +222,79 @@ export interface UserSeeds {
   }>;
 }
 
+export type NllGrid = number[][];
+
+export interface NoiseMeasured {
+  split: 'test';
+  /** RMS gain errors of the grid, increasing. */
+  rms: number[];
+  seeds: Count[];
+  /** Mean test NLL of the perturbed gains, [seed][grid point]. */
+  meanNll: {
+    uniform: NllGrid;
+    gaussian: NllGrid;
+  };
+  /** RMS error of each scheme's decoded gains against the trained gains. */
+  schemeRms: Record<string, number>;
+}
+
+export interface Crossing {
+  where: 'within' | 'belowGrid' | 'aboveGrid';
+  /** Interpolated RMS gain error (log RMS vs log ratio) where the curve first goes above the ratio; null outside the grid. */
+  rms: number | null;
+}
+
+export interface Spread {
+  min: number;
+  median: number;
+  max: number;
+}
+
+/** null when a seed's curve does not cross inside the grid. */
+export type OptionalSpread = null | Spread;
+
+export interface NoiseCurveAnalysis {
+  /** ppl ratio to the reference, [seed][grid point]. */
+  ratio: NllGrid;
+  crossings: {
+    strict: Crossing[];
+    noAdapter: Crossing[];
+  };
+  tolerance: {
+    strict: OptionalSpread;
+    noAdapter: OptionalSpread;
+  };
+  /** tolerance / the bet's RMS gain error. */
+  margin: {
+    strict: OptionalSpread;
+    noAdapter: OptionalSpread;
+  };
+}
+
+export interface NoiseAnalysis {
+  thresholds: {
+    strict: number;
+    noAdapter: number;
+  };
+  bet: {
+    scheme: ConditionName;
+    rms: number;
+  };
+  schemes: Record<string, {
+    rms: number;
+    ratio: number;
+  }>;
+  curves: {
+    uniform: NoiseCurveAnalysis;
+    gaussian: NoiseCurveAnalysis;
+  };
+}
+
+export interface UserNoise {
+  measured: NoiseMeasured;
+  analysis: NoiseAnalysis;
+}
+
 export interface UserResult {
   user: UserName;
   texts: {
@@ -230,6 +310,10 @@ export interface UserResult {
   test: SplitStats;
   policy: UserPolicy;
   seeds: null | UserSeeds;
+  /** The user family (fixture family) the conclusions group the user in; absent: one family of all users. */
+  family?: string;
+  /** The noise margin (issue 10 §5, `ternorm bet --noise`); absent when not measured. */
+  noise?: UserNoise;
 }
 
 export interface UserSchemeOutcome {
@@ -287,6 +371,106 @@ export interface PolicySummary {
   meanBytes: number;
 }
 
+export interface PersonalMeasured {
+  /** Adapter and text order of the matrix. */
+  users: UserName[];
+  /** The generic adapter: the bet's training recipe on every user's training text pooled. */
+  generic: {
+    seed: Count;
+    trainBytes: Count;
+  };
+  /** Mean test NLL of adapter i on user j's test text, [i][j]; the diagonal is each user's reference. */
+  testMeanNll: NllGrid;
+  genericMeanNll: {
+    validation: number[];
+    test: number[];
+  };
+  /** Paired bootstrap intervals (same tokens) measured with the per-token losses. */
+  ci: {
+    /** [text j][adapter i]: ppl(adapter i) / ppl(own adapter) on user j's test text; null on the diagonal. */
+    othersOverOwn: ((null | Interval)[])[];
+    genericOverOwn: {
+      validation: Interval[];
+      test: Interval[];
+    };
+  };
+}
+
+export interface PersonalUser {
+  user: UserName;
+  othersOverOwn: {
+    adapter: UserName;
+    ratio: Estimate;
+  }[];
+  genericOverOwn: {
+    validation: Estimate;
+    test: Estimate;
+  };
+}
+
+export interface TierCount {
+  count: Count;
+  holds: boolean;
+}
+
+export interface PersonalLostOutcome {
+  scheme: ConditionName;
+  minFraction: Fraction;
+  required: number;
+  users: {
+    user: UserName;
+    validationRatio: number;
+    testRatio: number;
+    lostOnValidation: boolean;
+    lostOnTest: boolean;
+  }[];
+  /** The tier, decided on validation. */
+  validation: TierCount;
+  /** The same rule on test, reported. */
+  test: TierCount;
+}
+
+export interface PersonalAnalysis {
+  users: PersonalUser[];
+  /** null when the criteria register no personalLost tier. */
+  personalLost: null | PersonalLostOutcome[];
+}
+
+export interface PersonalSignal {
+  measured: PersonalMeasured;
+  analysis: PersonalAnalysis;
+}
+
+/** The catalogue's finding: the bet's encoding is worse than no adapter for at least catastrophic.minFraction of the family's users (test split). */
+export interface FamilyConclusion {
+  family: string;
+  users: UserName[];
+  scheme: ConditionName;
+  worseThanNoAdapter: Count;
+  required: number;
+  reproduces: boolean;
+}
+
+export interface Conclusions {
+  families: FamilyConclusion[];
+  /** null when no user has a noise sweep. */
+  margins: null | {
+    user: UserName;
+    uniform: OptionalSpread;
+    gaussian: OptionalSpread;
+  }[];
+  /** null without a personal-signal measurement. */
+  personal: null | {
+    scheme: ConditionName;
+    lostOnTest: Count;
+    users: number;
+    /** The PERSONAL-LOST tier does not hold (validation) and no user lost it on test. */
+    keeps: boolean;
+  }[];
+  /** The rate-distortion frontier's conclusion (the codecs work adds it); null until then. */
+  frontier: null;
+}
+
 /** Written by lib/bet/results-writer.ts (ResultsWriter). Every perplexity, ratio, verdict and policy choice is computed from per-token losses; lib/bet/results-reader.ts checks a file against this schema, checks the checksum and recomputes the derived values. */
 export interface AdapterCompressResults {
   format: 'ternorm-adapter-compress';
@@ -313,6 +497,10 @@ export interface AdapterCompressResults {
   users: UserResult[];
   verdicts: SchemeVerdict[];
   policy: PolicySummary;
+  /** The personal signal (issue 10 §6, `ternorm bet --personal`); absent when not measured. */
+  personal?: PersonalSignal;
+  /** The conclusions derived from the numbers above (lib/bet/conclusions.ts); absent in files of older versions. */
+  conclusions?: Conclusions;
   /** sha256 of the canonical JSON (keys sorted, no whitespace) of this object without checksum. */
   checksum: Sha256;
 }

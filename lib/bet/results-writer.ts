@@ -14,6 +14,7 @@ import { sha256Hex } from '../util/hash.js';
 import { packageRoot } from '../util/package-root.js';
 import { canonicalJson, checkConditionName, CRITERIA_VERSION, validateCriteria, type LoadedCriteria } from './criteria.js';
 import { summarisePolicy } from './policy.js';
+import { analysePersonal } from './personal.js';
 import { analyseUser, summarise, type UserEvaluation } from './results-analysis.js';
 import { fail, RESULTS_FORMAT, RESULTS_VERSION } from './results-format.js';
 import { checkSchema, readResults } from './results-reader.js';
@@ -21,6 +22,7 @@ import {
   SHA256_PATTERN,
   type AdapterCompressResults,
   type BaseModelFingerprint,
+  type PersonalMeasured,
   type RunConfig,
   type UserResult,
 } from './results-types.js';
@@ -302,9 +304,20 @@ export class ResultsWriter {
       bootstrap: this.state.bootstrap,
     });
     const users = [...this.state.users, u];
-    this.state = { ...this.state, users, ...summarise(users, this.state.conditions, this.state.criteria.criteria) };
+    this.state = { ...this.state, users, ...summarise(users, this.state.conditions, this.state.criteria.criteria, this.state.personal) };
     this.write();
     return structuredClone(u);
+  }
+
+  /** Records the personal-signal measurement (personal.ts) over the users done and rewrites the file. */
+  setPersonal(measured: PersonalMeasured): void {
+    if (this.state.status !== 'running') fail(`cannot add the personal signal to a ${this.state.status} run`);
+    const m = structuredClone(measured);
+    const { users, conditions } = this.state;
+    const criteria = this.state.criteria.criteria;
+    const personal = { measured: m, analysis: analysePersonal(m, users, conditions, criteria) };
+    this.state = { ...this.state, personal, ...summarise(users, conditions, criteria, personal) };
+    this.write();
   }
 
   /** Marks the run complete. */

@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 
 import { checkMethod, codecMethods, encodeAdapter } from '../adapter/codec.js';
 import { fleetTotals, formatBytes, formatFleet } from '../bet/fleet.js';
+import { NOISE_SEEDS, writeNoisePlot } from '../bet/noise.js';
 import { writePlot } from '../bet/plot.js';
 import {
   defaultCalibrationTokens,
@@ -37,11 +38,13 @@ export const BET_USAGE = `  bet             the adapter-compression bet (the mai
                   encode it with every scheme, score held-out text, verdicts, per-user policy
     [--model ${DEFAULT_MODEL_PATH}] [--user name=text.txt ... | --users fixture:SET (${FIXTURE_USER_SETS})] [--adapter name=user.adapter ...]
     [--seeds 1] [--seed 0] [--criteria FILE] [--out ${DEFAULT_RESULTS_PATH}] [--report OUT.md] [--plot OUT.svg]
-    [--fleet-users 215000] [--resume | --overwrite] [--threads N] [--max-steps N] [--calibration-tokens N (default 512)]
+    [--fleet-users 215000] [--resume | --overwrite] [--threads N] [--max-steps N] [--calibration-tokens N (default 512, mixed)]
     [--group-size 32] [--mixed-budget BYTES] [--resamples 2000]
     [--act-quant token|block256 (ternary activations per token, or per 256 values as llama.cpp)] [--json]
     [--train-bytes N] [--validation-bytes N] [--test-bytes N] [--split-windows N]  (split sizes of every
                   user; default: the fixtures' 192 KiB / 16 KiB / 16 KiB in 8 windows, a --user text's scaled to it)
+    [--noise [--noise-seeds 3]]  the noise margin: perturbed gains on a log grid of RMS gain error
+    [--personal]                 the cross-user matrix, the generic adapter, the PERSONAL-LOST tier
   fleet           bytes per user and fleet totals per scheme and for the per-user policy's mix
     [--results ${DEFAULT_RESULTS_PATH}] [--users 215000] [--json]
 ${FLEET_USAGE}  quantize        encode a trained adapter with one scheme into an encoded adapter file
@@ -69,7 +72,14 @@ function withSuffix(path: string, ext: string): string {
   return path.endsWith('.json') ? `${path.slice(0, -'.json'.length)}${ext}` : `${path}${ext}`;
 }
 
-const STAGE_LABEL: Record<BetStage, string> = { train: 'train adapter', encode: 'encode', evaluate: 'evaluate', seeds: 'extra seeds' };
+const STAGE_LABEL: Record<BetStage, string> = {
+  train: 'train adapter',
+  encode: 'encode',
+  evaluate: 'evaluate',
+  seeds: 'extra seeds',
+  noise: 'noise sweep',
+  personal: 'cross-user matrix',
+};
 
 export async function cmdBet(argv: string[], io: Io): Promise<number> {
   const multi = { type: 'string', multiple: true } as const;
@@ -98,6 +108,9 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
     'validation-bytes': S,
     'test-bytes': S,
     'split-windows': S,
+    noise: { type: 'boolean' },
+    'noise-seeds': S,
+    personal: { type: 'boolean' },
     json: { type: 'boolean' },
   });
   if (v.help) return SHOW_HELP;
@@ -117,7 +130,9 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
     'validation-bytes': partBytes('bytes of validation text per user'),
     'test-bytes': partBytes('bytes of test text per user'),
     'split-windows': orchestrationLimit(1, 4096, true, DEFAULT_USER_SPLIT.windows, 'regions of a text each split part takes a piece from'),
+    'noise-seeds': orchestrationLimit(1, 100, true, NOISE_SEEDS, 'noise patterns per grid point'),
   });
+  if (v['noise-seeds'] !== undefined && v.noise !== true) throw new UsageError('--noise-seeds needs --noise');
   if (v.resume === true && v.overwrite === true) throw new UsageError('--resume and --overwrite exclude each other');
   const userFiles = pairs('user', v.user);
   const adapters = pairs('adapter', v.adapter);
@@ -172,6 +187,8 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
       testBytes: n['test-bytes'],
       windows: n['split-windows'],
     }),
+    noise: v.noise === true ? defined({ seeds: n['noise-seeds'] }) : undefined,
+    personal: v.personal === true,
   };
   const bar = new ProgressBar(io.stderr, 25);
   let stage: { user: string; stage: BetStage } | null = null;
@@ -193,11 +210,17 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
   const plot = (v.plot as string | undefined) ?? withSuffix(out, '.svg');
   writeReport(report, results, { fleetUsers });
   writePlot(plot, results);
+  const noisePlot = results.users.some((u) => u.noise !== undefined) ? withSuffix(out, '_noise.svg') : null;
+  if (noisePlot !== null) writeNoisePlot(noisePlot, results);
   if (v.json) {
-    io.stdout.write(`${JSON.stringify({ results: out, report, plot, seconds, verdicts: results.verdicts, policy: results.policy })}\n`);
+    io.stdout.write(
+      `${JSON.stringify({ results: out, report, plot, noisePlot, seconds, verdicts: results.verdicts, policy: results.policy, conclusions: results.conclusions })}\n`,
+    );
   } else {
     io.stdout.write(terminalText(summary(results, fleetUsers), true));
-    io.stdout.write(terminalText(`\nwrote ${out}, ${report}, ${plot} (${formatDuration(seconds)})\n`, true));
+    io.stdout.write(
+      terminalText(`\nwrote ${out}, ${report}, ${plot}${noisePlot === null ? '' : `, ${noisePlot}`} (${formatDuration(seconds)})\n`, true),
+    );
   }
   return 0;
 }

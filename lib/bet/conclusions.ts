@@ -1,0 +1,87 @@
+// The conclusions at the end of the report (issue 10 §8), derived from the numbers, never typed:
+//  - per user family: does the catalogue's finding reproduce, i.e. is the bet's encoding (int8 per
+//    tensor by default) worse than no adapter, on test, for at least catastrophic.minFraction of the
+//    family's users (2/3 by default)?
+//  - each user's margin factor (noise.ts): RMS gain error at which perplexity crosses no-adapter
+//    over the bet's own RMS error, per noise distribution, over the seeds;
+//  - which schemes keep the personal signal (personal.ts): the PERSONAL-LOST tier does not hold on
+//    validation and no user lost it on test;
+//  - the rate-distortion frontier's conclusion: the codecs work's hook, null until it lands.
+// computeConclusions is run by the writer and again by the reader, which refuses a file whose
+// conclusions differ from the ones recomputed from its numbers.
+
+import { markdownText as md } from '../util/text.js';
+import { requiredUsers, type Criteria } from './criteria.js';
+import { f } from './report.js';
+import type { AdapterCompressResults, Conclusions, FamilyConclusion, PersonalSignal, Spread, UserResult } from './results-types.js';
+
+export type { Conclusions, FamilyConclusion } from './results-types.js';
+
+/** The family of users with no recorded family. */
+export const ALL_USERS_FAMILY = 'all users';
+
+export function computeConclusions(users: readonly UserResult[], criteria: Criteria, personal: PersonalSignal | undefined): Conclusions {
+  const { bet, noAdapter } = criteria.conditions;
+  const byFamily = new Map<string, UserResult[]>();
+  for (const u of users) {
+    const f = u.family ?? ALL_USERS_FAMILY;
+    byFamily.set(f, [...(byFamily.get(f) ?? []), u]);
+  }
+  const families: FamilyConclusion[] = [...byFamily].map(([family, us]) => {
+    const worse = us.filter((u) => u.test.conditions[bet]!.ppl.value > u.test.conditions[noAdapter]!.ppl.value).length;
+    const required = requiredUsers(criteria.catastrophic.minFraction, us.length);
+    return { family, users: us.map((u) => u.user), scheme: bet, worseThanNoAdapter: worse, required, reproduces: worse >= required };
+  });
+  const swept = users.filter((u) => u.noise !== undefined);
+  const margins =
+    swept.length === 0
+      ? null
+      : swept.map((u) => ({
+          user: u.user,
+          uniform: u.noise!.analysis.curves.uniform.margin.noAdapter,
+          gaussian: u.noise!.analysis.curves.gaussian.margin.noAdapter,
+        }));
+  const lost = personal?.analysis.personalLost ?? null;
+  const personalKept =
+    lost === null
+      ? null
+      : lost.map((o) => ({
+          scheme: o.scheme,
+          lostOnTest: o.test.count,
+          users: o.users.length,
+          keeps: !o.validation.holds && o.test.count === 0,
+        }));
+  return { families, margins, personal: personalKept, frontier: null };
+}
+
+/** The report's last section: the conclusions as sentences, every number from `r.conclusions`. */
+export function conclusionsMarkdown(r: AdapterCompressResults): string[] {
+  const c = r.conclusions;
+  if (c === undefined) return [];
+  const out = ['', '## Conclusions (computed from the numbers above)', ''];
+  for (const fam of c.families) {
+    out.push(
+      `- ${md(fam.family)} (${fam.users.length} user(s)): ${md(fam.scheme)} is worse than no adapter for ${fam.worseThanNoAdapter} of ` +
+        `${fam.users.length} (the catalogue's finding needs ${fam.required}): the finding ${fam.reproduces ? 'reproduces' : 'does not reproduce'}.`,
+    );
+  }
+  if (c.margins === null) out.push('- Margin factors: not measured (run the bet with --noise).');
+  else {
+    for (const m of c.margins) {
+      const s = (x: Spread | null): string =>
+        x === null ? 'no crossing inside the grid' : `${f(x.median, 1)}x (${f(x.min, 1)}-${f(x.max, 1)} over the seeds)`;
+      out.push(
+        `- ${md(m.user)}: noise of ${s(m.uniform)} (uniform) / ${s(m.gaussian)} (Gaussian) the bet's RMS error before it is worse than no adapter.`,
+      );
+    }
+  }
+  if (c.personal === null) out.push('- Personal signal: not measured (run the bet with --personal).');
+  else {
+    const keep = c.personal.filter((x) => x.keeps).map((x) => md(x.scheme));
+    const lose = c.personal.filter((x) => !x.keeps).map((x) => `${md(x.scheme)} (lost on test for ${x.lostOnTest} of ${x.users})`);
+    out.push(`- Keep the personal signal: ${keep.length === 0 ? 'none' : keep.join(', ')}.`);
+    if (lose.length > 0) out.push(`- Lose it (PERSONAL-LOST on validation, or lost for a user on test): ${lose.join(', ')}.`);
+  }
+  out.push('- Rate-distortion frontier: not part of these results.');
+  return out;
+}
