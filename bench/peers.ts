@@ -17,7 +17,8 @@
 // recorded before and after. Writes bench/results/peers.json atomically and rewrites the table in
 // README.md between the bench:peers markers (from the JSON; --no-readme leaves README alone).
 //
-//   node dist/bench/peers.js [--quick] [--rounds N] [--out FILE] [--no-readme]
+//   node dist/bench/peers.js [--quick] [--rounds N] [--threads 1,2] [--out FILE] [--no-readme]
+//   node dist/bench/peers.js --readme-from [FILE]   (README table from a results file)
 //   node dist/bench/peers.js --part tokenize <gguf> <text-file> <reps>   (child process)
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -103,12 +104,16 @@ function parseOptions(argv: string[]): Options {
     else if (a === '--rounds') {
       o.rounds = Number(argv[++i]);
       if (!Number.isInteger(o.rounds) || o.rounds < 1 || o.rounds > 100) throw new Error('--rounds must be an integer in [1, 100]');
+    } else if (a === '--threads') {
+      o.threads = (argv[++i] ?? '').split(',').map(Number);
+      if (o.threads.length === 0 || o.threads.some((t) => !Number.isInteger(t) || t < 1 || t > 64))
+        throw new Error('--threads must be a comma-separated list of integers in [1, 64]');
     } else if (a === '--out') {
       const v = argv[++i];
       if (!v) throw new Error('--out needs a file');
       o.out = resolve(v);
     } else if (a === '--help' || a === '-h') {
-      console.log('node dist/bench/peers.js [--quick] [--rounds N] [--out FILE] [--no-readme]');
+      console.log('node dist/bench/peers.js [--quick] [--rounds N] [--threads 1,2] [--out FILE] [--no-readme] | --readme-from [FILE]');
       process.exit(0);
     } else throw new Error(`unknown option ${a} (try --help)`);
   }
@@ -655,7 +660,7 @@ function markdown(r: Results): string {
   const f = (v: number) => fmtNum(v, 4);
   const lines: string[] = [];
   lines.push(
-    `Measured ${r.generated_at.slice(0, 10)} (${r.machine.cpu}, ${r.machine.cores} cores, load average ${r.machine.loadavg_start.map((x) => x.toFixed(1)).join(' ')} at the start, ` +
+    `Measured ${r.generated_at.slice(0, 10)}${r.quick ? ' with --quick' : ''} (${r.machine.cpu}, ${r.machine.cores} cores, load average ${r.machine.loadavg_start.map((x) => x.toFixed(1)).join(' ')} at the start, ` +
       `${r.machine.loadavg_end.map((x) => x.toFixed(1)).join(' ')} at the end; ${r.rounds} interleaved rounds, medians; ratios are medians of per-round ternorm / llama.cpp; ` +
       `ternorm ${r.build.isa}, llama.cpp ${r.build.llama_cpp} TQ2_0 with its defaults). From \`bench/results/peers.json\`.`,
   );
@@ -726,6 +731,15 @@ async function main(): Promise<void> {
   if (argv[0] === '--part') {
     if (argv[1] !== 'tokenize' || argv.length !== 5) throw new Error('--part tokenize <gguf> <text-file> <reps>');
     tokenizePart(argv[2]!, argv[3]!, Number(argv[4]));
+    return;
+  }
+  if (argv[0] === '--readme-from') {
+    // Rewrites the README table from a results file (e.g. one run elsewhere).
+    const file = resolve(argv[1] ?? join(REPO, 'bench', 'results', 'peers.json'));
+    const r = JSON.parse(readFileSync(file, 'utf8')) as Results;
+    if (r.schema !== SCHEMA) throw new Error(`${file} is not a ${SCHEMA} document`);
+    writeReadme(markdown(r));
+    console.log(`README table rewritten from ${relative(REPO, file)}`);
     return;
   }
   const o = parseOptions(argv);
