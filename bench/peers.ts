@@ -527,7 +527,8 @@ function measureTokenize(o: Options, p: Prepared): TokenizeRow {
   for (let r = 0; r < o.rounds; r++) {
     const ours = () => {
       const res = spawnSync(process.execPath, [SCRIPT, '--part', 'tokenize', p.gguf.shipped, p.text, '3'], { encoding: 'utf8' });
-      if (res.status !== 0) throw new Error(`tokenize part failed: ${res.stderr}`);
+      if (res.status !== 0)
+        throw new Error(`tokenize part failed (${res.error?.message ?? `exit ${res.status}`}): ${(res.stderr ?? '').trim()}`);
       t.push(JSON.parse(res.stdout) as { bpe: TokenizePart; vocab: TokenizePart });
     };
     const theirs = () => l.push(llamaBenchTokenize(p.gguf.shipped, text, { bos: false, reps: 3 }));
@@ -598,7 +599,9 @@ interface Results {
   scaling: ScalingRow[];
   batched: BatchedRow[];
   kernels: KernelRow[];
-  tokenize: TokenizeRow;
+  /** null when the tokenizer part failed (errors says why) */
+  tokenize: TokenizeRow | null;
+  errors: string[];
   targets: Target[];
   total_s: number;
 }
@@ -702,10 +705,12 @@ function markdown(r: Results): string {
   }
   lines.push('');
   const tk = r.tokenize;
-  lines.push(
-    `Tokenizer (${(tk.bytes / 1024).toFixed(0)} KiB of Moby-Dick, the shipped GGUF): ternorm's BPE ${f(tk.ternorm_bpe_mb_per_s)} MB/s (${fmtRatio(tk.ratio_bpe)}), ` +
-      `the core's gpt2 BPE on the GGUF vocabulary ${f(tk.ternorm_gguf_vocab_mb_per_s)} MB/s (${fmtRatio(tk.ratio_gguf_vocab)}), llama.cpp ${f(tk.llama_mb_per_s)} MB/s.`,
-  );
+  if (tk === null) lines.push(`Tokenizer: not measured (${r.errors.join('; ')}).`);
+  else
+    lines.push(
+      `Tokenizer (${(tk.bytes / 1024).toFixed(0)} KiB of Moby-Dick, the shipped GGUF): ternorm's BPE ${f(tk.ternorm_bpe_mb_per_s)} MB/s (${fmtRatio(tk.ratio_bpe)}), ` +
+        `the core's gpt2 BPE on the GGUF vocabulary ${f(tk.ternorm_gguf_vocab_mb_per_s)} MB/s (${fmtRatio(tk.ratio_gguf_vocab)}), llama.cpp ${f(tk.llama_mb_per_s)} MB/s.`,
+    );
   lines.push('');
   lines.push('| target | verdict | points |');
   lines.push('|---|---|---|');
@@ -757,14 +762,21 @@ async function main(): Promise<void> {
   log('kernels ...');
   const kernels = measureKernels(o, pairs.isa);
   log('tokenizer ...');
-  const tokenize = measureTokenize(o, p);
+  // The last part: its failure is recorded and the rest is still written.
+  const errors: string[] = [];
+  let tokenize: TokenizeRow | null = null;
+  try {
+    tokenize = measureTokenize(o, p);
+  } catch (e) {
+    errors.push(`tokenizer: ${e instanceof Error ? e.message : String(e)}`);
+  }
   const llamaVersion = JSON.parse(readFileSync(join(REPO, 'bench', 'peers', 'package.json'), 'utf8')) as {
     dependencies: Record<string, string>;
   };
   const partial: Omit<Results, 'targets' | 'total_s'> = {
     schema: SCHEMA,
     generated_at: new Date().toISOString(),
-    complete: true,
+    complete: errors.length === 0,
     arguments: argv,
     quick: o.quick,
     rounds: o.rounds,
@@ -793,6 +805,7 @@ async function main(): Promise<void> {
     batched,
     kernels: kernels.rows,
     tokenize,
+    errors,
   };
   const results: Results = { ...partial, targets: targetsOf(partial), total_s: (Date.now() - t0) / 1000 };
   writeAtomic(o.out, JSON.stringify(results, null, 2) + '\n');
