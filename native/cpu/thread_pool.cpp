@@ -113,23 +113,55 @@ int hardware_threads() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
+namespace {
+// Threads a range of `chunks` grains may use on ex (1: run inline).
+int threads_for(const Exec& ex, int64_t chunks) {
+  return ex.pool
+             ? static_cast<int>(std::min<int64_t>(chunks, std::min(ex.threads, ex.pool->size())))
+             : 1;
+}
+}  // namespace
+
 void parallel_ranges(const Exec& ex, int64_t n, int64_t grain,
                      const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   const int64_t chunks = (n + grain - 1) / grain;
-  const int threads =
-      ex.pool ? static_cast<int>(std::min<int64_t>(chunks, std::min(ex.threads, ex.pool->size())))
-              : 1;
+  const int threads = threads_for(ex, chunks);
   if (threads <= 1) {
     fn(0, n);
+    return;
+  }
+  // kPiecesPerThread pieces of whole grains per thread, taken in order from
+  // a shared counter: a thread that starts late (woken from sleep, or
+  // descheduled on a busy machine) or runs slower takes fewer pieces instead
+  // of holding the others at the end of the region. Which thread runs a
+  // piece never changes what the piece computes.
+  const int64_t pieces = std::min<int64_t>(chunks, int64_t(threads) * kPiecesPerThread);
+  std::atomic<int64_t> next{0};
+  ex.pool->run(threads, [&](int, int) {
+    for (int64_t p; (p = next.fetch_add(1, std::memory_order_relaxed)) < pieces;) {
+      const int64_t c0 = chunks * p / pieces, c1 = chunks * (p + 1) / pieces;
+      fn(c0 * grain, std::min(n, c1 * grain));
+    }
+  });
+}
+
+void parallel_split(const Exec& ex, int64_t n, int64_t grain,
+                    const std::function<void(int, int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(1, grain);
+  const int64_t chunks = (n + grain - 1) / grain;
+  const int threads = threads_for(ex, chunks);
+  if (threads <= 1) {
+    fn(0, 0, n);
     return;
   }
   ex.pool->run(threads, [&](int t, int nt) {
     // Balanced split of whole grains: thread t gets chunks [c0, c1).
     const int64_t c0 = chunks * t / nt, c1 = chunks * (t + 1) / nt;
     const int64_t begin = c0 * grain, end = std::min(n, c1 * grain);
-    if (begin < end) fn(begin, end);
+    if (begin < end) fn(t, begin, end);
   });
 }
 

@@ -51,9 +51,20 @@ class ThreadPool {
 // Hardware threads available to this process (at least 1).
 int hardware_threads();
 
-// Splits [0, n) into contiguous chunks whose sizes are multiples of `grain`
-// (but the last) and runs fn(begin, end) for each on ex's threads.
+// Pieces per thread of a parallel_ranges call.
+inline constexpr int kPiecesPerThread = 4;
+
+// Splits [0, n) into contiguous pieces whose sizes are multiples of `grain`
+// (but the last) and runs fn(begin, end) once for each, on ex's threads: a
+// thread runs any number of pieces, in no fixed order, so fn must write only
+// its own range's outputs and compute them the same whatever the range.
 void parallel_ranges(const Exec& ex, int64_t n, int64_t grain,
                      const std::function<void(int64_t, int64_t)>& fn);
+
+// Like parallel_ranges but one contiguous range per thread: fn(slot, begin,
+// end) with a distinct slot in [0, threads used), for callers that give each
+// thread its own scratch. The split is fixed, so a late thread delays the call.
+void parallel_split(const Exec& ex, int64_t n, int64_t grain,
+                    const std::function<void(int, int64_t, int64_t)>& fn);
 
 }  // namespace ternorm

@@ -7,7 +7,6 @@
 // A GEMV-shaped call (a few rows of C, transposed B) skips packing and runs
 // dot kernels on the operands in place.
 #include <algorithm>
-#include <atomic>
 #include <stdexcept>
 #include <string>
 
@@ -187,9 +186,8 @@ void gemm_f32_blocked(bool trans_a, const float* a, int64_t lda, int64_t m, int6
       parallel_ranges(ex, nc, pl.nr, [&](int64_t j0, int64_t j1) {
         bp.pack(bp.ctx, pl.nr, pc, kc, jc + j0, j1 - j0, bpanel + j0 * kc);
       });
-      std::atomic<int> next_slot{0};
-      parallel_ranges(ex, m, pl.mr, [&](int64_t i0, int64_t i1) {
-        float* apanel = abuf.data() + size_t(next_slot.fetch_add(1)) * size_t(mc_max * kc_max);
+      parallel_split(ex, m, pl.mr, [&](int slot, int64_t i0, int64_t i1) {
+        float* apanel = abuf.data() + size_t(slot) * size_t(mc_max * kc_max);
         for (int64_t ic = i0; ic < i1; ic += pl.mc) {
           const int64_t mc = std::min(pl.mc, i1 - ic);
           pack_a_fn(trans_a, a, lda, ic, mc, pc, kc, apanel);
