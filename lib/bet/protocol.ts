@@ -43,6 +43,7 @@ import {
   type TrainAdapterResult,
 } from '../model/train-adapter.js';
 import { loadCriteria, type LoadedCriteria } from './criteria.js';
+import { checkLadder, FRONTIER_BUDGETS, FRONTIER_METHODS, frontierCondition } from './frontier.js';
 import {
   checkUserName,
   readResults,
@@ -57,7 +58,10 @@ import {
 } from './results.js';
 import type { NllArray } from './stats.js';
 
-/** The schemes the bet compares, in report order: the raw references, the bet, then the six families. */
+/**
+ * The schemes the bet compares, in report order: the raw references, the bet, the six families,
+ * then the low-rate menu (issue 10 §3: down to <= 128 B per user; adapter format 2).
+ */
 export const BET_METHODS = [
   'raw_fp32',
   'raw_fp16',
@@ -70,7 +74,20 @@ export const BET_METHODS = [
   'kmeans256',
   'int4_calibrated',
   'mixed',
+  'int3_delta',
+  'int2_delta',
+  'sign1_delta',
+  'kmeans2',
+  'kmeans4',
+  'kmeans8',
+  'rice_int4_delta',
+  'rice_int3_delta',
+  'sparse_delta',
+  'alloc',
 ] as const;
+
+/** The byte budget of the bet's sparse_delta and alloc conditions: the menu's low end. */
+export const BET_LOWRATE_BUDGET = 128;
 
 /** The shipped base model, relative to the package root (defaultModelPath() resolves it). */
 export const DEFAULT_MODEL_PATH = 'models/base.tnm';
@@ -121,6 +138,11 @@ export interface BetOptions {
     mixedBudget?: number;
   };
   bootstrap?: { resamples?: number; confidence?: number; blockLength?: number | 'auto' };
+  /**
+   * The rate-distortion frontier (lib/bet/frontier.ts): the budgeted methods are also encoded at
+   * every budget of the ladder (default FRONTIER_BUDGETS), each an extra condition "<method>-<budget>".
+   */
+  frontier?: { ladder?: readonly number[] };
 }
 
 export type BetStage = 'train' | 'encode' | 'evaluate' | 'seeds';
@@ -208,9 +230,17 @@ interface UserInputs {
  * adapter-training options (the seed is recorded apart) and the encoding options; null = the
  * codec's default of the recorded ternorm version.
  */
-export function runConfig(adapterRun: AdapterRunOptions, encode: BetOptions['encode'], calibrationTokens: number): RunConfig {
+export function runConfig(
+  adapterRun: AdapterRunOptions,
+  encode: BetOptions['encode'],
+  calibrationTokens: number,
+  frontier?: BetOptions['frontier'],
+): RunConfig {
   const { seed: _seed, ...training } = adapterRun;
   return {
+    ...(frontier === undefined
+      ? {}
+      : { frontier: { ladder: checkLadder(frontier.ladder ?? FRONTIER_BUDGETS), methods: [...FRONTIER_METHODS] } }),
     adapterRun: training,
     encode: {
       calibrationTokens,
@@ -291,7 +321,13 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
   }
   const adapterRun = resolveAdapterRun(model, o.adapterRun);
   const { noAdapter } = criteria.criteria.conditions;
-  const conditions = [noAdapter, ...BET_METHODS];
+  const run = runConfig(adapterRun, o.encode, calibrationTokens, o.frontier);
+  // --frontier: each budgeted method at each budget of the ladder, after the menu
+  const frontierEncodings =
+    run.frontier === undefined
+      ? []
+      : run.frontier.methods.flatMap((m) => run.frontier!.ladder.map((b) => ({ condition: frontierCondition(m, b), method: m, budget: b })));
+  const conditions = [noAdapter, ...BET_METHODS, ...frontierEncodings.map((f) => f.condition)];
   const header: ResultsHeader = {
     seed: o.seed,
     seeds: o.seeds,
@@ -304,7 +340,7 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
     conditions,
     bootstrap: o.bootstrap,
     minTokens: MIN_TEST_TOKENS,
-    run: runConfig(adapterRun, o.encode, calibrationTokens),
+    run,
   };
   const threads = o.threads;
   // Built (or loaded and verified) once per run, and only if a default user needs them.
@@ -392,8 +428,9 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
   async function measureUser(u: BetUser, { texts, trainTokens, splitTokens }: UserInputs): Promise<UserEvaluation> {
     const adapter = given.get(u.name) ?? (await train(u.name, texts.train, o.seed)).adapter;
     const calibration = { tokens: trainTokens.subarray(0, Math.min(trainTokens.length, calibrationTokens)) };
-    hooks.onStage?.(u.name, 'encode', BET_METHODS.length);
-    const encodings = await encodeAll(adapter, calibration, (i, m) => hooks.onProgress?.(i, BET_METHODS.length, m));
+    const nEnc = BET_METHODS.length + frontierEncodings.length;
+    hooks.onStage?.(u.name, 'encode', nEnc);
+    const encodings = await encodeAll(adapter, calibration, (i, m) => hooks.onProgress?.(i, nEnc, m));
     hooks.onStage?.(u.name, 'evaluate', 2 * conditions.length);
     const nll: Record<SplitName, Record<string, NllArray>> = { validation: {}, test: {} };
     let done = 0;
@@ -469,7 +506,12 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
     const common: EncodeOptions = { clipGrid: BET_CLIP_GRID, ...o.encode, threads, calibration };
     let i = 0;
     for (const m of BET_METHODS) {
-      const budget = m === 'mixed' ? (o.encode?.mixedBudget ?? out.get('int8_per_tensor')!.info.bytes) : undefined;
+      const budget =
+        m === 'mixed'
+          ? (o.encode?.mixedBudget ?? out.get('int8_per_tensor')!.info.bytes)
+          : m === 'sparse_delta' || m === 'alloc'
+            ? BET_LOWRATE_BUDGET
+            : undefined;
       const r = await encodeAdapter(model, adapter, m, { ...common, byteBudget: budget });
       const extra: Record<string, number[]> = {};
       if (r.calibration !== null) {
@@ -478,12 +520,24 @@ export async function runBet(o: BetOptions, hooks: BetHooks = {}): Promise<Adapt
         extra['calibration.trainLoss'] = [r.calibration.loss];
       }
       if (r.mixed !== null) {
-        extra['mixed.budget'] = [r.mixed.budget];
-        extra['mixed.choice'] = r.mixed.choice;
-        extra['mixed.trainLoss'] = [r.mixed.loss];
+        // mixed's choice, or alloc's (the report of both budgeted per-tensor choices)
+        extra[`${m}.budget`] = [r.mixed.budget];
+        extra[`${m}.choice`] = r.mixed.choice;
+        extra[`${m}.trainLoss`] = [r.mixed.loss];
       }
+      if (m === 'sparse_delta') extra['sparse_delta.budget'] = [BET_LOWRATE_BUDGET];
       out.set(m, { encoding: r.encoding, info: { bytes: r.encoding.bytes, params: encodingParams(r.encoding, extra) } });
       progress(++i, m);
+    }
+    for (const f of frontierEncodings) {
+      const r = await encodeAdapter(model, adapter, f.method, { ...common, byteBudget: f.budget });
+      const extra: Record<string, number[]> = { [`${f.method}.budget`]: [f.budget] };
+      if (r.mixed !== null) {
+        extra[`${f.method}.choice`] = r.mixed.choice;
+        extra[`${f.method}.trainLoss`] = [r.mixed.loss];
+      }
+      out.set(f.condition, { encoding: r.encoding, info: { bytes: r.encoding.bytes, params: encodingParams(r.encoding, extra) } });
+      progress(++i, f.condition);
     }
     return out;
   }

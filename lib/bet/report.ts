@@ -13,6 +13,7 @@ import { dirname } from 'node:path';
 import { writeFileAtomic } from '../util/files.js';
 import { markdownText as md } from '../util/text.js';
 import { fleetMarkdown, fleetTotals, formatBytes } from './fleet.js';
+import { frontierMarkdown } from './frontier.js';
 import type { AdapterCompressResults, ConditionStats, Estimate, SplitStats, UserResult } from './results.js';
 import type { Interval } from './stats.js';
 import { schemesOf } from './verdicts.js';
@@ -268,6 +269,8 @@ export function renderReport(r: AdapterCompressResults, options: ReportOptions =
       '',
     );
   }
+
+  if (r.frontier !== undefined) out.push(...frontierMarkdown(r.frontier, r.criteria.criteria.strict.maxRatio, md));
 
   if (options.fleetUsers !== undefined) {
     out.push('## Fleet totals', '', fleetMarkdown(fleetTotals(r, options.fleetUsers)));

@@ -79,6 +79,14 @@ export interface BootstrapSettings {
 
 export type OptionalCount = null | number;
 
+/** ternorm bet --frontier: the budgeted methods encoded at every budget of the ladder (conditions "<method>-<budget>"). Absent in runs without it. */
+export interface FrontierConfig {
+  /** Byte budgets, increasing. */
+  ladder: number[];
+  /** The budgeted codec methods encoded at every budget. */
+  methods: string[];
+}
+
 /** How the adapters were trained and encoded; --resume refuses a run whose options differ. */
 export interface RunConfig {
   /** The resolved adapter-training options (lib/model/train-adapter.ts) except the seed. */
@@ -97,6 +105,8 @@ export interface RunConfig {
     /** mixed's byte budget; null: the bet's size of the same adapter. */
     mixedBudget: OptionalCount;
   };
+  /** ternorm bet --frontier: the budgeted methods encoded at every budget of the ladder (conditions "<method>-<budget>"). Absent in runs without it. */
+  frontier?: FrontierConfig;
 }
 
 export type UserName = string;
@@ -278,6 +288,40 @@ export interface PolicySummary {
   meanBytes: number;
 }
 
+export interface FrontierPoint {
+  budget: number;
+  /** The encoding with the lowest validation ppl among those within the budget; null when none fits. */
+  choice: string | null;
+  bytes: number | null;
+  /** Validation ppl / the reference's. */
+  validationRatio: number | null;
+  /** Test ppl / the reference's (the choice was made on validation). */
+  testRatio: number | null;
+  testRatioToNoAdapter: number | null;
+}
+
+export interface MinimumSafe {
+  condition: string;
+  bytes: number;
+  validationRatio: number;
+  testRatio: number;
+  testRatioToNoAdapter: number;
+  holdsOnTest: boolean;
+}
+
+export interface UserFrontier {
+  user: string;
+  points: FrontierPoint[];
+  /** The smallest encoding within STRICT and better than no adapter on validation, reported on test; null when none is. */
+  minimumSafe: null | MinimumSafe;
+}
+
+/** The rate-distortion frontier per user (lib/bet/frontier.ts), derived from the users' perplexities: chosen on validation, reported on test. Present when run.frontier is. */
+export interface FrontierResults {
+  ladder: number[];
+  users: UserFrontier[];
+}
+
 /** Written by lib/bet/results-writer.ts (ResultsWriter). Every perplexity, ratio, verdict and policy choice is computed from per-token losses; lib/bet/results-reader.ts checks a file against this schema, checks the checksum and recomputes the derived values. */
 export interface AdapterCompressResults {
   format: 'ternorm-adapter-compress';
@@ -304,6 +348,8 @@ export interface AdapterCompressResults {
   users: UserResult[];
   verdicts: SchemeVerdict[];
   policy: PolicySummary;
+  /** The rate-distortion frontier per user (lib/bet/frontier.ts), derived from the users' perplexities: chosen on validation, reported on test. Present when run.frontier is. */
+  frontier?: FrontierResults;
   /** sha256 of the canonical JSON (keys sorted, no whitespace) of this object without checksum. */
   checksum: Sha256;
 }

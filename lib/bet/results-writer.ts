@@ -13,6 +13,7 @@ import { writeFileAtomic } from '../util/files.js';
 import { sha256Hex } from '../util/hash.js';
 import { packageRoot } from '../util/package-root.js';
 import { canonicalJson, checkConditionName, CRITERIA_VERSION, validateCriteria, type LoadedCriteria } from './criteria.js';
+import { checkLadder, computeFrontier } from './frontier.js';
 import { summarisePolicy } from './policy.js';
 import { analyseUser, summarise, type UserEvaluation } from './results-analysis.js';
 import { fail, RESULTS_FORMAT, RESULTS_VERSION } from './results-format.js';
@@ -114,6 +115,7 @@ function buildHeader(h: ResultsHeader, now: string): Omit<AdapterCompressResults
     users: [],
     verdicts: [],
     policy: summarisePolicy([]),
+    ...(h.run.frontier === undefined ? {} : { frontier: { ladder: [...h.run.frontier.ladder], users: [] } }),
   };
 }
 
@@ -155,6 +157,7 @@ function checkRunConfig(r: RunConfig): RunConfig {
       calibrationPasses: e.calibrationPasses,
       mixedBudget: e.mixedBudget,
     },
+    ...(r.frontier === undefined ? {} : { frontier: { ladder: checkLadder(r.frontier.ladder), methods: [...r.frontier.methods] } }),
   };
 }
 
@@ -170,6 +173,8 @@ export function runConfigDiffs(file: RunConfig, now: RunConfig): string[] {
       out.push(`${k}${RUN_FLAGS[k] === undefined ? '' : ` (${RUN_FLAGS[k]})`}: ${show(a[k])} in the file, ${show(b[k])} now`);
     }
   }
+  if (canonicalJson(file.frontier ?? null) !== canonicalJson(now.frontier ?? null))
+    out.push(`frontier (--frontier): ${show(file.frontier)} in the file, ${show(now.frontier)} now`);
   return out;
 }
 
@@ -263,7 +268,10 @@ export class ResultsWriter {
       bootstrap: this.state.bootstrap,
     });
     const users = [...this.state.users, u];
-    this.state = { ...this.state, users, ...summarise(users, this.state.conditions, this.state.criteria.criteria) };
+    const criteria = this.state.criteria.criteria;
+    this.state = { ...this.state, users, ...summarise(users, this.state.conditions, criteria) };
+    if (this.state.run.frontier !== undefined)
+      this.state = { ...this.state, frontier: computeFrontier(users, this.state.run.frontier.ladder, criteria) };
     this.write();
     return structuredClone(u);
   }

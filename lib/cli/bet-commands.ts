@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 
 import { checkMethod, codecMethods, encodeAdapter } from '../adapter/codec.js';
 import { fleetTotals, formatBytes, formatFleet } from '../bet/fleet.js';
+import { writeFrontierPlot } from '../bet/frontier.js';
 import { writePlot } from '../bet/plot.js';
 import {
   defaultCalibrationTokens,
@@ -35,11 +36,13 @@ export const BET_USAGE = `  bet             the adapter-compression bet (the mai
     [--seeds 1] [--seed 0] [--criteria FILE] [--out ${DEFAULT_RESULTS_PATH}] [--report OUT.md] [--plot OUT.svg]
     [--fleet-users 215000] [--resume | --overwrite] [--threads N] [--max-steps N] [--calibration-tokens N (default 512)]
     [--group-size 32] [--mixed-budget BYTES] [--resamples 2000] [--json]
+    [--frontier [--frontier-plot OUT.svg]]  also the rate-distortion frontier: alloc and sparse_delta at
+                  64 B ... 4.6 KB, the best encoding per budget chosen on validation, reported on test
   fleet           bytes per user and fleet totals per scheme and for the per-user policy's mix
     [--results ${DEFAULT_RESULTS_PATH}] [--users 215000] [--json]
   quantize        encode a trained adapter with one scheme into an encoded adapter file
-    --scheme S [--model ${DEFAULT_MODEL_PATH}] [--text user-train.txt (int4_calibrated, mixed)]
-    [--budget BYTES (mixed)] [--group-size 32] [--calibration-tokens N (default 512)] IN.adapter OUT.adapter
+    --scheme S [--model ${DEFAULT_MODEL_PATH}] [--text user-train.txt (int4_calibrated, mixed, alloc)]
+    [--budget BYTES (mixed, sparse_delta, alloc)] [--group-size 32] [--calibration-tokens N (default 512)] IN.adapter OUT.adapter
 `;
 
 const DEFAULT_FLEET_USERS = 215000;
@@ -85,6 +88,8 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
     'group-size': S,
     'mixed-budget': S,
     resamples: S,
+    frontier: { type: 'boolean' },
+    'frontier-plot': S,
     json: { type: 'boolean' },
   });
   if (v.help) return SHOW_HELP;
@@ -139,7 +144,9 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
       mixedBudget: n['mixed-budget'],
     }),
     bootstrap: defined({ resamples }),
+    ...(v.frontier === true ? { frontier: {} } : {}),
   };
+  if (v.frontier !== true && v['frontier-plot'] !== undefined) throw new UsageError('--frontier-plot needs --frontier');
   const bar = new ProgressBar(io.stderr, 25);
   let stage: { user: string; stage: BetStage } | null = null;
   const t0 = performance.now();
@@ -160,11 +167,19 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
   const plot = (v.plot as string | undefined) ?? withSuffix(out, '.svg');
   writeReport(report, results, { fleetUsers });
   writePlot(plot, results);
+  let frontierPlot: string | undefined;
+  if (results.frontier !== undefined) {
+    frontierPlot = (v['frontier-plot'] as string | undefined) ?? withSuffix(out, '-frontier.svg');
+    writeFrontierPlot(frontierPlot, results.frontier, results.criteria.criteria, 'Rate-distortion frontier per user (chosen on validation)');
+  }
+  const written = [out, report, plot, ...(frontierPlot === undefined ? [] : [frontierPlot])].join(', ');
   if (v.json) {
-    io.stdout.write(`${JSON.stringify({ results: out, report, plot, seconds, verdicts: results.verdicts, policy: results.policy })}\n`);
+    io.stdout.write(
+      `${JSON.stringify({ results: out, report, plot, frontierPlot, seconds, verdicts: results.verdicts, policy: results.policy })}\n`,
+    );
   } else {
     io.stdout.write(terminalText(summary(results, fleetUsers), true));
-    io.stdout.write(terminalText(`\nwrote ${out}, ${report}, ${plot} (${formatDuration(seconds)})\n`, true));
+    io.stdout.write(terminalText(`\nwrote ${written} (${formatDuration(seconds)})\n`, true));
   }
   return 0;
 }
@@ -239,10 +254,11 @@ export async function cmdQuantize(argv: string[], io: Io): Promise<number> {
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const needsLoss = codecMethods().find((m) => m.name === scheme)!.needsLoss;
+  const { needsLoss, needsBudget } = codecMethods().find((m) => m.name === scheme)!;
   if (needsLoss && v.text === undefined)
     throw new UsageError(`--scheme ${scheme} chooses its encoding on the user's training text: --text is required`);
-  if (scheme === 'mixed' && v.budget === undefined) throw new UsageError('--scheme mixed needs --budget BYTES');
+  if (needsBudget && v.budget === undefined)
+    throw new UsageError(`--scheme ${scheme} needs --budget BYTES`);
   const model = Model.load((v.model as string | undefined) ?? defaultModelPath());
   const adapter = Adapter.load(model, inPath);
   if (adapter.encoding !== null) throw new Error(`${inPath} is already encoded (${adapter.scheme}); quantize a trained (f32) adapter`);
