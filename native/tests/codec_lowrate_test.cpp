@@ -185,9 +185,17 @@ TEST(codec_lowrate_sparse) {
   const std::string low =
       thrown_message([&] { encode_adapter(Method::SparseDelta, gains.data(), T, d, o); });
   CHECK_MSG(mentions(low, "below the smallest sparse adapter") && mentions(low, "21 bytes"), low);
-  std::vector<double> all;
-  for (float v : gains) all.push_back(std::fabs(double(v) - 1.0));
-  std::sort(all.rbegin(), all.rend());
+  // The global order: |g - 1| descending, then tensor, then index.
+  struct Entry {
+    double a;
+    int64_t t, i;
+  };
+  std::vector<Entry> order;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t i = 0; i < d; ++i) order.push_back({std::fabs(double(gains[size_t(t * d + i)]) - 1.0), t, i});
+  std::sort(order.begin(), order.end(), [](const Entry& x, const Entry& y) {
+    return x.a != y.a ? x.a > y.a : x.t != y.t ? x.t < y.t : x.i < y.i;
+  });
   size_t prev_kept = 0;
   for (uint64_t budget : {21, 32, 64, 96, 128, 256, 512, 1024, 2048}) {
     o.byte_budget = budget;
@@ -195,36 +203,34 @@ TEST(codec_lowrate_sparse) {
     CHECK(a.format == 2);
     const uint64_t bytes = adapter_bytes(a.tensors, 2);
     CHECK(bytes <= budget && serialize_adapter(a.tensors, 2).size() == bytes);
-    size_t kept = 0;
-    double smallest_kept = INFINITY;
+    // The kept set, read from the payloads (d = 256: one index byte, one code byte per entry).
+    std::vector<std::vector<char>> kept(T, std::vector<char>(size_t(d), 0));
+    std::vector<size_t> per(T, 0);
+    size_t k = 0;
     for (int64_t t = 0; t < T; ++t) {
       const EncodedGain& e = a.tensors[size_t(t)];
+      CHECK(e.scheme == GainScheme::SparseDelta || e.scheme == GainScheme::Unit);
+      if (e.scheme != GainScheme::SparseDelta) continue;
+      CHECK(e.payload.size() == size_t(2 * e.params[0]));
+      for (size_t j = 0; j < size_t(e.params[0]); ++j) kept[size_t(t)][e.payload[2 * j]] = 1;
+      per[size_t(t)] = size_t(e.params[0]);
+      k += per[size_t(t)];
       const std::vector<float> back = decode(e);
-      const float* g = gains.data() + t * d;
-      const double s = e.scheme == GainScheme::SparseDelta ? e.params[1] : 0.0;
       for (int64_t i = 0; i < d; ++i) {
-        if (back[size_t(i)] == 1.0f && std::fabs(double(g[i]) - 1.0) > s) continue;  // dropped
-        if (e.scheme == GainScheme::Unit) continue;
-        CHECK(std::fabs(double(back[size_t(i)]) - g[i]) <= s / 2 + 2e-7);
+        const float g = gains[size_t(t * d + i)];
+        if (kept[size_t(t)][size_t(i)])
+          CHECK(std::fabs(double(back[size_t(i)]) - g) <= e.params[1] / 2 + 2e-7);
+        else
+          CHECK(back[size_t(i)] == 1.0f);
       }
-      if (e.scheme == GainScheme::SparseDelta) {
-        kept += size_t(e.params[0]);
-        CHECK(e.payload.size() == size_t(2 * e.params[0]));  // 8 + 8 bits per kept gain
-      } else {
-        CHECK(e.scheme == GainScheme::Unit);
-      }
-      // Kept gains are the tensor's largest; a dropped gain is no larger
-      // than any kept one anywhere.
-      for (int64_t i = 0; i < d; ++i)
-        if (back[size_t(i)] != 1.0f || (e.scheme == GainScheme::SparseDelta &&
-                                        std::fabs(double(g[i]) - 1.0) <= e.params[1] / 2))
-          smallest_kept = std::min(smallest_kept, std::fabs(double(g[i]) - 1.0));
     }
-    CHECK(kept >= prev_kept);
-    prev_kept = kept;
-    if (kept > 0 && kept < all.size()) CHECK(all[kept - 1] >= all[kept]);
-    // One more kept gain would not have fitted (or everything is kept).
-    if (kept < all.size()) CHECK(bytes + 2 > budget || bytes + 11 > budget);
+    // Exactly the k largest are kept.
+    for (size_t j = 0; j < order.size(); ++j)
+      CHECK_MSG(bool(kept[size_t(order[j].t)][size_t(order[j].i)]) == (j < k), "budget " << budget);
+    // One more would not fit (a first entry of a tensor costs 10 bytes, later ones 2).
+    if (k < order.size()) CHECK(bytes + (per[size_t(order[k].t)] == 0 ? 10 : 2) > budget);
+    CHECK(k >= prev_kept);
+    prev_kept = k;
   }
   CHECK(prev_kept > 0);
   // Bad keep lists.

@@ -190,8 +190,8 @@ TEST(codec_record_corruption_rejected) {
     put_u32(b, at, v);
     return thrown_message<std::invalid_argument>([&] { parse_record(b.data(), b.size()); });
   };
-  CHECK(mentions(edited(r, 0, 9), "unknown scheme id 9") &&
-        mentions(edited(r, 0, 9), "7 (kmeans16)"));
+  CHECK(mentions(edited(r, 0, 18), "unknown scheme id 18") &&
+        mentions(edited(r, 0, 18), "7 (kmeans16)"));
   CHECK(mentions(edited(r, 0, 0xffffffffu), "unknown scheme id 4294967295"));
   CHECK(mentions(edited(r, 4, 0), "d = 0"));
   CHECK(mentions(edited(r, 4, (1u << 24) + 1), "d = 16777217"));
@@ -264,7 +264,7 @@ TEST(codec_record_corruption_rejected) {
     put_u32(b, at, v);
     return thrown_message<std::invalid_argument>([&] { parse_adapter(b.data(), b.size()); });
   };
-  CHECK(mentions(blob_edit(0, 2), "format version 2, expected 1"));
+  CHECK(mentions(blob_edit(0, 3), "format version 3, expected 1 or 2"));
   CHECK(mentions(blob_edit(4, 0), "0 tensors"));
   CHECK(mentions(blob_edit(4, 3), "tensor 2") || mentions(blob_edit(4, 3), "truncated"));
   CHECK(mentions(blob_edit(4, 1), "bytes after the last record"));
