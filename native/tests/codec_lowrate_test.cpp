@@ -107,7 +107,7 @@ TEST(codec_lowrate_delta_bounds) {
         const std::vector<float> back = decode(e);
         for (int64_t i = 0; i < d; ++i) {
           const double q = (double(back[size_t(i)]) - 1.0) / (s > 0 ? s : 1);
-          CHECK(std::fabs(q) <= qmax + 1e-6);
+          CHECK(std::fabs(q) <= qmax + 1.2e-7 / (s > 0 ? s : 1));  // float rounding of 1 + q s
           CHECK_MSG(std::fabs(double(back[size_t(i)]) - g[size_t(i)]) <= s / 2 + 2e-7,
                     "bits " << bits << " d " << d << " i " << i);
         }
@@ -289,7 +289,7 @@ TEST(codec_lowrate_decoder_validation) {
   CHECK(mentions(msg({GainScheme::KMeans2, 3, zero, 1, c3, 3}), "1..2 centroids"));
   const uint8_t idx3 = 0x3f;  // 2-bit indices 3, 3, 3 with k = 3
   CHECK(mentions(msg({GainScheme::KMeans4, 3, &idx3, 1, c3, 3}), "codebook index 3"));
-  CHECK(msg({GainScheme::KMeans2, 3, zero, 1, c2, 2}).empty());
+  CHECK(msg({GainScheme::KMeans2, 3, zero, 1, c2, 2}) == "<no exception>");
   // Sparse: k not an integer / above d, unsorted indices.
   const float sp_bad[2] = {1.5f, 0.1f}, sp_big[2] = {9.0f, 0.1f}, sp2[2] = {2.0f, 0.1f};
   CHECK(mentions(msg({GainScheme::SparseDelta, 8, zero, 2, sp_bad, 2}), "0 <= k <= d"));
@@ -300,19 +300,19 @@ TEST(codec_lowrate_decoder_validation) {
   sp[1] = uint8_t(2 << 3);          // second index (bits 11..13) = 2
   CHECK(mentions(msg({GainScheme::SparseDelta, 8, sp, 3, sp2, 2}), "strictly increasing"));
   const float sp0[2] = {0.0f, 0.0f};
-  CHECK(msg({GainScheme::SparseDelta, 8, nullptr, 0, sp0, 2}).empty());  // keeps nothing
+  CHECK(msg({GainScheme::SparseDelta, 8, nullptr, 0, sp0, 2}) == "<no exception>");  // keeps nothing
   // Rice: a stream that ends early, one with a spare byte, bad parameters.
   const float rp[3] = {0.01f, 0.0f, 1.0f};  // r = 0, 1 byte for d = 9: needs 9 bits at least
   CHECK(mentions(msg({GainScheme::RiceDelta, 9, zero, 1, rp, 3}), "3: the scale"));
   const float rp2[3] = {0.01f, 0.0f, 2.0f};
-  CHECK(msg({GainScheme::RiceDelta, 9, zero, 2, rp2, 3}).empty());  // nine zero codes
+  CHECK(msg({GainScheme::RiceDelta, 9, zero, 2, rp2, 3}) == "<no exception>");  // nine zero codes
   CHECK(mentions(msg({GainScheme::RiceDelta, 9, ff, 2, rp2, 3}), "ends inside gain 0"));
   const float rp3[3] = {0.01f, 0.0f, 3.0f};
   CHECK(mentions(msg({GainScheme::RiceDelta, 9, zero, 3, rp3, 3}), "end in the last byte"));
   const float rp4[3] = {0.01f, 17.0f, 40.0f};
   CHECK(mentions(msg({GainScheme::RiceDelta, 9, zero, 8, rp4, 3}), "0..16"));
   // Unit: no params, no payload.
-  CHECK(msg({GainScheme::Unit, 4, nullptr, 0, nullptr, 0}).empty());
+  CHECK(msg({GainScheme::Unit, 4, nullptr, 0, nullptr, 0}) == "<no exception>");
   CHECK(mentions(msg({GainScheme::Unit, 4, zero, 1, nullptr, 0}), "payload is 1 bytes"));
 }
 
