@@ -13,7 +13,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { canonicalJson } from '../lib/bet/criteria.js';
-import { runBet, BET_METHODS, type BetOptions } from '../lib/bet/protocol.js';
+import { runBet, BET_METHODS, FRONTIER_EXTRA_METHODS, type BetOptions } from '../lib/bet/protocol.js';
 import { renderReport } from '../lib/bet/report.js';
 import { readResults, resultsSchemaPath, type AdapterCompressResults } from '../lib/bet/results.js';
 import { perplexity } from '../lib/bet/stats.js';
@@ -416,7 +416,7 @@ describe('ternorm bet --frontier', () => {
     const out = join(dir, 'frontier.json');
     const r = await runBet(options(out, { users: [{ name: 'sailor', source: { kind: 'file', path: seaPath } }], frontier: { ladder: [64, 256, 4608] } }));
     expect(r.run.frontier).toEqual({ ladder: [64, 256, 4608], methods: ['alloc', 'sparse_delta'] });
-    expect(r.conditions).toEqual(['no_adapter', ...BET_METHODS, 'alloc-64', 'alloc-256', 'alloc-4608', 'sparse_delta-64', 'sparse_delta-256', 'sparse_delta-4608']);
+    expect(r.conditions).toEqual(['no_adapter', ...BET_METHODS, ...FRONTIER_EXTRA_METHODS, 'alloc-64', 'alloc-256', 'alloc-4608', 'sparse_delta-64', 'sparse_delta-256', 'sparse_delta-4608']);
     const u = r.users[0]!;
     for (const b of [64, 256]) {
       expect(u.encodings[`alloc-${b}`]!.bytes).toBeLessThanOrEqual(b);
