@@ -49,7 +49,7 @@ function decodeInt8PerTensor(blob: Uint8Array): Float32Array {
 }
 
 describe('adapter encodings', () => {
-  it('lists the eleven methods, the searching ones marked', () => {
+  it('lists the methods, the searching and budgeted ones marked', () => {
     const m = codecMethods();
     expect(m.map((x) => x.name)).toEqual([
       'raw_fp32',
@@ -63,8 +63,19 @@ describe('adapter encodings', () => {
       'kmeans256',
       'int4_calibrated',
       'mixed',
+      'int3_delta',
+      'int2_delta',
+      'sign1_delta',
+      'kmeans2',
+      'kmeans4',
+      'kmeans8',
+      'sparse_delta',
+      'rice_int4_delta',
+      'rice_int3_delta',
+      'alloc',
     ]);
-    expect(m.filter((x) => x.needsLoss).map((x) => x.name)).toEqual(['int4_calibrated', 'mixed']);
+    expect(m.filter((x) => x.needsLoss).map((x) => x.name)).toEqual(['int4_calibrated', 'mixed', 'alloc']);
+    expect(m.filter((x) => x.needsBudget).map((x) => x.name)).toEqual(['mixed', 'sparse_delta', 'alloc']);
   });
 
   it('every method: the kernel decodes the blob to the reported gains; files round trip bit for bit', async () => {
@@ -74,14 +85,19 @@ describe('adapter encodings', () => {
       expect(r.encoding.method).toBe(name);
       expect(r.encoding.blob.length).toBe(r.encoding.bytes);
       expect(r.encoding.tensors).toHaveLength(N_NORMS);
-      expect(r.encoding.tensors.reduce((s, t) => s + t.recordBytes, 8)).toBe(r.encoding.bytes);
+      // format 1: 8-byte adapter header; format 2 (the low-rate methods): 12 bytes, compact records
+      expect(r.encoding.tensors.reduce((s, t) => s + t.recordBytes, r.encoding.format === 1 ? 8 : 12)).toBe(r.encoding.bytes);
+      if (name === 'sparse_delta' || name === 'alloc') expect(r.encoding.bytes).toBeLessThanOrEqual(1200);
       const viaBlob = await evaluate(model, r.encoding, TOKENS);
       const viaGains = await evaluate(model, r.encoding.gains, TOKENS);
       expect(Array.from(viaBlob.nll)).toEqual(Array.from(viaGains.nll));
       if (name === 'raw_fp32') expect(Array.from(viaBlob.nll)).toEqual(Array.from(raw.nll));
       const maxErr = r.encoding.gains.reduce((m, g, i) => Math.max(m, Math.abs(g - gains[i]!)), 0);
       // int4_calibrated clips large deltas on purpose (chosen by loss, not weight error): no bound.
-      if (name !== 'int4_calibrated') expect(maxErr).toBeLessThan(name === 'mixed' || name === 'int4_delta' ? 0.05 : 0.01);
+      // The low-rate methods' bounds are checked in native/tests/codec_lowrate_test.cpp.
+      const lowRate = r.encoding.format === 2;
+      if (name !== 'int4_calibrated' && !lowRate)
+        expect(maxErr).toBeLessThan(name === 'mixed' || name === 'int4_delta' ? 0.05 : 0.01);
       const path = join(dir, `${name}.adapter`);
       Adapter.fromEncoding(r.encoding, { scheme: name }).save(model, path);
       const back = Adapter.load(model, path);
@@ -132,6 +148,9 @@ describe('adapter encodings', () => {
     await expect(encodeAdapter(model, gains, 'int3')).rejects.toThrow(/unknown encoding 'int3'; expected one of raw_fp32/);
     await expect(encodeAdapter(model, gains, 'int4_calibrated')).rejects.toThrow(/training-text loss: pass options.calibration/);
     await expect(encodeAdapter(model, gains, 'mixed', { calibration })).rejects.toThrow(/byteBudget/);
+    await expect(encodeAdapter(model, gains, 'sparse_delta')).rejects.toThrow(/sparse_delta needs options.byteBudget/);
+    await expect(encodeAdapter(model, gains, 'alloc', { byteBudget: 200 })).rejects.toThrow(/training-text loss/);
+    await expect(encodeAdapter(model, gains, 'alloc', { calibration, byteBudget: 20 })).rejects.toThrow(/below the smallest allocation/);
     await expect(encodeAdapter(model, gains.subarray(1), 'int8_per_tensor')).rejects.toThrow(/n_norms \* d_model/);
     const nan = gains.slice();
     nan[5] = NaN;

@@ -12,8 +12,10 @@ import { Writable } from 'node:stream';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { canonicalJson } from '../lib/bet/criteria.js';
 import { NOISE_RMS_GRID, perturbGains } from '../lib/bet/noise.js';
-import { runBet, BET_METHODS, userTexts, type BetOptions } from '../lib/bet/protocol.js';
+import { runBet, BET_METHODS, FRONTIER_EXTRA_METHODS, userTexts, type BetOptions } from '../lib/bet/protocol.js';
+import { renderReport } from '../lib/bet/report.js';
 import { readResults, resultsSchemaPath, type AdapterCompressResults } from '../lib/bet/results.js';
 import { perplexity } from '../lib/bet/stats.js';
 import { run } from '../lib/cli/run.js';
@@ -466,4 +468,40 @@ describe('ternorm bet / fleet / quantize (CLI)', () => {
       expect(r.err).not.toMatch(/\n\s+at /);
     }
   });
+});
+
+describe('ternorm bet --frontier', () => {
+  it('encodes the budgeted methods at every ladder budget; the frontier is chosen on validation, reported on test, recomputed by the reader', async () => {
+    const out = join(dir, 'frontier.json');
+    const r = await runBet(options(out, { users: [{ name: 'sailor', source: { kind: 'file', path: seaPath } }], frontier: { ladder: [64, 256, 4608] } }));
+    expect(r.run.frontier).toEqual({ ladder: [64, 256, 4608], methods: ['alloc', 'sparse_delta'] });
+    expect(r.conditions).toEqual(['no_adapter', ...BET_METHODS, ...FRONTIER_EXTRA_METHODS, 'alloc-64', 'alloc-256', 'alloc-4608', 'sparse_delta-64', 'sparse_delta-256', 'sparse_delta-4608']);
+    const u = r.users[0]!;
+    for (const b of [64, 256]) {
+      expect(u.encodings[`alloc-${b}`]!.bytes).toBeLessThanOrEqual(b);
+      expect(u.encodings[`sparse_delta-${b}`]!.bytes).toBeLessThanOrEqual(b);
+    }
+    const f = r.frontier!;
+    expect(f.ladder).toEqual([64, 256, 4608]);
+    const uf = f.users[0]!;
+    const ref = u.validation.conditions.raw_fp32!.ppl.value;
+    for (const p of uf.points) {
+      // the choice: the lowest validation ppl among the encodings that fit
+      const fits = Object.entries(u.encodings).filter(([, e]) => e.bytes <= p.budget);
+      const best = Math.min(...fits.map(([c]) => u.validation.conditions[c]!.ppl.value));
+      expect(u.validation.conditions[p.choice!]!.ppl.value).toBe(best);
+      expect(p.validationRatio).toBeCloseTo(best / ref, 12);
+      expect(p.testRatio).toBeCloseTo(u.test.conditions[p.choice!]!.ppl.value / u.test.conditions.raw_fp32!.ppl.value, 12);
+    }
+    // the reader recomputes the frontier: a tampered value is refused
+    expect(readResults(out)).toEqual(r);
+    const bad = JSON.parse(readFileSync(out, 'utf8'));
+    bad.frontier.users[0].points[0].testRatio = 0.5;
+    const { checksum: _c, ...body } = bad;
+    bad.checksum = sha256Hex(canonicalJson(body));
+    writeFileSync(join(dir, 'frontier-bad.json'), JSON.stringify(bad));
+    expect(() => readResults(join(dir, 'frontier-bad.json'))).toThrow(/frontier/);
+    const md = renderReport(r);
+    expect(md).toContain('## Rate-distortion frontier');
+  }, 300_000);
 });

@@ -21,6 +21,8 @@ export class Encoding {
   /** What the norm kernel decodes, n_norms x d_model. */
   readonly gains: Float32Array;
   readonly tensors: readonly RawEncodedTensor[];
+  /** The blob's format: 1, or 2 (compact record headers) for the low-rate methods. */
+  readonly format: number;
 
   constructor(method: string, raw: RawEncoding) {
     if (raw.blob.length !== raw.bytes) throw new Error(`encoding ${method}: blob of ${raw.blob.length} bytes, expected ${raw.bytes}`);
@@ -29,6 +31,7 @@ export class Encoding {
     this.blob = raw.blob;
     this.gains = raw.gains;
     this.tensors = raw.tensors;
+    this.format = raw.format;
   }
 
   /** Parses (and validates) an encoded blob of `model`'s adapter shape. */

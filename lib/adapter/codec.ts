@@ -1,6 +1,6 @@
 // The adapter codec registry on the TypeScript side: which methods exist, their options, and
-// encodeAdapter, which runs the native encoder (native/codec) off the event loop. The two
-// searching methods (int4_calibrated, mixed) score each candidate by the mean NLL of calibration
+// encodeAdapter, which runs the native encoder (native/codec) off the event loop. The three
+// searching methods (int4_calibrated, mixed, alloc) score each candidate by the mean NLL of calibration
 // tokens from the user's TRAINING text, with the candidate decoded inside the norm kernel, so a
 // choice never sees validation or test tokens.
 
@@ -18,6 +18,8 @@ export interface CodecMethod {
   name: string;
   /** Chooses its encoding by a training-text loss (needs calibration tokens). */
   needsLoss: boolean;
+  /** Fits a byte budget (needs options.byteBudget): mixed, sparse_delta, alloc. */
+  needsBudget: boolean;
 }
 
 /** Every codec method, in the codec's order (raw_fp32, raw_fp16, int8_per_tensor, ...). */
@@ -54,9 +56,9 @@ export interface EncodeOptions {
   clipGrid?: readonly number[];
   /** int4_calibrated: per-tensor refinement passes (default: the core's). */
   calibrationPasses?: number;
-  /** mixed: the most serialised bytes allowed. */
+  /** mixed, sparse_delta, alloc: the most serialised bytes allowed. */
   byteBudget?: number;
-  /** Required by int4_calibrated and mixed. */
+  /** Required by int4_calibrated, mixed and alloc. */
   calibration?: CalibrationInput;
   threads?: number;
 }
@@ -78,9 +80,9 @@ export async function encodeAdapter(
   const gains = adapter instanceof Adapter ? adapter.gains : adapter;
   if (!types.isFloat32Array(gains)) throw new TypeError('adapter must be an Adapter or a Float32Array of gains');
   const name = checkMethod(method);
-  const needsLoss = codecMethods().find((m) => m.name === name)!.needsLoss;
-  if (name === 'mixed' && options.byteBudget === undefined)
-    throw new RangeError('mixed needs options.byteBudget (the most bytes an adapter may take)');
+  const { needsLoss, needsBudget } = codecMethods().find((m) => m.name === name)!;
+  if (needsBudget && options.byteBudget === undefined)
+    throw new RangeError(`${name} needs options.byteBudget (the most bytes an adapter may take)`);
   let calibration: { tokens: Int32Array; nBytes: number; stride: number; batch: number; actQuant?: string } | null = null;
   if (options.calibration !== undefined) {
     const c = options.calibration;

@@ -47,6 +47,7 @@ import {
   type TrainAdapterResult,
 } from '../model/train-adapter.js';
 import { loadCriteria, type LoadedCriteria } from './criteria.js';
+import { checkLadder, FRONTIER_BUDGETS, FRONTIER_METHODS, frontierCondition } from './frontier.js';
 import {
   checkUserName,
   readResults,
@@ -63,7 +64,10 @@ import { NOISE_DISTRIBUTIONS, NOISE_RMS_GRID, NOISE_SEEDS, noiseSeed, perturbGai
 import type { PersonalMeasured } from './personal.js';
 import { deriveSeed, PairedBootstrap, type Interval, type NllArray } from './stats.js';
 
-/** The schemes the bet compares, in report order: the raw references, the bet, then the six families. */
+/**
+ * The schemes the bet compares, in report order: the raw references, the bet, the six families,
+ * then the low-rate menu (issue 10 §3: down to <= 128 B per user; adapter format 2).
+ */
 export const BET_METHODS = [
   'raw_fp32',
   'raw_fp16',
@@ -76,7 +80,22 @@ export const BET_METHODS = [
   'kmeans256',
   'int4_calibrated',
   'mixed',
+  'int3_delta',
+  'sign1_delta',
+  'rice_int4_delta',
+  'rice_int3_delta',
+  'sparse_delta',
+  'alloc',
 ] as const;
+
+/**
+ * The rest of the low-rate menu, measured under --frontier only: each is two more split evaluations
+ * per user, which would take the default bet past its 120 s budget on 2 cores.
+ */
+export const FRONTIER_EXTRA_METHODS = ['int2_delta', 'kmeans2', 'kmeans4', 'kmeans8'] as const;
+
+/** The byte budget of the bet's sparse_delta and alloc conditions: the menu's low end. */
+export const BET_LOWRATE_BUDGET = 128;
 
 /** The shipped base model, relative to the package root (defaultModelPath() resolves it). */
 export const DEFAULT_MODEL_PATH = 'models/base.tnm';
@@ -154,6 +173,11 @@ export interface BetOptions {
   noise?: { seeds?: number };
   /** The cross-user matrix and the generic adapter (personal.ts, issue 10 §6). */
   personal?: boolean;
+  /**
+   * The rate-distortion frontier (lib/bet/frontier.ts): the budgeted methods are also encoded at
+   * every budget of the ladder (default FRONTIER_BUDGETS), each an extra condition "<method>-<budget>".
+   */
+  frontier?: { ladder?: readonly number[] };
 }
 
 export type BetStage = 'train' | 'encode' | 'evaluate' | 'seeds' | 'noise' | 'personal';
@@ -258,12 +282,16 @@ export function runConfig(
   calibrationTokens: number,
   split: Partial<UserSplitOptions> = {},
   actQuant?: ActQuant,
+  frontier?: BetOptions['frontier'],
 ): RunConfig {
   const { seed: _seed, ...training } = adapterRun;
   const given = Object.fromEntries(Object.entries(split).filter(([, v]) => v !== undefined));
   return {
     // Recorded only when not the default, so default runs keep their files' bytes.
     ...(actQuant === undefined || actQuant === coreLimits().actQuant.default ? {} : { actQuant: actQuant as 'block256' }),
+    ...(frontier === undefined
+      ? {}
+      : { frontier: { ladder: checkLadder(frontier.ladder ?? FRONTIER_BUDGETS), methods: [...FRONTIER_METHODS] } }),
     adapterRun: training,
     encode: {
       calibrationTokens,
@@ -383,7 +411,14 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
   }
   const adapterRun = resolveAdapterRun(model, o.adapterRun);
   const { noAdapter } = criteria.criteria.conditions;
-  const conditions = [noAdapter, ...BET_METHODS];
+  const run = runConfig(adapterRun, o.encode, calibrationTokens, o.split, o.actQuant, o.frontier);
+  // --frontier: each budgeted method at each budget of the ladder, after the menu
+  const frontierEncodings =
+    run.frontier === undefined
+      ? []
+      : run.frontier.methods.flatMap((m) => run.frontier!.ladder.map((b) => ({ condition: frontierCondition(m, b), method: m, budget: b })));
+  const menu: readonly string[] = run.frontier === undefined ? BET_METHODS : [...BET_METHODS, ...FRONTIER_EXTRA_METHODS];
+  const conditions = [noAdapter, ...menu, ...frontierEncodings.map((f) => f.condition)];
   const header: ResultsHeader = {
     seed: o.seed,
     seeds: o.seeds,
@@ -396,7 +431,7 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
     conditions,
     bootstrap: o.bootstrap,
     minTokens: MIN_TEST_TOKENS,
-    run: runConfig(adapterRun, o.encode, calibrationTokens, o.split, o.actQuant),
+    run,
   };
   const threads = o.threads;
   const actQuant = o.actQuant === undefined ? undefined : checkActQuant(o.actQuant);
@@ -449,8 +484,9 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
     // the search on the first half of the tail (at most CALIBRATED_HELD_OUT_TOKENS), the gate on the rest
     const searchEnd = Math.min(tail.length, Math.max(2, Math.min(Math.ceil(tail.length / 2), CALIBRATED_HELD_OUT_TOKENS)));
     const heldOut = { search: tail.subarray(0, searchEnd), gate: tail.subarray(searchEnd) };
-    hooks.onStage?.(u.name, 'encode', BET_METHODS.length);
-    const encodings = await encodeAll(u.name, adapter, calibration, heldOut, (i, m) => hooks.onProgress?.(i, BET_METHODS.length, m));
+    const nEnc = menu.length + frontierEncodings.length;
+    hooks.onStage?.(u.name, 'encode', nEnc);
+    const encodings = await encodeAll(u.name, adapter, calibration, heldOut, (i, m) => hooks.onProgress?.(i, nEnc, m));
     lap('encode');
     hooks.onStage?.(u.name, 'evaluate', 2 * conditions.length);
     const nll: Record<SplitName, Record<string, NllArray>> = { validation: {}, test: {} };
@@ -547,8 +583,13 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
     const out = new Map<string, { encoding: Encoding; info: EncodingInfo }>();
     const common: EncodeOptions = { clipGrid: BET_CLIP_GRID, ...o.encode, threads, calibration };
     let i = 0;
-    for (const m of BET_METHODS) {
-      const budget = m === 'mixed' ? (o.encode?.mixedBudget ?? out.get('int8_per_tensor')!.info.bytes) : undefined;
+    for (const m of menu) {
+      const budget =
+        m === 'mixed'
+          ? (o.encode?.mixedBudget ?? out.get('int8_per_tensor')!.info.bytes)
+          : m === 'sparse_delta' || m === 'alloc'
+            ? BET_LOWRATE_BUDGET
+            : undefined;
       const extra: Record<string, number[]> = {};
       const r =
         m === 'int4_calibrated'
@@ -560,12 +601,24 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
         extra['calibration.trainLoss'] = [r.calibration.loss];
       }
       if (r.mixed !== null) {
-        extra['mixed.budget'] = [r.mixed.budget];
-        extra['mixed.choice'] = r.mixed.choice;
-        extra['mixed.trainLoss'] = [r.mixed.loss];
+        // mixed's choice, or alloc's (the report of both budgeted per-tensor choices)
+        extra[`${m}.budget`] = [r.mixed.budget];
+        extra[`${m}.choice`] = r.mixed.choice;
+        extra[`${m}.trainLoss`] = [r.mixed.loss];
       }
+      if (m === 'sparse_delta') extra['sparse_delta.budget'] = [BET_LOWRATE_BUDGET];
       out.set(m, { encoding: r.encoding, info: { bytes: r.encoding.bytes, params: encodingParams(r.encoding, extra) } });
       progress(++i, m);
+    }
+    for (const f of frontierEncodings) {
+      const r = await encodeAdapter(model, adapter, f.method, { ...common, byteBudget: f.budget });
+      const extra: Record<string, number[]> = { [`${f.method}.budget`]: [f.budget] };
+      if (r.mixed !== null) {
+        extra[`${f.method}.choice`] = r.mixed.choice;
+        extra[`${f.method}.trainLoss`] = [r.mixed.loss];
+      }
+      out.set(f.condition, { encoding: r.encoding, info: { bytes: r.encoding.bytes, params: encodingParams(r.encoding, extra) } });
+      progress(++i, f.condition);
     }
     return out;
   }

@@ -16,6 +16,7 @@ import { writeFileAtomic } from '../util/files.js';
 import { markdownText as md } from '../util/text.js';
 import { conclusionsMarkdown } from './conclusions.js';
 import { fleetMarkdown, fleetTotals, formatBytes } from './fleet.js';
+import { frontierMarkdown } from './frontier.js';
 import { noiseMarkdown } from './noise.js';
 import { personalMarkdown } from './personal.js';
 import type { AdapterCompressResults, ConditionStats, Estimate, SplitStats, UserResult } from './results.js';
@@ -273,6 +274,8 @@ export function renderReport(r: AdapterCompressResults, options: ReportOptions =
       '',
     );
   }
+
+  if (r.frontier !== undefined) out.push(...frontierMarkdown(r.frontier, r.criteria.criteria.strict.maxRatio, md));
 
   if (options.fleetUsers !== undefined) {
     out.push('## Fleet totals', '', fleetMarkdown(fleetTotals(r, options.fleetUsers)));

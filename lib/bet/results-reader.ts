@@ -13,6 +13,7 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.
 import { readTextFile } from '../util/files.js';
 import { sha256Hex } from '../util/hash.js';
 import { canonicalJson, validateCriteria } from './criteria.js';
+import { computeFrontier } from './frontier.js';
 import { analyseNoise } from './noise.js';
 import { analysePersonal } from './personal.js';
 import { summarise, userPolicy } from './results-analysis.js';
@@ -186,6 +187,13 @@ function checkDerived(r: AdapterCompressResults, s: Shape): void {
     s.fail('$.verdicts', "differ from the verdicts recomputed from the users' test perplexities");
   if (canonicalJson(sum.policy) !== canonicalJson(r.policy))
     s.fail('$.policy', "differs from the summary recomputed from the users' policies");
+  if ((r.frontier === undefined) !== (r.run.frontier === undefined))
+    s.fail('$.frontier', 'is present exactly when run.frontier is (ternorm bet --frontier)');
+  if (r.run.frontier !== undefined && r.frontier !== undefined) {
+    const again = computeFrontier(r.users, r.run.frontier.ladder, criteria);
+    if (canonicalJson(again) !== canonicalJson(r.frontier))
+      s.fail('$.frontier', "differs from the frontier recomputed from the users' validation and test perplexities");
+  }
 }
 
 /** Validates a parsed results object (shape, checksum, derived values) and returns it typed. */

@@ -86,6 +86,14 @@ export interface BootstrapSettings {
 
 export type OptionalCount = null | number;
 
+/** ternorm bet --frontier: the budgeted methods encoded at every budget of the ladder (conditions "<method>-<budget>"). Absent in runs without it. */
+export interface FrontierConfig {
+  /** Byte budgets, increasing. */
+  ladder: number[];
+  /** The budgeted codec methods encoded at every budget. */
+  methods: string[];
+}
+
 /** How the adapters were trained and encoded; --resume refuses a run whose options differ. */
 export interface RunConfig {
   /** The ternary activation quantisation of every training step and evaluation (--act-quant), when not the default; absent: 'token'. */
@@ -113,6 +121,8 @@ export interface RunConfig {
     testBytes?: number;
     windows?: number;
   };
+  /** ternorm bet --frontier: the budgeted methods encoded at every budget of the ladder (conditions "<method>-<budget>"). Absent in runs without it. */
+  frontier?: FrontierConfig;
 }
 
 export type UserName = string;
@@ -371,6 +381,40 @@ export interface PolicySummary {
   meanBytes: number;
 }
 
+export interface FrontierPoint {
+  budget: number;
+  /** The encoding with the lowest validation ppl among those within the budget; null when none fits. */
+  choice: string | null;
+  bytes: number | null;
+  /** Validation ppl / the reference's. */
+  validationRatio: number | null;
+  /** Test ppl / the reference's (the choice was made on validation). */
+  testRatio: number | null;
+  testRatioToNoAdapter: number | null;
+}
+
+export interface MinimumSafe {
+  condition: string;
+  bytes: number;
+  validationRatio: number;
+  testRatio: number;
+  testRatioToNoAdapter: number;
+  holdsOnTest: boolean;
+}
+
+export interface UserFrontier {
+  user: string;
+  points: FrontierPoint[];
+  /** The smallest encoding within STRICT and better than no adapter on validation, reported on test; null when none is. */
+  minimumSafe: null | MinimumSafe;
+}
+
+/** The rate-distortion frontier per user (lib/bet/frontier.ts), derived from the users' perplexities: chosen on validation, reported on test. Present when run.frontier is. */
+export interface FrontierResults {
+  ladder: number[];
+  users: UserFrontier[];
+}
+
 export interface PersonalMeasured {
   /** Adapter and text order of the matrix. */
   users: UserName[];
@@ -497,6 +541,8 @@ export interface AdapterCompressResults {
   users: UserResult[];
   verdicts: SchemeVerdict[];
   policy: PolicySummary;
+  /** The rate-distortion frontier per user (lib/bet/frontier.ts), derived from the users' perplexities: chosen on validation, reported on test. Present when run.frontier is. */
+  frontier?: FrontierResults;
   /** The personal signal (issue 10 §6, `ternorm bet --personal`); absent when not measured. */
   personal?: PersonalSignal;
   /** The conclusions derived from the numbers above (lib/bet/conclusions.ts); absent in files of older versions. */

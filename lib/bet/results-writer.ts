@@ -13,6 +13,7 @@ import { writeFileAtomic } from '../util/files.js';
 import { sha256Hex } from '../util/hash.js';
 import { packageRoot } from '../util/package-root.js';
 import { canonicalJson, checkConditionName, CRITERIA_VERSION, validateCriteria, type LoadedCriteria } from './criteria.js';
+import { checkLadder, computeFrontier } from './frontier.js';
 import { summarisePolicy } from './policy.js';
 import { analysePersonal } from './personal.js';
 import { analyseUser, summarise, type UserEvaluation } from './results-analysis.js';
@@ -120,6 +121,7 @@ export function buildHeader(h: ResultsHeader, now: string): RegisteredRun {
     users: [],
     verdicts: [],
     policy: summarisePolicy([]),
+    ...(h.run.frontier === undefined ? {} : { frontier: { ladder: [...h.run.frontier.ladder], users: [] } }),
   };
 }
 
@@ -176,6 +178,7 @@ function checkRunConfig(r: RunConfig): RunConfig {
       mixedBudget: e.mixedBudget,
     },
     ...(split === undefined ? {} : { split: { ...split } }),
+    ...(r.frontier === undefined ? {} : { frontier: { ladder: checkLadder(r.frontier.ladder), methods: [...r.frontier.methods] } }),
   };
 }
 
@@ -193,6 +196,8 @@ export function runConfigDiffs(file: RunConfig, now: RunConfig): string[] {
       out.push(`${k}${RUN_FLAGS[k] === undefined ? '' : ` (${RUN_FLAGS[k]})`}: ${show(a[k])} in the file, ${show(b[k])} now`);
     }
   }
+  if (canonicalJson(file.frontier ?? null) !== canonicalJson(now.frontier ?? null))
+    out.push(`frontier (--frontier): ${show(file.frontier)} in the file, ${show(now.frontier)} now`);
   return out;
 }
 
@@ -304,7 +309,10 @@ export class ResultsWriter {
       bootstrap: this.state.bootstrap,
     });
     const users = [...this.state.users, u];
-    this.state = { ...this.state, users, ...summarise(users, this.state.conditions, this.state.criteria.criteria, this.state.personal) };
+    const criteria = this.state.criteria.criteria;
+    this.state = { ...this.state, users, ...summarise(users, this.state.conditions, criteria, this.state.personal) };
+    if (this.state.run.frontier !== undefined)
+      this.state = { ...this.state, frontier: computeFrontier(users, this.state.run.frontier.ladder, criteria) };
     this.write();
     return structuredClone(u);
   }

@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { checkMethod, codecMethods, encodeAdapter } from '../adapter/codec.js';
 import { fleetTotals, formatBytes, formatFleet } from '../bet/fleet.js';
 import { NOISE_SEEDS, writeNoisePlot } from '../bet/noise.js';
+import { writeFrontierPlot } from '../bet/frontier.js';
 import { writePlot } from '../bet/plot.js';
 import {
   defaultCalibrationTokens,
@@ -45,11 +46,13 @@ export const BET_USAGE = `  bet             the adapter-compression bet (the mai
                   user; default: the fixtures' 192 KiB / 16 KiB / 16 KiB in 8 windows, a --user text's scaled to it)
     [--noise [--noise-seeds 3]]  the noise margin: perturbed gains on a log grid of RMS gain error
     [--personal]                 the cross-user matrix, the generic adapter, the PERSONAL-LOST tier
+    [--frontier [--frontier-plot OUT.svg]]  also the rate-distortion frontier: alloc and sparse_delta at
+                  64 B ... 4.6 KB, the best encoding per budget chosen on validation, reported on test
   fleet           bytes per user and fleet totals per scheme and for the per-user policy's mix
     [--results ${DEFAULT_RESULTS_PATH}] [--users 215000] [--json]
 ${FLEET_USAGE}  quantize        encode a trained adapter with one scheme into an encoded adapter file
-    --scheme S [--model ${DEFAULT_MODEL_PATH}] [--text user-train.txt (int4_calibrated, mixed)]
-    [--budget BYTES (mixed)] [--group-size 32] [--calibration-tokens N (default 512)] IN.adapter OUT.adapter
+    --scheme S [--model ${DEFAULT_MODEL_PATH}] [--text user-train.txt (int4_calibrated, mixed, alloc)]
+    [--budget BYTES (mixed, sparse_delta, alloc)] [--group-size 32] [--calibration-tokens N (default 512)] IN.adapter OUT.adapter
 `;
 
 const DEFAULT_FLEET_USERS = 215000;
@@ -111,6 +114,8 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
     noise: { type: 'boolean' },
     'noise-seeds': S,
     personal: { type: 'boolean' },
+    frontier: { type: 'boolean' },
+    'frontier-plot': S,
     json: { type: 'boolean' },
   });
   if (v.help) return SHOW_HELP;
@@ -189,7 +194,9 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
     }),
     noise: v.noise === true ? defined({ seeds: n['noise-seeds'] }) : undefined,
     personal: v.personal === true,
+    ...(v.frontier === true ? { frontier: {} } : {}),
   };
+  if (v.frontier !== true && v['frontier-plot'] !== undefined) throw new UsageError('--frontier-plot needs --frontier');
   const bar = new ProgressBar(io.stderr, 25);
   let stage: { user: string; stage: BetStage } | null = null;
   const t0 = performance.now();
@@ -212,15 +219,19 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
   writePlot(plot, results);
   const noisePlot = results.users.some((u) => u.noise !== undefined) ? withSuffix(out, '_noise.svg') : null;
   if (noisePlot !== null) writeNoisePlot(noisePlot, results);
+  let frontierPlot: string | undefined;
+  if (results.frontier !== undefined) {
+    frontierPlot = (v['frontier-plot'] as string | undefined) ?? withSuffix(out, '-frontier.svg');
+    writeFrontierPlot(frontierPlot, results.frontier, results.criteria.criteria, 'Rate-distortion frontier per user (chosen on validation)');
+  }
+  const written = [out, report, plot, ...(noisePlot === null ? [] : [noisePlot]), ...(frontierPlot === undefined ? [] : [frontierPlot])].join(', ');
   if (v.json) {
     io.stdout.write(
-      `${JSON.stringify({ results: out, report, plot, noisePlot, seconds, verdicts: results.verdicts, policy: results.policy, conclusions: results.conclusions })}\n`,
+      `${JSON.stringify({ results: out, report, plot, noisePlot, frontierPlot, seconds, verdicts: results.verdicts, policy: results.policy, conclusions: results.conclusions })}\n`,
     );
   } else {
     io.stdout.write(terminalText(summary(results, fleetUsers), true));
-    io.stdout.write(
-      terminalText(`\nwrote ${out}, ${report}, ${plot}${noisePlot === null ? '' : `, ${noisePlot}`} (${formatDuration(seconds)})\n`, true),
-    );
+    io.stdout.write(terminalText(`\nwrote ${written} (${formatDuration(seconds)})\n`, true));
   }
   return 0;
 }
@@ -297,10 +308,11 @@ export async function cmdQuantize(argv: string[], io: Io): Promise<number> {
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const needsLoss = codecMethods().find((m) => m.name === scheme)!.needsLoss;
+  const { needsLoss, needsBudget } = codecMethods().find((m) => m.name === scheme)!;
   if (needsLoss && v.text === undefined)
     throw new UsageError(`--scheme ${scheme} chooses its encoding on the user's training text: --text is required`);
-  if (scheme === 'mixed' && v.budget === undefined) throw new UsageError('--scheme mixed needs --budget BYTES');
+  if (needsBudget && v.budget === undefined)
+    throw new UsageError(`--scheme ${scheme} needs --budget BYTES`);
   const model = Model.load((v.model as string | undefined) ?? defaultModelPath());
   const adapter = Adapter.load(model, inPath);
   if (adapter.encoding !== null) throw new Error(`${inPath} is already encoded (${adapter.scheme}); quantize a trained (f32) adapter`);

@@ -144,7 +144,7 @@ export interface NativeModelAddon {
     model: NativeModel,
     source: string | Uint8Array,
   ): { gains: Float32Array; meta: string | null; scheme: string; encoding: RawEncoding | null };
-  codecMethods(): { name: string; needsLoss: boolean }[];
+  codecMethods(): { name: string; needsLoss: boolean; needsBudget: boolean }[];
   adapterEncodeAsync(
     model: NativeModel,
     gains: Float32Array,
@@ -167,6 +167,8 @@ export interface RawEncoding {
   /** The decoded gains, n_norms x d_model. */
   gains: Float32Array;
   tensors: RawEncodedTensor[];
+  /** The adapter blob format: 1, or 2 (compact record headers) for the low-rate methods. */
+  format: number;
 }
 
 /** One norm's encoding: its scheme (the codec registry name) and quantisation parameters. */

@@ -53,10 +53,11 @@ Napi::Array number_array(Napi::Env env, const std::vector<double>& v) {
 
 // { method, bytes, blob: Uint8Array, gains: Float32Array (decoded), tensors: [{ scheme, params:
 // Float32Array
-//   (record order), namedParams: { name: number[] } (codec::named_params), recordBytes }] }
+//   (record order), namedParams: { name: number[] } (codec::named_params), recordBytes }],
+//   format: the adapter blob format (1, or 2 for the compact low-rate methods) }
 Napi::Object encoding_object(Napi::Env env, const char* method,
-                             const std::vector<codec::EncodedGain>& tensors) {
-  const std::vector<uint8_t> blob = codec::serialize_adapter(tensors);
+                             const std::vector<codec::EncodedGain>& tensors, uint32_t format) {
+  const std::vector<uint8_t> blob = codec::serialize_adapter(tensors, format);
   Napi::Object o = Napi::Object::New(env);
   o.Set("method", method ? Napi::Value(Napi::String::New(env, method)) : env.Null());
   o.Set("bytes", double(blob.size()));
@@ -77,15 +78,17 @@ Napi::Object encoding_object(Napi::Env env, const char* method,
     for (const auto& [name, values] : codec::named_params(e))
       named.Set(name, number_array(env, std::vector<double>(values.begin(), values.end())));
     r.Set("namedParams", named);
-    r.Set("recordBytes", double(codec::record_bytes(e)));
+    r.Set("recordBytes", double(format == 1 ? codec::record_bytes(e)
+                                            : codec::compact_record_bytes(e)));
     list.Set(uint32_t(t), r);
   }
   o.Set("gains", gains);
   o.Set("tensors", list);
+  o.Set("format", double(format));
   return o;
 }
 
-// codecMethods() -> [{ name, needsLoss }] in the codec's order.
+// codecMethods() -> [{ name, needsLoss, needsBudget }] in the codec's order.
 Napi::Value CodecMethods(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const auto& all = codec::all_methods();
@@ -94,6 +97,7 @@ Napi::Value CodecMethods(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(env);
     o.Set("name", codec::method_name(all[i]));
     o.Set("needsLoss", codec::method_needs_loss(all[i]));
+    o.Set("needsBudget", codec::method_needs_budget(all[i]));
     a.Set(uint32_t(i), o);
   }
   return a;
@@ -104,7 +108,7 @@ Napi::Value CodecMethods(const Napi::CallbackInfo& info) {
 //   clipGrid: Float64Array (empty = default), calibrationPasses, byteBudget }, calibration: null |
 //   { tokens: Int32Array, nBytes, stride, batch }, threads?) -> Promise<encoding & { calibration,
 //   mixed }>
-// The searching methods (int4_calibrated, mixed) score candidates by the mean NLL of the
+// The searching methods (int4_calibrated, mixed, alloc) score candidates by the mean NLL of the
 // calibration tokens (the user's training text) with the candidate decoded inside the norm kernel
 // (model::encode_adapter, native/model/adapter_encode.h).
 Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
@@ -166,7 +170,8 @@ Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
     *out = model::encode_adapter(*s->model, gains.data(), method, opts, cal.get(), ex);
   };
   call.finish = [out](Napi::Env e, Napi::Object) -> Napi::Value {
-    Napi::Object o = encoding_object(e, codec::method_name(out->method), out->tensors);
+    Napi::Object o =
+        encoding_object(e, codec::method_name(out->method), out->tensors, out->format);
     if (out->calibration) {
       const codec::CalibrationReport& r = *out->calibration;
       Napi::Object c = Napi::Object::New(e);
@@ -182,9 +187,9 @@ Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
     if (out->mixed) {
       const codec::MixedReport& r = *out->mixed;
       Napi::Object m = Napi::Object::New(e);
-      Napi::Array cand = Napi::Array::New(e, r.kCandidates.size());
-      for (size_t i = 0; i < r.kCandidates.size(); ++i)
-        cand.Set(uint32_t(i), codec::scheme_name(r.kCandidates[i]));
+      Napi::Array cand = Napi::Array::New(e, r.candidates.size());
+      for (size_t i = 0; i < r.candidates.size(); ++i)
+        cand.Set(uint32_t(i), codec::scheme_name(r.candidates[i]));
       Napi::Array inc = Napi::Array::New(e, r.increase.size());
       Napi::Array cb = Napi::Array::New(e, r.candidate_bytes.size());
       for (size_t t = 0; t < r.increase.size(); ++t) {
@@ -221,8 +226,10 @@ Napi::Value AdapterDescribe(const Napi::CallbackInfo& info) {
   auto s = model_arg(info, 0);
   const model::ModelConfig& cfg = s->model->config();
   auto b = array_arg<uint8_t>(info, 1, "blob");
-  const auto tensors = codec::parse_adapter(b.data, b.length, cfg.n_norms(), cfg.d_model);
-  return encoding_object(env, nullptr, tensors);
+  uint32_t format = 0;
+  const auto tensors =
+      codec::parse_adapter(b.data, b.length, cfg.n_norms(), cfg.d_model, &format);
+  return encoding_object(env, nullptr, tensors, format);
 }
 
 void write_or_return(Napi::Env env, const io::Writer& w, const Napi::CallbackInfo& info,
@@ -269,7 +276,10 @@ Napi::Value AdapterSaveEncoded(const Napi::CallbackInfo& info) {
   auto b = array_arg<uint8_t>(info, 2, "blob");
   const std::string meta = string_arg(info, 3, "meta");
   const model::ModelConfig& cfg = s->model->config();
-  const auto tensors = codec::parse_adapter(b.data, b.length, cfg.n_norms(), cfg.d_model);
+  uint32_t format = 0;
+  const auto tensors =
+      codec::parse_adapter(b.data, b.length, cfg.n_norms(), cfg.d_model, &format);
+  codec::check_method_schemes(method, tensors, format);
   const io::Writer w = model::encoded_adapter_writer(
       cfg, method, tensors, base_fingerprint(env, *s, "adapterSaveEncoded"), meta);
   Napi::Value out;
@@ -304,7 +314,9 @@ Napi::Value AdapterLoad(const Napi::CallbackInfo& info) {
   out.Set("scheme", a.scheme);
   out.Set("encoding", a.encoded.empty()
                           ? env.Null()
-                          : Napi::Value(encoding_object(env, a.scheme.c_str(), a.encoded)));
+                          : Napi::Value(encoding_object(
+                                env, a.scheme.c_str(), a.encoded,
+                                codec::adapter_format(codec::method_from_name(a.scheme)))));
   return out;
 }
 

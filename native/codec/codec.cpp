@@ -2,7 +2,9 @@
 // dispatch, and the helpers every family shares (util.h).
 #include "codec.h"
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -37,6 +39,16 @@ void check_nibble_padding(const norm::GainView& g) {
         ", expected 0 (odd d)");
 }
 
+void check_bit_padding(const norm::GainView& g, uint64_t used) {
+  const uint8_t* p = static_cast<const uint8_t*>(g.data);
+  const uint64_t total = uint64_t(g.data_bytes) * 8;
+  for (uint64_t b = used; b < total; ++b)
+    if ((p[b / 8] >> (b % 8)) & 1u)
+      throw std::invalid_argument(decoder_prefix(g.scheme) + "padding bit " + std::to_string(b) +
+                                  " of the payload is 1, expected 0 after the last field (bit " +
+                                  std::to_string(used) + ")");
+}
+
 double eval_loss(const AdapterLoss& loss, const std::vector<const EncodedGain*>& enc,
                  const std::string& candidate, int64_t* evals) {
   std::vector<norm::GainView> views;
@@ -48,6 +60,41 @@ double eval_loss(const AdapterLoss& loss, const std::vector<const EncodedGain*>&
     throw std::invalid_argument("the loss callback returned " + std::to_string(v) + " for " +
                                 candidate + ", expected a finite loss");
   return v;
+}
+
+double choose_under_budget(const std::vector<std::vector<double>>& increase,
+                           const std::vector<std::vector<uint64_t>>& bytes, uint64_t cap,
+                           std::vector<int>* choice) {
+  const size_t T = increase.size();
+  const size_t W = size_t(cap) + 1;
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<double> dp(W, inf), nd(W);
+  std::vector<std::vector<int8_t>> from(T, std::vector<int8_t>(W, -1));
+  dp[0] = 0;
+  for (size_t t = 0; t < T; ++t) {
+    std::fill(nd.begin(), nd.end(), inf);
+    for (size_t c = 0; c < increase[t].size(); ++c) {
+      const size_t w = size_t(bytes[t][c]);
+      for (size_t b = 0; b + w < W; ++b) {
+        if (dp[b] == inf) continue;
+        const double v = dp[b] + increase[t][c];
+        if (v < nd[b + w]) nd[b + w] = v, from[t][b + w] = int8_t(c);
+      }
+    }
+    dp.swap(nd);
+  }
+  size_t end = W;
+  for (size_t b = 0; b < W; ++b)
+    if (dp[b] != inf && (end == W || dp[b] < dp[end])) end = b;
+  if (end == W) throw std::logic_error("choose_under_budget: no combination fits the budget");
+  const double best = dp[end];
+  choice->assign(T, 0);
+  for (size_t t = T; t-- > 0;) {
+    const int c = from[t][end];
+    (*choice)[t] = c;
+    end -= size_t(bytes[t][size_t(c)]);
+  }
+  return best;
 }
 
 bool same_encoding(const EncodedGain& a, const EncodedGain& b) {
@@ -84,10 +131,20 @@ std::vector<std::pair<std::string, std::vector<float>>> named_params(const Encod
     case GainScheme::F16: return {};
     case GainScheme::Int8PerTensor:
     case GainScheme::Int8Delta:
-    case GainScheme::Int4Delta: return {{"scale", p}};
+    case GainScheme::Int4Delta:
+    case GainScheme::Int3Delta:
+    case GainScheme::Int2Delta:
+    case GainScheme::Sign1Delta: return {{"scale", p}};
+    case GainScheme::SparseDelta: return {{"kept", {p.at(0)}}, {"scale", {p.at(1)}}};
+    case GainScheme::RiceDelta:
+      return {{"scale", {p.at(0)}}, {"riceParameter", {p.at(1)}}, {"streamBytes", {p.at(2)}}};
+    case GainScheme::Unit: return {};
     case GainScheme::Int8Asym: return {{"scale", {p.at(0)}}, {"zeroPoint", {p.at(1)}}};
     case GainScheme::Int8Group:
       return {{"blockSize", {p.at(0)}}, {"scale", std::vector<float>(p.begin() + 1, p.end())}};
+    case GainScheme::KMeans2:
+    case GainScheme::KMeans4:
+    case GainScheme::KMeans8:
     case GainScheme::KMeans16:
     case GainScheme::KMeans256: return {{"centroids", p}};
   }
@@ -114,6 +171,16 @@ const MethodRow kMethods[] = {
     {Method::KMeans256, "kmeans256"},
     {Method::Int4Calibrated, "int4_calibrated"},
     {Method::Mixed, "mixed"},
+    {Method::Int3Delta, "int3_delta"},
+    {Method::Int2Delta, "int2_delta"},
+    {Method::Sign1Delta, "sign1_delta"},
+    {Method::KMeans2, "kmeans2"},
+    {Method::KMeans4, "kmeans4"},
+    {Method::KMeans8, "kmeans8"},
+    {Method::SparseDelta, "sparse_delta"},
+    {Method::RiceInt4Delta, "rice_int4_delta"},
+    {Method::RiceInt3Delta, "rice_int3_delta"},
+    {Method::Alloc, "alloc"},
 };
 
 }  // namespace
@@ -144,9 +211,23 @@ const std::vector<Method>& all_methods() {
   return all;
 }
 
-bool method_needs_loss(Method m) { return m == Method::Int4Calibrated || m == Method::Mixed; }
+bool method_needs_loss(Method m) {
+  return m == Method::Int4Calibrated || m == Method::Mixed || m == Method::Alloc;
+}
 
-void check_method_schemes(Method m, const std::vector<EncodedGain>& tensors) {
+bool method_needs_budget(Method m) {
+  return m == Method::Mixed || m == Method::SparseDelta || m == Method::Alloc;
+}
+
+uint32_t adapter_format(Method m) {
+  return int(m) >= int(Method::Int3Delta) ? kCompactAdapterFormatVersion : kAdapterFormatVersion;
+}
+
+void check_method_schemes(Method m, const std::vector<EncodedGain>& tensors, uint32_t format) {
+  if (format != adapter_format(m))
+    throw std::invalid_argument(std::string("method ") + method_name(m) +
+                                ": an adapter blob of format " + std::to_string(format) +
+                                ", expected format " + std::to_string(adapter_format(m)));
   using S = norm::GainScheme;
   auto allowed = [m](S s) {
     switch (m) {
@@ -161,6 +242,18 @@ void check_method_schemes(Method m, const std::vector<EncodedGain>& tensors) {
       case Method::KMeans16: return s == S::KMeans16;
       case Method::KMeans256: return s == S::KMeans256;
       case Method::Mixed: return s == S::Int4Delta || s == S::Int8Delta || s == S::F16;
+      case Method::Int3Delta: return s == S::Int3Delta;
+      case Method::Int2Delta: return s == S::Int2Delta;
+      case Method::Sign1Delta: return s == S::Sign1Delta;
+      case Method::KMeans2: return s == S::KMeans2;
+      case Method::KMeans4: return s == S::KMeans4;
+      case Method::KMeans8: return s == S::KMeans8;
+      case Method::SparseDelta: return s == S::SparseDelta || s == S::Unit;
+      case Method::RiceInt4Delta:
+      case Method::RiceInt3Delta: return s == S::RiceDelta;
+      case Method::Alloc:
+        return s == S::Unit || s == S::Sign1Delta || s == S::Int2Delta || s == S::Int3Delta ||
+               s == S::Int4Delta || s == S::Int8Delta || s == S::F16;
     }
     return false;
   };
@@ -204,9 +297,13 @@ EncodedAdapter encode_adapter(Method m, const float* gains, int64_t n_tensors, i
                                   opts.clip_grid.empty() ? default_clip_grid() : opts.clip_grid,
                                   opts.calibration_passes);
   if (m == Method::Mixed) return encode_mixed(gains, n_tensors, d, loss, opts.byte_budget);
+  if (m == Method::Alloc) return encode_alloc(gains, n_tensors, d, loss, opts.byte_budget);
+  if (m == Method::SparseDelta)
+    return encode_sparse_adapter(gains, n_tensors, d, opts.byte_budget);
 
   EncodedAdapter out;
   out.method = m;
+  out.format = adapter_format(m);
   out.tensors.reserve(size_t(n_tensors));
   for (int64_t t = 0; t < n_tensors; ++t) {
     const float* g = gains + t * d;
@@ -227,8 +324,23 @@ EncodedAdapter encode_adapter(Method m, const float* gains, int64_t n_tensors, i
         case Method::KMeans256:
           out.tensors.push_back(encode_kmeans(256, g, d, opts.kmeans_max_iters));
           break;
+        case Method::Int3Delta: out.tensors.push_back(encode_delta(3, g, d)); break;
+        case Method::Int2Delta: out.tensors.push_back(encode_delta(2, g, d)); break;
+        case Method::Sign1Delta: out.tensors.push_back(encode_sign1(g, d)); break;
+        case Method::KMeans2:
+        case Method::KMeans4:
+        case Method::KMeans8:
+          out.tensors.push_back(encode_kmeans(m == Method::KMeans2   ? 2
+                                              : m == Method::KMeans4 ? 4
+                                                                     : 8,
+                                              g, d, opts.kmeans_max_iters));
+          break;
+        case Method::RiceInt4Delta: out.tensors.push_back(encode_rice(4, g, d)); break;
+        case Method::RiceInt3Delta: out.tensors.push_back(encode_rice(3, g, d)); break;
         case Method::Int4Calibrated:
-        case Method::Mixed: break;  // handled above
+        case Method::Mixed:
+        case Method::SparseDelta:
+        case Method::Alloc: break;  // handled above
       }
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(what + ": tensor " + std::to_string(t) + ": " + e.what());

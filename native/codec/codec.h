@@ -10,12 +10,16 @@
 //      int8_group.cpp  int8 symmetric, one scale per block of B channels
 //      int8_asym.cpp   int8 asymmetric (scale + integer zero point)
 //      delta.cpp       int8 / int4 symmetric on g - 1
-//      kmeans.cpp      1-D k-means codebook, 16 (4-bit) or 256 (8-bit) centroids
+//      kmeans.cpp      1-D k-means codebook, 2, 4, 8, 16 or 256 centroids
+//      sparse.cpp      only the largest |g - 1| kept, as (index, int8) pairs
+//      rice.cpp        delta codes entropy-coded (Golomb-Rice), a real stream
 //  * A *method* (Method) turns a whole adapter (n_tensors gain vectors) into
 //    one encoding per tensor. Most methods apply one scheme to every tensor;
 //    two search with a caller-supplied loss on the user's training text:
 //      calibrated.cpp  int4_calibrated: int4 delta, clipping chosen by loss
 //      mixed.cpp       mixed: int4 / int8 delta or f16 per tensor under a byte budget
+//      alloc.cpp       alloc: 0..16 bits per tensor by measured sensitivity under a budget
+//      (sparse_delta also takes a byte budget, and chooses without a loss)
 //  record.cpp serialises encodings (one record per tensor, and an adapter
 //  blob of records) with exact sizes; README.md states what the size counts.
 //
@@ -84,16 +88,35 @@ EncodedGain encode_int8_group(const float* g, int64_t d, int64_t block);
 // z = round(-lo / scale); q = clamp(round(g / scale) + z, 0, 255);
 // g' = (q - z) * scale. |g - g'| <= scale / 2. All gains 0: scale = z = q = 0.
 EncodedGain encode_int8_asym(const float* g, int64_t d);
-// Delta from 1.0, bits 8 or 4: qmax = 127 or 7; m = max|g - 1| (in double);
+// Delta from 1.0, bits 8, 4, 3 or 2: qmax = 2^(bits-1) - 1 (127, 7, 3, 1); m = max|g - 1| (in double);
 // scale = clip * m / qmax rounded up to a float (clip in (0, 1]: clip < 1
 // clips the largest deltas); q = clamp(round((g - 1) / scale), -qmax, qmax);
 // g' = 1 + q * scale. |g - g'| <= scale / 2 for every g with |g - 1| <=
 // (qmax + 1/2) scale (all of them when clip = 1). Gains equal to 1 decode to
 // exactly 1; all gains 1 gives scale 0.
 EncodedGain encode_delta(int bits, const float* g, int64_t d, double clip = 1.0);
+// The 1-bit delta: g' = 1 + s for g >= 1, 1 - s below. For fixed signs the
+// squared error sum (|g_i - 1| - s)^2 is least at s = mean |g - 1|, and for
+// any s >= 0 the sign of g - 1 is the best sign, so s = mean |g - 1| (in
+// double, rounded to the nearest float) minimises the squared error jointly.
+// |g - g'| <= max(s, max|g - 1| - s) (+ float rounding).
+EncodedGain encode_sign1(const float* g, int64_t d);
+// 0 bits: every gain decodes to exactly 1 (no params, no payload).
+EncodedGain encode_unit(int64_t d);
+// Sparse deltas: the gains at `keep` (strictly increasing indices < d) are
+// coded as int8 deltas with scale = max kept |g - 1| / 127 rounded up to a
+// float (|error| <= scale / 2 there); every other gain decodes to exactly 1
+// (|error| = |g - 1|, at most the smallest kept |g - 1| when keep holds the
+// largest ones, as the sparse_delta method chooses).
+EncodedGain encode_sparse(const float* g, int64_t d, const std::vector<int64_t>& keep);
+// Entropy-coded deltas: the codes q of encode_delta(bits, g, d) (bits 8, 4, 3
+// or 2; the same decoded gains, bit for bit) written as a Golomb-Rice stream of
+// zigzag(q) with the parameter r in 0..16 that makes the stream shortest (the
+// smallest r on a tie). The payload is the stream's exact bytes.
+EncodedGain encode_rice(int bits, const float* g, int64_t d);
 
-// 1-D k-means with k = min(K, number of distinct gains) centroids, K = 16
-// (4-bit indices) or 256 (8-bit). Deterministic:
+// 1-D k-means with k = min(K, number of distinct gains) centroids, K = 2, 4,
+// 8, 16 or 256 (1, 2, 3, 4 or 8-bit indices). Deterministic:
 //  - init: centroid j = the ((2j + 1) m / (2k))-th smallest of the m distinct
 //    values (quantiles; strictly increasing);
 //  - Lloyd: assign each value to the nearest centroid (a value exactly between
@@ -124,19 +147,40 @@ enum class Method : int {
   KMeans256 = 8,
   Int4Calibrated = 9,  // needs a loss
   Mixed = 10,          // needs a loss and a byte budget
+  // The low-rate methods (adapter format 2, compact headers):
+  Int3Delta = 11,
+  Int2Delta = 12,
+  Sign1Delta = 13,
+  KMeans2 = 14,
+  KMeans4 = 15,
+  KMeans8 = 16,
+  SparseDelta = 17,    // needs a byte budget
+  RiceInt4Delta = 18,  // int4_delta's gains, Golomb-Rice coded
+  RiceInt3Delta = 19,  // int3_delta's gains, Golomb-Rice coded
+  Alloc = 20,          // needs a loss and a byte budget
 };
 // "raw_fp32", "raw_fp16", "int8_per_tensor", "int8_group", "int8_asym",
-// "int8_delta", "int4_delta", "kmeans16", "kmeans256", "int4_calibrated", "mixed".
+// "int8_delta", "int4_delta", "kmeans16", "kmeans256", "int4_calibrated", "mixed",
+// "int3_delta", "int2_delta", "sign1_delta", "kmeans2", "kmeans4", "kmeans8",
+// "sparse_delta", "rice_int4_delta", "rice_int3_delta", "alloc".
 const char* method_name(Method m);
 // Throws std::invalid_argument listing the known names.
 Method method_from_name(std::string_view name);
 const std::vector<Method>& all_methods();
 bool method_needs_loss(Method m);
+// mixed, sparse_delta and alloc: EncodeOptions::byte_budget bounds adapter_bytes.
+bool method_needs_budget(Method m);
+// The adapter blob format a method's encodings are stored in: 1 for the
+// methods of the first menu (their sizes are the committed results'), 2
+// (compact record headers) for the low-rate methods, where 12 bytes of header
+// per record would be a large share of a 100-byte adapter.
+uint32_t adapter_format(Method m);
 // Throws std::invalid_argument unless every tensor uses a scheme the method
 // produces (raw_fp16 -> f16 only, int4_calibrated -> int4_delta, mixed ->
-// int4_delta / int8_delta / f16, ...): a file that names one method and holds
-// another's records is refused rather than mislabelled.
-void check_method_schemes(Method m, const std::vector<EncodedGain>& tensors);
+// int4_delta / int8_delta / f16, ...) and the blob format is the method's: a
+// file that names one method and holds another's records is refused rather
+// than mislabelled.
+void check_method_schemes(Method m, const std::vector<EncodedGain>& tensors, uint32_t format);
 
 // The loss of an adapter candidate: one view per tensor, in norm order. The
 // model plugs in here: the caller evaluates the *training* text with these
@@ -156,8 +200,8 @@ struct EncodeOptions {
   // default_clip_grid()) and per-tensor refinement passes (>= 0).
   std::vector<double> clip_grid;
   int calibration_passes = int(limits::codec::calibration_passes.def);
-  // mixed: the most serialised adapter bytes allowed (adapter_bytes(), the
-  // 8-byte adapter header included).
+  // mixed, sparse_delta, alloc: the most serialised adapter bytes allowed
+  // (adapter_bytes() in the method's format, the adapter header included).
   uint64_t byte_budget = 0;
 };
 
@@ -169,15 +213,20 @@ struct CalibrationReport {
   double loss = 0;                  // loss of the returned encoding
   int64_t loss_evals = 0;
 };
+// The per-tensor choice under a byte budget (mixed, alloc).
 struct MixedReport {
-  // Candidates per tensor, in order of size.
+  // mixed's candidates per tensor, in order of size.
   static constexpr std::array<norm::GainScheme, 3> kCandidates = {
       norm::GainScheme::Int4Delta, norm::GainScheme::Int8Delta, norm::GainScheme::F16};
+  // The method's candidates (kCandidates for mixed; alloc's widths 0, 1, 2, 3,
+  // 4, 8, 16 bits: unit, sign1_delta, int2/3/4/8_delta, f16).
+  std::vector<norm::GainScheme> candidates;
   double reference_loss = 0;  // all tensors f32
   // increase[t][c]: loss with tensor t alone encoded by candidate c (others
   // f32) minus reference_loss. Measured; can be negative.
-  std::vector<std::array<double, 3>> increase;
-  std::vector<std::array<uint64_t, 3>> candidate_bytes;  // [t][c]: record size of the encoding
+  std::vector<std::vector<double>> increase;
+  // [t][c]: record size of the encoding in the method's adapter format.
+  std::vector<std::vector<uint64_t>> candidate_bytes;
   std::vector<int> choice;                               // candidate index per tensor
   double predicted_increase = 0;                         // sum of increase[t][choice[t]]
   double loss = 0;                                       // measured loss of the returned encoding
@@ -189,7 +238,8 @@ struct EncodedAdapter {
   Method method = Method::RawF32;
   std::vector<EncodedGain> tensors;  // one per norm, in norm order
   std::optional<CalibrationReport> calibration;
-  std::optional<MixedReport> mixed;
+  std::optional<MixedReport> mixed;  // mixed and alloc
+  uint32_t format = 1;                // adapter_format(method)
   // Views for model::evaluate / the norm kernel; valid while this lives.
   std::vector<norm::GainView> views() const;
 };
@@ -206,24 +256,43 @@ EncodedAdapter encode_int4_calibrated(const float* gains, int64_t n_tensors, int
                                       int passes);
 EncodedAdapter encode_mixed(const float* gains, int64_t n_tensors, int64_t d,
                             const AdapterLoss& loss, uint64_t byte_budget);
+// alloc.cpp: widths {0, 1, 2, 3, 4, 8, 16} bits per tensor by measured
+// sensitivity, an exact knapsack under byte_budget (format 2 bytes).
+EncodedAdapter encode_alloc(const float* gains, int64_t n_tensors, int64_t d,
+                            const AdapterLoss& loss, uint64_t byte_budget);
+// sparse.cpp: the k largest |g - 1| of the whole adapter kept (ties: lower
+// tensor, then lower index first), k the largest that fits byte_budget
+// (format 2 bytes); a tensor keeping none is stored as unit.
+EncodedAdapter encode_sparse_adapter(const float* gains, int64_t n_tensors, int64_t d,
+                                     uint64_t byte_budget);
 
 // ---- records: the on-disk form, with exact sizes ----------------------------------------
 // Record of one gain vector, little-endian, no padding:
 //   u32 scheme id, u32 d, u32 n_params, f32 params[n_params], u8 payload[]
 // The payload length is not stored: the scheme defines it from d and the
 // params, and the parser checks it. Size = 12 + 4 n_params + payload bytes.
-// Adapter blob: u32 version (1), u32 n_tensors, then the records back to back.
-// Size = 8 + sum of record sizes. The container's own per-section overhead
-// (native/io) comes on top and is reported separately.
+// Adapter blob, format 1: u32 version (1), u32 n_tensors, then the records
+// back to back. Size = 8 + sum of record sizes.
+// Format 2 (compact; the low-rate methods): u32 version (2), u32 n_tensors,
+// u32 d (every tensor's), then per tensor u8 scheme id, u16 n_params, f32
+// params[n_params], payload. Size = 12 + sum (3 + 4 n_params + payload).
+// The container's own per-section overhead (native/io) comes on top and is
+// reported separately.
 inline constexpr uint64_t kRecordHeaderBytes = 12;
 inline constexpr uint64_t kAdapterHeaderBytes = 8;
 inline constexpr uint32_t kAdapterFormatVersion = 1;
+inline constexpr uint64_t kCompactRecordHeaderBytes = 3;
+inline constexpr uint64_t kCompactAdapterHeaderBytes = 12;
+inline constexpr uint32_t kCompactAdapterFormatVersion = 2;
 
+// The record's size in a format-1 blob (format 2: compact_record_bytes).
 uint64_t record_bytes(const EncodedGain& e);
-uint64_t adapter_bytes(const std::vector<EncodedGain>& tensors);
+uint64_t compact_record_bytes(const EncodedGain& e);
+uint64_t adapter_bytes(const std::vector<EncodedGain>& tensors, uint32_t format = 1);
 // Validates e (as decode_gain does) and appends its record.
 void append_record(const EncodedGain& e, std::vector<uint8_t>& out);
-std::vector<uint8_t> serialize_adapter(const std::vector<EncodedGain>& tensors);
+std::vector<uint8_t> serialize_adapter(const std::vector<EncodedGain>& tensors,
+                                       uint32_t format = 1);
 
 // Parses one record at the start of [data, data + size): the header, then the
 // view is validated and decoded (so a bad index, padding nibble or non-finite
@@ -231,9 +300,11 @@ std::vector<uint8_t> serialize_adapter(const std::vector<EncodedGain>& tensors);
 // exactly; otherwise *consumed gets its length. Throws std::invalid_argument
 // "gain record: ..." naming what is wrong and what was expected.
 EncodedGain parse_record(const uint8_t* data, size_t size, size_t* consumed = nullptr);
-// Parses an adapter blob; it must be consumed exactly. expected_tensors /
-// expected_d >= 0 are checked when given (-1: any).
+// Parses an adapter blob of either format; it must be consumed exactly.
+// expected_tensors / expected_d >= 0 are checked when given (-1: any);
+// *format gets the blob's format when format is not null.
 std::vector<EncodedGain> parse_adapter(const uint8_t* data, size_t size,
-                                       int64_t expected_tensors = -1, int64_t expected_d = -1);
+                                       int64_t expected_tensors = -1, int64_t expected_d = -1,
+                                       uint32_t* format = nullptr);
 
 }  // namespace ternorm::codec

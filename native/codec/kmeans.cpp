@@ -1,11 +1,13 @@
-// k-means codebook, per tensor ("kmeans16", "kmeans256").
+// k-means codebook, per tensor ("kmeans2", "kmeans4", "kmeans8", "kmeans16",
+// "kmeans256").
 //   params:  the k centroids c_0 < c_1 < ... < c_{k-1} (floats, strictly
-//            increasing), 1 <= k <= 16 or 256; k is the param count.
+//            increasing), 1 <= k <= K = 2, 4, 8, 16 or 256; k is the param count.
 //   payload: kmeans16: ceil(d / 2) bytes of 4-bit indices, nibble-packed as in
 //            util.h (an odd d's padding nibble must be 0); kmeans256: d uint8
-//            indices. Every index must be < k.
+//            indices; kmeans2/4/8: ceil(b d / 8) bytes of b = 1/2/3-bit
+//            indices (util.h bit packing, padding bits 0). Every index must be < k.
 //   decode:  g_i = c[idx_i]  (exact: a copy of a float)
-// Sizes: 4k bytes of params + ceil(d / 2) (k <= 16) or d (k <= 256) bytes.
+// Sizes: 4k bytes of params + ceil(b d / 8) bytes, b = log2 K.
 //
 // Why per tensor and why k = min(K, distinct values): one codebook per norm
 // tensor keeps each record self-contained (the kernel decodes one view at a
@@ -105,10 +107,53 @@ void kmeans256_decode(const norm::GainView& g, float* out) {
   }
 }
 
+namespace {
+
+// kmeans2/4/8: b-bit indices.
+void kmeans_bits_decode(const norm::GainView& g, float* out, int b) {
+  detail::check_bit_padding(g, uint64_t(g.d) * uint64_t(b));
+  const uint8_t* p = static_cast<const uint8_t*>(g.data);
+  for (int64_t i = 0; i < g.d; ++i) {
+    const unsigned idx = unsigned(detail::get_bits(p, uint64_t(i) * b, b));
+    if (idx >= g.n_params) bad_index(g, i, idx);
+    out[i] = g.params[idx];
+  }
+}
+
+int index_width(int K) { return K == 2 ? 1 : K == 4 ? 2 : K == 8 ? 3 : K == 16 ? 4 : 8; }
+
+norm::GainScheme kmeans_scheme(int K) {
+  switch (K) {
+    case 2: return norm::GainScheme::KMeans2;
+    case 4: return norm::GainScheme::KMeans4;
+    case 8: return norm::GainScheme::KMeans8;
+    case 16: return norm::GainScheme::KMeans16;
+    default: return norm::GainScheme::KMeans256;
+  }
+}
+
+}  // namespace
+
+size_t kmeans2_payload_bytes(const norm::GainView& g) { return detail::bit_bytes(uint64_t(g.d)); }
+bool kmeans2_params_ok(const norm::GainView& g) { return centroids_ok(g, 2); }
+void kmeans2_decode(const norm::GainView& g, float* out) { kmeans_bits_decode(g, out, 1); }
+size_t kmeans4_payload_bytes(const norm::GainView& g) {
+  return detail::bit_bytes(2 * uint64_t(g.d));
+}
+bool kmeans4_params_ok(const norm::GainView& g) { return centroids_ok(g, 4); }
+void kmeans4_decode(const norm::GainView& g, float* out) { kmeans_bits_decode(g, out, 2); }
+size_t kmeans8_payload_bytes(const norm::GainView& g) {
+  return detail::bit_bytes(3 * uint64_t(g.d));
+}
+bool kmeans8_params_ok(const norm::GainView& g) { return centroids_ok(g, 8); }
+void kmeans8_decode(const norm::GainView& g, float* out) { kmeans_bits_decode(g, out, 3); }
+
 EncodedGain encode_kmeans(int K, const float* g, int64_t d, int max_iters, KMeansTrace* trace) {
-  const char* what = K == 16 ? "encode kmeans16" : "encode kmeans256";
-  if (K != 16 && K != 256)
-    throw std::invalid_argument("encode kmeans: K = " + std::to_string(K) + ", expected 16 or 256");
+  if (K != 2 && K != 4 && K != 8 && K != 16 && K != 256)
+    throw std::invalid_argument("encode kmeans: K = " + std::to_string(K) +
+                                ", expected 2, 4, 8, 16 or 256");
+  const std::string name = "encode kmeans" + std::to_string(K);
+  const char* what = name.c_str();
   detail::check_gains(what, g, d, true);
   if (max_iters < 1)
     throw std::invalid_argument(std::string(what) + ": max_iters = " + std::to_string(max_iters) +
@@ -159,19 +204,17 @@ EncodedGain encode_kmeans(int K, const float* g, int64_t d, int max_iters, KMean
   }
 
   EncodedGain e;
-  e.scheme = K == 16 ? norm::GainScheme::KMeans16 : norm::GainScheme::KMeans256;
+  const int b = index_width(K);
+  e.scheme = kmeans_scheme(K);
   e.d = d;
   e.params = cf;
-  e.payload.assign(K == 16 ? detail::nibble_bytes(d) : size_t(d), 0);
+  e.payload.assign(detail::bit_bytes(uint64_t(d) * uint64_t(b)), 0);
   for (int64_t i = 0; i < d; ++i) {
     // Nearest stored centroid, a tie to the lower one.
     const double v = g[i];
     size_t j = size_t(std::lower_bound(cf.begin(), cf.end(), g[i]) - cf.begin());
     if (j == cf.size() || (j > 0 && v - double(cf[j - 1]) <= double(cf[j]) - v)) --j;
-    if (K == 16)
-      detail::put_nibble(e.payload.data(), i, unsigned(j));
-    else
-      e.payload[size_t(i)] = uint8_t(j);
+    detail::put_bits(e.payload.data(), uint64_t(i) * uint64_t(b), b, j);
   }
   if (trace != nullptr) *trace = std::move(tr);
   return e;

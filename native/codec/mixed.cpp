@@ -7,13 +7,11 @@
 //     only tensor t encoded by c (the others f32) - L_ref. 1 + 3n evaluations.
 //  2. Choice: minimise sum_t increase[t][c_t] subject to
 //     8 + sum_t record_bytes(t, c_t) <= budget (the serialised adapter,
-//     record.cpp), an exact multiple-choice knapsack by dynamic programming
-//     over total bytes (O(3 n B) time, n B bytes of memory, B = the largest
-//     reachable total within the budget). Deterministic ties: per byte total
-//     the first combination reached (tensors in order, candidates in the order
-//     int4, int8, f16) is kept; among equal predicted increases the smallest
-//     total wins. Measured increases are used as they are, including negative
-//     ones (a cheaper candidate that measured better is taken).
+//     record.cpp), the exact knapsack of util.h (O(3 n B) time, n B bytes of
+//     memory, B = the largest reachable total within the budget; candidates
+//     in the order int4, int8, f16). Measured increases are used as they are,
+//     including negative ones (a cheaper candidate that measured better is
+//     taken).
 //  3. The chosen adapter's loss is measured once more (1 evaluation) and
 //     reported with the prediction: the additive model is an approximation.
 // The budget below the all-int4 size is refused, naming that size.
@@ -41,8 +39,9 @@ EncodedAdapter encode_mixed(const float* gains, int64_t n_tensors, int64_t d,
   std::vector<EncodedGain> ref(T);
   std::vector<std::array<EncodedGain, C>> cand(T);
   MixedReport rep;
+  rep.candidates.assign(MixedReport::kCandidates.begin(), MixedReport::kCandidates.end());
   rep.budget = byte_budget;
-  rep.candidate_bytes.resize(T);
+  rep.candidate_bytes.assign(T, std::vector<uint64_t>(C));
   for (size_t t = 0; t < T; ++t) {
     const float* g = gains + int64_t(t) * d;
     try {
@@ -71,7 +70,7 @@ EncodedAdapter encode_mixed(const float* gains, int64_t n_tensors, int64_t d,
   for (size_t t = 0; t < T; ++t) enc[t] = &ref[t];
   rep.reference_loss =
       detail::eval_loss(loss, enc, what + " reference (every tensor f32)", &rep.loss_evals);
-  rep.increase.resize(T);
+  rep.increase.assign(T, std::vector<double>(C));
   for (size_t t = 0; t < T; ++t) {
     for (size_t c = 0; c < C; ++c) {
       enc[t] = &cand[t][c];
@@ -85,35 +84,9 @@ EncodedAdapter encode_mixed(const float* gains, int64_t n_tensors, int64_t d,
   }
 
   // 2. Exact knapsack over the record bytes (the adapter header is fixed).
-  const uint64_t cap = std::min(byte_budget, max_total) - kAdapterHeaderBytes;
-  const size_t W = size_t(cap) + 1;
-  const double inf = std::numeric_limits<double>::infinity();
-  std::vector<double> dp(W, inf), nd(W);
-  std::vector<std::vector<int8_t>> from(T, std::vector<int8_t>(W, -1));
-  dp[0] = 0;
-  for (size_t t = 0; t < T; ++t) {
-    std::fill(nd.begin(), nd.end(), inf);
-    for (size_t c = 0; c < C; ++c) {
-      const size_t w = size_t(rep.candidate_bytes[t][c]);
-      for (size_t b = 0; b + w < W; ++b) {
-        if (dp[b] == inf) continue;
-        const double v = dp[b] + rep.increase[t][c];
-        if (v < nd[b + w]) nd[b + w] = v, from[t][b + w] = int8_t(c);
-      }
-    }
-    dp.swap(nd);
-  }
-  size_t end = W;
-  for (size_t b = 0; b < W; ++b)
-    if (dp[b] != inf && (end == W || dp[b] < dp[end])) end = b;
-  // min_total fits, so some total is reachable.
-  rep.choice.assign(T, 0);
-  rep.predicted_increase = dp[end];
-  for (size_t t = T; t-- > 0;) {
-    const int c = from[t][end];
-    rep.choice[t] = c;
-    end -= size_t(rep.candidate_bytes[t][size_t(c)]);
-  }
+  rep.predicted_increase =
+      detail::choose_under_budget(rep.increase, rep.candidate_bytes,
+                                  std::min(byte_budget, max_total) - kAdapterHeaderBytes, &rep.choice);
 
   // 3. The chosen adapter, measured.
   EncodedAdapter out;

@@ -40,10 +40,53 @@ inline unsigned get_nibble(const uint8_t* p, int64_t i) {
 // Throws when an odd d's padding nibble is not zero (a corrupt payload).
 void check_nibble_padding(const norm::GainView& g);
 
+// Bit packing of the low-rate layouts: a stream of fields, LSB first — field
+// bit j of a field starting at stream bit p is bit (p + j) % 8 of byte
+// (p + j) / 8. For 4- and 8-bit fields this is the nibble layout above. The
+// bits after the last field, up to the byte boundary, must be 0.
+inline size_t bit_bytes(uint64_t bits) { return size_t((bits + 7) / 8); }
+inline void put_bits(uint8_t* p, uint64_t at, int n, uint64_t v) {
+  for (int j = 0; j < n; ++j, ++at)
+    p[at / 8] = uint8_t(p[at / 8] | (((v >> j) & 1u) << (at % 8)));
+}
+inline uint64_t get_bits(const uint8_t* p, uint64_t at, int n) {
+  uint64_t v = 0;
+  for (int j = 0; j < n; ++j, ++at) v |= uint64_t((p[at / 8] >> (at % 8)) & 1u) << j;
+  return v;
+}
+// Sign-extends an n-bit two's complement field.
+inline int64_t sign_extend(uint64_t v, int n) {
+  const uint64_t m = uint64_t(1) << (n - 1);
+  return int64_t(v ^ m) - int64_t(m);
+}
+// Throws when a bit after the first `used` bits of g's payload is not 0.
+void check_bit_padding(const norm::GainView& g, uint64_t used);
+// The bits an index below d needs (at least 1).
+inline int index_bits(int64_t d) {
+  int b = 1;
+  while ((int64_t(1) << b) < d) ++b;
+  return b;
+}
+// True when f is an integer in [lo, hi].
+inline bool is_int_in(float f, double lo, double hi) {
+  return double(f) >= lo && double(f) <= hi && std::floor(double(f)) == double(f);
+}
+
 // loss(views of enc), which must be finite: std::invalid_argument naming
 // `candidate` otherwise. Counts the call in *evals.
 double eval_loss(const AdapterLoss& loss, const std::vector<const EncodedGain*>& enc,
                  const std::string& candidate, int64_t* evals);
+
+// The exact multiple-choice knapsack of the budgeted methods (mixed, alloc):
+// choose one candidate c_t per tensor minimising sum_t increase[t][c_t]
+// subject to sum_t bytes[t][c_t] <= cap, by dynamic programming over total
+// bytes. Deterministic ties: per byte total the first combination reached
+// (tensors in order, candidates in order) is kept; among equal sums the
+// smallest total wins. Returns the sum; *choice gets c_t. Some combination
+// must fit (the caller checks the smallest).
+double choose_under_budget(const std::vector<std::vector<double>>& increase,
+                           const std::vector<std::vector<uint64_t>>& bytes, uint64_t cap,
+                           std::vector<int>* choice);
 
 // True when a and b are the same encoding, byte for byte.
 bool same_encoding(const EncodedGain& a, const EncodedGain& b);

@@ -1,5 +1,5 @@
 // Encoding a trained adapter for a model: the codec (native/codec) with, for
-// the searching methods (int4_calibrated, mixed), the loss they choose by —
+// the searching methods (int4_calibrated, mixed, alloc), the loss they choose by —
 // the mean NLL of calibration tokens (the user's training text) evaluated with
 // the candidate adapter decoded inside the norm kernel. Lives in the core so
 // a C++ program linking it encodes with every method, as the addon does.

@@ -427,8 +427,9 @@ io::Writer encoded_adapter_writer(const ModelConfig& cfg, codec::Method m,
       throw std::invalid_argument("encoded adapter: encoding " + std::to_string(t) + " holds " +
                                   std::to_string(tensors[t].d) +
                                   " gains, expected d_model = " + std::to_string(cfg.d_model));
-  codec::check_method_schemes(m, tensors);
-  const std::vector<uint8_t> blob = codec::serialize_adapter(tensors);  // validates every record
+  codec::check_method_schemes(m, tensors, codec::adapter_format(m));
+  // validates every record
+  const std::vector<uint8_t> blob = codec::serialize_adapter(tensors, codec::adapter_format(m));
   io::Writer w(io::FileKind::EncodedAdapter, adapter_limits(cfg));
   w.add_json("config", adapter_config_json(cfg, codec::method_name(m)));
   w.add_u8("encoded", blob.data(), blob.size());
@@ -485,8 +486,10 @@ LoadedAdapter load_adapter(const io::Container& file, const ModelConfig& cfg,
     try {
       const codec::Method method = codec::method_from_name(out.scheme);
       const io::Span<uint8_t> blob = file.get_u8("encoded");
-      out.encoded = codec::parse_adapter(blob.begin(), blob.size, cfg.n_norms(), cfg.d_model);
-      codec::check_method_schemes(method, out.encoded);
+      uint32_t format = 0;
+      out.encoded =
+          codec::parse_adapter(blob.begin(), blob.size, cfg.n_norms(), cfg.d_model, &format);
+      codec::check_method_schemes(method, out.encoded, format);
     } catch (const std::invalid_argument& e) {
       throw FormatError(std::string("adapter file (scheme ") + out.scheme + "): " + e.what());
     }

@@ -120,6 +120,24 @@ const GainDecoder kDecoders[] = {
      codec::kmeans16_payload_bytes, codec::kmeans16_params_ok, codec::kmeans16_decode},
     {GainScheme::KMeans256, "kmeans256", codec::kKMeans256ParamsExpected,
      codec::kmeans256_payload_bytes, codec::kmeans256_params_ok, codec::kmeans256_decode},
+    {GainScheme::Int3Delta, "int3_delta", codec::kDeltaParamsExpected, codec::delta3_payload_bytes,
+     codec::delta_params_ok, codec::delta3_decode},
+    {GainScheme::Int2Delta, "int2_delta", codec::kDeltaParamsExpected, codec::delta2_payload_bytes,
+     codec::delta_params_ok, codec::delta2_decode},
+    {GainScheme::Sign1Delta, "sign1_delta", codec::kSign1ParamsExpected,
+     codec::sign1_payload_bytes, codec::sign1_params_ok, codec::sign1_decode},
+    {GainScheme::KMeans2, "kmeans2", codec::kKMeans2ParamsExpected, codec::kmeans2_payload_bytes,
+     codec::kmeans2_params_ok, codec::kmeans2_decode},
+    {GainScheme::KMeans4, "kmeans4", codec::kKMeans4ParamsExpected, codec::kmeans4_payload_bytes,
+     codec::kmeans4_params_ok, codec::kmeans4_decode},
+    {GainScheme::KMeans8, "kmeans8", codec::kKMeans8ParamsExpected, codec::kmeans8_payload_bytes,
+     codec::kmeans8_params_ok, codec::kmeans8_decode},
+    {GainScheme::SparseDelta, "sparse_delta", codec::kSparseParamsExpected,
+     codec::sparse_payload_bytes, codec::sparse_params_ok, codec::sparse_decode},
+    {GainScheme::RiceDelta, "rice_delta", codec::kRiceParamsExpected, codec::rice_payload_bytes,
+     codec::rice_params_ok, codec::rice_decode},
+    {GainScheme::Unit, "unit", "0", codec::unit_payload_bytes, codec::unit_params_ok,
+     codec::unit_decode},
 };
 
 std::string known_schemes() {
@@ -149,7 +167,6 @@ void validate_gain(const GainView& g) {
   if (g.d <= 0 || g.d > kMaxGains)
     throw std::invalid_argument(what + "d = " + std::to_string(g.d) +
                                 ", expected 0 < d <= " + std::to_string(kMaxGains));
-  if (g.data == nullptr) throw std::invalid_argument(what + "data is null, expected the payload");
   // Params are checked for null and finiteness first: params_ok and
   // payload_bytes of some schemes read their values (a block size, centroids).
   if (g.n_params > 0 && g.params == nullptr)
@@ -163,6 +180,9 @@ void validate_gain(const GainView& g) {
     throw std::invalid_argument(what + std::to_string(g.n_params) + " params, expected " +
                                 dec->params_expected);
   const size_t want = dec->payload_bytes(g);
+  // A scheme with an empty payload (unit, a sparse record keeping nothing) needs no data.
+  if (g.data == nullptr && want > 0)
+    throw std::invalid_argument(what + "data is null, expected the payload");
   if (g.data_bytes != want)
     throw std::invalid_argument(what + "payload is " + std::to_string(g.data_bytes) +
                                 " bytes, expected " + std::to_string(want) +

@@ -20,13 +20,23 @@ enum class GainScheme : uint32_t {
   Int4Delta = 6,  // data: ceil(d/2) bytes of int4 nibbles; params: scale; g = 1 + q * scale
   KMeans16 = 7,   // data: ceil(d/2) bytes of 4-bit indices; params: k <= 16 centroids; g = c[idx]
   KMeans256 = 8,  // data: d uint8 indices; params: k <= 256 centroids; g = c[idx]
+  // The low-rate codecs (bit-packed LSB first, see native/codec/util.h):
+  Int3Delta = 9,     // data: ceil(3d/8) bytes of 3-bit codes; params: scale; g = 1 + q * scale
+  Int2Delta = 10,    // data: ceil(2d/8) bytes of 2-bit codes; params: scale; g = 1 + q * scale
+  Sign1Delta = 11,   // data: ceil(d/8) bytes of sign bits; params: scale; g = 1 -+ scale
+  KMeans2 = 12,      // data: ceil(d/8) bytes of 1-bit indices; params: k <= 2 centroids
+  KMeans4 = 13,      // data: ceil(2d/8) bytes of 2-bit indices; params: k <= 4 centroids
+  KMeans8 = 14,      // data: ceil(3d/8) bytes of 3-bit indices; params: k <= 8 centroids
+  SparseDelta = 15,  // data: k (index, int8) entries; params: k, scale; others g = 1
+  RiceDelta = 16,    // data: Golomb-Rice coded int deltas; params: scale, rice k, data bytes
+  Unit = 17,         // data: none; params: none; every g = 1 (a tensor given 0 bits)
 };
 
 // A non-owning view of one encoded gain vector. data needs no alignment.
 struct GainView {
   GainScheme scheme = GainScheme::F32;
   int64_t d = 0;                  // number of gains
-  const void* data = nullptr;     // payload, layout per scheme
+  const void* data = nullptr;     // payload, layout per scheme (may be null when it is 0 bytes)
   size_t data_bytes = 0;          // payload size, checked against the scheme
   const float* params = nullptr;  // scheme parameters (scales, zero points, ...)
   size_t n_params = 0;

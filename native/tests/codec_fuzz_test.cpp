@@ -54,8 +54,9 @@ void try_record(const std::vector<uint8_t>& b, Tally& tally) {
 
 void try_adapter(const std::vector<uint8_t>& b, Tally& tally) {
   std::vector<EncodedGain> a;
+  uint32_t format = 0;
   try {
-    a = parse_adapter(b.data(), b.size());
+    a = parse_adapter(b.data(), b.size(), -1, -1, &format);
   } catch (const std::invalid_argument&) {
     ++tally.rejected;
     return;
@@ -64,7 +65,7 @@ void try_adapter(const std::vector<uint8_t>& b, Tally& tally) {
     return;
   }
   ++tally.accepted;
-  if (serialize_adapter(a) != b && tally.bad++ < 5)
+  if (serialize_adapter(a, format) != b && tally.bad++ < 5)
     CHECK_MSG(false,
               "accepted an adapter blob that does not round trip (" << b.size() << " bytes)");
 }
@@ -86,6 +87,18 @@ std::vector<std::vector<uint8_t>> seed_records() {
         encode_delta(4, g.data(), d),
         encode_kmeans(16, few.data(), d),
         encode_kmeans(256, g.data(), d),
+        // The low-rate schemes: bit-packed fields, sparse entries, a Rice stream, no payload.
+        encode_delta(3, g.data(), d),
+        encode_delta(2, g.data(), d),
+        encode_sign1(g.data(), d),
+        encode_kmeans(2, g.data(), d),
+        encode_kmeans(4, few.data(), d),
+        encode_kmeans(8, g.data(), d),
+        encode_sparse(g.data(), d, d > 2 ? std::vector<int64_t>{0, d / 2, d - 1}
+                                         : std::vector<int64_t>{0}),
+        encode_rice(4, g.data(), d),
+        encode_rice(8, g.data(), d),
+        encode_unit(d),
     };
     for (const EncodedGain& e : encs) {
       std::vector<uint8_t> r;
@@ -171,6 +184,54 @@ TEST(codec_record_fuzz) {
     }
   }
   std::printf("    adapter fuzz: %lld parses, %lld accepted, %lld rejected\n",
+              (long long)(at.accepted + at.rejected), (long long)at.accepted,
+              (long long)at.rejected);
+  CHECK(at.bad == 0);
+  CHECK(at.rejected > 1000 && at.accepted > 100);
+}
+
+// Format-2 (compact) adapter blobs of the low-rate methods, mutated the same way.
+TEST(codec_compact_adapter_fuzz) {
+  Rng rng(7);
+  Tally at;
+  const uint8_t specials[] = {0x00, 0xff, 0x7f, 0x80, 0x01, 0x0f, 0xf0, 0x10};
+  for (int64_t d : {5, 32}) {
+    std::vector<float> g(size_t(3 * d));
+    for (float& x : g) x = 1.0f + 0.05f * rng.normal();
+    for (Method m : all_methods()) {
+      if (adapter_format(m) != 2 || method_needs_loss(m)) continue;
+      EncodeOptions o;
+      o.byte_budget = 60;
+      const std::vector<uint8_t> blob =
+          serialize_adapter(encode_adapter(m, g.data(), 3, d, o).tensors, 2);
+      try_adapter(blob, at);
+      for (size_t n = 0; n < blob.size(); ++n)
+        try_adapter(std::vector<uint8_t>(blob.begin(), blob.begin() + long(n)), at);
+      for (size_t bit = 0; bit < blob.size() * 8; ++bit) {
+        std::vector<uint8_t> b = blob;
+        b[bit / 8] = uint8_t(b[bit / 8] ^ (1u << (bit % 8)));
+        try_adapter(b, at);
+      }
+      for (int k = 0; k < 600; ++k) {
+        std::vector<uint8_t> b = blob;
+        const int edits = 1 + int(rng.below(3));
+        for (int j = 0; j < edits; ++j)
+          b[size_t(rng.below(int64_t(b.size())))] =
+              rng.below(2) ? uint8_t(rng.next()) : specials[rng.below(sizeof specials)];
+        try_adapter(b, at);
+      }
+      for (int k = 0; k < 40; ++k) {
+        std::vector<uint8_t> b = blob;
+        const size_t pos = size_t(rng.below(int64_t(b.size()) + 1));
+        if (k % 2)
+          b.erase(b.begin() + long(std::min(pos, b.size() - 1)));
+        else
+          b.insert(b.begin() + long(pos), uint8_t(rng.next()));
+        try_adapter(b, at);
+      }
+    }
+  }
+  std::printf("    compact adapter fuzz: %lld parses, %lld accepted, %lld rejected\n",
               (long long)(at.accepted + at.rejected), (long long)at.accepted,
               (long long)at.rejected);
   CHECK(at.bad == 0);

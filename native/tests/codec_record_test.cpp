@@ -47,6 +47,19 @@ uint64_t formula(const EncodedGain& e) {
     case GainScheme::Int4Delta: return 12 + 4 + half;
     case GainScheme::KMeans16: return 12 + 4 * k + half;
     case GainScheme::KMeans256: return 12 + 4 * k + d;
+    case GainScheme::Int3Delta: return 12 + 4 + (3 * d + 7) / 8;
+    case GainScheme::Int2Delta: return 12 + 4 + (2 * d + 7) / 8;
+    case GainScheme::Sign1Delta: return 12 + 4 + (d + 7) / 8;
+    case GainScheme::KMeans2: return 12 + 4 * k + (d + 7) / 8;
+    case GainScheme::KMeans4: return 12 + 4 * k + (2 * d + 7) / 8;
+    case GainScheme::KMeans8: return 12 + 4 * k + (3 * d + 7) / 8;
+    case GainScheme::SparseDelta: {
+      uint64_t ib = 1;
+      while ((uint64_t(1) << ib) < d) ++ib;
+      return 12 + 8 + (uint64_t(e.params[0]) * (ib + 8) + 7) / 8;
+    }
+    case GainScheme::RiceDelta: return 12 + 12 + uint64_t(e.params[2]);
+    case GainScheme::Unit: return 12;
   }
   return 0;
 }
@@ -90,8 +103,9 @@ TEST(codec_record_exact_sizes_and_round_trip) {
       if (method_needs_loss(m)) continue;
       EncodeOptions o;
       o.group_size = 7;
+      o.byte_budget = 200;  // sparse_delta
       const EncodedAdapter ad = encode_adapter(m, g.data(), 3, d, o);
-      uint64_t sum = kAdapterHeaderBytes;
+      uint64_t sum = kAdapterHeaderBytes, compact = kCompactAdapterHeaderBytes;
       for (const EncodedGain& e : ad.tensors) {
         std::vector<uint8_t> r;
         append_record(e, r);
@@ -101,9 +115,12 @@ TEST(codec_record_exact_sizes_and_round_trip) {
         const EncodedGain back = parse_record(r.data(), r.size());
         CHECK(same(back, e));
         sum += r.size();
+        compact += r.size() - (kRecordHeaderBytes - kCompactRecordHeaderBytes);
       }
       const std::vector<uint8_t> blob = serialize_adapter(ad.tensors);
       CHECK(blob.size() == sum && blob.size() == adapter_bytes(ad.tensors));
+      CHECK(serialize_adapter(ad.tensors, 2).size() == compact &&
+            adapter_bytes(ad.tensors, 2) == compact);
       const std::vector<EncodedGain> back = parse_adapter(blob.data(), blob.size(), 3, d);
       CHECK(back.size() == 3);
       for (size_t t = 0; t < back.size(); ++t) CHECK(same(back[t], ad.tensors[t]));
@@ -114,15 +131,28 @@ TEST(codec_record_exact_sizes_and_round_trip) {
   std::printf("    default adapter (9 x 256): method, adapter bytes, params+payload bytes\n");
   for (Method m : all_methods()) {
     if (method_needs_loss(m)) continue;
-    const EncodedAdapter ad = encode_adapter(m, g.data(), 9, 256);
+    EncodeOptions o;
+    o.byte_budget = 128;  // sparse_delta
+    const EncodedAdapter ad = encode_adapter(m, g.data(), 9, 256, o);
     uint64_t data = 0;
     for (const EncodedGain& e : ad.tensors) data += 4 * e.params.size() + e.payload.size();
     std::printf("    %-16s %6llu %6llu\n", method_name(m),
-                (unsigned long long)adapter_bytes(ad.tensors), (unsigned long long)data);
+                (unsigned long long)adapter_bytes(ad.tensors, ad.format), (unsigned long long)data);
     const uint64_t per = formula(ad.tensors[0]);
-    if (m != Method::KMeans16 && m != Method::KMeans256)
-      CHECK(adapter_bytes(ad.tensors) == 8 + 9 * per);
+    const bool fixed = m != Method::KMeans16 && m != Method::KMeans256 && m != Method::KMeans2 &&
+                       m != Method::KMeans4 && m != Method::KMeans8 &&
+                       m != Method::SparseDelta && m != Method::RiceInt4Delta &&
+                       m != Method::RiceInt3Delta;
+    if (fixed && ad.format == 1) CHECK(adapter_bytes(ad.tensors) == 8 + 9 * per);
+    if (fixed && ad.format == 2) CHECK(adapter_bytes(ad.tensors, 2) == 12 + 9 * (per - 9));
   }
+  // The low-rate sizes of the README table (format 2).
+  CHECK(adapter_bytes(encode_adapter(Method::Int3Delta, g.data(), 9, 256).tensors, 2) ==
+        12 + 9 * 103);
+  CHECK(adapter_bytes(encode_adapter(Method::Int2Delta, g.data(), 9, 256).tensors, 2) ==
+        12 + 9 * 71);
+  CHECK(adapter_bytes(encode_adapter(Method::Sign1Delta, g.data(), 9, 256).tensors, 2) ==
+        12 + 9 * 39);
   CHECK(adapter_bytes(encode_adapter(Method::Int8PerTensor, g.data(), 9, 256).tensors) ==
         8 + 9 * 272);
   CHECK(adapter_bytes(encode_adapter(Method::Int4Delta, g.data(), 9, 256).tensors) == 8 + 9 * 144);
@@ -160,8 +190,8 @@ TEST(codec_record_corruption_rejected) {
     put_u32(b, at, v);
     return thrown_message<std::invalid_argument>([&] { parse_record(b.data(), b.size()); });
   };
-  CHECK(mentions(edited(r, 0, 9), "unknown scheme id 9") &&
-        mentions(edited(r, 0, 9), "7 (kmeans16)"));
+  CHECK(mentions(edited(r, 0, 18), "unknown scheme id 18") &&
+        mentions(edited(r, 0, 18), "7 (kmeans16)"));
   CHECK(mentions(edited(r, 0, 0xffffffffu), "unknown scheme id 4294967295"));
   CHECK(mentions(edited(r, 4, 0), "d = 0"));
   CHECK(mentions(edited(r, 4, (1u << 24) + 1), "d = 16777217"));
@@ -234,7 +264,7 @@ TEST(codec_record_corruption_rejected) {
     put_u32(b, at, v);
     return thrown_message<std::invalid_argument>([&] { parse_adapter(b.data(), b.size()); });
   };
-  CHECK(mentions(blob_edit(0, 2), "format version 2, expected 1"));
+  CHECK(mentions(blob_edit(0, 3), "format version 3, expected 1 or 2"));
   CHECK(mentions(blob_edit(4, 0), "0 tensors"));
   CHECK(mentions(blob_edit(4, 3), "tensor 2") || mentions(blob_edit(4, 3), "truncated"));
   CHECK(mentions(blob_edit(4, 1), "bytes after the last record"));

@@ -110,8 +110,8 @@ TEST(codec_registry_and_names) {
     CHECK(dec != nullptr && dec->scheme == all[i] && std::string(dec->name) == names[i]);
     CHECK(std::string(scheme_name(all[i])) == names[i]);
   }
-  CHECK(norm::find_gain_decoder(static_cast<GainScheme>(9)) == nullptr);
-  CHECK_THROWS(scheme_name(static_cast<GainScheme>(9)));
+  CHECK(norm::find_gain_decoder(static_cast<GainScheme>(18)) == nullptr);
+  CHECK_THROWS(scheme_name(static_cast<GainScheme>(18)));
   // The unknown-scheme message lists the new schemes too.
   const float one = 1;
   const std::string msg = thrown_message([&] {
@@ -119,7 +119,7 @@ TEST(codec_registry_and_names) {
   });
   CHECK_MSG(mentions(msg, "kmeans256 (8)"), msg);
 
-  CHECK(all_methods().size() == 11);
+  CHECK(all_methods().size() == 21);  // the low-rate ones: codec_lowrate_test.cpp
   for (Method m : all_methods()) CHECK(method_from_name(method_name(m)) == m);
   CHECK(std::string(method_name(Method::Int8PerTensor)) == "int8_per_tensor");
   CHECK(std::string(method_name(Method::RawF16)) == "raw_fp16");
@@ -320,8 +320,8 @@ TEST(codec_bad_input_rejected) {
   CHECK(mentions(thrown_message([&] { encode_int8_group(g.data(), 8, kMaxD + 1); }), "block size"));
   for (double clip : {0.0, -0.5, 1.5, double(NAN)})
     CHECK(mentions(thrown_message([&] { encode_delta(4, g.data(), 8, clip); }), "0 < clip <= 1"));
-  CHECK(mentions(thrown_message([&] { encode_delta(5, g.data(), 8); }), "expected 4 or 8"));
-  CHECK(mentions(thrown_message([&] { encode_kmeans(8, g.data(), 8); }), "expected 16 or 256"));
+  CHECK(mentions(thrown_message([&] { encode_delta(5, g.data(), 8); }), "expected 2, 3, 4 or 8"));
+  CHECK(mentions(thrown_message([&] { encode_kmeans(5, g.data(), 8); }), "expected 2, 4, 8, 16 or 256"));
   CHECK(mentions(thrown_message([&] { encode_kmeans(16, g.data(), 8, 0); }), "max_iters"));
   // Adapter level: shapes, and the searches need a loss.
   CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int8Delta, g.data(), 0, 8); }),
@@ -502,8 +502,11 @@ TEST(codec_decode_through_kernel_and_evaluate) {
     for (float& v : x) v = rng.normal();
     for (float& v : w) v = rng.uniform(0.5f, 1.5f);
     std::vector<EncodedGain> encs;
+    EncodeOptions budget;
+    budget.byte_budget = 64;  // sparse_delta
     for (Method m : all_methods())
-      if (!method_needs_loss(m)) encs.push_back(encode_adapter(m, g.data(), 1, d).tensors[0]);
+      if (!method_needs_loss(m))
+        encs.push_back(encode_adapter(m, g.data(), 1, d, budget).tensors[0]);
     for (const EncodedGain& e : encs) {
       const std::vector<float> via = decode(e);
       std::vector<float> direct(static_cast<size_t>(d));
@@ -535,7 +538,9 @@ TEST(codec_decode_through_kernel_and_evaluate) {
   std::vector<double> seen;
   for (Method meth : all_methods()) {
     if (method_needs_loss(meth)) continue;
-    const EncodedAdapter ad = encode_adapter(meth, gains.data(), c.n_norms(), c.d_model);
+    EncodeOptions budget;
+    budget.byte_budget = 256;  // sparse_delta
+    const EncodedAdapter ad = encode_adapter(meth, gains.data(), c.n_norms(), c.d_model, budget);
     const std::vector<GainView> views = ad.views();
     std::vector<float> dec(gains.size());
     for (size_t t = 0; t < views.size(); ++t)
