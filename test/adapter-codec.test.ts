@@ -96,8 +96,7 @@ describe('adapter encodings', () => {
       // int4_calibrated clips large deltas on purpose (chosen by loss, not weight error): no bound.
       // The low-rate methods' bounds are checked in native/tests/codec_lowrate_test.cpp.
       const lowRate = r.encoding.format === 2;
-      if (name !== 'int4_calibrated' && !lowRate)
-        expect(maxErr).toBeLessThan(name === 'mixed' || name === 'int4_delta' ? 0.05 : 0.01);
+      if (name !== 'int4_calibrated' && !lowRate) expect(maxErr).toBeLessThan(name === 'mixed' || name === 'int4_delta' ? 0.05 : 0.01);
       const path = join(dir, `${name}.adapter`);
       Adapter.fromEncoding(r.encoding, { scheme: name }).save(model, path);
       const back = Adapter.load(model, path);

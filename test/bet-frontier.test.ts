@@ -4,7 +4,15 @@
 import { describe, expect, it } from 'vitest';
 
 import { DEFAULT_CRITERIA, validateCriteria, type Criteria } from '../lib/bet/criteria.js';
-import { checkLadder, computeFrontier, frontierCondition, frontierMarkdown, frontierSvg, methodOf, userFrontier } from '../lib/bet/frontier.js';
+import {
+  checkLadder,
+  computeFrontier,
+  frontierCondition,
+  frontierMarkdown,
+  frontierSvg,
+  methodOf,
+  userFrontier,
+} from '../lib/bet/frontier.js';
 import type { UserResult } from '../lib/bet/results-types.js';
 
 const criteria: Criteria = validateCriteria(JSON.parse(JSON.stringify(DEFAULT_CRITERIA)));
@@ -52,7 +60,14 @@ describe('frontier', () => {
     expect(p128.validationRatio).toBeCloseTo(1.1, 12);
     expect(p128.testRatio).toBeCloseTo(1.25, 12);
     expect(p128.testRatioToNoAdapter).toBeCloseTo(12.5 / 14, 12);
-    expect(f.points[0]).toEqual({ budget: 32, choice: null, bytes: null, validationRatio: null, testRatio: null, testRatioToNoAdapter: null });
+    expect(f.points[0]).toEqual({
+      budget: 32,
+      choice: null,
+      bytes: null,
+      validationRatio: null,
+      testRatio: null,
+      testRatioToNoAdapter: null,
+    });
     // raw_fp16 and raw_fp32 tie on validation: the smaller ships
     expect(f.points[4]!.bytes).toBe(4724);
   });

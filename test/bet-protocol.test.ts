@@ -473,9 +473,21 @@ describe('ternorm bet / fleet / quantize (CLI)', () => {
 describe('ternorm bet --frontier', () => {
   it('encodes the budgeted methods at every ladder budget; the frontier is chosen on validation, reported on test, recomputed by the reader', async () => {
     const out = join(dir, 'frontier.json');
-    const r = await runBet(options(out, { users: [{ name: 'sailor', source: { kind: 'file', path: seaPath } }], frontier: { ladder: [64, 256, 4608] } }));
+    const r = await runBet(
+      options(out, { users: [{ name: 'sailor', source: { kind: 'file', path: seaPath } }], frontier: { ladder: [64, 256, 4608] } }),
+    );
     expect(r.run.frontier).toEqual({ ladder: [64, 256, 4608], methods: ['alloc', 'sparse_delta'] });
-    expect(r.conditions).toEqual(['no_adapter', ...BET_METHODS, ...FRONTIER_EXTRA_METHODS, 'alloc-64', 'alloc-256', 'alloc-4608', 'sparse_delta-64', 'sparse_delta-256', 'sparse_delta-4608']);
+    expect(r.conditions).toEqual([
+      'no_adapter',
+      ...BET_METHODS,
+      ...FRONTIER_EXTRA_METHODS,
+      'alloc-64',
+      'alloc-256',
+      'alloc-4608',
+      'sparse_delta-64',
+      'sparse_delta-256',
+      'sparse_delta-4608',
+    ]);
     const u = r.users[0]!;
     for (const b of [64, 256]) {
       expect(u.encodings[`alloc-${b}`]!.bytes).toBeLessThanOrEqual(b);

@@ -68,7 +68,14 @@ export function userFrontier(u: UserResult, ladder: readonly number[], criteria:
   const points = ladder.map((budget): FrontierPoint => {
     const c = cands.find((x) => x.bytes <= budget);
     if (c === undefined) return { budget, choice: null, bytes: null, validationRatio: null, testRatio: null, testRatioToNoAdapter: null };
-    return { budget, choice: c.condition, bytes: c.bytes, validationRatio: c.v / refV, testRatio: c.t / refT, testRatioToNoAdapter: c.t / noneT };
+    return {
+      budget,
+      choice: c.condition,
+      bytes: c.bytes,
+      validationRatio: c.v / refV,
+      testRatio: c.t / refT,
+      testRatioToNoAdapter: c.t / noneT,
+    };
   });
   const max = criteria.strict.maxRatio;
   const safe = cands
@@ -139,7 +146,9 @@ export function frontierSvg(f: FrontierResults, criteria: Criteria, title: strin
       const p = u.points.filter((q) => q[key] !== null);
       if (p.length === 0) return;
       const d = p.map((q, j) => `${j === 0 ? 'M' : 'L'}${n2(sx(q.budget))},${n2(sy(q[key]!))}`).join(' ');
-      o.push(`<path d="${d}" fill="none" stroke="${colour}" stroke-width="1.6"${dash} data-user="${xmlEscape(u.user)}" data-split="${key === 'testRatio' ? 'test' : 'validation'}"/>`);
+      o.push(
+        `<path d="${d}" fill="none" stroke="${colour}" stroke-width="1.6"${dash} data-user="${xmlEscape(u.user)}" data-split="${key === 'testRatio' ? 'test' : 'validation'}"/>`,
+      );
     };
     line('testRatio', '');
     line('validationRatio', ' stroke-dasharray="4 3"');

@@ -416,7 +416,9 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
   const frontierEncodings =
     run.frontier === undefined
       ? []
-      : run.frontier.methods.flatMap((m) => run.frontier!.ladder.map((b) => ({ condition: frontierCondition(m, b), method: m, budget: b })));
+      : run.frontier.methods.flatMap((m) =>
+          run.frontier!.ladder.map((b) => ({ condition: frontierCondition(m, b), method: m, budget: b })),
+        );
   const menu: readonly string[] = run.frontier === undefined ? BET_METHODS : [...BET_METHODS, ...FRONTIER_EXTRA_METHODS];
   const conditions = [noAdapter, ...menu, ...frontierEncodings.map((f) => f.condition)];
   const header: ResultsHeader = {

@@ -222,9 +222,20 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
   let frontierPlot: string | undefined;
   if (results.frontier !== undefined) {
     frontierPlot = (v['frontier-plot'] as string | undefined) ?? withSuffix(out, '-frontier.svg');
-    writeFrontierPlot(frontierPlot, results.frontier, results.criteria.criteria, 'Rate-distortion frontier per user (chosen on validation)');
+    writeFrontierPlot(
+      frontierPlot,
+      results.frontier,
+      results.criteria.criteria,
+      'Rate-distortion frontier per user (chosen on validation)',
+    );
   }
-  const written = [out, report, plot, ...(noisePlot === null ? [] : [noisePlot]), ...(frontierPlot === undefined ? [] : [frontierPlot])].join(', ');
+  const written = [
+    out,
+    report,
+    plot,
+    ...(noisePlot === null ? [] : [noisePlot]),
+    ...(frontierPlot === undefined ? [] : [frontierPlot]),
+  ].join(', ');
   if (v.json) {
     io.stdout.write(
       `${JSON.stringify({ results: out, report, plot, noisePlot, frontierPlot, seconds, verdicts: results.verdicts, policy: results.policy, conclusions: results.conclusions })}\n`,
@@ -311,8 +322,7 @@ export async function cmdQuantize(argv: string[], io: Io): Promise<number> {
   const { needsLoss, needsBudget } = codecMethods().find((m) => m.name === scheme)!;
   if (needsLoss && v.text === undefined)
     throw new UsageError(`--scheme ${scheme} chooses its encoding on the user's training text: --text is required`);
-  if (needsBudget && v.budget === undefined)
-    throw new UsageError(`--scheme ${scheme} needs --budget BYTES`);
+  if (needsBudget && v.budget === undefined) throw new UsageError(`--scheme ${scheme} needs --budget BYTES`);
   const model = Model.load((v.model as string | undefined) ?? defaultModelPath());
   const adapter = Adapter.load(model, inPath);
   if (adapter.encoding !== null) throw new Error(`${inPath} is already encoded (${adapter.scheme}); quantize a trained (f32) adapter`);

@@ -38,7 +38,9 @@ export function readFleetUsers(spec: string): FleetUser[] {
     const fleet = fleetFixture(name);
     const family = FIXTURE_FAMILIES[name];
     if (fleet === undefined && family === undefined)
-      throw new Error(`--users ${spec}: no fixture family "${name}" (known: ${[...Object.keys(FIXTURE_FAMILIES), 'fleet', 'fleet/<family>'].join(', ')})`);
+      throw new Error(
+        `--users ${spec}: no fixture family "${name}" (known: ${[...Object.keys(FIXTURE_FAMILIES), 'fleet', 'fleet/<family>'].join(', ')})`,
+      );
     list = fleet ?? family!();
   } else {
     let text: string;

@@ -78,8 +78,8 @@ Napi::Object encoding_object(Napi::Env env, const char* method,
     for (const auto& [name, values] : codec::named_params(e))
       named.Set(name, number_array(env, std::vector<double>(values.begin(), values.end())));
     r.Set("namedParams", named);
-    r.Set("recordBytes", double(format == 1 ? codec::record_bytes(e)
-                                            : codec::compact_record_bytes(e)));
+    r.Set("recordBytes",
+          double(format == 1 ? codec::record_bytes(e) : codec::compact_record_bytes(e)));
     list.Set(uint32_t(t), r);
   }
   o.Set("gains", gains);
@@ -170,8 +170,7 @@ Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
     *out = model::encode_adapter(*s->model, gains.data(), method, opts, cal.get(), ex);
   };
   call.finish = [out](Napi::Env e, Napi::Object) -> Napi::Value {
-    Napi::Object o =
-        encoding_object(e, codec::method_name(out->method), out->tensors, out->format);
+    Napi::Object o = encoding_object(e, codec::method_name(out->method), out->tensors, out->format);
     if (out->calibration) {
       const codec::CalibrationReport& r = *out->calibration;
       Napi::Object c = Napi::Object::New(e);
@@ -227,8 +226,7 @@ Napi::Value AdapterDescribe(const Napi::CallbackInfo& info) {
   const model::ModelConfig& cfg = s->model->config();
   auto b = array_arg<uint8_t>(info, 1, "blob");
   uint32_t format = 0;
-  const auto tensors =
-      codec::parse_adapter(b.data, b.length, cfg.n_norms(), cfg.d_model, &format);
+  const auto tensors = codec::parse_adapter(b.data, b.length, cfg.n_norms(), cfg.d_model, &format);
   return encoding_object(env, nullptr, tensors, format);
 }
 
@@ -277,8 +275,7 @@ Napi::Value AdapterSaveEncoded(const Napi::CallbackInfo& info) {
   const std::string meta = string_arg(info, 3, "meta");
   const model::ModelConfig& cfg = s->model->config();
   uint32_t format = 0;
-  const auto tensors =
-      codec::parse_adapter(b.data, b.length, cfg.n_norms(), cfg.d_model, &format);
+  const auto tensors = codec::parse_adapter(b.data, b.length, cfg.n_norms(), cfg.d_model, &format);
   codec::check_method_schemes(method, tensors, format);
   const io::Writer w = model::encoded_adapter_writer(
       cfg, method, tensors, base_fingerprint(env, *s, "adapterSaveEncoded"), meta);

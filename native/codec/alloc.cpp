@@ -77,12 +77,11 @@ EncodedAdapter encode_alloc(const float* gains, int64_t n_tensors, int64_t d,
   for (size_t t = 0; t < T; ++t) {
     for (size_t c = 0; c < C; ++c) {
       enc[t] = &cand[t][c];
-      rep.increase[t][c] =
-          detail::eval_loss(loss, enc,
-                            what + " sensitivity of tensor " + std::to_string(t) + " to " +
-                                std::to_string(kWidths[c]) + " bits",
-                            &rep.loss_evals) -
-          rep.reference_loss;
+      rep.increase[t][c] = detail::eval_loss(loss, enc,
+                                             what + " sensitivity of tensor " + std::to_string(t) +
+                                                 " to " + std::to_string(kWidths[c]) + " bits",
+                                             &rep.loss_evals) -
+                           rep.reference_loss;
     }
     enc[t] = &ref[t];
   }

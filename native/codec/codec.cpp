@@ -298,8 +298,7 @@ EncodedAdapter encode_adapter(Method m, const float* gains, int64_t n_tensors, i
                                   opts.calibration_passes);
   if (m == Method::Mixed) return encode_mixed(gains, n_tensors, d, loss, opts.byte_budget);
   if (m == Method::Alloc) return encode_alloc(gains, n_tensors, d, loss, opts.byte_budget);
-  if (m == Method::SparseDelta)
-    return encode_sparse_adapter(gains, n_tensors, d, opts.byte_budget);
+  if (m == Method::SparseDelta) return encode_sparse_adapter(gains, n_tensors, d, opts.byte_budget);
 
   EncodedAdapter out;
   out.method = m;

@@ -88,12 +88,11 @@ EncodedGain encode_int8_group(const float* g, int64_t d, int64_t block);
 // z = round(-lo / scale); q = clamp(round(g / scale) + z, 0, 255);
 // g' = (q - z) * scale. |g - g'| <= scale / 2. All gains 0: scale = z = q = 0.
 EncodedGain encode_int8_asym(const float* g, int64_t d);
-// Delta from 1.0, bits 8, 4, 3 or 2: qmax = 2^(bits-1) - 1 (127, 7, 3, 1); m = max|g - 1| (in double);
-// scale = clip * m / qmax rounded up to a float (clip in (0, 1]: clip < 1
-// clips the largest deltas); q = clamp(round((g - 1) / scale), -qmax, qmax);
-// g' = 1 + q * scale. |g - g'| <= scale / 2 for every g with |g - 1| <=
-// (qmax + 1/2) scale (all of them when clip = 1). Gains equal to 1 decode to
-// exactly 1; all gains 1 gives scale 0.
+// Delta from 1.0, bits 8, 4, 3 or 2: qmax = 2^(bits-1) - 1 (127, 7, 3, 1); m = max|g - 1| (in
+// double); scale = clip * m / qmax rounded up to a float (clip in (0, 1]: clip < 1 clips the
+// largest deltas); q = clamp(round((g - 1) / scale), -qmax, qmax); g' = 1 + q * scale. |g - g'| <=
+// scale / 2 for every g with |g - 1| <= (qmax + 1/2) scale (all of them when clip = 1). Gains equal
+// to 1 decode to exactly 1; all gains 1 gives scale 0.
 EncodedGain encode_delta(int bits, const float* g, int64_t d, double clip = 1.0);
 // The 1-bit delta: g' = 1 + s for g >= 1, 1 - s below. For fixed signs the
 // squared error sum (|g_i - 1| - s)^2 is least at s = mean |g - 1|, and for
@@ -227,9 +226,9 @@ struct MixedReport {
   std::vector<std::vector<double>> increase;
   // [t][c]: record size of the encoding in the method's adapter format.
   std::vector<std::vector<uint64_t>> candidate_bytes;
-  std::vector<int> choice;                               // candidate index per tensor
-  double predicted_increase = 0;                         // sum of increase[t][choice[t]]
-  double loss = 0;                                       // measured loss of the returned encoding
+  std::vector<int> choice;         // candidate index per tensor
+  double predicted_increase = 0;   // sum of increase[t][choice[t]]
+  double loss = 0;                 // measured loss of the returned encoding
   uint64_t budget = 0, bytes = 0;  // bytes = adapter_bytes of the result <= budget
   int64_t loss_evals = 0;
 };
@@ -239,7 +238,7 @@ struct EncodedAdapter {
   std::vector<EncodedGain> tensors;  // one per norm, in norm order
   std::optional<CalibrationReport> calibration;
   std::optional<MixedReport> mixed;  // mixed and alloc
-  uint32_t format = 1;                // adapter_format(method)
+  uint32_t format = 1;               // adapter_format(method)
   // Views for model::evaluate / the norm kernel; valid while this lives.
   std::vector<norm::GainView> views() const;
 };

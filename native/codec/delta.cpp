@@ -70,9 +70,13 @@ void delta_bits_decode(const norm::GainView& g, float* out, int b) {
 
 }  // namespace
 
-size_t delta3_payload_bytes(const norm::GainView& g) { return detail::bit_bytes(3 * uint64_t(g.d)); }
+size_t delta3_payload_bytes(const norm::GainView& g) {
+  return detail::bit_bytes(3 * uint64_t(g.d));
+}
 void delta3_decode(const norm::GainView& g, float* out) { delta_bits_decode(g, out, 3); }
-size_t delta2_payload_bytes(const norm::GainView& g) { return detail::bit_bytes(2 * uint64_t(g.d)); }
+size_t delta2_payload_bytes(const norm::GainView& g) {
+  return detail::bit_bytes(2 * uint64_t(g.d));
+}
 void delta2_decode(const norm::GainView& g, float* out) { delta_bits_decode(g, out, 2); }
 
 size_t sign1_payload_bytes(const norm::GainView& g) { return detail::bit_bytes(uint64_t(g.d)); }

@@ -84,9 +84,9 @@ EncodedAdapter encode_mixed(const float* gains, int64_t n_tensors, int64_t d,
   }
 
   // 2. Exact knapsack over the record bytes (the adapter header is fixed).
-  rep.predicted_increase =
-      detail::choose_under_budget(rep.increase, rep.candidate_bytes,
-                                  std::min(byte_budget, max_total) - kAdapterHeaderBytes, &rep.choice);
+  rep.predicted_increase = detail::choose_under_budget(
+      rep.increase, rep.candidate_bytes, std::min(byte_budget, max_total) - kAdapterHeaderBytes,
+      &rep.choice);
 
   // 3. The chosen adapter, measured.
   EncodedAdapter out;

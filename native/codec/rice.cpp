@@ -54,9 +54,9 @@ void rice_decode(const norm::GainView& g, float* out) {
     uint64_t quot = 0;
     while (at < total && detail::get_bits(p, at, 1) == 1) ++quot, ++at;
     if (at + 1 + uint64_t(r) > total)
-      throw std::invalid_argument(detail::decoder_prefix(g.scheme) + "the stream ends inside gain " +
-                                  std::to_string(i) + ", expected codes for d = " +
-                                  std::to_string(g.d) + " gains");
+      throw std::invalid_argument(detail::decoder_prefix(g.scheme) +
+                                  "the stream ends inside gain " + std::to_string(i) +
+                                  ", expected codes for d = " + std::to_string(g.d) + " gains");
     ++at;  // the terminating zero
     const uint64_t z = (quot << r) | detail::get_bits(p, at, r);
     at += uint64_t(r);
@@ -75,10 +75,9 @@ EncodedGain encode_rice(int bits, const float* g, int64_t d) {
   std::vector<uint64_t> z(static_cast<size_t>(d));
   const uint8_t* p = base.payload.data();
   for (int64_t i = 0; i < d; ++i)
-    z[size_t(i)] = zigzag(bits == 8 ? int64_t(int8_t(p[i]))
-                                    : detail::sign_extend(detail::get_bits(p, uint64_t(i) * bits,
-                                                                           bits),
-                                                          bits));
+    z[size_t(i)] = zigzag(
+        bits == 8 ? int64_t(int8_t(p[i]))
+                  : detail::sign_extend(detail::get_bits(p, uint64_t(i) * bits, bits), bits));
   int best_r = 0;
   uint64_t best = UINT64_MAX;
   for (int r = 0; r <= kMaxRice; ++r) {

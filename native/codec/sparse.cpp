@@ -48,10 +48,10 @@ void sparse_decode(const norm::GainView& g, float* out) {
   for (uint64_t j = 0; j < k; ++j) {
     const int64_t idx = int64_t(detail::get_bits(p, j * eb, ib));
     if (idx >= g.d || idx <= prev)
-      throw std::invalid_argument(detail::decoder_prefix(g.scheme) + "entry " + std::to_string(j) +
-                                  " has index " + std::to_string(idx) + ", expected " +
-                                  std::to_string(prev + 1) + " <= index < d = " +
-                                  std::to_string(g.d) + " (strictly increasing)");
+      throw std::invalid_argument(
+          detail::decoder_prefix(g.scheme) + "entry " + std::to_string(j) + " has index " +
+          std::to_string(idx) + ", expected " + std::to_string(prev + 1) +
+          " <= index < d = " + std::to_string(g.d) + " (strictly increasing)");
     const int64_t q = detail::sign_extend(detail::get_bits(p, j * eb + uint64_t(ib), 8), 8);
     out[idx] = 1.0f + float(q) * scale;
     prev = idx;
@@ -63,10 +63,9 @@ EncodedGain encode_sparse(const float* g, int64_t d, const std::vector<int64_t>&
   double m = 0;
   for (size_t j = 0; j < keep.size(); ++j) {
     if (keep[j] < 0 || keep[j] >= d || (j > 0 && keep[j] <= keep[j - 1]))
-      throw std::invalid_argument("encode sparse_delta: keep[" + std::to_string(j) + "] = " +
-                                  std::to_string(keep[j]) +
-                                  ", expected strictly increasing indices below d = " +
-                                  std::to_string(d));
+      throw std::invalid_argument(
+          "encode sparse_delta: keep[" + std::to_string(j) + "] = " + std::to_string(keep[j]) +
+          ", expected strictly increasing indices below d = " + std::to_string(d));
     m = std::max(m, std::fabs(double(g[keep[j]]) - 1.0));
   }
   const float scale = detail::scale_covering(m, 127);
@@ -78,8 +77,7 @@ EncodedGain encode_sparse(const float* g, int64_t d, const std::vector<int64_t>&
   e.params = {float(keep.size()), scale};
   e.payload.assign(detail::bit_bytes(uint64_t(keep.size()) * eb), 0);
   for (size_t j = 0; j < keep.size(); ++j) {
-    const double r =
-        scale > 0 ? detail::round_half_away((double(g[keep[j]]) - 1.0) / scale) : 0.0;
+    const double r = scale > 0 ? detail::round_half_away((double(g[keep[j]]) - 1.0) / scale) : 0.0;
     const int q = int(std::min(127.0, std::max(-127.0, r)));
     detail::put_bits(e.payload.data(), j * eb, ib, uint64_t(keep[j]));
     detail::put_bits(e.payload.data(), j * eb + uint64_t(ib), 8, uint64_t(uint8_t(int8_t(q))));

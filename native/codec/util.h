@@ -46,8 +46,7 @@ void check_nibble_padding(const norm::GainView& g);
 // bits after the last field, up to the byte boundary, must be 0.
 inline size_t bit_bytes(uint64_t bits) { return size_t((bits + 7) / 8); }
 inline void put_bits(uint8_t* p, uint64_t at, int n, uint64_t v) {
-  for (int j = 0; j < n; ++j, ++at)
-    p[at / 8] = uint8_t(p[at / 8] | (((v >> j) & 1u) << (at % 8)));
+  for (int j = 0; j < n; ++j, ++at) p[at / 8] = uint8_t(p[at / 8] | (((v >> j) & 1u) << (at % 8)));
 }
 inline uint64_t get_bits(const uint8_t* p, uint64_t at, int n) {
   uint64_t v = 0;

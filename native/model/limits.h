@@ -150,8 +150,8 @@ inline constexpr Limit calibration_passes{"calibrationPasses",
 inline constexpr Limit clip{"clip", 0,     1,     true,
                             false,  false, kNone, "int4_calibrated: one clip factor of the grid"};
 inline constexpr Limit byte_budget{
-    "byteBudget", 0, kPow2_40, false, false, true, 0,
-    "mixed, sparse_delta, alloc: most serialised adapter bytes"};
+    "byteBudget", 0,    kPow2_40, false,
+    false,        true, 0,        "mixed, sparse_delta, alloc: most serialised adapter bytes"};
 // Calibration tokens score every candidate of the searching methods; each
 // candidate is a full evaluation of them, so the count bounds the run time.
 inline constexpr Limit calibration_tokens{

@@ -94,8 +94,8 @@ std::vector<std::vector<uint8_t>> seed_records() {
         encode_kmeans(2, g.data(), d),
         encode_kmeans(4, few.data(), d),
         encode_kmeans(8, g.data(), d),
-        encode_sparse(g.data(), d, d > 2 ? std::vector<int64_t>{0, d / 2, d - 1}
-                                         : std::vector<int64_t>{0}),
+        encode_sparse(g.data(), d,
+                      d > 2 ? std::vector<int64_t>{0, d / 2, d - 1} : std::vector<int64_t>{0}),
         encode_rice(4, g.data(), d),
         encode_rice(8, g.data(), d),
         encode_unit(d),

@@ -50,12 +50,15 @@ const int64_t kDims[] = {1, 2, 3, 7, 8, 9, 31, 255, 256, 257, 1000};
 }  // namespace
 
 TEST(codec_lowrate_registry_and_sizes) {
-  const std::pair<GainScheme, const char*> schemes[] = {
-      {GainScheme::Int3Delta, "int3_delta"}, {GainScheme::Int2Delta, "int2_delta"},
-      {GainScheme::Sign1Delta, "sign1_delta"}, {GainScheme::KMeans2, "kmeans2"},
-      {GainScheme::KMeans4, "kmeans4"},       {GainScheme::KMeans8, "kmeans8"},
-      {GainScheme::SparseDelta, "sparse_delta"}, {GainScheme::RiceDelta, "rice_delta"},
-      {GainScheme::Unit, "unit"}};
+  const std::pair<GainScheme, const char*> schemes[] = {{GainScheme::Int3Delta, "int3_delta"},
+                                                        {GainScheme::Int2Delta, "int2_delta"},
+                                                        {GainScheme::Sign1Delta, "sign1_delta"},
+                                                        {GainScheme::KMeans2, "kmeans2"},
+                                                        {GainScheme::KMeans4, "kmeans4"},
+                                                        {GainScheme::KMeans8, "kmeans8"},
+                                                        {GainScheme::SparseDelta, "sparse_delta"},
+                                                        {GainScheme::RiceDelta, "rice_delta"},
+                                                        {GainScheme::Unit, "unit"}};
   uint32_t id = 9;
   for (const auto& [s, name] : schemes) {
     CHECK(uint32_t(s) == id++);  // ids are part of the record format
@@ -74,9 +77,12 @@ TEST(codec_lowrate_registry_and_sizes) {
     EncodedGain e;
     uint64_t params_payload;
   } rows[] = {
-      {encode_delta(3, g.data(), 256), 4 + 96},  {encode_delta(2, g.data(), 256), 4 + 64},
-      {encode_sign1(g.data(), 256), 4 + 32},     {encode_kmeans(2, g.data(), 256), 8 + 32},
-      {encode_kmeans(4, g.data(), 256), 16 + 64}, {encode_kmeans(8, g.data(), 256), 32 + 96},
+      {encode_delta(3, g.data(), 256), 4 + 96},
+      {encode_delta(2, g.data(), 256), 4 + 64},
+      {encode_sign1(g.data(), 256), 4 + 32},
+      {encode_kmeans(2, g.data(), 256), 8 + 32},
+      {encode_kmeans(4, g.data(), 256), 16 + 64},
+      {encode_kmeans(8, g.data(), 256), 32 + 96},
       {encode_unit(256), 0},
   };
   for (const auto& r : rows) {
@@ -121,14 +127,14 @@ TEST(codec_lowrate_sign1_optimal_scale) {
     std::vector<float> g = trained(d, 40 + uint64_t(d), 0.05f);
     const EncodedGain e = encode_sign1(g.data(), d);
     double mean = 0, m = 0;
-    for (float v : g) mean += std::fabs(double(v) - 1.0), m = std::max(m, std::fabs(double(v) - 1.0));
+    for (float v : g)
+      mean += std::fabs(double(v) - 1.0), m = std::max(m, std::fabs(double(v) - 1.0));
     mean /= double(d);
     CHECK(e.params[0] == float(mean));
     const std::vector<float> back = decode(e);
     for (int64_t i = 0; i < d; ++i) {
       CHECK((back[size_t(i)] < 1.0f) == (g[size_t(i)] < 1.0f));
-      CHECK(std::fabs(double(back[size_t(i)]) - g[size_t(i)]) <=
-            std::max(mean, m - mean) + 2e-7);
+      CHECK(std::fabs(double(back[size_t(i)]) - g[size_t(i)]) <= std::max(mean, m - mean) + 2e-7);
     }
     // No other scale (signs kept) gives a smaller squared error.
     const double best = sse(back, g);
@@ -192,7 +198,8 @@ TEST(codec_lowrate_sparse) {
   };
   std::vector<Entry> order;
   for (int64_t t = 0; t < T; ++t)
-    for (int64_t i = 0; i < d; ++i) order.push_back({std::fabs(double(gains[size_t(t * d + i)]) - 1.0), t, i});
+    for (int64_t i = 0; i < d; ++i)
+      order.push_back({std::fabs(double(gains[size_t(t * d + i)]) - 1.0), t, i});
   std::sort(order.begin(), order.end(), [](const Entry& x, const Entry& y) {
     return x.a != y.a ? x.a > y.a : x.t != y.t ? x.t < y.t : x.i < y.i;
   });
@@ -249,7 +256,8 @@ TEST(codec_lowrate_rice) {
         const EncodedGain plain = encode_delta(bits, g.data(), d);
         const EncodedGain e = encode_rice(bits, g.data(), d);
         const std::vector<float> a = decode(plain), b = decode(e);
-        CHECK_MSG(std::memcmp(a.data(), b.data(), a.size() * 4) == 0, "bits " << bits << " d " << d);
+        CHECK_MSG(std::memcmp(a.data(), b.data(), a.size() * 4) == 0,
+                  "bits " << bits << " d " << d);
         CHECK(e.params[0] == plain.params[0]);
         CHECK(double(e.payload.size()) == e.params[2]);
         // The stream length for every parameter: the stored one is the shortest.
@@ -296,11 +304,12 @@ TEST(codec_lowrate_decoder_validation) {
   CHECK(mentions(msg({GainScheme::SparseDelta, 8, zero, 9, sp_big, 2}), "0 <= k <= d"));
   // d = 8: 3-bit index + 8-bit code = 11 bits per entry; entries (5, q) and (2, q).
   uint8_t sp[3] = {0, 0, 0};
-  sp[0] = 5;                        // index 5, code 0
-  sp[1] = uint8_t(2 << 3);          // second index (bits 11..13) = 2
+  sp[0] = 5;                // index 5, code 0
+  sp[1] = uint8_t(2 << 3);  // second index (bits 11..13) = 2
   CHECK(mentions(msg({GainScheme::SparseDelta, 8, sp, 3, sp2, 2}), "strictly increasing"));
   const float sp0[2] = {0.0f, 0.0f};
-  CHECK(msg({GainScheme::SparseDelta, 8, nullptr, 0, sp0, 2}) == "<no exception>");  // keeps nothing
+  CHECK(msg({GainScheme::SparseDelta, 8, nullptr, 0, sp0, 2}) ==
+        "<no exception>");  // keeps nothing
   // Rice: a stream that ends early, one with a spare byte, bad parameters.
   const float rp[3] = {0.01f, 0.0f, 1.0f};  // r = 0, 1 byte for d = 9: needs 9 bits at least
   CHECK(mentions(msg({GainScheme::RiceDelta, 9, zero, 1, rp, 3}), "3: the scale"));
@@ -342,8 +351,9 @@ TEST(codec_lowrate_alloc) {
   };
   EncodeOptions o;
   o.byte_budget = 12 + 3 * T - 1;
-  CHECK(mentions(thrown_message([&] { encode_adapter(Method::Alloc, gains.data(), T, d, o, loss); }),
-                 "below the smallest allocation"));
+  CHECK(
+      mentions(thrown_message([&] { encode_adapter(Method::Alloc, gains.data(), T, d, o, loss); }),
+               "below the smallest allocation"));
   CHECK(mentions(thrown_message([&] { encode_adapter(Method::Alloc, gains.data(), T, d, o); }),
                  "needs a loss"));
   const uint64_t max_total = 12 + T * (3 + 2 * d);
@@ -370,7 +380,8 @@ TEST(codec_lowrate_alloc) {
       }
       if (bytes <= budget) best = std::min(best, inc);
     }
-    CHECK_MSG(std::fabs(r.predicted_increase - best) <= 1e-12 * (best + 1e-300), "budget " << budget);
+    CHECK_MSG(std::fabs(r.predicted_increase - best) <= 1e-12 * (best + 1e-300),
+              "budget " << budget);
     CHECK(std::fabs(r.loss - (r.reference_loss + r.predicted_increase)) <= 1e-9 * r.loss + 1e-15);
     CHECK(r.loss <= prev * (1 + 1e-12));  // more bytes never cost loss here
     prev = r.loss;
@@ -394,10 +405,11 @@ TEST(codec_lowrate_through_kernel_every_isa) {
     std::vector<int64_t> keep;
     for (int64_t i = 0; i < d; i += 3) keep.push_back(i);
     const std::vector<EncodedGain> encs = {
-        encode_delta(3, g.data(), d), encode_delta(2, g.data(), d), encode_sign1(g.data(), d),
-        encode_kmeans(2, g.data(), d), encode_kmeans(4, g.data(), d),
-        encode_kmeans(8, g.data(), d), encode_sparse(g.data(), d, keep),
-        encode_rice(4, g.data(), d),  encode_rice(3, g.data(), d), encode_unit(d)};
+        encode_delta(3, g.data(), d),     encode_delta(2, g.data(), d),
+        encode_sign1(g.data(), d),        encode_kmeans(2, g.data(), d),
+        encode_kmeans(4, g.data(), d),    encode_kmeans(8, g.data(), d),
+        encode_sparse(g.data(), d, keep), encode_rice(4, g.data(), d),
+        encode_rice(3, g.data(), d),      encode_unit(d)};
     for (const EncodedGain& e : encs) {
       const std::vector<float> via = decode(e);
       for (Isa isa : test::every_isa()) {

@@ -140,9 +140,8 @@ TEST(codec_record_exact_sizes_and_round_trip) {
                 (unsigned long long)adapter_bytes(ad.tensors, ad.format), (unsigned long long)data);
     const uint64_t per = formula(ad.tensors[0]);
     const bool fixed = m != Method::KMeans16 && m != Method::KMeans256 && m != Method::KMeans2 &&
-                       m != Method::KMeans4 && m != Method::KMeans8 &&
-                       m != Method::SparseDelta && m != Method::RiceInt4Delta &&
-                       m != Method::RiceInt3Delta;
+                       m != Method::KMeans4 && m != Method::KMeans8 && m != Method::SparseDelta &&
+                       m != Method::RiceInt4Delta && m != Method::RiceInt3Delta;
     if (fixed && ad.format == 1) CHECK(adapter_bytes(ad.tensors) == 8 + 9 * per);
     if (fixed && ad.format == 2) CHECK(adapter_bytes(ad.tensors, 2) == 12 + 9 * (per - 9));
   }

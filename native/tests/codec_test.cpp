@@ -321,7 +321,8 @@ TEST(codec_bad_input_rejected) {
   for (double clip : {0.0, -0.5, 1.5, double(NAN)})
     CHECK(mentions(thrown_message([&] { encode_delta(4, g.data(), 8, clip); }), "0 < clip <= 1"));
   CHECK(mentions(thrown_message([&] { encode_delta(5, g.data(), 8); }), "expected 2, 3, 4 or 8"));
-  CHECK(mentions(thrown_message([&] { encode_kmeans(5, g.data(), 8); }), "expected 2, 4, 8, 16 or 256"));
+  CHECK(mentions(thrown_message([&] { encode_kmeans(5, g.data(), 8); }),
+                 "expected 2, 4, 8, 16 or 256"));
   CHECK(mentions(thrown_message([&] { encode_kmeans(16, g.data(), 8, 0); }), "max_iters"));
   // Adapter level: shapes, and the searches need a loss.
   CHECK(mentions(thrown_message([&] { encode_adapter(Method::Int8Delta, g.data(), 0, 8); }),
