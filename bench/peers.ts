@@ -665,7 +665,7 @@ function markdown(r: Results): string {
   lines.push(
     `Measured ${r.generated_at.slice(0, 10)}${r.quick ? ' with --quick' : ''} (${r.machine.cpu}, ${r.machine.cores} cores, load average ${r.machine.loadavg_start.map((x) => x.toFixed(1)).join(' ')} at the start, ` +
       `${r.machine.loadavg_end.map((x) => x.toFixed(1)).join(' ')} at the end; ${r.rounds} interleaved rounds, medians; ratios are medians of per-round ternorm / llama.cpp; ` +
-      `ternorm ${r.build.isa}, llama.cpp ${r.build.llama_cpp} TQ2_0 with its defaults). From \`bench/results/peers.json\`.`,
+      `ternorm ${r.build.isa}, llama.cpp ${r.build.llama_cpp} TQ2_0 with its defaults). From \`bench/results/${r.quick ? 'peers-quick.json' : 'peers.json'}\`.`,
   );
   lines.push('');
   lines.push(
