@@ -16,7 +16,6 @@
 // The sensitivities come from the loss the caller supplies; the bet and the
 // frontier pass the training text's calibration tokens, never validation or
 // test tokens.
-#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -34,14 +33,10 @@ EncodedAdapter encode_alloc(const float* gains, int64_t n_tensors, int64_t d,
     throw std::invalid_argument(what + ": n_tensors = " + std::to_string(n_tensors) +
                                 ", expected 1..65536");
   static const int kWidths[] = {0, 1, 2, 3, 4, 8, 16};
-  constexpr size_t C = sizeof kWidths / sizeof kWidths[0];
   const size_t T = size_t(n_tensors);
 
   std::vector<EncodedGain> ref(T);
   std::vector<std::vector<EncodedGain>> cand(T);
-  MixedReport rep;
-  rep.budget = byte_budget;
-  rep.candidate_bytes.assign(T, std::vector<uint64_t>(C));
   for (size_t t = 0; t < T; ++t) {
     const float* g = gains + int64_t(t) * d;
     try {
@@ -54,52 +49,17 @@ EncodedAdapter encode_alloc(const float* gains, int64_t n_tensors, int64_t d,
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(what + ": tensor " + std::to_string(t) + ": " + e.what());
     }
-    for (size_t c = 0; c < C; ++c) rep.candidate_bytes[t][c] = compact_record_bytes(cand[t][c]);
   }
+  MixedReport rep;
   for (const EncodedGain& e : cand[0]) rep.candidates.push_back(e.scheme);
-
-  uint64_t min_total = kCompactAdapterHeaderBytes, max_total = kCompactAdapterHeaderBytes;
-  for (size_t t = 0; t < T; ++t) {
-    min_total += *std::min_element(rep.candidate_bytes[t].begin(), rep.candidate_bytes[t].end());
-    max_total += *std::max_element(rep.candidate_bytes[t].begin(), rep.candidate_bytes[t].end());
-  }
-  if (byte_budget < min_total)
-    throw std::invalid_argument(what + ": byte budget " + std::to_string(byte_budget) +
-                                " is below the smallest allocation (every tensor 0 bits), " +
-                                std::to_string(min_total) + " bytes");
-
-  // 1. Sensitivities.
-  std::vector<const EncodedGain*> enc(T);
-  for (size_t t = 0; t < T; ++t) enc[t] = &ref[t];
-  rep.reference_loss =
-      detail::eval_loss(loss, enc, what + " reference (every tensor f32)", &rep.loss_evals);
-  rep.increase.assign(T, std::vector<double>(C));
-  for (size_t t = 0; t < T; ++t) {
-    for (size_t c = 0; c < C; ++c) {
-      enc[t] = &cand[t][c];
-      rep.increase[t][c] = detail::eval_loss(loss, enc,
-                                             what + " sensitivity of tensor " + std::to_string(t) +
-                                                 " to " + std::to_string(kWidths[c]) + " bits",
-                                             &rep.loss_evals) -
-                           rep.reference_loss;
-    }
-    enc[t] = &ref[t];
-  }
-
-  // 2. The knapsack.
-  rep.predicted_increase = detail::choose_under_budget(
-      rep.increase, rep.candidate_bytes,
-      std::min(byte_budget, max_total) - kCompactAdapterHeaderBytes, &rep.choice);
-
-  // 3. The chosen adapter, measured.
+  rep.budget = byte_budget;
+  std::vector<std::string> labels;
+  for (int w : kWidths) labels.push_back(std::to_string(w) + " bits");
   EncodedAdapter out;
   out.method = Method::Alloc;
   out.format = kCompactAdapterFormatVersion;
-  for (size_t t = 0; t < T; ++t) out.tensors.push_back(cand[t][size_t(rep.choice[t])]);
-  for (size_t t = 0; t < T; ++t) enc[t] = &out.tensors[t];
-  rep.loss = detail::eval_loss(loss, enc, what + " chosen adapter", &rep.loss_evals);
-  rep.bytes = adapter_bytes(out.tensors, out.format);
-  out.mixed = std::move(rep);
+  detail::choose_per_tensor(what, ref, cand, labels, "allocation (every tensor 0 bits)", loss, rep,
+                            out);
   return out;
 }
 

@@ -97,6 +97,57 @@ double choose_under_budget(const std::vector<std::vector<double>>& increase,
   return best;
 }
 
+void choose_per_tensor(const std::string& what, const std::vector<EncodedGain>& ref,
+                       const std::vector<std::vector<EncodedGain>>& cand,
+                       const std::vector<std::string>& labels, const std::string& smallest,
+                       const AdapterLoss& loss, MixedReport& rep, EncodedAdapter& out) {
+  const size_t T = ref.size(), C = labels.size();
+  const uint64_t header = adapter_bytes({}, out.format);
+  rep.candidate_bytes.assign(T, std::vector<uint64_t>(C));
+  uint64_t min_total = header, max_total = header;
+  for (size_t t = 0; t < T; ++t) {
+    for (size_t c = 0; c < C; ++c)
+      rep.candidate_bytes[t][c] =
+          out.format == 1 ? record_bytes(cand[t][c]) : compact_record_bytes(cand[t][c]);
+    min_total += *std::min_element(rep.candidate_bytes[t].begin(), rep.candidate_bytes[t].end());
+    max_total += *std::max_element(rep.candidate_bytes[t].begin(), rep.candidate_bytes[t].end());
+  }
+  if (rep.budget < min_total)
+    throw std::invalid_argument(what + ": byte budget " + std::to_string(rep.budget) +
+                                " is below the smallest " + smallest + ", " +
+                                std::to_string(min_total) + " bytes");
+
+  // 1. Sensitivities.
+  std::vector<const EncodedGain*> enc(T);
+  for (size_t t = 0; t < T; ++t) enc[t] = &ref[t];
+  rep.reference_loss =
+      eval_loss(loss, enc, what + " reference (every tensor f32)", &rep.loss_evals);
+  rep.increase.assign(T, std::vector<double>(C));
+  for (size_t t = 0; t < T; ++t) {
+    for (size_t c = 0; c < C; ++c) {
+      enc[t] = &cand[t][c];
+      rep.increase[t][c] =
+          eval_loss(loss, enc,
+                    what + " sensitivity of tensor " + std::to_string(t) + " to " + labels[c],
+                    &rep.loss_evals) -
+          rep.reference_loss;
+    }
+    enc[t] = &ref[t];
+  }
+
+  // 2. Exact knapsack over the record bytes (the adapter header is fixed).
+  rep.predicted_increase = choose_under_budget(
+      rep.increase, rep.candidate_bytes, std::min(rep.budget, max_total) - header, &rep.choice);
+
+  // 3. The chosen adapter, measured.
+  out.tensors.clear();
+  for (size_t t = 0; t < T; ++t) out.tensors.push_back(cand[t][size_t(rep.choice[t])]);
+  for (size_t t = 0; t < T; ++t) enc[t] = &out.tensors[t];
+  rep.loss = eval_loss(loss, enc, what + " chosen adapter", &rep.loss_evals);
+  rep.bytes = adapter_bytes(out.tensors, out.format);
+  out.mixed = std::move(rep);
+}
+
 bool same_encoding(const EncodedGain& a, const EncodedGain& b) {
   return a.scheme == b.scheme && a.d == b.d && a.payload == b.payload &&
          a.params.size() == b.params.size() &&

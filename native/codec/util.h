@@ -87,6 +87,18 @@ double choose_under_budget(const std::vector<std::vector<double>>& increase,
                            const std::vector<std::vector<uint64_t>>& bytes, uint64_t cap,
                            std::vector<int>* choice);
 
+// The per-tensor choice of the budgeted methods (mixed, alloc), steps 1-3 of
+// their comments: the sensitivities (ref[t] the f32 records, cand[t][c] tensor
+// t under candidate c, labels[c] naming it in messages), the exact knapsack
+// over the records' bytes in out.format under rep.budget, and the chosen
+// adapter measured once more. A budget below the all-smallest adapter is
+// refused as "below the smallest <smallest>". Fills rep (candidates and budget
+// set by the caller) and out.tensors, then moves rep into out.mixed.
+void choose_per_tensor(const std::string& what, const std::vector<EncodedGain>& ref,
+                       const std::vector<std::vector<EncodedGain>>& cand,
+                       const std::vector<std::string>& labels, const std::string& smallest,
+                       const AdapterLoss& loss, MixedReport& rep, EncodedAdapter& out);
+
 // True when a and b are the same encoding, byte for byte.
 bool same_encoding(const EncodedGain& a, const EncodedGain& b);
 
