@@ -5,7 +5,7 @@
 // Debian's package creates) through runuser. Missing binaries: serversMissing() says which.
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -37,6 +37,13 @@ export function serversMissing(): string | null {
   if (pgBin() === null) missing.push('initdb/pg_ctl (Debian package postgresql)');
   if (asRoot && which('runuser') === null) missing.push('runuser (to run PostgreSQL as the postgres user)');
   return missing.length === 0 ? null : `not installed: ${missing.join(', ')}`;
+}
+
+/** The folder `dir`, made if missing, or null for none. */
+function keptDir(dir: string | undefined): string | null {
+  if (dir === undefined) return null;
+  mkdirSync(dir, { recursive: true });
+  return dir;
 }
 
 export async function freePort(): Promise<number> {
@@ -77,9 +84,10 @@ export class RedisServer {
     private readonly persist: boolean,
   ) {}
 
-  /** persist false: Redis's in-memory default (no append-only file). */
-  static async start(o: { persist?: boolean } = {}): Promise<RedisServer> {
-    const r = new RedisServer(await freePort(), mkdtempSync(join(tmpdir(), 'ternorm-redis-')), o.persist ?? true);
+  /** persist false: Redis's in-memory default (no append-only file). dir: a folder kept across runs
+   * (its append-only file is replayed), else a new temporary one. */
+  static async start(o: { persist?: boolean; dir?: string } = {}): Promise<RedisServer> {
+    const r = new RedisServer(await freePort(), keptDir(o.dir) ?? mkdtempSync(join(tmpdir(), 'ternorm-redis-')), o.persist ?? true);
     await r.start();
     return r;
   }
@@ -119,10 +127,15 @@ export class PostgresServer {
     private readonly fsync: boolean,
   ) {}
 
-  /** fsync true: PostgreSQL's durable default (commits wait for the disk). */
-  static async start(o: { fsync?: boolean } = {}): Promise<PostgresServer> {
-    const dir = mkdtempSync(join(tmpdir(), 'ternorm-pg-'));
+  /** fsync true: PostgreSQL's durable default (commits wait for the disk). dir: a folder kept across
+   * runs (an existing cluster in it is started again, not re-created), else a new temporary one. */
+  static async start(o: { fsync?: boolean; dir?: string } = {}): Promise<PostgresServer> {
+    const dir = keptDir(o.dir) ?? mkdtempSync(join(tmpdir(), 'ternorm-pg-'));
     const s = new PostgresServer(await freePort(), dir, pgBin()!, o.fsync ?? false);
+    if (existsSync(join(dir, 'data', 'PG_VERSION'))) {
+      await s.start();
+      return s;
+    }
     if (asRoot) {
       const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
       const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
