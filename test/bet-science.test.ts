@@ -12,14 +12,19 @@ import { computeConclusions } from '../lib/bet/conclusions.js';
 import {
   analyseNoise,
   firstCrossing,
+  NOISE_DISTRIBUTIONS,
   NOISE_RMS_GRID,
+  NOISE_SEEDS,
   perturbGains,
   renderNoisePlot,
   rmsError,
   type NoiseMeasured,
 } from '../lib/bet/noise.js';
 import type { PersonalMeasured } from '../lib/bet/personal.js';
-import { interleave, POOL_PIECES } from '../lib/bet/protocol.js';
+import { interleave, POOL_PIECES, runConfig } from '../lib/bet/protocol.js';
+import { runConfigDiffs } from '../lib/bet/results-writer.js';
+import { Model } from '../lib/index.js';
+import { resolveAdapterRun } from '../lib/model/train-adapter.js';
 import { renderReport } from '../lib/bet/report.js';
 import {
   parseResults,
@@ -209,6 +214,20 @@ describe('noise margin', () => {
       /"meanNll\.uniform" must be 2 rows of 4 mean NLLs/,
     );
     expect(parseResults(JSON.stringify(r))).toEqual(r);
+  });
+
+  it('is recorded in the run, so --resume refuses a run swept otherwise (or not at all)', () => {
+    const run = resolveAdapterRun(Model.create({ vocab: 300, dModel: 64, nLayers: 1, nHeads: 2, dFf: 128, context: 32 }, 5), {});
+    const none = runConfig(run, undefined, 512);
+    const three = runConfig(run, undefined, 512, {}, undefined, undefined, {});
+    const two = runConfig(run, undefined, 512, {}, undefined, undefined, { seeds: 2 });
+    expect('noise' in none).toBe(false); // runs without --noise keep their files' bytes
+    expect(three.noise).toEqual({ seeds: NOISE_SEEDS, rmsGrid: [...NOISE_RMS_GRID], distributions: [...NOISE_DISTRIBUTIONS] });
+    expect(runConfigDiffs(three, runConfig(run, undefined, 512, {}, undefined, undefined, { seeds: NOISE_SEEDS }))).toEqual([]);
+    expect(runConfigDiffs(three, two)).toEqual([
+      `noise (--noise, --noise-seeds): ${JSON.stringify(three.noise)} in the file, ${JSON.stringify(two.noise)} now`,
+    ]);
+    expect(runConfigDiffs(none, two)).toEqual([`noise (--noise, --noise-seeds): absent in the file, ${JSON.stringify(two.noise)} now`]);
   });
 
   it('plots every scheme as a point and the noise curves as lines', () => {

@@ -283,6 +283,7 @@ export function runConfig(
   split: Partial<UserSplitOptions> = {},
   actQuant?: ActQuant,
   frontier?: BetOptions['frontier'],
+  noise?: BetOptions['noise'],
 ): RunConfig {
   const { seed: _seed, ...training } = adapterRun;
   const given = Object.fromEntries(Object.entries(split).filter(([, v]) => v !== undefined));
@@ -292,6 +293,10 @@ export function runConfig(
     ...(frontier === undefined
       ? {}
       : { frontier: { ladder: checkLadder(frontier.ladder ?? FRONTIER_BUDGETS), methods: [...FRONTIER_METHODS] } }),
+    // so a resumed run's users are all swept alike (or none is)
+    ...(noise === undefined
+      ? {}
+      : { noise: { seeds: noise.seeds ?? NOISE_SEEDS, rmsGrid: [...NOISE_RMS_GRID], distributions: [...NOISE_DISTRIBUTIONS] } }),
     adapterRun: training,
     encode: {
       calibrationTokens,
@@ -411,7 +416,7 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
   }
   const adapterRun = resolveAdapterRun(model, o.adapterRun);
   const { noAdapter } = criteria.criteria.conditions;
-  const run = runConfig(adapterRun, o.encode, calibrationTokens, o.split, o.actQuant, o.frontier);
+  const run = runConfig(adapterRun, o.encode, calibrationTokens, o.split, o.actQuant, o.frontier, o.noise);
   // --frontier: each budgeted method at each budget of the ladder, after the menu
   const frontierEncodings =
     run.frontier === undefined

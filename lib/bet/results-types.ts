@@ -94,6 +94,13 @@ export interface FrontierConfig {
   methods: string[];
 }
 
+/** ternorm bet --noise: the noise margin sweep of every user (noise patterns per grid point, the RMS gain error grid, the distributions). Absent in runs without it; compared on --resume like the rest of the run. */
+export interface NoiseConfig {
+  seeds: number;
+  rmsGrid: number[];
+  distributions: string[];
+}
+
 /** How the adapters were trained and encoded; --resume refuses a run whose options differ. */
 export interface RunConfig {
   /** The ternary activation quantisation of every training step and evaluation (--act-quant), when not the default; absent: 'token'. */
@@ -123,6 +130,8 @@ export interface RunConfig {
   };
   /** ternorm bet --frontier: the budgeted methods encoded at every budget of the ladder (conditions "<method>-<budget>"). Absent in runs without it. */
   frontier?: FrontierConfig;
+  /** ternorm bet --noise: the noise margin sweep of every user (noise patterns per grid point, the RMS gain error grid, the distributions). Absent in runs without it; compared on --resume like the rest of the run. */
+  noise?: NoiseConfig;
 }
 
 export type UserName = string;

@@ -165,6 +165,18 @@ function checkRunConfig(r: RunConfig): RunConfig {
       if (!(Number.isSafeInteger(v) && (v as number) >= 1)) fail(`"run.split.${k}" must be a positive integer`);
     }
   }
+  const nz = r.noise;
+  if (
+    nz !== undefined &&
+    (nz === null ||
+      typeof nz !== 'object' ||
+      !(Number.isSafeInteger(nz.seeds) && nz.seeds >= 1) ||
+      !Array.isArray(nz.rmsGrid) ||
+      !nz.rmsGrid.every((x) => typeof x === 'number' && x > 0 && Number.isFinite(x)) ||
+      !Array.isArray(nz.distributions) ||
+      !nz.distributions.every((x) => typeof x === 'string'))
+  )
+    fail('"run.noise" must be { seeds, rmsGrid, distributions }');
   if (r.actQuant !== undefined && r.actQuant !== 'block256') fail('"run.actQuant" must be "block256" or absent (the default, "token")');
   return {
     ...(r.actQuant === undefined ? {} : { actQuant: r.actQuant }),
@@ -179,6 +191,9 @@ function checkRunConfig(r: RunConfig): RunConfig {
     },
     ...(split === undefined ? {} : { split: { ...split } }),
     ...(r.frontier === undefined ? {} : { frontier: { ladder: checkLadder(r.frontier.ladder), methods: [...r.frontier.methods] } }),
+    ...(r.noise === undefined
+      ? {}
+      : { noise: { seeds: r.noise.seeds, rmsGrid: [...r.noise.rmsGrid], distributions: [...r.noise.distributions] } }),
   };
 }
 
@@ -198,6 +213,8 @@ export function runConfigDiffs(file: RunConfig, now: RunConfig): string[] {
   }
   if (canonicalJson(file.frontier ?? null) !== canonicalJson(now.frontier ?? null))
     out.push(`frontier (--frontier): ${show(file.frontier)} in the file, ${show(now.frontier)} now`);
+  if (canonicalJson(file.noise ?? null) !== canonicalJson(now.noise ?? null))
+    out.push(`noise (--noise, --noise-seeds): ${show(file.noise)} in the file, ${show(now.noise)} now`);
   return out;
 }
 
