@@ -42,6 +42,44 @@ export interface RawCpuInfo {
 export type GainSchemeName = 'raw_fp32' | 'raw_fp16' | 'int8_per_tensor';
 export type GainData = Float32Array | Uint16Array | Int8Array;
 
+/** The same call run off the event loop (on copies of its inputs), resolving to the result. */
+type Async<F> = F extends (...args: infer A) => infer R ? (...args: A) => Promise<R> : never;
+
+/** Ternary (2-bit packed, one scale per row) GEMM with int8 activations and their scales. */
+type TernaryGemmI8 = (
+  packed: Uint8Array,
+  scales: Float32Array,
+  rows: number,
+  cols: number,
+  q: Int8Array,
+  xScales: Float32Array,
+  n: number,
+  threads?: number,
+) => Float32Array;
+/** Ternary matrix times fp32 activations (n rows of x). */
+type TernaryMatmulF32 = (
+  packed: Uint8Array,
+  scales: Float32Array,
+  rows: number,
+  cols: number,
+  x: Float32Array,
+  n: number,
+  threads?: number,
+) => Float32Array;
+type GemmF32 = (
+  a: Float32Array,
+  b: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+  alpha: number,
+  beta: number,
+  c: Float32Array | undefined,
+  threads?: number,
+) => Float32Array;
+
 /**
  * The addon's exports, positional and unchecked by TypeScript beyond these
  * types. Sizes are integers in 1..2^31; `threads` undefined means the whole pool.
@@ -60,98 +98,16 @@ export interface NativeAddon {
   unpack5(bytes: Uint8Array, count: number): Int8Array;
   quantizeActivations(x: Float32Array, n: number, cols: number, threads?: number): { q: Int8Array; scales: Float32Array };
   quantizeActivationsBlock(x: Float32Array, n: number, cols: number, threads?: number): { q: Int8Array; scales: Float32Array };
-  gemmI8Block(
-    packed: Uint8Array,
-    scales: Float32Array,
-    rows: number,
-    cols: number,
-    q: Int8Array,
-    xScales: Float32Array,
-    n: number,
-    threads?: number,
-  ): Float32Array;
-  gemmI8(
-    packed: Uint8Array,
-    scales: Float32Array,
-    rows: number,
-    cols: number,
-    q: Int8Array,
-    xScales: Float32Array,
-    n: number,
-    threads?: number,
-  ): Float32Array;
-  gemmI8Async(
-    packed: Uint8Array,
-    scales: Float32Array,
-    rows: number,
-    cols: number,
-    q: Int8Array,
-    xScales: Float32Array,
-    n: number,
-    threads?: number,
-  ): Promise<Float32Array>;
-  matmulF32(
-    packed: Uint8Array,
-    scales: Float32Array,
-    rows: number,
-    cols: number,
-    x: Float32Array,
-    n: number,
-    threads?: number,
-  ): Float32Array;
-  matmulF32Async(
-    packed: Uint8Array,
-    scales: Float32Array,
-    rows: number,
-    cols: number,
-    x: Float32Array,
-    n: number,
-    threads?: number,
-  ): Promise<Float32Array>;
-  matmulF32T(
-    packed: Uint8Array,
-    scales: Float32Array,
-    rows: number,
-    cols: number,
-    dy: Float32Array,
-    n: number,
-    threads?: number,
-  ): Float32Array;
-  matmulF32TAsync(
-    packed: Uint8Array,
-    scales: Float32Array,
-    rows: number,
-    cols: number,
-    dy: Float32Array,
-    n: number,
-    threads?: number,
-  ): Promise<Float32Array>;
-  gemmF32(
-    a: Float32Array,
-    b: Float32Array,
-    m: number,
-    n: number,
-    k: number,
-    transA: boolean,
-    transB: boolean,
-    alpha: number,
-    beta: number,
-    c: Float32Array | undefined,
-    threads?: number,
-  ): Float32Array;
-  gemmF32Async(
-    a: Float32Array,
-    b: Float32Array,
-    m: number,
-    n: number,
-    k: number,
-    transA: boolean,
-    transB: boolean,
-    alpha: number,
-    beta: number,
-    c: Float32Array | undefined,
-    threads?: number,
-  ): Promise<Float32Array>;
+  gemmI8Block: TernaryGemmI8;
+  gemmI8: TernaryGemmI8;
+  gemmI8Async: Async<TernaryGemmI8>;
+  matmulF32: TernaryMatmulF32;
+  matmulF32Async: Async<TernaryMatmulF32>;
+  /** dx = dy · W (the backward of matmulF32): its activations are dy, n x rows. */
+  matmulF32T: TernaryMatmulF32;
+  matmulF32TAsync: Async<TernaryMatmulF32>;
+  gemmF32: GemmF32;
+  gemmF32Async: Async<GemmF32>;
   rmsNormGain(
     x: Float32Array,
     n: number,
