@@ -92,7 +92,7 @@ export const DEFAULT_USER_SPLIT: Readonly<UserSplitOptions> = Object.freeze({
 });
 
 /**
- * The split of a user whose text is one short document (a near-base user's address of 45-85 KB,
+ * The split of a user whose text is one short document (a near-base user's address of 45-78 KB,
  * a fleet user): 24 KiB train, 6 KiB validation, 6 KiB test from 2 regions, still well above the
  * bet's 1 000 held-out tokens per split (6 KiB is about 2 000 tokens of an address at the base's
  * 4096-token BPE), and cheaper than a default far-domain user.
