@@ -75,15 +75,28 @@ export function computeConclusions(
   return { families, margins, personal: personalKept, frontier };
 }
 
-/** The report's last section: the conclusions as sentences, every number from `r.conclusions`. */
+/**
+ * The report's last section: the conclusions as sentences, every number from `r.conclusions`
+ * but one caveat per family read from the users' test perplexities: for how many users the
+ * reference itself is no better than no adapter (then compression had no benefit to lose).
+ */
 export function conclusionsMarkdown(r: AdapterCompressResults): string[] {
   const c = r.conclusions;
   if (c === undefined) return [];
+  const { reference, noAdapter } = r.criteria.criteria.conditions;
+  const byName = new Map(r.users.map((u) => [u.user, u]));
   const out = ['', '## Conclusions (computed from the numbers above)', ''];
   for (const fam of c.families) {
+    const noBenefit = fam.users.filter((n) => {
+      const t = byName.get(n)?.test.conditions;
+      return t !== undefined && t[reference]!.ppl.value >= t[noAdapter]!.ppl.value;
+    }).length;
     out.push(
       `- ${md(fam.family)} (${fam.users.length} user(s)): ${md(fam.scheme)} is worse than no adapter for ${fam.worseThanNoAdapter} of ` +
-        `${fam.users.length} (the catalogue's finding needs ${fam.required}): the finding ${fam.reproduces ? 'reproduces' : 'does not reproduce'}.`,
+        `${fam.users.length} (the catalogue's finding needs ${fam.required}): the finding ${fam.reproduces ? 'reproduces' : 'does not reproduce'}.` +
+        (noBenefit === 0
+          ? ''
+          : ` But ${md(reference)} itself is no better than no adapter for ${noBenefit} of them on test: there the adapter had no benefit for compression to lose.`),
     );
   }
   if (c.margins === null) out.push('- Margin factors: not measured (run the bet with --noise).');
