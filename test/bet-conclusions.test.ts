@@ -219,6 +219,25 @@ describe('the frontier conclusion in a results file', () => {
     expect(md).not.toContain('itself is no better than no adapter');
   });
 
+  it("is computed for a run assembled from users analysed elsewhere (the fleet's path), with the frontier", () => {
+    const r = run(true);
+    const { checksum: _c, ...registered } = structuredClone(r);
+    const dir = mkdtempSync(join(tmpdir(), 'ternorm-conclusions-'));
+    dirs.push(dir);
+    const a = ResultsWriter.assemble(
+      join(dir, 'a.json'),
+      { ...registered, users: [], frontier: { ladder: r.frontier!.ladder, users: [] }, status: 'running' },
+      r.users,
+      {
+        status: 'complete',
+        error: null,
+      },
+    );
+    expect(a.frontier).toEqual(r.frontier);
+    expect(a.conclusions).toEqual(r.conclusions);
+    expect(parseResults(JSON.stringify(a)).conclusions!.frontier).toEqual(r.conclusions!.frontier);
+  });
+
   it('is null without --frontier, and a file claiming one is refused', () => {
     const r = run(false);
     expect(r.conclusions!.frontier).toBeNull();

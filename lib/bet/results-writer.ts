@@ -282,8 +282,19 @@ export class ResultsWriter {
     users: readonly UserResult[],
     end: { status: AdapterCompressResults['status']; error: string | null; now?: () => Date },
   ): AdapterCompressResults {
-    const summary = summarise(users, registered.conditions, registered.criteria.criteria, undefined, registered.run.frontier?.ladder);
-    const state = { ...structuredClone(registered), users: structuredClone([...users]), ...summary, status: end.status, error: end.error };
+    const criteria = registered.criteria.criteria;
+    const ladder = registered.run.frontier?.ladder;
+    const summary = summarise(users, registered.conditions, criteria, undefined, ladder);
+    // the frontier over every user, as addUser keeps it
+    const frontier = ladder === undefined ? {} : { frontier: computeFrontier(users, ladder, criteria) };
+    const state = {
+      ...structuredClone(registered),
+      users: structuredClone([...users]),
+      ...summary,
+      ...frontier,
+      status: end.status,
+      error: end.error,
+    };
     const w = new ResultsWriter(path, state, end.now ?? (() => new Date()));
     w.write();
     return w.results;
