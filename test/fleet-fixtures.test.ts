@@ -133,7 +133,14 @@ describe('fleet fixtures', () => {
     const moby = fixtureUsers('fleet/moby', fleet);
     expect(moby.length).toBe(fx.manifest.users.filter((u) => u.family === 'moby').length);
     expect(moby.every((u) => u.source.kind === 'fleet' && u.name.startsWith('moby-'))).toBe(true);
-    expect(fixtureUsers('default', fleet).map((u) => u.name)).toEqual(['novelist', 'scientist', 'programmer']);
+    expect(fixtureUsers('default', fleet).map((u) => u.name)).toEqual([
+      'novelist',
+      'scientist',
+      'programmer',
+      'sotu-1849',
+      'sotu-1889',
+      'sotu-1929',
+    ]);
     expect(() => fixtureUsers('fleet/poems', fleet)).toThrow(/unknown fleet family "poems"/);
     expect(() => fixtureUsers('crowd', fleet)).toThrow(/unknown fixture user set "crowd"/);
     const t = userTexts(moby[0]!, undefined, fleet);

