@@ -30,7 +30,11 @@ describe('labelShares: fractions of users per tier with percentile-bootstrap int
     const of: Tier[] = Array.from({ length: 40 }, (_, i) => TIERS[(i * 7) % 4]!);
     expect(labelShares(TIERS, of, OPTS)).toEqual(labelShares(TIERS, of, OPTS));
     const other = labelShares(TIERS, of, { ...OPTS, seed: 8 });
-    expect(TIERS.some((t) => other[t].ci.low !== labelShares(TIERS, of, OPTS)[t].ci.low || other[t].ci.high !== labelShares(TIERS, of, OPTS)[t].ci.high)).toBe(true);
+    expect(
+      TIERS.some(
+        (t) => other[t].ci.low !== labelShares(TIERS, of, OPTS)[t].ci.low || other[t].ci.high !== labelShares(TIERS, of, OPTS)[t].ci.high,
+      ),
+    ).toBe(true);
   });
 
   it('a tier every user is in has the interval [1, 1]; a tier none is in [0, 0]', () => {

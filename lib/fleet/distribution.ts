@@ -90,7 +90,15 @@ export function labelShares<L extends string>(labels: readonly L[], of: readonly
   return Object.fromEntries(
     labels.map((l, i) => {
       const count = of.filter((x) => x === l).length;
-      return [l, { count, users: n, fraction: n === 0 ? 0 : count / n, ci: n === 0 ? { low: 0, high: 0 } : percentileInterval(reps[i]!, o.confidence) }];
+      return [
+        l,
+        {
+          count,
+          users: n,
+          fraction: n === 0 ? 0 : count / n,
+          ci: n === 0 ? { low: 0, high: 0 } : percentileInterval(reps[i]!, o.confidence),
+        },
+      ];
     }),
   ) as Record<L, TierShare>;
 }
@@ -203,7 +211,10 @@ export function fleetDistribution(
           members.map((u) => tiers.get(u.user)![s]!),
           { resamples, confidence, seed: seed('') },
         ),
-        personalLost: scored.length === 0 ? null : labelShares(['lost', 'kept'] as const, lost, { resamples, confidence, seed: seed(PERSONAL_LOST) }).lost,
+        personalLost:
+          scored.length === 0
+            ? null
+            : labelShares(['lost', 'kept'] as const, lost, { resamples, confidence, seed: seed(PERSONAL_LOST) }).lost,
         personalLostTest: scored.length === 0 ? null : scored.filter((u) => lostPersonal(u, s, genericOf(u.user)!, 'test')).length,
       };
     }
@@ -257,7 +268,9 @@ export function fleetDistribution(
         margin = {
           betRms: a.bet.rms,
           seeds: m.seeds.length,
-          curves: Object.fromEntries(NOISE_DISTRIBUTIONS.map((d) => [d, { strict: a.curves[d].margin.strict, noAdapter: a.curves[d].margin.noAdapter }])),
+          curves: Object.fromEntries(
+            NOISE_DISTRIBUTIONS.map((d) => [d, { strict: a.curves[d].margin.strict, noAdapter: a.curves[d].margin.noAdapter }]),
+          ),
         };
       }
       return {
@@ -302,7 +315,10 @@ export function distributionMarkdown(d: FleetDistribution, svgName?: string): st
   );
   for (const g of d.groups) {
     lines.push(`### ${g.family === 'all' ? 'All users' : `Family ${md(g.family)}`} (${g.users} users)`, '');
-    lines.push(`| scheme | ${TIERS.join(' | ')} | ${PERSONAL_LOST} | ${PERSONAL_LOST} (test) |`, `|---|${TIERS.map(() => '---:').join('|')}|---:|---:|`);
+    lines.push(
+      `| scheme | ${TIERS.join(' | ')} | ${PERSONAL_LOST} | ${PERSONAL_LOST} (test) |`,
+      `|---|${TIERS.map(() => '---:').join('|')}|---:|---:|`,
+    );
     for (const [s, t] of Object.entries(g.schemes)) {
       const lost = t.personalLost === null ? 'not measured' : `${shareText(t.personalLost)} of ${t.personalLost.users}`;
       const lostTest = t.personalLostTest === null ? 'not measured' : `${t.personalLostTest} of ${t.personalLost!.users}`;
@@ -358,7 +374,11 @@ const FRAME: SvgFrame = { width: 760, height: 460, left: 80, right: 720, top: 50
 export function safeBytesSvg(d: FleetDistribution): string {
   const h = d.safeBytes.histogram;
   const F = FRAME;
-  const o = svgHead(F, 'Minimum safe bytes', `Minimum safe bytes per user (${d.safeBytes.users} users with one, ${d.safeBytes.none} without)`);
+  const o = svgHead(
+    F,
+    'Minimum safe bytes',
+    `Minimum safe bytes per user (${d.safeBytes.users} users with one, ${d.safeBytes.none} without)`,
+  );
   const top = Math.max(1, ...h.map((b) => b.users));
   const sy = (v: number): number => F.bottom - (v / top) * (F.bottom - F.top);
   o.push(...yTicks(0, top, sy, F.left, F.right, 'users'));

@@ -45,7 +45,8 @@ export function fleetSteps(options: Record<string, unknown>): FleetSteps {
  * to the others), so every user is in the pool and the pool is exactly min(total, maxBytes) bytes.
  */
 export function poolShares(lengths: readonly number[], maxBytes: number): number[] {
-  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) throw new RangeError(`generic pool: maxBytes must be a positive integer, got ${maxBytes}`);
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1)
+    throw new RangeError(`generic pool: maxBytes must be a positive integer, got ${maxBytes}`);
   const total = lengths.reduce((a, b) => a + b, 0);
   if (total <= maxBytes) return [...lengths];
   const out = new Array<number>(lengths.length).fill(0);

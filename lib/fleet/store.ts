@@ -414,7 +414,9 @@ export class FleetStore {
   }
 
   /** The users' results in the run's user order (`generic` null in rows written before schema 2). */
-  async results(run: string): Promise<
+  async results(
+    run: string,
+  ): Promise<
     { user: string; family: string; result: UserResult; tiers: Record<string, string>; generic: GenericScore | null; finishedAt: Date }[]
   > {
     return this.withRetry('results', async (c) =>
@@ -550,7 +552,14 @@ export class FleetStore {
           'SELECT user_name, measured, seconds, cpu_seconds, worker FROM fleet_margins WHERE run_id = $1 ORDER BY user_name COLLATE "C"',
           [run],
         )
-      ).rows.map((r) => ({ run, user: r.user_name, measured: r.measured, seconds: r.seconds, cpuSeconds: r.cpu_seconds, worker: r.worker })),
+      ).rows.map((r) => ({
+        run,
+        user: r.user_name,
+        measured: r.measured,
+        seconds: r.seconds,
+        cpuSeconds: r.cpu_seconds,
+        worker: r.worker,
+      })),
     );
   }
 

@@ -109,7 +109,9 @@ export function startWorker(o: WorkerOptions): FleetWorker {
         const again = await o.store.getGeneric(rec.id);
         if (again !== null) return again;
         const { texts, pool } = genericPool(readFleetUsers(rec.usersSpec), fleetSteps(rec.options).genericPoolBytes);
-        log(`${rec.id}: generic adapter: training on ${pool.users.length} users' training texts pooled (${pool.users.reduce((a, u) => a + u.bytes, 0)} bytes)`);
+        log(
+          `${rec.id}: generic adapter: training on ${pool.users.length} users' training texts pooled (${pool.users.reduce((a, u) => a + u.bytes, 0)} bytes)`,
+        );
         const t0 = performance.now();
         const cpu0 = process.cpuUsage();
         const g = await bet.trainGeneric(texts);
