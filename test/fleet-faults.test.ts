@@ -348,11 +348,13 @@ describe.skipIf(missing !== null)(`ternorm fleet on real Redis and PostgreSQL${m
         continue;
       }
       expect(margins.find((x) => x.user === l.user)!.measured).toEqual(b.noise!.measured);
-      for (const d of ['uniform', 'gaussian'])
+      for (const d of ['uniform', 'gaussian'] as const) {
+        const c = b.noise!.analysis.curves[d];
         expect(l.margin!.curves[d]).toEqual({
-          strict: b.noise!.analysis.curves[d as 'uniform'].margin.strict,
-          noAdapter: b.noise!.analysis.curves[d as 'uniform'].margin.noAdapter,
+          strict: { spread: c.margin.strict, where: c.crossings.strict.map((x) => x.where) },
+          noAdapter: { spread: c.margin.noAdapter, where: c.crossings.noAdapter.map((x) => x.where) },
         });
+      }
     }
     expect(md).toContain('## Minimum safe bytes');
     expect(md).toContain('PERSONAL-LOST');

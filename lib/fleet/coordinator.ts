@@ -263,7 +263,7 @@ export async function fleetReport(store: FleetStore, run: string, outDir: string
         `${generic.pool.skipped.length > 0 ? `; left out: ${generic.pool.skipped.map((s) => s.user).join(', ')}` : ''})`;
   const head =
     `Fleet run ${run}: ${rec.usersTotal} users (${rec.usersSpec}), ${rows.length} done, ${failures.length} failed; ${pool}; ` +
-    `noise margins of ${margins.length} of the ${Math.min(steps.marginUsers, rows.length)} users the bet's encoding loses most (${steps.noiseSeeds} noise seeds).\n\n`;
+    `noise margins of ${margins.length} of the ${Math.min(steps.marginUsers, rows.length)} users the bet's encoding loses most (noise patterns per point: ${steps.noiseSeeds}).\n\n`;
   writeFileAtomic(
     paths.report,
     head + renderReport(results, { fleetUsers }) + '\n' + distributionMarkdown(distribution, 'min-safe-bytes.svg'),

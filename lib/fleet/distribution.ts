@@ -24,7 +24,7 @@ import { dirname } from 'node:path';
 
 import { computeVerdicts, schemesOf, type UserSchemeOutcome } from '../bet/verdicts.js';
 import { userFrontier } from '../bet/frontier.js';
-import { analyseNoise, NOISE_DISTRIBUTIONS, type NoiseMeasured, type Spread } from '../bet/noise.js';
+import { analyseNoise, NOISE_DISTRIBUTIONS, type Crossing, type NoiseMeasured, type Spread } from '../bet/noise.js';
 import { deriveSeed, percentileInterval, quantileSorted, Xoshiro128, type Interval } from '../bet/stats.js';
 import type { Criteria } from '../bet/criteria.js';
 import type { AdapterCompressResults, UserResult } from '../bet/results.js';
@@ -131,11 +131,19 @@ export interface SafeBytes {
   byScheme: Record<string, number>;
 }
 
+/** A margin over the noise seeds: its spread when every seed's crossing is inside the grid, else where the crossings were. */
+export interface MarginCell {
+  spread: Spread | null;
+  where: Crossing['where'][];
+}
+
 export interface MarginFactor {
   /** The bet's encoding's RMS gain error for this user. */
   betRms: number;
-  /** Per noise distribution: the margin to STRICT and to no adapter over the noise seeds (null: the crossing is outside the grid). */
-  curves: Record<string, { strict: Spread | null; noAdapter: Spread | null }>;
+  /** The grid's ends over betRms: a crossing above (below) the grid is a margin above (below) these. */
+  grid: { low: number; high: number };
+  /** Per noise distribution: the margin to STRICT and to no adapter. */
+  curves: Record<string, { strict: MarginCell; noAdapter: MarginCell }>;
   seeds: number;
 }
 
@@ -265,12 +273,15 @@ export function fleetDistribution(
       let margin: MarginFactor | null = null;
       if (m !== undefined) {
         const a = analyseNoise(m, u.test, criteria, r.conditions, u.user);
+        const cell = (d: (typeof NOISE_DISTRIBUTIONS)[number], k: 'strict' | 'noAdapter'): MarginCell => ({
+          spread: a.curves[d].margin[k],
+          where: a.curves[d].crossings[k].map((c) => c.where),
+        });
         margin = {
           betRms: a.bet.rms,
+          grid: { low: m.rms[0]! / a.bet.rms, high: m.rms[m.rms.length - 1]! / a.bet.rms },
           seeds: m.seeds.length,
-          curves: Object.fromEntries(
-            NOISE_DISTRIBUTIONS.map((d) => [d, { strict: a.curves[d].margin.strict, noAdapter: a.curves[d].margin.noAdapter }]),
-          ),
+          curves: Object.fromEntries(NOISE_DISTRIBUTIONS.map((d) => [d, { strict: cell(d, 'strict'), noAdapter: cell(d, 'noAdapter') }])),
         };
       }
       return {
@@ -293,8 +304,13 @@ export function fleetDistribution(
 
 const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
 const shareText = (t: TierShare): string => `${t.count} (${pct(t.fraction)} [${pct(t.ci.low)}, ${pct(t.ci.high)}])`;
-const spreadText = (s: Spread | null): string =>
-  s === null ? 'outside the grid' : `${s.median.toFixed(1)} [${s.min.toFixed(1)}, ${s.max.toFixed(1)}]`;
+function marginText(c: MarginCell, grid: MarginFactor['grid']): string {
+  const s = c.spread;
+  if (s !== null) return `${s.median.toFixed(1)} [${s.min.toFixed(1)}, ${s.max.toFixed(1)}]`;
+  if (c.where.every((w) => w === 'aboveGrid')) return `> ${grid.high.toFixed(1)}`;
+  if (c.where.every((w) => w === 'belowGrid')) return `< ${grid.low.toFixed(2)}`;
+  return `outside the grid for ${c.where.filter((w) => w !== 'within').length} of ${c.where.length} seeds`;
+}
 
 /** The distribution as Markdown sections (appended to the bet's report by `fleet report`). */
 export function distributionMarkdown(d: FleetDistribution, svgName?: string): string {
@@ -350,7 +366,7 @@ export function distributionMarkdown(d: FleetDistribution, svgName?: string): st
   const bet = md(d.betLosers.scheme);
   lines.push(`## Where ${bet} loses most`, '');
   lines.push(
-    `The users with the largest test ppl ratio of ${bet} to the reference, and why: the margin factor is the RMS gain error at which seeded noise on the user's gains crosses the STRICT ratio (or the no-adapter ppl), over ${bet}'s own RMS error (median [min, max] over the noise seeds; below 1: ${bet}'s error alone is more than the user tolerates).`,
+    `The users with the largest test ppl ratio of ${bet} to the reference, and why: the margin factor is the RMS gain error at which seeded noise on the user's gains crosses the STRICT ratio (or the no-adapter ppl), over ${bet}'s own RMS error (median [min, max] over the noise seeds; "> x": the curve stays below the threshold up to the grid's largest error; below 1: ${bet}'s error alone is more than the user tolerates).`,
     '',
     `| user | family | ${bet} / reference | tier | no-adapter / reference | ${bet} RMS error | ${NOISE_DISTRIBUTIONS.map((n) => `margin to STRICT (${n}) | margin to no adapter (${n})`).join(' | ')} |`,
     `|---|---|---:|---|---:|---:|${NOISE_DISTRIBUTIONS.map(() => '---:|---:').join('|')}|`,
@@ -360,7 +376,7 @@ export function distributionMarkdown(d: FleetDistribution, svgName?: string): st
     const cells =
       m === null
         ? NOISE_DISTRIBUTIONS.flatMap(() => ['not measured', 'not measured'])
-        : NOISE_DISTRIBUTIONS.flatMap((n) => [spreadText(m.curves[n]!.strict), spreadText(m.curves[n]!.noAdapter)]);
+        : NOISE_DISTRIBUTIONS.flatMap((n) => [marginText(m.curves[n]!.strict, m.grid), marginText(m.curves[n]!.noAdapter, m.grid)]);
     lines.push(
       `| ${md(l.user)} | ${md(l.family)} | ${l.ratio.toFixed(4)} | ${l.tier} | ${l.adapterGain.toFixed(4)} | ${m === null ? 'not measured' : m.betRms.toExponential(2)} | ${cells.join(' | ')} |`,
     );
