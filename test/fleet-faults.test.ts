@@ -257,6 +257,21 @@ describe.skipIf(missing !== null)(`ternorm fleet on real Redis and PostgreSQL${m
     expect(await store.failures('generic-kill')).toEqual([]);
   }, 480_000);
 
+  it('a worker killed mid-margin: another worker finishes that noise margin, one row', async () => {
+    enqueue('margin-kill', goodUsers, '--margin-users', '1');
+    const a = worker();
+    await until('worker A to start the noise margin', () => /margin-kill\/\S+\/margin: started/.test(a.log()));
+    const victim = /margin-kill\/(\S+)\/margin: started/.exec(a.log())![1]!;
+    a.proc.kill('SIGKILL');
+    await a.exited;
+    expect(await store.margins('margin-kill')).toEqual([]);
+    const b = worker('--until-empty');
+    expect(await b.exited).toBe(0);
+    const m = await store.margins('margin-kill');
+    expect(m.map((x) => [x.user, x.worker])).toEqual([[victim, b.name]]);
+    expect(b.log()).toMatch(new RegExp(`margin-kill/${victim}/margin: done`));
+  }, 480_000);
+
   it('a rerun queues only the users not done; rerunning with other options is refused', async () => {
     expect(enqueue('pg-down', goodUsers)).toEqual({ run: 'pg-down', users: 5, enqueued: 0, skippedDone: 5, registered: false });
     const other = cli(

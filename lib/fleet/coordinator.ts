@@ -133,6 +133,9 @@ export async function enqueueMargins(
   const todo = (await store.worstBetUsers(rec.id, steps.marginUsers)).filter((w) => !have.has(w.user));
   if (todo.length === 0) return 0;
   const users = new Map(readFleetUsers(rec.usersSpec).map((u) => [u.user.name, u.user]));
+  const gone = todo.find((w) => !users.has(w.user));
+  if (gone !== undefined)
+    throw new Error(`run "${rec.id}": user "${gone.user}" is no longer in ${rec.usersSpec}; restore the run's users file`);
   if (o.retryFailed === true) {
     for (const w of todo) {
       const j = await queue.getJob(jobId(rec.id, w.user, 'margin'));
