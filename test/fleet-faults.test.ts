@@ -3,11 +3,14 @@
 // synthetic users, the real `ternorm fleet` executable in separate processes. Faults: a worker
 // killed with SIGKILL mid-user (another worker finishes that user: one row), a poison user (fails
 // after its attempts, reason stored, the others finish), Redis killed and restarted mid-run (the
-// run completes), PostgreSQL down for a while (retried, nothing lost). Then: a rerun skips the
-// users done, and the report from SQL holds the very results `ternorm bet` computes for the same
-// users.
+// run completes), PostgreSQL down for a while (retried, nothing lost), a worker killed while it
+// trains the run's generic adapter (another trains it, one stored, every user scored under it).
+// Then: a rerun skips the users done, and the report from SQL holds the very results `ternorm bet
+// --personal` computes for the same users (the generic adapter's numbers and PERSONAL-LOST too),
+// with the noise margins of the users int8 per tensor loses most, byte-identical when regenerated.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -16,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBet } from '../lib/bet/protocol.js';
 import { readResults } from '../lib/bet/results.js';
 import { FleetStore, SCHEMA_VERSION } from '../lib/fleet/store.js';
-import { TIERS } from '../lib/fleet/distribution.js';
+import { TIERS, type FleetDistribution } from '../lib/fleet/distribution.js';
 import { Model } from '../lib/model/index.js';
 import { BpeTokenizer } from '../lib/tokenizer/bpe.js';
 import { packageRoot } from '../lib/util/package-root.js';
@@ -36,6 +39,9 @@ const modelPath = join(dir, 'base.tnm');
 const GOOD = ['sea1', 'sea2', 'code1', 'code2', 'mixed1'];
 // the same settings for `fleet run` and for the `bet` the report is compared with
 const SETTINGS = ['--max-steps', '12', '--calibration-tokens', '256', '--resamples', '200', '--seed', '3'];
+// the fleet's own steps, small: noise margins of the 2 worst users, 1 noise pattern per point
+const STEPS = ['--margin-users', '2', '--noise-seeds', '1'];
+const GENERIC_KILL_STEPS = 400;
 
 let redis: RedisServer;
 let pg: PostgresServer;
@@ -112,6 +118,7 @@ function enqueue(
     modelPath,
     '--json',
     ...SETTINGS,
+    ...STEPS,
     ...extra,
   );
   expect(r.code, r.stderr).toBe(0);
@@ -224,6 +231,47 @@ describe.skipIf(missing !== null)(`ternorm fleet on real Redis and PostgreSQL${m
     expect(await store.failures('pg-down')).toEqual([]);
   }, 480_000);
 
+  it('a worker killed while it trains the generic adapter: another worker trains it, one is stored, every user is scored under it', async () => {
+    // more steps than the other runs (later flags win) so the generic training lasts long enough to be killed in
+    enqueue('generic-kill', goodUsers, '--max-steps', String(GENERIC_KILL_STEPS), '--margin-users', '0');
+    const a = worker();
+    await until('worker A to train the generic adapter', () => /generic-kill: generic adapter: training/.test(a.log()));
+    a.proc.kill('SIGKILL');
+    await a.exited;
+    expect(await store.getGeneric('generic-kill')).toBeNull();
+    const b = worker('--until-empty');
+    const c = worker('--until-empty');
+    await settled('generic-kill', 5);
+    expect(await b.exited).toBe(0);
+    expect(await c.exited).toBe(0);
+    const g = (await store.getGeneric('generic-kill'))!;
+    expect([b.name, c.name]).toContain(g.worker);
+    expect(g.pool.users.map((u) => u.user)).toEqual(GOOD);
+    expect(g.pool.skipped).toEqual([]);
+    // trained once after the kill: exactly one of the survivors logged the training
+    expect([b, c].filter((w) => /generic-kill: generic adapter: training/.test(w.log()))).toHaveLength(1);
+    const got = await store.results('generic-kill');
+    expect(got.map((r) => r.user).sort()).toEqual([...GOOD].sort());
+    const sha = createHash('sha256').update(new Uint8Array(g.gains.buffer)).digest('hex');
+    for (const r of got) expect(r.generic!.gainsSha256).toBe(sha);
+    expect(await store.failures('generic-kill')).toEqual([]);
+  }, 480_000);
+
+  it('a worker killed mid-margin: another worker finishes that noise margin, one row', async () => {
+    enqueue('margin-kill', goodUsers, '--margin-users', '1');
+    const a = worker();
+    await until('worker A to start the noise margin', () => /margin-kill\/\S+\/margin: started/.test(a.log()));
+    const victim = /margin-kill\/(\S+)\/margin: started/.exec(a.log())![1]!;
+    a.proc.kill('SIGKILL');
+    await a.exited;
+    expect(await store.margins('margin-kill')).toEqual([]);
+    const b = worker('--until-empty');
+    expect(await b.exited).toBe(0);
+    const m = await store.margins('margin-kill');
+    expect(m.map((x) => [x.user, x.worker])).toEqual([[victim, b.name]]);
+    expect(b.log()).toMatch(new RegExp(`margin-kill/${victim}/margin: done`));
+  }, 480_000);
+
   it('a rerun queues only the users not done; rerunning with other options is refused', async () => {
     expect(enqueue('pg-down', goodUsers)).toEqual({ run: 'pg-down', users: 5, enqueued: 0, skippedDone: 5, registered: false });
     const other = cli(
@@ -262,29 +310,79 @@ describe.skipIf(missing !== null)(`ternorm fleet on real Redis and PostgreSQL${m
       adapterRun: { maxSteps: 12 },
       encode: { calibrationTokens: 256 },
       bootstrap: { resamples: 200 },
+      personal: true,
+      noise: { seeds: 1 },
     });
-    expect(fleet.users).toEqual(bet.users);
+    expect(fleet.users).toEqual(bet.users.map(({ noise: _noise, ...u }) => u));
     expect(fleet.verdicts).toEqual(bet.verdicts);
     expect(fleet.policy).toEqual(bet.policy);
     expect(fleet.criteria.sha256).toBe(bet.criteria.sha256);
     const md = readFileSync(join(out, 'report.md'), 'utf8');
     expect(md).toContain('## Tiers over users');
     expect(md).toContain('Fleet of 1000 users');
-    const dist = JSON.parse(readFileSync(join(out, 'distribution.json'), 'utf8'));
-    expect(dist.groups.map((g: { family: string }) => g.family)).toEqual(['all', 'code', 'mixed', 'sea']);
+    const dist = JSON.parse(readFileSync(join(out, 'distribution.json'), 'utf8')) as FleetDistribution;
+    expect(dist.groups.map((g) => g.family)).toEqual(['all', 'code', 'mixed', 'sea']);
     // every scheme's tiers count every user once, and the interval holds the point share
     for (const g of dist.groups) {
-      for (const tiers of Object.values(g.schemes) as Record<
-        string,
-        { count: number; fraction: number; ci: { low: number; high: number } }
-      >[]) {
-        expect(TIERS.reduce((n, t) => n + tiers[t]!.count, 0)).toBe(g.users);
-        for (const t of TIERS) {
-          expect(tiers[t]!.ci.low).toBeLessThanOrEqual(tiers[t]!.fraction + 1e-12);
-          expect(tiers[t]!.ci.high).toBeGreaterThanOrEqual(tiers[t]!.fraction - 1e-12);
+      for (const sh of Object.values(g.schemes)) {
+        expect(TIERS.reduce((n, t) => n + sh.tiers[t].count, 0)).toBe(g.users);
+        for (const x of [...TIERS.map((t) => sh.tiers[t]), sh.personalLost!]) {
+          expect(x.ci.low).toBeLessThanOrEqual(x.fraction + 1e-12);
+          expect(x.ci.high).toBeGreaterThanOrEqual(x.fraction - 1e-12);
         }
+        expect(sh.personalLost!.users).toBe(g.users);
       }
     }
+    // the generic adapter: the same pool (every text whole, under the bound), recipe and seed as
+    // `bet --personal`, so the same numbers, and the same PERSONAL-LOST counts
+    const m = bet.personal!.measured;
+    const sqlRows = await store.results('pg-down');
+    for (const r of sqlRows) {
+      const k = m.users.indexOf(r.user);
+      expect(r.generic!.validation.meanNll).toBe(m.genericMeanNll.validation[k]);
+      expect(r.generic!.test.meanNll).toBe(m.genericMeanNll.test[k]);
+      expect(r.generic!.validation.ci).toEqual(m.ci.genericOverOwn.validation[k]);
+      expect(r.generic!.test.ci).toEqual(m.ci.genericOverOwn.test[k]);
+    }
+    expect((await store.getGeneric('pg-down'))!.trainBytes).toBe(m.generic.trainBytes);
+    for (const lost of bet.personal!.analysis.personalLost!) {
+      expect(dist.groups[0]!.schemes[lost.scheme]!.personalLost!.count).toBe(lost.validation.count);
+      expect(dist.groups[0]!.schemes[lost.scheme]!.personalLostTest).toBe(lost.test.count);
+    }
+    // the noise margins: the 2 users int8 per tensor loses most, each sweep the bet's --noise one
+    const ratio = (u: (typeof fleet.users)[number]): number =>
+      u.test.conditions.int8_per_tensor!.ppl.value / u.test.conditions.raw_fp32!.ppl.value;
+    const worst = [...fleet.users].sort((a, b) => ratio(b) - ratio(a) || (a.user < b.user ? -1 : 1)).slice(0, 2);
+    const margins = await store.margins('pg-down');
+    expect(margins.map((x) => x.user)).toEqual(worst.map((u) => u.user).sort());
+    expect(dist.betLosers.users.map((l) => l.user).slice(0, 2)).toEqual(worst.map((u) => u.user));
+    for (const l of dist.betLosers.users) {
+      const b = bet.users.find((u) => u.user === l.user)!;
+      if (!worst.some((u) => u.user === l.user)) {
+        expect(l.margin).toBeNull();
+        continue;
+      }
+      expect(margins.find((x) => x.user === l.user)!.measured).toEqual(b.noise!.measured);
+      for (const d of ['uniform', 'gaussian'] as const) {
+        const c = b.noise!.analysis.curves[d];
+        expect(l.margin!.curves[d]).toEqual({
+          strict: { spread: c.margin.strict, where: c.crossings.strict.map((x) => x.where) },
+          noAdapter: { spread: c.margin.noAdapter, where: c.crossings.noAdapter.map((x) => x.where) },
+        });
+      }
+    }
+    expect(md).toContain('## Minimum safe bytes');
+    expect(md).toContain('PERSONAL-LOST');
+    expect(dist.safeBytes.users + dist.safeBytes.none).toBe(5);
+    expect(dist.safeBytes.histogram.reduce((n, h) => n + h.users, 0)).toBe(dist.safeBytes.users);
     expect(readFileSync(join(out, 'report.svg'), 'utf8')).toMatch(/<svg[\s>]/);
+    expect(readFileSync(join(out, 'min-safe-bytes.svg'), 'utf8')).toMatch(/<svg[\s>]/);
+    // regenerated from the same rows: the same bytes, file by file
+    const again = join(dir, 'report-again');
+    const r2 = cli('fleet', 'report', '--pg', pg.url, '--run', 'pg-down', '--out', again, '--fleet-users', '1000');
+    expect(r2.code, r2.stderr).toBe(0);
+    const files = readdirSync(out).sort();
+    expect(readdirSync(again).sort()).toEqual(files);
+    for (const f of files) expect(readFileSync(join(again, f)).equals(readFileSync(join(out, f))), f).toBe(true);
   });
 });

@@ -374,6 +374,10 @@ export interface BetPipeline {
   measureUser(u: BetUser, inputs: UserInputs): Promise<UserEvaluation>;
   /** --personal, after every user: the cross-user matrix and the generic adapter (personal.ts). */
   measurePersonal(r: AdapterCompressResults): Promise<PersonalMeasured>;
+  /** The generic adapter: the run's training recipe and seed on these training texts, interleaved (interleave). */
+  trainGeneric(texts: readonly Uint8Array[]): Promise<{ gains: Float32Array; trainBytes: number }>;
+  /** Per-token NLLs of a user's validation and test tokens under other gains (the fleet's generic adapter). */
+  scoreGains(gains: Float32Array, inputs: UserInputs): Promise<Record<SplitName, NllArray>>;
 }
 
 /** Opens the per-user pipeline of a run (see BetPipeline); `o.out`, `resume` and `overwrite` are runBet's. */
@@ -453,7 +457,19 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
   const fixtures = (): Fixtures => (fx ??= getFixtures({ userSplit: o.split }));
   let fleetFx: FleetFixtures | undefined;
   const fleet = (): FleetFixtures => (fleetFx ??= getFleetFixtures());
-  return { header, readInputs, measureUser, measurePersonal };
+  return { header, readInputs, measureUser, measurePersonal, trainGeneric, scoreGains };
+
+  async function trainGeneric(texts: readonly Uint8Array[]): Promise<{ gains: Float32Array; trainBytes: number }> {
+    const pooled = interleave(texts);
+    return { gains: (await train('generic', pooled, o.seed)).adapter.gains, trainBytes: pooled.length };
+  }
+
+  async function scoreGains(gains: Float32Array, { splitTokens }: UserInputs): Promise<Record<SplitName, NllArray>> {
+    return {
+      validation: (await evaluate(model, gains, splitTokens.validation, { threads, actQuant })).nll,
+      test: (await evaluate(model, gains, splitTokens.test, { threads, actQuant })).nll,
+    };
+  }
 
   function readInputs(u: BetUser): UserInputs {
     const texts = userTexts(u, fixtures, fleet, o.split);
@@ -736,8 +752,7 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
         hooks.onProgress?.(++done, n * (n - 1), `${names[i]} adapter on ${names[j]} text`);
       }
     }
-    const pooled = interleave(names.map((u) => user(u).train));
-    const generic = (await train('generic', pooled, o.seed)).adapter;
+    const { gains: generic, trainBytes } = await trainGeneric(names.map((u) => user(u).train));
     hooks.onStage?.('generic', 'evaluate', 2 * n);
     const genericMeanNll: PersonalMeasured['genericMeanNll'] = { validation: [], test: [] };
     const genericOverOwn: PersonalMeasured['ci']['genericOverOwn'] = { validation: [], test: [] };
@@ -753,7 +768,7 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
     }
     return {
       users: names,
-      generic: { seed: o.seed, trainBytes: pooled.length },
+      generic: { seed: o.seed, trainBytes },
       testMeanNll,
       genericMeanNll,
       ci: { othersOverOwn, genericOverOwn },

@@ -9,6 +9,7 @@ import { enqueueRun, fleetReport, runStatus } from '../fleet/coordinator.js';
 import { openQueue, redisConnection, DEFAULT_ATTEMPTS } from '../fleet/queue.js';
 import { FleetStore } from '../fleet/store.js';
 import { startWorker } from '../fleet/worker.js';
+import { GENERIC_POOL_BYTES, MARGIN_NOISE_SEEDS, MARGIN_USERS } from '../fleet/run-steps.js';
 import { coreLimits, orchestrationLimit, SEED_LIMIT } from '../model/limits.js';
 import { adapterRunLimits } from '../model/train-adapter.js';
 import { defined, parse, required, S, SHOW_HELP, UsageError, type Io } from './args.js';
@@ -21,11 +22,15 @@ export const FLEET_SUBCOMMANDS = ['run', 'worker', 'status', 'report'] as const;
 export const FLEET_USAGE = `  fleet run       register a fleet run in PostgreSQL (criteria hashed first) and queue one job per user on Redis
     --redis redis://HOST:PORT --pg postgresql://... --users fixture:NAME|users.jsonl [--run ID] [--attempts ${DEFAULT_ATTEMPTS}]
     [--model M] [--criteria FILE] [--seed 0] [--seeds 1] [--max-steps N] [--calibration-tokens N] [--group-size 32]
-    [--mixed-budget BYTES] [--resamples 2000] [--json]   (the same ID again: queues only the users not done)
+    [--mixed-budget BYTES] [--resamples 2000] [--margin-users ${MARGIN_USERS}] [--noise-seeds ${MARGIN_NOISE_SEEDS}]
+    [--generic-pool-bytes ${GENERIC_POOL_BYTES}] [--json]   (the same ID again: queues only the users not done)
+    the generic adapter (PERSONAL-LOST) is trained once per run on the users' training texts pooled (at most
+    --generic-pool-bytes); when every user is settled, the --margin-users users int8 per tensor loses most get a noise-margin job
   fleet worker    run queued users (the bet's per-user pipeline), one row per user in PostgreSQL; any number of machines
     --redis URL --pg URL [--concurrency 1] [--threads N] [--lock-seconds 30] [--until-empty]
   fleet status    done / failed / running, users per minute, ETA   --redis URL --pg URL --run ID [--json]
-  fleet report    the bet's JSON / Markdown / SVG report from SQL, plus tiers over users with CIs
+  fleet report    the bet's JSON / Markdown / SVG report from SQL, plus tiers and PERSONAL-LOST over users with CIs,
+                  the minimum safe bytes (quantiles, histogram) and the worst users' margin factors
     --pg URL --run ID --out DIR [--fleet-users 215000] [--json]
 `;
 
@@ -59,6 +64,9 @@ export async function cmdFleetSub(sub: (typeof FLEET_SUBCOMMANDS)[number], argv:
         'group-size': S,
         'mixed-budget': S,
         resamples: S,
+        'margin-users': S,
+        'noise-seeds': S,
+        'generic-pool-bytes': S,
         json: { type: 'boolean' },
       });
       if (v.help) return SHOW_HELP;
@@ -72,6 +80,9 @@ export async function cmdFleetSub(sub: (typeof FLEET_SUBCOMMANDS)[number], argv:
         'group-size': c.groupSize,
         'mixed-budget': narrowed(c.byteBudget, { min: 1 }),
         resamples: orchestrationLimit(2, 1_000_000, true, null, 'bootstrap resamples'),
+        'margin-users': orchestrationLimit(0, 100_000, true, MARGIN_USERS, 'users given a noise-margin job'),
+        'noise-seeds': orchestrationLimit(1, 100, true, MARGIN_NOISE_SEEDS, 'noise patterns per margin point'),
+        'generic-pool-bytes': orchestrationLimit(1024, 1 << 30, true, GENERIC_POOL_BYTES, "bytes of the users' training texts pooled"),
       });
       const redis = required(v, 'redis');
       const pg = required(v, 'pg');
@@ -88,6 +99,7 @@ export async function cmdFleetSub(sub: (typeof FLEET_SUBCOMMANDS)[number], argv:
             usersSpec,
             run: v.run as string | undefined,
             attempts: n.attempts,
+            steps: defined({ marginUsers: n['margin-users'], noiseSeeds: n['noise-seeds'], genericPoolBytes: n['generic-pool-bytes'] }),
             options: {
               modelPath,
               criteriaPath: v.criteria as string | undefined,
@@ -171,6 +183,8 @@ export async function cmdFleetSub(sub: (typeof FLEET_SUBCOMMANDS)[number], argv:
             `run ${s.run}: ${s.users} users: ${s.done} done, ${s.failed} failed, ${s.running} running, ${s.waiting} waiting`,
             `rate ${s.usersPerMinute.toFixed(2)} users/min (last ${s.windowSeconds / 60} min)` +
               `${s.cpuSecondsPerUser === null ? '' : `, ${s.cpuSecondsPerUser.toFixed(1)} CPU-s per user`}; ETA ${s.etaSeconds === null ? 'unknown (no user done recently)' : formatDuration(s.etaSeconds)}`,
+            `generic adapter: ${s.generic === null ? 'not trained yet' : `stored by ${s.generic.worker} (${s.generic.seconds.toFixed(1)} s, ${s.generic.trainBytes} bytes pooled)`}; ` +
+              `noise margins: ${s.margins.done} of ${s.margins.users} done, ${s.margins.running} running`,
             ...s.failures.map((f) => `failed: ${f.user} after ${f.attempts} attempt(s): ${f.reason}`),
           ];
           io.stdout.write(terminalText(lines.join('\n') + '\n', true));

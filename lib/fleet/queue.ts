@@ -1,7 +1,8 @@
 // The fleet's queue on Redis (BullMQ): one queue for every run, one job per (run, user) whose id
 // "<run>/<user>" makes enqueueing the same user twice a no-op (BullMQ refuses ':' in custom ids;
-// '/' is in neither a run id nor a user name). A job carries the user, never the results: those
-// go to PostgreSQL (store.ts).
+// '/' is in neither a run id nor a user name), and, once every user is settled, one noise-margin job
+// per (run, user, 'margin') for the users the bet's encoding loses most ("<run>/<user>/margin"). A
+// job carries the user, never the results: those go to PostgreSQL (store.ts).
 
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -17,19 +18,21 @@ export interface FleetJob {
   user: BetUser;
   family: string;
   ordinal: number;
+  /** 'user' (the bet's per-user pipeline; absent in jobs queued before margins existed) or 'margin' (its noise sweep). */
+  kind?: 'user' | 'margin';
 }
 
-export function jobId(run: string, user: string): string {
-  return `${run}/${user}`;
+export function jobId(run: string, user: string, kind: 'user' | 'margin' = 'user'): string {
+  return kind === 'user' ? `${run}/${user}` : `${run}/${user}/${kind}`;
 }
 
 /** Attempts per user before it is recorded as failed, and the wait before a retry (doubling). */
 export const DEFAULT_ATTEMPTS = 3;
 export const RETRY_BACKOFF_MS = 1000;
 
-export function jobOptions(run: string, user: string, attempts: number): JobsOptions {
+export function jobOptions(run: string, user: string, attempts: number, kind: 'user' | 'margin' = 'user'): JobsOptions {
   return {
-    jobId: jobId(run, user),
+    jobId: jobId(run, user, kind),
     attempts,
     backoff: { type: 'exponential', delay: RETRY_BACKOFF_MS },
     // the results live in PostgreSQL; a finished job only costs Redis memory

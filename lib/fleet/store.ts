@@ -14,7 +14,9 @@
 
 import pg from 'pg';
 
+import type { NoiseMeasured } from '../bet/noise.js';
 import type { RegisteredRun, UserResult } from '../bet/results.js';
+import type { Interval } from '../bet/stats.js';
 
 /** Migrations, in order; the index + 1 is the schema version. Never edit one that has shipped: append. */
 const MIGRATIONS: readonly string[] = [
@@ -58,6 +60,30 @@ const MIGRATIONS: readonly string[] = [
      failed_at timestamptz NOT NULL DEFAULT now(),
      PRIMARY KEY (run_id, user_name)
    );`,
+  // 2: the run's generic adapter (PERSONAL-LOST), each user's score under it, the noise margins
+  `CREATE TABLE fleet_generic (
+     run_id text PRIMARY KEY REFERENCES fleet_runs (id),
+     gains bytea NOT NULL,
+     gains_sha256 text NOT NULL,
+     train_bytes integer NOT NULL,
+     pool jsonb NOT NULL,
+     seconds double precision NOT NULL,
+     cpu_seconds double precision NOT NULL,
+     worker text NOT NULL,
+     finished_at timestamptz NOT NULL DEFAULT now()
+   );
+   ALTER TABLE fleet_results ADD COLUMN generic jsonb;
+   CREATE TABLE fleet_margins (
+     run_id text NOT NULL REFERENCES fleet_runs (id),
+     user_name text NOT NULL,
+     measured jsonb NOT NULL,
+     seconds double precision NOT NULL,
+     cpu_seconds double precision NOT NULL,
+     worker text NOT NULL,
+     finished_at timestamptz NOT NULL DEFAULT now(),
+     PRIMARY KEY (run_id, user_name),
+     FOREIGN KEY (run_id, user_name) REFERENCES fleet_results (run_id, user_name)
+   );`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -72,6 +98,49 @@ export interface RunRecord {
   createdAt?: string;
 }
 
+/** The users whose training texts the generic adapter was trained on, and those left out (their text could not be read). */
+export interface GenericPool {
+  /** Bytes of each pooled user's training text taken (a prefix; the whole text while the pool is under its bound). */
+  users: { user: string; bytes: number }[];
+  skipped: { user: string; reason: string }[];
+  /** The bound on the pooled bytes the run registered. */
+  maxBytes: number;
+}
+
+/** The run's generic adapter, as the worker that trained it stored it. */
+export interface GenericRow {
+  run: string;
+  gains: Float32Array;
+  trainBytes: number;
+  pool: GenericPool;
+  seconds: number;
+  cpuSeconds: number;
+  worker: string;
+}
+
+/** One split of a user under the generic adapter: its mean NLL and the paired bootstrap interval of ppl(generic) / ppl(own). */
+export interface GenericSplitScore {
+  meanNll: number;
+  ci: Interval;
+}
+
+/** A user's scores under the run's generic adapter (the PERSONAL-LOST tier is derived from them and the row's statistics). */
+export interface GenericScore {
+  gainsSha256: string;
+  validation: GenericSplitScore;
+  test: GenericSplitScore;
+}
+
+/** A user's noise sweep (a follow-up job for the users the bet's encoding loses most). */
+export interface MarginRow {
+  run: string;
+  user: string;
+  measured: NoiseMeasured;
+  seconds: number;
+  cpuSeconds: number;
+  worker: string;
+}
+
 /** One user's row, as a worker writes it. */
 export interface ResultRow {
   run: string;
@@ -83,6 +152,8 @@ export interface ResultRow {
   result: UserResult;
   /** Test-split perplexities: the criteria's no-adapter, reference and bet conditions, and the policy's choice. */
   ppl: { noAdapter: number; reference: number; bet: number; choice: number };
+  /** The user under the run's generic adapter (workers always score it; bench/fleet.ts's synthetic rows leave it out). */
+  generic?: GenericScore;
   seconds: number;
   cpuSeconds: number;
   worker: string;
@@ -134,6 +205,7 @@ function transient(err: unknown): boolean {
 
 export class FleetStore {
   private constructor(
+    private readonly url: string,
     private readonly pool: pg.Pool,
     private readonly retrySeconds: number,
     private readonly log: (line: string) => void,
@@ -144,7 +216,7 @@ export class FleetStore {
     const pool = new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 5000 });
     // An idle client whose server went away reports here; the next query reconnects (withRetry).
     pool.on('error', () => undefined);
-    const s = new FleetStore(pool, o.retrySeconds ?? 60, o.log ?? (() => undefined));
+    const s = new FleetStore(url, pool, o.retrySeconds ?? 60, o.log ?? (() => undefined));
     try {
       await s.migrate();
     } catch (err) {
@@ -271,8 +343,8 @@ export class FleetStore {
         const u = r.result;
         const res = await c.query(
           `INSERT INTO fleet_results (run_id, user_name, ordinal, family, tiers, choice, choice_bytes,
-             no_adapter_ppl, reference_ppl, bet_ppl, choice_ppl, result, seconds, cpu_seconds, worker)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+             no_adapter_ppl, reference_ppl, bet_ppl, choice_ppl, result, seconds, cpu_seconds, worker, generic)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
            ON CONFLICT (run_id, user_name) DO NOTHING`,
           [
             r.run,
@@ -290,6 +362,7 @@ export class FleetStore {
             r.seconds,
             r.cpuSeconds,
             r.worker,
+            r.generic === undefined ? null : JSON.stringify(r.generic),
           ],
         );
         await c.query('DELETE FROM fleet_failures WHERE run_id = $1 AND user_name = $2', [r.run, r.user]);
@@ -340,15 +413,153 @@ export class FleetStore {
     );
   }
 
-  /** The users' results in the run's user order. */
-  async results(run: string): Promise<{ user: string; family: string; result: UserResult; tiers: Record<string, string> }[]> {
+  /** The users' results in the run's user order (`generic` null in rows written before schema 2). */
+  async results(
+    run: string,
+  ): Promise<
+    { user: string; family: string; result: UserResult; tiers: Record<string, string>; generic: GenericScore | null; finishedAt: Date }[]
+  > {
     return this.withRetry('results', async (c) =>
       (
-        await c.query<{ user_name: string; family: string; result: UserResult; tiers: Record<string, string> }>(
-          'SELECT user_name, family, result, tiers FROM fleet_results WHERE run_id = $1 ORDER BY ordinal, user_name',
+        await c.query<{
+          user_name: string;
+          family: string;
+          result: UserResult;
+          tiers: Record<string, string>;
+          generic: GenericScore | null;
+          finished_at: Date;
+        }>(
+          'SELECT user_name, family, result, tiers, generic, finished_at FROM fleet_results WHERE run_id = $1 ORDER BY ordinal, user_name',
           [run],
         )
-      ).rows.map((r) => ({ user: r.user_name, family: r.family, result: r.result, tiers: r.tiers })),
+      ).rows.map((r) => ({
+        user: r.user_name,
+        family: r.family,
+        result: r.result,
+        tiers: r.tiers,
+        generic: r.generic,
+        finishedAt: r.finished_at,
+      })),
+    );
+  }
+
+  /** One user's stored result, or null. */
+  async resultOf(run: string, user: string): Promise<UserResult | null> {
+    return this.withRetry(
+      'result lookup',
+      async (c) =>
+        (await c.query<{ result: UserResult }>('SELECT result FROM fleet_results WHERE run_id = $1 AND user_name = $2', [run, user]))
+          .rows[0]?.result ?? null,
+    );
+  }
+
+  // ---- the generic adapter: trained once per run, by whichever worker first holds the run's lock ----
+
+  async getGeneric(run: string): Promise<GenericRow | null> {
+    return this.withRetry('generic adapter lookup', async (c) => {
+      const { rows } = await c.query<{
+        gains: Buffer;
+        gains_sha256: string;
+        train_bytes: number;
+        pool: GenericPool;
+        seconds: number;
+        cpu_seconds: number;
+        worker: string;
+      }>('SELECT gains, gains_sha256, train_bytes, pool, seconds, cpu_seconds, worker FROM fleet_generic WHERE run_id = $1', [run]);
+      const r = rows[0];
+      if (r === undefined) return null;
+      if (r.gains.length % 4 !== 0) throw new Error(`run "${run}": the stored generic adapter is ${r.gains.length} bytes, not f32 gains`);
+      // a copy: the Buffer may be a view into a shared pool, not 4-byte aligned
+      const gains = new Float32Array(new Uint8Array(r.gains).buffer);
+      return { run, gains, trainBytes: r.train_bytes, pool: r.pool, seconds: r.seconds, cpuSeconds: r.cpu_seconds, worker: r.worker };
+    });
+  }
+
+  /** Stores the run's generic adapter unless one is stored (the first stays); true if this call stored it. */
+  async putGeneric(g: GenericRow, sha256: string): Promise<boolean> {
+    return this.withRetry('generic adapter write', async (c) => {
+      const bytes = Buffer.from(g.gains.buffer, g.gains.byteOffset, g.gains.byteLength);
+      const res = await c.query(
+        `INSERT INTO fleet_generic (run_id, gains, gains_sha256, train_bytes, pool, seconds, cpu_seconds, worker)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (run_id) DO NOTHING`,
+        [g.run, bytes, sha256, g.trainBytes, JSON.stringify(g.pool), g.seconds, g.cpuSeconds, g.worker],
+      );
+      return res.rowCount === 1;
+    });
+  }
+
+  /**
+   * Runs fn while holding the run's generic-training lock (a session advisory lock on a connection
+   * of its own), or returns undefined at once if another session holds it. A worker that dies drops
+   * its connection and PostgreSQL releases the lock; so does a server restart, after which a second
+   * worker may train too: the deterministic training gives the same gains and putGeneric keeps one.
+   */
+  async withGenericLock<T>(run: string, fn: () => Promise<T>): Promise<T | undefined> {
+    const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 5000 });
+    client.on('error', () => undefined);
+    const key = `ternorm-fleet-generic:${run}`;
+    try {
+      let held: boolean;
+      try {
+        await client.connect();
+        held = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [key])).rows[0]!.ok;
+      } catch (err) {
+        // the server is (re)starting: not acquired this time; the caller polls again
+        if (transient(err)) return undefined;
+        throw err;
+      }
+      if (!held) return undefined;
+      try {
+        return await fn();
+      } finally {
+        await client.query('SELECT pg_advisory_unlock(hashtext($1))', [key]).catch(() => undefined);
+      }
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  // ---- noise margins ----
+
+  /** The done users with the largest test ppl ratio of the bet's encoding to the reference, largest first (ties by name). */
+  async worstBetUsers(run: string, n: number): Promise<{ user: string; family: string; ordinal: number; ratio: number }[]> {
+    return this.withRetry('worst users', async (c) =>
+      (
+        await c.query<{ user_name: string; family: string; ordinal: number; ratio: number }>(
+          `SELECT user_name, family, ordinal, bet_ppl / reference_ppl AS ratio FROM fleet_results WHERE run_id = $1
+           ORDER BY bet_ppl / reference_ppl DESC, user_name COLLATE "C" LIMIT $2`,
+          [run, n],
+        )
+      ).rows.map((r) => ({ user: r.user_name, family: r.family, ordinal: r.ordinal, ratio: r.ratio })),
+    );
+  }
+
+  async putMargin(m: MarginRow): Promise<boolean> {
+    return this.withRetry('margin write', async (c) => {
+      const res = await c.query(
+        `INSERT INTO fleet_margins (run_id, user_name, measured, seconds, cpu_seconds, worker)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, user_name) DO NOTHING`,
+        [m.run, m.user, JSON.stringify(m.measured), m.seconds, m.cpuSeconds, m.worker],
+      );
+      return res.rowCount === 1;
+    });
+  }
+
+  async margins(run: string): Promise<MarginRow[]> {
+    return this.withRetry('margins', async (c) =>
+      (
+        await c.query<{ user_name: string; measured: NoiseMeasured; seconds: number; cpu_seconds: number; worker: string }>(
+          'SELECT user_name, measured, seconds, cpu_seconds, worker FROM fleet_margins WHERE run_id = $1 ORDER BY user_name COLLATE "C"',
+          [run],
+        )
+      ).rows.map((r) => ({
+        run,
+        user: r.user_name,
+        measured: r.measured,
+        seconds: r.seconds,
+        cpuSeconds: r.cpu_seconds,
+        worker: r.worker,
+      })),
     );
   }
 
