@@ -133,6 +133,8 @@ export class PostgresServer {
     const dir = keptDir(o.dir) ?? mkdtempSync(join(tmpdir(), 'ternorm-pg-'));
     const s = new PostgresServer(await freePort(), dir, pgBin()!, o.fsync ?? false);
     if (existsSync(join(dir, 'data', 'PG_VERSION'))) {
+      // a server left running on these files by a killed run is stopped first (it listens on another port)
+      if (existsSync(join(dir, 'data', 'postmaster.pid'))) s.run('pg_ctl', ['-D', join(dir, 'data'), '-m', 'fast', '-w', 'stop'], true);
       await s.start();
       return s;
     }
@@ -151,10 +153,15 @@ export class PostgresServer {
     return `postgresql://postgres@127.0.0.1:${this.port}/postgres`;
   }
 
-  private run(cmd: string, args: string[]): void {
+  /** mayFail: a failure is expected (e.g. stopping a server that is not running) and ignored. */
+  private run(cmd: string, args: string[], mayFail = false): void {
     const exe = join(this.bin, cmd);
-    if (asRoot) execFileSync('runuser', ['-u', 'postgres', '--', exe, ...args], { stdio: 'ignore', cwd: this.dir });
-    else execFileSync(exe, args, { stdio: 'ignore' });
+    try {
+      if (asRoot) execFileSync('runuser', ['-u', 'postgres', '--', exe, ...args], { stdio: 'ignore', cwd: this.dir });
+      else execFileSync(exe, args, { stdio: 'ignore' });
+    } catch (e) {
+      if (!mayFail) throw e;
+    }
   }
 
   async start(): Promise<void> {

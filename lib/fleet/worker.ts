@@ -94,8 +94,11 @@ export function startWorker(o: WorkerOptions): FleetWorker {
   function pipeline(rec: RunRecord, user: FleetJob['user'], extra: Pick<BetOptions, 'noise'> = {}): BetPipeline {
     const { fleet: _steps, ...options } = rec.options;
     const bet = openBet({ ...(options as unknown as RunOptions), ...extra, users: [user], threads: o.threads });
-    // the model, criteria and settings this worker has must be the run's
-    if (identity(buildHeader(bet.header, rec.registered.criteria.registeredAt)) !== identity(rec.registered))
+    // the model, criteria and settings this worker has must be the run's (a margin job's noise sweep,
+    // which the header records as run.noise, is the follow-up's own setting, not the run's)
+    const mine = buildHeader(bet.header, rec.registered.criteria.registeredAt);
+    const { noise: _sweep, ...run } = mine.run;
+    if (identity({ ...mine, run }) !== identity(rec.registered))
       throw new UnrecoverableError(`run "${rec.id}": this worker's model, criteria or settings differ from the run's registration`);
     return bet;
   }
