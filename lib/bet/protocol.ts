@@ -420,9 +420,11 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
   }
   const adapterRun = resolveAdapterRun(model, o.adapterRun);
   const { noAdapter } = criteria.criteria.conditions;
+  // 1..context (the evaluator's 0, "context / 2", is what leaving it out means)
   const evalStride =
-    o.evalStride === undefined ? undefined : checkLimit(coreLimits().eval.stride, o.evalStride, 'eval stride', model.config.context);
-  if (evalStride === 0) throw new RangeError('eval stride must be in 1..context; leave it out for the default (context / 2)');
+    o.evalStride === undefined
+      ? undefined
+      : checkLimit({ ...coreLimits().eval.stride, min: 1 }, o.evalStride, 'eval stride', model.config.context);
   const run = runConfig(adapterRun, o.encode, calibrationTokens, o.split, o.actQuant, o.frontier, evalStride);
   // --frontier: each budgeted method at each budget of the ladder, after the menu
   const frontierEncodings =
