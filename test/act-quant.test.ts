@@ -103,8 +103,8 @@ describe('actQuant', () => {
   it("the bet records a non-default mode in run.actQuant and --resume's check names a change", () => {
     const model = Model.create(CONFIG, 5);
     const run = resolveAdapterRun(model, {});
-    const token = runConfig(run, undefined, 512, {}, 'token');
-    const block = runConfig(run, undefined, 512, {}, 'block256');
+    const token = runConfig(run, undefined, 512, { actQuant: 'token' });
+    const block = runConfig(run, undefined, 512, { actQuant: 'block256' });
     expect('actQuant' in token).toBe(false); // default runs keep their files' bytes
     expect(block.actQuant).toBe('block256');
     expect(runConfigDiffs(token, runConfig(run, undefined, 512))).toEqual([]);

@@ -14,9 +14,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { canonicalJson } from '../lib/bet/criteria.js';
 import { NOISE_RMS_GRID, perturbGains } from '../lib/bet/noise.js';
-import { runBet, BET_METHODS, FRONTIER_EXTRA_METHODS, userTexts, type BetOptions } from '../lib/bet/protocol.js';
+import {
+  runBet,
+  BET_METHODS,
+  CALIBRATED_GATE_MIN_TOKENS,
+  FRONTIER_EXTRA_METHODS,
+  userTexts,
+  type BetOptions,
+} from '../lib/bet/protocol.js';
 import { renderReport } from '../lib/bet/report.js';
-import { readResults, resultsSchemaPath, type AdapterCompressResults } from '../lib/bet/results.js';
+import { readResults, resultsSchemaPath, runConfigDiffs, type AdapterCompressResults } from '../lib/bet/results.js';
 import { perplexity } from '../lib/bet/stats.js';
 import { run } from '../lib/cli/run.js';
 import { sha256Hex } from '../lib/util/hash.js';
@@ -124,12 +131,41 @@ describe('ternorm bet (protocol)', () => {
     expect(u.policy.test.ppl.value).toBe(u.test.conditions[u.policy.choice]!.ppl.value);
   });
 
+  it('evalStride (--eval-stride): recorded in the run; every split score uses it on the same tokens; --resume names a change', async () => {
+    const sailor = options('').users.slice(0, 1);
+    const r = await runBet(options(join(dir, 'stride.json'), { users: sailor, evalStride: TINY.context }));
+    expect(r.run.evalStride).toBe(TINY.context);
+    expect('evalStride' in results.run).toBe(false); // default runs keep their files' bytes
+    const model = Model.load(modelPath);
+    const u = r.users[0]!;
+    const u0 = results.users[0]!;
+    expect(u.texts).toEqual(u0.texts);
+    expect(u.encodings.raw_fp32).toEqual(u0.encodings.raw_fp32); // the same adapter: training does not score splits
+    const text = readFileSync(seaPath);
+    const part = (split: 'validation' | 'test') => Buffer.concat(u.texts[split].ranges.map(([s, e]) => text.subarray(s, e)));
+    for (const split of ['validation', 'test'] as const) {
+      const tokens = model.tokenizer!.encode(part(split));
+      const once = await evaluate(model, null, tokens, { stride: TINY.context });
+      const overlapping = await evaluate(model, null, tokens);
+      expect(once.nll.length).toBe(overlapping.nll.length);
+      expect(once.nWindows).toBeLessThan(overlapping.nWindows);
+      expect(u[split].conditions.no_adapter!.ppl.value).toBeCloseTo(once.perplexity, 10);
+      expect(u0[split].conditions.no_adapter!.ppl.value).toBeCloseTo(overlapping.perplexity, 10);
+    }
+    expect(runConfigDiffs(r.run, results.run)).toEqual([`evalStride (--eval-stride): ${TINY.context} in the file, absent now`]);
+    await expect(runBet(options(join(dir, 'stride0.json'), { users: sailor, evalStride: TINY.context + 1 }))).rejects.toThrow(
+      /eval stride/,
+    );
+  });
+
   it('int4_calibrated: searched on the held-out training tail, kept only beyond noise on the rest of it', () => {
     for (const u of results.users) {
       const p = u.encodings.int4_calibrated!.params;
       const [search, gate] = p['calibration.heldOutTokens']!;
       expect(search).toBeGreaterThan(100);
       expect(gate).toBeGreaterThanOrEqual(search! - 1); // the search takes the first half, rounded up
+      // too short a gate keeps no searched clip: the search is not run
+      if (gate! - 1 < CALIBRATED_GATE_MIN_TOKENS) expect(p['calibration.grid']).toEqual([1]);
       const clip = p['calibration.clip']!;
       if (clip.every((c) => c === 1)) continue; // clip 1 won, or the gate fell back to it
       const [ratio, low, high, kept] = p['calibration.gate']!;

@@ -219,11 +219,11 @@ describe('noise margin', () => {
   it('is recorded in the run, so --resume refuses a run swept otherwise (or not at all)', () => {
     const run = resolveAdapterRun(Model.create({ vocab: 300, dModel: 64, nLayers: 1, nHeads: 2, dFf: 128, context: 32 }, 5), {});
     const none = runConfig(run, undefined, 512);
-    const three = runConfig(run, undefined, 512, {}, undefined, undefined, {});
-    const two = runConfig(run, undefined, 512, {}, undefined, undefined, { seeds: 2 });
+    const three = runConfig(run, undefined, 512, { noise: {} });
+    const two = runConfig(run, undefined, 512, { noise: { seeds: 2 } });
     expect('noise' in none).toBe(false); // runs without --noise keep their files' bytes
     expect(three.noise).toEqual({ seeds: NOISE_SEEDS, rmsGrid: [...NOISE_RMS_GRID], distributions: [...NOISE_DISTRIBUTIONS] });
-    expect(runConfigDiffs(three, runConfig(run, undefined, 512, {}, undefined, undefined, { seeds: NOISE_SEEDS }))).toEqual([]);
+    expect(runConfigDiffs(three, runConfig(run, undefined, 512, { noise: { seeds: NOISE_SEEDS } }))).toEqual([]);
     expect(runConfigDiffs(three, two)).toEqual([
       `noise (--noise, --noise-seeds): ${JSON.stringify(three.noise)} in the file, ${JSON.stringify(two.noise)} now`,
     ]);

@@ -155,6 +155,13 @@ export interface BetOptions {
   /** The ternary activation quantisation of every training step, calibration and evaluation (default 'token'). */
   actQuant?: ActQuant;
   /**
+   * The window step (tokens, 1..context) of the split scores: every condition's validation and test
+   * NLLs, the extra seeds', the noise sweep's and the cross-user matrix's. Default: the evaluator's
+   * (context / 2). The context itself scores every token once in non-overlapping windows: the same
+   * tokens, about half the forward work, less left context for the tokens early in a window.
+   */
+  evalStride?: number;
+  /**
    * An existing results file: a complete run is replaced (the same command reproduces it); an
    * incomplete one is continued with `resume` (its users are kept and skipped) or replaced with
    * `overwrite`, and is an error otherwise, so no measured user is lost by accident.
@@ -272,6 +279,15 @@ export interface UserInputs {
   splitTokens: Record<SplitName, Int32Array>;
 }
 
+/** The run's settings beside adapter training and encoding, each recorded only when given. */
+export interface RunSettings {
+  split?: Partial<UserSplitOptions>;
+  actQuant?: ActQuant;
+  frontier?: BetOptions['frontier'];
+  noise?: BetOptions['noise'];
+  evalStride?: number;
+}
+
 /**
  * The run's configuration as recorded in the results (and compared on --resume): the resolved
  * adapter-training options (the seed is recorded apart) and the encoding options; null = the
@@ -281,16 +297,14 @@ export function runConfig(
   adapterRun: AdapterRunOptions,
   encode: BetOptions['encode'],
   calibrationTokens: number,
-  split: Partial<UserSplitOptions> = {},
-  actQuant?: ActQuant,
-  frontier?: BetOptions['frontier'],
-  noise?: BetOptions['noise'],
+  { split = {}, actQuant, frontier, noise, evalStride }: RunSettings = {},
 ): RunConfig {
   const { seed: _seed, ...training } = adapterRun;
   const given = Object.fromEntries(Object.entries(split).filter(([, v]) => v !== undefined));
   return {
     // Recorded only when not the default, so default runs keep their files' bytes.
     ...(actQuant === undefined || actQuant === coreLimits().actQuant.default ? {} : { actQuant: actQuant as 'block256' }),
+    ...(evalStride === undefined ? {} : { evalStride }),
     ...(frontier === undefined
       ? {}
       : { frontier: { ladder: checkLadder(frontier.ladder ?? FRONTIER_BUDGETS), methods: [...FRONTIER_METHODS] } }),
@@ -421,7 +435,18 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
   }
   const adapterRun = resolveAdapterRun(model, o.adapterRun);
   const { noAdapter } = criteria.criteria.conditions;
-  const run = runConfig(adapterRun, o.encode, calibrationTokens, o.split, o.actQuant, o.frontier, o.noise);
+  // 1..context (the evaluator's 0, "context / 2", is what leaving it out means)
+  const evalStride =
+    o.evalStride === undefined
+      ? undefined
+      : checkLimit({ ...coreLimits().eval.stride, min: 1 }, o.evalStride, 'eval stride', model.config.context);
+  const run = runConfig(adapterRun, o.encode, calibrationTokens, {
+    split: o.split,
+    actQuant: o.actQuant,
+    frontier: o.frontier,
+    noise: o.noise,
+    evalStride,
+  });
   // --frontier: each budgeted method at each budget of the ladder, after the menu
   const frontierEncodings =
     run.frontier === undefined
@@ -447,6 +472,8 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
   };
   const threads = o.threads;
   const actQuant = o.actQuant === undefined ? undefined : checkActQuant(o.actQuant);
+  // the options of every split score (evaluate's default stride when evalStride is not given)
+  const splitEval = { threads, actQuant, ...(evalStride === undefined ? {} : { stride: evalStride }) };
   // --personal: what the cross-user matrix and the generic adapter need of each user
   const kept = new Map<
     string,
@@ -522,8 +549,8 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
       let r = cache.get(key);
       if (r === undefined) {
         r = {
-          validation: (await evaluate(model, enc, splitTokens.validation, { threads, actQuant })).nll,
-          test: (await evaluate(model, enc, splitTokens.test, { threads, actQuant })).nll,
+          validation: (await evaluate(model, enc, splitTokens.validation, splitEval)).nll,
+          test: (await evaluate(model, enc, splitTokens.test, splitEval)).nll,
         };
         cache.set(key, r);
       }
@@ -561,12 +588,8 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
       for (let k = 1; k < o.seeds; k++) {
         const a = (await train(u.name, texts.train, o.seed + k, true)).adapter;
         const score = async (method: string) =>
-          (
-            await evaluate(model, (await encodeAdapter(model, a, method, { ...o.encode, threads })).encoding, splitTokens.test, {
-              threads,
-              actQuant,
-            })
-          ).nll;
+          (await evaluate(model, (await encodeAdapter(model, a, method, { ...o.encode, threads })).encoding, splitTokens.test, splitEval))
+            .nll;
         seedRuns.push({ seed: o.seed + k, nll: { [reference]: await score(reference), [bet]: await score(bet) } });
         hooks.onProgress?.(k, o.seeds - 1, `seed ${o.seed + k}`);
       }
@@ -661,11 +684,13 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
     extra: Record<string, number[]>,
   ): Promise<Awaited<ReturnType<typeof encodeAdapter>>> {
     const opts: EncodeOptions = { clipGrid: BET_CLIP_GRID, ...o.encode, threads, calibration: { tokens: heldOut.search, actQuant } };
-    const searched = await encodeAdapter(model, adapter, 'int4_calibrated', opts);
     extra['calibration.heldOutTokens'] = [heldOut.search.length, heldOut.gate.length];
-    if (searched.calibration!.clip.every((c) => c === 1)) return searched;
     const fallBack = () => encodeAdapter(model, adapter, 'int4_calibrated', { ...opts, clipGrid: [1] });
+    // Too few tokens for the gate: no clip but 1 could be kept, so the search (8 + 7 n loss
+    // evaluations) is not run. Its choice would be clip 1 on every tensor either way.
     if (heldOut.gate.length - 1 < CALIBRATED_GATE_MIN_TOKENS) return fallBack();
+    const searched = await encodeAdapter(model, adapter, 'int4_calibrated', opts);
+    if (searched.calibration!.clip.every((c) => c === 1)) return searched;
     // non-overlapping windows, as the search scores (codec.ts's default stride)
     const score = async (e: Encoding) => (await evaluate(model, e, heldOut.gate, { threads, stride: model.config.context, actQuant })).nll;
     const pb = new PairedBootstrap(
@@ -702,7 +727,7 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
       for (const seed of seeds) {
         const row: number[] = [];
         for (const x of rms) {
-          row.push((await evaluate(model, perturbGains(gains, x, d, seed), tokens, { threads, actQuant })).meanNll);
+          row.push((await evaluate(model, perturbGains(gains, x, d, seed), tokens, splitEval)).meanNll);
           hooks.onProgress?.(++done, total, `${d} rms ${x}`);
         }
         meanNll[d].push(row);
@@ -745,7 +770,7 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
     for (let j = 0; j < n; j++) {
       for (let i = 0; i < n; i++) {
         if (i === j) continue;
-        const nllOther = (await evaluate(model, user(names[i]!).gains, user(names[j]!).tokens.test, { threads, actQuant })).nll;
+        const nllOther = (await evaluate(model, user(names[i]!).gains, user(names[j]!).tokens.test, splitEval)).nll;
         const x = ratioCi(user(names[j]!).own.test, nllOther, 'cross', names[j]!, names[i]!);
         testMeanNll[i]![j] = x.meanNll;
         othersOverOwn[j]![i] = x.ci;
@@ -759,7 +784,7 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
     done = 0;
     for (const split of ['validation', 'test'] as const) {
       for (const name of names) {
-        const nll = (await evaluate(model, generic, user(name).tokens[split], { threads, actQuant })).nll;
+        const nll = (await evaluate(model, generic, user(name).tokens[split], splitEval)).nll;
         const x = ratioCi(user(name).own[split], nll, 'generic', name, split);
         genericMeanNll[split].push(x.meanNll);
         genericOverOwn[split].push(x.ci);

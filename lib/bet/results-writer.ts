@@ -127,6 +127,8 @@ export function buildHeader(h: ResultsHeader, now: string): RegisteredRun {
 
 const RUN_FLAGS: Record<string, string> = {
   maxSteps: '--max-steps',
+  evalEvery: '--eval-every',
+  patience: '--patience',
   calibrationTokens: '--calibration-tokens',
   groupSize: '--group-size',
   mixedBudget: '--mixed-budget',
@@ -178,8 +180,11 @@ function checkRunConfig(r: RunConfig): RunConfig {
   )
     fail('"run.noise" must be { seeds, rmsGrid, distributions }');
   if (r.actQuant !== undefined && r.actQuant !== 'block256') fail('"run.actQuant" must be "block256" or absent (the default, "token")');
+  if (r.evalStride !== undefined && !(Number.isSafeInteger(r.evalStride) && r.evalStride >= 1))
+    fail('"run.evalStride" must be a positive integer or absent (the default, context / 2)');
   return {
     ...(r.actQuant === undefined ? {} : { actQuant: r.actQuant }),
+    ...(r.evalStride === undefined ? {} : { evalStride: r.evalStride }),
     adapterRun: { ...r.adapterRun },
     encode: {
       calibrationTokens: e.calibrationTokens,
@@ -203,6 +208,8 @@ export function runConfigDiffs(file: RunConfig, now: RunConfig): string[] {
   const show = (v: unknown): string => (v === undefined ? 'absent' : v === null ? 'default' : JSON.stringify(v));
   const aq = (r: RunConfig): string => r.actQuant ?? 'token';
   if (aq(file) !== aq(now)) out.push(`actQuant (--act-quant): ${aq(file)} in the file, ${aq(now)} now`);
+  if (file.evalStride !== now.evalStride)
+    out.push(`evalStride (--eval-stride): ${show(file.evalStride)} in the file, ${show(now.evalStride)} now`);
   for (const part of ['adapterRun', 'encode', 'split'] as const) {
     const a = (file[part] ?? {}) as Record<string, unknown>;
     const b = (now[part] ?? {}) as Record<string, unknown>;

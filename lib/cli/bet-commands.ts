@@ -40,6 +40,8 @@ export const BET_USAGE = `  bet             the adapter-compression bet (the mai
     [--model ${DEFAULT_MODEL_PATH}] [--user name=text.txt ... | --users fixture:SET (${FIXTURE_USER_SETS})] [--adapter name=user.adapter ...]
     [--seeds 1] [--seed 0] [--criteria FILE] [--out ${DEFAULT_RESULTS_PATH}] [--report OUT.md] [--plot OUT.svg]
     [--fleet-users 215000] [--resume | --overwrite] [--threads N] [--max-steps N] [--calibration-tokens N (default 512, mixed)]
+    [--eval-every 20] [--patience 3]  (adapter early stopping: steps between validation scores, scores without a new best)
+    [--eval-stride N]  (window step of every split score, 1..context; default context / 2; the context: each token once)
     [--group-size 32] [--mixed-budget BYTES] [--resamples 2000]
     [--act-quant token|block256 (ternary activations per token, or per 256 values as llama.cpp)] [--json]
     [--train-bytes N] [--validation-bytes N] [--test-bytes N] [--split-windows N]  (split sizes of every
@@ -104,6 +106,9 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
     threads: S,
     'act-quant': S,
     'max-steps': S,
+    'eval-every': S,
+    patience: S,
+    'eval-stride': S,
     'calibration-tokens': S,
     'group-size': S,
     'mixed-budget': S,
@@ -128,6 +133,9 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
     'fleet-users': FLEET_USERS_LIMIT,
     threads: threadsLimit(),
     'max-steps': adapterRunLimits().maxSteps,
+    'eval-every': adapterRunLimits().evalEvery,
+    patience: adapterRunLimits().patience,
+    'eval-stride': narrowed(coreLimits().eval.stride, { min: 1 }),
     'calibration-tokens': c.calibrationTokens,
     'group-size': c.groupSize,
     'mixed-budget': narrowed(c.byteBudget, { min: 1 }),
@@ -180,7 +188,8 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
     actQuant: actQuantFlag(v['act-quant']),
     resume: v.resume === true,
     overwrite: v.overwrite === true,
-    adapterRun: defined({ maxSteps }),
+    adapterRun: defined({ maxSteps, evalEvery: n['eval-every'], patience: n.patience }),
+    evalStride: n['eval-stride'],
     encode: defined({
       calibrationTokens: n['calibration-tokens'],
       groupSize: n['group-size'],

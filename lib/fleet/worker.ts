@@ -31,7 +31,10 @@ import type { FleetStore, GenericRow, GenericScore, RunRecord } from './store.js
 import { readFleetUsers } from './users.js';
 
 /** The bet's options a run stores for its workers (everything but the users and the output). */
-export type RunOptions = Pick<BetOptions, 'modelPath' | 'criteriaPath' | 'seed' | 'seeds' | 'adapterRun' | 'encode' | 'bootstrap'>;
+export type RunOptions = Pick<
+  BetOptions,
+  'modelPath' | 'criteriaPath' | 'seed' | 'seeds' | 'adapterRun' | 'encode' | 'bootstrap' | 'evalStride'
+>;
 
 export interface WorkerOptions {
   redis: string;

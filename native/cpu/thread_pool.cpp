@@ -19,15 +19,42 @@ inline void cpu_relax() {
 #endif
 }
 
-// Spins until done() or kSpin has passed; returns done().
-template <typename Done>
-bool spin_until(Done done) {
-  const auto deadline = std::chrono::steady_clock::now() + kSpin;
-  for (int i = 0;; ++i) {
-    if (done()) return true;
-    if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) return done();
-    cpu_relax();
+// Whether a waiting thread spins first, from how long its recent waits took.
+// Spinning pays when waits are short (back-to-back kernel calls on an idle
+// machine). When they are long - the other thread descheduled on a busy
+// machine, serial work between regions - the spin only burns CPU time: on a
+// loaded 2-core machine it was a third of a bet user's CPU-seconds. Then the
+// thread blocks at once, until short waits come back.
+class SpinPolicy {
+ public:
+  bool spin() const { return avg_us_ < 0.5 * double(kSpin.count()); }
+  void record(std::chrono::steady_clock::duration waited) {
+    const double us = std::chrono::duration<double, std::micro>(waited).count();
+    avg_us_ += (us - avg_us_) / 8;  // about the last 8 waits
   }
+
+ private:
+  double avg_us_ = 0;
+};
+
+// Waits for done(): spins up to kSpin when the policy says so, else (or after
+// that) blocks in block(); records the wait.
+template <typename Done, typename Block>
+void wait_for(SpinPolicy& policy, Done done, Block block) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (policy.spin()) {
+    const auto deadline = t0 + kSpin;
+    for (int i = 0;; ++i) {
+      if (done()) {
+        policy.record(std::chrono::steady_clock::now() - t0);
+        return;
+      }
+      if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) break;
+      cpu_relax();
+    }
+  }
+  block();
+  policy.record(std::chrono::steady_clock::now() - t0);
 }
 
 }  // namespace
@@ -49,13 +76,18 @@ ThreadPool::~ThreadPool() {
 
 void ThreadPool::worker_loop(int index) {
   uint64_t seen = 0;
+  SpinPolicy policy;
   for (;;) {
-    spin_until([&] { return stop_.load() || generation_.load(std::memory_order_acquire) != seen; });
+    wait_for(
+        policy, [&] { return stop_.load() || generation_.load(std::memory_order_acquire) != seen; },
+        [&] {
+          std::unique_lock<std::mutex> lock(mutex_);
+          wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+        });
     const std::function<void(int, int)>* job;
     int n;
     {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+      std::lock_guard<std::mutex> lock(mutex_);
       if (stop_) return;
       seen = generation_.load();
       job = job_;
@@ -98,10 +130,13 @@ void ThreadPool::run(int n_threads, const std::function<void(int, int)>& fn) {
   } catch (...) {
     mine = std::current_exception();
   }
-  if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [&] { return pending_.load() == 0; });
-  }
+  thread_local SpinPolicy policy;  // the callers' waits, per calling thread
+  wait_for(
+      policy, [&] { return pending_.load(std::memory_order_acquire) == 0; },
+      [&] {
+        std::unique_lock<std::mutex> lock(mutex_);
+        done_.wait(lock, [&] { return pending_.load() == 0; });
+      });
   std::lock_guard<std::mutex> lock(mutex_);
   job_ = nullptr;
   if (mine) std::rethrow_exception(mine);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -12,11 +13,13 @@ namespace ternorm::model {
 
 namespace {
 
-// The workspace of the last evaluate() on this thread, kept for the next one of the same shape.
-// The bet evaluates one model dozens of times per user (each condition, each early-stopping check,
-// each calibration candidate), and allocating a fresh workspace each time (~40 MB at 4 windows of
-// 256 tokens, zeroed by memset and again by the kernel's page faults) was about a tenth of the
-// evaluation's CPU time. Reused only for the same model shape, windows per pass and window, so the
+// Workspaces of earlier evaluate() calls, kept for the next ones of the same shape. The bet
+// evaluates one model dozens of times per user (each condition, each early-stopping check, each
+// calibration candidate), and allocating a fresh workspace each time (~40 MB at 4 windows of 256
+// tokens, zeroed by memset and again by the kernel's page faults) was about a tenth of the
+// evaluation's CPU time. They are shared by every thread, not kept per thread: the addon's
+// asynchronous calls run on whichever libuv worker is free, and a per-thread workspace was mostly
+// missing there. Reused only for the same model shape, windows per pass and window, so the
 // forward runs on the same layout; it writes every value it reads, so the NLLs are the same bits.
 struct EvalWorkspace {
   ModelConfig cfg;
@@ -30,24 +33,67 @@ bool same_shape(const ModelConfig& a, const ModelConfig& b) {
          a.context == b.context;
 }
 
-Workspace& eval_workspace(const ModelConfig& c, int64_t batch, int64_t window) {
-  thread_local EvalWorkspace cached;
-  if (!cached.ws || cached.batch != batch || cached.window != window ||
-      !same_shape(cached.cfg, c)) {
-    cached.ws.reset();  // free the old one before the new one is allocated
-    cached.ws = std::make_unique<Workspace>(c, batch, window, /*for_backward=*/false);
-    cached.cfg = c;
-    cached.batch = batch;
-    cached.window = window;
+// The idle workspaces (the most recently used last) and how many are kept.
+std::mutex g_idle_mutex;
+std::vector<EvalWorkspace> g_idle;
+constexpr size_t kIdleKept = 3;
+
+// A workspace of one shape for one evaluate() call, back to the idle ones after it.
+class WorkspaceLease {
+ public:
+  WorkspaceLease(const ModelConfig& c, int64_t batch, int64_t window) {
+    {
+      std::lock_guard<std::mutex> lock(g_idle_mutex);
+      for (size_t i = g_idle.size(); i-- > 0;)
+        if (g_idle[i].batch == batch && g_idle[i].window == window &&
+            same_shape(g_idle[i].cfg, c)) {
+          held_ = std::move(g_idle[i]);
+          g_idle.erase(g_idle.begin() + std::ptrdiff_t(i));
+          return;
+        }
+    }
+    held_.ws = std::make_unique<Workspace>(c, batch, window, /*for_backward=*/false);
+    held_.cfg = c;
+    held_.batch = batch;
+    held_.window = window;
   }
-  return *cached.ws;
+  ~WorkspaceLease() {
+    std::lock_guard<std::mutex> lock(g_idle_mutex);
+    g_idle.push_back(std::move(held_));
+    if (g_idle.size() > kIdleKept) g_idle.erase(g_idle.begin());  // the least recently used
+  }
+  WorkspaceLease(const WorkspaceLease&) = delete;
+  WorkspaceLease& operator=(const WorkspaceLease&) = delete;
+  Workspace& get() { return *held_.ws; }
+
+ private:
+  EvalWorkspace held_;
+};
+
+// Appends what decides norm k's weights: its gain view's scheme and bytes, or none.
+void append_gain_key(const norm::GainView* gains, int64_t k, std::vector<uint8_t>& key) {
+  auto put = [&key](const void* p, size_t n) {
+    const uint8_t* b = static_cast<const uint8_t*>(p);
+    key.insert(key.end(), b, b + n);
+  };
+  if (!gains) {
+    key.push_back(0xff);
+    return;
+  }
+  const norm::GainView& g = gains[k];
+  const int32_t scheme = int32_t(g.scheme);
+  const uint64_t sizes[3] = {uint64_t(g.d), uint64_t(g.data_bytes), uint64_t(g.n_params)};
+  put(&scheme, sizeof scheme);
+  put(sizes, sizeof sizes);
+  if (g.data_bytes) put(g.data, g.data_bytes);
+  if (g.n_params) put(g.params, g.n_params * sizeof(float));
 }
 
 }  // namespace
 
 EvalResult evaluate(const Model& model, const norm::GainView* gains, int64_t n_gain_views,
                     const int32_t* tokens, int64_t n_tokens, int64_t n_bytes,
-                    const EvalOptions& opts, const Exec& ex) {
+                    const EvalOptions& opts, const Exec& ex, EvalPrefixCache* cache) {
   const ModelConfig& c = model.config();
   if (!tokens || n_tokens < 2)
     throw std::invalid_argument(
@@ -85,7 +131,48 @@ EvalResult evaluate(const Model& model, const norm::GainView* gains, int64_t n_g
   r.window = W;
   r.stride = stride;
   const int64_t B = std::min<int64_t>(opts.batch, r.n_windows);
-  Workspace& ws = eval_workspace(c, B, W);
+  WorkspaceLease lease(c, B, W);
+  Workspace& ws = lease.get();
+
+  // The prefix cache: the deepest layer whose stream an earlier evaluation
+  // left for these gains, and where this one saves the later ones.
+  const int64_t L = c.n_layers, per_batch = B * W * c.d_model;
+  const int64_t n_batches = (r.n_windows + B - 1) / B;
+  if (cache && (n_batches * per_batch * L * int64_t(sizeof(float)) > EvalPrefixCache::kMaxBytes))
+    cache = nullptr;
+  int64_t from = 0;
+  std::vector<std::vector<uint8_t>> keys;
+  std::vector<float*> save;
+  if (cache) {
+    EvalPrefixCache& pc = *cache;
+    if (!pc.model_) {
+      pc.model_ = &model;
+      pc.tokens_.assign(tokens, tokens + n_tokens);
+      pc.opts_ = opts;
+      pc.keys_.assign(size_t(L + 1), {});
+      pc.filled_.assign(size_t(L + 1), false);
+      pc.states_.clear();
+      for (int64_t l = 0; l <= L; ++l)
+        pc.states_.emplace_back(size_t(l == 0 ? 0 : n_batches * per_batch));
+    } else if (pc.model_ != &model || int64_t(pc.tokens_.size()) != n_tokens ||
+               !std::equal(tokens, tokens + n_tokens, pc.tokens_.begin()) ||
+               pc.opts_.stride != opts.stride || pc.opts_.batch != opts.batch ||
+               pc.opts_.precision != opts.precision) {
+      throw std::invalid_argument(
+          "evaluate: the prefix cache belongs to another model, token stream or options");
+    }
+    keys.assign(size_t(L + 1), {});
+    std::vector<uint8_t> key;
+    for (int64_t l = 1; l <= L; ++l) {
+      append_gain_key(gains, 2 * l - 2, key);
+      append_gain_key(gains, 2 * l - 1, key);
+      keys[size_t(l)] = key;
+      if (pc.filled_[size_t(l)] && pc.keys_[size_t(l)] == key) from = l;
+    }
+    save.assign(size_t(L + 1), nullptr);
+    for (int64_t l = from + 1; l <= L; ++l) pc.filled_[size_t(l)] = false;
+  }
+
   std::vector<int32_t> in(size_t(B * W)), tg(size_t(B * W));
   int64_t scored_to = 0;  // targets tokens[1 .. scored_to] are done
   for (int64_t w0 = 0; w0 < r.n_windows; w0 += B) {
@@ -99,13 +186,29 @@ EvalResult evaluate(const Model& model, const norm::GainView* gains, int64_t n_g
       }
       scored_to = s + W;
     }
-    transformer_forward(model, opts.precision, gains, in.data(), tg.data(), nb, W, ws,
-                        /*keep_probs=*/false, ex);
+    if (cache) {
+      const int64_t k = w0 / B;
+      for (int64_t l = from + 1; l <= L; ++l)
+        save[size_t(l)] = cache->states_[size_t(l)].data() + k * per_batch;
+      const LayerResume resume{
+          from, from > 0 ? cache->states_[size_t(from)].data() + k * per_batch : nullptr,
+          save.data()};
+      transformer_forward(model, opts.precision, gains, in.data(), tg.data(), nb, W, ws,
+                          /*keep_probs=*/false, ex, &resume);
+    } else {
+      transformer_forward(model, opts.precision, gains, in.data(), tg.data(), nb, W, ws,
+                          /*keep_probs=*/false, ex);
+    }
     for (int64_t b = 0; b < nb; ++b)
       for (int64_t t = 0; t < W; ++t)
         if (tg[size_t(b * W + t)] >= 0)
           r.nll[size_t(starts[size_t(w0 + b)] + t)] = ws.nll()[b * W + t];
   }
+  if (cache)
+    for (int64_t l = from + 1; l <= L; ++l) {
+      cache->keys_[size_t(l)] = std::move(keys[size_t(l)]);
+      cache->filled_[size_t(l)] = true;
+    }
   for (double v : r.nll) r.total_nll += v;
   r.mean_nll = r.total_nll / double(n_tokens - 1);
   r.perplexity = std::exp(r.mean_nll);

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../cpu/aligned_buffer.h"
 #include "../cpu/isa.h"
 #include "../norm/gain_codec.h"
 #include "limits.h"
@@ -39,13 +40,37 @@ struct EvalResult {
   int64_t stride = 0;  // the stride used
 };
 
+// The residual stream at every layer boundary of the last evaluations of one
+// token stream, each with the gains that produced it, so an evaluation whose
+// gains equal an earlier one's up to some norm starts at that layer
+// (transformer.h, LayerResume): the codec's searches score candidates that
+// change one tensor at a time. Bound to a model, token array and options by
+// its first use (another one throws std::invalid_argument); the NLLs are the
+// same bits as without it. A stream whose states would take more than
+// kMaxBytes is evaluated without it.
+class EvalPrefixCache {
+ public:
+  static constexpr int64_t kMaxBytes = int64_t(256) << 20;
+
+ private:
+  friend EvalResult evaluate(const Model&, const norm::GainView*, int64_t, const int32_t*, int64_t,
+                             int64_t, const EvalOptions&, const Exec&, EvalPrefixCache*);
+  const Model* model_ = nullptr;
+  std::vector<int32_t> tokens_;
+  EvalOptions opts_;
+  std::vector<std::vector<uint8_t>> keys_;  // per layer l (1..n_layers): gains of norms < 2l
+  std::vector<bool> filled_;
+  std::vector<AlignedBuffer<float>> states_;  // per layer: every forward batch's stream
+};
+
 // gains: the adapter (n_gain_views = n_norms views, any encoding the norm
 // kernel decodes; validated) or null / 0 for none. n_bytes: the UTF-8 bytes
 // of the text the scored tokens (tokens[1..]) decode to. Throws
 // std::invalid_argument on fewer than 2 tokens, ids out of range, n_bytes < 1,
 // a bad stride/batch or a bad adapter. Results do not depend on ex.threads.
+// cache: see EvalPrefixCache (null: none).
 EvalResult evaluate(const Model& model, const norm::GainView* gains, int64_t n_gain_views,
                     const int32_t* tokens, int64_t n_tokens, int64_t n_bytes,
-                    const EvalOptions& opts, const Exec& ex);
+                    const EvalOptions& opts, const Exec& ex, EvalPrefixCache* cache = nullptr);
 
 }  // namespace ternorm::model

@@ -148,7 +148,8 @@ void pack_scored(const int32_t* targets, int64_t n, int64_t d, float* rows) {
 
 double transformer_forward(const Model& m, Precision p, const norm::GainView* gains,
                            const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T,
-                           Workspace& ws, bool keep_probs, const Exec& ex) {
+                           Workspace& ws, bool keep_probs, const Exec& ex,
+                           const LayerResume* resume) {
   const ModelConfig& c = m.config();
   if (ws.cfg_.d_model != c.d_model || ws.cfg_.n_layers != c.n_layers || ws.cfg_.vocab != c.vocab ||
       ws.cfg_.d_ff != c.d_ff || ws.cfg_.n_heads != c.n_heads || ws.cfg_.kv_heads() != c.kv_heads())
@@ -157,6 +158,11 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
   const int64_t d = c.d_model, f = c.d_ff, H = c.n_heads, Hkv = c.kv_heads(), V = c.vocab;
   const int64_t L = c.n_layers, kvd = c.kv_dim();
   const int64_t N = B * T;
+  const int64_t from = resume ? resume->from : 0;
+  if (resume &&
+      (keep_probs || ws.for_backward_ || from < 0 || from > L || (from > 0 && !resume->x)))
+    throw std::invalid_argument(
+        "forward: resuming at a layer is for inference, from 0 .. n_layers with the stream there");
   float* tmp = ws.f32_.data() + ws.off_tmp_;
   // Without keep_probs only the scored rows need the head and the loss. Past
   // the last layer's keys and values nothing else of an unscored row is used
@@ -178,9 +184,19 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
       ws.query_from_[size_t(b)] = t;
     }
 
-  embedding_forward(m.embedding(), d, inputs, N, ws.x(0), ex);
-  int64_t n = N;  // rows in flight
-  for (int64_t l = 0; l < L; ++l) {
+  // Rows in flight: after a trimmed last layer only the scored ones, packed
+  // (so the stream entering the final norm is kept and resumed as those).
+  int64_t n = from == L && trim ? rows : N;
+  if (from == 0)
+    embedding_forward(m.embedding(), d, inputs, N, ws.x(0), ex);
+  else
+    std::copy(resume->x, resume->x + n * d, ws.x(from));
+  auto save = [&](int64_t l) {
+    if (resume && resume->save && l > from && resume->save[l])
+      std::copy(ws.x(l), ws.x(l) + n * d, resume->save[l]);
+  };
+  for (int64_t l = from; l < L; ++l) {
+    save(l);
     const Workspace::Layer a = ws.layer(l);
     float* x = ws.x(l);
     const bool last_trim = trim && l == L - 1;
@@ -210,6 +226,7 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
                    ex);
     residual_forward(ws.x(l + 1), a.xm, tmp, n * d, ex);
   }
+  save(L);
   float* xf = ws.f32_.data() + ws.off_xf_;
   float* logits = ws.f32_.data() + ws.off_logits_;
   double* nll = ws.nll_.data();

@@ -14,6 +14,8 @@
 
 namespace ternorm::model {
 
+struct LayerResume;
+
 // Every activation a pass needs, sized once for (max_batch, max_seq) so no
 // layer call allocates. With for_backward the activations of every layer are
 // kept (backward reads them); without, the layers share one slot.
@@ -33,8 +35,8 @@ class Workspace {
 
  private:
   friend double transformer_forward(const Model&, Precision, const norm::GainView*, const int32_t*,
-                                    const int32_t*, int64_t, int64_t, Workspace&, bool,
-                                    const Exec&);
+                                    const int32_t*, int64_t, int64_t, Workspace&, bool, const Exec&,
+                                    const LayerResume*);
   friend void transformer_backward(const Model&, Precision, const norm::GainView*, const int32_t*,
                                    const int32_t*, int64_t, int64_t, float, Workspace&, float*,
                                    float*, const Exec&);
@@ -63,6 +65,20 @@ class Workspace {
   int64_t i8_h1_, i8_att_, i8_h2_, i8_s_;
 };
 
+// The residual stream at layer boundaries, for a forward that repeats an
+// earlier one's first layers (inference only). Layer l's input depends only
+// on the inputs and the gains of norms 0 .. 2l - 1, so a forward whose gains
+// differ from an earlier one's only from norm 2l on can start at layer l
+// from that forward's stream there: the same operations on the same values,
+// so the same bits.
+struct LayerResume {
+  int64_t from = 0;          // 0 .. n_layers: skip the embedding and layers < from
+  const float* x = nullptr;  // from > 0: the stream entering layer `from` (B*T*d)
+  // null, or n_layers + 1 pointers: save[l] (l > from; null: not kept) receives the stream
+  // entering layer l (l = n_layers: the final norm's input), B*T*d each
+  float* const* save = nullptr;
+};
+
 // Forward over B sequences of T tokens (inputs and targets are B*T ids, row
 // per sequence; a target of -1 is not scored). gains: the adapter (n_norms
 // views, validated by the caller) or null for none. Returns the sum of the
@@ -71,10 +87,11 @@ class Workspace {
 // loss run on the scored rows only (sliding-window evaluation scores a part
 // of each window), and so does the last layer past its keys and values. Throws
 // std::invalid_argument on bad sizes or ids, std::logic_error when a ternary precision meets stale
-// weights.
+// weights. resume (without keep_probs only): see LayerResume.
 double transformer_forward(const Model& m, Precision p, const norm::GainView* gains,
                            const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T,
-                           Workspace& ws, bool keep_probs, const Exec& ex);
+                           Workspace& ws, bool keep_probs, const Exec& ex,
+                           const LayerResume* resume = nullptr);
 
 // Backward of the loss = loss_scale * sum of NLL, right after a forward with
 // keep_probs on the same arguments. Overwrites:

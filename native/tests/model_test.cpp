@@ -880,10 +880,12 @@ TEST(model_eval_sliding_windows) {
   CHECK(evaluate(m, nullptr, 0, tok.data(), n, 123, o2, one_thread()).n_windows == n - 16);
 }
 
-// evaluate() keeps its workspace per thread for the next call of the same shape: a reused,
-// dirty workspace gives the same bits as a fresh one (a new thread starts without one).
+// evaluate() keeps its workspaces (shared by every thread) for the next calls of the same shape:
+// a reused, dirty workspace gives the same bits as a fresh one (the first calls, on other threads,
+// get fresh ones: no other test has this model shape).
 TEST(model_eval_reused_workspace_same_bits) {
-  const ModelConfig c = tiny_config();  // context 16
+  ModelConfig c = tiny_config();  // context 16
+  c.d_ff = 40;
   Model m(c, 71);
   roughen(m, 72);
   Rng rng(73);
@@ -913,6 +915,67 @@ TEST(model_eval_reused_workspace_same_bits) {
   CHECK(run(a, true, Precision::Ternary).nll == fresh_a);
   CHECK(run(b, false, Precision::Ternary).nll == fresh_b);
   CHECK(run(a, true, Precision::Ternary).nll == fresh_a);
+}
+
+// The prefix cache (EvalPrefixCache): evaluations whose gains change one norm at a time, as the
+// codec's searches make them, start at the changed norm's layer and give the same bits as a
+// full evaluation, for trimmed and untrimmed last layers, both precisions, one and two threads.
+TEST(model_eval_prefix_cache_same_bits) {
+  const ModelConfig c = tiny_config();  // context 16, 2 layers: norms 0 .. 4
+  Model m(c, 81);
+  roughen(m, 82);
+  Rng rng(83);
+  std::vector<int32_t> tok(61);
+  for (auto& v : tok) v = int32_t(rng.below(c.vocab));
+  std::vector<float> base(size_t(c.n_gains()));
+  for (auto& g : base) g = 0.5f + float(rng.below(1000)) / 1000.0f;
+  ThreadPool pool(2);
+  const Exec two{default_isa(), &pool, 2};
+  // (stride, batch): later windows score 8 of 16 rows, trimmed with 2 windows a pass, not with
+  // one; stride 16 scores every row.
+  const int64_t shapes[][2] = {{8, 2}, {8, 1}, {16, 3}, {5, 4}};
+  for (const Precision p : {Precision::Ternary, Precision::F32})
+    for (const auto& sb : shapes)
+      for (const Exec& ex : {one_thread(), two}) {
+        EvalOptions o;
+        o.precision = p, o.stride = sb[0], o.batch = sb[1];
+        EvalPrefixCache cache;
+        std::vector<float> g = base;
+        auto both = [&](bool adapter) {
+          const std::vector<norm::GainView> gv = f32_gain_views(c, g.data());
+          const norm::GainView* v = adapter ? gv.data() : nullptr;
+          const int64_t nv = adapter ? int64_t(gv.size()) : 0;
+          const EvalResult plain = evaluate(m, v, nv, tok.data(), 61, 100, o, ex);
+          const EvalResult cached = evaluate(m, v, nv, tok.data(), 61, 100, o, ex, &cache);
+          CHECK(cached.nll == plain.nll);
+          CHECK(cached.total_nll == plain.total_nll);
+        };
+        both(true);
+        // A coordinate descent: each norm in turn takes other values, the last one kept.
+        for (int64_t k = 0; k < c.n_norms(); ++k)
+          for (int rep = 0; rep < 2; ++rep) {
+            for (int64_t i = 0; i < c.d_model; ++i)
+              g[size_t(k * c.d_model + i)] = 0.5f + float(rng.below(1000)) / 1000.0f;
+            both(true);
+          }
+        // Back to an earlier norm, no adapter, and the last gains again.
+        g[0] += 0.25f;
+        both(true);
+        both(false);
+        both(true);
+        both(true);
+      }
+  // The cache is bound to its first stream and options.
+  EvalPrefixCache cache;
+  evaluate(m, nullptr, 0, tok.data(), 61, 100, EvalOptions{}, one_thread(), &cache);
+  CHECK(throws_with<std::invalid_argument>(
+      [&] { evaluate(m, nullptr, 0, tok.data(), 60, 100, EvalOptions{}, one_thread(), &cache); },
+      "prefix cache belongs to another"));
+  EvalOptions other;
+  other.stride = 4;
+  CHECK(throws_with<std::invalid_argument>(
+      [&] { evaluate(m, nullptr, 0, tok.data(), 61, 100, other, one_thread(), &cache); },
+      "prefix cache belongs to another"));
 }
 
 // Adapters in any encoding plug into evaluation through the norm kernel.

@@ -38,15 +38,21 @@ function blocker() {
 const only = process.argv[3];
 const cases = {
   async gemmF32() {
-    const m = 384, n = 384, k = 384;
-    const a = random(m * k, 1), b = random(k * n, 2), c = random(m * n, 3);
+    const m = 384,
+      n = 384,
+      k = 384;
+    const a = random(m * k, 1),
+      b = random(k * n, 2),
+      c = random(m * n, 3);
     const want = addon.gemmF32(a.slice(), b.slice(), m, n, k, false, false, 1, 0.5, c.slice());
     blocker();
     const p = addon.gemmF32Async(a, b, m, n, k, false, false, 1, 0.5, c);
     detach(a, b);
     assert.deepEqual(await p, want);
     // c is an output too: detaching it drops the result with an error, never a write into freed memory.
-    const c2 = c.slice(), a2 = random(m * k, 1), b2 = random(k * n, 2);
+    const c2 = c.slice(),
+      a2 = random(m * k, 1),
+      b2 = random(k * n, 2);
     blocker();
     const p2 = addon.gemmF32Async(a2, b2, m, n, k, false, false, 1, 0.5, c2);
     detach(a2, b2, c2);
@@ -55,7 +61,9 @@ const cases = {
     assert.deepEqual(await p3, addon.gemmF32(random(m * k, 1), random(k * n, 2), m, n, k, false, false, 1, 0, undefined));
   },
   async ternary() {
-    const rows = 512, cols = 512, n = 256;
+    const rows = 512,
+      cols = 512,
+      n = 256;
     const { trits, scales } = addon.absmeanQuantize(random(rows * cols, 4), rows, cols, true);
     const packed = addon.pack2(trits, rows, cols);
     const x = random(n * cols, 5);
@@ -66,7 +74,8 @@ const cases = {
     const wantT = addon.matmulF32T(packed, scales, rows, cols, dy, n);
     const copies = () => [packed.slice(), scales.slice()];
     let [p1, s1] = copies();
-    const q1 = q.slice(), xs1 = xs.slice();
+    const q1 = q.slice(),
+      xs1 = xs.slice();
     blocker();
     const r1 = addon.gemmI8Async(p1, s1, rows, cols, q1, xs1, n);
     detach(p1, s1, q1, xs1);
@@ -88,10 +97,25 @@ const cases = {
     const config = { vocab: 64, dModel: 32, nLayers: 2, nHeads: 2, dFf: 64, context: 32, normEps: 1e-5, ropeTheta: 10000 };
     // Token arrays of ~70 KB: freed memory is reused or unmapped while the call waits.
     const B = 1024;
-    const train = { mode: 'ternary', batch: B, seq: 16, lr: 3e-3, minLr: 3e-4, warmup: 2, totalSteps: 10, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, gradClip: 1 };
+    const train = {
+      mode: 'ternary',
+      batch: B,
+      seq: 16,
+      lr: 3e-3,
+      minLr: 3e-4,
+      warmup: 2,
+      totalSteps: 10,
+      beta1: 0.9,
+      beta2: 0.95,
+      eps: 1e-8,
+      weightDecay: 0.1,
+      gradClip: 1,
+    };
     const tokens = Int32Array.from({ length: B * 17 }, (_, i) => (i * 7) % 64);
-    const ma = addon.modelCreate(config, 1), mb = addon.modelCreate(config, 1);
-    const ta = addon.trainerCreate(ma, train), tb = addon.trainerCreate(mb, train);
+    const ma = addon.modelCreate(config, 1),
+      mb = addon.modelCreate(config, 1);
+    const ta = addon.trainerCreate(ma, train),
+      tb = addon.trainerCreate(mb, train);
     const want = tb.step(tokens.slice(), B, 16);
     const t1 = tokens.slice();
     blocker();
@@ -102,18 +126,27 @@ const cases = {
     const evalTokens = Int32Array.from({ length: 20_000 }, (_, i) => (i * 11) % 64);
     const gains = Float32Array.from({ length: 5 * 32 }, (_, i) => 1 + 0.01 * Math.sin(i));
     const wantEval = await addon.evaluateAsync(ma, gains.slice(), evalTokens.slice(), 60_000, 'ternary', 0, 8);
-    const e1 = evalTokens.slice(), g1 = gains.slice();
+    const e1 = evalTokens.slice(),
+      g1 = gains.slice();
     blocker();
     const pe = addon.evaluateAsync(ma, g1, e1, 60_000, 'ternary', 0, 8);
     detach(e1, g1);
     assert.deepEqual(await pe, wantEval);
 
-    const options = () => ({ groupSize: 32, kmeansMaxIters: 100, clipGrid: new Float64Array([1, 0.9, 0.8]), calibrationPasses: 1, byteBudget: 0 });
+    const options = () => ({
+      groupSize: 32,
+      kmeansMaxIters: 100,
+      clipGrid: new Float64Array([1, 0.9, 0.8]),
+      calibrationPasses: 1,
+      byteBudget: 0,
+    });
     const calib = () => ({ tokens: evalTokens.slice(0, 4_000), nBytes: 12_000, stride: 32, batch: 8 });
     // int8_per_tensor copies its gains; int4_calibrated also scores candidates on calibration tokens (a short prefix: it evaluates many times).
     for (const method of ['int8_per_tensor', 'int4_calibrated']) {
       const wantEnc = await addon.adapterEncodeAsync(ma, gains.slice(), method, options(), calib());
-      const g2 = gains.slice(), c2 = calib(), o2 = options();
+      const g2 = gains.slice(),
+        c2 = calib(),
+        o2 = options();
       blocker();
       const pe2 = addon.adapterEncodeAsync(ma, g2, method, o2, c2);
       detach(g2, c2.tokens, o2.clipGrid);
@@ -129,7 +162,10 @@ const cases = {
     const wantStep = await step(addon.decoderCreate(ma, 1, 32, 'ternary'), gains.slice());
     const dec = addon.decoderCreate(ma, 1, 32, 'ternary');
     dec.start(0, gains.slice(), sampling);
-    const s1 = Int32Array.of(0), n1 = Int32Array.of(24), k1 = evalTokens.slice(0, 24), m1 = Uint8Array.of(1);
+    const s1 = Int32Array.of(0),
+      n1 = Int32Array.of(24),
+      k1 = evalTokens.slice(0, 24),
+      m1 = Uint8Array.of(1);
     blocker();
     const ps = dec.stepAsync(s1, n1, k1, m1, true);
     detach(s1, n1, k1, m1);
