@@ -76,8 +76,8 @@ float* DecodeState::keys(int64_t layer, int64_t slot, int64_t g) {
          g * rows_ * cfg_.head_dim();
 }
 
-float* DecodeState::values(int64_t layer, int64_t slot) {
-  return keys(layer, slot, 0) + rows_ * cfg_.kv_dim();
+float* DecodeState::values(int64_t layer, int64_t slot, int64_t g) {
+  return keys(layer, slot, 0) + rows_ * cfg_.kv_dim() + g * rows_ * cfg_.head_dim();
 }
 
 // ---- forward ---------------------------------------------------------------------------------
@@ -226,8 +226,9 @@ void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEn
         for (int64_t g = 0; g < c.kv_heads(); ++g) {
           float* kp = st.keys(l, slot, g) + panel + lane;
           for (int64_t i = 0; i < hd; ++i) kp[i * detail::kKeyPanel] = row[d + g * hd + i];
+          const float* v = row + d + kvd + g * hd;
+          std::copy(v, v + hd, st.values(l, slot, g) + pos * hd);
         }
-        std::copy(row + d + kvd, row + d + 2 * kvd, st.values(l, slot) + pos * kvd);
       }
     });
     parallel_split(ex, E * H, 1, [&](int t, int64_t u0, int64_t u1) {
@@ -236,7 +237,7 @@ void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEn
         const int64_t e = u / H, h = u % H, g = h / group, r0 = first[size_t(e)];
         const DecodeEntry& en = entries[e];
         attention_cached_forward(qkv + r0 * ld + h * hd, ld, en.n, st.row_pos_[size_t(r0)],
-                                 st.keys(l, en.slot, g), st.values(l, en.slot) + g * hd, kvd, hd,
+                                 st.keys(l, en.slot, g), st.values(l, en.slot, g), hd, hd,
                                  att + r0 * d + h * hd, d, scores, one);
       }
     });

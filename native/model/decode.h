@@ -83,14 +83,15 @@ class DecodeState {
   void check_slot(int64_t slot) const;
   // Key/value head g's keys: rows_ positions in key panels (decode_kernels.h).
   float* keys(int64_t layer, int64_t slot, int64_t g);
-  float* values(int64_t layer, int64_t slot);  // rows_ x kv_dim
+  // Its values: rows_ x head_dim (one head's rows contiguous: a query streams them).
+  float* values(int64_t layer, int64_t slot, int64_t g);
 
   ModelConfig cfg_;
   int64_t slots_, max_rows_;
   // Cache rows per slot: the context rounded up to whole key panels.
   int64_t rows_;
   std::vector<int64_t> pos_;
-  // [layer][slot][keys: kv head, rows_ / kKeyPanel panels | values: rows_ x kv_dim]
+  // [layer][slot][keys: kv head, rows_ / kKeyPanel panels | values: kv head, rows_ x head_dim]
   AlignedBuffer<float> cache_;
   // One call's activations (max_rows rows each), as in transformer_forward.
   AlignedBuffer<float> x_, h1_, qkv_, att_, h2_, gu_, s_, tmp_, xf_, q8s_;

@@ -45,7 +45,7 @@ void scores(const float* q, const float* kp, int64_t hd, int64_t n_panels, float
 inline float32x4_t load_upto(const float* p, int64_t count) {
   if (count >= 4) return vld1q_f32(p);
   float t[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  std::memcpy(t, p, size_t(count) * sizeof(float));
+  for (int64_t i = 0; i < count && i < 4; ++i) t[i] = p[i];
   return vld1q_f32(t);
 }
 
