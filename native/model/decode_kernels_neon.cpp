@@ -1,7 +1,7 @@
 // NEON (AArch64) decoding kernels: the NEON GEMM microkernel's operations
 // (one vfmaq chain per element, gemm_neon.cpp) on operands read in place; a
 // key panel or the head's 16 lanes is four q registers. Head-dim columns past
-// a multiple of 4 go through a zero-padded copy of their vector.
+// a multiple of 4 are loaded lane by lane, zeros above.
 #include <arm_neon.h>
 
 #include <cstdint>
@@ -44,9 +44,11 @@ void scores(const float* q, const float* kp, int64_t hd, int64_t n_panels, float
 
 inline float32x4_t load_upto(const float* p, int64_t count) {
   if (count >= 4) return vld1q_f32(p);
-  float t[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  for (int64_t i = 0; i < count && i < 4; ++i) t[i] = p[i];
-  return vld1q_f32(t);
+  // 1 .. 3 elements, zeros above (lane by lane: nothing read past them).
+  float32x4_t r = vsetq_lane_f32(p[0], vdupq_n_f32(0.0f), 0);
+  if (count > 1) r = vsetq_lane_f32(p[1], r, 1);
+  if (count > 2) r = vsetq_lane_f32(p[2], r, 2);
+  return r;
 }
 
 // Columns c .. c + 4 * NV - 1 (the last vector cut to `width`) of the weighted sum.
