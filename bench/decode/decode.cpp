@@ -9,8 +9,10 @@
 // --clock cpu times by the process's CPU time instead of the wall clock: on a
 // machine shared with other jobs the wall clock counts their time slices too
 // (at --threads 1 CPU time is the single thread's work).
+// --k runs only the listed batch sizes (e.g. --k 16 for a profile of one).
 //   ternorm_bench_decode [--config shipped|107m] [--threads N] [--steps S]
-//                        [--reps R] [--prompt P] [--clock wall|cpu] [--out file.json]
+//                        [--reps R] [--prompt P] [--k 1,4,16,64] [--clock wall|cpu]
+//                        [--out file.json]
 #include <algorithm>
 #include <chrono>
 #include <ctime>
@@ -36,6 +38,7 @@ struct Options {
   std::string config = "shipped";
   int threads = 1;
   int64_t steps = 32, reps = 5, prompt = 16;
+  std::vector<int64_t> ks = {1, 4, 16, 64};
   std::string out;
   bool cpu_clock = false;
 };
@@ -56,7 +59,19 @@ Options parse(int argc, char** argv) {
       o.reps = std::stoll(v);
     else if (a == "--prompt")
       o.prompt = std::stoll(v);
-    else if (a == "--out")
+    else if (a == "--k") {
+      o.ks.clear();
+      for (size_t at = 0; at < v.size();) {
+        size_t used = 0;
+        o.ks.push_back(std::stoll(v.substr(at), &used));
+        at += used;
+        if (at < v.size() && v[at] != ',')
+          throw std::invalid_argument("--k wants a list like 1,4,16");
+        if (at < v.size()) ++at;
+        if (o.ks.back() < 1) throw std::invalid_argument("--k values must be >= 1");
+      }
+      if (o.ks.empty()) throw std::invalid_argument("--k wants at least one batch size");
+    } else if (a == "--out")
       o.out = v;
     else if (a == "--clock") {
       if (v != "wall" && v != "cpu") throw std::invalid_argument("--clock must be wall or cpu");
@@ -106,8 +121,8 @@ int main(int argc, char** argv) {
     const Exec ex{default_isa(), &pool, o.threads};
     Model m(c, 1);
     m.quantize(ex);
-    const std::vector<int64_t> ks = {1, 4, 16, 64};
-    const int64_t kmax = ks.back(), V = c.vocab;
+    const std::vector<int64_t>& ks = o.ks;
+    const int64_t kmax = *std::max_element(ks.begin(), ks.end()), V = c.vocab;
     // One adapter per slot: gains 1 +- small, all different.
     std::vector<float> gains(size_t(kmax * c.n_gains()));
     for (size_t i = 0; i < gains.size(); ++i) gains[i] = 1.0f + 0.01f * float(int(i % 13) - 6);
@@ -172,8 +187,9 @@ int main(int argc, char** argv) {
       }
       const double mb = median(b), msep = median(s), mr = median(r);
       if (K == 1) one_stream = msep;
+      // (The last column needs K = 1 in the list.)
       std::printf("%6lld %16.1f %16.1f %10.2f %14.2f\n", (long long)K, mb, msep, mr,
-                  mb / one_stream);
+                  one_stream > 0 ? mb / one_stream : 0.0);
       json += std::string(ki ? "," : "") + "{\"k\":" + std::to_string(K) +
               ",\"batched_tok_s\":" + std::to_string(mb) +
               ",\"separate_tok_s\":" + std::to_string(msep) + ",\"ratio\":" + std::to_string(mr) +

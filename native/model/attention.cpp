@@ -3,15 +3,14 @@
 // key/value head), which owns the dk and dv of its query heads), so threads
 // never share an output. The matrix
 // products run through gemm_f32 on the calling thread, in row blocks that stop
-// at the diagonal (the causal half is skipped).
+// at the diagonal (the causal half is skipped); a decoding row's through the
+// decode kernels, which give it the same operations.
 #include <algorithm>
 #include <cmath>
-#include <stdexcept>
-#include <string>
-#include <vector>
 
 #include "../cpu/thread_pool.h"
 #include "../gemm/gemm.h"
+#include "decode_kernels.h"
 #include "layers.h"
 #include "vec_math_kernels.h"
 
@@ -127,33 +126,19 @@ void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t d, int64_
   });
 }
 
-void attention_cached_forward(const float* q, int64_t ldq, int64_t n, int64_t p0, const float* kc,
-                              const float* vc, int64_t ldkv, int64_t rows_kv, int64_t hd,
-                              float* out, int64_t ldo, const Exec& one) {
-  const int64_t keys = p0 + n;
+void attention_cached_forward(const float* q, int64_t ldq, int64_t n, int64_t p0, const float* kp,
+                              const float* vc, int64_t ldv, int64_t hd, float* out, int64_t ldo,
+                              float* scores, const Exec& one) {
   const float scale = float(1.0 / std::sqrt(double(hd)));
-  const detail::VecKernels k = detail::vec_kernels(one.isa);
-  std::vector<float> P(size_t(n * keys));
-  if (n > gemm::kDirectMaxM) {
-    mm(false, true, n, keys, hd, scale, q, ldq, kc, ldkv, P.data(), keys, one);
-  } else {
-    // Few query rows would take gemm_f32's small-m path, which sums in
-    // another order than the blocks of attention_forward. The transposed
-    // product S^T = K Q^T (at least kDirectMaxM + 1 key rows, the padding
-    // rows' results unused) takes the packed path, whose microkernel does
-    // for each score the same products (commuted) in the same k order.
-    const int64_t m = std::max(keys, gemm::kDirectMaxM + 1);
-    if (rows_kv < m)
-      throw std::invalid_argument("attention_cached_forward: the cache must hold at least " +
-                                  std::to_string(m) + " readable rows, has " +
-                                  std::to_string(rows_kv));
-    std::vector<float> st(size_t(m * n));
-    mm(false, true, m, n, hd, scale, kc, ldkv, q, ldq, st.data(), n, one);
-    for (int64_t r = 0; r < n; ++r)
-      for (int64_t j = 0; j < keys; ++j) P[size_t(r * keys + j)] = st[size_t(j * n + r)];
+  const detail::VecKernels& k = detail::vec_kernels(one.isa);
+  const detail::DecodeKernels& dk = detail::decode_kernels(one.isa);
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t keys = p0 + r + 1;
+    dk.scores(q + r * ldq, kp, hd, (keys + detail::kKeyPanel - 1) / detail::kKeyPanel, scale,
+              scores);
+    causal_softmax_row(k, scores, keys - 1, keys);
+    dk.weighted_sum(scores, vc, ldv, keys, hd, dk.gemm->kc, out + r * ldo);
   }
-  for (int64_t r = 0; r < n; ++r) causal_softmax_row(k, P.data() + r * keys, p0 + r, keys);
-  mm(false, false, n, hd, keys, 1.0f, P.data(), keys, vc, ldkv, out, ldo, one);
 }
 
 void attention_backward(const float* qkv, const float* P, const float* dout, int64_t B, int64_t T,

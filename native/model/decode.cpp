@@ -6,6 +6,7 @@
 
 #include "../cpu/thread_pool.h"
 #include "../gemm/gemm.h"
+#include "decode_kernels.h"
 #include "layers.h"
 #include "limits.h"
 
@@ -18,7 +19,7 @@ DecodeState::DecodeState(const ModelConfig& cfg, int64_t slots, int64_t max_rows
   validate(cfg_);
   limits::check(limits::generate::sequences, double(slots), "decode state");
   limits::check(limits::generate::rows, double(max_rows), "decode state");
-  rows_ = std::max(cfg.context, gemm::kDirectMaxM + 1);
+  rows_ = (cfg.context + detail::kKeyPanel - 1) / detail::kKeyPanel * detail::kKeyPanel;
   const int64_t d = cfg.d_model, f = cfg.d_ff, kvd = cfg.kv_dim(), N = max_rows;
   const int64_t pd = ternary::padded_cols(d), pf = ternary::padded_cols(f);
   pos_.assign(size_t(slots), 0);
@@ -42,6 +43,10 @@ DecodeState::DecodeState(const ModelConfig& cfg, int64_t slots, int64_t max_rows
   tokens_.resize(size_t(N));
   entry_first_.resize(size_t(slots + 1));
   entry_ident_.resize(size_t(slots));
+  slot_seen_.resize(size_t(slots));
+  head_xt_ = AlignedBuffer<float>(
+      size_t((slots + detail::kHeadLanes - 1) / detail::kHeadLanes * detail::kHeadLanes * d));
+  scores_ = AlignedBuffer<float>(size_t(rows_));
 }
 
 void DecodeState::check_slot(int64_t slot) const {
@@ -66,20 +71,22 @@ int64_t DecodeState::cache_bytes_per_token() const {
   return cfg_.n_layers * 2 * cfg_.kv_dim() * int64_t(sizeof(float));
 }
 
-float* DecodeState::keys(int64_t layer, int64_t slot) {
-  return cache_.data() + ((layer * slots_ + slot) * 2) * rows_ * cfg_.kv_dim();
+float* DecodeState::keys(int64_t layer, int64_t slot, int64_t g) {
+  return cache_.data() + ((layer * slots_ + slot) * 2) * rows_ * cfg_.kv_dim() +
+         g * rows_ * cfg_.head_dim();
 }
 
-float* DecodeState::values(int64_t layer, int64_t slot) {
-  return keys(layer, slot) + rows_ * cfg_.kv_dim();
+float* DecodeState::values(int64_t layer, int64_t slot, int64_t g) {
+  return keys(layer, slot, 0) + rows_ * cfg_.kv_dim() + g * rows_ * cfg_.head_dim();
 }
 
 // ---- forward ---------------------------------------------------------------------------------
 
 namespace {
 
+// seen: st.slots() zeros, left zero.
 void check_call(const Model& m, Precision p, const DecodeState& st, const DecodeEntry* entries,
-                int64_t n_entries, const float* logits) {
+                int64_t n_entries, const float* logits, std::vector<char>& seen) {
   const ModelConfig& c = m.config();
   const ModelConfig& s = st.config();
   if (s.d_model != c.d_model || s.n_layers != c.n_layers || s.vocab != c.vocab ||
@@ -95,37 +102,46 @@ void check_call(const Model& m, Precision p, const DecodeState& st, const Decode
   if (!entries || n_entries < 1)
     throw std::invalid_argument("decode: need at least one entry (slot and tokens)");
   if (!logits) throw std::invalid_argument("decode: null logits output");
-  std::vector<char> seen(size_t(st.slots()), 0);
+  // The marks are cleared on every way out (the message built only then).
+  struct Unmark {
+    std::vector<char>& seen;
+    const DecodeEntry* entries;
+    int64_t n = 0;
+    ~Unmark() {
+      for (int64_t e = 0; e < n; ++e) seen[size_t(entries[e].slot)] = 0;
+    }
+  } unmark{seen, entries};
   int64_t rows = 0;
   for (int64_t e = 0; e < n_entries; ++e) {
     const DecodeEntry& en = entries[e];
-    const std::string at = "decode: entry " + std::to_string(e) + ": ";
+    const auto at = [e] { return "decode: entry " + std::to_string(e) + ": "; };
     if (en.slot < 0 || en.slot >= st.slots())
-      throw std::invalid_argument(at + "slot " + std::to_string(en.slot) + " outside [0, " +
+      throw std::invalid_argument(at() + "slot " + std::to_string(en.slot) + " outside [0, " +
                                   std::to_string(st.slots()) + ")");
     if (seen[size_t(en.slot)])
-      throw std::invalid_argument(at + "slot " + std::to_string(en.slot) +
+      throw std::invalid_argument(at() + "slot " + std::to_string(en.slot) +
                                   " appears twice in one call");
     seen[size_t(en.slot)] = 1;
+    unmark.n = e + 1;
     if (!en.tokens || en.n < 1)
-      throw std::invalid_argument(at + "need at least one token (and a non-null array), got " +
+      throw std::invalid_argument(at() + "need at least one token (and a non-null array), got " +
                                   std::to_string(en.tokens ? en.n : 0));
     const int64_t pos = st.position(en.slot);
     if (en.n > c.context - pos)
-      throw std::invalid_argument(at + "slot " + std::to_string(en.slot) + " holds " +
+      throw std::invalid_argument(at() + "slot " + std::to_string(en.slot) + " holds " +
                                   std::to_string(pos) + " tokens; " + std::to_string(en.n) +
                                   " more would pass the context of " + std::to_string(c.context) +
                                   " (end the sequence or reset the slot)");
     for (int64_t i = 0; i < en.n; ++i)
       if (en.tokens[i] < 0 || en.tokens[i] >= c.vocab)
-        throw std::invalid_argument(at + "token id " + std::to_string(en.tokens[i]) + " at index " +
-                                    std::to_string(i) + " is out of range [0, " +
+        throw std::invalid_argument(at() + "token id " + std::to_string(en.tokens[i]) +
+                                    " at index " + std::to_string(i) + " is out of range [0, " +
                                     std::to_string(c.vocab) + ")");
     if (en.gains) {
       try {
         validate_adapter(c, en.gains, c.n_norms());
       } catch (const std::invalid_argument& err) {
-        throw std::invalid_argument(at + err.what());
+        throw std::invalid_argument(at() + err.what());
       }
     }
     rows += en.n;
@@ -161,7 +177,7 @@ void norm_rows(const Model& m, Precision p, const DecodeEntry* entries, const in
 
 void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEntry* entries,
                     int64_t n_entries, float* logits, const Exec& ex) {
-  check_call(m, p, st, entries, n_entries, logits);
+  check_call(m, p, st, entries, n_entries, logits, st.slot_seen_);
   const ModelConfig& c = m.config();
   const int64_t d = c.d_model, f = c.d_ff, H = c.n_heads, V = c.vocab, L = c.n_layers;
   const int64_t kvd = c.kv_dim(), hd = c.head_dim(), group = H / c.kv_heads();
@@ -188,6 +204,10 @@ void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEn
   float* qs = st.q8s_.data();
   float *h1s = qs, *atts = qs + N, *h2s = qs + 2 * N, *ss = qs + 3 * N;
   const Exec one{ex.isa, nullptr, 1};
+  // Attention scratch: rows_ scores per thread.
+  const int64_t threads = ex.pool ? std::max(1, std::min(ex.threads, ex.pool->size())) : 1;
+  if (int64_t(st.scores_.size()) < threads * st.rows_)
+    st.scores_ = AlignedBuffer<float>(size_t(threads * st.rows_));
 
   embedding_forward(m.embedding(), d, st.tokens_.data(), N, x, ex);
   for (int64_t l = 0; l < L; ++l) {
@@ -200,17 +220,25 @@ void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEn
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t slot = entries[row_entry[r]].slot, pos = st.row_pos_[size_t(r)];
         const float* row = qkv + r * ld;
-        std::copy(row + d, row + d + kvd, st.keys(l, slot) + pos * kvd);
-        std::copy(row + d + kvd, row + d + 2 * kvd, st.values(l, slot) + pos * kvd);
+        // Key j of head g goes to lane j % kKeyPanel of its panel, one lane per k-step.
+        const int64_t panel = pos / detail::kKeyPanel * hd * detail::kKeyPanel,
+                      lane = pos % detail::kKeyPanel;
+        for (int64_t g = 0; g < c.kv_heads(); ++g) {
+          float* kp = st.keys(l, slot, g) + panel + lane;
+          for (int64_t i = 0; i < hd; ++i) kp[i * detail::kKeyPanel] = row[d + g * hd + i];
+          const float* v = row + d + kvd + g * hd;
+          std::copy(v, v + hd, st.values(l, slot, g) + pos * hd);
+        }
       }
     });
-    parallel_ranges(ex, E * H, 1, [&](int64_t u0, int64_t u1) {
+    parallel_split(ex, E * H, 1, [&](int t, int64_t u0, int64_t u1) {
+      float* scores = st.scores_.data() + t * st.rows_;
       for (int64_t u = u0; u < u1; ++u) {
         const int64_t e = u / H, h = u % H, g = h / group, r0 = first[size_t(e)];
         const DecodeEntry& en = entries[e];
         attention_cached_forward(qkv + r0 * ld + h * hd, ld, en.n, st.row_pos_[size_t(r0)],
-                                 st.keys(l, en.slot) + g * hd, st.values(l, en.slot) + g * hd, kvd,
-                                 st.rows_, hd, att + r0 * d + h * hd, d, one);
+                                 st.keys(l, en.slot, g), st.values(l, en.slot, g), hd, hd,
+                                 att + r0 * d + h * hd, d, scores, one);
       }
     });
     if (p == Precision::Ternary) ternary::quantize_activations(att, N, d, attq, atts, ex);
@@ -235,7 +263,27 @@ void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEn
   }
   float* xf = st.xf_.data();
   norm_rows(m, Precision::F32, entries, ident.data(), 2 * L, tmp, E, xf, h1q, h1s, ex);
-  head_forward(xf, m.head(), E, d, V, logits, ex);
+  if (E <= gemm::kDirectMaxM) {
+    head_forward(xf, m.head(), E, d, V, logits, ex);  // the GEMV path, reading the table in place
+  } else {
+    // The head kernel: the table read in place once for every kHeadLanes
+    // entries (x^T a column of lanes), with the window's packed-path operations.
+    const detail::DecodeKernels& dk = detail::decode_kernels(ex.isa);
+    constexpr int64_t lanes = detail::kHeadLanes;
+    float* xt = st.head_xt_.data();
+    const int64_t groups = (E + lanes - 1) / lanes;
+    for (int64_t gi = 0; gi < groups; ++gi)
+      for (int64_t i = 0; i < d; ++i)
+        for (int64_t e = 0; e < lanes; ++e) {
+          const int64_t row = gi * lanes + e;
+          xt[(gi * d + i) * lanes + e] = row < E ? xf[row * d + i] : 0.0f;
+        }
+    parallel_ranges(ex, V, 64, [&](int64_t j0, int64_t j1) {
+      for (int64_t gi = 0; gi < groups; ++gi)
+        dk.head_rows(d, xt + gi * d * lanes, std::min(lanes, E - gi * lanes), m.head() + j0 * d, d,
+                     j1 - j0, dk.gemm->kc, logits + gi * lanes * V + j0, V);
+    });
+  }
   for (int64_t e = 0; e < E; ++e) st.pos_[size_t(entries[e].slot)] += entries[e].n;
 }
 

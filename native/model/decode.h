@@ -8,22 +8,28 @@
 //
 // Numerics: the same layer functions as transformer_forward, so a row gets
 // the bits of the full-window forward at its position (the logits of step t
-// are the window's logits at position t), with two gemm_f32 exceptions:
-//  * an fp32 product on at most gemm::kDirectMaxM rows runs on the small-m
-//    path, which sums in another order than the window's (more rows): the
-//    output head (one row per entry) in a call of <= kDirectMaxM entries, and
-//    in F32 the linear layers in a call of <= kDirectMaxM new tokens. Those
-//    results differ by float rounding only (each a sum of k products, so
-//    |diff| <= 2 gamma(k) sum |x_i w_i|). The ternary linears (gemm_i8,
-//    matmul_f32) give the same bits for any row count.
-//  * attention's scores are summed as in a row block of more than
-//    kDirectMaxM rows (attention_cached_forward); a window of T tokens with
-//    T % 64 in 1..8 computes its last block the other way.
+// are the window's logits at position t), with two exceptions:
+//  * an fp32 product on at most gemm::kDirectMaxM rows runs on gemm_f32's
+//    small-m path, which sums in another order than the window's (more
+//    rows): the output head (one row per entry) in a call of <= kDirectMaxM
+//    entries, and in F32 the linear layers in a call of <= kDirectMaxM new
+//    tokens. Those results differ by float rounding only (each a sum of k
+//    products, so |diff| <= 2 gamma(k) sum |x_i w_i|). The ternary linears
+//    (gemm_i8, matmul_f32) give the same bits for any row count, and the
+//    head of a call of more entries runs the decode head kernel
+//    (decode_kernels.h), which does the window's packed-path operations.
+//  * attention (attention_cached_forward, one query row at a time over the
+//    cache) gives a row the bits of a window's row block of more than
+//    kDirectMaxM rows; a window of T tokens with T % 64 in 1..8 computes its
+//    last block the other way.
 // So in Ternary and TernaryF32Act the hidden state entering the head is
 // bit-identical to the window's, and in a call of more than kDirectMaxM
 // entries the logits are too, in every precision (against a window of more
 // than kDirectMaxM tokens, T % 64 not in 1..8). Thread counts never change a
 // bit; ISA paths differ in the fp32 products' rounding, as transformer_forward does.
+//
+// A call allocates nothing once the state has seen its thread count (the
+// attention scratch grows to the largest thread count used).
 //
 // Context limit policy: refuse. A call that would take a slot past the
 // model's context throws std::invalid_argument (nothing is changed); the
@@ -75,16 +81,18 @@ class DecodeState {
   friend void decode_forward(const Model&, Precision, DecodeState&, const DecodeEntry*, int64_t,
                              float*, const Exec&);
   void check_slot(int64_t slot) const;
-  float* keys(int64_t layer, int64_t slot);    // rows_ x kv_dim
-  float* values(int64_t layer, int64_t slot);  // rows_ x kv_dim
+  // Key/value head g's keys: rows_ positions in key panels (decode_kernels.h).
+  float* keys(int64_t layer, int64_t slot, int64_t g);
+  // Its values: rows_ x head_dim (one head's rows contiguous: a query streams them).
+  float* values(int64_t layer, int64_t slot, int64_t g);
 
   ModelConfig cfg_;
   int64_t slots_, max_rows_;
-  // Cache rows per slot: the context, but at least kDirectMaxM + 1, which
-  // attention_cached_forward reads.
+  // Cache rows per slot: the context rounded up to whole key panels.
   int64_t rows_;
   std::vector<int64_t> pos_;
-  AlignedBuffer<float> cache_;  // [layer][slot][k | v][rows_][kv_dim]
+  // [layer][slot][keys: kv head, rows_ / kKeyPanel panels | values: kv head, rows_ x head_dim]
+  AlignedBuffer<float> cache_;
   // One call's activations (max_rows rows each), as in transformer_forward.
   AlignedBuffer<float> x_, h1_, qkv_, att_, h2_, gu_, s_, tmp_, xf_, q8s_;
   AlignedBuffer<int8_t> h1q_, attq_, h2q_, sq_;
@@ -92,6 +100,11 @@ class DecodeState {
   std::vector<int32_t> tokens_;
   // Per entry (at most one per slot): its first row, and e itself (the head's row -> entry map).
   std::vector<int64_t> entry_first_, entry_ident_;
+  std::vector<char> slot_seen_;  // the call check's "slot named twice" marks
+  // The head kernel's x^T (d x kHeadLanes per group of kHeadLanes entries).
+  AlignedBuffer<float> head_xt_;
+  // Attention scores, rows_ per thread (grown to the thread count in use).
+  AlignedBuffer<float> scores_;
 };
 
 // Runs the n tokens of every entry through the model at their slots' next

@@ -123,18 +123,20 @@ void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t d, int64_
                        float* P, float* out, const int64_t* query_from, const Exec& ex);
 // One query head of one sequence over its key/value cache (decoding): the n
 // new rows at positions p0 .. p0+n-1 (row r of q at q + r*ldq, this head's
-// hd channels) against keys and values 0 .. p0+n-1 (position j at
-// kc + j*ldkv and vc + j*ldkv, this head's kv channels; the new ones already
-// written, rows_kv >= max(p0 + n, gemm::kDirectMaxM + 1) rows readable and
-// finite). Writes n rows of hd at out (stride ldo). Runs on the calling
-// thread (one: a single-thread Exec). Every row gets the bits
-// attention_forward gives it in a row block of more than gemm::kDirectMaxM
-// rows (the same gemm_f32 path, softmax and products with V); in a smaller
-// block (the last block of a window of T with T % 64 in 1..8) the scores
-// are summed in another order.
-void attention_cached_forward(const float* q, int64_t ldq, int64_t n, int64_t p0, const float* kc,
-                              const float* vc, int64_t ldkv, int64_t rows_kv, int64_t hd,
-                              float* out, int64_t ldo, const Exec& one);
+// hd channels), each against keys and values 0 .. its position. The keys are
+// in key panels (decode_kernels.h: kKeyPanel positions per hd x kKeyPanel
+// panel, panel b at kp + b * hd * kKeyPanel), the values in rows (position j
+// at vc + j*ldv, this head's kv channels); the new ones already written.
+// scores: scratch of at least p0 + n rounded up to kKeyPanel floats. Writes n
+// rows of hd at out (stride ldo). Runs on the calling thread (one: a
+// single-thread Exec), reading the cache in place (decode_kernels.h), no
+// allocation. Every row gets the bits attention_forward gives it in a row
+// block of more than gemm::kDirectMaxM rows (the packed gemm_f32 path's
+// operations, the same softmax); in a smaller block (the last block of a
+// window of T with T % 64 in 1..8) the window sums the scores in another order.
+void attention_cached_forward(const float* q, int64_t ldq, int64_t n, int64_t p0, const float* kp,
+                              const float* vc, int64_t ldv, int64_t hd, float* out, int64_t ldo,
+                              float* scores, const Exec& one);
 // dqkv gets dq, dk, dv (all d + 2 kvd columns overwritten; a shared k/v head
 // sums its query heads' parts in head order); dP is scratch of P's size.
 void attention_backward(const float* qkv, const float* P, const float* dout, int64_t B, int64_t T,

@@ -22,6 +22,7 @@
 #include "gemm/gemm.h"
 #include "harness.h"
 #include "model/decode.h"
+#include "model/decode_kernels.h"
 #include "model/layers.h"
 #include "model/model.h"
 #include "model/transformer.h"
@@ -337,36 +338,44 @@ TEST(model_decode_bad_input) {
   CHECK_THROWS(st.reset(-1));
 }
 
-// The layer itself: attention_cached_forward over a cache, fed in chunks of
-// 1 .. 13 rows, gives every row the bits attention_forward gives it in a
-// window of T = 100 (two row blocks, 64 and 36 rows), on every ISA path.
+// The layer itself: attention_cached_forward over a cache (keys in key
+// panels), fed in chunks of 1 .. 13 rows, gives every row the bits
+// attention_forward gives it in a window of T = 100 (two row blocks, 64 and
+// 36 rows), on every ISA path; head dims 8 and 40 (a vector tail).
 TEST(model_decode_attention_cached_rows) {
   Rng rng(21);
-  for (int64_t Hkv : {4, 2, 1}) {
-    const int64_t T = 100, H = 4, hd = 8, d = H * hd, kvd = Hkv * hd, ld = d + 2 * kvd;
-    std::vector<float> qkv(size_t(T * ld));
-    for (float& v : qkv) v = rng.normal();
-    std::vector<float> kc(size_t(T * kvd)), vc(size_t(T * kvd));
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t c = 0; c < kvd; ++c) {
-        kc[size_t(t * kvd + c)] = qkv[size_t(t * ld + d + c)];
-        vc[size_t(t * kvd + c)] = qkv[size_t(t * ld + d + kvd + c)];
-      }
-    for (Isa isa : test::every_isa()) {
-      const Exec one{isa, nullptr, 1};
-      std::vector<float> P(size_t(H * T * T)), want(size_t(T * d)), got(size_t(T * d));
-      attention_forward(qkv.data(), 1, T, d, H, Hkv, P.data(), want.data(), nullptr, one);
-      for (int64_t p0 = 0, n = 1; p0 < T; p0 += n, n = n % 13 + 1) {
-        n = std::min(n, T - p0);
-        for (int64_t h = 0; h < H; ++h) {
-          const int64_t g = h / (H / Hkv);
-          attention_cached_forward(qkv.data() + p0 * ld + h * hd, ld, n, p0, kc.data() + g * hd,
-                                   vc.data() + g * hd, kvd, T, hd, got.data() + p0 * d + h * hd, d,
-                                   one);
+  constexpr int64_t P = detail::kKeyPanel;
+  for (int64_t hd : {8, 40})
+    for (int64_t Hkv : {4, 2, 1}) {
+      const int64_t T = 100, H = 4, d = H * hd, kvd = Hkv * hd, ld = d + 2 * kvd;
+      const int64_t rows = (T + P - 1) / P * P;
+      std::vector<float> qkv(size_t(T * ld));
+      for (float& v : qkv) v = rng.normal();
+      // Keys of head g: rows x hd in panels; the unused lanes of the last panel hold junk.
+      std::vector<float> kp(size_t(Hkv * rows * hd), 1e30f), vc(size_t(T * kvd));
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t c = 0; c < kvd; ++c) {
+          const int64_t g = c / hd, i = c % hd;
+          kp[size_t(g * rows * hd + t / P * hd * P + i * P + t % P)] = qkv[size_t(t * ld + d + c)];
+          vc[size_t(t * kvd + c)] = qkv[size_t(t * ld + d + kvd + c)];
         }
+      std::vector<float> scores(static_cast<size_t>(rows));
+      for (Isa isa : test::every_isa()) {
+        const Exec one{isa, nullptr, 1};
+        std::vector<float> Pm(size_t(H * T * T)), want(size_t(T * d)), got(size_t(T * d));
+        attention_forward(qkv.data(), 1, T, d, H, Hkv, Pm.data(), want.data(), nullptr, one);
+        for (int64_t p0 = 0, n = 1; p0 < T; p0 += n, n = n % 13 + 1) {
+          n = std::min(n, T - p0);
+          for (int64_t h = 0; h < H; ++h) {
+            const int64_t g = h / (H / Hkv);
+            attention_cached_forward(qkv.data() + p0 * ld + h * hd, ld, n, p0,
+                                     kp.data() + g * rows * hd, vc.data() + g * hd, kvd, hd,
+                                     got.data() + p0 * d + h * hd, d, scores.data(), one);
+          }
+        }
+        CHECK_MSG(got == want, std::string("cached attention differs from the window's (isa ") +
+                                   isa_name(isa) + ", kv heads " + std::to_string(Hkv) +
+                                   ", head dim " + std::to_string(hd) + ")");
       }
-      CHECK_MSG(got == want, std::string("cached attention differs from the window's (isa ") +
-                                 isa_name(isa) + ", kv heads " + std::to_string(Hkv) + ")");
     }
-  }
 }
