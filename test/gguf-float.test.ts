@@ -101,10 +101,11 @@ describe('latent-weight export, ternarised on load', () => {
 
   it('f16 / bf16 / q8_0 latent -> import: perplexity within the stated bounds of the checkpoint', async () => {
     const ref = mean(await nlls(Model.load(ckpt)));
-    // Measured on this model: f16 and bf16 round each weight to 11 / 8 significant bits, which
-    // moves the few weights next to the absmean threshold; q8_0's block rounding (amax/254 per
-    // value) moves more. Bounds on the perplexity ratio exp(Δ mean NLL):
-    const bounds = { f16: 1.001, bf16: 1.01, q8_0: 1.05 } as const;
+    // f16 / bf16 round each latent weight to 11 / 8 significant bits, q8_0 to amax/254 of its
+    // block, which flips the few trits next to the absmean threshold. Measured on this model
+    // (ratio of perplexities, import / checkpoint): f16 0.99995, bf16 0.99984, q8_0 0.99889.
+    // Bounds, about 10x the measured distance from 1:
+    const bounds = { f16: 1.0005, bf16: 1.002, q8_0: 1.01 } as const;
     for (const t of ['f16', 'bf16', 'q8_0'] as const) {
       const m = Model.load(join(dir, `latent-${t}.gguf`));
       expect(m.info).toContain('ternarised on load by absmean per tensor');

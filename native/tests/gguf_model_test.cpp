@@ -577,6 +577,20 @@ TEST(gguf_model_per_row_ternarisation_and_per_row_scales) {
       CHECK(mentions(thrown_message([&] { im.model->get_ternary(l, Matrix(k), got.data(), &one); }),
                      "has one scale per row"));
     }
+  // A .tnm keeps them (ternary.row_scales): same fingerprint, same scales, same bytes re-saved.
+  const std::vector<uint8_t> tnm =
+      model::model_writer(*im.model, im.ternorm_tokenizer, "", nullptr).finish();
+  const model::LoadedModel lm = model::load_model(io::Container::copy(tnm.data(), tnm.size()));
+  CHECK(lm.fingerprint == *im.model->fingerprint());
+  CHECK(model::model_writer(*lm.model, im.ternorm_tokenizer, "", nullptr).finish() == tnm);
+  for (int k = 0; k < model::kMatricesPerLayer; ++k) {
+    const int64_t rows = m->matrix_shape(Matrix(k)).rows, cols = m->matrix_shape(Matrix(k)).cols;
+    std::vector<int8_t> ta(size_t(rows * cols)), tb(ta.size());
+    std::vector<float> sa(size_t(rows)), sb(size_t(rows));
+    im.model->get_ternary_rows(1, Matrix(k), ta.data(), sa.data());
+    lm.model->get_ternary_rows(1, Matrix(k), tb.data(), sb.data());
+    CHECK(ta == tb && sa == sb);
+  }
   // Per-row scales leave the model exactly through every type: f32 / f16 / bf16 / q8_0 hold each
   // row's {-a, 0, +a}, tq blocks each row's fp16 scale; re-export is byte-identical.
   for (GgufWeightType type : kAllTypes) {
