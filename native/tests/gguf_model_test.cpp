@@ -514,10 +514,10 @@ TEST(gguf_model_latent_export_is_ternarised_on_load_like_quantize) {
   const std::vector<uint8_t> tok{'T', 'B', 'P', 'E', 9};
   CHECK(*im.model->fingerprint() == model::model_fingerprint(*m, tok));
   // f16 / bf16 / q8_0: the rounding of the latent weights flips a few trits. Measured on this
-  // model (N(0, 0.02^2) weights): f16 < 0.1 %, bf16 < 1 %, q8_0 < 2 % of the trits; the
-  // per-tensor scale moves by less than the type's relative rounding.
+  // model (N(0, 0.02^2) weights): 7.9e-5 / 6.4e-4 / 3.4e-3 of the trits, the per-tensor scale
+  // moving by 1.1e-6 / 1.2e-5 / 4.8e-5 relative; bounds about 4x those.
   const std::pair<GgufWeightType, double> bounds[] = {
-      {GgufWeightType::F16, 1e-3}, {GgufWeightType::BF16, 1e-2}, {GgufWeightType::Q8_0, 2e-2}};
+      {GgufWeightType::F16, 3e-4}, {GgufWeightType::BF16, 3e-3}, {GgufWeightType::Q8_0, 1.5e-2}};
   for (const auto& [type, bound] : bounds) {
     const std::vector<uint8_t> bytes = export_latent(*m, type);
     const model::GgufImported t = import_bytes(bytes);
@@ -535,8 +535,10 @@ TEST(gguf_model_latent_export_is_ternarised_on_load_like_quantize) {
         worst_scale = std::fmax(worst_scale, std::fabs(double(sb) / sa - 1));
       }
     const double frac = double(flips) / double(total);
+    std::printf("    latent %s: %.3g of the trits flip (bound %.3g), scale moves %.3g\n",
+                gguf_weight_type_name(type), frac, bound, worst_scale);
     CHECK_MSG(frac > 0 && frac <= bound, gguf_weight_type_name(type) << ": " << frac);
-    CHECK_MSG(worst_scale < (type == GgufWeightType::F16 ? 1e-3 : 1e-2),
+    CHECK_MSG(worst_scale < (type == GgufWeightType::F16 ? 5e-6 : 2e-4),
               gguf_weight_type_name(type) << ": scale " << worst_scale);
     // latent -> import -> latent export: the same bytes.
     GgufExportOptions o;
@@ -586,7 +588,7 @@ TEST(gguf_model_per_row_ternarisation_and_per_row_scales) {
   for (int k = 0; k < model::kMatricesPerLayer; ++k) {
     const int64_t rows = m->matrix_shape(Matrix(k)).rows, cols = m->matrix_shape(Matrix(k)).cols;
     std::vector<int8_t> ta(size_t(rows * cols)), tb(ta.size());
-    std::vector<float> sa(size_t(rows)), sb(size_t(rows));
+    std::vector<float> sa(static_cast<size_t>(rows)), sb(static_cast<size_t>(rows));
     im.model->get_ternary_rows(1, Matrix(k), ta.data(), sa.data());
     lm.model->get_ternary_rows(1, Matrix(k), tb.data(), sb.data());
     CHECK(ta == tb && sa == sb);

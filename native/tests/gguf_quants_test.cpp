@@ -306,9 +306,10 @@ TEST(gguf_float_encoders_edge_values_and_idempotence) {
   // A block of +-0 (q8_0): d = 0, q = 0, decoded as +0.
   float zeros[32];
   for (int j = 0; j < 32; ++j) zeros[j] = j % 2 ? -0.0f : 0.0f;
-  gguf::encode_from_float(GgmlType::Q8_0, zeros, 32, b);
-  CHECK(rd16(b) == 0);
-  for (int j = 0; j < 32; ++j) CHECK(b[2 + j] == 0);
+  uint8_t q8[gguf::kQ8Bytes];
+  gguf::encode_from_float(GgmlType::Q8_0, zeros, 32, q8);
+  CHECK(rd16(q8) == 0);
+  for (int j = 0; j < 32; ++j) CHECK(q8[2 + j] == 0);
   // encode(decode(encode(x))) == encode(x) on random data of every magnitude: what an
   // export -> import -> export relies on.
   Rng rng(0xED6E);
