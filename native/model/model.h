@@ -87,9 +87,9 @@ class Model {
   Model(const ModelConfig& cfg, uint64_t seed);
 
   // A model whose every weight the caller is about to set (a loader): the
-  // same layout and tables, parameters zero, ternary weights zero trits with
-  // scale 0 and marked current. Skips the random init and its quantize(),
-  // most of the cost of loading a file.
+  // same layout and tables, parameters zero, every ternary scale 0 (so the
+  // ternary weights compute zero) and marked current. Skips the random init
+  // and its quantize(), most of the cost of loading a file.
   struct ForLoading {};
   Model(const ModelConfig& cfg, ForLoading);
 
