@@ -307,7 +307,7 @@ describe('a tiny GQA, untied-head model trained by the CLI', () => {
     const run = (args: string[]) => spawnSync(process.execPath, [main, ...args], { cwd: dir, encoding: 'utf8' });
     const bad = run(['export', '--model', tnm, '--type', 'q4_0', '--out', join(dir, 'x.gguf')]);
     expect(bad.status).toBe(2);
-    expect(bad.stderr).toMatch(/--type must be tq2_0, tq1_0, f16, f32, got 'q4_0'/);
+    expect(bad.stderr).toMatch(/--type must be tq2_0, tq1_0, f16, f32, bf16, q8_0, got 'q4_0'/);
     const truncated = join(dir, 'truncated.gguf');
     writeFileSync(truncated, readFileSync(gguf).subarray(0, 1000));
     const t = run(['evaluate', '--model', truncated, '--text', join(dir, 'val.txt')]);

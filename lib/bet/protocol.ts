@@ -35,7 +35,7 @@ import {
 import { getFleetFixtures, type FleetFixtures } from '../data/fleet.js';
 import { checkActQuant, checkLimit, coreLimits, defaultOf, type ActQuant } from '../model/limits.js';
 import { Adapter, Encoding } from '../adapter/adapter.js';
-import { evaluate, Model } from '../model/model.js';
+import { evaluate, Model, type Ternarise } from '../model/model.js';
 import { readTextFile } from '../util/files.js';
 import { sha256Hex } from '../util/hash.js';
 import { FileLock } from '../util/lock.js';
@@ -144,6 +144,8 @@ export interface BetUser {
 
 export interface BetOptions {
   modelPath: string;
+  /** A GGUF of float weights: absmean per tensor (default) or per row when ternarised on load. */
+  ternarise?: Ternarise;
   users: BetUser[];
   /** Results JSON (written atomically after each user). */
   out: string;
@@ -410,7 +412,7 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
     'calibration tokens',
   );
   const criteria: LoadedCriteria = loadCriteria(o.criteriaPath);
-  const model = Model.load(o.modelPath);
+  const model = Model.load(o.modelPath, { ternarise: o.ternarise });
   if (model.tokenizer === null) throw new Error(`${o.modelPath} has no tokenizer`);
   const tokenizer = model.tokenizer;
   // Every named adapter file must belong to this base: refuse before any work is done.
@@ -462,7 +464,9 @@ export function openBet(o: Omit<BetOptions, 'out' | 'resume' | 'overwrite'>, hoo
     baseModel: {
       name: basename(o.modelPath),
       sha256: sha256Hex(readFileSync(o.modelPath)),
-      config: { ...model.config, fingerprint: model.fingerprint ?? '' },
+      // A GGUF also records where its ternary weights came from (as stored, or post-training
+      // quantisation per tensor / per row); a .tnm's header stays as it was.
+      config: { ...model.config, fingerprint: model.fingerprint ?? '', ...(model.isGguf ? { source: model.info } : {}) },
     },
     criteria,
     conditions,

@@ -6,6 +6,8 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
+import { TERNARISE_CHOICES, type Ternarise } from '../model/model.js';
+
 export class UsageError extends Error {}
 
 /** What a command returns for --help: the caller prints the usage. */
@@ -56,3 +58,19 @@ export function defined<T extends object>(o: T): Partial<T> {
 export function ensureDir(file: string): void {
   mkdirSync(dirname(resolve(file)), { recursive: true });
 }
+
+/**
+ * --ternarise per-tensor|per-row, for every command that loads a model: how a GGUF's float matrices
+ * that are not ternary are ternarised on load (absmean, post-training quantisation). Default per-tensor.
+ */
+export function ternariseFlag(v: Values): Ternarise | undefined {
+  const t = v.ternarise;
+  if (t === undefined) return undefined;
+  if (typeof t !== 'string' || !(TERNARISE_CHOICES as readonly string[]).includes(t)) {
+    throw new UsageError(`--ternarise must be ${TERNARISE_CHOICES.join(' or ')}, got '${String(t)}'`);
+  }
+  return t as Ternarise;
+}
+
+/** The usage line of --ternarise. */
+export const TERNARISE_USAGE = '[--ternarise per-tensor|per-row (a GGUF of float weights: absmean scale per tensor or per row)]';

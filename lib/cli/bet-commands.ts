@@ -28,7 +28,19 @@ import { Model } from '../model/model.js';
 import { coreLimits, orchestrationLimit, SEED_LIMIT } from '../model/limits.js';
 import { adapterRunLimits } from '../model/train-adapter.js';
 import { cmdFleetSub, FLEET_SUBCOMMANDS, FLEET_USAGE } from './fleet-commands.js';
-import { defined, ensureDir, parse, parseWithPositionals, required, S, SHOW_HELP, UsageError, type Io } from './args.js';
+import {
+  defined,
+  ensureDir,
+  parse,
+  parseWithPositionals,
+  required,
+  S,
+  SHOW_HELP,
+  ternariseFlag,
+  TERNARISE_USAGE,
+  UsageError,
+  type Io,
+} from './args.js';
 import { actQuantFlag, checkNumericFlags, narrowed, threadsLimit } from './limits.js';
 import { formatDuration, ProgressBar } from './progress.js';
 import { MAX_TEXT_BYTES, readTextFile } from '../util/files.js';
@@ -47,6 +59,7 @@ export const BET_USAGE = `  bet             the adapter-compression bet (the mai
     [--train-bytes N] [--validation-bytes N] [--test-bytes N] [--split-windows N]  (split sizes of every
                   user but the near-base ones (24 / 6 / 6 KiB in 2 windows); default: the fixtures'
                   192 KiB / 16 KiB / 16 KiB in 8 windows, a --user text's scaled to it)
+    ${TERNARISE_USAGE}
     [--noise [--noise-seeds 3]]  the noise margin: perturbed gains on a log grid of RMS gain error
     [--personal]                 the cross-user matrix, the generic adapter, the PERSONAL-LOST tier
     [--frontier [--frontier-plot OUT.svg]]  also the rate-distortion frontier: alloc and sparse_delta at
@@ -55,7 +68,8 @@ export const BET_USAGE = `  bet             the adapter-compression bet (the mai
     [--results ${DEFAULT_RESULTS_PATH}] [--users 215000] [--json]
 ${FLEET_USAGE}  quantize        encode a trained adapter with one scheme into an encoded adapter file
     --scheme S [--model ${DEFAULT_MODEL_PATH}] [--text user-train.txt (int4_calibrated, mixed, alloc)]
-    [--budget BYTES (mixed, sparse_delta, alloc)] [--group-size 32] [--calibration-tokens N (default 512)] IN.adapter OUT.adapter
+    [--budget BYTES (mixed, sparse_delta, alloc)] [--group-size 32] [--calibration-tokens N (default 512)] [--ternarise ...]
+    IN.adapter OUT.adapter
 `;
 
 const DEFAULT_FLEET_USERS = 215000;
@@ -91,6 +105,7 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
   const multi = { type: 'string', multiple: true } as const;
   const v = parse(argv, {
     model: S,
+    ternarise: S,
     user: multi,
     users: S,
     adapter: multi,
@@ -179,6 +194,7 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
   const resamples = n.resamples;
   const opts: BetOptions = {
     modelPath,
+    ternarise: ternariseFlag(v),
     users,
     out,
     criteriaPath: v.criteria as string | undefined,
@@ -307,6 +323,7 @@ export async function cmdQuantize(argv: string[], io: Io): Promise<number> {
   const { values: v, positionals } = parseWithPositionals(argv, {
     scheme: S,
     model: S,
+    ternarise: S,
     text: S,
     budget: S,
     'group-size': S,
@@ -333,7 +350,7 @@ export async function cmdQuantize(argv: string[], io: Io): Promise<number> {
   if (needsLoss && v.text === undefined)
     throw new UsageError(`--scheme ${scheme} chooses its encoding on the user's training text: --text is required`);
   if (needsBudget && v.budget === undefined) throw new UsageError(`--scheme ${scheme} needs --budget BYTES`);
-  const model = Model.load((v.model as string | undefined) ?? defaultModelPath());
+  const model = Model.load((v.model as string | undefined) ?? defaultModelPath(), { ternarise: ternariseFlag(v) });
   const adapter = Adapter.load(model, inPath);
   if (adapter.encoding !== null) throw new Error(`${inPath} is already encoded (${adapter.scheme}); quantize a trained (f32) adapter`);
   let calibration;

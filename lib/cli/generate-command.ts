@@ -7,13 +7,13 @@ import { Adapter } from '../adapter/adapter.js';
 import { checkRequest, generateLimits, type GenerateRequest, type GenerateResult } from '../model/generate.js';
 import { SEED_LIMIT } from '../model/limits.js';
 import { Model, type Precision } from '../model/model.js';
-import { parse, required, S, SHOW_HELP, UsageError, type Io, type Values } from './args.js';
+import { parse, required, S, SHOW_HELP, ternariseFlag, UsageError, type Io, type Values } from './args.js';
 import { checkNumericFlags, threadsLimit } from './limits.js';
 
 export const GENERATE_USAGE = `  generate        text after a prompt, streamed to stdout (KV-cache decoding, seeded sampling)
     --model M [--adapter A (raw or encoded)] --prompt "..." [--max-tokens 128] [--temperature 1]
     [--top-k 0] [--top-p 1] [--min-p 0] [--seed 0] [--stop STR (repeatable)]
-    [--precision ternary|fp32|ternary-fp32act] [--rows 64] [--threads N] [--json]
+    [--precision ternary|fp32|ternary-fp32act] [--rows 64] [--threads N] [--ternarise ...] [--json]
   generate --jsonl  requests on stdin, one JSON object a line: {"prompt", "adapter"?: path,
                   "maxTokens"?, "temperature"?, "topK"?, "topP"?, "minP"?, "seed"?, "stop"?: [..]}
                   (the flags give the defaults); all decoded together in batched steps; one JSON
@@ -51,7 +51,9 @@ export async function cmdGenerate(
   stdin: AsyncIterable<string | Buffer> | Iterable<string | Buffer> = process.stdin,
 ): Promise<number> {
   const v = parse(argv, {
-    ...Object.fromEntries([...SAMPLING_FLAGS, 'model', 'adapter', 'prompt', 'precision', 'rows', 'threads'].map((f) => [f, S])),
+    ...Object.fromEntries(
+      [...SAMPLING_FLAGS, 'model', 'adapter', 'prompt', 'precision', 'rows', 'threads', 'ternarise'].map((f) => [f, S]),
+    ),
     stop: { type: 'string', multiple: true },
     jsonl: { type: 'boolean' },
     json: { type: 'boolean' },
@@ -62,6 +64,7 @@ export async function cmdGenerate(
   if (!['ternary', 'fp32', 'ternary-fp32act'].includes(precision))
     throw new UsageError(`--precision must be ternary, fp32 or ternary-fp32act, got '${precision}'`);
   const modelPath = required(v, 'model');
+  const ternarise = ternariseFlag(v);
   const stop = (v.stop as unknown as string[] | undefined) ?? [];
   if (stop.some((s) => s === '')) throw new UsageError('--stop must not be empty');
   const defaults: Partial<GenerateRequest> = { stop };
@@ -71,12 +74,12 @@ export async function cmdGenerate(
     if (v.prompt !== undefined || v.adapter !== undefined || v.json)
       throw new UsageError('--jsonl takes the prompts and adapters from stdin: drop --prompt, --adapter and --json');
     const lines = await readLines(stdin);
-    const model = Model.load(modelPath);
+    const model = Model.load(modelPath, { ternarise });
     return jsonl(model, lines, defaults, run, io);
   }
   if (typeof v.prompt !== 'string') throw new UsageError('--prompt is required (or --jsonl)');
   const prompt = v.prompt;
-  const model = Model.load(modelPath);
+  const model = Model.load(modelPath, { ternarise });
   const adapter = v.adapter === undefined ? null : Adapter.load(model, v.adapter as string);
   const ac = new AbortController();
   const onSigint = () => ac.abort();

@@ -8,14 +8,26 @@ import { resolve } from 'node:path';
 
 import { getFixtures } from '../data/fixtures.js';
 import { Adapter } from '../adapter/adapter.js';
-import { evaluate, GGUF_TYPES, Model, type GgufType, type ModelConfig, type Precision } from '../model/model.js';
+import { evaluate, GGUF_FLOAT_TYPES, GGUF_TYPES, Model, type GgufType, type ModelConfig, type Precision } from '../model/model.js';
 import { adapterRunLimits, resolveAdapterRun, trainAdapter, type AdapterRunOptions } from '../model/train-adapter.js';
 import { baseRunLimits, STOP_AFTER_LIMIT, trainBase, type BaseRunRequest } from '../model/train-base.js';
 import { BET_USAGE, cmdBet, cmdFleet, cmdQuantize } from './bet-commands.js';
 import { cmdGenerate, GENERATE_USAGE } from './generate-command.js';
 import { coreLimits, orchestrationLimit } from '../model/limits.js';
 import { MAX_VOCAB_SIZE, MIN_VOCAB_SIZE } from '../tokenizer/bpe.js';
-import { defined, ensureDir, parse, required, S, SHOW_HELP, UsageError, type Io, type Values } from './args.js';
+import {
+  defined,
+  ensureDir,
+  parse,
+  required,
+  S,
+  SHOW_HELP,
+  ternariseFlag,
+  TERNARISE_USAGE,
+  UsageError,
+  type Io,
+  type Values,
+} from './args.js';
 import { actQuantFlag, checkNumericFlags, narrowed, threadsLimit } from './limits.js';
 import { formatDuration, ProgressBar } from './progress.js';
 import { readTextFile } from '../util/files.js';
@@ -35,15 +47,18 @@ ${BET_USAGE}  train-base      train the base model (tokenizer, ternary-aware tra
   train-adapter   train one user's norm-only adapter on a base model
     --model M --text user.txt --out user.adapter [--seed S] [--max-steps 100] [--eval-every 20]
     [--patience 3] [--validation-fraction 0.05] [--batch 8] [--seq 128] [--lr 3e-2] [--min-lr 3e-3]
-    [--warmup 10] [--weight-decay 0] [--threads N] [--json]
+    [--warmup 10] [--weight-decay 0] [--threads N] [--ternarise ...] [--json]
   evaluate        perplexity and bits per byte of a text
     --model M [--adapter A] --text T [--precision ternary|fp32|ternary-fp32act]
     [--act-quant token|block256 (ternary activations per token, or per 256 values as llama.cpp's
-    TQ1_0/TQ2_0 path)] [--stride N] [--batch 4] [--threads N] [--json]
+    TQ1_0/TQ2_0 path)] [--stride N] [--batch 4] [--threads N] [--ternarise ...] [--json]
   export          write a model (and optionally an adapter, raw or encoded, folded into its norm
                   weights) as a GGUF llama.cpp loads
-    --model M [--adapter A] --type tq2_0|tq1_0|f16|f32 --out X.gguf
+    --model M [--adapter A] --type tq2_0|tq1_0|f16|f32|bf16|q8_0 --out X.gguf [--ternarise ...]
+    [--weights ternary|latent (trit x scale, or the fp32 latent weights of a checkpoint, a created model
+    or a float GGUF, in a float type: a float GGUF that is ternarised on load)]
 ${GENERATE_USAGE}  Every --model accepts a ternorm .tnm or a GGUF (llama architecture; detected by its magic).
+  ${TERNARISE_USAGE}
 `;
 
 // ---- train-base --------------------------------------------------------------------------------
@@ -237,6 +252,7 @@ async function cmdTrainAdapter(argv: string[], io: Io): Promise<number> {
     'warmup',
     'weight-decay',
     'threads',
+    'ternarise',
   ];
   const v = parse(argv, { ...Object.fromEntries(flags.map((f) => [f, S])), json: { type: 'boolean' } });
   if (v.help) return help(io);
@@ -273,7 +289,7 @@ async function cmdTrainAdapter(argv: string[], io: Io): Promise<number> {
   });
   const threads = n.threads;
   const text = readTextFile(textPath, '--text');
-  const model = Model.load(modelPath);
+  const model = Model.load(modelPath, { ternarise: ternariseFlag(v) });
   const resolved = resolveAdapterRun(model, opts);
   const bar = new ProgressBar(io.stderr, 10);
   let lastLoss = NaN;
@@ -321,17 +337,29 @@ async function cmdTrainAdapter(argv: string[], io: Io): Promise<number> {
 
 // ---- export --------------------------------------------------------------------------------------
 async function cmdExport(argv: string[], io: Io): Promise<number> {
-  const v = parse(argv, { model: S, adapter: S, type: S, out: S });
+  const v = parse(argv, { model: S, adapter: S, type: S, out: S, weights: S, ternarise: S });
   if (v.help) return help(io);
   const type = required(v, 'type');
   if (!(GGUF_TYPES as readonly string[]).includes(type)) throw new UsageError(`--type must be ${GGUF_TYPES.join(', ')}, got '${type}'`);
+  const weights = (v.weights as string | undefined) ?? 'ternary';
+  if (weights !== 'ternary' && weights !== 'latent') throw new UsageError(`--weights must be ternary or latent, got '${weights}'`);
+  if (weights === 'latent' && !(GGUF_FLOAT_TYPES as readonly string[]).includes(type))
+    throw new UsageError(`--weights latent writes floats: --type must be ${GGUF_FLOAT_TYPES.join(', ')}, got '${type}'`);
   const modelPath = required(v, 'model');
   const out = required(v, 'out');
-  const model = Model.load(modelPath);
+  const model = Model.load(modelPath, { ternarise: ternariseFlag(v) });
+  if (weights === 'latent' && !model.hasLatentForExport) {
+    throw new Error(
+      `--weights latent: ${modelPath} has no latent weights (a .tnm model file holds only its ternary weights; ` +
+        "a checkpoint, e.g. train-base's OUT.ckpt, or a GGUF of float weights has them)",
+    );
+  }
   // An encoded adapter's gains are its decoded ones (what the norm kernel computes with).
   const adapter = v.adapter === undefined ? null : Adapter.load(model, v.adapter as string);
-  model.exportGguf(type as GgufType, { path: out, gains: adapter === null ? null : adapter.gains });
-  io.stdout.write(`wrote ${out} (${type}${adapter === null ? '' : `, adapter ${adapter.scheme} folded into the norms`})\n`);
+  model.exportGguf(type as GgufType, { path: out, gains: adapter === null ? null : adapter.gains, weights });
+  io.stdout.write(
+    `wrote ${out} (${type}, ${weights} weights${adapter === null ? '' : `, adapter ${adapter.scheme} folded into the norms`})\n`,
+  );
   return 0;
 }
 
@@ -346,6 +374,7 @@ async function cmdEvaluate(argv: string[], io: Io): Promise<number> {
     stride: S,
     batch: S,
     threads: S,
+    ternarise: S,
     json: { type: 'boolean' },
   });
   if (v.help) return help(io);
@@ -361,7 +390,7 @@ async function cmdEvaluate(argv: string[], io: Io): Promise<number> {
     throw new UsageError(`--act-quant ${actQuant} needs --precision ternary, got '${precision}'`);
   const { stride, batch, threads } = n;
   const text = readTextFile(textPath, '--text');
-  const model = Model.load(modelPath);
+  const model = Model.load(modelPath, { ternarise: ternariseFlag(v) });
   const adapter = v.adapter === undefined ? null : Adapter.load(model, v.adapter as string);
   const tokens = model.tokenizer!.encode(text);
   if (tokens.length < 2)

@@ -71,8 +71,15 @@ export class GgufVocabTokenizer implements ModelTokenizer {
 }
 
 /** GGUF export weight types (native/model/gguf_model.h). */
-export type GgufType = 'tq2_0' | 'tq1_0' | 'f16' | 'f32';
-export const GGUF_TYPES: readonly GgufType[] = ['tq2_0', 'tq1_0', 'f16', 'f32'];
+export type GgufType = 'tq2_0' | 'tq1_0' | 'f16' | 'f32' | 'bf16' | 'q8_0';
+export const GGUF_TYPES: readonly GgufType[] = ['tq2_0', 'tq1_0', 'f16', 'f32', 'bf16', 'q8_0'];
+/** The float types, which a latent export can write. */
+export const GGUF_FLOAT_TYPES: readonly GgufType[] = ['f32', 'f16', 'bf16', 'q8_0'];
+/** What a GGUF export writes for the block matrices: trit x scale, or the fp32 latent weights. */
+export type GgufWeights = 'ternary' | 'latent';
+/** How a GGUF's float matrices are ternarised on load (absmean, post-training quantisation). */
+export type Ternarise = 'per-tensor' | 'per-row';
+export const TERNARISE_CHOICES: readonly Ternarise[] = ['per-tensor', 'per-row'];
 
 /**
  * The llama.cpp pre-tokenizer recorded with ternorm's BPE in an exported GGUF: GPT-2's pattern,
@@ -122,6 +129,8 @@ export function resolveModelConfig(partial: Partial<ModelConfig> = {}): ModelCon
 export interface LoadOptions {
   /** Refuse files larger than this many bytes (default 2 GiB). */
   maxBytes?: number;
+  /** A GGUF's float matrices that are not ternary: absmean per tensor (default) or per row. */
+  ternarise?: Ternarise;
 }
 
 /** What a checkpoint adds to a model: the optimiser state and the caller's training state. */
@@ -142,7 +151,7 @@ export class Model {
     readonly meta: unknown,
     /**
      * Where the weights came from: 'ternorm model file', or a GGUF's one-line import summary, e.g.
-     * "gguf v3 llama: 28 block matrices f16, 28 ternarised on load by absmean (post-training quantisation)".
+     * "gguf v3 llama: 28 block matrices f16, 28 ternarised on load by absmean per tensor (post-training quantisation)".
      */
     readonly info: string = 'ternorm model file',
     /** A GGUF's tokenizer.ggml.* vocabulary (null for a .tnm or a GGUF without one). */
@@ -174,7 +183,10 @@ export class Model {
       throw new TypeError('source must be a file path (string) or a Uint8Array');
     }
     if (options.maxBytes !== undefined) checkInt(options.maxBytes, 'maxBytes', 1, 2 ** 31);
-    const raw = modelAddon().modelLoad(source, options.maxBytes);
+    if (options.ternarise !== undefined && !TERNARISE_CHOICES.includes(options.ternarise)) {
+      throw new RangeError(`ternarise must be one of ${TERNARISE_CHOICES.join(', ')}, got ${String(options.ternarise)}`);
+    }
+    const raw = modelAddon().modelLoad(source, options.maxBytes, options.ternarise);
     const where = typeof source === 'string' ? source : 'model bytes';
     let tokenizer: ModelTokenizer;
     try {
@@ -208,6 +220,17 @@ export class Model {
   get hasLatent(): boolean {
     return this.native.info().hasLatent;
   }
+  /**
+   * True when the latent block weights are real ones a latent GGUF export can write: a created
+   * model, a checkpoint, or a GGUF whose block matrices were all stored as floats.
+   */
+  get hasLatentForExport(): boolean {
+    return this.native.info().latentStored;
+  }
+  /** True when the model was loaded from a GGUF file (then `info` says how its weights were obtained). */
+  get isGguf(): boolean {
+    return this.info !== 'ternorm model file';
+  }
   /** Hex SHA-256 of the file sections, or null when the model changed since it was loaded or saved. */
   get fingerprint(): string | null {
     return this.native.fingerprint();
@@ -231,10 +254,21 @@ export class Model {
    * adapter gains (raw or decoded) multiplied into the norm weights, ternorm's BPE written both as
    * its exact bytes ("ternorm.tokenizer") and as a gpt2-style vocabulary; otherwise `vocab` (a
    * vocabulary of this model's size, e.g. Llama 3's) or a GGUF-loaded model's own vocabulary.
-   * Written atomically to `path`, or returned as bytes.
+   * `weights: 'latent'` writes the fp32 latent block matrices in a float type instead of trit x
+   * scale (a float GGUF that is ternarised on load); a model without latent weights (a .tnm model
+   * file) refuses it. Written atomically to `path`, or returned as bytes.
    */
-  exportGguf(type: GgufType, options: { path?: string; gains?: Float32Array | null; vocab?: VocabMetadata } = {}): Uint8Array | undefined {
+  exportGguf(
+    type: GgufType,
+    options: { path?: string; gains?: Float32Array | null; vocab?: VocabMetadata; weights?: GgufWeights } = {},
+  ): Uint8Array | undefined {
     if (!GGUF_TYPES.includes(type)) throw new RangeError(`type must be one of ${GGUF_TYPES.join(', ')}, got ${String(type)}`);
+    const weights = options.weights ?? 'ternary';
+    if (weights !== 'ternary' && weights !== 'latent')
+      throw new RangeError(`weights must be 'ternary' or 'latent', got ${String(weights)}`);
+    if (weights === 'latent' && !GGUF_FLOAT_TYPES.includes(type)) {
+      throw new RangeError(`the latent weights are floats: export them as ${GGUF_FLOAT_TYPES.join(', ')}, not ${type}`);
+    }
     const gains = options.gains ?? null;
     if (gains !== null && gains.length !== this.nGains) {
       throw new RangeError(`the adapter holds ${gains.length} gains but the model needs n_norms * d_model = ${this.nGains}`);
@@ -244,7 +278,16 @@ export class Model {
     if (vocab !== null && vocab.tokens.length !== this.config.vocab) {
       throw new RangeError(`the vocabulary has ${vocab.tokens.length} tokens but the model's vocab is ${this.config.vocab}`);
     }
-    return modelAddon().modelExportGguf(this.native, options.path, type, gains, vocab === null ? bpe : null, GGUF_EXPORT_PRE, vocab);
+    return modelAddon().modelExportGguf(
+      this.native,
+      options.path,
+      type,
+      gains,
+      vocab === null ? bpe : null,
+      GGUF_EXPORT_PRE,
+      vocab,
+      weights,
+    );
   }
 
   /**

@@ -27,6 +27,8 @@ export interface RawModelInfo {
   nNorms: number;
   /** false for a model loaded from a model file (ternary weights only); true when created or from a checkpoint. */
   hasLatent: boolean;
+  /** The latent block weights are real ones (hasLatent, or a GGUF of float block matrices). */
+  latentStored: boolean;
 }
 
 export interface NativeModel {
@@ -109,12 +111,12 @@ export interface RawLoadedModel {
   /** A GGUF file's tokenizer.ggml.* metadata (absent for a .tnm, null when the GGUF has none). */
   vocab?: VocabMetadata | null;
   /** Present when the source was a GGUF file. */
-  gguf?: { version: number; name: string; info: string; postTrainingQuantised: boolean };
+  gguf?: { version: number; name: string; info: string; postTrainingQuantised: boolean; ternarise: string };
 }
 
 export interface NativeModelAddon {
   modelCreate(config: RawModelConfig, seed: number): NativeModel;
-  modelLoad(source: string | Uint8Array, maxBytes?: number): RawLoadedModel;
+  modelLoad(source: string | Uint8Array, maxBytes?: number, ternarise?: string): RawLoadedModel;
   modelExportGguf(
     model: NativeModel,
     path: string | undefined,
@@ -123,6 +125,7 @@ export interface NativeModelAddon {
     tokenizer: Uint8Array | null,
     pre: string,
     vocab?: VocabMetadata | null,
+    weights?: 'ternary' | 'latent',
   ): Uint8Array | undefined;
   trainerCreate(model: NativeModel, config: RawTrainConfig): NativeTrainer;
   evaluateAsync(

@@ -77,6 +77,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
     o.Set("nGains", double(s->model->config().n_gains()));
     o.Set("nNorms", double(s->model->config().n_norms()));
     o.Set("hasLatent", s->has_latent);
+    o.Set("latentStored", s->latent_stored);
     return o;
   }
 
@@ -399,7 +400,8 @@ bool is_gguf(const Napi::Value& v) {
 // ternorm's own BPE bytes when the file carries them (kTernormTokenizerKey), else the
 // tokenizer.ggml.* metadata (`vocab`). The fingerprint is model_fingerprint over the imported
 // weights and that tokenizer: a lossless (f32) export of a .tnm re-imports with the .tnm's own.
-Napi::Value load_gguf(const Napi::CallbackInfo& info, uint64_t max_bytes) {
+Napi::Value load_gguf(const Napi::CallbackInfo& info, uint64_t max_bytes,
+                      const model::GgufImportOptions& options) {
   Napi::Env env = info.Env();
   const Napi::Value v = info[0];
   gguf::File file = [&] {
@@ -410,10 +412,11 @@ Napi::Value load_gguf(const Napi::CallbackInfo& info, uint64_t max_bytes) {
                             " bytes is over the limit of " + std::to_string(max_bytes) + " bytes");
     return gguf::File::copy(a.Data(), a.ElementLength());
   }();
-  model::GgufImported im = model::gguf_import(file);
+  model::GgufImported im = model::gguf_import(file, options);
   auto s = std::make_shared<ModelState>();
   s->model = std::move(im.model);
   s->has_latent = false;  // the stored ternary weights are final (a re-quantize would change them)
+  s->latent_stored = im.latent_stored;
   s->gguf_tokenizer = im.tokenizer;
   if (im.ternorm_tokenizer.empty() && !im.tokenizer)
     throw io::FormatError("gguf: the file has no tokenizer (neither tokenizer.ggml.model nor " +
@@ -432,13 +435,15 @@ Napi::Value load_gguf(const Napi::CallbackInfo& info, uint64_t max_bytes) {
   g.Set("name", im.name);
   g.Set("info", im.info);
   g.Set("postTrainingQuantised", im.post_training_quantised);
+  g.Set("ternarise", model::gguf_ternarise_name(options.ternarise));
   out.Set("gguf", g);
   return out;
 }
 
 // modelExportGguf(model, path | undefined, type, gains: Float32Array | null, tokenizer: Uint8Array
 // | null,
-//   pre: string, vocab?: metadata) -> Uint8Array (no path) | undefined. The tokenizer written:
+//   pre: string, vocab?: metadata, weights?: 'ternary' | 'latent') -> Uint8Array (no path) |
+//   undefined. The tokenizer written:
 //   ternorm BPE bytes as themselves (kTernormTokenizerKey) and as their gpt2-style vocabulary with
 //   pre-tokenizer `pre`; else a vocabulary given as metadata (VocabTokenizer's); else a
 //   GGUF-loaded model's own.
@@ -449,6 +454,16 @@ Napi::Value ModelExportGguf(const Napi::CallbackInfo& info) {
   const std::string path = to_path ? string_arg(info, 1, "path") : std::string();
   model::GgufExportOptions o;
   o.type = model::gguf_weight_type_from_name(string_arg(info, 2, "type"));
+  if (!info[7].IsUndefined()) {
+    const std::string weights = string_arg(info, 7, "weights");
+    if (weights != "ternary" && weights != "latent")
+      throw_range(env, "weights must be 'ternary' or 'latent', got '" + weights + "'");
+    o.latent = weights == "latent";
+  }
+  if (o.latent && !s->latent_stored)
+    throw_range(env,
+                "export: this model has no latent weights (a model file holds only its ternary "
+                "weights; a checkpoint, a created model or a float GGUF has them)");
   std::vector<float> gains;
   if (!info[3].IsNull() && !info[3].IsUndefined()) {
     auto g = array_arg<float>(info, 3, "gains");
@@ -488,7 +503,7 @@ Napi::Value ModelExportGguf(const Napi::CallbackInfo& info) {
   return copy_bytes(env, bytes.data(), bytes.size());
 }
 
-// modelLoad(source: string | Uint8Array, maxBytes?) ->
+// modelLoad(source: string | Uint8Array, maxBytes?, ternarise?: 'per-tensor' | 'per-row') ->
 //   { model, tokenizer, meta: string | null, fingerprint, checkpoint: null | {adamM, adamV, step,
 //   state} } A GGUF source (load_gguf) adds { vocab: metadata | null, gguf: { version, name, info,
 //   postTrainingQuantised } }; maxBytes bounds its bytes in memory (a path is mapped, not read).
@@ -497,12 +512,16 @@ Napi::Value ModelLoad(const Napi::CallbackInfo& info) {
   io::ParseOptions opts;
   opts.expected_kind = io::FileKind::Model;
   if (!info[1].IsUndefined()) opts.limits.max_file_bytes = uint64_t(size_arg(info, 1, "maxBytes"));
-  if (is_gguf(info[0])) return load_gguf(info, opts.limits.max_file_bytes);
+  model::GgufImportOptions gguf_options;
+  if (!info[2].IsUndefined())
+    gguf_options.ternarise = model::gguf_ternarise_from_name(string_arg(info, 2, "ternarise"));
+  if (is_gguf(info[0])) return load_gguf(info, opts.limits.max_file_bytes, gguf_options);
   const io::Container file = container_arg(info, 0, opts);
   model::LoadedModel lm = model::load_model(file);
   auto s = std::make_shared<ModelState>();
   s->model = std::move(lm.model);
   s->has_latent = lm.has_latent;
+  s->latent_stored = lm.has_latent;
   Napi::Object out = Napi::Object::New(env);
   out.Set("model", new_model_object(env, s));
   out.Set("tokenizer", copy_bytes(env, lm.tokenizer.data(), lm.tokenizer.size()));

@@ -22,6 +22,9 @@ namespace ternorm::addon {
 struct ModelState {
   std::unique_ptr<model::Model> model;
   bool has_latent = true;  // false: loaded from a model file (ternary weights only)
+  // The latent block weights are real ones, so a latent GGUF export may write them: has_latent,
+  // or a GGUF whose block matrices were all stored as floats (their decoded values).
+  bool latent_stored = true;
   std::optional<model::GgufTokenizer>
       gguf_tokenizer;  // a GGUF model's tokenizer.ggml.* metadata, re-exported
   std::atomic<bool> busy{false};

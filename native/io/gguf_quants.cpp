@@ -33,6 +33,13 @@ void check_multiple(GgmlType t, int64_t n) {
                                 std::to_string(n));
 }
 
+void check_not_nan(const float* x, int64_t n, GgmlType t) {
+  for (int64_t i = 0; i < n; ++i)
+    if (std::isnan(x[i]))
+      throw std::invalid_argument("gguf: cannot encode a NaN (index " + std::to_string(i) +
+                                  ") as " + type_name(t));
+}
+
 void check_finite(const float* x, int64_t n, GgmlType t) {
   for (int64_t i = 0; i < n; ++i)
     if (!std::isfinite(x[i]))
@@ -208,6 +215,7 @@ void decode_to_float(GgmlType t, const uint8_t* in, int64_t n, float* out) {
 
 void encode_from_float(GgmlType t, const float* in, int64_t n, uint8_t* out) {
   check_multiple(t, n);
+  check_not_nan(in, n, t);
   switch (t) {
     case GgmlType::F32: std::memcpy(out, in, size_t(n) * 4); return;
     case GgmlType::F16:

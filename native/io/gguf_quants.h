@@ -72,9 +72,11 @@ float bf16_to_fp32(uint16_t h);  // exact
 // code 3 gives 2 * d, as in ggml; decode_ternary refuses it instead).
 void decode_to_float(GgmlType t, const uint8_t* in, int64_t n, float* out);
 // float -> type t, as ggml's reference quantizers do: F16/BF16 as above;
-// Q8_0 d = amax / 127, q = roundf(x / d) (ties away from zero); TQ1_0/TQ2_0
-// d = amax of the block, trit = lroundf(x / d). Non-finite input is refused
-// (std::invalid_argument) for the block types.
+// Q8_0 d = amax / 127 stored as fp16, q = roundf(x * (1 / d)) (ties away from
+// zero; llama.cpp's quantize_row_q8_0_ref); TQ1_0/TQ2_0 d = amax of the block,
+// trit = lroundf(x / d). NaN is refused (std::invalid_argument) for every
+// type, +-inf for the block types; F32/F16/BF16 keep inf, subnormals and the
+// sign of zero (F16 rounds what is beyond its range to inf).
 void encode_from_float(GgmlType t, const float* in, int64_t n, uint8_t* out);
 
 // ---- ternary codecs -------------------------------------------------------------

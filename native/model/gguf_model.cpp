@@ -1,5 +1,6 @@
 #include "gguf_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <set>
@@ -34,6 +35,8 @@ uint32_t file_type_of(GgufWeightType t) {
     case GgufWeightType::TQ1_0: return 36;
     case GgufWeightType::F16: return 1;
     case GgufWeightType::F32: return 0;
+    case GgufWeightType::BF16: return 32;
+    case GgufWeightType::Q8_0: return 7;
   }
   return 0;
 }
@@ -44,6 +47,8 @@ GgmlType ggml_type_of(GgufWeightType t) {
     case GgufWeightType::TQ1_0: return GgmlType::TQ1_0;
     case GgufWeightType::F16: return GgmlType::F16;
     case GgufWeightType::F32: return GgmlType::F32;
+    case GgufWeightType::BF16: return GgmlType::BF16;
+    case GgufWeightType::Q8_0: return GgmlType::Q8_0;
   }
   return GgmlType::F32;
 }
@@ -159,16 +164,29 @@ const char* gguf_weight_type_name(GgufWeightType t) {
     case GgufWeightType::TQ1_0: return "tq1_0";
     case GgufWeightType::F16: return "f16";
     case GgufWeightType::F32: return "f32";
+    case GgufWeightType::BF16: return "bf16";
+    case GgufWeightType::Q8_0: return "q8_0";
   }
   return "?";
 }
 
 GgufWeightType gguf_weight_type_from_name(std::string_view name) {
-  for (GgufWeightType t :
-       {GgufWeightType::TQ2_0, GgufWeightType::TQ1_0, GgufWeightType::F16, GgufWeightType::F32})
+  for (GgufWeightType t : {GgufWeightType::TQ2_0, GgufWeightType::TQ1_0, GgufWeightType::F16,
+                           GgufWeightType::F32, GgufWeightType::BF16, GgufWeightType::Q8_0})
     if (name == gguf_weight_type_name(t)) return t;
   throw std::invalid_argument(
-      cat("unknown GGUF export type '", name, "' (expected tq2_0, tq1_0, f16 or f32)"));
+      cat("unknown GGUF export type '", name, "' (expected tq2_0, tq1_0, f16, f32, bf16 or q8_0)"));
+}
+
+const char* gguf_ternarise_name(GgufTernarise t) {
+  return t == GgufTernarise::PerRow ? "per-row" : "per-tensor";
+}
+
+GgufTernarise gguf_ternarise_from_name(std::string_view name) {
+  for (GgufTernarise t : {GgufTernarise::PerTensor, GgufTernarise::PerRow})
+    if (name == gguf_ternarise_name(t)) return t;
+  throw std::invalid_argument(
+      cat("unknown ternarisation '", name, "' (expected per-tensor or per-row)"));
 }
 
 const char* gguf_matrix_source_name(GgufMatrixSource s) {
@@ -183,7 +201,12 @@ const char* gguf_matrix_source_name(GgufMatrixSource s) {
 // ---- export -------------------------------------------------------------------------
 
 gguf::Writer gguf_model_writer(const Model& model, const GgufExportOptions& opt) {
-  if (model.ternary_stale())
+  const GgmlType type = ggml_type_of(opt.type);
+  if (opt.latent && gguf::is_ternary(type))
+    throw std::invalid_argument(cat("gguf export: the latent weights are floats; ",
+                                    gguf::type_name(type),
+                                    " holds ternary ones (use f32, f16, bf16 or q8_0)"));
+  if (!opt.latent && model.ternary_stale())
     throw std::logic_error(
         "gguf export: the ternary weights are stale (quantize the model after training)");
   const ModelConfig& c = model.config();
@@ -224,9 +247,8 @@ gguf::Writer gguf_model_writer(const Model& model, const GgufExportOptions& opt)
     w.add_tensor(norm_tensor(c, index), GgmlType::F32, {d}, f32_bytes(norm.data(), d));
   };
 
-  const GgmlType type = ggml_type_of(opt.type);
   std::vector<int8_t> trits;
-  std::vector<float> values;
+  std::vector<float> values, row_scales;
   std::vector<uint16_t> block_d;
   for (int64_t l = 0; l < c.n_layers; ++l) {
     for (int k = 0; k < kMatricesPerLayer; ++k) {
@@ -236,25 +258,53 @@ gguf::Writer gguf_model_writer(const Model& model, const GgufExportOptions& opt)
       const LinearShape s = model.matrix_shape(m);
       const int64_t n = s.rows * s.cols;
       const std::string name = matrix_tensor(l, m);
-      trits.resize(size_t(n));
-      float scale = 0;
-      model.get_ternary(l, m, trits.data(), &scale);
       if (s.cols % gguf::block_values(type) != 0)
         throw std::invalid_argument(cat("gguf export: tensor '", name, "' has rows of ", s.cols,
                                         " values, ", gguf::type_name(type), " needs a multiple of ",
                                         gguf::block_values(type)));
       std::vector<uint8_t> data(size_t(gguf::bytes_for(type, n)));
-      if (gguf::is_ternary(type)) {
-        const uint16_t h = norm::f32_to_f16(scale);
-        if (!std::isfinite(norm::f16_to_f32(h)))
-          throw std::invalid_argument(
-              cat("gguf export: tensor '", name, "': scale ", scale, " overflows fp16"));
-        block_d.assign(size_t(n / gguf::kQK_K), h);
-        gguf::encode_ternary(type, trits.data(), block_d.data(), n, data.data());
+      values.resize(size_t(n));
+      if (opt.latent) {
+        const float* lat =
+            model.params() + model.tensor(cat("layers.", l, ".", matrix_name(m))).offset;
+        std::copy(lat, lat + n, values.begin());
       } else {
-        values.resize(size_t(n));
-        for (int64_t i = 0; i < n; ++i) values[size_t(i)] = float(trits[size_t(i)]) * scale;
+        trits.resize(size_t(n));
+        row_scales.resize(size_t(s.rows));
+        model.get_ternary_rows(l, m, trits.data(), row_scales.data());
+        if (gguf::is_ternary(type)) {
+          block_d.resize(size_t(n / gguf::kQK_K));
+          const int64_t blocks_per_row = s.cols / gguf::kQK_K;
+          for (int64_t r = 0; r < s.rows; ++r) {
+            const uint16_t h = norm::f32_to_f16(row_scales[size_t(r)]);
+            if (!std::isfinite(norm::f16_to_f32(h)))
+              throw std::invalid_argument(cat("gguf export: tensor '", name, "': scale ",
+                                              row_scales[size_t(r)], " overflows fp16"));
+            std::fill_n(block_d.begin() + r * blocks_per_row, blocks_per_row, h);
+          }
+          gguf::encode_ternary(type, trits.data(), block_d.data(), n, data.data());
+          w.add_tensor(name, type, {s.cols, s.rows}, std::move(data));
+          continue;
+        }
+        for (int64_t i = 0; i < n; ++i)
+          values[size_t(i)] = float(trits[size_t(i)]) * row_scales[size_t(i / s.cols)];
+      }
+      try {
         gguf::encode_from_float(type, values.data(), n, data.data());
+      } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(cat("gguf export: tensor '", name, "': ", e.what()));
+      }
+      // A value beyond the type's range (fp16 above 65504) would come back as inf.
+      std::vector<float> back(size_t(gguf::block_values(type)));
+      for (int64_t b = 0; b < n / gguf::block_values(type); ++b) {
+        const int64_t bv = gguf::block_values(type);
+        gguf::decode_to_float(type, data.data() + b * int64_t(gguf::block_bytes(type)), bv,
+                              back.data());
+        for (int64_t j = 0; j < bv; ++j)
+          if (!std::isfinite(back[size_t(j)]))
+            throw std::invalid_argument(cat("gguf export: tensor '", name, "': value ", b * bv + j,
+                                            " (", values[size_t(b * bv + j)], ") is not finite as ",
+                                            gguf::type_name(type)));
       }
       w.add_tensor(name, type, {s.cols, s.rows}, std::move(data));
     }
@@ -394,9 +444,27 @@ std::optional<GgufTokenizer> tokenizer_of(const gguf::File& f, int64_t vocab) {
   return t;
 }
 
-// One block matrix: its trits, scale and latent values from the tensor.
+// A row whose trits are all zero takes the scale of the first row that has a
+// nonzero trit (what it computes does not depend on it), so a matrix of one
+// scale stays one.
+void fill_zero_row_scales(const int8_t* trits, int64_t rows, int64_t cols, float* row_scales) {
+  std::vector<char> zero_row(static_cast<size_t>(rows), 0);
+  int64_t first = -1;
+  for (int64_t r = 0; r < rows; ++r) {
+    bool z = true;
+    for (int64_t c = 0; c < cols && z; ++c) z = trits[r * cols + c] == 0;
+    zero_row[size_t(r)] = z;
+    if (!z && first < 0) first = r;
+  }
+  if (first < 0) return;
+  for (int64_t r = 0; r < rows; ++r)
+    if (zero_row[size_t(r)]) row_scales[r] = row_scales[first];
+}
+
+// One block matrix: its trits, row scales and latent values from the tensor.
 GgufMatrixSource import_matrix(const gguf::File& f, const gguf::TensorInfo& t, int64_t rows,
-                               int64_t cols, int8_t* trits, float* scale, float* latent) {
+                               int64_t cols, GgufTernarise ternarise, int8_t* trits,
+                               float* row_scales, float* latent) {
   check_shape(t, {cols, rows});
   const int64_t n = rows * cols;
   if (gguf::is_ternary(t.type)) {
@@ -405,44 +473,54 @@ GgufMatrixSource import_matrix(const gguf::File& f, const gguf::TensorInfo& t, i
     if (!gguf::decode_ternary(t.type, f.data(t), n, trits, block_d.data(), &bad))
       throw FormatError(cat("gguf: tensor '", t.name, "': value ", bad,
                             " holds the TQ2_0 code 3, not a ternary value"));
-    // ternorm has ONE scale per matrix: every block that holds a nonzero trit
-    // must carry the same fp16 scale (per-block scales are future work).
-    int64_t first = -1;
-    for (int64_t b = 0; b < int64_t(block_d.size()); ++b) {
-      bool nonzero = false;
-      for (int64_t i = 0; i < gguf::kQK_K && !nonzero; ++i)
-        nonzero = trits[b * gguf::kQK_K + i] != 0;
-      if (!nonzero) continue;
-      if (first < 0) {
-        first = b;
-      } else if (block_d[size_t(b)] != block_d[size_t(first)]) {
-        throw FormatError(cat(
-            "gguf: tensor '", t.name, "': its ", gguf::type_name(t.type),
-            " block scales differ (block ", first, ": ", norm::f16_to_f32(block_d[size_t(first)]),
-            ", block ", b, ": ", norm::f16_to_f32(block_d[size_t(b)]),
-            "); ternorm keeps one scale per matrix, per-block scales are not supported"));
+    // The kernels scale each row: every block of a row that holds a nonzero
+    // trit must carry the same fp16 scale (per-block scales are not supported).
+    const int64_t per_row = cols / gguf::kQK_K;
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t first = -1;
+      for (int64_t b = r * per_row; b < (r + 1) * per_row; ++b) {
+        bool nonzero = false;
+        for (int64_t i = 0; i < gguf::kQK_K && !nonzero; ++i)
+          nonzero = trits[b * gguf::kQK_K + i] != 0;
+        if (!nonzero) continue;
+        if (first < 0) {
+          first = b;
+        } else if (block_d[size_t(b)] != block_d[size_t(first)]) {
+          throw FormatError(cat("gguf: tensor '", t.name, "': its ", gguf::type_name(t.type),
+                                " block scales differ within row ", r, " (block ", first, ": ",
+                                norm::f16_to_f32(block_d[size_t(first)]), ", block ", b, ": ",
+                                norm::f16_to_f32(block_d[size_t(b)]),
+                                "); ternorm keeps one scale per row, per-block scales are not "
+                                "supported"));
+        }
       }
+      const float sc = norm::f16_to_f32(block_d[size_t(first < 0 ? r * per_row : first)]);
+      if (!(std::isfinite(sc) && sc >= 0))
+        throw FormatError(
+            cat("gguf: tensor '", t.name, "': block scale ", sc, " is not finite and >= 0"));
+      row_scales[r] = sc;
     }
-    *scale = norm::f16_to_f32(block_d[size_t(first < 0 ? 0 : first)]);
-    if (!(std::isfinite(*scale) && *scale >= 0))
-      throw FormatError(
-          cat("gguf: tensor '", t.name, "': block scale ", *scale, " is not finite and >= 0"));
-    for (int64_t i = 0; i < n; ++i) latent[i] = float(trits[i]) * *scale;
+    fill_zero_row_scales(trits, rows, cols, row_scales);
+    for (int64_t i = 0; i < n; ++i) latent[i] = float(trits[i]) * row_scales[i / cols];
     return GgufMatrixSource::Native;
   }
   decode_finite(f, t, latent);
-  float a = 0;
-  for (int64_t i = 0; i < n; ++i) a = std::fmax(a, std::fabs(latent[i]));
+  // Exactly ternary: every row holds only 0 and +-a for its own a.
   bool exact = true;
-  for (int64_t i = 0; i < n && exact; ++i) exact = latent[i] == 0 || std::fabs(latent[i]) == a;
+  for (int64_t r = 0; r < rows && exact; ++r) {
+    const float* x = latent + r * cols;
+    float a = 0;
+    for (int64_t c = 0; c < cols; ++c) a = std::fmax(a, std::fabs(x[c]));
+    for (int64_t c = 0; c < cols && exact; ++c) exact = x[c] == 0 || std::fabs(x[c]) == a;
+    row_scales[r] = a;
+  }
   if (exact) {
     for (int64_t i = 0; i < n; ++i) trits[i] = int8_t(latent[i] > 0 ? 1 : latent[i] < 0 ? -1 : 0);
-    *scale = a;
+    fill_zero_row_scales(trits, rows, cols, row_scales);
     return GgufMatrixSource::ExactTernary;
   }
-  std::vector<float> row_scales(static_cast<size_t>(rows));
-  ternary::absmean_quantize(latent, rows, cols, /*per_row=*/false, trits, row_scales.data());
-  *scale = row_scales[0];
+  ternary::absmean_quantize(latent, rows, cols, ternarise == GgufTernarise::PerRow, trits,
+                            row_scales);
   return GgufMatrixSource::AbsmeanPtq;
 }
 
@@ -470,7 +548,7 @@ GgufImported gguf_import(const gguf::File& f, const GgufImportOptions& opt) {
       throw FormatError(cat("gguf: tensor '", t.name, "' is not part of a llama model of ",
                             c.n_layers, " blocks as ternorm maps it"));
 
-  out.model = std::make_unique<Model>(c, 0);
+  out.model = std::make_unique<Model>(c, Model::ForLoading{});
   Model& model = *out.model;
   const int64_t d = c.d_model;
   const gguf::TensorInfo& emb = f.tensor("token_embd.weight");
@@ -487,8 +565,9 @@ GgufImported gguf_import(const gguf::File& f, const GgufImportOptions& opt) {
     decode_finite(f, t, model.params() + model.norm_offset(i));
   }
   std::vector<int8_t> trits;
+  std::vector<float> row_scales;
   std::set<std::string> types;
-  int64_t n_ptq = 0;
+  int64_t n_ptq = 0, n_float = 0;
   for (int64_t l = 0; l < c.n_layers; ++l) {
     for (int k = 0; k < kMatricesPerLayer; ++k) {
       const Matrix m = Matrix(k);
@@ -496,22 +575,26 @@ GgufImported gguf_import(const gguf::File& f, const GgufImportOptions& opt) {
       float* latent = model.params() + model.tensor(cat("layers.", l, ".", matrix_name(m))).offset;
       const gguf::TensorInfo& t = f.tensor(matrix_tensor(l, m));
       trits.resize(size_t(s.rows * s.cols));
-      float scale = 0;
-      const GgufMatrixSource src =
-          import_matrix(f, t, s.rows, s.cols, trits.data(), &scale, latent);
-      model.set_ternary(l, m, trits.data(), scale);
+      row_scales.resize(size_t(s.rows));
+      const GgufMatrixSource src = import_matrix(f, t, s.rows, s.cols, opt.ternarise, trits.data(),
+                                                 row_scales.data(), latent);
+      model.set_ternary_rows(l, m, trits.data(), row_scales.data());
       out.matrices.push_back({t.name, t.type, src});
       types.insert(gguf::type_name(t.type));
       n_ptq += src == GgufMatrixSource::AbsmeanPtq;
+      n_float += !gguf::is_ternary(t.type);
     }
   }
   out.post_training_quantised = n_ptq > 0;
+  out.latent_stored = n_float == int64_t(out.matrices.size());
   std::string type_list;
   for (const std::string& t : types) type_list += (type_list.empty() ? "" : "+") + t;
-  out.info = cat(
-      "gguf v", f.version(), " llama: ", out.matrices.size(), " block matrices ", type_list,
-      n_ptq > 0 ? cat(", ", n_ptq, " ternarised on load by absmean (post-training quantisation)")
-                : std::string(", ternary as stored"));
+  out.info =
+      cat("gguf v", f.version(), " llama: ", out.matrices.size(), " block matrices ", type_list,
+          n_ptq > 0 ? cat(", ", n_ptq, " ternarised on load by absmean ",
+                          opt.ternarise == GgufTernarise::PerRow ? "per row" : "per tensor",
+                          " (post-training quantisation)")
+                    : std::string(", ternary as stored"));
   // The adapters' base fingerprint (model_file.h) over the imported weights and the tokenizer the
   // model runs with: ternorm's own BPE when the file carries it (so an f32 export of a .tnm
   // re-imports with the .tnm's fingerprint), else the canonical bytes of tokenizer.ggml.*.

@@ -15,23 +15,33 @@
 // permutation: ternorm's RoPE rotates adjacent pairs (2i, 2i+1), which is
 // llama.cpp's normal RoPE for this architecture.
 //
-// Ternary matrices hold trit x scale with ONE absmean scale per matrix.
-// Export types: tq2_0 / tq1_0 write the trits and give every 256-weight block
-// the scale rounded to fp16 (round to nearest even); f16 writes trit x scale
-// as binary16 (the same rounding of the scale); f32 writes trit x scale
-// exactly. The norm weights and the embedding are always f32; an adapter's
-// gains are multiplied into the norm weights in f32 (one rounding of each
-// product, exactly what an f32 norm weight can hold).
+// Ternary matrices hold trit x scale with one absmean scale per matrix, or
+// one per row (a per-row import; the kernels scale each output row exactly).
+// Export of the ternary weights: tq2_0 / tq1_0 write the trits and give every
+// 256-weight block its row's scale rounded to fp16 (round to nearest even);
+// f16 / bf16 write trit x scale rounded to the type (the same rounding of the
+// scale); q8_0 writes q = +-127 with d = fp16(scale / 127); f32 writes trit x
+// scale exactly. Export of the latent weights (GgufExportOptions::latent):
+// the model's fp32 latent block matrices, encoded as f32 (exact), f16 / bf16
+// (round to nearest even) or q8_0 (ggml's block rule), for a float GGUF that
+// is ternarised on load. The norm weights and the embedding are always f32;
+// an adapter's gains are multiplied into the norm weights in f32 (one
+// rounding of each product, exactly what an f32 norm weight can hold).
 //
-// Import: TQ1_0 / TQ2_0 matrices are used natively. A ternorm matrix has one
-// scale, so a matrix whose blocks carry different scales is refused with an
-// error naming the tensor (blocks whose trits are all zero do not count);
-// per-block scales in the kernels are future work. F32 / F16 / BF16 / Q8_0
-// matrices whose values are exactly {-a, 0, +a} are taken as trits with scale
-// a (lossless: what an f32/f16 export holds); any other float matrix is
-// ternarised by absmean per tensor, which is post-training quantisation and
-// the result says so. Embedding and norms of any supported type are decoded
-// to f32. export -> import -> export gives the same bytes for every type.
+// Import: TQ1_0 / TQ2_0 matrices are used natively. The blocks of a row must
+// carry one fp16 scale (blocks whose trits are all zero do not count): rows
+// of different scales give per-row scales; blocks of different scales within
+// a row are refused with an error naming the tensor (per-block scales in the
+// kernels are not supported). F32 / F16 / BF16 / Q8_0 matrices whose every row
+// holds exactly {-a, 0, +a} are taken as trits with that scale (lossless: what
+// a float export of ternary weights holds); any other float matrix is
+// ternarised by absmean, per tensor (default) or per row
+// (GgufImportOptions::ternarise), which is post-training quantisation and the
+// result says so. A row whose trits are all zero takes the scale of the first
+// row that has a nonzero trit (what it computes does not depend on it), so a
+// one-scale matrix stays one-scale. Embedding and norms of any supported type
+// are decoded to f32. export -> import -> export gives the same bytes for
+// every type, of the ternary weights and of the latent ones.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -70,13 +80,18 @@ GgufTokenizer gguf_tokenizer_of(const tok::VocabData& d);
 std::vector<uint8_t> gguf_tokenizer_bytes(const GgufTokenizer& t);
 
 // The type the block matrices are written in.
-enum class GgufWeightType { TQ2_0, TQ1_0, F16, F32 };
-const char* gguf_weight_type_name(GgufWeightType t);  // "tq2_0", "tq1_0", "f16", "f32"
+enum class GgufWeightType { TQ2_0, TQ1_0, F16, F32, BF16, Q8_0 };
+// "tq2_0", "tq1_0", "f16", "f32", "bf16", "q8_0"
+const char* gguf_weight_type_name(GgufWeightType t);
 // std::invalid_argument listing the names on anything else.
 GgufWeightType gguf_weight_type_from_name(std::string_view name);
 
 struct GgufExportOptions {
   GgufWeightType type = GgufWeightType::TQ2_0;
+  // Write the fp32 latent block matrices instead of trit x scale (a float type
+  // only). The caller checks that the model's latent weights are real ones
+  // (a checkpoint, a created model, a float GGUF), not a model file's.
+  bool latent = false;
   std::string name;              // general.name; empty = not written
   const float* gains = nullptr;  // optional adapter: Model::config().n_gains() gains, norm order
   const GgufTokenizer* tokenizer = nullptr;  // written as tokenizer.ggml.*; null = none
@@ -89,15 +104,16 @@ inline constexpr const char* kTernormTokenizerKey = "ternorm.tokenizer";
 
 // Builds the GGUF. The model's ternary weights must be current
 // (std::logic_error otherwise); a shape the type cannot hold (tq rows not a
-// multiple of 256), a non-finite gain or a tokenizer inconsistent with the
-// vocabulary is std::invalid_argument naming it.
+// multiple of 256), a non-finite gain, a latent export of a tq type, a latent
+// weight that is not finite or overflows the type, or a tokenizer
+// inconsistent with the vocabulary is std::invalid_argument naming it.
 gguf::Writer gguf_model_writer(const Model& model, const GgufExportOptions& options);
 
 // How one block matrix was obtained on import.
 enum class GgufMatrixSource {
   Native,        // TQ1_0 / TQ2_0 trits and their one scale
   ExactTernary,  // a float type holding exactly {-a, 0, +a}: trits with scale a, lossless
-  AbsmeanPtq,    // a float type ternarised by absmean per tensor (post-training quantisation)
+  AbsmeanPtq,    // a float type ternarised by absmean (post-training quantisation)
 };
 const char* gguf_matrix_source_name(GgufMatrixSource s);
 
@@ -107,8 +123,16 @@ struct GgufImportedMatrix {
   GgufMatrixSource source = GgufMatrixSource::Native;
 };
 
+// How a float matrix that is not ternary is ternarised on load: one absmean
+// scale per tensor (BitNet b1.58, as ternorm trains) or one per row.
+enum class GgufTernarise { PerTensor, PerRow };
+const char* gguf_ternarise_name(GgufTernarise t);  // "per-tensor", "per-row"
+// std::invalid_argument listing the names on anything else.
+GgufTernarise gguf_ternarise_from_name(std::string_view name);
+
 struct GgufImportOptions {
   int64_t context = 0;  // the context length to build the model for; 0 = llama.context_length
+  GgufTernarise ternarise = GgufTernarise::PerTensor;
 };
 
 struct GgufImported {
@@ -121,7 +145,12 @@ struct GgufImported {
   std::vector<uint8_t> ternorm_tokenizer;    // kTernormTokenizerKey, empty when absent
   std::vector<GgufImportedMatrix> matrices;  // n_layers x 7, in Matrix order per layer
   bool post_training_quantised = false;      // some matrix is AbsmeanPtq
-  std::string info;  // one line: "gguf v3 llama: 28 block matrices tq2_0 (used natively)"
+  // Every block matrix was stored as floats, so the model's latent params()
+  // are the file's weights (a latent export writes them back).
+  bool latent_stored = false;
+  // One line: "gguf v3 llama: 28 block matrices tq2_0, ternary as stored", or "... f16, 28
+  // ternarised on load by absmean per tensor (post-training quantisation)".
+  std::string info;
   // model->fingerprint() is set when the file carries a tokenizer (see gguf_import).
 };
 

@@ -89,7 +89,34 @@ int64_t layer_size(const ModelConfig& c) {
 
 }  // namespace
 
+Model::Model(const ModelConfig& cfg, ForLoading) : cfg_(cfg) {
+  lay_out();
+  stale_ = false;  // every scale is 0: the ternary weights compute zero until the loader sets them
+}
+
 Model::Model(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
+  lay_out();
+  // Deterministic init (scheme in model.h).
+  const double out_scale = 1.0 / std::sqrt(2.0 * double(cfg_.n_layers));
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const TensorInfo& t = tensors_[i];
+    float* w = params_.data() + t.offset;
+    const int64_t n = t.rows * t.cols;
+    const std::string& nm = t.name;
+    if (nm.size() >= 4 && nm.compare(nm.size() - 4, 4, "norm") == 0) {
+      for (int64_t j = 0; j < n; ++j) w[j] = 1.0f;
+      continue;
+    }
+    const bool is_out = (nm.size() > 3 && (nm.compare(nm.size() - 3, 3, ".wo") == 0 ||
+                                           nm.compare(nm.size() - 3, 3, ".w2") == 0));
+    const double stddev = 0.02 * (is_out ? out_scale : 1.0);
+    InitRng rng{seed ^ (0x9E3779B97F4A7C15ull * uint64_t(i + 1))};
+    for (int64_t j = 0; j < n; ++j) w[j] = float(stddev * rng.normal());
+  }
+  quantize(Exec{});
+}
+
+void Model::lay_out() {
   validate(cfg_);
   const int64_t d = cfg_.d_model, f = cfg_.d_ff, L = cfg_.n_layers, kv = cfg_.kv_dim();
   const int64_t head = cfg_.tied_head ? 0 : cfg_.vocab * d;
@@ -119,24 +146,6 @@ Model::Model(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
   if (!cfg_.tied_head) add("output", cfg_.vocab, d);
   if (off != n_params()) throw std::logic_error("model: parameter layout mismatch");
 
-  // Deterministic init (scheme in model.h).
-  const double out_scale = 1.0 / std::sqrt(2.0 * double(L));
-  for (size_t i = 0; i < tensors_.size(); ++i) {
-    const TensorInfo& t = tensors_[i];
-    float* w = params_.data() + t.offset;
-    const int64_t n = t.rows * t.cols;
-    const std::string& nm = t.name;
-    if (nm.size() >= 4 && nm.compare(nm.size() - 4, 4, "norm") == 0) {
-      for (int64_t j = 0; j < n; ++j) w[j] = 1.0f;
-      continue;
-    }
-    const bool is_out = (nm.size() > 3 && (nm.compare(nm.size() - 3, 3, ".wo") == 0 ||
-                                           nm.compare(nm.size() - 3, 3, ".w2") == 0));
-    const double stddev = 0.02 * (is_out ? out_scale : 1.0);
-    InitRng rng{seed ^ (0x9E3779B97F4A7C15ull * uint64_t(i + 1))};
-    for (int64_t j = 0; j < n; ++j) w[j] = float(stddev * rng.normal());
-  }
-
   // RoPE tables.
   const int64_t half = cfg_.head_dim() / 2;
   rope_cos_ = AlignedBuffer<float>(size_t(cfg_.context * half));
@@ -160,7 +169,6 @@ Model::Model(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
       p.data = AlignedBuffer<uint8_t>(size_t(ternary::packed2_bytes(s.rows, s.cols)));
       p.scales = AlignedBuffer<float>(size_t(s.rows));
     }
-  quantize(Exec{});
 }
 
 const TensorInfo& Model::tensor(const std::string& name) const {
@@ -273,7 +281,7 @@ ternary::PackedTernary Model::packed(int64_t layer, Linear lin) const {
   return {p.data.data(), p.scales.data(), s.rows, s.cols};
 }
 
-void Model::get_ternary(int64_t layer, Matrix m, int8_t* trits, float* scale) const {
+void Model::get_ternary_rows(int64_t layer, Matrix m, int8_t* trits, float* row_scales) const {
   check_layer(layer);
   const Linear lin = linear_of(m);
   const LinearShape s = linear_shape(lin);
@@ -282,7 +290,26 @@ void Model::get_ternary(int64_t layer, Matrix m, int8_t* trits, float* scale) co
   std::vector<int8_t> all(size_t(s.rows * s.cols));
   ternary::unpack2(p.data.data(), s.rows, s.cols, all.data());
   std::copy(all.begin() + r0 * s.cols, all.begin() + (r0 + rows) * s.cols, trits);
-  *scale = p.scales[size_t(r0)];
+  std::copy(p.scales.data() + r0, p.scales.data() + r0 + rows, row_scales);
+}
+
+bool Model::has_row_scales(int64_t layer, Matrix m) const {
+  check_layer(layer);
+  const Linear lin = linear_of(m);
+  const int64_t r0 = matrix_row0(m), rows = matrix_shape(m).rows;
+  const PackedLinear& p = packed_[size_t(layer * kLinearsPerLayer + int(lin))];
+  for (int64_t r = 1; r < rows; ++r)
+    if (p.scales[size_t(r0 + r)] != p.scales[size_t(r0)]) return true;
+  return false;
+}
+
+void Model::get_ternary(int64_t layer, Matrix m, int8_t* trits, float* scale) const {
+  if (has_row_scales(layer, m))
+    throw std::logic_error("model: layers." + std::to_string(layer) + "." + matrix_name(m) +
+                           " has one scale per row, not one per matrix");
+  std::vector<float> row_scales(size_t(matrix_shape(m).rows));
+  get_ternary_rows(layer, m, trits, row_scales.data());
+  *scale = row_scales[0];
 }
 
 void Model::set_ternary(int64_t layer, Matrix m, const int8_t* trits, float scale) {
@@ -291,9 +318,21 @@ void Model::set_ternary(int64_t layer, Matrix m, const int8_t* trits, float scal
     throw std::invalid_argument("model: ternary scale of layers." + std::to_string(layer) + "." +
                                 matrix_name(m) + " must be finite and >= 0, got " +
                                 std::to_string(scale));
+  const std::vector<float> row_scales(size_t(matrix_shape(m).rows), scale);
+  set_ternary_rows(layer, m, trits, row_scales.data());
+}
+
+void Model::set_ternary_rows(int64_t layer, Matrix m, const int8_t* trits,
+                             const float* row_scales) {
+  check_layer(layer);
   const Linear lin = linear_of(m);
   const LinearShape s = linear_shape(lin);
   const int64_t r0 = matrix_row0(m), pr = matrix_shape(m).rows;
+  for (int64_t r = 0; r < pr; ++r)
+    if (!(std::isfinite(row_scales[r]) && row_scales[r] >= 0))
+      throw std::invalid_argument("model: ternary scale of layers." + std::to_string(layer) + "." +
+                                  matrix_name(m) + " row " + std::to_string(r) +
+                                  " must be finite and >= 0, got " + std::to_string(row_scales[r]));
   for (int64_t i = 0; i < pr * s.cols; ++i)
     if (trits[i] < -1 || trits[i] > 1)
       throw std::invalid_argument("model: ternary weight " + std::to_string(i) + " of layers." +
@@ -304,7 +343,7 @@ void Model::set_ternary(int64_t layer, Matrix m, const int8_t* trits, float scal
   ternary::unpack2(p.data.data(), s.rows, s.cols, all.data());
   std::copy(trits, trits + pr * s.cols, all.begin() + r0 * s.cols);
   ternary::pack2(all.data(), s.rows, s.cols, p.data.data());
-  for (int64_t r = 0; r < pr; ++r) p.scales[size_t(r0 + r)] = scale;
+  std::copy(row_scales, row_scales + pr, p.scales.data() + r0);
   fingerprint_.reset();
 }
 

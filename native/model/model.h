@@ -86,6 +86,13 @@ class Model {
   // Then quantize() derives the ternary weights.
   Model(const ModelConfig& cfg, uint64_t seed);
 
+  // A model whose every weight the caller is about to set (a loader): the
+  // same layout and tables, parameters zero, every ternary scale 0 (so the
+  // ternary weights compute zero) and marked current. Skips the random init
+  // and its quantize(), most of the cost of loading a file.
+  struct ForLoading {};
+  Model(const ModelConfig& cfg, ForLoading);
+
   const ModelConfig& config() const { return cfg_; }
 
   // ---- latent fp32 parameters ------------------------------------------------
@@ -134,8 +141,16 @@ class Model {
   // model file. set_ternary replaces it (trits in {-1,0,1}, finite scale >= 0)
   // without touching the latent weights (nor the stale flag, which tracks
   // them); the next quantize() overwrites it. Throws std::invalid_argument.
+  // get_ternary throws std::logic_error when the matrix has per-row scales.
   void get_ternary(int64_t layer, Matrix m, int8_t* trits, float* scale) const;
   void set_ternary(int64_t layer, Matrix m, const int8_t* trits, float scale);
+  // The same with one scale per row (row_scales[rows]): the kernels apply a
+  // scale per output row, so per-row absmean (a GGUF import option) computes
+  // exactly. quantize() derives one scale per matrix again.
+  void get_ternary_rows(int64_t layer, Matrix m, int8_t* trits, float* row_scales) const;
+  void set_ternary_rows(int64_t layer, Matrix m, const int8_t* trits, const float* row_scales);
+  // True when the rows of the matrix carry different scales.
+  bool has_row_scales(int64_t layer, Matrix m) const;
   // rows x cols of one matrix.
   LinearShape matrix_shape(Matrix m) const;
   // Its first row within its linear group.
@@ -154,6 +169,7 @@ class Model {
     AlignedBuffer<float> scales;  // one per row (each matrix of the group repeats its scale)
   };
   void check_layer(int64_t layer) const;
+  void lay_out();  // the tensor table, the zeroed buffers and the RoPE tables
 
   ModelConfig cfg_;
   AlignedBuffer<float> params_;

@@ -182,6 +182,22 @@ bool is_table_tensor(const TensorInfo& t) {
   return t.name == "tok_embedding" || t.name == "output";
 }
 
+// True when some matrix carries one scale per row (a per-row GGUF import):
+// the file then holds them all in ternary.row_scales.
+bool has_row_scales(const Model& model) {
+  for (int64_t l = 0; l < model.config().n_layers; ++l)
+    for (int k = 0; k < kMatricesPerLayer; ++k)
+      if (model.has_row_scales(l, Matrix(k))) return true;
+  return false;
+}
+
+// Rows of every block matrix, in file order: the length of ternary.row_scales.
+int64_t total_matrix_rows(const Model& model) {
+  int64_t n = 0;
+  for (int k = 0; k < kMatricesPerLayer; ++k) n += model.matrix_shape(Matrix(k)).rows;
+  return n * model.config().n_layers;
+}
+
 // The inference sections (fingerprinted), in file order.
 std::vector<std::string> weight_section_names(const Model& model) {
   std::vector<std::string> names{"config", "tokenizer"};
@@ -192,6 +208,7 @@ std::vector<std::string> weight_section_names(const Model& model) {
   for (int64_t l = 0; l < model.config().n_layers; ++l)
     for (int k = 0; k < kMatricesPerLayer; ++k) names.push_back(trits_name(l, Matrix(k)));
   names.push_back("ternary.scales");
+  if (has_row_scales(model)) names.push_back("ternary.row_scales");
   return names;
 }
 
@@ -206,7 +223,7 @@ void add_weights(io::Writer& w, const Model& model, const std::vector<uint8_t>& 
     if (is_table_tensor(t)) w.add_f32(t.name, model.params() + t.offset, size_t(t.rows * t.cols));
   for (const TensorInfo& t : model.tensors())
     if (is_norm_tensor(t)) w.add_f32(t.name, model.params() + t.offset, size_t(t.cols));
-  std::vector<float> scales;
+  std::vector<float> scales, row_scales, rs;
   std::vector<int8_t> trits;
   std::vector<uint8_t> packed;
   for (int64_t l = 0; l < cfg.n_layers; ++l)
@@ -214,14 +231,16 @@ void add_weights(io::Writer& w, const Model& model, const std::vector<uint8_t>& 
       const LinearShape s = model.matrix_shape(Matrix(k));
       const int64_t n = s.rows * s.cols;
       trits.resize(size_t(n));
+      rs.resize(size_t(s.rows));
       packed.resize(size_t(ternary::packed5_bytes(n)));
-      float scale = 0;
-      model.get_ternary(l, Matrix(k), trits.data(), &scale);
+      model.get_ternary_rows(l, Matrix(k), trits.data(), rs.data());
       ternary::pack5(trits.data(), n, packed.data());
       w.add_u8(trits_name(l, Matrix(k)), packed.data(), packed.size());
-      scales.push_back(scale);
+      scales.push_back(rs[0]);
+      row_scales.insert(row_scales.end(), rs.begin(), rs.end());
     }
   w.add_f32("ternary.scales", scales.data(), scales.size());
+  if (has_row_scales(model)) w.add_f32("ternary.row_scales", row_scales.data(), row_scales.size());
 }
 
 void check_finite_span(io::Span<float> v, const std::string& name) {
@@ -312,7 +331,7 @@ LoadedModel load_model(const io::Container& file) {
                       " file");
   LoadedModel out;
   const ModelConfig cfg = config_from_json(file.get_json("config"));
-  out.model = std::make_unique<Model>(cfg, 0);
+  out.model = std::make_unique<Model>(cfg, Model::ForLoading{});
   Model& model = *out.model;
   const io::Span<uint8_t> tok = file.get_u8("tokenizer");
   if (tok.empty()) throw FormatError("model file: the tokenizer section is empty");
@@ -339,6 +358,11 @@ LoadedModel load_model(const io::Container& file) {
     std::memcpy(model.params() + t.offset, v.data, v.size * sizeof(float));
   }
   const io::Span<float> scales = file.get_f32("ternary.scales", cfg.n_layers * kMatricesPerLayer);
+  // Per-row scales (optional): the first of each matrix's rows must be its ternary.scales entry.
+  const bool per_row = file.has("ternary.row_scales");
+  const io::Span<float> row_scales =
+      per_row ? file.get_f32("ternary.row_scales", total_matrix_rows(model)) : io::Span<float>{};
+  size_t row = 0;
   std::vector<int8_t> trits;
   for (int64_t l = 0; l < cfg.n_layers; ++l)
     for (int k = 0; k < kMatricesPerLayer; ++k) {
@@ -352,11 +376,24 @@ LoadedModel load_model(const io::Container& file) {
       } catch (const std::invalid_argument& e) {
         throw FormatError("model file: section '" + name + "': " + e.what());
       }
+      const std::string where = "layers." + std::to_string(l) + "." + matrix_name(Matrix(k));
       const float scale = scales[size_t(l * kMatricesPerLayer + k)];
       if (!(std::isfinite(scale) && scale >= 0))
-        throw FormatError("model file: ternary scale of layers." + std::to_string(l) + "." +
-                          matrix_name(Matrix(k)) + " must be finite and >= 0");
-      model.set_ternary(l, Matrix(k), trits.data(), scale);
+        throw FormatError("model file: ternary scale of " + where + " must be finite and >= 0");
+      if (!per_row) {
+        model.set_ternary(l, Matrix(k), trits.data(), scale);
+        continue;
+      }
+      const float* rs = row_scales.data + row;
+      row += size_t(s.rows);
+      if (rs[0] != scale)
+        throw FormatError("model file: ternary.row_scales of " + where +
+                          " does not start with its ternary.scales entry");
+      for (int64_t r = 0; r < s.rows; ++r)
+        if (!(std::isfinite(rs[r]) && rs[r] >= 0))
+          throw FormatError("model file: ternary row scale " + std::to_string(r) + " of " + where +
+                            " must be finite and >= 0");
+      model.set_ternary_rows(l, Matrix(k), trits.data(), rs);
     }
 
   if (checkpoint) {

@@ -17,6 +17,9 @@
 //                              wv are n_kv_heads*head_dim rows), 5 trits per byte
 //                              (ternary::pack5), row-major
 //   ternary.scales      f32   n_layers x 7 absmean scales, in that matrix order
+//   ternary.row_scales  f32   only when some matrix has one scale per row (a GGUF imported with
+//                              per-row absmean): every matrix's rows scales, in that order (the
+//                              first of each equals its ternary.scales entry); fingerprinted
 //   meta                json  free-form record of the caller (optional, not fingerprinted)
 // A checkpoint is a model file with, in addition:
 //   checkpoint.latent   f32   every latent parameter (Model::params order)

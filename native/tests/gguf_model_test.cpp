@@ -15,6 +15,7 @@
 #include "model/gguf_model.h"
 #include "model/eval.h"
 #include "model/model.h"
+#include "model/model_file.h"
 #include "ternary/ternary.h"
 
 namespace ternorm::test {
@@ -113,11 +114,14 @@ std::string import_error(const std::vector<uint8_t>& b) {
   return thrown_message([&] { import_bytes(b); });
 }
 
+constexpr GgufWeightType kAllTypes[] = {GgufWeightType::TQ2_0, GgufWeightType::TQ1_0,
+                                        GgufWeightType::F16,   GgufWeightType::F32,
+                                        GgufWeightType::BF16,  GgufWeightType::Q8_0};
+
 TEST(gguf_model_export_import_export_is_byte_identical) {
   const auto m = random_model(11);
   const model::GgufTokenizer tok = sample_tokenizer(m->config().vocab);
-  for (GgufWeightType type :
-       {GgufWeightType::TQ2_0, GgufWeightType::TQ1_0, GgufWeightType::F16, GgufWeightType::F32}) {
+  for (GgufWeightType type : kAllTypes) {
     const std::vector<uint8_t> first = export_bytes(*m, type, nullptr, &tok);
     const model::GgufImported im = import_bytes(first);
     GgufExportOptions o;
@@ -239,11 +243,14 @@ TEST(gguf_model_gains_are_multiplied_into_the_norms) {
 }
 
 TEST(gguf_model_export_type_names) {
-  for (GgufWeightType t :
-       {GgufWeightType::TQ2_0, GgufWeightType::TQ1_0, GgufWeightType::F16, GgufWeightType::F32})
+  for (GgufWeightType t : kAllTypes)
     CHECK(model::gguf_weight_type_from_name(model::gguf_weight_type_name(t)) == t);
   CHECK(mentions(thrown_message([] { model::gguf_weight_type_from_name("q4_k"); }),
-                 "expected tq2_0, tq1_0, f16 or f32"));
+                 "expected tq2_0, tq1_0, f16, f32, bf16 or q8_0"));
+  for (auto t : {model::GgufTernarise::PerTensor, model::GgufTernarise::PerRow})
+    CHECK(model::gguf_ternarise_from_name(model::gguf_ternarise_name(t)) == t);
+  CHECK(mentions(thrown_message([] { model::gguf_ternarise_from_name("per-block"); }),
+                 "expected per-tensor or per-row"));
 }
 
 TEST(gguf_model_llama_keys_and_tensor_names) {
@@ -312,7 +319,8 @@ TEST(gguf_model_float_matrices_are_ternarised_by_absmean) {
     };
     const model::GgufImported im = import_bytes(rewrite(base, r));
     CHECK(im.post_training_quantised);
-    CHECK(mentions(im.info, "14 ternarised on load by absmean (post-training quantisation)"));
+    CHECK(mentions(im.info,
+                   "14 ternarised on load by absmean per tensor (post-training quantisation)"));
     CHECK(source.size() == 14);
     for (int64_t l = 0; l < 2; ++l)
       for (int k = 0; k < model::kMatricesPerLayer; ++k) {
@@ -445,17 +453,17 @@ TEST(gguf_model_refusals_name_the_problem) {
     CHECK(mentions(import_error(rewrite(base, r)), "missing tensor 'blk.1.ffn_up.weight'"));
   }
   {
-    // Another fp16 scale in block 3 of one matrix.
+    // Another fp16 scale in block 1 of row 0 of ffn_down (rows of 512: two blocks).
     Rewrite r;
     r.tensor = [](std::string& name, GgmlType&, std::vector<int64_t>&, std::vector<uint8_t>& data) {
-      if (name == "blk.0.attn_k.weight") {
-        data[3 * 66 + 64] ^= 0x04;
-      }
+      if (name == "blk.0.ffn_down.weight") data[1 * 66 + 64] ^= 0x04;
       return true;
     };
     const std::string e = import_error(rewrite(base, r));
-    CHECK_MSG(mentions(e, "tensor 'blk.0.attn_k.weight': its tq2_0 block scales differ (block 0") &&
-                  mentions(e, "block 3") && mentions(e, "per-block scales are not supported"),
+    CHECK_MSG(mentions(e,
+                       "tensor 'blk.0.ffn_down.weight': its tq2_0 block scales differ within "
+                       "row 0 (block 0") &&
+                  mentions(e, "block 1:") && mentions(e, "per-block scales are not supported"),
               e);
     r.tensor = [](std::string& name, GgmlType&, std::vector<int64_t>&, std::vector<uint8_t>& data) {
       if (name == "blk.0.attn_v.weight") data[66 * 2 + 10] = 0xFF;  // four code-3 pairs
@@ -479,6 +487,138 @@ TEST(gguf_model_refusals_name_the_problem) {
     CHECK(mentions(import_error(rewrite(base, r)),
                    "tensor 'token_embd.weight' holds a non-finite value at index 17"));
   }
+}
+
+// The latent block matrix of layer l, matrix k.
+const float* latent_of(const Model& m, int64_t l, Matrix k) {
+  return m.params() + m.tensor("layers." + std::to_string(l) + "." + model::matrix_name(k)).offset;
+}
+
+std::vector<uint8_t> export_latent(const Model& m, GgufWeightType type) {
+  GgufExportOptions o;
+  o.type = type;
+  o.latent = true;
+  o.ternorm_tokenizer = {'T', 'B', 'P', 'E', 9};
+  return model::gguf_model_writer(m, o).finish();
+}
+
+TEST(gguf_model_latent_export_is_ternarised_on_load_like_quantize) {
+  // The model's trits are absmean per tensor of its latent weights (Model::quantize): an f32
+  // latent export re-imports to the same trits and scales, bit for bit, with the same fingerprint.
+  const auto m = random_model(21);
+  m->quantize(Exec{});
+  const std::vector<uint8_t> f32 = export_latent(*m, GgufWeightType::F32);
+  const model::GgufImported im = import_bytes(f32);
+  CHECK(im.post_training_quantised && im.latent_stored);
+  CHECK(mentions(im.info, "block matrices f32, 14 ternarised on load by absmean per tensor"));
+  const std::vector<uint8_t> tok{'T', 'B', 'P', 'E', 9};
+  CHECK(*im.model->fingerprint() == model::model_fingerprint(*m, tok));
+  // f16 / bf16 / q8_0: the rounding of the latent weights flips a few trits. Measured on this
+  // model (N(0, 0.02^2) weights): 7.9e-5 / 6.4e-4 / 3.4e-3 of the trits, the per-tensor scale
+  // moving by 1.1e-6 / 1.2e-5 / 4.8e-5 relative; bounds about 4x those.
+  const std::pair<GgufWeightType, double> bounds[] = {
+      {GgufWeightType::F16, 3e-4}, {GgufWeightType::BF16, 3e-3}, {GgufWeightType::Q8_0, 1.5e-2}};
+  for (const auto& [type, bound] : bounds) {
+    const std::vector<uint8_t> bytes = export_latent(*m, type);
+    const model::GgufImported t = import_bytes(bytes);
+    int64_t flips = 0, total = 0;
+    double worst_scale = 0;
+    for (int64_t l = 0; l < 2; ++l)
+      for (int k = 0; k < model::kMatricesPerLayer; ++k) {
+        const model::LinearShape s = m->matrix_shape(Matrix(k));
+        std::vector<int8_t> a(size_t(s.rows * s.cols)), b(a.size());
+        float sa = 0, sb = 0;
+        m->get_ternary(l, Matrix(k), a.data(), &sa);
+        t.model->get_ternary(l, Matrix(k), b.data(), &sb);
+        for (size_t i = 0; i < a.size(); ++i) flips += a[i] != b[i];
+        total += int64_t(a.size());
+        worst_scale = std::fmax(worst_scale, std::fabs(double(sb) / sa - 1));
+      }
+    const double frac = double(flips) / double(total);
+    std::printf("    latent %s: %.3g of the trits flip (bound %.3g), scale moves %.3g\n",
+                gguf_weight_type_name(type), frac, bound, worst_scale);
+    CHECK_MSG(frac > 0 && frac <= bound, gguf_weight_type_name(type) << ": " << frac);
+    CHECK_MSG(worst_scale < (type == GgufWeightType::F16 ? 5e-6 : 2e-4),
+              gguf_weight_type_name(type) << ": scale " << worst_scale);
+    // latent -> import -> latent export: the same bytes.
+    GgufExportOptions o;
+    o.type = type;
+    o.latent = true;
+    o.ternorm_tokenizer = t.ternorm_tokenizer;
+    CHECK(model::gguf_model_writer(*t.model, o).finish() == bytes);
+  }
+  // The latent weights are floats: a ternary type is refused, a weight beyond fp16 named.
+  CHECK(mentions(thrown_message([&] { export_latent(*m, GgufWeightType::TQ2_0); }),
+                 "the latent weights are floats; tq2_0 holds ternary ones"));
+  m->params()[m->tensor("layers.1.w3").offset + 5] = 1e6f;
+  CHECK(mentions(thrown_message([&] { export_latent(*m, GgufWeightType::F16); }),
+                 "tensor 'blk.1.ffn_up.weight': value 5 (1e+06) is not finite as f16"));
+  m->params()[m->tensor("layers.1.w3").offset + 5] = NAN;
+  CHECK(mentions(thrown_message([&] { export_latent(*m, GgufWeightType::F32); }),
+                 "tensor 'blk.1.ffn_up.weight': gguf: cannot encode a NaN (index 5) as f32"));
+}
+
+TEST(gguf_model_per_row_ternarisation_and_per_row_scales) {
+  const auto m = random_model(22);
+  const std::vector<uint8_t> f32 = export_latent(*m, GgufWeightType::F32);
+  model::GgufImportOptions opt;
+  opt.ternarise = model::GgufTernarise::PerRow;
+  const model::GgufImported im = model::gguf_import(gguf::File::copy(f32.data(), f32.size()), opt);
+  CHECK(mentions(im.info, "14 ternarised on load by absmean per row (post-training quantisation)"));
+  for (int64_t l = 0; l < 2; ++l)
+    for (int k = 0; k < model::kMatricesPerLayer; ++k) {
+      const model::LinearShape s = m->matrix_shape(Matrix(k));
+      std::vector<int8_t> want(size_t(s.rows * s.cols)), got(want.size());
+      std::vector<float> ws(size_t(s.rows)), gs(size_t(s.rows));
+      ternary::absmean_quantize(latent_of(*m, l, Matrix(k)), s.rows, s.cols, true, want.data(),
+                                ws.data());
+      im.model->get_ternary_rows(l, Matrix(k), got.data(), gs.data());
+      CHECK(got == want && gs == ws);
+      CHECK(im.model->has_row_scales(l, Matrix(k)));
+      float one = 0;
+      CHECK(mentions(thrown_message([&] { im.model->get_ternary(l, Matrix(k), got.data(), &one); }),
+                     "has one scale per row"));
+    }
+  // A .tnm keeps them (ternary.row_scales): same fingerprint, same scales, same bytes re-saved.
+  const std::vector<uint8_t> tnm =
+      model::model_writer(*im.model, im.ternorm_tokenizer, "", nullptr).finish();
+  const model::LoadedModel lm = model::load_model(io::Container::copy(tnm.data(), tnm.size()));
+  CHECK(lm.fingerprint == *im.model->fingerprint());
+  CHECK(model::model_writer(*lm.model, im.ternorm_tokenizer, "", nullptr).finish() == tnm);
+  for (int k = 0; k < model::kMatricesPerLayer; ++k) {
+    const int64_t rows = m->matrix_shape(Matrix(k)).rows, cols = m->matrix_shape(Matrix(k)).cols;
+    std::vector<int8_t> ta(size_t(rows * cols)), tb(ta.size());
+    std::vector<float> sa(static_cast<size_t>(rows)), sb(static_cast<size_t>(rows));
+    im.model->get_ternary_rows(1, Matrix(k), ta.data(), sa.data());
+    lm.model->get_ternary_rows(1, Matrix(k), tb.data(), sb.data());
+    CHECK(ta == tb && sa == sb);
+  }
+  // Per-row scales leave the model exactly through every type: f32 / f16 / bf16 / q8_0 hold each
+  // row's {-a, 0, +a}, tq blocks each row's fp16 scale; re-export is byte-identical.
+  for (GgufWeightType type : kAllTypes) {
+    GgufExportOptions o;
+    o.type = type;
+    o.ternorm_tokenizer = im.ternorm_tokenizer;
+    const std::vector<uint8_t> first = model::gguf_model_writer(*im.model, o).finish();
+    const model::GgufImported back = import_bytes(first);
+    CHECK_MSG(!back.post_training_quantised && mentions(back.info, "ternary as stored"),
+              gguf_weight_type_name(type) << ": " << back.info);
+    CHECK(back.model->has_row_scales(0, Matrix::Wq));
+    CHECK_MSG(model::gguf_model_writer(*back.model, o).finish() == first,
+              gguf_weight_type_name(type) << ": re-export differs");
+    if (type == GgufWeightType::F32) CHECK(*back.model->fingerprint() == *im.model->fingerprint());
+  }
+  // A TQ file whose rows carry different scales (block 3 of attn_k is row 3) imports per row.
+  GgufExportOptions o;
+  o.type = GgufWeightType::TQ2_0;
+  const std::vector<uint8_t> tq = model::gguf_model_writer(*m, o).finish();
+  Rewrite r;
+  r.tensor = [](std::string& name, GgmlType&, std::vector<int64_t>&, std::vector<uint8_t>& data) {
+    if (name == "blk.0.attn_k.weight") data[3 * 66 + 64] ^= 0x04;
+    return true;
+  };
+  const model::GgufImported rows = import_bytes(rewrite(tq, r));
+  CHECK(rows.model->has_row_scales(0, Matrix::Wk) && !rows.model->has_row_scales(0, Matrix::Wq));
 }
 
 }  // namespace
