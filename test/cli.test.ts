@@ -254,3 +254,31 @@ describe('ternorm CLI', () => {
     expect(r.stderr).toMatch(/corrupt\.tnm.*checksum mismatch in section/);
   });
 });
+
+describe('ternorm report', () => {
+  it("rewrites a committed results file's report and plots byte for byte, one frontier plot per family", () => {
+    for (const name of ['53_adapter_compress', '53_adapter_compress_sweeps']) {
+      const results = join(dir, `${name}.json`);
+      writeFileSync(results, readFileSync(join(root, 'results', `${name}.json`)));
+      const r = cli('report', '--results', results);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const suffixes = [
+        '.md',
+        '.svg',
+        ...(name.endsWith('sweeps') ? ['_noise.svg', '-frontier-far-domain.svg', '-frontier-near-base.svg'] : []),
+      ];
+      for (const s of suffixes)
+        expect(readFileSync(join(dir, `${name}${s}`), 'utf8')).toBe(readFileSync(join(root, 'results', `${name}${s}`), 'utf8'));
+    }
+  });
+
+  it('refuses a results file whose numbers were edited', () => {
+    const results = join(dir, 'tampered.json');
+    const text = readFileSync(join(root, 'results', '53_adapter_compress.json'), 'utf8');
+    writeFileSync(results, text.replace('"worseThanNoAdapter": 3', '"worseThanNoAdapter": 2'));
+    const r = cli('report', '--results', results);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});

@@ -102,10 +102,27 @@ export function conclusionsMarkdown(r: AdapterCompressResults): string[] {
   if (c.margins === null) out.push('- Margin factors: not measured (run the bet with --noise).');
   else {
     for (const m of c.margins) {
-      const s = (x: Spread | null): string =>
-        x === null ? 'no crossing inside the grid' : `${f(x.median, 1)}x (${f(x.min, 1)}-${f(x.max, 1)} over the seeds)`;
+      const noise = r.users.find((u) => u.user === m.user)?.noise;
+      // outside the grid: say which side, from the seeds' crossings
+      const outside = (d: 'uniform' | 'gaussian'): string => {
+        const where = noise?.analysis.curves[d].crossings.noAdapter.map((x) => x.where) ?? [];
+        const grid = noise?.measured.rms ?? [];
+        const below = where.filter((w) => w === 'belowGrid').length;
+        const above = where.filter((w) => w === 'aboveGrid').length;
+        if (below === where.length) return `none (already worse than no adapter at the grid's smallest RMS gain error, ${grid[0]})`;
+        if (above === where.length) return `beyond the grid (no crossing up to its largest RMS gain error, ${grid[grid.length - 1]})`;
+        const parts = [
+          below > 0 ? `already worse at the grid's smallest RMS gain error for ${below}` : '',
+          above > 0 ? `no crossing up to its largest for ${above}` : '',
+          `a crossing inside it for ${where.length - below - above}`,
+        ];
+        return `not one over all ${where.length} seeds (${parts.filter((p) => p !== '').join(', ')})`;
+      };
+      const s = (x: Spread | null, d: 'uniform' | 'gaussian'): string =>
+        x === null ? outside(d) : `${f(x.median, 1)}x (${f(x.min, 1)}-${f(x.max, 1)} over the seeds)`;
       out.push(
-        `- ${md(m.user)}: noise of ${s(m.uniform)} (uniform) / ${s(m.gaussian)} (Gaussian) the bet's RMS error before it is worse than no adapter.`,
+        `- ${md(m.user)}: margin factor (the RMS gain error of random noise at which the adapter becomes worse than no adapter, over the bet's own RMS error): ` +
+          `${s(m.uniform, 'uniform')} uniform; ${s(m.gaussian, 'gaussian')} Gaussian.`,
       );
     }
   }

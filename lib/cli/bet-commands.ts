@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { checkMethod, codecMethods, encodeAdapter } from '../adapter/codec.js';
 import { fleetTotals, formatBytes, formatFleet } from '../bet/fleet.js';
 import { NOISE_SEEDS, writeNoisePlot } from '../bet/noise.js';
+import { ALL_USERS_FAMILY } from '../bet/conclusions.js';
 import { writeFrontierPlot } from '../bet/frontier.js';
 import { writePlot } from '../bet/plot.js';
 import {
@@ -63,7 +64,8 @@ export const BET_USAGE = `  bet             the adapter-compression bet (the mai
     [--noise [--noise-seeds 3]]  the noise margin: perturbed gains on a log grid of RMS gain error
     [--personal]                 the cross-user matrix, the generic adapter, the PERSONAL-LOST tier
     [--frontier [--frontier-plot OUT.svg]]  also the rate-distortion frontier: alloc and sparse_delta at
-                  64 B ... 4.6 KB, the best encoding per budget chosen on validation, reported on test
+                  64 B ... 4.6 KB, the best encoding per budget chosen on validation, reported on test;
+                  one plot per user family (OUT-<family>.svg when the users have more than one)
   fleet           bytes per user and fleet totals per scheme and for the per-user policy's mix
     [--results ${DEFAULT_RESULTS_PATH}] [--users 215000] [--json]
 ${FLEET_USAGE}  quantize        encode a trained adapter with one scheme into an encoded adapter file
@@ -239,37 +241,75 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
   });
   bar.done();
   const seconds = (performance.now() - t0) / 1000;
+  const { report, plot, noisePlot, frontierPlots } = writeOutputs(out, results, v, fleetUsers);
+  const written = [out, report, plot, ...(noisePlot === null ? [] : [noisePlot]), ...frontierPlots].join(', ');
+  if (v.json) {
+    io.stdout.write(
+      `${JSON.stringify({ results: out, report, plot, noisePlot, frontierPlots, seconds, verdicts: results.verdicts, policy: results.policy, conclusions: results.conclusions })}\n`,
+    );
+  } else {
+    io.stdout.write(terminalText(summary(results, fleetUsers), true));
+    io.stdout.write(terminalText(`\nwrote ${written} (${formatDuration(seconds)})\n`, true));
+  }
+  return 0;
+}
+
+/** Where the report and plots of a results file go: flags, else next to `out`. */
+interface OutputFlags {
+  report?: unknown;
+  plot?: unknown;
+  'frontier-plot'?: unknown;
+}
+
+/**
+ * Writes the Markdown report, the rate-distortion plot, the noise plot (when a user has a sweep)
+ * and one frontier plot per user family (when the run has the frontier; a run whose users have one
+ * family, or none, gets one plot) of `results`; returns their paths.
+ */
+function writeOutputs(out: string, results: AdapterCompressResults, v: OutputFlags, fleetUsers: number) {
   const report = (v.report as string | undefined) ?? withSuffix(out, '.md');
   const plot = (v.plot as string | undefined) ?? withSuffix(out, '.svg');
   writeReport(report, results, { fleetUsers });
   writePlot(plot, results);
   const noisePlot = results.users.some((u) => u.noise !== undefined) ? withSuffix(out, '_noise.svg') : null;
   if (noisePlot !== null) writeNoisePlot(noisePlot, results);
-  let frontierPlot: string | undefined;
+  const frontierPlots: string[] = [];
   if (results.frontier !== undefined) {
-    frontierPlot = (v['frontier-plot'] as string | undefined) ?? withSuffix(out, '-frontier.svg');
-    writeFrontierPlot(
-      frontierPlot,
-      results.frontier,
-      results.criteria.criteria,
-      'Rate-distortion frontier per user (chosen on validation)',
-    );
+    const path = (v['frontier-plot'] as string | undefined) ?? withSuffix(out, '-frontier.svg');
+    const families = new Map<string, string[]>();
+    for (const u of results.users)
+      families.set(u.family ?? ALL_USERS_FAMILY, [...(families.get(u.family ?? ALL_USERS_FAMILY) ?? []), u.user]);
+    for (const [family, users] of families) {
+      const file =
+        families.size === 1
+          ? path
+          : `${path.endsWith('.svg') ? path.slice(0, -'.svg'.length) : path}-${family.replace(/[^A-Za-z0-9_-]+/g, '_')}.svg`;
+      const title = families.size === 1 ? 'Rate-distortion frontier per user' : `Rate-distortion frontier, ${family} users`;
+      writeFrontierPlot(
+        file,
+        { ...results.frontier, users: results.frontier.users.filter((f) => users.includes(f.user)) },
+        results.criteria.criteria,
+        `${title} (chosen on validation)`,
+      );
+      frontierPlots.push(file);
+    }
   }
-  const written = [
-    out,
-    report,
-    plot,
-    ...(noisePlot === null ? [] : [noisePlot]),
-    ...(frontierPlot === undefined ? [] : [frontierPlot]),
-  ].join(', ');
-  if (v.json) {
-    io.stdout.write(
-      `${JSON.stringify({ results: out, report, plot, noisePlot, frontierPlot, seconds, verdicts: results.verdicts, policy: results.policy, conclusions: results.conclusions })}\n`,
-    );
-  } else {
-    io.stdout.write(terminalText(summary(results, fleetUsers), true));
-    io.stdout.write(terminalText(`\nwrote ${written} (${formatDuration(seconds)})\n`, true));
-  }
+  return { report, plot, noisePlot, frontierPlots };
+}
+
+export const REPORT_USAGE = `  report          the Markdown report and SVG plots of a results file again (read, checked and recomputed first)
+    --results ${DEFAULT_RESULTS_PATH} [--report OUT.md] [--plot OUT.svg] [--frontier-plot OUT.svg] [--fleet-users 215000]
+`;
+
+export async function cmdReport(argv: string[], io: Io): Promise<number> {
+  const v = parse(argv, { results: S, report: S, plot: S, 'frontier-plot': S, 'fleet-users': S });
+  if (v.help) return SHOW_HELP;
+  const n = checkNumericFlags(v, { 'fleet-users': FLEET_USERS_LIMIT });
+  const path = (v.results as string | undefined) ?? DEFAULT_RESULTS_PATH;
+  const results = readResults(path);
+  const written = writeOutputs(path, results, v, n['fleet-users'] ?? DEFAULT_FLEET_USERS);
+  const paths = [written.report, written.plot, ...(written.noisePlot === null ? [] : [written.noisePlot]), ...written.frontierPlots];
+  io.stdout.write(terminalText(`wrote ${paths.join(', ')}\n`, true));
   return 0;
 }
 

@@ -11,7 +11,7 @@ import { Adapter } from '../adapter/adapter.js';
 import { evaluate, GGUF_FLOAT_TYPES, GGUF_TYPES, Model, type GgufType, type ModelConfig, type Precision } from '../model/model.js';
 import { adapterRunLimits, resolveAdapterRun, trainAdapter, type AdapterRunOptions } from '../model/train-adapter.js';
 import { baseRunLimits, STOP_AFTER_LIMIT, trainBase, type BaseRunRequest } from '../model/train-base.js';
-import { BET_USAGE, cmdBet, cmdFleet, cmdQuantize } from './bet-commands.js';
+import { BET_USAGE, cmdBet, cmdFleet, cmdQuantize, cmdReport, REPORT_USAGE } from './bet-commands.js';
 import { cmdGenerate, GENERATE_USAGE } from './generate-command.js';
 import { coreLimits, orchestrationLimit } from '../model/limits.js';
 import { MAX_VOCAB_SIZE, MIN_VOCAB_SIZE } from '../tokenizer/bpe.js';
@@ -36,7 +36,7 @@ import { terminalText } from '../util/text.js';
 const USAGE = `usage: ternorm <command> [options]
 
 commands:
-${BET_USAGE}  train-base      train the base model (tokenizer, ternary-aware training, checkpoints)
+${BET_USAGE}${REPORT_USAGE}  train-base      train the base model (tokenizer, ternary-aware training, checkpoints)
     [--out models/base.tnm] [--steps N] [--seed S] [--mode ternary|fp32] [--resume CKPT]
     [--checkpoint PATH (default OUT.ckpt)] [--checkpoint-every N] [--stop-after N]
     [--eval-every N] [--eval-tokens N] [--train-text FILE --validation-text FILE (default: fixtures)]
@@ -434,10 +434,12 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
       case 'export':
         return await cmdExport(rest, io);
       case 'bet':
+      case 'report':
       case 'fleet':
       case 'quantize':
       case 'generate': {
-        const code = await (cmd === 'bet' ? cmdBet : cmd === 'fleet' ? cmdFleet : cmd === 'generate' ? cmdGenerate : cmdQuantize)(rest, io);
+        const commands = { bet: cmdBet, report: cmdReport, fleet: cmdFleet, quantize: cmdQuantize, generate: cmdGenerate };
+        const code = await commands[cmd](rest, io);
         return code === SHOW_HELP ? help(io) : code;
       }
       case undefined:
