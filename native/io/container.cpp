@@ -11,9 +11,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
-#include <sstream>
 
 #include "crc32c.h"
+#include "message.h"
 
 #if defined(_WIN32)
 #error \
@@ -30,13 +30,6 @@ namespace ternorm::io {
 namespace {
 
 // ---- small helpers ------------------------------------------------------------
-
-template <typename... Args>
-std::string cat(const Args&... args) {
-  std::ostringstream os;
-  (os << ... << args);
-  return os.str();
-}
 
 std::string hex32(uint32_t v) {
   char buf[16];

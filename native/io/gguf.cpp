@@ -10,7 +10,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <sstream>
+
+#include "message.h"
 
 // Values are kept as their little-endian bytes and tensors handed out in
 // place, which is only their value on a little-endian host.
@@ -22,12 +23,7 @@ namespace ternorm::gguf {
 
 namespace {
 
-template <typename... Args>
-std::string cat(const Args&... args) {
-  std::ostringstream os;
-  (os << ... << args);
-  return os.str();
-}
+using io::cat;
 
 // A key or tensor name for a message: quoted, cut to a readable length,
 // bytes outside printable ASCII escaped.

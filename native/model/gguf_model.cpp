@@ -4,10 +4,10 @@
 #include <cmath>
 #include <cstring>
 #include <set>
-#include <sstream>
 #include <stdexcept>
 
 #include "../ternary/ternary.h"
+#include "../io/message.h"
 #include "../norm/gain_codec.h"
 #include "model_file.h"
 
@@ -19,12 +19,7 @@ using gguf::FormatError;
 using gguf::GgmlType;
 using gguf::Value;
 
-template <typename... Args>
-std::string cat(const Args&... args) {
-  std::ostringstream os;
-  (os << ... << args);
-  return os.str();
-}
+using io::cat;
 
 constexpr const char* kArch = "llama";
 
