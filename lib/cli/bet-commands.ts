@@ -53,7 +53,7 @@ export const BET_USAGE = `  bet             the adapter-compression bet (the mai
     [--model ${DEFAULT_MODEL_PATH}] [--user name=text.txt ... | --users fixture:SET (${FIXTURE_USER_SETS})] [--adapter name=user.adapter ...]
     [--seeds 1] [--seed 0] [--criteria FILE] [--out ${DEFAULT_RESULTS_PATH}] [--report OUT.md] [--plot OUT.svg]
     [--fleet-users 215000] [--resume | --overwrite] [--threads N] [--max-steps N] [--calibration-tokens N (default 512, mixed)]
-    [--eval-every 20] [--patience 3]  (adapter early stopping: steps between validation scores, scores without a new best)
+    [--eval-every 20] [--patience 2]  (adapter early stopping: steps between validation scores, scores without a new best)
     [--eval-stride N]  (window step of every split score, 1..context; default context / 2; the context: each token once)
     [--group-size 32] [--mixed-budget BYTES] [--resamples 2000]
     [--act-quant token|block256 (ternary activations per token, or per 256 values as llama.cpp)] [--json]
