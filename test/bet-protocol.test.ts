@@ -355,6 +355,9 @@ describe('ternorm bet / fleet / quantize (CLI)', () => {
       out,
       '--max-steps',
       '8',
+      // 8 x 128-token sequences per step: the first run must outlast the two processes started after it
+      '--batch',
+      '8',
       '--calibration-tokens',
       '128',
       '--resamples',
