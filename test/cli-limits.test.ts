@@ -35,6 +35,8 @@ const CASES: [string[], string, string, string][] = [
   [['bet', '--out', 'r.json'], 'group-size', '99999999', 'an integer in 1..16777216'],
   [['bet', '--out', 'r.json'], 'calibration-tokens', '99999999999', 'an integer in 2..1048576'],
   [['bet', '--out', 'r.json'], 'max-steps', '0', 'an integer in 1..2^40'],
+  [['bet', '--out', 'r.json'], 'batch', '0', 'an integer in 1..4096'],
+  [['bet', '--out', 'r.json'], 'warmup', '-1', 'an integer in 0..2^40'],
   [['bet', '--out', 'r.json'], 'eval-every', '0', 'an integer in 1..2^40'],
   [['bet', '--out', 'r.json'], 'patience', '0', 'an integer in 1..'],
   [['bet', '--out', 'r.json'], 'eval-stride', '0', 'an integer in 1..65536'],

@@ -21,7 +21,7 @@ export const FLEET_SUBCOMMANDS = ['run', 'worker', 'status', 'report'] as const;
 
 export const FLEET_USAGE = `  fleet run       register a fleet run in PostgreSQL (criteria hashed first) and queue one job per user on Redis
     --redis redis://HOST:PORT --pg postgresql://... --users fixture:NAME|users.jsonl [--run ID] [--attempts ${DEFAULT_ATTEMPTS}]
-    [--model M] [--criteria FILE] [--seed 0] [--seeds 1] [--max-steps N] [--eval-every 20] [--patience 3] [--eval-stride N] [--calibration-tokens N] [--group-size 32]
+    [--model M] [--criteria FILE] [--seed 0] [--seeds 1] [--max-steps N] [--batch 2] [--lr 0.1] [--warmup 6] [--eval-every 20] [--patience 2] [--eval-stride N] [--calibration-tokens N] [--group-size 32]
     [--mixed-budget BYTES] [--resamples 2000] [--margin-users ${MARGIN_USERS}] [--noise-seeds ${MARGIN_NOISE_SEEDS}]
     [--generic-pool-bytes ${GENERIC_POOL_BYTES}] [--json]   (the same ID again: queues only the users not done)
     the generic adapter (PERSONAL-LOST) is trained once per run on the users' training texts pooled (at most
@@ -60,6 +60,9 @@ export async function cmdFleetSub(sub: (typeof FLEET_SUBCOMMANDS)[number], argv:
         seed: S,
         seeds: S,
         'max-steps': S,
+        batch: S,
+        lr: S,
+        warmup: S,
         'eval-every': S,
         patience: S,
         'eval-stride': S,
@@ -79,6 +82,9 @@ export async function cmdFleetSub(sub: (typeof FLEET_SUBCOMMANDS)[number], argv:
         seed: SEED_LIMIT,
         seeds: orchestrationLimit(1, 100, true, 1, 'training seeds per user'),
         'max-steps': adapterRunLimits().maxSteps,
+        batch: adapterRunLimits().batch,
+        lr: adapterRunLimits().lr,
+        warmup: adapterRunLimits().warmup,
         'eval-every': adapterRunLimits().evalEvery,
         patience: adapterRunLimits().patience,
         'eval-stride': narrowed(coreLimits().eval.stride, { min: 1 }),
@@ -111,7 +117,14 @@ export async function cmdFleetSub(sub: (typeof FLEET_SUBCOMMANDS)[number], argv:
               criteriaPath: v.criteria as string | undefined,
               seed: n.seed ?? 0,
               seeds: n.seeds ?? 1,
-              adapterRun: defined({ maxSteps: n['max-steps'], evalEvery: n['eval-every'], patience: n.patience }),
+              adapterRun: defined({
+                maxSteps: n['max-steps'],
+                batch: n.batch,
+                lr: n.lr,
+                warmup: n.warmup,
+                evalEvery: n['eval-every'],
+                patience: n.patience,
+              }),
               ...defined({ evalStride: n['eval-stride'] }),
               encode: defined({ calibrationTokens: n['calibration-tokens'], groupSize: n['group-size'], mixedBudget: n['mixed-budget'] }),
               bootstrap: defined({ resamples: n.resamples }),

@@ -314,6 +314,36 @@ TEST(gemm_f32_threads_bit_identical) {
   }
 }
 
+// The packing scratch is kept per calling thread and reused: a call made after larger calls of
+// other shapes (scratch holding their panels, NaN among them) gets the bits of its first run.
+TEST(gemm_f32_scratch_reuse_same_bits) {
+  ThreadPool pool(2);
+  Rng rng(606);
+  const Problem small{false, true, 37, 29, 45, 1.0f, 0.0f, 0, 1.0f, false};
+  const Problem large[] = {
+      {true, false, 20, 2100, 520, 1.0f, 0.0f, 0, 1.0f, false},
+      {false, false, 400, 40, 600, 1.0f, 0.0f, 3, 1.0f, true},
+  };
+  const Operands so = make_operands(small, rng);
+  for (Isa isa : test::every_isa())
+    for (int t : {1, 2}) {
+      const Exec ex{isa, &pool, t};
+      std::vector<float> first = so.c0;
+      gemm::gemm_f32(args_for(small, so, first.data()), ex);
+      for (const Problem& p : large) {
+        Operands o = make_operands(p, rng);
+        o.a[0] = std::numeric_limits<float>::quiet_NaN();  // stale NaN left in the A scratch
+        std::vector<float> c = o.c0;
+        gemm::gemm_f32(args_for(p, o, c.data()), ex);
+        std::vector<float> again = so.c0;
+        gemm::gemm_f32(args_for(small, so, again.data()), ex);
+        CHECK_MSG(std::memcmp(first.data(), again.data(), first.size() * sizeof(float)) == 0,
+                  isa_name(isa) << " threads " << t << ": a call after " << describe(p)
+                                << " differs from its first run");
+      }
+    }
+}
+
 TEST(gemm_f32_bad_input) {
   std::vector<float> a(64, 1.0f), b(64, 1.0f), c(64, 0.0f);
   auto good = [&] {
