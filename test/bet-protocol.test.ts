@@ -275,7 +275,7 @@ describe('ternorm bet (protocol)', () => {
     await expect(
       runBet({ ...o, resume: true, adapterRun: { ...o.adapterRun, maxSteps: 5 }, encode: { ...o.encode, groupSize: 16 } }),
     ).rejects.toThrow(
-      /cannot resume .*r7\.json: it was run with other options: maxSteps \(--max-steps\): 12 in the file, 5 now; warmup: 6 in the file, 5 now; groupSize \(--group-size\): default in the file, 16 now$/,
+      /cannot resume .*r7\.json: it was run with other options: maxSteps \(--max-steps\): 12 in the file, 5 now; warmup: 10 in the file, 5 now; groupSize \(--group-size\): default in the file, 16 now$/,
     );
     await expect(runBet({ ...o, resume: true, split: { testBytes: 4000 } })).rejects.toThrow(
       /it was run with other options: testBytes \(--test-bytes\): absent in the file, 4000 now$/,

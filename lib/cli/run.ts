@@ -45,9 +45,9 @@ ${BET_USAGE}${REPORT_USAGE}  train-base      train the base model (tokenizer, te
     [--batch 8] [--seq 256] [--lr 1.5e-3] [--min-lr 1.5e-4] [--warmup 100] [--weight-decay 0.1]
     [--grad-clip 1] [--threads N] [--log-every 10]
   train-adapter   train one user's norm-only adapter on a base model
-    --model M --text user.txt --out user.adapter [--seed S] [--max-steps 60] [--eval-every 20]
-    [--patience 2] [--validation-fraction 0.05] [--batch 2] [--seq 128] [--lr 0.1] [--min-lr 3e-3]
-    [--warmup 6] [--weight-decay 0] [--threads N] [--ternarise ...] [--json]
+    --model M --text user.txt --out user.adapter [--seed S] [--max-steps 100] [--eval-every 20]
+    [--patience 3] [--validation-fraction 0.05] [--batch 8] [--seq 128] [--lr 3e-2] [--min-lr 3e-3]
+    [--warmup 10] [--weight-decay 0] [--threads N] [--ternarise ...] [--json]
   evaluate        perplexity and bits per byte of a text
     --model M [--adapter A] --text T [--precision ternary|fp32|ternary-fp32act]
     [--act-quant token|block256 (ternary activations per token, or per 256 values as llama.cpp's

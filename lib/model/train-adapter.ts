@@ -30,9 +30,9 @@ export interface AdapterRunOptions {
 
 /**
  * The run's ranges: the trainer's numbers are the core's (adapter defaults, native/model/limits.h:
- * 60 steps of 2 x 128 tokens at a high learning rate, sized for one user in ~2 CPU-s);
+ * 100 steps of 8 x 128 tokens at a high learning rate, sized for one user in < 30 s on 2 cores);
  * early stopping is this module's (the 5 % tail, about 2 400 tokens of a 192 KiB text, is scored
- * every 20 steps; two scores without a new best stop the run).
+ * every 20 steps).
  */
 export function adapterRunLimits(): Record<keyof AdapterRunOptions, Limit> {
   const a = coreLimits().adapterTrain;
@@ -40,7 +40,7 @@ export function adapterRunLimits(): Record<keyof AdapterRunOptions, Limit> {
     seed: SEED_LIMIT,
     maxSteps: a.totalSteps,
     evalEvery: orchestrationLimit(1, 2 ** 40, true, 20, 'steps between validation evaluations'),
-    patience: orchestrationLimit(1, 2 ** 20, true, 2, 'evaluations without a new best before stopping'),
+    patience: orchestrationLimit(1, 2 ** 20, true, 3, 'evaluations without a new best before stopping'),
     validationFraction: orchestrationLimit(0, 1, false, 0.05, "fraction of the user's tokens held out for early stopping", {
       min: true,
       max: true,

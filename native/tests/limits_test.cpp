@@ -56,9 +56,9 @@ TEST(limits_defaults_are_the_structs_defaults) {
   CHECK(t.adamw.beta1 == 0.9f && t.adamw.beta2 == 0.95f && t.adamw.eps == 1e-8f &&
         t.adamw.weight_decay == 0.1f);
   const model::TrainConfig a = model::adapter_train_defaults();
-  CHECK(a.mode == model::TrainMode::AdapterGains && a.batch == 2 && a.seq == 128 &&
-        a.schedule.lr == 1e-1f);
-  CHECK(a.schedule.min_lr == 3e-3f && a.schedule.warmup == 6 && a.schedule.total == 60 &&
+  CHECK(a.mode == model::TrainMode::AdapterGains && a.batch == 8 && a.seq == 128 &&
+        a.schedule.lr == 3e-2f);
+  CHECK(a.schedule.min_lr == 3e-3f && a.schedule.warmup == 10 && a.schedule.total == 100 &&
         a.adamw.weight_decay == 0.0f);
   const codec::EncodeOptions e;
   CHECK(e.group_size == 32 && e.kmeans_max_iters == 100 && e.calibration_passes == 1 &&
