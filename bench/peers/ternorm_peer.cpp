@@ -16,8 +16,12 @@
 // the first token from the prompt's logits), each step timed.
 // batched: K sequences (each with its own adapter, gains 1 +- small) advance
 // `steps` greedy tokens either in one decode_forward call per step for all K
-// ("batched") or in K one-sequence calls ("separate"), after the prompt,
-// interleaved rep by rep; total tokens/s medians and the paired ratio.
+// ("batched") or in K one-sequence calls ("separate"), after the prompt; every
+// run starts from the same prompt, so both modes decode the same positions.
+// Each rep runs one stream (K = 1), batched and separate back to back, after
+// one untimed warm-up of all three; total tokens/s medians, the paired ratio
+// batched / separate and the paired vs_one_stream = batched / one stream (a
+// one-stream run next to each batched run, so load drifts cancel).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -269,16 +273,21 @@ std::string batched(const Options& o, const Model& m, const Exec& ex) {
   std::string rows;
   for (size_t i = 0; i < o.ks.size(); ++i) {
     const int64_t K = o.ks[i];
-    std::vector<double> b, s, r;
+    run(1, false), run(K, true), run(K, false);  // warm-up: caches, pages, branch history
+    std::vector<double> one, b, s, r, v;
     for (int64_t rep = 0; rep < o.reps; ++rep) {
+      one.push_back(run(1, false));
       b.push_back(run(K, true));
       s.push_back(run(K, false));
       r.push_back(b.back() / s.back());
+      v.push_back(b.back() / one.back());
     }
     rows += std::string(i ? "," : "") + "{\"k\":" + std::to_string(K) +
             ",\"batched_tokens_per_s\":" + num(median(b)) +
             ",\"separate_tokens_per_s\":" + num(median(s)) + ",\"ratio\":" + num(median(r)) +
-            ",\"batched_reps\":" + arr(b) + ",\"separate_reps\":" + arr(s) + "}";
+            ",\"one_stream_tokens_per_s\":" + num(median(one)) +
+            ",\"vs_one_stream\":" + num(median(v)) + ",\"batched_reps\":" + arr(b) +
+            ",\"separate_reps\":" + arr(s) + ",\"one_stream_reps\":" + arr(one) + "}";
   }
   return "\"n_prompt\":" + std::to_string(prompt.size()) + ",\"steps\":" + std::to_string(o.steps) +
          ",\"reps\":" + std::to_string(o.reps) + ",\"rows\":[" + rows + "]";

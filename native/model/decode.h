@@ -85,6 +85,9 @@ class DecodeState {
   float* keys(int64_t layer, int64_t slot, int64_t g);
   // Its values: rows_ x head_dim (one head's rows contiguous: a query streams them).
   float* values(int64_t layer, int64_t slot, int64_t g);
+  // Starts fetching (towards L2) the keys and values entry en's query heads
+  // of key/value head g read in this call.
+  void prefetch_cache(int64_t layer, const DecodeEntry& en, int64_t g);
 
   ModelConfig cfg_;
   int64_t slots_, max_rows_;

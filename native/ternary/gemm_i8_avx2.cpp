@@ -49,6 +49,10 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
   const int8_t* q = a.q + t0 * qstride;
   const __m256i ones = _mm256_set1_epi16(1);
   alignas(32) int32_t acc32[2][T][8] = {};
+  // The next panel, fetched while this one computes (as the AVX-512 path:
+  // a panel is too short a run for the hardware prefetcher to ramp up on).
+  const uint8_t* next = w + a.col_blocks * kTileBytes;
+  const bool fetch = pan + 2 <= (a.rows + kRowPanel - 1) / kRowPanel;
   for (int64_t b0 = a.b_begin; b0 < a.b_end; b0 += kChunk) {
     const int64_t b1 = b0 + kChunk < a.b_end ? b0 + kChunk : a.b_end;
     __m256i acc[2][T];
@@ -58,6 +62,7 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
       const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + b * kTileBytes));
       const __m256i hi =
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + b * kTileBytes + 32));
+      if (fetch) _mm_prefetch(reinterpret_cast<const char*>(next + b * kTileBytes), _MM_HINT_T0);
       const int8_t* qb = q + b * kColBlock;
       step<0>(lo, hi, qb, qstride, acc);
       step<1>(lo, hi, qb, qstride, acc);
