@@ -10,10 +10,6 @@
 
 #include "gemm_kernels.h"
 
-#ifndef TERNORM_DOT_PF
-#define TERNORM_DOT_PF 256
-#endif
-
 namespace ternorm::gemm {
 namespace {
 
@@ -69,7 +65,7 @@ void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int
 // of 4 KB at d_model 1024, each a new stream on a new page for the hardware
 // prefetchers). Each is prefetched this many floats ahead; past a row's end
 // the prefetch moves on to the same row of the next NB (the next call's).
-constexpr int64_t kDotPrefetch = TERNORM_DOT_PF;
+constexpr int64_t kDotPrefetch = 256;
 
 // C[i][j] for MA rows of A and NB rows of B: one accumulator per element,
 // 16 lanes over k, the tail masked, then a fixed reduction tree.

@@ -21,10 +21,6 @@
 
 #include "gemm_i8_kernels.h"
 
-#ifndef TERNORM_GEMV_PF
-#define TERNORM_GEMV_PF 1024
-#endif
-
 namespace ternorm::ternary::detail {
 namespace {
 
@@ -110,7 +106,7 @@ constexpr int64_t kGemvChunk = 8192;
 // each stream is prefetched this far ahead of its reading; near a panel's
 // end the prefetch moves on to the same panel of the next 4 (what the next
 // gemv4 call reads), so a call starts with its first tiles in cache.
-constexpr int64_t kGemvPrefetch = TERNORM_GEMV_PF;
+constexpr int64_t kGemvPrefetch = 1024;
 
 void gemv4(const GemmI8Args& a, int64_t pan) {
   constexpr int P = 4;
@@ -128,8 +124,8 @@ void gemv4(const GemmI8Args& a, int64_t pan) {
     for (int64_t b = b0; b < b1; ++b) {
       const int8_t* qb = a.q + b * kColBlock;
       const int64_t off = b * kTileBytes + kGemvPrefetch;
-      const char* ahead = reinterpret_cast<const char*>(w) +
-                          (off < pstride ? off : off - pstride + P * pstride);
+      const char* ahead =
+          reinterpret_cast<const char*>(w) + (off < pstride ? off : off - pstride + P * pstride);
       for (int p = 0; p < P; ++p) _mm_prefetch(ahead + p * pstride, _MM_HINT_T0);
       for (int p = 0; p < P; ++p) {
         const __m512i t = _mm512_loadu_si512(w + p * pstride + b * kTileBytes);
