@@ -97,12 +97,14 @@ void token_sums(const int8_t* q, int64_t n, int64_t cols, int64_t block_cols, in
 }
 
 // Row panels per thread chunk: whole groups of 4 panels (64 rows), and at
-// least ~2^18 multiply-adds (64 KB of weights), so tiny calls stay on one
-// thread while a decoding step's GEMVs (d_model 1024: 64 to 352 panels of
-// 16 K) split into enough chunks to share evenly between threads.
+// least ~2^19 multiply-adds (128 KB of weights, several times a dispatch's
+// cost), so small calls stay on one thread (the shipped model's GEMVs) while
+// a 107 M decoding step's (64 to 352 panels of 16 K) split into 2 to 11
+// chunks that share evenly between 2 threads (at 2^20 the 3-chunk QKV split
+// 2:1 and the O GEMV did not split).
 int64_t panel_grain(int64_t qstride, int64_t n) {
   const int64_t per_panel = kRowPanel * qstride * n;
-  return std::max<int64_t>(4, ((int64_t(1) << 18) / per_panel + 3) / 4 * 4);
+  return std::max<int64_t>(4, ((int64_t(1) << 19) / per_panel + 3) / 4 * 4);
 }
 }  // namespace
 
