@@ -10,24 +10,35 @@
 // machine shared with other jobs the wall clock counts their time slices too
 // (at --threads 1 CPU time is the single thread's work).
 // --k runs only the listed batch sizes (e.g. --k 16 for a profile of one).
+// --ops instead times what one n = 1 step is made of, op by op (each
+// ternary GEMV kind over every layer's weights in forward order, the
+// activation quantisations, the fused norm, the head GEMV, a whole step),
+// and prints each op's time per token and the bytes/s of its weights against
+// one thread's streaming read rate over as many bytes (the roofline), all
+// interleaved rep by rep, medians.
 //   ternorm_bench_decode [--config shipped|107m] [--threads N] [--steps S]
 //                        [--reps R] [--prompt P] [--k 1,4,16,64] [--clock wall|cpu]
-//                        [--out file.json]
+//                        [--out file.json] [--ops 1]
 #include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "../peak_kernels.h"
+#include "cpu/aligned_buffer.h"
 #include "cpu/features.h"
 #include "cpu/thread_pool.h"
 #include "model/decode.h"
+#include "model/layers.h"
 #include "model/model.h"
 #include "model/sampler.h"
+#include "ternary/ternary.h"
 
 using namespace ternorm;
 using namespace ternorm::model;
@@ -41,6 +52,7 @@ struct Options {
   std::vector<int64_t> ks = {1, 4, 16, 64};
   std::string out;
   bool cpu_clock = false;
+  bool ops = false;
 };
 
 Options parse(int argc, char** argv) {
@@ -73,6 +85,8 @@ Options parse(int argc, char** argv) {
       if (o.ks.empty()) throw std::invalid_argument("--k wants at least one batch size");
     } else if (a == "--out")
       o.out = v;
+    else if (a == "--ops")
+      o.ops = v == "1";
     else if (a == "--clock") {
       if (v != "wall" && v != "cpu") throw std::invalid_argument("--clock must be wall or cpu");
       o.cpu_clock = v == "cpu";
@@ -108,6 +122,124 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+using ReadFn = uint64_t (*)(const uint8_t*, size_t);
+ReadFn read_probe(Isa isa) {
+  switch (isa) {
+    case Isa::Scalar: return bench::read_sum_ref;
+#if defined(__x86_64__)
+    case Isa::Avx2: return bench::read_sum_avx2;
+    case Isa::Avx512: return bench::read_sum_avx512;
+#endif
+#if defined(__aarch64__)
+    case Isa::Neon: return bench::read_sum_neon;
+#endif
+    default: break;
+  }
+  throw std::logic_error(std::string("no read probe for ") + isa_name(isa));
+}
+
+// --ops: the n = 1 step op by op (see the header comment).
+void run_ops(const Options& o, const Model& m, const Exec& ex) {
+  const ModelConfig& c = m.config();
+  const int64_t d = c.d_model, f = c.d_ff, V = c.vocab, L = c.n_layers;
+  const int64_t pd = ternary::padded_cols(d), pf = ternary::padded_cols(f);
+  std::vector<float> x(static_cast<size_t>(std::max(d, f))), y(static_cast<size_t>(2 * f + 2 * d)),
+      logits(static_cast<size_t>(V));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(int(i * 7919 % 255) - 127) / 64.0f;
+  std::vector<int8_t> qd(static_cast<size_t>(pd)), qf(static_cast<size_t>(pf));
+  float sd = 0, sf = 0;
+  ternary::quantize_activations(x.data(), 1, d, qd.data(), &sd, ex);
+  ternary::quantize_activations(x.data(), 1, f, qf.data(), &sf, ex);
+  struct Op {
+    std::string name;
+    double bytes;  // weight bytes read per token
+    std::function<void()> run;
+    std::vector<double> us;
+  };
+  std::vector<Op> ops;
+  int64_t ternary_bytes = 0;
+  for (Linear lin : {Linear::Qkv, Linear::O, Linear::GateUp, Linear::Down}) {
+    const ternary::PackedTernary w0 = m.packed(0, lin);
+    const int64_t bytes = L * ternary::packed2_bytes(w0.rows, w0.cols);
+    ternary_bytes += bytes;
+    const char* names[] = {"gemv qkv", "gemv o", "gemv gate_up", "gemv down"};
+    ops.push_back({std::string(names[int(lin)]) + " " + std::to_string(w0.rows) + "x" +
+                       std::to_string(w0.cols),
+                   double(bytes),
+                   [&, lin] {
+                     for (int64_t l = 0; l < L; ++l) {
+                       const ternary::PackedTernary w = m.packed(l, lin);
+                       const bool wide = w.cols == f;
+                       ternary::gemm_i8(w, wide ? qf.data() : qd.data(), wide ? &sf : &sd, 1,
+                                        y.data(), ex);
+                     }
+                   },
+                   {}});
+  }
+  ops.push_back({"act quant (d, d_ff)",
+                 0,
+                 [&] {
+                   for (int64_t l = 0; l < L; ++l) {
+                     ternary::quantize_activations(x.data(), 1, d, qd.data(), &sd, ex);
+                     ternary::quantize_activations(x.data(), 1, f, qf.data(), &sf, ex);
+                   }
+                 },
+                 {}});
+  ops.push_back({"norm + quant (2 per layer)",
+                 0,
+                 [&] {
+                   for (int64_t k = 0; k < 2 * L; ++k)
+                     rmsnorm_forward_as(Precision::Ternary, norm_weights(m, nullptr, k), x.data(),
+                                        1, d, y.data(), qd.data(), &sd, ex);
+                 },
+                 {}});
+  const double head_bytes = double(V * d) * sizeof(float);
+  ops.push_back({"head gemv " + std::to_string(V) + "x" + std::to_string(d),
+                 head_bytes,
+                 [&] { head_forward(x.data(), m.head(), 1, d, V, logits.data(), ex); },
+                 {}});
+  // The roofline: one thread streaming as many bytes as a step's weights.
+  const size_t all = size_t(ternary_bytes + int64_t(head_bytes)) / 64 * 64;
+  AlignedBuffer<uint8_t> buf(all, Mapping::Huge);
+  for (size_t i = 0; i < all; i += 4096) buf[i] = uint8_t(i);
+  const ReadFn read = read_probe(ex.isa);
+  uint64_t sink = 0;
+  ops.push_back({"read probe (1 thread)", double(all), [&] { sink += read(buf.data(), all); }, {}});
+  // A whole step: the prompt's first token, reset after each step.
+  DecodeState st(c, 1, 1);
+  const int32_t tok = 11;
+  DecodeEntry e;
+  e.slot = 0, e.tokens = &tok, e.n = 1;
+  ops.push_back({"whole step (position 0)",
+                 double(ternary_bytes) + head_bytes,
+                 [&] {
+                   st.reset(0);
+                   decode_forward(m, Precision::Ternary, st, &e, 1, logits.data(), ex);
+                 },
+                 {}});
+  for (Op& op : ops) op.run();  // warm-up
+  for (int64_t rep = 0; rep < o.reps * 4; ++rep)
+    for (Op& op : ops) {
+      const double t0 = now(o.cpu_clock);
+      op.run();
+      op.us.push_back(1e6 * (now(o.cpu_clock) - t0));
+    }
+  std::printf("%s config, isa %s, %d thread(s), n = 1 step op by op, median of %lld, %s clock\n",
+              o.config.c_str(), isa_name(ex.isa), o.threads, (long long)(o.reps * 4),
+              o.cpu_clock ? "cpu" : "wall");
+  std::printf("%-30s %12s %12s %10s\n", "op (per token)", "us", "weight MB", "GB/s");
+  double parts = 0;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const double us = median(ops[i].us);
+    if (i + 2 < ops.size()) parts += us;
+    std::printf("%-30s %12.1f %12.2f %10.1f\n", ops[i].name.c_str(), us, ops[i].bytes / 1e6,
+                ops[i].bytes > 0 ? ops[i].bytes / us / 1e3 : 0.0);
+  }
+  std::printf("%-30s %12.1f   (the step's rest: attention, RoPE, residuals, dispatch)\n",
+              "sum of the ops above", parts);
+  std::printf("(checksum %llu)\n", (unsigned long long)(sink & 1));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -121,6 +253,10 @@ int main(int argc, char** argv) {
     const Exec ex{default_isa(), &pool, o.threads};
     Model m(c, 1);
     m.quantize(ex);
+    if (o.ops) {
+      run_ops(o, m, ex);
+      return 0;
+    }
     const std::vector<int64_t>& ks = o.ks;
     const int64_t kmax = *std::max_element(ks.begin(), ks.end()), V = c.vocab;
     // One adapter per slot: gains 1 +- small, all different.

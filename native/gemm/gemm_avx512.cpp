@@ -61,6 +61,12 @@ void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int
   }
 }
 
+// The NB rows of B are NB streams read in lockstep (the decode head: 4 rows
+// of 4 KB at d_model 1024, each a new stream on a new page for the hardware
+// prefetchers). Each is prefetched this many floats ahead; past a row's end
+// the prefetch moves on to the same row of the next NB (the next call's).
+constexpr int64_t kDotPrefetch = 256;
+
 // C[i][j] for MA rows of A and NB rows of B: one accumulator per element,
 // 16 lanes over k, the tail masked, then a fixed reduction tree.
 template <int MA, int NB>
@@ -73,6 +79,11 @@ void dot_block(int64_t k, const float* a, int64_t lda, const float* b, int64_t l
     for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_setzero_ps();
   int64_t p = 0;
   for (; p + 16 <= k; p += 16) {
+    const int64_t off = p + kDotPrefetch;
+    const float* ahead = b + (off < k ? off : off - k + NB * ldb);
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j)
+      _mm_prefetch(reinterpret_cast<const char*>(ahead + j * ldb), _MM_HINT_T0);
     __m512 bv[NB];
 #pragma GCC unroll 4
     for (int j = 0; j < NB; ++j) bv[j] = _mm512_loadu_ps(b + j * ldb + p);

@@ -162,11 +162,19 @@ void Model::lay_out() {
   for (int64_t c = 0; c < d; ++c) ones_[size_t(c)] = 1.0f;
 
   packed_.resize(size_t(L * kLinearsPerLayer));
+  int64_t arena = 0;  // packed2_bytes are multiples of 64 (whole tiles)
+  for (int k = 0; k < kLinearsPerLayer; ++k) {
+    const LinearShape s = linear_shape(Linear(k));
+    arena += L * ternary::packed2_bytes(s.rows, s.cols);
+  }
+  packed_arena_ = AlignedBuffer<uint8_t>(size_t(arena), Mapping::Huge);
+  int64_t at = 0;
   for (int64_t l = 0; l < L; ++l)
     for (int k = 0; k < kLinearsPerLayer; ++k) {
       const LinearShape s = linear_shape(Linear(k));
       PackedLinear& p = packed_[size_t(l * kLinearsPerLayer + k)];
-      p.data = AlignedBuffer<uint8_t>(size_t(ternary::packed2_bytes(s.rows, s.cols)));
+      p.data = packed_arena_.data() + at;
+      at += ternary::packed2_bytes(s.rows, s.cols);
       p.scales = AlignedBuffer<float>(size_t(s.rows));
     }
 }
@@ -267,7 +275,7 @@ void Model::quantize(const Exec& ex) {
         ternary::absmean_quantize(w + r0 * s.cols, rows, s.cols, /*per_row=*/false,
                                   trits.data() + r0 * s.cols, p.scales.data() + r0);
       }
-      ternary::pack2(trits.data(), s.rows, s.cols, p.data.data());
+      ternary::pack2(trits.data(), s.rows, s.cols, p.data);
     }
   });
   stale_ = false;
@@ -278,7 +286,7 @@ ternary::PackedTernary Model::packed(int64_t layer, Linear lin) const {
   check_layer(layer);
   const LinearShape s = linear_shape(lin);
   const PackedLinear& p = packed_[size_t(layer * kLinearsPerLayer + int(lin))];
-  return {p.data.data(), p.scales.data(), s.rows, s.cols};
+  return {p.data, p.scales.data(), s.rows, s.cols};
 }
 
 void Model::get_ternary_rows(int64_t layer, Matrix m, int8_t* trits, float* row_scales) const {
@@ -288,7 +296,7 @@ void Model::get_ternary_rows(int64_t layer, Matrix m, int8_t* trits, float* row_
   const int64_t r0 = matrix_row0(m), rows = matrix_shape(m).rows;
   const PackedLinear& p = packed_[size_t(layer * kLinearsPerLayer + int(lin))];
   std::vector<int8_t> all(size_t(s.rows * s.cols));
-  ternary::unpack2(p.data.data(), s.rows, s.cols, all.data());
+  ternary::unpack2(p.data, s.rows, s.cols, all.data());
   std::copy(all.begin() + r0 * s.cols, all.begin() + (r0 + rows) * s.cols, trits);
   std::copy(p.scales.data() + r0, p.scales.data() + r0 + rows, row_scales);
 }
@@ -340,9 +348,9 @@ void Model::set_ternary_rows(int64_t layer, Matrix m, const int8_t* trits,
                                   " must be -1, 0 or 1, got " + std::to_string(int(trits[i])));
   PackedLinear& p = packed_[size_t(layer * kLinearsPerLayer + int(lin))];
   std::vector<int8_t> all(size_t(s.rows * s.cols));
-  ternary::unpack2(p.data.data(), s.rows, s.cols, all.data());
+  ternary::unpack2(p.data, s.rows, s.cols, all.data());
   std::copy(trits, trits + pr * s.cols, all.begin() + r0 * s.cols);
-  ternary::pack2(all.data(), s.rows, s.cols, p.data.data());
+  ternary::pack2(all.data(), s.rows, s.cols, p.data);
   std::copy(row_scales, row_scales + pr, p.scales.data() + r0);
   fingerprint_.reset();
 }

@@ -165,7 +165,7 @@ class Model {
 
  private:
   struct PackedLinear {
-    AlignedBuffer<uint8_t> data;
+    uint8_t* data = nullptr;      // in packed_arena_
     AlignedBuffer<float> scales;  // one per row (each matrix of the group repeats its scale)
   };
   void check_layer(int64_t layer) const;
@@ -175,6 +175,9 @@ class Model {
   AlignedBuffer<float> params_;
   std::vector<TensorInfo> tensors_;
   std::vector<PackedLinear> packed_;  // n_layers * kLinearsPerLayer
+  // Every linear's packed weights, in the order a forward reads them, in huge
+  // pages: a decoding step streams them all once per token.
+  AlignedBuffer<uint8_t> packed_arena_;
   AlignedBuffer<float> rope_cos_, rope_sin_, ones_;
   bool stale_ = true;
   std::optional<io::Sha256Digest> fingerprint_;

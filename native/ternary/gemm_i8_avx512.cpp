@@ -110,6 +110,13 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
 // 65536 per block (code 2 of valid data; 98304 for the invalid code 3), so
 // over 8192 blocks |acc[3]| <= 2^29 (8.1e8 with code 3) < 2^31.
 constexpr int64_t kGemvChunk = 8192;
+// The 4 panels are 4 streams read in lockstep, a panel (col_blocks tiles) 4 KB
+// for d_model 1024: every panel starts a new stream the hardware prefetchers
+// must first detect, and they do not follow a stream across a 4 KB page. So
+// each stream is prefetched this far ahead of its reading; near a panel's
+// end the prefetch moves on to the same panel of the next 4 (what the next
+// gemv4 call reads), so a call starts with its first tiles in cache.
+constexpr int64_t kGemvPrefetch = 1024;
 
 void gemv4(const GemmI8Args& a, int64_t pan) {
   constexpr int P = 4;
@@ -126,6 +133,10 @@ void gemv4(const GemmI8Args& a, int64_t pan) {
       for (int j = 0; j < 4; ++j) acc[p][j] = _mm512_setzero_si512();
     for (int64_t b = b0; b < b1; ++b) {
       const int8_t* qb = a.q + b * kColBlock;
+      const int64_t off = b * kTileBytes + kGemvPrefetch;
+      const char* ahead =
+          reinterpret_cast<const char*>(w) + (off < pstride ? off : off - pstride + P * pstride);
+      for (int p = 0; p < P; ++p) _mm_prefetch(ahead + p * pstride, _MM_HINT_T0);
       for (int p = 0; p < P; ++p) {
         const __m512i t = _mm512_loadu_si512(w + p * pstride + b * kTileBytes);
         dp_bcast(acc[p][0], _mm512_and_si512(t, m0), qb);

@@ -92,13 +92,24 @@ TEST(isa_names_round_trip) {
   CHECK(isa_supported(best_isa()));
 }
 
-// Buffers of kMapMinBytes and up are mapped instead of allocated and zeroed;
-// they must read as zero all the same, be writable, move and free like the small ones.
+// Buffers of kMapMinBytes and up, and Mapping::Huge ones of any size, are
+// mapped (on a 2 MB boundary) instead of allocated and zeroed; they must read
+// as zero all the same, be writable, move and free like the small ones.
 TEST(aligned_buffer_large_is_zero_and_moves) {
-  for (size_t bytes : {size_t(1000), AlignedBuffer<float>::kMapMinBytes + 12}) {
-    const size_t n = bytes / sizeof(float);
-    AlignedBuffer<float> a(n);
+  struct Case {
+    size_t bytes;
+    Mapping how;
+  };
+  const size_t big = AlignedBuffer<float>::kMapMinBytes + 12;
+  for (const Case& k : {Case{1000, Mapping::BySize}, Case{big, Mapping::BySize},
+                        Case{1000, Mapping::Huge}, Case{(size_t(5) << 20) + 4, Mapping::Huge}}) {
+    const size_t n = k.bytes / sizeof(float);
+    AlignedBuffer<float> a(n, k.how);
     CHECK(reinterpret_cast<uintptr_t>(a.data()) % AlignedBuffer<float>::kAlign == 0);
+#ifdef TERNORM_ALIGNED_BUFFER_MMAP
+    if (k.bytes >= big || k.how == Mapping::Huge)
+      CHECK(reinterpret_cast<uintptr_t>(a.data()) % AlignedBuffer<float>::kHugePage == 0);
+#endif
     bool zero = true;
     for (size_t i = 0; i < n; i += 997) zero = zero && a[i] == 0.0f;
     CHECK(zero && a[n - 1] == 0.0f);
