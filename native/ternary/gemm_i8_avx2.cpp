@@ -51,10 +51,11 @@ void micro(const GemmI8Args& a, int64_t pan, int64_t t0) {
   const int8_t* q = a.q + t0 * qstride;
   const __m256i ones = _mm256_set1_epi16(1);
   alignas(32) int32_t acc32[2][T][8] = {};
-  // The next panel, fetched while this one computes (as the AVX-512 path:
-  // a panel is too short a run for the hardware prefetcher to ramp up on).
+  // With several tokens, the next panel is fetched while this one computes (as
+  // the AVX-512 path: a panel is too short a run for the hardware prefetcher
+  // to ramp up on); with one, the stream is fetched kPrefetch ahead instead.
   const uint8_t* next = w + a.col_blocks * kTileBytes;
-  const bool fetch = pan + 2 <= (a.rows + kRowPanel - 1) / kRowPanel;
+  const bool fetch = T > 1 && pan + 2 <= (a.rows + kRowPanel - 1) / kRowPanel;
   for (int64_t b0 = a.b_begin; b0 < a.b_end; b0 += kChunk) {
     const int64_t b1 = b0 + kChunk < a.b_end ? b0 + kChunk : a.b_end;
     __m256i acc[2][T];
