@@ -27,6 +27,7 @@
 
 #include "cpu/features.h"
 #include "cpu/thread_pool.h"
+#include "gemm/gemm.h"
 #include "harness.h"
 #include "model/adamw.h"
 #include "model/layers.h"
@@ -453,6 +454,31 @@ TEST(model_layers_swiglu) {
 }
 
 // ---- tied head + cross-entropy ----------------------------------------------------------------
+
+// Scoring's head splits the vocabulary over threads (several k blocks, a
+// vocabulary that is no multiple of the tile width): every ISA path gives the
+// one-thread, one-call product's bits at every thread count.
+TEST(model_layers_head_threads_same_bits) {
+  Rng rng(81);
+  const int64_t n = 37, d = 1100, V = 1003;
+  const std::vector<float> x = randn(n * d, rng), E = randn(V * d, rng, 0.5f);
+  ThreadPool pool(3);
+  for (Isa isa : ternorm::test::every_isa()) {
+    std::vector<float> ref(size_t(n * V));
+    gemm::GemmArgs g;
+    g.trans_b = true;
+    g.m = n, g.n = V, g.k = d;
+    g.a = x.data(), g.lda = d, g.b = E.data(), g.ldb = d, g.c = ref.data(), g.ldc = V;
+    gemm::gemm_f32(g, Exec{isa, nullptr, 1});
+    for (int threads : {1, 2, 3}) {
+      std::vector<float> logits(size_t(n * V), -1.0f);
+      head_forward(x.data(), E.data(), n, d, V, logits.data(), Exec{isa, &pool, threads});
+      CHECK_MSG(std::memcmp(logits.data(), ref.data(), ref.size() * sizeof(float)) == 0,
+                isa_name(isa) << " " << threads << " threads");
+    }
+  }
+}
+
 
 TEST(model_layers_head_cross_entropy) {
   Rng rng(8);
