@@ -65,14 +65,15 @@ const detail::GemmI8Kernels& check_call(const char* fn, const PackedTernary& w, 
 
 // sums[t * nb + b] = the sum of q[t][c] over the columns of block b (blocks of
 // block_cols columns); throws on nonzero padding, which the SIMD paths read
-// (the reference does not). Split over tokens: serial, this pass was most of
-// a prefill GEMM's time outside its parallel region.
+// (the reference does not). Split over tokens in pieces of ~256 KB of q:
+// serial, this pass was most of a prefill GEMM's time outside its parallel
+// region; smaller calls (decoding, small models) stay on the calling thread.
 void token_sums(const int8_t* q, int64_t n, int64_t cols, int64_t block_cols, int32_t* sums,
                 const Exec& ex) {
   const int64_t qstride = padded_cols(cols), nb = (cols + block_cols - 1) / block_cols;
   std::atomic<int64_t> bad{n};  // the first row with nonzero padding
   parallel_ranges(
-      ex, n, std::max<int64_t>(1, (int64_t(1) << 14) / qstride), [&](int64_t t0, int64_t t1) {
+      ex, n, std::max<int64_t>(1, (int64_t(1) << 18) / qstride), [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
           const int8_t* qt = q + t * qstride;
           for (int64_t b = 0; b < nb; ++b) {
