@@ -34,13 +34,29 @@ void embedding_backward(const int32_t* tokens, int64_t n, int64_t d, const float
 
 // ---- tied head ---------------------------------------------------------------------------
 
+// Many rows (scoring a window): the threads split the vocabulary, each
+// running the blocked GEMM on its own columns with its own packed copy of them
+// (one parallel region instead of a shared pack and a row split per block of
+// the table, and no row tile left over). Every logit gets the same operations
+// whatever the split: the blocked GEMM sums each element over the same k
+// blocks in any column range. A few rows (decoding) take gemm_f32's own GEMV
+// path, which splits the columns already.
 void head_forward(const float* x, const float* table, int64_t n, int64_t d, int64_t V,
                   float* logits, const Exec& ex) {
-  gemm::GemmArgs g;
-  g.trans_b = true;
-  g.m = n, g.n = V, g.k = d;
-  g.a = x, g.lda = d, g.b = table, g.ldb = d, g.c = logits, g.ldc = V;
-  gemm::gemm_f32(g, ex);
+  auto columns = [&](int64_t j0, int64_t j1, const Exec& e) {
+    gemm::GemmArgs g;
+    g.trans_b = true;
+    g.m = n, g.n = j1 - j0, g.k = d;
+    g.a = x, g.lda = d, g.b = table + j0 * d, g.ldb = d, g.c = logits + j0, g.ldc = V;
+    gemm::gemm_f32(g, e);
+  };
+  if (n <= gemm::kDirectMaxM) return columns(0, V, ex);
+  // Two pieces per thread: a late thread takes fewer, and each piece packs
+  // the rows of x once more, so not many.
+  const int64_t threads = ex.pool ? std::max(1, std::min(ex.threads, ex.pool->size())) : 1;
+  const int64_t grain = std::max<int64_t>(64, (V / (2 * threads) + 63) / 64 * 64);
+  const Exec one{ex.isa, nullptr, 1};
+  parallel_ranges(ex, V, grain, [&](int64_t j0, int64_t j1) { columns(j0, j1, one); });
 }
 
 void head_backward(const float* dlogits, const float* x, const float* table, int64_t n, int64_t d,

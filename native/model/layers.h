@@ -45,6 +45,12 @@ void rmsnorm_forward_i8(const NormWeights& w, const float* x, int64_t n, int64_t
 // kernel quantises per token only), else rmsnorm_forward into y.
 void rmsnorm_forward_as(Precision p, const NormWeights& w, const float* x, int64_t n, int64_t d,
                         float* y, int8_t* q, float* scales, const Exec& ex);
+// residual_forward(out, a, b, n * d) then rmsnorm_forward_as on out, in one
+// parallel region (each thread norms the rows it just added, from its cache):
+// the same bits and errors as the two calls.
+void residual_rmsnorm_forward_as(Precision p, const NormWeights& w, float* out, const float* a,
+                                 const float* b, int64_t n, int64_t d, float* y, int8_t* q,
+                                 float* scales, const Exec& ex);
 // dx (n x d) and dgain (d, w.r.t. the decoded gains g); either may be null.
 void rmsnorm_backward(const NormWeights& w, const float* x, int64_t n, int64_t d, const float* dy,
                       float* dx, float* dgain, const Exec& ex);
@@ -146,6 +152,11 @@ void attention_backward(const float* qkv, const float* P, const float* dout, int
 // gu holds n rows of [gate (f) | up (f)]; s = silu(gate) * up (n x f), the
 // sigmoid by exp_approx.
 void swiglu_forward(const float* gu, int64_t n, int64_t f, float* s, const Exec& ex);
+// swiglu_forward then quantize_input(p, s, ...) (p an int8 precision), in one
+// parallel region, each row quantised right after it is written: the same
+// bits and errors as the two calls.
+void swiglu_quantize_forward(Precision p, const float* gu, int64_t n, int64_t f, float* s,
+                             int8_t* q, float* scales, const Exec& ex);
 void swiglu_backward(const float* gu, const float* ds, int64_t n, int64_t f, float* dgu,
                      const Exec& ex);
 

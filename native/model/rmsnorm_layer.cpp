@@ -1,4 +1,8 @@
 // RMSNorm with gain (the fused kernel lives in norm/) and the residual add.
+#include <algorithm>
+#include <atomic>
+#include <stdexcept>
+
 #include "../cpu/thread_pool.h"
 #include "../norm/rmsnorm.h"
 #include "layers.h"
@@ -31,6 +35,28 @@ void rmsnorm_forward_as(Precision p, const NormWeights& w, const float* x, int64
     rmsnorm_forward(w, x, n, d, y, ex);
     if (p == Precision::TernaryBlockAct) quantize_input(p, y, n, d, q, scales, ex);
   }
+}
+
+void residual_rmsnorm_forward_as(Precision p, const NormWeights& w, float* out, const float* a,
+                                 const float* b, int64_t n, int64_t d, float* y, int8_t* q,
+                                 float* scales, const Exec& ex) {
+  const Exec one{ex.isa, nullptr, 1};
+  const int64_t stride = ternary::padded_cols(d);
+  const int64_t per_row = p == Precision::TernaryBlockAct ? ternary::act_blocks(d) : 1;
+  std::atomic<bool> failed{false};
+  // Pieces of whole rows, about 16K floats each (the norm's setup runs once a piece).
+  parallel_ranges(ex, n, std::max<int64_t>(1, (int64_t(1) << 14) / d), [&](int64_t t0, int64_t t1) {
+    for (int64_t i = t0 * d; i < t1 * d; ++i) out[i] = a[i] + b[i];
+    try {
+      rmsnorm_forward_as(p, w, out + t0 * d, t1 - t0, d, y ? y + t0 * d : nullptr,
+                         q ? q + t0 * stride : nullptr, scales ? scales + t0 * per_row : nullptr,
+                         one);
+    } catch (const std::invalid_argument&) {
+      failed = true;  // named below, by the whole-matrix call's own error
+    }
+  });
+  // Only on bad input: the unfused call throws the error it would have (the first bad row).
+  if (failed) rmsnorm_forward_as(p, w, out, n, d, y, q, scales, ex);
 }
 
 NormWeights norm_weights(const Model& m, const norm::GainView* gains, int64_t k) {

@@ -195,13 +195,17 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
     if (resume && resume->save && l > from && resume->save[l])
       std::copy(ws.x(l), ws.x(l) + n * d, resume->save[l]);
   };
+  // Each residual add runs in one parallel region with the norm after it
+  // (residual_rmsnorm_forward_as), and SwiGLU with the quantisation of its
+  // output: fewer regions, and each norm reads rows still in its thread's cache.
   for (int64_t l = from; l < L; ++l) {
     save(l);
     const Workspace::Layer a = ws.layer(l);
     float* x = ws.x(l);
     const bool last_trim = trim && l == L - 1;
-    // Attention branch.
-    rmsnorm_forward_as(p, norm_weights(m, gains, 2 * l), x, N, d, a.h1, a.h1q, a.h1s, ex);
+    // Attention branch (the previous layer's last residual ran this norm).
+    if (l == from)
+      rmsnorm_forward_as(p, norm_weights(m, gains, 2 * l), x, N, d, a.h1, a.h1q, a.h1s, ex);
     linear_forward(p, linear_weights(m, l, Linear::Qkv), linear_input(p, a.h1, a.h1q, a.h1s), N,
                    a.qkv, ex);
     rope_forward(a.qkv, B, T, d, kvd, c.head_dim(), m.rope_cos(), m.rope_sin(), ex);
@@ -215,16 +219,24 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
     if (int8_act(p)) quantize_input(p, a.att, n, d, a.attq, a.atts, ex);
     linear_forward(p, linear_weights(m, l, Linear::O), linear_input(p, a.att, a.attq, a.atts), n,
                    tmp, ex);
-    residual_forward(a.xm, x, tmp, n * d, ex);
     // Feed-forward branch.
-    rmsnorm_forward_as(p, norm_weights(m, gains, 2 * l + 1), a.xm, n, d, a.h2, a.h2q, a.h2s, ex);
+    residual_rmsnorm_forward_as(p, norm_weights(m, gains, 2 * l + 1), a.xm, x, tmp, n, d, a.h2,
+                                a.h2q, a.h2s, ex);
     linear_forward(p, linear_weights(m, l, Linear::GateUp), linear_input(p, a.h2, a.h2q, a.h2s), n,
                    a.gu, ex);
-    swiglu_forward(a.gu, n, f, a.s, ex);
-    if (int8_act(p)) quantize_input(p, a.s, n, f, a.sq, a.ss, ex);
+    if (int8_act(p))
+      swiglu_quantize_forward(p, a.gu, n, f, a.s, a.sq, a.ss, ex);
+    else
+      swiglu_forward(a.gu, n, f, a.s, ex);
     linear_forward(p, linear_weights(m, l, Linear::Down), linear_input(p, a.s, a.sq, a.ss), n, tmp,
                    ex);
-    residual_forward(ws.x(l + 1), a.xm, tmp, n * d, ex);
+    if (l + 1 < L) {  // with the next layer's first norm
+      const Workspace::Layer next = ws.layer(l + 1);
+      residual_rmsnorm_forward_as(p, norm_weights(m, gains, 2 * (l + 1)), ws.x(l + 1), a.xm, tmp, n,
+                                  d, next.h1, next.h1q, next.h1s, ex);
+    } else {
+      residual_forward(ws.x(l + 1), a.xm, tmp, n * d, ex);
+    }
   }
   save(L);
   float* xf = ws.f32_.data() + ws.off_xf_;

@@ -3,6 +3,7 @@
 // an exact integer dot product followed by the same two float multiplies, so
 // the result depends neither on the thread count nor on the ISA path.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -76,24 +77,36 @@ const detail::GemmI8Kernels& check_call(const char* fn, const PackedTernary& w, 
 
 // sums[t * nb + b] = the sum of q[t][c] over the columns of block b (blocks of
 // block_cols columns); throws on nonzero padding, which the SIMD paths read
-// (the reference does not).
-void token_sums(const int8_t* q, int64_t n, int64_t cols, int64_t block_cols, int32_t* sums) {
+// (the reference does not). Split over tokens in pieces of ~256 KB of q:
+// serial, this pass was most of a prefill GEMM's time outside its parallel
+// region; smaller calls (decoding, small models) stay on the calling thread.
+void token_sums(const int8_t* q, int64_t n, int64_t cols, int64_t block_cols, int32_t* sums,
+                const Exec& ex) {
   const int64_t qstride = padded_cols(cols), nb = (cols + block_cols - 1) / block_cols;
-  for (int64_t t = 0; t < n; ++t) {
-    const int8_t* qt = q + t * qstride;
-    for (int64_t b = 0; b < nb; ++b) {
-      const int64_t c1 = std::min(cols, (b + 1) * block_cols);
-      int32_t s = 0;
-      for (int64_t c = b * block_cols; c < c1; ++c) s += qt[c];
-      sums[t * nb + b] = s;
-    }
-    int pad = 0;
-    for (int64_t c = cols; c < qstride; ++c) pad |= qt[c];
-    if (pad != 0)
-      throw std::invalid_argument("gemm_i8: q row " + std::to_string(t) +
-                                  " has nonzero padding past cols; expected the zero-padded layout "
-                                  "written by quantize_activations");
-  }
+  std::atomic<int64_t> bad{n};  // the first row with nonzero padding
+  parallel_ranges(
+      ex, n, std::max<int64_t>(1, (int64_t(1) << 18) / qstride), [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          const int8_t* qt = q + t * qstride;
+          for (int64_t b = 0; b < nb; ++b) {
+            const int64_t c1 = std::min(cols, (b + 1) * block_cols);
+            int32_t s = 0;
+            for (int64_t c = b * block_cols; c < c1; ++c) s += qt[c];
+            sums[t * nb + b] = s;
+          }
+          int pad = 0;
+          for (int64_t c = cols; c < qstride; ++c) pad |= qt[c];
+          if (pad != 0) {
+            for (int64_t cur = bad.load(); t < cur && !bad.compare_exchange_weak(cur, t);) {
+            }
+            return;
+          }
+        }
+      });
+  if (bad.load() < n)
+    throw std::invalid_argument("gemm_i8: q row " + std::to_string(bad.load()) +
+                                " has nonzero padding past cols; expected the zero-padded layout "
+                                "written by quantize_activations");
 }
 
 // Row panels per thread chunk: whole groups of 4 panels (64 rows), and at
@@ -118,7 +131,7 @@ void gemm_i8(const PackedTernary& w, const int8_t* q, const float* x_scales, int
   std::vector<int32_t> large;
   if (n > 64) large.resize(static_cast<size_t>(n));
   int32_t* sums = n > 64 ? large.data() : small;
-  token_sums(q, n, w.cols, qstride, sums);
+  token_sums(q, n, w.cols, qstride, sums, ex);
 
   detail::GemmI8Args a;
   a.w = w.data;
@@ -151,7 +164,7 @@ void gemm_i8_block(const PackedTernary& w, const int8_t* q, const float* x_scale
   const detail::GemmI8Kernels& k = check_call("gemm_i8_block", w, q, x_scales, n * nb, n, y, ex);
   const int64_t qstride = padded_cols(w.cols);
   std::vector<int32_t> sums(static_cast<size_t>(n * nb));
-  token_sums(q, n, w.cols, kActBlock, sums.data());
+  token_sums(q, n, w.cols, kActBlock, sums.data(), ex);
   constexpr int64_t kBlockTokens = 64;
   const int64_t cb_per_block = kActBlock / kColBlock, col_blocks = qstride / kColBlock;
   const std::vector<float> ones(static_cast<size_t>(std::max(w.rows, kBlockTokens)), 1.0f);

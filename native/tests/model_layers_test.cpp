@@ -27,6 +27,7 @@
 
 #include "cpu/features.h"
 #include "cpu/thread_pool.h"
+#include "gemm/gemm.h"
 #include "harness.h"
 #include "model/adamw.h"
 #include "model/layers.h"
@@ -452,7 +453,122 @@ TEST(model_layers_swiglu) {
   report("swiglu grad", err);
 }
 
+// ---- the fused forms the scoring forward runs ------------------------------------------------
+
+// residual + norm and SwiGLU + quantisation in one region each: the bits of
+// the separate calls at every thread count, precision and ISA path, and the
+// same first-bad-row error.
+TEST(model_layers_fused_forward_same_bits) {
+  Rng rng(91);
+  const int64_t n = 45, d = 1100, f = 520;  // several pieces; no multiple of 16 or 256
+  const std::vector<float> a = randn(n * d, rng), b = randn(n * d, rng, 0.5f),
+                           gu = randn(n * 2 * f, rng), w = randn(d, rng);
+  std::vector<float> g(static_cast<size_t>(d));
+  for (auto& v : g) v = 1.0f + 0.3f * rng.normal();
+  NormWeights nw;
+  nw.w_base = w.data();
+  nw.gain.scheme = norm::GainScheme::F32;
+  nw.gain.d = d;
+  nw.gain.data = g.data();
+  nw.gain.data_bytes = size_t(d) * sizeof(float);
+  const int64_t pd = ternary::padded_cols(d), pf = ternary::padded_cols(f);
+  const int64_t sd = n * ternary::act_blocks(d), sf = n * ternary::act_blocks(f);
+  ThreadPool pool(3);
+  auto same = [](const auto& u, const auto& v) {
+    return u.size() == v.size() && std::memcmp(u.data(), v.data(), u.size() * sizeof(u[0])) == 0;
+  };
+  for (Isa isa : ternorm::test::every_isa())
+    for (Precision p : {Precision::Ternary, Precision::TernaryBlockAct, Precision::F32}) {
+      const Exec one{isa, nullptr, 1};
+      std::vector<float> out0(size_t(n * d)), y0(size_t(n * d)), s0(static_cast<size_t>(sd)),
+          sw0(size_t(n * f)), ss0(static_cast<size_t>(sf));
+      std::vector<int8_t> q0(size_t(n * pd)), sq0(size_t(n * pf));
+      residual_forward(out0.data(), a.data(), b.data(), n * d, one);
+      rmsnorm_forward_as(p, nw, out0.data(), n, d, y0.data(), q0.data(), s0.data(), one);
+      swiglu_forward(gu.data(), n, f, sw0.data(), one);
+      if (int8_act(p)) quantize_input(p, sw0.data(), n, f, sq0.data(), ss0.data(), one);
+      for (int threads : {1, 2, 3}) {
+        const Exec ex{isa, &pool, threads};
+        std::vector<float> out(size_t(n * d)), y(size_t(n * d)), s(static_cast<size_t>(sd)),
+            sw(size_t(n * f)), ss(static_cast<size_t>(sf));
+        std::vector<int8_t> q(size_t(n * pd)), sq(size_t(n * pf));
+        residual_rmsnorm_forward_as(p, nw, out.data(), a.data(), b.data(), n, d, y.data(), q.data(),
+                                    s.data(), ex);
+        const std::string what = std::string(isa_name(isa)) + " " + precision_name(p) + " " +
+                                 std::to_string(threads) + " threads";
+        CHECK_MSG(same(out, out0) && same(q, q0) && same(s, s0), what);
+        if (p != Precision::Ternary) CHECK_MSG(same(y, y0), what);
+        if (!int8_act(p)) continue;
+        swiglu_quantize_forward(p, gu.data(), n, f, sw.data(), sq.data(), ss.data(), ex);
+        CHECK_MSG(same(sw, sw0) && same(sq, sq0) && same(ss, ss0), what);
+      }
+    }
+  // A non-finite row: the error of the separate calls, naming the first bad row.
+  ThreadPool pool2(2);
+  const Exec ex{default_isa(), &pool2, 2};
+  std::vector<float> bad = a, out(size_t(n * d)), y(size_t(n * d)), s(static_cast<size_t>(n));
+  std::vector<int8_t> q(size_t(n * pd));
+  bad[size_t(40 * d + 3)] = NAN;
+  bad[size_t(20 * d + 7)] = INFINITY;  // another piece than row 40
+  std::string sep, fused;
+  try {
+    rmsnorm_forward_as(Precision::Ternary, nw, bad.data(), n, d, y.data(), q.data(), s.data(), ex);
+  } catch (const std::invalid_argument& e) {
+    sep = e.what();
+  }
+  const std::vector<float> zero(size_t(n * d), 0.0f);
+  try {
+    residual_rmsnorm_forward_as(Precision::Ternary, nw, out.data(), bad.data(), zero.data(), n, d,
+                                y.data(), q.data(), s.data(), ex);
+  } catch (const std::invalid_argument& e) {
+    fused = e.what();
+  }
+  CHECK_MSG(!sep.empty() && sep == fused, "'" << sep << "' vs '" << fused << "'");
+  std::vector<float> gbad = gu, sw(size_t(n * f)), ss(static_cast<size_t>(n));
+  std::vector<int8_t> sq(size_t(n * pf));
+  gbad[size_t(33 * 2 * f + f + 5)] = NAN;  // an up value of row 33
+  std::string sep2, fused2;
+  try {
+    swiglu_forward(gbad.data(), n, f, sw.data(), ex);
+    quantize_input(Precision::Ternary, sw.data(), n, f, sq.data(), ss.data(), ex);
+  } catch (const std::invalid_argument& e) {
+    sep2 = e.what();
+  }
+  try {
+    swiglu_quantize_forward(Precision::Ternary, gbad.data(), n, f, sw.data(), sq.data(), ss.data(),
+                            ex);
+  } catch (const std::invalid_argument& e) {
+    fused2 = e.what();
+  }
+  CHECK_MSG(!sep2.empty() && sep2 == fused2 && sep2.find("row 33") != std::string::npos,
+            "'" << sep2 << "' vs '" << fused2 << "'");
+}
+
 // ---- tied head + cross-entropy ----------------------------------------------------------------
+
+// Scoring's head splits the vocabulary over threads (several k blocks, a
+// vocabulary that is no multiple of the tile width): every ISA path gives the
+// one-thread, one-call product's bits at every thread count.
+TEST(model_layers_head_threads_same_bits) {
+  Rng rng(81);
+  const int64_t n = 37, d = 1100, V = 1003;
+  const std::vector<float> x = randn(n * d, rng), E = randn(V * d, rng, 0.5f);
+  ThreadPool pool(3);
+  for (Isa isa : ternorm::test::every_isa()) {
+    std::vector<float> ref(size_t(n * V));
+    gemm::GemmArgs g;
+    g.trans_b = true;
+    g.m = n, g.n = V, g.k = d;
+    g.a = x.data(), g.lda = d, g.b = E.data(), g.ldb = d, g.c = ref.data(), g.ldc = V;
+    gemm::gemm_f32(g, Exec{isa, nullptr, 1});
+    for (int threads : {1, 2, 3}) {
+      std::vector<float> logits(size_t(n * V), -1.0f);
+      head_forward(x.data(), E.data(), n, d, V, logits.data(), Exec{isa, &pool, threads});
+      CHECK_MSG(std::memcmp(logits.data(), ref.data(), ref.size() * sizeof(float)) == 0,
+                isa_name(isa) << " " << threads << " threads");
+    }
+  }
+}
 
 TEST(model_layers_head_cross_entropy) {
   Rng rng(8);
