@@ -166,14 +166,18 @@ interface TernormBatched {
   isa: string;
   threads: number;
   steps: number;
-  rows: {
-    k: number;
-    batched_tokens_per_s: number;
-    separate_tokens_per_s: number;
-    ratio: number;
-    one_stream_tokens_per_s: number;
-    vs_one_stream: number;
-  }[];
+  rows: BatchedMeasure[];
+}
+
+interface BatchedMeasure {
+  k: number;
+  batched_tokens_per_s: number;
+  separate_tokens_per_s: number;
+  ratio: number;
+  /** one sequence decoded alone (K = 1, separate), run next to each batched run */
+  one_stream_tokens_per_s: number;
+  /** median over reps of batched total tokens/s / the one-stream run beside it */
+  vs_one_stream: number;
 }
 
 interface TokenizePart {
@@ -415,17 +419,9 @@ function readIds(file: string): number[] {
   return readFileSync(file, 'utf8').trim().split(/\s+/).map(Number);
 }
 
-interface BatchedRow {
+interface BatchedRow extends BatchedMeasure {
   config: ConfigName;
   threads: number;
-  k: number;
-  batched_tokens_per_s: number;
-  separate_tokens_per_s: number;
-  ratio: number;
-  /** one sequence decoded alone (K = 1, separate), run next to each batched run */
-  one_stream_tokens_per_s: number;
-  /** median over reps of batched total tokens/s / the one-stream run beside it */
-  vs_one_stream: number;
 }
 
 function measureBatched(o: Options, p: Prepared): BatchedRow[] {

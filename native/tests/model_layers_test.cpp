@@ -50,6 +50,17 @@ std::vector<float> randn(int64_t n, Rng& rng, float scale = 1.0f) {
   return v;
 }
 
+// An RMSNorm over base weights w with fp32 gains g (both d long).
+NormWeights f32_norm(const std::vector<float>& w, const std::vector<float>& g) {
+  NormWeights nw;
+  nw.w_base = w.data();
+  nw.gain.scheme = norm::GainScheme::F32;
+  nw.gain.d = int64_t(g.size());
+  nw.gain.data = g.data();
+  nw.gain.data_bytes = g.size() * sizeof(float);
+  return nw;
+}
+
 double dot(const std::vector<float>& a, const std::vector<float>& b) {
   double s = 0;
   for (size_t i = 0; i < a.size(); ++i) s += double(a[i]) * double(b[i]);
@@ -157,12 +168,7 @@ TEST(model_layers_rmsnorm) {
   std::vector<float> x = randn(n * d, rng), w = randn(d, rng), g(static_cast<size_t>(d)),
                      R = randn(n * d, rng);
   for (auto& v : g) v = 1.0f + 0.3f * rng.normal();
-  NormWeights nw;
-  nw.w_base = w.data();
-  nw.gain.scheme = norm::GainScheme::F32;
-  nw.gain.d = d;
-  nw.gain.data = g.data();
-  nw.gain.data_bytes = size_t(d) * sizeof(float);
+  NormWeights nw = f32_norm(w, g);
   nw.eps = 1e-5f;
   std::vector<float> y(size_t(n * d));
   rmsnorm_forward(nw, x.data(), n, d, y.data(), one_thread());
@@ -465,12 +471,7 @@ TEST(model_layers_fused_forward_same_bits) {
                            gu = randn(n * 2 * f, rng), w = randn(d, rng);
   std::vector<float> g(static_cast<size_t>(d));
   for (auto& v : g) v = 1.0f + 0.3f * rng.normal();
-  NormWeights nw;
-  nw.w_base = w.data();
-  nw.gain.scheme = norm::GainScheme::F32;
-  nw.gain.d = d;
-  nw.gain.data = g.data();
-  nw.gain.data_bytes = size_t(d) * sizeof(float);
+  NormWeights nw = f32_norm(w, g);
   const int64_t pd = ternary::padded_cols(d), pf = ternary::padded_cols(f);
   const int64_t sd = n * ternary::act_blocks(d), sf = n * ternary::act_blocks(f);
   ThreadPool pool(3);
