@@ -171,6 +171,24 @@ describe('latent-weight export, ternarised on load', () => {
     const bad = run(['evaluate', '--model', join(dir, 'latent-f16.gguf'), '--text', valText, '--ternarise', 'per-block']);
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/--ternarise must be per-tensor or per-row, got 'per-block'/);
+    // the fleet takes the same flag (stored with the run, so every worker loads the model alike),
+    // checked before any server is contacted
+    const fleet = run([
+      'fleet',
+      'run',
+      '--redis',
+      'redis://127.0.0.1:1',
+      '--pg',
+      'postgresql://127.0.0.1:1/x',
+      '--users',
+      'fixture:fleet',
+      '--model',
+      join(dir, 'latent-f16.gguf'),
+      '--ternarise',
+      'per-block',
+    ]);
+    expect(fleet.status).toBe(2);
+    expect(fleet.stderr).toMatch(/--ternarise must be per-tensor or per-row, got 'per-block'/);
     expect(() => readFileSync(join(dir, 'x.gguf'))).toThrow();
   });
 });

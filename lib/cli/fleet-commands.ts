@@ -12,7 +12,7 @@ import { startWorker } from '../fleet/worker.js';
 import { GENERIC_POOL_BYTES, MARGIN_NOISE_SEEDS, MARGIN_USERS } from '../fleet/run-steps.js';
 import { coreLimits, orchestrationLimit, SEED_LIMIT } from '../model/limits.js';
 import { adapterRunLimits } from '../model/train-adapter.js';
-import { defined, parse, required, S, SHOW_HELP, UsageError, type Io } from './args.js';
+import { defined, parse, required, S, SHOW_HELP, ternariseFlag, TERNARISE_USAGE, UsageError, type Io } from './args.js';
 import { checkNumericFlags, narrowed, threadsLimit } from './limits.js';
 import { formatDuration } from './progress.js';
 import { terminalText } from '../util/text.js';
@@ -24,6 +24,7 @@ export const FLEET_USAGE = `  fleet run       register a fleet run in PostgreSQL
     [--model M] [--criteria FILE] [--seed 0] [--seeds 1] [--max-steps N] [--batch 8] [--lr 0.03] [--warmup 10] [--eval-every 20] [--patience 3] [--eval-stride N] [--calibration-tokens N] [--group-size 32]
     [--mixed-budget BYTES] [--resamples 2000] [--margin-users ${MARGIN_USERS}] [--noise-seeds ${MARGIN_NOISE_SEEDS}]
     [--generic-pool-bytes ${GENERIC_POOL_BYTES}] [--json]   (the same ID again: queues only the users not done)
+    ${TERNARISE_USAGE}
     the generic adapter (PERSONAL-LOST) is trained once per run on the users' training texts pooled (at most
     --generic-pool-bytes); when every user is settled, the --margin-users users int8 per tensor loses most get a noise-margin job
   fleet worker    run queued users (the bet's per-user pipeline), one row per user in PostgreSQL; any number of machines
@@ -56,6 +57,7 @@ export async function cmdFleetSub(sub: (typeof FLEET_SUBCOMMANDS)[number], argv:
         run: S,
         attempts: S,
         model: S,
+        ternarise: S,
         criteria: S,
         seed: S,
         seeds: S,
@@ -100,6 +102,7 @@ export async function cmdFleetSub(sub: (typeof FLEET_SUBCOMMANDS)[number], argv:
       const pg = required(v, 'pg');
       const usersSpec = required(v, 'users');
       const modelPath = (v.model as string | undefined) ?? defaultModelPath();
+      const ternarise = ternariseFlag(v);
       if (!existsSync(modelPath)) throw new Error(`--model ${modelPath}: no such file`);
       const connection = redisConnection(redis, false);
       const queue = openQueue(connection);
@@ -114,6 +117,7 @@ export async function cmdFleetSub(sub: (typeof FLEET_SUBCOMMANDS)[number], argv:
             steps: defined({ marginUsers: n['margin-users'], noiseSeeds: n['noise-seeds'], genericPoolBytes: n['generic-pool-bytes'] }),
             options: {
               modelPath,
+              ...defined({ ternarise }),
               criteriaPath: v.criteria as string | undefined,
               seed: n.seed ?? 0,
               seeds: n.seeds ?? 1,

@@ -33,7 +33,7 @@ import { readFleetUsers } from './users.js';
 /** The bet's options a run stores for its workers (everything but the users and the output). */
 export type RunOptions = Pick<
   BetOptions,
-  'modelPath' | 'criteriaPath' | 'seed' | 'seeds' | 'adapterRun' | 'encode' | 'bootstrap' | 'evalStride'
+  'modelPath' | 'ternarise' | 'criteriaPath' | 'seed' | 'seeds' | 'adapterRun' | 'encode' | 'bootstrap' | 'evalStride'
 >;
 
 export interface WorkerOptions {
