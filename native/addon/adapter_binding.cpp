@@ -167,7 +167,8 @@ Napi::Value AdapterEncodeAsync(const Napi::CallbackInfo& info) {
   KernelCall call(CallMode::Async);  // gains and tokens are copied above
   call.run = [lease, s, gains = std::move(gains), method, opts, cal, ex, out]() {
     (void)lease;
-    *out = model::encode_adapter(*s->model, gains.data(), method, opts, cal.get(), ex);
+    *out = model::encode_adapter(*s->model, gains.data(), method, opts, cal.get(), ex,
+                                 &s->calibration_losses);
   };
   call.finish = [out](Napi::Env e, Napi::Object) -> Napi::Value {
     Napi::Object o = encoding_object(e, codec::method_name(out->method), out->tensors, out->format);

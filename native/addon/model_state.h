@@ -14,6 +14,7 @@
 
 #include "codec/codec.h"
 #include "io/container.h"
+#include "model/adapter_encode.h"
 #include "model/gguf_model.h"
 #include "model/model.h"
 
@@ -28,6 +29,9 @@ struct ModelState {
   std::optional<model::GgufTokenizer>
       gguf_tokenizer;  // a GGUF model's tokenizer.ggml.* metadata, re-exported
   std::atomic<bool> busy{false};
+  // The calibration losses of the model's encodings, for the next ones (model/adapter_encode.h):
+  // used under the busy lease, so by one call at a time.
+  model::CalibrationLosses calibration_losses;
 };
 
 // Marks a model busy for one call. The lease lives in the call's `run`, so it

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <memory>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -11,66 +9,6 @@
 
 namespace ternorm::model {
 
-namespace {
-
-// Workspaces of earlier evaluate() calls, kept for the next ones of the same shape. The bet
-// evaluates one model dozens of times per user (each condition, each early-stopping check, each
-// calibration candidate), and allocating a fresh workspace each time (~40 MB at 4 windows of 256
-// tokens, zeroed by memset and again by the kernel's page faults) was about a tenth of the
-// evaluation's CPU time. They are shared by every thread, not kept per thread: the addon's
-// asynchronous calls run on whichever libuv worker is free, and a per-thread workspace was mostly
-// missing there. Reused only for the same model shape, windows per pass and window, so the
-// forward runs on the same layout; it writes every value it reads, so the NLLs are the same bits.
-struct EvalWorkspace {
-  ModelConfig cfg;
-  int64_t batch = 0, window = 0;
-  std::unique_ptr<Workspace> ws;
-};
-
-bool same_shape(const ModelConfig& a, const ModelConfig& b) {
-  return a.vocab == b.vocab && a.d_model == b.d_model && a.n_layers == b.n_layers &&
-         a.n_heads == b.n_heads && a.kv_heads() == b.kv_heads() && a.d_ff == b.d_ff &&
-         a.context == b.context;
-}
-
-// The idle workspaces (the most recently used last) and how many are kept.
-std::mutex g_idle_mutex;
-std::vector<EvalWorkspace> g_idle;
-constexpr size_t kIdleKept = 3;
-
-// A workspace of one shape for one evaluate() call, back to the idle ones after it.
-class WorkspaceLease {
- public:
-  WorkspaceLease(const ModelConfig& c, int64_t batch, int64_t window) {
-    {
-      std::lock_guard<std::mutex> lock(g_idle_mutex);
-      for (size_t i = g_idle.size(); i-- > 0;)
-        if (g_idle[i].batch == batch && g_idle[i].window == window &&
-            same_shape(g_idle[i].cfg, c)) {
-          held_ = std::move(g_idle[i]);
-          g_idle.erase(g_idle.begin() + std::ptrdiff_t(i));
-          return;
-        }
-    }
-    held_.ws = std::make_unique<Workspace>(c, batch, window, /*for_backward=*/false);
-    held_.cfg = c;
-    held_.batch = batch;
-    held_.window = window;
-  }
-  ~WorkspaceLease() {
-    std::lock_guard<std::mutex> lock(g_idle_mutex);
-    g_idle.push_back(std::move(held_));
-    if (g_idle.size() > kIdleKept) g_idle.erase(g_idle.begin());  // the least recently used
-  }
-  WorkspaceLease(const WorkspaceLease&) = delete;
-  WorkspaceLease& operator=(const WorkspaceLease&) = delete;
-  Workspace& get() { return *held_.ws; }
-
- private:
-  EvalWorkspace held_;
-};
-
-// Appends what decides norm k's weights: its gain view's scheme and bytes, or none.
 void append_gain_key(const norm::GainView* gains, int64_t k, std::vector<uint8_t>& key) {
   auto put = [&key](const void* p, size_t n) {
     const uint8_t* b = static_cast<const uint8_t*>(p);
@@ -88,8 +26,6 @@ void append_gain_key(const norm::GainView* gains, int64_t k, std::vector<uint8_t
   if (g.data_bytes) put(g.data, g.data_bytes);
   if (g.n_params) put(g.params, g.n_params * sizeof(float));
 }
-
-}  // namespace
 
 EvalResult evaluate(const Model& model, const norm::GainView* gains, int64_t n_gain_views,
                     const int32_t* tokens, int64_t n_tokens, int64_t n_bytes,
@@ -131,7 +67,7 @@ EvalResult evaluate(const Model& model, const norm::GainView* gains, int64_t n_g
   r.window = W;
   r.stride = stride;
   const int64_t B = std::min<int64_t>(opts.batch, r.n_windows);
-  WorkspaceLease lease(c, B, W);
+  WorkspaceLease lease(c, B, W, /*for_backward=*/false);
   Workspace& ws = lease.get();
 
   // The prefix cache: the deepest layer whose stream an earlier evaluation

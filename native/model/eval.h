@@ -63,6 +63,10 @@ class EvalPrefixCache {
   std::vector<AlignedBuffer<float>> states_;  // per layer: every forward batch's stream
 };
 
+// Appends what decides norm k's weights to key: its gain view's scheme, sizes,
+// payload and parameters, or a mark for none (gains null). Equal keys, equal weights.
+void append_gain_key(const norm::GainView* gains, int64_t k, std::vector<uint8_t>& key);
+
 // gains: the adapter (n_gain_views = n_norms views, any encoding the norm
 // kernel decodes; validated) or null / 0 for none. n_bytes: the UTF-8 bytes
 // of the text the scored tokens (tokens[1..]) decode to. Throws

@@ -64,10 +64,9 @@ const TrainConfig& checked(const Model& model, const TrainConfig& c) {
 }
 }  // namespace
 
-Trainer::Trainer(Model& model, const TrainConfig& cfg)
-    : model_(model),
-      cfg_(checked(model, cfg)),
-      ws_(model.config(), cfg.batch, cfg.seq, /*for_backward=*/true) {
+Trainer::Trainer(Model& model, const TrainConfig& cfg) : model_(model), cfg_(checked(model, cfg)) {
+  // Sizes (and checks) the workspace each step leases (transformer.h: WorkspaceLease).
+  const WorkspaceLease sized(model.config(), cfg.batch, cfg.seq, /*for_backward=*/true);
   const int64_t n =
       cfg_.mode == TrainMode::AdapterGains ? model.config().n_gains() : model.n_params();
   grad_ = AlignedBuffer<float>(size_t(n));
@@ -115,9 +114,11 @@ StepStats Trainer::step(const int32_t* tokens, int64_t batch, int64_t seq, const
   // weights blew up: the run diverged.
   const std::string diverged = "training diverged at step " + std::to_string(step_ + 1) +
                                " (loss is NaN/inf); lower the learning rate";
+  WorkspaceLease lease(model_.config(), cfg_.batch, cfg_.seq, /*for_backward=*/true);
+  Workspace& ws = lease.get();
   double sum = 0;
   try {
-    sum = transformer_forward(model_, p, gains, inputs_.data(), targets_.data(), batch, seq, ws_,
+    sum = transformer_forward(model_, p, gains, inputs_.data(), targets_.data(), batch, seq, ws,
                               /*keep_probs=*/true, ex);
   } catch (const std::invalid_argument&) {
     throw std::runtime_error(diverged);
@@ -126,7 +127,7 @@ StepStats Trainer::step(const int32_t* tokens, int64_t batch, int64_t seq, const
   if (!std::isfinite(loss)) throw std::runtime_error(diverged);
   const bool adapter = mode == TrainMode::AdapterGains;
   transformer_backward(model_, p, gains, inputs_.data(), targets_.data(), batch, seq,
-                       float(1.0 / double(count)), ws_, adapter ? nullptr : grad_.data(),
+                       float(1.0 / double(count)), ws, adapter ? nullptr : grad_.data(),
                        adapter ? grad_.data() : nullptr, ex);
 
   // Clip.

@@ -91,7 +91,6 @@ class Trainer {
  private:
   Model& model_;
   TrainConfig cfg_;
-  Workspace ws_;
   int64_t step_ = 0;
   AlignedBuffer<float> grad_, m_, v_, gains_;
   std::vector<int32_t> inputs_, targets_;

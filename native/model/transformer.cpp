@@ -1,6 +1,7 @@
 #include "transformer.h"
 
 #include <algorithm>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -68,6 +69,49 @@ Workspace::Workspace(const ModelConfig& cfg, int64_t max_batch, int64_t max_seq,
   nll_ = AlignedBuffer<double>(size_t(N));
   scored_ = AlignedBuffer<int32_t>(size_t(N));
   query_from_.resize(size_t(max_batch));
+}
+
+bool Workspace::sized_for(const ModelConfig& c, int64_t max_batch, int64_t max_seq,
+                          bool for_backward) const {
+  return max_batch_ == max_batch && max_seq_ == max_seq && for_backward_ == for_backward &&
+         cfg_.vocab == c.vocab && cfg_.d_model == c.d_model && cfg_.n_layers == c.n_layers &&
+         cfg_.n_heads == c.n_heads && cfg_.kv_heads() == c.kv_heads() && cfg_.d_ff == c.d_ff &&
+         cfg_.context == c.context;
+}
+
+namespace {
+// The idle workspaces, the most recently given back last.
+std::mutex g_idle_mutex;
+std::vector<std::unique_ptr<Workspace>> g_idle;
+constexpr size_t kIdleInference = 3, kIdleBackward = 1;
+}  // namespace
+
+WorkspaceLease::WorkspaceLease(const ModelConfig& c, int64_t max_batch, int64_t max_seq,
+                               bool for_backward) {
+  {
+    std::lock_guard<std::mutex> lock(g_idle_mutex);
+    for (size_t i = g_idle.size(); i-- > 0;)
+      if (g_idle[i]->sized_for(c, max_batch, max_seq, for_backward)) {
+        ws_ = std::move(g_idle[i]);
+        g_idle.erase(g_idle.begin() + std::ptrdiff_t(i));
+        return;
+      }
+  }
+  ws_ = std::make_unique<Workspace>(c, max_batch, max_seq, for_backward);
+}
+
+WorkspaceLease::~WorkspaceLease() {
+  std::lock_guard<std::mutex> lock(g_idle_mutex);
+  const bool backward = ws_->for_backward();
+  g_idle.push_back(std::move(ws_));
+  // Past the kind's limit, its least recently used one goes.
+  size_t kept = 0;
+  for (size_t i = g_idle.size(); i-- > 0;)
+    if (g_idle[i]->for_backward() == backward &&
+        ++kept > (backward ? kIdleBackward : kIdleInference)) {
+      g_idle.erase(g_idle.begin() + std::ptrdiff_t(i));
+      break;
+    }
 }
 
 float* Workspace::x(int64_t l) {

@@ -5,6 +5,7 @@
 // evaluation (eval.h) are both built on these two calls.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "../cpu/aligned_buffer.h"
@@ -22,6 +23,9 @@ struct LayerResume;
 class Workspace {
  public:
   Workspace(const ModelConfig& cfg, int64_t max_batch, int64_t max_seq, bool for_backward);
+
+  // True when it was sized for exactly this model shape, batch, sequence and kind.
+  bool sized_for(const ModelConfig& c, int64_t max_batch, int64_t max_seq, bool for_backward) const;
 
   int64_t max_batch() const { return max_batch_; }
   int64_t max_seq() const { return max_seq_; }
@@ -63,6 +67,30 @@ class Workspace {
   int64_t off_dx_, off_dtmp_, off_dh_, off_datt_, off_dqkv_, off_dgu_, off_ds_, off_dP_, off_deq_,
       off_dxf_;
   int64_t i8_h1_, i8_att_, i8_h2_, i8_s_;
+};
+
+// A workspace for one call: an idle one an earlier call of the same model
+// shape, size and kind gave back (the most recently used), or a new one; given
+// back when the lease ends. The bet evaluates and trains one model dozens of
+// times per user, and a new workspace each time paid for its pages again on
+// first touch: a tenth of the evaluation's CPU time, and ~0.2 s of each
+// adapter trainer of the shipped model, whose Trainer objects the caller does
+// not free before the next user's (a trainer leases its workspace per step).
+// Shared by every thread, not kept per thread: the addon's asynchronous calls
+// run on whichever libuv worker is free. The passes write every value they
+// read, so a reused workspace gives the same bits. Kept idle: the last 3
+// inference workspaces and the last backward one (its memory stays with the
+// process after the trainer is gone).
+class WorkspaceLease {
+ public:
+  WorkspaceLease(const ModelConfig& c, int64_t max_batch, int64_t max_seq, bool for_backward);
+  ~WorkspaceLease();
+  WorkspaceLease(const WorkspaceLease&) = delete;
+  WorkspaceLease& operator=(const WorkspaceLease&) = delete;
+  Workspace& get() { return *ws_; }
+
+ private:
+  std::unique_ptr<Workspace> ws_;
 };
 
 // The residual stream at layer boundaries, for a forward that repeats an

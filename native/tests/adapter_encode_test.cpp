@@ -64,3 +64,62 @@ TEST(adapter_encode_every_method_from_cpp) {
     }
   }
 }
+
+// CalibrationLosses: mixed and alloc (whose 4-, 8- and 16-bit candidates are mixed's) at two
+// budgets give the same encodings and reports with it as without, and take each other's losses;
+// other calibration tokens, or a model without a fingerprint (weights that may change between
+// calls), measure anew.
+TEST(adapter_encode_reuses_calibration_losses) {
+  ModelConfig c;
+  c.vocab = 13, c.d_model = 16, c.n_layers = 2, c.n_heads = 2, c.d_ff = 24, c.context = 16;
+  const Exec ex{default_isa(), nullptr, 1};
+  Model m(c, 7);
+  m.quantize(ex);
+  test::Rng rng(17);
+  std::vector<float> gains(size_t(c.n_gains()));
+  for (float& g : gains) g = 1.0f + 0.2f * float(rng.uniform() - 0.5);
+  Calibration cal;
+  for (int i = 0; i < 120; ++i) cal.tokens.push_back(int32_t(rng.next() % uint64_t(c.vocab)));
+  cal.n_bytes = 360;
+  cal.eval.stride = c.context;
+  codec::EncodeOptions opts;
+  const uint64_t budget = codec::adapter_bytes(
+      encode_adapter(m, gains.data(), codec::Method::Int8PerTensor, opts, nullptr, ex).tensors);
+
+  io::Sha256Digest fp{};
+  fp[0] = 1;
+  m.set_fingerprint(fp);  // as if loaded from a file
+  CalibrationLosses losses;
+  const int64_t n = c.n_norms();
+  for (const uint64_t b : {budget, budget * 2})
+    for (const codec::Method method : {codec::Method::Mixed, codec::Method::Alloc}) {
+      opts.byte_budget = b;
+      const codec::EncodedAdapter plain = encode_adapter(m, gains.data(), method, opts, &cal, ex);
+      const codec::EncodedAdapter kept =
+          encode_adapter(m, gains.data(), method, opts, &cal, ex, &losses);
+      const std::string name = std::string(codec::method_name(method)) + " at " + std::to_string(b);
+      CHECK_MSG(codec::serialize_adapter(plain.tensors) == codec::serialize_adapter(kept.tensors),
+                name);
+      const codec::MixedReport &p = *plain.mixed, &k = *kept.mixed;
+      CHECK_MSG(p.reference_loss == k.reference_loss && p.increase == k.increase &&
+                    p.choice == k.choice && p.loss == k.loss && p.loss_evals == k.loss_evals,
+                name << " report");
+    }
+  // First alloc: the reference and 3 candidates per tensor; second budget: every evaluation but
+  // perhaps mixed's chosen adapter.
+  CHECK_MSG(losses.hits() >= (1 + 3 * n) + (1 + 3 * n) + (1 + 7 * n), losses.hits());
+  const int64_t hits = losses.hits();
+  const size_t measured = losses.size();
+  CHECK(measured >= size_t(1 + 7 * n));
+
+  // Other tokens: measured anew.
+  Calibration other = cal;
+  other.tokens[5] = (other.tokens[5] + 1) % int32_t(c.vocab);
+  encode_adapter(m, gains.data(), codec::Method::Mixed, opts, &other, ex, &losses);
+  CHECK(losses.hits() == hits && losses.size() <= size_t(2 + 3 * n));
+  // Weights that changed (the fingerprint is dropped): nothing is kept past the call.
+  m.quantize(ex);
+  CHECK(!m.fingerprint());
+  encode_adapter(m, gains.data(), codec::Method::Mixed, opts, &other, ex, &losses);
+  CHECK(losses.hits() == hits && losses.size() == 0);
+}

@@ -787,6 +787,48 @@ TEST(model_train_deterministic_across_threads) {
   }
 }
 
+// Trainers lease their workspace per step (WorkspaceLease): a new trainer takes the one an earlier
+// trainer gave back, dirty with that run's activations and gradients, and gets the same bits as
+// on a workspace of its own, in every mode, with full and partial batches.
+TEST(model_train_reused_workspace_same_bits) {
+  ModelConfig c = tiny_config();
+  c.d_ff = 44;  // a shape no other test leases
+  const int64_t B = 3, T = 16;
+  Rng rng(91);
+  std::vector<int32_t> dirty(size_t(B * (T + 1))), rows(dirty.size());
+  for (auto& v : dirty) v = int32_t(rng.below(c.vocab));
+  for (auto& v : rows) v = int32_t(rng.below(c.vocab));
+  for (TrainMode mode : {TrainMode::TernaryBase, TrainMode::Fp32Base, TrainMode::AdapterGains}) {
+    TrainConfig tc;
+    tc.mode = mode, tc.batch = B, tc.seq = T;
+    tc.schedule = {1e-2f, 1e-3f, 1, 4};
+    // The losses of 4 steps (3, 2, 3, 2 rows) and the trained weights, as bytes.
+    auto run = [&](const std::vector<int32_t>& r) {
+      Model m(c, 92);
+      Trainer tr(m, tc);
+      std::vector<double> ls;
+      for (int s = 0; s < 4; ++s)
+        ls.push_back(tr.step(r.data(), s % 2 ? B - 1 : B, T, one_thread()).loss);
+      const float* w = mode == TrainMode::AdapterGains ? tr.gains() : m.params();
+      const int64_t n = mode == TrainMode::AdapterGains ? c.n_gains() : m.n_params();
+      return std::make_pair(ls, std::vector<uint8_t>(reinterpret_cast<const uint8_t*>(w),
+                                                     reinterpret_cast<const uint8_t*>(w + n)));
+    };
+    run(dirty);
+    std::pair<std::vector<double>, std::vector<uint8_t>> own;
+    {
+      // The dirty idle workspace held here: the trainer makes its own.
+      WorkspaceLease held(c, B, T, /*for_backward=*/true);
+      own = run(rows);
+    }
+    // The held one is now the idle one (the most recently given back): the trainer takes it.
+    const auto reused = run(rows);
+    CHECK_MSG(reused.first == own.first, train_mode_name(mode) << " losses");
+    CHECK_MSG(reused.second == own.second, train_mode_name(mode) << " weights");
+    CHECK(own.first[3] != own.first[0]);  // the steps did something
+  }
+}
+
 TEST(model_train_bad_input) {
   const ModelConfig c = tiny_config();
   Model m(c, 1);
