@@ -93,8 +93,20 @@ export function startWorker(o: WorkerOptions): FleetWorker {
     return rec;
   }
 
-  /** The bet's pipeline for one user, checked against the run's registration. */
-  function pipeline(rec: RunRecord, user: FleetJob['user'], extra: Pick<BetOptions, 'noise'> = {}): BetPipeline {
+  // Pipelines a job gave back, per run and settings. A job takes one another job of the run left
+  // rather than opening its own (the model loaded and checked, the fleet texts verified: ~0.2 CPU-s
+  // a user, and the model's workspaces and encoding losses stay warm); one per job in flight, as a
+  // model runs one call at a time. The model and settings are the run's, so the rows are the same.
+  const idle = new Map<string, BetPipeline[]>();
+
+  /** The bet's pipeline for a job of the run, checked against the run's registration; back with `give` when the job succeeded. */
+  function pipeline(rec: RunRecord, user: FleetJob['user'], extra: Pick<BetOptions, 'noise'> = {}): { bet: BetPipeline; give: () => void } {
+    const key = `${rec.id}\n${canonicalJson(extra)}`;
+    const free = idle.get(key) ?? [];
+    idle.set(key, free);
+    const give = (bet: BetPipeline) => () => void free.push(bet);
+    const kept = free.pop();
+    if (kept !== undefined) return { bet: kept, give: give(kept) };
     const { fleet: _steps, ...options } = rec.options;
     const bet = openBet({ ...(options as unknown as RunOptions), ...extra, users: [user], threads: o.threads });
     // the model, criteria and settings this worker has must be the run's (a margin job's noise sweep,
@@ -103,7 +115,7 @@ export function startWorker(o: WorkerOptions): FleetWorker {
     const { noise: _sweep, ...run } = mine.run;
     if (identity({ ...mine, run }) !== identity(rec.registered))
       throw new UnrecoverableError(`run "${rec.id}": this worker's model, criteria or settings differ from the run's registration`);
-    return bet;
+    return { bet, give: give(bet) };
   }
 
   /** The run's generic adapter: stored, or trained here under the run's lock, or waited for while another worker trains it. */
@@ -190,8 +202,9 @@ export function startWorker(o: WorkerOptions): FleetWorker {
     log(`${tag}: started (attempt ${job.attemptsMade + 1} of ${job.opts.attempts ?? 1})`);
     const t0 = performance.now();
     const cpu0 = process.cpuUsage();
-    const bet = pipeline(rec, user, { noise: { seeds: fleetSteps(rec.options).noiseSeeds } });
+    const { bet, give } = pipeline(rec, user, { noise: { seeds: fleetSteps(rec.options).noiseSeeds } });
     const ev = await bet.measureUser(user, bet.readInputs(user));
+    give();
     // the sweep belongs to the row only if the re-measured user is the row's user (same adapter, same scores)
     for (const c of rec.registered.conditions) {
       if (meanNll(ev.test.nll[c]!) !== row.test.conditions[c]!.meanNll)
@@ -226,10 +239,11 @@ export function startWorker(o: WorkerOptions): FleetWorker {
     let outcome: string;
     try {
       const registered = rec.registered;
-      const bet = pipeline(rec, user);
+      const { bet, give } = pipeline(rec, user);
       const inputs = bet.readInputs(user);
       const ev = await bet.measureUser(user, inputs);
       const generic = await genericScore(rec, bet, ev, inputs);
+      give();
       const criteria = registered.criteria.criteria;
       const result = analyseUser(ev, {
         criteria,
