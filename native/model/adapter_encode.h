@@ -36,7 +36,7 @@ struct Calibration {
 // for one call only. Not thread-safe: one call at a time.
 class CalibrationLosses {
  public:
-  // Losses kept at most (then the oldest binding's are all dropped).
+  // Losses kept at most (past it, all are dropped and measured anew).
   static constexpr size_t kMaxEntries = 4096;
 
   size_t size() const { return losses_.size(); }
