@@ -109,17 +109,16 @@ void linear_backward(Precision p, const LinearWeights& w, const LinearInput& in,
 // one scale per part) and per-row scales alike.
 struct LinearGradI8 {
   ternary::PackedTernary trits_t;  // the trits transposed (cols x rows), scales all 1
-  float* dy_scaled = nullptr;      // scratch: n x rows
   int8_t* q = nullptr;             // scratch: n x padded_cols(rows)
   float* q_scales = nullptr;       // scratch: n
 };
 
 // Every ternary linear's LinearGradI8 for a frozen base: the transposed trits
 // are copied once, in the 2-bit compute layout (packed2_bytes(cols, rows)
-// bytes per linear: 0.85 MB for the shipped model), plus the scratch of a
-// call of up to max_tokens tokens (5 bytes + 4 bytes per token per row of
-// the widest linear). The copy is taken now: a base whose ternary weights
-// change afterwards needs a new one.
+// bytes per linear: 0.85 MB for the shipped model), plus the int8 dy of a
+// call of up to max_tokens tokens (a byte per token per row of the widest
+// linear, and a scale per token: 1.6 MB for 8 x 128 tokens). The copy is
+// taken now: a base whose ternary weights change afterwards needs a new one.
 class GradI8 {
  public:
   GradI8(const Model& m, int64_t max_tokens);
@@ -130,7 +129,7 @@ class GradI8 {
   int64_t n_layers_ = 0;
   std::vector<ternary::PackedTernary> trits_t_;  // layer-major, kLinearsPerLayer per layer
   AlignedBuffer<uint8_t> packed_;
-  AlignedBuffer<float> ones_, dy_scaled_, q_scales_;
+  AlignedBuffer<float> ones_, q_scales_;
   AlignedBuffer<int8_t> q_;
 };
 

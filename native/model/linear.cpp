@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "../cpu/aligned_buffer.h"
 #include "../cpu/thread_pool.h"
 #include "../gemm/gemm.h"
 #include "layers.h"
@@ -78,19 +79,32 @@ void linear_forward(Precision p, const LinearWeights& w, const LinearInput& in, 
 }
 
 namespace {
-// dx = dy W_eff in int8 (LinearGradI8).
+// dx = dy W_eff in int8 (LinearGradI8). Each thread folds the row scales into
+// a few tokens of dy at a time, in a scratch of its own that stays in cache,
+// and quantises them there (per token: the same bits as one call over all).
+constexpr int64_t kFoldTokens = 16;
 void linear_dx_i8(const LinearWeights& w, int64_t n, const float* dy, float* dx,
                   const LinearGradI8& g, const Exec& ex) {
-  need(w.packed.data && w.packed.scales && g.trits_t.data && g.dy_scaled && g.q && g.q_scales,
+  need(w.packed.data && w.packed.scales && g.trits_t.data && g.q && g.q_scales,
        "int8 backward needs the packed weights, their transposed copy and its scratch");
   need(g.trits_t.rows == w.cols && g.trits_t.cols == w.rows,
        "int8 backward: the transposed copy does not match the weights");
   const float* s = w.packed.scales;
-  parallel_ranges(ex, n, 16, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t)
-      for (int64_t r = 0; r < w.rows; ++r) g.dy_scaled[t * w.rows + r] = dy[t * w.rows + r] * s[r];
+  const int64_t qstride = ternary::padded_cols(w.rows);
+  const Exec one{ex.isa, nullptr, 1};
+  parallel_ranges(ex, n, kFoldTokens, [&](int64_t t0, int64_t t1) {
+    thread_local AlignedBuffer<float> folded;
+    if (folded.size() < size_t(kFoldTokens * w.rows))
+      folded = AlignedBuffer<float>(size_t(kFoldTokens * w.rows));
+    for (int64_t b = t0; b < t1; b += kFoldTokens) {
+      const int64_t nt = std::min(kFoldTokens, t1 - b);
+      for (int64_t t = 0; t < nt; ++t)
+        for (int64_t r = 0; r < w.rows; ++r)
+          folded[size_t(t * w.rows + r)] = dy[(b + t) * w.rows + r] * s[r];
+      ternary::quantize_activations(folded.data(), nt, w.rows, g.q + b * qstride, g.q_scales + b,
+                                    one);
+    }
   });
-  ternary::quantize_activations(g.dy_scaled, n, w.rows, g.q, g.q_scales, ex);
   ternary::gemm_i8(g.trits_t, g.q, g.q_scales, n, dx, ex);
 }
 }  // namespace
@@ -166,7 +180,6 @@ GradI8::GradI8(const Model& m, int64_t max_tokens) : n_layers_(m.config().n_laye
   packed_ = AlignedBuffer<uint8_t>(size_t(n_layers_ * bytes));
   ones_ = AlignedBuffer<float>(size_t(widest_cols));
   std::fill(ones_.data(), ones_.data() + widest_cols, 1.0f);
-  dy_scaled_ = AlignedBuffer<float>(size_t(max_tokens * widest_rows));
   q_ = AlignedBuffer<int8_t>(size_t(max_tokens * ternary::padded_cols(widest_rows)));
   q_scales_ = AlignedBuffer<float>(size_t(max_tokens));
   std::vector<int8_t> trits, trits_t;
@@ -192,15 +205,13 @@ LinearGradI8 GradI8::linear(int64_t layer, Linear lin) {
   if (layer < 0 || layer >= n_layers_) throw std::out_of_range("int8 gradients: no such layer");
   LinearGradI8 g;
   g.trits_t = trits_t_[size_t(layer * kLinearsPerLayer + int(lin))];
-  g.dy_scaled = dy_scaled_.data();
   g.q = q_.data();
   g.q_scales = q_scales_.data();
   return g;
 }
 
 int64_t GradI8::bytes() const {
-  return int64_t(packed_.size() + ones_.size() * 4 + dy_scaled_.size() * 4 + q_.size() +
-                 q_scales_.size() * 4);
+  return int64_t(packed_.size() + ones_.size() * 4 + q_.size() + q_scales_.size() * 4);
 }
 
 }  // namespace ternorm::model

@@ -103,11 +103,11 @@ TEST(grad_i8_linear_bit_identical_every_isa_and_thread_count) {
         want[size_t(t * cols + c)] = (float(dot) * qs[size_t(t)]) * 1.0f;
       }
 
-    std::vector<float> scratch(static_cast<size_t>(n * rows)), qsc(static_cast<size_t>(n));
+    std::vector<float> qsc(static_cast<size_t>(n));
     std::vector<int8_t> qscr(size_t(n * qstride));
     LinearGradI8 g;
     g.trits_t = {packed_t.data(), ones.data(), cols, rows};
-    g.dy_scaled = scratch.data(), g.q = qscr.data(), g.q_scales = qsc.data();
+    g.q = qscr.data(), g.q_scales = qsc.data();
     for (Isa isa : test::every_isa())
       for (int threads : {1, 2, 3}) {
         std::vector<float> dx(size_t(n * cols), -1.0f);
