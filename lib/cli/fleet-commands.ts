@@ -104,6 +104,7 @@ export async function cmdFleetSub(sub: (typeof FLEET_SUBCOMMANDS)[number], argv:
       const usersSpec = required(v, 'users');
       const modelPath = (v.model as string | undefined) ?? defaultModelPath();
       const ternarise = ternariseFlag(v);
+      const gradQuant = gradQuantFlag(v['grad-quant']);
       if (!existsSync(modelPath)) throw new Error(`--model ${modelPath}: no such file`);
       const connection = redisConnection(redis, false);
       const queue = openQueue(connection);
@@ -129,7 +130,7 @@ export async function cmdFleetSub(sub: (typeof FLEET_SUBCOMMANDS)[number], argv:
                 warmup: n.warmup,
                 evalEvery: n['eval-every'],
                 patience: n.patience,
-                gradQuant: gradQuantFlag(v['grad-quant']),
+                gradQuant,
               }),
               ...defined({ evalStride: n['eval-stride'] }),
               encode: defined({ calibrationTokens: n['calibration-tokens'], groupSize: n['group-size'], mixedBudget: n['mixed-budget'] }),
