@@ -158,6 +158,32 @@ describe('ternorm bet (protocol)', () => {
     );
   });
 
+  it("gradQuant (--grad-quant int8): recorded in the run beside the numbers; the adapter trains close to f32's; --resume names a change", async () => {
+    const sailor = options('').users.slice(0, 1);
+    const adapterRun = options('').adapterRun!;
+    const r = await runBet(options(join(dir, 'gq.json'), { users: sailor, adapterRun: { ...adapterRun, gradQuant: 'int8' } }));
+    expect(r.run.gradQuant).toBe('int8');
+    expect('gradQuant' in results.run).toBe(false); // default runs keep their files' bytes
+    expect(r.run.adapterRun).toEqual(results.run.adapterRun);
+    const u = r.users[0]!;
+    const u0 = results.users[0]!;
+    expect(u.texts).toEqual(u0.texts); // the same test tokens
+    const ppl = (x: typeof u) => x.test.conditions.raw_fp32!.ppl.value;
+    expect(Math.abs(ppl(u) / ppl(u0) - 1)).toBeLessThan(0.02);
+    expect(runConfigDiffs(r.run, results.run)).toEqual(['gradQuant (--grad-quant): int8 in the file, f32 now']);
+    await expect(
+      runBet(options(join(dir, 'gq0.json'), { users: sailor, adapterRun: { ...adapterRun, gradQuant: 'fp16' as never } })),
+    ).rejects.toThrow(/gradQuant must be one of 'f32', 'int8'/);
+    const c = await cli(['bet', '--model', modelPath, '--out', join(dir, 'gq1.json'), '--grad-quant', 'fp16']);
+    expect(c.code).not.toBe(0);
+    expect(c.err).toMatch(/--grad-quant must be one of f32, int8/);
+    // fleet run takes the same flag (stored with the run's options), checked before any server is contacted
+    const servers = ['--redis', 'redis://127.0.0.1:1', '--pg', 'postgresql://127.0.0.1:1/x'];
+    const f = await cli(['fleet', 'run', ...servers, '--users', 'fixture:fleet', '--model', modelPath, '--grad-quant', 'fp16']);
+    expect(f.code).toBe(2);
+    expect(f.err).toMatch(/--grad-quant must be one of f32, int8/);
+  });
+
   it('int4_calibrated: searched on the held-out training tail, kept only beyond noise on the rest of it', () => {
     for (const u of results.users) {
       const p = u.encodings.int4_calibrated!.params;

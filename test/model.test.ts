@@ -208,6 +208,30 @@ describe('training and evaluation', () => {
     expect(Buffer.from(await run(1)).equals(Buffer.from(await run(threads)))).toBe(true);
   });
 
+  it("gradQuant 'int8': adapter gains the same at 1 and 2 threads, near f32's; base modes and bad names are refused", async () => {
+    const threads = Math.min(2, cpuInfo().threads);
+    const m = Model.create(TINY, 21, TOK);
+    m.quantize();
+    const run = async (gradQuant: 'f32' | 'int8', t: number) => {
+      const tr = new Trainer(m, { mode: 'adapter', batch: TRAIN.batch, seq: TRAIN.seq, totalSteps: 4, warmup: 1, gradQuant });
+      for (const b of batches(3, 4)) await tr.stepAsync(b, TRAIN.batch, t);
+      return tr.gains();
+    };
+    const g8 = await run('int8', 1);
+    expect(Buffer.from(g8.buffer).equals(Buffer.from((await run('int8', threads)).buffer))).toBe(true);
+    const g32 = await run('f32', 1);
+    let dd = 0;
+    let d32 = 0;
+    for (let i = 0; i < g8.length; ++i) {
+      dd += (g8[i]! - g32[i]!) ** 2;
+      d32 += (g32[i]! - 1) ** 2;
+    }
+    expect(d32).toBeGreaterThan(0);
+    expect(Math.sqrt(dd / d32)).toBeLessThan(0.1); // the updates agree to 10 %
+    expect(() => new Trainer(m, { mode: 'ternary', seq: 16, gradQuant: 'int8' })).toThrow(/is for the adapter mode/);
+    expect(() => new Trainer(m, { mode: 'adapter', seq: 16, gradQuant: 'f16' })).toThrow(/gradQuant must be one of 'f32', 'int8'/);
+  });
+
   it('the model is locked while an async call runs on it', async () => {
     const m = Model.create(TINY, 2, TOK);
     const t = new Trainer(m, TRAIN);

@@ -182,9 +182,11 @@ function checkRunConfig(r: RunConfig): RunConfig {
   if (r.actQuant !== undefined && r.actQuant !== 'block256') fail('"run.actQuant" must be "block256" or absent (the default, "token")');
   if (r.evalStride !== undefined && !(Number.isSafeInteger(r.evalStride) && r.evalStride >= 1))
     fail('"run.evalStride" must be a positive integer or absent (the default, context / 2)');
+  if (r.gradQuant !== undefined && r.gradQuant !== 'int8') fail('"run.gradQuant" must be "int8" or absent (the default, "f32")');
   return {
     ...(r.actQuant === undefined ? {} : { actQuant: r.actQuant }),
     ...(r.evalStride === undefined ? {} : { evalStride: r.evalStride }),
+    ...(r.gradQuant === undefined ? {} : { gradQuant: r.gradQuant }),
     adapterRun: { ...r.adapterRun },
     encode: {
       calibrationTokens: e.calibrationTokens,
@@ -210,6 +212,8 @@ export function runConfigDiffs(file: RunConfig, now: RunConfig): string[] {
   if (aq(file) !== aq(now)) out.push(`actQuant (--act-quant): ${aq(file)} in the file, ${aq(now)} now`);
   if (file.evalStride !== now.evalStride)
     out.push(`evalStride (--eval-stride): ${show(file.evalStride)} in the file, ${show(now.evalStride)} now`);
+  const gq = (r: RunConfig): string => r.gradQuant ?? 'f32';
+  if (gq(file) !== gq(now)) out.push(`gradQuant (--grad-quant): ${gq(file)} in the file, ${gq(now)} now`);
   for (const part of ['adapterRun', 'encode', 'split'] as const) {
     const a = (file[part] ?? {}) as Record<string, unknown>;
     const b = (now[part] ?? {}) as Record<string, unknown>;

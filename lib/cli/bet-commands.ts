@@ -42,7 +42,7 @@ import {
   UsageError,
   type Io,
 } from './args.js';
-import { actQuantFlag, checkNumericFlags, narrowed, threadsLimit } from './limits.js';
+import { actQuantFlag, checkNumericFlags, gradQuantFlag, narrowed, threadsLimit } from './limits.js';
 import { formatDuration, ProgressBar } from './progress.js';
 import { MAX_TEXT_BYTES, readTextFile } from '../util/files.js';
 import { terminalText } from '../util/text.js';
@@ -57,6 +57,8 @@ export const BET_USAGE = `  bet             the adapter-compression bet (the mai
     [--batch 8] [--lr 0.03] [--warmup 10]  (adapter training: sequences of 128 tokens per step, peak learning rate, warm-up
                   steps; a 6x cheaper, weaker recipe measured on the fleet: --max-steps 60 --batch 2 --lr 0.1 --warmup 6 --patience 2)
     [--eval-stride N]  (window step of every split score, 1..context; default context / 2; the context: each token once)
+    [--grad-quant f32|int8]  (adapter training's gradient through the ternary linears; int8: a cheaper step,
+                  the same bits on every CPU and thread count, a gradient within int8 rounding of f32's)
     [--group-size 32] [--mixed-budget BYTES] [--resamples 2000]
     [--act-quant token|block256 (ternary activations per token, or per 256 values as llama.cpp)] [--json]
     [--train-bytes N] [--validation-bytes N] [--test-bytes N] [--split-windows N]  (split sizes of every
@@ -131,6 +133,7 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
     'eval-every': S,
     patience: S,
     'eval-stride': S,
+    'grad-quant': S,
     'calibration-tokens': S,
     'group-size': S,
     'mixed-budget': S,
@@ -214,7 +217,15 @@ export async function cmdBet(argv: string[], io: Io): Promise<number> {
     actQuant: actQuantFlag(v['act-quant']),
     resume: v.resume === true,
     overwrite: v.overwrite === true,
-    adapterRun: defined({ maxSteps, batch: n.batch, lr: n.lr, warmup: n.warmup, evalEvery: n['eval-every'], patience: n.patience }),
+    adapterRun: defined({
+      maxSteps,
+      batch: n.batch,
+      lr: n.lr,
+      warmup: n.warmup,
+      evalEvery: n['eval-every'],
+      patience: n.patience,
+      gradQuant: gradQuantFlag(v['grad-quant']),
+    }),
     evalStride: n['eval-stride'],
     encode: defined({
       calibrationTokens: n['calibration-tokens'],

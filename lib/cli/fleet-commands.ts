@@ -13,7 +13,7 @@ import { GENERIC_POOL_BYTES, MARGIN_NOISE_SEEDS, MARGIN_USERS } from '../fleet/r
 import { coreLimits, orchestrationLimit, SEED_LIMIT } from '../model/limits.js';
 import { adapterRunLimits } from '../model/train-adapter.js';
 import { defined, parse, required, S, SHOW_HELP, ternariseFlag, TERNARISE_USAGE, UsageError, type Io } from './args.js';
-import { checkNumericFlags, narrowed, threadsLimit } from './limits.js';
+import { checkNumericFlags, gradQuantFlag, narrowed, threadsLimit } from './limits.js';
 import { formatDuration } from './progress.js';
 import { terminalText } from '../util/text.js';
 
@@ -21,7 +21,7 @@ export const FLEET_SUBCOMMANDS = ['run', 'worker', 'status', 'report'] as const;
 
 export const FLEET_USAGE = `  fleet run       register a fleet run in PostgreSQL (criteria hashed first) and queue one job per user on Redis
     --redis redis://HOST:PORT --pg postgresql://... --users fixture:NAME|users.jsonl [--run ID] [--attempts ${DEFAULT_ATTEMPTS}]
-    [--model M] [--criteria FILE] [--seed 0] [--seeds 1] [--max-steps N] [--batch 8] [--lr 0.03] [--warmup 10] [--eval-every 20] [--patience 3] [--eval-stride N] [--calibration-tokens N] [--group-size 32]
+    [--model M] [--criteria FILE] [--seed 0] [--seeds 1] [--max-steps N] [--batch 8] [--lr 0.03] [--warmup 10] [--eval-every 20] [--patience 3] [--eval-stride N] [--grad-quant f32|int8] [--calibration-tokens N] [--group-size 32]
     [--mixed-budget BYTES] [--resamples 2000] [--margin-users ${MARGIN_USERS}] [--noise-seeds ${MARGIN_NOISE_SEEDS}]
     [--generic-pool-bytes ${GENERIC_POOL_BYTES}] [--json]   (the same ID again: queues only the users not done)
     ${TERNARISE_USAGE}
@@ -68,6 +68,7 @@ export async function cmdFleetSub(sub: (typeof FLEET_SUBCOMMANDS)[number], argv:
         'eval-every': S,
         patience: S,
         'eval-stride': S,
+        'grad-quant': S,
         'calibration-tokens': S,
         'group-size': S,
         'mixed-budget': S,
@@ -103,6 +104,7 @@ export async function cmdFleetSub(sub: (typeof FLEET_SUBCOMMANDS)[number], argv:
       const usersSpec = required(v, 'users');
       const modelPath = (v.model as string | undefined) ?? defaultModelPath();
       const ternarise = ternariseFlag(v);
+      const gradQuant = gradQuantFlag(v['grad-quant']);
       if (!existsSync(modelPath)) throw new Error(`--model ${modelPath}: no such file`);
       const connection = redisConnection(redis, false);
       const queue = openQueue(connection);
@@ -128,6 +130,7 @@ export async function cmdFleetSub(sub: (typeof FLEET_SUBCOMMANDS)[number], argv:
                 warmup: n.warmup,
                 evalEvery: n['eval-every'],
                 patience: n.patience,
+                gradQuant,
               }),
               ...defined({ evalStride: n['eval-stride'] }),
               encode: defined({ calibrationTokens: n['calibration-tokens'], groupSize: n['group-size'], mixedBudget: n['mixed-budget'] }),

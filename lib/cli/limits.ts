@@ -4,7 +4,7 @@
 // usage error (exit 2) naming the flag and the allowed range.
 
 import { cpuInfo } from '../kernels.js';
-import { coreLimits, describeRange, inRange, orchestrationLimit, type ActQuant, type Limit } from '../model/limits.js';
+import { coreLimits, describeRange, inRange, orchestrationLimit, type ActQuant, type GradQuant, type Limit } from '../model/limits.js';
 import { UsageError, type Values } from './args.js';
 
 /** --threads: 1..the native pool size (the hardware threads). */
@@ -45,4 +45,15 @@ export function actQuantFlag(raw: unknown): ActQuant | undefined {
   if (typeof raw !== 'string' || !(names as readonly string[]).includes(raw))
     throw new UsageError(`--act-quant must be one of ${names.join(', ')} (how ternary activations are quantised), got '${String(raw)}'`);
   return raw as ActQuant;
+}
+
+/** --grad-quant: undefined when absent, else one of the core's gradient precisions (UsageError naming them otherwise). */
+export function gradQuantFlag(raw: unknown): GradQuant | undefined {
+  if (raw === undefined) return undefined;
+  const { names } = coreLimits().gradQuant;
+  if (typeof raw !== 'string' || !(names as readonly string[]).includes(raw))
+    throw new UsageError(
+      `--grad-quant must be one of ${names.join(', ')} (adapter training's gradient through the ternary linears), got '${String(raw)}'`,
+    );
+  return raw as GradQuant;
 }

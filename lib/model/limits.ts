@@ -30,6 +30,8 @@ export interface CoreLimits {
   generate: Record<'temperature' | 'topK' | 'topP' | 'minP' | 'maxTokens' | 'sequences' | 'rows', Limit>;
   /** The activation quantisation modes of the ternary precision and the default (model/limits.h). */
   actQuant: { names: readonly ActQuant[]; default: ActQuant };
+  /** The precisions of adapter training's gradient through the ternary linears and the default (model/limits.h). */
+  gradQuant: { names: readonly GradQuant[]; default: GradQuant };
 }
 
 /**
@@ -38,6 +40,12 @@ export interface CoreLimits {
  * TQ1_0 / TQ2_0 matmuls use, for comparisons with llama.cpp to float rounding).
  */
 export type ActQuant = 'token' | 'block256';
+/**
+ * The precision of adapter training's gradient through the ternary linears (dx = dy W): 'f32' (the
+ * default) or 'int8' (dy quantised per token, integer kernels on the transposed trits: a cheaper
+ * step, bit-identical on every ISA path and thread count, a gradient within int8 rounding of f32's).
+ */
+export type GradQuant = 'f32' | 'int8';
 export type TrainLimitName =
   'batch' | 'seq' | 'lr' | 'minLr' | 'warmup' | 'totalSteps' | 'beta1' | 'beta2' | 'eps' | 'weightDecay' | 'gradClip';
 
@@ -90,6 +98,16 @@ export function checkActQuant(v: unknown, label = 'actQuant'): ActQuant {
       `${label} must be one of ${names.map((n) => `'${n}'`).join(', ')}, got ${typeof v === 'string' ? `'${v}'` : typeof v}`,
     );
   return v as ActQuant;
+}
+
+/** v if it names a gradient precision (RangeError naming the choices otherwise). */
+export function checkGradQuant(v: unknown, label = 'gradQuant'): GradQuant {
+  const { names } = coreLimits().gradQuant;
+  if (typeof v !== 'string' || !(names as readonly string[]).includes(v))
+    throw new RangeError(
+      `${label} must be one of ${names.map((n) => `'${n}'`).join(', ')}, got ${typeof v === 'string' ? `'${v}'` : typeof v}`,
+    );
+  return v as GradQuant;
 }
 
 /** The default of a limit that has one. */

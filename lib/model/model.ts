@@ -14,7 +14,7 @@ import { Adapter, Encoding } from '../adapter/adapter.js';
 import { BpeTokenizer } from '../tokenizer/bpe.js';
 import { VocabTokenizer, type VocabMetadata } from '../tokenizer/vocab.js';
 import { generate, generateBatch, type GenerateOptions, type GenerateRequest, type GenerateResult, type RunOptions } from './generate.js';
-import { checkActQuant, checkLimit, coreLimits, defaultOf, type ActQuant } from './limits.js';
+import { checkActQuant, checkGradQuant, checkLimit, coreLimits, defaultOf, type ActQuant } from './limits.js';
 import {
   modelAddon,
   type NativeModel,
@@ -387,6 +387,11 @@ export function resolveTrainOptions(model: Model, partial: Partial<TrainOptions>
     checkActQuant(o.actQuant);
     if (o.actQuant !== coreLimits().actQuant.default && o.mode === 'fp32')
       throw new RangeError(`actQuant '${o.actQuant}' needs a ternary mode, got 'fp32'`);
+  }
+  if (o.gradQuant !== undefined) {
+    checkGradQuant(o.gradQuant);
+    if (o.gradQuant !== coreLimits().gradQuant.default && o.mode !== 'adapter')
+      throw new RangeError(`gradQuant '${o.gradQuant}' is for the adapter mode, got '${o.mode}'`);
   }
   return o;
 }

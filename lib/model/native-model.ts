@@ -58,6 +58,8 @@ export interface RawTrainConfig {
   gradClip: number;
   /** The ternary modes' activation quantisation (an ActQuant name); default 'token'. */
   actQuant?: string;
+  /** The adapter mode's gradient through the ternary linears (a GradQuant name); default 'f32'. */
+  gradQuant?: string;
 }
 
 export interface NativeTrainer {

@@ -6,7 +6,17 @@
 // the best evaluation are kept. Seeded and deterministic.
 
 import { dataSeed, SplitMix64, WindowSampler } from './data.js';
-import { checkLimit, coreLimits, defaultOf, orchestrationLimit, SEED_LIMIT, type ActQuant, type Limit } from './limits.js';
+import {
+  checkGradQuant,
+  checkLimit,
+  coreLimits,
+  defaultOf,
+  orchestrationLimit,
+  SEED_LIMIT,
+  type ActQuant,
+  type GradQuant,
+  type Limit,
+} from './limits.js';
 import { Adapter } from '../adapter/adapter.js';
 import { evaluate, Model, Trainer } from './model.js';
 
@@ -26,7 +36,15 @@ export interface AdapterRunOptions {
   warmup: number;
   weightDecay: number;
   gradClip: number;
+  /**
+   * The gradient through the ternary linears: 'f32' or 'int8' (limits.ts GradQuant). Absent: the
+   * core's default, 'f32' (left out of the defaults, so a default run's records keep their bytes).
+   */
+  gradQuant?: GradQuant;
 }
+
+/** The numeric options, each with its range. */
+export type AdapterRunNumber = Exclude<keyof AdapterRunOptions, 'gradQuant'>;
 
 /**
  * The run's ranges: the trainer's numbers are the core's (adapter defaults, native/model/limits.h:
@@ -34,7 +52,7 @@ export interface AdapterRunOptions {
  * early stopping is this module's (the 5 % tail, about 2 400 tokens of a 192 KiB text, is scored
  * every 20 steps).
  */
-export function adapterRunLimits(): Record<keyof AdapterRunOptions, Limit> {
+export function adapterRunLimits(): Record<AdapterRunNumber, Limit> {
   const a = coreLimits().adapterTrain;
   return {
     seed: SEED_LIMIT,
@@ -91,10 +109,11 @@ export function resolveAdapterRun(model: Model, partial: Partial<AdapterRunOptio
   if (partial.seq === undefined) o.seq = Math.min(o.seq, model.config.context);
   if (partial.warmup === undefined && typeof o.maxSteps === 'number') o.warmup = Math.min(o.warmup, o.maxSteps);
   const l = adapterRunLimits();
-  for (const k of Object.keys(l) as (keyof AdapterRunOptions)[]) {
+  for (const k of Object.keys(l) as AdapterRunNumber[]) {
     const max = k === 'seq' ? model.config.context : k === 'warmup' ? o.maxSteps : k === 'minLr' ? o.lr : undefined;
     checkLimit(l[k], o[k], k, max);
   }
+  if (o.gradQuant !== undefined) checkGradQuant(o.gradQuant);
   return o;
 }
 
@@ -136,6 +155,7 @@ export async function trainAdapter(
     weightDecay: o.weightDecay,
     gradClip: o.gradClip,
     ...(actQuant === undefined ? {} : { actQuant }),
+    ...(o.gradQuant === undefined ? {} : { gradQuant: o.gradQuant }),
   });
   const sampler = new WindowSampler(train, o.seq, new SplitMix64(dataSeed(o.seed)));
   const score = async (gains: Float32Array | null): Promise<number> =>

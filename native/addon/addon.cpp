@@ -336,7 +336,8 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
 
 // limits() -> { model, train, adapterTrain, eval, codec, adapter }: each { [name]: { min, max,
 //   minOpen, maxOpen, integer, default (null: none), what } }, the core's ranges and defaults
-//   (model/limits.h); and actQuant: { names, default }, the activation quantisation modes.
+//   (model/limits.h); and actQuant, gradQuant: { names, default }, the activation quantisation
+//   modes and the adapter training's gradient precisions.
 Napi::Value Limits(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
@@ -356,13 +357,19 @@ Napi::Value Limits(const Napi::CallbackInfo& info) {
     }
     out.Set(g.name, group);
   }
-  Napi::Array names = Napi::Array::New(env);
-  for (size_t i = 0; i < std::size(limits::act_quant::names); ++i)
-    names.Set(uint32_t(i), limits::act_quant::names[i]);
-  Napi::Object aq = Napi::Object::New(env);
-  aq.Set("names", names);
-  aq.Set("default", limits::act_quant::names[limits::act_quant::def]);
-  out.Set("actQuant", aq);
+  // A named choice: { names, default }.
+  auto choice = [&](const char* const* names, size_t n, int def) {
+    Napi::Array a = Napi::Array::New(env);
+    for (size_t i = 0; i < n; ++i) a.Set(uint32_t(i), names[i]);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("names", a);
+    o.Set("default", names[def]);
+    return o;
+  };
+  out.Set("actQuant", choice(limits::act_quant::names, std::size(limits::act_quant::names),
+                             limits::act_quant::def));
+  out.Set("gradQuant", choice(limits::grad_quant::names, std::size(limits::grad_quant::names),
+                              limits::grad_quant::def));
   return out;
 }
 

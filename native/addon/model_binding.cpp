@@ -548,7 +548,7 @@ model::TrainMode mode_of(Napi::Env env, const std::string& m) {
 }
 
 // trainerCreate(model, { mode, batch, seq, lr, minLr, warmup, totalSteps, beta1, beta2, eps,
-//   weightDecay, gradClip, actQuant? }) -> trainer handle
+//   weightDecay, gradClip, actQuant?, gradQuant? }) -> trainer handle
 Napi::Value TrainerCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ModelHandle* mh = unwrap_model(info, 0);
@@ -575,6 +575,11 @@ Napi::Value TrainerCreate(const Napi::CallbackInfo& info) {
   if (!aq.IsUndefined()) {
     if (!aq.IsString()) throw_type(env, "trainConfig.actQuant must be a string");
     c.act_quant = model::act_quant_of(aq.As<Napi::String>().Utf8Value());
+  }
+  const Napi::Value gq = o.Get("gradQuant");
+  if (!gq.IsUndefined()) {
+    if (!gq.IsString()) throw_type(env, "trainConfig.gradQuant must be a string");
+    c.grad_quant = model::grad_quant_of(gq.As<Napi::String>().Utf8Value());
   }
   if (c.mode != model::TrainMode::AdapterGains && !s->has_latent)
     throw_range(env,

@@ -7,7 +7,9 @@
 // Backward functions overwrite their outputs unless they say "+=".
 #pragma once
 #include <cstdint>
+#include <vector>
 
+#include "../cpu/aligned_buffer.h"
 #include "../cpu/isa.h"
 #include "../norm/gain_codec.h"
 #include "../ternary/ternary.h"
@@ -89,8 +91,47 @@ void linear_forward(Precision p, const LinearWeights& w, const LinearInput& in, 
 //   dx = dy W_eff          (gemm_f32 in F32, matmul_f32_t otherwise)   [null: skip]
 //   dw = dy^T x_eff        (gemm_f32; the gradient of the latent weights) [null: skip]
 // scratch (n x cols floats) holds x_eff in Precision::Ternary when dw is wanted.
+// gi8 (a ternary precision only; null: the fp32 dx above) computes dx in int8
+// instead, see LinearGradI8.
+struct LinearGradI8;
 void linear_backward(Precision p, const LinearWeights& w, const LinearInput& in, int64_t n,
-                     const float* dy, float* dx, float* dw, float* scratch, const Exec& ex);
+                     const float* dy, float* dx, float* dw, float* scratch, const Exec& ex,
+                     const LinearGradI8* gi8 = nullptr);
+
+// The int8 gradient of a ternary linear's input (TrainConfig::grad_quant
+// "int8"), with s[r] the weights' row scales:
+//   dy'[t][r] = dy[t][r] * s[r], quantised per token (ternary::quantize_activations),
+//   dx[t][c]  = float(sum_r trit[r][c] * q[t][r]) * dy'_scale[t]
+// by gemm_i8 on the transposed trits (unit scales). The sums are exact
+// integers, so dx has the same bits on every ISA path and thread count; it
+// differs from the fp32 dx by dy's int8 rounding (the trits are exact).
+// Folding s into dy before quantising serves fused matrices (Qkv, GateUp:
+// one scale per part) and per-row scales alike.
+struct LinearGradI8 {
+  ternary::PackedTernary trits_t;  // the trits transposed (cols x rows), scales all 1
+  int8_t* q = nullptr;             // scratch: n x padded_cols(rows)
+  float* q_scales = nullptr;       // scratch: n
+};
+
+// Every ternary linear's LinearGradI8 for a frozen base: the transposed trits
+// are copied once, in the 2-bit compute layout (packed2_bytes(cols, rows)
+// bytes per linear: 0.85 MB for the shipped model), plus the int8 dy of a
+// call of up to max_tokens tokens (a byte per token per row of the widest
+// linear, and a scale per token: 1.6 MB for 8 x 128 tokens). The copy is
+// taken now: a base whose ternary weights change afterwards needs a new one.
+class GradI8 {
+ public:
+  GradI8(const Model& m, int64_t max_tokens);
+  LinearGradI8 linear(int64_t layer, Linear lin);  // shares the one scratch
+  int64_t bytes() const;                           // the transposed copies and the scratch
+
+ private:
+  int64_t n_layers_ = 0;
+  std::vector<ternary::PackedTernary> trits_t_;  // layer-major, kLinearsPerLayer per layer
+  AlignedBuffer<uint8_t> packed_;
+  AlignedBuffer<float> ones_, q_scales_;
+  AlignedBuffer<int8_t> q_;
+};
 
 // ---- a model's weights as the layers take them ---------------------------------------------
 // Linear lin of block `layer` (latent and packed weights).

@@ -133,6 +133,16 @@ inline constexpr const char* names[] = {"token", "block256"};
 inline constexpr int def = 0;
 }  // namespace act_quant
 
+// ---- the gradient precision of adapter training through the ternary linears ------------
+// "f32": dx = dy W_eff in fp32 (the default); "int8": dy (times the weights'
+// row scales) quantised per token to int8, dx by the integer kernels on a
+// transposed copy of the trits (cheaper; bit-identical on every ISA path).
+// The adapter mode only. Index i of names is model::GradQuant(i).
+namespace grad_quant {
+inline constexpr const char* names[] = {"f32", "int8"};
+inline constexpr int def = 0;
+}  // namespace grad_quant
+
 // ---- the adapter codec (codec::EncodeOptions) and its calibration ------------------------
 namespace codec {
 inline constexpr Limit group_size{"groupSize", 1,  1 << 24 /* codec::kMaxD */,      false, false,

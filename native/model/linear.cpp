@@ -1,7 +1,10 @@
 // The ternary linear layer (BitNet b1.58) and its fp32 counterpart.
+#include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
+#include "../cpu/aligned_buffer.h"
 #include "../cpu/thread_pool.h"
 #include "../gemm/gemm.h"
 #include "layers.h"
@@ -75,10 +78,45 @@ void linear_forward(Precision p, const LinearWeights& w, const LinearInput& in, 
   throw std::invalid_argument("linear layer: unknown precision");
 }
 
+namespace {
+// dx = dy W_eff in int8 (LinearGradI8). Each thread folds the row scales into
+// a few tokens of dy at a time, in a scratch of its own that stays in cache,
+// and quantises them there (per token: the same bits as one call over all).
+constexpr int64_t kFoldTokens = 16;
+void linear_dx_i8(const LinearWeights& w, int64_t n, const float* dy, float* dx,
+                  const LinearGradI8& g, const Exec& ex) {
+  need(w.packed.data && w.packed.scales && g.trits_t.data && g.q && g.q_scales,
+       "int8 backward needs the packed weights, their transposed copy and its scratch");
+  need(g.trits_t.rows == w.cols && g.trits_t.cols == w.rows,
+       "int8 backward: the transposed copy does not match the weights");
+  const float* s = w.packed.scales;
+  const int64_t qstride = ternary::padded_cols(w.rows);
+  const Exec one{ex.isa, nullptr, 1};
+  parallel_ranges(ex, n, kFoldTokens, [&](int64_t t0, int64_t t1) {
+    thread_local AlignedBuffer<float> folded;
+    if (folded.size() < size_t(kFoldTokens * w.rows))
+      folded = AlignedBuffer<float>(size_t(kFoldTokens * w.rows));
+    for (int64_t b = t0; b < t1; b += kFoldTokens) {
+      const int64_t nt = std::min(kFoldTokens, t1 - b);
+      for (int64_t t = 0; t < nt; ++t)
+        for (int64_t r = 0; r < w.rows; ++r)
+          folded[size_t(t * w.rows + r)] = dy[(b + t) * w.rows + r] * s[r];
+      ternary::quantize_activations(folded.data(), nt, w.rows, g.q + b * qstride, g.q_scales + b,
+                                    one);
+    }
+  });
+  ternary::gemm_i8(g.trits_t, g.q, g.q_scales, n, dx, ex);
+}
+}  // namespace
+
 void linear_backward(Precision p, const LinearWeights& w, const LinearInput& in, int64_t n,
-                     const float* dy, float* dx, float* dw, float* scratch, const Exec& ex) {
+                     const float* dy, float* dx, float* dw, float* scratch, const Exec& ex,
+                     const LinearGradI8* gi8) {
+  need(!gi8 || p != Precision::F32, "the int8 gradient path needs a ternary precision");
   if (dx) {
-    if (p == Precision::F32) {
+    if (gi8) {
+      linear_dx_i8(w, n, dy, dx, *gi8, ex);
+    } else if (p == Precision::F32) {
       need(w.latent != nullptr, "F32 backward needs the latent weights");
       gemm::GemmArgs g;
       g.m = n, g.n = w.cols, g.k = w.rows;
@@ -121,6 +159,59 @@ void linear_backward(Precision p, const LinearWeights& w, const LinearInput& in,
     g.a = dy, g.lda = w.rows, g.b = x_eff, g.ldb = w.cols, g.c = dw, g.ldc = w.cols;
     gemm::gemm_f32(g, ex);
   }
+}
+
+}  // namespace ternorm::model
+
+namespace ternorm::model {
+
+GradI8::GradI8(const Model& m, int64_t max_tokens) : n_layers_(m.config().n_layers) {
+  if (m.ternary_stale())
+    throw std::logic_error("int8 gradients need current ternary weights (call Model::quantize)");
+  if (max_tokens < 1) throw std::invalid_argument("int8 gradients: max_tokens must be >= 1");
+  constexpr Linear kAll[] = {Linear::Qkv, Linear::O, Linear::GateUp, Linear::Down};
+  int64_t bytes = 0, widest_rows = 0, widest_cols = 0;
+  for (Linear lin : kAll) {
+    const LinearShape s = m.linear_shape(lin);
+    bytes += ternary::packed2_bytes(s.cols, s.rows);
+    widest_rows = std::max(widest_rows, s.rows);
+    widest_cols = std::max(widest_cols, s.cols);
+  }
+  packed_ = AlignedBuffer<uint8_t>(size_t(n_layers_ * bytes));
+  ones_ = AlignedBuffer<float>(size_t(widest_cols));
+  std::fill(ones_.data(), ones_.data() + widest_cols, 1.0f);
+  q_ = AlignedBuffer<int8_t>(size_t(max_tokens * ternary::padded_cols(widest_rows)));
+  q_scales_ = AlignedBuffer<float>(size_t(max_tokens));
+  std::vector<int8_t> trits, trits_t;
+  uint8_t* at = packed_.data();
+  for (int64_t l = 0; l < n_layers_; ++l)
+    for (Linear lin : kAll) {
+      const ternary::PackedTernary w = m.packed(l, lin);
+      trits.resize(size_t(w.rows * w.cols));
+      trits_t.resize(trits.size());
+      ternary::unpack2(w.data, w.rows, w.cols, trits.data());
+      for (int64_t r = 0; r < w.rows; ++r)
+        for (int64_t c = 0; c < w.cols; ++c)
+          trits_t[size_t(c * w.rows + r)] = trits[size_t(r * w.cols + c)];
+      ternary::pack2(trits_t.data(), w.cols, w.rows, at);
+      ternary::PackedTernary t;
+      t.data = at, t.scales = ones_.data(), t.rows = w.cols, t.cols = w.rows;
+      trits_t_.push_back(t);
+      at += ternary::packed2_bytes(w.cols, w.rows);
+    }
+}
+
+LinearGradI8 GradI8::linear(int64_t layer, Linear lin) {
+  if (layer < 0 || layer >= n_layers_) throw std::out_of_range("int8 gradients: no such layer");
+  LinearGradI8 g;
+  g.trits_t = trits_t_[size_t(layer * kLinearsPerLayer + int(lin))];
+  g.q = q_.data();
+  g.q_scales = q_scales_.data();
+  return g;
+}
+
+int64_t GradI8::bytes() const {
+  return int64_t(packed_.size() + ones_.size() * 4 + q_.size() + q_scales_.size() * 4);
 }
 
 }  // namespace ternorm::model

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 
@@ -14,6 +15,21 @@ const char* train_mode_name(TrainMode m) {
     case TrainMode::AdapterGains: return "adapter";
   }
   return "?";
+}
+
+const char* grad_quant_name(GradQuant g) {
+  const int i = int(g);
+  return i >= 0 && i < int(std::size(limits::grad_quant::names)) ? limits::grad_quant::names[i]
+                                                                 : "?";
+}
+
+GradQuant grad_quant_of(const std::string& name) {
+  std::string all;
+  for (size_t i = 0; i < std::size(limits::grad_quant::names); ++i) {
+    if (name == limits::grad_quant::names[i]) return GradQuant(int(i));
+    all += std::string(i ? ", " : "") + "'" + limits::grad_quant::names[i] + "'";
+  }
+  throw std::invalid_argument("gradQuant must be one of " + all + ", got '" + name + "'");
 }
 
 TrainConfig adapter_train_defaults() {
@@ -42,6 +58,13 @@ const TrainConfig& checked(const Model& model, const TrainConfig& c) {
   if (c.act_quant != ActQuant::Token && c.act_quant != ActQuant::Block256)
     throw std::invalid_argument("train config: unknown actQuant " +
                                 std::to_string(int(c.act_quant)));
+  if (c.grad_quant != GradQuant::F32 && c.grad_quant != GradQuant::Int8)
+    throw std::invalid_argument("train config: unknown gradQuant " +
+                                std::to_string(int(c.grad_quant)));
+  if (c.grad_quant == GradQuant::Int8 && c.mode != TrainMode::AdapterGains)
+    throw std::invalid_argument(std::string("train config: gradQuant 'int8' is for the adapter "
+                                            "mode, got ") +
+                                train_mode_name(c.mode));
   namespace L = limits::train;
   const char* w = "train config";
   limits::check(L::batch, double(c.batch), w);
@@ -76,6 +99,8 @@ Trainer::Trainer(Model& model, const TrainConfig& cfg) : model_(model), cfg_(che
     gains_ = AlignedBuffer<float>(size_t(n));
     for (int64_t i = 0; i < n; ++i) gains_[size_t(i)] = 1.0f;
     views_ = f32_gain_views(model.config(), gains_.data());
+    if (cfg_.grad_quant == GradQuant::Int8)
+      grad_i8_ = std::make_unique<GradI8>(model, cfg_.batch * cfg_.seq);
   }
   inputs_.resize(size_t(cfg_.batch * cfg_.seq));
   targets_.resize(size_t(cfg_.batch * cfg_.seq));
@@ -128,7 +153,7 @@ StepStats Trainer::step(const int32_t* tokens, int64_t batch, int64_t seq, const
   const bool adapter = mode == TrainMode::AdapterGains;
   transformer_backward(model_, p, gains, inputs_.data(), targets_.data(), batch, seq,
                        float(1.0 / double(count)), ws, adapter ? nullptr : grad_.data(),
-                       adapter ? grad_.data() : nullptr, ex);
+                       adapter ? grad_.data() : nullptr, ex, grad_i8_.get());
 
   // Clip.
   const int64_t n = int64_t(grad_.size());

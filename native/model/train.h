@@ -12,11 +12,14 @@
 //    validation split lives with the caller (evaluate() + gains()).
 #pragma once
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "../cpu/aligned_buffer.h"
 #include "../cpu/isa.h"
 #include "adamw.h"
+#include "layers.h"
 #include "limits.h"
 #include "model.h"
 #include "transformer.h"
@@ -25,6 +28,14 @@ namespace ternorm::model {
 
 enum class TrainMode : int { TernaryBase = 0, Fp32Base = 1, AdapterGains = 2 };
 const char* train_mode_name(TrainMode m);
+
+// The precision of the gradient through the ternary linears (dx = dy W_eff),
+// named by limits::grad_quant::names (the index is the value). Int8 is for
+// AdapterGains only (layers.h, LinearGradI8): base training stays in fp32.
+enum class GradQuant : int { F32 = 0, Int8 = 1 };
+const char* grad_quant_name(GradQuant g);
+// The GradQuant named `name`; throws std::invalid_argument naming the choices.
+GradQuant grad_quant_of(const std::string& name);
 
 // Defaults and ranges: limits::train (base training) and limits::adapter_train
 // (adapter_train_defaults()), in limits.h.
@@ -41,6 +52,8 @@ struct TrainConfig {
       float(limits::train::grad_clip.def);  // max global L2 norm of the gradient (0: no clipping)
   // The activation quantisation of the ternary modes (Block256: not with Fp32Base).
   ActQuant act_quant = ActQuant(limits::act_quant::def);
+  // The gradient through the ternary linears (Int8: AdapterGains only).
+  GradQuant grad_quant = GradQuant(limits::grad_quant::def);
 };
 
 // The adapter mode's defaults (limits::adapter_train).
@@ -95,6 +108,7 @@ class Trainer {
   AlignedBuffer<float> grad_, m_, v_, gains_;
   std::vector<int32_t> inputs_, targets_;
   std::vector<norm::GainView> views_;
+  std::unique_ptr<GradI8> grad_i8_;  // GradQuant::Int8: the transposed trits and their scratch
 };
 
 }  // namespace ternorm::model

@@ -316,7 +316,7 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
 void transformer_backward(const Model& m, Precision p, const norm::GainView* gains,
                           const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T,
                           float loss_scale, Workspace& ws, float* dparams, float* dgains,
-                          const Exec& ex) {
+                          const Exec& ex, GradI8* gi8) {
   if (!ws.for_backward_)
     throw std::invalid_argument("backward: the workspace was made without for_backward");
   if (!ws.probs_ready_)
@@ -326,6 +326,9 @@ void transformer_backward(const Model& m, Precision p, const norm::GainView* gai
         "backward: parameter gradients are for training the base "
         "(no adapter); with an adapter only the gains train");
   if (dgains && !gains) throw std::invalid_argument("backward: gain gradients need an adapter");
+  if (gi8 && (dparams || p == Precision::F32))
+    throw std::invalid_argument(
+        "backward: int8 gradients are for adapter training on a ternary base");
   const ModelConfig& c = m.config();
   check_call(m, p, inputs, targets, B, T, ws);
   const int64_t d = c.d_model, f = c.d_ff, H = c.n_heads, Hkv = c.kv_heads(), V = c.vocab;
@@ -353,6 +356,12 @@ void transformer_backward(const Model& m, Precision p, const norm::GainView* gai
   auto dweight = [&](int64_t l, Linear lin) -> float* {
     return dparams ? dparams + m.linear_offset(l, lin) : nullptr;
   };
+  LinearGradI8 lgi8;
+  auto int8_grad = [&](int64_t l, Linear lin) -> const LinearGradI8* {
+    if (!gi8) return nullptr;
+    lgi8 = gi8->linear(l, lin);
+    return &lgi8;
+  };
 
   // Head and loss. dlogits overwrite the softmax in place. The embedding's
   // gradient starts with the head's part when tied, else at zero (the
@@ -367,19 +376,19 @@ void transformer_backward(const Model& m, Precision p, const norm::GainView* gai
     const Workspace::Layer a = ws.layer(l);
     // dx holds dL/d(output of layer l). Feed-forward branch first.
     linear_backward(p, linear_weights(m, l, Linear::Down), linear_input(p, a.s, a.sq, a.ss), N, dx,
-                    ds, dweight(l, Linear::Down), deq, ex);
+                    ds, dweight(l, Linear::Down), deq, ex, int8_grad(l, Linear::Down));
     swiglu_backward(a.gu, ds, N, f, dgu, ex);
     linear_backward(p, linear_weights(m, l, Linear::GateUp), linear_input(p, a.h2, a.h2q, a.h2s), N,
-                    dgu, dh, dweight(l, Linear::GateUp), deq, ex);
+                    dgu, dh, dweight(l, Linear::GateUp), deq, ex, int8_grad(l, Linear::GateUp));
     rmsnorm_backward(norm_weights(m, gains, 2 * l + 1), a.xm, N, d, dh, dtmp, dnorm(2 * l + 1), ex);
     residual_forward(dx, dx, dtmp, N * d, ex);  // dx = dL/dxm
     // Attention branch.
     linear_backward(p, linear_weights(m, l, Linear::O), linear_input(p, a.att, a.attq, a.atts), N,
-                    dx, datt, dweight(l, Linear::O), deq, ex);
+                    dx, datt, dweight(l, Linear::O), deq, ex, int8_grad(l, Linear::O));
     attention_backward(a.qkv, a.P, datt, B, T, d, H, Hkv, dP, dqkv, ex);
     rope_backward(dqkv, B, T, d, kvd, c.head_dim(), m.rope_cos(), m.rope_sin(), ex);
     linear_backward(p, linear_weights(m, l, Linear::Qkv), linear_input(p, a.h1, a.h1q, a.h1s), N,
-                    dqkv, dh, dweight(l, Linear::Qkv), deq, ex);
+                    dqkv, dh, dweight(l, Linear::Qkv), deq, ex, int8_grad(l, Linear::Qkv));
     const bool need_dx = l > 0 || dparams;  // layer 0's input only feeds the embedding
     rmsnorm_backward(norm_weights(m, gains, 2 * l), ws.x(l), N, d, dh, need_dx ? dtmp : nullptr,
                      dnorm(2 * l), ex);

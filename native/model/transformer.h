@@ -16,6 +16,7 @@
 namespace ternorm::model {
 
 struct LayerResume;
+class GradI8;
 
 // Every activation a pass needs, sized once for (max_batch, max_seq) so no
 // layer call allocates. With for_backward the activations of every layer are
@@ -43,7 +44,7 @@ class Workspace {
                                     const LayerResume*);
   friend void transformer_backward(const Model&, Precision, const norm::GainView*, const int32_t*,
                                    const int32_t*, int64_t, int64_t, float, Workspace&, float*,
-                                   float*, const Exec&);
+                                   float*, const Exec&, GradI8*);
   struct Layer {  // what backward reads, per layer
     float *xm, *h1, *qkv, *P, *att, *h2, *gu, *s;
     int8_t *h1q, *attq, *h2q, *sq;
@@ -128,9 +129,11 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
 //     without an adapter (gains == null);
 //   dgains (n_gains, adapter layout): the gains' gradient - only with one.
 // Either may be null to skip it; the frozen part costs nothing.
+// gi8 (adapter gradients only, a ternary precision; layers.h): every ternary
+// linear's dx in int8 instead of fp32.
 void transformer_backward(const Model& m, Precision p, const norm::GainView* gains,
                           const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T,
                           float loss_scale, Workspace& ws, float* dparams, float* dgains,
-                          const Exec& ex);
+                          const Exec& ex, GradI8* gi8 = nullptr);
 
 }  // namespace ternorm::model

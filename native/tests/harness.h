@@ -6,6 +6,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <functional>
 #include <sstream>
@@ -52,6 +53,21 @@ class Rng {
 
 // Every ISA path this CPU can run, scalar first.
 inline std::vector<Isa> every_isa() { return supported_isas(); }
+
+// True when f throws an E whose message contains needle (else prints the message).
+template <class E, class F>
+bool throws_with(F&& f, const std::string& needle) {
+  try {
+    f();
+  } catch (const E& e) {
+    if (std::string(e.what()).find(needle) != std::string::npos) return true;
+    std::printf("  (message was: %s)\n", e.what());
+    return false;
+  } catch (...) {
+    return false;
+  }
+  return false;
+}
 
 // gamma(n) = n u / (1 - n u), u = 2^-24: the standard bound on the relative
 // rounding error of a float sum or dot product of n terms (Higham).

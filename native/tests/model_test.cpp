@@ -33,6 +33,7 @@
 using namespace ternorm;
 using namespace ternorm::model;
 using ternorm::test::Rng;
+using ternorm::test::throws_with;
 
 namespace {
 
@@ -265,20 +266,6 @@ double check_against_ref(RefModel& r, std::vector<double>& vals, int64_t off, in
   for (size_t j = 0; j < idx.size(); ++j)
     worst = std::max(worst, rel(grad[off + idx[j]], num[j], 1e-3 * nmax + 1e-30));
   return worst;
-}
-
-template <class E, class F>
-bool throws_with(F&& f, const std::string& needle) {
-  try {
-    f();
-  } catch (const E& e) {
-    if (std::string(e.what()).find(needle) != std::string::npos) return true;
-    std::printf("  (message was: %s)\n", e.what());
-    return false;
-  } catch (...) {
-    return false;
-  }
-  return false;
 }
 
 double cosine(const float* a, const float* b, int64_t n) {
