@@ -228,7 +228,7 @@ void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEn
   if (int64_t(st.scores_.size()) < threads * st.rows_)
     st.scores_ = AlignedBuffer<float>(size_t(threads * st.rows_));
 
-  embedding_forward(m.embedding(), d, st.tokens_.data(), N, x, ex);
+  embedding_forward(m.embedding_table(), d, st.tokens_.data(), N, x, ex);
   for (int64_t l = 0; l < L; ++l) {
     // Attention branch: the new rows' keys and values join the cache, then
     // each (entry, query head) attends over its slot's cache.
@@ -283,8 +283,11 @@ void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEn
   }
   float* xf = st.xf_.data();
   norm_rows(m, Precision::F32, entries, ident.data(), 2 * L, tmp, E, xf, h1q, h1s, ex);
-  if (E <= gemm::kDirectMaxM) {
-    head_forward(xf, m.head(), E, d, V, logits, ex);  // the GEMV path, reading the table in place
+  if (E <= gemm::kDirectMaxM || m.table_type() != gemm::ElemType::F32) {
+    // The GEMV path reading the table in place; more entries of a 16-bit
+    // table take the window's packed path (widened while packed), whose
+    // operations the head kernel below repeats on an fp32 one.
+    head_forward(xf, m.head_table(), E, d, V, logits, ex);
   } else {
     // The head kernel: the table read in place once for every kHeadLanes
     // entries (x^T a column of lanes), with the window's packed-path operations.
