@@ -6,6 +6,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "../cpu/features.h"
 #include "../ternary/ternary.h"
 #include "../io/message.h"
 #include "../norm/gain_codec.h"
@@ -97,7 +98,7 @@ std::vector<uint8_t> table_bytes(const TokenTable& table, gemm::ElemType t, int6
   if (table.type == gemm::ElemType::F32)
     std::copy(table.f32, table.f32 + n, v.begin());
   else
-    gemm::widen(table.type, table.h16, n, v.data(), Exec{});
+    gemm::widen(table.type, table.h16, n, v.data(), Exec{default_isa(), nullptr, 1});
   gguf::encode_from_float(g, v.data(), n, out.data());
   std::vector<float> back(static_cast<size_t>(n));
   gguf::decode_to_float(g, out.data(), n, back.data());

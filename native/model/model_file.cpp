@@ -9,6 +9,7 @@
 #include <string>
 #include <stdexcept>
 
+#include "../cpu/features.h"
 #include "../ternary/ternary.h"
 
 namespace ternorm::model {
@@ -230,7 +231,7 @@ void add_weights(io::Writer& w, const Model& model, const std::vector<uint8_t>& 
       w.add_f32(t.name, model.params() + t.offset, size_t(n));
     } else {
       wide.resize(size_t(n));
-      gemm::widen(table.type, table.h16, n, wide.data(), Exec{});
+      gemm::widen(table.type, table.h16, n, wide.data(), Exec{default_isa(), nullptr, 1});
       w.add_f32(t.name, wide.data(), size_t(n));
     }
   }
