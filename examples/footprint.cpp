@@ -77,7 +77,8 @@ Row gguf_row(const model::Model& m, const std::vector<uint8_t>& tokenizer, gemm:
   o.ternorm_tokenizer = tokenizer;
   const std::vector<uint8_t> bytes = model::gguf_model_writer(m, o).finish();
   const model::GgufImported im = model::gguf_import(gguf::File::copy(bytes.data(), bytes.size()));
-  if (im.model->table_type() != table) throw std::logic_error("the GGUF import changed the table type");
+  if (im.model->table_type() != table)
+    throw std::logic_error("the GGUF import changed the table type");
   const capi::Footprint f = capi::footprint(*im.model);
   Row r;
   r.name = name + " as GGUF tq2_0, " + gemm::elem_type_name(table) + " token table";

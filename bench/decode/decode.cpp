@@ -261,8 +261,11 @@ void run_ops(const Options& o, const Model& m, const std::vector<const Model*>& 
                    },
                    {}});
   for (Op& op : ops) op.run();  // warm-up
+  // Odd reps run the list backwards: an op's time depends on what ran just
+  // before it (what it left in the caches), so each op gets both neighbours.
   for (int64_t rep = 0; rep < o.reps * 4; ++rep)
-    for (Op& op : ops) {
+    for (size_t i = 0; i < ops.size(); ++i) {
+      Op& op = ops[rep % 2 ? ops.size() - 1 - i : i];
       const double t0 = now(o.cpu_clock);
       op.run();
       op.us.push_back(1e6 * (now(o.cpu_clock) - t0));
@@ -278,9 +281,10 @@ void run_ops(const Options& o, const Model& m, const std::vector<const Model*>& 
     std::printf("%-30s %12.1f %12.2f %10.1f\n", ops[i].name.c_str(), us, ops[i].bytes / 1e6,
                 ops[i].bytes > 0 ? ops[i].bytes / us / 1e3 : 0.0);
   }
-  std::printf("%-30s %12.1f   (the first model's parts; the step's rest: attention, RoPE, "
-              "residuals, dispatch)\n",
-              "sum of the ops above", parts);
+  std::printf(
+      "%-30s %12.1f   (the first model's parts; the step's rest: attention, RoPE, "
+      "residuals, dispatch)\n",
+      "sum of the ops above", parts);
   if (heads.size() > 1) {  // paired per rep: the same rep's runs of the two models
     std::vector<double> head_ratio, step_ratio;
     for (size_t r = 0; r < ops[whole].us.size(); ++r) {

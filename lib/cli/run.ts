@@ -8,7 +8,17 @@ import { resolve } from 'node:path';
 
 import { getFixtures } from '../data/fixtures.js';
 import { Adapter } from '../adapter/adapter.js';
-import { evaluate, GGUF_FLOAT_TYPES, GGUF_TABLE_TYPES, GGUF_TYPES, Model, type GgufTableType, type GgufType, type ModelConfig, type Precision } from '../model/model.js';
+import {
+  evaluate,
+  GGUF_FLOAT_TYPES,
+  GGUF_TABLE_TYPES,
+  GGUF_TYPES,
+  Model,
+  type GgufTableType,
+  type GgufType,
+  type ModelConfig,
+  type Precision,
+} from '../model/model.js';
 import { adapterRunLimits, resolveAdapterRun, trainAdapter, type AdapterRunOptions } from '../model/train-adapter.js';
 import { baseRunLimits, STOP_AFTER_LIMIT, trainBase, type BaseRunRequest } from '../model/train-base.js';
 import { BET_USAGE, cmdBet, cmdFleet, cmdQuantize, cmdReport, REPORT_USAGE } from './bet-commands.js';

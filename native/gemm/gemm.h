@@ -24,7 +24,7 @@ struct GemmArgs {
   int64_t m = 0, n = 0, k = 0;  // op(A): m x k, op(B): k x n, C: m x n
   float alpha = 1.0f, beta = 0.0f;
   const float* a = nullptr;
-  int64_t lda = 0;  // row stride of A as stored
+  int64_t lda = 0;           // row stride of A as stored
   const float* b = nullptr;  // b_type F32
   int64_t ldb = 0;
   ElemType b_type = ElemType::F32;

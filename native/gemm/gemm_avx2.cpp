@@ -82,7 +82,7 @@ void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int
 // 8 lanes over k, the tail masked, then a fixed reduction tree.
 // The NB rows of B are NB streams read in lockstep (the decode head: 4 rows
 // of 4 KB at d_model 1024, each a new stream on a new page for the hardware
-// prefetchers). Each is prefetched this many floats ahead, one line per two
+// prefetchers). Each is prefetched this many floats' bytes ahead, one line per two
 // steps; past a row's end the prefetch moves on to the same row of the next
 // NB (the next call's).
 constexpr int64_t kDotPrefetch = 256;
@@ -126,10 +126,13 @@ void dot_block(int64_t k, const float* a, int64_t lda, const Elem<T>* b, int64_t
   for (int i = 0; i < MA; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NB; ++j) acc[i][j] = _mm256_setzero_ps();
+  // One prefetch per 64-byte line of B, as many bytes ahead whatever its type.
+  constexpr int64_t kLine = 64 / int64_t(sizeof(Elem<T>));
+  constexpr int64_t kAhead = kDotPrefetch * int64_t(sizeof(float) / sizeof(Elem<T>));
   int64_t p = 0;
   for (; p + 8 <= k; p += 8) {
-    if ((p & 15) == 0) {
-      const int64_t off = p + kDotPrefetch;
+    if ((p & (kLine - 1)) == 0) {
+      const int64_t off = p + kAhead;
       const Elem<T>* ahead = b + (off < k ? off : off - k + NB * ldb);
 #pragma GCC unroll 4
       for (int j = 0; j < NB; ++j)
@@ -176,17 +179,9 @@ void dot_block(int64_t k, const float* a, int64_t lda, const Elem<T>* b, int64_t
 
 }  // namespace
 
-constexpr GemmKernels kGemmKernelsAvx2 = {ukernel,
-                                          dot,
-                                          dot_f16,
-                                          dot_bf16,
-                                          widen_of<ElemType::F16>,
-                                          widen_of<ElemType::BF16>,
-                                          MR,
-                                          NR,
-                                          144,
-                                          256,
-                                          2048};
+constexpr GemmKernels kGemmKernelsAvx2 = {
+    ukernel, dot, dot_f16, dot_bf16, widen_of<ElemType::F16>, widen_of<ElemType::BF16>, MR,
+    NR,      144, 256,     2048};
 static_assert(blocking_fits(kGemmKernelsAvx2), "blocking of the Avx2 GEMM");
 
 }  // namespace ternorm::gemm

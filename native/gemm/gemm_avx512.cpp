@@ -64,12 +64,22 @@ void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int
 
 // The NB rows of B are NB streams read in lockstep (the decode head: 4 rows
 // of 4 KB at d_model 1024, each a new stream on a new page for the hardware
-// prefetchers). Each is prefetched this many floats ahead; past a row's end
+// prefetchers). Each is prefetched this many floats' bytes ahead; past a row's end
 // the prefetch moves on to the same row of the next NB (the next call's).
 constexpr int64_t kDotPrefetch = 256;
 
 // C[i][j] for MA rows of A and NB rows of B: one accumulator per element,
 // 16 lanes over k, the tail masked, then a fixed reduction tree.
+// 16 values of a 16-bit type T widened to fp32 (exactly). Zero-masking forms
+// with a full mask are the plain instructions (the unmasked intrinsics trip
+// GCC 12's -Wmaybe-uninitialized).
+template <ElemType T>
+inline __m512 widen16(__m256i h) {
+  if constexpr (T == ElemType::F16) return _mm512_maskz_cvtph_ps(0xFFFF, h);
+  return _mm512_castsi512_ps(
+      _mm512_maskz_slli_epi32(0xFFFF, _mm512_maskz_cvtepu16_epi32(0xFFFF, h), 16));
+}
+
 // The values of B of type T in the lanes of `lanes` (16 from p), widened to
 // fp32 (exactly), zero elsewhere.
 template <ElemType T>
@@ -77,9 +87,7 @@ inline __m512 load16(__mmask16 lanes, const Elem<T>* p) {
   if constexpr (T == ElemType::F32) {
     return _mm512_maskz_loadu_ps(lanes, p);
   } else {
-    const __m256i h = _mm256_maskz_loadu_epi16(lanes, p);
-    if constexpr (T == ElemType::F16) return _mm512_cvtph_ps(h);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return widen16<T>(_mm256_maskz_loadu_epi16(lanes, p));
   }
 }
 
@@ -89,9 +97,7 @@ inline __m512 load16(const Elem<T>* p) {
   if constexpr (T == ElemType::F32) {
     return _mm512_loadu_ps(p);
   } else {
-    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    if constexpr (T == ElemType::F16) return _mm512_cvtph_ps(h);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return widen16<T>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
 }
 
@@ -111,13 +117,18 @@ void dot_block(int64_t k, const float* a, int64_t lda, const Elem<T>* b, int64_t
   for (int i = 0; i < MA; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_setzero_ps();
+  // One prefetch per 64-byte line of B, as many bytes ahead whatever its type.
+  constexpr int64_t kLine = 64 / int64_t(sizeof(Elem<T>));
+  constexpr int64_t kAhead = kDotPrefetch * int64_t(sizeof(float) / sizeof(Elem<T>));
   int64_t p = 0;
   for (; p + 16 <= k; p += 16) {
-    const int64_t off = p + kDotPrefetch;
-    const Elem<T>* ahead = b + (off < k ? off : off - k + NB * ldb);
+    if ((p & (kLine - 1)) == 0) {
+      const int64_t off = p + kAhead;
+      const Elem<T>* ahead = b + (off < k ? off : off - k + NB * ldb);
 #pragma GCC unroll 4
-    for (int j = 0; j < NB; ++j)
-      _mm_prefetch(reinterpret_cast<const char*>(ahead + j * ldb), _MM_HINT_T0);
+      for (int j = 0; j < NB; ++j)
+        _mm_prefetch(reinterpret_cast<const char*>(ahead + j * ldb), _MM_HINT_T0);
+    }
     __m512 bv[NB];
 #pragma GCC unroll 4
     for (int j = 0; j < NB; ++j) bv[j] = load16<T>(b + j * ldb + p);
@@ -162,17 +173,9 @@ void dot_block(int64_t k, const float* a, int64_t lda, const Elem<T>* b, int64_t
 
 }  // namespace
 
-constexpr GemmKernels kGemmKernelsAvx512 = {ukernel,
-                                            dot,
-                                            dot_f16,
-                                            dot_bf16,
-                                            widen_of<ElemType::F16>,
-                                            widen_of<ElemType::BF16>,
-                                            MR,
-                                            NR,
-                                            336,
-                                            512,
-                                            2048};
+constexpr GemmKernels kGemmKernelsAvx512 = {
+    ukernel, dot, dot_f16, dot_bf16, widen_of<ElemType::F16>, widen_of<ElemType::BF16>, MR,
+    NR,      336, 512,     2048};
 static_assert(blocking_fits(kGemmKernelsAvx512), "blocking of the Avx512 GEMM");
 
 }  // namespace ternorm::gemm

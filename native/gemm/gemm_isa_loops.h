@@ -24,8 +24,8 @@ void dot_of(int64_t k, const float* a, int64_t lda, int64_t m, const Elem<T>* b,
             int64_t n, float* c, int64_t ldc, float alpha, float beta) {
   by_steps<4>(0, n, [&](auto nb, int64_t j) {
     by_steps<2>(0, m, [&](auto ma, int64_t i) {
-      dot_block<decltype(ma)::value, decltype(nb)::value, T>(
-          k, a + i * lda, lda, b + j * ldb, ldb, c + i * ldc + j, ldc, alpha, beta);
+      dot_block<decltype(ma)::value, decltype(nb)::value, T>(k, a + i * lda, lda, b + j * ldb, ldb,
+                                                             c + i * ldc + j, ldc, alpha, beta);
     });
   });
 }

@@ -80,7 +80,7 @@ constexpr int64_t kKcAlign = 16;
 // halves the C-tile traffic per FMA, wins on the AVX-512 path.
 struct GemmKernels {
   MicroKernel kernel;
-  DotKernel dot;       // the small-m path with a transposed B
+  DotKernel dot;  // the small-m path with a transposed B
   DotKernel16 dot_f16, dot_bf16;
   WidenKernel widen_f16, widen_bf16;
   int64_t mr, nr;      // the microkernel's tile (kMr*, kNr* above)

@@ -134,17 +134,9 @@ void dot_block(int64_t k, const float* a, int64_t lda, const Elem<T>* b, int64_t
 
 }  // namespace
 
-constexpr GemmKernels kGemmKernelsNeon = {ukernel,
-                                          dot,
-                                          dot_f16,
-                                          dot_bf16,
-                                          widen_of<ElemType::F16>,
-                                          widen_of<ElemType::BF16>,
-                                          MR,
-                                          NR,
-                                          120,
-                                          256,
-                                          2048};
+constexpr GemmKernels kGemmKernelsNeon = {
+    ukernel, dot, dot_f16, dot_bf16, widen_of<ElemType::F16>, widen_of<ElemType::BF16>, MR,
+    NR,      120, 256,     2048};
 static_assert(blocking_fits(kGemmKernelsNeon), "blocking of the Neon GEMM");
 
 }  // namespace ternorm::gemm

@@ -88,9 +88,9 @@ std::vector<uint8_t> table_bytes(const TokenTable& table, gemm::ElemType t, int6
   const GgmlType g = ggml_table_type(t);
   std::vector<uint8_t> out(static_cast<size_t>(gguf::bytes_for(g, n)));
   if (table.type == t) {
-    std::memcpy(out.data(), table.type == gemm::ElemType::F32
-                                ? static_cast<const void*>(table.f32)
-                                : static_cast<const void*>(table.h16),
+    std::memcpy(out.data(),
+                table.type == gemm::ElemType::F32 ? static_cast<const void*>(table.f32)
+                                                  : static_cast<const void*>(table.h16),
                 out.size());
     return out;
   }
@@ -644,7 +644,10 @@ GgufImported gguf_import(const gguf::File& f, const GgufImportOptions& opt) {
           n_ptq > 0 ? cat(", ", n_ptq, " ternarised on load by absmean ",
                           opt.ternarise == GgufTernarise::PerRow ? "per row" : "per tensor",
                           " (post-training quantisation)")
-                    : std::string(", ternary as stored"));
+                    : std::string(", ternary as stored")) +
+      (model.table_type() != gemm::ElemType::F32
+           ? cat(", ", gemm::elem_type_name(model.table_type()), " token table kept as stored")
+           : std::string());
   // The adapters' base fingerprint (model_file.h) over the imported weights and the tokenizer the
   // model runs with: ternorm's own BPE when the file carries it (so an f32 export of a .tnm
   // re-imports with the .tnm's fingerprint), else the canonical bytes of tokenizer.ggml.*.

@@ -314,8 +314,8 @@ void transformer_backward(const Model& m, Precision p, const norm::GainView* gai
   // gradient starts with the head's part when tied, else at zero (the
   // lookup's part is added last).
   cross_entropy_backward(probs, targets, N, V, loss_scale, probs, ex);
-  head_backward(probs, xf, m.head_table(), N, d, V, dxf, dparams ? dparams + m.head_offset() : nullptr,
-                ex);
+  head_backward(probs, xf, m.head_table(), N, d, V, dxf,
+                dparams ? dparams + m.head_offset() : nullptr, ex);
   if (dparams && !c.tied_head) std::fill(dparams, dparams + V * d, 0.0f);
   rmsnorm_backward(norm_weights(m, gains, 2 * L), ws.x(L), N, d, dxf, dx, dnorm(2 * L), ex);
 

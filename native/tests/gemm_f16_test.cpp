@@ -63,11 +63,11 @@ TEST(gemm_widen_every_isa_equals_scalar_on_every_bit_pattern) {
     // Exact: a finite value narrows back to the same bits.
     for (size_t i = 0; i < 65536; ++i)
       if (std::isfinite(want[i]))
-        CHECK_MSG(to_half(t, want[i]) == all[i],
-                  gemm::elem_type_name(t) << " " << i << " does not round-trip");
+        CHECK_MSG(to_half(t, want[i]) == all[i], gemm::elem_type_name(t)
+                                                     << " " << i << " does not round-trip");
     for (Isa isa : test::every_isa())
-      for (int64_t n : {int64_t(all.size()), int64_t(1), int64_t(7), int64_t(15), int64_t(17),
-                        int64_t(33)}) {
+      for (int64_t n :
+           {int64_t(all.size()), int64_t(1), int64_t(7), int64_t(15), int64_t(17), int64_t(33)}) {
         // Written exactly n values: a sentinel after them stays.
         std::vector<float> got(size_t(n) + 1, 12345.0f);
         const int64_t start = n > 65536 ? 0 : 65536 - n / 2;  // across the 0xffff -> 0 wrap

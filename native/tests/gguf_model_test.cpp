@@ -657,7 +657,7 @@ TEST(gguf_model_half_tables_compute_like_their_fp32_expansion) {
         const float big = 65504.0f;  // f16's largest (bf16 rounds it)
         const float sub = t == gemm::ElemType::F16 ? 5.96e-8f : 1e-39f;
         const int64_t pick = rng.below(256);
-        const float v = pick == 0 ? (i % 2 ? big : -big)
+        const float v = pick == 0   ? (i % 2 ? big : -big)
                         : pick == 1 ? sub * float(1 + rng.below(5))
                                     : rng.normal() * 0.05f;
         m.params()[i] = v;
@@ -695,7 +695,8 @@ TEST(gguf_model_half_tables_compute_like_their_fp32_expansion) {
           // Window logits: 2 x 16 rows, all scored; then 2 x 4 (the dot path).
           for (int64_t scored : {int64_t(16), int64_t(4)}) {
             std::vector<int32_t> targets(32, -1);
-            for (int64_t i = 16 - scored; i < 16; ++i) targets[size_t(i)] = targets[size_t(16 + i)] = 1;
+            for (int64_t i = 16 - scored; i < 16; ++i)
+              targets[size_t(i)] = targets[size_t(16 + i)] = 1;
             std::vector<float> lg[2];
             const Model* models[2] = {&h, &f};
             for (int k = 0; k < 2; ++k) {
@@ -722,8 +723,8 @@ TEST(gguf_model_half_tables_compute_like_their_fp32_expansion) {
                   es[size_t(e)].n = step == 0 ? 3 : 1;
                   es[size_t(e)].gains = views.data();
                 }
-                model::decode_forward(*models[k], model::Precision::Ternary, st, es.data(),
-                                      entries, out.data(), ex);
+                model::decode_forward(*models[k], model::Precision::Ternary, st, es.data(), entries,
+                                      out.data(), ex);
                 lg[k].insert(lg[k].end(), out.begin(), out.end());
               }
             }
@@ -750,9 +751,9 @@ TEST(gguf_model_half_tables_compute_like_their_fp32_expansion) {
                                  tokens.data() + 1, 1, 16, ws, true, Exec{});
       std::vector<float> dp(size_t(h.n_params()));
       CHECK(mentions(thrown_message([&] {
-                       model::transformer_backward(h, model::Precision::F32, nullptr,
-                                                   tokens.data(), tokens.data() + 1, 1, 16, 1.0f,
-                                                   ws, dp.data(), nullptr, Exec{});
+                       model::transformer_backward(h, model::Precision::F32, nullptr, tokens.data(),
+                                                   tokens.data() + 1, 1, 16, 1.0f, ws, dp.data(),
+                                                   nullptr, Exec{});
                      }),
                      "needs it in fp32"));
     }
@@ -766,14 +767,14 @@ TEST(gguf_model_half_table_non_finite_refused) {
   o.table_type = gemm::ElemType::F16;
   const std::vector<uint8_t> good = model::gguf_model_writer(*m, o).finish();
   for (uint16_t bad : {uint16_t(0x7c00), uint16_t(0xfe01)}) {
-    const std::vector<uint8_t> b = rewrite(good, {nullptr, [&](std::string& name, GgmlType&,
-                                                               std::vector<int64_t>&,
-                                                               std::vector<uint8_t>& data) {
-                                                    if (name == "token_embd.weight")
-                                                      std::memcpy(data.data() + 2 * 77, &bad, 2);
-                                                    return true;
-                                                  },
-                                                  nullptr});
+    const std::vector<uint8_t> b = rewrite(
+        good,
+        {nullptr,
+         [&](std::string& name, GgmlType&, std::vector<int64_t>&, std::vector<uint8_t>& data) {
+           if (name == "token_embd.weight") std::memcpy(data.data() + 2 * 77, &bad, 2);
+           return true;
+         },
+         nullptr});
     const std::string e = import_error(b);
     CHECK_MSG(mentions(e, "tensor 'token_embd.weight' holds a non-finite value at index 77"), e);
   }
