@@ -30,6 +30,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -163,8 +166,13 @@ std::unique_ptr<Model> through_gguf(const Model& m, gemm::ElemType table) {
   return std::move(gguf_import(gguf::File::copy(bytes.data(), bytes.size())).model);
 }
 
-// The process's resident memory, MB (VmRSS of /proc/self/status; 0 if unreadable).
+// The process's resident memory, MB (VmRSS of /proc/self/status; 0 if
+// unreadable), after handing freed heap memory back (the load's temporary
+// buffers would otherwise be counted, as much as the model's own bytes).
 double vm_rss_mb() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
   std::ifstream f("/proc/self/status");
   std::string line;
   while (std::getline(f, line))
