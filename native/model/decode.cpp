@@ -305,8 +305,9 @@ void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEn
     constexpr int64_t kWideRows = 64;
     parallel_ranges(ex, V, 64, [&](int64_t j0, int64_t j1) {
       thread_local std::vector<float> wide;
-      for (int64_t r0 = j0; r0 < j1; r0 += kWideRows) {
-        const int64_t r1 = head.type == gemm::ElemType::F32 ? j1 : std::min(j1, r0 + kWideRows);
+      const int64_t step = head.type == gemm::ElemType::F32 ? j1 - j0 : kWideRows;
+      for (int64_t r0 = j0; r0 < j1; r0 += step) {
+        const int64_t r1 = std::min(j1, r0 + step);
         const float* rows = wide.data();
         if (head.type == gemm::ElemType::F32) {
           rows = head.f32 + r0 * d;
