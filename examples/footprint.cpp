@@ -3,11 +3,14 @@
 // 107 M-parameter config (d_model 1024, 8 layers, 16 heads, d_ff 2816, the
 // rest as shipped) built in memory with the core, both measured by the same
 // capi::footprint. File and adapter sizes are the exact sizes the core's
-// writers and the codec produce.
+// writers and the codec produce. Each model also as a GGUF (tq2_0 block
+// matrices) with its token table in f32 and in f16, loaded back by the GGUF
+// importer, which keeps an F16 table as stored.
 //
 //   ternorm_footprint models/base.tnm
 #include <cmath>
 #include <cstdio>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -15,6 +18,8 @@
 #include "capi/footprint.h"
 #include "codec/codec.h"
 #include "io/container.h"
+#include "io/gguf.h"
+#include "model/gguf_model.h"
 #include "model/model.h"
 #include "model/model_file.h"
 
@@ -61,6 +66,31 @@ void adapter_sizes(const model::Model& m, Row& r) {
   r.int8_file =
       int64_t(model::encoded_adapter_writer(c, codec::Method::Int8PerTensor, ea.tensors, base, "")
                   .file_bytes());
+}
+
+// m exported as a tq2_0 GGUF with the token table in `table`, and loaded back.
+Row gguf_row(const model::Model& m, const std::vector<uint8_t>& tokenizer, gemm::ElemType table,
+             const std::string& name) {
+  model::GgufExportOptions o;
+  o.type = model::GgufWeightType::TQ2_0;
+  o.table_type = table;
+  o.ternorm_tokenizer = tokenizer;
+  const std::vector<uint8_t> bytes = model::gguf_model_writer(m, o).finish();
+  const model::GgufImported im = model::gguf_import(gguf::File::copy(bytes.data(), bytes.size()));
+  if (im.model->table_type() != table)
+    throw std::logic_error("the GGUF import changed the table type");
+  const capi::Footprint f = capi::footprint(*im.model);
+  Row r;
+  r.name = name + " as GGUF tq2_0, " + gemm::elem_type_name(table) + " token table";
+  r.params = im.model->n_params();
+  r.file_bytes = int64_t(bytes.size());
+  r.weight_bytes = f.weight_bytes;
+  r.latent_block_bytes = latent_block_bytes(*im.model);
+  r.kv_per_token = f.kv_bytes_per_token;
+  r.context = im.model->config().context;
+  r.adapter_f32 = f.adapter_f32_bytes;
+  adapter_sizes(*im.model, r);
+  return r;
 }
 
 void print(const std::vector<Row>& rows) {
@@ -114,6 +144,8 @@ int main(int argc, char** argv) {
     s.adapter_f32 = info.adapter_f32_bytes;
     adapter_sizes(*lm.model, s);
     rows.push_back(s);
+    for (gemm::ElemType t : {gemm::ElemType::F32, gemm::ElemType::F16})
+      rows.push_back(gguf_row(*lm.model, lm.tokenizer, t, "shipped"));
 
     // The 107 M config: the shipped shape with d_model 1024, 8 layers, 16
     // heads (head_dim 64 as shipped), d_ff 2816; its file as the writer would
@@ -133,6 +165,8 @@ int main(int argc, char** argv) {
     b.adapter_f32 = fb.adapter_f32_bytes;
     adapter_sizes(big, b);
     rows.push_back(b);
+    for (gemm::ElemType t : {gemm::ElemType::F32, gemm::ElemType::F16})
+      rows.push_back(gguf_row(big, lm.tokenizer, t, "107 M config"));
     print(rows);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "footprint: %s\n", e.what());

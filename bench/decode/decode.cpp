@@ -16,16 +16,25 @@
 // and prints each op's time per token and the bytes/s of its weights against
 // one thread's streaming read rate over as many bytes (the roofline), all
 // interleaved rep by rep, medians.
+// --tables f32,f16 runs the model as loaded from a tq2_0 GGUF with its token
+// table in each listed type (the GGUF importer keeps F16/BF16 as stored):
+// with --ops the head GEMV and the whole step of each, interleaved in one
+// process; otherwise exactly one type. The model's resident memory (VmRSS)
+// after load is printed either way.
 //   ternorm_bench_decode [--config shipped|107m] [--threads N] [--steps S]
 //                        [--reps R] [--prompt P] [--k 1,4,16,64] [--clock wall|cpu]
-//                        [--out file.json] [--ops 1]
+//                        [--out file.json] [--ops 1] [--tables f32,f16,bf16]
 #include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <functional>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -34,7 +43,9 @@
 #include "cpu/aligned_buffer.h"
 #include "cpu/features.h"
 #include "cpu/thread_pool.h"
+#include "io/gguf.h"
 #include "model/decode.h"
+#include "model/gguf_model.h"
 #include "model/layers.h"
 #include "model/model.h"
 #include "model/sampler.h"
@@ -53,6 +64,7 @@ struct Options {
   std::string out;
   bool cpu_clock = false;
   bool ops = false;
+  std::vector<gemm::ElemType> tables;  // empty: the model as built in memory
 };
 
 Options parse(int argc, char** argv) {
@@ -83,6 +95,13 @@ Options parse(int argc, char** argv) {
         if (o.ks.back() < 1) throw std::invalid_argument("--k values must be >= 1");
       }
       if (o.ks.empty()) throw std::invalid_argument("--k wants at least one batch size");
+    } else if (a == "--tables") {
+      size_t at = 0;
+      while (at <= v.size()) {
+        const size_t comma = std::min(v.find(',', at), v.size());
+        o.tables.push_back(gemm::elem_type_of(v.substr(at, comma - at).c_str()));
+        at = comma + 1;
+      }
     } else if (a == "--out")
       o.out = v;
     else if (a == "--ops")
@@ -138,8 +157,33 @@ ReadFn read_probe(Isa isa) {
   throw std::logic_error(std::string("no read probe for ") + isa_name(isa));
 }
 
-// --ops: the n = 1 step op by op (see the header comment).
-void run_ops(const Options& o, const Model& m, const Exec& ex) {
+// m exported as a tq2_0 GGUF with its token table in `table`, loaded back.
+std::unique_ptr<Model> through_gguf(const Model& m, gemm::ElemType table) {
+  GgufExportOptions opt;
+  opt.type = GgufWeightType::TQ2_0;
+  opt.table_type = table;
+  const std::vector<uint8_t> bytes = gguf_model_writer(m, opt).finish();
+  return std::move(gguf_import(gguf::File::copy(bytes.data(), bytes.size())).model);
+}
+
+// The process's resident memory, MB (VmRSS of /proc/self/status; 0 if
+// unreadable), after handing freed heap memory back (the load's temporary
+// buffers would otherwise be counted, as much as the model's own bytes).
+double vm_rss_mb() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
+  return 0;
+}
+
+// --ops: the n = 1 step op by op (see the header comment); the head and the
+// whole step once per model of `heads` (the same block weights).
+void run_ops(const Options& o, const Model& m, const std::vector<const Model*>& heads,
+             const Exec& ex) {
   const ModelConfig& c = m.config();
   const int64_t d = c.d_model, f = c.d_ff, V = c.vocab, L = c.n_layers;
   const int64_t pd = ternary::padded_cols(d), pf = ternary::padded_cols(f);
@@ -194,11 +238,16 @@ void run_ops(const Options& o, const Model& m, const Exec& ex) {
                  },
                  {}});
   const double head_bytes = double(V * d) * sizeof(float);
-  ops.push_back({"head gemv " + std::to_string(V) + "x" + std::to_string(d),
-                 head_bytes,
-                 [&] { head_forward(x.data(), m.head(), 1, d, V, logits.data(), ex); },
-                 {}});
-  // The roofline: one thread streaming as many bytes as a step's weights.
+  const size_t kFirstHead = ops.size();  // after the 4 GEMVs, the quantisation and the norms
+  auto label = [&](const Model* h) {
+    return heads.size() > 1 ? std::string(" ") + gemm::elem_type_name(h->table_type()) : "";
+  };
+  for (const Model* h : heads)
+    ops.push_back({"head gemv " + std::to_string(V) + "x" + std::to_string(d) + label(h),
+                   double(V * d * gemm::elem_bytes(h->table_type())),
+                   [&, h] { head_forward(x.data(), h->head_table(), 1, d, V, logits.data(), ex); },
+                   {}});
+  // The roofline: one thread streaming as many bytes as a step's fp32 weights.
   const size_t all = size_t(ternary_bytes + int64_t(head_bytes)) / 64 * 64;
   AlignedBuffer<uint8_t> buf(all, Mapping::Huge);
   for (size_t i = 0; i < all; i += 4096) buf[i] = uint8_t(i);
@@ -210,16 +259,21 @@ void run_ops(const Options& o, const Model& m, const Exec& ex) {
   const int32_t tok = 11;
   DecodeEntry e;
   e.slot = 0, e.tokens = &tok, e.n = 1;
-  ops.push_back({"whole step (position 0)",
-                 double(ternary_bytes) + head_bytes,
-                 [&] {
-                   st.reset(0);
-                   decode_forward(m, Precision::Ternary, st, &e, 1, logits.data(), ex);
-                 },
-                 {}});
+  const size_t whole = ops.size();
+  for (const Model* h : heads)
+    ops.push_back({"whole step (position 0)" + label(h),
+                   double(ternary_bytes) + double(V * d * gemm::elem_bytes(h->table_type())),
+                   [&, h] {
+                     st.reset(0);
+                     decode_forward(*h, Precision::Ternary, st, &e, 1, logits.data(), ex);
+                   },
+                   {}});
   for (Op& op : ops) op.run();  // warm-up
+  // Odd reps run the list backwards: an op's time depends on what ran just
+  // before it (what it left in the caches), so each op gets both neighbours.
   for (int64_t rep = 0; rep < o.reps * 4; ++rep)
-    for (Op& op : ops) {
+    for (size_t i = 0; i < ops.size(); ++i) {
+      Op& op = ops[rep % 2 ? ops.size() - 1 - i : i];
       const double t0 = now(o.cpu_clock);
       op.run();
       op.us.push_back(1e6 * (now(o.cpu_clock) - t0));
@@ -231,12 +285,25 @@ void run_ops(const Options& o, const Model& m, const Exec& ex) {
   double parts = 0;
   for (size_t i = 0; i < ops.size(); ++i) {
     const double us = median(ops[i].us);
-    if (i + 2 < ops.size()) parts += us;
+    if (i <= kFirstHead) parts += us;  // the first model's step, op by op
     std::printf("%-30s %12.1f %12.2f %10.1f\n", ops[i].name.c_str(), us, ops[i].bytes / 1e6,
                 ops[i].bytes > 0 ? ops[i].bytes / us / 1e3 : 0.0);
   }
-  std::printf("%-30s %12.1f   (the step's rest: attention, RoPE, residuals, dispatch)\n",
-              "sum of the ops above", parts);
+  std::printf(
+      "%-30s %12.1f   (the first model's parts; the step's rest: attention, RoPE, "
+      "residuals, dispatch)\n",
+      "sum of the ops above", parts);
+  if (heads.size() > 1) {  // paired per rep: the same rep's runs of the two models
+    std::vector<double> head_ratio, step_ratio;
+    for (size_t r = 0; r < ops[whole].us.size(); ++r) {
+      head_ratio.push_back(ops[kFirstHead + 1].us[r] / ops[kFirstHead].us[r]);
+      step_ratio.push_back(ops[whole + 1].us[r] / ops[whole].us[r]);
+    }
+    std::printf("paired ratio %s / %s: head %.3f, whole step %.3f (medians over reps)\n",
+                gemm::elem_type_name(heads[1]->table_type()),
+                gemm::elem_type_name(heads[0]->table_type()), median(head_ratio),
+                median(step_ratio));
+  }
   std::printf("(checksum %llu)\n", (unsigned long long)(sink & 1));
 }
 
@@ -251,12 +318,23 @@ int main(int argc, char** argv) {
                                   std::to_string(c.context));
     ThreadPool pool(o.threads);
     const Exec ex{default_isa(), &pool, o.threads};
-    Model m(c, 1);
-    m.quantize(ex);
+    std::unique_ptr<Model> built = std::make_unique<Model>(c, 1);
+    built->quantize(ex);
+    std::vector<std::unique_ptr<Model>> loaded;
+    for (gemm::ElemType t : o.tables) loaded.push_back(through_gguf(*built, t));
+    if (!loaded.empty()) built.reset();
+    const Model& m = loaded.empty() ? *built : *loaded[0];
+    std::printf("VmRSS after load: %.1f MB (%zu model(s), token table %s)\n", vm_rss_mb(),
+                loaded.empty() ? size_t(1) : loaded.size(),
+                o.tables.empty() ? "f32 (built in memory)" : gemm::elem_type_name(m.table_type()));
     if (o.ops) {
-      run_ops(o, m, ex);
+      std::vector<const Model*> heads;
+      for (const auto& h : loaded) heads.push_back(h.get());
+      if (heads.empty()) heads.push_back(&m);
+      run_ops(o, m, heads, ex);
       return 0;
     }
+    if (loaded.size() > 1) throw std::invalid_argument("--tables lists one type without --ops");
     const std::vector<int64_t>& ks = o.ks;
     const int64_t kmax = *std::max_element(ks.begin(), ks.end()), V = c.vocab;
     // One adapter per slot: gains 1 +- small, all different.

@@ -8,7 +8,17 @@ import { resolve } from 'node:path';
 
 import { getFixtures } from '../data/fixtures.js';
 import { Adapter } from '../adapter/adapter.js';
-import { evaluate, GGUF_FLOAT_TYPES, GGUF_TYPES, Model, type GgufType, type ModelConfig, type Precision } from '../model/model.js';
+import {
+  evaluate,
+  GGUF_FLOAT_TYPES,
+  GGUF_TABLE_TYPES,
+  GGUF_TYPES,
+  Model,
+  type GgufTableType,
+  type GgufType,
+  type ModelConfig,
+  type Precision,
+} from '../model/model.js';
 import { adapterRunLimits, resolveAdapterRun, trainAdapter, type AdapterRunOptions } from '../model/train-adapter.js';
 import { baseRunLimits, STOP_AFTER_LIMIT, trainBase, type BaseRunRequest } from '../model/train-base.js';
 import { BET_USAGE, cmdBet, cmdFleet, cmdQuantize, cmdReport, REPORT_USAGE } from './bet-commands.js';
@@ -57,6 +67,7 @@ ${BET_USAGE}${REPORT_USAGE}  train-base      train the base model (tokenizer, te
     --model M [--adapter A] --type tq2_0|tq1_0|f16|f32|bf16|q8_0 --out X.gguf [--ternarise ...]
     [--weights ternary|latent (trit x scale, or the fp32 latent weights of a checkpoint, a created model
     or a float GGUF, in a float type: a float GGUF that is ternarised on load)]
+    [--table-type f32|f16|bf16 (the token embedding / output head; default: as the model stores it)]
 ${GENERATE_USAGE}  Every --model accepts a ternorm .tnm or a GGUF (llama architecture; detected by its magic).
   ${TERNARISE_USAGE}
 `;
@@ -337,7 +348,7 @@ async function cmdTrainAdapter(argv: string[], io: Io): Promise<number> {
 
 // ---- export --------------------------------------------------------------------------------------
 async function cmdExport(argv: string[], io: Io): Promise<number> {
-  const v = parse(argv, { model: S, adapter: S, type: S, out: S, weights: S, ternarise: S });
+  const v = parse(argv, { model: S, adapter: S, type: S, out: S, weights: S, ternarise: S, 'table-type': S });
   if (v.help) return help(io);
   const type = required(v, 'type');
   if (!(GGUF_TYPES as readonly string[]).includes(type)) throw new UsageError(`--type must be ${GGUF_TYPES.join(', ')}, got '${type}'`);
@@ -345,6 +356,9 @@ async function cmdExport(argv: string[], io: Io): Promise<number> {
   if (weights !== 'ternary' && weights !== 'latent') throw new UsageError(`--weights must be ternary or latent, got '${weights}'`);
   if (weights === 'latent' && !(GGUF_FLOAT_TYPES as readonly string[]).includes(type))
     throw new UsageError(`--weights latent writes floats: --type must be ${GGUF_FLOAT_TYPES.join(', ')}, got '${type}'`);
+  const tableType = v['table-type'] as string | undefined;
+  if (tableType !== undefined && !(GGUF_TABLE_TYPES as readonly string[]).includes(tableType))
+    throw new UsageError(`--table-type must be ${GGUF_TABLE_TYPES.join(', ')}, got '${tableType}'`);
   const modelPath = required(v, 'model');
   const out = required(v, 'out');
   const model = Model.load(modelPath, { ternarise: ternariseFlag(v) });
@@ -356,9 +370,14 @@ async function cmdExport(argv: string[], io: Io): Promise<number> {
   }
   // An encoded adapter's gains are its decoded ones (what the norm kernel computes with).
   const adapter = v.adapter === undefined ? null : Adapter.load(model, v.adapter as string);
-  model.exportGguf(type as GgufType, { path: out, gains: adapter === null ? null : adapter.gains, weights });
+  model.exportGguf(type as GgufType, {
+    path: out,
+    gains: adapter === null ? null : adapter.gains,
+    weights,
+    tableType: tableType as GgufTableType | undefined,
+  });
   io.stdout.write(
-    `wrote ${out} (${type}, ${weights} weights${adapter === null ? '' : `, adapter ${adapter.scheme} folded into the norms`})\n`,
+    `wrote ${out} (${type}, ${weights} weights${tableType === undefined ? '' : `, ${tableType} token tables`}${adapter === null ? '' : `, adapter ${adapter.scheme} folded into the norms`})\n`,
   );
   return 0;
 }

@@ -75,6 +75,9 @@ export type GgufType = 'tq2_0' | 'tq1_0' | 'f16' | 'f32' | 'bf16' | 'q8_0';
 export const GGUF_TYPES: readonly GgufType[] = ['tq2_0', 'tq1_0', 'f16', 'f32', 'bf16', 'q8_0'];
 /** The float types, which a latent export can write. */
 export const GGUF_FLOAT_TYPES: readonly GgufType[] = ['f32', 'f16', 'bf16', 'q8_0'];
+/** The type of a GGUF's token tables (token_embd, an untied output head); F16/BF16 load as stored. */
+export type GgufTableType = 'f32' | 'f16' | 'bf16';
+export const GGUF_TABLE_TYPES: readonly GgufTableType[] = ['f32', 'f16', 'bf16'];
 /** What a GGUF export writes for the block matrices: trit x scale, or the fp32 latent weights. */
 export type GgufWeights = 'ternary' | 'latent';
 /** How a GGUF's float matrices are ternarised on load (absmean, post-training quantisation). */
@@ -256,13 +259,23 @@ export class Model {
    * vocabulary of this model's size, e.g. Llama 3's) or a GGUF-loaded model's own vocabulary.
    * `weights: 'latent'` writes the fp32 latent block matrices in a float type instead of trit x
    * scale (a float GGUF that is ternarised on load); a model without latent weights (a .tnm model
-   * file) refuses it. Written atomically to `path`, or returned as bytes.
+   * file) refuses it. `tableType` is the token tables' type (default: as the model stores them, f32
+   * unless it was loaded from a GGUF with F16/BF16 ones). Written atomically to `path`, or returned
+   * as bytes.
    */
   exportGguf(
     type: GgufType,
-    options: { path?: string; gains?: Float32Array | null; vocab?: VocabMetadata; weights?: GgufWeights } = {},
+    options: {
+      path?: string;
+      gains?: Float32Array | null;
+      vocab?: VocabMetadata;
+      weights?: GgufWeights;
+      tableType?: GgufTableType;
+    } = {},
   ): Uint8Array | undefined {
     if (!GGUF_TYPES.includes(type)) throw new RangeError(`type must be one of ${GGUF_TYPES.join(', ')}, got ${String(type)}`);
+    if (options.tableType !== undefined && !GGUF_TABLE_TYPES.includes(options.tableType))
+      throw new RangeError(`tableType must be one of ${GGUF_TABLE_TYPES.join(', ')}, got ${String(options.tableType)}`);
     const weights = options.weights ?? 'ternary';
     if (weights !== 'ternary' && weights !== 'latent')
       throw new RangeError(`weights must be 'ternary' or 'latent', got ${String(weights)}`);
@@ -287,6 +300,7 @@ export class Model {
       GGUF_EXPORT_PRE,
       vocab,
       weights,
+      options.tableType,
     );
   }
 

@@ -128,6 +128,7 @@ export interface NativeModelAddon {
     pre: string,
     vocab?: VocabMetadata | null,
     weights?: 'ternary' | 'latent',
+    tableType?: 'f32' | 'f16' | 'bf16',
   ): Uint8Array | undefined;
   trainerCreate(model: NativeModel, config: RawTrainConfig): NativeTrainer;
   evaluateAsync(

@@ -442,7 +442,8 @@ Napi::Value load_gguf(const Napi::CallbackInfo& info, uint64_t max_bytes,
 
 // modelExportGguf(model, path | undefined, type, gains: Float32Array | null, tokenizer: Uint8Array
 // | null,
-//   pre: string, vocab?: metadata, weights?: 'ternary' | 'latent') -> Uint8Array (no path) |
+//   pre: string, vocab?: metadata, weights?: 'ternary' | 'latent', tableType?: 'f32' | 'f16' |
+//   'bf16' (default: as the model stores its token tables)) -> Uint8Array (no path) |
 //   undefined. The tokenizer written:
 //   ternorm BPE bytes as themselves (kTernormTokenizerKey) and as their gpt2-style vocabulary with
 //   pre-tokenizer `pre`; else a vocabulary given as metadata (VocabTokenizer's); else a
@@ -459,6 +460,13 @@ Napi::Value ModelExportGguf(const Napi::CallbackInfo& info) {
     if (weights != "ternary" && weights != "latent")
       throw_range(env, "weights must be 'ternary' or 'latent', got '" + weights + "'");
     o.latent = weights == "latent";
+  }
+  if (!info[8].IsUndefined()) {
+    try {
+      o.table_type = gemm::elem_type_of(string_arg(info, 8, "tableType").c_str());
+    } catch (const std::invalid_argument& e) {
+      throw_range(env, std::string("tableType: ") + e.what());
+    }
   }
   if (o.latent && !s->latent_stored)
     throw_range(env,

@@ -9,6 +9,11 @@ Footprint footprint(const model::Model& m) {
   const model::ModelConfig& c = m.config();
   Footprint f;
   int64_t b = m.n_params() * int64_t(sizeof(float));
+  // 16-bit token tables live in a buffer of their own; their fp32 regions of
+  // the parameter buffer are never written (the kernel backs no memory there).
+  if (m.table_type() != gemm::ElemType::F32)
+    b -= (c.tied_head ? 1 : 2) * c.vocab * c.d_model *
+         (int64_t(sizeof(float)) - gemm::elem_bytes(m.table_type()));
   for (int64_t l = 0; l < c.n_layers; ++l)
     for (int i = 0; i < model::kLinearsPerLayer; ++i) {
       const ternary::PackedTernary p = m.packed(l, model::Linear(i));

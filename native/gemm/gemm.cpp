@@ -5,10 +5,12 @@
 // serves all four layouts. The blocked driver is also the engine of the
 // ternary fp32 products, which pass their own B packer (decoded weights).
 // A GEMV-shaped call (a few rows of C, transposed B) skips packing and runs
-// dot kernels on the operands in place.
+// dot kernels on the operands in place. A 16-bit B is widened to fp32 while
+// packed, or in the dot kernels' registers.
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "../cpu/aligned_buffer.h"
 #include "../cpu/dispatch.h"
@@ -51,23 +53,26 @@ PackScratch& pack_scratch(size_t b_floats, size_t a_floats) {
 // dst + q * kc * W, zero past the width. Two source shapes cover all four
 // layouts: the width runs along the stored rows (contiguous), or across them.
 
+// k-step p of the panels from the stored row s (width values).
+template <int W>
+inline void deal_row(const float* s, int64_t width, int64_t kc, int64_t p, float* dst) {
+  const int64_t full = width / W, rem = width % W;
+  for (int64_t q = 0; q < full; ++q) {
+    float* d = dst + q * kc * W + p * W;
+    for (int x = 0; x < W; ++x) d[x] = s[q * W + x];
+  }
+  if (rem != 0) {
+    float* d = dst + full * kc * W + p * W;
+    for (int64_t x = 0; x < rem; ++x) d[x] = s[full * W + x];
+    for (int64_t x = rem; x < W; ++x) d[x] = 0.0f;
+  }
+}
+
 // Element (p, x) at src[p * ld + x]: one stored row per k-step, read
 // contiguously and dealt out to the panels.
 template <int W>
 void pack_width_contiguous(const float* src, int64_t ld, int64_t width, int64_t kc, float* dst) {
-  const int64_t full = width / W, rem = width % W;
-  for (int64_t p = 0; p < kc; ++p) {
-    const float* s = src + p * ld;
-    for (int64_t q = 0; q < full; ++q) {
-      float* d = dst + q * kc * W + p * W;
-      for (int x = 0; x < W; ++x) d[x] = s[q * W + x];
-    }
-    if (rem != 0) {
-      float* d = dst + full * kc * W + p * W;
-      for (int64_t x = 0; x < rem; ++x) d[x] = s[full * W + x];
-      for (int64_t x = rem; x < W; ++x) d[x] = 0.0f;
-    }
-  }
+  for (int64_t p = 0; p < kc; ++p) deal_row<W>(src + p * ld, width, kc, p, dst);
 }
 
 // Element (p, x) at src[x * ld + p]: a transpose, done in strips of 8 k-steps
@@ -113,16 +118,44 @@ PackA pack_a_for(int64_t mr) {
 }
 static_assert(kMrNeon == kMrAvx2, "pack_a_for shares the 6-row packer");
 
-// op(B) from a dense row-major matrix.
+// op(B) from a dense row-major matrix, fp32 (b) or 16-bit (b16, widened by
+// the path's widen kernel).
 struct DenseB {
   const float* b;
+  const uint16_t* b16;
+  WidenKernel widen;  // null for fp32
   int64_t ldb;
   bool trans;
 };
 
+// The stored rows of a 16-bit B, widened into a per-thread row buffer first,
+// then packed as fp32 rows are: the same panels as from the widened matrix.
+template <int NR>
+void pack_dense_b16_nr(const DenseB& s, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                       float* dst) {
+  thread_local std::vector<float> rows;
+  if (s.trans) {  // stored row x = column x of op(B): NR rows of kc values per panel
+    rows.resize(size_t(NR * kc));
+    for (int64_t x0 = 0; x0 < nc; x0 += NR) {
+      const int64_t count = std::min<int64_t>(NR, nc - x0);
+      for (int64_t x = 0; x < count; ++x)
+        s.widen(s.b16 + (j0 + x0 + x) * s.ldb + k0, kc, rows.data() + x * kc);
+      pack_width_strided<NR>(rows.data(), kc, count, kc, dst + (x0 / NR) * kc * NR);
+    }
+  } else {  // stored row p = k-step p
+    rows.resize(size_t(nc));
+    for (int64_t p = 0; p < kc; ++p) {
+      s.widen(s.b16 + (k0 + p) * s.ldb + j0, nc, rows.data());
+      deal_row<NR>(rows.data(), nc, kc, p, dst);
+    }
+  }
+}
+
 template <int NR>
 void pack_dense_b_nr(const DenseB& s, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
-  if (s.trans)
+  if (s.widen)
+    pack_dense_b16_nr<NR>(s, k0, kc, j0, nc, dst);
+  else if (s.trans)
     pack_width_strided<NR>(s.b + j0 * s.ldb + k0, s.ldb, nc, kc, dst);
   else
     pack_width_contiguous<NR>(s.b + k0 * s.ldb + j0, s.ldb, nc, kc, dst);
@@ -172,11 +205,44 @@ void gemm_f32_dot(const GemmArgs& g, const GemmKernels& pl, const Exec& ex) {
     lda = k;
   }
   parallel_ranges(ex, g.n, 16, [&](int64_t j0, int64_t j1) {
-    pl.dot(k, a, lda, m, g.b + j0 * g.ldb, g.ldb, j1 - j0, g.c + j0, g.ldc, g.alpha, g.beta);
+    if (g.b_type == ElemType::F32)
+      pl.dot(k, a, lda, m, g.b + j0 * g.ldb, g.ldb, j1 - j0, g.c + j0, g.ldc, g.alpha, g.beta);
+    else
+      (g.b_type == ElemType::F16 ? pl.dot_f16 : pl.dot_bf16)(
+          k, a, lda, m, g.b16 + j0 * g.ldb, g.ldb, j1 - j0, g.c + j0, g.ldc, g.alpha, g.beta);
   });
 }
 
+WidenKernel widen_kernel(const GemmKernels& pl, ElemType t) {
+  switch (t) {
+    case ElemType::F16: return pl.widen_f16;
+    case ElemType::BF16: return pl.widen_bf16;
+    case ElemType::F32: break;
+  }
+  throw std::invalid_argument(std::string("gemm: no widening from ") + elem_type_name(t));
+}
+
 }  // namespace
+
+const char* elem_type_name(ElemType t) {
+  switch (t) {
+    case ElemType::F32: return "f32";
+    case ElemType::F16: return "f16";
+    case ElemType::BF16: return "bf16";
+  }
+  return "?";
+}
+
+ElemType elem_type_of(const char* name) {
+  for (ElemType t : {ElemType::F32, ElemType::F16, ElemType::BF16})
+    if (std::string(name) == elem_type_name(t)) return t;
+  throw std::invalid_argument(std::string("unknown table type '") + name +
+                              "' (expected f32, f16 or bf16)");
+}
+
+void widen(ElemType t, const uint16_t* src, int64_t n, float* dst, const Exec& ex) {
+  widen_kernel(pick_kernels(kGemmTable, ex.isa, "widen"), t)(src, n, dst);
+}
 
 void gemm_f32_blocked(bool trans_a, const float* a, int64_t lda, int64_t m, int64_t n, int64_t k,
                       const BPacker& bp, float alpha, float beta, float* c, int64_t ldc,
@@ -230,12 +296,16 @@ void gemm_f32(const GemmArgs& g, const Exec& ex) {
   // As stored: A is m x k (k x m when transposed), B is k x n (n x k), C is m x n.
   check_matrix("a", g.a, g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda,
                g.trans_a ? "k x m, trans_a" : "m x k");
-  check_matrix("b", g.b, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb,
+  const bool b16 = g.b_type != ElemType::F32;
+  if (b16 && g.b != nullptr)
+    throw std::invalid_argument("gemm_f32: a 16-bit B is read from b16, b must be null");
+  check_matrix(b16 ? "b16" : "b", b16 ? static_cast<const void*>(g.b16) : g.b,
+               g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb,
                g.trans_b ? "n x k, trans_b" : "k x n");
   check_matrix("c", g.c, g.m, g.n, g.ldc, "m x n");
   const GemmKernels& pl = pick_kernels(kGemmTable, ex.isa, "gemm_f32");
   if (g.m <= kDirectMaxM && g.trans_b) return gemm_f32_dot(g, pl, ex);
-  const DenseB src{g.b, g.ldb, g.trans_b};
+  const DenseB src{g.b, g.b16, b16 ? widen_kernel(pl, g.b_type) : nullptr, g.ldb, g.trans_b};
   BPacker bp;
   bp.pack = pack_dense_b;
   bp.ctx = &src;

@@ -3,7 +3,8 @@
 // FMAs for 2 vector loads, so the FMA pipes, not the loads, set the pace.
 // The row count is a template parameter, so a short edge tile does only the
 // FMAs its rows need; the column edge uses masked loads/stores. Also the dot
-// kernels of the small-m path (16 lanes along k, masked tail).
+// kernels of the small-m path (16 lanes along k, masked tail), which widen a
+// 16-bit B in registers (vcvtph2ps for binary16, a shift for bfloat16).
 #include <immintrin.h>
 
 #include <cstdint>
@@ -63,30 +64,74 @@ void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int
 
 // The NB rows of B are NB streams read in lockstep (the decode head: 4 rows
 // of 4 KB at d_model 1024, each a new stream on a new page for the hardware
-// prefetchers). Each is prefetched this many floats ahead; past a row's end
+// prefetchers). Each is prefetched this many floats' bytes ahead; past a row's end
 // the prefetch moves on to the same row of the next NB (the next call's).
 constexpr int64_t kDotPrefetch = 256;
 
 // C[i][j] for MA rows of A and NB rows of B: one accumulator per element,
 // 16 lanes over k, the tail masked, then a fixed reduction tree.
-template <int MA, int NB>
-void dot_block(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+// 16 values of a 16-bit type T widened to fp32 (exactly). Zero-masking forms
+// with a full mask are the plain instructions (the unmasked intrinsics trip
+// GCC 12's -Wmaybe-uninitialized).
+template <ElemType T>
+inline __m512 widen16(__m256i h) {
+  if constexpr (T == ElemType::F16) return _mm512_maskz_cvtph_ps(0xFFFF, h);
+  return _mm512_castsi512_ps(
+      _mm512_maskz_slli_epi32(0xFFFF, _mm512_maskz_cvtepu16_epi32(0xFFFF, h), 16));
+}
+
+// The values of B of type T in the lanes of `lanes` (16 from p), widened to
+// fp32 (exactly), zero elsewhere.
+template <ElemType T>
+inline __m512 load16(__mmask16 lanes, const Elem<T>* p) {
+  if constexpr (T == ElemType::F32) {
+    return _mm512_maskz_loadu_ps(lanes, p);
+  } else {
+    return widen16<T>(_mm256_maskz_loadu_epi16(lanes, p));
+  }
+}
+
+// All 16 of them.
+template <ElemType T>
+inline __m512 load16(const Elem<T>* p) {
+  if constexpr (T == ElemType::F32) {
+    return _mm512_loadu_ps(p);
+  } else {
+    return widen16<T>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+}
+
+template <ElemType T>
+void widen_of(const uint16_t* src, int64_t n, float* dst) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = first_lanes(n - i);
+    _mm512_mask_storeu_ps(dst + i, m, load16<T>(m, src + i));
+  }
+}
+
+template <int MA, int NB, ElemType T>
+void dot_block(int64_t k, const float* a, int64_t lda, const Elem<T>* b, int64_t ldb, float* c,
                int64_t ldc, float alpha, float beta) {
   __m512 acc[MA][NB];
 #pragma GCC unroll 4
   for (int i = 0; i < MA; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_setzero_ps();
+  // One prefetch per 64-byte line of B, as many bytes ahead whatever its type.
+  constexpr int64_t kLine = 64 / int64_t(sizeof(Elem<T>));
+  constexpr int64_t kAhead = kDotPrefetch * int64_t(sizeof(float) / sizeof(Elem<T>));
   int64_t p = 0;
   for (; p + 16 <= k; p += 16) {
-    const int64_t off = p + kDotPrefetch;
-    const float* ahead = b + (off < k ? off : off - k + NB * ldb);
+    if ((p & (kLine - 1)) == 0) {
+      const int64_t off = p + kAhead;
+      const Elem<T>* ahead = b + (off < k ? off : off - k + NB * ldb);
 #pragma GCC unroll 4
-    for (int j = 0; j < NB; ++j)
-      _mm_prefetch(reinterpret_cast<const char*>(ahead + j * ldb), _MM_HINT_T0);
+      for (int j = 0; j < NB; ++j)
+        _mm_prefetch(reinterpret_cast<const char*>(ahead + j * ldb), _MM_HINT_T0);
+    }
     __m512 bv[NB];
 #pragma GCC unroll 4
-    for (int j = 0; j < NB; ++j) bv[j] = _mm512_loadu_ps(b + j * ldb + p);
+    for (int j = 0; j < NB; ++j) bv[j] = load16<T>(b + j * ldb + p);
 #pragma GCC unroll 4
     for (int i = 0; i < MA; ++i) {
       const __m512 av = _mm512_loadu_ps(a + i * lda + p);
@@ -98,7 +143,7 @@ void dot_block(int64_t k, const float* a, int64_t lda, const float* b, int64_t l
     const __mmask16 tail = first_lanes(k - p);
     __m512 bv[NB];
 #pragma GCC unroll 4
-    for (int j = 0; j < NB; ++j) bv[j] = _mm512_maskz_loadu_ps(tail, b + j * ldb + p);
+    for (int j = 0; j < NB; ++j) bv[j] = load16<T>(tail, b + j * ldb + p);
 #pragma GCC unroll 4
     for (int i = 0; i < MA; ++i) {
       const __m512 av = _mm512_maskz_loadu_ps(tail, a + i * lda + p);
@@ -128,7 +173,9 @@ void dot_block(int64_t k, const float* a, int64_t lda, const float* b, int64_t l
 
 }  // namespace
 
-constexpr GemmKernels kGemmKernelsAvx512 = {ukernel, dot, MR, NR, 336, 512, 2048};
+constexpr GemmKernels kGemmKernelsAvx512 = {
+    ukernel, dot, dot_f16, dot_bf16, widen_of<ElemType::F16>, widen_of<ElemType::BF16>, MR,
+    NR,      336, 512,     2048};
 static_assert(blocking_fits(kGemmKernelsAvx512), "blocking of the Avx512 GEMM");
 
 }  // namespace ternorm::gemm

@@ -45,6 +45,26 @@ constexpr int kMrNeon = 6, kNrNeon = 16;       // 24 q accumulators
 // prefetchers.) kDirectMaxM is in gemm.h.
 using DotKernel = void (*)(int64_t k, const float* a, int64_t lda, int64_t m, const float* b,
                            int64_t ldb, int64_t n, float* c, int64_t ldc, float alpha, float beta);
+// The same with a 16-bit B (ElemType F16 or BF16), widened in registers: the
+// products and sums of the fp32 DotKernel on the widened B, in its order.
+using DotKernel16 = void (*)(int64_t k, const float* a, int64_t lda, int64_t m, const uint16_t* b,
+                             int64_t ldb, int64_t n, float* c, int64_t ldc, float alpha,
+                             float beta);
+// dst[i] = src[i] widened to fp32, exactly (the blocked path's packers and
+// the embedding lookup of a 16-bit table).
+using WidenKernel = void (*)(const uint16_t* src, int64_t n, float* dst);
+
+// The storage of one element of B for an ElemType.
+template <ElemType T>
+struct ElemOf {
+  using type = uint16_t;
+};
+template <>
+struct ElemOf<ElemType::F32> {
+  using type = float;
+};
+template <ElemType T>
+using Elem = typename ElemOf<T>::type;
 
 // Every k-block starts at a multiple of this (a whole number of 16-column
 // ternary blocks).
@@ -60,7 +80,9 @@ constexpr int64_t kKcAlign = 16;
 // halves the C-tile traffic per FMA, wins on the AVX-512 path.
 struct GemmKernels {
   MicroKernel kernel;
-  DotKernel dot;       // the small-m path with a transposed B
+  DotKernel dot;  // the small-m path with a transposed B
+  DotKernel16 dot_f16, dot_bf16;
+  WidenKernel widen_f16, widen_bf16;
   int64_t mr, nr;      // the microkernel's tile (kMr*, kNr* above)
   int64_t mc, kc, nc;  // mc a multiple of mr, nc of nr, kc of kKcAlign
 };
@@ -91,6 +113,9 @@ void gemm_f32_blocked(bool trans_a, const float* a, int64_t lda, int64_t m, int6
 // ---- the reference ----------------------------------------------------------------
 // The plain triple loop (fp32 products summed in k order, then
 // alpha * sum + beta * c; beta == 0 ignores C) every path is tested against.
+// A 16-bit B is widened by the scalar conversions (norm::f16_to_f32,
+// gguf::bf16_to_fp32), as widen_scalar does.
 void gemm_f32_ref(const GemmArgs& args);
+void widen_scalar(ElemType t, const uint16_t* src, int64_t n, float* dst);
 
 }  // namespace ternorm::gemm

@@ -3,7 +3,8 @@
 // (30 of the 32 vector registers). The row count is a template parameter, so
 // a short edge tile does only the FMAs its rows need; a column edge goes
 // through a scratch row. Also the dot kernels of the small-m path (4 lanes
-// along k, the tail in scalar order).
+// along k, the tail in scalar order), which widen a 16-bit B in registers
+// (vcvt_f32_f16 for binary16, a widening shift for bfloat16).
 #include <arm_neon.h>
 
 #include <cstdint>
@@ -58,10 +59,40 @@ void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int
   }
 }
 
+// 4 values of B of type T, widened to fp32 (exactly).
+template <ElemType T>
+inline float32x4_t load4(const Elem<T>* p) {
+  if constexpr (T == ElemType::F32) {
+    return vld1q_f32(p);
+  } else if constexpr (T == ElemType::F16) {
+    uint16x4_t h = vld1_u16(p);
+    return vcvt_f32_f16(vreinterpret_f16_u16(h));
+  } else {
+    return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
+  }
+}
+
+// The first n (0 < n < 4) of them widened into out[0 .. n).
+template <ElemType T>
+inline void widen_first(const Elem<T>* p, int64_t n, float* out) {
+  Elem<T> part[4] = {};
+  std::memcpy(part, p, size_t(n) * sizeof(Elem<T>));
+  float all[4];
+  vst1q_f32(all, load4<T>(part));
+  std::memcpy(out, all, size_t(n) * sizeof(float));
+}
+
+template <ElemType T>
+void widen_of(const uint16_t* src, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) vst1q_f32(dst + i, load4<T>(src + i));
+  if (i < n) widen_first<T>(src + i, n - i, dst + i);
+}
+
 // C[i][j] for MA rows of A and NB rows of B: one accumulator per element,
 // 4 lanes over k, a fixed lane reduction, then the k % 4 tail in order.
-template <int MA, int NB>
-void dot_block(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+template <int MA, int NB, ElemType T>
+void dot_block(int64_t k, const float* a, int64_t lda, const Elem<T>* b, int64_t ldb, float* c,
                int64_t ldc, float alpha, float beta) {
   float32x4_t acc[MA][NB];
 #pragma GCC unroll 4
@@ -72,7 +103,7 @@ void dot_block(int64_t k, const float* a, int64_t lda, const float* b, int64_t l
   for (; p + 4 <= k; p += 4) {
     float32x4_t bv[NB];
 #pragma GCC unroll 4
-    for (int j = 0; j < NB; ++j) bv[j] = vld1q_f32(b + j * ldb + p);
+    for (int j = 0; j < NB; ++j) bv[j] = load4<T>(b + j * ldb + p);
 #pragma GCC unroll 4
     for (int i = 0; i < MA; ++i) {
       const float32x4_t av = vld1q_f32(a + i * lda + p);
@@ -86,7 +117,13 @@ void dot_block(int64_t k, const float* a, int64_t lda, const float* b, int64_t l
     for (int j = 0; j < NB; ++j) {
       const float32x2_t h2 = vadd_f32(vget_low_f32(acc[i][j]), vget_high_f32(acc[i][j]));
       float sum = vget_lane_f32(vpadd_f32(h2, h2), 0);
-      for (int64_t q = p; q < k; ++q) sum += a[i * lda + q] * b[j * ldb + q];
+      if constexpr (T == ElemType::F32) {
+        for (int64_t q = p; q < k; ++q) sum += a[i * lda + q] * b[j * ldb + q];
+      } else if (p < k) {
+        float tail[4];
+        widen_first<T>(b + j * ldb + p, k - p, tail);
+        for (int64_t q = p; q < k; ++q) sum += a[i * lda + q] * tail[q - p];
+      }
       float& cv = c[i * ldc + j];
       cv = beta == 0.0f ? alpha * sum : alpha * sum + beta * cv;
     }
@@ -97,7 +134,9 @@ void dot_block(int64_t k, const float* a, int64_t lda, const float* b, int64_t l
 
 }  // namespace
 
-constexpr GemmKernels kGemmKernelsNeon = {ukernel, dot, MR, NR, 120, 256, 2048};
+constexpr GemmKernels kGemmKernelsNeon = {
+    ukernel, dot, dot_f16, dot_bf16, widen_of<ElemType::F16>, widen_of<ElemType::BF16>, MR,
+    NR,      120, 256,     2048};
 static_assert(blocking_fits(kGemmKernelsNeon), "blocking of the Neon GEMM");
 
 }  // namespace ternorm::gemm

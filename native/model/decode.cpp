@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "../cpu/thread_pool.h"
 #include "../gemm/gemm.h"
@@ -228,7 +229,7 @@ void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEn
   if (int64_t(st.scores_.size()) < threads * st.rows_)
     st.scores_ = AlignedBuffer<float>(size_t(threads * st.rows_));
 
-  embedding_forward(m.embedding(), d, st.tokens_.data(), N, x, ex);
+  embedding_forward(m.embedding_table(), d, st.tokens_.data(), N, x, ex);
   for (int64_t l = 0; l < L; ++l) {
     // Attention branch: the new rows' keys and values join the cache, then
     // each (entry, query head) attends over its slot's cache.
@@ -283,11 +284,14 @@ void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEn
   }
   float* xf = st.xf_.data();
   norm_rows(m, Precision::F32, entries, ident.data(), 2 * L, tmp, E, xf, h1q, h1s, ex);
+  const TokenTable head = m.head_table();
   if (E <= gemm::kDirectMaxM) {
-    head_forward(xf, m.head(), E, d, V, logits, ex);  // the GEMV path, reading the table in place
+    head_forward(xf, head, E, d, V, logits, ex);  // the GEMV path, reading the table in place
   } else {
     // The head kernel: the table read in place once for every kHeadLanes
     // entries (x^T a column of lanes), with the window's packed-path operations.
+    // A 16-bit table is widened (exactly) kWideRows rows at a time into a
+    // per-thread scratch that stays in L2, and the kernel reads that.
     const detail::DecodeKernels& dk = detail::decode_kernels(ex.isa);
     constexpr int64_t lanes = detail::kHeadLanes;
     float* xt = st.head_xt_.data();
@@ -298,10 +302,24 @@ void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEn
           const int64_t row = gi * lanes + e;
           xt[(gi * d + i) * lanes + e] = row < E ? xf[row * d + i] : 0.0f;
         }
+    constexpr int64_t kWideRows = 64;
     parallel_ranges(ex, V, 64, [&](int64_t j0, int64_t j1) {
-      for (int64_t gi = 0; gi < groups; ++gi)
-        dk.head_rows(d, xt + gi * d * lanes, std::min(lanes, E - gi * lanes), m.head() + j0 * d, d,
-                     j1 - j0, dk.gemm->kc, logits + gi * lanes * V + j0, V);
+      thread_local std::vector<float> wide;
+      const int64_t step = head.type == gemm::ElemType::F32 ? j1 - j0 : kWideRows;
+      for (int64_t r0 = j0; r0 < j1; r0 += step) {
+        const int64_t r1 = std::min(j1, r0 + step);
+        const float* rows = wide.data();
+        if (head.type == gemm::ElemType::F32) {
+          rows = head.f32 + r0 * d;
+        } else {
+          wide.resize(size_t(kWideRows * d));
+          rows = wide.data();
+          gemm::widen(head.type, head.h16 + r0 * d, (r1 - r0) * d, wide.data(), one);
+        }
+        for (int64_t gi = 0; gi < groups; ++gi)
+          dk.head_rows(d, xt + gi * d * lanes, std::min(lanes, E - gi * lanes), rows, d, r1 - r0,
+                       dk.gemm->kc, logits + gi * lanes * V + r0, V);
+      }
     });
   }
   for (int64_t e = 0; e < E; ++e) st.pos_[size_t(entries[e].slot)] += entries[e].n;

@@ -1,6 +1,8 @@
 // Token embedding, the output head tied to it, and the cross-entropy loss.
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include "../cpu/thread_pool.h"
 #include "../gemm/gemm.h"
@@ -11,11 +13,16 @@ namespace ternorm::model {
 
 // ---- embedding ---------------------------------------------------------------------------
 
-void embedding_forward(const float* table, int64_t d, const int32_t* tokens, int64_t n, float* x,
-                       const Exec& ex) {
+void embedding_forward(const TokenTable& table, int64_t d, const int32_t* tokens, int64_t n,
+                       float* x, const Exec& ex) {
   parallel_ranges(ex, n, 16, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t)
-      std::copy(table + int64_t(tokens[t]) * d, table + int64_t(tokens[t]) * d + d, x + t * d);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t row = int64_t(tokens[t]) * d;
+      if (table.type == gemm::ElemType::F32)
+        std::copy(table.f32 + row, table.f32 + row + d, x + t * d);
+      else
+        gemm::widen(table.type, table.h16 + row, d, x + t * d, ex);
+    }
   });
 }
 
@@ -41,13 +48,28 @@ void embedding_backward(const int32_t* tokens, int64_t n, int64_t d, const float
 // whatever the split: the blocked GEMM sums each element over the same k
 // blocks in any column range. A few rows (decoding) take gemm_f32's own GEMV
 // path, which splits the columns already.
-void head_forward(const float* x, const float* table, int64_t n, int64_t d, int64_t V,
+namespace {
+
+// The rows j0.. of a table as gemm_f32's B (ldb = d).
+void set_b(gemm::GemmArgs& g, const TokenTable& table, int64_t j0, int64_t d) {
+  g.b_type = table.type;
+  if (table.type == gemm::ElemType::F32)
+    g.b = table.f32 + j0 * d;
+  else
+    g.b16 = table.h16 + j0 * d;
+  g.ldb = d;
+}
+
+}  // namespace
+
+void head_forward(const float* x, const TokenTable& table, int64_t n, int64_t d, int64_t V,
                   float* logits, const Exec& ex) {
   auto columns = [&](int64_t j0, int64_t j1, const Exec& e) {
     gemm::GemmArgs g;
     g.trans_b = true;
     g.m = n, g.n = j1 - j0, g.k = d;
-    g.a = x, g.lda = d, g.b = table + j0 * d, g.ldb = d, g.c = logits + j0, g.ldc = V;
+    g.a = x, g.lda = d, g.c = logits + j0, g.ldc = V;
+    set_b(g, table, j0, d);
     gemm::gemm_f32(g, e);
   };
   if (n <= gemm::kDirectMaxM) return columns(0, V, ex);
@@ -59,12 +81,17 @@ void head_forward(const float* x, const float* table, int64_t n, int64_t d, int6
   parallel_ranges(ex, V, grain, [&](int64_t j0, int64_t j1) { columns(j0, j1, one); });
 }
 
-void head_backward(const float* dlogits, const float* x, const float* table, int64_t n, int64_t d,
-                   int64_t V, float* dx, float* dtable, const Exec& ex) {
+void head_backward(const float* dlogits, const float* x, const TokenTable& table, int64_t n,
+                   int64_t d, int64_t V, float* dx, float* dtable, const Exec& ex) {
+  if (dtable && table.type != gemm::ElemType::F32)
+    throw std::invalid_argument(std::string("head backward: training the token table needs it in "
+                                            "fp32, this model keeps it ") +
+                                gemm::elem_type_name(table.type));
   if (dx) {
     gemm::GemmArgs g;
     g.m = n, g.n = d, g.k = V;
-    g.a = dlogits, g.lda = V, g.b = table, g.ldb = d, g.c = dx, g.ldc = d;
+    g.a = dlogits, g.lda = V, g.c = dx, g.ldc = d;
+    set_b(g, table, 0, d);
     gemm::gemm_f32(g, ex);
   }
   if (dtable) {

@@ -6,6 +6,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "../cpu/features.h"
 #include "../ternary/ternary.h"
 #include "../io/message.h"
 #include "../norm/gain_codec.h"
@@ -69,6 +70,43 @@ std::vector<uint8_t> f32_bytes(const float* v, int64_t n) {
   std::vector<uint8_t> b(size_t(n) * 4);
   if (n > 0) std::memcpy(b.data(), v, b.size());
   return b;
+}
+
+GgmlType ggml_table_type(gemm::ElemType t) {
+  switch (t) {
+    case gemm::ElemType::F32: return GgmlType::F32;
+    case gemm::ElemType::F16: return GgmlType::F16;
+    case gemm::ElemType::BF16: return GgmlType::BF16;
+  }
+  throw std::invalid_argument(cat("gguf: unknown table type ", int(t)));
+}
+
+// The n values of a token table as a tensor of type t: the stored bytes when
+// t is the table's own type, else widened (exact) and rounded to t.
+std::vector<uint8_t> table_bytes(const TokenTable& table, gemm::ElemType t, int64_t n,
+                                 const char* name) {
+  const GgmlType g = ggml_table_type(t);
+  std::vector<uint8_t> out(static_cast<size_t>(gguf::bytes_for(g, n)));
+  if (table.type == t) {
+    std::memcpy(out.data(),
+                table.type == gemm::ElemType::F32 ? static_cast<const void*>(table.f32)
+                                                  : static_cast<const void*>(table.h16),
+                out.size());
+    return out;
+  }
+  std::vector<float> v(static_cast<size_t>(n));
+  if (table.type == gemm::ElemType::F32)
+    std::copy(table.f32, table.f32 + n, v.begin());
+  else
+    gemm::widen(table.type, table.h16, n, v.data(), Exec{default_isa(), nullptr, 1});
+  gguf::encode_from_float(g, v.data(), n, out.data());
+  std::vector<float> back(static_cast<size_t>(n));
+  gguf::decode_to_float(g, out.data(), n, back.data());
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(back[size_t(i)]))
+      throw std::invalid_argument(cat("gguf export: tensor '", name, "': value ", i, " (",
+                                      v[size_t(i)], ") is not finite as ", gguf::type_name(g)));
+  return out;
 }
 
 void check_tokenizer(const GgufTokenizer& t, int64_t vocab) {
@@ -231,8 +269,9 @@ gguf::Writer gguf_model_writer(const Model& model, const GgufExportOptions& opt)
     w.set(kTernormTokenizerKey, Value::array_u8(opt.ternorm_tokenizer));
 
   const int64_t d = c.d_model;
-  w.add_tensor("token_embd.weight", GgmlType::F32, {d, c.vocab},
-               f32_bytes(model.embedding(), c.vocab * d));
+  const gemm::ElemType table = opt.table_type.value_or(model.table_type());
+  w.add_tensor("token_embd.weight", ggml_table_type(table), {d, c.vocab},
+               table_bytes(model.embedding_table(), table, c.vocab * d, "token_embd.weight"));
 
   std::vector<float> norm(size_t(d), 0.0f);
   const auto add_norm = [&](int64_t index) {
@@ -306,8 +345,8 @@ gguf::Writer gguf_model_writer(const Model& model, const GgufExportOptions& opt)
   }
   add_norm(2 * c.n_layers);
   if (!c.tied_head)
-    w.add_tensor("output.weight", GgmlType::F32, {d, c.vocab},
-                 f32_bytes(model.head(), c.vocab * d));
+    w.add_tensor("output.weight", ggml_table_type(table), {d, c.vocab},
+                 table_bytes(model.head_table(), table, c.vocab * d, "output.weight"));
   return w;
 }
 
@@ -342,6 +381,16 @@ void decode_finite(const gguf::File& f, const gguf::TensorInfo& t, float* out) {
   gguf::decode_to_float(t.type, f.data(t), t.elements(), out);
   for (int64_t i = 0; i < t.elements(); ++i)
     if (!std::isfinite(out[i]))
+      throw FormatError(cat("gguf: tensor '", t.name, "' holds a non-finite value at index ", i));
+}
+
+// A 16-bit tensor copied as stored into out (n values), refused like
+// decode_finite when a value is inf or NaN.
+void copy_finite16(const gguf::File& f, const gguf::TensorInfo& t, uint16_t* out) {
+  const uint16_t exp = t.type == GgmlType::F16 ? 0x7c00 : 0x7f80;  // all ones: inf or NaN
+  std::memcpy(out, f.data(t), size_t(t.elements()) * sizeof(uint16_t));
+  for (int64_t i = 0; i < t.elements(); ++i)
+    if ((out[i] & exp) == exp)
       throw FormatError(cat("gguf: tensor '", t.name, "' holds a non-finite value at index ", i));
 }
 
@@ -548,11 +597,17 @@ GgufImported gguf_import(const gguf::File& f, const GgufImportOptions& opt) {
   const int64_t d = c.d_model;
   const gguf::TensorInfo& emb = f.tensor("token_embd.weight");
   check_shape(emb, {d, c.vocab});
-  decode_finite(f, emb, model.params());
-  if (!c.tied_head) {
-    const gguf::TensorInfo& t = f.tensor("output.weight");
-    check_shape(t, {d, c.vocab});
-    decode_finite(f, t, model.params() + model.tensor("output").offset);
+  const gguf::TensorInfo* head = c.tied_head ? nullptr : &f.tensor("output.weight");
+  if (head) check_shape(*head, {d, c.vocab});
+  // F16/BF16 tables (of one type) stay as stored: half the bytes, the same bits.
+  if ((emb.type == GgmlType::F16 || emb.type == GgmlType::BF16) &&
+      (!head || head->type == emb.type)) {
+    model.set_table_type(emb.type == GgmlType::F16 ? gemm::ElemType::F16 : gemm::ElemType::BF16);
+    copy_finite16(f, emb, model.tables16());
+    if (head) copy_finite16(f, *head, model.tables16() + c.vocab * d);
+  } else {
+    decode_finite(f, emb, model.params());
+    if (head) decode_finite(f, *head, model.params() + model.tensor("output").offset);
   }
   for (int64_t i = 0; i < c.n_norms(); ++i) {
     const gguf::TensorInfo& t = f.tensor(norm_tensor(c, i));
@@ -589,7 +644,10 @@ GgufImported gguf_import(const gguf::File& f, const GgufImportOptions& opt) {
           n_ptq > 0 ? cat(", ", n_ptq, " ternarised on load by absmean ",
                           opt.ternarise == GgufTernarise::PerRow ? "per row" : "per tensor",
                           " (post-training quantisation)")
-                    : std::string(", ternary as stored"));
+                    : std::string(", ternary as stored")) +
+      (model.table_type() != gemm::ElemType::F32
+           ? cat(", ", gemm::elem_type_name(model.table_type()), " token table kept as stored")
+           : std::string());
   // The adapters' base fingerprint (model_file.h) over the imported weights and the tokenizer the
   // model runs with: ternorm's own BPE when the file carries it (so an f32 export of a .tnm
   // re-imports with the .tnm's fingerprint), else the canonical bytes of tokenizer.ggml.*.

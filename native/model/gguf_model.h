@@ -1,7 +1,7 @@
 // A Model to and from GGUF with general.architecture = "llama", the layout
 // llama.cpp loads. Tensor names and shapes (ggml ne = [cols, rows], so
 // ternorm's row-major rows x cols data goes in unchanged):
-//   token_embd.weight          [d_model, vocab]   f32
+//   token_embd.weight          [d_model, vocab]   f32, f16 or bf16 (the table type)
 //   blk.N.attn_norm.weight     [d_model]          f32   (x adapter gain, when given)
 //   blk.N.attn_q.weight        [d_model, d_model] Wq
 //   blk.N.attn_k/v.weight      [d_model, kv_dim]  Wk Wv (kv_dim = head_count_kv x head dim)
@@ -10,7 +10,7 @@
 //   blk.N.ffn_gate/up.weight   [d_model, d_ff]    W1 W3
 //   blk.N.ffn_down.weight      [d_ff, d_model]    W2
 //   output_norm.weight         [d_model]          f32   (x adapter gain)
-//   output.weight              [d_model, vocab]   f32   (only for an untied head)
+//   output.weight              [d_model, vocab]   as token_embd (only for an untied head)
 // A tied head (the embedding) has no output.weight. No Q/K row
 // permutation: ternorm's RoPE rotates adjacent pairs (2i, 2i+1), which is
 // llama.cpp's normal RoPE for this architecture.
@@ -24,7 +24,13 @@
 // scale exactly. Export of the latent weights (GgufExportOptions::latent):
 // the model's fp32 latent block matrices, encoded as f32 (exact), f16 / bf16
 // (round to nearest even) or q8_0 (ggml's block rule), for a float GGUF that
-// is ternarised on load. The norm weights and the embedding are always f32;
+// is ternarised on load. The token tables (embedding, untied head) are
+// written in GgufExportOptions::table_type, by default as the model stores
+// them (f32, or the f16/bf16 of an imported GGUF, byte for byte); an f32
+// table written as f16/bf16 is rounded to nearest even, and a value that
+// overflows the type is an error. Imported F16/BF16 tables of one type are
+// kept as stored (Model::table_type; widening to f32 is exact), other types
+// are decoded to f32. The norm weights are always f32;
 // an adapter's gains are multiplied into the norm weights in f32 (one
 // rounding of each product, exactly what an f32 norm weight can hold).
 //
@@ -95,6 +101,8 @@ struct GgufExportOptions {
   std::string name;              // general.name; empty = not written
   const float* gains = nullptr;  // optional adapter: Model::config().n_gains() gains, norm order
   const GgufTokenizer* tokenizer = nullptr;  // written as tokenizer.ggml.*; null = none
+  // The token tables' type (f32, f16 or bf16); unset = the model's table_type().
+  std::optional<gemm::ElemType> table_type;
   std::vector<uint8_t> ternorm_tokenizer;  // ternorm's own tokenizer bytes ("ternorm.tokenizer", u8
                                            // array); empty = none
 };
@@ -137,7 +145,8 @@ struct GgufImportOptions {
 
 struct GgufImported {
   // The model. Its latent params() hold every tensor as stored (decoded to
-  // f32; a TQ matrix as trit x scale); its ternary weights are set from the
+  // f32; a TQ matrix as trit x scale; F16/BF16 token tables are kept in the
+  // model's 16-bit table instead); its ternary weights are set from the
   // file as described above, not re-derived by Model::quantize.
   std::unique_ptr<Model> model;
   std::string name;                          // general.name, empty when absent

@@ -18,9 +18,9 @@
 namespace ternorm::model {
 
 // ---- token embedding ---------------------------------------------------------------
-// x[t] = table[tokens[t]] (ids already validated).
-void embedding_forward(const float* table, int64_t d, const int32_t* tokens, int64_t n, float* x,
-                       const Exec& ex);
+// x[t] = table[tokens[t]] (ids already validated), a 16-bit table widened.
+void embedding_forward(const TokenTable& table, int64_t d, const int32_t* tokens, int64_t n,
+                       float* x, const Exec& ex);
 // dtable[tokens[t]] += dx[t], tokens taken in order (threads split channels).
 void embedding_backward(const int32_t* tokens, int64_t n, int64_t d, const float* dx, float* dtable,
                         const Exec& ex);
@@ -203,12 +203,14 @@ void swiglu_backward(const float* gu, const float* ds, int64_t n, int64_t f, flo
 
 // ---- output head and cross-entropy ------------------------------------------------------------
 // logits = x table^T (n x V), table = Model::head() (V x d): the token
-// embedding when tied, the output table otherwise.
-void head_forward(const float* x, const float* table, int64_t n, int64_t d, int64_t V,
+// embedding when tied, the output table otherwise. A 16-bit table gives the
+// bits of its fp32 expansion (gemm_f32 widens it exactly).
+void head_forward(const float* x, const TokenTable& table, int64_t n, int64_t d, int64_t V,
                   float* logits, const Exec& ex);
 // dx = dlogits table, dtable = dlogits^T x (overwritten); either may be null.
-void head_backward(const float* dlogits, const float* x, const float* table, int64_t n, int64_t d,
-                   int64_t V, float* dx, float* dtable, const Exec& ex);
+// dtable (training the table) needs an fp32 table: std::invalid_argument.
+void head_backward(const float* dlogits, const float* x, const TokenTable& table, int64_t n,
+                   int64_t d, int64_t V, float* dx, float* dtable, const Exec& ex);
 // nll[t] = logsumexp(logits[t]) - logits[t][targets[t]] (exp by exp_approx,
 // sums in double), 0 where targets[t] < 0 (a position that is not scored).
 // logits is overwritten with softmax(logits), which backward reads.

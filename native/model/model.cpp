@@ -205,6 +205,32 @@ int64_t Model::head_offset() const {
   return cfg_.tied_head ? 0 : norm_offset(2 * cfg_.n_layers) + cfg_.d_model;
 }
 
+int64_t Model::f32_table_offset(int64_t offset) const {
+  if (table_type_ != gemm::ElemType::F32)
+    throw std::logic_error(std::string("model: the token tables are ") +
+                           gemm::elem_type_name(table_type_) + ", not fp32");
+  return offset;
+}
+
+TokenTable Model::embedding_table() const {
+  if (table_type_ == gemm::ElemType::F32) return TokenTable(params_.data());
+  return TokenTable(table_type_, tables16_.data());
+}
+
+TokenTable Model::head_table() const {
+  if (table_type_ == gemm::ElemType::F32) return TokenTable(params_.data() + head_offset());
+  return TokenTable(table_type_,
+                    tables16_.data() + (cfg_.tied_head ? 0 : cfg_.vocab * cfg_.d_model));
+}
+
+void Model::set_table_type(gemm::ElemType t) {
+  if (t == gemm::ElemType::F32)
+    throw std::invalid_argument("model: set_table_type takes a 16-bit type");
+  table_type_ = t;
+  tables16_ = AlignedBuffer<uint16_t>(size_t((cfg_.tied_head ? 1 : 2) * cfg_.vocab * cfg_.d_model));
+  fingerprint_.reset();  // the weights change (stale_ tracks the latent block weights only)
+}
+
 int64_t Model::linear_offset(int64_t layer, Linear lin) const {
   check_layer(layer);
   const int64_t d = cfg_.d_model, f = cfg_.d_ff, a = attn_rows(cfg_) * d;

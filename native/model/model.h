@@ -9,6 +9,8 @@
 // resolution directly sets the per-token NLL we measure; BitNet keeps both in
 // high precision for the same reason. It is also what the ternary blocks are
 // compared against, so keeping it fixed isolates the effect of ternarisation.
+// A GGUF's F16/BF16 table is kept as stored (TokenTable below): widening is
+// exact, so it computes the same bits as its fp32 expansion with half the bytes.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -17,6 +19,7 @@
 
 #include "../cpu/aligned_buffer.h"
 #include "../cpu/isa.h"
+#include "../gemm/gemm.h"
 #include "../io/sha256.h"
 #include "../norm/gain_codec.h"
 #include "../ternary/ternary.h"
@@ -71,6 +74,16 @@ struct TensorInfo {
   int64_t offset = 0, rows = 0, cols = 0;  // offset into params(), row-major rows x cols
 };
 
+// A vocab x d_model token table (the embedding, or the head) as stored: fp32
+// (f32), or F16/BF16 (h16) as a GGUF holds it.
+struct TokenTable {
+  TokenTable(const float* table) : f32(table) {}  // implicit: an fp32 table is the common case
+  TokenTable(gemm::ElemType t, const uint16_t* table) : type(t), h16(table) {}
+  gemm::ElemType type = gemm::ElemType::F32;
+  const float* f32 = nullptr;
+  const uint16_t* h16 = nullptr;
+};
+
 struct LinearShape {
   int64_t rows = 0, cols = 0;  // out x in (of the whole group for a fused linear)
 };
@@ -103,11 +116,26 @@ class Model {
   // Throws std::invalid_argument on an unknown name.
   const TensorInfo& tensor(const std::string& name) const;
 
-  const float* embedding() const { return params_.data(); }  // vocab x d_model
+  // The fp32 token tables: vocab x d_model, in params(); std::logic_error for
+  // a model with 16-bit tables (embedding_table / head_table serve both).
+  const float* embedding() const { return params_.data() + f32_table_offset(0); }
   // The output head's table (vocab x d_model): the embedding when tied, else
   // the "output" tensor (the last one, after final_norm).
   int64_t head_offset() const;
-  const float* head() const { return params_.data() + head_offset(); }
+  const float* head() const { return params_.data() + f32_table_offset(head_offset()); }
+
+  // ---- the token tables as stored ---------------------------------------------------
+  // fp32 in params() (the default: .tnm models, anything that trains the
+  // base), or F16/BF16 as a GGUF stores them (a loader's choice), in a buffer
+  // of their own: the embedding, then the untied head. The fp32 regions of
+  // params() are then never written (zero pages, no memory behind them).
+  gemm::ElemType table_type() const { return table_type_; }
+  TokenTable embedding_table() const;
+  TokenTable head_table() const;
+  // A loader's: the tables become type t (F16 or BF16), zero, written
+  // through tables16() (vocab * d_model values each, embedding first).
+  void set_table_type(gemm::ElemType t);
+  uint16_t* tables16() { return tables16_.data(); }
   // Norm index: 2l = attention norm of layer l, 2l+1 = feed-forward norm,
   // 2 n_layers = final norm (the order of the adapter's gain rows).
   int64_t norm_offset(int64_t norm) const;
@@ -169,10 +197,13 @@ class Model {
     AlignedBuffer<float> scales;  // one per row (each matrix of the group repeats its scale)
   };
   void check_layer(int64_t layer) const;
+  int64_t f32_table_offset(int64_t offset) const;  // offset, checked that the tables are fp32
   void lay_out();  // the tensor table, the zeroed buffers and the RoPE tables
 
   ModelConfig cfg_;
   AlignedBuffer<float> params_;
+  gemm::ElemType table_type_ = gemm::ElemType::F32;
+  AlignedBuffer<uint16_t> tables16_;  // 16-bit tables (empty for fp32)
   std::vector<TensorInfo> tensors_;
   std::vector<PackedLinear> packed_;  // n_layers * kLinearsPerLayer
   // Every linear's packed weights, in the order a forward reads them, in huge

@@ -9,6 +9,7 @@
 #include <string>
 #include <stdexcept>
 
+#include "../cpu/features.h"
 #include "../ternary/ternary.h"
 
 namespace ternorm::model {
@@ -219,8 +220,21 @@ void add_weights(io::Writer& w, const Model& model, const std::vector<uint8_t>& 
   const ModelConfig& cfg = model.config();
   w.add_json("config", config_json(cfg));
   w.add_u8("tokenizer", tokenizer.data(), tokenizer.size());
-  for (const TensorInfo& t : model.tensors())
-    if (is_table_tensor(t)) w.add_f32(t.name, model.params() + t.offset, size_t(t.rows * t.cols));
+  // The tables are fp32 in the file: 16-bit ones widened (exact), so a model
+  // and its fp32 expansion save, and fingerprint, alike.
+  std::vector<float> wide;
+  for (const TensorInfo& t : model.tensors()) {
+    if (!is_table_tensor(t)) continue;
+    const TokenTable table = t.name == "output" ? model.head_table() : model.embedding_table();
+    const int64_t n = t.rows * t.cols;
+    if (table.type == gemm::ElemType::F32) {
+      w.add_f32(t.name, model.params() + t.offset, size_t(n));
+    } else {
+      wide.resize(size_t(n));
+      gemm::widen(table.type, table.h16, n, wide.data(), Exec{default_isa(), nullptr, 1});
+      w.add_f32(t.name, wide.data(), size_t(n));
+    }
+  }
   for (const TensorInfo& t : model.tensors())
     if (is_norm_tensor(t)) w.add_f32(t.name, model.params() + t.offset, size_t(t.cols));
   std::vector<float> scales, row_scales, rs;

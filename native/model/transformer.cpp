@@ -232,7 +232,7 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
   // (so the stream entering the final norm is kept and resumed as those).
   int64_t n = from == L && trim ? rows : N;
   if (from == 0)
-    embedding_forward(m.embedding(), d, inputs, N, ws.x(0), ex);
+    embedding_forward(m.embedding_table(), d, inputs, N, ws.x(0), ex);
   else
     std::copy(resume->x, resume->x + n * d, ws.x(from));
   auto save = [&](int64_t l) {
@@ -295,7 +295,7 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
   }
   const int32_t* row_targets = keep_probs ? targets : tg;
   if (rows > 0) {
-    head_forward(xf, m.head(), rows, d, V, logits, ex);
+    head_forward(xf, m.head_table(), rows, d, V, logits, ex);
     if (keep_probs)
       cross_entropy_forward(logits, row_targets, rows, V, nll, ex);
     else
@@ -367,8 +367,8 @@ void transformer_backward(const Model& m, Precision p, const norm::GainView* gai
   // gradient starts with the head's part when tied, else at zero (the
   // lookup's part is added last).
   cross_entropy_backward(probs, targets, N, V, loss_scale, probs, ex);
-  head_backward(probs, xf, m.head(), N, d, V, dxf, dparams ? dparams + m.head_offset() : nullptr,
-                ex);
+  head_backward(probs, xf, m.head_table(), N, d, V, dxf,
+                dparams ? dparams + m.head_offset() : nullptr, ex);
   if (dparams && !c.tied_head) std::fill(dparams, dparams + V * d, 0.0f);
   rmsnorm_backward(norm_weights(m, gains, 2 * L), ws.x(L), N, d, dxf, dx, dnorm(2 * L), ex);
 

@@ -66,7 +66,8 @@ Bytes metadata_seed() {
   return w.finish();
 }
 
-// A tiny model (f16 matrices: its rows of 16 cannot be TQ blocks) with a tokenizer.
+// A tiny model (f16 matrices: its rows of 16 cannot be TQ blocks, and an f16
+// token table, which the import keeps as stored) with a tokenizer.
 Bytes model_seed() {
   model::ModelConfig c;
   c.vocab = 12;
@@ -85,6 +86,7 @@ Bytes model_seed() {
   tok.bos_id = 1;
   model::GgufExportOptions o;
   o.type = model::GgufWeightType::F16;
+  o.table_type = gemm::ElemType::F16;
   o.tokenizer = &tok;
   return model::gguf_model_writer(m, o).finish();
 }
@@ -230,12 +232,16 @@ TEST(gguf_fuzz_random_edits_reach_every_check) {
 
 TEST(gguf_fuzz_damaged_tensor_data_is_refused_or_imported) {
   // Tensor bytes have no checksum: every edit there parses, and the import
-  // must cope (a non-finite f16 value is refused naming the tensor).
+  // must cope (a non-finite f16 value is refused naming the tensor; the
+  // 16-bit token table is checked as it is copied, as the matrices are as
+  // they are decoded).
   Rng rng(0xDA7A);
   Outcome out;
   const Bytes seed = model_seed();
   const size_t head = header_bytes(seed);
-  int64_t refused = 0;
+  CHECK(model::gguf_import(gguf::File::copy(seed.data(), seed.size())).model->table_type() ==
+        gemm::ElemType::F16);
+  int64_t refused = 0, table_refused = 0;
   for (int it = 0; it < 2000; ++it) {
     Bytes b = seed;
     for (int k = 0; k < 3; ++k)
@@ -244,10 +250,12 @@ TEST(gguf_fuzz_damaged_tensor_data_is_refused_or_imported) {
       try_parse(b, out, true);
     } catch (const std::exception& e) {
       ++refused;
+      table_refused += mentions(e.what(), "gguf: tensor 'token_embd.weight' holds a non-finite");
       CHECK_MSG(mentions(e.what(), "gguf: tensor '"), e.what());
     }
   }
   CHECK(out.accepted == 2000 && out.imported + refused == 2000 && refused > 0 && out.imported > 0);
+  CHECK(table_refused > 0);
 }
 
 }  // namespace

@@ -10,10 +10,14 @@
 #include <string>
 #include <vector>
 
+#include "cpu/thread_pool.h"
+#include "gemm/gemm.h"
 #include "harness.h"
 #include "io/gguf.h"
+#include "model/decode.h"
 #include "model/gguf_model.h"
 #include "model/eval.h"
+#include "model/transformer.h"
 #include "model/model.h"
 #include "model/model_file.h"
 #include "ternary/ternary.h"
@@ -619,6 +623,167 @@ TEST(gguf_model_per_row_ternarisation_and_per_row_scales) {
   };
   const model::GgufImported rows = import_bytes(rewrite(tq, r));
   CHECK(rows.model->has_row_scales(0, Matrix::Wk) && !rows.model->has_row_scales(0, Matrix::Wq));
+}
+
+}  // namespace
+}  // namespace ternorm::test
+
+namespace ternorm::test {
+namespace {
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// An F16/BF16 token table is kept as the GGUF stores it; everything that
+// reads it computes what the fp32-expanded model (the same GGUF re-exported
+// with f32 tables, widening being exact) computes, bit for bit: window
+// logits on the packed head path (> 8 scored rows) and the dot path (<= 8),
+// decode logits for 1 and 10 entries, the adapter's head backward (its gain
+// gradient), on every ISA with 1/2/3 threads; the 16-bit GGUF re-exports
+// byte for byte, and the .tnm bytes (fingerprint included) are the
+// expansion's.
+TEST(gguf_model_half_tables_compute_like_their_fp32_expansion) {
+  ThreadPool pool(3);
+  for (bool tied : {true, false})
+    for (gemm::ElemType t : {gemm::ElemType::F16, gemm::ElemType::BF16}) {
+      ModelConfig c = gguf_config();
+      c.vocab = 300;  // several 16-wide column blocks and a ragged edge
+      c.tied_head = tied;
+      Model m(c, 41);
+      Rng rng(42);
+      for (int64_t i = 0; i < c.vocab * c.d_model; ++i) {
+        // Normal values plus the type's edges: subnormals, the largest finite.
+        const float big = 65504.0f;  // f16's largest (bf16 rounds it)
+        const float sub = t == gemm::ElemType::F16 ? 5.96e-8f : 1e-39f;
+        const int64_t pick = rng.below(256);
+        const float v = pick == 0   ? (i % 2 ? big : -big)
+                        : pick == 1 ? sub * float(1 + rng.below(5))
+                                    : rng.normal() * 0.05f;
+        m.params()[i] = v;
+        if (!tied) m.params()[m.tensor("output").offset + i] = rng.normal() * 0.05f;
+      }
+      m.quantize(Exec{});
+      GgufExportOptions o;
+      o.type = GgufWeightType::TQ2_0;
+      o.table_type = t;
+      const std::vector<uint8_t> bytes16 = model::gguf_model_writer(m, o).finish();
+      const model::GgufImported im16 = import_bytes(bytes16);
+      const Model& h = *im16.model;
+      CHECK(h.table_type() == t);
+      CHECK_THROWS(h.head());
+      o.table_type.reset();  // as the model stores it: the same bytes
+      CHECK(model::gguf_model_writer(h, o).finish() == bytes16);
+      o.table_type = gemm::ElemType::F32;
+      const model::GgufImported im32 = import_bytes(model::gguf_model_writer(h, o).finish());
+      const Model& f = *im32.model;
+      CHECK(f.table_type() == gemm::ElemType::F32);
+      CHECK(model::model_writer(h, {1, 2, 3}, "", nullptr).finish() ==
+            model::model_writer(f, {1, 2, 3}, "", nullptr).finish());
+      const std::string what =
+          std::string(gemm::elem_type_name(t)) + (tied ? " tied" : " untied") + " ";
+
+      std::vector<int32_t> tokens(48);
+      for (auto& x : tokens) x = int32_t(rng.below(c.vocab));
+      std::vector<float> gains(size_t(c.n_gains()));
+      for (auto& g : gains) g = rng.uniform(0.8f, 1.2f);
+      const std::vector<norm::GainView> views = model::f32_gain_views(c, gains.data());
+      for (Isa isa : every_isa())
+        for (int threads : {1, 2, 3}) {
+          const Exec ex{isa, &pool, threads};
+          const std::string at = what + isa_name(isa) + " threads " + std::to_string(threads);
+          // Window logits: 2 x 16 rows, all scored; then 2 x 4 (the dot path).
+          for (int64_t scored : {int64_t(16), int64_t(4)}) {
+            std::vector<int32_t> targets(32, -1);
+            for (int64_t i = 16 - scored; i < 16; ++i)
+              targets[size_t(i)] = targets[size_t(16 + i)] = 1;
+            std::vector<float> lg[2];
+            const Model* models[2] = {&h, &f};
+            for (int k = 0; k < 2; ++k) {
+              model::Workspace ws(c, 2, 16, false);
+              model::transformer_forward(*models[k], model::Precision::Ternary, views.data(),
+                                         tokens.data(), targets.data(), 2, 16, ws, false, ex);
+              lg[k].assign(ws.logits(), ws.logits() + 2 * scored * c.vocab);
+            }
+            CHECK_MSG(same_bits(lg[0], lg[1]),
+                      at << ": window logits differ (" << 2 * scored << " rows)");
+          }
+          // Decode: a prompt, then steps of 1 and of 10 entries.
+          for (int64_t entries : {int64_t(1), int64_t(10)}) {
+            std::vector<float> lg[2];
+            const Model* models[2] = {&h, &f};
+            for (int k = 0; k < 2; ++k) {
+              model::DecodeState st(c, entries, 3 * entries);
+              std::vector<model::DecodeEntry> es(static_cast<size_t>(entries));
+              std::vector<float> out(static_cast<size_t>(entries * c.vocab));
+              for (int step = 0; step < 3; ++step) {
+                for (int64_t e = 0; e < entries; ++e) {
+                  es[size_t(e)].slot = e;
+                  es[size_t(e)].tokens = tokens.data() + e + (step == 0 ? 0 : 2 + step);
+                  es[size_t(e)].n = step == 0 ? 3 : 1;
+                  es[size_t(e)].gains = views.data();
+                }
+                model::decode_forward(*models[k], model::Precision::Ternary, st, es.data(), entries,
+                                      out.data(), ex);
+                lg[k].insert(lg[k].end(), out.begin(), out.end());
+              }
+            }
+            CHECK_MSG(same_bits(lg[0], lg[1]),
+                      at << ": decode logits differ (" << entries << " entries)");
+          }
+          // The adapter's gradient (through dx = dlogits table).
+          std::vector<float> dg[2];
+          const Model* models[2] = {&h, &f};
+          for (int k = 0; k < 2; ++k) {
+            model::Workspace ws(c, 2, 16, true);
+            model::transformer_forward(*models[k], model::Precision::Ternary, views.data(),
+                                       tokens.data(), tokens.data() + 1, 2, 16, ws, true, ex);
+            dg[k].assign(size_t(c.n_gains()), 0.0f);
+            model::transformer_backward(*models[k], model::Precision::Ternary, views.data(),
+                                        tokens.data(), tokens.data() + 1, 2, 16, 1.0f / 32, ws,
+                                        nullptr, dg[k].data(), ex);
+          }
+          CHECK_MSG(same_bits(dg[0], dg[1]), at << ": adapter gradients differ");
+        }
+      // Training the base would train the 16-bit table: refused, one line.
+      model::Workspace ws(c, 1, 16, true);
+      model::transformer_forward(h, model::Precision::F32, nullptr, tokens.data(),
+                                 tokens.data() + 1, 1, 16, ws, true, Exec{});
+      std::vector<float> dp(size_t(h.n_params()));
+      CHECK(mentions(thrown_message([&] {
+                       model::transformer_backward(h, model::Precision::F32, nullptr, tokens.data(),
+                                                   tokens.data() + 1, 1, 16, 1.0f, ws, dp.data(),
+                                                   nullptr, Exec{});
+                     }),
+                     "needs it in fp32"));
+    }
+}
+
+// A non-finite 16-bit table value is refused at load, naming the tensor.
+TEST(gguf_model_half_table_non_finite_refused) {
+  const auto m = random_model(5);
+  GgufExportOptions o;
+  o.type = GgufWeightType::TQ2_0;
+  o.table_type = gemm::ElemType::F16;
+  const std::vector<uint8_t> good = model::gguf_model_writer(*m, o).finish();
+  for (uint16_t bad : {uint16_t(0x7c00), uint16_t(0xfe01)}) {
+    const std::vector<uint8_t> b = rewrite(
+        good,
+        {nullptr,
+         [&](std::string& name, GgmlType&, std::vector<int64_t>&, std::vector<uint8_t>& data) {
+           if (name == "token_embd.weight") std::memcpy(data.data() + 2 * 77, &bad, 2);
+           return true;
+         },
+         nullptr});
+    const std::string e = import_error(b);
+    CHECK_MSG(mentions(e, "tensor 'token_embd.weight' holds a non-finite value at index 77"), e);
+  }
+  // A value beyond f16 cannot be exported as f16.
+  Model big(gguf_config(), 6);
+  big.params()[3] = 1e6f;
+  big.quantize(Exec{});
+  CHECK(mentions(thrown_message([&] { model::gguf_model_writer(big, o); }),
+                 "tensor 'token_embd.weight': value 3 (1e+06) is not finite as f16"));
 }
 
 }  // namespace
