@@ -14,19 +14,39 @@
 using namespace ternorm;
 using namespace ternorm::model;
 
-TEST(adapter_encode_every_method_from_cpp) {
+namespace {
+// A tiny ternarised model, gains 1 +- 0.1 and 120 calibration tokens scored in
+// whole windows, all from the two seeds.
+struct Setup {
   ModelConfig c;
-  c.vocab = 13, c.d_model = 16, c.n_layers = 2, c.n_heads = 2, c.d_ff = 24, c.context = 16;
-  const Exec ex{default_isa(), nullptr, 1};
-  Model m(c, 5);
-  m.quantize(ex);
-  test::Rng rng(11);
-  std::vector<float> gains(size_t(c.n_gains()));
-  for (float& g : gains) g = 1.0f + 0.2f * float(rng.uniform() - 0.5);
+  Exec ex{default_isa(), nullptr, 1};
+  Model m;
+  std::vector<float> gains;
   Calibration cal;
-  for (int i = 0; i < 120; ++i) cal.tokens.push_back(int32_t(rng.next() % uint64_t(c.vocab)));
-  cal.n_bytes = 360;
-  cal.eval.stride = c.context;
+  Setup(uint64_t model_seed, uint64_t data_seed) : c(tiny()), m(c, model_seed) {
+    m.quantize(ex);
+    test::Rng rng(data_seed);
+    gains.resize(size_t(c.n_gains()));
+    for (float& g : gains) g = 1.0f + 0.2f * float(rng.uniform() - 0.5);
+    for (int i = 0; i < 120; ++i) cal.tokens.push_back(int32_t(rng.next() % uint64_t(c.vocab)));
+    cal.n_bytes = 360;
+    cal.eval.stride = c.context;
+  }
+  static ModelConfig tiny() {
+    ModelConfig c;
+    c.vocab = 13, c.d_model = 16, c.n_layers = 2, c.n_heads = 2, c.d_ff = 24, c.context = 16;
+    return c;
+  }
+};
+}  // namespace
+
+TEST(adapter_encode_every_method_from_cpp) {
+  Setup su(5, 11);
+  const ModelConfig& c = su.c;
+  const Exec& ex = su.ex;
+  Model& m = su.m;
+  std::vector<float>& gains = su.gains;
+  Calibration& cal = su.cal;
 
   codec::EncodeOptions opts;
   opts.clip_grid = {1.0, 0.8, 0.6};
@@ -70,18 +90,12 @@ TEST(adapter_encode_every_method_from_cpp) {
 // other calibration tokens, or a model without a fingerprint (weights that may change between
 // calls), measure anew.
 TEST(adapter_encode_reuses_calibration_losses) {
-  ModelConfig c;
-  c.vocab = 13, c.d_model = 16, c.n_layers = 2, c.n_heads = 2, c.d_ff = 24, c.context = 16;
-  const Exec ex{default_isa(), nullptr, 1};
-  Model m(c, 7);
-  m.quantize(ex);
-  test::Rng rng(17);
-  std::vector<float> gains(size_t(c.n_gains()));
-  for (float& g : gains) g = 1.0f + 0.2f * float(rng.uniform() - 0.5);
-  Calibration cal;
-  for (int i = 0; i < 120; ++i) cal.tokens.push_back(int32_t(rng.next() % uint64_t(c.vocab)));
-  cal.n_bytes = 360;
-  cal.eval.stride = c.context;
+  Setup su(7, 17);
+  const ModelConfig& c = su.c;
+  const Exec& ex = su.ex;
+  Model& m = su.m;
+  std::vector<float>& gains = su.gains;
+  Calibration& cal = su.cal;
   codec::EncodeOptions opts;
   const uint64_t budget = codec::adapter_bytes(
       encode_adapter(m, gains.data(), codec::Method::Int8PerTensor, opts, nullptr, ex).tensors);

@@ -24,12 +24,11 @@
 
 using namespace ternorm;
 using namespace ternorm::model;
+using ternorm::test::one_thread;
 using ternorm::test::Rng;
 using ternorm::test::throws_with;
 
 namespace {
-
-Exec one_thread() { return Exec{default_isa(), nullptr, 1}; }
 
 struct Stats {
   double cosine, rel_l2;

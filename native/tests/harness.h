@@ -14,8 +14,12 @@
 #include <vector>
 
 #include "cpu/features.h"
+#include "cpu/isa.h"
 
 namespace ternorm::test {
+
+// The default ISA path on the calling thread alone.
+inline Exec one_thread() { return Exec{default_isa(), nullptr, 1}; }
 
 struct TestCase {
   const char* name;

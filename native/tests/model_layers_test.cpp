@@ -36,13 +36,12 @@
 
 using namespace ternorm;
 using namespace ternorm::model;
+using ternorm::test::one_thread;
 using ternorm::test::Rng;
 
 namespace {
 
 constexpr double kTol = 2e-2;
-
-Exec one_thread() { return Exec{default_isa(), nullptr, 1}; }
 
 std::vector<float> randn(int64_t n, Rng& rng, float scale = 1.0f) {
   std::vector<float> v(static_cast<size_t>(n));
