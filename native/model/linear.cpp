@@ -161,18 +161,13 @@ void linear_backward(Precision p, const LinearWeights& w, const LinearInput& in,
   }
 }
 
-}  // namespace ternorm::model
-
-namespace ternorm::model {
-
 GradI8::GradI8(const Model& m, int64_t max_tokens) : n_layers_(m.config().n_layers) {
   if (m.ternary_stale())
     throw std::logic_error("int8 gradients need current ternary weights (call Model::quantize)");
   if (max_tokens < 1) throw std::invalid_argument("int8 gradients: max_tokens must be >= 1");
-  constexpr Linear kAll[] = {Linear::Qkv, Linear::O, Linear::GateUp, Linear::Down};
   int64_t bytes = 0, widest_rows = 0, widest_cols = 0;
-  for (Linear lin : kAll) {
-    const LinearShape s = m.linear_shape(lin);
+  for (int k = 0; k < kLinearsPerLayer; ++k) {
+    const LinearShape s = m.linear_shape(Linear(k));
     bytes += ternary::packed2_bytes(s.cols, s.rows);
     widest_rows = std::max(widest_rows, s.rows);
     widest_cols = std::max(widest_cols, s.cols);
@@ -184,9 +179,10 @@ GradI8::GradI8(const Model& m, int64_t max_tokens) : n_layers_(m.config().n_laye
   q_scales_ = AlignedBuffer<float>(size_t(max_tokens));
   std::vector<int8_t> trits, trits_t;
   uint8_t* at = packed_.data();
+  // In linear()'s index order: layer-major, then Linear's values.
   for (int64_t l = 0; l < n_layers_; ++l)
-    for (Linear lin : kAll) {
-      const ternary::PackedTernary w = m.packed(l, lin);
+    for (int k = 0; k < kLinearsPerLayer; ++k) {
+      const ternary::PackedTernary w = m.packed(l, Linear(k));
       trits.resize(size_t(w.rows * w.cols));
       trits_t.resize(trits.size());
       ternary::unpack2(w.data, w.rows, w.cols, trits.data());
