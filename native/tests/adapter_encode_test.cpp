@@ -42,11 +42,7 @@ struct Setup {
 
 TEST(adapter_encode_every_method_from_cpp) {
   Setup su(5, 11);
-  const ModelConfig& c = su.c;
-  const Exec& ex = su.ex;
-  Model& m = su.m;
-  std::vector<float>& gains = su.gains;
-  Calibration& cal = su.cal;
+  auto& [c, ex, m, gains, cal] = su;
 
   codec::EncodeOptions opts;
   opts.clip_grid = {1.0, 0.8, 0.6};
@@ -91,11 +87,7 @@ TEST(adapter_encode_every_method_from_cpp) {
 // calls), measure anew.
 TEST(adapter_encode_reuses_calibration_losses) {
   Setup su(7, 17);
-  const ModelConfig& c = su.c;
-  const Exec& ex = su.ex;
-  Model& m = su.m;
-  std::vector<float>& gains = su.gains;
-  Calibration& cal = su.cal;
+  auto& [c, ex, m, gains, cal] = su;
   codec::EncodeOptions opts;
   const uint64_t budget = codec::adapter_bytes(
       encode_adapter(m, gains.data(), codec::Method::Int8PerTensor, opts, nullptr, ex).tensors);
