@@ -158,19 +158,19 @@ describe('ternorm bet (protocol)', () => {
     );
   });
 
-  it("gradQuant (--grad-quant int8): recorded in the run beside the numbers; the adapter trains close to f32's; --resume names a change", async () => {
+  it("gradQuant (--grad-quant): int8 by default, recorded beside the numbers; f32's adapter is close to it; --resume names a change", async () => {
     const sailor = options('').users.slice(0, 1);
     const adapterRun = options('').adapterRun!;
-    const r = await runBet(options(join(dir, 'gq.json'), { users: sailor, adapterRun: { ...adapterRun, gradQuant: 'int8' } }));
-    expect(r.run.gradQuant).toBe('int8');
-    expect('gradQuant' in results.run).toBe(false); // default runs keep their files' bytes
+    expect(results.run.gradQuant).toBe('int8'); // the default, recorded
+    const r = await runBet(options(join(dir, 'gq.json'), { users: sailor, adapterRun: { ...adapterRun, gradQuant: 'f32' } }));
+    expect('gradQuant' in r.run).toBe(false); // absent means f32, as in every file written before int8 was the default
     expect(r.run.adapterRun).toEqual(results.run.adapterRun);
     const u = r.users[0]!;
     const u0 = results.users[0]!;
     expect(u.texts).toEqual(u0.texts); // the same test tokens
     const ppl = (x: typeof u) => x.test.conditions.raw_fp32!.ppl.value;
     expect(Math.abs(ppl(u) / ppl(u0) - 1)).toBeLessThan(0.02);
-    expect(runConfigDiffs(r.run, results.run)).toEqual(['gradQuant (--grad-quant): int8 in the file, f32 now']);
+    expect(runConfigDiffs(r.run, results.run)).toEqual(['gradQuant (--grad-quant): f32 in the file, int8 now']);
     await expect(
       runBet(options(join(dir, 'gq0.json'), { users: sailor, adapterRun: { ...adapterRun, gradQuant: 'fp16' as never } })),
     ).rejects.toThrow(/gradQuant must be one of 'f32', 'int8'/);

@@ -301,15 +301,15 @@ export function runConfig(
   calibrationTokens: number,
   { split = {}, actQuant, frontier, noise, evalStride }: RunSettings = {},
 ): RunConfig {
-  // the gradient precision is a named choice, recorded beside the numbers (and only when not f32)
+  // the gradient precision is a named choice, recorded beside the numbers (when int8)
   const { seed: _seed, gradQuant, ...training } = adapterRun;
   const given = Object.fromEntries(Object.entries(split).filter(([, v]) => v !== undefined));
   return {
     // Recorded only when not the default, so default runs keep their files' bytes.
     ...(actQuant === undefined || actQuant === coreLimits().actQuant.default ? {} : { actQuant: actQuant as 'block256' }),
     ...(evalStride === undefined ? {} : { evalStride }),
-    // absent means 'f32' in every file, whatever the core's default is
-    ...((gradQuant ?? coreLimits().gradQuant.default) === 'f32' ? {} : { gradQuant: 'int8' as const }),
+    // absent means 'f32' in every file (the default before int8), whatever the core's default is
+    ...((gradQuant ?? coreLimits().gradQuant.adapterDefault) === 'f32' ? {} : { gradQuant: 'int8' as const }),
     ...(frontier === undefined
       ? {}
       : { frontier: { ladder: checkLadder(frontier.ladder ?? FRONTIER_BUDGETS), methods: [...FRONTIER_METHODS] } }),

@@ -107,7 +107,7 @@ export interface RunConfig {
   actQuant?: 'block256';
   /** The window step of the split scores (--eval-stride: every condition's validation and test NLLs, the extra seeds', the noise sweep's and the cross-user matrix's), when given; absent: the evaluator's default, context / 2. The same tokens are scored either way; with the context as stride each is scored once with less left context for some. */
   evalStride?: number;
-  /** The gradient precision of adapter training through the ternary linears (--grad-quant), when not the default; absent: 'f32'. */
+  /** The gradient precision of adapter training through the ternary linears (--grad-quant), when int8 (the default); absent: 'f32', as in every file written before int8 was the default. */
   gradQuant?: 'int8';
   /** The resolved adapter-training options (lib/model/train-adapter.ts) except the seed. */
   adapterRun: Record<string, number>;

@@ -57,8 +57,8 @@ export const BET_USAGE = `  bet             the adapter-compression bet (the mai
     [--batch 8] [--lr 0.03] [--warmup 10]  (adapter training: sequences of 128 tokens per step, peak learning rate, warm-up
                   steps; a 6x cheaper, weaker recipe measured on the fleet: --max-steps 60 --batch 2 --lr 0.1 --warmup 6 --patience 2)
     [--eval-stride N]  (window step of every split score, 1..context; default context / 2; the context: each token once)
-    [--grad-quant f32|int8]  (adapter training's gradient through the ternary linears; int8: a cheaper step,
-                  the same bits on every CPU and thread count, a gradient within int8 rounding of f32's)
+    [--grad-quant int8|f32]  (adapter training's gradient through the ternary linears; int8, the default: a
+                  cheaper step, the same bits on every CPU and thread count, within int8 rounding of f32's)
     [--group-size 32] [--mixed-budget BYTES] [--resamples 2000]
     [--act-quant token|block256 (ternary activations per token, or per 256 values as llama.cpp)] [--json]
     [--train-bytes N] [--validation-bytes N] [--test-bytes N] [--split-windows N]  (split sizes of every

@@ -21,7 +21,7 @@ export const FLEET_SUBCOMMANDS = ['run', 'worker', 'status', 'report'] as const;
 
 export const FLEET_USAGE = `  fleet run       register a fleet run in PostgreSQL (criteria hashed first) and queue one job per user on Redis
     --redis redis://HOST:PORT --pg postgresql://... --users fixture:NAME|users.jsonl [--run ID] [--attempts ${DEFAULT_ATTEMPTS}]
-    [--model M] [--criteria FILE] [--seed 0] [--seeds 1] [--max-steps N] [--batch 8] [--lr 0.03] [--warmup 10] [--eval-every 20] [--patience 3] [--eval-stride N] [--grad-quant f32|int8] [--calibration-tokens N] [--group-size 32]
+    [--model M] [--criteria FILE] [--seed 0] [--seeds 1] [--max-steps N] [--batch 8] [--lr 0.03] [--warmup 10] [--eval-every 20] [--patience 3] [--eval-stride N] [--grad-quant int8|f32] [--calibration-tokens N] [--group-size 32]
     [--mixed-budget BYTES] [--resamples 2000] [--margin-users ${MARGIN_USERS}] [--noise-seeds ${MARGIN_NOISE_SEEDS}]
     [--generic-pool-bytes ${GENERIC_POOL_BYTES}] [--json]   (the same ID again: queues only the users not done)
     ${TERNARISE_USAGE}

@@ -38,7 +38,7 @@ import {
   type Io,
   type Values,
 } from './args.js';
-import { actQuantFlag, checkNumericFlags, narrowed, threadsLimit } from './limits.js';
+import { actQuantFlag, checkNumericFlags, gradQuantFlag, narrowed, threadsLimit } from './limits.js';
 import { formatDuration, ProgressBar } from './progress.js';
 import { readTextFile } from '../util/files.js';
 import { terminalText } from '../util/text.js';
@@ -57,7 +57,7 @@ ${BET_USAGE}${REPORT_USAGE}  train-base      train the base model (tokenizer, te
   train-adapter   train one user's norm-only adapter on a base model
     --model M --text user.txt --out user.adapter [--seed S] [--max-steps 100] [--eval-every 20]
     [--patience 3] [--validation-fraction 0.05] [--batch 8] [--seq 128] [--lr 3e-2] [--min-lr 3e-3]
-    [--warmup 10] [--weight-decay 0] [--threads N] [--ternarise ...] [--json]
+    [--warmup 10] [--weight-decay 0] [--grad-quant int8|f32] [--threads N] [--ternarise ...] [--json]
   evaluate        perplexity and bits per byte of a text
     --model M [--adapter A] --text T [--precision ternary|fp32|ternary-fp32act]
     [--act-quant token|block256 (ternary activations per token, or per 256 values as llama.cpp's
@@ -264,6 +264,7 @@ async function cmdTrainAdapter(argv: string[], io: Io): Promise<number> {
     'weight-decay',
     'threads',
     'ternarise',
+    'grad-quant',
   ];
   const v = parse(argv, { ...Object.fromEntries(flags.map((f) => [f, S])), json: { type: 'boolean' } });
   if (v.help) return help(io);
@@ -297,6 +298,7 @@ async function cmdTrainAdapter(argv: string[], io: Io): Promise<number> {
     minLr: n['min-lr'],
     warmup: n.warmup,
     weightDecay: n['weight-decay'],
+    gradQuant: gradQuantFlag(v['grad-quant']),
   });
   const threads = n.threads;
   const text = readTextFile(textPath, '--text');

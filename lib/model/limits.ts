@@ -31,7 +31,8 @@ export interface CoreLimits {
   /** The activation quantisation modes of the ternary precision and the default (model/limits.h). */
   actQuant: { names: readonly ActQuant[]; default: ActQuant };
   /** The precisions of adapter training's gradient through the ternary linears and the default (model/limits.h). */
-  gradQuant: { names: readonly GradQuant[]; default: GradQuant };
+  /** Base training's (its only choice, 'f32') and adapter training's defaults. */
+  gradQuant: { names: readonly GradQuant[]; default: GradQuant; adapterDefault: GradQuant };
 }
 
 /**
@@ -41,9 +42,10 @@ export interface CoreLimits {
  */
 export type ActQuant = 'token' | 'block256';
 /**
- * The precision of adapter training's gradient through the ternary linears (dx = dy W): 'f32' (the
- * default) or 'int8' (dy quantised per token, integer kernels on the transposed trits: a cheaper
- * step, bit-identical on every ISA path and thread count, a gradient within int8 rounding of f32's).
+ * The precision of adapter training's gradient through the ternary linears (dx = dy W): 'f32' or
+ * 'int8' (the adapter mode's default: dy quantised per token, integer kernels on the transposed
+ * trits: a cheaper step, bit-identical on every ISA path and thread count, a gradient within int8
+ * rounding of f32's). Base training is 'f32' only.
  */
 export type GradQuant = 'f32' | 'int8';
 export type TrainLimitName =

@@ -58,7 +58,7 @@ export interface RawTrainConfig {
   gradClip: number;
   /** The ternary modes' activation quantisation (an ActQuant name); default 'token'. */
   actQuant?: string;
-  /** The adapter mode's gradient through the ternary linears (a GradQuant name); default 'f32'. */
+  /** The gradient through the ternary linears (a GradQuant name); default: the mode's ('int8' for adapter, else 'f32'). */
   gradQuant?: string;
 }
 

@@ -38,7 +38,7 @@ export interface AdapterRunOptions {
   gradClip: number;
   /**
    * The gradient through the ternary linears: 'f32' or 'int8' (limits.ts GradQuant). Absent: the
-   * core's default, 'f32' (left out of the defaults, so a default run's records keep their bytes).
+   * core's adapter default, 'int8' (coreLimits().gradQuant.adapterDefault).
    */
   gradQuant?: GradQuant;
 }

@@ -336,8 +336,8 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
 
 // limits() -> { model, train, adapterTrain, eval, codec, adapter }: each { [name]: { min, max,
 //   minOpen, maxOpen, integer, default (null: none), what } }, the core's ranges and defaults
-//   (model/limits.h); and actQuant, gradQuant: { names, default }, the activation quantisation
-//   modes and the adapter training's gradient precisions.
+//   (model/limits.h); and actQuant: { names, default }, the activation quantisation modes, and
+//   gradQuant: { names, default (base training), adapterDefault }, the gradient precisions.
 Napi::Value Limits(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
@@ -368,8 +368,10 @@ Napi::Value Limits(const Napi::CallbackInfo& info) {
   };
   out.Set("actQuant", choice(limits::act_quant::names, std::size(limits::act_quant::names),
                              limits::act_quant::def));
-  out.Set("gradQuant", choice(limits::grad_quant::names, std::size(limits::grad_quant::names),
-                              limits::grad_quant::def));
+  Napi::Object gq =
+      choice(limits::grad_quant::names, std::size(limits::grad_quant::names), limits::grad_quant::def);
+  gq.Set("adapterDefault", limits::grad_quant::names[limits::grad_quant::adapter_def]);
+  out.Set("gradQuant", gq);
   return out;
 }
 

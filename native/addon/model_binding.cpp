@@ -585,6 +585,7 @@ Napi::Value TrainerCreate(const Napi::CallbackInfo& info) {
     c.act_quant = model::act_quant_of(aq.As<Napi::String>().Utf8Value());
   }
   const Napi::Value gq = o.Get("gradQuant");
+  c.grad_quant = model::default_grad_quant(c.mode);
   if (!gq.IsUndefined()) {
     if (!gq.IsString()) throw_type(env, "trainConfig.gradQuant must be a string");
     c.grad_quant = model::grad_quant_of(gq.As<Napi::String>().Utf8Value());

@@ -32,6 +32,11 @@ GradQuant grad_quant_of(const std::string& name) {
   throw std::invalid_argument("gradQuant must be one of " + all + ", got '" + name + "'");
 }
 
+GradQuant default_grad_quant(TrainMode m) {
+  return GradQuant(m == TrainMode::AdapterGains ? limits::grad_quant::adapter_def
+                                                : limits::grad_quant::def);
+}
+
 TrainConfig adapter_train_defaults() {
   namespace L = limits::adapter_train;
   TrainConfig c;
@@ -43,6 +48,7 @@ TrainConfig adapter_train_defaults() {
   c.adamw = AdamWConfig{float(L::beta1.def), float(L::beta2.def), float(L::eps.def),
                         float(L::weight_decay.def)};
   c.grad_clip = float(L::grad_clip.def);
+  c.grad_quant = default_grad_quant(c.mode);
   return c;
 }
 

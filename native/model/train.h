@@ -36,6 +36,8 @@ enum class GradQuant : int { F32 = 0, Int8 = 1 };
 const char* grad_quant_name(GradQuant g);
 // The GradQuant named `name`; throws std::invalid_argument naming the choices.
 GradQuant grad_quant_of(const std::string& name);
+// A mode's default (limits::grad_quant): int8 for AdapterGains, else f32.
+GradQuant default_grad_quant(TrainMode m);
 
 // Defaults and ranges: limits::train (base training) and limits::adapter_train
 // (adapter_train_defaults()), in limits.h.
@@ -52,7 +54,8 @@ struct TrainConfig {
       float(limits::train::grad_clip.def);  // max global L2 norm of the gradient (0: no clipping)
   // The activation quantisation of the ternary modes (Block256: not with Fp32Base).
   ActQuant act_quant = ActQuant(limits::act_quant::def);
-  // The gradient through the ternary linears (Int8: AdapterGains only).
+  // The gradient through the ternary linears (Int8: AdapterGains only, its
+  // default there: see default_grad_quant and adapter_train_defaults()).
   GradQuant grad_quant = GradQuant(limits::grad_quant::def);
 };
 

@@ -60,6 +60,11 @@ TEST(limits_defaults_are_the_structs_defaults) {
         a.schedule.lr == 3e-2f);
   CHECK(a.schedule.min_lr == 3e-3f && a.schedule.warmup == 10 && a.schedule.total == 100 &&
         a.adamw.weight_decay == 0.0f);
+  // int8 gradients are the adapter mode's default, f32 the base modes' (their only choice).
+  CHECK(a.grad_quant == model::GradQuant::Int8 && t.grad_quant == model::GradQuant::F32);
+  CHECK(model::default_grad_quant(model::TrainMode::AdapterGains) == model::GradQuant::Int8);
+  CHECK(model::default_grad_quant(model::TrainMode::TernaryBase) == model::GradQuant::F32 &&
+        model::default_grad_quant(model::TrainMode::Fp32Base) == model::GradQuant::F32);
   const codec::EncodeOptions e;
   CHECK(e.group_size == 32 && e.kmeans_max_iters == 100 && e.calibration_passes == 1 &&
         e.byte_budget == 0);
