@@ -1,6 +1,6 @@
 // npm run bench:train-step: CPU-seconds of one adapter-training step on the shipped base (the
 // bet's recipe: 8 x 128 tokens of a default user's training text, gains from 1.0), with the
-// gradient through the ternary linears in f32 (the default) and in int8 (--grad-quant int8).
+// gradient through the ternary linears in f32 (--grad-quant f32) and in int8 (the default).
 // Repetitions are interleaved (f32, int8, f32, ...), each a fresh trainer running `steps` steps on
 // the same batches; a step's CPU time is process.cpuUsage() around it (the trainer runs on the
 // calling thread at --threads 1). Reports the median per mode, their ratio and the load average
