@@ -160,10 +160,12 @@ const users = r.users.map((u) => {
   };
 });
 
+/** A path inside the repository as written from its root (else as given). */
+const rel = (p: string): string => (p.startsWith(REPO + '/') ? p.slice(REPO.length + 1) : p);
 const doc = {
   schema: SCHEMA,
-  results: { path: resultsPath, checksum: r.checksum },
-  kernels: { path: kernelsPath },
+  results: { path: rel(resultsPath), checksum: r.checksum },
+  kernels: { path: rel(kernelsPath) },
   model: { vocab: V, dModel: d, nLayers: L, nHeads: H, nKvHeads: nKv, dFf, context: C, linearMacsPerToken: perLayer * L },
   recipe: { maxSteps: steps, batch, seq, gradQuant: r.run.gradQuant ?? 'f32' },
   ratesGMacPerSecond: rates,
@@ -174,7 +176,7 @@ writeAtomic(outPath, JSON.stringify(doc, null, 1) + '\n');
 const T = (x: number): string => fmtNum(x / 1e12, 3);
 const s = (x: number): string => x.toFixed(1);
 const lines = [
-  `Rates, one thread (G MAC/s, ${kernelsPath.replace(REPO + '/', '')}): ternary GEMM ${s(rates.ternaryGemmMacs)}, fp32 GEMM ${s(rates.fp32GemmMacs)}, int8 peak ${s(rates.int8PeakMacs)}.`,
+  `Rates, one thread (G MAC/s, ${rel(kernelsPath)}): ternary GEMM ${s(rates.ternaryGemmMacs)}, fp32 GEMM ${s(rates.fp32GemmMacs)}, int8 peak ${s(rates.int8PeakMacs)}.`,
   '',
   '| user | conditions with distinct NLLs | training int8 / fp32 (T MAC) | scoring int8 / fp32 (T MAC) | floor CPU-s (int8 + fp32) | of which the head | int8 alone at the peak |',
   '|---|---:|---:|---:|---:|---:|---:|',
