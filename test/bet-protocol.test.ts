@@ -177,6 +177,19 @@ describe('ternorm bet (protocol)', () => {
     const c = await cli(['bet', '--model', modelPath, '--out', join(dir, 'gq1.json'), '--grad-quant', 'fp16']);
     expect(c.code).not.toBe(0);
     expect(c.err).toMatch(/--grad-quant must be one of f32, int8/);
+    const t = await cli([
+      'train-adapter',
+      '--model',
+      modelPath,
+      '--text',
+      'user.txt',
+      '--out',
+      join(dir, 'gq.adapter'),
+      '--grad-quant',
+      'fp16',
+    ]);
+    expect(t.code).toBe(2);
+    expect(t.err).toMatch(/--grad-quant must be one of f32, int8/);
     // fleet run takes the same flag (stored with the run's options), checked before any server is contacted
     const servers = ['--redis', 'redis://127.0.0.1:1', '--pg', 'postgresql://127.0.0.1:1/x'];
     const f = await cli(['fleet', 'run', ...servers, '--users', 'fixture:fleet', '--model', modelPath, '--grad-quant', 'fp16']);

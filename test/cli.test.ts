@@ -162,8 +162,9 @@ describe('ternorm CLI', () => {
       '--json',
     );
     expect(t.code).toBe(0);
-    const s = JSON.parse(t.stdout) as { bestLoss: number; baselineLoss: number; stepsDone: number };
+    const s = JSON.parse(t.stdout) as { bestLoss: number; baselineLoss: number; stepsDone: number; gradQuant: string };
     expect(s.bestLoss).toBeLessThanOrEqual(s.baselineLoss);
+    expect(s.gradQuant).toBe('int8'); // the adapter default
     const none = cli('evaluate', '--model', 'models/a.tnm', '--text', 'user.txt', '--json');
     const withA = cli('evaluate', '--model', 'models/a.tnm', '--adapter', 'u.adapter', '--text', 'user.txt', '--json');
     expect(none.code).toBe(0);

@@ -336,6 +336,7 @@ async function cmdTrainAdapter(argv: string[], io: Io): Promise<number> {
     validationTokens: r.validationTokens,
     seconds: r.seconds,
     lastTrainLoss: lastLoss,
+    gradQuant: r.options.gradQuant ?? coreLimits().gradQuant.adapterDefault,
   };
   if (v.json) io.stdout.write(`${JSON.stringify(summary)}\n`);
   else {
