@@ -120,7 +120,35 @@ float max_avx2(const float* x, int64_t n) {
   return max_finish(lane, x, j, n);
 }
 
-constexpr VecKernels kVecKernelsAvx2 = {max_avx2, exp_sum_avx2, scale_avx2, swiglu_avx2,
-                                        swiglu_backward_avx2};
+namespace {
+
+// 4 pairs at a time: x = (a, b, ...), its pair-swap (b, a, ...), c and si
+// each doubled (c0 c0 c1 c1 ...); addsub subtracts in the even lanes, adds in
+// the odd ones.
+void rope_avx2(float* x, int64_t width, int64_t hd, const float* c, const float* s, float sign) {
+  const int64_t half = hd / 2;
+  const __m256i twice = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+  const __m128 sg = _mm_set1_ps(sign);
+  for (int64_t h0 = 0; h0 < width; h0 += hd) {
+    float* xh = x + h0;
+    int64_t i = 0;
+    for (; i + 4 <= half; i += 4) {
+      const __m256 cc =
+          _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(c + i)), twice);
+      const __m256 ss = _mm256_permutevar8x32_ps(
+          _mm256_castps128_ps256(_mm_mul_ps(sg, _mm_loadu_ps(s + i))), twice);
+      const __m256 v = _mm256_loadu_ps(xh + 2 * i);
+      const __m256 swapped = _mm256_permute_ps(v, 0xB1);
+      _mm256_storeu_ps(xh + 2 * i,
+                       _mm256_addsub_ps(_mm256_mul_ps(v, cc), _mm256_mul_ps(swapped, ss)));
+    }
+    rope_pairs(xh, c, s, sign, i, half);
+  }
+}
+
+}  // namespace
+
+constexpr VecKernels kVecKernelsAvx2 = {max_avx2,    exp_sum_avx2,         scale_avx2,
+                                        swiglu_avx2, swiglu_backward_avx2, rope_avx2};
 
 }  // namespace ternorm::model::detail
