@@ -110,14 +110,41 @@ void swiglu_backward_avx2(const float* g, const float* u, const float* dy, float
 
 }  // namespace
 
-// max_ps(x, m) is "x > m ? x : m", the reference's "m < x ? x : m" (NaN in x keeps m).
-float max_avx2(const float* x, int64_t n) {
+namespace {
+// The reference's lanes, one chain: max_ps(x, m) is "x > m ? x : m", the
+// reference's "m < x ? x : m" (NaN in x keeps m).
+float max_one_chain(const float* x, int64_t n) {
   __m256 m = _mm256_set1_ps(x[0]);
   int64_t j = 0;
   for (; j + 8 <= n; j += 8) m = _mm256_max_ps(_mm256_loadu_ps(x + j), m);
   float lane[8];
   _mm256_storeu_ps(lane, m);
   return max_finish(lane, x, j, n);
+}
+}  // namespace
+
+// One chain runs at max_ps's latency; four run at its throughput. Each lane
+// still ends at the same value (the largest, NaN in x skipped; a NaN x[0]
+// kept, as every chain starts from it), and equal non-zero floats have equal
+// bits. Only a zero maximum can differ (which of +0 and -0 came first): that
+// row goes through the one chain again.
+float max_avx2(const float* x, int64_t n) {
+  __m256 m0 = _mm256_set1_ps(x[0]), m1 = m0, m2 = m0, m3 = m0;
+  int64_t j = 0;
+  for (; j + 32 <= n; j += 32) {
+    m0 = _mm256_max_ps(_mm256_loadu_ps(x + j), m0);
+    m1 = _mm256_max_ps(_mm256_loadu_ps(x + j + 8), m1);
+    m2 = _mm256_max_ps(_mm256_loadu_ps(x + j + 16), m2);
+    m3 = _mm256_max_ps(_mm256_loadu_ps(x + j + 24), m3);
+  }
+  for (; j + 8 <= n; j += 8) m0 = _mm256_max_ps(_mm256_loadu_ps(x + j), m0);
+  m0 = _mm256_max_ps(m1, m0);
+  m0 = _mm256_max_ps(m2, m0);
+  m0 = _mm256_max_ps(m3, m0);
+  float lane[8];
+  _mm256_storeu_ps(lane, m0);
+  const float r = max_finish(lane, x, j, n);
+  return r == 0.0f ? max_one_chain(x, n) : r;
 }
 
 namespace {

@@ -100,6 +100,22 @@ TEST(vec_math_paths_match_reference) {
   }
 }
 
+// max where the maximum is a zero: +0 and -0 compare equal, and which one a
+// lane keeps depends on which came first; negative values and NaN around them.
+TEST(vec_math_max_zero_maximum) {
+  const VecKernels& ref = kVecKernelsScalar;
+  Rng rng(80);
+  const float kPick[] = {0.0f, -0.0f, -1.0f, -3.5f, std::numeric_limits<float>::quiet_NaN()};
+  for (Isa isa : ternorm::test::every_isa())
+    for (int64_t n : {1, 9, 31, 32, 40, 64, 100, 4096})
+      for (int rep = 0; rep < 20; ++rep) {
+        std::vector<float> x(static_cast<size_t>(n));
+        for (auto& v : x) v = kPick[rng.below(rep % 2 ? 5 : 4)];
+        const float m0 = ref.max(x.data(), n), m1 = vec_kernels(isa).max(x.data(), n);
+        CHECK_MSG(same(&m0, &m1, 1), isa_name(isa) << " max of zeros n=" << n << " rep " << rep);
+      }
+}
+
 // RoPE: head sizes with pair counts below, at and past each vector width
 // (tails), several heads per row, both signs, edge values; nothing past the row written.
 TEST(vec_math_rope_paths_match_reference) {
