@@ -6,7 +6,8 @@
 // ternary fp32 products, which pass their own B packer (decoded weights).
 // A GEMV-shaped call (a few rows of C, transposed B) skips packing and runs
 // dot kernels on the operands in place. A 16-bit B is widened to fp32 while
-// packed, or in the dot kernels' registers.
+// packed, or in the dot kernels' registers. A B packed once (PackedB,
+// packed_b.h) is read in place by the same driver, skipping its B packing.
 #include <algorithm>
 #include <stdexcept>
 #include <string>
@@ -77,11 +78,14 @@ void pack_width_contiguous(const float* src, int64_t ld, int64_t width, int64_t 
   for (int64_t p = 0; p < kc; ++p) deal_row<W>(src + p * ld, width, kc, p, dst);
 }
 
-// Element (p, x) at src[x * ld + p]: a transpose, done in strips of 8 k-steps
-// so the W source rows and the destination strip stay in L1.
+// Element (p, x) at src[x * ld + p]: a transpose, done in strips of 16 k-steps
+// (a 64-byte line of each source row) so the W source rows and the
+// destination strip stay in L1, and each source line is read in one visit:
+// with rows 16 KB apart (the head's dlogits, V = 4096) the W lines share one
+// L1 set and would be evicted before a second visit.
 template <int W>
 void pack_width_strided(const float* src, int64_t ld, int64_t width, int64_t kc, float* dst) {
-  constexpr int64_t kStrip = 8;
+  constexpr int64_t kStrip = 16;
   for (int64_t x0 = 0; x0 < width; x0 += W) {
     const int64_t count = std::min<int64_t>(W, width - x0);
     float* d = dst + (x0 / W) * kc * W;
@@ -257,9 +261,9 @@ struct BSource {
   int64_t panel_stride = 0;
 };
 
-void blocked(const GemmKernels& pl, bool trans_a, const float* a, int64_t lda, int64_t m,
-             int64_t n, int64_t k, const BSource& bs, float alpha, float beta, float* c,
-             int64_t ldc, const Exec& ex) {
+void blocked(const GemmKernels& pl, bool trans_a, const float* a, int64_t lda, int64_t m, int64_t n,
+             int64_t k, const BSource& bs, float alpha, float beta, float* c, int64_t ldc,
+             const Exec& ex) {
   const PackA pack_a_fn = pack_a_for(pl.mr);
   const int64_t kc_max = std::min(pl.kc, k);
   const int64_t nc_max = std::min(pl.nc, (n + pl.nr - 1) / pl.nr * pl.nr);
@@ -312,9 +316,9 @@ void blocked(const GemmKernels& pl, bool trans_a, const float* a, int64_t lda, i
 
 void check_sizes(const char* fn, const GemmArgs& g) {
   if (g.m <= 0 || g.n <= 0 || g.k <= 0)
-    throw std::invalid_argument(std::string(fn) + ": m, n and k must be positive (got m=" +
-                                std::to_string(g.m) + ", n=" + std::to_string(g.n) +
-                                ", k=" + std::to_string(g.k) + ")");
+    throw std::invalid_argument(std::string(fn) +
+                                ": m, n and k must be positive (got m=" + std::to_string(g.m) +
+                                ", n=" + std::to_string(g.n) + ", k=" + std::to_string(g.k) + ")");
 }
 
 // As stored: A is m x k (k x m when transposed), C is m x n.
@@ -384,8 +388,8 @@ void gemm_f32_packed(const GemmArgs& g, const PackedB& b, int64_t k0, int64_t j0
     throw std::invalid_argument(
         "gemm_f32_packed: rows " + std::to_string(k0) + "+" + std::to_string(g.k) + ", columns " +
         std::to_string(j0) + "+" + std::to_string(g.n) + " are not a block of the packed " +
-        std::to_string(b.k()) + " x " + std::to_string(b.n()) + " B (columns start at multiples of " +
-        std::to_string(kPackedColumnStep) + ")");
+        std::to_string(b.k()) + " x " + std::to_string(b.n()) +
+        " B (columns start at multiples of " + std::to_string(kPackedColumnStep) + ")");
   const GemmKernels& pl = pick_kernels(kGemmTable, ex.isa, "gemm_f32");
   if (g.m <= kDirectMaxM && b.src_.trans_b) {  // gemm_f32's small-m path, on the source
     GemmArgs h = g;

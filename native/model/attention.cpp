@@ -55,8 +55,8 @@ void rope_forward_at(float* qkv, int64_t n, const int64_t* positions, int64_t d,
   const detail::VecKernels& k = detail::vec_kernels(ex.isa);
   parallel_ranges(ex, n, 16, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
-      rope_row(k, qkv + r * ld, d, kvd, head_dim, cos + positions[r] * half, sin + positions[r] * half,
-               1.0f);
+      rope_row(k, qkv + r * ld, d, kvd, head_dim, cos + positions[r] * half,
+               sin + positions[r] * half, 1.0f);
   });
 }
 

@@ -45,7 +45,7 @@ class HeadPanels {
                                            int64_t d, const Exec& ex);
   std::mutex mutex_;
   std::shared_ptr<const gemm::PackedB> panels_[2];  // [transposed]: forward, [0]: backward
-  const void* source_ = nullptr;                   // the table they were packed from
+  const void* source_ = nullptr;                    // the table they were packed from
   Isa isa_ = Isa::Scalar;
 };
 

@@ -120,8 +120,7 @@ void swiglu_backward_avx512(const float* g, const float* u, const float* dy, flo
 // 8 pairs at a time, the last ones masked: x = (a, b, ...), its pair-swap
 // (b, a, ...), c and si each doubled (c0 c0 c1 c1 ...); the even lanes take
 // the difference, the odd ones the sum.
-void rope_avx512(float* x, int64_t width, int64_t hd, const float* c, const float* s,
-                 float sign) {
+void rope_avx512(float* x, int64_t width, int64_t hd, const float* c, const float* s, float sign) {
   const int64_t half = hd / 2;
   const __m512i twice = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
   const __m256 sg = _mm256_set1_ps(sign);

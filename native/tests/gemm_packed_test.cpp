@@ -119,11 +119,10 @@ TEST(gemm_packed_same_bits_as_gemm_f32) {
           for (const Block& bl : blocks)
             for (int t : {1, 2, 3}) {
               const bool ok = same_bits(s, half, pb, bl, rng, Exec{isa, &pool, t});
-              CHECK_MSG(ok, isa_name(isa)
-                                << " K=" << K << " N=" << N << " trans_b=" << layout
-                                << " f16=" << half << " block m=" << bl.m << " k0=" << bl.k0
-                                << " k=" << bl.k << " j0=" << bl.j0 << " n=" << bl.n
-                                << " ta=" << bl.ta << " threads " << t);
+              CHECK_MSG(ok, isa_name(isa) << " K=" << K << " N=" << N << " trans_b=" << layout
+                                          << " f16=" << half << " block m=" << bl.m
+                                          << " k0=" << bl.k0 << " k=" << bl.k << " j0=" << bl.j0
+                                          << " n=" << bl.n << " ta=" << bl.ta << " threads " << t);
             }
         }
 }

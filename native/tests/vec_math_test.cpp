@@ -148,10 +148,12 @@ TEST(vec_math_reference_formulas) {
   for (int64_t n : {1, 9, 100}) {
     const std::vector<float> x = row(n, 3.0f, false, rng);
     if (n % 2 == 0 || n == 1) {  // RoPE of one head of 2n values: a rotation by (c, s)
-      std::vector<float> r(static_cast<size_t>(2 * n)), c(static_cast<size_t>(n)), s(static_cast<size_t>(n));
+      std::vector<float> r(static_cast<size_t>(2 * n)), c(static_cast<size_t>(n)),
+          s(static_cast<size_t>(n));
       for (int64_t i = 0; i < n; ++i) {
         r[size_t(2 * i)] = x[size_t(i)], r[size_t(2 * i + 1)] = 1.0f;
-        c[size_t(i)] = float(std::cos(0.1 * double(i))), s[size_t(i)] = float(std::sin(0.1 * double(i)));
+        c[size_t(i)] = float(std::cos(0.1 * double(i))),
+        s[size_t(i)] = float(std::sin(0.1 * double(i)));
       }
       ref.rope(r.data(), 2 * n, 2 * n, c.data(), s.data(), 1.0f);
       for (int64_t i = 0; i < n; ++i) {
