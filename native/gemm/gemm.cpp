@@ -78,14 +78,11 @@ void pack_width_contiguous(const float* src, int64_t ld, int64_t width, int64_t 
   for (int64_t p = 0; p < kc; ++p) deal_row<W>(src + p * ld, width, kc, p, dst);
 }
 
-// Element (p, x) at src[x * ld + p]: a transpose, done in strips of 16 k-steps
-// (a 64-byte line of each source row) so the W source rows and the
-// destination strip stay in L1, and each source line is read in one visit:
-// with rows 16 KB apart (the head's dlogits, V = 4096) the W lines share one
-// L1 set and would be evicted before a second visit.
+// Element (p, x) at src[x * ld + p]: a transpose, done in strips of 8 k-steps
+// so the W source rows and the destination strip stay in L1.
 template <int W>
 void pack_width_strided(const float* src, int64_t ld, int64_t width, int64_t kc, float* dst) {
-  constexpr int64_t kStrip = 16;
+  constexpr int64_t kStrip = 8;
   for (int64_t x0 = 0; x0 < width; x0 += W) {
     const int64_t count = std::min<int64_t>(W, width - x0);
     float* d = dst + (x0 / W) * kc * W;
