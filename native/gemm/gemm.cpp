@@ -6,7 +6,8 @@
 // ternary fp32 products, which pass their own B packer (decoded weights).
 // A GEMV-shaped call (a few rows of C, transposed B) skips packing and runs
 // dot kernels on the operands in place. A 16-bit B is widened to fp32 while
-// packed, or in the dot kernels' registers.
+// packed, or in the dot kernels' registers. A B packed once (PackedB,
+// packed_b.h) is read in place by the same driver, skipping its B packing.
 #include <algorithm>
 #include <stdexcept>
 #include <string>
@@ -14,8 +15,10 @@
 
 #include "../cpu/aligned_buffer.h"
 #include "../cpu/dispatch.h"
+#include "../cpu/features.h"
 #include "../cpu/thread_pool.h"
 #include "gemm_kernels.h"
+#include "packed_b.h"
 
 namespace ternorm::gemm {
 namespace {
@@ -244,18 +247,29 @@ void widen(ElemType t, const uint16_t* src, int64_t n, float* dst, const Exec& e
   widen_kernel(pick_kernels(kGemmTable, ex.isa, "widen"), t)(src, n, dst);
 }
 
-void gemm_f32_blocked(bool trans_a, const float* a, int64_t lda, int64_t m, int64_t n, int64_t k,
-                      const BPacker& bp, float alpha, float beta, float* c, int64_t ldc,
-                      const Exec& ex) {
-  const GemmKernels& pl = pick_kernels(kGemmTable, ex.isa, "gemm_f32");
+namespace {
+
+// Where the driver's B micro-panels come from: packed per (jc, pc) block into
+// the scratch by a packer, or read in place from a PackedB (panels of
+// panel_stride floats; `panels` at the call's first k step and column).
+struct BSource {
+  const BPacker* packer = nullptr;
+  const float* panels = nullptr;
+  int64_t panel_stride = 0;
+};
+
+void blocked(const GemmKernels& pl, bool trans_a, const float* a, int64_t lda, int64_t m, int64_t n,
+             int64_t k, const BSource& bs, float alpha, float beta, float* c, int64_t ldc,
+             const Exec& ex) {
   const PackA pack_a_fn = pack_a_for(pl.mr);
   const int64_t kc_max = std::min(pl.kc, k);
   const int64_t nc_max = std::min(pl.nc, (n + pl.nr - 1) / pl.nr * pl.nr);
   const int64_t mc_max = std::min(pl.mc, (m + pl.mr - 1) / pl.mr * pl.mr);
   const int slots = max_threads(ex);
-  // Scratch for the whole call: one shared B block, one A block per thread.
-  PackScratch& scratch =
-      pack_scratch(size_t(kc_max * nc_max), size_t(slots) * size_t(mc_max * kc_max));
+  // Scratch for the whole call: one shared B block (unless B comes packed),
+  // one A block per thread.
+  PackScratch& scratch = pack_scratch(bs.packer ? size_t(kc_max * nc_max) : 0,
+                                      size_t(slots) * size_t(mc_max * kc_max));
   AlignedBuffer<float>& bbuf = scratch.b;
   AlignedBuffer<float>& abuf = scratch.a;
 
@@ -265,10 +279,19 @@ void gemm_f32_blocked(bool trans_a, const float* a, int64_t lda, int64_t m, int6
       const int64_t kc = std::min(pl.kc, k - pc);
       // Later k-blocks accumulate onto what the first one wrote.
       const float beta_blk = pc == 0 ? beta : 1.0f;
-      float* bpanel = bbuf.data();
-      parallel_ranges(ex, nc, pl.nr, [&](int64_t j0, int64_t j1) {
-        bp.pack(bp.ctx, pl.nr, pc, kc, jc + j0, j1 - j0, bpanel + j0 * kc);
-      });
+      const float* bpanel;
+      int64_t stride;  // floats from one B micro-panel to the next
+      if (bs.packer) {
+        float* dst = bbuf.data();
+        parallel_ranges(ex, nc, pl.nr, [&](int64_t j0, int64_t j1) {
+          bs.packer->pack(bs.packer->ctx, pl.nr, pc, kc, jc + j0, j1 - j0, dst + j0 * kc);
+        });
+        bpanel = dst;
+        stride = kc * pl.nr;
+      } else {
+        bpanel = bs.panels + jc / pl.nr * bs.panel_stride + pc * pl.nr;
+        stride = bs.panel_stride;
+      }
       parallel_split(ex, m, pl.mr, [&](int slot, int64_t i0, int64_t i1) {
         float* apanel = abuf.data() + size_t(slot) * size_t(mc_max * kc_max);
         for (int64_t ic = i0; ic < i1; ic += pl.mc) {
@@ -276,7 +299,7 @@ void gemm_f32_blocked(bool trans_a, const float* a, int64_t lda, int64_t m, int6
           pack_a_fn(trans_a, a, lda, ic, mc, pc, kc, apanel);
           for (int64_t jr = 0; jr < nc; jr += pl.nr) {
             const int64_t nn = std::min(pl.nr, nc - jr);
-            const float* bp_j = bpanel + jr * kc;
+            const float* bp_j = bpanel + jr / pl.nr * stride;
             float* c_j = c + ic * ldc + jc + jr;
             for (int64_t ir = 0; ir < mc; ir += pl.mr)
               pl.kernel(kc, apanel + ir * kc, bp_j, c_j + ir * ldc, ldc, std::min(pl.mr, mc - ir),
@@ -288,28 +311,113 @@ void gemm_f32_blocked(bool trans_a, const float* a, int64_t lda, int64_t m, int6
   }
 }
 
-void gemm_f32(const GemmArgs& g, const Exec& ex) {
+void check_sizes(const char* fn, const GemmArgs& g) {
   if (g.m <= 0 || g.n <= 0 || g.k <= 0)
-    throw std::invalid_argument(
-        "gemm_f32: m, n and k must be positive (got m=" + std::to_string(g.m) +
-        ", n=" + std::to_string(g.n) + ", k=" + std::to_string(g.k) + ")");
-  // As stored: A is m x k (k x m when transposed), B is k x n (n x k), C is m x n.
+    throw std::invalid_argument(std::string(fn) +
+                                ": m, n and k must be positive (got m=" + std::to_string(g.m) +
+                                ", n=" + std::to_string(g.n) + ", k=" + std::to_string(g.k) + ")");
+}
+
+// As stored: A is m x k (k x m when transposed), C is m x n.
+void check_a(const GemmArgs& g) {
   check_matrix("a", g.a, g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda,
                g.trans_a ? "k x m, trans_a" : "m x k");
+}
+void check_c(const GemmArgs& g) { check_matrix("c", g.c, g.m, g.n, g.ldc, "m x n"); }
+
+// B is k x n (n x k when transposed), fp32 in b or 16-bit in b16.
+void check_b(const GemmArgs& g) {
   const bool b16 = g.b_type != ElemType::F32;
   if (b16 && g.b != nullptr)
     throw std::invalid_argument("gemm_f32: a 16-bit B is read from b16, b must be null");
   check_matrix(b16 ? "b16" : "b", b16 ? static_cast<const void*>(g.b16) : g.b,
                g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb,
                g.trans_b ? "n x k, trans_b" : "k x n");
-  check_matrix("c", g.c, g.m, g.n, g.ldc, "m x n");
+}
+
+DenseB dense_b(const GemmArgs& g, const GemmKernels& pl) {
+  const bool b16 = g.b_type != ElemType::F32;
+  return DenseB{g.b, g.b16, b16 ? widen_kernel(pl, g.b_type) : nullptr, g.ldb, g.trans_b};
+}
+
+}  // namespace
+
+void gemm_f32_blocked(bool trans_a, const float* a, int64_t lda, int64_t m, int64_t n, int64_t k,
+                      const BPacker& bp, float alpha, float beta, float* c, int64_t ldc,
+                      const Exec& ex) {
+  BSource bs;
+  bs.packer = &bp;
+  blocked(pick_kernels(kGemmTable, ex.isa, "gemm_f32"), trans_a, a, lda, m, n, k, bs, alpha, beta,
+          c, ldc, ex);
+}
+
+void PackedB::pack(const GemmArgs& g, const Exec& ex) {
+  if (g.n <= 0 || g.k <= 0)
+    throw std::invalid_argument("PackedB: n and k must be positive (got n=" + std::to_string(g.n) +
+                                ", k=" + std::to_string(g.k) + ")");
+  check_b(g);
+  const GemmKernels& pl = pick_kernels(kGemmTable, ex.isa, "gemm_f32");
+  const int64_t nr = pl.nr, panels = (g.n + nr - 1) / nr;
+  const size_t floats = size_t(panels * nr) * size_t(g.k);
+  if (panels_.size() < floats) panels_ = AlignedBuffer<float>(floats);
+  src_ = GemmArgs{};
+  src_.trans_b = g.trans_b, src_.k = g.k, src_.n = g.n;
+  src_.b = g.b, src_.b16 = g.b16, src_.ldb = g.ldb, src_.b_type = g.b_type;
+  isa_ = ex.isa;
+  nr_ = nr;
+  // One k-block spanning all of k: panel p at p * k * nr, as the driver reads it.
+  const DenseB src = dense_b(g, pl);
+  float* dst = panels_.data();
+  parallel_ranges(ex, g.n, nr, [&](int64_t j0, int64_t j1) {
+    pack_dense_b(&src, nr, 0, g.k, j0, j1 - j0, dst + j0 * g.k);
+  });
+}
+
+void gemm_f32_packed(const GemmArgs& g, const PackedB& b, int64_t k0, int64_t j0, const Exec& ex) {
+  check_sizes("gemm_f32_packed", g);
+  check_a(g);
+  check_c(g);
+  if (b.nr_ == 0) throw std::invalid_argument("gemm_f32_packed: B was never packed");
+  if (b.isa_ != ex.isa)
+    throw std::invalid_argument(std::string("gemm_f32_packed: B was packed for the ") +
+                                isa_name(b.isa_) + " path, the call runs " + isa_name(ex.isa));
+  if (j0 < 0 || j0 % kPackedColumnStep != 0 || k0 < 0 || k0 > b.k() - g.k || j0 > b.n() - g.n)
+    throw std::invalid_argument(
+        "gemm_f32_packed: rows " + std::to_string(k0) + "+" + std::to_string(g.k) + ", columns " +
+        std::to_string(j0) + "+" + std::to_string(g.n) + " are not a block of the packed " +
+        std::to_string(b.k()) + " x " + std::to_string(b.n()) +
+        " B (columns start at multiples of " + std::to_string(kPackedColumnStep) + ")");
+  const GemmKernels& pl = pick_kernels(kGemmTable, ex.isa, "gemm_f32");
+  if (g.m <= kDirectMaxM && b.src_.trans_b) {  // gemm_f32's small-m path, on the source
+    GemmArgs h = g;
+    const int64_t at = j0 * b.src_.ldb + k0;
+    h.trans_b = true;
+    h.b_type = b.src_.b_type;
+    h.b = b.src_.b ? b.src_.b + at : nullptr;
+    h.b16 = b.src_.b16 ? b.src_.b16 + at : nullptr;
+    h.ldb = b.src_.ldb;
+    return gemm_f32_dot(h, pl, ex);
+  }
+  BSource bs;
+  bs.panel_stride = b.k() * pl.nr;
+  bs.panels = b.panels_.data() + j0 / pl.nr * bs.panel_stride + k0 * pl.nr;
+  blocked(pl, g.trans_a, g.a, g.lda, g.m, g.n, g.k, bs, g.alpha, g.beta, g.c, g.ldc, ex);
+}
+
+void gemm_f32(const GemmArgs& g, const Exec& ex) {
+  check_sizes("gemm_f32", g);
+  check_a(g);
+  check_b(g);
+  check_c(g);
   const GemmKernels& pl = pick_kernels(kGemmTable, ex.isa, "gemm_f32");
   if (g.m <= kDirectMaxM && g.trans_b) return gemm_f32_dot(g, pl, ex);
-  const DenseB src{g.b, g.b16, b16 ? widen_kernel(pl, g.b_type) : nullptr, g.ldb, g.trans_b};
+  const DenseB src = dense_b(g, pl);
+  BSource bs;
   BPacker bp;
   bp.pack = pack_dense_b;
   bp.ctx = &src;
-  gemm_f32_blocked(g.trans_a, g.a, g.lda, g.m, g.n, g.k, bp, g.alpha, g.beta, g.c, g.ldc, ex);
+  bs.packer = &bp;
+  blocked(pl, g.trans_a, g.a, g.lda, g.m, g.n, g.k, bs, g.alpha, g.beta, g.c, g.ldc, ex);
 }
 
 }  // namespace ternorm::gemm

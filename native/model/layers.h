@@ -205,12 +205,15 @@ void swiglu_backward(const float* gu, const float* ds, int64_t n, int64_t f, flo
 // logits = x table^T (n x V), table = Model::head() (V x d): the token
 // embedding when tied, the output table otherwise. A 16-bit table gives the
 // bits of its fp32 expansion (gemm_f32 widens it exactly).
+// panels (Model::head_panels of the model whose table this is) are asked for the
+// table packed once; null packs it per call: the same bits either way.
 void head_forward(const float* x, const TokenTable& table, int64_t n, int64_t d, int64_t V,
-                  float* logits, const Exec& ex);
+                  float* logits, const Exec& ex, HeadPanels* panels = nullptr);
 // dx = dlogits table, dtable = dlogits^T x (overwritten); either may be null.
 // dtable (training the table) needs an fp32 table: std::invalid_argument.
 void head_backward(const float* dlogits, const float* x, const TokenTable& table, int64_t n,
-                   int64_t d, int64_t V, float* dx, float* dtable, const Exec& ex);
+                   int64_t d, int64_t V, float* dx, float* dtable, const Exec& ex,
+                   HeadPanels* panels = nullptr);
 // nll[t] = logsumexp(logits[t]) - logits[t][targets[t]] (exp by exp_approx,
 // sums in double), 0 where targets[t] < 0 (a position that is not scored).
 // logits is overwritten with softmax(logits), which backward reads.

@@ -229,6 +229,7 @@ void Model::set_table_type(gemm::ElemType t) {
   table_type_ = t;
   tables16_ = AlignedBuffer<uint16_t>(size_t((cfg_.tied_head ? 1 : 2) * cfg_.vocab * cfg_.d_model));
   fingerprint_.reset();  // the weights change (stale_ tracks the latent block weights only)
+  head_panels_.clear();
 }
 
 int64_t Model::linear_offset(int64_t layer, Linear lin) const {
@@ -306,6 +307,7 @@ void Model::quantize(const Exec& ex) {
   });
   stale_ = false;
   fingerprint_.reset();
+  head_panels_.clear();
 }
 
 ternary::PackedTernary Model::packed(int64_t layer, Linear lin) const {

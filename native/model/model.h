@@ -24,6 +24,7 @@
 #include "../norm/gain_codec.h"
 #include "../ternary/ternary.h"
 #include "config.h"
+#include "head_panels.h"
 
 namespace ternorm::model {
 
@@ -110,7 +111,10 @@ class Model {
 
   // ---- latent fp32 parameters ------------------------------------------------
   int64_t n_params() const { return int64_t(params_.size()); }
-  float* params() { return params_.data(); }
+  float* params() {  // a writer: the derived head panels go
+    head_panels_.clear();
+    return params_.data();
+  }
   const float* params() const { return params_.data(); }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   // Throws std::invalid_argument on an unknown name.
@@ -135,7 +139,13 @@ class Model {
   // A loader's: the tables become type t (F16 or BF16), zero, written
   // through tables16() (vocab * d_model values each, embedding first).
   void set_table_type(gemm::ElemType t);
-  uint16_t* tables16() { return tables16_.data(); }
+  uint16_t* tables16() {
+    head_panels_.clear();
+    return tables16_.data();
+  }
+  // head_table() packed for the fp32 GEMM's blocked path, kept until the
+  // weights change (head_panels.h); the head layer asks it for its panels.
+  HeadPanels& head_panels() const { return head_panels_; }
   // Norm index: 2l = attention norm of layer l, 2l+1 = feed-forward norm,
   // 2 n_layers = final norm (the order of the adapter's gain rows).
   int64_t norm_offset(int64_t norm) const;
@@ -153,6 +163,7 @@ class Model {
   void mark_latent_changed() {
     stale_ = true;
     fingerprint_.reset();
+    head_panels_.clear();
   }
 
   // The fingerprint of the file this model was loaded from or last saved to
@@ -212,6 +223,7 @@ class Model {
   AlignedBuffer<float> rope_cos_, rope_sin_, ones_;
   bool stale_ = true;
   std::optional<io::Sha256Digest> fingerprint_;
+  mutable HeadPanels head_panels_;  // derived from the head table, dropped when it changes
 };
 
 // ---- adapters: one gain vector per RMSNorm weight ---------------------------------

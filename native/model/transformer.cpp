@@ -295,7 +295,7 @@ double transformer_forward(const Model& m, Precision p, const norm::GainView* ga
   }
   const int32_t* row_targets = keep_probs ? targets : tg;
   if (rows > 0) {
-    head_forward(xf, m.head_table(), rows, d, V, logits, ex);
+    head_forward(xf, m.head_table(), rows, d, V, logits, ex, &m.head_panels());
     if (keep_probs)
       cross_entropy_forward(logits, row_targets, rows, V, nll, ex);
     else
@@ -368,7 +368,7 @@ void transformer_backward(const Model& m, Precision p, const norm::GainView* gai
   // lookup's part is added last).
   cross_entropy_backward(probs, targets, N, V, loss_scale, probs, ex);
   head_backward(probs, xf, m.head_table(), N, d, V, dxf,
-                dparams ? dparams + m.head_offset() : nullptr, ex);
+                dparams ? dparams + m.head_offset() : nullptr, ex, &m.head_panels());
   if (dparams && !c.tied_head) std::fill(dparams, dparams + V * d, 0.0f);
   rmsnorm_backward(norm_weights(m, gains, 2 * L), ws.x(L), N, d, dxf, dx, dnorm(2 * L), ex);
 

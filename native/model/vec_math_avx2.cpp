@@ -110,8 +110,10 @@ void swiglu_backward_avx2(const float* g, const float* u, const float* dy, float
 
 }  // namespace
 
-// max_ps(x, m) is "x > m ? x : m", the reference's "m < x ? x : m" (NaN in x keeps m).
-float max_avx2(const float* x, int64_t n) {
+namespace {
+// The reference's lanes, one chain: max_ps(x, m) is "x > m ? x : m", the
+// reference's "m < x ? x : m" (NaN in x keeps m).
+float max_one_chain(const float* x, int64_t n) {
   __m256 m = _mm256_set1_ps(x[0]);
   int64_t j = 0;
   for (; j + 8 <= n; j += 8) m = _mm256_max_ps(_mm256_loadu_ps(x + j), m);
@@ -119,8 +121,61 @@ float max_avx2(const float* x, int64_t n) {
   _mm256_storeu_ps(lane, m);
   return max_finish(lane, x, j, n);
 }
+}  // namespace
 
-constexpr VecKernels kVecKernelsAvx2 = {max_avx2, exp_sum_avx2, scale_avx2, swiglu_avx2,
-                                        swiglu_backward_avx2};
+// One chain runs at max_ps's latency; four run at its throughput. Each lane
+// still ends at the same value (the largest, NaN in x skipped; a NaN x[0]
+// kept, as every chain starts from it), and equal non-zero floats have equal
+// bits. Only a zero maximum can differ (which of +0 and -0 came first): that
+// row goes through the one chain again.
+float max_avx2(const float* x, int64_t n) {
+  __m256 m0 = _mm256_set1_ps(x[0]), m1 = m0, m2 = m0, m3 = m0;
+  int64_t j = 0;
+  for (; j + 32 <= n; j += 32) {
+    m0 = _mm256_max_ps(_mm256_loadu_ps(x + j), m0);
+    m1 = _mm256_max_ps(_mm256_loadu_ps(x + j + 8), m1);
+    m2 = _mm256_max_ps(_mm256_loadu_ps(x + j + 16), m2);
+    m3 = _mm256_max_ps(_mm256_loadu_ps(x + j + 24), m3);
+  }
+  for (; j + 8 <= n; j += 8) m0 = _mm256_max_ps(_mm256_loadu_ps(x + j), m0);
+  m0 = _mm256_max_ps(m1, m0);
+  m0 = _mm256_max_ps(m2, m0);
+  m0 = _mm256_max_ps(m3, m0);
+  float lane[8];
+  _mm256_storeu_ps(lane, m0);
+  const float r = max_finish(lane, x, j, n);
+  return r == 0.0f ? max_one_chain(x, n) : r;
+}
+
+namespace {
+
+// 4 pairs at a time: x = (a, b, ...), its pair-swap (b, a, ...), c and si
+// each doubled (c0 c0 c1 c1 ...); addsub subtracts in the even lanes, adds in
+// the odd ones.
+void rope_avx2(float* x, int64_t width, int64_t hd, const float* c, const float* s, float sign) {
+  const int64_t half = hd / 2;
+  const __m256i twice = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+  const __m128 sg = _mm_set1_ps(sign);
+  for (int64_t h0 = 0; h0 < width; h0 += hd) {
+    float* xh = x + h0;
+    int64_t i = 0;
+    for (; i + 4 <= half; i += 4) {
+      const __m256 cc =
+          _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(c + i)), twice);
+      const __m256 ss = _mm256_permutevar8x32_ps(
+          _mm256_castps128_ps256(_mm_mul_ps(sg, _mm_loadu_ps(s + i))), twice);
+      const __m256 v = _mm256_loadu_ps(xh + 2 * i);
+      const __m256 swapped = _mm256_permute_ps(v, 0xB1);
+      _mm256_storeu_ps(xh + 2 * i,
+                       _mm256_addsub_ps(_mm256_mul_ps(v, cc), _mm256_mul_ps(swapped, ss)));
+    }
+    rope_pairs(xh, c, s, sign, i, half);
+  }
+}
+
+}  // namespace
+
+constexpr VecKernels kVecKernelsAvx2 = {max_avx2,    exp_sum_avx2,         scale_avx2,
+                                        swiglu_avx2, swiglu_backward_avx2, rope_avx2};
 
 }  // namespace ternorm::model::detail

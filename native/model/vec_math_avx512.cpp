@@ -117,9 +117,34 @@ void swiglu_backward_avx512(const float* g, const float* u, const float* dy, flo
   }
 }
 
+// 8 pairs at a time, the last ones masked: x = (a, b, ...), its pair-swap
+// (b, a, ...), c and si each doubled (c0 c0 c1 c1 ...); the even lanes take
+// the difference, the odd ones the sum.
+void rope_avx512(float* x, int64_t width, int64_t hd, const float* c, const float* s, float sign) {
+  const int64_t half = hd / 2;
+  const __m512i twice = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  const __m256 sg = _mm256_set1_ps(sign);
+  for (int64_t h0 = 0; h0 < width; h0 += hd) {
+    float* xh = x + h0;
+    for (int64_t i = 0; i < half; i += 8) {
+      const int64_t pairs = half - i < 8 ? half - i : 8;
+      const __mmask8 kp = __mmask8((1u << pairs) - 1u);
+      const __mmask16 kx = first(2 * pairs);
+      const __m512 cc =
+          _mm512_permutexvar_ps(twice, _mm512_castps256_ps512(_mm256_maskz_loadu_ps(kp, c + i)));
+      const __m512 ss = _mm512_permutexvar_ps(
+          twice, _mm512_castps256_ps512(_mm256_mul_ps(sg, _mm256_maskz_loadu_ps(kp, s + i))));
+      const __m512 v = _mm512_maskz_loadu_ps(kx, xh + 2 * i);
+      const __m512 p = _mm512_mul_ps(v, cc);
+      const __m512 q = _mm512_mul_ps(_mm512_permute_ps(v, 0xB1), ss);
+      _mm512_mask_storeu_ps(xh + 2 * i, kx, _mm512_mask_sub_ps(_mm512_add_ps(p, q), 0x5555, p, q));
+    }
+  }
+}
+
 }  // namespace
 
-constexpr VecKernels kVecKernelsAvx512 = {max_avx2, exp_sum_avx512, scale_avx512, swiglu_avx512,
-                                          swiglu_backward_avx512};
+constexpr VecKernels kVecKernelsAvx512 = {max_avx2,      exp_sum_avx512,         scale_avx512,
+                                          swiglu_avx512, swiglu_backward_avx512, rope_avx512};
 
 }  // namespace ternorm::model::detail

@@ -23,6 +23,10 @@ struct VecKernels {
   // du[c] = dy[c] * g[c] * sig, dg[c] = dy[c] * u[c] * sig * (1 + g[c] * (1 - sig)).
   void (*swiglu_backward)(const float* g, const float* u, const float* dy, float* dg, float* du,
                           int64_t f);
+  // RoPE on the width / hd heads of x: in each, pair (2i, 2i+1) = (a, b)
+  // becomes (a c[i] - b si, a si + b c[i]), si = sign * s[i] (rope_pairs in
+  // vec_math_isa_loops.h; separate products, no FMA).
+  void (*rope)(float* x, int64_t width, int64_t hd, const float* c, const float* s, float sign);
 };
 
 // The kernels of a path, from vec_math.cpp's table (cpu/dispatch.h; throws

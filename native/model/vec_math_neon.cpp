@@ -149,9 +149,28 @@ void swiglu_backward_neon(const float* g, const float* u, const float* dy, float
   }
 }
 
+// 4 pairs at a time, de-interleaved by vld2q into a (a0..a3) and b (b0..b3).
+void rope_neon(float* x, int64_t width, int64_t hd, const float* c, const float* s, float sign) {
+  const int64_t half = hd / 2;
+  for (int64_t h0 = 0; h0 < width; h0 += hd) {
+    float* xh = x + h0;
+    int64_t i = 0;
+    for (; i + 4 <= half; i += 4) {
+      const float32x4x2_t v = vld2q_f32(xh + 2 * i);
+      const float32x4_t cc = vld1q_f32(c + i);
+      const float32x4_t si = vmulq_f32(vdupq_n_f32(sign), vld1q_f32(s + i));
+      float32x4x2_t r;
+      r.val[0] = vsubq_f32(vmulq_f32(v.val[0], cc), vmulq_f32(v.val[1], si));
+      r.val[1] = vaddq_f32(vmulq_f32(v.val[0], si), vmulq_f32(v.val[1], cc));
+      vst2q_f32(xh + 2 * i, r);
+    }
+    rope_pairs(xh, c, s, sign, i, half);
+  }
+}
+
 }  // namespace
 
-constexpr VecKernels kVecKernelsNeon = {max_neon, exp_sum_neon, scale_neon, swiglu_neon,
-                                        swiglu_backward_neon};
+constexpr VecKernels kVecKernelsNeon = {max_neon,    exp_sum_neon,         scale_neon,
+                                        swiglu_neon, swiglu_backward_neon, rope_neon};
 
 }  // namespace ternorm::model::detail

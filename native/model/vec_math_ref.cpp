@@ -6,6 +6,8 @@
 namespace ternorm::model::detail {
 namespace {
 
+#include "vec_math_isa_loops.h"
+
 double exp_sum_ref(const float* x, float shift, float* y, int64_t n) {
   if (y) {
     exp_shifted(x, shift, y, n);
@@ -39,9 +41,13 @@ void swiglu_backward_ref(const float* g, const float* u, const float* dy, float*
   }
 }
 
+void rope_ref(float* x, int64_t width, int64_t hd, const float* c, const float* s, float sign) {
+  for (int64_t h0 = 0; h0 < width; h0 += hd) rope_pairs(x + h0, c, s, sign, 0, hd / 2);
+}
+
 }  // namespace
 
-constexpr VecKernels kVecKernelsScalar = {max_of, exp_sum_ref, scale_ref, swiglu_ref,
-                                          swiglu_backward_ref};
+constexpr VecKernels kVecKernelsScalar = {max_of,     exp_sum_ref,         scale_ref,
+                                          swiglu_ref, swiglu_backward_ref, rope_ref};
 
 }  // namespace ternorm::model::detail

@@ -570,6 +570,75 @@ TEST(model_layers_head_threads_same_bits) {
   }
 }
 
+// The head reading the table packed once (HeadPanels) gives the bits of the
+// per-call packing, forward and backward, on every ISA path and thread count,
+// for an fp32 and a binary16 table; a changed table (another source) is
+// packed again; over the bound nothing is kept.
+TEST(model_layers_head_panels_same_bits) {
+  Rng rng(82);
+  const int64_t n = 37, d = 600, V = 1003;
+  const std::vector<float> x = randn(n * d, rng), E = randn(V * d, rng, 0.5f),
+                           dl = randn(n * V, rng);
+  std::vector<uint16_t> E16(E.size());
+  for (size_t i = 0; i < E.size(); ++i) E16[i] = norm::f32_to_f16(E[i]);
+  ThreadPool pool(3);
+  for (Isa isa : ternorm::test::every_isa())
+    for (int half = 0; half < 2; ++half) {
+      const TokenTable table =
+          half ? TokenTable(gemm::ElemType::F16, E16.data()) : TokenTable(E.data());
+      HeadPanels panels;
+      for (int threads : {1, 2, 3}) {
+        const Exec ex{isa, &pool, threads};
+        std::vector<float> want(size_t(n * V)), got(want.size(), -1.0f);
+        head_forward(x.data(), table, n, d, V, want.data(), ex);
+        head_forward(x.data(), table, n, d, V, got.data(), ex, &panels);
+        CHECK_MSG(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) == 0,
+                  isa_name(isa) << " f16 " << half << " forward, " << threads << " threads");
+        std::vector<float> dx0(size_t(n * d)), dx1(dx0.size(), -1.0f);
+        head_backward(dl.data(), x.data(), table, n, d, V, dx0.data(), nullptr, ex);
+        head_backward(dl.data(), x.data(), table, n, d, V, dx1.data(), nullptr, ex, &panels);
+        CHECK_MSG(std::memcmp(dx0.data(), dx1.data(), dx0.size() * sizeof(float)) == 0,
+                  isa_name(isa) << " f16 " << half << " backward, " << threads << " threads");
+      }
+      // Kept: the same panels come back.
+      CHECK(panels.forward(table, V, d, Exec{isa, nullptr, 1}) ==
+            panels.forward(table, V, d, Exec{isa, nullptr, 1}));
+    }
+  // Another table through the same panels: its own bits, not the first table's.
+  HeadPanels panels;
+  const std::vector<float> F = randn(V * d, rng, 0.5f);
+  std::vector<float> a(size_t(n * V)), b(a.size());
+  head_forward(x.data(), E.data(), n, d, V, a.data(), one_thread(), &panels);
+  head_forward(x.data(), F.data(), n, d, V, a.data(), one_thread(), &panels);
+  head_forward(x.data(), F.data(), n, d, V, b.data(), one_thread());
+  CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+  // Over the bound: not kept.
+  const int64_t big_v = HeadPanels::kMaxValues / 4 + 1;
+  std::vector<float> big(size_t(big_v * 4), 0.25f);
+  CHECK(panels.forward(big.data(), big_v, 4, one_thread()) == nullptr);
+}
+
+// A model drops its head panels whenever its weights change: a forward after
+// the table is written sees the new table.
+TEST(model_layers_head_panels_follow_the_model) {
+  ModelConfig c;
+  c.vocab = 13, c.d_model = 16, c.n_layers = 1, c.n_heads = 2, c.d_ff = 24, c.context = 16;
+  Model m(c, 5);
+  const Exec ex = one_thread();
+  const int64_t n = 12, d = c.d_model, V = c.vocab;
+  Rng rng(83);
+  const std::vector<float> x = randn(n * d, rng);
+  std::vector<float> before(size_t(n * V)), after(before.size()), want(before.size());
+  head_forward(x.data(), m.head_table(), n, d, V, before.data(), ex, &m.head_panels());
+  float* table = m.params() + m.head_offset();
+  for (int64_t i = 0; i < V * d; ++i) table[i] *= -2.0f;
+  m.mark_latent_changed();
+  head_forward(x.data(), m.head_table(), n, d, V, after.data(), ex, &m.head_panels());
+  head_forward(x.data(), m.head_table(), n, d, V, want.data(), ex);
+  CHECK(std::memcmp(after.data(), want.data(), want.size() * sizeof(float)) == 0);
+  CHECK(std::memcmp(after.data(), before.data(), want.size() * sizeof(float)) != 0);
+}
+
 TEST(model_layers_head_cross_entropy) {
   Rng rng(8);
   const int64_t n = 6, d = 9, V = 11;

@@ -100,12 +100,69 @@ TEST(vec_math_paths_match_reference) {
   }
 }
 
+// max where the maximum is a zero: +0 and -0 compare equal, and which one a
+// lane keeps depends on which came first; negative values and NaN around them.
+TEST(vec_math_max_zero_maximum) {
+  const VecKernels& ref = kVecKernelsScalar;
+  Rng rng(80);
+  const float kPick[] = {0.0f, -0.0f, -1.0f, -3.5f, std::numeric_limits<float>::quiet_NaN()};
+  for (Isa isa : ternorm::test::every_isa())
+    for (int64_t n : {1, 9, 31, 32, 40, 64, 100, 4096})
+      for (int rep = 0; rep < 20; ++rep) {
+        std::vector<float> x(static_cast<size_t>(n));
+        for (auto& v : x) v = kPick[rng.below(rep % 2 ? 5 : 4)];
+        const float m0 = ref.max(x.data(), n), m1 = vec_kernels(isa).max(x.data(), n);
+        CHECK_MSG(same(&m0, &m1, 1), isa_name(isa) << " max of zeros n=" << n << " rep " << rep);
+      }
+}
+
+// RoPE: head sizes with pair counts below, at and past each vector width
+// (tails), several heads per row, both signs, edge values; nothing past the row written.
+TEST(vec_math_rope_paths_match_reference) {
+  const VecKernels& ref = kVecKernelsScalar;
+  Rng rng(79);
+  for (Isa isa : ternorm::test::every_isa()) {
+    const VecKernels& k = vec_kernels(isa);
+    for (int64_t hd : {2, 6, 8, 14, 16, 18, 32, 34, 64, 128})
+      for (int64_t heads : {1, 3})
+        for (int edges = 0; edges < 2; ++edges)
+          for (float sign : {1.0f, -1.0f}) {
+            const int64_t width = hd * heads;
+            const std::vector<float> c = row(hd / 2, 1.0f, edges != 0, rng),
+                                     s = row(hd / 2, 1.0f, edges != 0, rng);
+            std::vector<float> x0 = row(width, 3.0f, edges != 0, rng);
+            x0.push_back(5.0f);  // guard
+            std::vector<float> x1 = x0;
+            ref.rope(x0.data(), width, hd, c.data(), s.data(), sign);
+            k.rope(x1.data(), width, hd, c.data(), s.data(), sign);
+            CHECK_MSG(same(x0.data(), x1.data(), x0.size()),
+                      isa_name(isa) << " rope hd=" << hd << " heads=" << heads << " sign=" << sign);
+          }
+  }
+}
+
 // The reference itself against the plain formulas it stands for.
 TEST(vec_math_reference_formulas) {
   const VecKernels& ref = kVecKernelsScalar;
   Rng rng(78);
   for (int64_t n : {1, 9, 100}) {
     const std::vector<float> x = row(n, 3.0f, false, rng);
+    if (n % 2 == 0 || n == 1) {  // RoPE of one head of 2n values: a rotation by (c, s)
+      std::vector<float> r(static_cast<size_t>(2 * n)), c(static_cast<size_t>(n)),
+          s(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {
+        r[size_t(2 * i)] = x[size_t(i)], r[size_t(2 * i + 1)] = 1.0f;
+        c[size_t(i)] = float(std::cos(0.1 * double(i))),
+        s[size_t(i)] = float(std::sin(0.1 * double(i)));
+      }
+      ref.rope(r.data(), 2 * n, 2 * n, c.data(), s.data(), 1.0f);
+      for (int64_t i = 0; i < n; ++i) {
+        const double a = x[size_t(i)], ca = c[size_t(i)], sa = s[size_t(i)];
+        CHECK_MSG(std::fabs(r[size_t(2 * i)] - (a * ca - sa)) <= 1e-5 * (std::fabs(a) + 1) &&
+                      std::fabs(r[size_t(2 * i + 1)] - (a * sa + ca)) <= 1e-5 * (std::fabs(a) + 1),
+                  "rope pair " << i);
+      }
+    }
     float mx = x[0];
     for (float v : x) mx = std::fmax(mx, v);
     CHECK(ref.max(x.data(), n) == mx);
@@ -131,7 +188,8 @@ TEST(vec_math_every_simd_path_has_its_own_kernels) {
     CHECK_MSG(&k != &kVecKernelsScalar && k.exp_sum != kVecKernelsScalar.exp_sum &&
                   k.swiglu != kVecKernelsScalar.swiglu &&
                   k.swiglu_backward != kVecKernelsScalar.swiglu_backward &&
-                  k.max != kVecKernelsScalar.max && k.scale != kVecKernelsScalar.scale,
+                  k.max != kVecKernelsScalar.max && k.scale != kVecKernelsScalar.scale &&
+                  k.rope != kVecKernelsScalar.rope,
               isa_name(isa));
   }
 }
