@@ -30,10 +30,17 @@ void validate(const SamplerOptions& o) {
 }
 
 int32_t argmax_token(const float* logits, int64_t vocab) {
-  check_logits(logits, vocab);
+  if (!logits || vocab < 1) check_logits(logits, vocab);
+  // One pass for the argmax and the finiteness check (x - x is 0 for a finite
+  // x, NaN for inf or NaN); check_logits names the bad logit only on failure.
   int64_t best = 0;
-  for (int64_t i = 1; i < vocab; ++i)
-    if (logits[i] > logits[best]) best = i;
+  float best_v = logits[0], bad = 0.0f;
+  for (int64_t i = 0; i < vocab; ++i) {
+    const float x = logits[i];
+    bad += x - x;
+    if (x > best_v) best_v = x, best = i;
+  }
+  if (bad != 0.0f) check_logits(logits, vocab);
   return int32_t(best);
 }
 
@@ -43,9 +50,10 @@ Sampler::Sampler(const SamplerOptions& opts, uint64_t seed) : opts_(opts) {
 }
 
 int32_t Sampler::sample(const float* logits, int64_t vocab) {
-  if (opts_.temperature == 0.0f || opts_.top_k == 1) return argmax_token(logits, vocab);
-  check_logits(logits, vocab);
-  const float top = logits[argmax_token(logits, vocab)];
+  // argmax_token checks the logits (as check_logits does).
+  const int32_t best = argmax_token(logits, vocab);
+  if (opts_.temperature == 0.0f || opts_.top_k == 1) return best;
+  const float top = logits[best];
   const float t = opts_.temperature;
   // Probabilities relative to the top token's (exp of <= 0, the top one 1):
   // min-p needs no normalisation, so it drops tokens before the ranking.
