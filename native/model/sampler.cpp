@@ -31,17 +31,33 @@ void validate(const SamplerOptions& o) {
 
 int32_t argmax_token(const float* logits, int64_t vocab) {
   if (!logits || vocab < 1) check_logits(logits, vocab);
-  // One pass for the argmax and the finiteness check (x - x is 0 for a finite
-  // x, NaN for inf or NaN); check_logits names the bad logit only on failure.
-  int64_t best = 0;
-  float best_v = logits[0], bad = 0.0f;
-  for (int64_t i = 0; i < vocab; ++i) {
-    const float x = logits[i];
-    bad += x - x;
-    if (x > best_v) best_v = x, best = i;
+  // The top logit as kLanes running maxima (a loop the compiler vectorises),
+  // the finiteness check folded in (x - x is 0 for a finite x, NaN for inf or
+  // NaN; check_logits names the bad logit only then), and then the first id
+  // holding it: the lowest id on a tie, as a scan with > gives.
+  constexpr int64_t kLanes = 16;
+  const int64_t blocked = vocab / kLanes * kLanes;
+  float top[kLanes], bad[kLanes] = {};
+  for (int64_t j = 0; j < kLanes; ++j) top[j] = logits[0];
+  for (int64_t i = 0; i < blocked; i += kLanes)
+    for (int64_t j = 0; j < kLanes; ++j) {
+      const float x = logits[i + j];
+      bad[j] += x - x;
+      top[j] = x > top[j] ? x : top[j];
+    }
+  float best = logits[0], any_bad = 0.0f;
+  for (int64_t j = 0; j < kLanes; ++j) {
+    any_bad += bad[j];
+    best = top[j] > best ? top[j] : best;
   }
-  if (bad != 0.0f) check_logits(logits, vocab);
-  return int32_t(best);
+  for (int64_t i = blocked; i < vocab; ++i) {
+    any_bad += logits[i] - logits[i];
+    best = logits[i] > best ? logits[i] : best;
+  }
+  if (any_bad != 0.0f) check_logits(logits, vocab);
+  int64_t at = 0;
+  while (logits[at] != best) ++at;  // best is one of the (finite) logits
+  return int32_t(at);
 }
 
 Sampler::Sampler(const SamplerOptions& opts, uint64_t seed) : opts_(opts) {
