@@ -289,6 +289,32 @@ describe('streamed text', () => {
     expect(s.all).toBe('hello lo?');
   });
 
+  it('a token keeps the leading space its tokenizer drops only at the start of a text; each tokenizer its own bytes', () => {
+    // SentencePiece-like: decode drops one leading space of the whole text.
+    const spaced = (pieces: string[]) => ({
+      vocabSize: pieces.length,
+      encode: () => new Int32Array(0),
+      decode: (ids: ArrayLike<number>) =>
+        Buffer.from(
+          Array.from(ids, (i) => pieces[i]!)
+            .join('')
+            .replace(/^ /, ''),
+          'utf8',
+        ),
+    });
+    const a = spaced([' hello', ' world', '!', ' x']);
+    const b = spaced([' ciao', ' mondo', '?', ' y']);
+    for (const [tok, want] of [
+      [a, ' hello world! x hello'],
+      [b, ' ciao mondo? y ciao'],
+      [a, ' hello world! x hello'],
+    ] as const) {
+      const s = new TextStream(tok, 3, []);
+      const text = [0, 1, 2, 3, 0].map((id) => s.push(id)).join('') + s.end();
+      expect(text).toBe(want);
+    }
+  });
+
   it('an unfinished character at the end becomes U+FFFD', () => {
     const s = new TextStream(BYTES, 32, []);
     expect(s.push(0xe2)).toBe('');

@@ -137,6 +137,21 @@ export class Decoder {
     );
   }
 
+  /**
+   * @internal One step of typed arrays as stepAsync takes them (run()'s path: no per-entry arrays to
+   * build). The addon copies them when the step is queued, so the caller may reuse them once the
+   * step has settled; the core checks them.
+   */
+  stepArrays(
+    slots: Int32Array,
+    counts: Int32Array,
+    tokens: Int32Array,
+    sample: Uint8Array,
+    threads?: number,
+  ): Promise<{ next: Int32Array }> {
+    return serial(this.model.native, () => this.native.stepAsync(slots, counts, tokens, sample, false, threads));
+  }
+
   /** Tokens cached in the slot. */
   position(slot: number): number {
     return this.native.position(slot);
@@ -261,6 +276,9 @@ export function checkRequest(model: Model, request: GenerateRequest): void {
   resolveRequest(model, request, 'request');
 }
 
+// Each token's bytes alone, per tokenizer (read only: handed to a TextDecoder).
+const singleBytes = new WeakMap<ModelTokenizer, Map<number, Uint8Array>>();
+
 /** @internal One sequence's text: token bytes -> UTF-8 text -> stop strings. */
 export class TextStream {
   private readonly utf8 = new TextDecoder('utf-8');
@@ -278,11 +296,22 @@ export class TextStream {
   }
 
   private bytesOf(id: number): Uint8Array {
-    const tok = this.tok;
-    const before = tok.decode([this.prev]);
-    const both = tok.decode([this.prev, id]);
-    const prefix = both.length >= before.length && Buffer.from(both.subarray(0, before.length)).equals(before);
-    return prefix ? both.subarray(before.length) : tok.decode([id]);
+    const before = this.single(this.prev);
+    const both = this.tok.decode([this.prev, id]);
+    let prefix = both.length >= before.length;
+    for (let i = 0; prefix && i < before.length; i++) prefix = both[i] === before[i];
+    return prefix ? both.subarray(before.length) : this.single(id);
+  }
+
+  // tok.decode([id]), from a cache shared by every stream over the tokenizer: a step asks for
+  // each sequence's previous token alone, and the call (a native decode and a fresh array) was
+  // half a token's text cost.
+  private single(id: number): Uint8Array {
+    let m = singleBytes.get(this.tok);
+    if (m === undefined) singleBytes.set(this.tok, (m = new Map()));
+    let b = m.get(id);
+    if (b === undefined) m.set(id, (b = this.tok.decode([id])));
+    return b;
   }
 
   /** The text that can be handed out after token `id` ('' when none yet). */
@@ -399,11 +428,16 @@ async function* run(model: Model, requests: Resolved[], o: RunOptions): AsyncGen
     return new Sequence(model, r);
   });
   const context = model.config.context;
+  // A step's entries (at most one per sequence) and tokens (at most rows), reused by every step.
+  const slots = new Int32Array(K);
+  const counts = new Int32Array(K);
+  const sample = new Uint8Array(K);
+  const tokens = new Int32Array(dec.rows);
   for (;;) {
     o.signal?.throwIfAborted();
     // Decoding sequences first (one row each), then prompt chunks in the rows left.
-    const entries: { slot: number; tokens: ArrayLike<number>; sample: boolean }[] = [];
-    let budget = dec.rows;
+    let E = 0;
+    let T = 0;
     for (let i = 0; i < K; i++) {
       const s = seqs[i]!;
       if (s.done || s.fed < s.r.prompt.length) continue;
@@ -412,22 +446,33 @@ async function* run(model: Model, requests: Resolved[], o: RunOptions): AsyncGen
         if (piece !== '') yield { index: i, piece };
         continue;
       }
-      entries.push({ slot: i, tokens: [s.pending], sample: true });
-      budget--;
+      slots[E] = i;
+      counts[E] = 1;
+      sample[E++] = 1;
+      tokens[T++] = s.pending;
     }
-    for (let i = 0; i < K && budget > 0; i++) {
+    for (let i = 0; i < K && T < dec.rows; i++) {
       const s = seqs[i]!;
       if (s.done || s.fed >= s.r.prompt.length) continue;
-      const n = Math.min(budget, s.r.prompt.length - s.fed);
-      entries.push({ slot: i, tokens: s.r.prompt.subarray(s.fed, s.fed + n), sample: s.fed + n === s.r.prompt.length });
+      const n = Math.min(dec.rows - T, s.r.prompt.length - s.fed);
+      tokens.set(s.r.prompt.subarray(s.fed, s.fed + n), T);
+      slots[E] = i;
+      counts[E] = n;
+      sample[E++] = s.fed + n === s.r.prompt.length ? 1 : 0;
       s.fed += n;
-      budget -= n;
+      T += n;
     }
-    if (entries.length === 0) break;
-    const { next } = await dec.step(entries, { threads: o.threads });
-    for (let e = 0; e < entries.length; e++) {
-      if (!entries[e]!.sample) continue;
-      const i = entries[e]!.slot;
+    if (E === 0) break;
+    const { next } = await dec.stepArrays(
+      slots.subarray(0, E),
+      counts.subarray(0, E),
+      tokens.subarray(0, T),
+      sample.subarray(0, E),
+      o.threads,
+    );
+    for (let e = 0; e < E; e++) {
+      if (sample[e] === 0) continue;
+      const i = slots[e]!;
       const piece = seqs[i]!.accept(next[e]!);
       if (piece !== '') yield { index: i, piece };
     }

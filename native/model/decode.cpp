@@ -1,6 +1,7 @@
 #include "decode.h"
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -45,6 +46,7 @@ DecodeState::DecodeState(const ModelConfig& cfg, int64_t slots, int64_t max_rows
   entry_first_.resize(size_t(slots + 1));
   entry_ident_.resize(size_t(slots));
   slot_seen_.resize(size_t(slots));
+  checked_.resize(size_t(slots));
   head_xt_ = AlignedBuffer<float>(
       size_t((slots + detail::kHeadLanes - 1) / detail::kHeadLanes * detail::kHeadLanes * d));
   scores_ = AlignedBuffer<float>(size_t(rows_));
@@ -85,9 +87,52 @@ float* DecodeState::values(int64_t layer, int64_t slot, int64_t g) {
 
 namespace {
 
-// seen: st.slots() zeros, left zero.
+// Whether `checked` (as check_adapter writes it) holds the n views' content.
+bool same_adapter(const norm::GainView* views, int64_t n,
+                  const std::vector<unsigned char>& checked) {
+  const unsigned char* at = checked.data();
+  const unsigned char* end = at + checked.size();
+  const auto same = [&](const void* p, size_t bytes) {
+    if (bytes == 0) return true;
+    if (p == nullptr || size_t(end - at) < bytes || std::memcmp(at, p, bytes) != 0) return false;
+    at += bytes;
+    return true;
+  };
+  for (int64_t i = 0; i < n; ++i) {
+    const norm::GainView& g = views[i];
+    if (!same(&g.scheme, sizeof g.scheme) || !same(&g.d, sizeof g.d) ||
+        !same(&g.n_params, sizeof g.n_params) || !same(&g.data_bytes, sizeof g.data_bytes) ||
+        !same(g.params, g.n_params * sizeof(float)) || !same(g.data, g.data_bytes))
+      return false;
+  }
+  return at == end;
+}
+
+// validate_adapter, skipped when the content equals `checked`, the slot's
+// last adapter that passed; `checked` becomes this one's content when it passes.
+void check_adapter(const ModelConfig& c, const norm::GainView* views,
+                   std::vector<unsigned char>& checked) {
+  const int64_t n = c.n_norms();
+  if (!checked.empty() && same_adapter(views, n, checked)) return;
+  checked.clear();  // a throw leaves no record
+  validate_adapter(c, views, n);
+  const auto put = [&](const void* p, size_t bytes) {
+    if (bytes)
+      checked.insert(checked.end(), static_cast<const unsigned char*>(p),
+                     static_cast<const unsigned char*>(p) + bytes);
+  };
+  for (int64_t i = 0; i < n; ++i) {
+    const norm::GainView& g = views[i];
+    put(&g.scheme, sizeof g.scheme), put(&g.d, sizeof g.d), put(&g.n_params, sizeof g.n_params);
+    put(&g.data_bytes, sizeof g.data_bytes);
+    put(g.params, g.n_params * sizeof(float)), put(g.data, g.data_bytes);
+  }
+}
+
+// seen: st.slots() zeros, left zero. checked: the slots' check_adapter records.
 void check_call(const Model& m, Precision p, const DecodeState& st, const DecodeEntry* entries,
-                int64_t n_entries, const float* logits, std::vector<char>& seen) {
+                int64_t n_entries, const float* logits, std::vector<char>& seen,
+                std::vector<std::vector<unsigned char>>& checked) {
   const ModelConfig& c = m.config();
   const ModelConfig& s = st.config();
   if (s.d_model != c.d_model || s.n_layers != c.n_layers || s.vocab != c.vocab ||
@@ -140,7 +185,7 @@ void check_call(const Model& m, Precision p, const DecodeState& st, const Decode
                                     std::to_string(c.vocab) + ")");
     if (en.gains) {
       try {
-        validate_adapter(c, en.gains, c.n_norms());
+        check_adapter(c, en.gains, checked[size_t(en.slot)]);
       } catch (const std::invalid_argument& err) {
         throw std::invalid_argument(at() + err.what());
       }
@@ -197,7 +242,7 @@ void DecodeState::prefetch_cache(int64_t layer, const DecodeEntry& en, int64_t g
 
 void decode_forward(const Model& m, Precision p, DecodeState& st, const DecodeEntry* entries,
                     int64_t n_entries, float* logits, const Exec& ex) {
-  check_call(m, p, st, entries, n_entries, logits, st.slot_seen_);
+  check_call(m, p, st, entries, n_entries, logits, st.slot_seen_, st.checked_);
   const ModelConfig& c = m.config();
   const int64_t d = c.d_model, f = c.d_ff, H = c.n_heads, V = c.vocab, L = c.n_layers;
   const int64_t kvd = c.kv_dim(), hd = c.head_dim(), group = H / c.kv_heads();

@@ -29,7 +29,8 @@
 // bit; ISA paths differ in the fp32 products' rounding, as transformer_forward does.
 //
 // A call allocates nothing once the state has seen its thread count (the
-// attention scratch grows to the largest thread count used).
+// attention scratch grows to the largest thread count used) and its slots'
+// adapters (see checked_).
 //
 // Context limit policy: refuse. A call that would take a slot past the
 // model's context throws std::invalid_argument (nothing is changed); the
@@ -104,6 +105,14 @@ class DecodeState {
   // Per entry (at most one per slot): its first row, and e itself (the head's row -> entry map).
   std::vector<int64_t> entry_first_, entry_ident_;
   std::vector<char> slot_seen_;  // the call check's "slot named twice" marks
+  // Per slot, the content (every view's fields, params and payload bytes) of
+  // the adapter that last passed validate_adapter in it. Validating decodes
+  // and range-checks every gain (~6 % of a shipped-model step at K = 16); a
+  // step's adapter is almost always the slot's previous one, and comparing
+  // content costs a memcmp. Content, not the buffer's address: a caller who
+  // changes the gains between calls gets the check (and its error) again, and
+  // the check is a function of the content alone.
+  std::vector<std::vector<unsigned char>> checked_;
   // The head kernel's x^T (d x kHeadLanes per group of kHeadLanes entries).
   AlignedBuffer<float> head_xt_;
   // Attention scores, rows_ per thread (grown to the thread count in use).

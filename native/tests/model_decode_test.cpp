@@ -338,6 +338,60 @@ TEST(model_decode_bad_input) {
   CHECK_THROWS(st.reset(-1));
 }
 
+// A slot's adapter is validated again only when its content changes (the
+// state keeps the content that last passed): gains changed in place between
+// calls, in the payload or in a param, are refused with validate_adapter's
+// message (nothing changed); changed back, the slot decodes the bits it gave
+// before. A slot whose adapter failed keeps no record of it.
+TEST(model_decode_adapter_changed_between_calls) {
+  const ModelConfig c = decode_config(false);
+  const Model m = rough_model(c, 5);
+  const Exec ex{default_isa(), nullptr, 1};
+  const int64_t V = c.vocab;
+  const int32_t toks[2] = {3, 7};
+  Adapter raw = make_adapter(c, 1, 11), enc = make_adapter(c, 2, 12);
+  DecodeState st(c, 2, 4);
+  std::vector<float> first(size_t(2 * V)), out(first);
+  DecodeEntry es[2];
+  es[0].slot = 0, es[0].tokens = toks, es[0].n = 1, es[0].gains = raw.ptr();
+  es[1].slot = 1, es[1].tokens = toks, es[1].n = 1, es[1].gains = enc.ptr();
+  decode_forward(m, Precision::Ternary, st, es, 2, first.data(), ex);
+  const auto step = [&] {
+    return test::thrown_message(
+        [&] { decode_forward(m, Precision::Ternary, st, es, 2, out.data(), ex); });
+  };
+  const auto again = [&] {  // the next position, from the same cache
+    st.reset(0), st.reset(1);
+    const std::string msg = step();
+    CHECK_MSG(msg == "<no exception>", msg);
+    CHECK(out == first);
+  };
+  const size_t at = size_t(c.n_gains() - 1);  // the final norm's last gain
+  const float keep = raw.f32[at];
+  for (float bad : {NAN, 1e30f}) {
+    raw.f32[at] = bad;
+    const std::string msg = step();
+    CHECK_MSG(test::mentions(msg, "decode: entry 0: adapter: gain vector " +
+                                      std::to_string(c.n_norms() - 1) + " (final_norm)"),
+              msg);
+    CHECK(st.position(0) == 1 && st.position(1) == 1);
+  }
+  raw.f32[at] = keep;
+  again();
+  enc.scale[2] = INFINITY;  // a param of norm 2
+  CHECK_MSG(test::mentions(step(), "decode: entry 1: adapter: gain vector 2"), step());
+  enc.scale[2] = 1.0f / 127.0f;
+  enc.q[5] = int8_t(-128);  // still a valid int8 gain: the new content passes and is used
+  const std::string msg = step();
+  CHECK_MSG(msg == "<no exception>", msg);
+  enc.q[5] = make_adapter(c, 2, 12).q[5];
+  again();
+  // Same content at another address: no new check needed, same bits.
+  Adapter copy = make_adapter(c, 1, 11);
+  es[0].gains = copy.ptr();
+  again();
+}
+
 // The layer itself: attention_cached_forward over a cache (keys in key
 // panels), fed in chunks of 1 .. 13 rows, gives every row the bits
 // attention_forward gives it in a window of T = 100 (two row blocks, 64 and

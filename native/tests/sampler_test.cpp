@@ -2,6 +2,7 @@
 // ties to the lower id), top-k, top-p (the smallest prefix reaching p),
 // min-p (relative to the top probability), temperature (draw frequencies
 // against the tempered softmax), determinism for a seed, and bad options.
+#include <algorithm>
 #include <cmath>
 #include <set>
 #include <stdexcept>
@@ -55,6 +56,27 @@ TEST(sampler_greedy) {
   cold.temperature = 1e-4f;
   const std::vector<float> l2 = {0.5f, 2.0f, -1.0f, 1.0f, 1.9f};
   CHECK(support(counts(cold, l2, 200)) == std::set<int>{1});
+}
+
+// argmax_token against a plain scan with > (the lowest id on a tie, +0 and -0
+// equal), at every length around its 16-lane blocks, the top in a block, in
+// the tail, tied across lanes and blocks; a NaN or inf anywhere is refused.
+TEST(sampler_argmax_matches_scan) {
+  ternorm::test::Rng rng(5);
+  for (int64_t V = 1; V <= 70; ++V)
+    for (int trial = 0; trial < 30; ++trial) {
+      std::vector<float> l(static_cast<size_t>(V));
+      for (float& x : l) x = float(int(rng.below(7)) - 3);  // many ties
+      if (trial % 3 == 0) l[size_t(rng.below(V))] = 0.0f;
+      if (trial % 3 == 1) l[size_t(rng.below(V))] = -0.0f;
+      if (trial % 5 == 0) std::fill(l.begin(), l.end(), trial % 2 ? 0.0f : -0.0f);
+      int64_t best = 0;
+      for (int64_t i = 1; i < V; ++i)
+        if (l[size_t(i)] > l[size_t(best)]) best = i;
+      CHECK_MSG(argmax_token(l.data(), V) == best, "V " << V << " trial " << trial);
+      l[size_t(rng.below(V))] = trial % 2 ? NAN : -INFINITY;
+      CHECK_THROWS(argmax_token(l.data(), V));
+    }
 }
 
 TEST(sampler_top_k) {
