@@ -182,7 +182,8 @@ function checkRunConfig(r: RunConfig): RunConfig {
   if (r.actQuant !== undefined && r.actQuant !== 'block256') fail('"run.actQuant" must be "block256" or absent (the default, "token")');
   if (r.evalStride !== undefined && !(Number.isSafeInteger(r.evalStride) && r.evalStride >= 1))
     fail('"run.evalStride" must be a positive integer or absent (the default, context / 2)');
-  if (r.gradQuant !== undefined && r.gradQuant !== 'int8') fail('"run.gradQuant" must be "int8" or absent ("f32", every file written before int8 was the default)');
+  if (r.gradQuant !== undefined && r.gradQuant !== 'int8')
+    fail('"run.gradQuant" must be "int8" or absent ("f32", every file written before int8 was the default)');
   return {
     ...(r.actQuant === undefined ? {} : { actQuant: r.actQuant }),
     ...(r.evalStride === undefined ? {} : { evalStride: r.evalStride }),

@@ -368,8 +368,8 @@ Napi::Value Limits(const Napi::CallbackInfo& info) {
   };
   out.Set("actQuant", choice(limits::act_quant::names, std::size(limits::act_quant::names),
                              limits::act_quant::def));
-  Napi::Object gq =
-      choice(limits::grad_quant::names, std::size(limits::grad_quant::names), limits::grad_quant::def);
+  Napi::Object gq = choice(limits::grad_quant::names, std::size(limits::grad_quant::names),
+                           limits::grad_quant::def);
   gq.Set("adapterDefault", limits::grad_quant::names[limits::grad_quant::adapter_def]);
   out.Set("gradQuant", gq);
   return out;
