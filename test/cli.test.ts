@@ -274,6 +274,46 @@ describe('ternorm report', () => {
     }
   });
 
+  it('results:compare: a run against itself moves nothing; against another regime it names what moved; other users are refused in one line', () => {
+    const script = join(root, 'dist', 'scripts', 'compare-results.js');
+    const compare = (...args: string[]) => spawnSync(process.execPath, [script, ...args], { encoding: 'utf8', timeout: 60_000 });
+    type Comparison = {
+      verdictsChanged: string[];
+      policyChanged: unknown[];
+      rawPplMoves: { relative: number }[];
+      testRatiosInsideA: { inside: number; of: number };
+    };
+    const committed = join(root, 'results', '53_adapter_compress.json');
+    const self = compare(committed, committed, '--json');
+    expect(self.status, self.stderr).toBe(0);
+    const s = JSON.parse(self.stdout) as Comparison;
+    expect(s.verdictsChanged).toEqual([]);
+    expect(s.policyChanged).toEqual([]);
+    expect(s.rawPplMoves.every((m) => m.relative === 0)).toBe(true);
+    expect(s.testRatiosInsideA.of).toBeGreaterThan(0);
+    expect(s.testRatiosInsideA.inside).toBe(s.testRatiosInsideA.of);
+    // the 5-step adapters against the 100-step ones: every entry named really differs between the files
+    const fivePath = join(root, 'results', '53_adapter_compress_5steps.json');
+    const five = compare(committed, fivePath, '--json');
+    expect(five.status, five.stderr).toBe(0);
+    const f = JSON.parse(five.stdout) as Comparison;
+    expect(f.verdictsChanged.length).toBeGreaterThan(0);
+    type Verdicts = {
+      verdicts: { scheme: string; users: { user: string; withinStrict: boolean; withinLenient: boolean; worseThanNoAdapter: boolean }[] }[];
+    };
+    const flags = (file: string, entry: string): string => {
+      const [scheme, user] = entry.split(' ');
+      const u = (JSON.parse(readFileSync(file, 'utf8')) as Verdicts).verdicts
+        .find((v) => v.scheme === scheme)!
+        .users.find((x) => x.user === user)!;
+      return [u.withinStrict, u.withinLenient, u.worseThanNoAdapter].join();
+    };
+    for (const e of f.verdictsChanged) expect(flags(fivePath, e)).not.toBe(flags(committed, e));
+    const other = compare(committed, join(root, 'results', '12_fleet', 'results.json'));
+    expect(other.status).toBe(1);
+    expect(other.stderr).toMatch(/^compare-results: the runs have other users \(6 against 271; user 1 is novelist against sotu-001\)\n$/);
+  });
+
   it('refuses a results file whose numbers were edited', () => {
     const results = join(dir, 'tampered.json');
     const text = readFileSync(join(root, 'results', '53_adapter_compress.json'), 'utf8');
