@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { runBet } from '../lib/bet/protocol.js';
 import { readResults } from '../lib/bet/results.js';
+import { storedRunOptions } from '../lib/fleet/run-steps.js';
 import { FleetStore, SCHEMA_VERSION } from '../lib/fleet/store.js';
 import { TIERS, type FleetDistribution } from '../lib/fleet/distribution.js';
 import { Model } from '../lib/model/index.js';
@@ -384,5 +385,44 @@ describe.skipIf(missing !== null)(`ternorm fleet on real Redis and PostgreSQL${m
     const files = readdirSync(out).sort();
     expect(readdirSync(again).sort()).toEqual(files);
     for (const f of files) expect(readFileSync(join(again, f)).equals(readFileSync(join(out, f))), f).toBe(true);
+  });
+
+  it('a run stored without a gradient precision (registered before int8 was the default) stays an f32 run: rerun with --grad-quant f32, not without', async () => {
+    // fleet run stores the precision explicitly: a later default cannot change what the run trains with
+    const rec = (await store.getRun('pg-down'))!;
+    expect((rec.options.adapterRun as { gradQuant?: string }).gradQuant).toBe('int8');
+    expect(storedRunOptions(rec.options).adapterRun!.gradQuant).toBe('int8');
+    // the stored options as a run registered before int8 was the default has them (it trained in f32)
+    await store.withRetry('test: an f32-era run', (c) =>
+      c.query(`UPDATE fleet_runs SET options = options #- '{adapterRun,gradQuant}' WHERE id = 'pg-down'`),
+    );
+    const old = (await store.getRun('pg-down'))!;
+    expect('gradQuant' in (old.options.adapterRun as object)).toBe(false);
+    expect(storedRunOptions(old.options).adapterRun!.gradQuant).toBe('f32');
+    expect(enqueue('pg-down', goodUsers, '--grad-quant', 'f32')).toEqual({
+      run: 'pg-down',
+      users: 5,
+      enqueued: 0,
+      skippedDone: 5,
+      registered: false,
+    });
+    const now = cli(
+      'fleet',
+      'run',
+      '--redis',
+      redis.url,
+      '--pg',
+      pg.url,
+      '--users',
+      goodUsers,
+      '--run',
+      'pg-down',
+      '--model',
+      modelPath,
+      ...SETTINGS,
+      ...STEPS,
+    );
+    expect(now.code).toBe(1);
+    expect(now.stderr).toMatch(/run "pg-down" exists with other options/);
   });
 });

@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import type { Queue } from 'bullmq';
 
 import { canonicalJson } from '../bet/criteria.js';
+import { coreLimits } from '../model/limits.js';
 import { writePlot } from '../bet/plot.js';
 import { openBet } from '../bet/protocol.js';
 import { renderReport } from '../bet/report.js';
@@ -15,7 +16,7 @@ import { buildHeader, ResultsWriter, type AdapterCompressResults } from '../bet/
 import { writeFileAtomic } from '../util/files.js';
 import { distributionMarkdown, fleetDistribution, writeSafeBytesSvg, type FleetDistribution } from './distribution.js';
 import { DEFAULT_ATTEMPTS, jobId, jobOptions, RUN_ID_PATTERN, type FleetJob } from './queue.js';
-import { DEFAULT_FLEET_STEPS, fleetSteps, type FleetSteps } from './run-steps.js';
+import { DEFAULT_FLEET_STEPS, fleetSteps, storedRunOptions, type FleetSteps } from './run-steps.js';
 import type { FleetStore, RunRecord } from './store.js';
 import { readFleetUsers } from './users.js';
 import type { RunOptions } from './worker.js';
@@ -62,6 +63,8 @@ export async function enqueueRun(
     ...o.options,
     modelPath: resolve(o.options.modelPath),
     ...(o.options.criteriaPath === undefined ? {} : { criteriaPath: resolve(o.options.criteriaPath) }),
+    // stored explicitly, so the run keeps its precision when the default changes (storedRunOptions)
+    adapterRun: { ...o.options.adapterRun, gradQuant: o.options.adapterRun?.gradQuant ?? coreLimits().gradQuant.adapterDefault },
   };
   // the pipeline checks the options, loads the model and the criteria: the header workers must match
   const header = openBet({ ...options, users: users.map((u) => u.user) }).header;
@@ -80,7 +83,11 @@ export async function enqueueRun(
       canonicalJson(JSON.parse(JSON.stringify(a))) === canonicalJson(JSON.parse(JSON.stringify(b)));
     if (old.registered.criteria.sha256 !== registered.criteria.sha256)
       throw new Error(`run "${run}" exists with other criteria; choose another --run`);
-    if (!same(old.options, stored) || old.usersSpec !== usersSpec || old.usersTotal !== users.length)
+    if (
+      !same({ ...old.options, ...storedRunOptions(old.options) }, stored) ||
+      old.usersSpec !== usersSpec ||
+      old.usersTotal !== users.length
+    )
       throw new Error(`run "${run}" exists with other options or users; rerun it with the same ones or choose another --run`);
     if (!same(old.registered.baseModel, registered.baseModel)) throw new Error(`run "${run}" exists with another base model`);
   }

@@ -6,6 +6,7 @@
 import { userTexts } from '../bet/protocol.js';
 import type { GenericPool } from './store.js';
 import type { FleetUser } from './users.js';
+import type { RunOptions } from './worker.js';
 
 export interface FleetSteps {
   /** Noise-margin follow-up jobs: the users with the largest test ppl ratio of the bet's encoding to the reference. */
@@ -37,6 +38,16 @@ export const DEFAULT_FLEET_STEPS: Readonly<FleetSteps> = Object.freeze({
 export function fleetSteps(options: Record<string, unknown>): FleetSteps {
   const f = options.fleet as Partial<FleetSteps> | undefined;
   return { ...DEFAULT_FLEET_STEPS, ...f };
+}
+
+/**
+ * The pipeline options a run stored (its `fleet` steps aside). `fleet run` stores the gradient
+ * precision explicitly; a run registered before int8 became adapter training's default stored none
+ * and trained in f32, so a missing one reads as 'f32', whatever the default is now.
+ */
+export function storedRunOptions(stored: Record<string, unknown>): RunOptions {
+  const { fleet: _steps, ...o } = stored as unknown as RunOptions & { fleet?: unknown };
+  return { ...o, adapterRun: { gradQuant: 'f32', ...o.adapterRun } };
 }
 
 /**

@@ -26,7 +26,7 @@ import { sha256Hex } from '../util/hash.js';
 import { enqueueMargins } from './coordinator.js';
 import { userTiers } from './distribution.js';
 import { openQueue, QUEUE_NAME, redisConnection, type FleetJob } from './queue.js';
-import { fleetSteps, genericPool } from './run-steps.js';
+import { fleetSteps, genericPool, storedRunOptions } from './run-steps.js';
 import type { FleetStore, GenericRow, GenericScore, RunRecord } from './store.js';
 import { readFleetUsers } from './users.js';
 
@@ -107,8 +107,7 @@ export function startWorker(o: WorkerOptions): FleetWorker {
     const give = (bet: BetPipeline) => () => void free.push(bet);
     const kept = free.pop();
     if (kept !== undefined) return { bet: kept, give: give(kept) };
-    const { fleet: _steps, ...options } = rec.options;
-    const bet = openBet({ ...(options as unknown as RunOptions), ...extra, users: [user], threads: o.threads });
+    const bet = openBet({ ...storedRunOptions(rec.options), ...extra, users: [user], threads: o.threads });
     // the model, criteria and settings this worker has must be the run's (a margin job's noise sweep,
     // which the header records as run.noise, is the follow-up's own setting, not the run's)
     const mine = buildHeader(bet.header, rec.registered.criteria.registeredAt);
