@@ -30,8 +30,7 @@ export interface CoreLimits {
   generate: Record<'temperature' | 'topK' | 'topP' | 'minP' | 'maxTokens' | 'sequences' | 'rows', Limit>;
   /** The activation quantisation modes of the ternary precision and the default (model/limits.h). */
   actQuant: { names: readonly ActQuant[]; default: ActQuant };
-  /** The precisions of adapter training's gradient through the ternary linears and the default (model/limits.h). */
-  /** Base training's (its only choice, 'f32') and adapter training's defaults. */
+  /** The gradient precisions through the ternary linears (model/limits.h), and the defaults of base training (its only choice, 'f32') and of adapter training. */
   gradQuant: { names: readonly GradQuant[]; default: GradQuant; adapterDefault: GradQuant };
 }
 
