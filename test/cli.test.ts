@@ -7,6 +7,8 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { Adapter } from '../lib/adapter/adapter.js';
+import { Model } from '../lib/model/model.js';
 import { packageRoot } from '../lib/util/package-root.js';
 import { MAX_TEXT_BYTES } from '../lib/util/files.js';
 import { wordCorpus as corpus } from './word-corpus.js';
@@ -165,6 +167,10 @@ describe('ternorm CLI', () => {
     const s = JSON.parse(t.stdout) as { bestLoss: number; baselineLoss: number; stepsDone: number; gradQuant: string };
     expect(s.bestLoss).toBeLessThanOrEqual(s.baselineLoss);
     expect(s.gradQuant).toBe('int8'); // the adapter default
+    // the file records the precision it was trained with, the default included (an older default-trained
+    // adapter, f32 then, records none)
+    const saved = Adapter.load(Model.load(join(dir, 'models/a.tnm')), join(dir, 'u.adapter'));
+    expect((saved.meta as { options: { gradQuant?: string } }).options.gradQuant).toBe('int8');
     const none = cli('evaluate', '--model', 'models/a.tnm', '--text', 'user.txt', '--json');
     const withA = cli('evaluate', '--model', 'models/a.tnm', '--adapter', 'u.adapter', '--text', 'user.txt', '--json');
     expect(none.code).toBe(0);

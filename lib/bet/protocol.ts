@@ -309,7 +309,7 @@ export function runConfig(
     ...(actQuant === undefined || actQuant === coreLimits().actQuant.default ? {} : { actQuant: actQuant as 'block256' }),
     ...(evalStride === undefined ? {} : { evalStride }),
     // absent means 'f32' in every file (the default before int8), whatever the core's default is
-    ...((gradQuant ?? coreLimits().gradQuant.adapterDefault) === 'f32' ? {} : { gradQuant: 'int8' as const }),
+    ...(gradQuant === 'f32' ? {} : { gradQuant: 'int8' as const }),
     ...(frontier === undefined
       ? {}
       : { frontier: { ladder: checkLadder(frontier.ladder ?? FRONTIER_BUDGETS), methods: [...FRONTIER_METHODS] } }),

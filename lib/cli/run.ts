@@ -336,7 +336,7 @@ async function cmdTrainAdapter(argv: string[], io: Io): Promise<number> {
     validationTokens: r.validationTokens,
     seconds: r.seconds,
     lastTrainLoss: lastLoss,
-    gradQuant: r.options.gradQuant ?? coreLimits().gradQuant.adapterDefault,
+    gradQuant: r.options.gradQuant,
   };
   if (v.json) io.stdout.write(`${JSON.stringify(summary)}\n`);
   else {

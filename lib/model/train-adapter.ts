@@ -36,11 +36,8 @@ export interface AdapterRunOptions {
   warmup: number;
   weightDecay: number;
   gradClip: number;
-  /**
-   * The gradient through the ternary linears: 'f32' or 'int8' (limits.ts GradQuant). Absent: the
-   * core's adapter default, 'int8' (coreLimits().gradQuant.adapterDefault).
-   */
-  gradQuant?: GradQuant;
+  /** The gradient through the ternary linears (limits.ts GradQuant); the core's adapter default: 'int8'. */
+  gradQuant: GradQuant;
 }
 
 /** The numeric options, each with its range. */
@@ -75,7 +72,8 @@ export function adapterRunLimits(): Record<AdapterRunNumber, Limit> {
 
 export function defaultAdapterRun(): AdapterRunOptions {
   const l = adapterRunLimits();
-  return Object.fromEntries(Object.entries(l).map(([k, v]) => [k, defaultOf(v)])) as unknown as AdapterRunOptions;
+  const numbers = Object.fromEntries(Object.entries(l).map(([k, v]) => [k, defaultOf(v)])) as Record<AdapterRunNumber, number>;
+  return { ...numbers, gradQuant: coreLimits().gradQuant.adapterDefault };
 }
 
 export interface AdapterEvalPoint {
@@ -113,7 +111,7 @@ export function resolveAdapterRun(model: Model, partial: Partial<AdapterRunOptio
     const max = k === 'seq' ? model.config.context : k === 'warmup' ? o.maxSteps : k === 'minLr' ? o.lr : undefined;
     checkLimit(l[k], o[k], k, max);
   }
-  if (o.gradQuant !== undefined) checkGradQuant(o.gradQuant);
+  checkGradQuant(o.gradQuant);
   return o;
 }
 
@@ -155,7 +153,7 @@ export async function trainAdapter(
     weightDecay: o.weightDecay,
     gradClip: o.gradClip,
     ...(actQuant === undefined ? {} : { actQuant }),
-    ...(o.gradQuant === undefined ? {} : { gradQuant: o.gradQuant }),
+    gradQuant: o.gradQuant,
   });
   const sampler = new WindowSampler(train, o.seq, new SplitMix64(dataSeed(o.seed)));
   const score = async (gains: Float32Array | null): Promise<number> =>
