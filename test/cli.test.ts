@@ -221,7 +221,20 @@ describe('ternorm CLI', () => {
       ],
       [['evaluate', '--model', 'nope.tnm', '--text', 'val.txt'], 1, /nope\.tnm/],
       [['evaluate', '--model', 'val.txt', '--text', 'val.txt'], 1, /not a ternorm file|magic|too short|truncated/i],
-      [['evaluate', '--model', 'models/a.tnm', '--text', 'val.txt', '--bogus'], 2, /Unknown option '--bogus'/],
+      // parseArgs' errors in one line of this CLI's words, then the usage of that command alone
+      [
+        ['evaluate', '--model', 'models/a.tnm', '--text', 'val.txt', '--bogus'],
+        2,
+        /^ternorm: unknown flag '--bogus'\n\nusage: ternorm evaluate \[options\]\n {2}evaluate {2}(?![\s\S]*train-base)[\s\S]*\(ternorm help: every command\)\n$/,
+      ],
+      [
+        ['evaluate', '--model', 'models/a.tnm', '--text', 'val.txt', '--stride', '-4'],
+        2,
+        /^ternorm: --stride needs a value; '-4' reads as a flag \(a value starting with '-' is written --stride=-4\)\n/,
+      ],
+      [['evaluate', '--text', 'val.txt', '--model'], 2, /^ternorm: --model needs a value\n/],
+      [['evaluate', '--model', 'models/a.tnm', '--text', 'val.txt', '--json=1'], 2, /^ternorm: --json takes no value\n/],
+      [['evaluate', '--model', 'models/a.tnm', 'val.txt'], 2, /^ternorm: unexpected argument 'val\.txt' \(values follow their flags/],
       [['evaluate', '--text', 'val.txt'], 2, /--model is required/],
       [['train-adapter', '--model', 'models/a.tnm', '--text', 'user.txt'], 2, /--out is required/],
       [

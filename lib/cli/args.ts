@@ -25,7 +25,7 @@ export function parse(argv: string[], options: NonNullable<ParseArgsConfig['opti
     return parseArgs({ args: argv, options: { ...options, help: { type: 'boolean' } }, strict: true, allowPositionals: false })
       .values as Values;
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError(flagError(err, argv));
   }
 }
 
@@ -38,8 +38,31 @@ export function parseWithPositionals(
     const r = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean' } }, strict: true, allowPositionals: true });
     return { values: r.values as Values, positionals: r.positionals };
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError(flagError(err, argv));
   }
+}
+
+/** parseArgs' error as one line in this CLI's words (its own messages span lines and speak of "options"). */
+function flagError(err: unknown, argv: string[]): string {
+  const e = err as { code?: string; message?: string };
+  const message = String(e.message ?? err);
+  const flag = /'(--?[^' <]+)/.exec(message)?.[1];
+  switch (e.code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return `unknown flag '${flag}'`;
+    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
+      return `unexpected argument '${/'([^']*)'/.exec(message)?.[1]}' (values follow their flags: --flag value)`;
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
+      if (flag === undefined) break;
+      if (/does not take an argument/.test(message)) return `${flag} takes no value`;
+      if (/ambiguous/.test(message)) {
+        const value = argv[argv.indexOf(flag) + 1];
+        return `${flag} needs a value; '${value}' reads as a flag (a value starting with '-' is written ${flag}=${value})`;
+      }
+      return `${flag} needs a value`;
+    }
+  }
+  return message.split('\n')[0]!;
 }
 
 export const S = { type: 'string' } as const;

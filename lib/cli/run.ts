@@ -438,6 +438,21 @@ async function cmdEvaluate(argv: string[], io: Io): Promise<number> {
   return 0;
 }
 
+/**
+ * After a usage error: the usage of the command that was given (its blocks of USAGE, e.g. every
+ * `fleet` subcommand), or all of it for an unknown command.
+ */
+function commandUsage(cmd: string | undefined): string {
+  const blocks: string[][] = [];
+  for (const line of USAGE.split('\n')) {
+    if (/^ {2}\S/.test(line)) blocks.push([line]);
+    else if (/^ {3,}\S/.test(line)) blocks.at(-1)?.push(line);
+  }
+  const own = blocks.filter((b) => b[0]!.trim().split(/\s+/)[0] === cmd);
+  if (own.length === 0) return USAGE;
+  return `usage: ternorm ${cmd} [options]\n${own.map((b) => b.join('\n')).join('\n')}\n(ternorm help: every command)\n`;
+}
+
 function help(io: Io): number {
   io.stdout.write(USAGE);
   return 0;
@@ -474,7 +489,7 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
     }
   } catch (err) {
     if (err instanceof UsageError) {
-      io.stderr.write(`ternorm: ${terminalText(err.message)}\n\n${USAGE}`);
+      io.stderr.write(`ternorm: ${terminalText(err.message)}\n\n${commandUsage(cmd)}`);
       return 2;
     }
     io.stderr.write(`ternorm: ${terminalText(err instanceof Error ? err.message : String(err))}\n`);
