@@ -41,7 +41,7 @@ import {
   type MulMatDoc,
   type TokenizeBench,
 } from './peers/llama-peer.js';
-import { fmtNum, fmtRatio, gitOutput, writeAtomic, type Target, type TargetPoint } from './report.js';
+import { blockLinearMacs, fmtNum, fmtRatio, gitOutput, writeAtomic, type Target, type TargetPoint } from './report.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -217,6 +217,9 @@ interface Prepared {
   tokens: Record<ConfigName, string>;
   prompt: string;
   nParams: Record<ConfigName, number>;
+  /** multiply-accumulates of one token through the block linears (bench/report.ts blockLinearMacs) and the head */
+  linearMacs: Record<ConfigName, number>;
+  headMacs: Record<ConfigName, number>;
   /** the model's context: ternorm's window and llama_peer's --ctx */
   context: Record<ConfigName, number>;
   text: string;
@@ -230,6 +233,8 @@ function prepare(o: Options): Prepared {
   const gguf = {} as Record<ConfigName, string>;
   const tokens = {} as Record<ConfigName, string>;
   const nParams = {} as Record<ConfigName, number>;
+  const linearMacs = {} as Record<ConfigName, number>;
+  const headMacs = {} as Record<ConfigName, number>;
   const context = {} as Record<ConfigName, number>;
   const fx = getFixtures();
   const sotu = fx.read('base', 'validation');
@@ -240,6 +245,8 @@ function prepare(o: Options): Prepared {
     gguf[name] = join(WORK, `${name}.tq2_0.gguf`);
     model.exportGguf('tq2_0', { path: gguf[name] });
     nParams[name] = nParamsOf(model.config);
+    linearMacs[name] = blockLinearMacs(model.config).perToken;
+    headMacs[name] = model.config.vocab * model.config.dModel;
     context[name] = model.config.context;
     const n = o.scoreTokens[name];
     if (ids.length < n) throw new Error(`the validation text has ${ids.length} tokens, fewer than ${n}`);
@@ -252,7 +259,7 @@ function prepare(o: Options): Prepared {
   const cut = novel.subarray(0, snapCut(novel, Math.min(novel.length, o.tokenizeBytes)));
   const text = join(WORK, 'tokenize.txt');
   writeFileSync(text, cut);
-  return { gguf, tokens, prompt, nParams, context, text, textBytes: cut.length };
+  return { gguf, tokens, prompt, nParams, linearMacs, headMacs, context, text, textBytes: cut.length };
 }
 
 /** Parameters of a llama-arch config (embedding tied, norms included). */
@@ -422,6 +429,13 @@ function readIds(file: string): number[] {
 interface BatchedRow extends BatchedMeasure {
   config: ConfigName;
   threads: number;
+  /**
+   * The most batched decoding could reach over one stream if the block linears ran at this run's
+   * int8 peak, the head at its best fp32 GEMM rate, and nothing else took time (attention, norms,
+   * sampling): tokens/s so bounded / one stream's tokens/s. Absent in files written before it was
+   * recorded.
+   */
+  ceiling_vs_one_stream?: number;
 }
 
 function measureBatched(o: Options, p: Prepared): BatchedRow[] {
@@ -484,7 +498,29 @@ interface RawKernelPoint {
   median_s?: number;
 }
 
-function measureKernels(o: Options, isa: string): { rows: KernelRow[]; ggml_backend: MulMatDoc['backend'] } {
+/**
+ * The rates of this run that bound batched decoding: the int8 dot-product instruction's
+ * (ternorm_bench_kernels' probe, at its start and end) and the best fp32 GEMM point with n >= 128.
+ */
+interface Int8Peak {
+  isa: string;
+  threads: number;
+  instruction: string;
+  gmacs_start: number;
+  gmacs_end: number;
+  /** absent in files written before it was recorded */
+  f32_gemm_gmacs?: number;
+}
+
+interface RawPeak {
+  isa: string;
+  threads: number;
+  instruction: string;
+  macs_per_call: number;
+  median_s: number;
+}
+
+function measureKernels(o: Options, isa: string): { rows: KernelRow[]; ggml_backend: MulMatDoc['backend']; int8_peak: Int8Peak[] } {
   const threads = o.threads.join(',');
   const timing = o.quick ? ['--quick'] : ['--min-time', '0.1', '--min-samples', '5', '--max-time', '1'];
   const out = join(WORK, 'kernels.json');
@@ -493,7 +529,26 @@ function measureKernels(o: Options, isa: string): { rows: KernelRow[]; ggml_back
     maxBuffer: 1 << 28,
   });
   if (r.status !== 0) throw new Error(`ternorm_bench_kernels failed: ${(r.stderr ?? '').trim()}`);
-  const t = JSON.parse(readFileSync(out, 'utf8')) as { points: RawKernelPoint[] };
+  const t = JSON.parse(readFileSync(out, 'utf8')) as {
+    points: RawKernelPoint[];
+    limits: { peak_i8: RawPeak[] };
+    limits_end: { peak_i8: RawPeak[] };
+  };
+  const gmacs = (q: RawPeak | undefined) => (q === undefined ? NaN : q.macs_per_call / q.median_s / 1e9);
+  const int8_peak = t.limits.peak_i8
+    .filter((q) => q.isa === isa)
+    .map((q) => ({
+      isa,
+      threads: q.threads,
+      instruction: q.instruction,
+      gmacs_start: gmacs(q),
+      gmacs_end: gmacs(t.limits_end.peak_i8.find((e) => e.isa === isa && e.threads === q.threads)),
+      f32_gemm_gmacs: Math.max(
+        ...t.points
+          .filter((f) => f.kind === 'gemm_f32' && f.isa === isa && f.threads === q.threads && f.n >= 128 && f.median_s !== undefined)
+          .map((f) => (f.rows * f.cols * f.n) / f.median_s! / 1e9),
+      ),
+    }));
   const g = ggmlMulMat(['--types', 'tq2_0,tq1_0', '--act', 'q8_K,f32', '--threads', threads, ...timing]);
   const rows: KernelRow[] = [];
   for (const p of t.points) {
@@ -519,7 +574,7 @@ function measureKernels(o: Options, isa: string): { rows: KernelRow[]; ggml_back
       vs_tq2_0_with_act_quant: aqs === null ? NaN : at('tq2_0', 'f32') / (p.median_s + aqs),
     });
   }
-  return { rows, ggml_backend: g.backend };
+  return { rows, ggml_backend: g.backend, int8_peak };
 }
 
 interface TokenizeRow {
@@ -608,12 +663,21 @@ interface Results {
   machine: { cpu: string; cores: number; loadavg_start: number[]; loadavg_end: number[] };
   build: { commit?: string; dirty: boolean; isa: string; llama_cpp: string; ggml_backend: MulMatDoc['backend'] };
   method: string;
-  models: { config: ConfigName; gguf: string; n_params: number; score_tokens: number }[];
+  models: {
+    config: ConfigName;
+    gguf: string;
+    n_params: number;
+    block_linear_macs_per_token?: number;
+    head_macs_per_token?: number;
+    score_tokens: number;
+  }[];
   score: ScoreRow[];
   decode: DecodeRow[];
   scaling: ScalingRow[];
   batched: BatchedRow[];
   kernels: KernelRow[];
+  /** absent in files written before it was recorded */
+  int8_peak?: Int8Peak[];
   /** null when the tokenizer part failed (errors says why) */
   tokenize: TokenizeRow | null;
   errors: string[];
@@ -668,7 +732,12 @@ function targetsOf(r: Omit<Results, 'targets' | 'total_s'>): Target[] {
       'batched_k16',
       'batched K = 16 total throughput >= 8x one stream (issue 11 §3)',
       TARGET_BATCHED_K16,
-      r.batched.filter((b) => b.k === 16).map((b) => pt(`${b.config} ${b.threads}t`, b.vs_one_stream, TARGET_BATCHED_K16)),
+      r.batched
+        .filter((b) => b.k === 16)
+        .map((b) => ({
+          ...pt(`${b.config} ${b.threads}t`, b.vs_one_stream, TARGET_BATCHED_K16),
+          ...(b.ceiling_vs_one_stream === undefined ? {} : { note: `ceiling ${fmtRatio(b.ceiling_vs_one_stream)}` }),
+        })),
     ),
   );
   return t;
@@ -680,7 +749,7 @@ function markdown(r: Results): string {
   lines.push(
     `Measured ${r.generated_at.slice(0, 10)}${r.quick ? ' with --quick' : ''} (${r.machine.cpu}, ${r.machine.cores} cores, load average ${r.machine.loadavg_start.map((x) => x.toFixed(1)).join(' ')} at the start, ` +
       `${r.machine.loadavg_end.map((x) => x.toFixed(1)).join(' ')} at the end; ${r.rounds} interleaved rounds, medians; ratios are medians of per-round ternorm / llama.cpp; ` +
-      `ternorm ${r.build.isa}, llama.cpp ${r.build.llama_cpp} TQ2_0 with its defaults). From \`bench/results/${r.quick ? 'peers-quick.json' : 'peers.json'}\`.`,
+      `ternorm ${r.build.isa}, llama.cpp ${r.build.llama_cpp} TQ2_0 with its defaults${peakText(r)}). From \`bench/results/${r.quick ? 'peers-quick.json' : 'peers.json'}\`.`,
   );
   lines.push('');
   lines.push(
@@ -700,14 +769,17 @@ function markdown(r: Results): string {
   lines.push('|---|---:|---:|');
   for (const s of r.scaling) lines.push(`| ${s.config} ${s.what} | ${fmtRatio(s.ternorm)} | ${fmtRatio(s.llama)} |`);
   lines.push('');
+  const ceiling = r.batched.some((b) => b.ceiling_vs_one_stream !== undefined);
   lines.push(
-    '| batched decode (ternorm) | threads | K | batched tok/s | K separate streams tok/s | ratio | one stream tok/s | vs one stream |',
+    '| batched decode (ternorm) | threads | K | batched tok/s | K separate streams tok/s | ratio | one stream tok/s | vs one stream |' +
+      (ceiling ? ' ceiling (int8 peak, fp32 head) |' : ''),
   );
-  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|' + (ceiling ? '---:|' : ''));
   for (const b of r.batched)
     lines.push(
       `| ${b.config} | ${b.threads} | ${b.k} | ${f(b.batched_tokens_per_s)} | ${f(b.separate_tokens_per_s)} | ${fmtRatio(b.ratio)} | ` +
-        `${f(b.one_stream_tokens_per_s)} | ${fmtRatio(b.vs_one_stream)} |`,
+        `${f(b.one_stream_tokens_per_s)} | ${fmtRatio(b.vs_one_stream)} |` +
+        (ceiling ? ` ${fmtRatio(b.ceiling_vs_one_stream)} |` : ''),
     );
   lines.push('');
   lines.push(
@@ -734,9 +806,35 @@ function markdown(r: Results): string {
   lines.push('|---|---|---|');
   for (const t of r.targets)
     lines.push(
-      `| ${t.description} | ${t.verdict} | ${t.points.map((p) => `${p.label} ${p.value === null ? '-' : fmtRatio(p.value)}`).join(', ')} |`,
+      `| ${t.description} | ${t.verdict} | ${t.points.map((p) => `${p.label} ${p.value === null ? '-' : fmtRatio(p.value)}${p.note === undefined ? '' : ` (${p.note})`}`).join(', ')} |`,
     );
   return lines.join('\n');
+}
+
+/** The header's note of the int8 peak this run measured (per thread count), if recorded. */
+function peakText(r: Results): string {
+  if (r.int8_peak === undefined || r.int8_peak.length === 0) return '';
+  const at = (q: Int8Peak) => `${fmtNum(Math.max(q.gmacs_start, q.gmacs_end), 4)} at ${q.threads}t`;
+  const f32 = r.int8_peak.filter((q) => q.f32_gemm_gmacs !== undefined);
+  return (
+    `; this run's int8 peak (${r.int8_peak[0]!.instruction}) ${r.int8_peak.map(at).join(', ')} G MAC/s` +
+    (f32.length === 0 ? '' : `, best fp32 GEMM ${f32.map((q) => `${fmtNum(q.f32_gemm_gmacs, 4)} at ${q.threads}t`).join(', ')} G MAC/s`)
+  );
+}
+
+/**
+ * Each batched row's ceiling: the block linears at this run's int8 peak (the higher of its start and
+ * end probes, for the row's thread count), the head at the best fp32 GEMM rate, nothing else; against
+ * the one stream beside the row.
+ */
+function withCeilings(batched: BatchedRow[], peak: Int8Peak[], p: Pick<Prepared, 'linearMacs' | 'headMacs'>): BatchedRow[] {
+  return batched.map((b) => {
+    const q = peak.find((x) => x.threads === b.threads);
+    if (q === undefined || q.f32_gemm_gmacs === undefined || !Number.isFinite(q.f32_gemm_gmacs)) return b;
+    const secondsPerToken =
+      p.linearMacs[b.config] / (Math.max(q.gmacs_start, q.gmacs_end) * 1e9) + p.headMacs[b.config] / (q.f32_gemm_gmacs * 1e9);
+    return { ...b, ceiling_vs_one_stream: 1 / secondsPerToken / b.one_stream_tokens_per_s };
+  });
 }
 
 function writeReadme(md: string): void {
@@ -815,13 +913,16 @@ async function main(): Promise<void> {
       config: c,
       gguf: relative(REPO, p.gguf[c]),
       n_params: p.nParams[c],
+      block_linear_macs_per_token: p.linearMacs[c],
+      head_macs_per_token: p.headMacs[c],
       score_tokens: o.scoreTokens[c],
     })),
     score: pairs.scoreRows,
     decode: pairs.decodeRows,
     scaling: pairs.scaling,
-    batched,
+    batched: withCeilings(batched, kernels.int8_peak, p),
     kernels: kernels.rows,
+    int8_peak: kernels.int8_peak,
     tokenize,
     errors,
   };

@@ -1,5 +1,6 @@
 // What the benchmarks share for their reports: number formats, the aligned
-// text table, git state and the atomic write of the results JSON.
+// text table, git state, the atomic write of the results JSON, and the
+// multiply-accumulates of a model config's block linears.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -85,4 +86,31 @@ export interface Target {
   verdict: 'pass' | 'fail' | 'incomplete' | 'not measured';
   points: TargetPoint[];
   note?: string;
+}
+
+/** The shape of a llama-arch config that sets its block linears (nKvHeads 0: as many as nHeads). */
+export interface LinearShape {
+  dModel: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  dFf: number;
+}
+
+/**
+ * Multiply-accumulates of one token through the block linears (the ternary weights: one each), per
+ * projection of one layer and for the whole stack.
+ */
+export function blockLinearMacs(c: LinearShape): {
+  qkv: number;
+  o: number;
+  gateUp: number;
+  down: number;
+  perLayer: number;
+  perToken: number;
+} {
+  const kvd = ((c.nKvHeads > 0 ? c.nKvHeads : c.nHeads) * c.dModel) / c.nHeads;
+  const m = { qkv: c.dModel * (c.dModel + 2 * kvd), o: c.dModel * c.dModel, gateUp: c.dModel * 2 * c.dFf, down: c.dFf * c.dModel };
+  const perLayer = m.qkv + m.o + m.gateUp + m.down;
+  return { ...m, perLayer, perToken: perLayer * c.nLayers };
 }

@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { readResults } from '../lib/bet/results-reader.js';
-import { fmtNum, writeAtomic } from './report.js';
+import { blockLinearMacs, fmtNum, writeAtomic } from './report.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SCHEMA = 'ternorm.bench.user-floor/1';
@@ -59,9 +59,7 @@ const d = count(cfg, 'dModel'),
   dFf = count(cfg, 'dFf'),
   nKv = count(cfg, 'nKvHeads', true);
 const hd = d / H;
-const kvd = (nKv > 0 ? nKv : H) * hd;
-const lin = { qkv: d * (d + 2 * kvd), o: d * d, gateUp: d * 2 * dFf, down: dFf * d };
-const perLayer = lin.qkv + lin.o + lin.gateUp + lin.down;
+const lin = blockLinearMacs({ dModel: d, nLayers: L, nHeads: H, nKvHeads: nKv, dFf });
 const afterAttention = lin.o + lin.gateUp + lin.down;
 
 /** The forward attention products of one sequence of T rows, every head: QK^T and PV per causal row block. */
@@ -94,7 +92,7 @@ function score(n: number): Macs {
   for (const s of starts) {
     const scored = s + W - Math.max(scoredTo, s);
     scoredTo = s + W;
-    int8 += W * perLayer * (L - 1) + W * lin.qkv + scored * afterAttention;
+    int8 += W * lin.perLayer * (L - 1) + W * lin.qkv + scored * afterAttention;
     fp32 += attentionForward(W) * L + scored * V * d;
   }
   return { int8, fp32 };
@@ -105,7 +103,7 @@ const steps = count(run, 'maxSteps'),
   batch = count(run, 'batch'),
   seq = count(run, 'seq');
 const stepMacs: Macs = {
-  int8: 2 * batch * seq * perLayer * L,
+  int8: 2 * batch * seq * lin.perToken,
   fp32: 2 * batch * seq * V * d + 3 * batch * attentionForward(seq) * L,
 };
 
@@ -166,7 +164,7 @@ const doc = {
   schema: SCHEMA,
   results: { path: rel(resultsPath), checksum: r.checksum },
   kernels: { path: rel(kernelsPath) },
-  model: { vocab: V, dModel: d, nLayers: L, nHeads: H, nKvHeads: nKv, dFf, context: C, linearMacsPerToken: perLayer * L },
+  model: { vocab: V, dModel: d, nLayers: L, nHeads: H, nKvHeads: nKv, dFf, context: C, linearMacsPerToken: lin.perToken },
   recipe: { maxSteps: steps, batch, seq, gradQuant: r.run.gradQuant ?? 'f32' },
   ratesGMacPerSecond: rates,
   users,
