@@ -132,15 +132,13 @@ export class Decoder {
       tokens.set(p, at);
       at += p.length;
     }
-    return serial(this.model.native, () =>
-      this.native.stepAsync(slots, counts, tokens, sample, options.wantLogits === true, options.threads),
-    );
+    return this.stepArrays(slots, counts, tokens, sample, options.threads, options.wantLogits === true);
   }
 
   /**
-   * @internal One step of typed arrays as stepAsync takes them (run()'s path: no per-entry arrays to
-   * build). The addon copies them when the step is queued, so the caller may reuse them once the
-   * step has settled; the core checks them.
+   * @internal One step of typed arrays as stepAsync takes them (step()'s, and run()'s path: no
+   * per-entry arrays to build). The addon copies them when the step is queued, so the caller may
+   * reuse them once the step has settled; the core checks them. Steps of one model are serialised.
    */
   stepArrays(
     slots: Int32Array,
@@ -148,8 +146,9 @@ export class Decoder {
     tokens: Int32Array,
     sample: Uint8Array,
     threads?: number,
-  ): Promise<{ next: Int32Array }> {
-    return serial(this.model.native, () => this.native.stepAsync(slots, counts, tokens, sample, false, threads));
+    wantLogits = false,
+  ): Promise<{ next: Int32Array; logits: Float32Array | null }> {
+    return serial(this.model.native, () => this.native.stepAsync(slots, counts, tokens, sample, wantLogits, threads));
   }
 
   /** Tokens cached in the slot. */
