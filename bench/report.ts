@@ -4,6 +4,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
+import { defaultModelConfig, type ModelConfig } from '../lib/model/model.js';
+
 export function fmtTime(s: number | undefined): string {
   if (s === undefined) return '-';
   if (s < 1e-3) return `${(s * 1e6).toPrecision(3)} us`;
@@ -85,4 +87,9 @@ export interface Target {
   verdict: 'pass' | 'fail' | 'incomplete' | 'not measured';
   points: TargetPoint[];
   note?: string;
+}
+
+/** The 107 M-parameter config the speed benchmarks run besides the shipped model (random weights from Model.create). */
+export function config107m(): ModelConfig {
+  return { ...defaultModelConfig(), dModel: 1024, nLayers: 8, nHeads: 16, nKvHeads: 16, dFf: 2816 };
 }
