@@ -319,10 +319,29 @@ function markdown(r: Results): string {
       `${la(r.machine.loadavg_end)} at the end; ${r.setup.rounds} interleaved rounds of ${r.setup.reps} reps, 1 thread, ${r.setup.prompt}-token prompts, ` +
       `f32 adapters; ratios are medians of per-round this / before). From \`bench/results/decode-start.json\`.`,
     '',
-    `| model | K | first token ms (before → now) | ratio | CPU ratio | of it: creating the decoder ms | of it: system CPU ms (page clearing) | ` +
+    `| model | K | first token ms (before → now) | ratio | CPU ratio | of it: creating the decoder ms | of it: system CPU ms (page faults) | ` +
       `one step ms | ratio | CPU ratio | a step at position ${r.setup.late} ms | ratio | CPU ratio | ${r.setup.answer_tokens}-token answer ms | ratio |`,
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
+  // The summary: what starting costs, per model at the largest K.
+  const big = r.rows.filter((w) => w.k === Math.max(...r.rows.map((x) => x.k)));
+  const range = (m: Metric) => {
+    const v = r.rows.map((w) => w.this[m]);
+    return `${fmtNum(Math.min(...v))}–${fmtNum(Math.max(...v))}`;
+  };
+  lines.unshift(
+    `Creating a decoder costs ${range('create_ms')} ms (its activations; the cache comes with the first step). ` +
+      big
+        .map(
+          (w, i) =>
+            `${i === 0 ? 'The' : 'the'} ${w.model === 'shipped' ? 'shipped model' : '107 M config'} at K = ${w.k}: the first tokens after ${fmtNum(w.this.ttft_ms)} ms (${fmtRatio(w.ratio.ttft_ms)} the time before, ` +
+            `${fmtNum(w.base.ttft_sys_ms)} → ${fmtNum(w.this.ttft_sys_ms)} ms of it system time, the page faults), then ${fmtNum(w.this.step_ms)} ms a step ` +
+            `(${fmtRatio(w.ratio.step_ms)})`,
+        )
+        .join('; ') +
+      '.',
+    '',
+  );
   for (const w of r.rows) {
     const ba = (m: Metric) => `${fmtNum(w.base[m])} → ${fmtNum(w.this[m])}`;
     const x = (m: Metric) => fmtRatio(w.ratio[m]);
