@@ -63,7 +63,8 @@ struct DecodeEntry {
 // call of up to max_rows new tokens in all. Memory: cache_bytes_per_token() *
 // slots * the cache's rows (from 32, doubled as the longest sequence passes
 // them, up to the context) plus the activations. So a new state costs little
-// until its sequences grow.
+// until its sequences grow; a growth holds the old and the new cache at once
+// (at the last one, 1.5x the whole context's).
 class DecodeState {
  public:
   // Throws std::invalid_argument on a bad config, or slots / max_rows outside
