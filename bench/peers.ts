@@ -27,7 +27,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { getFixtures, snapCut } from '../lib/data/fixtures.js';
-import { defaultModelConfig, Model, type ModelConfig } from '../lib/model/model.js';
+import { Model, type ModelConfig } from '../lib/model/model.js';
 import type { BpeTokenizer } from '../lib/tokenizer/bpe.js';
 import { VocabTokenizer } from '../lib/tokenizer/vocab.js';
 import {
@@ -41,7 +41,7 @@ import {
   type MulMatDoc,
   type TokenizeBench,
 } from './peers/llama-peer.js';
-import { blockLinearMacs, fmtNum, fmtRatio, gitOutput, writeAtomic, type Target, type TargetPoint } from './report.js';
+import { blockLinearMacs, config107m, fmtNum, fmtRatio, gitOutput, writeAtomic, type Target, type TargetPoint } from './report.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -62,7 +62,7 @@ const TARGET_BATCHED_K16 = 8;
 
 const CONFIGS = {
   shipped: null, // models/base.tnm as shipped
-  '107m': { ...defaultModelConfig(), dModel: 1024, nLayers: 8, nHeads: 16, nKvHeads: 16, dFf: 2816 },
+  '107m': config107m(),
 } satisfies Record<string, ModelConfig | null>;
 type ConfigName = keyof typeof CONFIGS;
 const CONFIG_NAMES = Object.keys(CONFIGS) as ConfigName[];

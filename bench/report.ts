@@ -1,9 +1,11 @@
 // What the benchmarks share for their reports: number formats, the aligned
-// text table, git state, the atomic write of the results JSON, and the
-// multiply-accumulates of a model config's block linears.
+// text table, git state, the atomic write of the results JSON, the 107 M
+// config and the multiply-accumulates of a model config's block linears.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+
+import { defaultModelConfig, type ModelConfig } from '../lib/model/model.js';
 
 export function fmtTime(s: number | undefined): string {
   if (s === undefined) return '-';
@@ -113,4 +115,9 @@ export function blockLinearMacs(c: LinearShape): {
   const m = { qkv: c.dModel * (c.dModel + 2 * kvd), o: c.dModel * c.dModel, gateUp: c.dModel * 2 * c.dFf, down: c.dFf * c.dModel };
   const perLayer = m.qkv + m.o + m.gateUp + m.down;
   return { ...m, perLayer, perToken: perLayer * c.nLayers };
+}
+
+/** The 107 M-parameter config the speed benchmarks run besides the shipped model (random weights from Model.create). */
+export function config107m(): ModelConfig {
+  return { ...defaultModelConfig(), dModel: 1024, nLayers: 8, nHeads: 16, nKvHeads: 16, dFf: 2816 };
 }

@@ -29,8 +29,9 @@
 // bit; ISA paths differ in the fp32 products' rounding, as transformer_forward does.
 //
 // A call allocates nothing once the state has seen its thread count (the
-// attention scratch grows to the largest thread count used) and its slots'
-// adapters (see checked_).
+// attention scratch grows to the largest thread count used), its slots'
+// adapters (see checked_) and its longest sequence (the cache grows to hold
+// it, doubling: reserve_cache).
 //
 // Context limit policy: refuse. A call that would take a slot past the
 // model's context throws std::invalid_argument (nothing is changed); the
@@ -59,8 +60,11 @@ struct DecodeEntry {
 
 // The cache of `slots` sequences of up to context tokens each (per layer and
 // position: kv_dim keys and kv_dim values, fp32) and the activations of one
-// call of up to max_rows new tokens in all. Memory:
-// cache_bytes_per_token() * context * slots plus the activations.
+// call of up to max_rows new tokens in all. Memory: cache_bytes_per_token() *
+// slots * the cache's rows (from 32, doubled as the longest sequence passes
+// them, up to the context) plus the activations. So a new state costs little
+// until its sequences grow; a growth holds the old and the new cache at once
+// (at the last one, 1.5x the whole context's).
 class DecodeState {
  public:
   // Throws std::invalid_argument on a bad config, or slots / max_rows outside
@@ -82,20 +86,24 @@ class DecodeState {
   friend void decode_forward(const Model&, Precision, DecodeState&, const DecodeEntry*, int64_t,
                              float*, const Exec&);
   void check_slot(int64_t slot) const;
-  // Key/value head g's keys: rows_ positions in key panels (decode_kernels.h).
+  // Key/value head g's keys: cap_ positions in key panels (decode_kernels.h).
   float* keys(int64_t layer, int64_t slot, int64_t g);
-  // Its values: rows_ x head_dim (one head's rows contiguous: a query streams them).
+  // Its values: cap_ x head_dim (one head's rows contiguous: a query streams them).
   float* values(int64_t layer, int64_t slot, int64_t g);
+  // Grows the cache to hold `rows` positions per slot (the contents kept).
+  void reserve_cache(int64_t rows);
   // Starts fetching (towards L2) the keys and values entry en's query heads
   // of key/value head g read in this call.
   void prefetch_cache(int64_t layer, const DecodeEntry& en, int64_t g);
 
   ModelConfig cfg_;
   int64_t slots_, max_rows_;
-  // Cache rows per slot: the context rounded up to whole key panels.
+  // The context rounded up to whole key panels: the most cache rows per slot.
   int64_t rows_;
+  // Cache rows per slot now (whole key panels, <= rows_; 0 before the first call).
+  int64_t cap_ = 0;
   std::vector<int64_t> pos_;
-  // [layer][slot][keys: kv head, rows_ / kKeyPanel panels | values: kv head, rows_ x head_dim]
+  // [layer][slot][keys: kv head, cap_ / kKeyPanel panels | values: kv head, cap_ x head_dim]
   AlignedBuffer<float> cache_;
   // One call's activations (max_rows rows each), as in transformer_forward.
   AlignedBuffer<float> x_, h1_, qkv_, att_, h2_, gu_, s_, tmp_, xf_, q8s_;

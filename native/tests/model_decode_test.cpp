@@ -300,6 +300,41 @@ TEST(model_decode_context_limit_and_reset) {
   CHECK(st.cache_bytes_per_token() == c.n_layers * 2 * c.kv_dim() * 4);
 }
 
+// The cache grows with the longest sequence (32 rows, then doubled up to the
+// context): a slot decoded token by token, with a second slot at other
+// positions, gives the same bits in a state whose cache grows through every
+// size (32, 64, 128, 160) as in one that held the whole context from its
+// first call (the second slot filled at once), on every ISA path.
+TEST(model_decode_cache_growth_keeps_bits) {
+  ModelConfig c = decode_config(true);
+  c.context = 160;
+  const Model m = rough_model(c, 13);
+  Rng rng(21);
+  std::vector<int32_t> toks(size_t(c.context));
+  for (int32_t& t : toks) t = int32_t(rng.below(c.vocab));
+  for (Isa isa : test::every_isa()) {
+    const Exec ex{isa, nullptr, 1};
+    std::vector<std::vector<float>> logits[2];
+    for (int whole = 0; whole < 2; ++whole) {
+      DecodeState st(c, 2, c.context);
+      std::vector<float> out(size_t(2 * c.vocab));
+      DecodeEntry es[2];
+      es[1].slot = 1, es[1].tokens = toks.data() + 3, es[1].n = whole ? c.context - 3 : 5;
+      es[0].slot = 0, es[0].tokens = toks.data(), es[0].n = 1;
+      decode_forward(m, Precision::Ternary, st, es, 2, out.data(), ex);
+      logits[whole].emplace_back(out.begin(), out.begin() + c.vocab);
+      for (int64_t t = 1; t < c.context; ++t) {
+        es[0].tokens = toks.data() + t;
+        const bool both = !whole && t % 3 == 0 && st.position(1) < c.context - 3;
+        es[1].tokens = toks.data() + 3 + st.position(1), es[1].n = 1;
+        decode_forward(m, Precision::Ternary, st, es, both ? 2 : 1, out.data(), ex);
+        logits[whole].emplace_back(out.begin(), out.begin() + c.vocab);
+      }
+    }
+    CHECK_MSG(logits[0] == logits[1], "cache growth changed the logits (" << isa_name(isa) << ")");
+  }
+}
+
 TEST(model_decode_bad_input) {
   const ModelConfig c = decode_config(true);
   const Model m = rough_model(c, 5);
