@@ -26,7 +26,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { getFixtures } from '../lib/data/fixtures.js';
 import { Model } from '../lib/model/model.js';
 import type { BpeTokenizer } from '../lib/tokenizer/bpe.js';
-import { config107m, fmtNum, fmtRatio, gitOutput, writeAtomic } from './report.js';
+import { config107m, fmtNum, fmtRatio, gitOutput, writeAtomic, writeReadmeSection } from './report.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -356,14 +356,6 @@ function markdown(r: Results): string {
   return lines.join('\n');
 }
 
-function writeReadme(md: string): void {
-  const text = readFileSync(README, 'utf8');
-  const a = text.indexOf(MARK_BEGIN),
-    b = text.indexOf(MARK_END);
-  if (a < 0 || b < a) throw new Error(`README.md lacks the bench:decode-start markers (${MARK_BEGIN} ... ${MARK_END})`);
-  writeAtomic(README, text.slice(0, a + MARK_BEGIN.length) + '\n' + md + '\n' + text.slice(b));
-}
-
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv[0] === '--part') {
@@ -374,7 +366,7 @@ async function main(): Promise<void> {
   }
   if (argv[0] === '--readme-from') {
     const file = resolve(argv[1] ?? join(REPO, 'bench', 'results', 'decode-start.json'));
-    writeReadme(markdown(JSON.parse(readFileSync(file, 'utf8')) as Results));
+    writeReadmeSection(README, MARK_BEGIN, MARK_END, markdown(JSON.parse(readFileSync(file, 'utf8')) as Results));
     return;
   }
   const o = parseArgs(argv);
@@ -443,7 +435,7 @@ async function main(): Promise<void> {
   writeAtomic(o.out, JSON.stringify(results, null, 2) + '\n');
   const md = markdown(results);
   console.log('\n' + md);
-  if (o.readme) writeReadme(md);
+  if (o.readme) writeReadmeSection(README, MARK_BEGIN, MARK_END, md);
   console.log(`\nwrote ${relative(REPO, o.out)}${o.readme ? ' and the README paragraph' : ''} in ${results.total_s.toFixed(0)} s`);
 }
 

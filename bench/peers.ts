@@ -41,7 +41,17 @@ import {
   type MulMatDoc,
   type TokenizeBench,
 } from './peers/llama-peer.js';
-import { blockLinearMacs, config107m, fmtNum, fmtRatio, gitOutput, writeAtomic, type Target, type TargetPoint } from './report.js';
+import {
+  blockLinearMacs,
+  config107m,
+  fmtNum,
+  fmtRatio,
+  gitOutput,
+  writeAtomic,
+  writeReadmeSection,
+  type Target,
+  type TargetPoint,
+} from './report.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -837,14 +847,6 @@ function withCeilings(batched: BatchedRow[], peak: Int8Peak[], p: Pick<Prepared,
   });
 }
 
-function writeReadme(md: string): void {
-  const text = readFileSync(README, 'utf8');
-  const a = text.indexOf(MARK_BEGIN),
-    b = text.indexOf(MARK_END);
-  if (a < 0 || b < a) throw new Error(`README.md lacks the bench:peers markers (${MARK_BEGIN} ... ${MARK_END})`);
-  writeAtomic(README, text.slice(0, a + MARK_BEGIN.length) + '\n' + md + '\n' + text.slice(b));
-}
-
 // ---- main -------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -859,7 +861,7 @@ async function main(): Promise<void> {
     const file = resolve(argv[1] ?? join(REPO, 'bench', 'results', 'peers.json'));
     const r = JSON.parse(readFileSync(file, 'utf8')) as Results;
     if (r.schema !== SCHEMA) throw new Error(`${file} is not a ${SCHEMA} document`);
-    writeReadme(markdown(r));
+    writeReadmeSection(README, MARK_BEGIN, MARK_END, markdown(r));
     console.log(`README table rewritten from ${relative(REPO, file)}`);
     return;
   }
@@ -930,7 +932,7 @@ async function main(): Promise<void> {
   writeAtomic(o.out, JSON.stringify(results, null, 2) + '\n');
   const md = markdown(results);
   console.log('\n' + md);
-  if (o.readme) writeReadme(md);
+  if (o.readme) writeReadmeSection(README, MARK_BEGIN, MARK_END, md);
   console.log(`\nwrote ${relative(REPO, o.out)}${o.readme ? ' and the README table' : ''} in ${results.total_s.toFixed(0)} s`);
 }
 

@@ -2,7 +2,7 @@
 // text table, git state, the atomic write of the results JSON, the 107 M
 // config and the multiply-accumulates of a model config's block linears.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 import { defaultModelConfig, type ModelConfig } from '../lib/model/model.js';
@@ -69,6 +69,15 @@ export function writeAtomic(path: string, text: string): void {
     if (existsSync(tmp)) unlinkSync(tmp);
     throw e;
   }
+}
+
+/** Replaces what stands between a benchmark's two marker lines in a README (atomically). */
+export function writeReadmeSection(readme: string, begin: string, end: string, md: string): void {
+  const text = readFileSync(readme, 'utf8');
+  const a = text.indexOf(begin),
+    b = text.indexOf(end);
+  if (a < 0 || b < a) throw new Error(`${readme} lacks the markers ${begin} ... ${end}`);
+  writeAtomic(readme, text.slice(0, a + begin.length) + '\n' + md + '\n' + text.slice(b));
 }
 
 /** One measured point of a benchmark target: its value and whether it meets the threshold. */
