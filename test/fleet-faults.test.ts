@@ -99,29 +99,17 @@ async function rows(run: string): Promise<{ user: string; worker: string }[]> {
   });
 }
 
+/** `ternorm fleet run` of `run` over `users` on this suite's servers and model, then `extra`. */
+function fleetRun(run: string, users: string, ...extra: string[]): ReturnType<typeof cli> {
+  return cli('fleet', 'run', '--redis', redis.url, '--pg', pg.url, '--users', users, '--run', run, '--model', modelPath, ...extra);
+}
+
 function enqueue(
   run: string,
   users: string,
   ...extra: string[]
 ): { run: string; users: number; enqueued: number; skippedDone: number; registered: boolean } {
-  const r = cli(
-    'fleet',
-    'run',
-    '--redis',
-    redis.url,
-    '--pg',
-    pg.url,
-    '--users',
-    users,
-    '--run',
-    run,
-    '--model',
-    modelPath,
-    '--json',
-    ...SETTINGS,
-    ...STEPS,
-    ...extra,
-  );
+  const r = fleetRun(run, users, '--json', ...SETTINGS, ...STEPS, ...extra);
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout);
 }
@@ -275,22 +263,7 @@ describe.skipIf(missing !== null)(`ternorm fleet on real Redis and PostgreSQL${m
 
   it('a rerun queues only the users not done; rerunning with other options is refused', async () => {
     expect(enqueue('pg-down', goodUsers)).toEqual({ run: 'pg-down', users: 5, enqueued: 0, skippedDone: 5, registered: false });
-    const other = cli(
-      'fleet',
-      'run',
-      '--redis',
-      redis.url,
-      '--pg',
-      pg.url,
-      '--users',
-      goodUsers,
-      '--run',
-      'pg-down',
-      '--model',
-      modelPath,
-      '--max-steps',
-      '5',
-    );
+    const other = fleetRun('pg-down', goodUsers, '--max-steps', '5');
     expect(other.code).toBe(1);
     expect(other.stderr).toMatch(/run "pg-down" exists with other options/);
   });
@@ -406,22 +379,7 @@ describe.skipIf(missing !== null)(`ternorm fleet on real Redis and PostgreSQL${m
       skippedDone: 5,
       registered: false,
     });
-    const now = cli(
-      'fleet',
-      'run',
-      '--redis',
-      redis.url,
-      '--pg',
-      pg.url,
-      '--users',
-      goodUsers,
-      '--run',
-      'pg-down',
-      '--model',
-      modelPath,
-      ...SETTINGS,
-      ...STEPS,
-    );
+    const now = fleetRun('pg-down', goodUsers, ...SETTINGS, ...STEPS);
     expect(now.code).toBe(1);
     expect(now.stderr).toMatch(/run "pg-down" exists with other options/);
   });
