@@ -274,9 +274,8 @@ function prepare(o: Options): Prepared {
 
 /** Parameters of a llama-arch config (embedding tied, norms included). */
 function nParamsOf(c: ModelConfig): number {
-  const kv = (c.dModel / c.nHeads) * c.nKvHeads;
-  const perLayer = c.dModel * (c.dModel + 2 * kv) + c.dModel * c.dModel + 3 * c.dModel * c.dFf + 2 * c.dModel;
-  return c.vocab * c.dModel + c.nLayers * perLayer + c.dModel;
+  // the block linears, two norms a layer, the token table and the final norm
+  return c.vocab * c.dModel + c.nLayers * (blockLinearMacs(c).perLayer + 2 * c.dModel) + c.dModel;
 }
 
 // ---- the measurements ------------------------------------------------------------------------
@@ -512,7 +511,7 @@ interface RawKernelPoint {
  * The rates of this run that bound batched decoding: the int8 dot-product instruction's
  * (ternorm_bench_kernels' probe, at its start and end) and the best fp32 GEMM point with n >= 128.
  */
-interface Int8Peak {
+interface BoundingRates {
   isa: string;
   threads: number;
   instruction: string;
@@ -522,6 +521,9 @@ interface Int8Peak {
   f32_gemm_gmacs?: number;
 }
 
+/** The int8 peak a ceiling assumes: the higher of the probe's start and end (an upper bound). */
+const int8PeakOf = (q: BoundingRates): number => Math.max(q.gmacs_start, q.gmacs_end);
+
 interface RawPeak {
   isa: string;
   threads: number;
@@ -530,7 +532,7 @@ interface RawPeak {
   median_s: number;
 }
 
-function measureKernels(o: Options, isa: string): { rows: KernelRow[]; ggml_backend: MulMatDoc['backend']; int8_peak: Int8Peak[] } {
+function measureKernels(o: Options, isa: string): { rows: KernelRow[]; ggml_backend: MulMatDoc['backend']; int8_peak: BoundingRates[] } {
   const threads = o.threads.join(',');
   const timing = o.quick ? ['--quick'] : ['--min-time', '0.1', '--min-samples', '5', '--max-time', '1'];
   const out = join(WORK, 'kernels.json');
@@ -687,7 +689,7 @@ interface Results {
   batched: BatchedRow[];
   kernels: KernelRow[];
   /** absent in files written before it was recorded */
-  int8_peak?: Int8Peak[];
+  int8_peak?: BoundingRates[];
   /** null when the tokenizer part failed (errors says why) */
   tokenize: TokenizeRow | null;
   errors: string[];
@@ -824,7 +826,7 @@ function markdown(r: Results): string {
 /** The header's note of the int8 peak this run measured (per thread count), if recorded. */
 function peakText(r: Results): string {
   if (r.int8_peak === undefined || r.int8_peak.length === 0) return '';
-  const at = (q: Int8Peak) => `${fmtNum(Math.max(q.gmacs_start, q.gmacs_end), 4)} at ${q.threads}t`;
+  const at = (q: BoundingRates) => `${fmtNum(int8PeakOf(q), 4)} at ${q.threads}t`;
   const f32 = r.int8_peak.filter((q) => q.f32_gemm_gmacs !== undefined);
   return (
     `; this run's int8 peak (${r.int8_peak[0]!.instruction}) ${r.int8_peak.map(at).join(', ')} G MAC/s` +
@@ -837,12 +839,11 @@ function peakText(r: Results): string {
  * end probes, for the row's thread count), the head at the best fp32 GEMM rate, nothing else; against
  * the one stream beside the row.
  */
-function withCeilings(batched: BatchedRow[], peak: Int8Peak[], p: Pick<Prepared, 'linearMacs' | 'headMacs'>): BatchedRow[] {
+function withCeilings(batched: BatchedRow[], peak: BoundingRates[], p: Pick<Prepared, 'linearMacs' | 'headMacs'>): BatchedRow[] {
   return batched.map((b) => {
     const q = peak.find((x) => x.threads === b.threads);
     if (q === undefined || q.f32_gemm_gmacs === undefined || !Number.isFinite(q.f32_gemm_gmacs)) return b;
-    const secondsPerToken =
-      p.linearMacs[b.config] / (Math.max(q.gmacs_start, q.gmacs_end) * 1e9) + p.headMacs[b.config] / (q.f32_gemm_gmacs * 1e9);
+    const secondsPerToken = p.linearMacs[b.config] / (int8PeakOf(q) * 1e9) + p.headMacs[b.config] / (q.f32_gemm_gmacs * 1e9);
     return { ...b, ceiling_vs_one_stream: 1 / secondsPerToken / b.one_stream_tokens_per_s };
   });
 }
