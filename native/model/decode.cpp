@@ -21,7 +21,7 @@ DecodeState::DecodeState(const ModelConfig& cfg, int64_t slots, int64_t max_rows
   validate(cfg_);
   limits::check(limits::generate::sequences, double(slots), "decode state");
   limits::check(limits::generate::rows, double(max_rows), "decode state");
-  rows_ = (cfg.context + detail::kKeyPanel - 1) / detail::kKeyPanel * detail::kKeyPanel;
+  rows_ = ternary::round_up(cfg.context, detail::kKeyPanel);
   const int64_t d = cfg.d_model, f = cfg.d_ff, kvd = cfg.kv_dim(), N = max_rows;
   const int64_t pd = ternary::padded_cols(d), pf = ternary::padded_cols(f);
   pos_.assign(size_t(slots), 0);
@@ -93,7 +93,7 @@ void DecodeState::reserve_cache(int64_t rows) {
   if (rows <= cap_) return;
   constexpr int64_t kMinRows = 32;
   int64_t cap = std::max({rows, 2 * cap_, kMinRows});
-  cap = std::min(rows_, (cap + detail::kKeyPanel - 1) / detail::kKeyPanel * detail::kKeyPanel);
+  cap = std::min(rows_, ternary::round_up(cap, detail::kKeyPanel));
   const int64_t kvd = cfg_.kv_dim(), hd = cfg_.head_dim(), heads = cfg_.kv_heads();
   AlignedBuffer<float> grown(size_t(cfg_.n_layers * slots_ * 2 * cap * kvd), Mapping::Huge);
   // Each head's keys (whole panels) and values keep their offsets within the head's area.
@@ -254,8 +254,7 @@ void norm_rows(const Model& m, Precision p, const DecodeEntry* entries, const in
 void DecodeState::prefetch_cache(int64_t layer, const DecodeEntry& en, int64_t g) {
   constexpr int64_t kLine = 64 / int64_t(sizeof(float)), kStart = 16 * kLine;
   const int64_t hd = cfg_.head_dim(), n_keys = pos_[size_t(en.slot)] + en.n;
-  const int64_t key_floats =
-      (n_keys + detail::kKeyPanel - 1) / detail::kKeyPanel * detail::kKeyPanel * hd;
+  const int64_t key_floats = ternary::round_up(n_keys, detail::kKeyPanel) * hd;
   const float* kp = keys(layer, en.slot, g);
   const float* vp = values(layer, en.slot, g);
   for (int64_t i = 0; i < std::min(key_floats, kStart); i += kLine)
