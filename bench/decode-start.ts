@@ -26,7 +26,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { getFixtures } from '../lib/data/fixtures.js';
 import { Model } from '../lib/model/model.js';
 import type { BpeTokenizer } from '../lib/tokenizer/bpe.js';
-import { config107m, fmtNum, fmtRatio, gitOutput, writeAtomic, writeReadmeSection } from './report.js';
+import { config107m, fmtNum, fmtRatio, gitOutput, median, writeAtomic, writeReadmeSection } from './report.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -193,12 +193,6 @@ async function childPart(args: string[]): Promise<void> {
 }
 
 // ---- parent ---------------------------------------------------------------------------------------
-
-function median(v: number[]): number {
-  const s = [...v].sort((a, b) => a - b);
-  const n = s.length;
-  return n === 0 ? NaN : n % 2 ? s[n >> 1]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
-}
 
 interface Options {
   rounds: number;

@@ -25,7 +25,7 @@ import { cpuInfo } from '../lib/kernels.js';
 import { SplitMix64 } from '../lib/model/data.js';
 import { defaultModelConfig, evaluate, Model, Trainer, type ModelConfig } from '../lib/model/model.js';
 import { defaultAdapterRun, trainAdapter } from '../lib/model/train-adapter.js';
-import { fmtBytes, fmtNum, fmtRatio, gitOutput, table, writeAtomic, type Target, type TargetPoint } from './report.js';
+import { fmtBytes, fmtNum, fmtRatio, gitOutput, median, table, writeAtomic, type Target, type TargetPoint } from './report.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -206,12 +206,6 @@ function parseArgs(argv: string[]): Args {
 }
 
 // ---- measuring (child processes) -------------------------------------------------------------
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 function progress(msg: string): void {
   process.stderr.write(`  ${msg}\n`);

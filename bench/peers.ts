@@ -47,6 +47,7 @@ import {
   fmtNum,
   fmtRatio,
   gitOutput,
+  median,
   writeAtomic,
   writeReadmeSection,
   type Target,
@@ -198,13 +199,6 @@ interface TokenizePart {
 }
 
 // ---- statistics --------------------------------------------------------------------------
-
-function median(v: number[]): number {
-  if (v.length === 0) return NaN;
-  const s = [...v].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : 0.5 * (s[m - 1]! + s[m]!);
-}
 
 /** Paired comparison of ternorm and llama.cpp over rounds: medians of each side and of the per-round ratios. */
 interface Paired {

@@ -1,11 +1,18 @@
 // What the benchmarks share for their reports: number formats, the aligned
-// text table, git state, the atomic write of the results JSON, the 107 M
+// text table, medians, git state, the atomic write of the results JSON, the 107 M
 // config and the multiply-accumulates of a model config's block linears.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 import { defaultModelConfig, type ModelConfig } from '../lib/model/model.js';
+
+/** The median of samples (NaN for none). */
+export function median(v: readonly number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length === 0 ? NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
 
 export function fmtTime(s: number | undefined): string {
   if (s === undefined) return '-';

@@ -14,7 +14,7 @@ import { packageRoot } from '../lib/util/package-root.js';
 import { Model } from '../lib/model/model.js';
 import { VocabTokenizer } from '../lib/tokenizer/vocab.js';
 import { llama2Vocab, llama3Vocab } from '../lib/tokenizer/vocab-packages.js';
-import { fmtNum, fmtRatio, gitOutput, table, writeAtomic } from './report.js';
+import { fmtNum, fmtRatio, gitOutput, median, table, writeAtomic } from './report.js';
 
 const SCHEMA = 'ternorm-bench-tokenizer/1';
 const REFERENCE_SAMPLE = 128 * 1024;
@@ -39,12 +39,6 @@ function parse(argv: string[]): { rounds: number; out: string } {
   if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`bench:tokenizer: --rounds must be an integer >= 1, got ${rounds}`);
   return { rounds, out };
 }
-
-const median = (xs: number[]): number => {
-  const s = xs.slice().sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 function sameIds(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
   if (a.length !== b.length) return false;

@@ -20,16 +20,10 @@ import { dataSeed, SplitMix64, WindowSampler } from '../lib/model/data.js';
 import { checkGradQuant, coreLimits, type GradQuant } from '../lib/model/limits.js';
 import { Model, Trainer } from '../lib/model/model.js';
 import { defaultAdapterRun } from '../lib/model/train-adapter.js';
-import { gitOutput, writeAtomic } from './report.js';
+import { gitOutput, median, writeAtomic } from './report.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SCHEMA = 'ternorm.bench.train-step/1';
-
-function median(v: number[]): number {
-  const s = [...v].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 function positive(raw: string | undefined, def: number, flag: string): number {
   if (raw === undefined) return def;
